@@ -1,0 +1,129 @@
+"""``load_model``: from an in-memory module, a local Hugging Face directory or a GGUF file to a wrapper.
+
+Nothing is ever fetched from a hub: directories are opened with ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models.base import ModelKind, SequenceModel
+from seqexplain.models.hf import HFModel, detect_kind
+
+_KINDS = ("causal", "seq2seq", "classifier")
+
+
+def _kind_from_config(config: Any) -> ModelKind:
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    archs = getattr(config, "architectures", None) or []
+    for arch in archs:
+        if arch.endswith("ForSequenceClassification"):
+            return "classifier"
+        if arch.endswith(("ForConditionalGeneration", "ForSeq2SeqLM", "MTModel")):
+            return "seq2seq"
+    return "causal"
+
+
+def _auto_class(kind: ModelKind) -> Any:
+    import transformers
+
+    return {
+        "causal": transformers.AutoModelForCausalLM,
+        "seq2seq": transformers.AutoModelForSeq2SeqLM,
+        "classifier": transformers.AutoModelForSequenceClassification,
+    }[kind]
+
+
+def load_model(
+    model_or_path: Any,
+    tokenizer: Any = None,
+    kind: ModelKind | None = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    model_id: str | None = None,
+) -> SequenceModel:
+    """Wrap a model for explanation.
+
+    ``model_or_path`` is a wrapper (returned as is), an ``nn.Module`` with the Hugging Face calling convention
+    (then ``tokenizer`` is required), a local model directory, or a ``.gguf`` file. ``kind`` is "causal",
+    "seq2seq" or "classifier"; by default it is detected from the Auto-class mappings or the config.
+    """
+    if kind is not None and kind not in _KINDS:
+        raise InputError(f"unknown model kind {kind!r}; use one of {', '.join(_KINDS)}")
+    if isinstance(model_or_path, SequenceModel):
+        return model_or_path
+    if isinstance(model_or_path, torch.nn.Module):
+        model = model_or_path
+        found = kind or detect_kind(model)
+        if found is None:
+            raise InputError(
+                f"cannot tell whether {type(model).__name__} is a causal LM, an encoder-decoder or a classifier; "
+                "pass kind='causal' | 'seq2seq' | 'classifier' (or set a seqexplain_kind attribute)"
+            )
+        if tokenizer is None:
+            raise InputError(f"pass the tokenizer of {type(model).__name__}: load_model(model, tokenizer)")
+    elif isinstance(model_or_path, (str, os.PathLike)):
+        model, tokenizer, found = _load_from_path(Path(model_or_path), tokenizer, kind, dtype)
+        model_id = model_id or str(model_or_path)
+    else:
+        raise InputError(f"load_model takes a module, a wrapper or a path, not {type(model_or_path).__name__}")
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    return HFModel(model, tokenizer, found, model_id=model_id)
+
+
+def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None,
+                    dtype: torch.dtype | None) -> tuple[torch.nn.Module, Any, ModelKind]:
+    import transformers
+
+    if not path.exists():
+        raise ModelLoadError(f"model path {path} does not exist; give a local model directory or a .gguf file")
+    common: dict[str, Any] = {"local_files_only": True}
+    if dtype is not None:
+        common["dtype"] = dtype
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ModelLoadError(f"{path} is a file; give a model directory (config.json + weights) or a .gguf file")
+        return _load_gguf(path, tokenizer, kind, common)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model directory")
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+    except Exception as exc:  # corrupt JSON, unknown model_type, ...
+        raise ModelLoadError(f"cannot read the config in {path}: {exc}") from exc
+    found = kind or _kind_from_config(config)
+    try:
+        model = _auto_class(found).from_pretrained(str(path), **common)
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the {found} model weights in {path} (missing or corrupt?): {exc}") from exc
+    if tokenizer is None:
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:
+            raise ModelLoadError(f"{path} has no usable tokenizer ({exc}); pass tokenizer=... explicitly") from exc
+    return model, tokenizer, found
+
+
+def _load_gguf(path: Path, tokenizer: Any, kind: ModelKind | None,
+               common: dict[str, Any]) -> tuple[torch.nn.Module, Any, ModelKind]:
+    import transformers
+
+    found: ModelKind = kind or "causal"
+    try:
+        model = _auto_class(found).from_pretrained(str(path.parent), gguf_file=path.name, **common)
+        if tokenizer is None:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                                   local_files_only=True)
+    except ImportError as exc:
+        raise ModelLoadError(f"loading {path} needs the gguf package: pip install gguf ({exc})") from exc
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the GGUF file {path} (corrupt or unsupported?): {exc}") from exc
+    return model, tokenizer, found

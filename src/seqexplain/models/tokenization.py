@@ -1,0 +1,95 @@
+"""Tokenisation with character offsets, for any tokenizer.
+
+Hugging Face fast tokenizers give offsets directly. Anything else must offer
+``tokenize_with_offsets(text, add_special_tokens) -> (ids, tokens, offsets)`` (offsets ``None`` for special
+tokens), which seqexplain's own word-level vocabularies do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from seqexplain.errors import InputError
+
+
+@dataclass
+class Tokenized:
+    ids: list[int]
+    tokens: list[str]
+    offsets: list[tuple[int, int] | None]
+
+
+def tokenize(tokenizer: Any, text: str, add_special_tokens: bool, max_length: int | None = None,
+             truncation_side: str = "right") -> Tokenized:
+    """Token ids, token strings and character offsets of ``text`` (``None`` for special tokens).
+
+    With ``max_length`` the tokenizer's own truncation is used on ``truncation_side``."""
+    if hasattr(tokenizer, "tokenize_with_offsets"):
+        ids, toks, offs = tokenizer.tokenize_with_offsets(text, add_special_tokens=add_special_tokens)
+        if max_length is not None and len(ids) > max_length:
+            cut = slice(len(ids) - max_length, None) if truncation_side == "left" else slice(0, max_length)
+            ids, toks, offs = ids[cut], toks[cut], offs[cut]
+        return Tokenized(list(ids), list(toks), list(offs))
+    if not getattr(tokenizer, "is_fast", False):
+        raise InputError(
+            f"{type(tokenizer).__name__} gives no character offsets; load the model's fast tokenizer "
+            "(AutoTokenizer.from_pretrained(..., use_fast=True)) or pass one that defines tokenize_with_offsets"
+        )
+    kwargs: dict[str, Any] = {}
+    if max_length is not None:
+        kwargs = {"truncation": True, "max_length": max_length}
+    old_side = tokenizer.truncation_side
+    tokenizer.truncation_side = truncation_side
+    try:
+        enc = tokenizer(
+            text,
+            add_special_tokens=add_special_tokens,
+            return_offsets_mapping=True,
+            return_special_tokens_mask=True,
+            **kwargs,
+        )
+    finally:
+        tokenizer.truncation_side = old_side
+    ids = list(enc["input_ids"])
+    special = enc.get("special_tokens_mask") or [0] * len(ids)
+    offsets: list[tuple[int, int] | None] = []
+    for (start, end), sp in zip(enc["offset_mapping"], special, strict=True):
+        offsets.append(None if sp else (int(start), int(end)))
+    return Tokenized(ids, tokenizer.convert_ids_to_tokens(ids), offsets)
+
+
+def offsets_by_decoding(tokenizer: Any, ids: list[int]) -> tuple[str, list[tuple[int, int] | None]]:
+    """The decoded text of ``ids`` and each token's span in it, from decoding growing prefixes.
+
+    Used for generated targets, whose ids need not be what re-tokenising the text would give. Special tokens
+    get ``None``."""
+    special_ids = set(getattr(tokenizer, "all_special_ids", []) or [])
+    text = ""
+    offsets: list[tuple[int, int] | None] = []
+    for k in range(len(ids)):
+        if ids[k] in special_ids:
+            offsets.append(None)
+            continue
+        kept = [i for i in ids[: k + 1] if i not in special_ids]
+        new = _decode(tokenizer, kept)
+        common = len(text) if new.startswith(text) else _common_prefix(text, new)
+        offsets.append((common, len(new)))
+        text = new
+    return text, offsets
+
+
+def _decode(tokenizer: Any, ids: list[int]) -> str:
+    try:
+        return str(tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False))
+    except TypeError:
+        return str(tokenizer.decode(ids))
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

