@@ -125,16 +125,12 @@ class Attribution:
         return ~np.isnan(self.scores)
 
     def nonfinite_cells(self) -> list[tuple[int, int]]:
-        """Cells that should be finite but are not: ``±inf`` anywhere, or NaN at a visible position.
-
-        Visibility is taken from ``meta["visible"]`` when a method recorded it, else every infinite cell is
-        reported (NaN then means "not visible").
-        """
-        vis = self.meta.get("visible")
-        bad = np.isinf(self.scores)
-        if vis is not None:
-            bad |= np.isnan(self.scores) & np.asarray(vis, dtype=bool)
-        return [(int(i), int(j)) for i, j in zip(*np.nonzero(bad), strict=True)]
+        """Cells that should be finite but are not: ``±inf`` anywhere, plus the visible cells a method left
+        NaN (recorded by :func:`seqexplain.explain` in ``meta["nonfinite_cells"]``; elsewhere NaN means "not
+        visible")."""
+        cells = {(int(i), int(j)) for i, j in zip(*np.nonzero(np.isinf(self.scores)), strict=True)}
+        cells |= {(int(i), int(j)) for i, j in self.meta.get("nonfinite_cells", [])}
+        return sorted(cells)
 
     def check_finite(self) -> None:
         """Raise :class:`NonFiniteScoresError` if any visible cell is NaN or infinite."""
@@ -266,7 +262,7 @@ class Attribution:
             target_logprobs=self.target_logprobs,
             rationales=rationales,
             rationale_log=self.rationale_log,
-            meta={k: v for k, v in self.meta.items() if k != "visible"},
+            meta={k: v for k, v in self.meta.items() if k != "nonfinite_cells"},
         )
 
     # ------------------------------------------------------------ persistence

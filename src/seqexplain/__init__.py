@@ -1,0 +1,28 @@
+"""seqexplain: explain the predictions of sequence models.
+
+One model interface (:func:`load_model`), one result type (:class:`Attribution`), many methods
+(:func:`available_methods`), and :func:`explain` to tie them together.
+"""
+
+from seqexplain.attribution import Attribution
+from seqexplain.errors import SeqExplainError
+from seqexplain.explain import explain, explain_example
+from seqexplain.methods.registry import MethodResult, available_methods, get_method, register
+from seqexplain.models import Example, SequenceModel, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attribution",
+    "Example",
+    "MethodResult",
+    "SeqExplainError",
+    "SequenceModel",
+    "__version__",
+    "available_methods",
+    "explain",
+    "explain_example",
+    "get_method",
+    "load_model",
+    "register",
+]

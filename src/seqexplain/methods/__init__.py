@@ -1,0 +1,1 @@
+"""Attribution methods, one module per family, registered by name (see ``registry.py``)."""

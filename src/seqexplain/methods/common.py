@@ -1,0 +1,50 @@
+"""Helpers shared by method families: batching under a token budget, baselines, context positions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from seqexplain.errors import InputError
+from seqexplain.models.base import Example, SequenceModel
+
+DEFAULT_TOKEN_BUDGET = 16384
+"""Tokens per forward pass (rows × sequence length) when a method batches perturbations or steps."""
+
+
+def chunks(n_rows: int, row_tokens: int, token_budget: int) -> Iterator[slice]:
+    """Slices of ``range(n_rows)`` holding at most ``token_budget`` tokens each (at least one row)."""
+    if token_budget < 1:
+        raise InputError("token_budget must be a positive number of tokens")
+    per = max(1, token_budget // max(1, row_tokens))
+    for start in range(0, n_rows, per):
+        yield slice(start, min(n_rows, start + per))
+
+
+def special_token_id(model: SequenceModel, which: str) -> int:
+    """Id of the tokenizer's ``pad`` / ``unk`` / ``mask`` token, or a clear error if it has none."""
+    attr = f"{which}_token_id"
+    value = getattr(model.tokenizer, attr, None)
+    if value is None:
+        raise InputError(f"the tokenizer has no {which} token; choose another baseline / replacement")
+    return int(value)
+
+
+def token_id_for(model: SequenceModel, spec: str | int) -> int:
+    """A token id from ``"pad"``/``"unk"``/``"mask"``, an integer id, or a string that is one token."""
+    if isinstance(spec, int):
+        return spec
+    if spec in ("pad", "unk", "mask"):
+        return special_token_id(model, spec)
+    ids = model.tokenizer.convert_tokens_to_ids([spec]) if hasattr(model.tokenizer, "convert_tokens_to_ids") else []
+    unk = getattr(model.tokenizer, "unk_token_id", None)
+    if ids and ids[0] is not None and (ids[0] != unk or spec == getattr(model.tokenizer, "unk_token", None)):
+        return int(ids[0])
+    raise InputError(f"{spec!r} is not a single token of this tokenizer; give pad, unk, mask, a token or an id")
+
+
+def embeddings_of_token(model: SequenceModel, example: Example, token: int) -> torch.Tensor:
+    """``[1, L, D]`` embeddings of an input axis made of ``token`` at every position."""
+    filled = Example(**{**example.__dict__, "input_ids": torch.full_like(example.input_ids, token)})
+    return model.embed(filled).detach()
