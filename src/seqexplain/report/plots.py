@@ -70,8 +70,7 @@ def plot_heatmap(
     cmap_name, vmin = ("RdBu", -1.0) if dm.signed else ("Blues", 0.0)
     from matplotlib import colormaps
 
-    cmap = colormaps[cmap_name].copy()
-    cmap.set_bad("#e6e6e6")
+    cmap = colormaps[cmap_name].with_extremes(bad="#e6e6e6")
     masked = np.ma.masked_invalid(dm.intensity)
     image = ax.imshow(masked, cmap=cmap, vmin=vmin, vmax=1.0, aspect="auto", interpolation="nearest")
     cbar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.01)
