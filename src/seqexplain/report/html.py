@@ -61,8 +61,8 @@ _CSS = """
 body { margin: 0; font: 14px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial,
   sans-serif; color: var(--fg); background: var(--bg); }
 main { max-width: 1200px; margin: 0 auto; padding: 24px 28px 64px; }
-h1 { font-size: 22px; margin: 0 0 4px; }
-h2 { font-size: 18px; margin: 0; }
+h1 { font-size: 22px; margin: 0 0 4px; overflow-wrap: anywhere; }
+h2 { font-size: 18px; margin: 0; overflow-wrap: anywhere; }
 .sub { color: var(--muted); font-size: 12px; margin-bottom: 16px; }
 nav.toc { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 8px 16px;
   margin-bottom: 20px; }
@@ -71,7 +71,8 @@ nav.toc a { color: var(--accent); text-decoration: none; }
 nav.toc a:hover { text-decoration: underline; }
 section.attr { border: 1px solid var(--line); border-radius: 8px; margin: 0 0 24px; overflow: hidden; }
 section.attr > header { background: var(--panel); border-bottom: 1px solid var(--line); padding: 12px 16px; }
-.meta { display: flex; flex-wrap: wrap; gap: 6px 18px; margin-top: 6px; color: var(--muted); font-size: 12px; }
+.meta { overflow-wrap: anywhere; display: flex; flex-wrap: wrap; gap: 6px 18px; margin-top: 6px;
+  color: var(--muted); font-size: 12px; }
 .meta b { color: var(--fg); font-weight: 600; }
 .chip { display: inline-block; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono",
   monospace; background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 0 7px;
@@ -86,17 +87,19 @@ section.attr > header { background: var(--panel); border-bottom: 1px solid var(-
 .warn { border: 1px solid var(--bad); background: #ffebe9; color: #82071e; border-radius: 6px;
   padding: 8px 12px; margin-bottom: 12px; }
 .warn ul { margin: 4px 0 0; padding-left: 20px; }
-.row { display: grid; grid-template-columns: 180px 1fr; gap: 12px; padding: 8px 0;
+.row { display: grid; grid-template-columns: 180px minmax(0, 1fr); gap: 12px; padding: 8px 0;
   border-top: 1px solid #eaeef2; }
 .row:first-of-type { border-top: 0; }
 .lab { font-size: 12px; color: var(--muted); overflow-wrap: anywhere; }
 .lab .tt { display: inline-block; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas,
   "DejaVu Sans Mono", monospace; font-size: 14px; font-weight: 600; color: var(--fg); background: #fff8c5;
-  border: 2px solid var(--tgt); border-radius: 4px; padding: 0 5px; white-space: pre; }
+  border: 2px solid var(--tgt); border-radius: 4px; padding: 0 5px; white-space: pre-wrap; max-width: 100%;
+  overflow-wrap: anywhere; }
 .lab .idx { margin-right: 4px; }
 .toks { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, "DejaVu Sans Mono", monospace;
-  font-size: 14px; line-height: 2.0; }
-.tok { white-space: pre; padding: 2px 1px; margin: 0 1px; border-radius: 3px; cursor: default; }
+  font-size: 14px; line-height: 1.5; }
+.tok { display: inline-block; max-width: 100%; white-space: pre-wrap; overflow-wrap: anywhere;
+  vertical-align: top; line-height: 1.5; padding: 1px 2px; margin: 2px 1px; border-radius: 3px; cursor: default; }
 .tok.nv { color: #8c959f; background: repeating-linear-gradient(135deg, #f6f8fa 0 4px, #eaeef2 4px 8px); }
 .tok.bad { color: var(--bad); font-weight: 700; background: #fff; outline: 2px dashed var(--bad); }
 .tok.tgt { outline: 2px solid var(--tgt); outline-offset: 1px; font-weight: 700; }
@@ -106,7 +109,8 @@ section.attr > header { background: var(--panel); border-bottom: 1px solid var(-
 .rationale ol { display: inline; margin: 0; padding: 0; list-style: none; }
 .rationale li { display: inline; }
 .rationale li + li::before { content: " \\2192 "; }
-.rationale code { background: var(--panel); border-radius: 3px; padding: 0 3px; white-space: pre; }
+.rationale code { background: var(--panel); border-radius: 3px; padding: 0 3px; white-space: pre-wrap;
+  overflow-wrap: anywhere; }
 .sw { display: inline-block; padding: 0 5px; border-radius: 3px; font-family: ui-monospace, monospace; }
 #status { position: fixed; left: 0; right: 0; bottom: 0; background: #24292f; color: #fff; font-size: 12px;
   padding: 4px 12px; font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
