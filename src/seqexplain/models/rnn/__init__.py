@@ -1,0 +1,24 @@
+"""Native word-level recurrent language models (LSTM / GRU / RNN), their vocabularies and embeddings I/O."""
+
+from seqexplain.models.rnn.lm import (
+    RNNLanguageModel,
+    RNNLMConfig,
+    RNNLMOutput,
+    dropout_from_keep_prob,
+    eval_mode,
+    load_rnn_lm,
+)
+from seqexplain.models.rnn.vocab import Vocab, embeddings_for_vocab, read_word2vec, write_word2vec
+
+__all__ = [
+    "RNNLMConfig",
+    "RNNLMOutput",
+    "RNNLanguageModel",
+    "Vocab",
+    "dropout_from_keep_prob",
+    "embeddings_for_vocab",
+    "eval_mode",
+    "load_rnn_lm",
+    "read_word2vec",
+    "write_word2vec",
+]
