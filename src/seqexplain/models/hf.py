@@ -214,8 +214,6 @@ class HFModel(SequenceModel):
         if tgt is None:
             n_new = max_new_tokens if limit is None else min(max_new_tokens, limit - 1)
             new_ids = self._generate_seq2seq(src.ids, start, n_new)
-            if not new_ids:
-                raise InputError("the model generated no target tokens before end-of-sequence; give a target")
             target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
             t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
         else:
@@ -310,9 +308,11 @@ class HFModel(SequenceModel):
                 d = torch.tensor([dec], device=self.device)
                 logits = self.model(input_ids=x, attention_mask=torch.ones_like(x), decoder_input_ids=d).logits
                 nxt = int(logits[0, -1].argmax())
+                if nxt == eos and len(dec) > 1:
+                    break
+                dec.append(nxt)  # an immediate end-of-sequence is itself the prediction to explain
                 if nxt == eos:
                     break
-                dec.append(nxt)
         return dec[1:]
 
     # ---------------------------------------------------------------- embed
