@@ -46,6 +46,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -183,6 +186,7 @@ class Attribution:
         texts = {"source": self.text, "target": self.target_text}
         word_of = {seg: _word_index(text) for seg, text in texts.items()}
         keys: list[tuple[str, int] | None] = []
+        blank: list[bool] = []  # tokens whose span holds only whitespace join the word that follows
         for off, seg in zip(self.offsets, self.segments, strict=True):
             key = None
             if off is not None and seg in texts:
@@ -190,6 +194,11 @@ class Attribution:
                 if words:
                     key = (seg, words[0])
             keys.append(key)
+            blank.append(off is not None and key is None and off[1] > off[0])
+        for j in range(len(keys) - 2, -1, -1):
+            nxt = keys[j + 1]
+            if blank[j] and nxt is not None and nxt[0] == self.segments[j]:
+                keys[j] = nxt
         groups: list[list[int]] = []
         for j, key in enumerate(keys):
             if groups and key is not None and keys[groups[-1][-1]] == key:
@@ -232,10 +241,14 @@ class Attribution:
                 tokens.append("".join(self.tokens[j] for j in members))
                 offsets.append(o_first)
             else:
-                span = (o_first[0], o_last[1])
                 text = self.text if seg == "source" else self.target_text
-                tokens.append(text[span[0] : span[1]])
-                offsets.append(span)
+                start, end = o_first[0], o_last[1]
+                while start < end and text[start].isspace():
+                    start += 1
+                while end > start and text[end - 1].isspace():
+                    end -= 1
+                tokens.append(text[start:end])
+                offsets.append((start, end))
             segments.append(seg)
         rationales = None
         if self.rationales is not None:

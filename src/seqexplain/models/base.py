@@ -85,7 +85,8 @@ class Example:
 
 
 class SequenceModel:
-    """Base of every wrapper. Subclasses implement :meth:`encode`, :meth:`embed`, :meth:`score`."""
+    """Base of every wrapper. Subclasses implement :meth:`encode`, :meth:`embed` and :meth:`distributions`
+    (from which :meth:`score` and :meth:`predictions` follow), and :meth:`attentions` where they can."""
 
     kind: ModelKind
     model: torch.nn.Module
@@ -100,11 +101,25 @@ class SequenceModel:
         """``[1, L, D]`` output of the input-embedding layer for the example's input axis."""
         raise NotImplementedError
 
-    def score(
-        self, example: Example, keep: torch.Tensor | None = None, embeds: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """``[B, T]`` log-probability of each target; see the module docstring for ``keep``/``embeds``."""
+    def distributions(self, example: Example, keep: torch.Tensor | None = None,
+                      embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, V]`` log-distribution at each target's reading position (classifier: over labels, T = 1)."""
         raise NotImplementedError
+
+    def score(self, example: Example, keep: torch.Tensor | None = None,
+              embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T]`` log-probability of each target; see the module docstring for ``keep``/``embeds``."""
+        logp = self.distributions(example, keep, embeds)
+        targets = example.target_ids.to(logp.device)
+        return torch.gather(logp, 2, targets.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1)
+
+    def predictions(self, example: Example, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(argmax [B, T], log p(target) [B, T])`` under ``keep``: what the model predicts from each visible
+        subset (for rationale stopping rules)."""
+        logp = self.distributions(example, keep)
+        targets = example.target_ids.to(logp.device)
+        tgt = torch.gather(logp, 2, targets.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1)
+        return logp.argmax(-1), tgt
 
     def attentions(self, example: Example) -> dict[str, list[torch.Tensor]]:
         """Per-layer attention weights ``[1, H, Lq, Lk]`` by stack name ("self"; or "encoder", "decoder",

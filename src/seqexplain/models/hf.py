@@ -389,20 +389,6 @@ class HFModel(SequenceModel):
             picked = torch.gather(logits, 1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
         return torch.log_softmax(picked.float(), dim=-1)
 
-    def score(self, example: Example, keep: torch.Tensor | None = None,
-              embeds: torch.Tensor | None = None) -> torch.Tensor:
-        logp = self.distributions(example, keep, embeds)
-        targets = example.target_ids.to(self.device)
-        return torch.gather(logp, 2, targets.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1)
-
-    def predictions(self, example: Example, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(argmax [B, T], log p(target) [B, T])`` under ``keep``: what the model predicts from each visible
-        subset, for rationale stopping rules."""
-        logp = self.distributions(example, keep)
-        targets = example.target_ids.to(self.device)
-        tgt = torch.gather(logp, 2, targets.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1)
-        return logp.argmax(-1), tgt
-
     # ------------------------------------------------------------ attention
     def attentions(self, example: Example) -> dict[str, list[torch.Tensor]]:
         if not _accepts(self.model.forward, "output_attentions") or getattr(self.model, "config", None) is None:
