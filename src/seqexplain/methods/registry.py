@@ -76,4 +76,4 @@ def available_methods() -> list[Method]:
 
 def _ensure_loaded() -> None:
     # Importing the family modules runs their @register lines.
-    from seqexplain.methods import attention, gradient, perturbation  # noqa: F401
+    from seqexplain.methods import attention, gradient, perturbation, rationale  # noqa: F401

@@ -1,0 +1,491 @@
+"""Sequential rationales (Vafa, Deng, Blei & Rush, "Rationales for Sequential Predictions", EMNLP 2021).
+
+A *rationale* for target ``y_i`` is a subset ``s`` of the positions visible to it such that the model, shown only
+``s`` (every other position dropped through the model interface's keep-mask, original position ids kept), still
+predicts the target: ``argmax_y p(y | x_s) = y_i``. The objective is the smallest such subset.
+
+Start set ``s_0`` (always included):
+
+* causal LM and encoder-decoder: the most recent context position ``p_i − 1`` (the previous token; for an
+  encoder-decoder the previous decoder position, i.e. the decoder start for the first target);
+* classifier: the special tokens (``segments == "special"``, e.g. ``[CLS]``/``[SEP]``); when there are none, the
+  position the classification head reads (first or last token).
+
+Methods (all registered in the ``rationale`` family):
+
+* ``greedy`` — ``s ← s_0``; while ``argmax p(· | x_s) ≠ y_i`` and candidates remain:
+  ``s ← s ∪ {argmax_{j ∈ V_i \\ s} log p(y_i | x_{s ∪ {j}})}`` where ``V_i`` are the positions visible to target
+  ``i`` (source and target positions compete in the same step for an encoder-decoder). Ties go to the lowest
+  position (candidates are scanned in increasing position with a strict ``>``).
+* ``exhaustive`` — the smallest sufficient ``s ⊇ s_0``: sizes ``|s_0| + 1, …, max_size`` (starting with ``s_0``
+  itself), the added positions enumerated as :func:`itertools.combinations` of the sorted candidates, i.e. in
+  lexicographic order; the first sufficient subset wins. When no subset of size ``≤ max_size`` suffices (or the
+  next size has more than ``max_subsets`` subsets) the rationale is the empty list ``[]``, the log's last record
+  says ``bound_hit`` and ``meta["bound_hit"]`` lists the targets.
+* ``baseline_rationale`` — the order of another registered attribution method (``order_by``: gradient_norm,
+  grad_x_input, integrated_gradients, attention_last / attention_all / attention_rollout, occlusion, …; its
+  options in ``order_options``): per target, ``s_0`` first, then the visible positions by decreasing score (ties
+  to the lowest position, non-finite scores last), added one at a time with the same stopping rule.
+
+The result: ``rationales[i]`` = positions in the order they were added (``s_0`` first, in position order);
+``scores[i, j] = (n_i − r) / n_i`` for the member added at rank ``r`` (0-based) of a rationale of ``n_i`` members
+(so ``s_0`` scores 1 and the last added ``1/n_i``), ``0`` for visible non-members; ``rationale_log[i]`` has one
+record per step: ``size``, ``added`` (positions added in the step), ``added_tokens``, ``predicted_id``,
+``predicted``, ``predicted_prob``, ``target_prob``, ``reached``, ``elapsed_s`` (seconds since the method
+started). ``meta["reached"][i]`` says whether the stopping rule was met (False: the whole context was used, or the
+``max_size`` bound was hit, without the model predicting the target).
+
+Speed: all targets of a sequence are rationalized together. Each greedy round builds, for every unfinished
+target, one keep-mask row per candidate, concatenates the rows of all targets, evaluates them under
+``token_budget`` tokens per forward and splits the results back. A row built for target ``i`` only needs the
+distribution at ``p_i − 1``, so (causal LM) a batch is evaluated on the prefix ending at the largest target
+position it holds, as a one-target example whose reading position is, for each row, ``p_i − 1`` (all positions
+``≥ p_i`` are dropped in rows of target ``i``, so the last kept position before the batch's target is ``p_i − 1``);
+at most :data:`READS_PER_BATCH` distinct targets share a batch so the output layer is applied at few positions.
+For an encoder-decoder a batch is evaluated on the targets up to its largest one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqexplain.errors import InputError, UnsupportedError
+from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET
+from seqexplain.methods.registry import MethodResult, get_method, register
+from seqexplain.models.base import Example, SequenceModel, eval_mode
+
+READS_PER_BATCH = 4
+"""Causal LM: most distinct targets (hence output-layer positions per row) evaluated in one forward."""
+
+
+# --------------------------------------------------------------------------- support checks
+def _forward_params(module: torch.nn.Module) -> tuple[set[str], bool]:
+    try:
+        params = inspect.signature(module.forward).parameters
+    except (TypeError, ValueError):
+        return set(), True
+    return set(params), any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def require_keep_support(model: SequenceModel) -> None:
+    """Raise :class:`UnsupportedError` unless ``model`` can evaluate sparse inputs through a keep-mask.
+
+    The wrapper must implement ``distributions(example, keep)``; a Hugging Face-convention module must take an
+    ``attention_mask`` (and, for an encoder-decoder, a ``decoder_attention_mask``) so dropped positions can be
+    removed from attention."""
+    if type(model).distributions is SequenceModel.distributions:
+        raise UnsupportedError(
+            f"{getattr(model, 'model_id', type(model).__name__)}: the wrapper {type(model).__name__} does not "
+            "implement distributions(example, keep), so subsets of the context cannot be evaluated; rationale "
+            "methods need a model that takes a keep-mask"
+        )
+    module = getattr(model, "model", None)
+    if module is None or not hasattr(module, "forward"):
+        return
+    from seqexplain.models.hf import HFModel
+
+    if not isinstance(model, HFModel):
+        return  # native wrappers implement the keep-mask themselves
+    names, var_kw = _forward_params(module)
+    needed = ["attention_mask"] + (["decoder_attention_mask"] if model.kind == "seq2seq" else [])
+    missing = [n for n in needed if n not in names and not var_kw]
+    if missing:
+        raise UnsupportedError(
+            f"{model.model_id} ({type(module).__name__}): forward() has no {' / '.join(missing)} parameter, so "
+            "dropped positions cannot be removed from attention and rationales (which evaluate subsets of the "
+            "context through a keep-mask) cannot be computed; wrap a model whose forward takes an attention mask"
+        )
+
+
+# --------------------------------------------------------------------------- sub-problems
+def start_positions(model: SequenceModel, example: Example, target: int) -> list[int]:
+    """The always-included start set ``s_0`` of ``target`` (see the module docstring)."""
+    if example.kind == "classifier":
+        specials = [j for j, seg in enumerate(example.segments) if seg == "special"]
+        if specials:
+            return specials
+        head = getattr(model, "head_position", "first")
+        return [0 if head == "first" else example.length - 1]
+    p = example.target_positions[target]
+    assert p is not None
+    return [int(p) - 1]
+
+
+def visible_positions(example: Example, target: int) -> list[int]:
+    """Positions visible to ``target`` in increasing order."""
+    return [int(j) for j in torch.nonzero(example.visible()[target]).flatten()]
+
+
+def _causal_prefix(example: Example, target: int) -> Example:
+    """A one-target causal example: the input axis up to and including ``p_target``."""
+    p = int(example.target_positions[target])  # type: ignore[arg-type]
+    n = p + 1
+    return Example(
+        kind=example.kind, input_ids=example.input_ids[:n], tokens=example.tokens[:n], offsets=example.offsets[:n],
+        segments=example.segments[:n], target_ids=example.target_ids[target : target + 1],
+        target_tokens=example.target_tokens[target : target + 1], target_positions=[p],
+        n_source=min(example.n_source, n), text=example.text, target_text=example.target_text,
+        extra={k: v[:n] for k, v in example.extra.items()},
+    )
+
+
+def _seq2seq_prefix(example: Example, target: int) -> Example:
+    """An encoder-decoder example holding the targets ``0..target``."""
+    m = target + 1
+    n = example.n_source + 1 + m
+    return Example(
+        kind=example.kind, input_ids=example.input_ids[:n], tokens=example.tokens[:n], offsets=example.offsets[:n],
+        segments=example.segments[:n], target_ids=example.target_ids[:m], target_tokens=example.target_tokens[:m],
+        target_positions=list(example.target_positions[:m]), n_source=example.n_source, text=example.text,
+        target_text=example.target_text, extra={k: v[:n] for k, v in example.extra.items()},
+    )
+
+
+@dataclass
+class Evaluation:
+    """Per row: model argmax, ``log p(target)``, ``log p(argmax)``."""
+
+    argmax: np.ndarray
+    target_logp: np.ndarray
+    max_logp: np.ndarray
+
+
+@dataclass
+class Counter:
+    forwards: int = 0
+    rows: int = 0
+    tokens: int = 0
+
+
+def _row_length(example: Example, target: int) -> int:
+    if example.kind == "causal":
+        return int(example.target_positions[target])  # type: ignore[arg-type]
+    if example.kind == "seq2seq":
+        return example.n_source + 1 + target
+    return example.length
+
+
+def evaluate_subsets(model: SequenceModel, example: Example, rows: Sequence[tuple[int, Sequence[int]]],
+                     token_budget: int, counter: Counter | None = None) -> Evaluation:
+    """Evaluate ``rows`` of ``(target index, kept positions)``: what the model predicts for that target when
+    only those positions are visible.
+
+    Rows are taken in the given order and cut into batches of at most ``token_budget`` tokens (and, for a causal
+    LM, at most :data:`READS_PER_BATCH` distinct targets); each batch is one ``model.distributions`` call on the
+    smallest prefix example that holds its targets (see the module docstring)."""
+    if token_budget < 1:
+        raise InputError("token_budget must be a positive number of tokens")
+    n = len(rows)
+    argmax = np.zeros(n, dtype=np.int64)
+    tlogp = np.zeros(n, dtype=np.float64)
+    mlogp = np.zeros(n, dtype=np.float64)
+    start = 0
+    while start < n:
+        stop, max_t, targets = start, -1, set()
+        while stop < n:
+            t = rows[stop][0]
+            new_max = max(max_t, t)
+            new_targets = targets | {t}
+            if stop > start and ((stop - start + 1) * _row_length(example, new_max) > token_budget
+                                 or (example.kind == "causal" and len(new_targets) > READS_PER_BATCH)):
+                break
+            max_t, targets = new_max, new_targets
+            stop += 1
+        batch = rows[start:stop]
+        if example.kind == "causal":
+            sub = _causal_prefix(example, max_t)
+        elif example.kind == "seq2seq":
+            sub = _seq2seq_prefix(example, max_t)
+        else:
+            sub = example
+        keep = torch.zeros(len(batch), sub.length, dtype=torch.bool)
+        for r, (_, kept) in enumerate(batch):
+            keep[r, list(kept)] = True
+        logp = model.distributions(sub, keep.to(model.device)).detach().float().cpu()  # [B, T', V]
+        col = torch.tensor([0 if example.kind == "causal" else t for t, _ in batch])
+        own = logp[torch.arange(len(batch)), col]  # [B, V]
+        tid = example.target_ids[torch.tensor([t for t, _ in batch])]
+        best = own.max(-1)
+        argmax[start:stop] = best.indices.numpy()
+        mlogp[start:stop] = best.values.double().numpy()
+        tlogp[start:stop] = own.gather(1, tid.view(-1, 1)).squeeze(1).double().numpy()
+        if counter is not None:
+            counter.forwards += 1
+            counter.rows += len(batch)
+            counter.tokens += len(batch) * _row_length(example, max_t)
+        start = stop
+    return Evaluation(argmax, tlogp, mlogp)
+
+
+# --------------------------------------------------------------------------- bookkeeping
+@dataclass
+class _Track:
+    """State of one target's search."""
+
+    target: int
+    visible: list[int]
+    rationale: list[int]
+    log: list[dict[str, Any]] = field(default_factory=list)
+    done: bool = False
+    reached: bool = False
+
+
+def _token_name(model: SequenceModel, example: Example, token_id: int) -> str:
+    if example.kind == "classifier":
+        names = model.label_names()
+        return names[token_id] if 0 <= token_id < len(names) else str(token_id)
+    tok = getattr(model, "tokenizer", None)
+    if tok is not None and hasattr(tok, "convert_ids_to_tokens"):
+        got = tok.convert_ids_to_tokens([int(token_id)])
+        if got and got[0] is not None:
+            return str(got[0])
+    return str(token_id)
+
+
+def _record(model: SequenceModel, example: Example, track: _Track, added: list[int], ev: Evaluation, r: int,
+            t0: float, **extra: Any) -> bool:
+    """Append a step record for row ``r`` of ``ev``; return whether the target is predicted."""
+    pred = int(ev.argmax[r])
+    reached = pred == int(example.target_ids[track.target])
+    track.log.append({
+        "size": len(track.rationale),
+        "added": [int(j) for j in added],
+        "added_tokens": [example.tokens[j] for j in added],
+        "predicted_id": pred,
+        "predicted": _token_name(model, example, pred),
+        "predicted_prob": float(math.exp(ev.max_logp[r])),
+        "target_prob": float(math.exp(ev.target_logp[r])),
+        "reached": bool(reached),
+        "elapsed_s": float(time.perf_counter() - t0),
+        **extra,
+    })
+    return reached
+
+
+def order_scores(example: Example, rationales: Sequence[Sequence[int]]) -> np.ndarray:
+    """``scores[i, j] = (n_i − rank) / n_i`` for rationale members, 0 for other visible positions, NaN elsewhere."""
+    vis = example.visible().numpy()
+    scores = np.where(vis, 0.0, np.nan)
+    for i, rat in enumerate(rationales):
+        n = len(rat)
+        for rank, j in enumerate(rat):
+            scores[i, j] = (n - rank) / n
+    return scores
+
+
+def _start_tracks(model: SequenceModel, example: Example) -> list[_Track]:
+    return [_Track(i, visible_positions(example, i), list(start_positions(model, example, i)))
+            for i in range(example.n_targets)]
+
+
+def _result(model: SequenceModel, example: Example, tracks: list[_Track], counter: Counter, t0: float,
+            **meta: Any) -> MethodResult:
+    rationales = [list(t.rationale) for t in tracks]
+    return MethodResult(
+        scores=order_scores(example, rationales),
+        rationales=rationales,
+        rationale_log=[t.log for t in tracks],
+        meta={"reached": [t.reached for t in tracks], "forwards": counter.forwards, "rows": counter.rows,
+              "row_tokens": counter.tokens, "seconds": time.perf_counter() - t0, **meta},
+    )
+
+
+def _evaluate_starts(model: SequenceModel, example: Example, tracks: list[_Track], token_budget: int,
+                     counter: Counter, t0: float) -> None:
+    ev = evaluate_subsets(model, example, [(t.target, sorted(t.rationale)) for t in tracks], token_budget, counter)
+    for r, t in enumerate(tracks):
+        t.reached = _record(model, example, t, list(t.rationale), ev, r, t0)
+        t.done = t.reached or len(t.rationale) >= len(t.visible)
+
+
+def _check_max(name: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise InputError(f"{name} must be a positive number of positions (or None for no limit)")
+
+
+# --------------------------------------------------------------------------- greedy
+@register("greedy", "rationale",
+          "greedy sequential rationale (Vafa et al. 2021): add the context token that most raises log p(target) "
+          "until the model predicts the target")
+def greedy(model: SequenceModel, example: Example, *, token_budget: int = DEFAULT_TOKEN_BUDGET,
+           max_size: int | None = None) -> MethodResult:
+    """Greedy rationales for every target (algorithm in the module docstring); ``max_size`` optionally caps the
+    rationale size (a target that stops at the cap without reaching is recorded as not reached)."""
+    require_keep_support(model)
+    _check_max("max_size", max_size)
+    t0 = time.perf_counter()
+    counter = Counter()
+    tracks = _start_tracks(model, example)
+    with torch.no_grad(), eval_mode(model.model):
+        _evaluate_starts(model, example, tracks, token_budget, counter, t0)
+        while True:
+            active = [t for t in tracks if not t.done and (max_size is None or len(t.rationale) < max_size)]
+            if not active:
+                break
+            rows: list[tuple[int, list[int]]] = []
+            spans: list[tuple[_Track, int, list[int]]] = []
+            for t in active:
+                members = set(t.rationale)
+                cands = [j for j in t.visible if j not in members]
+                spans.append((t, len(rows), cands))
+                base = sorted(members)
+                rows.extend((t.target, sorted([*base, j])) for j in cands)
+            ev = evaluate_subsets(model, example, rows, token_budget, counter)
+            for t, off, cands in spans:
+                best = 0
+                for k in range(1, len(cands)):
+                    if ev.target_logp[off + k] > ev.target_logp[off + best]:
+                        best = k
+                t.rationale.append(cands[best])
+                t.reached = _record(model, example, t, [cands[best]], ev, off + best, t0)
+                t.done = t.reached or len(t.rationale) >= len(t.visible)
+            for t in tracks:
+                if not t.done and max_size is not None and len(t.rationale) >= max_size:
+                    t.done = True
+    return _result(model, example, tracks, counter, t0)
+
+
+# --------------------------------------------------------------------------- exhaustive
+@register("exhaustive", "rationale",
+          "smallest sufficient subset by exhaustive search over subsets of increasing size (first in lexicographic "
+          "order), up to max_size")
+def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max_subsets: int = 1_000_000,
+               token_budget: int = DEFAULT_TOKEN_BUDGET) -> MethodResult:
+    """Exhaustive search (module docstring). ``max_subsets`` bounds the subsets tried at one size."""
+    require_keep_support(model)
+    _check_max("max_size", max_size)
+    t0 = time.perf_counter()
+    counter = Counter()
+    tracks = _start_tracks(model, example)
+    bound_hit: list[int] = []
+    with torch.no_grad(), eval_mode(model.model):
+        _evaluate_starts(model, example, tracks, token_budget, counter, t0)
+        for t in tracks:
+            if t.done:
+                continue
+            base = list(t.rationale)
+            cands = [j for j in t.visible if j not in set(base)]
+            found: list[int] | None = None
+            size = len(base)
+            while found is None:
+                size += 1
+                n_add = size - len(base)
+                count = math.comb(len(cands), n_add) if n_add <= len(cands) else 0
+                if size > max_size or count == 0 or count > max_subsets:
+                    break
+                per = max(1, token_budget // max(1, _row_length(example, t.target)))
+                combos = itertools.combinations(cands, n_add)
+                offset = 0
+                while found is None:
+                    chunk = list(itertools.islice(combos, per))
+                    if not chunk:
+                        break
+                    rows = [(t.target, sorted([*base, *c])) for c in chunk]
+                    ev = evaluate_subsets(model, example, rows, token_budget, counter)
+                    hits = np.nonzero(ev.argmax == int(example.target_ids[t.target]))[0]
+                    if hits.size:
+                        k = int(hits[0])
+                        found = list(chunk[k])
+                        t.rationale = base + found
+                        t.reached = _record(model, example, t, found, ev, k, t0, subsets_tried=offset + k + 1)
+                    offset += len(chunk)
+            if found is None:
+                t.rationale = []
+                bound_hit.append(t.target)
+                t.log.append({"size": min(size, max_size), "added": [], "added_tokens": [], "reached": False,
+                              "bound_hit": True, "elapsed_s": float(time.perf_counter() - t0)})
+            t.done = True
+    return _result(model, example, tracks, counter, t0, bound_hit=bound_hit)
+
+
+# --------------------------------------------------------------------------- baseline orders
+def ranked_positions(scores: np.ndarray, visible: Iterable[int], start: Sequence[int]) -> list[int]:
+    """``start`` first, then the other visible positions by decreasing score (ties: lowest position first;
+    non-finite scores last)."""
+    first = list(start)
+    rest = [j for j in visible if j not in set(first)]
+    key = [(-(float(scores[j])) if np.isfinite(scores[j]) else math.inf, j) for j in rest]
+    return first + [j for _, j in sorted(key)]
+
+
+def rationale_from_scores(model: SequenceModel, example: Example, scores: np.ndarray, *,
+                          token_budget: int = DEFAULT_TOKEN_BUDGET, max_size: int | None = None,
+                          order_name: str = "") -> MethodResult:
+    """Rationales that add positions in the order of ``scores[T, L]`` (see :func:`ranked_positions`) until the
+    model predicts the target. All prefixes of all targets' orders are evaluated in shared batches, smallest
+    prefix size first; a target's remaining prefixes are skipped once it is reached."""
+    require_keep_support(model)
+    _check_max("max_size", max_size)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (example.n_targets, example.length):
+        raise InputError(f"scores have shape {scores.shape}, expected {(example.n_targets, example.length)}")
+    t0 = time.perf_counter()
+    counter = Counter()
+    tracks = _start_tracks(model, example)
+    orders = [ranked_positions(scores[t.target], t.visible, t.rationale) for t in tracks]
+    with torch.no_grad(), eval_mode(model.model):
+        _evaluate_starts(model, example, tracks, token_budget, counter, t0)
+        while True:
+            active = [t for t in tracks if not t.done and (max_size is None or len(t.rationale) < max_size)]
+            if not active:
+                break
+            # One window of prefix sizes per round, so reached targets stop consuming rows.
+            window = 4
+            rows, spans = [], []
+            for t in active:
+                order = orders[t.target]
+                stop = min(len(order), len(t.rationale) + window)
+                if max_size is not None:
+                    stop = min(stop, max_size)
+                spans.append((t, len(rows), list(range(len(t.rationale) + 1, stop + 1))))
+                rows.extend((t.target, sorted(order[:k])) for k in range(len(t.rationale) + 1, stop + 1))
+            ev = evaluate_subsets(model, example, rows, token_budget, counter)
+            for t, off, sizes in spans:
+                order = orders[t.target]
+                for n, k in enumerate(sizes):
+                    t.rationale.append(order[k - 1])
+                    t.reached = _record(model, example, t, [order[k - 1]], ev, off + n, t0)
+                    if t.reached:
+                        break
+                t.done = t.reached or len(t.rationale) >= len(t.visible) or (
+                    max_size is not None and len(t.rationale) >= max_size)
+    return _result(model, example, tracks, counter, t0, order_by=order_name)
+
+
+@register("baseline_rationale", "rationale",
+          "rationale built in the order of another method's scores (order_by=gradient_norm, attention_*, "
+          "integrated_gradients, occlusion, ...), with greedy's stopping rule")
+def baseline_rationale(model: SequenceModel, example: Example, *, order_by: str = "gradient_norm",
+                       order_options: dict[str, Any] | None = None, token_budget: int = DEFAULT_TOKEN_BUDGET,
+                       max_size: int | None = None) -> MethodResult:
+    """Rank each target's context with the registered method ``order_by`` (options ``order_options``), then add
+    positions in that order (start set first) until the model predicts the target."""
+    if order_by in ("greedy", "exhaustive", "baseline_rationale"):
+        raise InputError(f"order_by={order_by!r} is a rationale method; give an attribution method such as "
+                         "gradient_norm, integrated_gradients, attention_last or occlusion")
+    require_keep_support(model)
+    spec = get_method(order_by)
+    opts = dict(order_options or {})
+    spec.check_options(opts)
+    ranked = spec.fn(model, example, **opts)
+    out = rationale_from_scores(model, example, ranked.scores, token_budget=token_budget, max_size=max_size,
+                                order_name=order_by)
+    out.meta["order_options"] = opts
+    return out
+
+
+def rationale_from_method(model: SequenceModel, example: Example, method: str = "gradient_norm",
+                          **options: Any) -> MethodResult:
+    """Convenience: :func:`baseline_rationale` with ``order_by=method`` and the method's options as keywords
+    (``token_budget`` and ``max_size`` go to the rationale search)."""
+    rkw = {k: options.pop(k) for k in ("token_budget", "max_size") if k in options}
+    return baseline_rationale(model, example, order_by=method, order_options=options, **rkw)
