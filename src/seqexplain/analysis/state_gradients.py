@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
@@ -134,13 +135,19 @@ def iter_rnn_state_gradients(
             def from_state(ss: State, x: Tensor = x) -> State:
                 return model.step(x, ss, n_layers)
 
-            injected = torch.func.vmap(lambda dx, x=x, f=from_x: torch.func.jvp(f, (x,), (dx,))[1])(eye)
+            if model.config.cell == "lstm":
+                injected = _lstm_tangents(model, x, prev, eye, None)
+            else:
+                injected = torch.func.vmap(lambda dx, x=x, f=from_x: torch.func.jvp(f, (x,), (dx,))[1])(eye)
             if t_in == 0 or tangent is None or max_delay == 0:
                 tangent = injected
             else:
                 keep = min(t_in, max_delay) * e_dim
                 old = tuple(tuple(leaf[:keep] for leaf in lay) for lay in tangent)
-                moved = torch.func.vmap(lambda ts, p=prev, f=from_state: torch.func.jvp(f, (p,), (ts,))[1])(old)
+                if model.config.cell == "lstm":
+                    moved = _lstm_tangents(model, x, prev, None, old)
+                else:
+                    moved = torch.func.vmap(lambda ts, p=prev, f=from_state: torch.func.jvp(f, (p,), (ts,))[1])(old)
                 tangent = tuple(tuple(torch.cat([a, b]) for a, b in zip(la, lb, strict=True))
                                 for la, lb in zip(injected, moved, strict=True))
             s = model.step(x, prev, n_layers)
@@ -153,6 +160,51 @@ def iter_rnn_state_gradients(
             src = torch.where(valid, row_offset.unsqueeze(1) + t - d.unsqueeze(0), torch.full_like(valid, -1,
                                                                                                    dtype=torch.long))
             yield GradientChunk(grads=grads, valid=valid.clone(), source_positions=src, positions=row_offset + t)
+
+
+def _lstm_tangents(model: RNNLanguageModel, x: Tensor, state: State, dx: Tensor | None, dstate: State | None) -> State:
+    """Forward-mode derivative of :meth:`RNNLanguageModel.step` for LSTMs, written out (faster than ``jvp``/``vmap``).
+
+    Tangents have a leading dimension ``K``: ``dx[K, B, E]`` (input tangents) and/or ``dstate`` (per layer
+    ``(dh, dc)``, each ``[K, B, H]``); ``None`` means zero. With ``a = σ'`` / ``tanh'`` of the gate pre-activations,
+    ``dgates = (W_ih dx_in + W_hh dh) ⊙ a``, ``dc' = dgate_i g + dgate_f c + dgate_g i + f dc``,
+    ``dh' = dgate_o tanh(c') + o (1 - tanh²(c')) dc'``; layer ``l`` gets ``dx_in = dh'`` of layer ``l - 1``.
+    """
+    out: list[tuple[Tensor, Tensor]] = []
+    inp, d_inp = x, dx
+    for layer in range(len(state)):
+        mod = model.layers[layer]
+        h, c = state[layer]
+        gates = F.linear(inp, mod.weight_ih_l0, mod.bias_ih_l0) + F.linear(h, mod.weight_hh_l0, mod.bias_hh_l0)
+        gi, gf, gg, go = gates.chunk(4, dim=-1)
+        i, f, g, o = torch.sigmoid(gi), torch.sigmoid(gf), torch.tanh(gg), torch.sigmoid(go)
+        c_new = f * c + i * g
+        tc = torch.tanh(c_new)
+        h_new = o * tc
+        scale = torch.cat([i * (1 - i), f * (1 - f), 1 - g * g, o * (1 - o)], dim=-1)
+        dgates: Tensor | None = None
+        if d_inp is not None:
+            dgates = torch.matmul(d_inp, mod.weight_ih_l0.T)
+        if dstate is not None:
+            dh, dc = dstate[layer]
+            rec = torch.matmul(dh, mod.weight_hh_l0.T)
+            dgates = rec if dgates is None else dgates.add_(rec)
+        if dgates is None:
+            raise InputError("no tangent given")
+        dgates.mul_(scale)
+        hs = h.shape[-1]
+        dgates[..., :hs].mul_(g)
+        dgates[..., hs : 2 * hs].mul_(c)
+        dgates[..., 2 * hs : 3 * hs].mul_(i)
+        dc_new = dgates[..., :hs] + dgates[..., hs : 2 * hs]
+        dc_new.add_(dgates[..., 2 * hs : 3 * hs])
+        if dstate is not None:
+            dc_new.addcmul_(dstate[layer][1], f)
+        dh_new = dgates[..., 3 * hs :].mul_(tc)
+        dh_new.addcmul_(dc_new, o * (1 - tc * tc))
+        out.append((dh_new, dc_new))
+        inp, d_inp = h_new, dh_new
+    return tuple(out)
 
 
 def state_gradient_loop(
