@@ -1,0 +1,297 @@
+"""``seqexplain`` command line: a thin layer over the Python API.
+
+Commands: ``explain``, ``methods``, ``show``, ``demo`` and the ``reproduce`` group (one subcommand per paper).
+Every :class:`~seqexplain.errors.SeqExplainError` raised by any command (including subcommands other modules
+register on :data:`reproduce_app`) is printed as one red line on stderr and the process exits with status 2,
+without a traceback: the root group (:class:`ErrorHandlingGroup`) catches them around the whole invocation.
+"""
+
+from __future__ import annotations
+
+import warnings
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
+
+from seqexplain.errors import InputError, SeqExplainError
+
+EXIT_USER_ERROR = 2
+DEFAULT_MODEL = "smollm2"
+
+
+def _stdout() -> Console:
+    return Console(highlight=False)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def print_error(message: str) -> None:
+    """One red ``error:`` line on stderr (the message is printed literally, never as rich markup)."""
+    line = Text("error: ", style="bold red")
+    line.append(message, style="red")
+    _stderr().print(line)
+
+
+def print_warning(message: str) -> None:
+    line = Text("warning: ", style="bold yellow")
+    line.append(message, style="yellow")
+    _stderr().print(line)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``message`` as an error and exit with status 2."""
+    print_error(message)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+class ErrorHandlingGroup(TyperGroup):
+    """Root command group: turns user errors raised anywhere below it into a message and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeqExplainError as exc:
+            fail(str(exc) or type(exc).__name__)
+
+
+app = typer.Typer(
+    name="seqexplain",
+    cls=ErrorHandlingGroup,
+    help="Explain the predictions of sequence models (causal LMs, encoder-decoders, classifiers).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+reproduce_app = typer.Typer(
+    help="Reproduce the experiments of a paper (one subcommand per paper).",
+    no_args_is_help=True,
+)
+app.add_typer(reproduce_app, name="reproduce")
+
+
+class Kind(str, Enum):
+    causal = "causal"
+    seq2seq = "seq2seq"
+    classifier = "classifier"
+
+
+class Aggregate(str, Enum):
+    sum = "sum"
+    mean = "mean"
+    max = "max"
+    absmax = "absmax"
+
+
+class Normalize(str, Enum):
+    none = "none"
+    max_abs = "max_abs"
+    row_max_abs = "row_max_abs"
+    row_sum_abs = "row_sum_abs"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def parse_value(raw: str) -> Any:
+    """``--option`` values: ``true``/``false`` → bool, ``none``/``null`` → None, then int, float, else str."""
+    low = raw.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``["steps=20", "rule=riemann"]`` → ``{"steps": 20, "rule": "riemann"}``."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise InputError(f"--option takes key=value (e.g. --option steps=20), got {item!r}")
+        out[key] = parse_value(value)
+    return out
+
+
+def load_cli_model(spec: str, kind: str | None = None, status: Any = None) -> Any:
+    """``smollm2`` (the embedded default), a model directory or a ``.gguf`` file → a wrapped model."""
+    if spec.strip().lower() == DEFAULT_MODEL:
+        from seqexplain.models.smollm2 import smollm2
+
+        if kind not in (None, "causal"):
+            raise InputError(f"{DEFAULT_MODEL} is a causal LM; drop --kind or use --kind causal")
+        return smollm2(status=status)
+    from seqexplain.models.loading import load_model
+
+    return load_model(spec, kind=kind)  # type: ignore[arg-type]
+
+
+def _write(what: str, path: Path, writer: Any) -> None:
+    try:
+        writer(path)
+    except OSError as exc:
+        raise InputError(f"cannot write the {what} file {path}: {exc.strerror or exc}") from exc
+    _stderr().print(Text(f"wrote {what}: {path}", style="green"))
+
+
+def _nonfinite_message(n_bad: int, strict_hint: bool) -> str:
+    msg = (f"{n_bad} attribution score(s) are NaN or infinite (shown magenta); the model likely overflowed or a "
+           "target has probability 0")
+    return msg + ("; pass --strict to make this an error" if strict_hint else "")
+
+
+# ---------------------------------------------------------------------------------------------- commands
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        from seqexplain import __version__
+
+        _stdout().print(f"seqexplain {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def explain(
+    text: Annotated[str, typer.Option("--text", "-t", help="Prompt (causal LM), source sentence or input text.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model directory, a .gguf file, or 'smollm2' "
+                                       "(the embedded SmolLM2-135M-Instruct).")] = DEFAULT_MODEL,
+    target: Annotated[str | None, typer.Option(help="Continuation / target text / label name or index; "
+                                               "default: the model's own prediction.")] = None,
+    method: Annotated[str, typer.Option("--method", help="Attribution method (see `seqexplain methods`).")
+                      ] = "integrated_gradients",
+    option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Method option key=value "
+                                                    "(repeatable), e.g. -o steps=20.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens to generate when no --target is given.")
+                              ] = 10,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Cut the oldest context tokens when the input "
+                                           "is longer than the model's positions.")] = False,
+    aggregate: Annotated[Aggregate | None, typer.Option(help="Show (and write to --html) word-level scores "
+                                                        "combined this way.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the token-level attribution as JSON.")
+                        ] = None,
+    html_out: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML page.")] = None,
+    kind: Annotated[Kind | None, typer.Option(help="Model kind; detected from the model by default.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit with status 2 on NaN/infinite scores.")] = False,
+    normalize: Annotated[Normalize, typer.Option(help="Display normalisation.")] = Normalize.row_max_abs,
+) -> None:
+    """Explain a model's prediction of TARGET from TEXT with one method; print a heatmap, write files."""
+    from seqexplain.explain import explain as run_explain
+    from seqexplain.methods.registry import get_method
+    from seqexplain.report import render_console, save_html
+
+    options = parse_options(option)
+    get_method(method).check_options(options)  # fail fast, before loading a model
+    err = _stderr()
+    with err.status(f"loading model {model}") as status:
+        wrapped = load_cli_model(model, kind.value if kind else None, status=status.update)
+        status.update(f"explaining with {method}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            attr = run_explain(wrapped, text, target, method, max_new_tokens=max_new_tokens, truncate=truncate,
+                               strict=strict, **options)
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning) and "non-finite" not in str(w.message):
+            print_warning(str(w.message))
+    n_bad = len(attr.nonfinite_cells())
+    if n_bad:
+        print_warning(_nonfinite_message(n_bad, strict_hint=True))
+    shown = attr.aggregate(aggregate.value) if aggregate else attr
+    render_console(shown, console=_stdout(), normalize=normalize.value)
+    if json_out is not None:
+        _write("JSON", json_out, attr.save)
+    if html_out is not None:
+        _write("HTML", html_out, lambda p: save_html(shown, p, normalize=normalize.value))
+
+
+@app.command("methods")
+def list_methods() -> None:
+    """List the registered attribution methods with their options and defaults."""
+    from seqexplain.methods.registry import available_methods
+
+    table = Table(title="seqexplain methods", show_lines=True)
+    table.add_column("name", style="bold cyan", no_wrap=True)
+    table.add_column("family")
+    table.add_column("description", overflow="fold")
+    table.add_column("options (default)", overflow="fold")
+    for m in available_methods():
+        opts = "\n".join(f"{k}={v!r}" for k, v in m.defaults().items()) or "—"
+        table.add_row(m.name, m.family, m.description, opts)
+    _stdout().print(table)
+
+
+@app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="An attribution saved with --json (or Attribution.save).")],
+    html_out: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page.")
+                        ] = None,
+    aggregate: Annotated[Aggregate | None, typer.Option(help="Show word-level scores combined this way.")] = None,
+    normalize: Annotated[Normalize, typer.Option(help="Display normalisation.")] = Normalize.row_max_abs,
+) -> None:
+    """Render a saved attribution in the terminal (and optionally as HTML)."""
+    from seqexplain.attribution import Attribution
+    from seqexplain.report import render_console, save_html
+
+    attr = Attribution.load(file)
+    shown = attr.aggregate(aggregate.value) if aggregate else attr
+    n_bad = len(shown.nonfinite_cells())
+    if n_bad:
+        print_warning(_nonfinite_message(n_bad, strict_hint=False))
+    render_console(shown, console=_stdout(), normalize=normalize.value)
+    if html_out is not None:
+        _write("HTML", html_out, lambda p: save_html(shown, p, normalize=normalize.value))
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for demo.html and the JSON files.")] = Path("out/demo"),
+    method: Annotated[list[str] | None, typer.Option("--method", help="Method to run (repeatable); default: "
+                                                     "integrated_gradients, occlusion, attention_rollout.")
+                      ] = None,
+) -> None:
+    """Explain SmolLM2-135M-Instruct's next word for a fixed prompt with several methods (offline)."""
+    from seqexplain.demo import DEFAULT_METHODS, run_demo
+
+    run_demo(out, methods=tuple(method) if method else DEFAULT_METHODS, console=_stdout())
+
+
+@reproduce_app.command("verwimp2018")
+def reproduce_verwimp2018(
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/verwimp2018"),
+    data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
+                         ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")] = False,
+) -> None:
+    """Verwimp et al. (2018): state gradients of word-level RNN language models."""
+    try:
+        from seqexplain.experiments.verwimp2018 import run_reproduction
+    except ImportError as exc:
+        fail(f"the verwimp2018 reproduction is not available in this installation ({exc})")
+    result = run_reproduction(out_dir=out, data_root=data_root, quick=quick)
+    _stderr().print(Text(f"verwimp2018: results in {out}", style="green"))
+    if result is not None and not isinstance(result, (str, Path)):
+        _stdout().print(result)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
