@@ -38,13 +38,13 @@ def print_error(message: str) -> None:
     """One red ``error:`` line on stderr (the message is printed literally, never as rich markup)."""
     line = Text("error: ", style="bold red")
     line.append(message, style="red")
-    _stderr().print(line)
+    _stderr().print(line, soft_wrap=True)
 
 
 def print_warning(message: str) -> None:
     line = Text("warning: ", style="bold yellow")
     line.append(message, style="yellow")
-    _stderr().print(line)
+    _stderr().print(line, soft_wrap=True)
 
 
 def fail(message: str) -> NoReturn:
@@ -146,7 +146,7 @@ def _write(what: str, path: Path, writer: Any) -> None:
         writer(path)
     except OSError as exc:
         raise InputError(f"cannot write the {what} file {path}: {exc.strerror or exc}") from exc
-    _stderr().print(Text(f"wrote {what}: {path}", style="green"))
+    _stderr().print(Text(f"wrote {what}: {path}", style="green"), soft_wrap=True)
 
 
 def _nonfinite_message(n_bad: int, strict_hint: bool) -> str:
