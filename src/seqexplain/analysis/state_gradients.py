@@ -214,11 +214,13 @@ def state_gradient_loop(
     state: StateKind = "cell",
     max_delay: int = 50,
     initial_state: State | None = None,
+    positions: Iterable[int] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Reference implementation: one (unit-batched) backward pass per ``(t, d)`` on one segment ``segment_ids[L]``.
 
     Returns ``grads[L, max_delay+1, H, E]`` and ``valid[L, max_delay+1]`` (``d <= t``). Slow; for tests and the
     benchmark baseline. ``initial_state`` (per layer ``(h, c)`` with batch 1) is treated as a constant.
+    ``positions`` restricts the computation to those ``t`` (the others stay zero and invalid).
     """
     _check_args(max_delay, 1)
     li, si = _state_index(model, layer, state)
@@ -236,7 +238,9 @@ def state_gradient_loop(
         eye = torch.eye(h, dtype=emb.dtype, device=emb.device).unsqueeze(1)
         grads = torch.zeros(length, max_delay + 1, h, emb.shape[1], dtype=emb.dtype)
         valid = torch.zeros(length, max_delay + 1, dtype=torch.bool)
-        for t in range(length):
+        for t in range(length) if positions is None else positions:
+            if not 0 <= t < length:
+                raise InputError(f"time step t={t} is outside the segment (0 <= t < {length})")
             for d in range(min(t, max_delay) + 1):
                 (g,) = torch.autograd.grad(states[t], xs[t - d], grad_outputs=eye, is_grads_batched=True,
                                            retain_graph=True)
