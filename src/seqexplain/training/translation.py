@@ -1,0 +1,485 @@
+"""Training a small translation model (:class:`seqexplain.models.seq2seq.Seq2SeqTransformer`) on Multi30K, with
+compatibility word dropout (Vafa et al. 2021), on CPU.
+
+Recipe:
+
+* a joint BPE tokenizer (:func:`seqexplain.data.tokenizers.train_bpe_tokenizer`) trained on the training sources
+  and targets; source ids end with ``</s>``; decoder inputs are ``<s> y_1 … y_n``, labels ``y_1 … y_n </s>``;
+* pairs longer than ``max_len`` tokens on either side are left out of training; batches hold at most
+  ``batch_tokens`` padded source + target tokens and are built from length-sorted pairs (with a seeded random
+  tie-break), then shuffled, per epoch;
+* loss: cross-entropy with ``label_smoothing``, mean over target tokens; AdamW (β = 0.9, 0.98), gradients clipped
+  to ``max_grad_norm``; learning rate: linear warm-up over ``warmup_steps`` then linear decay to 0 at the planned
+  last step (``schedule="linear"``), or inverse square root (``"inverse_sqrt"``);
+* **compatibility word dropout** (``word_dropout`` = ``"uniform_length"`` / ``"inverse_length"`` / None):
+  independently for the source and for the decoder inputs, with probability ``word_dropout_mixture`` a batch gets
+  keep masks drawn by :class:`seqexplain.training.word_dropout.WordDropout`; they are passed to the model as its 2-D
+  keep masks, so encoder self-attention, cross-attention and decoder self-attention all honour them (a dropped token
+  is invisible to the others and sees itself). This follows the authors' fairseq code, where the encoder-side and
+  the decoder-side draws are separate;
+* every step seeds dropout and word dropout from ``(seed, step)``, and the batch order of an epoch from
+  ``(seed, epoch)``, so a resumed run repeats the uninterrupted one.
+
+Outputs under ``out_dir``: ``model/`` (weights, ``config.json``, tokenizer, ``training.json`` with the training
+configuration and history, ``results.json`` with BLEU), ``checkpoint/`` (the same plus the optimizer state and
+``train_state.json``; written every ``checkpoint_every`` steps and at each epoch's end; ``resume=True`` continues
+from it) and ``tb/`` (TensorBoard: train loss, learning rate, validation loss and BLEU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from seqexplain.data.multi30k import ParallelCorpus, read_multi30k
+from seqexplain.data.paths import atomic_path, atomic_write_text
+from seqexplain.data.tokenizers import load_tokenizer, save_tokenizer, train_bpe_tokenizer
+from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, load_seq2seq
+
+
+@dataclass
+class TranslationTrainConfig:
+    """Everything that defines a translation training run (model size, data, optimisation, word dropout)."""
+
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    vocab_size: int = 8000
+    d_model: int = 256
+    n_heads: int = 4
+    ffn_dim: int = 1024
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    positions: str = "sinusoidal"
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    max_position_embeddings: int = 128
+    max_train_examples: int | None = None
+    max_len: int = 64
+    batch_tokens: int = 6000
+    epochs: int = 4
+    lr: float = 1e-3
+    warmup_steps: int = 300
+    schedule: str = "linear"
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    max_grad_norm: float = 1.0
+    word_dropout: str | None = "inverse_length"
+    word_dropout_mixture: float = 0.5
+    max_minutes: float | None = None
+    checkpoint_every: int = 200
+    log_every: int = 20
+    valid_bleu_examples: int = 200
+    test_bleu_examples: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("linear", "inverse_sqrt"):
+            raise InputError(f"schedule must be 'linear' or 'inverse_sqrt', got {self.schedule!r}")
+        if self.word_dropout not in (None, "uniform_length", "inverse_length"):
+            raise InputError(f"word_dropout must be None, 'uniform_length' or 'inverse_length', got "
+                             f"{self.word_dropout!r}")
+        if not 0.0 <= self.word_dropout_mixture <= 1.0:
+            raise InputError(f"word_dropout_mixture is a probability, got {self.word_dropout_mixture}")
+        if self.max_len + 1 > self.max_position_embeddings:
+            raise InputError(f"max_len + 1 ({self.max_len + 1}) exceeds max_position_embeddings "
+                             f"({self.max_position_embeddings})")
+        for name in ("epochs", "batch_tokens", "vocab_size", "checkpoint_every", "log_every"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def model_config(self, vocab_size: int, ids: dict[str, int]) -> Seq2SeqConfig:
+        return Seq2SeqConfig(
+            vocab_size=vocab_size, d_model=self.d_model, n_heads=self.n_heads, ffn_dim=self.ffn_dim,
+            encoder_layers=self.encoder_layers, decoder_layers=self.decoder_layers,
+            max_position_embeddings=self.max_position_embeddings, positions=self.positions,  # type: ignore[arg-type]
+            dropout=self.dropout, attention_dropout=self.attention_dropout, pad_token_id=ids["pad"],
+            bos_token_id=ids["bos"], eos_token_id=ids["eos"], decoder_start_token_id=ids["bos"],
+            name_or_path=f"seqexplain-multi30k-{self.src_lang}-{self.tgt_lang}",
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TranslationTrainConfig:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class TranslationTrainResult:
+    """What a run produced: the model directory, per-epoch history, BLEU and timing."""
+
+    model_dir: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+    test_bleu: float | None = None
+    test_bleu_signature: str = ""
+    train_seconds: float = 0.0
+    steps: int = 0
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["model_dir"] = str(self.model_dir)
+        return out
+
+
+# ------------------------------------------------------------------------------------------------- data
+@dataclass
+class EncodedPair:
+    src: list[int]
+    tgt: list[int]  # without specials
+
+
+def encode_pairs(tokenizer: Any, corpus: ParallelCorpus) -> list[EncodedPair]:
+    """Token ids of every pair: the source with ``</s>``, the target without special tokens."""
+    src = tokenizer(corpus.source, add_special_tokens=True)["input_ids"]
+    tgt = tokenizer(corpus.target, add_special_tokens=False)["input_ids"]
+    return [EncodedPair(list(s), list(t)) for s, t in zip(src, tgt, strict=True)]
+
+
+def make_batches(pairs: Sequence[EncodedPair], batch_tokens: int, seed: int) -> list[list[int]]:
+    """Indices of ``pairs`` grouped into batches of at most ``batch_tokens`` padded tokens (source + target + 1),
+    from a length-sorted order with a seeded random tie-break; the batch order is shuffled with the same seed."""
+    rng = random.Random(seed)
+    keys = [(len(p.src), len(p.tgt), rng.random(), i) for i, p in enumerate(pairs)]
+    keys.sort()
+    batches: list[list[int]] = []
+    cur: list[int] = []
+    max_s = max_t = 0
+    for s_len, t_len, _, i in keys:
+        ns, nt = max(max_s, s_len), max(max_t, t_len + 1)
+        if cur and (len(cur) + 1) * (ns + nt) > batch_tokens:
+            batches.append(cur)
+            cur, ns, nt = [], s_len, t_len + 1
+        cur.append(i)
+        max_s, max_t = ns, nt
+    if cur:
+        batches.append(cur)
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(pairs: Sequence[EncodedPair], idx: Sequence[int], ids: dict[str, int]) -> dict[str, torch.Tensor]:
+    """Padded tensors of a batch: ``input_ids``/``src_valid`` ``[B, S]``, ``decoder_input_ids``/``tgt_valid``/
+    ``labels`` ``[B, T]`` (labels ``-100`` at padding)."""
+    rows = [pairs[i] for i in idx]
+    n_s = max(len(r.src) for r in rows)
+    n_t = max(len(r.tgt) for r in rows) + 1
+    b = len(rows)
+    x = torch.full((b, n_s), ids["pad"], dtype=torch.long)
+    dec = torch.full((b, n_t), ids["pad"], dtype=torch.long)
+    lab = torch.full((b, n_t), -100, dtype=torch.long)
+    for r, p in enumerate(rows):
+        x[r, : len(p.src)] = torch.tensor(p.src)
+        dec[r, : len(p.tgt) + 1] = torch.tensor([ids["bos"], *p.tgt])
+        lab[r, : len(p.tgt) + 1] = torch.tensor([*p.tgt, ids["eos"]])
+    return {"input_ids": x, "src_valid": x != ids["pad"], "decoder_input_ids": dec, "tgt_valid": lab != -100,
+            "labels": lab}
+
+
+def special_ids(tokenizer: Any) -> dict[str, int]:
+    ids = {"pad": tokenizer.pad_token_id, "bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id,
+           "unk": tokenizer.unk_token_id}
+    missing = [k for k, v in ids.items() if v is None]
+    if missing:
+        raise InputError(f"the tokenizer has no {', '.join(missing)} token; train it with train_bpe_tokenizer")
+    return {k: int(v) for k, v in ids.items()}
+
+
+# ------------------------------------------------------------------------------------------- word dropout
+def sample_keep(valid: torch.Tensor, kind: str | None, mixture: float,
+                generator: torch.Generator) -> tuple[torch.Tensor, bool]:
+    """Keep mask ``[B, L]`` for one side of a batch (see the module docstring); ``(valid, False)`` when no word
+    dropout is drawn. Uses :class:`seqexplain.training.word_dropout.WordDropout`."""
+    if kind is None or mixture <= 0.0:
+        return valid.clone(), False
+    from seqexplain.training.word_dropout import WordDropout
+
+    return WordDropout(kind=kind, mixture=mixture).sample(valid, generator)
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def batch_loss(model: Seq2SeqTransformer, batch: dict[str, torch.Tensor], src_keep: torch.Tensor,
+               tgt_keep: torch.Tensor, label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
+    """Mean label-smoothed cross-entropy of a batch under keep masks, and the number of target tokens."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=src_keep, decoder_input_ids=batch["decoder_input_ids"],
+                   decoder_attention_mask=tgt_keep).logits
+    labels = batch["labels"]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100,
+                           label_smoothing=label_smoothing)
+    return loss, int((labels != -100).sum())
+
+
+@torch.no_grad()
+def evaluate_loss(model: Seq2SeqTransformer, pairs: Sequence[EncodedPair], ids: dict[str, int],
+                  batch_tokens: int = 8000, word_dropout: str | None = None, seed: int = 0) -> float:
+    """Per-token cross-entropy (no label smoothing) of ``pairs``, optionally under word dropout applied to every
+    batch (``mixture = 1``, seeded): the loss from random subsets of the context, a compatibility check."""
+    was = model.training
+    model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    total, count = 0.0, 0
+    try:
+        for idx in make_batches(pairs, batch_tokens, seed):
+            b = collate(pairs, idx, ids)
+            sk, _ = sample_keep(b["src_valid"], word_dropout, 1.0, gen)
+            tk, _ = sample_keep(b["tgt_valid"], word_dropout, 1.0, gen)
+            loss, n = batch_loss(model, b, sk, tk)
+            total += float(loss) * n
+            count += n
+    finally:
+        model.train(was)
+    return total / max(1, count)
+
+
+def translate(model: Seq2SeqTransformer, tokenizer: Any, sentences: Sequence[str], batch_size: int = 64,
+              max_new_tokens: int = 80) -> list[str]:
+    """Greedy translations of ``sentences`` (detokenised text)."""
+    src = tokenizer(list(sentences), add_special_tokens=True)["input_ids"]
+    limit = model.config.max_position_embeddings
+    src = [s if len(s) <= limit else s[: limit - 1] + [model.config.eos_token_id] for s in src]
+    out = model.greedy_generate(src, max_new_tokens=min(max_new_tokens, limit - 1), batch_size=batch_size)
+    return [tokenizer.decode(o, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip() for o in out]
+
+
+def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
+    """Corpus BLEU of detokenised text with sacrebleu's defaults (13a tokenisation, cased); ``(score, signature)``."""
+    try:
+        import sacrebleu
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise InputError("BLEU needs sacrebleu: pip install sacrebleu") from exc
+    metric = sacrebleu.metrics.BLEU()
+    score = metric.corpus_score(list(hypotheses), [list(references)])
+    return float(score.score), str(metric.get_signature())
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+def _save_optimizer(opt: torch.optim.Optimizer, directory: Path) -> None:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, float]] = {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor):
+                tensors[f"{pid}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(pid), {})[k] = float(v)
+    with atomic_path(directory / "optimizer.safetensors") as tmp:
+        save_file(tensors, str(tmp))
+    atomic_write_text(directory / "optimizer.json", json.dumps({"param_groups": sd["param_groups"],
+                                                                "scalars": scalars}))
+
+
+def _load_optimizer(opt: torch.optim.Optimizer, directory: Path) -> None:
+    meta = json.loads((directory / "optimizer.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(directory / "optimizer.safetensors"))
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    for pid, sc in meta.get("scalars", {}).items():
+        state.setdefault(int(pid), {}).update(sc)
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _write_model_dir(directory: Path, model: Seq2SeqTransformer, tokenizer: Any, cfg: TranslationTrainConfig,
+                     history: list[dict[str, float]]) -> None:
+    model.save(directory)
+    save_tokenizer(tokenizer, directory)
+    atomic_write_text(directory / "training.json", json.dumps({"train_config": asdict(cfg), "history": history},
+                                                              indent=2))
+
+
+def load_translation_model(directory: Path | str, device: str | torch.device | None = None
+                           ) -> tuple[Seq2SeqTransformer, Any]:
+    """``(model, tokenizer)`` from a model directory written by :func:`train_translation` (``<out>/model``)."""
+    path = Path(directory)
+    return load_seq2seq(path, device), load_tokenizer(path)
+
+
+# ---------------------------------------------------------------------------------------------- training
+def _lr_factor(cfg: TranslationTrainConfig, step: int, total: int) -> float:
+    warm = max(1, cfg.warmup_steps)
+    if step < warm:
+        return (step + 1) / warm
+    if cfg.schedule == "inverse_sqrt":
+        return math.sqrt(warm / (step + 1))
+    return max(0.0, (total - step) / max(1, total - warm))
+
+
+_NOT_DEFINING = ("max_minutes", "checkpoint_every", "log_every", "valid_bleu_examples", "test_bleu_examples")
+
+
+def _defining(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The settings a checkpoint must share with a run that resumes it (not the time budget or logging)."""
+    return {k: v for k, v in cfg.items() if k not in _NOT_DEFINING}
+
+
+def _load_corpora(cfg: TranslationTrainConfig, data_root: Path | str | None
+                  ) -> tuple[ParallelCorpus, ParallelCorpus, ParallelCorpus]:
+    train = read_multi30k("train", cfg.src_lang, cfg.tgt_lang, data_root).subset(cfg.max_train_examples)
+    valid = read_multi30k("val", cfg.src_lang, cfg.tgt_lang, data_root)
+    test = read_multi30k("test", cfg.src_lang, cfg.tgt_lang, data_root)
+    return train, valid, test
+
+
+def train_translation(config: TranslationTrainConfig, out_dir: Path | str, data_root: Path | str | None = None,
+                      resume: bool = True, progress: bool = True) -> TranslationTrainResult:
+    """Train a translation model on Multi30K ``config.src_lang → config.tgt_lang`` (module docstring), evaluate
+    test BLEU and write everything under ``out_dir``. With ``resume`` and a checkpoint in ``out_dir``, continue it
+    (the checkpoint's configuration must equal ``config``)."""
+    cfg = config
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt, model_dir = out / "checkpoint", out / "model"
+    t_start = time.perf_counter()
+    train_c, valid_c, test_c = _load_corpora(cfg, data_root)
+
+    state: dict[str, Any] = {"epoch": 0, "batch": 0, "step": 0, "history": [], "elapsed": 0.0}
+    resuming = resume and (ckpt / "train_state.json").is_file()
+    if resuming:
+        state = json.loads((ckpt / "train_state.json").read_text(encoding="utf-8"))
+        if _defining(state.get("train_config", {})) != _defining(json.loads(json.dumps(asdict(cfg)))):
+            raise ModelLoadError(f"the checkpoint in {ckpt} was trained with another configuration; use another "
+                                 "output folder or resume=False")
+        model, tokenizer = load_translation_model(ckpt)
+    else:
+        torch.manual_seed(cfg.seed)
+        tokenizer = train_bpe_tokenizer(train_c.source + train_c.target, vocab_size=cfg.vocab_size)
+        model = Seq2SeqTransformer(cfg.model_config(len(tokenizer), special_ids(tokenizer)))
+    ids = special_ids(tokenizer)
+    model.train()
+
+    pairs = [p for p in encode_pairs(tokenizer, train_c) if len(p.src) <= cfg.max_len and len(p.tgt) < cfg.max_len]
+    if not pairs:
+        raise InputError(f"no training pair is at most {cfg.max_len} tokens long; raise max_len")
+    valid_pairs = [p for p in encode_pairs(tokenizer, valid_c)
+                   if len(p.src) <= cfg.max_position_embeddings and len(p.tgt) < cfg.max_position_embeddings]
+    per_epoch = len(make_batches(pairs, cfg.batch_tokens, cfg.seed))
+    total_steps = per_epoch * cfg.epochs
+
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.dim() < 2 or "norm" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
+    if resuming:
+        _load_optimizer(opt, ckpt)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(out / "tb"), purge_step=int(state["step"]) if resuming else None)
+    history: list[dict[str, float]] = list(state["history"])
+    step, elapsed0 = int(state["step"]), float(state["elapsed"])
+    seg_start = time.perf_counter()
+    stopped = False
+
+    def elapsed() -> float:
+        return elapsed0 + time.perf_counter() - seg_start
+
+    def save_checkpoint(epoch: int, batch: int) -> None:
+        _write_model_dir(ckpt, model, tokenizer, cfg, history)
+        _save_optimizer(opt, ckpt)
+        st = {"epoch": epoch, "batch": batch, "step": step, "history": history, "elapsed": elapsed(),
+              "train_config": asdict(cfg)}
+        atomic_write_text(ckpt / "train_state.json", json.dumps(st, indent=2))  # last: marks a complete checkpoint
+
+    try:
+        for epoch in range(int(state["epoch"]), cfg.epochs):
+            batches = make_batches(pairs, cfg.batch_tokens, cfg.seed * 1000 + epoch)
+            first = int(state["batch"]) if epoch == int(state["epoch"]) else 0
+            run_loss, run_n, ep_loss, ep_n = 0.0, 0, 0.0, 0
+            bi = first - 1
+            bar = tqdm(range(first, len(batches)), desc=f"{cfg.src_lang}→{cfg.tgt_lang} epoch {epoch + 1}/"
+                       f"{cfg.epochs}", disable=not progress, leave=False, initial=first, total=len(batches))
+            for bi in bar:
+                torch.manual_seed(cfg.seed * 1_000_003 + step)
+                gen = torch.Generator().manual_seed(cfg.seed * 7_000_003 + step)
+                b = collate(pairs, batches[bi], ids)
+                sk, _ = sample_keep(b["src_valid"], cfg.word_dropout, cfg.word_dropout_mixture, gen)
+                tk, _ = sample_keep(b["tgt_valid"], cfg.word_dropout, cfg.word_dropout_mixture, gen)
+                lr = cfg.lr * _lr_factor(cfg, step, total_steps)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                loss, n = batch_loss(model, b, sk, tk, cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                opt.step()
+                step += 1
+                value = float(loss.detach())
+                run_loss += value * n
+                run_n += n
+                ep_loss += value * n
+                ep_n += n
+                if step % cfg.log_every == 0:
+                    writer.add_scalar("train/loss", run_loss / run_n, step)
+                    writer.add_scalar("train/lr", lr, step)
+                    bar.set_postfix(loss=f"{run_loss / run_n:.3f}", lr=f"{lr:.2e}")
+                    run_loss, run_n = 0.0, 0
+                timeout = cfg.max_minutes is not None and elapsed() > cfg.max_minutes * 60
+                if step % cfg.checkpoint_every == 0 or timeout:
+                    save_checkpoint(epoch, bi + 1)
+                if timeout:
+                    stopped = True
+                    break
+            bar.close()
+            row = _epoch_row(model, tokenizer, cfg, epoch, step, ep_loss / max(1, ep_n), valid_pairs, valid_c, ids,
+                             elapsed())
+            complete = bi + 1 >= len(batches)
+            row["partial"] = 0.0 if complete else 1.0
+            history.append(row)
+            for k, v in row.items():
+                if k not in ("epoch", "step"):
+                    writer.add_scalar(f"epoch/{k}", v, step)
+            if complete:
+                save_checkpoint(epoch + 1, 0)
+            else:
+                save_checkpoint(epoch, bi + 1)
+            if stopped:
+                break
+        train_seconds = elapsed()
+        model.eval()
+        test_src, test_ref = test_c.source, test_c.target
+        if cfg.test_bleu_examples is not None:
+            test_src, test_ref = test_src[: cfg.test_bleu_examples], test_ref[: cfg.test_bleu_examples]
+        hyps = translate(model, tokenizer, test_src)
+        score, signature = bleu(hyps, test_ref)
+        writer.add_scalar("test/bleu", score, step)
+    finally:
+        writer.close()
+    _write_model_dir(model_dir, model, tokenizer, cfg, history)
+    result = TranslationTrainResult(model_dir=model_dir, history=history, test_bleu=score,
+                                    test_bleu_signature=signature, train_seconds=train_seconds, steps=step,
+                                    stopped_early=stopped)
+    summary = {**result.to_dict(), "total_seconds": time.perf_counter() - t_start, "train_pairs": len(pairs),
+               "test_pairs": len(test_src), "parameters": sum(p.numel() for p in model.parameters()),
+               "examples": [{"source": s, "reference": r, "hypothesis": h}
+                            for s, r, h in zip(test_src[:5], test_ref[:5], hyps[:5], strict=True)]}
+    atomic_write_text(model_dir / "results.json", json.dumps(summary, indent=2, ensure_ascii=False))
+    atomic_write_text(model_dir / "test_hypotheses.txt", "\n".join(hyps) + "\n")
+    return result
+
+
+def _epoch_row(model: Seq2SeqTransformer, tokenizer: Any, cfg: TranslationTrainConfig, epoch: int, step: int,
+               train_loss: float, valid_pairs: list[EncodedPair], valid_c: ParallelCorpus, ids: dict[str, int],
+               seconds: float) -> dict[str, float]:
+    row: dict[str, float] = {"epoch": epoch + 1, "step": step, "train_loss": train_loss, "seconds": seconds}
+    row["valid_loss"] = evaluate_loss(model, valid_pairs, ids)
+    if cfg.word_dropout is not None:
+        row["valid_loss_word_dropout"] = evaluate_loss(model, valid_pairs, ids, word_dropout=cfg.word_dropout)
+    if cfg.valid_bleu_examples:
+        n = cfg.valid_bleu_examples
+        hyps = translate(model, tokenizer, valid_c.source[:n])
+        row["valid_bleu"] = bleu(hyps, valid_c.target[:n])[0]
+    return row
