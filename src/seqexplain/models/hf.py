@@ -91,6 +91,7 @@ class HFModel(SequenceModel):
         self.model_id = model_id or getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
         self._logits_to_keep = _accepts_exact(model.forward, "logits_to_keep")
         self._position_ids = _accepts(model.forward, "position_ids")
+        self._head_ok: bool | None = None  # output layer applicable at reading positions only (see _causal_logits)
         self.head_position = head_position or self._default_head_position()
 
     # ----------------------------------------------------------------- meta
@@ -332,13 +333,12 @@ class HFModel(SequenceModel):
         return torch.cat([enc_layer(ids[:, :s]), dec_layer(ids[:, s:])], dim=1)
 
     # ---------------------------------------------------------------- score
-    def _forward(self, example: Example, keep: torch.Tensor, embeds: torch.Tensor | None,
-                 logits_at: torch.Tensor | None = None, **extra: Any) -> torch.Tensor:
-        """Raw logits: causal ``[B, K, V]`` (at ``logits_at`` when the model can restrict them, else all
-        positions), seq2seq ``[B, T, V]``, classifier ``[B, C]``."""
+    def _forward(self, example: Example, keep: torch.Tensor, embeds: torch.Tensor | None) -> torch.Tensor:
+        """Raw logits of an encoder-decoder ``[B, T, V]`` or a classifier ``[B, C]`` (causal LMs: see
+        :meth:`_causal_logits`)."""
         n_b = keep.shape[0]
         ids = example.input_ids.to(self.device).unsqueeze(0).expand(n_b, -1)
-        kwargs: dict[str, Any] = dict(extra)
+        kwargs: dict[str, Any] = {}
         if self.kind == "seq2seq":
             s, n_t = example.n_source, example.n_targets
             kwargs["attention_mask"] = keep[:, :s].long()
@@ -355,12 +355,8 @@ class HFModel(SequenceModel):
             kwargs["input_ids"] = ids[:, :n_l]
         else:
             kwargs["inputs_embeds"] = embeds[:, :n_l]
-        if self._position_ids and self.kind == "causal":
-            kwargs["position_ids"] = torch.arange(n_l, device=self.device).unsqueeze(0).expand(n_b, -1)
         for key, value in example.extra.items():
             kwargs[key] = value.to(self.device).unsqueeze(0).expand(n_b, -1)[:, :n_l]
-        if logits_at is not None and self._logits_to_keep:
-            kwargs["logits_to_keep"] = logits_at
         return self.model(**kwargs).logits
 
     def distributions(self, example: Example, keep: torch.Tensor | None = None,
@@ -379,15 +375,74 @@ class HFModel(SequenceModel):
             logits = self._forward(example, keep, embeds)
             picked = torch.gather(logits, 1, r.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
         else:
-            end = max(positions)  # positions >= the last target's position are never read
-            r = reading_positions(keep, positions, floor=0)
-            needed, index = torch.unique(r, sorted=True, return_inverse=True)
-            logits = self._forward(example, keep[:, :end], None if embeds is None else embeds[:, :end],
-                                   logits_at=needed)
-            if not self._logits_to_keep:
-                logits = logits[:, needed]
-            picked = torch.gather(logits, 1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+            picked = self._causal_logits(example, keep, embeds, positions)
         return torch.log_softmax(picked.float(), dim=-1)
+
+    def _causal_logits(self, example: Example, keep: torch.Tensor, embeds: torch.Tensor | None,
+                       positions: list[int]) -> torch.Tensor:
+        """``[B, T, V]`` logits at each row's reading positions for a causal LM.
+
+        Positions ``≥ max(p_i)`` are never read and are cut. When the keep-mask is sparse (at most half the
+        positions kept in every row, and every reading position kept), each row is *packed*: its kept tokens are
+        moved to the left and run with their original position ids and a padding mask — the same computation
+        as the masked full-length row, on fewer tokens. The output layer is applied only at the reading
+        positions when the model's head can be applied to its base model's last hidden state (checked once
+        against the model's own logits), else through ``logits_to_keep`` or full logits."""
+        end = max(positions)
+        keep_c = keep[:, :end]
+        r = reading_positions(keep, positions, floor=0)  # [B, T]
+        n_b = keep_c.shape[0]
+        counts = keep_c.sum(1)
+        n_max = int(counts.max()) if n_b else 0
+        reads_kept = bool(keep_c.gather(1, r).all())
+        ids = example.input_ids.to(self.device)[:end].unsqueeze(0).expand(n_b, -1)
+        kwargs: dict[str, Any] = {}
+        if embeds is None and self._position_ids and reads_kept and 0 < n_max <= end // 2:
+            order = torch.argsort((~keep_c).to(torch.int8), dim=1, stable=True)[:, :n_max]  # kept first, in order
+            valid = torch.arange(n_max, device=self.device).unsqueeze(0) < counts.unsqueeze(1)
+            kwargs["input_ids"] = torch.where(valid, ids.gather(1, order), ids[:, :1])
+            kwargs["attention_mask"] = valid.long()
+            kwargs["position_ids"] = order
+            read = torch.cumsum(keep_c.long(), 1).gather(1, r) - 1  # index of r among the kept positions
+        else:
+            kwargs["attention_mask"] = keep_c.long()
+            if embeds is None:
+                kwargs["input_ids"] = ids
+            else:
+                kwargs["inputs_embeds"] = embeds[:, :end]
+            if self._position_ids:
+                kwargs["position_ids"] = torch.arange(end, device=self.device).unsqueeze(0).expand(n_b, -1)
+            read = r
+        for key, value in example.extra.items():
+            kwargs.setdefault(key, value.to(self.device)[:end].unsqueeze(0).expand(n_b, -1))
+        if self._head_at_reads(kwargs, read):
+            hidden = self.model.base_model(**kwargs).last_hidden_state
+            picked = hidden.gather(1, read.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+            return self.model.get_output_embeddings()(picked)
+        needed, index = torch.unique(read, sorted=True, return_inverse=True)
+        if self._logits_to_keep:
+            logits = self.model(**kwargs, logits_to_keep=needed).logits
+        else:
+            logits = self.model(**kwargs).logits[:, needed]
+        return torch.gather(logits, 1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+
+    def _head_at_reads(self, kwargs: dict[str, Any], read: torch.Tensor) -> bool:
+        """Whether ``output_embeddings(base_model(...).last_hidden_state)`` equals the model's logits (no
+        logit scaling or soft-capping in between). Checked once, on the first call's first row."""
+        if self._head_ok is None:
+            self._head_ok = False
+            base = getattr(self.model, "base_model", None)
+            head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+            if isinstance(base, torch.nn.Module) and base is not self.model and isinstance(head, torch.nn.Module):
+                one = {k: v[:1] for k, v in kwargs.items()}
+                with torch.no_grad():
+                    try:
+                        full = self.model(**one).logits[0]
+                        mine = head(base(**one).last_hidden_state)[0]
+                        self._head_ok = bool(torch.allclose(full, mine, rtol=1e-4, atol=1e-5))
+                    except (TypeError, AttributeError, RuntimeError):
+                        self._head_ok = False
+        return self._head_ok
 
     # ------------------------------------------------------------ attention
     def attentions(self, example: Example) -> dict[str, list[torch.Tensor]]:
