@@ -1,0 +1,348 @@
+"""Reproduction of Vafa, Deng, Blei & Rush (2021), "Rationales for Sequential Predictions" (EMNLP 2021).
+
+Experiments (dispatched by :func:`run`; others are added to :data:`EXPERIMENTS`):
+
+``majority_class``
+    The synthetic majority-class language (``<s> b1 … b17 = label </s>``, label = majority bit). The paper's small
+    transformer LM (4 layers, d_model 64, FFN 256, 2 heads) is trained twice from scratch with the same seed:
+    *standard* (no word dropout) and *compatible* (word dropout ``uniform_length`` with the ``mixture`` below).
+    Measured: test perplexity per predicted token against the optimum ``2 ** (17 / 20) ≈ 1.8025``; compatibility,
+    i.e. the model's ``p(label = 1 | kept bits)`` (``<s>`` and ``=`` kept, each bit kept with probability 1/2, as
+    in the paper's figure; and for every number of kept bits) against the exact binomial posterior; greedy
+    rationales for the label (``seqexplain.explain(..., method="greedy")``) checked against the known answer.
+
+Run: ``python -m seqexplain.experiments.vafa2021 majority_class --out runs/vafa2021 [--quick]``. The output folder
+gets ``results.json``, ``majority_class.md`` (the table), ``majority_class_compatibility.png`` and the two
+trained models (``standard/model``, ``compatible/model``: safetensors + JSON config, loadable with
+:func:`seqexplain.models.transformer.load_transformer_lm`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqexplain.data.majority_class import (
+    EQUALS_POSITION,
+    N_BITS,
+    OPTIMAL_PERPLEXITY,
+    MajorityClassSplit,
+    MajorityClassVocab,
+    encode_split,
+    label_posterior,
+    load_split,
+)
+from seqexplain.data.paths import atomic_write_text
+from seqexplain.errors import InputError
+from seqexplain.models.base import eval_mode
+from seqexplain.models.transformer import TransformerLM, TransformerLMConfig
+from seqexplain.training.compatible import TokenData, TrainConfig, TrainResult, evaluate_lm, train_causal_lm
+from seqexplain.training.word_dropout import WordDropout
+
+
+@dataclass
+class MajoritySettings:
+    """Everything that defines a majority-class run."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    dropout: float
+    mixture: float
+    n_train: int | None  # None: all 50,000 training sequences
+    n_test: int | None  # test sequences for perplexity (None: all 5,000)
+    n_compat: int  # sequences for the compatibility scatter (Bernoulli(1/2) kept bits)
+    n_curve: int  # sequences per number of kept bits for the compatibility curve
+    n_rationales: int  # sequences whose label gets a greedy rationale
+    seed: int = 0
+
+
+def majority_settings(quick: bool) -> MajoritySettings:
+    if quick:
+        return MajoritySettings(steps=120, batch_size=32, lr=3e-3, warmup_steps=20, dropout=0.0, mixture=0.5,
+                                n_train=4000, n_test=500, n_compat=100, n_curve=20, n_rationales=10)
+    return MajoritySettings(steps=4000, batch_size=64, lr=2e-3, warmup_steps=200, dropout=0.0, mixture=0.5,
+                            n_train=None, n_test=None, n_compat=200, n_curve=200, n_rationales=100)
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def label_probabilities(model: TransformerLM, split: MajorityClassSplit, keep_bits: torch.Tensor,
+                        vocab: MajorityClassVocab | None = None, batch_size: int = 1024) -> torch.Tensor:
+    """``p(label = 1)`` read at ``=`` when only the bits in ``keep_bits[N, 17]`` are visible (``<s>`` and ``=``
+    kept, original positions kept)."""
+    v = vocab or MajorityClassVocab()
+    ids = encode_split(split, v)[:, : EQUALS_POSITION + 1]
+    n = ids.shape[0]
+    keep = torch.cat([torch.ones(n, 1, dtype=torch.bool), keep_bits.bool(), torch.ones(n, 1, dtype=torch.bool)], 1)
+    one = v.stoi["1"]
+    out = []
+    with eval_mode(model):
+        for s in range(0, n, batch_size):
+            logits = model(input_ids=ids[s : s + batch_size], attention_mask=keep[s : s + batch_size].long()).logits
+            out.append(torch.softmax(logits[:, EQUALS_POSITION].float(), -1)[:, one])
+    return torch.cat(out)
+
+
+def true_posteriors(split: MajorityClassSplit, keep_bits: torch.Tensor) -> torch.Tensor:
+    ones = (split.bits * keep_bits.long()).sum(1)
+    kept = keep_bits.long().sum(1)
+    return torch.tensor([label_posterior(int(o), int(k)) for o, k in zip(ones, kept, strict=True)])
+
+
+def compatibility(model: TransformerLM, split: MajorityClassSplit, n_scatter: int, n_curve: int,
+                  seed: int) -> dict[str, Any]:
+    """Model vs exact posterior: a scatter (each bit kept with probability 1/2, as in the paper) and the mean
+    absolute error for every number of kept bits ``0..17`` (kept bits chosen uniformly)."""
+    gen = torch.Generator().manual_seed(seed)
+    sub = split.subset(n_scatter)
+    keep = torch.rand(len(sub), N_BITS, generator=gen) < 0.5
+    model_p = label_probabilities(model, sub, keep)
+    true_p = true_posteriors(sub, keep)
+    curve = []
+    cur = split.subset(n_curve)
+    for m in range(N_BITS + 1):
+        order = torch.argsort(torch.rand(len(cur), N_BITS, generator=gen), dim=1)
+        keep_m = torch.zeros(len(cur), N_BITS, dtype=torch.bool)
+        keep_m.scatter_(1, order[:, :m], True)
+        err = (label_probabilities(model, cur, keep_m) - true_posteriors(cur, keep_m)).abs()
+        curve.append({"kept_bits": m, "mae": float(err.mean())})
+    return {"model_probs": model_p.tolist(), "true_probs": true_p.tolist(),
+            "mae": float((model_p - true_p).abs().mean()), "max_error": float((model_p - true_p).abs().max()),
+            "curve": curve}
+
+
+def greedy_rationales(model: TransformerLM, split: MajorityClassSplit, n: int) -> dict[str, Any]:
+    """Greedy rationales for the label of ``n`` test sequences, checked against the known answer.
+
+    Input positions: 0 ``<s>``, 1..17 the bits, 18 ``=`` (the label is read at ``=``, which greedy includes
+    first). For each rationale, with ``n1`` ones among its ``m`` bits, the exact posterior of the label is
+    ``label_posterior(n1, m)``: the rationale *decides* the label when that posterior is on the label's side of
+    1/2 (its majority-value bits outnumber its minority-value bits by enough); it is a *tie* when it holds no bit
+    (the posterior is exactly 1/2 and the model's argmax happened to be the label); *only majority bits* means no
+    bit of the minority value was added. The shortest rationale an exactly compatible model can give is ``=``
+    plus one majority-value bit (posterior 0.598 > 1/2), or ``=`` alone on a tie.
+    """
+    from seqexplain import explain, load_model
+
+    vocab = MajorityClassVocab()
+    wrapped = load_model(model, vocab, model_id="majority-class-transformer")
+    rows = []
+    t0 = time.perf_counter()
+    for i in range(min(n, len(split))):
+        label = int(split.labels[i])
+        attr = explain(wrapped, split.prompt(i), str(label), method="greedy")
+        rat = list(attr.rationales[0]) if attr.rationales else []
+        bit_pos = sorted(j for j in rat if 1 <= j <= N_BITS)
+        values = [int(split.bits[i, j - 1]) for j in bit_pos]
+        ones = sum(values)
+        post = label_posterior(ones, len(values))
+        post_label = post if label == 1 else 1.0 - post
+        rows.append({
+            "index": i, "label": label, "rationale": rat, "size": len(rat), "bits": len(values),
+            "majority_bits": sum(1 for b in values if b == label),
+            "minority_bits": sum(1 for b in values if b != label),
+            "posterior_of_label": post_label, "decided": post_label > 0.5, "tie": len(values) == 0,
+            "reached": bool(attr.meta.get("reached", [True])[0]),
+            "has_equals": EQUALS_POSITION in rat,
+        })
+    seconds = time.perf_counter() - t0
+    k = max(1, len(rows))
+    return {
+        "n": len(rows),
+        "mean_size": sum(r["size"] for r in rows) / k,
+        "mean_bits": sum(r["bits"] for r in rows) / k,
+        "decided": sum(r["decided"] for r in rows) / k,
+        "tie": sum(r["tie"] for r in rows) / k,
+        "decided_or_tie": sum(r["decided"] or r["tie"] for r in rows) / k,
+        "only_majority_bits": sum(r["minority_bits"] == 0 for r in rows) / k,
+        "contradicting": sum(r["posterior_of_label"] < 0.5 for r in rows) / k,
+        "reached": sum(r["reached"] for r in rows) / k,
+        "has_equals": sum(r["has_equals"] for r in rows) / k,
+        "seconds": seconds,
+        "rows": rows,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ plotting
+def plot_compatibility(results: dict[str, dict[str, Any]], path: Path) -> Path:
+    """Two scatter panels (standard, compatible: model vs true posterior) and the error curve by kept bits."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.2 * (len(names) + 1), 3.8))
+    for ax, name in zip(axes, names, strict=False):
+        c = results[name]["compatibility"]
+        ax.scatter(c["model_probs"], c["true_probs"], s=12, alpha=0.7)
+        ax.plot([0, 1], [0, 1], "r--", lw=1)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("model p(label = 1 | kept bits)")
+        ax.set_ylabel("true posterior")
+        ax.set_title(f"{name.capitalize()} training (MAE {c['mae']:.3f})")
+    ax = axes[-1]
+    for name in names:
+        curve = results[name]["compatibility"]["curve"]
+        ax.plot([N_BITS - r["kept_bits"] for r in curve], [r["mae"] for r in curve], marker="o", ms=3, label=name)
+    ax.set_xlabel("bits dropped (of 17)")
+    ax.set_ylabel("mean |model − true posterior|")
+    ax.set_title("Compatibility as bits are dropped")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=130)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------ recipe
+def train_majority_model(name: str, settings: MajoritySettings, train: TokenData, valid: TokenData | None,
+                         out_dir: Path, progress: bool = True) -> tuple[TransformerLM, TrainResult]:
+    """Train the paper's small transformer on the majority-class language (``name``: standard / compatible)."""
+    vocab = MajorityClassVocab()
+    torch.manual_seed(settings.seed)
+    model = TransformerLM(TransformerLMConfig(
+        vocab_size=len(vocab), d_model=64, n_layers=4, n_heads=2, ffn_dim=256, max_position_embeddings=32,
+        dropout=settings.dropout, pad_token_id=vocab.pad_token_id, bos_token_id=vocab.bos_token_id,
+        eos_token_id=vocab.eos_token_id))
+    wd = WordDropout("uniform_length", settings.mixture) if name == "compatible" else None
+    cfg = TrainConfig(steps=settings.steps, batch_size=settings.batch_size, lr=settings.lr,
+                      warmup_steps=settings.warmup_steps, schedule="cosine", word_dropout=wd, seed=settings.seed,
+                      log_every=max(1, settings.steps // 20), eval_every=max(1, settings.steps // 4),
+                      checkpoint_every=max(1, settings.steps // 4))
+    result = train_causal_lm(model, train, cfg, out_dir / name, valid=valid, progress=progress)
+    vocab.save(out_dir / name / "model" / "vocab.json")
+    return model, result
+
+
+def run_majority_class(out_dir: Path, quick: bool = False, data_root: Path | None = None,
+                       settings: MajoritySettings | None = None, progress: bool = True) -> dict[str, Any]:
+    """The majority-class experiment (module docstring); returns the summary also written to ``results.json``."""
+    s = settings or majority_settings(quick)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    vocab = MajorityClassVocab()
+    train_split = load_split("train", data_root)
+    if s.n_train is not None:
+        train_split = train_split.subset(s.n_train)
+    valid_split = load_split("valid", data_root).subset(1000 if quick else 5000)
+    test_split = load_split("test", data_root)
+    ppl_split = test_split.subset(s.n_test) if s.n_test is not None else test_split
+    train = TokenData.from_tensor(encode_split(train_split, vocab))
+    valid = TokenData.from_tensor(encode_split(valid_split, vocab))
+    test = TokenData.from_tensor(encode_split(ppl_split, vocab))
+    results: dict[str, dict[str, Any]] = {}
+    for name in ("standard", "compatible"):
+        model, tr = train_majority_model(name, s, train, valid, out_dir, progress)
+        ev = evaluate_lm(model, test)
+        full_p = label_probabilities(model, ppl_split, torch.ones(len(ppl_split), N_BITS, dtype=torch.bool))
+        acc = float(((full_p > 0.5).long() == ppl_split.labels).double().mean())
+        results[name] = {
+            "test_ppl": ev["ppl"], "test_loss": ev["loss"], "test_tokens": ev["tokens"],
+            "gap_to_optimum": ev["ppl"] / OPTIMAL_PERPLEXITY - 1.0, "label_accuracy": acc,
+            "train_seconds": tr.seconds, "train_history": tr.history,
+            "compatibility": compatibility(model, test_split, s.n_compat, s.n_curve, s.seed + 1),
+            "greedy": greedy_rationales(model, test_split, s.n_rationales),
+        }
+    plot = plot_compatibility(results, out_dir / "majority_class_compatibility.png")
+    summary: dict[str, Any] = {
+        "experiment": "majority_class", "quick": quick, "settings": asdict(s),
+        "optimal_ppl": OPTIMAL_PERPLEXITY, "results": results, "plot": plot.name,
+        "seconds": time.perf_counter() - t_start, "torch_threads": torch.get_num_threads(),
+    }
+    md = majority_markdown(summary)
+    atomic_write_text(out_dir / "majority_class.md", md)
+    atomic_write_text(out_dir / "results.json", json.dumps(summary, indent=2))
+    summary["markdown"] = md
+    return summary
+
+
+def majority_markdown(summary: dict[str, Any]) -> str:
+    """The results table (like the paper's) plus the compatibility curve, as markdown."""
+    from seqexplain.report.markdown import markdown_table
+
+    res = summary["results"]
+    rows = []
+    for name, r in res.items():
+        g, c = r["greedy"], r["compatibility"]
+        rows.append({
+            "training": name, "test ppl": f"{r['test_ppl']:.4f}", "optimum": f"{summary['optimal_ppl']:.4f}",
+            "gap": f"{100 * r['gap_to_optimum']:+.2f}%", "label acc.": f"{100 * r['label_accuracy']:.1f}%",
+            "compat. MAE": f"{c['mae']:.3f}", "greedy size": f"{g['mean_size']:.2f}",
+            "decided": f"{100 * g['decided']:.0f}%", "decided or tie": f"{100 * g['decided_or_tie']:.0f}%",
+            "only majority bits": f"{100 * g['only_majority_bits']:.0f}%",
+            "train s": f"{r['train_seconds']:.0f}",
+        })
+    curve_rows = []
+    names = list(res)
+    for m in range(N_BITS + 1):
+        row: dict[str, Any] = {"bits dropped": N_BITS - m}
+        for name in names:
+            row[f"MAE {name}"] = f"{res[name]['compatibility']['curve'][m]['mae']:.3f}"
+        curve_rows.append(row)
+    s = summary["settings"]
+    lines = [
+        "## Majority class (Vafa et al. 2021)", "",
+        f"Transformer LM 4 layers, d_model 64, FFN 256, 2 heads; {s['steps']} steps of {s['batch_size']} sequences, "
+        f"AdamW lr {s['lr']} (warm-up {s['warmup_steps']}, cosine), dropout {s['dropout']}, seed {s['seed']}; "
+        f"compatible = word dropout uniform_length, mixture {s['mixture']}. Perplexity per predicted token over the "
+        "20 predicted tokens of each test sequence; optimum 2^(17/20).", "",
+        markdown_table(rows),
+        "compat. MAE: mean |p_model(label=1 | kept bits) − exact binomial posterior| with `<s>` and `=` kept and "
+        f"each bit kept with probability 1/2 ({s['n_compat']} test sequences). Greedy: rationales of the label for "
+        f"{s['n_rationales']} test sequences; *decided*: the exact posterior given the rationale's bits favours the "
+        "label; *tie*: no bit in the rationale (posterior exactly 1/2); *only majority bits*: no minority-value bit "
+        "added.", "",
+        "### Compatibility as bits are dropped", "",
+        markdown_table(curve_rows),
+        f"![compatibility]({summary['plot']})", "",
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ dispatch
+EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {"majority_class": run_majority_class}
+
+
+def run(experiment: str, out_dir: Path, quick: bool = False, data_root: Path | None = None) -> dict[str, Any]:
+    """Run one experiment of the paper by name (see :data:`EXPERIMENTS`); returns its summary."""
+    fn = EXPERIMENTS.get(experiment)
+    if fn is None:
+        raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
+    return fn(Path(out_dir), quick=quick, data_root=data_root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("experiment", choices=sorted(EXPERIMENTS))
+    ap.add_argument("--out", type=Path, default=Path("runs/vafa2021"), help="output folder")
+    ap.add_argument("--quick", action="store_true", help="tiny run (under a minute)")
+    ap.add_argument("--data-root", type=Path, default=None, help="folder holding majority_class/ etc.")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    summary = run(args.experiment, args.out, quick=args.quick, data_root=args.data_root)
+    print(summary.get("markdown", json.dumps({k: v for k, v in summary.items() if k != "results"}, indent=2)))
+    print(f"command: python -m seqexplain.experiments.vafa2021 {shlex.join(sys.argv[1:] if argv is None else argv)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""Training loop: loss goes down, resume equals uninterrupted, checkpoints/TensorBoard/export, LoRA on Llama."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from seqexplain.models.transformer import TransformerLM, TransformerLMConfig, load_transformer_lm
+from seqexplain.training.compatible import (
+    TokenData,
+    TrainConfig,
+    apply_lora,
+    evaluate_lm,
+    train_causal_lm,
+)
+from seqexplain.training.word_dropout import WordDropout
+
+
+def _data(n: int = 96, seed: int = 0) -> TokenData:
+    """A learnable toy language: a random start token, then +1 (mod 10) at every step."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(0, 10, (n, 1), generator=g)
+    return TokenData.from_tensor((start + torch.arange(8)) % 10)
+
+
+def _model() -> TransformerLM:
+    torch.manual_seed(0)
+    return TransformerLM(TransformerLMConfig(vocab_size=10, d_model=16, n_layers=1, n_heads=2, ffn_dim=32,
+                                             max_position_embeddings=16, dropout=0.1))
+
+
+def _cfg(**kw: object) -> TrainConfig:
+    base: dict[str, object] = dict(steps=12, batch_size=16, lr=1e-2, warmup_steps=2, schedule="linear", log_every=3,
+                                   checkpoint_every=3, word_dropout=WordDropout("uniform_length", 0.5), seed=3)
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_training_lowers_loss(tmp_path) -> None:
+    data = _data()
+    m = _model()
+    before = evaluate_lm(m, data)["loss"]
+    res = train_causal_lm(m, data, _cfg(steps=40, log_every=10), tmp_path, valid=data, progress=False,
+                          tensorboard=False)
+    after = evaluate_lm(m, data)["loss"]
+    assert after < 0.6 * before
+    assert res.step == 40 and len(res.history) == 4
+    back = load_transformer_lm(tmp_path / "model")
+    assert evaluate_lm(back, data)["loss"] == pytest.approx(after, abs=1e-6)
+
+
+def test_resume_equals_uninterrupted(tmp_path) -> None:
+    data = _data()
+    full_model = _model()
+    full = train_causal_lm(full_model, data, _cfg(), tmp_path / "full", progress=False, tensorboard=False)
+    part_model = _model()
+    first = train_causal_lm(part_model, data, _cfg(), tmp_path / "part", progress=False, stop_after=6)
+    assert first.step == 6 and first.model_dir is None
+    latest = json.loads((tmp_path / "part" / "checkpoints" / "latest.json").read_text())
+    assert latest["step"] == 6
+    fresh = _model()  # a new process: weights re-initialised, then restored from the checkpoint
+    torch.manual_seed(1234)  # disturb the global RNG: the checkpoint must restore it
+    second = train_causal_lm(fresh, data, _cfg(), tmp_path / "part", progress=False)
+    assert second.step == 12
+    assert [h["train_loss"] for h in second.history] == [h["train_loss"] for h in full.history]
+    for (name, a), (_, b) in zip(fresh.state_dict().items(), full_model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert sorted(p.name for p in (tmp_path / "part" / "checkpoints").glob("step-*")) == ["step-12"]
+    assert any((tmp_path / "part" / "tensorboard").iterdir())
+    assert (tmp_path / "part" / "model" / "model.safetensors").is_file()
+
+
+def test_lora_on_tiny_llama_trains_adapters_only(llama, tmp_path) -> None:
+    pytest.importorskip("peft")
+    import copy
+
+    base, tok = llama
+    model = apply_lora(copy.deepcopy(base), r=4, alpha=8)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    frozen_before = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    lora_before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    rows = [tok(t)["input_ids"] for t in ["The cat sat on the mat.", "The dog sat on the log.",
+                                          "Paris is the capital of France.", "The quick brown fox."]]
+    data = TokenData.from_lists(rows, tok.pad_token_id)
+    res = train_causal_lm(model, data, _cfg(steps=4, batch_size=2, checkpoint_every=2, lr=1e-2, log_every=2),
+                          tmp_path, progress=False, tensorboard=False)
+    assert res.step == 4
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            continue
+        assert torch.equal(p, frozen_before[n]), n
+    assert any(not torch.equal(p, lora_before[n]) for n, p in model.named_parameters() if p.requires_grad)
+    assert (tmp_path / "model" / "adapter_model.safetensors").is_file()
+    saved = (tmp_path / "checkpoints" / "step-4" / "trainable.safetensors")
+    from safetensors.torch import load_file
+
+    assert set(load_file(str(saved))) == trainable
+
+
+def test_config_validation() -> None:
+    from seqexplain.errors import InputError
+
+    with pytest.raises(InputError):
+        TrainConfig(schedule="weird")
+    with pytest.raises(InputError):
+        WordDropout(kind="weird")
+    cfg = TrainConfig(steps=100, lr=1.0, warmup_steps=10, schedule="inverse_sqrt")
+    assert cfg.lr_at(4) == pytest.approx(0.5)
+    assert cfg.lr_at(39) == pytest.approx((10 / 40) ** 0.5)
+    assert TrainConfig(steps=10, lr=1.0, schedule="linear").lr_at(9) == pytest.approx(0.0)
