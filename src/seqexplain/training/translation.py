@@ -10,7 +10,10 @@ Recipe:
   tie-break), then shuffled, per epoch;
 * loss: cross-entropy with ``label_smoothing``, mean over target tokens; AdamW (β = 0.9, 0.98), gradients clipped
   to ``max_grad_norm``; learning rate: linear warm-up over ``warmup_steps`` then linear decay to 0 at the planned
-  last step (``schedule="linear"``), or inverse square root (``"inverse_sqrt"``);
+  last step (``schedule="linear"``), or inverse square root (``"inverse_sqrt"``), or (``"linear_time"``, with
+  ``max_minutes``) linear decay in the *larger* of the step fraction and the fraction of the time budget spent, so
+  a run on a busy CPU still ends annealed when the budget runs out (the schedule then depends on the machine's
+  speed, so a resumed run no longer repeats an uninterrupted one exactly);
 * **compatibility word dropout** (``word_dropout`` = ``"uniform_length"`` / ``"inverse_length"`` / None):
   independently for the source and for the decoder inputs, with probability ``word_dropout_mixture`` a batch gets
   keep masks drawn by :class:`seqexplain.training.word_dropout.WordDropout`; they are passed to the model as its 2-D
@@ -85,8 +88,10 @@ class TranslationTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("linear", "inverse_sqrt"):
-            raise InputError(f"schedule must be 'linear' or 'inverse_sqrt', got {self.schedule!r}")
+        if self.schedule not in ("linear", "inverse_sqrt", "linear_time"):
+            raise InputError(f"schedule must be 'linear', 'inverse_sqrt' or 'linear_time', got {self.schedule!r}")
+        if self.schedule == "linear_time" and self.max_minutes is None:
+            raise InputError("schedule='linear_time' needs max_minutes (the time budget it decays over)")
         if self.word_dropout not in (None, "uniform_length", "inverse_length"):
             raise InputError(f"word_dropout must be None, 'uniform_length' or 'inverse_length', got "
                              f"{self.word_dropout!r}")
@@ -308,13 +313,16 @@ def load_translation_model(directory: Path | str, device: str | torch.device | N
 
 
 # ---------------------------------------------------------------------------------------------- training
-def _lr_factor(cfg: TranslationTrainConfig, step: int, total: int) -> float:
+def _lr_factor(cfg: TranslationTrainConfig, step: int, total: int, seconds: float = 0.0) -> float:
     warm = max(1, cfg.warmup_steps)
     if step < warm:
         return (step + 1) / warm
     if cfg.schedule == "inverse_sqrt":
         return math.sqrt(warm / (step + 1))
-    return max(0.0, (total - step) / max(1, total - warm))
+    by_steps = max(0.0, (total - step) / max(1, total - warm))
+    if cfg.schedule == "linear_time" and cfg.max_minutes is not None:
+        return max(0.0, min(by_steps, 1.0 - seconds / (cfg.max_minutes * 60)))
+    return by_steps
 
 
 _NOT_DEFINING = ("max_minutes", "checkpoint_every", "log_every", "valid_bleu_examples", "test_bleu_examples")
@@ -408,7 +416,7 @@ def train_translation(config: TranslationTrainConfig, out_dir: Path | str, data_
                 b = collate(pairs, batches[bi], ids)
                 sk, _ = sample_keep(b["src_valid"], cfg.word_dropout, cfg.word_dropout_mixture, gen)
                 tk, _ = sample_keep(b["tgt_valid"], cfg.word_dropout, cfg.word_dropout_mixture, gen)
-                lr = cfg.lr * _lr_factor(cfg, step, total_steps)
+                lr = cfg.lr * _lr_factor(cfg, step, total_steps, elapsed())
                 for g in opt.param_groups:
                     g["lr"] = lr
                 loss, n = batch_loss(model, b, sk, tk, cfg.label_smoothing)
