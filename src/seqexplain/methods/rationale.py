@@ -37,12 +37,10 @@ started). ``meta["reached"][i]`` says whether the stopping rule was met (False: 
 
 Speed: all targets of a sequence are rationalized together. Each greedy round builds, for every unfinished
 target, one keep-mask row per candidate, concatenates the rows of all targets, evaluates them under
-``token_budget`` tokens per forward and splits the results back. A row built for target ``i`` only needs the
-distribution at ``p_i − 1``, so (causal LM) a batch is evaluated on the prefix ending at the largest target
-position it holds, as a one-target example whose reading position is, for each row, ``p_i − 1`` (all positions
-``≥ p_i`` are dropped in rows of target ``i``, so the last kept position before the batch's target is ``p_i − 1``);
-at most :data:`READS_PER_BATCH` distinct targets share a batch so the output layer is applied at few positions.
-For an encoder-decoder a batch is evaluated on the targets up to its largest one.
+``token_budget`` tokens per forward and splits the results back. Each row asks the model interface for its own
+target only (``distributions(..., rows_target=...)``), and a causal LM row keeps only its subset, so the
+interface packs it to its kept tokens (original position ids) and applies the output layer at one position.
+For an encoder-decoder a batch is evaluated on the prefix example holding its largest target.
 """
 
 from __future__ import annotations
@@ -62,9 +60,6 @@ from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET
 from seqexplain.methods.registry import MethodResult, get_method, register
 from seqexplain.models.base import Example, SequenceModel, eval_mode
-
-READS_PER_BATCH = 4
-"""Causal LM: most distinct targets (hence output-layer positions per row) evaluated in one forward."""
 
 
 # --------------------------------------------------------------------------- support checks
@@ -125,19 +120,6 @@ def visible_positions(example: Example, target: int) -> list[int]:
     return [int(j) for j in torch.nonzero(example.visible()[target]).flatten()]
 
 
-def _causal_prefix(example: Example, target: int) -> Example:
-    """A one-target causal example: the input axis up to and including ``p_target``."""
-    p = int(example.target_positions[target])  # type: ignore[arg-type]
-    n = p + 1
-    return Example(
-        kind=example.kind, input_ids=example.input_ids[:n], tokens=example.tokens[:n], offsets=example.offsets[:n],
-        segments=example.segments[:n], target_ids=example.target_ids[target : target + 1],
-        target_tokens=example.target_tokens[target : target + 1], target_positions=[p],
-        n_source=min(example.n_source, n), text=example.text, target_text=example.target_text,
-        extra={k: v[:n] for k, v in example.extra.items()},
-    )
-
-
 def _seq2seq_prefix(example: Example, target: int) -> Example:
     """An encoder-decoder example holding the targets ``0..target``."""
     m = target + 1
@@ -174,14 +156,23 @@ def _row_length(example: Example, target: int) -> int:
     return example.length
 
 
+def _row_cost(example: Example, target: int, n_kept: int) -> int:
+    """Tokens one row costs in a forward: a causal LM runs only the kept tokens (the model interface packs
+    sparse rows); other kinds run their full (prefix) length."""
+    if example.kind == "causal":
+        return max(1, n_kept)
+    return _row_length(example, target)
+
+
 def evaluate_subsets(model: SequenceModel, example: Example, rows: Sequence[tuple[int, Sequence[int]]],
                      token_budget: int, counter: Counter | None = None) -> Evaluation:
     """Evaluate ``rows`` of ``(target index, kept positions)``: what the model predicts for that target when
     only those positions are visible.
 
-    Rows are taken in the given order and cut into batches of at most ``token_budget`` tokens (and, for a causal
-    LM, at most :data:`READS_PER_BATCH` distinct targets); each batch is one ``model.distributions`` call on the
-    smallest prefix example that holds its targets (see the module docstring)."""
+    Rows of every target are taken in the given order and cut into batches of at most ``token_budget`` tokens;
+    each batch is one ``model.distributions(..., rows_target=...)`` call that returns, per row, only its own
+    target's distribution. Causal LM rows keep only their subset (so the interface packs them to their kept
+    tokens); an encoder-decoder batch runs on the prefix example holding its largest target."""
     if token_budget < 1:
         raise InputError("token_budget must be a positive number of tokens")
     n = len(rows)
@@ -190,29 +181,23 @@ def evaluate_subsets(model: SequenceModel, example: Example, rows: Sequence[tupl
     mlogp = np.zeros(n, dtype=np.float64)
     start = 0
     while start < n:
-        stop, max_t, targets = start, -1, set()
+        stop, max_t, widest = start, -1, 0
         while stop < n:
-            t = rows[stop][0]
-            new_max = max(max_t, t)
-            new_targets = targets | {t}
-            if stop > start and ((stop - start + 1) * _row_length(example, new_max) > token_budget
-                                 or (example.kind == "causal" and len(new_targets) > READS_PER_BATCH)):
+            t, kept = rows[stop]
+            new_max, new_widest = max(max_t, t), max(widest, _row_cost(example, t, len(kept)))
+            cost = (stop - start + 1) * (new_widest if example.kind == "causal" else _row_length(example, new_max))
+            if stop > start and cost > token_budget:
                 break
-            max_t, targets = new_max, new_targets
+            max_t, widest = new_max, new_widest
             stop += 1
         batch = rows[start:stop]
-        if example.kind == "causal":
-            sub = _causal_prefix(example, max_t)
-        elif example.kind == "seq2seq":
-            sub = _seq2seq_prefix(example, max_t)
-        else:
-            sub = example
+        sub = _seq2seq_prefix(example, max_t) if example.kind == "seq2seq" else example
         keep = torch.zeros(len(batch), sub.length, dtype=torch.bool)
         for r, (_, kept) in enumerate(batch):
             keep[r, list(kept)] = True
-        logp = model.distributions(sub, keep.to(model.device)).detach().float().cpu()  # [B, T', V]
-        col = torch.tensor([0 if example.kind == "causal" else t for t, _ in batch])
-        own = logp[torch.arange(len(batch)), col]  # [B, V]
+        own_target = torch.tensor([t if example.kind != "classifier" else 0 for t, _ in batch])
+        logp = model.distributions(sub, keep.to(model.device), rows_target=own_target.to(model.device))
+        own = logp[:, 0].detach().float().cpu()  # [B, V]
         tid = example.target_ids[torch.tensor([t for t, _ in batch])]
         best = own.max(-1)
         argmax[start:stop] = best.indices.numpy()
@@ -221,7 +206,7 @@ def evaluate_subsets(model: SequenceModel, example: Example, rows: Sequence[tupl
         if counter is not None:
             counter.forwards += 1
             counter.rows += len(batch)
-            counter.tokens += len(batch) * _row_length(example, max_t)
+            counter.tokens += sum(_row_cost(sub, t, len(k)) for t, k in batch)
         start = stop
     return Evaluation(argmax, tlogp, mlogp)
 

@@ -102,8 +102,10 @@ class SequenceModel:
         raise NotImplementedError
 
     def distributions(self, example: Example, keep: torch.Tensor | None = None,
-                      embeds: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, T, V]`` log-distribution at each target's reading position (classifier: over labels, T = 1)."""
+                      embeds: torch.Tensor | None = None, rows_target: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, V]`` log-distribution at each target's reading position (classifier: over labels, T = 1);
+        with ``rows_target[B]``, only that target of each row: ``[B, 1, V]`` (cheaper when rows are built for
+        one target each, as in rationale search)."""
         raise NotImplementedError
 
     def score(self, example: Example, keep: torch.Tensor | None = None,

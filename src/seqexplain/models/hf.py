@@ -360,9 +360,10 @@ class HFModel(SequenceModel):
         return self.model(**kwargs).logits
 
     def distributions(self, example: Example, keep: torch.Tensor | None = None,
-                      embeds: torch.Tensor | None = None) -> torch.Tensor:
+                      embeds: torch.Tensor | None = None, rows_target: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, T, V]`` log-distribution over the vocabulary (classifier: over labels, ``T = 1``) at each
-        target's reading position, under ``keep`` / ``embeds``."""
+        target's reading position, under ``keep`` / ``embeds``; with ``rows_target[B]`` only that target of
+        each row, ``[B, 1, V]``."""
         keep = self.batch_keep(example, keep, embeds)
         if embeds is not None and embeds.shape[0] != keep.shape[0]:
             raise InputError(f"embeds batch {embeds.shape[0]} does not match keep batch {keep.shape[0]}")
@@ -372,14 +373,16 @@ class HFModel(SequenceModel):
         if self.kind == "seq2seq":
             s = example.n_source
             r = reading_positions(keep, positions, floor=s) - s  # decoder index of the reading position
+            if rows_target is not None:
+                r = r.gather(1, rows_target.to(r.device).view(-1, 1))
             logits = self._forward(example, keep, embeds)
             picked = torch.gather(logits, 1, r.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
         else:
-            picked = self._causal_logits(example, keep, embeds, positions)
+            picked = self._causal_logits(example, keep, embeds, positions, rows_target)
         return torch.log_softmax(picked.float(), dim=-1)
 
     def _causal_logits(self, example: Example, keep: torch.Tensor, embeds: torch.Tensor | None,
-                       positions: list[int]) -> torch.Tensor:
+                       positions: list[int], rows_target: torch.Tensor | None = None) -> torch.Tensor:
         """``[B, T, V]`` logits at each row's reading positions for a causal LM.
 
         Positions ``≥ max(p_i)`` are never read and are cut. When the keep-mask is sparse (at most half the
@@ -388,9 +391,11 @@ class HFModel(SequenceModel):
         as the masked full-length row, on fewer tokens. The output layer is applied only at the reading
         positions when the model's head can be applied to its base model's last hidden state (checked once
         against the model's own logits), else through ``logits_to_keep`` or full logits."""
-        end = max(positions)
-        keep_c = keep[:, :end]
         r = reading_positions(keep, positions, floor=0)  # [B, T]
+        if rows_target is not None:
+            r = r.gather(1, rows_target.to(r.device).view(-1, 1))  # [B, 1]
+        end = int(r.max()) + 1  # later positions are never read
+        keep_c = keep[:, :end]
         n_b = keep_c.shape[0]
         counts = keep_c.sum(1)
         n_max = int(counts.max()) if n_b else 0
