@@ -256,7 +256,7 @@ def run_distractors(out_dir: Path | str, quick: bool = False, data_root: Path | 
     summary = {k: {**summarize_distractors(rows[k], reached[k]), "seconds": seconds[k]} for k, _, _ in specs}
     table = distractor_table(summary)
     result = {"experiment": "distractors", "quick": quick, "n_pairs": n_pairs, "seed": seed, "targets": targets,
-              "model_test_bleu": train_res.get("test_bleu"), "methods": summary, "table": table,
+              "model_test_bleu": train_res.get("test_bleu"), "methods": summary, "table": table, "markdown": table,
               "seconds": time.perf_counter() - t0}
     _write_results(Path(out_dir) / "distractors", result, records)
     return result
@@ -408,7 +408,7 @@ def run_alignments(out_dir: Path | str, quick: bool = False, data_root: Path | s
         results["sets"][name] = set_res
         tables.append(f"**{name}** ({src_lang}→{tgt_lang}, {set_res['sentences']} sentences, "
                       f"{skipped} skipped)\n\n" + alignment_table(set_res["methods"]))
-    results["table"] = "\n".join(tables)
+    results["table"] = results["markdown"] = "\n".join(tables)
     results["seconds"] = time.perf_counter() - t0
     _write_results(Path(out_dir) / "alignments", results, records)
     return results

@@ -632,3 +632,11 @@ def _tied_names(model: Seq2SeqTransformer) -> set[str]:
         else:
             seen[ptr] = name
     return tied
+
+
+def load_pretrained(directory: Path | str, device: str | torch.device | None = None) -> tuple[Seq2SeqTransformer, Any]:
+    """``(model, tokenizer)`` from a folder holding both (as written by the translation trainer), ready for
+    :func:`seqexplain.load_model` (``load_model(*load_pretrained(path))``)."""
+    from seqexplain.data.tokenizers import load_tokenizer
+
+    return load_seq2seq(directory, device), load_tokenizer(directory)
