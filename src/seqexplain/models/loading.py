@@ -118,6 +118,8 @@ def _load_gguf(path: Path, tokenizer: Any, kind: ModelKind | None,
 
     found: ModelKind = kind or "causal"
     try:
+        # dequantise to plain float weights: attributions need a differentiable float model
+        common = {**common, "quantization_config": transformers.GgufConfig(dequantize=True)}
         model = _auto_class(found).from_pretrained(str(path.parent), gguf_file=path.name, **common)
         if tokenizer is None:
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name,
