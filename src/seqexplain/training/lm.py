@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,6 @@ def train_lm(
     device = model.decoder.weight.device
     data = data.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    import time
-
     for epoch in range(start_epoch, cfg.epochs):
         torch.manual_seed(cfg.seed + epoch)
         lr = cfg.lr_at(epoch)
