@@ -349,6 +349,9 @@ def _predicts(model: SequenceModel, example: Example) -> bool:
 
 
 def _write_outputs(out_dir: Path, stem: str, summary: dict[str, Any], markdown: str) -> None:
+    """``<stem>.json`` (the summary) and ``<stem>.md`` (the table); the summary gets the table as ``markdown``
+    (what :func:`seqexplain.experiments.vafa2021.main` prints)."""
+    summary["markdown"] = markdown
     atomic_write_text(out_dir / f"{stem}.json", json.dumps(summary, indent=1, sort_keys=True, default=str))
     atomic_write_text(out_dir / f"{stem}.md", markdown)
 
