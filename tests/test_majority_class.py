@@ -85,7 +85,7 @@ def _tiny_settings():
     from seqexplain.experiments.vafa2021 import MajoritySettings
 
     return MajoritySettings(steps=8, batch_size=16, lr=3e-3, warmup_steps=2, dropout=0.0, mixture=0.5, n_train=256,
-                            n_test=64, n_compat=16, n_curve=2, n_rationales=2)
+                            n_test=64, n_compat=16, n_curve=2, n_rationales=2, n_valid=32)
 
 
 @needs_data

@@ -71,6 +71,7 @@ class MajoritySettings:
     compat_steps: int = 0  # fine-tuning steps of the compatible model (0: same as steps)
     compat_lr: float = 0.0  # its learning rate (0: same as lr)
     compat_init: str = "standard"  # "standard": fine-tune the standard model; "scratch": train from scratch
+    n_valid: int = 2000  # validation sequences evaluated during training
     seed: int = 0
 
 
@@ -78,7 +79,7 @@ def majority_settings(quick: bool) -> MajoritySettings:
     if quick:
         return MajoritySettings(steps=120, batch_size=32, lr=3e-3, warmup_steps=20, dropout=0.0, mixture=0.5,
                                 n_train=4000, n_test=500, n_compat=100, n_curve=20, n_rationales=10,
-                                compat_steps=60, compat_lr=1e-3)
+                                compat_steps=60, compat_lr=1e-3, n_valid=300)
     return MajoritySettings(steps=2500, batch_size=64, lr=2e-3, warmup_steps=200, dropout=0.0, mixture=0.5,
                             n_train=None, n_test=None, n_compat=200, n_curve=200, n_rationales=100,
                             compat_steps=2500, compat_lr=1e-3)
@@ -264,7 +265,7 @@ def run_majority_class(out_dir: Path, quick: bool = False, data_root: Path | Non
     train_split = load_split("train", data_root)
     if s.n_train is not None:
         train_split = train_split.subset(s.n_train)
-    valid_split = load_split("valid", data_root).subset(1000 if quick else 5000)
+    valid_split = load_split("valid", data_root).subset(s.n_valid)
     test_split = load_split("test", data_root)
     ppl_split = test_split.subset(s.n_test) if s.n_test is not None else test_split
     train = TokenData.from_tensor(encode_split(train_split, vocab))
