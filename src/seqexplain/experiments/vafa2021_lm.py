@@ -496,8 +496,12 @@ def analogy_correct(model: SequenceModel, item: AnalogyExample) -> dict[str, boo
     return {"with_distractor": with_d, "without_distractor": without}
 
 
-def analogy_summary(records: Iterable[dict[str, Any]], methods: Sequence[str]) -> list[dict[str, Any]]:
-    """Per method: ``n``, ``Length``, ``Ratio`` (with ``n_ratio``), ``Ante``, ``No D`` and seconds per token."""
+def analogy_summary(records: Iterable[dict[str, Any]], methods: Sequence[str],
+                    exhaustive_max_size: int | None = None) -> list[dict[str, Any]]:
+    """Per method: ``n``, ``Length``, ``Ratio`` (with ``n Ratio``, over the examples where exhaustive search found
+    a rationale), ``Ante``, ``No D`` and seconds per token. With ``exhaustive_max_size``, also ``Ratio ≤``: an upper
+    bound on the mean ratio over every exhaustively searched example, using ``max_size + 1`` as the minimal length
+    where the search found nothing within ``max_size``."""
     recs = [r for r in records if r.get("kind") == "rationale"]
     exhaustive = {r["id"]: r for r in recs if r["method"] == "exhaustive"}
     ex_len = {i: (len(r["rationale"]) if r["rationale"] else None) for i, r in exhaustive.items()}
@@ -508,9 +512,15 @@ def analogy_summary(records: Iterable[dict[str, Any]], methods: Sequence[str]) -
             mine = [r for r in mine if r["rationale"]]  # searches that found a rationale within max_size
         scores = analogy_scores([r["rationale"] for r in mine], [r["antecedent"] for r in mine],
                                 [r["distractor"] for r in mine], [ex_len.get(r["id"]) for r in mine])
-        rows.append({"method": LABELS[m], "n": len(mine), "Length": scores["length"], "Ratio": scores["ratio"],
-                     "n Ratio": int(scores["n_ratio"]), "Ante": scores["ante"], "No D": scores["no_d"],
-                     "s/token": _mean([r["seconds"] for r in mine])})
+        row: dict[str, Any] = {"method": LABELS[m], "n": len(mine), "Length": scores["length"],
+                               "Ratio": scores["ratio"], "n Ratio": int(scores["n_ratio"])}
+        if exhaustive_max_size is not None:
+            bounds = [len(r["rationale"]) / (ex_len[r["id"]] or exhaustive_max_size + 1)
+                      for r in mine if r["id"] in ex_len]
+            row["Ratio ≤"] = _mean(bounds)
+            row["n searched"] = len(bounds)
+        row.update({"Ante": scores["ante"], "No D": scores["no_d"], "s/token": _mean([r["seconds"] for r in mine])})
+        rows.append(row)
     return rows
 
 
@@ -581,7 +591,7 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
     bar.close()
     keys = {f"{it.id}:{m}" for it, m in jobs}
     records = [r for k, r in store.records.items() if k in keys]
-    rows = analogy_summary(records, chosen)
+    rows = analogy_summary(records, chosen, s.exhaustive_max_size)
     n_with = sum(c["with_distractor"] for c in checks.values())
     n_both = sum(all(c.values()) for c in checks.values())
     summary = {
@@ -597,7 +607,9 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
             f"{n_with} of {len(checks)} checked, and both with and without the distractor in {n_both}. "
             f"Rationalized: {len(picked)}" + (f" (the first {limit} found in a seeded random order, seed {seed})"
                                                if len(checks) < len(items) else "")
-            + f"; exhaustive search (max size {s.exhaustive_max_size}) on {len(exhaustive_ids)} of them.")
+            + f"; exhaustive search (max size {s.exhaustive_max_size}) on {len(exhaustive_ids)} of them. 'Ratio' "
+            "averages over the searches that found a rationale; 'Ratio ≤' bounds the mean over all searched "
+            f"examples, counting a search that found none as a minimal length of {s.exhaustive_max_size + 1}.")
     md = f"### Analogies — {loaded.name} ({variant})\n\n{note}\n\n" + markdown_table(rows, floatfmt=".2f")
     _write_outputs(out, f"analogies_{variant}", summary, md)
     return summary
