@@ -115,11 +115,15 @@ def test_distractor_counts_by_hand():
     # the previous token (first element) is never counted on the target side
     rows2 = distractor_counts([[6], [7], [8], [9, 8]], n_source, src_half, tgt_half)
     assert [r["target_distractors"] for r in rows2] == [0, 0, 0, 1]
-    s = summarize_distractors(rows, [True] * 4)
+    s = summarize_distractors(rows)
     assert s["source_mean"] == pytest.approx(0.5) and s["source_frac"] == pytest.approx(0.5)
     assert s["target_mean"] == pytest.approx(1.0) and s["target_frac"] == pytest.approx(1.0)
     assert s["source_mean_all_targets"] == pytest.approx(0.5)
-    assert s["n_second_half_targets"] == 2
+    assert s["n_second_half_targets"] == 2 and s["reached"] == 1.0
+    rows3 = distractor_counts(rationales, n_source, src_half, tgt_half, [True, True, False, True])
+    s3 = summarize_distractors(rows3)
+    assert s3["source_mean_reached"] == pytest.approx(0.0) and s3["target_mean_reached"] == pytest.approx(1.0)
+    assert s3["reached"] == pytest.approx(0.75)
 
 
 def test_word_rationales_by_hand():

@@ -160,7 +160,7 @@ def _halves(offsets: Sequence[tuple[int, int] | None], boundary: int) -> list[in
 
 
 def distractor_counts(rationales: Sequence[Sequence[int]], n_source: int, src_half: Sequence[int | None],
-                      tgt_half: Sequence[int | None]) -> list[dict[str, int]]:
+                      tgt_half: Sequence[int | None], reached: Sequence[bool] | None = None) -> list[dict[str, int]]:
     """Per target: its half, and the distractor source / target tokens of its rationale (module docstring).
 
     ``rationales`` are input-axis positions (source ``0..S-1``, decoder start ``S``, target ``k`` at ``S+1+k``),
@@ -179,12 +179,18 @@ def distractor_counts(rationales: Sequence[Sequence[int]], n_source: int, src_ha
             "target_distractors": sum(1 for k in tgt if tgt_half[k] == 0) if half == 1 else 0,
             "length": len(rat),
             "other": other,
+            "reached": int(reached[i]) if reached is not None else 1,
         })
     return rows
 
 
-def summarize_distractors(rows: Sequence[dict[str, int]], reached: Sequence[bool]) -> dict[str, float]:
+def summarize_distractors(rows: Sequence[dict[str, int]]) -> dict[str, float]:
+    """Means and fractions of :func:`distractor_counts` rows (module docstring); ``*_reached``: the same over the
+    second-half targets whose rationale reached the stopping rule (an unreached search holds the whole context)."""
     second = [r for r in rows if r["half"] == 1]
+    ok = [r for r in second if r["reached"]]
+    src_ok = np.array([r["source_distractors"] for r in ok], dtype=float)
+    tgt_ok = np.array([r["target_distractors"] for r in ok], dtype=float)
     src2 = np.array([r["source_distractors"] for r in second], dtype=float)
     tgt2 = np.array([r["target_distractors"] for r in second], dtype=float)
     src_all = np.array([r["source_distractors"] for r in rows], dtype=float)
@@ -196,8 +202,10 @@ def summarize_distractors(rows: Sequence[dict[str, int]], reached: Sequence[bool
         "source_mean": mean(src2), "target_mean": mean(tgt2),
         "source_frac": mean(src2 > 0), "target_frac": mean(tgt2 > 0),
         "source_mean_all_targets": mean(src_all), "source_frac_all_targets": mean(src_all > 0),
+        "source_mean_reached": mean(src_ok), "target_mean_reached": mean(tgt_ok),
+        "source_frac_reached": mean(src_ok > 0), "target_frac_reached": mean(tgt_ok > 0),
         "length": mean(np.array([r["length"] for r in rows], dtype=float)),
-        "reached": mean(np.array(reached, dtype=float)),
+        "reached": mean(np.array([r["reached"] for r in rows], dtype=float)),
         "n_second_half_targets": len(second), "n_targets": len(rows),
     }
 
@@ -234,7 +242,6 @@ def run_distractors(out_dir: Path | str, quick: bool = False, data_root: Path | 
     first, second = usable[:n_pairs], usable[n_pairs : 2 * n_pairs]
     specs = method_specs(baselines, quick, max_size=max_size)
     rows: dict[str, list[dict[str, int]]] = {k: [] for k, _, _ in specs}
-    reached: dict[str, list[bool]] = {k: [] for k, _, _ in specs}
     seconds: dict[str, float] = {k: 0.0 for k, _, _ in specs}
     records: list[dict[str, Any]] = []
     for a, b in tqdm(list(zip(first, second, strict=True)), desc="distractor pairs", disable=not progress):
@@ -250,11 +257,10 @@ def run_distractors(out_dir: Path | str, quick: bool = False, data_root: Path | 
             t1 = time.perf_counter()
             rats, ok = _rationalize(wrapped, ex, method, opts)
             seconds[key] += time.perf_counter() - t1
-            rows[key].extend(distractor_counts(rats, s, src_half, tgt_half))
-            reached[key].extend(ok)
+            rows[key].extend(distractor_counts(rats, s, src_half, tgt_half, ok))
             rec["rationales"][key] = rats
         records.append(rec)
-    summary = {k: {**summarize_distractors(rows[k], reached[k]), "seconds": seconds[k]} for k, _, _ in specs}
+    summary = {k: {**summarize_distractors(rows[k]), "seconds": seconds[k]} for k, _, _ in specs}
     table = distractor_table(summary)
     result = {"experiment": "distractors", "quick": quick, "n_pairs": n_pairs, "seed": seed, "targets": targets,
               "model_test_bleu": train_res.get("test_bleu"), "methods": summary, "table": table, "markdown": table,
@@ -264,14 +270,16 @@ def run_distractors(out_dir: Path | str, quick: bool = False, data_root: Path | 
 
 
 def distractor_table(summary: dict[str, dict[str, float]]) -> str:
-    head = ("| Method | Source mean ↓ | Target mean ↓ | Source frac. ↓ | Target frac. ↓ | Source mean (all targets) | "
-            "Source frac. (all targets) | Length | Reached |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+    head = ("| Method | Source mean ↓ | Target mean ↓ | Source frac. ↓ | Target frac. ↓ | Source mean / frac. (all "
+            "targets) | Source mean / Target mean (reached only) | Length | Reached |\n"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
     lines = []
     for key in [k for k in summary if k != "greedy"] + ["greedy"]:
         m = summary[key]
         lines.append(f"| {METHOD_LABELS.get(key, key)} | {_fmt(m['source_mean'])} | {_fmt(m['target_mean'])} | "
-                     f"{_fmt(m['source_frac'])} | {_fmt(m['target_frac'])} | {_fmt(m['source_mean_all_targets'])} | "
-                     f"{_fmt(m['source_frac_all_targets'])} | {m['length']:.1f} | {_fmt(m['reached'])} |")
+                     f"{_fmt(m['source_frac'])} | {_fmt(m['target_frac'])} | {_fmt(m['source_mean_all_targets'])} / "
+                     f"{_fmt(m['source_frac_all_targets'])} | {_fmt(m['source_mean_reached'])} / "
+                     f"{_fmt(m['target_mean_reached'])} | {m['length']:.1f} | {_fmt(m['reached'])} |")
     return head + "\n".join(lines) + "\n"
 
 
