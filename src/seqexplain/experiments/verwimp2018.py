@@ -195,14 +195,14 @@ def run_reproduction(
     plots: dict[str, Path] = {}
     plots["top_singular_values"] = plot_top_singular_values(
         mean_sum.top[0], out / "top_singular_values.png",
-        f"LSTM cell state, {corpus}: top-{k} singular values of mean normalised G_d")
+        f"LSTM cell state ({corpus}): top-{k} singular values, mean normalised G_d")
     per_class = {n: mean_sum.total[i] for i, n in enumerate(stats.class_names)}
     plots["sum_by_class"] = plot_curves(per_class, out / "sum_singular_values_by_class.png",
-                                        "Sum of singular values of mean normalised G_d, by class of the word at t-d",
+                                        "Σσ of mean normalised G_d, by class of the word at t-d",
                                         "Σσ (memory)", logy=True)
     per_class_rms = {n: rms_sum.total[i] for i, n in enumerate(stats.class_names)}
     plots["rms_by_class"] = plot_curves(per_class_rms, out / "rms_sum_singular_values_by_class.png",
-                                        "Sum of RMS singular values of normalised G_d, by class", "Σσ_rms",
+                                        "Σσ_rms of normalised G_d, by class of the word at t-d", "Σσ_rms",
                                         logy=True)
     if directions:
         plots["relative_memory"] = plot_curves({n: v["relative_memory"] for n, v in directions.items()},
