@@ -459,11 +459,10 @@ class HFModel(SequenceModel):
         keep = torch.ones(1, example.length, dtype=torch.bool, device=self.device)
         with torch.no_grad(), eval_mode(self.model), eager_attention(self.model):
             out = self._forward_outputs(example, keep)
-        if self.kind == "seq2seq":
-            stacks = {"encoder": out.encoder_attentions, "decoder": out.decoder_attentions,
-                      "cross": out.cross_attentions}
-        else:
-            stacks = {"self": out.attentions}
+        names = ("encoder_attentions", "decoder_attentions", "cross_attentions") if self.kind == "seq2seq" \
+            else ("attentions",)
+        stacks = {name.removesuffix("_attentions").replace("attentions", "self"): getattr(out, name, None)
+                  for name in names}
         if any(not v for v in stacks.values()):
             raise UnsupportedError(
                 f"{self.model_id} ({type(self.model).__name__}) returned no attention weights; "

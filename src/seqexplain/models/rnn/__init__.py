@@ -8,13 +8,14 @@ from seqexplain.models.rnn.lm import (
     eval_mode,
     load_rnn_lm,
 )
-from seqexplain.models.rnn.vocab import Vocab, embeddings_for_vocab, read_word2vec, write_word2vec
+from seqexplain.models.rnn.vocab import Vocab, WordTokenizer, embeddings_for_vocab, read_word2vec, write_word2vec
 
 __all__ = [
     "RNNLMConfig",
     "RNNLMOutput",
     "RNNLanguageModel",
     "Vocab",
+    "WordTokenizer",
     "dropout_from_keep_prob",
     "embeddings_for_vocab",
     "eval_mode",

@@ -11,6 +11,7 @@ floats, all separated by single spaces.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -154,3 +155,44 @@ def embeddings_for_vocab(
         if j is not None:
             out[i] = torch.from_numpy(rows[j])
     return out
+
+
+class WordTokenizer:
+    """The tokenizer side of a :class:`Vocab` for seqexplain's model interface: whitespace-delimited words with
+    their character offsets (so attributions map back to the text), ``<bos>`` prepended as the special token.
+
+    Words outside the vocabulary become ``<unk>`` (shown as such: that is what the model sees)."""
+
+    is_fast = False
+
+    def __init__(self, vocab: Vocab, add_bos: bool = True) -> None:
+        self.vocab = vocab
+        self.add_bos = add_bos
+        self.bos_token_id, self.eos_token_id, self.unk_token_id = vocab.bos_id, vocab.eos_id, vocab.unk_id
+        self.pad_token_id = vocab.eos_id
+        self.unk_token = UNK
+        self.all_special_ids = [vocab.stoi[s] for s in SPECIALS]
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def tokenize_with_offsets(self, text: str, add_special_tokens: bool = True
+                              ) -> tuple[list[int], list[str], list[tuple[int, int] | None]]:
+        ids: list[int] = []
+        offsets: list[tuple[int, int] | None] = []
+        if add_special_tokens and self.add_bos:
+            ids.append(self.bos_token_id)
+            offsets.append(None)
+        for match in re.finditer(r"\S+", text):
+            ids.append(self.vocab.stoi.get(match.group(), self.unk_token_id))
+            offsets.append((match.start(), match.end()))
+        return ids, self.vocab.decode(ids), offsets
+
+    def convert_ids_to_tokens(self, ids: Iterable[int]) -> list[str]:
+        return self.vocab.decode(ids)
+
+    def convert_tokens_to_ids(self, tokens: Iterable[str]) -> list[int]:
+        return [self.vocab.stoi.get(t, self.unk_token_id) for t in tokens]
+
+    def decode(self, ids: Iterable[int], **_: object) -> str:
+        return " ".join(self.vocab.decode(ids))
