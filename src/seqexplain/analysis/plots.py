@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from seqexplain.data.paths import atomic_path
+from seqexplain.atomic import atomic_path
 
 
 def plot_curves(

@@ -53,10 +53,11 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.data.corpus import batchify
-from seqexplain.data.paths import atomic_path, atomic_write_text
 from seqexplain.errors import DataError, InputError
-from seqexplain.models.rnn.lm import RNNLanguageModel, State, eval_mode
+from seqexplain.models.base import eval_mode
+from seqexplain.models.rnn.lm import RNNLanguageModel, State
 
 StateKind = Literal["cell", "hidden"]
 

@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from seqexplain.data.paths import atomic_write_text
+from seqexplain.atomic import atomic_write_text
 from seqexplain.errors import DataError, InputError
 
 #: the Penn Treebank part-of-speech tags (plus the extra tags spaCy's English tagger emits)

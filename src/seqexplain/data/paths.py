@@ -8,19 +8,18 @@ The data root is, in order of preference:
 4. otherwise ``../shared/data`` relative to the working directory (which then does not exist, and
    :func:`require_data` says so).
 
-Atomic writes (:func:`atomic_write_bytes`, :func:`atomic_write_text`, :func:`atomic_path`) write to a temporary file
-in the destination folder and ``os.replace`` it into place, so a reader never sees a half-written file.
+The atomic-write helpers live in :mod:`seqexplain.atomic` (re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
+from seqexplain.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from seqexplain.errors import DataError
+
+__all__ = ["ENV_VAR", "atomic_path", "atomic_write_bytes", "atomic_write_text", "data_root", "require_data"]
 
 ENV_VAR = "SEQEXPLAIN_DATA"
 
@@ -53,30 +52,3 @@ def require_data(folder: str, root: Path | str | None = None) -> Path:
             f"to the folder that contains '{folder}/'"
         )
     return path
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically, on error it is removed."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_write_text(path: Path | str, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from seqexplain.atomic import atomic_write_text
 from seqexplain.data.majority_class import (
     EQUALS_POSITION,
     N_BITS,
@@ -45,7 +46,6 @@ from seqexplain.data.majority_class import (
     label_posterior,
     load_split,
 )
-from seqexplain.data.paths import atomic_write_text
 from seqexplain.errors import InputError
 from seqexplain.models.base import eval_mode
 from seqexplain.models.transformer import TransformerLM, TransformerLMConfig

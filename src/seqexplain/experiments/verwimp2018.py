@@ -38,8 +38,8 @@ from seqexplain.analysis.word_classes import (
     spacy_available,
     tag_tokens_spacy,
 )
+from seqexplain.atomic import atomic_write_text
 from seqexplain.data.corpus import load_corpus
-from seqexplain.data.paths import atomic_write_text
 from seqexplain.errors import InputError
 from seqexplain.models.rnn.lm import RNNLanguageModel, RNNLMConfig
 from seqexplain.models.rnn.vocab import Vocab, write_word2vec

@@ -31,7 +31,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from seqexplain.attribution import Attribution, Normalization, atomic_write_bytes
+from seqexplain.atomic import atomic_write_bytes
+from seqexplain.attribution import Attribution, Normalization
 from seqexplain.errors import InputError
 from seqexplain.report._common import (
     NEGATIVE_RGB,

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from seqexplain.attribution import Attribution, Normalization, atomic_write_bytes
+from seqexplain.atomic import atomic_write_bytes
+from seqexplain.attribution import Attribution, Normalization
 from seqexplain.errors import InputError
 from seqexplain.report._common import describe_options, display_matrix, display_token
 

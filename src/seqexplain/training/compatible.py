@@ -41,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from seqexplain.data.paths import atomic_path, atomic_write_text
+from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.base import eval_mode
 from seqexplain.training.word_dropout import WordDropout, causal_attention_mask

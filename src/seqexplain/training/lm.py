@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from seqexplain.atomic import atomic_write_text
 from seqexplain.data.corpus import batchify
-from seqexplain.data.paths import atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
-from seqexplain.models.rnn.lm import RNNLanguageModel, State, eval_mode, load_rnn_lm
+from seqexplain.models.base import eval_mode
+from seqexplain.models.rnn.lm import RNNLanguageModel, State, load_rnn_lm
 from seqexplain.models.rnn.vocab import Vocab
 
 

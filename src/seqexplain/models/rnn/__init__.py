@@ -5,7 +5,6 @@ from seqexplain.models.rnn.lm import (
     RNNLMConfig,
     RNNLMOutput,
     dropout_from_keep_prob,
-    eval_mode,
     load_rnn_lm,
 )
 from seqexplain.models.rnn.vocab import Vocab, WordTokenizer, embeddings_for_vocab, read_word2vec, write_word2vec
@@ -18,7 +17,6 @@ __all__ = [
     "WordTokenizer",
     "dropout_from_keep_prob",
     "embeddings_for_vocab",
-    "eval_mode",
     "load_rnn_lm",
     "read_word2vec",
     "write_word2vec",

@@ -24,9 +24,7 @@ packed sequences, and the outputs are gathered back with each position's "last k
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqexplain.data.paths import atomic_path, atomic_write_text
+from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.rnn.vocab import Vocab
 
@@ -336,12 +334,3 @@ def load_rnn_lm(directory: Path | str, map_location: str = "cpu") -> tuple[RNNLa
     return model, vocab
 
 
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode for the block; restore its previous mode afterwards (also on error)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)

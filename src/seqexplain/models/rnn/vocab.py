@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqexplain.data.paths import atomic_write_text
+from seqexplain.atomic import atomic_write_text
 from seqexplain.errors import DataError, InputError
 
 UNK, EOS, BOS = "<unk>", "<eos>", "<bos>"

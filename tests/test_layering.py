@@ -1,0 +1,61 @@
+"""The data flow of ARCHITECTURE.md: nothing below imports anything above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "seqexplain"
+
+# module prefix -> package prefixes it must never import
+FORBIDDEN = {
+    "seqexplain.errors": ["seqexplain."],
+    "seqexplain.atomic": ["seqexplain."],
+    "seqexplain.models": ["seqexplain.methods", "seqexplain.metrics", "seqexplain.report", "seqexplain.training",
+                          "seqexplain.analysis", "seqexplain.experiments", "seqexplain.cli", "seqexplain.explain"],
+    "seqexplain.methods": ["seqexplain.report", "seqexplain.cli", "seqexplain.experiments", "seqexplain.training"],
+    "seqexplain.metrics": ["seqexplain.report", "seqexplain.cli", "seqexplain.experiments"],
+    "seqexplain.report": ["seqexplain.models", "seqexplain.methods", "seqexplain.cli", "seqexplain.experiments"],
+    "seqexplain.training": ["seqexplain.report", "seqexplain.cli", "seqexplain.experiments"],
+    "seqexplain.analysis": ["seqexplain.cli", "seqexplain.experiments"],
+    "seqexplain.experiments": ["seqexplain.cli"],
+    "seqexplain.data": ["seqexplain.models", "seqexplain.methods", "seqexplain.report", "seqexplain.cli",
+                        "seqexplain.experiments"],
+}
+ATTRIBUTION_MAY_IMPORT = {"seqexplain.errors", "seqexplain.atomic"}
+
+
+def _modules() -> list[tuple[str, Path]]:
+    out = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out.append((".".join(parts), path))
+    return out
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {m for m in found if m.startswith("seqexplain")}
+
+
+@pytest.mark.parametrize("module,path", _modules(), ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_no_upward_imports(module, path):
+    imported = _imports(path)
+    for prefix, banned in FORBIDDEN.items():
+        if module == prefix or module.startswith(prefix + "."):
+            bad = sorted(m for m in imported for b in banned if m.startswith(b) and not m.startswith(prefix))
+            assert not bad, f"{module} imports {bad}"
+    if module == "seqexplain.attribution":
+        assert imported <= ATTRIBUTION_MAY_IMPORT, imported
+    if module != "seqexplain.cli":
+        assert "seqexplain.cli" not in imported
