@@ -313,3 +313,14 @@ def test_scores_from_cli_match_api(runner, gpt2_dir, gpt2, tmp_path):
     api = seqexplain.explain(seqexplain.load_model(model, tok), "The cat sat on the", " mat", "occlusion")
     got = seqexplain.Attribution.load(out_json)
     np.testing.assert_allclose(got.scores, api.scores, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def test_reproduce_vafa2021_unknown_experiment_exits_2():
+    from typer.testing import CliRunner
+
+    from seqexplain.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", "vafa2021", "nonsense", "--out", "unused"])
+    assert result.exit_code == 2
+    assert "unknown experiment" in result.output and "majority_class" in result.output
+    assert "Traceback" not in result.output

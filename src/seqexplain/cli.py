@@ -271,6 +271,25 @@ def demo(
     run_demo(out, methods=tuple(method) if method else DEFAULT_METHODS, console=_stdout())
 
 
+@reproduce_app.command("vafa2021")
+def reproduce_vafa2021(
+    experiment: Annotated[str, typer.Argument(help="majority_class, lambada, lambada_compatible, analogies, timing, "
+                                                   "distractors or alignments.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/vafa2021"),
+    data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
+                         ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")] = False,
+) -> None:
+    """Vafa et al. (2021): sequential rationales; one experiment of the paper per call."""
+    from seqexplain.experiments.vafa2021 import run
+
+    result = run(experiment, out, quick=quick, data_root=data_root)
+    table = result.get("markdown") or result.get("table") if isinstance(result, dict) else None
+    if table:
+        _stdout().print(Text(str(table)))
+    _stderr().print(Text(f"vafa2021 {experiment}: results in {out}", style="green"))
+
+
 @reproduce_app.command("verwimp2018")
 def reproduce_verwimp2018(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/verwimp2018"),

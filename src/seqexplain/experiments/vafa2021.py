@@ -349,7 +349,27 @@ def majority_markdown(summary: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ dispatch
-EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {"majority_class": run_majority_class}
+def _lazy(module: str, name: str, **fixed: Any) -> Callable[..., dict[str, Any]]:
+    """An experiment defined in a sibling module, imported only when run (they load large models)."""
+
+    def run_it(out_dir: Path, quick: bool = False, data_root: Path | None = None) -> dict[str, Any]:
+        import importlib
+
+        fn = getattr(importlib.import_module(f"seqexplain.experiments.{module}"), name)
+        return fn(out_dir, quick=quick, data_root=data_root, **fixed)  # type: ignore[no-any-return]
+
+    return run_it
+
+
+EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
+    "majority_class": run_majority_class,
+    "lambada": _lazy("vafa2021_lm", "run_lambada"),
+    "lambada_compatible": _lazy("vafa2021_lm", "run_lambada", compatible=True),
+    "analogies": _lazy("vafa2021_lm", "run_analogies"),
+    "timing": _lazy("vafa2021_lm", "run_timing"),
+    "distractors": _lazy("vafa2021_translation", "run_distractors"),
+    "alignments": _lazy("vafa2021_translation", "run_alignments"),
+}
 
 
 def run(experiment: str, out_dir: Path, quick: bool = False, data_root: Path | None = None) -> dict[str, Any]:
