@@ -309,7 +309,7 @@ def test_tiny_training_lowers_loss_and_generates(tok):
         opt.zero_grad()
         loss.backward()
         opt.step()
-        assert math.isfinite(float(loss)), step
+        assert math.isfinite(float(loss.detach())), step
     assert losses[-1] < 0.5 * losses[0]
     out = model.greedy_generate([p.src for p in pairs], max_new_tokens=12)
     assert len(out) == len(pairs) and all(isinstance(x, list) for x in out)
