@@ -64,3 +64,10 @@ def test_generation_and_greedy_rationale(rnn):
     assert attr.rationales is not None and len(attr.rationales) == len(attr.target_tokens)
     for i, r in enumerate(attr.rationales):
         assert r[0] == attr.target_positions[i] - 1  # the most recent token comes first
+
+
+def test_saved_rnn_loads_from_its_directory(rnn, tmp_path):
+    rnn.model.save(tmp_path / "lm", vocab=rnn.tokenizer.vocab)
+    again = se.load_model(tmp_path / "lm")
+    ex = again.encode("the cat sat on the", " mat")
+    torch.testing.assert_close(again.score(ex), rnn.score(rnn.encode("the cat sat on the", " mat")))

@@ -346,3 +346,22 @@ def test_multi30k_missing_data(tmp_path):
 
     with pytest.raises(DataError, match="multi30k"):
         read_multi30k("train", root=tmp_path)
+
+
+def test_saved_seq2seq_with_tokenizer_loads_through_load_model(tmp_path):
+    from seqexplain.data.tokenizers import save_tokenizer
+
+
+    tok = train_bpe_tokenizer(["ein kleiner hund", "a small dog", "eine katze", "a cat"] * 5, vocab_size=120,
+                              min_frequency=1)
+    torch.manual_seed(0)
+    cfg = Seq2SeqConfig(vocab_size=len(tok), d_model=16, n_heads=2, ffn_dim=32, encoder_layers=1, decoder_layers=1,
+                        pad_token_id=tok.pad_token_id, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                        decoder_start_token_id=tok.bos_token_id)
+    model = Seq2SeqTransformer(cfg).eval()
+    model.save(tmp_path / "mt")
+    save_tokenizer(tok, tmp_path / "mt")
+    wrapped = se.load_model(tmp_path / "mt")
+    assert wrapped.kind == "seq2seq"
+    attr = se.explain(wrapped, "ein kleiner hund", "a small dog", method="occlusion")
+    assert np.isfinite(attr.scores[0, : attr.target_positions[0] - 1]).all()

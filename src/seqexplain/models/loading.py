@@ -95,6 +95,9 @@ def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None,
         return _load_gguf(path, tokenizer, kind, common)
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model directory")
+    native = _load_native(path, tokenizer)
+    if native is not None:
+        return native
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # corrupt JSON, unknown model_type, ...
@@ -110,6 +113,42 @@ def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None,
         except Exception as exc:
             raise ModelLoadError(f"{path} has no usable tokenizer ({exc}); pass tokenizer=... explicitly") from exc
     return model, tokenizer, found
+
+
+def _load_native(path: Path, tokenizer: Any) -> tuple[torch.nn.Module, Any, ModelKind] | None:
+    """seqexplain's own models (``model_type`` ``seqexplain-*`` in ``config.json``), or None for others."""
+    import json
+
+    try:
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelLoadError(f"cannot read {path / 'config.json'}: {exc}") from exc
+    if not str(model_type).startswith("seqexplain-"):
+        return None
+    try:
+        if model_type == "seqexplain-seq2seq":
+            from seqexplain.models.seq2seq import load_pretrained
+
+            model, tok = load_pretrained(path)
+            return model, tokenizer or tok, "seq2seq"
+        if model_type == "seqexplain-rnn-lm":
+            from seqexplain.models.rnn import WordTokenizer, load_rnn_lm
+
+            rnn, vocab = load_rnn_lm(path)
+            if tokenizer is None and vocab is None:
+                raise ModelLoadError(f"{path} holds no vocabulary; pass tokenizer=WordTokenizer(vocab)")
+            return rnn, tokenizer or WordTokenizer(vocab), "causal"  # type: ignore[arg-type]
+        if model_type == "seqexplain-transformer-lm":
+            from seqexplain.models.transformer import load_transformer_lm
+
+            if tokenizer is None:
+                raise ModelLoadError(f"{path} holds a seqexplain transformer LM without a tokenizer; pass tokenizer=")
+            return load_transformer_lm(path), tokenizer, "causal"
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load the seqexplain model in {path} (missing or corrupt files?): {exc}") from exc
+    raise ModelLoadError(f"{path}: unknown seqexplain model type {model_type!r}")
 
 
 def _load_gguf(path: Path, tokenizer: Any, kind: ModelKind | None,
