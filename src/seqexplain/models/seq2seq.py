@@ -45,7 +45,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,13 +57,14 @@ from torch import Tensor, nn
 
 from seqexplain.data.paths import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities
 
 MODEL_TYPE = "seqexplain-seq2seq"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 @dataclass
-class Seq2SeqConfig:
+class Seq2SeqConfig(ConfigMixin):
     """Hyper-parameters of :class:`Seq2SeqTransformer`."""
 
     vocab_size: int
@@ -104,39 +105,25 @@ class Seq2SeqConfig:
             raise InputError(f"norm must be 'pre' or 'post', got {self.norm!r}")
         if self.activation not in ("relu", "gelu"):
             raise InputError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
-        for name in ("dropout", "attention_dropout"):
-            if not 0.0 <= float(getattr(self, name)) < 1.0:
-                raise InputError(f"{name} is a drop probability in [0, 1), got {getattr(self, name)}")
+        check_drop_probabilities(self, "dropout", "attention_dropout")
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             if not 0 <= int(getattr(self, name)) < self.vocab_size:
                 raise InputError(f"{name}={getattr(self, name)} is outside the vocabulary (size {self.vocab_size})")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Seq2SeqConfig:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
-class EncoderOutput:
+class EncoderOutput(OutputMixin):
     """What :class:`Seq2SeqEncoder` returns (``out[0]`` is the last hidden state, as in Hugging Face)."""
 
     last_hidden_state: Tensor
     attentions: tuple[Tensor, ...] | None = None
     hidden_states: tuple[Tensor, ...] | None = None
-
-    def __getitem__(self, key: int | str) -> Any:
-        if isinstance(key, str):
-            return getattr(self, key)
-        present = [v for v in (self.last_hidden_state, self.hidden_states, self.attentions) if v is not None]
-        return present[key]
+    _order = ("last_hidden_state", "hidden_states", "attentions")
 
 
 @dataclass
-class Seq2SeqLMOutput:
+class Seq2SeqLMOutput(OutputMixin):
     """What :meth:`Seq2SeqTransformer.forward` returns (attribute access like a Hugging Face ``ModelOutput``;
     ``out[0]`` / ``out["loss"]`` also work)."""
 
@@ -148,19 +135,8 @@ class Seq2SeqLMOutput:
     cross_attentions: tuple[Tensor, ...] | None = None
     decoder_hidden_states: tuple[Tensor, ...] | None = None
     encoder_hidden_states: tuple[Tensor, ...] | None = None
-
-    def _present(self) -> list[tuple[str, Any]]:
-        names = ("loss", "logits", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
-                 "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
-        return [(n, getattr(self, n)) for n in names if getattr(self, n) is not None]
-
-    def __getitem__(self, key: int | str) -> Any:
-        if isinstance(key, str):
-            return getattr(self, key)
-        return self._present()[key][1]
-
-    def keys(self) -> list[str]:
-        return [n for n, _ in self._present()]
+    _order = ("loss", "logits", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
+              "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions")
 
 
 # ----------------------------------------------------------------------------------------------------- masks

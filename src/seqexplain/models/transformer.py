@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,13 +42,14 @@ from torch import Tensor, nn
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities
 
 MODEL_TYPE = "seqexplain-transformer-lm"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
 
 
 @dataclass
-class TransformerLMConfig:
+class TransformerLMConfig(ConfigMixin):
     """Hyper-parameters of :class:`TransformerLM` (defaults: the majority-class model of Vafa et al. 2021:
     4 layers, d_model 64, FFN 256, 2 heads)."""
 
@@ -80,21 +81,11 @@ class TransformerLMConfig:
             raise InputError(f"norm must be 'pre' or 'post', got {self.norm!r}")
         if self.activation not in ("relu", "gelu"):
             raise InputError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
-        for name in ("dropout", "attention_dropout"):
-            if not 0.0 <= float(getattr(self, name)) < 1.0:
-                raise InputError(f"{name} is a drop probability in [0, 1), got {getattr(self, name)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TransformerLMConfig:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        check_drop_probabilities(self, "dropout", "attention_dropout")
 
 
 @dataclass
-class TransformerLMOutput:
+class TransformerLMOutput(OutputMixin):
     """What :meth:`TransformerLM.forward` returns (attribute access like a Hugging Face ``ModelOutput``;
     ``out[0]`` / ``out["loss"]`` also work, for ``transformers.Trainer``)."""
 
@@ -102,18 +93,7 @@ class TransformerLMOutput:
     loss: Tensor | None = None
     attentions: tuple[Tensor, ...] | None = None
     hidden_states: tuple[Tensor, ...] | None = None
-
-    def _present(self) -> list[tuple[str, Any]]:
-        names = ("loss", "logits", "hidden_states", "attentions")
-        return [(n, getattr(self, n)) for n in names if getattr(self, n) is not None]
-
-    def __getitem__(self, key: int | str) -> Any:
-        if isinstance(key, str):
-            return getattr(self, key)
-        return self._present()[key][1]
-
-    def keys(self) -> list[str]:
-        return [n for n, _ in self._present()]
+    _order = ("loss", "logits", "hidden_states", "attentions")
 
 
 def causal_keep_mask(keep: Tensor) -> Tensor:

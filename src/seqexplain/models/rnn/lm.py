@@ -25,7 +25,7 @@ packed sequences, and the outputs are gathered back with each position's "last k
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +37,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models.native import ConfigMixin
 from seqexplain.models.rnn.vocab import Vocab
 
 CellType = Literal["lstm", "gru", "rnn_tanh", "rnn_relu"]
@@ -56,7 +57,7 @@ def dropout_from_keep_prob(keep_prob: float) -> float:
 
 
 @dataclass
-class RNNLMConfig:
+class RNNLMConfig(ConfigMixin):
     """Hyper-parameters of :class:`RNNLanguageModel`.
 
     ``dropout`` is the probability of **dropping** a unit (0.5 = the original's ``keep_prob`` 0.5).
@@ -83,13 +84,6 @@ class RNNLMConfig:
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1")
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RNNLMConfig:
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass
