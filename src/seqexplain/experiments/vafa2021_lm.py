@@ -81,7 +81,7 @@ ALL_METHODS: tuple[str, ...] = ("greedy", *BASELINES, "exhaustive")
 LAMBADA_METHODS: tuple[str, ...] = ("greedy", *BASELINES)
 ANALOGY_METHODS: tuple[str, ...] = ALL_METHODS
 TIMING_METHODS: tuple[str, ...] = ALL_METHODS
-DEFAULT_LIMITS: dict[str, int] = {"lambada": 12, "analogies": 40, "timing": 8}
+DEFAULT_LIMITS: dict[str, int] = {"lambada": 4, "analogies": 12, "timing": 4}
 """CPU defaults (each run well under an hour on two shared cores); ``limit=0`` means every example."""
 QUICK_LIMITS: dict[str, int] = {"lambada": 3, "analogies": 4, "timing": 2}
 LABELS: dict[str, str] = {"greedy": "greedy", "exhaustive": "exhaustive", **BASELINES}
@@ -699,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output folder (results are cached there; reruns resume)")
     ap.add_argument("--quick", action="store_true", help="tiny random model, a few examples (seconds)")
     ap.add_argument("--limit", type=int, default=None,
-                    help="seeded subsample of N examples (default: lambada 12, analogies 40, timing 8; 0 = all)")
+                    help="seeded subsample of N examples (default: lambada 4, analogies 12, timing 4; 0 = all)")
     ap.add_argument("--compatible", action="store_true", help="LoRA + word-dropout fine-tune first (cached)")
     ap.add_argument("--data-root", default=None, help="folder holding annotated_lambada/, questions_words/, ...")
     ap.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(TIMING_METHODS)}")
