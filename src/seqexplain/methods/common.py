@@ -9,8 +9,11 @@ import torch
 from seqexplain.errors import InputError
 from seqexplain.models.base import Example, SequenceModel
 
-DEFAULT_TOKEN_BUDGET = 16384
-"""Tokens per forward pass (rows × sequence length) when a method batches perturbations or steps."""
+DEFAULT_TOKEN_BUDGET = 4096
+"""Tokens per forward pass (rows × sequence length) when a method batches perturbations, steps or targets.
+
+4,096 is the fastest setting measured on a CPU (larger batches make element-wise layers memory-bound; see
+``docs/benchmarks.md``); on a GPU raise it (``token_budget=65536``) to fill the device."""
 
 
 def chunks(n_rows: int, row_tokens: int, token_budget: int) -> Iterator[slice]:

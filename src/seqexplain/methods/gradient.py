@@ -7,9 +7,10 @@
   ``a_ij = Σ_d (e_jd − b_jd) · Σ_k w_k ∂f_i/∂e_jd |_{b + α_k (e − b)}``
   with the ``(α_k, w_k)`` of the chosen quadrature rule on [0, 1] (Gauss-Legendre by default, as in captum).
 
-All targets are handled together: the embeddings are replicated once per target (and per step for IG) in
-one batch, each row's own target is summed, and one backward gives every row's gradient. Rows are chunked so
-that a forward holds at most ``token_budget`` tokens.
+All targets are handled together: one forward of the input (IG: of a chunk of path points) gives every
+target's log-probability, and one backward batched over one-hot cotangents gives every target's gradient
+(``autograd.grad(..., is_grads_batched=True)``), instead of one forward per target. Chunks hold at most
+``token_budget`` tokens, counting every (target, row) pair of the batched backward.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from seqexplain.errors import InputError
-from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET, chunks, embeddings_of_token, token_id_for
+from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET, embeddings_of_token, token_id_for
 from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import Example, SequenceModel, eval_mode
 
@@ -49,28 +50,39 @@ def quadrature(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     return alphas, np.full(steps, 1.0 / steps)
 
 
-def target_gradients(model: SequenceModel, example: Example, points: torch.Tensor, rows_target: torch.Tensor,
-                     token_budget: int) -> torch.Tensor:
-    """Gradients ``∂f_{rows_target[r]} / ∂points[r]`` for every row ``r`` of ``points [R, L, D]``."""
-    grads = torch.empty_like(points)
-    n_l = example.length
-    with eval_mode(model.model):
-        for sl in chunks(points.shape[0], n_l, token_budget):
-            x = points[sl].detach().clone().requires_grad_(True)
-            out = model.score(example, embeds=x)  # [r, T]
-            picked = out.gather(1, rows_target[sl].to(out.device).unsqueeze(1)).sum()
-            (g,) = torch.autograd.grad(picked, x)
-            grads[sl] = g
-    return grads
+def rows_targets_gradients(model: SequenceModel, example: Example, points: torch.Tensor,
+                           targets: list[int]) -> torch.Tensor:
+    """``[len(targets), R, L, D]``: ``∂f_t / ∂points[r]`` for every listed target ``t`` and row ``r``.
+
+    One forward of the ``R`` rows, then one backward per target, batched over targets with one-hot cotangents
+    (``is_grads_batched``; a plain loop keeping the graph where an operation does not support batching)."""
+    x = points.detach().clone().requires_grad_(True)
+    out = model.score(example, embeds=x)  # [R, T]
+    cot = torch.zeros(len(targets), *out.shape, dtype=out.dtype, device=out.device)
+    for k, t in enumerate(targets):
+        cot[k, :, t] = 1.0
+    try:
+        (g,) = torch.autograd.grad(out, x, grad_outputs=cot, is_grads_batched=True)
+        return g
+    except (RuntimeError, NotImplementedError):
+        grads = [torch.autograd.grad(out, x, grad_outputs=c, retain_graph=k < len(targets) - 1)[0]
+                 for k, c in enumerate(cot)]
+        return torch.stack(grads)
+
+
+def _target_chunks(n_targets: int, row_tokens: int, token_budget: int) -> list[list[int]]:
+    per = max(1, token_budget // max(1, row_tokens))
+    return [list(range(i, min(n_targets, i + per))) for i in range(0, n_targets, per)]
 
 
 def _all_targets_gradients(model: SequenceModel, example: Example, token_budget: int) -> tuple[torch.Tensor,
                                                                                                torch.Tensor]:
+    """Input embeddings ``[L, D]`` and the gradient of every target w.r.t. them, ``[T, L, D]``."""
     e = model.embed(example).detach()  # [1, L, D]
-    n_t = example.n_targets
-    points = e.expand(n_t, -1, -1)
-    rows_target = torch.arange(n_t)
-    return e[0], target_gradients(model, example, points, rows_target, token_budget)
+    with eval_mode(model.model):
+        grads = [rows_targets_gradients(model, example, e, chunk)[:, 0]
+                 for chunk in _target_chunks(example.n_targets, example.length, token_budget)]
+    return e[0], torch.cat(grads)
 
 
 @register("gradient_norm", "gradient", "L2 norm of the gradient of log p(target) w.r.t. each input embedding")
@@ -105,16 +117,19 @@ def integrated_gradients(model: SequenceModel, example: Example, *, steps: int =
     a = torch.tensor(alphas, dtype=e.dtype, device=e.device)
     w = torch.tensor(weights, dtype=torch.float64, device=e.device)
     total = torch.zeros(n_t, *e.shape[1:], dtype=torch.float64, device=e.device)
-    # Rows are (step k, target i) pairs; build them lazily per chunk to bound memory.
-    n_rows = n_k * n_t
+    # One forward per chunk of path points, one batched backward per chunk of targets: a chunk holds at most
+    # token_budget tokens counting every (target, point) pair, as the batched backward materialises them all.
+    rows_budget = max(1, token_budget // example.length)
+    per_targets = min(n_t, rows_budget)
+    per_steps = max(1, rows_budget // per_targets)
     with eval_mode(model.model):
-        for sl in chunks(n_rows, example.length, token_budget):
-            idx = torch.arange(sl.start, sl.stop, device=e.device)
-            k, i = idx // n_t, idx % n_t
-            x = (b + a[k].view(-1, 1, 1) * (e - b)).detach().requires_grad_(True)
-            out = model.score(example, embeds=x)
-            (g,) = torch.autograd.grad(out.gather(1, i.unsqueeze(1)).sum(), x)
-            total.index_add_(0, i, g.double() * w[k].view(-1, 1, 1))
+        for k0 in range(0, n_k, per_steps):
+            ks = torch.arange(k0, min(n_k, k0 + per_steps), device=e.device)
+            x = b + a[ks].view(-1, 1, 1) * (e - b)  # [K, L, D]
+            for t0 in range(0, n_t, per_targets):
+                chunk = list(range(t0, min(n_t, t0 + per_targets)))
+                g = rows_targets_gradients(model, example, x, chunk)  # [t, K, L, D]
+                total[chunk] += (g.double() * w[ks].view(1, -1, 1, 1)).sum(1)
         attributions = (total * (e - b).double()).sum(-1)  # [T, L]
         with torch.no_grad():
             f_x = model.score(example, embeds=e)[0].double()
