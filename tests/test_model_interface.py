@@ -173,3 +173,17 @@ def test_long_input_runs_within_memory(bpe):
         attr = se.explain_example(w, ex, method, token_budget=8192, **opts)
         assert np.isfinite(attr.scores[0, : ex.n_source]).all()
     assert time.perf_counter() - t0 < 120
+
+
+def test_gradient_methods_restore_requires_grad_on_exception(request, monkeypatch):
+    from seqexplain.models.base import frozen_parameters
+
+    model, tok = request.getfixturevalue("gpt2")
+    flags = [p.requires_grad for p in model.parameters()]
+    with pytest.raises(RuntimeError), frozen_parameters(model):
+        assert not any(p.requires_grad for p in model.parameters())
+        raise RuntimeError("boom")
+    assert [p.requires_grad for p in model.parameters()] == flags
+    w = se.load_model(model, tok)
+    se.explain(w, "The cat sat", " on", method="integrated_gradients", steps=4)
+    assert [p.requires_grad for p in model.parameters()] == flags

@@ -23,7 +23,7 @@ import torch
 from seqexplain.errors import InputError
 from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET, embeddings_of_token, token_id_for
 from seqexplain.methods.registry import MethodResult, register
-from seqexplain.models.base import Example, SequenceModel, eval_mode
+from seqexplain.models.base import Example, SequenceModel, eval_mode, frozen_parameters
 
 Rule = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
 
@@ -79,7 +79,7 @@ def _all_targets_gradients(model: SequenceModel, example: Example, token_budget:
                                                                                                torch.Tensor]:
     """Input embeddings ``[L, D]`` and the gradient of every target w.r.t. them, ``[T, L, D]``."""
     e = model.embed(example).detach()  # [1, L, D]
-    with eval_mode(model.model):
+    with eval_mode(model.model), frozen_parameters(model.model):
         grads = [rows_targets_gradients(model, example, e, chunk)[:, 0]
                  for chunk in _target_chunks(example.n_targets, example.length, token_budget)]
     return e[0], torch.cat(grads)
@@ -122,7 +122,7 @@ def integrated_gradients(model: SequenceModel, example: Example, *, steps: int =
     rows_budget = max(1, token_budget // example.length)
     per_targets = min(n_t, rows_budget)
     per_steps = max(1, rows_budget // per_targets)
-    with eval_mode(model.model):
+    with eval_mode(model.model), frozen_parameters(model.model):
         for k0 in range(0, n_k, per_steps):
             ks = torch.arange(k0, min(n_k, k0 + per_steps), device=e.device)
             x = b + a[ks].view(-1, 1, 1) * (e - b)  # [K, L, D]

@@ -188,8 +188,15 @@ def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
         model.train(was_training)
 
 
-def token_batches(n_rows: int, row_tokens: int, token_budget: int) -> Iterator[slice]:
-    """Slices of ``range(n_rows)`` whose rows hold at most ``token_budget`` tokens together (≥ 1 row)."""
-    per = max(1, token_budget // max(1, row_tokens))
-    for start in range(0, n_rows, per):
-        yield slice(start, min(n_rows, start + per))
+@contextlib.contextmanager
+def frozen_parameters(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Turn off ``requires_grad`` of every parameter for the block (so gradients w.r.t. inputs never compute
+    weight gradients) and restore each flag afterwards, even on exceptions."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    for p in trainable:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
