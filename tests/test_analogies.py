@@ -8,21 +8,18 @@ import math
 import pytest
 
 from seqexplain.data.analogies import (
-    analogy_scores,
-    approximation_ratio,
     build_examples,
     char_span_positions,
-    contains_antecedent,
     fill_template,
     is_single_token,
     load_analogies,
-    no_distractor,
     read_sections,
     read_templates,
     unique_pairs,
 )
 from seqexplain.data.paths import data_root
-from seqexplain.errors import DataError
+from seqexplain.errors import DataError, InputError
+from seqexplain.metrics.analogies import analogy_scores, approximation_ratio, contains_antecedent, no_distractor
 
 ANALOGY_TEXT = """: capital-common-countries
 Athens Greece Baghdad Iraq
@@ -176,7 +173,7 @@ def test_ante_no_d_ratio_hand_cases():
     assert no_distractor([9, 3], range(5, 8)) is True
     assert no_distractor([9, 6], range(5, 8)) is False
     assert approximation_ratio(6, 4) == 1.5
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         approximation_ratio(3, 0)
     scores = analogy_scores(
         rationales=[[9, 3], [9, 6, 3, 2], [9, 1, 2]],

@@ -57,11 +57,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from seqexplain.data.analogies import AnalogyExample, analogy_scores, char_span_positions, load_analogies
+from seqexplain.data.analogies import AnalogyExample, char_span_positions, load_analogies
 from seqexplain.data.annotated_lambada import LambadaRationale, gold_token_positions, read_annotated_lambada
 from seqexplain.data.paths import atomic_write_text, data_root, require_data
 from seqexplain.errors import DataError, InputError
 from seqexplain.methods.registry import MethodResult, get_method
+from seqexplain.metrics.analogies import analogy_scores
 from seqexplain.metrics.plausibility import token_iou
 from seqexplain.models.base import Example, SequenceModel, eval_mode
 from seqexplain.models.hf import HFModel
