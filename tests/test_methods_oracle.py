@@ -191,3 +191,35 @@ def test_all_methods_registered():
     names = {m.name for m in se.available_methods()}
     assert {"attention_last", "attention_all", "attention_rollout", "gradient_norm", "grad_x_input",
             "integrated_gradients", "occlusion"} <= names
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_occlusion_with_shared_prefix_cache_equals_brute_force(request, name):
+    """Chunks of consecutive dropped positions share a kept prefix, run once with a key/value cache."""
+    from seqexplain.models import hf
+
+    model, tok = request.getfixturevalue(name)
+    wrapped = se.load_model(model, tok)
+    ex = wrapped.encode("The cat sat on the mat. " * 4, " The dog sat")
+    calls = []
+    original = hf.HFModel._shared_prefix_hidden
+
+    def spy(self, kwargs, keep):
+        out = original(self, kwargs, keep)
+        calls.append(out is not None)
+        return out
+
+    hf.HFModel._shared_prefix_hidden = spy
+    try:
+        ours = se.explain_example(wrapped, ex, "occlusion", token_budget=8 * ex.length).scores
+    finally:
+        hf.HFModel._shared_prefix_hidden = original
+    assert sum(calls) >= 3
+    with torch.no_grad():
+        base = wrapped.score(ex)[0]
+        oracle = np.full_like(ours, np.nan)
+        for j in range(ex.length):
+            keep = torch.ones(1, ex.length, dtype=torch.bool)
+            keep[0, j] = False
+            oracle[:, j] = (base - wrapped.score(ex, keep=keep)[0]).double().numpy()
+    _assert_close(ours, oracle, ex.visible().numpy())
