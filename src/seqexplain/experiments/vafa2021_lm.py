@@ -61,6 +61,7 @@ from seqexplain.data.analogies import AnalogyExample, char_span_positions, load_
 from seqexplain.data.annotated_lambada import LambadaRationale, gold_token_positions, read_annotated_lambada
 from seqexplain.data.paths import atomic_write_text, data_root, require_data
 from seqexplain.errors import DataError, InputError
+from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET
 from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.metrics.analogies import analogy_scores
 from seqexplain.metrics.plausibility import token_iou
@@ -100,7 +101,7 @@ class Settings:
     exhaustive_max_size: int = 3  # the paper: 6 (on a GPU)
     exhaustive_fraction: float = 1 / 3  # share of analogy examples searched exhaustively (the paper: a third)
     exhaustive_budget: int = 1 << 17  # tokens per forward for exhaustive search (rows are short)
-    token_budget: int = 16384
+    token_budget: int = DEFAULT_TOKEN_BUDGET
     # compatibility fine-tune (LoRA + word dropout on WikiText-2 valid)
     train_steps: int = 60
     train_batch: int = 4
