@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET, chunks, token_id_for
+from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET, chunks, embeddings_of_token, token_id_for
 from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import Example, SequenceModel, eval_mode
 
@@ -28,10 +28,7 @@ def occlusion(model: SequenceModel, example: Example, *, replace_with: str | int
         replacement = None
         if replace_with is not None:
             e = model.embed(example).detach()
-            tid = token_id_for(model, replace_with)
-            ids = example.input_ids.clone()
-            ids[:] = tid
-            replacement = model.embed(type(example)(**{**example.__dict__, "input_ids": ids}))[0].detach()
+            replacement = embeddings_of_token(model, example, token_id_for(model, replace_with))[0]
         for sl in chunks(len(positions), n_l, token_budget):
             pos = torch.tensor(positions[sl], device=model.device)
             rows = torch.arange(len(pos), device=model.device)

@@ -237,7 +237,6 @@ class HFModel(SequenceModel):
         )
 
     def _encode_classifier(self, text: str, target: str | int | None, limit: int | None, truncate: bool) -> Example:
-        enc_kwargs: dict[str, Any] = {}
         src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit if truncate else None)
         if not src.ids:
             raise InputError("the text tokenizes to no tokens")
@@ -253,7 +252,6 @@ class HFModel(SequenceModel):
             target_positions=[None],
             n_source=len(src.ids),
             text=text,
-            extra=enc_kwargs,
         )
         names = self.label_names()
         if target is None:
@@ -333,31 +331,33 @@ class HFModel(SequenceModel):
         return torch.cat([enc_layer(ids[:, :s]), dec_layer(ids[:, s:])], dim=1)
 
     # ---------------------------------------------------------------- score
-    def _forward(self, example: Example, keep: torch.Tensor, embeds: torch.Tensor | None) -> torch.Tensor:
-        """Raw logits of an encoder-decoder ``[B, T, V]`` or a classifier ``[B, C]`` (causal LMs: see
+    def _inputs(self, example: Example, keep: torch.Tensor, embeds: torch.Tensor | None) -> dict[str, Any]:
+        """Keyword inputs of an encoder-decoder or classifier forward for the rows of ``keep`` (causal LMs: see
         :meth:`_causal_logits`)."""
         n_b = keep.shape[0]
         ids = example.input_ids.to(self.device).unsqueeze(0).expand(n_b, -1)
-        kwargs: dict[str, Any] = {}
         if self.kind == "seq2seq":
             s, n_t = example.n_source, example.n_targets
-            kwargs["attention_mask"] = keep[:, :s].long()
-            kwargs["decoder_attention_mask"] = keep[:, s : s + n_t].long()
+            kwargs: dict[str, Any] = {"attention_mask": keep[:, :s].long(),
+                                      "decoder_attention_mask": keep[:, s : s + n_t].long()}
             if embeds is None:
                 kwargs["input_ids"], kwargs["decoder_input_ids"] = ids[:, :s], ids[:, s : s + n_t]
             else:
                 kwargs["inputs_embeds"] = embeds[:, :s]
                 kwargs["decoder_inputs_embeds"] = embeds[:, s : s + n_t]
-            return self.model(**kwargs).logits
-        n_l = keep.shape[1]
-        kwargs["attention_mask"] = keep.long()
+            return kwargs
+        kwargs = {"attention_mask": keep.long()}
         if embeds is None:
-            kwargs["input_ids"] = ids[:, :n_l]
+            kwargs["input_ids"] = ids
         else:
-            kwargs["inputs_embeds"] = embeds[:, :n_l]
+            kwargs["inputs_embeds"] = embeds
         for key, value in example.extra.items():
-            kwargs[key] = value.to(self.device).unsqueeze(0).expand(n_b, -1)[:, :n_l]
-        return self.model(**kwargs).logits
+            kwargs[key] = value.to(self.device).unsqueeze(0).expand(n_b, -1)
+        return kwargs
+
+    def _forward(self, example: Example, keep: torch.Tensor, embeds: torch.Tensor | None) -> torch.Tensor:
+        """Raw logits of an encoder-decoder ``[B, T, V]`` or a classifier ``[B, C]``."""
+        return self.model(**self._inputs(example, keep, embeds)).logits
 
     def distributions(self, example: Example, keep: torch.Tensor | None = None,
                       embeds: torch.Tensor | None = None, rows_target: torch.Tensor | None = None) -> torch.Tensor:
@@ -486,7 +486,7 @@ class HFModel(SequenceModel):
             )
         keep = torch.ones(1, example.length, dtype=torch.bool, device=self.device)
         with torch.no_grad(), eval_mode(self.model), eager_attention(self.model):
-            out = self._forward_outputs(example, keep)
+            out = self.model(**self._inputs(example, keep, None), output_attentions=True)
         names = ("encoder_attentions", "decoder_attentions", "cross_attentions") if self.kind == "seq2seq" \
             else ("attentions",)
         stacks = {name.removesuffix("_attentions").replace("attentions", "self"): getattr(out, name, None)
@@ -497,19 +497,6 @@ class HFModel(SequenceModel):
                 "use a gradient or perturbation method instead"
             )
         return {k: [a.float() for a in v] for k, v in stacks.items()}
-
-    def _forward_outputs(self, example: Example, keep: torch.Tensor) -> Any:
-        ids = example.input_ids.to(self.device).unsqueeze(0)
-        kwargs: dict[str, Any] = {"output_attentions": True}
-        if self.kind == "seq2seq":
-            s, n_t = example.n_source, example.n_targets
-            kwargs.update(input_ids=ids[:, :s], attention_mask=keep[:, :s].long(),
-                          decoder_input_ids=ids[:, s : s + n_t], decoder_attention_mask=keep[:, s : s + n_t].long())
-        else:
-            kwargs.update(input_ids=ids, attention_mask=keep.long())
-            for key, value in example.extra.items():
-                kwargs[key] = value.to(self.device).unsqueeze(0)
-        return self.model(**kwargs)
 
 
 def _input_embeddings(stack: torch.nn.Module, model: torch.nn.Module) -> torch.nn.Module:
