@@ -221,3 +221,13 @@ def test_occlusion_with_shared_prefix_cache_equals_brute_force(request, name):
             keep[0, j] = False
             oracle[:, j] = (base - wrapped.score(ex, keep=keep)[0]).double().numpy()
     _assert_close(ours, oracle, ex.visible().numpy())
+
+
+@pytest.mark.parametrize("method", ["gradient_norm", "grad_x_input", "integrated_gradients", "occlusion",
+                                    "attention_last"])
+def test_target_logprobs_equal_a_fresh_score(request, method):
+    """Methods that compute log p(target | all) hand it back instead of explain() running another forward."""
+    wrapped, ex = _setup(request, "gpt2")
+    attr = se.explain_example(wrapped, ex, method, **({"steps": 8} if method == "integrated_gradients" else {}))
+    with torch.no_grad():
+        np.testing.assert_allclose(attr.target_logprobs, wrapped.score(ex)[0].double().numpy(), rtol=1e-5, atol=1e-6)

@@ -37,8 +37,7 @@ def explain(
     warned about, or raise :class:`NonFiniteScoresError` with ``strict=True``.
     """
     wrapped = model if isinstance(model, SequenceModel) else load_model(model, tokenizer)
-    spec = get_method(method)
-    spec.check_options(options)
+    get_method(method).check_options(options)  # before encoding, which may generate
     example = wrapped.encode(text, target, max_new_tokens=max_new_tokens, truncate=truncate)
     return explain_example(wrapped, example, method, strict=strict, **options)
 
@@ -53,8 +52,10 @@ def explain_example(wrapped: SequenceModel, example: Example, method: str, *, st
     scores = np.asarray(result.scores, dtype=np.float64).copy()
     bad = visible & ~np.isfinite(scores)
     scores[~visible] = np.nan
-    with torch.no_grad():
-        logprobs = wrapped.score(example)[0].double().cpu().tolist()
+    logprobs = result.target_logprobs
+    if logprobs is None:
+        with torch.no_grad():
+            logprobs = wrapped.score(example)[0].double().cpu().tolist()
     meta = dict(result.meta)
     attr = Attribution(
         tokens=list(example.tokens),

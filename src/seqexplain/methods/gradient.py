@@ -51,8 +51,9 @@ def quadrature(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def rows_targets_gradients(model: SequenceModel, example: Example, points: torch.Tensor,
-                           targets: list[int]) -> torch.Tensor:
-    """``[len(targets), R, L, D]``: ``∂f_t / ∂points[r]`` for every listed target ``t`` and row ``r``.
+                           targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[len(targets), R, L, D]``: ``∂f_t / ∂points[r]`` for every listed target ``t`` and row ``r``, and the
+    forward's ``f [R, T]``.
 
     One forward of the ``R`` rows, then one backward per target, batched over targets with one-hot cotangents
     (``is_grads_batched``; a plain loop keeping the graph where an operation does not support batching)."""
@@ -63,11 +64,10 @@ def rows_targets_gradients(model: SequenceModel, example: Example, points: torch
         cot[k, :, t] = 1.0
     try:
         (g,) = torch.autograd.grad(out, x, grad_outputs=cot, is_grads_batched=True)
-        return g
     except (RuntimeError, NotImplementedError):
-        grads = [torch.autograd.grad(out, x, grad_outputs=c, retain_graph=k < len(targets) - 1)[0]
-                 for k, c in enumerate(cot)]
-        return torch.stack(grads)
+        g = torch.stack([torch.autograd.grad(out, x, grad_outputs=c, retain_graph=k < len(targets) - 1)[0]
+                         for k, c in enumerate(cot)])
+    return g, out.detach()
 
 
 def _target_chunks(n_targets: int, row_tokens: int, token_budget: int) -> list[list[int]]:
@@ -75,28 +75,31 @@ def _target_chunks(n_targets: int, row_tokens: int, token_budget: int) -> list[l
     return [list(range(i, min(n_targets, i + per))) for i in range(0, n_targets, per)]
 
 
-def _all_targets_gradients(model: SequenceModel, example: Example, token_budget: int) -> tuple[torch.Tensor,
-                                                                                               torch.Tensor]:
-    """Input embeddings ``[L, D]`` and the gradient of every target w.r.t. them, ``[T, L, D]``."""
+def _all_targets_gradients(model: SequenceModel, example: Example, token_budget: int
+                           ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """Input embeddings ``[L, D]``, the gradient of every target w.r.t. them ``[T, L, D]``, and the targets'
+    log-probabilities."""
     e = model.embed(example).detach()  # [1, L, D]
+    grads = []
     with eval_mode(model.model), frozen_parameters(model.model):
-        grads = [rows_targets_gradients(model, example, e, chunk)[:, 0]
-                 for chunk in _target_chunks(example.n_targets, example.length, token_budget)]
-    return e[0], torch.cat(grads)
+        for chunk in _target_chunks(example.n_targets, example.length, token_budget):
+            g, out = rows_targets_gradients(model, example, e, chunk)
+            grads.append(g[:, 0])
+    return e[0], torch.cat(grads), out[0].double().cpu().tolist()
 
 
 @register("gradient_norm", "gradient", "L2 norm of the gradient of log p(target) w.r.t. each input embedding")
 def gradient_norm(model: SequenceModel, example: Example, *, token_budget: int = DEFAULT_TOKEN_BUDGET
                   ) -> MethodResult:
-    _, g = _all_targets_gradients(model, example, token_budget)
-    return MethodResult(g.norm(dim=-1).detach().cpu().double().numpy())
+    _, g, logp = _all_targets_gradients(model, example, token_budget)
+    return MethodResult(g.norm(dim=-1).detach().cpu().double().numpy(), target_logprobs=logp)
 
 
 @register("grad_x_input", "gradient", "gradient × input embedding, summed over the embedding dimension (signed)")
 def grad_x_input(model: SequenceModel, example: Example, *, token_budget: int = DEFAULT_TOKEN_BUDGET
                  ) -> MethodResult:
-    e, g = _all_targets_gradients(model, example, token_budget)
-    return MethodResult((g * e.unsqueeze(0)).sum(-1).detach().cpu().double().numpy())
+    e, g, logp = _all_targets_gradients(model, example, token_budget)
+    return MethodResult((g * e.unsqueeze(0)).sum(-1).detach().cpu().double().numpy(), target_logprobs=logp)
 
 
 def baseline_embeddings(model: SequenceModel, example: Example, baseline: str | int) -> torch.Tensor:
@@ -128,11 +131,12 @@ def integrated_gradients(model: SequenceModel, example: Example, *, steps: int =
             x = b + a[ks].view(-1, 1, 1) * (e - b)  # [K, L, D]
             for t0 in range(0, n_t, per_targets):
                 chunk = list(range(t0, min(n_t, t0 + per_targets)))
-                g = rows_targets_gradients(model, example, x, chunk)  # [t, K, L, D]
+                g, _ = rows_targets_gradients(model, example, x, chunk)  # [t, K, L, D]
                 total[chunk] += (g.double() * w[ks].view(1, -1, 1, 1)).sum(1)
         attributions = (total * (e - b).double()).sum(-1)  # [T, L]
         with torch.no_grad():
             f_x = model.score(example, embeds=e)[0].double()
             f_b = model.score(example, embeds=b)[0].double()
     delta = (attributions.sum(-1) - (f_x - f_b)).cpu().numpy()
-    return MethodResult(attributions.detach().cpu().numpy(), meta={"convergence_delta": delta.tolist()})
+    return MethodResult(attributions.detach().cpu().numpy(), target_logprobs=f_x.cpu().tolist(),
+                        meta={"convergence_delta": delta.tolist()})

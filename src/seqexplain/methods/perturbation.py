@@ -41,4 +41,4 @@ def occlusion(model: SequenceModel, example: Example, *, replace_with: str | int
                 x[rows, pos] = replacement[pos]
                 out = model.score(example, embeds=x)
             scores[:, pos.cpu().numpy()] = (base.unsqueeze(0) - out).T.double().cpu().numpy()
-    return MethodResult(scores)
+    return MethodResult(scores, target_logprobs=base.double().cpu().tolist())

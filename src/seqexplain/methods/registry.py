@@ -18,9 +18,13 @@ from seqexplain.errors import InputError, UnknownMethodError
 
 @dataclass
 class MethodResult:
-    """What a method returns: ``scores[T, L]`` plus optional rationale information and metadata."""
+    """What a method returns: ``scores[T, L]`` plus optional rationale information and metadata.
+
+    ``target_logprobs``: ``log p(target_i | full context)`` when the method computed it anyway (saves
+    :func:`seqexplain.explain` a forward)."""
 
     scores: np.ndarray
+    target_logprobs: list[float] | None = None
     rationales: list[list[int]] | None = None
     rationale_log: list[list[dict[str, Any]]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
