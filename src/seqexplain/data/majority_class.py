@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from seqexplain.data.paths import atomic_write_text, require_data
+from seqexplain.atomic import atomic_write_text
+from seqexplain.data.paths import require_data
 from seqexplain.errors import DataError, InputError
 
 FOLDER = "majority_class"

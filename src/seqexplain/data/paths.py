@@ -1,4 +1,4 @@
-"""Where the shared data sets live, and atomic file writes.
+"""Where the shared data sets live.
 
 The data root is, in order of preference:
 
@@ -7,8 +7,6 @@ The data root is, in order of preference:
 3. ``shared/data`` beside the repository that holds this package (``<repo>/../shared/data``), when it exists;
 4. otherwise ``../shared/data`` relative to the working directory (which then does not exist, and
    :func:`require_data` says so).
-
-The atomic-write helpers live in :mod:`seqexplain.atomic` (re-exported here).
 """
 
 from __future__ import annotations
@@ -16,10 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from seqexplain.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from seqexplain.errors import DataError
 
-__all__ = ["ENV_VAR", "atomic_path", "atomic_write_bytes", "atomic_write_text", "data_root", "require_data"]
+__all__ = ["ENV_VAR", "data_root", "require_data"]
 
 ENV_VAR = "SEQEXPLAIN_DATA"
 

@@ -57,9 +57,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from seqexplain.atomic import atomic_write_text
 from seqexplain.data.analogies import AnalogyExample, char_span_positions, load_analogies
 from seqexplain.data.annotated_lambada import LambadaRationale, gold_token_positions, read_annotated_lambada
-from seqexplain.data.paths import atomic_write_text, data_root, require_data
+from seqexplain.data.paths import data_root, require_data
 from seqexplain.errors import DataError, InputError
 from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET
 from seqexplain.methods.registry import MethodResult, get_method
@@ -244,6 +245,15 @@ class LoadedModel:
     model: HFModel
     name: str
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def _analogy_model(out: Path, quick: bool, root: Path, compatible: bool, s: Settings,
+                   progress: bool) -> tuple[LoadedModel, list[AnalogyExample]]:
+    """The model for the analogy recipes (quick: its tokenizer is trained on every prompt) and the examples whose
+    words are single tokens for its tokenizer."""
+    every = load_analogies(None, root)
+    loaded = load_lm(out, quick, root, compatible, s, texts=[e.prompt + e.target for e in every], progress=progress)
+    return loaded, load_analogies(loaded.model.tokenizer, root)
 
 
 def load_lm(out_dir: Path, quick: bool, root: Path, compatible: bool, s: Settings, texts: Sequence[str] = (),
@@ -542,10 +552,8 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
     chosen = _methods(methods, ANALOGY_METHODS, ALL_METHODS)
     require = (not quick) if require_correct is None else require_correct
     limit = _limit("analogies", limit, quick)
-    probe = load_analogies(None, root)
-    loaded = load_lm(out, quick, root, compatible, s, texts=[e.prompt + e.target for e in probe], progress=progress)
+    loaded, items = _analogy_model(out, quick, root, compatible, s, progress)
     model = loaded.model
-    items = load_analogies(model.tokenizer, root)
     variant = _variant(compatible)
     store = ResultStore(out / f"analogies_{variant}.jsonl")
     # Check the model's predictions in a seeded random order until `limit` eligible examples are found (all of
@@ -628,10 +636,8 @@ def run_timing(out_dir: Path | str, quick: bool = False, data_root: Path | str |
     s = settings(quick, seed, **overrides)
     chosen = _methods(methods, TIMING_METHODS, TIMING_METHODS)
     limit = _limit("timing", limit, quick)
-    probe = load_analogies(None, root)
-    loaded = load_lm(out, quick, root, compatible, s, texts=[e.prompt + e.target for e in probe], progress=progress)
+    loaded, items = _analogy_model(out, quick, root, compatible, s, progress)
     model = loaded.model
-    items = load_analogies(model.tokenizer, root)
     variant = _variant(compatible)
     store = ResultStore(out / f"timing_{variant}.jsonl")
     order = [items[i] for i in _subsample(len(items), None, seed)]

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from seqexplain.data.paths import atomic_write_text
+from seqexplain.atomic import atomic_write_text
 from seqexplain.errors import InputError, SeqExplainError
 from seqexplain.training.translation import (
     TranslationTrainConfig,

@@ -55,7 +55,7 @@ from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 from torch import Tensor, nn
 
-from seqexplain.data.paths import atomic_path, atomic_write_text
+from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities
 

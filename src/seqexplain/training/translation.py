@@ -45,8 +45,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.data.multi30k import ParallelCorpus, read_multi30k
-from seqexplain.data.paths import atomic_path, atomic_write_text
 from seqexplain.data.tokenizers import load_tokenizer, save_tokenizer, train_bpe_tokenizer
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, load_seq2seq
