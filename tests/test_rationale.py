@@ -360,3 +360,19 @@ def test_bad_options(gpt2):
         greedy(wrapped, ex, token_budget=0)
     with pytest.raises(InputError):
         greedy(wrapped, ex, max_size=0)
+
+
+def test_keep_mask_support_is_checked_by_the_model_interface(gpt2):
+    """Dropping positions needs an attention mask: the interface refuses it (occlusion too), while methods that
+    keep every position still run on such a module."""
+    import seqexplain as se
+
+    module, tok = gpt2
+    wrapped = load_model(_NoMask(module), tok)
+    assert "attention_mask" in wrapped.keep_mask_problem()
+    with pytest.raises(UnsupportedError, match="attention_mask"):
+        se.explain(wrapped, "The cat sat", " on", method="occlusion")
+    attr = se.explain(wrapped, "The cat sat", " on", method="gradient_norm")
+    reference = se.explain(load_model(module, tok), "The cat sat", " on", method="gradient_norm")
+    np.testing.assert_allclose(attr.scores, reference.scores, rtol=1e-5, atol=1e-7)
+    assert load_model(module, tok).keep_mask_problem() is None

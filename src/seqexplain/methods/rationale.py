@@ -45,7 +45,6 @@ For an encoder-decoder a batch is evaluated on the prefix example holding its la
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import math
 import time
@@ -63,14 +62,6 @@ from seqexplain.models.base import Example, SequenceModel, eval_mode
 
 
 # --------------------------------------------------------------------------- support checks
-def _forward_params(module: torch.nn.Module) -> tuple[set[str], bool]:
-    try:
-        params = inspect.signature(module.forward).parameters
-    except (TypeError, ValueError):
-        return set(), True
-    return set(params), any(p.kind == p.VAR_KEYWORD for p in params.values())
-
-
 def require_keep_support(model: SequenceModel) -> None:
     """Raise :class:`UnsupportedError` unless ``model`` can evaluate sparse inputs through a keep-mask.
 
@@ -83,22 +74,7 @@ def require_keep_support(model: SequenceModel) -> None:
             "implement distributions(example, keep), so subsets of the context cannot be evaluated; rationale "
             "methods need a model that takes a keep-mask"
         )
-    module = getattr(model, "model", None)
-    if module is None or not hasattr(module, "forward"):
-        return
-    from seqexplain.models.hf import HFModel
-
-    if not isinstance(model, HFModel):
-        return  # native wrappers implement the keep-mask themselves
-    names, var_kw = _forward_params(module)
-    needed = ["attention_mask"] + (["decoder_attention_mask"] if model.kind == "seq2seq" else [])
-    missing = [n for n in needed if n not in names and not var_kw]
-    if missing:
-        raise UnsupportedError(
-            f"{model.model_id} ({type(module).__name__}): forward() has no {' / '.join(missing)} parameter, so "
-            "dropped positions cannot be removed from attention and rationales (which evaluate subsets of the "
-            "context through a keep-mask) cannot be computed; wrap a model whose forward takes an attention mask"
-        )
+    model.require_keep_mask()
 
 
 # --------------------------------------------------------------------------- sub-problems

@@ -160,6 +160,21 @@ class SequenceModel:
     def label_names(self) -> list[str]:
         return []
 
+    def keep_mask_problem(self) -> str | None:
+        """Why this model cannot evaluate a keep-mask that drops positions (None: it can)."""
+        return None
+
+    def require_keep_mask(self) -> None:
+        """Raise :class:`UnsupportedError` naming why, if the model cannot drop positions."""
+        problem = self.keep_mask_problem()
+        if problem is not None:
+            from seqexplain.errors import UnsupportedError
+
+            raise UnsupportedError(
+                f"{self.model_id}: {problem}; methods that drop positions (occlusion, rationales, faithfulness) "
+                "need a model whose forward takes an attention mask"
+            )
+
 
 def reading_positions(keep: torch.Tensor, target_positions: list[int], floor: int) -> torch.Tensor:
     """``[B, T]`` index of the last kept position before each ``p_i`` and at or after ``floor``

@@ -92,6 +92,8 @@ class HFModel(SequenceModel):
         self._logits_to_keep = _accepts_exact(model.forward, "logits_to_keep")
         self._position_ids = _accepts(model.forward, "position_ids")
         self._head_ok: bool | None = None  # output layer applicable at reading positions only (see _causal_logits)
+        needed = ["attention_mask"] + (["decoder_attention_mask"] if kind == "seq2seq" else [])
+        self._missing_masks = [n for n in needed if not _accepts(model.forward, n)]
         self.head_position = head_position or self._default_head_position()
 
     # ----------------------------------------------------------------- meta
@@ -102,6 +104,12 @@ class HFModel(SequenceModel):
         if hasattr(self.model, "score") and not hasattr(self.model, "classifier"):
             return "last"
         return "first"
+
+    def keep_mask_problem(self) -> str | None:
+        if not self._missing_masks:
+            return None
+        return (f"{type(self.model).__name__}.forward() has no {' / '.join(self._missing_masks)} parameter, so "
+                "dropped positions cannot be removed from attention")
 
     def max_positions(self) -> int | None:
         config = getattr(self.model, "config", None)
@@ -345,14 +353,16 @@ class HFModel(SequenceModel):
             else:
                 kwargs["inputs_embeds"] = embeds[:, :s]
                 kwargs["decoder_inputs_embeds"] = embeds[:, s : s + n_t]
-            return kwargs
-        kwargs = {"attention_mask": keep.long()}
-        if embeds is None:
-            kwargs["input_ids"] = ids
         else:
-            kwargs["inputs_embeds"] = embeds
-        for key, value in example.extra.items():
-            kwargs[key] = value.to(self.device).unsqueeze(0).expand(n_b, -1)
+            kwargs = {"attention_mask": keep.long()}
+            if embeds is None:
+                kwargs["input_ids"] = ids
+            else:
+                kwargs["inputs_embeds"] = embeds
+            for key, value in example.extra.items():
+                kwargs[key] = value.to(self.device).unsqueeze(0).expand(n_b, -1)
+        for name in self._missing_masks:  # all positions are kept here (checked in distributions)
+            kwargs.pop(name)
         return kwargs
 
     def _forward(self, example: Example, keep: torch.Tensor, embeds: torch.Tensor | None) -> torch.Tensor:
@@ -365,6 +375,8 @@ class HFModel(SequenceModel):
         target's reading position, under ``keep`` / ``embeds``; with ``rows_target[B]`` only that target of
         each row, ``[B, 1, V]``."""
         keep = self.batch_keep(example, keep, embeds)
+        if self._missing_masks and not bool(keep.all()):
+            self.require_keep_mask()
         if embeds is not None and embeds.shape[0] != keep.shape[0]:
             raise InputError(f"embeds batch {embeds.shape[0]} does not match keep batch {keep.shape[0]}")
         if self.kind == "classifier":
@@ -420,6 +432,8 @@ class HFModel(SequenceModel):
             read = r
         for key, value in example.extra.items():
             kwargs.setdefault(key, value.to(self.device)[:end].unsqueeze(0).expand(n_b, -1))
+        for name in self._missing_masks:  # all positions are kept here (checked in distributions)
+            kwargs.pop(name, None)
         if self._head_at_reads(kwargs, read):
             hidden = self._shared_prefix_hidden(kwargs, keep_c) if "position_ids" in kwargs else None
             if hidden is None:
