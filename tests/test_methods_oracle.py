@@ -200,18 +200,18 @@ def test_occlusion_with_shared_prefix_cache_equals_brute_force(request, name):
     wrapped = se.load_model(model, tok)
     ex = wrapped.encode("The cat sat on the mat. " * 4, " The dog sat")
     calls = []
-    original = hf.HFModel._shared_prefix_hidden
+    original = hf.shared_prefix_states
 
-    def spy(self, kwargs, keep):
-        out = original(self, kwargs, keep)
+    def spy(*args):
+        out = original(*args)
         calls.append(out is not None)
         return out
 
-    hf.HFModel._shared_prefix_hidden = spy
+    hf.shared_prefix_states = spy
     try:
         ours = se.explain_example(wrapped, ex, "occlusion", token_budget=8 * ex.length).scores
     finally:
-        hf.HFModel._shared_prefix_hidden = original
+        hf.shared_prefix_states = original
     assert sum(calls) >= 3
     with torch.no_grad():
         base = wrapped.score(ex)[0]

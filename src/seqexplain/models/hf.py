@@ -18,6 +18,7 @@ import torch
 
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.base import Example, ModelKind, SequenceModel, eval_mode, reading_positions
+from seqexplain.models.prefix_cache import shared_prefix_states
 from seqexplain.models.tokenization import offsets_by_decoding, tokenize
 
 
@@ -435,10 +436,13 @@ class HFModel(SequenceModel):
         for name in self._missing_masks:  # all positions are kept here (checked in distributions)
             kwargs.pop(name, None)
         if self._head_at_reads(kwargs, read):
-            hidden = self._shared_prefix_hidden(kwargs, keep_c) if "position_ids" in kwargs else None
-            if hidden is None:
+            picked = None
+            if n_b > 1 and reads_kept and set(kwargs) == {"input_ids", "attention_mask", "position_ids"}:
+                picked = shared_prefix_states(self.model.base_model, kwargs["input_ids"], kwargs["attention_mask"],
+                                              kwargs["position_ids"], read)
+            if picked is None:
                 hidden = self.model.base_model(**kwargs).last_hidden_state
-            picked = hidden.gather(1, read.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+                picked = hidden.gather(1, read.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
             return self.model.get_output_embeddings()(picked)
         needed, index = torch.unique(read, sorted=True, return_inverse=True)
         if self._logits_to_keep:
@@ -446,32 +450,6 @@ class HFModel(SequenceModel):
         else:
             logits = self.model(**kwargs).logits[:, needed]
         return torch.gather(logits, 1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
-
-    def _shared_prefix_hidden(self, kwargs: dict[str, Any], keep: torch.Tensor) -> torch.Tensor | None:
-        """Last hidden states ``[B, L, D]`` computed with the rows' common kept prefix run once.
-
-        When every row keeps positions ``[0, s)`` (as occlusion's chunks of consecutive positions do), those
-        positions have the same states in every row of a causal model: they are run once, and only the suffixes
-        are run, on its key/value cache. Returns None when not applicable (short prefix, embeddings given, extra
-        inputs, or a model without a cache)."""
-        n_b, end = keep.shape
-        dropped = ~keep
-        s = int(torch.where(dropped.any(1), dropped.float().argmax(1), torch.full((n_b,), end)).min())
-        if n_b < 2 or s < max(8, end // 4) or s >= end or set(kwargs) != {"input_ids", "attention_mask",
-                                                                           "position_ids"}:
-            return None
-        base = self.model.base_model
-        ids, pos = kwargs["input_ids"], kwargs["position_ids"]
-        try:
-            prefix = base(input_ids=ids[:1, :s], attention_mask=kwargs["attention_mask"][:1, :s],
-                          position_ids=pos[:1, :s], use_cache=True)
-            cache = prefix.past_key_values
-            cache.batch_repeat_interleave(n_b)
-            suffix = base(input_ids=ids[:, s:], attention_mask=kwargs["attention_mask"], position_ids=pos[:, s:],
-                          past_key_values=cache, use_cache=True).last_hidden_state
-        except (TypeError, AttributeError, ValueError):
-            return None
-        return torch.cat([prefix.last_hidden_state.expand(n_b, -1, -1), suffix], dim=1)
 
     def _head_at_reads(self, kwargs: dict[str, Any], read: torch.Tensor) -> bool:
         """Whether ``output_embeddings(base_model(...).last_hidden_state)`` equals the model's logits (no
