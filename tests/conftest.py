@@ -140,3 +140,20 @@ def gpt2_classifier(bpe):
     cfg = GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=len(bpe), n_positions=64, num_labels=2,
                      pad_token_id=bpe.pad_token_id)
     return GPT2ForSequenceClassification(cfg).eval(), bpe
+
+
+@pytest.fixture
+def prefix_sharing_calls(monkeypatch):
+    """A list that records, per causal forward, whether the shared-prefix path was taken."""
+    from seqexplain.models import hf
+
+    calls: list[bool] = []
+    original = hf.shared_prefix_states
+
+    def spy(*args):
+        out = original(*args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(hf, "shared_prefix_states", spy)
+    return calls

@@ -192,26 +192,13 @@ def test_all_methods_registered():
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
-def test_occlusion_with_shared_prefix_cache_equals_brute_force(request, name):
+def test_occlusion_with_shared_prefix_cache_equals_brute_force(request, name, prefix_sharing_calls):
     """Chunks of consecutive dropped positions share a kept prefix, run once with a key/value cache."""
-    from seqexplain.models import hf
-
     model, tok = request.getfixturevalue(name)
     wrapped = se.load_model(model, tok)
     ex = wrapped.encode("The cat sat on the mat. " * 4, " The dog sat")
-    calls = []
-    original = hf.shared_prefix_states
-
-    def spy(*args):
-        out = original(*args)
-        calls.append(out is not None)
-        return out
-
-    hf.shared_prefix_states = spy
-    try:
-        ours = se.explain_example(wrapped, ex, "occlusion", token_budget=8 * ex.length).scores
-    finally:
-        hf.shared_prefix_states = original
+    ours = se.explain_example(wrapped, ex, "occlusion", token_budget=8 * ex.length).scores
+    calls = prefix_sharing_calls
     assert sum(calls) >= 3
     with torch.no_grad():
         base = wrapped.score(ex)[0]
