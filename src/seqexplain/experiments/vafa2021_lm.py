@@ -101,7 +101,7 @@ class Settings:
     max_size: int | None = None  # cap on greedy / baseline rationale size (None: the whole context, as the paper)
     exhaustive_max_size: int = 3  # the paper: 6 (on a GPU)
     exhaustive_fraction: float = 1 / 3  # share of analogy examples searched exhaustively (the paper: a third)
-    exhaustive_budget: int = 1 << 17  # tokens per forward for exhaustive search (rows are short)
+    exhaustive_budget: int = 1 << 14  # tokens per forward for exhaustive search (its rows share cached prefixes)
     token_budget: int = DEFAULT_TOKEN_BUDGET
     # compatibility fine-tune (LoRA + word dropout on WikiText-2 valid)
     train_steps: int = 60
