@@ -315,15 +315,15 @@ class ResultStore:
 
 # =========================================================================== shared helpers
 def _subsample(n: int, limit: int | None, seed: int) -> list[int]:
-    """Indices ``0..n-1``, or the first ``limit`` of a seeded shuffle, sorted (a larger limit extends a smaller
-    one, so cached results stay useful)."""
+    """Indices ``0..n-1``, or the first ``limit`` of a seeded shuffle, in that order: a larger limit extends a
+    smaller one, and a run stopped early has done a smaller limit's examples (its cached results are reused)."""
     if limit is None or limit >= n:
         return list(range(n))
     if limit < 1:
         raise InputError("limit must be a positive number of examples")
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    return sorted(order[:limit])
+    return order[:limit]
 
 
 def _limit(experiment: str, limit: int | None, quick: bool) -> int | None:
