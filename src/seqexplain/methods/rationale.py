@@ -41,7 +41,8 @@ target, one keep-mask row per candidate, concatenates the rows of all targets, e
 target only (``distributions(..., rows_target=...)``), and a causal LM row keeps only its subset, so the
 interface packs it to its kept tokens (original position ids), runs leading tokens that rows share only once
 (``models/prefix_cache.py``: candidates ``s ∪ {j}`` share the members of ``s`` before ``j``) and applies the
-output layer at one position. For an encoder-decoder a batch is evaluated on the prefix example holding its largest target.
+output layer at one position. For an encoder-decoder a batch is evaluated on the prefix example holding its largest
+target.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ the candidates ``s ∪ {j}`` of a step share ``s``'s tokens before ``j``; across
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -120,6 +121,16 @@ def _cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
     return out
 
 
+def _cache_keyword(base: torch.nn.Module) -> str:
+    """The keyword under which ``base.forward`` takes a key/value cache: ``cache`` (transformers ≥ 5.24) or the
+    older ``past_key_values``."""
+    try:
+        params = inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def shared_prefix_states(base: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                          position_ids: torch.Tensor, read: torch.Tensor) -> torch.Tensor | None:
     """Last hidden states ``[B, R, D]`` at ``read[B, R]`` (indices into each row of the given inputs, which must be
@@ -140,11 +151,12 @@ def shared_prefix_states(base: torch.nn.Module, input_ids: torch.Tensor, attenti
         pre = base(input_ids=p_ids, attention_mask=p_valid, position_ids=p_pos, use_cache=True)
     except (TypeError, ValueError, AttributeError):
         return None
-    layers = _cache_layers(pre.past_key_values)
+    layers = _cache_layers(pre.get("cache", pre.get("past_key_values")))
     if layers is None:
         return None
     p_hidden = pre.last_hidden_state  # [G, P, D]
     width = p_ids.shape[1]
+    keyword = _cache_keyword(base)
     out = p_hidden.new_zeros(len(rows), read.shape[1], p_hidden.shape[-1])
     share = torch.tensor(plan.share, device=device)
     group = torch.tensor(plan.row_prefix, device=device).clamp(min=0)
@@ -158,7 +170,7 @@ def shared_prefix_states(base: torch.nn.Module, input_ids: torch.Tensor, attenti
         past_mask = (torch.arange(width, device=device).unsqueeze(0) < share[idx].unsqueeze(1)).long()
         cache = DynamicCache(ddp_cache_data=[(k[group[idx]], v[group[idx]]) for k, v in layers])
         hidden = base(input_ids=s_ids, attention_mask=torch.cat([past_mask, s_valid], 1), position_ids=s_pos,
-                      past_key_values=cache, use_cache=True).last_hidden_state  # [b, S, D]
+                      use_cache=True, **{keyword: cache}).last_hidden_state  # [b, S, D]
         local = kept_index[idx] - share[idx].unsqueeze(1)  # [b, R]
         mine = ~in_prefix[idx]
         if bool(mine.any()):
