@@ -6,18 +6,19 @@ evaluates every candidate ``s ∪ {j}`` in one batch (split at ``max_tokens_per_
 paper), keeps the candidate with the largest ``log p(target)`` (strict ``>``: ties to the lowest position) and
 stops when the argmax of that candidate's distribution is the target. It calls the Hugging Face model directly:
 
-* ``mask`` (default reference): each row is the prefix ``x_{<p}`` with ``attention_mask`` = the subset and
-  ``position_ids = 0..p−1`` — the same sparse inputs as seqexplain's keep-mask;
-* ``compact`` (the paper's exact inputs, reported for information): each row holds only the subset's tokens, with
-  their original ``position_ids``.
+* ``compact`` (the paper's exact inputs): each row holds only the subset's tokens, with their original
+  ``position_ids``;
+* ``mask``: each row is the prefix ``x_{<p}`` with ``attention_mask`` = the subset and ``position_ids = 0..p−1`` —
+  the same sparse inputs as seqexplain's keep-mask, evaluated the naive way.
 
 Both compute logits at every row position and read the last one, as the paper does.
 
-Model: a random 4-layer GPT-2 (d = 256, 4 heads) with a byte-level BPE (``--vocab`` tokens) trained on the
-WikiText-2 validation text, fine-tuned for ``--train-steps`` steps on *repetitive* sequences (a random corpus span
-repeated to fill the window), so that it learns to copy and many targets are reached after a few steps. The model is
-cached under ``out/bench_greedy/``. The explained sequence: a random corpus span of ``--prompt`` tokens followed by
-the model's greedy continuation up to ``--length`` tokens; every token after the first is a target.
+Model: a random GPT-2 (default 4 layers, d = 256, 4 heads; ``--layers/--d-model/--heads`` change it; ``--d-model 64
+--heads 2`` is the paper's majority-class transformer size) with a byte-level BPE (``--vocab`` tokens) trained on
+the WikiText-2 validation text, fine-tuned for ``--train-steps`` steps on *repetitive* sequences (a random corpus
+span repeated to fill the window), so that it learns to copy and many targets are reached after a few steps. The
+model is cached under ``out/bench_greedy/``. The explained sequence: a random corpus span of ``--prompt`` tokens
+followed by the model's greedy continuation up to ``--length`` tokens; every token after the first is a target.
 
 Run::
 
@@ -35,6 +36,7 @@ import json
 import math
 import os
 import random
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -85,7 +87,9 @@ def repetitive_batch(ids: list[int], batch: int, length: int, rng: random.Random
 def build_model(args: argparse.Namespace) -> tuple[torch.nn.Module, Any, list[int]]:
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    cache = ROOT / "out" / "bench_greedy" / f"v{args.vocab}-s{args.train_steps}-seed{args.seed}"
+    shape = (args.layers, args.d_model, args.heads)
+    size = "" if shape == (4, 256, 4) else "-L{}d{}h{}".format(*shape)
+    cache = ROOT / "out" / "bench_greedy" / f"v{args.vocab}-s{args.train_steps}-seed{args.seed}{size}"
     text = corpus_text()
     if (cache / "config.json").is_file():
         tok = AutoTokenizer.from_pretrained(cache)
@@ -94,7 +98,7 @@ def build_model(args: argparse.Namespace) -> tuple[torch.nn.Module, Any, list[in
     torch.manual_seed(args.seed)
     tok = train_tokenizer(text, args.vocab)
     ids = tok(text)["input_ids"]
-    cfg = GPT2Config(n_layer=4, n_embd=256, n_head=4, vocab_size=len(tok), n_positions=128,
+    cfg = GPT2Config(n_layer=args.layers, n_embd=args.d_model, n_head=args.heads, vocab_size=len(tok), n_positions=128,
                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model = GPT2LMHeadModel(cfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -186,6 +190,16 @@ def seqexplain_greedy(model: torch.nn.Module, tok: Any, seq: list[int], token_bu
     return greedy(wrapped, ex, token_budget=token_budget)
 
 
+def timed(fn: Any, repeats: int) -> tuple[Any, float]:
+    """``fn()``'s result and its median wall time over ``repeats`` calls."""
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return result, statistics.median(times)
+
+
 def load_smollm2_bench(args: argparse.Namespace) -> tuple[torch.nn.Module, Any, list[int]]:
     from seqexplain.models.smollm2 import load_smollm2
 
@@ -200,10 +214,15 @@ def main() -> None:
     ap.add_argument("--length", type=int, default=64)
     ap.add_argument("--prompt", type=int, default=12, help="corpus tokens before the model's own continuation")
     ap.add_argument("--vocab", type=int, default=8192)
+    ap.add_argument("--layers", type=int, default=4, help="GPT-2 layers (gpt2 model)")
+    ap.add_argument("--d-model", type=int, default=256, help="GPT-2 width; 64 with --heads 2 is the paper's "
+                    "majority-class transformer size (FFN = 4 × width)")
+    ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--train-steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--token-budget", type=int, default=16384)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each; the median is reported")
     ap.add_argument("--references", default="mask,compact",
                     help="comma-separated paper-loop variants to time: mask (full rows), compact (the paper's inputs)")
     ap.add_argument("--json", type=Path, default=None, help="write the measurements here")
@@ -213,29 +232,28 @@ def main() -> None:
     if not set(variants) <= {"mask", "compact"}:
         ap.error("--references takes mask and/or compact")
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), model {args.model}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), model {args.model}, "
+          f"median of {args.repeats} run(s)")
     model, tok, ids = load_smollm2_bench(args) if args.model == "smollm2" else build_model(args)
     seq = make_sequence(model, ids, args)
     input_ids = torch.tensor(seq)
     print(f"sequence: {len(seq)} tokens, {len(seq) - 1} targets")
 
     seqexplain_greedy(model, tok, seq[:8], args.token_budget)  # warm-up
-    t0 = time.perf_counter()
-    ours = seqexplain_greedy(model, tok, seq, args.token_budget)
-    t_ours = time.perf_counter() - t0
+    ours, t_ours = timed(lambda: seqexplain_greedy(model, tok, seq, args.token_budget), args.repeats)
     sizes = [len(r) for r in ours.rationales]
     out: dict[str, Any] = {
-        "model": args.model, "length": len(seq), "targets": len(seq) - 1, "reached": sum(ours.meta["reached"]),
+        "model": args.model if args.model != "gpt2" else f"gpt2 L{args.layers} d{args.d_model} h{args.heads}",
+        "length": len(seq), "targets": len(seq) - 1, "reached": sum(ours.meta["reached"]),
         "mean_rationale_size": sum(sizes) / len(sizes), "max_rationale_size": max(sizes), "seqexplain_s": t_ours,
+        "repeats": args.repeats,
         "seqexplain_forwards": ours.meta["forwards"], "seqexplain_rows": ours.meta["rows"],
     }
     print(f"targets reached: {out['reached']}/{len(sizes)}; rationale size mean {out['mean_rationale_size']:.2f}, "
           f"max {max(sizes)}")
     print(f"seqexplain greedy: {t_ours:8.2f} s  ({ours.meta['forwards']} forwards, {ours.meta['rows']} rows)")
     for variant in variants:
-        t0 = time.perf_counter()
-        ref, reached = paper_greedy(model, input_ids, variant)
-        t_ref = time.perf_counter() - t0
+        (ref, reached), t_ref = timed(lambda v=variant: paper_greedy(model, input_ids, v), args.repeats)
         same = ours.rationales == ref and ours.meta["reached"] == reached
         out.update({f"reference_{variant}_s": t_ref, f"speedup_vs_{variant}": t_ref / t_ours,
                     f"identical_{variant}": same})

@@ -508,6 +508,16 @@ def analogy_correct(model: SequenceModel, item: AnalogyExample) -> dict[str, boo
     return {"with_distractor": with_d, "without_distractor": without}
 
 
+def cached_check(store: ResultStore, model: SequenceModel, item: AnalogyExample) -> dict[str, bool]:
+    """:func:`analogy_correct`, read from ``store`` when an earlier run stored it (else computed and stored)."""
+    key = f"check:{item.id}"
+    rec = store.get(key)
+    if rec is None:
+        rec = {"key": key, "kind": "check", "id": item.id, **analogy_correct(model, item)}
+        store.add(rec)
+    return {"with_distractor": rec["with_distractor"], "without_distractor": rec["without_distractor"]}
+
+
 def analogy_summary(records: Iterable[dict[str, Any]], methods: Sequence[str],
                     exhaustive_max_size: int | None = None) -> list[dict[str, Any]]:
     """Per method: ``n``, ``Length``, ``Ratio`` (with ``n Ratio``, over the examples where exhaustive search found
@@ -566,12 +576,7 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
     for item in bar:
         if limit is not None and len(picked) >= limit:
             break
-        key = f"check:{item.id}"
-        rec = store.get(key)
-        if rec is None:
-            rec = {"key": key, "kind": "check", "id": item.id, **analogy_correct(model, item)}
-            store.add(rec)
-        checks[item.id] = {"with_distractor": rec["with_distractor"], "without_distractor": rec["without_distractor"]}
+        checks[item.id] = cached_check(store, model, item)
         if not require or all(checks[item.id].values()):
             picked.append(item)
         bar.set_postfix(eligible=len(picked))
@@ -640,18 +645,13 @@ def run_timing(out_dir: Path | str, quick: bool = False, data_root: Path | str |
     model = loaded.model
     variant = _variant(compatible)
     store = ResultStore(out / f"timing_{variant}.jsonl")
-    order = [items[i] for i in _subsample(len(items), None, seed)]
+    order = list(items)
     random.Random(seed).shuffle(order)
     picked: list[AnalogyExample] = []
     for item in tqdm(order, desc="timing: picking predicted prompts", disable=not progress):
         if limit is not None and len(picked) >= limit:
             break
-        key = f"check:{item.id}"
-        rec = store.get(key)
-        if rec is None:
-            rec = {"key": key, "kind": "check", "id": item.id, **analogy_correct(model, item)}
-            store.add(rec)
-        if quick or rec["with_distractor"]:
+        if quick or cached_check(store, model, item)["with_distractor"]:
             picked.append(item)
     jobs = [(it, m) for it in picked for m in chosen]
     todo = [(it, m) for it, m in jobs if f"{it.id}:{m}" not in store]
