@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from seqexplain.errors import ModelLoadError
 from seqexplain.models.transformer import TransformerLM, TransformerLMConfig, load_transformer_lm
 from seqexplain.training.compatible import (
     TokenData,
@@ -70,6 +71,19 @@ def test_resume_equals_uninterrupted(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "part" / "checkpoints").glob("step-*")) == ["step-12"]
     assert any((tmp_path / "part" / "tensorboard").iterdir())
     assert (tmp_path / "part" / "model" / "model.safetensors").is_file()
+
+
+def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path) -> None:
+    data = _data()
+    train_causal_lm(_model(), data, _cfg(), tmp_path, progress=False, tensorboard=False, stop_after=3)
+    with pytest.raises(ModelLoadError, match=r"steps: 12 → 24.*another output folder"):
+        train_causal_lm(_model(), data, _cfg(steps=24), tmp_path, progress=False, tensorboard=False)
+    with pytest.raises(ModelLoadError, match="word_dropout"):
+        train_causal_lm(_model(), data, _cfg(word_dropout=None), tmp_path, progress=False, tensorboard=False)
+    # logging and checkpointing may change between runs
+    res = train_causal_lm(_model(), data, _cfg(log_every=4, checkpoint_every=4), tmp_path, progress=False,
+                          tensorboard=False)
+    assert res.step == 12
 
 
 def test_lora_on_tiny_llama_trains_adapters_only(llama, tmp_path) -> None:

@@ -64,6 +64,10 @@ def test_result_store_resumes_and_skips_cut_lines(tmp_path):
         fh.write('{"key": "y:greedy", "val')  # interrupted write
     again = V.ResultStore(path)
     assert "x:greedy" in again and "y:greedy" not in again
+    # keys carry what made the result: the model stamp and the method's options
+    a, b = V.ResultStore(path, {"model": "m"}), V.ResultStore(path, {"model": "n"})
+    assert a.key("x:greedy", {"max_size": 3}) != a.key("x:greedy", {"max_size": 4})
+    assert a.key("x:greedy") != b.key("x:greedy") and a.key("x:greedy").startswith("x:greedy#")
 
 
 def test_leakage_check():
@@ -102,6 +106,12 @@ def test_lambada_quick_pipeline(tmp_path):
     # a rerun resumes: nothing is recomputed
     V.run_lambada(tmp_path, quick=True, data_root=root, limit=2, methods=methods, progress=False)
     assert len((tmp_path / "lambada_shipped.jsonl").read_text(encoding="utf-8").splitlines()) == 6
+    # another option that these methods use: computed again; one they do not use: reused
+    V.run_lambada(tmp_path, quick=True, data_root=root, limit=2, methods=methods, progress=False, max_size=2)
+    V.run_lambada(tmp_path, quick=True, data_root=root, limit=2, methods=methods, progress=False, max_size=2,
+                  ig_steps=3)
+    again = [json.loads(x) for x in (tmp_path / "lambada_shipped.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(again) == 12 and all(len(r["rationales"][0]) <= 2 for r in again[6:])
 
 
 def test_analogies_and_timing_quick(tmp_path):
@@ -138,4 +148,4 @@ def test_compatible_quick(tmp_path):
                         progress=False)
     assert out["variant"] == "compatible" and out["model_info"]["compatible"]["steps"] == 3
     assert out["leakage"]["with_shared_window"] == 0
-    assert (tmp_path / "compatible" / "checkpoints" / "latest.json").is_file()
+    assert (tmp_path / "compatible-3steps" / "checkpoints" / "latest.json").is_file()

@@ -43,6 +43,7 @@ CLI: ``python -m seqexplain.experiments.vafa2021_lm {lambada,analogies,timing} -
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -125,6 +126,18 @@ class Settings:
             return "baseline_rationale", {"order_by": method, "order_options": order_options,
                                           "max_size": self.max_size, "token_budget": self.token_budget}
         raise InputError(f"unknown method {method!r}; choose from {', '.join(TIMING_METHODS)}")
+
+    def fingerprint(self, method: str) -> dict[str, Any]:
+        """What determines ``method``'s result besides the model and the example (the token budget only
+        batches the same computation)."""
+        name, options = self.method_options(method)
+        return {"method": name, **{k: v for k, v in options.items() if k != "token_budget"}}
+
+    def compatible_settings(self) -> dict[str, Any]:
+        """The settings of the compatibility fine-tune."""
+        return {"steps": self.train_steps, "batch": self.train_batch, "length": self.train_length,
+                "lr": self.train_lr, "lora_r": self.lora_r, "lora_alpha": self.lora_alpha, "mixture": self.mixture,
+                "seed": self.seed}
 
 
 def settings(quick: bool, seed: int = 0, **overrides: Any) -> Settings:
@@ -245,6 +258,7 @@ class LoadedModel:
     model: HFModel
     name: str
     info: dict[str, Any] = field(default_factory=dict)
+    stamp: dict[str, Any] = field(default_factory=dict)  # what made the model: see ResultStore
 
 
 def _analogy_model(out: Path, quick: bool, root: Path, compatible: bool, s: Settings,
@@ -274,20 +288,27 @@ def load_lm(out_dir: Path, quick: bool, root: Path, compatible: bool, s: Setting
         name = MODEL_ID
     info: dict[str, Any] = {"model": name}
     if compatible:
-        model, train_info = compatible_finetune(model, tokenizer, out_dir / "compatible", root, s, progress)
+        folder = out_dir / f"compatible-{s.train_steps}steps"
+        model, train_info = compatible_finetune(model, tokenizer, folder, root, s, progress)
         info["compatible"] = train_info
         name += " + compatible LoRA"
     model.eval()
     wrapped = HFModel(model, tokenizer, "causal", model_id=name)
-    return LoadedModel(wrapped, name, info)
+    stamp = {"model": name, "compatible": s.compatible_settings() if compatible else None}
+    return LoadedModel(wrapped, name, info, stamp)
 
 
 # =========================================================================== results store
 class ResultStore:
-    """Per-example results, one JSON object per line, appended as computed (a rerun skips stored keys)."""
+    """Per-example results, one JSON object per line, appended as computed (a rerun skips stored keys).
 
-    def __init__(self, path: Path) -> None:
+    ``stamp`` describes what made the results (the model, its fine-tune); :meth:`key` folds it and a method's
+    options into each key, so a rerun with another model or other options computes afresh instead of reusing
+    results that no longer apply."""
+
+    def __init__(self, path: Path, stamp: dict[str, Any] | None = None) -> None:
         self.path = path
+        self.stamp = stamp or {}
         self.records: dict[str, dict[str, Any]] = {}
         if path.is_file():
             for line in path.read_text(encoding="utf-8").splitlines():
@@ -297,6 +318,11 @@ class ResultStore:
                     continue
                 if isinstance(rec, dict) and "key" in rec:
                     self.records[str(rec["key"])] = rec
+
+    def key(self, name: str, options: Any = None) -> str:
+        """``name`` plus a digest of the store's stamp and ``options`` (JSON-serialisable)."""
+        payload = json.dumps({"stamp": self.stamp, "options": options}, sort_keys=True, default=str)
+        return f"{name}#{hashlib.sha1(payload.encode('utf-8')).hexdigest()[:10]}"
 
     def __contains__(self, key: str) -> bool:
         return key in self.records
@@ -440,8 +466,12 @@ def run_lambada(out_dir: Path | str, quick: bool = False, data_root: Path | str 
     loaded = load_lm(out, quick, root, compatible, s, texts=[it.text for it in items], progress=progress)
     model = loaded.model
     variant = _variant(compatible)
-    store = ResultStore(out / f"lambada_{variant}.jsonl")
-    todo = [(it, m) for it in picked for m in chosen if f"{it.lambada_index}:{m}" not in store]
+    store = ResultStore(out / f"lambada_{variant}.jsonl", loaded.stamp)
+
+    def key(item: LambadaRationale, method: str) -> str:
+        return store.key(f"{item.lambada_index}:{method}", s.fingerprint(method))
+
+    todo = [(it, m) for it in picked for m in chosen if key(it, m) not in store]
     bar = tqdm(total=len(picked) * len(chosen), initial=len(picked) * len(chosen) - len(todo),
                desc=f"lambada ({variant})", disable=not progress)
     encoded: dict[int, tuple[Example, list[int], bool]] = {}
@@ -455,7 +485,7 @@ def run_lambada(out_dir: Path | str, quick: bool = False, data_root: Path | str 
         union = word_rationale(ex, rationales)
         reached = result.meta.get("reached", [])
         store.add({
-            "key": f"{item.lambada_index}:{method}", "kind": "rationale", "lambada_index": item.lambada_index,
+            "key": key(item, method), "kind": "rationale", "lambada_index": item.lambada_index,
             "method": method, "rationales": rationales, "rationale": union, "gold": gold, "length": len(union),
             "iou": token_iou(union, gold), "tp": len(set(union) & set(gold)), "n_context": ex.n_source,
             "n_targets": ex.n_targets, "target_tokens": ex.target_tokens, "reached": bool(reached and all(reached)),
@@ -464,7 +494,7 @@ def run_lambada(out_dir: Path | str, quick: bool = False, data_root: Path | str 
         bar.update(1)
         bar.set_postfix(passage=item.lambada_index, method=method)
     bar.close()
-    keys = {f"{it.lambada_index}:{m}" for it in picked for m in chosen}
+    keys = {key(it, m) for it in picked for m in chosen}
     records = [r for k, r in store.records.items() if k in keys]
     rows = lambada_summary(records, chosen)
     correct = {r["lambada_index"]: r["model_correct"] for r in records}
@@ -510,7 +540,7 @@ def analogy_correct(model: SequenceModel, item: AnalogyExample) -> dict[str, boo
 
 def cached_check(store: ResultStore, model: SequenceModel, item: AnalogyExample) -> dict[str, bool]:
     """:func:`analogy_correct`, read from ``store`` when an earlier run stored it (else computed and stored)."""
-    key = f"check:{item.id}"
+    key = store.key(f"check:{item.id}")
     rec = store.get(key)
     if rec is None:
         rec = {"key": key, "kind": "check", "id": item.id, **analogy_correct(model, item)}
@@ -565,7 +595,11 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
     loaded, items = _analogy_model(out, quick, root, compatible, s, progress)
     model = loaded.model
     variant = _variant(compatible)
-    store = ResultStore(out / f"analogies_{variant}.jsonl")
+    store = ResultStore(out / f"analogies_{variant}.jsonl", loaded.stamp)
+
+    def key(item: AnalogyExample, method: str) -> str:
+        return store.key(f"{item.id}:{method}", s.fingerprint(method))
+
     # Check the model's predictions in a seeded random order until `limit` eligible examples are found (all of
     # them without a limit); the counts of checked / correct examples are reported.
     order = list(items)
@@ -587,7 +621,7 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
     exhaustive_ids = {it.id for it in picked if rng.random() < s.exhaustive_fraction} if not quick else \
         {it.id for it in picked}
     jobs = [(it, m) for it in picked for m in chosen if m != "exhaustive" or it.id in exhaustive_ids]
-    todo = [(it, m) for it, m in jobs if f"{it.id}:{m}" not in store]
+    todo = [(it, m) for it, m in jobs if key(it, m) not in store]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"analogies ({variant})", disable=not progress)
     encoded: dict[str, EncodedAnalogy] = {}
     for item, method in todo:
@@ -596,7 +630,7 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
         enc = encoded[item.id]
         result, seconds = run_method(model, enc.example, method, s)
         rationale = sorted((result.rationales or [[]])[0])
-        store.add({"key": f"{item.id}:{method}", "kind": "rationale", "id": item.id, "section": item.section,
+        store.add({"key": key(item, method), "kind": "rationale", "id": item.id, "section": item.section,
                    "method": method, "rationale": rationale, "order": (result.rationales or [[]])[0],
                    "antecedent": enc.antecedent, "distractor": enc.distractor, "n_context": enc.example.n_source,
                    "reached": bool(result.meta.get("reached", [False])[0]), "seconds": seconds,
@@ -604,7 +638,7 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
         bar.update(1)
         bar.set_postfix(example=item.id, method=method)
     bar.close()
-    keys = {f"{it.id}:{m}" for it, m in jobs}
+    keys = {key(it, m) for it, m in jobs}
     records = [r for k, r in store.records.items() if k in keys]
     rows = analogy_summary(records, chosen, s.exhaustive_max_size)
     n_with = sum(c["with_distractor"] for c in checks.values())
@@ -644,7 +678,11 @@ def run_timing(out_dir: Path | str, quick: bool = False, data_root: Path | str |
     loaded, items = _analogy_model(out, quick, root, compatible, s, progress)
     model = loaded.model
     variant = _variant(compatible)
-    store = ResultStore(out / f"timing_{variant}.jsonl")
+    store = ResultStore(out / f"timing_{variant}.jsonl", loaded.stamp)
+
+    def key(item: AnalogyExample, method: str) -> str:
+        return store.key(f"{item.id}:{method}", s.fingerprint(method))
+
     order = list(items)
     random.Random(seed).shuffle(order)
     picked: list[AnalogyExample] = []
@@ -654,19 +692,19 @@ def run_timing(out_dir: Path | str, quick: bool = False, data_root: Path | str |
         if quick or cached_check(store, model, item)["with_distractor"]:
             picked.append(item)
     jobs = [(it, m) for it in picked for m in chosen]
-    todo = [(it, m) for it, m in jobs if f"{it.id}:{m}" not in store]
+    todo = [(it, m) for it, m in jobs if key(it, m) not in store]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=f"timing ({variant})", disable=not progress)
     for item, method in todo:
         ex = model.encode(item.prompt, item.target)
         result, seconds = run_method(model, ex, method, s)
-        store.add({"key": f"{item.id}:{method}", "kind": "timing", "id": item.id, "method": method,
+        store.add({"key": key(item, method), "kind": "timing", "id": item.id, "method": method,
                    "seconds": seconds, "n_targets": ex.n_targets, "n_context": ex.n_source,
                    "length": len((result.rationales or [[]])[0]), "forwards": result.meta.get("forwards"),
                    "row_tokens": result.meta.get("row_tokens"), "found": bool((result.rationales or [[]])[0])})
         bar.update(1)
         bar.set_postfix(example=item.id, method=method)
     bar.close()
-    keys = {f"{it.id}:{m}" for it, m in jobs}
+    keys = {key(it, m) for it, m in jobs}
     records = [r for k, r in store.records.items() if k in keys]
     rows = []
     for m in chosen:

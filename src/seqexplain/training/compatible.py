@@ -268,6 +268,28 @@ def save_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     return ckpt
 
 
+_NOT_DEFINING = ("log_every", "eval_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints")
+
+
+def defining_settings(config: TrainConfig) -> dict[str, Any]:
+    """The settings a checkpoint must share with a run that resumes it (everything but logging, evaluation and
+    checkpointing)."""
+    return {k: v for k, v in json.loads(json.dumps(config.to_dict())).items() if k not in _NOT_DEFINING}
+
+
+def _check_resumable(ckpt: Path, config: TrainConfig) -> None:
+    """Raise :class:`ModelLoadError` when the checkpoint was made with other defining settings than ``config``
+    (resuming it would silently mix two runs: another schedule, batch size or word dropout)."""
+    state = json.loads((ckpt / "train_state.json").read_text(encoding="utf-8"))
+    saved = {k: v for k, v in state.get("config", {}).items() if k not in _NOT_DEFINING}
+    wanted = defining_settings(config)
+    changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in changed)
+        raise ModelLoadError(f"the checkpoint in {ckpt.parent} was trained with other settings ({detail}); use "
+                             "another output folder or resume=False")
+
+
 def load_checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
                     generator: torch.Generator) -> dict[str, Any]:
     """Restore what :func:`save_checkpoint` wrote; return the train state (step, history, seconds)."""
@@ -346,6 +368,7 @@ def train_causal_lm(
     start = 0
     latest = _latest_checkpoint(root) if (root is not None and resume) else None
     if latest is not None:
+        _check_resumable(latest, cfg)
         state = load_checkpoint(latest, model, optimizer, generator)
         start = int(state["step"])
         result.history = list(state["history"])
