@@ -366,6 +366,7 @@ EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
     "lambada": _lazy("vafa2021_lm", "run_lambada"),
     "lambada_compatible": _lazy("vafa2021_lm", "run_lambada", compatible=True),
     "analogies": _lazy("vafa2021_lm", "run_analogies"),
+    "analogies_compatible": _lazy("vafa2021_lm", "run_analogies", compatible=True),
     "timing": _lazy("vafa2021_lm", "run_timing"),
     "distractors": _lazy("vafa2021_translation", "run_distractors"),
     "alignments": _lazy("vafa2021_translation", "run_alignments"),
