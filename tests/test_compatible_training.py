@@ -16,7 +16,7 @@ from seqexplain.training.compatible import (
     evaluate_lm,
     train_causal_lm,
 )
-from seqexplain.training.word_dropout import WordDropout
+from seqexplain.training.word_dropout import WordDropout, sample_keep
 
 
 def _data(n: int = 96, seed: int = 0) -> TokenData:
@@ -71,6 +71,27 @@ def test_resume_equals_uninterrupted(tmp_path) -> None:
     assert sorted(p.name for p in (tmp_path / "part" / "checkpoints").glob("step-*")) == ["step-12"]
     assert any((tmp_path / "part" / "tensorboard").iterdir())
     assert (tmp_path / "part" / "model" / "model.safetensors").is_file()
+
+
+def test_evaluate_lm_with_word_dropout_equals_deleting_the_dropped_tokens() -> None:
+    """Oracle: for every predicted token, run the model on the kept tokens before it plus itself (original
+    positions) and score the next token."""
+    data = _data(n=5)
+    m = _model().eval()
+    got = evaluate_lm(m, data, word_dropout="uniform_length", seed=7)
+    keep = sample_keep(data.valid, "uniform_length", torch.Generator().manual_seed(7))
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for b in range(len(data)):
+            ids = data.input_ids[b]
+            for t in range(ids.shape[0] - 1):
+                pos = [j for j in range(t) if keep[b, j]] + [t]
+                logits = m(input_ids=ids[pos][None], position_ids=torch.tensor([pos])).logits[0, -1]
+                nll -= float(torch.log_softmax(logits, -1)[ids[t + 1]])
+                count += 1
+    assert got["tokens"] == count
+    assert got["loss"] == pytest.approx(nll / count, rel=1e-5)
+    assert keep[:, :-1].sum() < keep[:, :-1].numel()  # some context was dropped
 
 
 def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path) -> None:

@@ -149,3 +149,9 @@ def test_compatible_quick(tmp_path):
     assert out["variant"] == "compatible" and out["model_info"]["compatible"]["steps"] == 3
     assert out["leakage"]["with_shared_window"] == 0
     assert (tmp_path / "compatible-3steps" / "checkpoints" / "latest.json").is_file()
+    held_out = out["model_info"]["compatible"]["held_out"]
+    for variant in ("shipped", "compatible"):
+        got = held_out[variant]
+        assert got["rows"] == 4 and got["loss_word_dropout"] > 0 and got["loss_full"] > 0
+    saved = json.loads((tmp_path / "compatible-3steps" / "compatibility.json").read_text(encoding="utf-8"))
+    assert saved == held_out

@@ -112,6 +112,7 @@ class Settings:
     lora_r: int = 16
     lora_alpha: int = 32
     mixture: float = 0.5
+    eval_rows: int = 32  # held-out WikiText-2 test rows of the compatibility check
 
     def method_options(self, method: str) -> tuple[str, dict[str, Any]]:
         """The registered method and its options for a table method name."""
@@ -146,6 +147,7 @@ def settings(quick: bool, seed: int = 0, **overrides: Any) -> Settings:
     if quick:
         s.ig_steps, s.max_size, s.exhaustive_max_size = 4, 12, 3
         s.train_steps, s.train_batch, s.train_length, s.lora_r, s.lora_alpha = 3, 4, 32, 4, 8
+        s.eval_rows = 4
     for key, value in overrides.items():
         if value is not None:
             if not hasattr(s, key):
@@ -224,7 +226,8 @@ def _merge_lora(model: torch.nn.Module) -> torch.nn.Module:
 def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, root: Path, s: Settings,
                         progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
     """LoRA + word-dropout fine-tune of ``model`` on WikiText-2 valid (module docstring); resumable in
-    ``out_dir``. Returns the merged model and a summary (steps, seconds, losses)."""
+    ``out_dir``. Returns the merged model and a summary (steps, seconds, losses, and the held-out compatibility
+    check of :func:`held_out_losses` before and after, cached in ``out_dir/compatibility.json``)."""
     from seqexplain.training.compatible import TokenData, TrainConfig, apply_lora, train_causal_lm
     from seqexplain.training.word_dropout import WordDropout
 
@@ -235,6 +238,12 @@ def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, r
     if len(rows) < s.train_batch:
         raise DataError("WikiText-2 valid gives too few training rows for the compatibility fine-tune")
     train = TokenData.from_lists(rows, pad_token_id=int(tokenizer.pad_token_id or 0))
+    check_file = out_dir / "compatibility.json"
+    check = json.loads(check_file.read_text(encoding="utf-8")) if check_file.is_file() else {}
+    if "shipped" not in check:
+        check["shipped"] = held_out_losses(model, tokenizer, root, s)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(check_file, json.dumps(check, indent=2))
     target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     lora = apply_lora(model, r=s.lora_r, alpha=s.lora_alpha, target_modules=target_modules)
     cfg = TrainConfig(steps=s.train_steps, batch_size=s.train_batch, lr=s.train_lr, warmup_steps=min(10, s.train_steps),
@@ -243,14 +252,51 @@ def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, r
     result = train_causal_lm(lora, train, cfg, out_dir=out_dir, resume=True, progress=progress, tensorboard=False,
                              export=False)
     merged = _merge_lora(lora).eval()
+    if "compatible" not in check and result.step >= s.train_steps:
+        check["compatible"] = held_out_losses(merged, tokenizer, root, s)
+        atomic_write_text(check_file, json.dumps(check, indent=2))
     for p in merged.parameters():
         p.requires_grad_(True)
     summary = {"steps": result.step, "train_seconds": round(result.seconds, 1), "rows": len(rows),
                "row_tokens": s.train_length, "batch_size": s.train_batch, "lr": s.train_lr, "lora_r": s.lora_r,
                "word_dropout": "uniform_length", "mixture": s.mixture,
                "loss_first": result.history[0]["train_loss"] if result.history else None,
-               "loss_last": result.history[-1]["train_loss"] if result.history else None}
+               "loss_last": result.history[-1]["train_loss"] if result.history else None,
+               "held_out": check}
     return merged, summary
+
+
+def held_out_losses(model: torch.nn.Module, tokenizer: Any, root: Path, s: Settings) -> dict[str, Any]:
+    """Per-token loss of ``model`` on the first ``s.eval_rows`` rows of WikiText-2 *test* (packed like the
+    training rows; never trained on), with the full context and with ``uniform_length`` word dropout (seeded):
+    the gap between the two is how far the model is from compatible."""
+    from seqexplain.training.compatible import TokenData, evaluate_lm
+
+    text = (require_data("wikitext2", root) / "test.txt").read_text(encoding="utf-8")
+    rows = _training_rows(tokenizer, text, s.train_length)[: s.eval_rows]
+    if not rows:
+        raise DataError("WikiText-2 test gives no held-out rows for the compatibility check")
+    data = TokenData.from_lists(rows, pad_token_id=int(tokenizer.pad_token_id or 0))
+    full = evaluate_lm(model, data, batch_size=8)
+    dropped = evaluate_lm(model, data, batch_size=8, word_dropout="uniform_length", seed=s.seed)
+    return {"rows": len(rows), "tokens": full["tokens"], "loss_full": full["loss"], "ppl_full": full["ppl"],
+            "loss_word_dropout": dropped["loss"], "ppl_word_dropout": dropped["ppl"]}
+
+
+def compatibility_note(loaded: LoadedModel) -> str:
+    """A sentence on the fine-tune and its held-out compatibility check (empty for a shipped model)."""
+    info = loaded.info.get("compatible")
+    if not info:
+        return ""
+    text = (f" Compatibility fine-tune: {info['steps']} LoRA steps of {info['batch_size']} × {info['row_tokens']} "
+            f"tokens ({info['train_seconds']:.0f} s).")
+    held = info.get("held_out", {})
+    if "shipped" in held and "compatible" in held:
+        a, b = held["shipped"], held["compatible"]
+        text += (f" Held-out loss per token (WikiText-2 test, {a['rows']} rows), full context / uniform-length word "
+                 f"dropout: as shipped {a['loss_full']:.3f} / {a['loss_word_dropout']:.3f}, after the fine-tune "
+                 f"{b['loss_full']:.3f} / {b['loss_word_dropout']:.3f}.")
+    return text
 
 
 @dataclass
@@ -510,7 +556,7 @@ def run_lambada(out_dir: Path | str, quick: bool = False, data_root: Path | str 
     note = (f"{len(picked)} of {len(items)} passages" + (f" (seeded subsample, seed {seed})" if len(picked) < len(items)
                                                        else "")
             + f"; the model predicts the whole last word (argmax, full context) in {sum(correct.values())}.")
-    md = f"### {title}\n\n{note}\n\n" + markdown_table(rows, floatfmt=".2f")
+    md = f"### {title}\n\n{note}{compatibility_note(loaded)}\n\n" + markdown_table(rows, floatfmt=".2f")
     _write_outputs(out, f"lambada_{variant}", summary, md)
     return summary
 
@@ -659,7 +705,8 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
             + f"; exhaustive search (max size {s.exhaustive_max_size}) on {len(exhaustive_ids)} of them. 'Ratio' "
             "averages over the searches that found a rationale; 'Ratio ≤' bounds the mean over all searched "
             f"examples, counting a search that found none as a minimal length of {s.exhaustive_max_size + 1}.")
-    md = f"### Analogies — {loaded.name} ({variant})\n\n{note}\n\n" + markdown_table(rows, floatfmt=".2f")
+    md = (f"### Analogies — {loaded.name} ({variant})\n\n{note}{compatibility_note(loaded)}\n\n"
+          + markdown_table(rows, floatfmt=".2f"))
     _write_outputs(out, f"analogies_{variant}", summary, md)
     return summary
 

@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.base import eval_mode
-from seqexplain.training.word_dropout import WordDropout, causal_attention_mask
+from seqexplain.training.word_dropout import WordDropout, causal_attention_mask, sample_keep
 
 SCHEDULES = ("constant", "linear", "cosine", "inverse_sqrt")
 
@@ -194,16 +194,25 @@ def lm_loss(logits: Tensor, input_ids: Tensor, valid: Tensor, reduction: str = "
 
 
 @torch.no_grad()
-def evaluate_lm(model: nn.Module, data: TokenData, batch_size: int = 256, progress: bool = False) -> dict[str, float]:
-    """Per-token loss and perplexity ``exp(mean NLL)`` over every predicted, non-padding token (eval mode, full
-    context)."""
+def evaluate_lm(model: nn.Module, data: TokenData, batch_size: int = 256, progress: bool = False,
+                word_dropout: str | None = None, seed: int = 0) -> dict[str, float]:
+    """Per-token loss and perplexity ``exp(mean NLL)`` over every predicted, non-padding token (eval mode).
+
+    ``word_dropout=None``: full context. ``"uniform_length"`` / ``"inverse_length"``: every row's context is
+    dropped with a keep mask of that kind (:func:`sample_keep`, seeded with ``seed``; each token still sees
+    itself), so the loss is ``−log p(x_{t+1} | kept part of x_{≤t})`` — how well the model predicts from
+    incomplete contexts, i.e. its compatibility with the subsets that rationale search evaluates."""
     dev = _device(model)
+    generator = torch.Generator().manual_seed(seed)
     total, count = 0.0, 0
     with eval_mode(model):
         for start in tqdm(range(0, len(data), batch_size), desc="eval", disable=not progress, leave=False):
             ids = data.input_ids[start : start + batch_size].to(dev)
             valid = data.valid[start : start + batch_size].to(dev)
-            logits = lm_logits(model, ids, valid)
+            keep = None
+            if word_dropout is not None:
+                keep = sample_keep(data.valid[start : start + batch_size], word_dropout, generator).to(dev)
+            logits = lm_logits(model, ids, valid, keep)
             total += float(lm_loss(logits, ids, valid, reduction="sum"))
             count += int(valid[:, 1:].sum())
     loss = total / max(1, count)
