@@ -51,8 +51,12 @@ def _greedy_like_rows(length: int, rng: random.Random) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
-def test_shared_states_equal_plain_forwards(request, name):
+def test_shared_states_equal_plain_forwards(request, name, monkeypatch):
+    from transformers.utils import generic
+
     model, _ = request.getfixturevalue(name)
+    warned: list[str] = []
+    monkeypatch.setattr(generic.logger, "warning_once", lambda msg, *a, **k: warned.append(str(msg)))
     rng = random.Random(0)
     length = 24
     ids = torch.randint(5, model.config.vocab_size, (length,), generator=torch.Generator().manual_seed(1))
@@ -69,6 +73,7 @@ def test_shared_states_equal_plain_forwards(request, name):
     with torch.no_grad():
         shared = shared_prefix_states(model.base_model, input_ids, mask, pos, read)
         assert shared is not None
+        assert not [w for w in warned if "deprecated" in w], warned  # caches passed and read by their current name
         for b, r in enumerate(rows):
             plain = model.base_model(input_ids=ids[r][None], position_ids=torch.tensor([r])).last_hidden_state[0]
             torch.testing.assert_close(shared[b], plain[read[b]], rtol=1e-4, atol=1e-5)

@@ -151,7 +151,8 @@ def shared_prefix_states(base: torch.nn.Module, input_ids: torch.Tensor, attenti
         pre = base(input_ids=p_ids, attention_mask=p_valid, position_ids=p_pos, use_cache=True)
     except (TypeError, ValueError, AttributeError):
         return None
-    layers = _cache_layers(pre.get("cache", pre.get("past_key_values")))
+    pre_cache = pre.get("cache") if "cache" in pre else pre.get("past_key_values")  # no eager old-name lookup
+    layers = _cache_layers(pre_cache)
     if layers is None:
         return None
     p_hidden = pre.last_hidden_state  # [G, P, D]
