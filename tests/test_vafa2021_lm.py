@@ -52,6 +52,8 @@ def test_analogy_summary_ratio_uses_found_exhaustive():
     assert greedy["n"] == 2 and greedy["Length"] == 2.5 and greedy["Ratio"] == 1.0 and greedy["n Ratio"] == 1
     assert greedy["Ante"] == 0.5 and greedy["No D"] == 0.5
     assert exhaustive["n"] == 1 and exhaustive["Ratio"] == 1.0
+    ex_row = V.analogy_summary(recs, ["exhaustive"], exhaustive_max_size=2)[0]
+    assert ex_row["n"] == 1 and ex_row["n searched"] == 2  # the search that gave up is counted as searched
     greedy = V.analogy_summary(recs, ["greedy"], exhaustive_max_size=2)[0]
     assert greedy["n searched"] == 2 and greedy["Ratio ≤"] == pytest.approx((2 / 2 + 3 / 3) / 2)
 

@@ -599,13 +599,15 @@ def analogy_summary(records: Iterable[dict[str, Any]], methods: Sequence[str],
     """Per method: ``n``, ``Length``, ``Ratio`` (with ``n Ratio``, over the examples where exhaustive search found
     a rationale), ``Ante``, ``No D`` and seconds per token. With ``exhaustive_max_size``, also ``Ratio ≤``: an upper
     bound on the mean ratio over every exhaustively searched example, using ``max_size + 1`` as the minimal length
-    where the search found nothing within ``max_size``."""
+    where the search found nothing within ``max_size``. The exhaustive row's ``n`` counts the searches that found a
+    rationale; its ``n searched`` and seconds count every search."""
     recs = [r for r in records if r.get("kind") == "rationale"]
     exhaustive = {r["id"]: r for r in recs if r["method"] == "exhaustive"}
     ex_len = {i: (len(r["rationale"]) if r["rationale"] else None) for i, r in exhaustive.items()}
     rows = []
     for m in methods:
         mine = [r for r in recs if r["method"] == m]
+        seconds = _mean([r["seconds"] for r in mine])  # exhaustive: searches that gave up are timed too
         if m == "exhaustive":
             mine = [r for r in mine if r["rationale"]]  # searches that found a rationale within max_size
         scores = analogy_scores([r["rationale"] for r in mine], [r["antecedent"] for r in mine],
@@ -616,8 +618,8 @@ def analogy_summary(records: Iterable[dict[str, Any]], methods: Sequence[str],
             bounds = [len(r["rationale"]) / (ex_len[r["id"]] or exhaustive_max_size + 1)
                       for r in mine if r["id"] in ex_len]
             row["Ratio ≤"] = _mean(bounds)
-            row["n searched"] = len(bounds)
-        row.update({"Ante": scores["ante"], "No D": scores["no_d"], "s/token": _mean([r["seconds"] for r in mine])})
+            row["n searched"] = len(exhaustive) if m == "exhaustive" else len(bounds)
+        row.update({"Ante": scores["ante"], "No D": scores["no_d"], "s/token": seconds})
         rows.append(row)
     return rows
 
