@@ -93,9 +93,10 @@ def start_positions(model: SequenceModel, example: Example, target: int) -> list
     return [int(p) - 1]
 
 
-def visible_positions(example: Example, target: int) -> list[int]:
-    """Positions visible to ``target`` in increasing order."""
-    return [int(j) for j in torch.nonzero(example.visible()[target]).flatten()]
+def visible_positions(example: Example, target: int, visible: torch.Tensor | None = None) -> list[int]:
+    """Positions visible to ``target`` in increasing order (``visible``: ``example.visible()`` if already built)."""
+    vis = example.visible() if visible is None else visible
+    return torch.nonzero(vis[target]).flatten().tolist()
 
 
 def _seq2seq_prefix(example: Example, target: int) -> Example:
@@ -246,7 +247,8 @@ def order_scores(example: Example, rationales: Sequence[Sequence[int]]) -> np.nd
 
 
 def _start_tracks(model: SequenceModel, example: Example) -> list[_Track]:
-    return [_Track(i, visible_positions(example, i), list(start_positions(model, example, i)))
+    vis = example.visible()
+    return [_Track(i, visible_positions(example, i, vis), list(start_positions(model, example, i)))
             for i in range(example.n_targets)]
 
 

@@ -75,8 +75,9 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
     if not bins or any(not 0 < b <= 100 for b in bins):
         raise InputError("bins must be percentages in (0, 100]")
     rows: list[tuple[int, list[int]]] = []
+    visible = example.visible()
     for i in range(example.n_targets):
-        vis = visible_positions(example, i)
+        vis = visible_positions(example, i, visible)
         rows.append((i, vis))
         for b in bins:
             top = top_positions(s[i], vis, b)

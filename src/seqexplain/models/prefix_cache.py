@@ -95,16 +95,17 @@ def rows_of(input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids:
 def _pad(rows: Sequence[Row], device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(input_ids, position_ids, valid)`` of ``rows`` padded on the right (padding repeats a real token)."""
     width = max(len(r) for r in rows)
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    pos = torch.zeros(len(rows), width, dtype=torch.long)
-    valid = torch.zeros(len(rows), width, dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            pos[i, : len(r)] = torch.tensor([p for p, _ in r])
-            ids[i, : len(r)] = torch.tensor([t for _, t in r])
-            ids[i, len(r) :] = r[0][1]
-            valid[i, : len(r)] = 1
-    return ids.to(device), pos.to(device), valid.to(device)
+    ids, pos, valid = [], [], []
+    for r in rows:
+        pad = width - len(r)
+        pos.append([p for p, _ in r] + [0] * pad)
+        ids.append([t for _, t in r] + [r[0][1] if r else 0] * pad)
+        valid.append([1] * len(r) + [0] * pad)
+
+    def as_long(x: list[list[int]]) -> torch.Tensor:
+        return torch.tensor(x, dtype=torch.long, device=device)
+
+    return as_long(ids), as_long(pos), as_long(valid)
 
 
 def _cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
