@@ -107,6 +107,28 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path) -> None:
     assert res.step == 12
 
 
+def test_lora_init_depends_on_seed_only(llama) -> None:
+    """The adapters do not depend on how much of the global generator was used before (the compatible model of an
+    experiment must not depend on which experiment built it), and the caller's generator is left untouched."""
+    pytest.importorskip("peft")
+    import copy
+
+    base, _ = llama
+
+    def adapters(seed: int, draws_before: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(123)
+        torch.rand(draws_before)
+        state = torch.get_rng_state()
+        model = apply_lora(copy.deepcopy(base), r=4, alpha=8, seed=seed)
+        assert torch.equal(torch.get_rng_state(), state)
+        return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
+
+    first, second, other = adapters(0, 0), adapters(0, 1000), adapters(1, 0)
+    assert first and first.keys() == second.keys() == other.keys()
+    assert all(torch.equal(first[n], second[n]) for n in first)
+    assert any(not torch.equal(first[n], other[n]) for n in first)
+
+
 def test_lora_on_tiny_llama_trains_adapters_only(llama, tmp_path) -> None:
     pytest.importorskip("peft")
     import copy

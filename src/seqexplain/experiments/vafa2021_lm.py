@@ -246,7 +246,7 @@ def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, r
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(check_file, json.dumps(check, indent=2))
     target_modules = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-    lora = apply_lora(model, r=s.lora_r, alpha=s.lora_alpha, target_modules=target_modules)
+    lora = apply_lora(model, r=s.lora_r, alpha=s.lora_alpha, target_modules=target_modules, seed=s.seed)
     cfg = TrainConfig(steps=s.train_steps, batch_size=s.train_batch, lr=s.train_lr, warmup_steps=min(10, s.train_steps),
                       schedule="linear", max_grad_norm=1.0, seed=s.seed, log_every=10,
                       checkpoint_every=10, word_dropout=WordDropout(kind="uniform_length", mixture=s.mixture))

@@ -220,9 +220,13 @@ def evaluate_lm(model: nn.Module, data: TokenData, batch_size: int = 256, progre
 
 
 def apply_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.0,
-               target_modules: list[str] | str | None = None) -> nn.Module:
+               target_modules: list[str] | str | None = None, seed: int = 0) -> nn.Module:
     """Wrap ``model`` with ``peft`` LoRA adapters (only they require grad afterwards). ``target_modules=None``
-    lets ``peft`` pick for known architectures; for seqexplain's :class:`TransformerLM` it is ``["qkv", "out"]``."""
+    lets ``peft`` pick for known architectures; for seqexplain's :class:`TransformerLM` it is ``["qkv", "out"]``.
+
+    The adapters' random initialisation (``A``; ``B`` starts at zero) is drawn from the global generator seeded
+    with ``seed`` inside :func:`torch.random.fork_rng`, so it depends on ``seed`` only — not on what ran before
+    — and the caller's generator state is left as it was."""
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as exc:  # pragma: no cover - optional dependency
@@ -232,7 +236,9 @@ def apply_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0
     if target_modules is None and isinstance(model, TransformerLM):
         target_modules = ["qkv", "out"]
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none")
-    return get_peft_model(model, cfg)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return get_peft_model(model, cfg)
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
