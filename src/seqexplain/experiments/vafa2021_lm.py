@@ -317,6 +317,42 @@ def _analogy_model(out: Path, quick: bool, root: Path, compatible: bool, s: Sett
     return loaded, load_analogies(loaded.model.tokenizer, root)
 
 
+@dataclass
+class _AnalogyRun:
+    """What an analogy-prompt recipe (``analogies``, ``timing``) sets up before its loop."""
+
+    experiment: str
+    out: Path
+    root: Path
+    s: Settings
+    methods: list[str]
+    limit: int | None
+    loaded: LoadedModel
+    items: list[AnalogyExample]
+    variant: str
+    store: ResultStore
+
+    @classmethod
+    def start(cls, experiment: str, out_dir: Path | str, data_root_: Path | str | None, seed: int, quick: bool,
+              compatible: bool, limit: int | None, methods: Sequence[str] | None,
+              method_sets: tuple[Sequence[str], Sequence[str]], progress: bool,
+              overrides: dict[str, Any]) -> _AnalogyRun:
+        """Seed, settings, methods (``method_sets`` = default, allowed), limit, model and examples, and the result
+        store ``<experiment>_<variant>.jsonl``."""
+        out, root = _setup(out_dir, data_root_, seed)
+        s = settings(quick, seed, **overrides)
+        chosen = _methods(methods, *method_sets)
+        n = _limit(experiment, limit, quick)
+        loaded, items = _analogy_model(out, quick, root, compatible, s, progress)
+        variant = _variant(compatible)
+        store = ResultStore(out / f"{experiment}_{variant}.jsonl", loaded.stamp)
+        return cls(experiment, out, root, s, chosen, n, loaded, items, variant, store)
+
+    def key(self, item: AnalogyExample, method: str) -> str:
+        """The store key of ``method`` on ``item`` under this run's settings."""
+        return self.store.key(f"{item.id}:{method}", self.s.fingerprint(method))
+
+
 def load_lm(out_dir: Path, quick: bool, root: Path, compatible: bool, s: Settings, texts: Sequence[str] = (),
             progress: bool = True) -> LoadedModel:
     """SmolLM2 (or, ``quick``, a tiny random Llama with a tokenizer trained on ``texts``), optionally made
@@ -636,18 +672,11 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
     all); the counts are reported. ``require_correct`` (default: not ``quick``, since a random model predicts
     nothing) keeps only correctly predicted examples. Exhaustive search runs on a seeded ``exhaustive_fraction`` of
     them. Writes ``analogies_<variant>.{jsonl,json,md}``."""
-    out, root = _setup(out_dir, data_root, seed)
-    s = settings(quick, seed, **overrides)
-    chosen = _methods(methods, ANALOGY_METHODS, ALL_METHODS)
+    run = _AnalogyRun.start("analogies", out_dir, data_root, seed, quick, compatible, limit, methods,
+                            (ANALOGY_METHODS, ALL_METHODS), progress, overrides)
+    out, root, s, chosen, limit, loaded, items = run.out, run.root, run.s, run.methods, run.limit, run.loaded, run.items
+    model, variant, store, key = loaded.model, run.variant, run.store, run.key
     require = (not quick) if require_correct is None else require_correct
-    limit = _limit("analogies", limit, quick)
-    loaded, items = _analogy_model(out, quick, root, compatible, s, progress)
-    model = loaded.model
-    variant = _variant(compatible)
-    store = ResultStore(out / f"analogies_{variant}.jsonl", loaded.stamp)
-
-    def key(item: AnalogyExample, method: str) -> str:
-        return store.key(f"{item.id}:{method}", s.fingerprint(method))
 
     # Check the model's predictions in a seeded random order until `limit` eligible examples are found (all of
     # them without a limit); the counts of checked / correct examples are reported.
@@ -721,17 +750,10 @@ def run_timing(out_dir: Path | str, quick: bool = False, data_root: Path | str |
     """Seconds per rationalized token of each method on analogy prompts that the model predicts (quick: any),
     taken in a seeded random order (default :data:`DEFAULT_LIMITS`, quick 2). Writes
     ``timing_<variant>.{jsonl,json,md}``."""
-    out, root = _setup(out_dir, data_root, seed)
-    s = settings(quick, seed, **overrides)
-    chosen = _methods(methods, TIMING_METHODS, TIMING_METHODS)
-    limit = _limit("timing", limit, quick)
-    loaded, items = _analogy_model(out, quick, root, compatible, s, progress)
-    model = loaded.model
-    variant = _variant(compatible)
-    store = ResultStore(out / f"timing_{variant}.jsonl", loaded.stamp)
-
-    def key(item: AnalogyExample, method: str) -> str:
-        return store.key(f"{item.id}:{method}", s.fingerprint(method))
+    run = _AnalogyRun.start("timing", out_dir, data_root, seed, quick, compatible, limit, methods,
+                            (TIMING_METHODS, TIMING_METHODS), progress, overrides)
+    out, s, chosen, limit, loaded, items = run.out, run.s, run.methods, run.limit, run.loaded, run.items
+    model, variant, store, key = loaded.model, run.variant, run.store, run.key
 
     order = list(items)
     random.Random(seed).shuffle(order)
