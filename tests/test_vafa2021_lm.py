@@ -103,6 +103,8 @@ def test_lambada_quick_pipeline(tmp_path):
     lines = (tmp_path / "lambada_shipped.jsonl").read_text(encoding="utf-8").splitlines()
     recs = [json.loads(x) for x in lines]
     assert len(recs) == 6
+    summary = json.loads((tmp_path / "lambada_shipped.json").read_text(encoding="utf-8"))
+    assert summary["keys"] == sorted(r["key"] for r in recs)  # what the paired view reads
     for r in recs:
         assert r["gold"] and all(j < r["n_context"] for j in r["rationale"])
     # a rerun resumes: nothing is recomputed

@@ -274,7 +274,8 @@ def demo(
 @reproduce_app.command("vafa2021")
 def reproduce_vafa2021(
     experiment: Annotated[str, typer.Argument(help="majority_class, lambada, lambada_compatible, analogies, "
-                                                   "analogies_compatible, timing, distractors or alignments.")],
+                                                   "analogies_compatible, timing, lm_paired, distractors or "
+                                                   "alignments.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/vafa2021"),
     data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
                          ] = None,

@@ -368,6 +368,7 @@ EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
     "analogies": _lazy("vafa2021_lm", "run_analogies"),
     "analogies_compatible": _lazy("vafa2021_lm", "run_analogies", compatible=True),
     "timing": _lazy("vafa2021_lm", "run_timing"),
+    "lm_paired": _lazy("vafa2021_lm", "run_paired"),
     "distractors": _lazy("vafa2021_translation", "run_distractors"),
     "alignments": _lazy("vafa2021_translation", "run_alignments"),
 }

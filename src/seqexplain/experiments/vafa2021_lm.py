@@ -16,6 +16,8 @@ Three recipes on SmolLM2-135M-Instruct (``--quick``: a tiny random Llama with a 
   (the paper's ``rationalize_analogies.py`` filter); the counts are reported.
 * :func:`run_timing` — seconds per rationalized token of greedy, exhaustive and every baseline order (the order's
   own computation included) on analogy prompts.
+* :func:`run_paired` — no new computation: LAMBADA and analogies compared on the same examples under the shipped
+  and the compatible model (:mod:`seqexplain.experiments.vafa2021_lm_paired`).
 
 Methods: ``greedy``, ``exhaustive`` and ``baseline_rationale`` ordered by gradient norm, gradient × input,
 integrated gradients, last-layer / all-layer attention, attention rollout and occlusion
@@ -30,13 +32,15 @@ size-``k`` candidate costs about ``k + 1`` tokens instead of the prefix length.
 (Wikipedia articles). Neither the LAMBADA passages (novels from BookCorpus) nor the analogy prompts (written by
 Vafa et al.) come from Wikipedia, so the fine-tune sees none of the evaluated text; :func:`leakage_check` verifies
 that no 8-word window of an evaluated passage or prompt occurs in the training text. The adapters are merged
-before rationalizing, and the model is cached in ``<out>/compatible`` (resumable).
+before rationalizing, and the model is cached in ``<out>/compatible-<steps>steps`` (resumable). The adapters'
+initialisation is seeded on its own (:func:`seqexplain.training.compatible.apply_lora`), so the compatible model is
+the same whichever recipe builds it first.
 
 **Runs** are seeded, show progress bars, and are resumable: every per-example result is appended to a JSONL file
 in ``out_dir`` as soon as it is computed and skipped on a rerun. Subsamples (``limit``) are drawn with
 ``random.Random(seed)``. Tables are written as markdown next to a JSON summary.
 
-CLI: ``python -m seqexplain.experiments.vafa2021_lm {lambada,analogies,timing} --out DIR [--quick] [--limit N]
+CLI: ``python -m seqexplain.experiments.vafa2021_lm {lambada,analogies,timing,paired} --out DIR [--quick] [--limit N]
 [--compatible] [--data-root DIR] [--methods m1,m2] [--seed S]``.
 """
 
@@ -71,7 +75,7 @@ from seqexplain.models.base import Example, SequenceModel, eval_mode
 from seqexplain.models.hf import HFModel
 from seqexplain.report.markdown import markdown_table
 
-EXPERIMENTS = ("lambada", "analogies", "timing")
+EXPERIMENTS = ("lambada", "analogies", "timing", "paired")
 BASELINES: dict[str, str] = {
     "gradient_norm": "gradient norm",
     "grad_x_input": "gradient × input",
@@ -586,6 +590,7 @@ def run_lambada(out_dir: Path | str, quick: bool = False, data_root: Path | str 
         "quick": quick, "seed": seed, "passages": len(picked), "of": len(items),
         "lambada_indices": [it.lambada_index for it in picked],
         "model_predicts_last_word": sum(correct.values()), "settings": s.__dict__, "table": rows,
+        "keys": sorted(keys),
     }
     if compatible:
         summary["leakage"] = leakage_check([it.text for it in picked], _training_text(root))
@@ -726,7 +731,7 @@ def run_analogies(out_dir: Path | str, quick: bool = False, data_root: Path | st
         "quick": quick, "seed": seed, "examples": len(items), "sections": len({it.section for it in items}),
         "checked": len(checks), "correct_with_distractor": n_with, "correct_both": n_both,
         "require_correct": require, "rationalized": len(picked), "exhaustive_examples": len(exhaustive_ids),
-        "settings": s.__dict__, "table": rows,
+        "settings": s.__dict__, "table": rows, "keys": sorted(keys),
     }
     if compatible:
         summary["leakage"] = leakage_check([it.prompt + it.target for it in items], _training_text(root))
@@ -798,7 +803,16 @@ def run_timing(out_dir: Path | str, quick: bool = False, data_root: Path | str |
     return summary
 
 
-RUNNERS = {"lambada": run_lambada, "analogies": run_analogies, "timing": run_timing}
+def run_paired(out_dir: Path | str, quick: bool = False, data_root: Path | str | None = None,
+               **_: Any) -> dict[str, Any]:
+    """The paired view (:mod:`seqexplain.experiments.vafa2021_lm_paired`) of the lambada and analogies runs in
+    ``out_dir`` under both models; computes nothing new (``quick`` and ``data_root`` are not used)."""
+    from seqexplain.experiments.vafa2021_lm_paired import run_paired as paired
+
+    return paired(out_dir, LABELS)
+
+
+RUNNERS = {"lambada": run_lambada, "analogies": run_analogies, "timing": run_timing, "paired": run_paired}
 
 
 def run(experiment: str, out_dir: Path | str, quick: bool = False, data_root: Path | str | None = None,
@@ -817,7 +831,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="output folder (results are cached there; reruns resume)")
     ap.add_argument("--quick", action="store_true", help="tiny random model, a few examples (seconds)")
     ap.add_argument("--limit", type=int, default=None,
-                    help="seeded subsample of N examples (default: lambada 4, analogies 12, timing 4; 0 = all)")
+                    help="seeded subsample of N examples (default: "
+                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_LIMITS.items()) + "; 0 = all)")
     ap.add_argument("--compatible", action="store_true", help="LoRA + word-dropout fine-tune first (cached)")
     ap.add_argument("--data-root", default=None, help="folder holding annotated_lambada/, questions_words/, ...")
     ap.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(TIMING_METHODS)}")
@@ -841,8 +856,7 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    stem = f"{summary['experiment']}_{summary['variant']}"
-    print((Path(args.out) / f"{stem}.md").read_text(encoding="utf-8"))
+    print(summary["markdown"])
     return 0
 
 
@@ -852,4 +866,5 @@ if __name__ == "__main__":  # pragma: no cover
 
 __all__ = ["ALL_METHODS", "EXPERIMENTS", "ResultStore", "Settings", "analogy_summary",
            "compatible_finetune", "encode_analogy", "lambada_example", "lambada_summary", "leakage_check", "load_lm",
-           "main", "run", "run_analogies", "run_lambada", "run_method", "run_timing", "settings", "word_rationale"]
+           "main", "run", "run_analogies", "run_lambada", "run_method", "run_paired", "run_timing", "settings",
+           "word_rationale"]
