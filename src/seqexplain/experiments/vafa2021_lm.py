@@ -809,7 +809,7 @@ def run_paired(out_dir: Path | str, quick: bool = False, data_root: Path | str |
     ``out_dir`` under both models; computes nothing new (``quick`` and ``data_root`` are not used)."""
     from seqexplain.experiments.vafa2021_lm_paired import run_paired as paired
 
-    return paired(out_dir, LABELS)
+    return paired(out_dir, {m: LABELS[m] for m in ALL_METHODS})
 
 
 RUNNERS = {"lambada": run_lambada, "analogies": run_analogies, "timing": run_timing, "paired": run_paired}

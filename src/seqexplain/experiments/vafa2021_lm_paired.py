@@ -132,7 +132,7 @@ def run_paired(out_dir: Path | str, labels: dict[str, str]) -> dict[str, Any]:
     ``paired.{json,md}`` and returns the summary (``markdown`` holds the tables)."""
     out = Path(out_dir)
     summary: dict[str, Any] = {"experiment": "paired", "variant": "both", "tables": {}}
-    parts = ["### Paired view: shipped vs compatible model\n"]
+    parts = ["### Paired view: shipped vs compatible model"]
     for experiment, (title, fn) in PAIRINGS.items():
         runs = [table_records(out, experiment, v) for v in VARIANTS]
         if runs[0] is None or runs[1] is None:
