@@ -24,6 +24,7 @@ from typing import Any
 
 from seqexplain.atomic import atomic_write_text
 from seqexplain.errors import InputError
+from seqexplain.experiments.vafa2021_lm import ResultStore
 from seqexplain.metrics.analogies import contains_antecedent, no_distractor
 from seqexplain.report.markdown import markdown_table
 
@@ -49,16 +50,9 @@ def table_records(out_dir: Path, experiment: str, variant: str) -> tuple[dict[st
                          "rerun " + COMMAND.format(experiment=experiment, out=out_dir, flag=flag)
                          + " — cached results are reused, so it only rewrites the summary")
     wanted = set(keys)
-    records: dict[str, dict[str, Any]] = {}
     store = out_dir / f"{experiment}_{variant}.jsonl"
-    if store.is_file():
-        for line in store.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by an interruption
-                continue
-            if isinstance(rec, dict) and rec.get("key") in wanted:
-                records[rec["key"]] = rec
+    stored = ResultStore(store).records
+    records = {k: stored[k] for k in wanted if k in stored}
     missing = wanted - records.keys()
     if missing:
         raise InputError(f"{store} lacks {len(missing)} of the results named in {summary_file}; rerun the experiment "
