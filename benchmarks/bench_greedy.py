@@ -32,9 +32,11 @@ span as the prompt.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import os
+import pstats
 import random
 import statistics
 import time
@@ -226,6 +228,8 @@ def main() -> None:
     ap.add_argument("--references", default="mask,compact",
                     help="comma-separated paper-loop variants to time: mask (full rows), compact (the paper's inputs)")
     ap.add_argument("--json", type=Path, default=None, help="write the measurements here")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="after timing, profile one seqexplain run (cProfile) and print its N costliest functions")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     variants = [v for v in args.references.split(",") if v]
@@ -261,6 +265,10 @@ def main() -> None:
               f"speed-up of seqexplain: {t_ref / t_ours:.2f}x")
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.runcall(seqexplain_greedy, model, tok, seq, args.token_budget)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
 
 
 if __name__ == "__main__":

@@ -325,7 +325,6 @@ def _analogy_model(out: Path, quick: bool, root: Path, compatible: bool, s: Sett
 class _AnalogyRun:
     """What an analogy-prompt recipe (``analogies``, ``timing``) sets up before its loop."""
 
-    experiment: str
     out: Path
     root: Path
     s: Settings
@@ -350,7 +349,7 @@ class _AnalogyRun:
         loaded, items = _analogy_model(out, quick, root, compatible, s, progress)
         variant = _variant(compatible)
         store = ResultStore(out / f"{experiment}_{variant}.jsonl", loaded.stamp)
-        return cls(experiment, out, root, s, chosen, n, loaded, items, variant, store)
+        return cls(out, root, s, chosen, n, loaded, items, variant, store)
 
     def key(self, item: AnalogyExample, method: str) -> str:
         """The store key of ``method`` on ``item`` under this run's settings."""

@@ -128,10 +128,10 @@ def run_paired(out_dir: Path | str, labels: dict[str, str]) -> dict[str, Any]:
     summary: dict[str, Any] = {"experiment": "paired", "variant": "both", "tables": {}}
     parts = ["### Paired view: shipped vs compatible model"]
     for experiment, (title, fn) in PAIRINGS.items():
-        runs = [table_records(out, experiment, v) for v in VARIANTS]
-        if runs[0] is None or runs[1] is None:
+        shipped, compatible = (table_records(out, experiment, v) for v in VARIANTS)
+        if shipped is None or compatible is None:
             continue
-        (s_sum, s_recs), (c_sum, c_recs) = runs  # type: ignore[misc]
+        (s_sum, s_recs), (c_sum, c_recs) = shipped, compatible
         rows = fn(s_recs, c_recs, labels)
         summary["tables"][experiment] = {"rows": rows, "models": [s_sum["model"], c_sum["model"]]}
         parts.append(f"#### {title}\n\n{s_sum['model']} vs {c_sum['model']}.\n\n{markdown_table(rows, floatfmt='.2f')}")
