@@ -145,7 +145,7 @@ def gpt2_classifier(bpe):
 @pytest.fixture
 def prefix_sharing_calls(monkeypatch):
     """A list that records, per causal forward, whether the shared-prefix path was taken."""
-    from seqexplain.models import hf
+    from seqexplain.models import hf_causal as hf
 
     calls: list[bool] = []
     original = hf.shared_prefix_states

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import seqexplain as se
-from seqexplain.models.base import reading_positions
 from seqexplain.models.hf import detect_kind, eager_attention
+from seqexplain.models.keep import reading_positions
 
 
 @pytest.mark.parametrize("name,kind", [("gpt2", "causal"), ("llama", "causal"), ("bart", "seq2seq"),
@@ -55,7 +55,7 @@ def test_causal_keep_mask_is_attention_mask_with_original_positions(request, nam
 
 def test_reading_positions():
     keep = torch.tensor([[1, 1, 0, 1, 0, 0], [0, 0, 0, 1, 1, 1]], dtype=torch.bool)
-    r = reading_positions(keep, [3, 5, 6], floor=0)
+    r = reading_positions(keep, torch.tensor([3, 5, 6]), floor=0)
     assert r.tolist() == [[1, 3, 3], [2, 4, 5]]  # row 1 target at 3: nothing kept before -> p-1
 
 

@@ -244,8 +244,12 @@ def test_attention_shapes(model, tok):
         assert float(a.masked_select(pad[:, None, None, :].expand_as(a)).abs().sum()) == 0.0
     for a in out.decoder_attentions:
         assert float(a.triu(1).abs().sum()) == 0.0
-    stacks = se.load_model(model, tok).attentions(se.load_model(model, tok).encode(SOURCES[0], TARGETS[0]))
-    assert set(stacks) == {"encoder", "decoder", "cross"}
+    wrapped = se.load_model(model, tok)
+    ex = wrapped.encode(SOURCES[0], TARGETS[0])
+    src_part, dec_part = wrapped.attention_view(ex)
+    assert (src_part.start, src_part.stop, dec_part.start, dec_part.stop) == (0, ex.n_source, ex.n_source,
+                                                                              ex.n_source + ex.n_targets)
+    assert len(src_part.key_rollout) == cfg.encoder_layers and dec_part.key_rollout is None
     # no source kept: the cross-attention weights are all zero
     keep = torch.zeros(1, s, dtype=torch.bool)
     out0 = model(input_ids=src["input_ids"][:1], attention_mask=keep, decoder_input_ids=dec[:1],

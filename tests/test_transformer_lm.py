@@ -152,5 +152,6 @@ def test_through_load_model_score_and_attentions() -> None:
         kept = keep[1].nonzero().flatten()[:-1]  # drop position 2; the target itself is not input
         ref = torch.log_softmax(m(input_ids=ids[kept][None], position_ids=kept[None]).logits[0, -1], -1)
     torch.testing.assert_close(s[1, 0], ref[ex.target_ids[0]], atol=1e-5, rtol=1e-5)
-    att = wrapped.attentions(ex)["self"]
-    assert len(att) == 2 and att[0].shape == (1, 2, ex.length, ex.length)
+    (view,) = wrapped.attention_view(ex)
+    assert len(view.maps) == 2 and view.maps[0].shape == (ex.length, ex.length)
+    assert view.rows == [p - 1 for p in ex.target_positions]

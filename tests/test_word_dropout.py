@@ -3,6 +3,8 @@ Hugging Face models, encoder-decoder masks."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from scipy import stats
@@ -149,11 +151,20 @@ def test_seq2seq_masks_on_bart(bart) -> None:
     torch.testing.assert_close(a[0, 2:], b[0, 2:], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(a[0, 0], b[0, 0], atol=1e-5, rtol=1e-5)
     assert (a[0, 1] - b[0, 1]).abs().max() > 1e-3
-    # a row with no kept source token sees the last valid source token only
-    none = seq2seq_attention_masks(torch.zeros(1, 4, dtype=torch.bool), torch.ones(1, 3, dtype=torch.bool),
-                                   src_valid=torch.tensor([[True, True, True, False]]))
-    assert none.cross[0, 0].tolist() == [[False, False, True, False]] * 3
-    assert none.encoder[0, 0].diagonal().all()
+    # a row with no kept source token gets no source information (rule 5 of seqexplain.models.keep): the same
+    # logits as a model whose cross-attention values are all zero
+    none = seq2seq_attention_masks(torch.zeros(1, 7, dtype=torch.bool), torch.ones(1, 5, dtype=torch.bool),
+                                   torch.float32)
+    assert none.source_empty.tolist() == [True]
+    assert none.encoder[0, 0].diagonal().eq(0).all()
+    oracle = copy.deepcopy(model)
+    for layer in oracle.get_decoder().layers:
+        layer.encoder_attn.v_proj.weight.data.zero_()
+        layer.encoder_attn.v_proj.bias.data.zero_()
+    with torch.no_grad():
+        got = seq2seq_logits(model, src[:1], tgt[:1], none)
+        ref = oracle(input_ids=src[:1], attention_mask=torch.ones_like(src[:1]), decoder_input_ids=tgt[:1]).logits
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
 
 
 def test_collator_for_trainer(gpt2) -> None:

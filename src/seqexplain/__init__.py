@@ -6,7 +6,7 @@ One model interface (:func:`load_model`), one result type (:class:`Attribution`)
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import SeqExplainError
-from seqexplain.explain import explain, explain_example
+from seqexplain.explain import explain, explain_example, explain_many
 from seqexplain.methods.registry import MethodResult, available_methods, get_method, register
 from seqexplain.models import Example, SequenceModel, load_model
 
@@ -22,6 +22,7 @@ __all__ = [
     "available_methods",
     "explain",
     "explain_example",
+    "explain_many",
     "get_method",
     "load_model",
     "register",

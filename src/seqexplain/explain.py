@@ -1,27 +1,31 @@
-"""``explain``: text in, :class:`Attribution` out, for any wrapped model and registered method."""
+"""``explain`` and ``explain_many``: inputs in, :class:`Attribution` out, for any wrapped model and registered
+method."""
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from seqexplain.attribution import Attribution
-from seqexplain.errors import NonFiniteScoresError
-from seqexplain.methods.registry import get_method
+from seqexplain.errors import InputError, NonFiniteScoresError
+from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.models.base import Example, SequenceModel
 from seqexplain.models.loading import load_model
 
 
 def explain(
     model: Any,
-    text: str,
+    text: Any,
     target: str | int | None = None,
     method: str = "integrated_gradients",
     *,
     tokenizer: Any = None,
+    objective: str = "logprob",
+    foil: Any = None,
     max_new_tokens: int = 10,
     truncate: bool = False,
     strict: bool = False,
@@ -32,14 +36,54 @@ def explain(
     ``text`` is the prompt (causal LM), the source (encoder-decoder) or the input (classifier); ``target`` is the
     continuation / target text / label (index or name), or ``None`` for the model's own prediction (greedy,
     up to ``max_new_tokens``; the argmax label). ``options`` go to the method (see ``seqexplain methods``).
-    The attributed function is ``log p(target_i | context)``; ``scores[i, j]`` is NaN where input ``j`` cannot
+    ``objective`` is the explained function: ``"logprob"`` (``log p(target_i | context)``, default), ``"prob"``,
+    ``"logit"`` or ``"contrast"`` (``log p(target_i) − log p(foil_i)``; ``foil`` a text with one token per target,
+    or a list of tokens / ids, or a label for a classifier). ``scores[i, j]`` is NaN where input ``j`` cannot
     influence target ``i``. Non-finite scores at visible cells are recorded in ``meta["nonfinite_cells"]`` and
     warned about, or raise :class:`NonFiniteScoresError` with ``strict=True``.
     """
     wrapped = model if isinstance(model, SequenceModel) else load_model(model, tokenizer)
     get_method(method).check_options(options)  # before encoding, which may generate
-    example = wrapped.encode(text, target, max_new_tokens=max_new_tokens, truncate=truncate)
+    example = encode_item(wrapped, text, target, objective=objective, foil=foil, max_new_tokens=max_new_tokens,
+                          truncate=truncate)
     return explain_example(wrapped, example, method, strict=strict, **options)
+
+
+def encode_item(wrapped: SequenceModel, text: Any, target: Any = None, *, objective: str = "logprob",
+                foil: Any = None, groups: Mapping[str, list[list[int]]] | None = None, **encode_options: Any
+                ) -> Example:
+    """Encode one input with its objective and named groups of positions (checked against the input)."""
+    example = wrapped.encode(text, target, **encode_options)
+    if objective != "logprob" or foil is not None:
+        example = wrapped.with_objective(example, objective, foil)
+    if groups:
+        example = example.replace(groups={**example.groups, **check_groups(groups, example.length)})
+    return example
+
+
+def check_groups(groups: Mapping[str, Any], length: int) -> dict[str, list[list[int]]]:
+    """Named groups of positions, each group a non-empty list of positions in ``0..length-1``, groups of one
+    grouping disjoint; :class:`InputError` naming the problem otherwise."""
+    out: dict[str, list[list[int]]] = {}
+    for name, grouping in groups.items():
+        if not isinstance(grouping, (list, tuple)):
+            raise InputError(f"grouping {name!r} must be a list of groups (lists of positions)")
+        seen: dict[int, int] = {}
+        clean: list[list[int]] = []
+        for g, members in enumerate(grouping):
+            if not isinstance(members, (list, tuple)) or not members:
+                raise InputError(f"group {g} of {name!r} is empty or not a list of positions")
+            for j in members:
+                if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < length:
+                    raise InputError(f"group {g} of {name!r} holds position {j!r}, outside the input's positions "
+                                     f"0..{length - 1}")
+                if j in seen:
+                    raise InputError(f"groups {seen[j]} and {g} of {name!r} overlap at position {j}; a grouping's "
+                                     "groups must be disjoint")
+                seen[j] = g
+            clean.append([int(j) for j in members])
+        out[str(name)] = clean
+    return out
 
 
 def explain_example(wrapped: SequenceModel, example: Example, method: str, *, strict: bool = False,
@@ -47,16 +91,28 @@ def explain_example(wrapped: SequenceModel, example: Example, method: str, *, st
     """:func:`explain` for an already encoded :class:`Example`."""
     spec = get_method(method)
     spec.check_options(options)
-    result = spec.fn(wrapped, example, **options)
-    visible = example.visible().numpy()
+    return to_attribution(wrapped, example, method, spec.fn(wrapped, example, **options), options, strict)
+
+
+def to_attribution(wrapped: SequenceModel, example: Example, method: str, result: MethodResult,
+                   options: dict[str, Any], strict: bool = False) -> Attribution:
+    """The :class:`Attribution` of a method's result on ``example``."""
+    spec = get_method(method)
+    visible = example.visible().cpu().numpy()
     scores = np.asarray(result.scores, dtype=np.float64).copy()
     bad = visible & ~np.isfinite(scores)
     scores[~visible] = np.nan
     logprobs = result.target_logprobs
     if logprobs is None:
         with torch.no_grad():
-            logprobs = wrapped.score(example)[0].double().cpu().tolist()
+            logprobs = wrapped.predictions(example)[1][0].double().cpu().tolist()
     meta = dict(result.meta)
+    if example.objective != "logprob":
+        meta["objective"] = example.objective
+        if example.foil_tokens is not None:
+            meta["foil_tokens"] = list(example.foil_tokens)
+    if example.groups:
+        meta["groups"] = {k: [list(g) for g in v] for k, v in example.groups.items()}
     attr = Attribution(
         tokens=list(example.tokens),
         scores=scores,
@@ -82,5 +138,75 @@ def explain_example(wrapped: SequenceModel, example: Example, method: str, *, st
         except NonFiniteScoresError as exc:
             if strict:
                 raise
-            warnings.warn(str(exc), RuntimeWarning, stacklevel=2)
+            warnings.warn(str(exc), RuntimeWarning, stacklevel=3)
     return attr
+
+
+def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gradients", *, tokenizer: Any = None,
+                 pack: int = 64, progress: bool = True, strict: bool = False, objective: str = "logprob",
+                 **options: Any) -> Iterator[Attribution]:
+    """Explain many inputs, yielding one :class:`Attribution` per item in input order, equal (to float rounding) to
+    one :func:`explain` call per item.
+
+    An item is a text, a ``(text, target)`` pair, or a mapping with ``text`` and optionally ``target``, ``foil``,
+    ``groups``, ``objective``. Items are encoded as they come and explained ``pack`` at a time: methods with a
+    batched implementation (gradient norm, grad×input, IG, occlusion) pack the examples' rows into shared forwards
+    under the method's token budget (examples of one length together where the adapter cannot pad); other
+    methods run one example at a time. A progress bar counts items."""
+    from tqdm.auto import tqdm
+
+    wrapped = model if isinstance(model, SequenceModel) else load_model(model, tokenizer)
+    spec = get_method(method)
+    spec.check_options(options)
+    if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
+        raise InputError("pack must be a positive number of items")
+    total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
+    bar = tqdm(total=total, desc=f"explain_many {method}", unit="item", disable=not progress)
+    buffer: list[Example] = []
+    try:
+        for item in items:
+            buffer.append(_encode_many_item(wrapped, item, objective))
+            if len(buffer) >= pack:
+                yield from _explain_pack(wrapped, buffer, method, options, strict)
+                bar.update(len(buffer))
+                buffer = []
+        if buffer:
+            yield from _explain_pack(wrapped, buffer, method, options, strict)
+            bar.update(len(buffer))
+    finally:
+        bar.close()
+
+
+def _encode_many_item(wrapped: SequenceModel, item: Any, objective: str) -> Example:
+    if isinstance(item, str):
+        return encode_item(wrapped, item, objective=objective)
+    if isinstance(item, Mapping):
+        unknown = set(item) - {"text", "target", "foil", "groups", "objective"}
+        if unknown or "text" not in item:
+            raise InputError(f"an explain_many item mapping takes text, target, foil, groups, objective; got "
+                             f"{sorted(item)}")
+        return encode_item(wrapped, item["text"], item.get("target"), objective=item.get("objective", objective),
+                           foil=item.get("foil"), groups=item.get("groups"))
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return encode_item(wrapped, item[0], item[1], objective=objective)
+    raise InputError(f"an explain_many item is a text, a (text, target) pair or a mapping, not "
+                     f"{type(item).__name__}")
+
+
+def _explain_pack(wrapped: SequenceModel, examples: list[Example], method: str, options: dict[str, Any],
+                  strict: bool) -> Iterator[Attribution]:
+    spec = get_method(method)
+    if spec.many is None:
+        for ex in examples:
+            yield to_attribution(wrapped, ex, method, spec.fn(wrapped, ex, **options), options, strict)
+        return
+    groups: dict[Any, list[int]] = {}
+    for i, ex in enumerate(examples):
+        groups.setdefault(None if wrapped.can_pad() else ex.length, []).append(i)
+    results: list[MethodResult | None] = [None] * len(examples)
+    for members in groups.values():
+        for i, res in zip(members, spec.many(wrapped, [examples[i] for i in members], **options), strict=True):
+            results[i] = res
+    for ex, res in zip(examples, results, strict=True):
+        assert res is not None
+        yield to_attribution(wrapped, ex, method, res, options, strict)

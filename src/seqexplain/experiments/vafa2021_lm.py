@@ -67,12 +67,11 @@ from seqexplain.data.analogies import AnalogyExample, char_span_positions, load_
 from seqexplain.data.annotated_lambada import LambadaRationale, gold_token_positions, read_annotated_lambada
 from seqexplain.data.paths import data_root, require_data
 from seqexplain.errors import DataError, InputError
-from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET
 from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.metrics.analogies import analogy_scores
 from seqexplain.metrics.plausibility import token_iou
 from seqexplain.models.base import Example, SequenceModel, eval_mode
-from seqexplain.models.hf import HFModel
+from seqexplain.models.hf import HFAdapter, HFModel
 from seqexplain.report.markdown import markdown_table
 
 EXPERIMENTS = ("lambada", "analogies", "timing", "paired")
@@ -108,7 +107,7 @@ class Settings:
     exhaustive_max_size: int = 3  # the paper: 6 (on a GPU)
     exhaustive_fraction: float = 1 / 3  # share of analogy examples searched exhaustively (the paper: a third)
     exhaustive_budget: int = 1 << 14  # tokens per forward for exhaustive search (its rows share cached prefixes)
-    token_budget: int = DEFAULT_TOKEN_BUDGET
+    token_budget: int = 4096
     # compatibility fine-tune (LoRA + word dropout on WikiText-2 valid)
     train_steps: int = 400  # ~30 min on one CPU thread
     train_batch: int = 4
@@ -306,7 +305,7 @@ def compatibility_note(loaded: LoadedModel) -> str:
 
 @dataclass
 class LoadedModel:
-    model: HFModel
+    model: HFAdapter
     name: str
     info: dict[str, Any] = field(default_factory=dict)
     stamp: dict[str, Any] = field(default_factory=dict)  # what made the model: see ResultStore

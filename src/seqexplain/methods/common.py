@@ -1,4 +1,4 @@
-"""Helpers shared by method families: batching under a token budget, baselines, context positions."""
+"""Helpers shared by method families: the token budget, batching under it, baselines, replacement tokens."""
 
 from __future__ import annotations
 
@@ -9,11 +9,15 @@ import torch
 from seqexplain.errors import InputError
 from seqexplain.models.base import Example, SequenceModel
 
-DEFAULT_TOKEN_BUDGET = 4096
-"""Tokens per forward pass (rows × sequence length) when a method batches perturbations, steps or targets.
 
-4,096 is the fastest setting measured on a CPU (larger batches make element-wise layers memory-bound; see
-``docs/benchmarks.md``); on a GPU raise it (``token_budget=65536``) to fill the device."""
+def budget(model: SequenceModel, token_budget: int | None) -> int:
+    """The token budget of a call: ``token_budget``, or the adapter's default for its device (4,096 tokens per
+    forward on a CPU, the fastest measured; 65,536 on an accelerator: see ``docs/benchmarks.md``)."""
+    if token_budget is None:
+        return model.default_token_budget()
+    if isinstance(token_budget, bool) or not isinstance(token_budget, int) or token_budget < 1:
+        raise InputError("token_budget must be a positive number of tokens")
+    return token_budget
 
 
 def chunks(n_rows: int, row_tokens: int, token_budget: int) -> Iterator[slice]:
@@ -49,5 +53,15 @@ def token_id_for(model: SequenceModel, spec: str | int) -> int:
 
 def embeddings_of_token(model: SequenceModel, example: Example, token: int) -> torch.Tensor:
     """``[1, L, D]`` embeddings of an input axis made of ``token`` at every position."""
-    filled = Example(**{**example.__dict__, "input_ids": torch.full_like(example.input_ids, token)})
+    if example.input_ids is None:
+        raise InputError("this example holds precomputed vectors, not tokens; use a zero baseline / replacement")
+    filled = example.replace(input_ids=torch.full_like(example.input_ids, token))
     return model.embed(filled).detach()
+
+
+def logprobs_if_objective(example: Example, values: torch.Tensor) -> list[float] | None:
+    """``values`` as the targets' log-probabilities when the objective is ``log p`` (saves ``explain`` a forward),
+    else None."""
+    if example.objective != "logprob":
+        return None
+    return values.detach().double().cpu().view(-1).tolist()

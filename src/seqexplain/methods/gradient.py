@@ -1,5 +1,6 @@
 """Gradient methods over the input embeddings ``e[L, D]``, for the attributed function
-``f_i(e) = log p(target_i | e)``.
+``f_i(e)``, the example's objective (``log p(target_i | e)`` by default; ``p``, the logit, or the contrast with a
+foil: :mod:`seqexplain.models.base`).
 
 * ``gradient_norm``: ``a_ij = ‖∂f_i/∂e_j‖₂`` (L2 over the embedding dimension).
 * ``grad_x_input``: ``a_ij = Σ_d e_jd · ∂f_i/∂e_jd``.
@@ -7,10 +8,16 @@
   ``a_ij = Σ_d (e_jd − b_jd) · Σ_k w_k ∂f_i/∂e_jd |_{b + α_k (e − b)}``
   with the ``(α_k, w_k)`` of the chosen quadrature rule on [0, 1] (Gauss-Legendre by default, as in captum).
 
+Options: ``token_budget`` (int ≥ 1 or None: the adapter's default for its device) for all three; IG also takes
+``steps`` (int ≥ 1, default 50), ``rule`` (gausslegendre | riemann_left | riemann_right | riemann_middle |
+riemann_trapezoid) and ``baseline`` (``"zero"``, ``"pad"``, ``"unk"``, ``"mask"`` or a token id).
+
 All targets are handled together: one forward of the input (IG: of a chunk of path points) gives every
 target's log-probability, and one backward batched over one-hot cotangents gives every target's gradient
 (``autograd.grad(..., is_grads_batched=True)``), instead of one forward per target. Chunks hold at most
-``token_budget`` tokens, counting every (target, row) pair of the batched backward.
+``token_budget`` tokens, counting every (target, row) pair of the batched backward. Several examples share these
+forwards and backwards (``explain_many``): their rows are padded into one batch, and a target index's cotangent
+covers every example holding that target.
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ import numpy as np
 import torch
 
 from seqexplain.errors import InputError
-from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET, embeddings_of_token, token_id_for
+from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, token_id_for
 from seqexplain.methods.registry import MethodResult, register
-from seqexplain.models.base import Example, SequenceModel, eval_mode, frozen_parameters
+from seqexplain.models.base import Example, Part, SequenceModel, eval_mode, frozen_parameters
 
 Rule = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
 
@@ -50,56 +57,106 @@ def quadrature(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     return alphas, np.full(steps, 1.0 / steps)
 
 
-def rows_targets_gradients(model: SequenceModel, example: Example, points: torch.Tensor,
-                           targets: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[len(targets), R, L, D]``: ``∂f_t / ∂points[r]`` for every listed target ``t`` and row ``r``, and the
-    forward's ``f [R, T]``.
+def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tensor]], targets: list[int]
+                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """For each ``(example, points [R, L, D])``: ``∂f_t / ∂points[r]`` as ``[len(targets), R, L, D]`` for every
+    listed target index ``t`` (zero where the example has no target ``t``), and the forward's ``f [R, T]``.
 
-    One forward of the ``R`` rows, then one backward per target, batched over targets with one-hot cotangents
-    (``is_grads_batched``; a plain loop keeping the graph where an operation does not support batching)."""
-    x = points.detach().clone().requires_grad_(True)
-    out = model.score(example, embeds=x)  # [R, T]
-    cot = torch.zeros(len(targets), *out.shape, dtype=out.dtype, device=out.device)
-    for k, t in enumerate(targets):
-        cot[k, :, t] = 1.0
+    One forward of every example's rows (padded into one batch by the adapter), then one backward batched over
+    targets with one-hot cotangents (``is_grads_batched``; a plain loop keeping the graph where an operation does
+    not support batching)."""
+    xs = [x.detach().clone().requires_grad_(True) for _, x in items]
+    outs = model.score_many([Part(ex, embeds=x) for (ex, _), x in zip(items, xs, strict=True)])
+    cots = []
+    for out in outs:
+        cot = torch.zeros(len(targets), *out.shape, dtype=out.dtype, device=out.device)
+        for k, t in enumerate(targets):
+            if t < out.shape[1]:
+                cot[k, :, t] = 1.0
+        cots.append(cot)
     try:
-        (g,) = torch.autograd.grad(out, x, grad_outputs=cot, is_grads_batched=True)
+        grads = list(torch.autograd.grad(outs, xs, grad_outputs=cots, is_grads_batched=True, allow_unused=True))
     except (RuntimeError, NotImplementedError):
-        g = torch.stack([torch.autograd.grad(out, x, grad_outputs=c, retain_graph=k < len(targets) - 1)[0]
-                         for k, c in enumerate(cot)])
-    return g, out.detach()
+        per_k = []
+        for k in range(len(targets)):
+            per_k.append(torch.autograd.grad(outs, xs, grad_outputs=[c[k] for c in cots],
+                                             retain_graph=k < len(targets) - 1, allow_unused=True))
+        grads = [torch.stack([g[i] for g in per_k]) if per_k[0][i] is not None else None for i in range(len(xs))]
+    grads = [torch.zeros(len(targets), *x.shape, dtype=x.dtype, device=x.device) if g is None else g
+             for g, x in zip(grads, xs, strict=True)]
+    return grads, [o.detach() for o in outs]
 
 
-def _target_chunks(n_targets: int, row_tokens: int, token_budget: int) -> list[list[int]]:
-    per = max(1, token_budget // max(1, row_tokens))
-    return [list(range(i, min(n_targets, i + per))) for i in range(0, n_targets, per)]
+def _packs(lengths: list[int], rows: int, token_budget: int) -> list[list[int]]:
+    """Consecutive groups of examples whose ``rows × length`` tokens fit the budget (at least one each)."""
+    packs: list[list[int]] = []
+    used = 0
+    for i, n in enumerate(lengths):
+        cost = rows * n
+        if packs and used + cost <= token_budget:
+            packs[-1].append(i)
+            used += cost
+        else:
+            packs.append([i])
+            used = cost
+    return packs
 
 
-def _all_targets_gradients(model: SequenceModel, example: Example, token_budget: int
-                           ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    """Input embeddings ``[L, D]``, the gradient of every target w.r.t. them ``[T, L, D]``, and the targets'
-    log-probabilities."""
-    e = model.embed(example).detach()  # [1, L, D]
-    grads = []
+def _gradients_many(model: SequenceModel, examples: list[Example], token_budget: int
+                    ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Per example: input embeddings ``[L, D]``, the gradient of every target w.r.t. them ``[T, L, D]``, and the
+    targets' objective values ``[T]``."""
+    results: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     with eval_mode(model.model), frozen_parameters(model.model):
-        for chunk in _target_chunks(example.n_targets, example.length, token_budget):
-            g, out = rows_targets_gradients(model, example, e, chunk)
-            grads.append(g[:, 0])
-    return e[0], torch.cat(grads), out[0].double().cpu().tolist()
+        embeds = [model.embed(ex).detach() for ex in examples]
+        n_t = max(ex.n_targets for ex in examples)
+        per = max(1, token_budget // max(ex.length for ex in examples))
+        chunks = [list(range(i, min(n_t, i + per))) for i in range(0, n_t, per)]
+        for pack in _packs([ex.length for ex in examples], len(chunks[0]), token_budget):
+            grads: list[list[torch.Tensor]] = [[] for _ in pack]
+            out: list[torch.Tensor] = []
+            for chunk in chunks:
+                if chunk[0] >= max(examples[i].n_targets for i in pack):
+                    break
+                g, out = parts_gradients(model, [(examples[i], embeds[i]) for i in pack], chunk)
+                for k, gi in enumerate(g):
+                    grads[k].append(gi[:, 0])
+            for k, i in enumerate(pack):
+                g_all = torch.cat(grads[k])[: examples[i].n_targets]
+                results.append((embeds[i][0], g_all, out[k][0]))
+    return results
 
 
-@register("gradient_norm", "gradient", "L2 norm of the gradient of log p(target) w.r.t. each input embedding")
-def gradient_norm(model: SequenceModel, example: Example, *, token_budget: int = DEFAULT_TOKEN_BUDGET
-                  ) -> MethodResult:
-    _, g, logp = _all_targets_gradients(model, example, token_budget)
-    return MethodResult(g.norm(dim=-1).detach().cpu().double().numpy(), target_logprobs=logp)
+def _gradient_result(example: Example, values: torch.Tensor, f: torch.Tensor) -> MethodResult:
+    return MethodResult(values.detach().cpu().double().numpy(), target_logprobs=logprobs_if_objective(example, f))
 
 
-@register("grad_x_input", "gradient", "gradient × input embedding, summed over the embedding dimension (signed)")
-def grad_x_input(model: SequenceModel, example: Example, *, token_budget: int = DEFAULT_TOKEN_BUDGET
-                 ) -> MethodResult:
-    e, g, logp = _all_targets_gradients(model, example, token_budget)
-    return MethodResult((g * e.unsqueeze(0)).sum(-1).detach().cpu().double().numpy(), target_logprobs=logp)
+def gradient_norm_many(model: SequenceModel, examples: list[Example], *, token_budget: int | None = None
+                       ) -> list[MethodResult]:
+    return [_gradient_result(ex, g.norm(dim=-1), f)
+            for ex, (_, g, f) in zip(examples, _gradients_many(model, examples, budget(model, token_budget)),
+                                     strict=True)]
+
+
+def grad_x_input_many(model: SequenceModel, examples: list[Example], *, token_budget: int | None = None
+                      ) -> list[MethodResult]:
+    return [_gradient_result(ex, (g * e.unsqueeze(0)).sum(-1), f)
+            for ex, (e, g, f) in zip(examples, _gradients_many(model, examples, budget(model, token_budget)),
+                                     strict=True)]
+
+
+@register("gradient_norm", "gradient", "L2 norm of the gradient of the objective w.r.t. each input embedding",
+          many=gradient_norm_many)
+def gradient_norm(model: SequenceModel, example: Example, *, token_budget: int | None = None) -> MethodResult:
+    """``a_ij = ‖∂f_i/∂e_j‖₂``. Options: ``token_budget`` (int ≥ 1 or None for the device default)."""
+    return gradient_norm_many(model, [example], token_budget=token_budget)[0]
+
+
+@register("grad_x_input", "gradient", "gradient × input embedding, summed over the embedding dimension (signed)",
+          many=grad_x_input_many)
+def grad_x_input(model: SequenceModel, example: Example, *, token_budget: int | None = None) -> MethodResult:
+    """``a_ij = Σ_d e_jd ∂f_i/∂e_jd``. Options: ``token_budget`` (int ≥ 1 or None for the device default)."""
+    return grad_x_input_many(model, [example], token_budget=token_budget)[0]
 
 
 def baseline_embeddings(model: SequenceModel, example: Example, baseline: str | int) -> torch.Tensor:
@@ -109,34 +166,60 @@ def baseline_embeddings(model: SequenceModel, example: Example, baseline: str | 
     return embeddings_of_token(model, example, token_id_for(model, baseline))
 
 
-@register("integrated_gradients", "gradient",
-          "integrated gradients from a baseline to the input embeddings (Gauss-Legendre, 50 steps by default)")
-def integrated_gradients(model: SequenceModel, example: Example, *, steps: int = 50, rule: Rule = "gausslegendre",
-                         baseline: str | int = "zero", token_budget: int = DEFAULT_TOKEN_BUDGET) -> MethodResult:
+def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, steps: int = 50,
+                              rule: Rule = "gausslegendre", baseline: str | int = "zero",
+                              token_budget: int | None = None) -> list[MethodResult]:
+    """IG of several examples; their path points share forwards (module docstring)."""
+    token_budget = budget(model, token_budget)
     alphas, weights = quadrature(steps, rule)
-    e = model.embed(example).detach()  # [1, L, D]
-    b = baseline_embeddings(model, example, baseline).to(e.dtype)
-    n_t, n_k = example.n_targets, len(alphas)
-    a = torch.tensor(alphas, dtype=e.dtype, device=e.device)
-    w = torch.tensor(weights, dtype=torch.float64, device=e.device)
-    total = torch.zeros(n_t, *e.shape[1:], dtype=torch.float64, device=e.device)
-    # One forward per chunk of path points, one batched backward per chunk of targets: a chunk holds at most
-    # token_budget tokens counting every (target, point) pair, as the batched backward materialises them all.
-    rows_budget = max(1, token_budget // example.length)
+    n_k = len(alphas)
+    with eval_mode(model.model), frozen_parameters(model.model):
+        es = [model.embed(ex).detach() for ex in examples]
+        bs = [baseline_embeddings(model, ex, baseline).to(e.dtype) for ex, e in zip(examples, es, strict=True)]
+    device = es[0].device
+    a = torch.tensor(alphas, dtype=es[0].dtype, device=device)
+    w = torch.tensor(weights, dtype=torch.float64, device=device)
+    totals = [torch.zeros(ex.n_targets, *e.shape[1:], dtype=torch.float64, device=device)
+              for ex, e in zip(examples, es, strict=True)]
+    n_t = max(ex.n_targets for ex in examples)
+    longest = max(ex.length for ex in examples)
+    # A chunk holds at most token_budget tokens counting every (target, point) pair, as the batched backward
+    # materialises them all; examples are packed while all their path points fit.
+    rows_budget = max(1, token_budget // longest)
     per_targets = min(n_t, rows_budget)
     per_steps = max(1, rows_budget // per_targets)
+    packs = _packs([ex.length for ex in examples], n_k * per_targets, token_budget) if per_steps >= n_k else \
+        [[i] for i in range(len(examples))]
     with eval_mode(model.model), frozen_parameters(model.model):
-        for k0 in range(0, n_k, per_steps):
-            ks = torch.arange(k0, min(n_k, k0 + per_steps), device=e.device)
-            x = b + a[ks].view(-1, 1, 1) * (e - b)  # [K, L, D]
-            for t0 in range(0, n_t, per_targets):
-                chunk = list(range(t0, min(n_t, t0 + per_targets)))
-                g, _ = rows_targets_gradients(model, example, x, chunk)  # [t, K, L, D]
-                total[chunk] += (g.double() * w[ks].view(1, -1, 1, 1)).sum(1)
-        attributions = (total * (e - b).double()).sum(-1)  # [T, L]
-        with torch.no_grad():
-            f_x = model.score(example, embeds=e)[0].double()
-            f_b = model.score(example, embeds=b)[0].double()
-    delta = (attributions.sum(-1) - (f_x - f_b)).cpu().numpy()
-    return MethodResult(attributions.detach().cpu().numpy(), target_logprobs=f_x.cpu().tolist(),
-                        meta={"convergence_delta": delta.tolist()})
+        for pack in packs:
+            for k0 in range(0, n_k, per_steps):
+                ks = torch.arange(k0, min(n_k, k0 + per_steps), device=device)
+                items = [(examples[i], bs[i] + a[ks].view(-1, 1, 1) * (es[i] - bs[i])) for i in pack]
+                for t0 in range(0, max(examples[i].n_targets for i in pack), per_targets):
+                    chunk = list(range(t0, min(n_t, t0 + per_targets)))
+                    grads, _ = parts_gradients(model, items, chunk)  # each [t, K, L, D]
+                    for i, g in zip(pack, grads, strict=True):
+                        mine = [c for c in chunk if c < examples[i].n_targets]
+                        if mine:
+                            totals[i][mine] += (g[: len(mine)].double() * w[ks].view(1, -1, 1, 1)).sum(1)
+        results = []
+        for ex, e, b, total in zip(examples, es, bs, totals, strict=True):
+            attributions = (total * (e - b).double()).sum(-1)  # [T, L]
+            with torch.no_grad():
+                f_x, f_b = (v[0].double() for v in model.score_many([Part(ex, embeds=e), Part(ex, embeds=b)]))
+            delta = (attributions.sum(-1) - (f_x - f_b)).cpu().numpy()
+            results.append(MethodResult(attributions.detach().cpu().numpy(),
+                                        target_logprobs=logprobs_if_objective(ex, f_x),
+                                        meta={"convergence_delta": delta.tolist()}))
+    return results
+
+
+@register("integrated_gradients", "gradient",
+          "integrated gradients from a baseline to the input embeddings (Gauss-Legendre, 50 steps by default)",
+          many=integrated_gradients_many)
+def integrated_gradients(model: SequenceModel, example: Example, *, steps: int = 50, rule: Rule = "gausslegendre",
+                         baseline: str | int = "zero", token_budget: int | None = None) -> MethodResult:
+    """Integrated gradients (module docstring). Options: ``steps`` (int ≥ 1), ``rule`` (quadrature rule name),
+    ``baseline`` ("zero", "pad", "unk", "mask" or a token id), ``token_budget`` (int ≥ 1 or None)."""
+    return integrated_gradients_many(model, [example], steps=steps, rule=rule, baseline=baseline,
+                                     token_budget=token_budget)[0]

@@ -1,9 +1,13 @@
 """Perturbation methods.
 
-``occlusion`` (leave-one-out): ``a_ij = log p(t_i | all) − log p(t_i | all but j)``. By default position ``j``
-is *dropped* (removed from attention / the RNN input, other positions keep their ids: the model interface's
-keep-mask); with ``replace_with`` its embedding is replaced by a token's instead. Every target is scored in the
-same forward of each perturbed input, and perturbed inputs are batched under ``token_budget``.
+``occlusion`` (leave-one-out): ``a_ij = f_i(all) − f_i(all but j)`` for the example's objective ``f`` (default
+``log p(target_i)``). By default position ``j`` is *dropped* (removed from attention / the RNN input, other positions
+keep their ids: the model interface's keep-mask); with ``replace_with`` its embedding is replaced by a token's
+instead. Every target is scored in the same forward of each perturbed input; perturbed inputs, of one example or of
+several (``explain_many``), are batched under ``token_budget`` tokens per forward.
+
+Options: ``replace_with`` (None to drop; ``"pad"``, ``"unk"``, ``"mask"``, a single token or a token id),
+``token_budget`` (int ≥ 1 or None: the adapter's default for its device).
 """
 
 from __future__ import annotations
@@ -11,34 +15,70 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET, chunks, embeddings_of_token, token_id_for
+from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, token_id_for
 from seqexplain.methods.registry import MethodResult, register
-from seqexplain.models.base import Example, SequenceModel, eval_mode
+from seqexplain.models.base import Example, Part, SequenceModel, eval_mode
+from seqexplain.models.rows import require_keep_support
+
+
+def _rows(model: SequenceModel, ex: Example, positions: list[int], replacement: torch.Tensor | None,
+          e: torch.Tensor | None) -> Part:
+    """One perturbed row per position: dropped through the keep-mask, or its embedding replaced."""
+    pos = torch.tensor(positions, device=model.device)
+    rows = torch.arange(len(pos), device=model.device)
+    if replacement is None:
+        keep = torch.ones(len(pos), ex.length, dtype=torch.bool, device=model.device)
+        keep[rows, pos] = False
+        return Part(ex, keep=keep)
+    assert e is not None
+    x = e.expand(len(pos), -1, -1).clone()
+    x[rows, pos] = replacement[pos]
+    return Part(ex, embeds=x)
+
+
+def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_with: str | int | None = None,
+                   token_budget: int | None = None) -> list[MethodResult]:
+    token_budget = budget(model, token_budget)
+    if replace_with is None:
+        require_keep_support(model)
+    else:
+        token = token_id_for(model, replace_with)
+    work = []  # (example index, position) in order
+    for k, ex in enumerate(examples):
+        work.extend((k, j) for j in ex.context_positions())
+    scores = [np.full((ex.n_targets, ex.length), np.nan) for ex in examples]
+    with torch.no_grad(), eval_mode(model.model):
+        bases = [b[0] for b in model.score_many([Part(ex) for ex in examples])]
+        embeds, repl = [None] * len(examples), [None] * len(examples)
+        if replace_with is not None:
+            embeds = [model.embed(ex).detach() for ex in examples]
+            repl = [embeddings_of_token(model, ex, token)[0] for ex in examples]
+        start = 0
+        while start < len(work):
+            stop, longest = start, 0
+            while stop < len(work):
+                n = max(longest, examples[work[stop][0]].length)
+                if stop > start and (stop - start + 1) * n > token_budget:
+                    break
+                longest, stop = n, stop + 1
+            chunk = work[start:stop]
+            parts, owners = [], []
+            for k in dict.fromkeys(k for k, _ in chunk):
+                pos = [j for kk, j in chunk if kk == k]
+                parts.append(_rows(model, examples[k], pos, repl[k], embeds[k]))
+                owners.append((k, pos))
+            for (k, pos), out in zip(owners, model.score_many(parts), strict=True):
+                scores[k][:, pos] = (bases[k].unsqueeze(0) - out).T.double().cpu().numpy()
+            start = stop
+    return [MethodResult(s, target_logprobs=logprobs_if_objective(ex, b))
+            for s, ex, b in zip(scores, examples, bases, strict=True)]
 
 
 @register("occlusion", "perturbation",
-          "leave-one-out: log p(target | all) − log p(target | all but position j), j dropped or replaced")
+          "leave-one-out: f(target | all) − f(target | all but position j), j dropped or replaced",
+          many=occlusion_many)
 def occlusion(model: SequenceModel, example: Example, *, replace_with: str | int | None = None,
-              token_budget: int = DEFAULT_TOKEN_BUDGET) -> MethodResult:
-    positions = example.context_positions()
-    n_l = example.length
-    scores = np.full((example.n_targets, n_l), np.nan)
-    with torch.no_grad(), eval_mode(model.model):
-        base = model.score(example)[0]  # [T]
-        replacement = None
-        if replace_with is not None:
-            e = model.embed(example).detach()
-            replacement = embeddings_of_token(model, example, token_id_for(model, replace_with))[0]
-        for sl in chunks(len(positions), n_l, token_budget):
-            pos = torch.tensor(positions[sl], device=model.device)
-            rows = torch.arange(len(pos), device=model.device)
-            if replacement is None:
-                keep = torch.ones(len(pos), n_l, dtype=torch.bool, device=model.device)
-                keep[rows, pos] = False
-                out = model.score(example, keep=keep)
-            else:
-                x = e.expand(len(pos), -1, -1).clone()
-                x[rows, pos] = replacement[pos]
-                out = model.score(example, embeds=x)
-            scores[:, pos.cpu().numpy()] = (base.unsqueeze(0) - out).T.double().cpu().numpy()
-    return MethodResult(scores, target_logprobs=base.double().cpu().tolist())
+              token_budget: int | None = None) -> MethodResult:
+    """Occlusion (module docstring). Options: ``replace_with`` (None, "pad", "unk", "mask", a token or an id),
+    ``token_budget`` (int ≥ 1 or None)."""
+    return occlusion_many(model, [example], replace_with=replace_with, token_budget=token_budget)[0]

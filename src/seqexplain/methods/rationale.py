@@ -4,7 +4,7 @@ A *rationale* for target ``y_i`` is a subset ``s`` of the positions visible to i
 ``s`` (every other position dropped through the model interface's keep-mask, original position ids kept), still
 predicts the target: ``argmax_y p(y | x_s) = y_i``. The objective is the smallest such subset.
 
-Start set ``s_0`` (always included):
+Start set ``s_0`` (always included; the model adapter's answer, :meth:`SequenceModel.start_positions`):
 
 * causal LM and encoder-decoder: the most recent context position ``p_i − 1`` (the previous token; for an
   encoder-decoder the previous decoder position, i.e. the decoder start for the first target);
@@ -14,7 +14,8 @@ Start set ``s_0`` (always included):
 Methods (all registered in the ``rationale`` family):
 
 * ``greedy`` — ``s ← s_0``; while ``argmax p(· | x_s) ≠ y_i`` and candidates remain:
-  ``s ← s ∪ {argmax_{j ∈ V_i \\ s} log p(y_i | x_{s ∪ {j}})}`` where ``V_i`` are the positions visible to target
+  ``s ← s ∪ {argmax_{j ∈ V_i \\ s} f_i(x_{s ∪ {j}})}`` (``f``: the example's objective, ``log p(y_i | ·)`` by
+  default) where ``V_i`` are the positions visible to target
   ``i`` (source and target positions compete in the same step for an encoder-decoder). Ties go to the lowest
   position (candidates are scanned in increasing position with a strict ``>``).
 * ``exhaustive`` — the smallest sufficient ``s ⊇ s_0``: sizes ``|s_0| + 1, …, max_size`` (starting with ``s_0``
@@ -38,11 +39,16 @@ started). ``meta["reached"][i]`` says whether the stopping rule was met (False: 
 Speed: all targets of a sequence are rationalized together. Each greedy round builds, for every unfinished
 target, one keep-mask row per candidate, concatenates the rows of all targets, evaluates them under
 ``token_budget`` tokens per forward and splits the results back. Each row asks the model interface for its own
-target only (``distributions(..., rows_target=...)``), and a causal LM row keeps only its subset, so the
+target only (:func:`seqexplain.models.rows.evaluate_rows`), and a causal LM row keeps only its subset, so the
 interface packs it to its kept tokens (original position ids), runs leading tokens that rows share only once
 (``models/prefix_cache.py``: candidates ``s ∪ {j}`` share the members of ``s`` before ``j``) and applies the
 output layer at one position. For an encoder-decoder a batch is evaluated on the prefix example holding its largest
-target.
+target (:meth:`SequenceModel.rows_example`).
+
+Options (all methods): ``token_budget`` (int ≥ 1 or None: the adapter's default for its device); ``max_size``
+(int ≥ 1; greedy and baseline orders: None for no cap; exhaustive: default 6); exhaustive also ``max_subsets``
+(int ≥ 1, default 1,000,000: subsets tried at one size); baseline_rationale ``order_by`` (an attribution
+method's name) and ``order_options`` (a dict of its options).
 """
 
 from __future__ import annotations
@@ -57,137 +63,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqexplain.errors import InputError, UnsupportedError
-from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET
+from seqexplain.errors import InputError
+from seqexplain.methods.common import budget
 from seqexplain.methods.registry import MethodResult, get_method, register
 from seqexplain.models.base import Example, SequenceModel, eval_mode
+from seqexplain.models.rows import Counter, Evaluation, evaluate_rows, require_keep_support
 
 
-# --------------------------------------------------------------------------- support checks
-def require_keep_support(model: SequenceModel) -> None:
-    """Raise :class:`UnsupportedError` unless ``model`` can evaluate sparse inputs through a keep-mask.
-
-    The wrapper must implement ``distributions(example, keep)``; a Hugging Face-convention module must take an
-    ``attention_mask`` (and, for an encoder-decoder, a ``decoder_attention_mask``) so dropped positions can be
-    removed from attention."""
-    if type(model).distributions is SequenceModel.distributions:
-        raise UnsupportedError(
-            f"{getattr(model, 'model_id', type(model).__name__)}: the wrapper {type(model).__name__} does not "
-            "implement distributions(example, keep), so subsets of the context cannot be evaluated; rationale "
-            "methods need a model that takes a keep-mask"
-        )
-    model.require_keep_mask()
-
-
-# --------------------------------------------------------------------------- sub-problems
 def start_positions(model: SequenceModel, example: Example, target: int) -> list[int]:
-    """The always-included start set ``s_0`` of ``target`` (see the module docstring)."""
-    if example.kind == "classifier":
-        specials = [j for j, seg in enumerate(example.segments) if seg == "special"]
-        if specials:
-            return specials
-        head = getattr(model, "head_position", "first")
-        return [0 if head == "first" else example.length - 1]
-    p = example.target_positions[target]
-    assert p is not None
-    return [int(p) - 1]
+    """The always-included start set ``s_0`` of ``target`` (the adapter's answer; see the module docstring)."""
+    return model.start_positions(example, target)
 
 
 def visible_positions(example: Example, target: int, visible: torch.Tensor | None = None) -> list[int]:
     """Positions visible to ``target`` in increasing order (``visible``: ``example.visible()`` if already built)."""
     vis = example.visible() if visible is None else visible
     return torch.nonzero(vis[target]).flatten().tolist()
-
-
-def _seq2seq_prefix(example: Example, target: int) -> Example:
-    """An encoder-decoder example holding the targets ``0..target``."""
-    m = target + 1
-    n = example.n_source + 1 + m
-    return Example(
-        kind=example.kind, input_ids=example.input_ids[:n], tokens=example.tokens[:n], offsets=example.offsets[:n],
-        segments=example.segments[:n], target_ids=example.target_ids[:m], target_tokens=example.target_tokens[:m],
-        target_positions=list(example.target_positions[:m]), n_source=example.n_source, text=example.text,
-        target_text=example.target_text, extra={k: v[:n] for k, v in example.extra.items()},
-    )
-
-
-@dataclass
-class Evaluation:
-    """Per row: model argmax, ``log p(target)``, ``log p(argmax)``."""
-
-    argmax: np.ndarray
-    target_logp: np.ndarray
-    max_logp: np.ndarray
-
-
-@dataclass
-class Counter:
-    forwards: int = 0
-    rows: int = 0
-    tokens: int = 0
-
-
-def _row_length(example: Example, target: int) -> int:
-    if example.kind == "causal":
-        return int(example.target_positions[target])  # type: ignore[arg-type]
-    if example.kind == "seq2seq":
-        return example.n_source + 1 + target
-    return example.length
-
-
-def _row_cost(example: Example, target: int, n_kept: int) -> int:
-    """Tokens one row costs in a forward: a causal LM runs only the kept tokens (the model interface packs
-    sparse rows); other kinds run their full (prefix) length."""
-    if example.kind == "causal":
-        return max(1, n_kept)
-    return _row_length(example, target)
-
-
-def evaluate_subsets(model: SequenceModel, example: Example, rows: Sequence[tuple[int, Sequence[int]]],
-                     token_budget: int, counter: Counter | None = None) -> Evaluation:
-    """Evaluate ``rows`` of ``(target index, kept positions)``: what the model predicts for that target when
-    only those positions are visible.
-
-    Rows of every target are taken in the given order and cut into batches of at most ``token_budget`` tokens;
-    each batch is one ``model.distributions(..., rows_target=...)`` call that returns, per row, only its own
-    target's distribution. Causal LM rows keep only their subset (so the interface packs them to their kept
-    tokens); an encoder-decoder batch runs on the prefix example holding its largest target."""
-    if token_budget < 1:
-        raise InputError("token_budget must be a positive number of tokens")
-    n = len(rows)
-    argmax = np.zeros(n, dtype=np.int64)
-    tlogp = np.zeros(n, dtype=np.float64)
-    mlogp = np.zeros(n, dtype=np.float64)
-    start = 0
-    while start < n:
-        stop, max_t, widest = start, -1, 0
-        while stop < n:
-            t, kept = rows[stop]
-            new_max, new_widest = max(max_t, t), max(widest, _row_cost(example, t, len(kept)))
-            cost = (stop - start + 1) * (new_widest if example.kind == "causal" else _row_length(example, new_max))
-            if stop > start and cost > token_budget:
-                break
-            max_t, widest = new_max, new_widest
-            stop += 1
-        batch = rows[start:stop]
-        sub = _seq2seq_prefix(example, max_t) if example.kind == "seq2seq" else example
-        keep = torch.zeros(len(batch), sub.length, dtype=torch.bool)
-        for r, (_, kept) in enumerate(batch):
-            keep[r, list(kept)] = True
-        own_target = torch.tensor([t if example.kind != "classifier" else 0 for t, _ in batch])
-        logp = model.distributions(sub, keep.to(model.device), rows_target=own_target.to(model.device))
-        own = logp[:, 0].detach().float().cpu()  # [B, V]
-        tid = example.target_ids[torch.tensor([t for t, _ in batch])]
-        best = own.max(-1)
-        argmax[start:stop] = best.indices.numpy()
-        mlogp[start:stop] = best.values.double().numpy()
-        tlogp[start:stop] = own.gather(1, tid.view(-1, 1)).squeeze(1).double().numpy()
-        if counter is not None:
-            counter.forwards += 1
-            counter.rows += len(batch)
-            counter.tokens += sum(_row_cost(sub, t, len(k)) for t, k in batch)
-        start = stop
-    return Evaluation(argmax, tlogp, mlogp)
 
 
 # --------------------------------------------------------------------------- bookkeeping
@@ -203,18 +94,6 @@ class _Track:
     reached: bool = False
 
 
-def _token_name(model: SequenceModel, example: Example, token_id: int) -> str:
-    if example.kind == "classifier":
-        names = model.label_names()
-        return names[token_id] if 0 <= token_id < len(names) else str(token_id)
-    tok = getattr(model, "tokenizer", None)
-    if tok is not None and hasattr(tok, "convert_ids_to_tokens"):
-        got = tok.convert_ids_to_tokens([int(token_id)])
-        if got and got[0] is not None:
-            return str(got[0])
-    return str(token_id)
-
-
 def _record(model: SequenceModel, example: Example, track: _Track, added: list[int], ev: Evaluation, r: int,
             t0: float, **extra: Any) -> bool:
     """Append a step record for row ``r`` of ``ev``; return whether the target is predicted."""
@@ -225,7 +104,7 @@ def _record(model: SequenceModel, example: Example, track: _Track, added: list[i
         "added": [int(j) for j in added],
         "added_tokens": [example.tokens[j] for j in added],
         "predicted_id": pred,
-        "predicted": _token_name(model, example, pred),
+        "predicted": model.target_name(example, pred),
         "predicted_prob": float(math.exp(ev.max_logp[r])),
         "target_prob": float(math.exp(ev.target_logp[r])),
         "reached": bool(reached),
@@ -266,7 +145,7 @@ def _result(model: SequenceModel, example: Example, tracks: list[_Track], counte
 
 def _evaluate_starts(model: SequenceModel, example: Example, tracks: list[_Track], token_budget: int,
                      counter: Counter, t0: float) -> None:
-    ev = evaluate_subsets(model, example, [(t.target, sorted(t.rationale)) for t in tracks], token_budget, counter)
+    ev = evaluate_rows(model, example, [(t.target, sorted(t.rationale)) for t in tracks], token_budget, counter)
     for r, t in enumerate(tracks):
         t.reached = _record(model, example, t, list(t.rationale), ev, r, t0)
         t.done = t.reached or len(t.rationale) >= len(t.visible)
@@ -281,12 +160,13 @@ def _check_max(name: str, value: int | None) -> None:
 @register("greedy", "rationale",
           "greedy sequential rationale (Vafa et al. 2021): add the context token that most raises log p(target) "
           "until the model predicts the target")
-def greedy(model: SequenceModel, example: Example, *, token_budget: int = DEFAULT_TOKEN_BUDGET,
+def greedy(model: SequenceModel, example: Example, *, token_budget: int | None = None,
            max_size: int | None = None) -> MethodResult:
     """Greedy rationales for every target (algorithm in the module docstring); ``max_size`` optionally caps the
     rationale size (a target that stops at the cap without reaching is recorded as not reached)."""
     require_keep_support(model)
     _check_max("max_size", max_size)
+    token_budget = budget(model, token_budget)
     t0 = time.perf_counter()
     counter = Counter()
     tracks = _start_tracks(model, example)
@@ -304,11 +184,11 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int = DEFAUL
                 spans.append((t, len(rows), cands))
                 base = sorted(members)
                 rows.extend((t.target, sorted([*base, j])) for j in cands)
-            ev = evaluate_subsets(model, example, rows, token_budget, counter)
+            ev = evaluate_rows(model, example, rows, token_budget, counter)
             for t, off, cands in spans:
                 best = 0
                 for k in range(1, len(cands)):
-                    if ev.target_logp[off + k] > ev.target_logp[off + best]:
+                    if ev.objective[off + k] > ev.objective[off + best]:
                         best = k
                 t.rationale.append(cands[best])
                 t.reached = _record(model, example, t, [cands[best]], ev, off + best, t0)
@@ -324,10 +204,11 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int = DEFAUL
           "smallest sufficient subset by exhaustive search over subsets of increasing size (first in lexicographic "
           "order), up to max_size")
 def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max_subsets: int = 1_000_000,
-               token_budget: int = DEFAULT_TOKEN_BUDGET) -> MethodResult:
+               token_budget: int | None = None) -> MethodResult:
     """Exhaustive search (module docstring). ``max_subsets`` bounds the subsets tried at one size."""
     require_keep_support(model)
     _check_max("max_size", max_size)
+    token_budget = budget(model, token_budget)
     t0 = time.perf_counter()
     counter = Counter()
     tracks = _start_tracks(model, example)
@@ -347,7 +228,7 @@ def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max
                 count = math.comb(len(cands), n_add) if n_add <= len(cands) else 0
                 if size > max_size or count == 0 or count > max_subsets:
                     break
-                per = max(1, token_budget // max(1, _row_length(example, t.target)))
+                per = max(1, token_budget // max(1, model.batch_cost(example, [(t.target, size)])))
                 combos = itertools.combinations(cands, n_add)
                 offset = 0
                 while found is None:
@@ -355,7 +236,7 @@ def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max
                     if not chunk:
                         break
                     rows = [(t.target, sorted([*base, *c])) for c in chunk]
-                    ev = evaluate_subsets(model, example, rows, token_budget, counter)
+                    ev = evaluate_rows(model, example, rows, token_budget, counter)
                     hits = np.nonzero(ev.argmax == int(example.target_ids[t.target]))[0]
                     if hits.size:
                         k = int(hits[0])
@@ -383,13 +264,14 @@ def ranked_positions(scores: np.ndarray, visible: Iterable[int], start: Sequence
 
 
 def rationale_from_scores(model: SequenceModel, example: Example, scores: np.ndarray, *,
-                          token_budget: int = DEFAULT_TOKEN_BUDGET, max_size: int | None = None,
+                          token_budget: int | None = None, max_size: int | None = None,
                           order_name: str = "") -> MethodResult:
     """Rationales that add positions in the order of ``scores[T, L]`` (see :func:`ranked_positions`) until the
     model predicts the target. All prefixes of all targets' orders are evaluated in shared batches, smallest
     prefix size first; a target's remaining prefixes are skipped once it is reached."""
     require_keep_support(model)
     _check_max("max_size", max_size)
+    token_budget = budget(model, token_budget)
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (example.n_targets, example.length):
         raise InputError(f"scores have shape {scores.shape}, expected {(example.n_targets, example.length)}")
@@ -413,7 +295,7 @@ def rationale_from_scores(model: SequenceModel, example: Example, scores: np.nda
                     stop = min(stop, max_size)
                 spans.append((t, len(rows), list(range(len(t.rationale) + 1, stop + 1))))
                 rows.extend((t.target, sorted(order[:k])) for k in range(len(t.rationale) + 1, stop + 1))
-            ev = evaluate_subsets(model, example, rows, token_budget, counter)
+            ev = evaluate_rows(model, example, rows, token_budget, counter)
             for t, off, sizes in spans:
                 order = orders[t.target]
                 for n, k in enumerate(sizes):
@@ -430,7 +312,7 @@ def rationale_from_scores(model: SequenceModel, example: Example, scores: np.nda
           "rationale built in the order of another method's scores (order_by=gradient_norm, attention_*, "
           "integrated_gradients, occlusion, ...), with greedy's stopping rule")
 def baseline_rationale(model: SequenceModel, example: Example, *, order_by: str = "gradient_norm",
-                       order_options: dict[str, Any] | None = None, token_budget: int = DEFAULT_TOKEN_BUDGET,
+                       order_options: dict[str, Any] | None = None, token_budget: int | None = None,
                        max_size: int | None = None) -> MethodResult:
     """Rank each target's context with the registered method ``order_by`` (options ``order_options``), then add
     positions in that order (start set first) until the model predicts the target."""

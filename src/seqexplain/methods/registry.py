@@ -36,6 +36,7 @@ class Method:
     fn: Callable[..., MethodResult]
     family: str
     description: str
+    many: Callable[..., list[MethodResult]] | None = None
 
     def defaults(self) -> dict[str, Any]:
         """Options and their default values (the function's keyword-only parameters)."""
@@ -55,12 +56,14 @@ class Method:
 _REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, family: str, description: str) -> Callable[[Callable[..., MethodResult]],
-                                                                     Callable[..., MethodResult]]:
-    """Decorator adding a method under ``name`` (``family``: attention / gradient / perturbation / rationale)."""
+def register(name: str, family: str, description: str, many: Callable[..., list[MethodResult]] | None = None
+             ) -> Callable[[Callable[..., MethodResult]], Callable[..., MethodResult]]:
+    """Decorator adding a method under ``name`` (``family``: attention / gradient / perturbation / rationale).
+    ``many(model, examples, **options) -> list[MethodResult]``, where given, explains several examples in shared
+    forwards (``explain_many``) with the same results as one call per example."""
 
     def deco(fn: Callable[..., MethodResult]) -> Callable[..., MethodResult]:
-        _REGISTRY[name] = Method(name, fn, family, description)
+        _REGISTRY[name] = Method(name, fn, family, description, many)
         return fn
 
     return deco

@@ -2,7 +2,7 @@
 
 For target ``i`` with visible positions ``V_i`` ranked by decreasing score (ties to the lowest position; NaN scores
 last), ``top_k`` holds the first ``n_k = max(1, ceil(k/100 · |V_i|))`` of them. With ``f(s) = log p(y_i | x_s)``
-(only the positions in ``s`` visible, original position ids kept):
+(only the positions in ``s`` visible, original position ids kept; the rule of :mod:`seqexplain.models.keep`):
 
 * comprehensiveness ``c_i(k) = f(V_i) − f(V_i \\ top_k)`` (large: the top tokens were needed);
 * sufficiency ``s_i(k) = f(V_i) − f(top_k)`` (small: the top tokens alone suffice).
@@ -10,8 +10,8 @@ last), ``top_k`` holds the first ``n_k = max(1, ceil(k/100 · |V_i|))`` of them.
 AOPC aggregates over the bins ``B`` (default 1, 5, 10, 20, 50 %): ``AOPC_c = (1/|B|) Σ_k c_i(k)`` and likewise for
 sufficiency (ERASER's formula adds a ``k = 0`` term that is 0 for both and divides by ``|B| + 1``; multiply by
 ``|B|/(|B|+1)`` to get that convention). Removing everything is never evaluated for comprehensiveness: when
-``top_k`` would be all of ``V_i``, ``V_i \\ top_k`` is empty and the model sees only the reading position itself
-(the model interface's fallback).
+``top_k`` would be all of ``V_i``, ``V_i \\ top_k`` is empty and the model sees only the predicting position
+(rule 4 of :mod:`seqexplain.models.keep`).
 
 All (target, bin, kind) subsets are evaluated in shared batches under ``token_budget`` tokens per forward.
 """
@@ -27,9 +27,8 @@ import torch
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
-from seqexplain.methods.common import DEFAULT_TOKEN_BUDGET
-from seqexplain.methods.rationale import evaluate_subsets, require_keep_support, visible_positions
 from seqexplain.models.base import Example, SequenceModel, eval_mode
+from seqexplain.models.rows import evaluate_rows, require_keep_support
 
 DEFAULT_BINS = (1.0, 5.0, 10.0, 20.0, 50.0)
 
@@ -64,7 +63,7 @@ def top_positions(scores: np.ndarray, visible: Sequence[int], k_percent: float) 
 
 
 def faithfulness(model: SequenceModel, example: Example, scores: Attribution | np.ndarray,
-                 bins: Sequence[float] = DEFAULT_BINS, token_budget: int = DEFAULT_TOKEN_BUDGET) -> Faithfulness:
+                 bins: Sequence[float] = DEFAULT_BINS, token_budget: int | None = None) -> Faithfulness:
     """Comprehensiveness and sufficiency of ``scores`` (an :class:`Attribution` or a ``[T, L]`` array) for every
     target of ``example`` at every bin (module docstring)."""
     require_keep_support(model)
@@ -77,7 +76,7 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
     rows: list[tuple[int, list[int]]] = []
     visible = example.visible()
     for i in range(example.n_targets):
-        vis = visible_positions(example, i, visible)
+        vis = torch.nonzero(visible[i]).flatten().tolist()
         rows.append((i, vis))
         for b in bins:
             top = top_positions(s[i], vis, b)
@@ -85,7 +84,8 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
             rows.append((i, [j for j in vis if j not in top_set]))
             rows.append((i, top))
     with torch.no_grad(), eval_mode(model.model):
-        ev = evaluate_subsets(model, example, rows, token_budget)
+        budget = model.default_token_budget() if token_budget is None else token_budget
+        ev = evaluate_rows(model, example, rows, budget)
     per = 1 + 2 * len(bins)
     lp = ev.target_logp.reshape(example.n_targets, per)
     full = lp[:, 0]

@@ -1,51 +1,61 @@
 """Contract 1: the model interface every attribution method sees.
 
-A wrapped model turns ``(text, target)`` into an :class:`Example` whose *input axis* is
+An adapter (a subclass of :class:`SequenceModel`) turns an input into an :class:`Example` and answers every
+question a method has about its kind of model; methods never branch on the kind. What an adapter provides:
 
-* causal LM: prompt tokens, then target tokens (target ``i`` sits at position ``p_i``);
-* encoder-decoder: ``S`` source tokens, the decoder start token (position ``S``), then the target tokens
-  (target ``i`` at ``p_i = S + 1 + i``);
-* classifier: the input tokens; the single target is the label (no position).
+* :meth:`~SequenceModel.encode` → :class:`Example`: token ids *or* precomputed input vectors, character offsets
+  where there is text, named groups of positions, the targets, and ``visibility[T, L]`` (which positions each target
+  can see: the adapter's answer, stored on the example).
+* :meth:`~SequenceModel.embed` → ``[1, L, D]`` input embeddings (differentiable inputs of gradient methods).
+* :meth:`~SequenceModel.logits_many` → raw logits ``[b, T, V]`` at each target's reading position for several
+  :class:`Part` s (rows of one or more examples) in one forward; everything else derives from it:
+  :meth:`~SequenceModel.distributions` (log-softmax), :meth:`~SequenceModel.score` (the explained function) and
+  :meth:`~SequenceModel.predictions`.
+* :meth:`~SequenceModel.start_positions` (a rationale's start set), :meth:`~SequenceModel.attention_view` (which
+  attention maps and rows explain a target), :meth:`~SequenceModel.batch_cost` (what keep-rows cost in a forward),
+  :meth:`~SequenceModel.rows_example` (the smallest example that serves rows up to a target).
 
-and exposes one primitive, :meth:`SequenceModel.score`::
+``keep[B, L]`` (bool) says which positions are visible; the rule (what a dropped position means, where a target is
+read, rows where nothing is visible on a side) is stated once in :mod:`seqexplain.models.keep`.
+``embeds[B, L, D]`` replaces the input-embedding layer's output, so gradient methods differentiate ``score``
+w.r.t. ``embeds``.
 
-    score(example, keep=None, embeds=None) -> Tensor[B, T]    # log p(target_i | visible context)
-
-``keep[B, L]`` (bool) says which positions are visible. A dropped position is removed from attention (for
-an RNN: from its input) and the original position ids of the others are kept. Target ``i`` is read from the
-output at ``r_i``, the last *kept* position before ``p_i`` on its side of the axis (the position that would
-predict the next token if the dropped tokens were deleted); if none is kept, from ``p_i - 1``, which then sees
-only itself. Dropping a position never changes the reading position of the targets when that position is
-not the last visible one, so "drop j" equals "delete token j" for RNNs and attention models alike.
-
-``embeds[B, L, D]`` replaces the input-embedding layer's output (:meth:`SequenceModel.embed`), so gradient
-methods differentiate ``score`` w.r.t. ``embeds``.
+**What is explained** (:attr:`Example.objective`): ``score`` returns per target ``log p(y_i)`` (``"logprob"``,
+default), ``p(y_i)`` (``"prob"``), the raw logit ``z_{y_i}`` (``"logit"``) or ``log p(y_i) − log p(f_i)``
+(``"contrast"``, with a foil ``f_i`` per target: "why this token rather than that one").
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 import torch
 
-from seqexplain.errors import InputError
+from seqexplain.errors import InputError, UnsupportedError
+from seqexplain.models import keep as keep_rule
 
 ModelKind = Literal["causal", "seq2seq", "classifier"]
+Objective = Literal["logprob", "prob", "logit", "contrast"]
+OBJECTIVES: tuple[str, ...] = ("logprob", "prob", "logit", "contrast")
 
 
 @dataclass
 class Example:
-    """One input (and its targets) on the input axis described in the module docstring.
+    """One input and its targets on the adapter's input axis.
 
-    ``visible[i, j]`` is True when input position ``j`` can influence target ``i``: for a causal LM
-    ``j < p_i``; for an encoder-decoder ``j < S`` or ``S <= j < p_i``; for a classifier every position.
-    """
+    ``input_ids[L]`` (token ids) or ``input_vectors[L, D]`` (precomputed vectors, for models over frozen encoder
+    features); ``tokens`` / ``offsets`` / ``segments`` per position (offsets into ``text`` for segment "source",
+    into ``target_text`` for "target", ``None`` for special tokens); ``target_positions[i]`` is the position of
+    target ``i`` on the axis (``None`` when the target has no position, e.g. a classifier's label);
+    ``visibility[i, j]`` is True when position ``j`` can influence target ``i`` (set by the adapter);
+    ``groups`` names groupings of positions (each a list of groups, each a list of positions)."""
 
-    kind: ModelKind
-    input_ids: torch.Tensor  # [L] long
+    kind: str
+    input_ids: torch.Tensor | None
     tokens: list[str]
     offsets: list[tuple[int, int] | None]
     segments: list[str]
@@ -56,10 +66,25 @@ class Example:
     text: str = ""
     target_text: str = ""
     extra: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. token_type_ids [L]
+    visibility: torch.Tensor | None = None  # [T, L] bool
+    input_vectors: torch.Tensor | None = None  # [L, D]
+    groups: dict[str, list[list[int]]] = field(default_factory=dict)
+    objective: str = "logprob"
+    foil_ids: torch.Tensor | None = None  # [T] long, for objective "contrast"
+    foil_tokens: list[str] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.input_ids is None and self.input_vectors is None:
+            raise InputError("an example needs input_ids or input_vectors")
+        if self.visibility is None:  # every position visible to every target
+            self.visibility = torch.ones(self.n_targets, self.length, dtype=torch.bool)
 
     @property
     def length(self) -> int:
-        return int(self.input_ids.shape[0])
+        src = self.input_ids if self.input_ids is not None else self.input_vectors
+        assert src is not None
+        return int(src.shape[0])
 
     @property
     def n_targets(self) -> int:
@@ -67,70 +92,135 @@ class Example:
 
     def visible(self) -> torch.Tensor:
         """Bool ``[T, L]``: which input positions each target can see."""
-        n_t, n_l = self.n_targets, self.length
-        vis = torch.zeros(n_t, n_l, dtype=torch.bool)
-        for i, p in enumerate(self.target_positions):
-            if p is None:
-                vis[i] = True
-            elif self.kind == "seq2seq":
-                vis[i, : self.n_source] = True
-                vis[i, self.n_source : p] = True
-            else:
-                vis[i, :p] = True
-        return vis
+        assert self.visibility is not None
+        return self.visibility
 
     def context_positions(self) -> list[int]:
         """Positions visible to at least one target (the positions methods attribute to)."""
         return [int(j) for j in torch.nonzero(self.visible().any(0)).flatten()]
 
+    def visible_positions(self, target: int) -> list[int]:
+        """Positions visible to ``target``, in increasing order."""
+        return torch.nonzero(self.visible()[target]).flatten().tolist()
 
-class SequenceModel:
-    """Base of every wrapper. Subclasses implement :meth:`encode`, :meth:`embed` and :meth:`distributions`
-    (from which :meth:`score` and :meth:`predictions` follow), and :meth:`attentions` where they can."""
+    def replace(self, **changes: Any) -> Example:
+        return replace(self, **changes)
 
-    kind: ModelKind
+    def positions_tensor(self) -> torch.Tensor:
+        """``[T]`` target positions (``-1`` where a target has none)."""
+        return torch.tensor([-1 if p is None else int(p) for p in self.target_positions], dtype=torch.long)
+
+
+EXAMPLE_FIELDS = tuple(f.name for f in fields(Example))
+
+
+@dataclass
+class Part:
+    """Rows of one example in a shared forward: ``keep[b, L]`` (None: one row, all visible), ``embeds[b, L, D]``
+    (None: the example's own inputs), ``rows_target[b]`` (None: every target of each row; else only that target,
+    so the output has one target per row)."""
+
+    example: Example
+    keep: torch.Tensor | None = None
+    embeds: torch.Tensor | None = None
+    rows_target: torch.Tensor | None = None
+
+    @property
+    def n_rows(self) -> int:
+        if self.keep is not None:
+            return int(self.keep.shape[0]) if self.keep.dim() == 2 else 1
+        return 1 if self.embeds is None else int(self.embeds.shape[0])
+
+
+@dataclass
+class AttentionSegment:
+    """Which attention explains the positions ``[start, stop)`` of the input axis.
+
+    ``maps``: per layer, head-averaged attention ``[Lq, stop − start]``; ``rows[i]``: the query row of ``maps`` that
+    explains target ``i``; ``key_rollout``: per layer, the self-attention ``[K, K]`` of the keys' own stack when
+    ``maps`` is a cross-attention (attention rollout then composes ``maps[-1] @ rollout(key_rollout)``), None when
+    ``maps`` is a self-attention (rollout over ``maps`` itself); ``rollout``: False when rollout is undefined for
+    this map (e.g. a single pooling attention)."""
+
+    start: int
+    stop: int
+    maps: list[torch.Tensor]
+    rows: list[int]
+    key_rollout: list[torch.Tensor] | None = None
+    rollout: bool = True
+
+
+class SequenceModel(ABC):
+    """Base of every adapter (see the module docstring for what it provides)."""
+
+    kind: str
     model: torch.nn.Module
     tokenizer: Any
     model_id: str
 
     # ------------------------------------------------------------------ abstract
-    def encode(self, text: str, target: str | int | None = None, **options: Any) -> Example:
-        raise NotImplementedError
+    @abstractmethod
+    def encode(self, text: Any, target: Any = None, **options: Any) -> Example:
+        """The :class:`Example` of an input and its target (``None``: the model's own prediction)."""
 
+    @abstractmethod
     def embed(self, example: Example) -> torch.Tensor:
         """``[1, L, D]`` output of the input-embedding layer for the example's input axis."""
-        raise NotImplementedError
 
-    def distributions(self, example: Example, keep: torch.Tensor | None = None,
-                      embeds: torch.Tensor | None = None, rows_target: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, T, V]`` log-distribution at each target's reading position (classifier: over labels, T = 1);
-        with ``rows_target[B]``, only that target of each row: ``[B, 1, V]`` (cheaper when rows are built for
-        one target each, as in rationale search)."""
-        raise NotImplementedError
+    @abstractmethod
+    def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
+        """Per part, raw logits ``[b, T, V]`` at each target's reading position (``[b, 1, V]`` with
+        ``rows_target``), all parts in as few forwards as the adapter can. ``keep`` is already normalised to
+        ``[b, L]`` on the model's device and rule 4 of :mod:`seqexplain.models.keep` is already applied for parts
+        that hold one target per row (:meth:`logits_many` receives no row needing a split)."""
 
-    def score(self, example: Example, keep: torch.Tensor | None = None,
-              embeds: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, T]`` log-probability of each target; see the module docstring for ``keep``/``embeds``."""
-        logp = self.distributions(example, keep, embeds)
-        targets = example.target_ids.to(logp.device)
-        return torch.gather(logp, 2, targets.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1)
+    # ------------------------------------------------------------- kind questions
+    def start_positions(self, example: Example, target: int) -> list[int]:
+        """The positions a rationale of ``target`` always includes: by default the reading position with nothing
+        dropped, ``p_i − 1`` (the predicting token)."""
+        p = example.target_positions[target]
+        if p is None:
+            raise UnsupportedError(f"{self.model_id}: this adapter does not say where a rationale starts")
+        return [int(p) - 1]
 
-    def predictions(self, example: Example, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(argmax [B, T], log p(target) [B, T])`` under ``keep``: what the model predicts from each visible
-        subset (for rationale stopping rules)."""
-        logp = self.distributions(example, keep)
-        targets = example.target_ids.to(logp.device)
-        tgt = torch.gather(logp, 2, targets.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1)
-        return logp.argmax(-1), tgt
+    def read_floor(self, example: Example) -> int:
+        """First position of the targets' side of the input axis (rule 3 of :mod:`seqexplain.models.keep`)."""
+        return 0
 
-    def attentions(self, example: Example) -> dict[str, list[torch.Tensor]]:
-        """Per-layer attention weights ``[1, H, Lq, Lk]`` by stack name ("self"; or "encoder", "decoder",
-        "cross" for encoder-decoders)."""
-        from seqexplain.errors import UnsupportedError
+    def attention_view(self, example: Example) -> list[AttentionSegment]:
+        """Which attention maps and rows explain each target (:class:`AttentionSegment`)."""
+        raise UnsupportedError(
+            f"{self.model_id} ({type(self.model).__name__}) cannot return attention weights; "
+            "use a gradient or perturbation method instead")
 
-        raise UnsupportedError(f"{self.model_id} ({type(self.model).__name__}) cannot return attention weights")
+    def batch_cost(self, example: Example, rows: Sequence[tuple[int, int]]) -> int:
+        """Tokens a forward of keep-rows ``(target, number kept)`` of ``example`` costs (default: every row runs
+        the full input)."""
+        return len(rows) * example.length
 
-    # ------------------------------------------------------------------ helpers
+    def rows_example(self, example: Example, max_target: int) -> Example:
+        """The smallest example that evaluates rows of targets ``0..max_target`` (default: ``example``)."""
+        return example
+
+    def target_name(self, example: Example, token_id: int) -> str:
+        """A readable name of a target id (a token, or a label name)."""
+        tok = getattr(self, "tokenizer", None)
+        if tok is not None and hasattr(tok, "convert_ids_to_tokens"):
+            got = tok.convert_ids_to_tokens([int(token_id)])
+            if got and got[0] is not None:
+                return str(got[0])
+        return str(token_id)
+
+    def foil_ids(self, example: Example, foil: Any) -> tuple[torch.Tensor, list[str]]:
+        """``[T]`` foil ids and their names for a contrastive objective (a text with one token per target, or a
+        list of one token or id per target)."""
+        raise UnsupportedError(f"{self.model_id}: this adapter does not take foils")
+
+    def can_pad(self) -> bool:
+        """Whether examples of different lengths can share a forward (padding is a dropped position)."""
+        return True
+
+    # ------------------------------------------------------------------ derived
     @property
     def device(self) -> torch.device:
         try:
@@ -138,24 +228,14 @@ class SequenceModel:
         except StopIteration:  # pragma: no cover - parameterless module
             return torch.device("cpu")
 
+    def default_token_budget(self) -> int:
+        """Tokens per forward when methods batch rows: 4,096 on a CPU (fastest measured; larger batches make
+        element-wise layers memory-bound), 65,536 on an accelerator."""
+        return 4096 if self.device.type == "cpu" else 65536
+
     def max_positions(self) -> int | None:
         """Largest sequence length the model's position embeddings allow (None: unbounded)."""
         return None
-
-    def batch_keep(self, example: Example, keep: torch.Tensor | None, embeds: torch.Tensor | None) -> torch.Tensor:
-        """Normalise ``keep`` to a bool ``[B, L]`` tensor on the model's device (all-True if None)."""
-        n_l = example.length
-        if keep is None:
-            b = 1 if embeds is None else int(embeds.shape[0])
-            return torch.ones(b, n_l, dtype=torch.bool, device=self.device)
-        keep = keep.to(self.device).bool()
-        if keep.dim() == 1:
-            keep = keep.unsqueeze(0)
-        if keep.shape[-1] != n_l:
-            raise InputError(f"keep mask has {keep.shape[-1]} positions but the example has {n_l}")
-        if embeds is not None and keep.shape[0] == 1 and embeds.shape[0] > 1:
-            keep = keep.expand(int(embeds.shape[0]), n_l)
-        return keep
 
     def label_names(self) -> list[str]:
         return []
@@ -168,28 +248,158 @@ class SequenceModel:
         """Raise :class:`UnsupportedError` naming why, if the model cannot drop positions."""
         problem = self.keep_mask_problem()
         if problem is not None:
-            from seqexplain.errors import UnsupportedError
-
             raise UnsupportedError(
                 f"{self.model_id}: {problem}; methods that drop positions (occlusion, rationales, faithfulness) "
-                "need a model whose forward takes an attention mask"
-            )
+                "need a model whose forward takes an attention mask")
+
+    def normalise_part(self, part: Part) -> Part:
+        """``keep`` as a bool ``[b, L]`` tensor on the model's device (all-True if None), checked against the
+        example and ``embeds``."""
+        ex = part.example
+        n_l = ex.length
+        keep = part.keep
+        if keep is None:
+            b = 1 if part.embeds is None else int(part.embeds.shape[0])
+            keep = torch.ones(b, n_l, dtype=torch.bool, device=self.device)
+        else:
+            keep = keep.to(self.device).bool()
+            if keep.dim() == 1:
+                keep = keep.unsqueeze(0)
+            if keep.shape[-1] != n_l:
+                raise InputError(f"keep mask has {keep.shape[-1]} positions but the example has {n_l}")
+            if part.embeds is not None and keep.shape[0] == 1 and part.embeds.shape[0] > 1:
+                keep = keep.expand(int(part.embeds.shape[0]), n_l)
+        if part.embeds is not None and part.embeds.shape[0] != keep.shape[0]:
+            raise InputError(f"embeds batch {part.embeds.shape[0]} does not match keep batch {keep.shape[0]}")
+        if not bool(keep.all()):
+            self.require_keep_mask()
+        rows_target = None if part.rows_target is None else part.rows_target.to(self.device).long().view(-1)
+        return Part(ex, keep, part.embeds, rows_target)
+
+    def _apply_fallback(self, part: Part) -> list[Part]:
+        """Rule 4 of :mod:`seqexplain.models.keep`: make each fallback reading position visible, splitting rows
+        into one target each where that position would be seen by another target."""
+        ex, keep = part.example, part.keep
+        assert keep is not None
+        pos = ex.positions_tensor().to(keep.device)
+        if bool((pos < 0).any()):
+            return [part]  # targets without positions: the adapter reads its head position (classifier)
+        floor = self.read_floor(ex)
+        if part.rows_target is None and keep_rule.needs_split(keep, pos, floor):
+            n_b, n_t = keep.shape[0], ex.n_targets
+            rows = torch.arange(n_b, device=keep.device).repeat_interleave(n_t)
+            tgt = torch.arange(n_t, device=keep.device).repeat(n_b)
+            split = Part(ex, keep[rows], None if part.embeds is None else part.embeds[rows], tgt)
+            return [self._apply_fallback(split)[0], part]  # second entry marks a split (see logits)
+        p_rows = pos.view(1, -1).expand(keep.shape[0], -1)
+        if part.rows_target is not None:
+            p_rows = p_rows.gather(1, part.rows_target.view(-1, 1))
+        fb = keep_rule.fallback_targets(keep, p_rows, floor)
+        if bool(fb.any()):
+            reads = keep_rule.reading_positions(keep, p_rows, floor)
+            keep = keep_rule.force_visible(keep, reads, fb)
+        return [Part(ex, keep, part.embeds, part.rows_target)]
+
+    def logits(self, example: Example, keep: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
+               rows_target: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, V]`` raw logits at each target's reading position under ``keep`` / ``embeds``."""
+        return self.logits_parts([Part(example, keep, embeds, rows_target)])[0]
+
+    def logits_parts(self, parts: Sequence[Part]) -> list[torch.Tensor]:
+        """:meth:`logits_many` with every part normalised and the keep rule applied (rows split where needed)."""
+        prepared: list[Part] = []
+        splits: list[tuple[int, int, int] | None] = []
+        for part in parts:
+            part = self.normalise_part(part)
+            got = self._apply_fallback(part)
+            if len(got) == 2:
+                assert part.keep is not None
+                splits.append((len(prepared), int(part.keep.shape[0]), part.example.n_targets))
+            else:
+                splits.append(None)
+            prepared.append(got[0])
+        out = self.logits_many(prepared)
+        result = []
+        for k, sp in enumerate(splits):
+            if sp is None:
+                result.append(out[k])
+            else:
+                _, n_b, n_t = sp
+                result.append(out[k].reshape(n_b, n_t, -1))
+        return result
+
+    def distributions(self, example: Example, keep: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
+                      rows_target: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T, V]`` log-distribution at each target's reading position (``[B, 1, V]`` with
+        ``rows_target[B]``: only that target of each row)."""
+        return torch.log_softmax(self.logits(example, keep, embeds, rows_target).float(), dim=-1)
+
+    def score(self, example: Example, keep: torch.Tensor | None = None,
+              embeds: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, T]`` the explained function of each target (:attr:`Example.objective`, module docstring)."""
+        return objective_values(example, self.logits(example, keep, embeds))
+
+    def score_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
+        """:meth:`score` for several parts in shared forwards: per part ``[b, T]``."""
+        return [objective_values(p.example, z) for p, z in zip(parts, self.logits_parts(parts), strict=True)]
+
+    def predictions(self, example: Example, keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(argmax [B, T], log p(target) [B, T])`` under ``keep``: what the model predicts from each visible
+        subset (for rationale stopping rules)."""
+        logp = self.distributions(example, keep)
+        targets = example.target_ids.to(logp.device)
+        tgt = torch.gather(logp, 2, targets.view(1, -1, 1).expand(logp.shape[0], -1, 1)).squeeze(-1)
+        return logp.argmax(-1), tgt
+
+    def with_objective(self, example: Example, objective: str = "logprob", foil: Any = None) -> Example:
+        """``example`` explaining ``objective`` (module docstring); ``foil`` is required for ``"contrast"``."""
+        if objective not in OBJECTIVES:
+            raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
+        if objective != "contrast":
+            if foil is not None:
+                raise InputError("a foil is only used with objective='contrast'; drop it or set the objective")
+            return example.replace(objective=objective, foil_ids=None, foil_tokens=None)
+        if foil is None:
+            raise InputError("objective='contrast' needs a foil: the token(s) the target is contrasted with")
+        ids, names = self.foil_ids(example, foil)
+        if int(ids.shape[0]) != example.n_targets:
+            raise InputError(f"the foil has {int(ids.shape[0])} tokens but there are {example.n_targets} targets; "
+                             "give one foil token per target")
+        return example.replace(objective="contrast", foil_ids=ids.long(), foil_tokens=names)
 
 
-def reading_positions(keep: torch.Tensor, target_positions: list[int], floor: int) -> torch.Tensor:
-    """``[B, T]`` index of the last kept position before each ``p_i`` and at or after ``floor``
-    (``p_i - 1`` when none is kept).
+def objective_values(example: Example, logits: torch.Tensor) -> torch.Tensor:
+    """``[B, T]`` the example's objective from raw logits ``[B, T, V]`` of all its targets."""
+    z = logits.float()
+    n_b, n_t = z.shape[0], z.shape[1]
+    targets = example.target_ids.to(z.device)[:n_t].view(1, -1, 1).expand(n_b, -1, 1)
+    if example.objective == "logit":
+        return z.gather(2, targets).squeeze(-1)
+    logp = torch.log_softmax(z, dim=-1)
+    tgt = logp.gather(2, targets).squeeze(-1)
+    if example.objective == "prob":
+        return tgt.exp()
+    if example.objective == "contrast":
+        assert example.foil_ids is not None
+        foils = example.foil_ids.to(z.device)[:n_t].view(1, -1, 1).expand(n_b, -1, 1)
+        return tgt - logp.gather(2, foils).squeeze(-1)
+    return tgt
 
-    ``floor`` is the first position of the side the target lives on (0 for a causal LM, the decoder start ``S``
-    for an encoder-decoder)."""
-    n_b, n_l = keep.shape
-    idx = torch.arange(n_l, device=keep.device).expand(n_b, n_l)
-    marked = torch.where(keep & (idx >= floor), idx, torch.full_like(idx, -1))
-    last_kept = torch.cummax(marked, dim=1).values  # [B, L]: last kept index at or before each position
-    p = torch.tensor(target_positions, device=keep.device)
-    r = last_kept[:, p - 1]  # [B, T]
-    fallback = (p - 1).expand_as(r)
-    return torch.where(r >= 0, r, fallback)
+
+def row_objective(example: Example, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``[B]`` the objective of row ``b``'s own target ``targets[b]`` from ``[B, V]`` logits."""
+    z = logits.float()
+    tid = example.target_ids.to(z.device)[targets].view(-1, 1)
+    if example.objective == "logit":
+        return z.gather(1, tid).squeeze(1)
+    logp = torch.log_softmax(z, dim=-1)
+    tgt = logp.gather(1, tid).squeeze(1)
+    if example.objective == "prob":
+        return tgt.exp()
+    if example.objective == "contrast":
+        assert example.foil_ids is not None
+        return tgt - logp.gather(1, example.foil_ids.to(z.device)[targets].view(-1, 1)).squeeze(1)
+    return tgt
 
 
 @contextlib.contextmanager

@@ -18,7 +18,8 @@ Masks. ``forward(input_ids, attention_mask, decoder_input_ids, decoder_attention
 
   - encoder self-attention: query ``q`` sees key ``k`` iff ``keep_src[k]`` or ``k == q``;
   - cross-attention: every decoder position sees the kept source positions; when none is kept the
-    cross-attention output is **zero** (the model has no source information, rather than some arbitrary one);
+    cross-attention's weighted sum of values is **zero** (the model has no source information, rather than some
+    arbitrary one): rule 5 of :mod:`seqexplain.models.keep`, which states the whole keep-mask rule;
   - decoder self-attention: ``k <= q`` and (``keep_tgt[k]`` or ``k == q``).
 
   Position ids are always ``0..S-1`` / ``0..T-1``, so dropping a position equals deleting it with the original
@@ -57,6 +58,7 @@ from torch import Tensor, nn
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models import keep as keep_rule
 from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities
 
 MODEL_TYPE = "seqexplain-seq2seq"
@@ -141,31 +143,20 @@ class Seq2SeqLMOutput(OutputMixin):
 
 # ----------------------------------------------------------------------------------------------------- masks
 def encoder_keep_mask(keep: Tensor) -> Tensor:
-    """Boolean ``[B, 1, S, S]``: query ``q`` sees key ``k`` iff ``keep[b, k]`` or ``k == q``."""
-    _check_keep(keep)
-    n = keep.shape[1]
-    eye = torch.eye(n, dtype=torch.bool, device=keep.device)
-    return (keep.bool()[:, None, :] | eye).unsqueeze(1)
+    """Boolean ``[B, 1, S, S]``: query ``q`` sees key ``k`` iff ``keep[b, k]`` or ``k == q`` (rule 2 of
+    :mod:`seqexplain.models.keep`)."""
+    return keep_rule.self_attention_allowed(keep, causal=False)
 
 
 def cross_keep_mask(keep: Tensor, n_target: int) -> Tensor:
-    """Boolean ``[B, 1, T, S]``: every decoder position sees the kept source positions (possibly none)."""
-    _check_keep(keep)
-    return keep.bool()[:, None, None, :].expand(keep.shape[0], 1, n_target, keep.shape[1])
+    """Boolean ``[B, 1, T, S]``: every decoder position sees the kept source positions (none: rule 5, zero
+    cross-attention output)."""
+    return keep_rule.cross_attention_allowed(keep, n_target)
 
 
 def decoder_keep_mask(keep: Tensor) -> Tensor:
     """Boolean ``[B, 1, T, T]``: query ``q`` sees key ``k`` iff ``k <= q`` and (``keep[b, k]`` or ``k == q``)."""
-    _check_keep(keep)
-    n = keep.shape[1]
-    causal = torch.ones(n, n, dtype=torch.bool, device=keep.device).tril()
-    eye = torch.eye(n, dtype=torch.bool, device=keep.device)
-    return (causal & (keep.bool()[:, None, :] | eye)).unsqueeze(1)
-
-
-def _check_keep(keep: Tensor) -> None:
-    if keep.dim() != 2:
-        raise InputError(f"a keep mask must be [B, L], got shape {tuple(keep.shape)}")
+    return keep_rule.self_attention_allowed(keep, causal=True)
 
 
 def _as_bool4(mask: Tensor, bsz: int, n_q: int, n_k: int, name: str) -> Tensor:

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models import keep as keep_rule
 from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities
 
 MODEL_TYPE = "seqexplain-transformer-lm"
@@ -98,20 +99,13 @@ class TransformerLMOutput(OutputMixin):
 
 def causal_keep_mask(keep: Tensor) -> Tensor:
     """Boolean ``[B, 1, L, L]`` mask (True = may attend) of causal attention under a keep mask ``[B, L]``:
-    query ``q`` sees key ``k`` iff ``k <= q`` and (``keep[b, k]`` or ``k == q``)."""
-    if keep.dim() != 2:
-        raise InputError(f"keep mask must be [B, L], got shape {tuple(keep.shape)}")
-    n_l = keep.shape[1]
-    keep = keep.to(torch.bool)
-    causal = torch.ones(n_l, n_l, dtype=torch.bool, device=keep.device).tril()
-    eye = torch.eye(n_l, dtype=torch.bool, device=keep.device)
-    return (causal & (keep[:, None, :] | eye)).unsqueeze(1)
+    query ``q`` sees key ``k`` iff ``k <= q`` and (``keep[b, k]`` or ``k == q``) (:mod:`seqexplain.models.keep`)."""
+    return keep_rule.self_attention_allowed(keep, causal=True)
 
 
 def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
-    """Turn a boolean mask (True = may attend) into an additive one: 0 where allowed, the dtype's minimum else."""
-    out = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    return out.masked_fill(~allowed, torch.finfo(dtype).min)
+    """Boolean mask → additive float mask (0 where allowed, the dtype's minimum elsewhere)."""
+    return keep_rule.additive(allowed, dtype)
 
 
 class SelfAttention(nn.Module):

@@ -32,7 +32,8 @@ import torch
 from torch import Tensor
 
 from seqexplain.errors import InputError
-from seqexplain.models.transformer import additive_mask, causal_keep_mask
+from seqexplain.models import keep as keep_rule
+from seqexplain.models.hf_seq2seq import empty_sources
 
 DropoutKind = Literal["uniform_length", "inverse_length"]
 KINDS: tuple[str, ...] = ("uniform_length", "inverse_length")
@@ -92,59 +93,55 @@ def causal_attention_mask(keep: Tensor, dtype: torch.dtype | None = None) -> Ten
     """4-D mask ``[B, 1, L, L]`` of a causal LM under ``keep[B, L]``: query ``q`` attends to key ``k`` iff
     ``k <= q`` and (``keep[k]`` or ``k == q``). Boolean (True = attend) when ``dtype`` is None, otherwise
     additive in ``dtype`` (0 / the dtype's minimum), the form Hugging Face eager and SDPA attention add."""
-    allowed = causal_keep_mask(keep)
-    return allowed if dtype is None else additive_mask(allowed, dtype)
+    allowed = keep_rule.self_attention_allowed(keep, causal=True)
+    return allowed if dtype is None else keep_rule.additive(allowed, dtype)
 
 
 @dataclass
 class Seq2SeqMasks:
     """Attention masks of an encoder-decoder (boolean, True = attend, or additive floats):
-    ``encoder[B, 1, S, S]``, ``cross[B, 1, T, S]``, ``decoder[B, 1, T, T]``."""
+    ``encoder[B, 1, S, S]``, ``cross[B, 1, T, S]``, ``decoder[B, 1, T, T]``, and ``source_empty[B]``: rows that
+    keep no source position (their cross-attention contributes nothing, rule 5 of :mod:`seqexplain.models.keep`)."""
 
     encoder: Tensor
     cross: Tensor
     decoder: Tensor
+    source_empty: Tensor
 
 
-def seq2seq_attention_masks(src_keep: Tensor, tgt_keep: Tensor, dtype: torch.dtype | None = None,
-                            src_valid: Tensor | None = None) -> Seq2SeqMasks:
-    """Masks for an encoder-decoder under ``src_keep[B, S]`` and ``tgt_keep[B, T]`` (decoder inputs).
+def seq2seq_attention_masks(src_keep: Tensor, tgt_keep: Tensor, dtype: torch.dtype | None = None) -> Seq2SeqMasks:
+    """Masks for an encoder-decoder under ``src_keep[B, S]`` and ``tgt_keep[B, T]`` (decoder inputs), by the rule
+    of :mod:`seqexplain.models.keep`:
 
     * encoder self-attention (bidirectional): ``q`` sees ``k`` iff ``src_keep[k]`` or ``k == q``;
-    * cross-attention: every decoder position sees the kept source positions; a row with no kept source sees
-      the last valid source position instead (the end-of-sequence token for Hugging Face tokenizers), so no
-      softmax row is empty;
+    * cross-attention: every decoder position sees the kept source positions; a row with no kept source sees none
+      and gets no source information (:func:`seq2seq_logits` makes Hugging Face models honour it);
     * decoder self-attention: causal and (``tgt_keep[k]`` or ``k == q``).
     """
     src_keep = src_keep.to(torch.bool)
     tgt_keep = tgt_keep.to(torch.bool)
     if src_keep.shape[0] != tgt_keep.shape[0]:
         raise InputError(f"source and target keep masks have batch sizes {src_keep.shape[0]} and {tgt_keep.shape[0]}")
-    n_b, n_s = src_keep.shape
-    n_t = tgt_keep.shape[1]
-    eye_s = torch.eye(n_s, dtype=torch.bool, device=src_keep.device)
-    encoder = (src_keep[:, None, :] | eye_s).unsqueeze(1)
-    valid = torch.ones_like(src_keep) if src_valid is None else src_valid.to(torch.bool)
-    last_valid = (valid.long() * torch.arange(1, n_s + 1, device=valid.device)).argmax(1)
-    sink = torch.zeros_like(src_keep)
-    sink[torch.arange(n_b, device=sink.device), last_valid] = True
-    visible = torch.where(src_keep.any(1, keepdim=True), src_keep, sink)
-    cross = visible[:, None, None, :].expand(n_b, 1, n_t, n_s)
-    decoder = causal_keep_mask(tgt_keep)
-    masks = Seq2SeqMasks(encoder=encoder, cross=cross, decoder=decoder)
+    empty = keep_rule.source_empty(src_keep)
+    encoder = keep_rule.self_attention_allowed(src_keep, causal=False)
+    cross = keep_rule.cross_attention_allowed(src_keep, tgt_keep.shape[1])
+    decoder = keep_rule.self_attention_allowed(tgt_keep, causal=True)
     if dtype is not None:
-        masks = Seq2SeqMasks(*(additive_mask(m, dtype) for m in (masks.encoder, masks.cross, masks.decoder)))
-    return masks
+        encoder, cross, decoder = (keep_rule.additive(m, dtype) for m in (encoder, cross, decoder))
+    return Seq2SeqMasks(encoder=encoder, cross=cross, decoder=decoder, source_empty=empty)
 
 
 def seq2seq_logits(model: Any, input_ids: Tensor, decoder_input_ids: Tensor, masks: Seq2SeqMasks) -> Tensor:
-    """Logits ``[B, T, V]`` of a Hugging Face encoder-decoder under :class:`Seq2SeqMasks` (additive, in the
-    model's dtype). The encoder runs with ``masks.encoder``; the decoder gets ``masks.decoder`` as its
-    self-attention mask and ``masks.cross`` as the encoder attention mask (passed as ``attention_mask``
-    together with the precomputed ``encoder_outputs``, which transformers uses as given when 4-D)."""
+    """Logits ``[B, T, V]`` of a Hugging Face (or seqexplain) encoder-decoder under :class:`Seq2SeqMasks`
+    (additive, in the model's dtype). The encoder runs with ``masks.encoder``; the decoder gets ``masks.decoder``
+    as its self-attention mask and ``masks.cross`` as the encoder attention mask (passed as ``attention_mask``
+    together with the precomputed ``encoder_outputs``, which transformers uses as given when 4-D). Rows in
+    ``masks.source_empty`` allow no source key; their cross-attention output is zeroed before its output
+    projection (:func:`seqexplain.models.hf_seq2seq.empty_sources`)."""
     encoder_outputs = model.get_encoder()(input_ids=input_ids, attention_mask=masks.encoder)
-    out = model(encoder_outputs=encoder_outputs, attention_mask=masks.cross, decoder_input_ids=decoder_input_ids,
-                decoder_attention_mask=masks.decoder)
+    with empty_sources(model, masks.source_empty):
+        out = model(encoder_outputs=encoder_outputs, attention_mask=masks.cross, decoder_input_ids=decoder_input_ids,
+                    decoder_attention_mask=masks.decoder)
     return out.logits
 
 

@@ -1,0 +1,228 @@
+"""Adapter for causal language models (Hugging Face convention, seqexplain's native LMs).
+
+Input axis: prompt tokens, then target tokens; target ``i`` sits at ``p_i`` and is predicted at ``p_i − 1``
+(rule 3 of :mod:`seqexplain.models.keep`: under a keep-mask, from the last kept position before ``p_i``). Target
+``i`` sees the positions ``j < p_i``. A rationale starts with the predicting token ``p_i − 1``.
+
+Rows of several examples share a forward right-padded (padding is a dropped position). Sparse rows (at most half
+the positions kept) are *packed*: their kept tokens are moved left and run with their original position ids; rows
+that share leading tokens run them once (:mod:`seqexplain.models.prefix_cache`), and the output layer runs only at
+the reading positions when the model's head is a plain projection of its base model's last hidden state (checked
+once against the model's own logits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from seqexplain.errors import InputError
+from seqexplain.models import keep as keep_rule
+from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
+from seqexplain.models.hf import HFAdapter, accepts, accepts_exact, head_mean, pad_rows, segments_of
+from seqexplain.models.prefix_cache import shared_prefix_states
+from seqexplain.models.tokenization import offsets_by_decoding, tokenize
+
+
+class HFCausalLM(HFAdapter):
+    kind = "causal"
+    mask_names = ("attention_mask",)
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, model_id: str | None = None) -> None:
+        super().__init__(model, tokenizer, model_id)
+        self._logits_to_keep = accepts_exact(model.forward, "logits_to_keep")
+        self._position_ids = accepts(model.forward, "position_ids")
+        self._head_ok: bool | None = None
+
+    # --------------------------------------------------------------- encode
+    def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
+        """Tokenise the prompt ``text`` and the continuation ``target`` (``None``: greedy decoding of up to
+        ``max_new_tokens`` tokens, stopping before end-of-sequence)."""
+        text = self.check_text(text)
+        if isinstance(target, int) and not isinstance(target, bool):
+            raise InputError("a target for a language model is text, not a label index")
+        tgt = None if target is None else self.tokenize_target(target)
+        limit = self.max_positions()
+        n_new = len(tgt.ids) if tgt is not None else max_new_tokens
+        room = None if limit is None else limit - n_new
+        if room is not None and room < 1:
+            raise InputError(f"the target alone needs {n_new} of the model's {limit} positions; shorten it")
+        src = tokenize(self.tokenizer, text, add_special_tokens=True,
+                       max_length=room if truncate else None, truncation_side="left")
+        if not src.ids:
+            raise InputError("the text tokenizes to no tokens")
+        if tgt is None:
+            self.check_length(len(src.ids) + 1, limit, "prompt plus one generated token")
+            n = max_new_tokens if limit is None else min(max_new_tokens, limit - len(src.ids))
+            new_ids = self._generate(src.ids, n)
+            target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
+            t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
+        else:
+            self.check_length(len(src.ids) + len(tgt.ids), limit, "prompt plus target")
+            target_text, t_ids, t_tokens, t_off = target, tgt.ids, tgt.tokens, tgt.offsets
+        n_p, n_l = len(src.ids), len(src.ids) + len(t_ids)
+        positions = [n_p + i for i in range(len(t_ids))]
+        vis = torch.arange(n_l).view(1, -1) < torch.tensor(positions).view(-1, 1)
+        return Example(
+            kind="causal", input_ids=torch.tensor(src.ids + t_ids, dtype=torch.long),
+            tokens=list(src.tokens) + list(t_tokens), offsets=list(src.offsets) + list(t_off),
+            segments=segments_of(src.offsets, "source") + segments_of(t_off, "target"),
+            target_ids=torch.tensor(t_ids, dtype=torch.long), target_tokens=list(t_tokens),
+            target_positions=list(positions), n_source=n_p, text=text, target_text=target_text, visibility=vis)
+
+    @torch.no_grad()
+    def _generate(self, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
+        eos = self.special_id("eos_token_id")
+        ids = list(prompt_ids)
+        new: list[int] = []
+        with eval_mode(self.model):
+            for _ in range(max(1, max_new_tokens)):
+                x = torch.tensor([ids], device=self.device)
+                kwargs: dict[str, Any] = {"input_ids": x, "attention_mask": torch.ones_like(x)}
+                if self._logits_to_keep:
+                    kwargs["logits_to_keep"] = 1
+                nxt = int(self.model(**self.drop_missing_masks(kwargs)).logits[0, -1].argmax())
+                if nxt == eos and new:
+                    break
+                new.append(nxt)
+                ids.append(nxt)
+                if nxt == eos:
+                    break
+        return new
+
+    # ---------------------------------------------------------------- embed
+    def embed(self, example: Example) -> torch.Tensor:
+        if example.input_vectors is not None:
+            return example.input_vectors.to(self.device).unsqueeze(0)
+        assert example.input_ids is not None
+        return self.model.get_input_embeddings()(example.input_ids.to(self.device).unsqueeze(0))
+
+    # ---------------------------------------------------------------- logits
+    def batch_cost(self, example: Example, rows: Sequence[tuple[int, int]]) -> int:
+        """A causal row runs only its kept tokens (sparse rows are packed)."""
+        return len(rows) * max((max(1, n) for _, n in rows), default=1)
+
+    def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
+        ends, ids, keeps, embeds, positions, extras = [], [], [], [], [], []
+        n_t = max(1 if p.rows_target is not None else p.example.n_targets for p in parts)
+        for part in parts:
+            ex, keep = part.example, part.keep
+            assert keep is not None
+            b = keep.shape[0]
+            pos = ex.positions_tensor().to(self.device).view(1, -1).expand(b, -1)
+            if part.rows_target is not None:
+                pos = pos.gather(1, part.rows_target.view(-1, 1))
+            pos = torch.cat([pos, pos[:, :1].expand(b, n_t - pos.shape[1])], dim=1)  # padded targets: repeat
+            positions.append(pos)
+            keeps.append(keep)
+            ends.append(ex.length)
+            if part.embeds is not None:
+                embeds.append(part.embeds)
+            if ex.input_ids is not None:
+                ids.append(ex.input_ids.to(self.device).view(1, -1).expand(b, -1))
+            extras.append(ex.extra)
+        if embeds and len(embeds) != len(parts):
+            embeds = [p.embeds if p.embeds is not None else self.embed(p.example).expand(p.n_rows, -1, -1)
+                      for p in parts]
+        n_l = max(ends)
+        keep_all = pad_rows(keeps, n_l, False)
+        ids_all = pad_rows(ids, n_l, self.pad_id()) if len(ids) == len(parts) else None
+        emb_all = pad_rows(embeds, n_l, 0.0) if embeds else None
+        if ids_all is None and emb_all is None:
+            emb_all = pad_rows([self.embed(p.example).expand(p.n_rows, -1, -1) for p in parts], n_l, 0.0)
+        extra = {}
+        for key in extras[0]:
+            extra[key] = pad_rows([e[key].to(self.device).view(1, -1).expand(p.n_rows, -1)
+                                   for e, p in zip(extras, parts, strict=True)], n_l, 0)
+        z = self._causal_logits(ids_all, keep_all, emb_all, torch.cat(positions), extra)
+        out, start = [], 0
+        for part in parts:
+            b = part.n_rows
+            t = 1 if part.rows_target is not None else part.example.n_targets
+            out.append(z[start : start + b, :t])
+            start += b
+        return out
+
+    def _causal_logits(self, ids: torch.Tensor | None, keep: torch.Tensor, embeds: torch.Tensor | None,
+                       positions: torch.Tensor, extra: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``[B, T, V]`` logits at each row's reading positions (module docstring)."""
+        r = keep_rule.reading_positions(keep, positions, 0)  # [B, T]
+        end = int(r.max()) + 1  # later positions are never read
+        keep_c = keep[:, :end]
+        n_b = keep_c.shape[0]
+        counts = keep_c.sum(1)
+        n_max = int(counts.max()) if n_b else 0
+        reads_kept = bool(keep_c.gather(1, r).all())
+        kwargs: dict[str, Any] = {}
+        if embeds is None and ids is not None and self._position_ids and reads_kept and 0 < n_max <= end // 2:
+            ids_c = ids[:, :end]
+            order = torch.argsort((~keep_c).to(torch.int8), dim=1, stable=True)[:, :n_max]  # kept first, in order
+            valid = torch.arange(n_max, device=self.device).unsqueeze(0) < counts.unsqueeze(1)
+            kwargs["input_ids"] = torch.where(valid, ids_c.gather(1, order), ids_c[:, :1])
+            kwargs["attention_mask"] = valid.long()
+            kwargs["position_ids"] = order
+            read = torch.cumsum(keep_c.long(), 1).gather(1, r) - 1  # index of r among the kept positions
+            for key, value in extra.items():
+                kwargs[key] = value[:, :end].gather(1, order)
+        else:
+            kwargs["attention_mask"] = keep_c.long()
+            if embeds is None:
+                assert ids is not None
+                kwargs["input_ids"] = ids[:, :end]
+            else:
+                kwargs["inputs_embeds"] = embeds[:, :end]
+            if self._position_ids:
+                kwargs["position_ids"] = torch.arange(end, device=self.device).unsqueeze(0).expand(n_b, -1)
+            read = r
+            for key, value in extra.items():
+                kwargs[key] = value[:, :end]
+        self.drop_missing_masks(kwargs)
+        if self._head_at_reads(kwargs):
+            picked = None
+            if n_b > 1 and reads_kept and set(kwargs) == {"input_ids", "attention_mask", "position_ids"}:
+                picked = shared_prefix_states(self.model.base_model, kwargs["input_ids"], kwargs["attention_mask"],
+                                              kwargs["position_ids"], read)
+            if picked is None:
+                hidden = self.model.base_model(**kwargs).last_hidden_state
+                picked = hidden.gather(1, read.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+            return self.model.get_output_embeddings()(picked)
+        needed, index = torch.unique(read, sorted=True, return_inverse=True)
+        if self._logits_to_keep:
+            logits = self.model(**kwargs, logits_to_keep=needed).logits
+        else:
+            logits = self.model(**kwargs).logits[:, needed]
+        return torch.gather(logits, 1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+
+    def _head_at_reads(self, kwargs: dict[str, Any]) -> bool:
+        """Whether ``output_embeddings(base_model(...).last_hidden_state)`` equals the model's logits (no
+        logit scaling or soft-capping in between). Checked once, on the first call's first row."""
+        if self._head_ok is None:
+            self._head_ok = False
+            base = getattr(self.model, "base_model", None)
+            head = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
+            if isinstance(base, torch.nn.Module) and base is not self.model and isinstance(head, torch.nn.Module):
+                one = {k: v[:1] for k, v in kwargs.items()}
+                with torch.no_grad():
+                    try:
+                        full = self.model(**one).logits[0]
+                        mine = head(base(**one).last_hidden_state)[0]
+                        self._head_ok = bool(torch.allclose(full, mine, rtol=1e-4, atol=1e-5))
+                    except (TypeError, AttributeError, RuntimeError):
+                        self._head_ok = False
+        return self._head_ok
+
+    # ------------------------------------------------------------ attention
+    def attention_view(self, example: Example) -> list[AttentionSegment]:
+        """Target ``i`` is explained by the attention row of its predicting position ``p_i − 1``."""
+        if example.input_ids is None:
+            raise InputError("attention of a model over precomputed vectors is not available; give token ids")
+        ids = example.input_ids.to(self.device).unsqueeze(0)
+        kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        out = self.output_attentions(**self.drop_missing_masks(kwargs))
+        layers = getattr(out, "attentions", None)
+        if not layers:
+            self.no_attention()
+        rows = [int(p) - 1 for p in example.target_positions]  # type: ignore[arg-type]
+        return [AttentionSegment(0, example.length, head_mean(layers), rows)]

@@ -1,0 +1,215 @@
+"""Adapter for sequence classifiers (Hugging Face convention).
+
+Input axis: the input tokens; the single target is the label (no position) and sees every position. The head
+reads the first token (BERT-style poolers, ``head_position="first"``) or the last token (decoder-style heads,
+``"last"``). A rationale starts with the special tokens (``[CLS]``/``[SEP]``), or the head's position when there
+are none. Attention: the row of the head's position.
+
+Keep-masks. ``"first"``: dropped positions are masked out of attention; a row with nothing kept keeps the head's
+position (rule 4 of :mod:`seqexplain.models.keep`). ``"last"``: the head reads the last *kept* token — each row's
+kept tokens are packed to the left with their original position ids and padded with the pad token, so dropping
+the last token moves the head to the one before (drop j = delete token j). Rows of several examples share a
+forward padded the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from seqexplain.errors import InputError
+from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
+from seqexplain.models.hf import HFAdapter, accepts, head_mean, pad_rows, segments_of
+from seqexplain.models.tokenization import tokenize
+
+
+class HFClassifier(HFAdapter):
+    kind = "classifier"
+    mask_names = ("attention_mask",)
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, model_id: str | None = None,
+                 head_position: str | None = None) -> None:
+        super().__init__(model, tokenizer, model_id)
+        if head_position not in (None, "first", "last"):
+            raise InputError(f"head_position is 'first' or 'last', not {head_position!r}")
+        self.head_position = head_position or self._default_head_position()
+        self._position_ids = accepts(model.forward, "position_ids")
+
+    def _default_head_position(self) -> str:
+        """"first" for BERT-style poolers, "last" for decoder-style heads (a ``score`` layer, no ``classifier``)."""
+        if hasattr(self.model, "score") and not hasattr(self.model, "classifier"):
+            return "last"
+        return "first"
+
+    def label_names(self) -> list[str]:
+        id2label = getattr(getattr(self.model, "config", None), "id2label", None) or {}
+        config = getattr(self.model, "config", None)
+        n = int(getattr(config, "num_labels", 0) or getattr(self.model, "num_labels", 0) or 0)
+        return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
+
+    def target_name(self, example: Example, token_id: int) -> str:
+        names = self.label_names()
+        return names[token_id] if 0 <= token_id < len(names) else str(token_id)
+
+    # --------------------------------------------------------------- encode
+    def encode(self, text: Any, target: Any = None, *, truncate: bool = False, **_: Any) -> Example:
+        """Tokenise ``text``; ``target`` is a label index or name (``None``: the predicted label)."""
+        text = self.check_text(text)
+        limit = self.max_positions()
+        src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit if truncate else None)
+        if not src.ids:
+            raise InputError("the text tokenizes to no tokens")
+        self.check_length(len(src.ids), limit, "input")
+        ex = Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
+                     offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
+                     target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
+                     n_source=len(src.ids), text=text)
+        label = self._label(ex, target)
+        names = self.label_names()
+        return ex.replace(target_ids=torch.tensor([label], dtype=torch.long), target_tokens=[names[label]],
+                          target_text=names[label])
+
+    def _label(self, ex: Example, target: Any) -> int:
+        names = self.label_names()
+        if target is None:
+            with torch.no_grad(), eval_mode(self.model):
+                return int(self.logits(ex)[0, 0].argmax())
+        if isinstance(target, int) and not isinstance(target, bool):
+            if not 0 <= target < len(names):
+                raise InputError(f"label index {target} is out of range; the model has labels 0..{len(names) - 1}: "
+                                 f"{', '.join(names)}")
+            return target
+        lowered = {n.lower(): i for i, n in enumerate(names)}
+        key = str(target).strip().lower()
+        if key.isdigit() and key not in lowered:
+            return self._label(ex, int(key))
+        if key not in lowered:
+            raise InputError(f"unknown label {target!r}; the model's labels are: {', '.join(names)}")
+        return lowered[key]
+
+    def foil_ids(self, example: Example, foil: Any) -> tuple[torch.Tensor, list[str]]:
+        """A foil label (index or name): "why this label rather than that one"."""
+        if isinstance(foil, (list, tuple)):
+            if len(foil) != 1:
+                raise InputError("a classifier takes one foil label")
+            foil = foil[0]
+        label = self._label(example, foil)
+        return torch.tensor([label], dtype=torch.long), [self.label_names()[label]]
+
+    # ------------------------------------------------------------ questions
+    def head_index(self, example: Example) -> int:
+        return 0 if self.head_position == "first" else example.length - 1
+
+    def start_positions(self, example: Example, target: int) -> list[int]:
+        specials = [j for j, seg in enumerate(example.segments) if seg == "special"]
+        return specials or [self.head_index(example)]
+
+    def can_pad(self) -> bool:
+        return self.head_position == "first" or self.special_id("pad_token_id") is not None
+
+    # ---------------------------------------------------------------- embed
+    def embed(self, example: Example) -> torch.Tensor:
+        if example.input_vectors is not None:
+            return example.input_vectors.to(self.device).unsqueeze(0)
+        assert example.input_ids is not None
+        return self.model.get_input_embeddings()(example.input_ids.to(self.device).unsqueeze(0))
+
+    # ---------------------------------------------------------------- logits
+    def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
+        if self.head_position == "last":
+            return self._logits_last(parts)
+        keeps, ids, embeds, extras = [], [], [], []
+        with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
+        for part in parts:
+            keep = part.keep
+            assert keep is not None
+            nothing = ~keep.any(1, keepdim=True)
+            head = torch.zeros_like(keep)
+            head[:, self.head_index(part.example)] = True
+            keeps.append(torch.where(nothing, head, keep))  # rule 4: nothing kept -> the head's position
+            b = keep.shape[0]
+            if with_embeds:
+                embeds.append(part.embeds if part.embeds is not None else self.embed(part.example).expand(b, -1, -1))
+            else:
+                assert part.example.input_ids is not None
+                ids.append(part.example.input_ids.to(self.device).view(1, -1).expand(b, -1))
+            extras.append({k: v.to(self.device).view(1, -1).expand(b, -1) for k, v in part.example.extra.items()})
+        n_l = max(int(k.shape[1]) for k in keeps)
+        kwargs: dict[str, Any] = {"attention_mask": pad_rows(keeps, n_l, False).long()}
+        if with_embeds:
+            kwargs["inputs_embeds"] = pad_rows(embeds, n_l, 0.0)
+        else:
+            kwargs["input_ids"] = pad_rows(ids, n_l, self.pad_id())
+        for key in extras[0]:
+            kwargs[key] = pad_rows([e[key] for e in extras], n_l, 0)
+        logits = self.model(**self.drop_missing_masks(kwargs)).logits
+        return _split(logits.unsqueeze(1), parts)
+
+    def _logits_last(self, parts: Sequence[Part]) -> list[torch.Tensor]:
+        """Decoder-style heads: each row's kept tokens packed left with their position ids (module docstring)."""
+        rows_x, rows_pos, counts = [], [], []
+        with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
+        for part in parts:
+            keep = part.keep
+            assert keep is not None
+            ex = part.example
+            x = (part.embeds if part.embeds is not None else self.embed(ex).expand(keep.shape[0], -1, -1)) \
+                if with_embeds else ex.input_ids.to(self.device).view(1, -1).expand(keep.shape[0], -1)  # type: ignore
+            for b in range(keep.shape[0]):
+                kept = torch.nonzero(keep[b]).flatten()
+                if kept.numel() == 0:
+                    kept = torch.tensor([self.head_index(ex)], device=self.device)
+                rows_x.append(x[b, kept])
+                rows_pos.append(kept)
+                counts.append(int(kept.numel()))
+        n_max = max(counts)
+        same = len(set(counts)) == 1
+        if not same and (with_embeds or self.special_id("pad_token_id") is None):
+            # the head finds the last token through pad ids: rows of other lengths run one at a time
+            outs = [self._run_last([x], [p], with_embeds) for x, p in zip(rows_x, rows_pos, strict=True)]
+            return _split(torch.cat(outs).unsqueeze(1), parts)
+        return _split(self._run_last(rows_x, rows_pos, with_embeds, n_max).unsqueeze(1), parts)
+
+    def _run_last(self, rows_x: list[torch.Tensor], rows_pos: list[torch.Tensor], with_embeds: bool,
+                  n_max: int | None = None) -> torch.Tensor:
+        n = n_max or max(int(p.numel()) for p in rows_pos)
+        pad = self.pad_id()
+        xs, ps, ms = [], [], []
+        for x, p in zip(rows_x, rows_pos, strict=True):
+            extra = n - int(p.numel())
+            ms.append(torch.cat([torch.ones_like(p), torch.zeros(extra, dtype=p.dtype, device=p.device)]))
+            ps.append(torch.cat([p, p[-1:].expand(extra)]))
+            if with_embeds:
+                xs.append(torch.cat([x, x.new_zeros(extra, *x.shape[1:])]))
+            else:
+                xs.append(torch.cat([x, torch.full((extra,), pad, dtype=x.dtype, device=x.device)]))
+        kwargs: dict[str, Any] = {"attention_mask": torch.stack(ms).long()}
+        kwargs["inputs_embeds" if with_embeds else "input_ids"] = torch.stack(xs)
+        if self._position_ids:
+            kwargs["position_ids"] = torch.stack(ps)
+        return self.model(**self.drop_missing_masks(kwargs)).logits
+
+    # ------------------------------------------------------------ attention
+    def attention_view(self, example: Example) -> list[AttentionSegment]:
+        """The label is explained by the attention row of the head's position."""
+        if example.input_ids is None:
+            raise InputError("attention of a model over precomputed vectors is not available; give token ids")
+        ids = example.input_ids.to(self.device).unsqueeze(0)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        for key, value in example.extra.items():
+            kwargs[key] = value.to(self.device).unsqueeze(0)
+        out = self.output_attentions(**self.drop_missing_masks(kwargs))
+        layers = getattr(out, "attentions", None)
+        if not layers:
+            self.no_attention()
+        return [AttentionSegment(0, example.length, head_mean(layers), [self.head_index(example)])]
+
+
+def _split(z: torch.Tensor, parts: Sequence[Part]) -> list[torch.Tensor]:
+    out, start = [], 0
+    for part in parts:
+        out.append(z[start : start + part.n_rows])
+        start += part.n_rows
+    return out

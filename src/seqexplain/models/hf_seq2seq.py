@@ -1,0 +1,218 @@
+"""Adapter for encoder-decoders (Hugging Face convention, seqexplain's native translation transformer).
+
+Input axis: ``S`` source tokens, the decoder start token (position ``S``), then the target tokens; target ``i``
+sits at ``p_i = S + 1 + i`` and is predicted at decoder position ``i``. Target ``i`` sees every source position
+and the decoder positions ``S ≤ j < p_i``. A rationale starts with the predicting decoder token ``p_i − 1``.
+
+Rows of several examples share a forward with sources and decoder inputs right-padded separately (padding is a
+dropped position). Rule 5 of :mod:`seqexplain.models.keep` (no source kept: cross-attention contributes nothing)
+is honoured natively by seqexplain's transformer, and for Hugging Face models by zeroing, for those rows, the input
+of each cross-attention's output projection (``encoder_attn.out_proj`` in BART-family models, ``EncDecAttention.o``
+in T5-family models); a model with neither refuses such rows with a clear error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from seqexplain.errors import InputError, UnsupportedError
+from seqexplain.models import keep as keep_rule
+from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
+from seqexplain.models.hf import HFAdapter, head_mean, input_embeddings, pad_rows, segments_of
+from seqexplain.models.tokenization import offsets_by_decoding, tokenize
+
+CROSS_OUTPUT_PROJECTIONS = ("encoder_attn.out_proj", "EncDecAttention.o")
+"""Module-name suffixes of cross-attention output projections (rule 5 for Hugging Face encoder-decoders)."""
+
+
+class HFSeq2SeqLM(HFAdapter):
+    kind = "seq2seq"
+    mask_names = ("attention_mask", "decoder_attention_mask")
+
+    # --------------------------------------------------------------- encode
+    def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
+        """Tokenise the source ``text`` and the target text (``None``: greedy decoding of up to
+        ``max_new_tokens`` tokens)."""
+        text = self.check_text(text)
+        if isinstance(target, int) and not isinstance(target, bool):
+            raise InputError("a target for a translation model is text, not a label index")
+        tgt = None if target is None else self.tokenize_target(target)
+        limit = self.max_positions()
+        src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit if truncate else None)
+        if not src.ids:
+            raise InputError("the text tokenizes to no tokens")
+        self.check_length(len(src.ids), limit, "source")
+        start = self.special_id("decoder_start_token_id")
+        if start is None:
+            raise UnsupportedError(f"{self.model_id} has no decoder_start_token_id in its config; set it")
+        if tgt is None:
+            n_new = max_new_tokens if limit is None else min(max_new_tokens, limit - 1)
+            new_ids = self._generate(src.ids, start, n_new)
+            target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
+            t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
+        else:
+            self.check_length(len(tgt.ids) + 1, limit, "target")
+            target_text, t_ids, t_tokens, t_off = target, tgt.ids, tgt.tokens, tgt.offsets
+        n_s = len(src.ids)
+        n_l = n_s + 1 + len(t_ids)
+        positions = [n_s + 1 + i for i in range(len(t_ids))]
+        idx = torch.arange(n_l).view(1, -1)
+        vis = (idx < n_s) | (idx < torch.tensor(positions).view(-1, 1))
+        start_tok = self.tokenizer.convert_ids_to_tokens([start])[0]
+        return Example(
+            kind="seq2seq", input_ids=torch.tensor(src.ids + [start] + t_ids, dtype=torch.long),
+            tokens=list(src.tokens) + [start_tok] + list(t_tokens), offsets=list(src.offsets) + [None] + list(t_off),
+            segments=segments_of(src.offsets, "source") + ["special"] + segments_of(t_off, "target"),
+            target_ids=torch.tensor(t_ids, dtype=torch.long), target_tokens=list(t_tokens),
+            target_positions=positions, n_source=n_s, text=text, target_text=target_text, visibility=vis)
+
+    @torch.no_grad()
+    def _generate(self, src_ids: list[int], start: int, max_new_tokens: int) -> list[int]:
+        eos = self.special_id("eos_token_id")
+        x = torch.tensor([src_ids], device=self.device)
+        dec = [start]
+        with eval_mode(self.model):
+            for _ in range(max(1, max_new_tokens)):
+                d = torch.tensor([dec], device=self.device)
+                logits = self.model(input_ids=x, attention_mask=torch.ones_like(x), decoder_input_ids=d).logits
+                nxt = int(logits[0, -1].argmax())
+                if nxt == eos and len(dec) > 1:
+                    break
+                dec.append(nxt)  # an immediate end-of-sequence is itself the prediction to explain
+                if nxt == eos:
+                    break
+        return dec[1:]
+
+    # ---------------------------------------------------------------- embed
+    def embed(self, example: Example) -> torch.Tensor:
+        if example.input_vectors is not None:
+            return example.input_vectors.to(self.device).unsqueeze(0)
+        assert example.input_ids is not None
+        ids = example.input_ids.to(self.device).unsqueeze(0)
+        enc = input_embeddings(self.model.get_encoder(), self.model)
+        dec = input_embeddings(self.model.get_decoder(), self.model)
+        s = example.n_source
+        return torch.cat([enc(ids[:, :s]), dec(ids[:, s:])], dim=1)
+
+    # ------------------------------------------------------------ questions
+    def read_floor(self, example: Example) -> int:
+        return example.n_source
+
+    def rows_example(self, example: Example, max_target: int) -> Example:
+        """The example cut after target ``max_target`` (later decoder positions are never read)."""
+        m = max_target + 1
+        n = example.n_source + 1 + m
+        if m >= example.n_targets:
+            return example
+        return example.replace(
+            input_ids=None if example.input_ids is None else example.input_ids[:n],
+            input_vectors=None if example.input_vectors is None else example.input_vectors[:n],
+            tokens=example.tokens[:n], offsets=example.offsets[:n], segments=example.segments[:n],
+            target_ids=example.target_ids[:m], target_tokens=example.target_tokens[:m],
+            target_positions=list(example.target_positions[:m]),
+            extra={k: v[:n] for k, v in example.extra.items()},
+            visibility=example.visible()[:m, :n],
+            foil_ids=None if example.foil_ids is None else example.foil_ids[:m],
+            foil_tokens=None if example.foil_tokens is None else example.foil_tokens[:m])
+
+    def batch_cost(self, example: Example, rows: Sequence[tuple[int, int]]) -> int:
+        """Rows run on the example cut after their largest target (:meth:`rows_example`)."""
+        return len(rows) * (example.n_source + 1 + max((t for t, _ in rows), default=0))
+
+    # ---------------------------------------------------------------- logits
+    def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
+        src_keep, dec_keep, src_ids, dec_ids, src_emb, dec_emb, reads = [], [], [], [], [], [], []
+        with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
+        n_t = max(1 if p.rows_target is not None else p.example.n_targets for p in parts)
+        for part in parts:
+            ex, keep = part.example, part.keep
+            assert keep is not None
+            s, b, m = ex.n_source, keep.shape[0], ex.n_targets
+            pos = ex.positions_tensor().to(self.device)
+            r = keep_rule.reading_positions(keep, pos, s) - s  # decoder index of each reading position
+            if part.rows_target is not None:
+                r = r.gather(1, part.rows_target.view(-1, 1))
+            reads.append(torch.cat([r, r[:, :1].expand(b, n_t - r.shape[1])], dim=1))
+            src_keep.append(keep[:, :s])
+            dec_keep.append(keep[:, s : s + m])
+            if with_embeds:
+                e = part.embeds if part.embeds is not None else self.embed(ex).expand(b, -1, -1)
+                src_emb.append(e[:, :s])
+                dec_emb.append(e[:, s : s + m])
+            else:
+                assert ex.input_ids is not None, "an example of precomputed vectors comes with embeds"
+                ids = ex.input_ids.to(self.device).view(1, -1).expand(b, -1)
+                src_ids.append(ids[:, :s])
+                dec_ids.append(ids[:, s : s + m])
+        n_s = max(int(k.shape[1]) for k in src_keep)
+        n_d = max(int(k.shape[1]) for k in dec_keep)
+        sk, dk = pad_rows(src_keep, n_s, False), pad_rows(dec_keep, n_d, False)
+        empty = keep_rule.source_empty(sk)
+        kwargs: dict[str, Any] = {"attention_mask": sk.long(),
+                                  "decoder_attention_mask": dk.long()}
+        if with_embeds:
+            kwargs["inputs_embeds"] = pad_rows(src_emb, n_s, 0.0)
+            kwargs["decoder_inputs_embeds"] = pad_rows(dec_emb, n_d, 0.0)
+        else:
+            kwargs["input_ids"] = pad_rows(src_ids, n_s, self.pad_id())
+            kwargs["decoder_input_ids"] = pad_rows(dec_ids, n_d, self.pad_id())
+        with empty_sources(self.model, empty, self.model_id):
+            logits = self.model(**self.drop_missing_masks(kwargs)).logits
+        r = torch.cat(reads)
+        picked = torch.gather(logits, 1, r.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+        out, start = [], 0
+        for part in parts:
+            b = part.n_rows
+            t = 1 if part.rows_target is not None else part.example.n_targets
+            out.append(picked[start : start + b, :t])
+            start += b
+        return out
+
+    # ------------------------------------------------------------ attention
+    def attention_view(self, example: Example) -> list[AttentionSegment]:
+        """Source part: the cross-attention row of decoder position ``i`` (rollout composes it with the encoder's
+        self-attention rollout); decoder part: the decoder self-attention row of position ``i``."""
+        if example.input_ids is None:
+            raise InputError("attention of a model over precomputed vectors is not available; give token ids")
+        s, m = example.n_source, example.n_targets
+        ids = example.input_ids.to(self.device).unsqueeze(0)
+        out = self.output_attentions(input_ids=ids[:, :s], attention_mask=torch.ones_like(ids[:, :s]),
+                                     decoder_input_ids=ids[:, s : s + m],
+                                     decoder_attention_mask=torch.ones_like(ids[:, s : s + m]))
+        enc, dec, cross = (getattr(out, n, None) for n in ("encoder_attentions", "decoder_attentions",
+                                                             "cross_attentions"))
+        if not enc or not dec or not cross:
+            self.no_attention()
+        rows = list(range(m))
+        return [AttentionSegment(0, s, head_mean(cross), rows, key_rollout=head_mean(enc)),
+                AttentionSegment(s, s + m, head_mean(dec), rows)]
+
+
+@contextlib.contextmanager
+def empty_sources(model: torch.nn.Module, empty: torch.Tensor, name: str = "") -> Iterator[None]:
+    """Rule 5 of :mod:`seqexplain.models.keep` for the rows ``empty[B]`` that keep no source position: zero the
+    input of every cross-attention output projection on those rows (module docstring)."""
+    if not bool(empty.any()) or getattr(model, "seqexplain_kind", None) == "seq2seq":
+        yield  # nothing to do, or a native model that honours the rule itself
+        return
+    found = [m for n, m in model.named_modules() if n.endswith(CROSS_OUTPUT_PROJECTIONS)]
+    if not found:
+        raise UnsupportedError(
+            f"{name or type(model).__name__}: a row keeps no source position, and seqexplain does not know where "
+            f"this architecture's cross-attention is ({type(model).__name__}), so it cannot give the decoder an "
+            "empty source; keep at least one source position")
+
+    def zero_rows(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        x = args[0]
+        return (torch.where(empty.view(-1, *([1] * (x.dim() - 1))), torch.zeros_like(x), x), *args[1:])
+
+    handles = [m.register_forward_pre_hook(zero_rows) for m in found]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
