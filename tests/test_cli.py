@@ -232,7 +232,7 @@ def test_unwritable_output(runner, gpt2_dir, tmp_path):
 def custom_model(monkeypatch, bpe):
     """Make ``--model custom`` / ``--model custom-nan`` load the hand-written modules above."""
 
-    def fake_load(spec, kind=None, status=None):
+    def fake_load(spec, kind=None, status=None, device=None):
         return seqexplain.load_model(NoAttentionLM(len(bpe), nan_when_dropped=spec.endswith("nan")), bpe)
 
     monkeypatch.setattr(cli, "load_cli_model", fake_load)

@@ -84,6 +84,13 @@ class Kind(str, Enum):
     classifier = "classifier"
 
 
+class ObjectiveName(str, Enum):
+    logprob = "logprob"
+    prob = "prob"
+    logit = "logit"
+    contrast = "contrast"
+
+
 class Aggregate(str, Enum):
     sum = "sum"
     mean = "mean"
@@ -128,17 +135,19 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def load_cli_model(spec: str, kind: str | None = None, status: Any = None) -> Any:
+def load_cli_model(spec: str, kind: str | None = None, status: Any = None, device: str | None = None) -> Any:
     """``smollm2`` (the embedded default), a model directory or a ``.gguf`` file → a wrapped model."""
+    from seqexplain.models.loading import check_device, load_model
+
+    if device is not None:
+        check_device(device)  # before any loading work
     if spec.strip().lower() == DEFAULT_MODEL:
         from seqexplain.models.smollm2 import smollm2
 
         if kind not in (None, "causal"):
             raise InputError(f"{DEFAULT_MODEL} is a causal LM; drop --kind or use --kind causal")
-        return smollm2(status=status)
-    from seqexplain.models.loading import load_model
-
-    return load_model(spec, kind=kind)  # type: ignore[arg-type]
+        return smollm2(status=status, device=device)
+    return load_model(spec, kind=kind, device=device)  # type: ignore[arg-type]
 
 
 def _write(what: str, path: Path, writer: Any) -> None:
@@ -190,6 +199,12 @@ def explain(
     kind: Annotated[Kind | None, typer.Option(help="Model kind; detected from the model by default.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with status 2 on NaN/infinite scores.")] = False,
     normalize: Annotated[Normalize, typer.Option(help="Display normalisation.")] = Normalize.row_max_abs,
+    objective: Annotated[ObjectiveName, typer.Option(help="What is explained: log p(target), p(target), its "
+                                                     "logit, or log p(target) − log p(foil).")
+                         ] = ObjectiveName.logprob,
+    foil: Annotated[str | None, typer.Option(help="With --objective contrast: the foil text (one token per "
+                                             "target) or label.")] = None,
+    device: Annotated[str | None, typer.Option(help="Device to run on: cpu, cuda, cuda:N.")] = None,
 ) -> None:
     """Explain a model's prediction of TARGET from TEXT with one method; print a heatmap, write files."""
     from seqexplain.explain import explain as run_explain
@@ -200,12 +215,12 @@ def explain(
     get_method(method).check_options(options)  # fail fast, before loading a model
     err = _stderr()
     with err.status(f"loading model {model}") as status:
-        wrapped = load_cli_model(model, kind.value if kind else None, status=status.update)
+        wrapped = load_cli_model(model, kind.value if kind else None, status=status.update, device=device)
         status.update(f"explaining with {method}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
             attr = run_explain(wrapped, text, target, method, max_new_tokens=max_new_tokens, truncate=truncate,
-                               strict=strict, **options)
+                               strict=strict, objective=objective.value, foil=foil, **options)
     for w in caught:
         if issubclass(w.category, RuntimeWarning) and "non-finite" not in str(w.message):
             print_warning(str(w.message))

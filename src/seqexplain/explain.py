@@ -163,8 +163,14 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
     total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
     bar = tqdm(total=total, desc=f"explain_many {method}", unit="item", disable=not progress)
     buffer: list[Example] = []
+    form: str | None = None
     try:
-        for item in items:
+        for n, item in enumerate(items):
+            got = _item_form(item)
+            if form is not None and got != form:
+                raise InputError(f"explain_many item {n} is a {got} but the earlier items are {form}s; give items "
+                                 "of one kind (all texts, all (text, target) pairs, or all mappings)")
+            form = got
             buffer.append(_encode_many_item(wrapped, item, objective))
             if len(buffer) >= pack:
                 yield from _explain_pack(wrapped, buffer, method, options, strict)
@@ -175,6 +181,16 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
             bar.update(len(buffer))
     finally:
         bar.close()
+
+
+def _item_form(item: Any) -> str:
+    if isinstance(item, str):
+        return "text"
+    if isinstance(item, Mapping):
+        return "mapping"
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return "(text, target) pair"
+    raise InputError(f"an explain_many item is a text, a (text, target) pair or a mapping, not {type(item).__name__}")
 
 
 def _encode_many_item(wrapped: SequenceModel, item: Any, objective: str) -> Example:

@@ -216,6 +216,10 @@ class SequenceModel(ABC):
         list of one token or id per target)."""
         raise UnsupportedError(f"{self.model_id}: this adapter does not take foils")
 
+    def input_width(self) -> int | None:
+        """Width ``D`` of the input vectors the model takes (None: not checked)."""
+        return None
+
     def can_pad(self) -> bool:
         """Whether examples of different lengths can share a forward (padding is a dropped position)."""
         return True
@@ -257,6 +261,11 @@ class SequenceModel(ABC):
         example and ``embeds``."""
         ex = part.example
         n_l = ex.length
+        if ex.input_vectors is not None:
+            width = self.input_width()
+            if ex.input_vectors.dim() != 2 or (width is not None and int(ex.input_vectors.shape[1]) != width):
+                raise InputError(f"precomputed input vectors have shape {tuple(ex.input_vectors.shape)} but the model "
+                                 f"takes [positions, {width}]; give one vector of width {width} per position")
         keep = part.keep
         if keep is None:
             b = 1 if part.embeds is None else int(part.embeds.shape[0])

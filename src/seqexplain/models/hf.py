@@ -205,6 +205,10 @@ class HFAdapter(SequenceModel):
             return torch.tensor(ids, dtype=torch.long), [self.target_name(example, i) for i in ids]
         raise InputError("the foil must be a text or a list with one token per target")
 
+    def input_width(self) -> int | None:
+        layer = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
+        return int(layer.embedding_dim) if isinstance(layer, torch.nn.Embedding) else None
+
     def vocab_size(self) -> int:
         out = self.model.get_output_embeddings() if hasattr(self.model, "get_output_embeddings") else None
         if isinstance(out, torch.nn.Linear):

@@ -5,11 +5,12 @@ reads the first token (BERT-style poolers, ``head_position="first"``) or the las
 ``"last"``). A rationale starts with the special tokens (``[CLS]``/``[SEP]``), or the head's position when there
 are none. Attention: the row of the head's position.
 
-Keep-masks. ``"first"``: dropped positions are masked out of attention; a row with nothing kept keeps the head's
-position (rule 4 of :mod:`seqexplain.models.keep`). ``"last"``: the head reads the last *kept* token — each row's
-kept tokens are packed to the left with their original position ids and padded with the pad token, so dropping
-the last token moves the head to the one before (drop j = delete token j). Rows of several examples share a
-forward padded the same way.
+Keep-masks: drop j = delete token j. Each row's kept tokens are packed to the left with their original position
+ids and right-padded (pad token, attention mask 0), so the head reads the first / last *kept* token: dropping
+``[CLS]`` or the last token moves the head to the next kept one, as deleting it would. A row with nothing kept keeps
+the head's position (rule 4 of :mod:`seqexplain.models.keep`). Rows of several examples share a forward padded the
+same way (a decoder-style head finds the last token through the pad id: without one, rows of different lengths
+run one at a time).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from seqexplain.errors import InputError
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
-from seqexplain.models.hf import HFAdapter, accepts, head_mean, pad_rows, segments_of
+from seqexplain.models.hf import HFAdapter, accepts, head_mean, segments_of
 from seqexplain.models.tokenization import tokenize
 
 
@@ -118,77 +119,58 @@ class HFClassifier(HFAdapter):
 
     # ---------------------------------------------------------------- logits
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
-        if self.head_position == "last":
-            return self._logits_last(parts)
-        keeps, ids, embeds, extras = [], [], [], []
-        with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
-        for part in parts:
-            keep = part.keep
-            assert keep is not None
-            nothing = ~keep.any(1, keepdim=True)
-            head = torch.zeros_like(keep)
-            head[:, self.head_index(part.example)] = True
-            keeps.append(torch.where(nothing, head, keep))  # rule 4: nothing kept -> the head's position
-            b = keep.shape[0]
-            if with_embeds:
-                embeds.append(part.embeds if part.embeds is not None else self.embed(part.example).expand(b, -1, -1))
-            else:
-                assert part.example.input_ids is not None
-                ids.append(part.example.input_ids.to(self.device).view(1, -1).expand(b, -1))
-            extras.append({k: v.to(self.device).view(1, -1).expand(b, -1) for k, v in part.example.extra.items()})
-        n_l = max(int(k.shape[1]) for k in keeps)
-        kwargs: dict[str, Any] = {"attention_mask": pad_rows(keeps, n_l, False).long()}
-        if with_embeds:
-            kwargs["inputs_embeds"] = pad_rows(embeds, n_l, 0.0)
-        else:
-            kwargs["input_ids"] = pad_rows(ids, n_l, self.pad_id())
-        for key in extras[0]:
-            kwargs[key] = pad_rows([e[key] for e in extras], n_l, 0)
-        logits = self.model(**self.drop_missing_masks(kwargs)).logits
-        return _split(logits.unsqueeze(1), parts)
-
-    def _logits_last(self, parts: Sequence[Part]) -> list[torch.Tensor]:
-        """Decoder-style heads: each row's kept tokens packed left with their position ids (module docstring)."""
-        rows_x, rows_pos, counts = [], [], []
+        """Each row's kept tokens packed to the left with their original position ids (module docstring)."""
+        rows_x, rows_pos, rows_extra, counts = [], [], [], []
         with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
         for part in parts:
             keep = part.keep
             assert keep is not None
             ex = part.example
-            x = (part.embeds if part.embeds is not None else self.embed(ex).expand(keep.shape[0], -1, -1)) \
-                if with_embeds else ex.input_ids.to(self.device).view(1, -1).expand(keep.shape[0], -1)  # type: ignore
-            for b in range(keep.shape[0]):
-                kept = torch.nonzero(keep[b]).flatten()
-                if kept.numel() == 0:
+            b = keep.shape[0]
+            if with_embeds:
+                x = part.embeds if part.embeds is not None else self.embed(ex).expand(b, -1, -1)
+            else:
+                assert ex.input_ids is not None
+                x = ex.input_ids.to(self.device).view(1, -1).expand(b, -1)
+            for r in range(b):
+                kept = torch.nonzero(keep[r]).flatten()
+                if kept.numel() == 0:  # rule 4: nothing kept -> the head's position
                     kept = torch.tensor([self.head_index(ex)], device=self.device)
-                rows_x.append(x[b, kept])
+                rows_x.append(x[r, kept])
                 rows_pos.append(kept)
+                rows_extra.append({k: v.to(self.device)[kept] for k, v in ex.extra.items()})
                 counts.append(int(kept.numel()))
-        n_max = max(counts)
-        same = len(set(counts)) == 1
-        if not same and (with_embeds or self.special_id("pad_token_id") is None):
+        if len(set(counts)) > 1 and self.head_position == "last" and (
+                with_embeds or self.special_id("pad_token_id") is None):
             # the head finds the last token through pad ids: rows of other lengths run one at a time
-            outs = [self._run_last([x], [p], with_embeds) for x, p in zip(rows_x, rows_pos, strict=True)]
+            outs = [self._run([x], [p], [e], with_embeds) for x, p, e in zip(rows_x, rows_pos, rows_extra,
+                                                                              strict=True)]
             return _split(torch.cat(outs).unsqueeze(1), parts)
-        return _split(self._run_last(rows_x, rows_pos, with_embeds, n_max).unsqueeze(1), parts)
+        return _split(self._run(rows_x, rows_pos, rows_extra, with_embeds).unsqueeze(1), parts)
 
-    def _run_last(self, rows_x: list[torch.Tensor], rows_pos: list[torch.Tensor], with_embeds: bool,
-                  n_max: int | None = None) -> torch.Tensor:
-        n = n_max or max(int(p.numel()) for p in rows_pos)
+    def _run(self, rows_x: list[torch.Tensor], rows_pos: list[torch.Tensor], rows_extra: list[dict[str, torch.Tensor]],
+             with_embeds: bool) -> torch.Tensor:
+        """One forward of packed rows, right-padded (pad id, attention mask 0, the last position id repeated)."""
+        n = max(int(p.numel()) for p in rows_pos)
         pad = self.pad_id()
         xs, ps, ms = [], [], []
-        for x, p in zip(rows_x, rows_pos, strict=True):
-            extra = n - int(p.numel())
-            ms.append(torch.cat([torch.ones_like(p), torch.zeros(extra, dtype=p.dtype, device=p.device)]))
-            ps.append(torch.cat([p, p[-1:].expand(extra)]))
+        extra: dict[str, list[torch.Tensor]] = {k: [] for k in rows_extra[0]}
+        for x, p, e in zip(rows_x, rows_pos, rows_extra, strict=True):
+            more = n - int(p.numel())
+            ms.append(torch.cat([torch.ones_like(p), torch.zeros(more, dtype=p.dtype, device=p.device)]))
+            ps.append(torch.cat([p, p[-1:].expand(more)]))
             if with_embeds:
-                xs.append(torch.cat([x, x.new_zeros(extra, *x.shape[1:])]))
+                xs.append(torch.cat([x, x.new_zeros(more, *x.shape[1:])]))
             else:
-                xs.append(torch.cat([x, torch.full((extra,), pad, dtype=x.dtype, device=x.device)]))
+                xs.append(torch.cat([x, torch.full((more,), pad, dtype=x.dtype, device=x.device)]))
+            for k, v in e.items():
+                extra[k].append(torch.cat([v, v.new_zeros(more)]))
         kwargs: dict[str, Any] = {"attention_mask": torch.stack(ms).long()}
         kwargs["inputs_embeds" if with_embeds else "input_ids"] = torch.stack(xs)
         if self._position_ids:
             kwargs["position_ids"] = torch.stack(ps)
+        for k, v in extra.items():
+            kwargs[k] = torch.stack(v)
         return self.model(**self.drop_missing_masks(kwargs)).logits
 
     # ------------------------------------------------------------ attention

@@ -75,7 +75,7 @@ def load_model(
     else:
         raise InputError(f"load_model takes a module, a wrapper or a path, not {type(model_or_path).__name__}")
     if device is not None:
-        model = model.to(device)
+        model = model.to(check_device(device))
     model.eval()
     return HFModel(model, tokenizer, found, model_id=model_id)
 
@@ -168,3 +168,17 @@ def _load_gguf(path: Path, tokenizer: Any, kind: ModelKind | None,
     except Exception as exc:
         raise ModelLoadError(f"cannot load the GGUF file {path} (corrupt or unsupported?): {exc}") from exc
     return model, tokenizer, found
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device, or :class:`InputError` when it names one this machine does not have."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise InputError(f"{device!r} is not a device; use cpu, cuda or cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} was asked for but CUDA is not available on this machine (torch "
+                         f"{torch.__version__}); use device='cpu' or install a CUDA build of torch")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"device {device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+    return dev

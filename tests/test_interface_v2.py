@@ -1,0 +1,184 @@
+"""Interface v2: what is explained (objectives, against captum on the raw model and brute-force loops), batches of
+examples (explain_many equals one-at-a-time calls), precomputed input vectors, named groups, and their bad inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import IntegratedGradients, Saliency
+from typer.testing import CliRunner
+
+import seqexplain as se
+from seqexplain.errors import InputError
+
+
+def _raw_causal_objective(model, ex, objective: str, foil_ids=None):
+    """f(e)[i] computed on the raw Hugging Face forward (not the adapter's score)."""
+    pos = torch.tensor(ex.target_positions)
+
+    def f(e: torch.Tensor) -> torch.Tensor:
+        z = model(inputs_embeds=e, attention_mask=torch.ones(e.shape[:2], dtype=torch.long)).logits[:, pos - 1]
+        tgt = ex.target_ids.view(1, -1, 1).expand(e.shape[0], -1, 1)
+        if objective == "logit":
+            return z.gather(2, tgt).squeeze(-1)
+        logp = torch.log_softmax(z, -1)
+        out = logp.gather(2, tgt).squeeze(-1)
+        if objective == "prob":
+            return out.exp()
+        if objective == "contrast":
+            return out - logp.gather(2, foil_ids.view(1, -1, 1).expand(e.shape[0], -1, 1)).squeeze(-1)
+        return out
+
+    return f
+
+
+@pytest.mark.parametrize("objective", ["prob", "logit", "contrast"])
+def test_gradient_objectives_equal_captum_on_raw_forward(gpt2, objective):
+    model, tok = gpt2
+    w = se.load_model(model, tok)
+    foil = " dog" if objective == "contrast" else None
+    attr = se.explain(w, "The cat sat on the", " mat", "gradient_norm", objective=objective, foil=foil)
+    ex = w.with_objective(w.encode("The cat sat on the", " mat"), objective, foil)
+    f = _raw_causal_objective(model, ex, objective, ex.foil_ids)
+    e = model.get_input_embeddings()(ex.input_ids[None]).detach()
+    for i in range(ex.n_targets):
+        g = Saliency(lambda x, i=i: f(x)[:, i]).attribute(e, abs=False)[0].norm(dim=-1)
+        vis = ex.visible()[i].numpy()
+        np.testing.assert_allclose(attr.scores[i, vis], g.numpy()[vis], rtol=1e-4, atol=1e-7)
+    if objective == "contrast":
+        assert attr.meta["foil_tokens"] == ex.foil_tokens
+
+
+def test_integrated_gradients_logit_equals_captum(gpt2):
+    model, tok = gpt2
+    w = se.load_model(model, tok)
+    attr = se.explain(w, "The quick brown fox", " jumps", "integrated_gradients", objective="logit", steps=16)
+    ex = w.with_objective(w.encode("The quick brown fox", " jumps"), "logit")
+    f = _raw_causal_objective(model, ex, "logit")
+    e = model.get_input_embeddings()(ex.input_ids[None]).detach()
+    for i in range(ex.n_targets):
+        ig = IntegratedGradients(lambda x, i=i: f(x)[:, i])
+        ref = ig.attribute(e, baselines=torch.zeros_like(e), n_steps=16, method="gausslegendre")[0].sum(-1)
+        vis = ex.visible()[i].numpy()
+        np.testing.assert_allclose(attr.scores[i, vis], ref.detach().numpy()[vis], rtol=1e-4, atol=1e-6)
+
+
+def test_occlusion_contrast_equals_brute_force(bert):
+    model, tok = bert
+    w = se.load_model(model, tok)
+    attr = se.explain(w, "the cat sat on the mat", "positive", "occlusion", objective="contrast", foil="negative")
+
+    def contrast(pos: list[int]) -> float:
+        p = torch.tensor(pos)
+        with torch.no_grad():
+            z = model(input_ids=attr_ids[p][None], position_ids=p[None],
+                      attention_mask=torch.ones(1, len(pos), dtype=torch.long)).logits[0]
+        logp = torch.log_softmax(z, -1)
+        return float(logp[2] - logp[0])
+
+    attr_ids = w.encode("the cat sat on the mat", "positive").input_ids
+    n = len(attr_ids)
+    full = contrast(list(range(n)))
+    expected = [full - contrast([k for k in range(n) if k != j]) for j in range(n)]
+    np.testing.assert_allclose(attr.scores[0], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_objectives_and_foils(gpt2, bert):
+    w = se.load_model(*gpt2)
+    with pytest.raises(InputError, match="tokenizes to no tokens"):
+        se.explain(w, "The cat sat", " on", "gradient_norm", objective="contrast", foil="")
+    with pytest.raises(InputError, match="one foil token per target"):
+        se.explain(w, "The cat sat", " on", "gradient_norm", objective="contrast", foil=" on the mat today")
+    with pytest.raises(InputError, match="needs a foil"):
+        se.explain(w, "The cat sat", " on", "gradient_norm", objective="contrast")
+    with pytest.raises(InputError, match="unknown objective"):
+        se.explain(w, "The cat sat", " on", "gradient_norm", objective="odds")
+    with pytest.raises(InputError, match="unknown label"):
+        se.explain(se.load_model(*bert), "a cat", "positive", "occlusion", objective="contrast", foil="maybe")
+
+
+@pytest.mark.parametrize("name,method,options", [
+    ("gpt2", "gradient_norm", {}), ("gpt2", "integrated_gradients", {"steps": 8}), ("gpt2", "occlusion", {}),
+    ("bert", "grad_x_input", {}), ("bert", "integrated_gradients", {"steps": 8}), ("bert", "occlusion", {}),
+    ("gpt2_classifier", "gradient_norm", {}), ("gpt2_classifier", "occlusion", {}),
+    ("bart", "gradient_norm", {}), ("bart", "occlusion", {}), ("t5", "integrated_gradients", {"steps": 4}),
+    ("gpt2", "attention_last", {}), ("gpt2", "greedy", {"max_size": 3}),
+])
+def test_explain_many_equals_one_at_a_time(request, name, method, options):
+    model, tok = request.getfixturevalue(name)
+    w = se.load_model(model, tok)
+    if w.kind == "classifier":
+        items = [("the cat sat on the mat", 1), ("a dog", 0), ("paris is the capital of france and berlin", 2 % 2)]
+    else:
+        items = [("The cat sat on the", " mat"), ("Paris is", " the capital of"), ("A", " dog sat")]
+    if "token_budget" in se.get_method(method).defaults():
+        options = {**options, "token_budget": 64}  # small: packs are cut into several forwards
+    many = list(se.explain_many(w, items, method, progress=False, **options))
+    assert len(many) == len(items)
+    for (text, target), got in zip(items, many, strict=True):
+        one = se.explain(w, text, target, method, **options)
+        assert got.tokens == one.tokens and got.target_tokens == one.target_tokens
+        np.testing.assert_allclose(got.scores, one.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_explain_many_packs_examples_into_shared_forwards(bert, monkeypatch):
+    model, tok = bert
+    w = se.load_model(model, tok)
+    calls: list[int] = []
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        x = kwargs.get("input_ids", kwargs.get("inputs_embeds"))
+        calls.append(int(x.shape[0]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    items = [(f"the cat number {i} sat", 1) for i in range(10)]
+    list(se.explain_many(w, items, "gradient_norm", progress=False))
+    assert max(calls) == 10  # the ten examples share one forward
+
+
+def test_explain_many_bad_items(gpt2):
+    w = se.load_model(*gpt2)
+    with pytest.raises(InputError, match="items of one kind"):
+        list(se.explain_many(w, ["The cat", ("The dog", " sat")], "gradient_norm", progress=False))
+    with pytest.raises(InputError, match="not int"):
+        list(se.explain_many(w, [3], "gradient_norm", progress=False))
+
+
+def test_precomputed_vectors_equal_token_ids_and_wrong_width_is_an_error(bert):
+    model, tok = bert
+    w = se.load_model(model, tok)
+    ex = w.encode("the cat sat on the mat", 2)
+    vec = ex.replace(input_ids=None, input_vectors=w.embed(ex)[0].detach())
+    a = se.explain_example(w, ex, "gradient_norm")
+    b = se.explain_example(w, vec, "gradient_norm")
+    np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-7)
+    bad = ex.replace(input_ids=None, input_vectors=torch.zeros(ex.length, 7))
+    with pytest.raises(InputError, match="width 32"):
+        se.explain_example(w, bad, "gradient_norm")
+
+
+def test_groups_are_checked_and_carried(gpt2):
+    from seqexplain.explain import encode_item
+
+    w = se.load_model(*gpt2)
+    ex = encode_item(w, "The cat sat on the", " mat", groups={"spans": [[0, 1], [2]]})
+    assert ex.groups["spans"] == [[0, 1], [2]]
+    with pytest.raises(InputError, match="overlap at position 1"):
+        encode_item(w, "The cat sat on the", " mat", groups={"spans": [[0, 1], [1, 2]]})
+    with pytest.raises(InputError, match="outside the input"):
+        encode_item(w, "The cat sat on the", " mat", groups={"spans": [[0, 99]]})
+    with pytest.raises(InputError, match="empty"):
+        encode_item(w, "The cat sat on the", " mat", groups={"spans": [[]]})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_request_without_cuda(gpt2, tmp_path):
+    with pytest.raises(InputError, match="CUDA is not available"):
+        se.load_model(gpt2[0], gpt2[1], device="cuda")
+    from seqexplain.cli import app
+
+    out = CliRunner().invoke(app, ["explain", "--text", "x", "--model", str(tmp_path), "--device", "cuda"])
+    assert out.exit_code == 2 and "CUDA is not available" in out.output and "Traceback" not in out.output

@@ -1,0 +1,165 @@
+"""The keep-mask rule (seqexplain.models.keep) honoured by the Hugging Face adapters on GPT-2, Llama, BART, T5 and
+BERT, against oracles built by hand: deleting tokens (with their original position ids), hand-built 4-D masks, and
+models whose cross-attention values are zeroed."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import seqexplain as se
+
+
+def _causal_deleted(model, ids: torch.Tensor, kept: list[int], read: int, target: int) -> float:
+    """log p(target) read at position ``read`` after deleting every position not in ``kept`` (ids kept)."""
+    pos = torch.tensor(sorted(set(kept)))
+    with torch.no_grad():
+        logits = model(input_ids=ids[pos][None], position_ids=pos[None],
+                       attention_mask=torch.ones(1, len(pos), dtype=torch.long)).logits[0]
+    return float(torch.log_softmax(logits[int((pos == read).nonzero())], -1)[target])
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_causal_rows_equal_deleting_tokens(request, name):
+    model, tok = request.getfixturevalue(name)
+    w = se.load_model(model, tok)
+    ex = w.encode("The cat sat on the mat.", " The dog")
+    g = torch.Generator().manual_seed(0)
+    keeps = torch.rand(8, ex.length, generator=g) > 0.5
+    keeps[0, : ex.target_positions[0]] = False  # nothing kept before the first target (rule 4)
+    keeps[1] = False  # nothing kept at all: every target falls back, rows are split per target
+    with torch.no_grad():
+        got = w.score(ex, keeps)
+    for b in range(keeps.shape[0]):
+        for i, (p, t) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
+            before = [j for j in range(p) if keeps[b, j]]
+            read = before[-1] if before else p - 1
+            kept = before if before else [p - 1]  # rule 4: nothing kept = only the predicting token kept
+            expected = _causal_deleted(model, ex.input_ids, kept, read, t)
+            np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
+
+
+def test_nothing_kept_equals_only_the_predicting_token_on_gpt2(gpt2):
+    """The case the old fallback got wrong: with nothing kept, GPT-2 attended over masked positions."""
+    model, tok = gpt2
+    w = se.load_model(model, tok)
+    ex = w.encode("Paris is the capital of", " France")
+    p = ex.target_positions[0]
+    nothing = torch.zeros(1, ex.length, dtype=torch.bool)
+    only = nothing.clone()
+    only[0, p - 1] = True
+    with torch.no_grad():
+        a, b = w.score(ex, nothing), w.score(ex, only)
+    assert float(a[0, 0]) == pytest.approx(float(b[0, 0]), abs=1e-6)
+    assert float(a[0, 0]) == pytest.approx(_causal_deleted(model, ex.input_ids, [p - 1], p - 1, int(ex.target_ids[0])),
+                                     abs=1e-5)
+
+
+def test_split_rows_keep_fallback_private_to_its_target(gpt2):
+    """Target 0 falls back to p0 − 1; target 1 reads target 0's token and must not see the fallback position."""
+    model, tok = gpt2
+    w = se.load_model(model, tok)
+    ex = w.encode("Paris", " is the")
+    assert ex.target_positions[0] == ex.n_source
+    keep = torch.ones(1, ex.length, dtype=torch.bool)
+    keep[0, : ex.n_source] = False
+    with torch.no_grad():
+        got = w.score(ex, keep)[0]
+    p0, p1 = ex.target_positions[:2]
+    t0, t1 = ex.target_ids.tolist()[:2]
+    assert float(got[0]) == pytest.approx(_causal_deleted(model, ex.input_ids, [p0 - 1], p0 - 1, t0), abs=1e-5)
+    assert float(got[1]) == pytest.approx(_causal_deleted(model, ex.input_ids, [p1 - 1], p1 - 1, t1), abs=1e-5)
+
+
+def test_bert_rows_equal_deleting_tokens_and_nothing_kept_reads_cls(bert):
+    model, tok = bert
+    w = se.load_model(model, tok)
+    ex = w.encode("the cat sat on the mat", "positive")
+    g = torch.Generator().manual_seed(1)
+    keeps = torch.rand(5, ex.length, generator=g) > 0.4
+    keeps[:, 0] = True  # the head reads [CLS]
+    keeps[4] = False  # nothing kept: only [CLS] (rule 4)
+    with torch.no_grad():
+        got = w.score(ex, keeps)[:, 0]
+        for b in range(keeps.shape[0]):
+            pos = torch.nonzero(keeps[b]).flatten() if keeps[b].any() else torch.tensor([0])
+            # an explicit attention mask: without one, transformers reads non-contiguous position ids as packed
+            # sequences and attends within each run only
+            logits = model(input_ids=ex.input_ids[pos][None], position_ids=pos[None],
+                           attention_mask=torch.ones(1, len(pos), dtype=torch.long)).logits[0]
+            expected = float(torch.log_softmax(logits, -1)[ex.target_ids[0]])
+            assert float(got[b]) == pytest.approx(expected, abs=1e-5), b
+
+
+def test_decoder_classifier_reads_last_kept_token(gpt2_classifier):
+    """A decoder-style head reads the last token: dropping it moves the head to the last kept token."""
+    model, tok = gpt2_classifier
+    w = se.load_model(model, tok)
+    ex = w.encode("The cat sat on the mat.", 1)
+    keep = torch.ones(2, ex.length, dtype=torch.bool)
+    keep[0, -1] = False
+    keep[1, [1, 2]] = False
+    with torch.no_grad():
+        got = w.score(ex, keep)[:, 0]
+        for b in range(2):
+            pos = torch.nonzero(keep[b]).flatten()
+            # an explicit attention mask: without one, transformers reads non-contiguous position ids as packed
+            # sequences and attends within each run only
+            logits = model(input_ids=ex.input_ids[pos][None], position_ids=pos[None],
+                           attention_mask=torch.ones(1, len(pos), dtype=torch.long)).logits[0]
+            assert float(got[b]) == pytest.approx(float(torch.log_softmax(logits, -1)[1]), abs=1e-5)
+
+
+def _seq2seq_masked(model, ex, keep_row: torch.Tensor) -> torch.Tensor:
+    """Per target, log p(target) with hand-built 4-D masks (rule 2), reading at rule 3's position; rows without a
+    kept source use a copy of the model whose cross-attention values are zero (rule 5)."""
+    s, n_t = ex.n_source, ex.n_targets
+    ks, kt = keep_row[:s].tolist(), keep_row[s : s + n_t].tolist()
+    enc = torch.tensor([[bool(ks[k] or k == q) for k in range(s)] for q in range(s)])[None, None]
+    dec = torch.tensor([[bool(k <= q and (kt[k] or k == q)) for k in range(n_t)] for q in range(n_t)])[None, None]
+    neg = torch.finfo(torch.float32).min
+    add = [torch.zeros(m.shape).masked_fill(~m, neg) for m in (enc, dec)]
+    runner = model
+    cross = torch.tensor([[bool(ks[k]) for k in range(s)] for _ in range(n_t)])[None, None]
+    if not any(ks):
+        runner = copy.deepcopy(model)
+        for name, mod in runner.named_modules():
+            if name.endswith(("encoder_attn.v_proj", "EncDecAttention.v")):
+                mod.weight.data.zero_()
+                if mod.bias is not None:
+                    mod.bias.data.zero_()
+        cross = torch.ones_like(cross)
+    add_cross = torch.zeros(cross.shape).masked_fill(~cross, neg)
+    ids = ex.input_ids
+    with torch.no_grad():
+        enc_out = runner.get_encoder()(input_ids=ids[None, :s], attention_mask=add[0])
+        logits = runner(encoder_outputs=enc_out, attention_mask=add_cross, decoder_input_ids=ids[None, s : s + n_t],
+                        decoder_attention_mask=add[1]).logits[0]
+    out = []
+    for i in range(n_t):
+        p = s + 1 + i
+        r = next((j for j in range(p - 1, s - 1, -1) if keep_row[j]), p - 1)
+        out.append(torch.log_softmax(logits[r - s], -1)[ex.target_ids[i]])
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("name", ["bart", "t5"])
+def test_seq2seq_rows_follow_the_rule(request, name):
+    model, tok = request.getfixturevalue(name)
+    w = se.load_model(model, tok)
+    ex = w.encode("The quick brown fox jumps.", "The dog sat")
+    s = ex.n_source
+    g = torch.Generator().manual_seed(2)
+    keeps = torch.rand(6, ex.length, generator=g) > 0.5
+    keeps[0, :s] = False  # no source kept: cross-attention contributes nothing (rule 5)
+    keeps[1, s:] = False  # nothing on the decoder side: each target reads p_i − 1 seeing only itself
+    keeps[2] = False
+    with torch.no_grad():
+        got = w.score(ex, keeps)
+    for b in range(keeps.shape[0]):
+        row = keeps[b].clone()
+        np.testing.assert_allclose(got[b].numpy(), _seq2seq_masked(model, ex, row).numpy(), rtol=1e-4, atol=1e-5,
+                                   err_msg=f"row {b}")
