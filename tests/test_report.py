@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from seqexplain.attribution import Attribution
+from seqexplain.attribution import Attribution, Rationale
 from seqexplain.errors import InputError
 from seqexplain.report import (
     attribution_markdown,
@@ -50,7 +50,8 @@ def causal_attr() -> Attribution:
         model_id='tiny"gpt<2>',
         model_kind="causal",
         target_logprobs=[-1.5, -2.25, -0.5],
-        rationales=[[1, 0], [2, 0, 3], [3, 5]],
+        rationale=Rationale(positions=[[1, 0], [2, 0, 3], [3, 5]], reached=[True, True, False],
+                            bound_hit=[False, False, True]),
     )
 
 
@@ -114,7 +115,8 @@ def test_console_shows_tokens_warning_rationale() -> None:
     assert "The!" in text  # the non-finite cell carries a marker, not a colour
     assert "[cat]" in text and "[thé]" in text  # target positions marked
     assert "-2.250" in text
-    assert "rationale: 3:<script>alert(1)</script> → 5:thé" in text
+    assert "rationale (reached): 1:The → 0:<s>" in text
+    assert "rationale (not reached · bound hit): 3:<script>alert(1)</script> → 5:thé" in text
     assert "target position" in text and "not visible" in text
 
 
@@ -122,7 +124,8 @@ def test_console_no_warning_when_finite_and_classifier() -> None:
     text = _console_text(classifier_attr())
     assert "WARNING" not in text
     assert "POSITIVE" in text and "great" in text
-    assert "log p" not in text
+    header = next(line for line in text.splitlines() if "input tokens" in line)
+    assert "log p" not in header  # no log-probability column without target_logprobs
 
 
 def test_console_colours_cells_by_sign() -> None:
@@ -236,7 +239,8 @@ def test_html_hover_values_and_markers() -> None:
     assert 'class="tok sc rat"' in page
     assert 'href="#attr-0"' in page and 'href="#attr-1"' in page  # table of contents
     assert "log p = -2.2500" in page
-    assert "rationale, in order" in page
+    assert 'rationale (<span class="rstat">reached</span>), in order' in page
+    assert '<span class="rstat fail">not reached · bound hit</span>' in page
     assert page.count('class="row"') == 4
 
 
@@ -277,7 +281,7 @@ def test_attribution_markdown_exact() -> None:
         scores=np.array([[0.5, NAN, NAN], [0.25, -1.0, NAN]]),
         target_tokens=["Ġ*b*", "c"],
         target_positions=[1, 2],
-        rationales=[[0], [1, 0]],
+        rationale=Rationale(positions=[[0], [1, 0]], reached=[True, True]),
     )
     expected = (
         "|   # | token |   t0 \\*b\\* |        t1 c |\n"

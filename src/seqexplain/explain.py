@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqexplain.attribution import Attribution
+from seqexplain.attribution import Attribution, Rationale
 from seqexplain.errors import NonFiniteScoresError
 from seqexplain.methods.registry import get_method
 from seqexplain.models.base import Example, SequenceModel
@@ -71,8 +71,8 @@ def explain_example(wrapped: SequenceModel, example: Example, method: str, *, st
         text=example.text,
         target_text=example.target_text,
         target_logprobs=logprobs,
-        rationales=result.rationales,
-        rationale_log=result.rationale_log,
+        rationale=Rationale.from_method(result.rationales, result.rationale_log, result.meta,
+                                        len(example.target_tokens)),
         meta=meta,
     )
     if bad.any():
