@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import seqexplain as se
-from seqexplain.attribution import Attribution
+from seqexplain.attribution import Attribution, Rationale
 from seqexplain.errors import DataError, InputError, NonFiniteScoresError
 
 
@@ -24,7 +24,7 @@ def _attr() -> Attribution:
         text=text,
         target_text="!",
         method="m",
-        rationales=[[5, 1, 2]],
+        rationale=Rationale(positions=[[5, 1, 2]], reached=[True]),
     )
 
 
@@ -35,7 +35,7 @@ def test_save_load_round_trip(tmp_path, suffix):
     b = Attribution.load(path)
     np.testing.assert_array_equal(np.isnan(a.scores), np.isnan(b.scores))
     np.testing.assert_allclose(np.nan_to_num(a.scores), np.nan_to_num(b.scores))
-    assert b.tokens == a.tokens and b.offsets == a.offsets and b.rationales == a.rationales
+    assert b.tokens == a.tokens and b.offsets == a.offsets and b.rationale == a.rationale
     assert b.segments == a.segments and b.text == a.text
 
 
@@ -72,7 +72,7 @@ def test_aggregate(how, expected):
     np.testing.assert_allclose(w.scores[0, :4], expected)
     assert np.isnan(w.scores[0, 4])
     assert w.target_positions == [4]
-    assert w.rationales == [[3, 1]]
+    assert w.rationale is not None and w.rationale.positions == [[3, 1]]
 
 
 def test_aggregate_unknown():

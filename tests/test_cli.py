@@ -146,8 +146,8 @@ def test_explain_predicts_target_and_aggregates(runner, gpt2_dir, tmp_path):
                     "--max-new-tokens", "2", "--aggregate", "sum", "--json", out_json)
     assert result.exit_code == 0, result.output
     attr = seqexplain.Attribution.load(out_json)  # JSON holds the token-level result
-    assert len(attr.target_tokens) == 2 and "aggregated" not in attr.options
-    assert "aggregated=sum" in result.stdout
+    assert len(attr.target_tokens) == 2 and "aggregated" not in attr.options and attr.aggregation is None
+    assert "aggregated=sum over words" in result.stdout
 
 
 def test_explain_classifier_label(runner, bert_dir):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqexplain.attribution import Attribution
+from seqexplain.attribution import Attribution, Rationale
 from seqexplain.report import save_html
 from seqexplain.report._common import cell_rgb, display_matrix
 
@@ -85,7 +85,7 @@ def _attributions() -> list[Attribution]:
         model_kind="causal",
         options={"x": PAYLOADS[2]},
         target_logprobs=[-1.0, -2.0],
-        rationales=[[1, 0], [3, 4, 1]],
+        rationale=Rationale(positions=[[1, 0], [3, 4, 1]], reached=[True, False]),
     )
     second = Attribution(
         tokens=tokens[:5],

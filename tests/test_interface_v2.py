@@ -47,7 +47,7 @@ def test_gradient_objectives_equal_captum_on_raw_forward(gpt2, objective):
         vis = ex.visible()[i].numpy()
         np.testing.assert_allclose(attr.scores[i, vis], g.numpy()[vis], rtol=1e-4, atol=1e-7)
     if objective == "contrast":
-        assert attr.meta["foil_tokens"] == ex.foil_tokens
+        assert attr.foil_tokens == ex.foil_tokens and attr.objective == "contrast"
 
 
 def test_integrated_gradients_logit_equals_captum(gpt2):

@@ -217,8 +217,8 @@ def test_greedy_ties_go_to_the_lowest_position(gpt2):
 def test_greedy_log_and_scores(gpt2):
     wrapped = load_model(*gpt2)
     attr = explain(wrapped, CAUSAL_TEXT, None, method="greedy", max_new_tokens=2)
-    assert attr.rationales is not None and attr.rationale_log is not None
-    for i, rat in enumerate(attr.rationales):
+    assert attr.rationale is not None
+    for i, rat in enumerate(attr.rationale.positions):
         n = len(rat)
         for rank, j in enumerate(rat):
             assert attr.scores[i, j] == pytest.approx((n - rank) / n)
@@ -226,7 +226,7 @@ def test_greedy_log_and_scores(gpt2):
         others = [j for j in range(p) if j not in rat]
         assert np.all(attr.scores[i, others] == 0)
         assert np.all(np.isnan(attr.scores[i, p:]))
-        entry = attr.rationale_log[i][-1]
+        entry = attr.rationale.log[i][-1]
         assert set(entry) >= {"size", "added", "predicted_id", "predicted", "predicted_prob", "target_prob",
                               "reached", "elapsed_s"}
         assert 0 <= entry["target_prob"] <= entry["predicted_prob"] <= 1
@@ -321,7 +321,7 @@ def test_registered_and_explainable(gpt2):
     for n in names:
         assert get_method(n).family == "rationale"
     attr = explain(load_model(*gpt2), "The cat", " sat", method="baseline_rationale", order_by="grad_x_input")
-    assert attr.rationales is not None and len(attr.rationales) == len(attr.target_tokens)
+    assert attr.rationale is not None and len(attr.rationale.positions) == len(attr.target_tokens)
 
 
 # --------------------------------------------------------------------------- unsupported models

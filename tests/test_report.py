@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from seqexplain.attribution import Attribution
+from seqexplain.attribution import Attribution, Rationale
 from seqexplain.errors import InputError
 from seqexplain.report import (
     attribution_markdown,
@@ -50,7 +51,8 @@ def causal_attr() -> Attribution:
         model_id='tiny"gpt<2>',
         model_kind="causal",
         target_logprobs=[-1.5, -2.25, -0.5],
-        rationales=[[1, 0], [2, 0, 3], [3, 5]],
+        rationale=Rationale(positions=[[1, 0], [2, 0, 3], [3, 5]], reached=[True, True, False],
+                            bound_hit=[False, False, True]),
     )
 
 
@@ -114,7 +116,8 @@ def test_console_shows_tokens_warning_rationale() -> None:
     assert "The!" in text  # the non-finite cell carries a marker, not a colour
     assert "[cat]" in text and "[thé]" in text  # target positions marked
     assert "-2.250" in text
-    assert "rationale: 3:<script>alert(1)</script> → 5:thé" in text
+    assert "rationale (reached): 1:The → 0:<s>" in text
+    assert "rationale (not reached · bound hit): 3:<script>alert(1)</script> → 5:thé" in text
     assert "target position" in text and "not visible" in text
 
 
@@ -122,7 +125,8 @@ def test_console_no_warning_when_finite_and_classifier() -> None:
     text = _console_text(classifier_attr())
     assert "WARNING" not in text
     assert "POSITIVE" in text and "great" in text
-    assert "log p" not in text
+    header = next(line for line in text.splitlines() if "input tokens" in line)
+    assert "log p" not in header  # no log-probability column without target_logprobs
 
 
 def test_console_colours_cells_by_sign() -> None:
@@ -236,7 +240,8 @@ def test_html_hover_values_and_markers() -> None:
     assert 'class="tok sc rat"' in page
     assert 'href="#attr-0"' in page and 'href="#attr-1"' in page  # table of contents
     assert "log p = -2.2500" in page
-    assert "rationale, in order" in page
+    assert 'rationale (<span class="rstat">reached</span>), in order' in page
+    assert '<span class="rstat fail">not reached · bound hit</span>' in page
     assert page.count('class="row"') == 4
 
 
@@ -277,7 +282,7 @@ def test_attribution_markdown_exact() -> None:
         scores=np.array([[0.5, NAN, NAN], [0.25, -1.0, NAN]]),
         target_tokens=["Ġ*b*", "c"],
         target_positions=[1, 2],
-        rationales=[[0], [1, 0]],
+        rationale=Rationale(positions=[[0], [1, 0]], reached=[True, True]),
     )
     expected = (
         "|   # | token |   t0 \\*b\\* |        t1 c |\n"
@@ -294,6 +299,81 @@ def test_attribution_markdown_flags_nonfinite() -> None:
     assert "**inf**" in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script>" not in text
     assert "\\[bold\\]x" in text
+
+
+# ------------------------------------------------------------- warnings, rationale status, objective
+WARNING_TEXT = "scores truncated to 512 tokens <b>check</b>"
+
+
+def warned_attr() -> Attribution:
+    """A contrast with a warning and a rationale whose second search hit its bound without reaching."""
+    return Attribution(
+        tokens=["The", "Ġcapital", "Ġis", "ĠParis", "Ġand"],
+        scores=np.array([[0.2, 0.9, NAN, NAN, NAN], [0.1, 0.4, -0.3, NAN, NAN]]),
+        target_tokens=["Ġis", "ĠParis"],
+        target_positions=[2, 3],
+        method="greedy",
+        objective="contrast",
+        foil_tokens=["Ġwas", "ĠLyon"],
+        rationale=Rationale(positions=[[1], []], reached=[True, False], bound_hit=[False, True]),
+        warnings=[WARNING_TEXT],
+    )
+
+
+def test_console_shows_warnings_rationale_status_and_objective() -> None:
+    text = _console_text(warned_attr())
+    assert f"⚠ WARNING: {WARNING_TEXT}" in text
+    assert "⚠ WARNING: rationale not reached for 1 of 2 target(s) (1 'Paris'); search bound hit for 1" in text
+    assert "rationale (reached): 1:capital" in text
+    assert "rationale (not reached · bound hit): (empty)" in text
+    assert "explains log p(target) − log p(foil)" in text  # two different foils: named per row
+    assert "vs ' was'" in text and "vs ' Lyon'" in text
+    one_foil = _console_text(dataclasses.replace(warned_attr(), foil_tokens=["ĠLyon", "ĠLyon"]))
+    assert "explains log p(target) − log p(foil ' Lyon')" in one_foil
+    plain = _console_text(classifier_attr())
+    assert "explains log p(target)" in plain and "⚠" not in plain and "rationale" not in plain
+
+
+def test_console_shows_the_aggregation() -> None:
+    attr = Attribution(tokens=["a", "b", "c"], scores=np.ones((1, 3)), target_tokens=["y"], target_positions=[None])
+    text = _console_text(attr.aggregate("max", by=[[0, 1]]).aggregate("sum", by=[[0, 1]]))
+    assert "aggregated=sum over explicit groups, of max over explicit groups" in text
+    assert "aggregated" not in _console_text(attr)
+
+
+def test_html_shows_warnings_rationale_status_and_objective() -> None:
+    page = render_html([warned_attr(), classifier_attr()])
+    box = re.search(r'<div class="warn warnings" role="alert">(.*?)</div>', page, re.S)
+    assert box and "scores truncated to 512 tokens &lt;b&gt;check&lt;/b&gt;" in box.group(1)
+    assert "<b>check</b>" not in page
+    assert "rationale not reached for 1 of 2 target(s)" in box.group(1)
+    assert '<span class="rstat">reached</span>' in page
+    assert '<span class="rstat fail">not reached · bound hit</span>' in page
+    assert "explains log p(target) − log p(foil)" in page
+    assert '<span class="foil">vs &#x27; Lyon&#x27;</span>' in page
+    assert page.count("⚠ warnings") == 1  # table of contents: only the first attribution has warnings
+    assert 'class="warn warnings"' not in render_html(classifier_attr())
+
+
+def test_saved_json_keeps_the_warning_and_the_not_reached_marker(tmp_path: Path) -> None:
+    data = json.loads(warned_attr().save(tmp_path / "w.json").read_text(encoding="utf-8"))
+    assert data["warnings"] == [WARNING_TEXT]
+    assert data["rationale"]["reached"] == [True, False] and data["rationale"]["bound_hit"] == [False, True]
+    assert data["objective"] == "contrast" and data["foil_tokens"] == ["Ġwas", "ĠLyon"]
+    back = Attribution.load(tmp_path / "w.json")
+    assert f"⚠ WARNING: {WARNING_TEXT}" in _console_text(back)
+    assert "not reached · bound hit" in render_html(back)
+
+
+def test_markdown_and_plot_show_warnings(tmp_path: Path) -> None:
+    text = attribution_markdown(warned_attr())
+    lines = text.splitlines()
+    assert lines[0] == "> **Warning:** scores truncated to 512 tokens &lt;b&gt;check&lt;/b&gt;"
+    assert lines[2].startswith("> **Warning:** rationale not reached for 1 of 2 target(s) (1 'Paris')")
+    assert lines[4] == "> explains log p(target) − log p(foil)" and lines[5] == ""
+    assert lines[6].startswith("|   # | token")
+    title = plot_heatmap(warned_attr()).axes[0].get_title()
+    assert f"WARNING: {WARNING_TEXT}" in title and "explains log p(target)" in title
 
 
 # ----------------------------------------------------------------------------------------------- plots

@@ -61,8 +61,8 @@ def test_attention_methods_refused(rnn):
 
 def test_generation_and_greedy_rationale(rnn):
     attr = se.explain(rnn, "the cat sat on the", method="greedy", max_new_tokens=2)
-    assert attr.rationales is not None and len(attr.rationales) == len(attr.target_tokens)
-    for i, r in enumerate(attr.rationales):
+    assert attr.rationale is not None and len(attr.rationale.positions) == len(attr.target_tokens)
+    for i, r in enumerate(attr.rationale.positions):
         assert r[0] == attr.target_positions[i] - 1  # the most recent token comes first
 
 

@@ -220,8 +220,8 @@ def test_explain_methods(model, tok, method):
 
 def test_greedy_rationale_runs(model, tok):
     attr = se.explain(model, SOURCES[3], TARGETS[3], method="greedy", tokenizer=tok, max_size=4)
-    assert attr.rationales is not None and len(attr.rationales) == len(attr.target_tokens)
-    assert all(1 <= len(r) <= 4 for r in attr.rationales)
+    assert attr.rationale is not None and len(attr.rationale.positions) == len(attr.target_tokens)
+    assert all(1 <= len(r) <= 4 for r in attr.rationale.positions)
 
 
 @torch.no_grad()

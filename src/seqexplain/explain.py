@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqexplain.attribution import Attribution
+from seqexplain.attribution import Attribution, Rationale
 from seqexplain.errors import InputError, NonFiniteScoresError
 from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.models.base import Example, SequenceModel
@@ -107,12 +107,6 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
         with torch.no_grad():
             logprobs = wrapped.predictions(example)[1][0].double().cpu().tolist()
     meta = dict(result.meta)
-    if example.objective != "logprob":
-        meta["objective"] = example.objective
-        if example.foil_tokens is not None:
-            meta["foil_tokens"] = list(example.foil_tokens)
-    if example.groups:
-        meta["groups"] = {k: [list(g) for g in v] for k, v in example.groups.items()}
     attr = Attribution(
         tokens=list(example.tokens),
         scores=scores,
@@ -127,8 +121,11 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
         text=example.text,
         target_text=example.target_text,
         target_logprobs=logprobs,
-        rationales=result.rationales,
-        rationale_log=result.rationale_log,
+        rationale=Rationale.from_method(result.rationales, result.rationale_log, result.meta, example.n_targets),
+        objective=example.objective,
+        foil_tokens=None if example.foil_tokens is None else list(example.foil_tokens),
+        groups={k: [list(g) for g in v] for k, v in example.groups.items()},
+        warnings=list(example.warnings),
         meta=meta,
     )
     if bad.any():

@@ -152,7 +152,7 @@ def greedy_rationales(model: TransformerLM, split: MajorityClassSplit, n: int) -
     for i in range(min(n, len(split))):
         label = int(split.labels[i])
         attr = explain(wrapped, split.prompt(i), str(label), method="greedy")
-        rat = list(attr.rationales[0]) if attr.rationales else []
+        rat = list(attr.rationale.positions[0]) if attr.rationale else []
         bit_pos = sorted(j for j in rat if 1 <= j <= N_BITS)
         values = [int(split.bits[i, j - 1]) for j in bit_pos]
         ones = sum(values)
@@ -163,7 +163,7 @@ def greedy_rationales(model: TransformerLM, split: MajorityClassSplit, n: int) -
             "majority_bits": sum(1 for b in values if b == label),
             "minority_bits": sum(1 for b in values if b != label),
             "posterior_of_label": post_label, "decided": post_label > 0.5, "tie": len(values) == 0,
-            "reached": bool(attr.meta.get("reached", [True])[0]),
+            "reached": bool(attr.rationale.reached[0]) if attr.rationale else False,
             "has_equals": EQUALS_POSITION in rat,
         })
     seconds = time.perf_counter() - t0

@@ -161,3 +161,78 @@ def bad_cells_summary(attr: Attribution, limit: int = 10) -> str:
 def describe_options(attr: Attribution) -> str:
     """``key=value`` pairs of the method options, sorted by key (values via ``repr`` for non-strings)."""
     return ", ".join(f"{k}={v if isinstance(v, str) else repr(v)}" for k, v in sorted(attr.options.items()))
+
+
+# ------------------------------------------------------------------------------- what the result says
+_OBJECTIVE_TEXT = {
+    "logprob": "log p(target)",
+    "prob": "p(target)",
+    "logit": "the logit of the target",
+}
+
+
+def _foil_text(foil: str) -> str:
+    return repr(display_token(foil, keep_spaces=True))
+
+
+def describe_objective(attr: Attribution) -> str:
+    """What the scores explain, e.g. ``explains log p(target)`` or, for a contrast whose targets share one foil,
+    ``explains log p(target) − log p(foil ' Paris')`` (per-target foils: see :func:`foil_of`)."""
+    if attr.objective != "contrast":
+        return f"explains {_OBJECTIVE_TEXT.get(attr.objective, attr.objective)}"
+    foils = sorted(set(attr.foil_tokens or []))
+    foil = f"foil {_foil_text(foils[0])}" if len(foils) == 1 else "foil"
+    return f"explains log p(target) − log p({foil})"
+
+
+def foil_of(attr: Attribution, i: int) -> str:
+    """``vs ' Paris'`` for target ``i`` of a contrast, else the empty string."""
+    if attr.objective != "contrast" or not attr.foil_tokens or i >= len(attr.foil_tokens):
+        return ""
+    return f"vs {_foil_text(attr.foil_tokens[i])}"
+
+
+def describe_aggregation(attr: Attribution) -> str:
+    """``aggregated=sum over words`` (and ``, of …`` for an aggregation of an aggregation); empty if none."""
+    parts = []
+    record = attr.aggregation
+    while record is not None:
+        by = record.get("by", "?")
+        parts.append(f"{record.get('how', '?')} over {'explicit groups' if by == 'groups' else by}")
+        record = record.get("of")
+    return ("aggregated=" + ", of ".join(parts)) if parts else ""
+
+
+def rationale_status(attr: Attribution, i: int) -> tuple[str, bool]:
+    """The state of target ``i``'s rationale search as text (``reached``, ``not reached`` or
+    ``not reached · bound hit``) and whether it is a problem (anything but reached); ``("", False)`` when
+    there is no rationale."""
+    r = attr.rationale
+    if r is None or i >= len(r.positions):
+        return "", False
+    words = ["reached"] if r.reached[i] else ["not reached"]
+    if r.bound_hit[i]:
+        words.append("bound hit")
+    return " · ".join(words), not r.reached[i] or r.bound_hit[i]
+
+
+def view_warnings(attr: Attribution) -> list[str]:
+    """The warnings every view shows: :attr:`Attribution.warnings`, then one line when a rationale search did
+    not reach its target or hit a bound (non-finite cells have their own block)."""
+    out = list(attr.warnings)
+    r = attr.rationale
+    if r is not None:
+        missed = [i for i, ok in enumerate(r.reached) if not ok]
+        hit = [i for i, b in enumerate(r.bound_hit) if b]
+        if missed or hit:
+            n = len(r.reached)
+            line = f"rationale not reached for {len(missed)} of {n} target(s)"
+            if missed:
+                line += " (" + ", ".join(f"{i} {display_token(attr.target_tokens[i])!r}" for i in missed[:10])
+                line += " …)" if len(missed) > 10 else ")"
+            if hit:
+                line += f"; search bound hit for {len(hit)}"
+            if missed:
+                line += ": the model does not predict those targets from their rationale alone"
+            out.append(line)
+    return out

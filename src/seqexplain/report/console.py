@@ -1,7 +1,14 @@
 """Terminal rendering of an :class:`~seqexplain.attribution.Attribution` with rich.
 
-One row per target: the target token, its log-probability (when known), then the input tokens coloured by
-score, wrapping to the console width. Cell kinds (see :mod:`seqexplain.report._common` for the colour
+Above the table: a header (method, model, options), a line saying what is explained (the objective, e.g.
+``explains log p(target) − log p(foil ' Paris')``) and the aggregation, the colour legend, then a ``⚠ WARNING``
+line for every warning of :func:`~seqexplain.report._common.view_warnings` (the result's ``warnings``, and a
+rationale search that did not reach its target or hit a bound) and for non-finite cells.
+
+One row per target: the target token (and ``vs 'foil'`` for a contrast), its log-probability (when known), then
+the input tokens coloured by score, wrapping to the console width; for a rationale method, a line
+``rationale (reached): 3:tok → 5:tok`` whose status reads ``not reached`` or ``not reached · bound hit`` in
+the warning style when the search failed. Cell kinds (see :mod:`seqexplain.report._common` for the colour
 contract):
 
 * scored cell: background from the colour scale (red negative / blue positive, or white to blue when no
@@ -29,10 +36,15 @@ from seqexplain.errors import InputError
 from seqexplain.report._common import (
     bad_cells_summary,
     cell_rgb,
+    describe_aggregation,
+    describe_objective,
     describe_options,
     display_matrix,
     display_token,
+    foil_of,
+    rationale_status,
     text_rgb,
+    view_warnings,
 )
 
 NOT_VISIBLE_STYLE = Style(color="grey50", dim=True)
@@ -105,7 +117,14 @@ def to_rich(
     if options:
         header.append(f"  options: {options}", style="dim")
     parts.append(header)
+    what = Text(describe_objective(attr))
+    aggregation = describe_aggregation(attr)
+    if aggregation:
+        what.append(f"  {aggregation}")
+    parts.append(what)
     parts.append(_legend(dm.signed))
+    for warning in view_warnings(attr):
+        parts.append(Text(f"⚠ WARNING: {warning}", style=WARNING_STYLE))
 
     summary = bad_cells_summary(attr)
     if summary:
@@ -145,11 +164,18 @@ def to_rich(
                 cells.append(tok, style=_cell_style(float(dm.intensity[i, j])))
         if window.stop < n_l:
             cells.append(f" …{n_l - window.stop} later", style="dim italic")
-        if attr.rationales is not None and i < len(attr.rationales):
-            order = " → ".join(f"{j}:{display_token(attr.tokens[j])}" for j in attr.rationales[i])
-            cells.append("\nrationale: ", style="bold")
+        status, failed = rationale_status(attr, i)
+        if attr.rationale is not None and status:
+            order = " → ".join(f"{j}:{display_token(attr.tokens[j])}" for j in attr.rationale.positions[i])
+            cells.append("\nrationale ", style="bold")
+            cells.append(f"({status})", style=WARNING_STYLE if failed else "bold")
+            cells.append(": ", style="bold")
             cells.append(order or "(empty)")
-        row: list[RenderableType] = [str(i), Text(display_token(attr.target_tokens[i]), style="bold")]
+        target = Text(display_token(attr.target_tokens[i]), style="bold")
+        foil = foil_of(attr, i)
+        if foil:
+            target.append(f"\n{foil}", style="italic")
+        row: list[RenderableType] = [str(i), target]
         if has_lp:
             lp = attr.target_logprobs[i] if attr.target_logprobs and i < len(attr.target_logprobs) else math.nan
             row.append(f"{lp:.3f}")

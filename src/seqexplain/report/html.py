@@ -11,12 +11,15 @@ Safety contract:
 * the data the script needs is embedded as JSON in ``<script type="application/json">`` with ``<``, ``>``,
   ``&``, U+2028 and U+2029 written as ``\\uXXXX`` escapes, so no token can close the element.
 
-Page content, per attribution: a header (method, model, kind, options, normalisation), a colour legend, a
-warning box listing non-finite cells when there are any, then one row per target: the target token and its
-log-probability, and the input tokens as coloured spans (exact score and shown value in the ``title``
-tooltip, "not visible" for NaN cells, red text for non-finite cells, an outline for the target's own
-position, a dotted underline for rationale members) followed by the rationale in order. Several attributions
-get a table of contents. The script adds a normalisation selector (also set by ``?norm=<name>`` or
+Page content, per attribution: a header (method, model, kind, what is explained — the objective —, the
+aggregation, options, normalisation), a colour legend, a warning box listing the warnings of
+:func:`~seqexplain.report._common.view_warnings` (the result's ``warnings``; rationale searches that did not
+reach their target or hit a bound) and one listing non-finite cells, when there are any, then one row per
+target: the target token (with ``vs 'foil'`` for a contrast) and its log-probability, and the input tokens as
+coloured spans (exact score and shown value in the ``title`` tooltip, "not visible" for NaN cells, red text for
+non-finite cells, an outline for the target's own position, a dotted underline for rationale members)
+followed by the rationale in order with its status (``reached``; ``not reached`` and ``bound hit`` in red).
+Several attributions get a table of contents. The script adds a normalisation selector (also set by ``?norm=<name>`` or
 ``#norm=<name>`` in the URL), column highlighting on hover and a status bar with the hovered cell.
 """
 
@@ -41,11 +44,16 @@ from seqexplain.report._common import (
     DisplayMatrix,
     cell_rgb,
     check_normalize,
+    describe_aggregation,
+    describe_objective,
     display_matrix,
     display_token,
+    foil_of,
     format_score,
     hex_rgb,
+    rationale_status,
     text_rgb,
+    view_warnings,
 )
 
 _NORM_LABELS = {
@@ -110,6 +118,9 @@ section.attr > header { background: var(--panel); border-bottom: 1px solid var(-
 .rationale ol { display: inline; margin: 0; padding: 0; list-style: none; }
 .rationale li { display: inline; }
 .rationale li + li::before { content: " \\2192 "; }
+.rstat { font-weight: 700; color: #1a7f37; }
+.rstat.fail { color: var(--bad); text-transform: uppercase; }
+.lab .foil { display: block; font-style: italic; }
 .rationale code { background: var(--panel); border-radius: 3px; padding: 0 3px; white-space: pre-wrap;
   overflow-wrap: anywhere; }
 .sw { display: inline-block; padding: 0 5px; border-radius: 3px; font-family: ui-monospace, monospace; }
@@ -257,6 +268,10 @@ def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
         meta.append(f"<span><b>kind</b> {_e(attr.model_kind)}</span>")
     n_t, n_l = attr.shape
     meta.append(f"<span><b>shape</b> {n_t} target(s) × {n_l} input token(s)</span>")
+    meta.append(f'<span class="objective"><b>objective</b> {_e(describe_objective(attr))}</span>')
+    aggregation = describe_aggregation(attr)
+    if aggregation:
+        meta.append(f'<span class="aggregation"><b>aggregation</b> {_e(aggregation)}</span>')
     if attr.options:
         chips = "".join(
             f'<span class="chip">{_e(key)}={_e(json.dumps(val, ensure_ascii=False, default=str))}</span>'
@@ -276,6 +291,10 @@ def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
     out.append('<div class="body">')
     out.append(_legend_html(dm.signed))
 
+    notes = view_warnings(attr)
+    if notes:
+        items = "".join(f"<li>{_e(w)}</li>" for w in notes)
+        out.append(f'<div class="warn warnings" role="alert"><b>Warning:</b><ul>{items}</ul></div>')
     bad = attr.nonfinite_cells()
     if bad:
         items = "".join(
@@ -295,12 +314,14 @@ def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
     toks = [display_token(t, keep_spaces=True) for t in attr.tokens]
     for i in range(n_t):
         pos = attr.target_positions[i]
-        rationale = attr.rationales[i] if attr.rationales is not None and i < len(attr.rationales) else None
+        rationale = attr.rationale.positions[i] if attr.rationale is not None else None
         in_rationale = set(rationale or [])
         lp = ""
         if attr.target_logprobs is not None and i < len(attr.target_logprobs):
             lp = f"<div>log p = {attr.target_logprobs[i]:.4f}</div>"
         where = f"<div>position {pos}</div>" if pos is not None else ""
+        foil = foil_of(attr, i)
+        where += f'<span class="foil">{_e(foil)}</span>' if foil else ""
         tgt = _e(display_token(attr.target_tokens[i]))
         out.append(f'<div class="row" data-i="{i}">')
         out.append(f'<div class="lab"><span class="idx">#{i}</span><span class="tt">{tgt}</span>{lp}{where}</div>')
@@ -336,7 +357,10 @@ def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
             steps = "".join(
                 f"<li><code>{_e(display_token(attr.tokens[j]))}</code> <small>({j})</small></li>" for j in rationale
             )
-            rat_html = f'<div class="rationale">rationale, in order: <ol>{steps or "<li>(empty)</li>"}</ol></div>'
+            status, failed = rationale_status(attr, i)
+            badge = f'<span class="rstat{" fail" if failed else ""}">{_e(status)}</span>'
+            rat_html = (f'<div class="rationale">rationale ({badge}), in order: '
+                        f'<ol>{steps or "<li>(empty)</li>"}</ol></div>')
         out.append(f'<div><div class="toks">{"".join(spans)}</div>{rat_html}</div>')
         out.append("</div>")
     out.append("</div></section>")
@@ -399,6 +423,7 @@ def render_html(
             f'<li><a href="#attr-{k}">{_e(a.method or "attribution")}</a>'
             + (f" <small>· {_e(a.model_id)}</small>" if a.model_id else "")
             + (' <small class="bad-note">⚠ non-finite</small>' if a.nonfinite_cells() else "")
+            + (' <small class="bad-note">⚠ warnings</small>' if view_warnings(a) else "")
             + "</li>"
             for k, a in enumerate(items)
         )

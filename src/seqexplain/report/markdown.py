@@ -16,7 +16,7 @@ from rich.cells import cell_len
 
 from seqexplain.attribution import Attribution, Normalization
 from seqexplain.errors import InputError
-from seqexplain.report._common import display_matrix, display_token
+from seqexplain.report._common import describe_objective, display_matrix, display_token, view_warnings
 
 Align = Literal["left", "right", "center"]
 
@@ -130,6 +130,11 @@ def attribution_markdown(
     it is empty where the position is not visible to the target, ``**inf**``/``**-inf**``/``**nan**`` (bold)
     for a non-finite cell (see :meth:`Attribution.nonfinite_cells`), and ``target`` at the target's own
     position when that is not visible. A rationale member gets its step appended, e.g. ``0.412 (r1)``.
+
+    Above the table, one ``> **Warning:** …`` line per warning of
+    :func:`~seqexplain.report._common.view_warnings` (the result's warnings; rationale searches that did not
+    reach their target or hit a bound), and a ``> explains …`` line when the objective is not ``log p``; a
+    result with neither is the bare table.
     """
     dm = display_matrix(attr, normalize)
     n_t, n_l = attr.shape
@@ -144,9 +149,14 @@ def attribution_markdown(
                 cell = "target" if attr.target_positions[i] == j else ""
             else:
                 cell = format(float(dm.shown[i, j]), floatfmt)
-            if attr.rationales is not None and i < len(attr.rationales) and j in attr.rationales[i]:
-                cell += f" (r{attr.rationales[i].index(j) + 1})"
+            rationale = attr.rationale.positions[i] if attr.rationale is not None else []
+            if j in rationale:
+                cell += f" (r{rationale.index(j) + 1})"
             row[headers[i]] = cell
         rows.append(row)
     align: dict[str, Align] = {"#": "right", "token": "left", **{h: "right" for h in headers}}
-    return markdown_table(rows, columns=["#", "token", *headers], floatfmt=floatfmt, align=align)
+    notes = [f"> **Warning:** {_safe(escape_markdown(w))}" for w in view_warnings(attr)]
+    if attr.objective != "logprob":
+        notes.append(f"> {_safe(escape_markdown(describe_objective(attr)))}")
+    table = markdown_table(rows, columns=["#", "token", *headers], floatfmt=floatfmt, align=align)
+    return "".join(f"{line}\n>\n" for line in notes[:-1]) + (f"{notes[-1]}\n\n" if notes else "") + table

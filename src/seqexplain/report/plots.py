@@ -4,7 +4,8 @@ matplotlib is imported lazily, and figures are built with :class:`matplotlib.fig
 so nothing here touches pyplot's global state or needs a display. Colours follow the shared contract of
 :mod:`seqexplain.report._common`: ``RdBu`` (red negative, blue positive) on ``[-1, 1]`` when any score is
 negative, ``Blues`` on ``[0, 1]`` otherwise; NaN (not visible) cells are masked (light grey); non-finite cells
-are masked too and marked with a magenta ``!``; the target's own position is outlined.
+are masked too and marked with a magenta ``!``; the target's own position is outlined. The title names the method,
+model, objective and options, and carries a ``WARNING:`` line per warning of ``view_warnings``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import numpy as np
 from seqexplain.atomic import atomic_write_bytes
 from seqexplain.attribution import Attribution, Normalization
 from seqexplain.errors import InputError
-from seqexplain.report._common import describe_options, display_matrix, display_token
+from seqexplain.report._common import (
+    describe_objective,
+    describe_options,
+    display_matrix,
+    display_token,
+    view_warnings,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -94,7 +101,9 @@ def plot_heatmap(
     if attr.model_id:
         title += f" · {attr.model_id}"
     options = describe_options(attr)
-    ax.set_title(title + (f"\n{options}" if options else ""), fontsize=9)
+    lines = [title, describe_objective(attr), *([options] if options else [])]
+    lines += [f"WARNING: {w}" for w in view_warnings(attr)]
+    ax.set_title("\n".join(lines), fontsize=9)
 
     if annotate is None:
         annotate = n_t * n_l <= 300
