@@ -22,7 +22,7 @@ FORBIDDEN = {
     "seqexplain.analysis": ["seqexplain.cli", "seqexplain.experiments"],
     "seqexplain.experiments": ["seqexplain.cli"],
     "seqexplain.data": ["seqexplain.models", "seqexplain.methods", "seqexplain.report", "seqexplain.cli",
-                        "seqexplain.experiments"],
+                        "seqexplain.experiments", "seqexplain.training", "seqexplain.analysis", "seqexplain.metrics"],
 }
 ATTRIBUTION_MAY_IMPORT = {"seqexplain.errors", "seqexplain.atomic", "seqexplain.ranking"}
 # leaf modules: what each may import from the package, nothing else
@@ -66,3 +66,30 @@ def test_no_upward_imports(module, path):
         assert imported <= LEAVES[module], imported
     if module != "seqexplain.cli":
         assert "seqexplain.cli" not in imported
+
+
+def _private_imports(path: Path, prefix: str) -> list[str]:
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(prefix):
+            out.extend(f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_"))
+    return out
+
+
+@pytest.mark.parametrize("module,path", [m for m in _modules() if m[0].startswith("seqexplain.metrics")],
+                         ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_metrics_import_no_private_names_of_methods(module, path):
+    assert not _private_imports(path, "seqexplain.methods"), module
+
+
+@pytest.mark.parametrize("module,path", [m for m in _modules() if m[0].startswith("seqexplain.methods")],
+                         ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_methods_never_branch_on_the_model_kind(module, path):
+    """Kind-specific knowledge lives in the model adapters: no method reads ``.kind`` or an adapter's head."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name) and node.value.id == "p"):
+            # (``p.kind`` in the registry is an inspect.Parameter's kind)
+            assert node.attr not in ("kind", "head_position", "n_source"), f"{module} reads .{node.attr}"
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            assert node.value not in ("causal", "seq2seq", "classifier", "head_position"), \
+                f"{module} names the kind {node.value!r}"

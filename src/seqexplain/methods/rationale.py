@@ -26,7 +26,8 @@ Methods (all registered in the ``rationale`` family):
 * ``baseline_rationale`` — the order of another registered attribution method (``order_by``: gradient_norm,
   grad_x_input, integrated_gradients, attention_last / attention_all / attention_rollout, occlusion, …; its
   options in ``order_options``): per target, ``s_0`` first, then the visible positions by decreasing score (ties
-  to the lowest position, non-finite scores last), added one at a time with the same stopping rule.
+  to the lowest position; the order of :func:`seqexplain.ranking.rank_positions` for non-finite scores), added one at a
+  time with the same stopping rule.
 
 The result: ``rationales[i]`` = positions in the order they were added (``s_0`` first, in position order);
 ``scores[i, j] = (n_i − r) / n_i`` for the member added at rank ``r`` (0-based) of a rationale of ``n_i`` members
@@ -68,6 +69,7 @@ from seqexplain.methods.common import budget
 from seqexplain.methods.registry import MethodResult, get_method, register
 from seqexplain.models.base import Example, SequenceModel, eval_mode
 from seqexplain.models.rows import Counter, Evaluation, evaluate_rows, require_keep_support
+from seqexplain.ranking import rank_positions
 
 
 def start_positions(model: SequenceModel, example: Example, target: int) -> list[int]:
@@ -255,12 +257,11 @@ def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max
 
 # --------------------------------------------------------------------------- baseline orders
 def ranked_positions(scores: np.ndarray, visible: Iterable[int], start: Sequence[int]) -> list[int]:
-    """``start`` first, then the other visible positions by decreasing score (ties: lowest position first;
-    non-finite scores last)."""
+    """``start`` first, then the other visible positions in :func:`seqexplain.ranking.rank_positions` order
+    (decreasing score; ``+inf`` first, ``-inf`` then NaN last; ties to the lowest position)."""
     first = list(start)
-    rest = [j for j in visible if j not in set(first)]
-    key = [(-(float(scores[j])) if np.isfinite(scores[j]) else math.inf, j) for j in rest]
-    return first + [j for _, j in sorted(key)]
+    taken = set(first)
+    return first + rank_positions(scores, [j for j in visible if j not in taken])
 
 
 def rationale_from_scores(model: SequenceModel, example: Example, scores: np.ndarray, *,

@@ -1,7 +1,7 @@
 """Faithfulness: comprehensiveness and sufficiency (DeYoung et al., 2020, ERASER), through the keep-mask.
 
-For target ``i`` with visible positions ``V_i`` ranked by decreasing score (ties to the lowest position; NaN scores
-last), ``top_k`` holds the first ``n_k = max(1, ceil(k/100 · |V_i|))`` of them. With ``f(s) = log p(y_i | x_s)``
+For target ``i`` with visible positions ``V_i`` ranked by :func:`seqexplain.ranking.rank_positions`, ``top_k`` holds
+the first ``n_k = max(1, ceil(k/100 · |V_i|))`` of them. With ``f(s) = log p(y_i | x_s)``
 (only the positions in ``s`` visible, original position ids kept; the rule of :mod:`seqexplain.models.keep`):
 
 * comprehensiveness ``c_i(k) = f(V_i) − f(V_i \\ top_k)`` (large: the top tokens were needed);
@@ -29,6 +29,7 @@ from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
 from seqexplain.models.base import Example, SequenceModel, eval_mode
 from seqexplain.models.rows import evaluate_rows, require_keep_support
+from seqexplain.ranking import rank_positions
 
 DEFAULT_BINS = (1.0, 5.0, 10.0, 20.0, 50.0)
 
@@ -56,10 +57,10 @@ class Faithfulness:
 
 
 def top_positions(scores: np.ndarray, visible: Sequence[int], k_percent: float) -> list[int]:
-    """The ``max(1, ceil(k/100 · |visible|))`` visible positions with the highest scores (ties: lowest first)."""
+    """The ``max(1, ceil(k/100 · |visible|))`` visible positions ranked first by
+    :func:`seqexplain.ranking.rank_positions` (decreasing score, ties to the lowest position), in position order."""
     n = max(1, math.ceil(k_percent / 100 * len(visible)))
-    key = sorted(visible, key=lambda j: (-scores[j] if np.isfinite(scores[j]) else math.inf, j))
-    return sorted(key[:n])
+    return sorted(rank_positions(scores, visible)[:n])
 
 
 def faithfulness(model: SequenceModel, example: Example, scores: Attribution | np.ndarray,
