@@ -151,12 +151,17 @@ class AttentionSegment:
 
 
 class SequenceModel(ABC):
-    """Base of every adapter (see the module docstring for what it provides)."""
+    """Base of every adapter (see the module docstring for what it provides).
+
+    ``autocast``: None (float32, the default) or ``torch.bfloat16`` / ``torch.float16``: every forward then runs
+    under ``torch.autocast`` on the model's device (faster on GPUs, less exact: docs/methods.md gives the measured
+    error against float32); distributions and scores are computed in float32 from the autocast logits."""
 
     kind: str
     model: torch.nn.Module
     tokenizer: Any
     model_id: str
+    autocast: torch.dtype | None = None
 
     # ------------------------------------------------------------------ abstract
     @abstractmethod
@@ -327,7 +332,8 @@ class SequenceModel(ABC):
             else:
                 splits.append(None)
             prepared.append(got[0])
-        out = self.logits_many(prepared)
+        with self._autocast():
+            out = self.logits_many(prepared)
         result = []
         for k, sp in enumerate(splits):
             if sp is None:
@@ -336,6 +342,13 @@ class SequenceModel(ABC):
                 _, n_b, n_t = sp
                 result.append(out[k].reshape(n_b, n_t, -1))
         return result
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.autocast is None:
+            return contextlib.nullcontext()
+        if self.autocast not in (torch.bfloat16, torch.float16):
+            raise InputError(f"autocast takes torch.bfloat16 or torch.float16, not {self.autocast}")
+        return torch.autocast(self.device.type, dtype=self.autocast)
 
     def distributions(self, example: Example, keep: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
                       rows_target: torch.Tensor | None = None) -> torch.Tensor:

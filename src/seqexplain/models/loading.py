@@ -48,13 +48,17 @@ def load_model(
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
     model_id: str | None = None,
+    autocast: torch.dtype | str | None = None,
 ) -> SequenceModel:
     """Wrap a model for explanation.
 
     ``model_or_path`` is a wrapper (returned as is), an ``nn.Module`` with the Hugging Face calling convention
     (then ``tokenizer`` is required), a local model directory, or a ``.gguf`` file. ``kind`` is "causal",
-    "seq2seq" or "classifier"; by default it is detected from the Auto-class mappings or the config.
+    "seq2seq" or "classifier"; by default it is detected from the Auto-class mappings or the config. ``device``:
+    cpu, cuda, cuda:N (an error when absent). ``autocast``: None (float32), ``"bf16"`` / ``"fp16"`` (or the torch
+    dtypes) to run forwards under ``torch.autocast`` (see :class:`~seqexplain.models.base.SequenceModel`).
     """
+    cast = _autocast_dtype(autocast)
     if kind is not None and kind not in _KINDS:
         raise InputError(f"unknown model kind {kind!r}; use one of {', '.join(_KINDS)}")
     if isinstance(model_or_path, SequenceModel):
@@ -77,7 +81,18 @@ def load_model(
     if device is not None:
         model = model.to(check_device(device))
     model.eval()
-    return HFModel(model, tokenizer, found, model_id=model_id)
+    wrapped = HFModel(model, tokenizer, found, model_id=model_id)
+    wrapped.autocast = cast
+    return wrapped
+
+
+def _autocast_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if value is None or isinstance(value, torch.dtype) and value in (torch.bfloat16, torch.float16):
+        return value
+    if isinstance(value, str) and value.lower() in names:
+        return names[value.lower()]
+    raise InputError(f"autocast is None, 'bf16' or 'fp16', not {value!r}")
 
 
 def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None,
