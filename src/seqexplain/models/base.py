@@ -290,9 +290,11 @@ class SequenceModel(ABC):
         rows_target = None if part.rows_target is None else part.rows_target.to(self.device).long().view(-1)
         return Part(ex, keep, part.embeds, rows_target)
 
-    def _apply_fallback(self, part: Part) -> list[Part]:
-        """Rule 4 of :mod:`seqexplain.models.keep`: make each fallback reading position visible, splitting rows
-        into one target each where that position would be seen by another target."""
+    def apply_keep_rule(self, part: Part) -> list[Part]:
+        """Rule 4 of :mod:`seqexplain.models.keep` for targets read from the token before them: make each fallback
+        reading position visible, splitting rows into one target each where that position would be seen by
+        another target (a second returned entry marks the split). Adapters whose targets are read elsewhere (a
+        token labeller reads target ``i`` at ``i``) override it and apply their own reading rule."""
         ex, keep = part.example, part.keep
         assert keep is not None
         pos = ex.positions_tensor().to(keep.device)
@@ -304,7 +306,7 @@ class SequenceModel(ABC):
             rows = torch.arange(n_b, device=keep.device).repeat_interleave(n_t)
             tgt = torch.arange(n_t, device=keep.device).repeat(n_b)
             split = Part(ex, keep[rows], None if part.embeds is None else part.embeds[rows], tgt)
-            return [self._apply_fallback(split)[0], part]  # second entry marks a split (see logits)
+            return [self.apply_keep_rule(split)[0], part]  # second entry marks a split (see logits)
         p_rows = pos.view(1, -1).expand(keep.shape[0], -1)
         if part.rows_target is not None:
             p_rows = p_rows.gather(1, part.rows_target.view(-1, 1))
@@ -325,7 +327,7 @@ class SequenceModel(ABC):
         splits: list[tuple[int, int, int] | None] = []
         for part in parts:
             part = self.normalise_part(part)
-            got = self._apply_fallback(part)
+            got = self.apply_keep_rule(part)
             if len(got) == 2:
                 assert part.keep is not None
                 splits.append((len(prepared), int(part.keep.shape[0]), part.example.n_targets))

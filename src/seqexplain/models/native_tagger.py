@@ -55,7 +55,7 @@ class BiLSTMTagger(nn.Module):
 class TokenLabellerAdapter(NativeWordAdapter):
     """Adapter of :class:`BiLSTMTagger` (rules in the module docstring)."""
 
-    kind = "classifier"
+    kind = "labeller"
 
     # ------------------------------------------------------------------ encode
     def encode(self, text: Any, target: Any = None, **_: Any) -> Example:
@@ -97,7 +97,7 @@ class TokenLabellerAdapter(NativeWordAdapter):
         """A row runs its kept tokens plus, at most, its target's own token, padded to the longest."""
         return len(rows) * (max([0, *(n for _, n in rows)]) + 1)
 
-    def _apply_fallback(self, part: Part) -> list[Part]:
+    def apply_keep_rule(self, part: Part) -> list[Part]:
         """No rule-4 rewrite of ``keep``: the labeller's own reading rule (module docstring) is applied in
         :meth:`logits_many`."""
         return [part]
