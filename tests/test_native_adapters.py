@@ -375,7 +375,8 @@ def test_labeller_baseline_rationale_follows_the_order(tagger, vocab):
     ids, net = ids_of(vocab, text), tagger.model
     flipped = [1 - y for y in tagger.encode(text).target_ids.tolist()]
     occ = seqexplain.explain(tagger, text, flipped, method="occlusion").scores
-    got = seqexplain.explain(tagger, text, flipped, method="baseline_rationale", order_by="occlusion").rationale.positions
+    got = seqexplain.explain(tagger, text, flipped, method="baseline_rationale",
+                             order_by="occlusion").rationale.positions
     for i, y in enumerate(flipped):
         order = [i, *sorted((j for j in range(len(ids)) if j != i), key=lambda j, i=i: (-occ[i, j], j))]
         k = next((n for n in range(1, len(order) + 1) if int(tag_logp(net, ids, order[:n], i).argmax()) == y),
