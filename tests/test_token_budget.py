@@ -122,7 +122,7 @@ def test_every_forward_holds_at_most_token_budget_tokens(long_gpt2, forwards, ba
         assert max_rows == 1  # gradient_norm / grad_x_input: one input row, the targets share the backward
     elif method == "occlusion":  # the budget is filled with perturbed rows, not one at a time
         assert max_rows == int(rows_per_budget)
-    else:  # integrated gradients: 6 rows = 3 targets × 2 path points per forward
+    else:  # integrated gradients: 6 (target, row) pairs = 3 targets × 2 path points, so 2 rows per forward
         assert max_rows == 2
 
     if method == "occlusion":
