@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -157,3 +158,88 @@ def prefix_sharing_calls(monkeypatch):
 
     monkeypatch.setattr(hf, "shared_prefix_states", spy)
     return calls
+
+
+# ------------------------------------------------------------------------------------- saved models, CLI
+CLI_ENV = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
+
+
+def _save(pair, path):
+    model, tok = pair
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gpt2_dir(gpt2, tmp_path_factory):
+    """The ``gpt2`` fixture saved as a model directory (config, safetensors weights, tokenizer)."""
+    return _save(gpt2, tmp_path_factory.mktemp("gpt2-saved"))
+
+
+@pytest.fixture(scope="session")
+def bert_dir(bert, tmp_path_factory):
+    return _save(bert, tmp_path_factory.mktemp("bert-saved"))
+
+
+@pytest.fixture()
+def runner():
+    from typer.testing import CliRunner
+
+    return CliRunner(env=CLI_ENV)
+
+
+class NoAttentionLM(torch.nn.Module):
+    """A causal LM with the Hugging Face calling convention but no attention weights to return: each position
+    sees the masked running mean of the embeddings up to it. With ``nan_when_dropped`` its logits are NaN in every
+    row where input position 1 is masked out, so occlusion's score for position 1 is NaN and the rest finite."""
+
+    seqexplain_kind = "causal"
+
+    def __init__(self, vocab_size: int, nan_when_dropped: bool = False, dim: int = 16) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(vocab_size, dim)
+        self.out = torch.nn.Linear(dim, vocab_size)
+        self.nan_when_dropped = nan_when_dropped
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.emb
+
+    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None):
+        x = self.emb(input_ids) if inputs_embeds is None else inputs_embeds
+        if attention_mask is None:
+            attention_mask = torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+        m = attention_mask.unsqueeze(-1).to(x.dtype)
+        logits = self.out(torch.tanh(torch.cumsum(x * m, dim=1) / torch.cumsum(m, dim=1).clamp(min=1.0)))
+        if self.nan_when_dropped and attention_mask.shape[1] > 1:
+            dropped = (attention_mask[:, 1] == 0).view(-1, 1, 1)
+            logits = torch.where(dropped, torch.full_like(logits, float("nan")), logits)
+        return SimpleNamespace(logits=logits)
+
+
+@pytest.fixture()
+def no_attention_lm(bpe):
+    """``make(nan_when_dropped=False)``: a wrapped :class:`NoAttentionLM`."""
+    import seqexplain
+
+    def make(nan_when_dropped: bool = False):
+        return seqexplain.load_model(NoAttentionLM(len(bpe), nan_when_dropped=nan_when_dropped), bpe)
+
+    return make
+
+
+@pytest.fixture()
+def custom_model(monkeypatch, no_attention_lm):
+    """Make the CLI's ``--model custom`` / ``--model custom-nan`` load :class:`NoAttentionLM` (other models load
+    as usual)."""
+    from seqexplain import cli
+
+    original = cli.load_cli_model
+
+    def load(spec, kind=None, status=None, device=None):
+        if spec in ("custom", "custom-nan"):
+            return no_attention_lm(nan_when_dropped=spec == "custom-nan")
+        return original(spec, kind, status, device)
+
+    monkeypatch.setattr(cli, "load_cli_model", load)

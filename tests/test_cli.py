@@ -1,59 +1,23 @@
 """The command line: every command works on tiny fixture models, and every user error is one red line on
-stderr with exit status 2 and no traceback."""
+stderr with exit status 2 and no traceback. The bad inputs shared with the Python API are one table in
+``tests/test_bad_input.py``; the errors here are the command line's own."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import types
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 import seqexplain
-from seqexplain import cli
 from seqexplain.cli import app, parse_options, parse_value
 
 ENV = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
-
-
-class NoAttentionLM(torch.nn.Module):
-    """Hugging Face calling convention, no attention weights; logits NaN where input 1 is masked when
-    ``nan_when_dropped``."""
-
-    seqexplain_kind = "causal"
-
-    def __init__(self, vocab_size: int, nan_when_dropped: bool = False) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.emb = torch.nn.Embedding(vocab_size, 16)
-        self.out = torch.nn.Linear(16, vocab_size)
-        self.nan_when_dropped = nan_when_dropped
-
-    def get_input_embeddings(self) -> torch.nn.Module:
-        return self.emb
-
-    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None):
-        x = self.emb(input_ids) if inputs_embeds is None else inputs_embeds
-        if attention_mask is None:
-            attention_mask = torch.ones(x.shape[:2], dtype=torch.long)
-        m = attention_mask.unsqueeze(-1).to(x.dtype)
-        logits = self.out(torch.tanh(torch.cumsum(x * m, 1) / torch.cumsum(m, 1).clamp(min=1.0)))
-        if self.nan_when_dropped and attention_mask.shape[1] > 1:
-            dropped = (attention_mask[:, 1] == 0).view(-1, 1, 1)
-            logits = torch.where(dropped, torch.full_like(logits, float("nan")), logits)
-        return SimpleNamespace(logits=logits)
-
-
-@pytest.fixture()
-def runner() -> CliRunner:
-    return CliRunner()
 
 
 def invoke(runner: CliRunner, *args: str):
@@ -70,24 +34,6 @@ def assert_user_error(result, *fragments: str) -> str:
     for frag in fragments:
         assert frag in result.stderr, (frag, result.stderr)
     return result.stderr
-
-
-@pytest.fixture(scope="module")
-def gpt2_dir(gpt2, tmp_path_factory) -> Path:
-    model, tok = gpt2
-    path = tmp_path_factory.mktemp("gpt2-cli")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def bert_dir(bert, tmp_path_factory) -> Path:
-    model, tok = bert
-    path = tmp_path_factory.mktemp("bert-cli")
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ parsing
@@ -157,93 +103,26 @@ def test_explain_classifier_label(runner, bert_dir):
     assert "positive" in result.stdout
 
 
-# ------------------------------------------------------------------------------------------- user errors
-def test_empty_text(runner, gpt2_dir):
-    assert_user_error(invoke(runner, "explain", "-m", gpt2_dir, "-t", "  ", "--method", "occlusion"), "empty")
-
-
-def test_too_long_states_limit_and_truncate_works(runner, gpt2_dir):
+# ------------------------------------------------------- user errors of the command line (shared ones: test_bad_input)
+def test_truncate_option_cuts_a_long_text(runner, gpt2_dir):
+    """The fix the too-long error suggests (tests/test_bad_input.py) works."""
     text = "The cat sat on the mat. " * 60
-    assert_user_error(invoke(runner, "explain", "-m", gpt2_dir, "-t", text, "--target", " dog",
-                             "--method", "occlusion"), "128", "--truncate")
     ok = invoke(runner, "explain", "-m", gpt2_dir, "-t", text, "--target", " dog", "--method", "occlusion",
                 "--truncate")
     assert ok.exit_code == 0, ok.output
 
 
-def test_unknown_method_lists_known(runner, gpt2_dir):
-    err = assert_user_error(invoke(runner, "explain", "-m", gpt2_dir, "-t", "The cat", "--method", "magic"),
-                            "magic")
-    for m in seqexplain.available_methods():
-        assert m.name in err
-
-
-def test_bad_options(runner, gpt2_dir):
+def test_option_without_value(runner, gpt2_dir):
+    """CLI syntax only (the API takes keyword arguments); unknown option names are in tests/test_bad_input.py."""
     assert_user_error(invoke(runner, "explain", "-m", gpt2_dir, "-t", "The cat", "-o", "steps"), "key=value")
-    assert_user_error(invoke(runner, "explain", "-m", gpt2_dir, "-t", "The cat", "-o", "n_steps=3"), "n_steps")
-
-
-def test_unknown_label(runner, bert_dir):
-    assert_user_error(invoke(runner, "explain", "-m", bert_dir, "-t", "a fine film", "--target", "happy",
-                             "--method", "occlusion"), "happy", "negative, neutral, positive")
-
-
-def test_empty_target(runner, gpt2_dir):
-    assert_user_error(invoke(runner, "explain", "-m", gpt2_dir, "-t", "The cat", "--target", "",
-                             "--method", "occlusion"), "no tokens")
-
-
-def test_missing_model_directory(runner, tmp_path):
-    assert_user_error(invoke(runner, "explain", "-m", tmp_path / "missing", "-t", "The cat"), "does not exist")
-
-
-def test_corrupt_config(runner, gpt2_dir, tmp_path):
-    bad = Path(shutil.copytree(gpt2_dir, tmp_path / "bad"))
-    (bad / "config.json").write_text("garbage{", encoding="utf-8")
-    assert_user_error(invoke(runner, "explain", "-m", bad, "-t", "The cat", "--method", "occlusion"), "config")
-
-
-def test_truncated_weights(runner, gpt2_dir, tmp_path):
-    bad = Path(shutil.copytree(gpt2_dir, tmp_path / "bad"))
-    weights = bad / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:1000])
-    assert_user_error(invoke(runner, "explain", "-m", bad, "-t", "The cat", "--method", "occlusion"), "weights")
 
 
 def test_smollm2_rejects_other_kind(runner):
     assert_user_error(invoke(runner, "explain", "-m", "smollm2", "-t", "Hi", "--kind", "seq2seq"), "causal")
 
 
-def test_show_unreadable_file(runner, tmp_path):
-    bad = tmp_path / "x.json"
-    bad.write_text("[1, 2", encoding="utf-8")
-    assert_user_error(invoke(runner, "show", bad), "x.json")
-    assert_user_error(invoke(runner, "show", tmp_path / "missing.json"), "does not exist")
-
-
-def test_unwritable_output(runner, gpt2_dir, tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("x", encoding="utf-8")
-    assert_user_error(invoke(runner, "explain", "-m", gpt2_dir, "-t", "The cat", "--target", " sat",
-                             "--method", "occlusion", "--json", blocker / "sub" / "a.json"), "cannot write")
-
-
-@pytest.fixture()
-def custom_model(monkeypatch, bpe):
-    """Make ``--model custom`` / ``--model custom-nan`` load the hand-written modules above."""
-
-    def fake_load(spec, kind=None, status=None, device=None):
-        return seqexplain.load_model(NoAttentionLM(len(bpe), nan_when_dropped=spec.endswith("nan")), bpe)
-
-    monkeypatch.setattr(cli, "load_cli_model", fake_load)
-
-
-def test_attention_method_unsupported(runner, custom_model):
-    assert_user_error(invoke(runner, "explain", "-m", "custom", "-t", "The cat sat on the", "--target", " mat",
-                             "--method", "attention_rollout"), "attention weights", "gradient or perturbation")
-
-
-def test_nonfinite_warns_and_strict_exits_2(runner, custom_model, tmp_path):
+def test_nonfinite_warns_and_strict_accepts_finite_scores(runner, custom_model, tmp_path):
+    """Without --strict non-finite scores are a warning; --strict on NaN scores is in tests/test_bad_input.py."""
     out_json = tmp_path / "nan.json"
     result = invoke(runner, "explain", "-m", "custom-nan", "-t", "The cat sat on the", "--target", " mat",
                     "--method", "occlusion", "--json", out_json)
@@ -254,9 +133,6 @@ def test_nonfinite_warns_and_strict_exits_2(runner, custom_model, tmp_path):
     shown = invoke(runner, "show", out_json)
     assert shown.exit_code == 0 and "NaN or infinite" in shown.stderr
 
-    strict = invoke(runner, "explain", "-m", "custom-nan", "-t", "The cat sat on the", "--target", " mat",
-                    "--method", "occlusion", "--strict")
-    assert_user_error(strict, "non-finite")
     ok = invoke(runner, "explain", "-m", "custom", "-t", "The cat sat on the", "--target", " mat",
                 "--method", "occlusion", "--strict")
     assert ok.exit_code == 0 and "warning" not in ok.stderr

@@ -206,7 +206,8 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
         for ex, e, b, total in zip(examples, es, bs, totals, strict=True):
             attributions = (total * (e - b).double()).sum(-1)  # [T, L]
             with torch.no_grad():
-                f_x, f_b = (v[0].double() for v in model.score_many([Part(ex, embeds=e), Part(ex, embeds=b)]))
+                f_x = model.score(ex, embeds=e)[0].double()  # two forwards: each row alone fits the budget
+                f_b = model.score(ex, embeds=b)[0].double()
             delta = (attributions.sum(-1) - (f_x - f_b)).cpu().numpy()
             results.append(MethodResult(attributions.detach().cpu().numpy(),
                                         target_logprobs=logprobs_if_objective(ex, f_x),
