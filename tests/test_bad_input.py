@@ -20,6 +20,7 @@ import pytest
 
 import seqexplain
 from seqexplain.cli import app
+from seqexplain.cli import parse_options as cli_parse_options
 from seqexplain.errors import (
     DataError,
     InputError,
@@ -88,6 +89,51 @@ def _blocked_output(ctx: Any) -> Path:
 
 def _explain_argv(model: Any, text: str, *rest: Any) -> list[Any]:
     return ["explain", "-m", model, "-t", text, *rest]
+
+
+OPTION_ROWS: list[tuple[str, str, dict[str, Any] | None, str, tuple[str, ...]]] = [
+    # (id, method, options given to the API (None: the CLI's parser alone), the CLI's -o value, fragments)
+    ('steps that is not a number', 'integrated_gradients', {'steps': 'abc'}, 'steps=abc',
+     ('steps', 'int ≥ 1', "'abc'")),
+    ('steps that is a fraction', 'integrated_gradients', {'steps': 1.5}, 'steps=1.5',
+     ('steps', 'int ≥ 1', '1.5')),
+    ('steps that is a boolean', 'integrated_gradients', {'steps': True}, 'steps=true',
+     ('steps', 'int ≥ 1', 'True')),
+    ('steps below its range', 'integrated_gradients', {'steps': 0}, 'steps=0',
+     ('steps', 'int ≥ 1', '0')),
+    ('token_budget that is not a number', 'occlusion', {'token_budget': 'abc'}, 'token_budget=abc',
+     ('token_budget', 'int ≥ 1')),
+    ('token_budget below its range', 'gradient_norm', {'token_budget': -5}, 'token_budget=-5',
+     ('token_budget', 'int ≥ 1')),
+    ('max_size that is not a number', 'greedy', {'max_size': 'abc'}, 'max_size=abc',
+     ('max_size', 'int ≥ 1')),
+    ('max_size of zero', 'exhaustive', {'max_size': 0}, 'max_size=0',
+     ('max_size', 'int ≥ 1')),
+    ('unknown quadrature rule', 'integrated_gradients', {'rule': 'simpson'}, 'rule=simpson',
+     ('rule', 'gausslegendre')),
+    ('order_options that is not a mapping', 'baseline_rationale', {'order_options': 'steps'}, 'order_options=steps',
+     ('order_options', 'dict')),
+    ('order_options that is broken JSON', 'baseline_rationale', None, 'order_options={steps: 2',
+     ('JSON object',)),
+    ('replace_with id outside the vocabulary', 'occlusion', {'replace_with': 99999}, 'replace_with=99999',
+     ('99999', 'outside the vocabulary')),
+    ('baseline that is a boolean', 'integrated_gradients', {'baseline': True}, 'baseline=true',
+     ('baseline', 'str or int')),
+]
+
+
+def _option_case(rid: str, method: str, api_options: dict[str, Any] | None, cli_option: str,
+                 fragments: tuple[str, ...]) -> Case:
+    """A bad method option: checked from the method's one declaration before any model work."""
+    def api(c: Any, _: Any) -> object:
+        if api_options is None:
+            return cli_parse_options([cli_option])
+        return seqexplain.explain(c.causal, PROMPT, " mat", method, **api_options)
+
+    return Case(rid, _nothing, api,
+                lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", method, "-o",
+                                           cli_option),
+                InputError, fragments)
 
 
 CASES = [
@@ -171,6 +217,23 @@ CASES = [
          lambda c, _: seqexplain.explain(c.no_attention(), PROMPT, " mat", "attention_rollout"),
          lambda c, _: _explain_argv("custom", PROMPT, "--target", " mat", "--method", "attention_rollout"),
          UnsupportedError, ("attention weights", "gradient or perturbation")),
+    *[_option_case(*row) for row in OPTION_ROWS],
+    Case("foil that tokenizes to nothing", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "gradient_norm", objective="contrast", foil=""),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "gradient_norm",
+                                    "--objective", "contrast", "--foil", ""),
+         InputError, ("foil", "no tokens")),
+    Case("contrast without a foil", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "gradient_norm", objective="contrast"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "gradient_norm",
+                                    "--objective", "contrast"),
+         InputError, ("needs a foil",)),
+    Case("foil with another number of tokens than the target", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "occlusion", objective="contrast",
+                                         foil=" log and the dog"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "occlusion",
+                                    "--objective", "contrast", "--foil", " log and the dog"),
+         InputError, ("one foil token per target",)),
     Case("non-finite scores with strict", _nothing,
          lambda c, _: seqexplain.explain(c.no_attention(nan_when_dropped=True), PROMPT, " mat", "occlusion",
                                          strict=True),

@@ -62,7 +62,8 @@ def test_methods_lists_all(runner):
     for m in seqexplain.available_methods():
         assert m.name in result.stdout
         assert m.family in result.stdout
-    assert "steps=50" in result.stdout  # options with defaults
+    flat = " ".join(result.stdout.split())
+    assert "steps: int ≥ 1" in flat and "(default 50)" in flat  # options with types, ranges and defaults
 
 
 def test_explain_writes_json_and_html_and_show_round_trips(runner, gpt2_dir, tmp_path):

@@ -107,8 +107,19 @@ class Normalize(str, Enum):
 
 # ----------------------------------------------------------------------------------------------- helpers
 def parse_value(raw: str) -> Any:
-    """``--option`` values: ``true``/``false`` → bool, ``none``/``null`` → None, then int, float, else str."""
+    """``--option`` values: ``true``/``false`` → bool, ``none``/``null`` → None, a JSON object ``{...}`` → dict,
+    then int, float, else str."""
     low = raw.strip().lower()
+    if low.startswith("{"):
+        import json
+
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise InputError(f"option value {raw!r} starts like a JSON object but is not one: {exc}") from exc
+        if not isinstance(value, dict):
+            raise InputError(f"option value {raw!r} must be a JSON object")
+        return value
     if low in ("true", "yes", "on"):
         return True
     if low in ("false", "no", "off"):
@@ -244,9 +255,9 @@ def list_methods() -> None:
     table.add_column("name", style="bold cyan", no_wrap=True)
     table.add_column("family")
     table.add_column("description", overflow="fold")
-    table.add_column("options (default)", overflow="fold")
+    table.add_column("options: type, range (default)", overflow="fold")
     for m in available_methods():
-        opts = "\n".join(f"{k}={v!r}" for k, v in m.defaults().items()) or "—"
+        opts = "\n".join(f"{k}: {spec.describe()}" for k, spec in m.options().items()) or "—"
         table.add_row(m.name, m.family, m.description, opts)
     _stdout().print(table)
 

@@ -40,7 +40,11 @@ def special_token_id(model: SequenceModel, which: str) -> int:
 
 def token_id_for(model: SequenceModel, spec: str | int) -> int:
     """A token id from ``"pad"``/``"unk"``/``"mask"``, an integer id, or a string that is one token."""
-    if isinstance(spec, int):
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        vocab = getattr(model, "vocab_size", None)
+        size = vocab() if callable(vocab) else None
+        if spec < 0 or (size is not None and spec >= size):
+            raise InputError(f"token id {spec} is outside the vocabulary (0..{'?' if size is None else size - 1})")
         return spec
     if spec in ("pad", "unk", "mask"):
         return special_token_id(model, spec)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from seqexplain.errors import InputError, UnknownMethodError
+from seqexplain.methods.options import OptionSpec, option_specs
 
 
 @dataclass
@@ -37,6 +38,11 @@ class Method:
     family: str
     description: str
     many: Callable[..., list[MethodResult]] | None = None
+    ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+
+    def options(self) -> dict[str, OptionSpec]:
+        """The method's options (:mod:`seqexplain.methods.options`): types, ranges, defaults."""
+        return option_specs(self.fn, self.ranges)
 
     def defaults(self) -> dict[str, Any]:
         """Options and their default values (the function's keyword-only parameters)."""
@@ -44,26 +50,31 @@ class Method:
         return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY}
 
     def check_options(self, options: dict[str, Any]) -> None:
-        known = self.defaults()
-        unknown = sorted(set(options) - set(known))
+        """Raise :class:`InputError` for an unknown option or a value of the wrong type or out of range."""
+        specs = self.options()
+        unknown = sorted(set(options) - set(specs))
         if unknown:
             raise InputError(
                 f"{self.name} has no option {', '.join(map(repr, unknown))}; its options are: "
-                + (", ".join(f"{k}={v!r}" for k, v in known.items()) or "none")
+                + ("; ".join(f"{k}: {s.describe()}" for k, s in specs.items()) or "none")
             )
+        for key, value in options.items():
+            specs[key].check(value, self.name)
 
 
 _REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, family: str, description: str, many: Callable[..., list[MethodResult]] | None = None
+def register(name: str, family: str, description: str, many: Callable[..., list[MethodResult]] | None = None,
+             ranges: dict[str, tuple[float | None, float | None]] | None = None
              ) -> Callable[[Callable[..., MethodResult]], Callable[..., MethodResult]]:
     """Decorator adding a method under ``name`` (``family``: attention / gradient / perturbation / rationale).
     ``many(model, examples, **options) -> list[MethodResult]``, where given, explains several examples in shared
-    forwards (``explain_many``) with the same results as one call per example."""
+    forwards (``explain_many``) with the same results as one call per example. ``ranges`` adds or overrides option
+    ranges (:data:`seqexplain.methods.options.RANGES`); types come from the function's annotations."""
 
     def deco(fn: Callable[..., MethodResult]) -> Callable[..., MethodResult]:
-        _REGISTRY[name] = Method(name, fn, family, description, many)
+        _REGISTRY[name] = Method(name, fn, family, description, many, dict(ranges or {}))
         return fn
 
     return deco
