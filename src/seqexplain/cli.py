@@ -146,7 +146,8 @@ def parse_options(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def load_cli_model(spec: str, kind: str | None = None, status: Any = None, device: str | None = None) -> Any:
+def load_cli_model(spec: str, kind: str | None = None, status: Any = None, device: str | None = None,
+                   allow_new_head: bool = False) -> Any:
     """``smollm2`` (the embedded default), a model directory or a ``.gguf`` file → a wrapped model."""
     from seqexplain.models.loading import check_device, load_model
 
@@ -158,7 +159,7 @@ def load_cli_model(spec: str, kind: str | None = None, status: Any = None, devic
         if kind not in (None, "causal"):
             raise InputError(f"{DEFAULT_MODEL} is a causal LM; drop --kind or use --kind causal")
         return smollm2(status=status, device=device)
-    return load_model(spec, kind=kind, device=device)  # type: ignore[arg-type]
+    return load_model(spec, kind=kind, device=device, allow_new_head=allow_new_head)  # type: ignore[arg-type]
 
 
 def _write(what: str, path: Path, writer: Any) -> None:
@@ -216,6 +217,9 @@ def explain(
     foil: Annotated[str | None, typer.Option(help="With --objective contrast: the foil text (one token per "
                                              "target) or label.")] = None,
     device: Annotated[str | None, typer.Option(help="Device to run on: cpu, cuda, cuda:N.")] = None,
+    allow_new_head: Annotated[bool, typer.Option("--allow-new-head", help="With --kind: explain a model whose "
+                                                 "head is missing from the weights (initialised at random).")
+                              ] = False,
 ) -> None:
     """Explain a model's prediction of TARGET from TEXT with one method; print a heatmap, write files."""
     from seqexplain.explain import explain as run_explain
@@ -226,7 +230,8 @@ def explain(
     get_method(method).check_options(options)  # fail fast, before loading a model
     err = _stderr()
     with err.status(f"loading model {model}") as status:
-        wrapped = load_cli_model(model, kind.value if kind else None, status=status.update, device=device)
+        wrapped = load_cli_model(model, kind.value if kind else None, status=status.update, device=device,
+                                 **({"allow_new_head": True} if allow_new_head else {}))
         status.update(f"explaining with {method}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)

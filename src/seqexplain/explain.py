@@ -128,8 +128,11 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
         warnings=list(example.warnings),
         meta=meta,
     )
+    attr.warnings.extend(rationale_warnings(attr, visible))
     if bad.any():
         attr.meta["nonfinite_cells"] = [[int(i), int(j)] for i, j in zip(*np.nonzero(bad), strict=True)]
+        attr.warnings.append(f"{int(bad.sum())} score(s) are NaN or infinite where the target can see the input "
+                             "(the model overflowed, or a target has probability 0)")
         try:
             attr.check_finite()
         except NonFiniteScoresError as exc:
@@ -137,6 +140,27 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
                 raise
             warnings.warn(str(exc), RuntimeWarning, stacklevel=3)
     return attr
+
+
+def rationale_warnings(attr: Attribution, visible: np.ndarray) -> list[str]:
+    """Warnings for rationale searches that are not what they seem: a search that never reached the target, one
+    that hit its size bound, and a rationale that is the target's whole context."""
+    rat = attr.rationale
+    if rat is None:
+        return []
+    out = []
+    for i, positions in enumerate(rat.positions):
+        name = f"target {i} ({attr.target_tokens[i]!r})"
+        if i < len(rat.bound_hit) and rat.bound_hit[i]:
+            size = attr.options.get("max_size")
+            out.append(f"{attr.method}: {name}: no rationale within the search bound (max_size={size}, "
+                       f"max_subsets={attr.options.get('max_subsets')}); the empty rationale is not a result")
+        elif i < len(rat.reached) and not rat.reached[i]:
+            out.append(f"{attr.method}: {name}: the search stopped ({len(positions)} positions) without the model "
+                       "predicting the target; this is not a sufficient rationale")
+        elif len(positions) >= int(visible[i].sum()) > 1:
+            out.append(f"{attr.method}: {name}: the rationale is the whole context ({len(positions)} positions)")
+    return out
 
 
 def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gradients", *, tokenizer: Any = None,

@@ -72,10 +72,10 @@ class OptionSpec:
                 ok = ok or isinstance(value, t)
         if not ok:
             raise InputError(f"{method} option {self.name} takes {self.describe()}, got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and
-                                                                        value > self.maximum):
-                raise InputError(f"{method} option {self.name} takes {self.describe()}, got {value!r}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and ((self.minimum is not None and value < self.minimum)
+                       or (self.maximum is not None and value > self.maximum)):
+            raise InputError(f"{method} option {self.name} takes {self.describe()}, got {value!r}")
         return value
 
 

@@ -287,6 +287,7 @@ class SequenceModel(ABC):
             raise InputError(f"embeds batch {part.embeds.shape[0]} does not match keep batch {keep.shape[0]}")
         if not bool(keep.all()):
             self.require_keep_mask()
+            self.verify_keep_mask(ex)
         rows_target = None if part.rows_target is None else part.rows_target.to(self.device).long().view(-1)
         return Part(ex, keep, part.embeds, rows_target)
 
@@ -344,6 +345,41 @@ class SequenceModel(ABC):
                 _, n_b, n_t = sp
                 result.append(out[k].reshape(n_b, n_t, -1))
         return result
+
+    def verify_keep_mask(self, example: Example) -> None:
+        """Check once per adapter, by behaviour rather than by signature, that dropping positions changes what the
+        model sees: with one of target 0's context positions dropped (the first that is not a start position),
+        its logits must differ from the full input's. A module that takes an attention mask but ignores it (or swallows it in
+        ``**kwargs``) fails, with :class:`UnsupportedError`, instead of giving all-zero occlusion and
+        whole-context rationales. Skipped when target 0 sees nothing beyond its start positions."""
+        if getattr(self, "_keep_verified", None) is not None:
+            return
+        visible = set(example.visible_positions(0)) if example.n_targets else set()
+        try:
+            start = set(self.start_positions(example, 0))
+        except UnsupportedError:
+            return
+        if not visible - start:
+            return
+        self._keep_verified = False  # in progress: the probe's own forwards must not probe again
+        try:
+            probe = torch.ones(1, example.length, dtype=torch.bool, device=self.device)
+            probe[0, min(visible - start)] = False
+            target = torch.zeros(1, dtype=torch.long, device=self.device)
+            with torch.no_grad():
+                sparse = self.logits(example, probe, rows_target=target)[0, 0]
+                full = self.logits(example, rows_target=target)[0, 0]
+        except BaseException:
+            self._keep_verified = None
+            raise
+        if torch.equal(sparse, full):
+            self._keep_verified = None
+            raise UnsupportedError(
+                f"{self.model_id} ({type(self.model).__name__}) ignores its attention mask: with a context "
+                "position dropped, its prediction did not change at all. Occlusion, rationales and faithfulness "
+                "drop positions through the mask, so they would give all-zero scores and whole-context rationales; "
+                "use gradient or attention methods, or a model whose forward honours attention_mask")
+        self._keep_verified = True
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast is None:

@@ -162,10 +162,28 @@ class HFAdapter(SequenceModel):
         value = self.special_id("pad_token_id")
         return 0 if value is None else int(value)
 
-    def check_text(self, text: Any) -> str:
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("the text is empty; give the prompt, source sentence or input to explain")
+    def check_text(self, text: Any, what: str = "text") -> str:
+        """``text`` if it is a non-blank string of valid Unicode, else :class:`InputError` saying which."""
+        if not isinstance(text, str):
+            raise InputError(f"the {what} must be a string, not {type(text).__name__}")
+        check_unicode(text, what)
+        if not text.strip():
+            raise InputError(f"the {what} is empty; give the prompt, source sentence or input to explain")
         return text
+
+    def check_max_new_tokens(self, max_new_tokens: Any) -> int:
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise InputError(f"max_new_tokens must be a positive number of tokens, got {max_new_tokens!r}")
+        return max_new_tokens
+
+    def check_content(self, tok: Tokenized, what: str = "text") -> None:
+        """A text must give at least one token that is not special (else it would be explained from the
+        special tokens alone)."""
+        if not tok.ids:
+            raise InputError(f"the {what} tokenizes to no tokens")
+        if all(o is None for o in tok.offsets):
+            raise InputError(f"the {what} tokenizes to special tokens only ({' '.join(tok.tokens)}); give text the "
+                             "tokenizer can read")
 
     def check_length(self, n: int, limit: int | None, what: str) -> None:
         if limit is not None and n > limit:
@@ -173,7 +191,10 @@ class HFAdapter(SequenceModel):
                 f"the {what} is {n} tokens but the model takes at most {limit} positions; shorten it or pass "
                 "truncate=True (CLI: --truncate) to cut the oldest context tokens")
 
-    def tokenize_target(self, target: str) -> Tokenized:
+    def tokenize_target(self, target: Any) -> Tokenized:
+        if not isinstance(target, str):
+            raise InputError(f"the target must be a string, not {type(target).__name__}")
+        check_unicode(target, "target")
         tok = tokenize(self.tokenizer, target, add_special_tokens=False)
         if not tok.ids:
             raise InputError(f"the target {target!r} tokenizes to no tokens; give a non-empty continuation")
@@ -183,6 +204,7 @@ class HFAdapter(SequenceModel):
         """Foil tokens of a language or translation model: a text (tokenised like the target), or a list of one
         token string or id per target."""
         if isinstance(foil, str):
+            check_unicode(foil, "foil")
             tok = tokenize(self.tokenizer, foil, add_special_tokens=False)
             if not tok.ids:
                 raise InputError(f"the foil {foil!r} tokenizes to no tokens; give a token to contrast the target with")
@@ -204,6 +226,20 @@ class HFAdapter(SequenceModel):
                 raise InputError(f"foil id(s) {bad} are outside the vocabulary (0..{vocab - 1})")
             return torch.tensor(ids, dtype=torch.long), [self.target_name(example, i) for i in ids]
         raise InputError("the foil must be a text or a list with one token per target")
+
+    def input_layer(self) -> torch.nn.Module:
+        """The input-embedding layer (gradient methods differentiate its output)."""
+        getter = getattr(self.model, "get_input_embeddings", None)
+        layer = None
+        if callable(getter):
+            with contextlib.suppress(NotImplementedError, AttributeError):
+                layer = getter()
+        if not isinstance(layer, torch.nn.Module):
+            raise UnsupportedError(
+                f"{self.model_id} ({type(self.model).__name__}) has no get_input_embeddings(), so its input "
+                "embeddings cannot be differentiated or replaced; gradient methods and replacement baselines need "
+                "it (occlusion by dropping and rationales do not)")
+        return layer
 
     def input_width(self) -> int | None:
         layer = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
@@ -237,6 +273,24 @@ class HFAdapter(SequenceModel):
                                "use a gradient or perturbation method instead")
 
 
+def check_unicode(text: str, what: str) -> None:
+    """:class:`InputError` for strings that are not valid Unicode (lone surrogates: undecodable bytes on the
+    command line, or broken surrogate pairs), which tokenizers reject with a traceback."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(f"the {what} is not valid Unicode (character {exc.start} is a lone surrogate, e.g. from "
+                         "bytes that are not UTF-8); pass UTF-8 text") from None
+
+
+def truncation_warning(n_total: int, n_kept: int, what: str, side: str) -> list[str]:
+    """The warning an example carries when ``truncate`` cut tokens."""
+    if n_kept >= n_total:
+        return []
+    return [f"truncated: {n_total - n_kept} of {n_total} {what} tokens were cut ({side}) to fit the model's "
+            "positions; the explanation is of the shortened input"]
+
+
 def input_embeddings(stack: torch.nn.Module, model: torch.nn.Module) -> torch.nn.Module:
     """The token-embedding layer of an encoder or decoder stack."""
     layer = getattr(stack, "embed_tokens", None)
@@ -246,7 +300,11 @@ def input_embeddings(stack: torch.nn.Module, model: torch.nn.Module) -> torch.nn
         got = stack.get_input_embeddings()
         if isinstance(got, torch.nn.Module):
             return got
-    return model.get_input_embeddings()
+    got = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if not isinstance(got, torch.nn.Module):
+        raise UnsupportedError(f"{type(model).__name__} has no input-embedding layer for its encoder or decoder; "
+                               "gradient methods need one")
+    return got
 
 
 def head_mean(layers: Sequence[torch.Tensor], row: int = 0) -> list[torch.Tensor]:

@@ -21,7 +21,15 @@ import torch
 from seqexplain.errors import InputError
 from seqexplain.models import keep as keep_rule
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
-from seqexplain.models.hf import HFAdapter, accepts, accepts_exact, head_mean, pad_rows, segments_of
+from seqexplain.models.hf import (
+    HFAdapter,
+    accepts,
+    accepts_exact,
+    head_mean,
+    pad_rows,
+    segments_of,
+    truncation_warning,
+)
 from seqexplain.models.prefix_cache import shared_prefix_states
 from seqexplain.models.tokenization import offsets_by_decoding, tokenize
 
@@ -41,6 +49,7 @@ class HFCausalLM(HFAdapter):
         """Tokenise the prompt ``text`` and the continuation ``target`` (``None``: greedy decoding of up to
         ``max_new_tokens`` tokens, stopping before end-of-sequence)."""
         text = self.check_text(text)
+        max_new_tokens = self.check_max_new_tokens(max_new_tokens)
         if isinstance(target, int) and not isinstance(target, bool):
             raise InputError("a target for a language model is text, not a label index")
         tgt = None if target is None else self.tokenize_target(target)
@@ -49,19 +58,26 @@ class HFCausalLM(HFAdapter):
         room = None if limit is None else limit - n_new
         if room is not None and room < 1:
             raise InputError(f"the target alone needs {n_new} of the model's {limit} positions; shorten it")
-        src = tokenize(self.tokenizer, text, add_special_tokens=True,
-                       max_length=room if truncate else None, truncation_side="left")
-        if not src.ids:
-            raise InputError("the text tokenizes to no tokens")
+        warnings: list[str] = []
+        full = tokenize(self.tokenizer, text, add_special_tokens=True)
+        self.check_content(full)
+        src = full
+        if truncate and room is not None and len(full.ids) > room:
+            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=room, truncation_side="left")
+            warnings += truncation_warning(len(full.ids), len(src.ids), "prompt", "the oldest")
         if tgt is None:
             self.check_length(len(src.ids) + 1, limit, "prompt plus one generated token")
             n = max_new_tokens if limit is None else min(max_new_tokens, limit - len(src.ids))
+            if n < max_new_tokens:
+                warnings.append(f"max_new_tokens: only {n} of the {max_new_tokens} requested tokens fit the model's "
+                                f"{limit} positions after the prompt")
             new_ids = self._generate(src.ids, n)
             target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
             t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
         else:
             self.check_length(len(src.ids) + len(tgt.ids), limit, "prompt plus target")
             target_text, t_ids, t_tokens, t_off = target, tgt.ids, tgt.tokens, tgt.offsets
+            warnings += self._joining_warning(text, target, src.ids, tgt.ids)
         n_p, n_l = len(src.ids), len(src.ids) + len(t_ids)
         positions = [n_p + i for i in range(len(t_ids))]
         vis = torch.arange(n_l).view(1, -1) < torch.tensor(positions).view(-1, 1)
@@ -70,7 +86,27 @@ class HFCausalLM(HFAdapter):
             tokens=list(src.tokens) + list(t_tokens), offsets=list(src.offsets) + list(t_off),
             segments=segments_of(src.offsets, "source") + segments_of(t_off, "target"),
             target_ids=torch.tensor(t_ids, dtype=torch.long), target_tokens=list(t_tokens),
-            target_positions=list(positions), n_source=n_p, text=text, target_text=target_text, visibility=vis)
+            target_positions=list(positions), n_source=n_p, text=text, target_text=target_text, visibility=vis,
+            warnings=warnings)
+
+    def _joining_warning(self, text: str, target: str, prompt_ids: list[int], target_ids: list[int]) -> list[str]:
+        """The rule: prompt and target are tokenised separately and their tokens joined. Warn when the target
+        lacks the leading space a word after a prompt carries in this tokenizer ("Paris" vs " Paris": different
+        tokens, very different probabilities), and when the text written together tokenises differently."""
+        out = []
+        if target[:1].isalnum() and not text[-1:].isspace():
+            spaced = tokenize(self.tokenizer, " " + target, add_special_tokens=False).ids
+            if spaced != target_ids:
+                out.append(f"target {target!r} has no leading space: it is explained as "
+                           f"{self.tokenizer.convert_ids_to_tokens(target_ids[:1])[0]!r}, not as the word after the "
+                           f"prompt ({self.tokenizer.convert_ids_to_tokens(spaced[:1])[0]!r}); did you mean "
+                           f"{' ' + target!r}, with a leading space?")
+        joined = tokenize(self.tokenizer, text + target, add_special_tokens=True).ids
+        if joined != prompt_ids + target_ids:
+            out.append(f"target {target!r} is tokenised on its own ({len(target_ids)} token(s)); written after the "
+                       f"prompt, prompt and target tokenise differently ('...{text[-15:]}{target}'), so the "
+                       "explained tokens are not what the model would read there")
+        return out
 
     @torch.no_grad()
     def _generate(self, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
@@ -97,7 +133,7 @@ class HFCausalLM(HFAdapter):
         if example.input_vectors is not None:
             return example.input_vectors.to(self.device).unsqueeze(0)
         assert example.input_ids is not None
-        return self.model.get_input_embeddings()(example.input_ids.to(self.device).unsqueeze(0))
+        return self.input_layer()(example.input_ids.to(self.device).unsqueeze(0))
 
     # ---------------------------------------------------------------- logits
     def batch_cost(self, example: Example, rows: Sequence[tuple[int, int]]) -> int:

@@ -22,7 +22,7 @@ import torch
 
 from seqexplain.errors import InputError
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
-from seqexplain.models.hf import HFAdapter, accepts, head_mean, segments_of
+from seqexplain.models.hf import HFAdapter, accepts, head_mean, segments_of, truncation_warning
 from seqexplain.models.tokenization import tokenize
 
 
@@ -59,14 +59,17 @@ class HFClassifier(HFAdapter):
         """Tokenise ``text``; ``target`` is a label index or name (``None``: the predicted label)."""
         text = self.check_text(text)
         limit = self.max_positions()
-        src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit if truncate else None)
-        if not src.ids:
-            raise InputError("the text tokenizes to no tokens")
+        full = tokenize(self.tokenizer, text, add_special_tokens=True)
+        self.check_content(full)
+        src, warnings = full, []
+        if truncate and limit is not None and len(full.ids) > limit:
+            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit)
+            warnings = truncation_warning(len(full.ids), len(src.ids), "input", "the end")
         self.check_length(len(src.ids), limit, "input")
         ex = Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
                      offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                      target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
-                     n_source=len(src.ids), text=text)
+                     n_source=len(src.ids), text=text, warnings=warnings)
         label = self._label(ex, target)
         names = self.label_names()
         return ex.replace(target_ids=torch.tensor([label], dtype=torch.long), target_tokens=[names[label]],
@@ -115,7 +118,7 @@ class HFClassifier(HFAdapter):
         if example.input_vectors is not None:
             return example.input_vectors.to(self.device).unsqueeze(0)
         assert example.input_ids is not None
-        return self.model.get_input_embeddings()(example.input_ids.to(self.device).unsqueeze(0))
+        return self.input_layer()(example.input_ids.to(self.device).unsqueeze(0))
 
     # ---------------------------------------------------------------- logits
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:

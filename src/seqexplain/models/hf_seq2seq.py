@@ -22,7 +22,7 @@ import torch
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models import keep as keep_rule
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
-from seqexplain.models.hf import HFAdapter, head_mean, input_embeddings, pad_rows, segments_of
+from seqexplain.models.hf import HFAdapter, head_mean, input_embeddings, pad_rows, segments_of, truncation_warning
 from seqexplain.models.tokenization import offsets_by_decoding, tokenize
 
 CROSS_OUTPUT_PROJECTIONS = ("encoder_attn.out_proj", "EncDecAttention.o")
@@ -38,13 +38,17 @@ class HFSeq2SeqLM(HFAdapter):
         """Tokenise the source ``text`` and the target text (``None``: greedy decoding of up to
         ``max_new_tokens`` tokens)."""
         text = self.check_text(text)
+        max_new_tokens = self.check_max_new_tokens(max_new_tokens)
         if isinstance(target, int) and not isinstance(target, bool):
             raise InputError("a target for a translation model is text, not a label index")
         tgt = None if target is None else self.tokenize_target(target)
         limit = self.max_positions()
-        src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit if truncate else None)
-        if not src.ids:
-            raise InputError("the text tokenizes to no tokens")
+        full = tokenize(self.tokenizer, text, add_special_tokens=True)
+        self.check_content(full)
+        src, warnings = full, []
+        if truncate and limit is not None and len(full.ids) > limit:
+            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit)
+            warnings = truncation_warning(len(full.ids), len(src.ids), "source", "the end")
         self.check_length(len(src.ids), limit, "source")
         start = self.special_id("decoder_start_token_id")
         if start is None:
@@ -68,7 +72,8 @@ class HFSeq2SeqLM(HFAdapter):
             tokens=list(src.tokens) + [start_tok] + list(t_tokens), offsets=list(src.offsets) + [None] + list(t_off),
             segments=segments_of(src.offsets, "source") + ["special"] + segments_of(t_off, "target"),
             target_ids=torch.tensor(t_ids, dtype=torch.long), target_tokens=list(t_tokens),
-            target_positions=positions, n_source=n_s, text=text, target_text=target_text, visibility=vis)
+            target_positions=positions, n_source=n_s, text=text, target_text=target_text, visibility=vis,
+            warnings=warnings)
 
     @torch.no_grad()
     def _generate(self, src_ids: list[int], start: int, max_new_tokens: int) -> list[int]:

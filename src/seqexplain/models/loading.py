@@ -5,7 +5,10 @@ Nothing is ever fetched from a hub: directories are opened with ``local_files_on
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ def load_model(
     dtype: torch.dtype | None = None,
     model_id: str | None = None,
     autocast: torch.dtype | str | None = None,
+    allow_new_head: bool = False,
 ) -> SequenceModel:
     """Wrap a model for explanation.
 
@@ -57,6 +61,8 @@ def load_model(
     "seq2seq" or "classifier"; by default it is detected from the Auto-class mappings or the config. ``device``:
     cpu, cuda, cuda:N (an error when absent). ``autocast``: None (float32), ``"bf16"`` / ``"fp16"`` (or the torch
     dtypes) to run forwards under ``torch.autocast`` (see :class:`~seqexplain.models.base.SequenceModel`).
+    A directory whose weights do not cover the model of the asked kind (``kind="classifier"`` on a language model:
+    a head would be initialised at random and explained) is a :class:`ModelLoadError` unless ``allow_new_head``.
     """
     cast = _autocast_dtype(autocast)
     if kind is not None and kind not in _KINDS:
@@ -74,7 +80,9 @@ def load_model(
         if tokenizer is None:
             raise InputError(f"pass the tokenizer of {type(model).__name__}: load_model(model, tokenizer)")
     elif isinstance(model_or_path, (str, os.PathLike)):
-        model, tokenizer, found = _load_from_path(Path(model_or_path), tokenizer, kind, dtype)
+        if not str(model_or_path).strip():
+            raise InputError("the model path is empty; give a model directory, a .gguf file or smollm2")
+        model, tokenizer, found = _load_from_path(Path(model_or_path), tokenizer, kind, dtype, allow_new_head)
         model_id = model_id or str(model_or_path)
     else:
         raise InputError(f"load_model takes a module, a wrapper or a path, not {type(model_or_path).__name__}")
@@ -95,12 +103,38 @@ def _autocast_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
     raise InputError(f"autocast is None, 'bf16' or 'fp16', not {value!r}")
 
 
-def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None,
-                    dtype: torch.dtype | None) -> tuple[torch.nn.Module, Any, ModelKind]:
-    import transformers
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' weight-loading progress bar, load reports and upgrade advice for the block (an
+    offline tool's own errors say what to do)."""
+    from transformers.utils import logging as hf_logging
 
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: torch.dtype | None,
+                    allow_new_head: bool = False) -> tuple[torch.nn.Module, Any, ModelKind]:
     if not path.exists():
         raise ModelLoadError(f"model path {path} does not exist; give a local model directory or a .gguf file")
+    with quiet_transformers():
+        return _load_existing(path, tokenizer, kind, dtype, allow_new_head)
+
+
+def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: torch.dtype | None,
+                   allow_new_head: bool) -> tuple[torch.nn.Module, Any, ModelKind]:
+    import transformers
+
     common: dict[str, Any] = {"local_files_only": True}
     if dtype is not None:
         common["dtype"] = dtype
@@ -116,17 +150,27 @@ def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None,
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # corrupt JSON, unknown model_type, ...
-        raise ModelLoadError(f"cannot read the config in {path}: {exc}") from exc
+        raise ModelLoadError(f"cannot read the config in {path}: {_first_line(exc)}") from exc
     found = kind or _kind_from_config(config)
     try:
-        model = _auto_class(found).from_pretrained(str(path), **common)
+        model, info = _auto_class(found).from_pretrained(str(path), output_loading_info=True, **common)
     except Exception as exc:
-        raise ModelLoadError(f"cannot load the {found} model weights in {path} (missing or corrupt?): {exc}") from exc
+        raise ModelLoadError(f"cannot load the {found} model weights in {path} (missing or corrupt?): "
+                             f"{_first_line(exc)}") from exc
+    missing = sorted(info.get("missing_keys") or [])
+    if missing and not allow_new_head:
+        archs = ", ".join(getattr(config, "architectures", None) or []) or getattr(config, "model_type", "?")
+        raise ModelLoadError(
+            f"{path} holds a {archs} model, but loading it as a {found} model leaves {len(missing)} weight(s) "
+            f"without values ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), which would be "
+            "initialised at random and explained; drop --kind / kind= to use the detected kind, or pass "
+            "allow_new_head=True (CLI --allow-new-head) to explain an untrained head on purpose")
     if tokenizer is None:
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except Exception as exc:
-            raise ModelLoadError(f"{path} has no usable tokenizer ({exc}); pass tokenizer=... explicitly") from exc
+            raise ModelLoadError(f"{path} has no usable tokenizer files (tokenizer.json / vocabulary: "
+                                 f"{_first_line(exc)}); add them or pass tokenizer=... explicitly") from exc
     return model, tokenizer, found
 
 
@@ -197,3 +241,10 @@ def check_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise InputError(f"device {device!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
     return dev
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line (transformers appends multi-line advice, e.g. to upgrade from git, that an
+    offline tool cannot follow)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
