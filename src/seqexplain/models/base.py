@@ -349,9 +349,9 @@ class SequenceModel(ABC):
     def verify_keep_mask(self, example: Example) -> None:
         """Check once per adapter, by behaviour rather than by signature, that dropping positions changes what the
         model sees: with one of target 0's context positions dropped (the first that is not a start position),
-        its logits must differ from the full input's. A module that takes an attention mask but ignores it (or swallows it in
-        ``**kwargs``) fails, with :class:`UnsupportedError`, instead of giving all-zero occlusion and
-        whole-context rationales. Skipped when target 0 sees nothing beyond its start positions."""
+        its logits must differ from the full input's. A module that takes an attention mask but ignores it (or
+        swallows it in ``**kwargs``) fails, with :class:`UnsupportedError`, instead of giving all-zero occlusion
+        and whole-context rationales. Skipped when target 0 sees nothing beyond its start positions."""
         if getattr(self, "_keep_verified", None) is not None:
             return
         visible = set(example.visible_positions(0)) if example.n_targets else set()
