@@ -28,6 +28,7 @@ ATTRIBUTION_MAY_IMPORT = {"seqexplain.errors", "seqexplain.atomic", "seqexplain.
 # leaf modules: what each may import from the package, nothing else
 LEAVES = {
     "seqexplain.ranking": {"seqexplain.errors"},
+    "seqexplain.progress": set(),
     "seqexplain.trace": {"seqexplain.attribution", "seqexplain.errors", "seqexplain.atomic"},
 }
 

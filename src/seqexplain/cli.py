@@ -232,11 +232,10 @@ def explain(
     with err.status(f"loading model {model}") as status:
         wrapped = load_cli_model(model, kind.value if kind else None, status=status.update, device=device,
                                  **({"allow_new_head": True} if allow_new_head else {}))
-        status.update(f"explaining with {method}")
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", RuntimeWarning)
-            attr = run_explain(wrapped, text, target, method, max_new_tokens=max_new_tokens, truncate=truncate,
-                               strict=strict, objective=objective.value, foil=foil, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        attr = run_explain(wrapped, text, target, method, max_new_tokens=max_new_tokens, truncate=truncate,
+                           strict=strict, objective=objective.value, foil=foil, progress=True, **options)
     for w in caught:
         if issubclass(w.category, RuntimeWarning) and "non-finite" not in str(w.message):
             print_warning(str(w.message))

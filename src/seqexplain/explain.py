@@ -15,6 +15,7 @@ from seqexplain.errors import InputError, NonFiniteScoresError
 from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.models.base import Example, SequenceModel
 from seqexplain.models.loading import load_model
+from seqexplain.progress import progress_bar
 
 
 def explain(
@@ -29,6 +30,7 @@ def explain(
     max_new_tokens: int = 10,
     truncate: bool = False,
     strict: bool = False,
+    progress: bool = False,
     **options: Any,
 ) -> Attribution:
     """Explain the model's prediction of ``target`` from ``text`` with ``method``.
@@ -40,13 +42,15 @@ def explain(
     ``"logit"`` or ``"contrast"`` (``log p(target_i) − log p(foil_i)``; ``foil`` a text with one token per target,
     or a list of tokens / ids, or a label for a classifier). ``scores[i, j]`` is NaN where input ``j`` cannot
     influence target ``i``. Non-finite scores at visible cells are recorded in ``meta["nonfinite_cells"]`` and
-    warned about, or raise :class:`NonFiniteScoresError` with ``strict=True``.
+    warned about, or raise :class:`NonFiniteScoresError` with ``strict=True``. ``progress=True`` shows a progress
+    bar (counts, rate, ETA) over the method's forwards on stderr.
     """
     wrapped = model if isinstance(model, SequenceModel) else load_model(model, tokenizer)
     get_method(method).check_options(options)  # before encoding, which may generate
     example = encode_item(wrapped, text, target, objective=objective, foil=foil, max_new_tokens=max_new_tokens,
                           truncate=truncate)
-    return explain_example(wrapped, example, method, strict=strict, **options)
+    with progress_bar(f"{method} ({example.n_targets} target(s), {example.length} positions)", enabled=progress):
+        return explain_example(wrapped, example, method, strict=strict, **options)
 
 
 def encode_item(wrapped: SequenceModel, text: Any, target: Any = None, *, objective: str = "logprob",

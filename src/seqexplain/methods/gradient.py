@@ -31,6 +31,7 @@ from seqexplain.errors import InputError
 from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, token_id_for
 from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import Example, Part, SequenceModel, eval_mode, frozen_parameters
+from seqexplain.progress import add_total, advance
 
 Rule = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
 
@@ -112,7 +113,9 @@ def _gradients_many(model: SequenceModel, examples: list[Example], token_budget:
         n_t = max(ex.n_targets for ex in examples)
         per = max(1, token_budget // max(ex.length for ex in examples))
         chunks = [list(range(i, min(n_t, i + per))) for i in range(0, n_t, per)]
-        for pack in _packs([ex.length for ex in examples], len(chunks[0]), token_budget):
+        packs = _packs([ex.length for ex in examples], len(chunks[0]), token_budget)
+        add_total(sum(len(pack) for pack in packs) * len(chunks))
+        for pack in packs:
             grads: list[list[torch.Tensor]] = [[] for _ in pack]
             out: list[torch.Tensor] = []
             for chunk in chunks:
@@ -121,6 +124,7 @@ def _gradients_many(model: SequenceModel, examples: list[Example], token_budget:
                 g, out = parts_gradients(model, [(examples[i], embeds[i]) for i in pack], chunk)
                 for k, gi in enumerate(g):
                     grads[k].append(gi[:, 0])
+                advance(len(pack))
             for k, i in enumerate(pack):
                 g_all = torch.cat(grads[k])[: examples[i].n_targets]
                 results.append((embeds[i][0], g_all, out[k][0]))
@@ -190,6 +194,7 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
     per_steps = max(1, rows_budget // per_targets)
     packs = _packs([ex.length for ex in examples], n_k * per_targets, token_budget) if per_steps >= n_k else \
         [[i] for i in range(len(examples))]
+    add_total(sum(len(pack) * n_k * -(-max(examples[i].n_targets for i in pack) // per_targets) for pack in packs))
     with eval_mode(model.model), frozen_parameters(model.model):
         for pack in packs:
             for k0 in range(0, n_k, per_steps):
@@ -202,6 +207,7 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
                         mine = [c for c in chunk if c < examples[i].n_targets]
                         if mine:
                             totals[i][mine] += (g[: len(mine)].double() * w[ks].view(1, -1, 1, 1)).sum(1)
+                    advance(len(pack) * len(ks))
         results = []
         for ex, e, b, total in zip(examples, es, bs, totals, strict=True):
             attributions = (total * (e - b).double()).sum(-1)  # [T, L]

@@ -19,6 +19,7 @@ from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_o
 from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import Example, Part, SequenceModel, eval_mode
 from seqexplain.models.rows import require_keep_support
+from seqexplain.progress import add_total, advance
 
 
 def _rows(model: SequenceModel, ex: Example, positions: list[int], replacement: torch.Tensor | None,
@@ -47,6 +48,7 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
     for k, ex in enumerate(examples):
         work.extend((k, j) for j in ex.context_positions())
     scores = [np.full((ex.n_targets, ex.length), np.nan) for ex in examples]
+    add_total(len(work))
     with torch.no_grad(), eval_mode(model.model):
         bases = [b[0] for b in model.score_many([Part(ex) for ex in examples])]
         embeds, repl = [None] * len(examples), [None] * len(examples)
@@ -69,6 +71,7 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
                 owners.append((k, pos))
             for (k, pos), out in zip(owners, model.score_many(parts), strict=True):
                 scores[k][:, pos] = (bases[k].unsqueeze(0) - out).T.double().cpu().numpy()
+            advance(len(chunk))
             start = stop
     return [MethodResult(s, target_logprobs=logprobs_if_objective(ex, b))
             for s, ex, b in zip(scores, examples, bases, strict=True)]

@@ -19,6 +19,7 @@ import torch
 
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.base import Example, SequenceModel, row_objective
+from seqexplain.progress import add_total, advance
 
 
 @dataclass
@@ -58,6 +59,7 @@ def evaluate_rows(model: SequenceModel, example: Example, rows: Sequence[tuple[i
     tlogp = np.zeros(n, dtype=np.float64)
     mlogp = np.zeros(n, dtype=np.float64)
     obj = np.zeros(n, dtype=np.float64)
+    add_total(n)
     start = 0
     while start < n:
         stop = start + 1
@@ -86,5 +88,6 @@ def evaluate_rows(model: SequenceModel, example: Example, rows: Sequence[tuple[i
             counter.forwards += 1
             counter.rows += len(batch)
             counter.tokens += model.batch_cost(example, shape)
+        advance(len(batch))
         start = stop
     return Evaluation(argmax, tlogp, mlogp, obj)
