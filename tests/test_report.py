@@ -70,9 +70,9 @@ def classifier_attr() -> Attribution:
 
 # --------------------------------------------------------------------------------------------- helpers
 def test_display_token_markers_and_whitespace() -> None:
-    assert display_token("Ġcat") == "cat"
-    assert display_token("Ġcat", keep_spaces=True) == " cat"
-    assert display_token("▁日本") == "日本"
+    assert display_token("Ġcat") == "␣cat"  # the leading space of a token is shown, never dropped
+    assert display_token("▁日本") == "␣日本"
+    assert display_token("Ġthé") == "␣thé"  # not valid UTF-8 as bytes: read by its markers
     assert display_token("Ċ") == "⏎"
     assert display_token(" ") == "␣"
     assert display_token("\n\n") == "⏎⏎"
@@ -109,15 +109,15 @@ def _console_text(attr: Attribution, width: int = 160, **kwargs: object) -> str:
 
 def test_console_shows_tokens_warning_rationale() -> None:
     text = _console_text(causal_attr())
-    for token in ["<s>", "The", "cat", SCRIPT_TOKEN, "⏎", "thé", "日本", "[bold]x"]:
+    for token in ["<s>", "The", "␣cat", SCRIPT_TOKEN, "⏎", "␣thé", "␣日本", "[bold]x"]:
         assert token in text
     assert "saliency" in text and 'tiny"gpt<2>' in text
-    assert "WARNING" in text and "non-finite" in text and "(target 1 'thé', input 1 'The') = inf" in text
+    assert "WARNING" in text and "non-finite" in text and "(target 1 '␣thé', input 1 'The') = inf" in text
     assert "The!" in text  # the non-finite cell carries a marker, not a colour
-    assert "[cat]" in text and "[thé]" in text  # target positions marked
+    assert "[␣cat]" in text and "[␣thé]" in text  # target positions marked, leading space visible
     assert "-2.250" in text
     assert "rationale (reached): 1:The → 0:<s>" in text
-    assert "rationale (not reached · bound hit): 3:<script>alert(1)</script> → 5:thé" in text
+    assert "rationale (not reached · bound hit): 3:<script>alert(1)</script> → 5:␣thé" in text
     assert "target position" in text and "not visible" in text
 
 
@@ -285,11 +285,11 @@ def test_attribution_markdown_exact() -> None:
         rationale=Rationale(positions=[[0], [1, 0]], reached=[True, True]),
     )
     expected = (
-        "|   # | token |   t0 \\*b\\* |        t1 c |\n"
-        "| --: | :---- | ---------: | ----------: |\n"
-        "|   0 | a     | 0.500 (r1) |  0.250 (r2) |\n"
-        "|   1 | \\*b\\* |     target | -1.000 (r1) |\n"
-        "|   2 | c     |            |      target |\n"
+        "|   # | token  |  t0 ␣\\*b\\* |        t1 c |\n"
+        "| --: | :----- | ---------: | ----------: |\n"
+        "|   0 | a      | 0.500 (r1) |  0.250 (r2) |\n"
+        "|   1 | ␣\\*b\\* |     target | -1.000 (r1) |\n"
+        "|   2 | c      |            |      target |\n"
     )
     assert attribution_markdown(attr) == expected
 
@@ -323,13 +323,13 @@ def warned_attr() -> Attribution:
 def test_console_shows_warnings_rationale_status_and_objective() -> None:
     text = _console_text(warned_attr())
     assert f"⚠ WARNING: {WARNING_TEXT}" in text
-    assert "⚠ WARNING: rationale not reached for 1 of 2 target(s) (1 'Paris'); search bound hit for 1" in text
-    assert "rationale (reached): 1:capital" in text
+    assert "⚠ WARNING: rationale not reached for 1 of 2 target(s) (1 '␣Paris'); search bound hit for 1" in text
+    assert "rationale (reached): 1:␣capital" in text
     assert "rationale (not reached · bound hit): (empty)" in text
     assert "explains log p(target) − log p(foil)" in text  # two different foils: named per row
-    assert "vs ' was'" in text and "vs ' Lyon'" in text
+    assert "vs '␣was'" in text and "vs '␣Lyon'" in text
     one_foil = _console_text(dataclasses.replace(warned_attr(), foil_tokens=["ĠLyon", "ĠLyon"]))
-    assert "explains log p(target) − log p(foil ' Lyon')" in one_foil
+    assert "explains log p(target) − log p(foil '␣Lyon')" in one_foil
     plain = _console_text(classifier_attr())
     assert "explains log p(target)" in plain and "⚠" not in plain and "rationale" not in plain
 
@@ -350,7 +350,7 @@ def test_html_shows_warnings_rationale_status_and_objective() -> None:
     assert '<span class="rstat">reached</span>' in page
     assert '<span class="rstat fail">not reached · bound hit</span>' in page
     assert "explains log p(target) − log p(foil)" in page
-    assert '<span class="foil">vs &#x27; Lyon&#x27;</span>' in page
+    assert '<span class="foil">vs &#x27;␣Lyon&#x27;</span>' in page
     assert page.count("⚠ warnings") == 1  # table of contents: only the first attribution has warnings
     assert 'class="warn warnings"' not in render_html(classifier_attr())
 
@@ -369,7 +369,7 @@ def test_markdown_and_plot_show_warnings(tmp_path: Path) -> None:
     text = attribution_markdown(warned_attr())
     lines = text.splitlines()
     assert lines[0] == "> **Warning:** scores truncated to 512 tokens &lt;b&gt;check&lt;/b&gt;"
-    assert lines[2].startswith("> **Warning:** rationale not reached for 1 of 2 target(s) (1 'Paris')")
+    assert lines[2].startswith("> **Warning:** rationale not reached for 1 of 2 target(s) (1 '␣Paris')")
     assert lines[4] == "> explains log p(target) − log p(foil)" and lines[5] == ""
     assert lines[6].startswith("|   # | token")
     title = plot_heatmap(warned_attr()).axes[0].get_title()

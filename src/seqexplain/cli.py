@@ -176,6 +176,19 @@ def _nonfinite_message(n_bad: int, strict_hint: bool) -> str:
     return msg + ("; pass --strict to make this an error" if strict_hint else "")
 
 
+# display options shared by `explain` and `show`
+NUMBERS_OPTION = typer.Option(
+    "--numbers/--no-numbers",
+    help="Print the scores as numbers (token=score per position, and a top-k table per target) instead of "
+    "colours; default: numbers when the output has no colour (not a terminal, NO_COLOR).",
+    show_default=False,
+)
+TOP_K_OPTION = typer.Option(
+    "--top-k", min=0, help="Rows of the top-k table per target (default 5 with numbers, none with colours; 0: no "
+    "table).", show_default=False,
+)
+
+
 # ---------------------------------------------------------------------------------------------- commands
 @app.callback(invoke_without_command=True)
 def _root(
@@ -220,10 +233,13 @@ def explain(
     allow_new_head: Annotated[bool, typer.Option("--allow-new-head", help="With --kind: explain a model whose "
                                                  "head is missing from the weights (initialised at random).")
                               ] = False,
+    numbers: Annotated[bool | None, NUMBERS_OPTION] = None,
+    top_k: Annotated[int | None, TOP_K_OPTION] = None,
 ) -> None:
     """Explain a model's prediction of TARGET from TEXT with one method; print a heatmap, write files."""
     from seqexplain.explain import explain as run_explain
     from seqexplain.methods.registry import get_method
+    from seqexplain.models.tokenization import token_decoder
     from seqexplain.report import render_console, save_html
 
     options = parse_options(option)
@@ -243,11 +259,13 @@ def explain(
     if n_bad:
         print_warning(_nonfinite_message(n_bad, strict_hint=True))
     shown = attr.aggregate(aggregate.value) if aggregate else attr
-    render_console(shown, console=_stdout(), normalize=normalize.value)
+    decode = token_decoder(getattr(wrapped, "tokenizer", None))
+    render_console(shown, console=_stdout(), normalize=normalize.value, numbers=numbers, top_k=top_k,
+                   decode=decode)
     if json_out is not None:
         _write("JSON", json_out, attr.save)
     if html_out is not None:
-        _write("HTML", html_out, lambda p: save_html(shown, p, normalize=normalize.value))
+        _write("HTML", html_out, lambda p: save_html(shown, p, normalize=normalize.value, decode=decode))
 
 
 @app.command("methods")
@@ -273,6 +291,8 @@ def show(
                         ] = None,
     aggregate: Annotated[Aggregate | None, typer.Option(help="Show word-level scores combined this way.")] = None,
     normalize: Annotated[Normalize, typer.Option(help="Display normalisation.")] = Normalize.row_max_abs,
+    numbers: Annotated[bool | None, NUMBERS_OPTION] = None,
+    top_k: Annotated[int | None, TOP_K_OPTION] = None,
 ) -> None:
     """Render a saved attribution in the terminal (and optionally as HTML)."""
     from seqexplain.attribution import Attribution
@@ -283,7 +303,7 @@ def show(
     n_bad = len(shown.nonfinite_cells())
     if n_bad:
         print_warning(_nonfinite_message(n_bad, strict_hint=False))
-    render_console(shown, console=_stdout(), normalize=normalize.value)
+    render_console(shown, console=_stdout(), normalize=normalize.value, numbers=numbers, top_k=top_k)
     if html_out is not None:
         _write("HTML", html_out, lambda p: save_html(shown, p, normalize=normalize.value))
 

@@ -7,6 +7,7 @@ tokens), which seqexplain's own word-level vocabularies do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +94,22 @@ def _common_prefix(a: str, b: str) -> int:
             break
         n += 1
     return n
+
+
+def token_decoder(tokenizer: Any) -> Callable[[str], str] | None:
+    """A function reading one token string as the text it stands for, with the tokenizer's own decoding
+    (``convert_tokens_to_string``, else the decoding of the token's id); ``None`` when the tokenizer has
+    neither. A SentencePiece ``▁`` prefix is kept as a leading space, which decoding a lone token drops.
+    Used by the report views for tokens without offsets (foils, labels)."""
+    to_string = getattr(tokenizer, "convert_tokens_to_string", None)
+    to_id = getattr(tokenizer, "convert_tokens_to_ids", None)
+    if to_string is None and (to_id is None or not hasattr(tokenizer, "decode")):
+        return None
+
+    def decode(token: str) -> str:
+        text = str(to_string([token])) if to_string is not None else _decode(tokenizer, [int(to_id(token))])
+        if token.startswith("\u2581") and not text.startswith(" "):
+            text = " " + text
+        return text
+
+    return decode

@@ -1,25 +1,29 @@
 """Terminal rendering of an :class:`~seqexplain.attribution.Attribution` with rich.
 
 Above the table: a header (method, model, options), a line saying what is explained (the objective, e.g.
-``explains log p(target) − log p(foil ' Paris')``) and the aggregation, the colour legend, then a ``⚠ WARNING``
-line for every warning of :func:`~seqexplain.report._common.view_warnings` (the result's ``warnings``, and a
-rationale search that did not reach its target or hit a bound) and for non-finite cells.
+``explains log p(target) − log p(foil '␣Paris')``) and the aggregation, the legend (colour scale, or the number
+notation), the token notation (:data:`~seqexplain.report._common.NOTATION`), then a ``⚠ WARNING`` line for
+every warning of :func:`~seqexplain.report._common.view_warnings` (the result's ``warnings``, and a rationale
+search that did not reach its target or hit a bound) and for non-finite cells.
 
-One row per target: the target token (and ``vs 'foil'`` for a contrast), its log-probability (when known), then
-the input tokens coloured by score, wrapping to the console width; for a rationale method, a line
-``rationale (reached): 3:tok → 5:tok`` whose status reads ``not reached`` or ``not reached · bound hit`` in
-the warning style when the search failed. Cell kinds (see :mod:`seqexplain.report._common` for the colour
-contract):
+One row per target: the target (and ``vs 'foil'`` for a contrast), its log-probability (when known), then the
+input tokens, wrapping to the console width; for a rationale method, a line ``rationale (reached): 3:tok →
+5:tok`` whose status reads ``not reached`` or ``not reached · bound hit`` in the warning style when the search
+failed.
 
-* scored cell: background from the colour scale (red negative / blue positive, or white to blue when no
-  score is negative);
-* not visible (NaN): dim grey text, no background;
-* non-finite (``attr.nonfinite_cells()``): ``token!`` in bold white on magenta, and a warning line above the
-  table names every such cell;
-* the target's own position: ``[token]`` in bold underlined yellow.
+Two ways to show the scores:
 
-Token text is shown through :func:`~seqexplain.report._common.display_token` and appended as plain
-:class:`rich.text.Text`, so markup-like tokens (``[bold]``) are printed literally.
+* **colour** (a colour terminal): each token's background from the colour scale (red negative / blue positive,
+  or white to blue when no score is negative); not visible (NaN): dim grey; non-finite: ``token!`` in bold
+  white on magenta; the target's own position: ``[token]`` in bold underlined yellow;
+* **numbers** (``numbers=True``; by default whenever the console has no colour: not a terminal, ``NO_COLOR``):
+  each visible position as ``token=score`` (the raw score, 3 significant digits), non-finite cells as
+  ``token=inf!``, the target's position as ``[token]``, positions the target cannot see left out (counted),
+  then a top-k table per target (``top_k``, 5 by default in this mode).
+
+Tokens are shown as the text they cover, with a token's leading/trailing whitespace visible (``␣Paris``), by
+:func:`~seqexplain.report._common.input_labels`, and appended as plain :class:`rich.text.Text`, so markup-like
+tokens (``[bold]``) are printed literally.
 """
 
 from __future__ import annotations
@@ -34,15 +38,20 @@ from rich.text import Text
 from seqexplain.attribution import Attribution, Normalization
 from seqexplain.errors import InputError
 from seqexplain.report._common import (
+    NOTATION,
+    Decoder,
+    DisplayMatrix,
     bad_cells_summary,
     cell_rgb,
     describe_aggregation,
     describe_objective,
     describe_options,
     display_matrix,
-    display_token,
     foil_of,
+    format_score,
+    input_labels,
     rationale_status,
+    target_label,
     text_rgb,
     view_warnings,
 )
@@ -51,6 +60,21 @@ NOT_VISIBLE_STYLE = Style(color="grey50", dim=True)
 BAD_STYLE = Style(color="white", bgcolor="magenta", bold=True)
 TARGET_STYLE = Style(color="yellow", bold=True, underline=True)
 WARNING_STYLE = Style(color="magenta", bold=True)
+#: rows of the top-k table per target when numbers are shown and ``top_k`` is not given.
+DEFAULT_TOP_K = 5
+
+
+def colour_is_off(console: Console) -> bool:
+    """Whether ``console`` prints no colour (not a terminal, ``NO_COLOR`` set, or ``no_color=True``): then
+    :func:`render_console` shows the scores as numbers by default."""
+    return bool(console.no_color) or console.color_system is None
+
+
+def short_score(value: float) -> str:
+    """A score in 3 significant digits with its sign (``+0.412``, ``-1.5e-05``; ``inf``/``nan`` spelled out)."""
+    if not math.isfinite(value):
+        return format_score(value)
+    return f"{value:+.3g}"
 
 
 def _cell_style(intensity: float) -> Style:
@@ -75,6 +99,11 @@ def _legend(signed: bool) -> Text:
     return legend
 
 
+def _numbers_legend() -> Text:
+    return Text("scores: token=score, the raw score of each input position (3 significant digits); token=inf! "
+                "non-finite; [token] target position; positions a target cannot see are left out")
+
+
 def _window(n_inputs: int, position: int | None, max_tokens: int | None) -> range:
     """Input positions shown for one target: all, or ``max_tokens`` ending at the target's position."""
     if max_tokens is None or n_inputs <= max_tokens:
@@ -84,25 +113,102 @@ def _window(n_inputs: int, position: int | None, max_tokens: int | None) -> rang
     return range(start, end)
 
 
+def _colour_cells(attr: Attribution, dm: DisplayMatrix, labels: list[str], i: int, window: range) -> Text:
+    pos = attr.target_positions[i]
+    cells = Text()
+    for j in window:
+        if j > window.start:
+            cells.append(" ")
+        tok = labels[j]
+        if pos is not None and j == pos:
+            cells.append(f"[{tok}]", style=TARGET_STYLE)
+        elif dm.bad[i, j]:
+            cells.append(f"{tok}!", style=BAD_STYLE)
+        elif dm.not_visible[i, j]:
+            cells.append(tok, style=NOT_VISIBLE_STYLE)
+        else:
+            cells.append(tok, style=_cell_style(float(dm.intensity[i, j])))
+    return cells
+
+
+def _number_cells(attr: Attribution, dm: DisplayMatrix, labels: list[str], i: int, window: range) -> Text:
+    pos = attr.target_positions[i]
+    cells = Text()
+    hidden = 0
+    for j in window:
+        if pos is not None and j == pos:
+            part, style = f"[{labels[j]}]", TARGET_STYLE
+        elif dm.bad[i, j]:
+            part, style = f"{labels[j]}={format_score(float(attr.scores[i, j]))}!", BAD_STYLE
+        elif dm.not_visible[i, j]:
+            hidden += 1
+            continue
+        else:
+            part, style = f"{labels[j]}={short_score(float(attr.scores[i, j]))}", None
+        if cells:
+            cells.append(" ")
+        cells.append(part, style=style)
+    if hidden:
+        cells.append(f"{' ' if cells else ''}(+{hidden} not visible)", style="dim italic")
+    return cells
+
+
+def top_k_table(attr: Attribution, i: int, k: int, dm: DisplayMatrix | None = None,
+                decode: Decoder | None = None, labels: list[str] | None = None) -> Table:
+    """The ``k`` highest-ranked input positions of target ``i`` (:meth:`Attribution.top_k`; fewer when fewer
+    are visible): rank, position, token, raw score and shown (normalised) value."""
+    dm = dm or display_matrix(attr)
+    labels = labels if labels is not None else input_labels(attr, decode)
+    ranked = attr.top_k(i, k)
+    title = Text(f"top {len(ranked)} inputs for target {i} ")
+    title.append(repr(target_label(attr, i, decode)))
+    table = Table(title=title, title_justify="left", show_header=True, header_style="bold", expand=False,
+                  pad_edge=False)
+    table.add_column("rank", justify="right", no_wrap=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("token", overflow="fold")
+    table.add_column("score", justify="right", no_wrap=True)
+    table.add_column(f"shown ({dm.normalize})", justify="right", no_wrap=True)
+    for rank, j in enumerate(ranked, start=1):
+        raw = float(attr.scores[i, j])
+        shown = float(dm.shown[i, j])
+        table.add_row(str(rank), str(j), Text(labels[j]), format_score(raw),
+                      "non-finite" if dm.bad[i, j] else f"{shown:+.3f}")
+    return table
+
+
 def to_rich(
     attr: Attribution,
     normalize: Normalization | str = "row_max_abs",
     max_tokens: int | None = None,
+    *,
+    numbers: bool = False,
+    top_k: int | None = None,
+    decode: Decoder | None = None,
 ) -> RenderableType:
-    """Build the renderable for ``attr``: header, legend, optional non-finite warning, and the heatmap table.
+    """Build the renderable for ``attr``: header, legend, notation, warnings, and the table.
 
     Args:
         attr: the attribution to show.
         normalize: how scores are scaled for display (``none``, ``max_abs``, ``row_max_abs``, ``row_sum_abs``).
         max_tokens: when set and the input is longer, each target row shows only the ``max_tokens`` positions
             ending at the target's own position (the last ones for a classifier), with an ``…N earlier`` note.
+        numbers: show each score as ``token=score`` instead of as a colour.
+        top_k: add a table of the ``top_k`` highest-ranked inputs per target (default: 5 with ``numbers``,
+            none without; 0 for none).
+        decode: the tokenizer's decoding of a token string, for tokens without offsets (foils, labels).
 
     Raises:
-        InputError: unknown ``normalize`` or ``max_tokens < 1``.
+        InputError: unknown ``normalize``, ``max_tokens < 1`` or ``top_k < 0``.
     """
     if max_tokens is not None and max_tokens < 1:
         raise InputError(f"max_tokens must be at least 1, got {max_tokens}")
+    if top_k is not None and top_k < 0:
+        raise InputError(f"top_k must be 0 or more, got {top_k}")
+    if top_k is None:
+        top_k = DEFAULT_TOP_K if numbers else 0
     dm = display_matrix(attr, normalize)
+    labels = input_labels(attr, decode)
     parts: list[RenderableType] = []
 
     header = Text()
@@ -117,16 +223,17 @@ def to_rich(
     if options:
         header.append(f"  options: {options}", style="dim")
     parts.append(header)
-    what = Text(describe_objective(attr))
+    what = Text(describe_objective(attr, decode))
     aggregation = describe_aggregation(attr)
     if aggregation:
         what.append(f"  {aggregation}")
     parts.append(what)
-    parts.append(_legend(dm.signed))
-    for warning in view_warnings(attr):
+    parts.append(_numbers_legend() if numbers else _legend(dm.signed))
+    parts.append(Text(NOTATION, style="dim"))
+    for warning in view_warnings(attr, decode):
         parts.append(Text(f"⚠ WARNING: {warning}", style=WARNING_STYLE))
 
-    summary = bad_cells_summary(attr)
+    summary = bad_cells_summary(attr, decode=decode)
     if summary:
         n_bad = len(attr.nonfinite_cells())
         parts.append(Text(f"⚠ WARNING: {n_bad} non-finite score(s) at {summary}", style=WARNING_STYLE))
@@ -142,37 +249,26 @@ def to_rich(
     table.add_column("target", no_wrap=True, max_width=24)
     if has_lp:
         table.add_column("log p", justify="right", no_wrap=True)
-    table.add_column("input tokens", overflow="fold", ratio=1)
+    table.add_column("input tokens" + (" = score" if numbers else ""), overflow="fold", ratio=1)
 
     for i in range(n_t):
         pos = attr.target_positions[i]
-        cells = Text()
         window = _window(n_l, pos, max_tokens)
+        cells = Text()
         if window.start > 0:
             cells.append(f"…{window.start} earlier ", style="dim italic")
-        for j in window:
-            if j > window.start:
-                cells.append(" ")
-            tok = display_token(attr.tokens[j])
-            if pos is not None and j == pos:
-                cells.append(f"[{tok}]", style=TARGET_STYLE)
-            elif dm.bad[i, j]:
-                cells.append(f"{tok}!", style=BAD_STYLE)
-            elif dm.not_visible[i, j]:
-                cells.append(tok, style=NOT_VISIBLE_STYLE)
-            else:
-                cells.append(tok, style=_cell_style(float(dm.intensity[i, j])))
+        cells.append_text((_number_cells if numbers else _colour_cells)(attr, dm, labels, i, window))
         if window.stop < n_l:
             cells.append(f" …{n_l - window.stop} later", style="dim italic")
         status, failed = rationale_status(attr, i)
         if attr.rationale is not None and status:
-            order = " → ".join(f"{j}:{display_token(attr.tokens[j])}" for j in attr.rationale.positions[i])
+            order = " → ".join(f"{j}:{labels[j]}" for j in attr.rationale.positions[i])
             cells.append("\nrationale ", style="bold")
             cells.append(f"({status})", style=WARNING_STYLE if failed else "bold")
             cells.append(": ", style="bold")
             cells.append(order or "(empty)")
-        target = Text(display_token(attr.target_tokens[i]), style="bold")
-        foil = foil_of(attr, i)
+        target = Text(target_label(attr, i, decode), style="bold")
+        foil = foil_of(attr, i, decode)
         if foil:
             target.append(f"\n{foil}", style="italic")
         row: list[RenderableType] = [str(i), target]
@@ -182,6 +278,8 @@ def to_rich(
         row.append(cells)
         table.add_row(*row)
     parts.append(table)
+    if top_k:
+        parts += [top_k_table(attr, i, top_k, dm, decode, labels) for i in range(n_t)]
     return Group(*parts)
 
 
@@ -190,9 +288,19 @@ def render_console(
     console: Console | None = None,
     normalize: Normalization | str = "row_max_abs",
     max_tokens: int | None = None,
+    *,
+    numbers: bool | None = None,
+    top_k: int | None = None,
+    decode: Decoder | None = None,
 ) -> None:
-    """Print ``attr`` as a coloured heatmap to ``console`` (a new stdout :class:`~rich.console.Console` if None).
+    """Print ``attr`` to ``console`` (a new stdout :class:`~rich.console.Console` if None).
 
-    See :func:`to_rich` for the layout and arguments.
+    ``numbers=None`` (the default) shows the scores as numbers exactly when the console prints no colour
+    (:func:`colour_is_off`), as a colour heatmap otherwise. See :func:`to_rich` for the layout and the other
+    arguments.
     """
-    (console or Console()).print(to_rich(attr, normalize=normalize, max_tokens=max_tokens))
+    console = console or Console()
+    if numbers is None:
+        numbers = colour_is_off(console)
+    console.print(to_rich(attr, normalize=normalize, max_tokens=max_tokens, numbers=numbers, top_k=top_k,
+                          decode=decode))

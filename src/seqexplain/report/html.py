@@ -16,9 +16,11 @@ aggregation, options, normalisation), a colour legend, a warning box listing the
 :func:`~seqexplain.report._common.view_warnings` (the result's ``warnings``; rationale searches that did not
 reach their target or hit a bound) and one listing non-finite cells, when there are any, then one row per
 target: the target token (with ``vs 'foil'`` for a contrast) and its log-probability, and the input tokens as
-coloured spans (exact score and shown value in the ``title`` tooltip, "not visible" for NaN cells, red text for
-non-finite cells, an outline for the target's own position, a dotted underline for rationale members)
-followed by the rationale in order with its status (``reached``; ``not reached`` and ``bound hit`` in red).
+coloured spans showing the text each covers, with a token's leading/trailing whitespace visible (``␣Paris``;
+the legend explains the notation) (exact score and shown value in the ``title`` tooltip, "not visible" for
+NaN cells, red text for non-finite cells, an outline for the target's own position, a dotted underline for
+rationale members) followed by the rationale in order with its status (``reached``; ``not reached`` and
+``bound hit`` in red).
 Several attributions get a table of contents. The script adds a normalisation selector (also set by ``?norm=<name>`` or
 ``#norm=<name>`` in the URL), column highlighting on hover and a status bar with the hovered cell.
 """
@@ -40,18 +42,21 @@ from seqexplain.errors import InputError
 from seqexplain.report._common import (
     NEGATIVE_RGB,
     NORMALIZATIONS,
+    NOTATION,
     POSITIVE_RGB,
+    Decoder,
     DisplayMatrix,
     cell_rgb,
     check_normalize,
     describe_aggregation,
     describe_objective,
     display_matrix,
-    display_token,
     foil_of,
     format_score,
     hex_rgb,
+    input_labels,
     rationale_status,
+    target_label,
     text_rgb,
     view_warnings,
 )
@@ -251,11 +256,12 @@ def _legend_html(signed: bool) -> str:
         '<span><span class="tok bad">tok</span> non-finite</span>'
         '<span><span class="tok tgt">tok</span> target position</span>'
         '<span><span class="tok rat">tok</span> in rationale</span>'
+        f'<span class="notation">{_e(NOTATION)}</span>'
         "</div>"
     )
 
 
-def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
+def _section(k: int, attr: Attribution, dm: DisplayMatrix, decode: Decoder | None = None) -> str:
     out: list[str] = []
     name = attr.method or "attribution"
     out.append(f'<section class="attr" id="attr-{k}" data-k="{k}">')
@@ -268,7 +274,7 @@ def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
         meta.append(f"<span><b>kind</b> {_e(attr.model_kind)}</span>")
     n_t, n_l = attr.shape
     meta.append(f"<span><b>shape</b> {n_t} target(s) × {n_l} input token(s)</span>")
-    meta.append(f'<span class="objective"><b>objective</b> {_e(describe_objective(attr))}</span>')
+    meta.append(f'<span class="objective"><b>objective</b> {_e(describe_objective(attr, decode))}</span>')
     aggregation = describe_aggregation(attr)
     if aggregation:
         meta.append(f'<span class="aggregation"><b>aggregation</b> {_e(aggregation)}</span>')
@@ -291,15 +297,16 @@ def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
     out.append('<div class="body">')
     out.append(_legend_html(dm.signed))
 
-    notes = view_warnings(attr)
+    notes = view_warnings(attr, decode)
+    toks = input_labels(attr, decode)
     if notes:
         items = "".join(f"<li>{_e(w)}</li>" for w in notes)
         out.append(f'<div class="warn warnings" role="alert"><b>Warning:</b><ul>{items}</ul></div>')
     bad = attr.nonfinite_cells()
     if bad:
         items = "".join(
-            f"<li>target {i} <code>{_e(display_token(attr.target_tokens[i]))}</code>, "
-            f"input {j} <code>{_e(display_token(attr.tokens[j]))}</code>: "
+            f"<li>target {i} <code>{_e(target_label(attr, i, decode))}</code>, "
+            f"input {j} <code>{_e(toks[j])}</code>: "
             f"{_e(format_score(float(attr.scores[i, j])))}</li>"
             for i, j in bad[:50]
         )
@@ -311,7 +318,6 @@ def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
     if n_t == 0 or n_l == 0:
         out.append(f"<p>Empty attribution: {n_t} target(s) × {n_l} input token(s).</p>")
 
-    toks = [display_token(t, keep_spaces=True) for t in attr.tokens]
     for i in range(n_t):
         pos = attr.target_positions[i]
         rationale = attr.rationale.positions[i] if attr.rationale is not None else None
@@ -320,9 +326,9 @@ def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
         if attr.target_logprobs is not None and i < len(attr.target_logprobs):
             lp = f"<div>log p = {attr.target_logprobs[i]:.4f}</div>"
         where = f"<div>position {pos}</div>" if pos is not None else ""
-        foil = foil_of(attr, i)
+        foil = foil_of(attr, i, decode)
         where += f'<span class="foil">{_e(foil)}</span>' if foil else ""
-        tgt = _e(display_token(attr.target_tokens[i]))
+        tgt = _e(target_label(attr, i, decode))
         out.append(f'<div class="row" data-i="{i}">')
         out.append(f'<div class="lab"><span class="idx">#{i}</span><span class="tt">{tgt}</span>{lp}{where}</div>')
         spans: list[str] = []
@@ -355,7 +361,7 @@ def _section(k: int, attr: Attribution, dm: DisplayMatrix) -> str:
         rat_html = ""
         if rationale is not None:
             steps = "".join(
-                f"<li><code>{_e(display_token(attr.tokens[j]))}</code> <small>({j})</small></li>" for j in rationale
+                f"<li><code>{_e(toks[j])}</code> <small>({j})</small></li>" for j in rationale
             )
             status, failed = rationale_status(attr, i)
             badge = f'<span class="rstat{" fail" if failed else ""}">{_e(status)}</span>'
@@ -371,6 +377,8 @@ def render_html(
     attrs: Attribution | list[Attribution],
     title: str | None = None,
     normalize: Normalization | str = "row_max_abs",
+    *,
+    decode: Decoder | None = None,
 ) -> str:
     """Render one or several attributions as a single self-contained HTML page (returned as a string).
 
@@ -380,6 +388,7 @@ def render_html(
         title: page title; default "seqexplain report".
         normalize: initial display normalisation (``none``, ``max_abs``, ``row_max_abs``, ``row_sum_abs``);
             the page lets the reader switch.
+        decode: the tokenizer's decoding of a token string, for tokens without offsets (foils, labels).
 
     Raises:
         InputError: an empty list, or an unknown ``normalize``.
@@ -423,13 +432,13 @@ def render_html(
             f'<li><a href="#attr-{k}">{_e(a.method or "attribution")}</a>'
             + (f" <small>· {_e(a.model_id)}</small>" if a.model_id else "")
             + (' <small class="bad-note">⚠ non-finite</small>' if a.nonfinite_cells() else "")
-            + (' <small class="bad-note">⚠ warnings</small>' if view_warnings(a) else "")
+            + (' <small class="bad-note">⚠ warnings</small>' if view_warnings(a, decode) else "")
             + "</li>"
             for k, a in enumerate(items)
         )
         parts.append(f'<nav class="toc"><b>Contents</b><ol>{links}</ol></nav>')
     for k, (a, dm) in enumerate(zip(items, matrices, strict=True)):
-        parts.append(_section(k, a, dm))
+        parts.append(_section(k, a, dm, decode))
     parts += [
         "</main>",
         '<div id="status">hover a token to see its score</div>',
@@ -447,10 +456,12 @@ def save_html(
     path: str | os.PathLike[str],
     title: str | None = None,
     normalize: Normalization | str = "row_max_abs",
+    *,
+    decode: Decoder | None = None,
 ) -> Path:
     """Write :func:`render_html` output to ``path`` atomically (UTF-8) and return the path."""
     out = Path(path)
-    atomic_write_bytes(out, render_html(attrs, title=title, normalize=normalize).encode("utf-8"))
+    atomic_write_bytes(out, render_html(attrs, title=title, normalize=normalize, decode=decode).encode("utf-8"))
     return out
 
 

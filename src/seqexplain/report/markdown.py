@@ -16,7 +16,14 @@ from rich.cells import cell_len
 
 from seqexplain.attribution import Attribution, Normalization
 from seqexplain.errors import InputError
-from seqexplain.report._common import describe_objective, display_matrix, display_token, view_warnings
+from seqexplain.report._common import (
+    Decoder,
+    describe_objective,
+    display_matrix,
+    input_labels,
+    target_label,
+    view_warnings,
+)
 
 Align = Literal["left", "right", "center"]
 
@@ -122,14 +129,18 @@ def attribution_markdown(
     attr: Attribution,
     normalize: Normalization | str = "none",
     floatfmt: str = ".3f",
+    *,
+    decode: Decoder | None = None,
 ) -> str:
     """A markdown table of ``attr``: one row per input token, one column per target.
 
-    Columns: ``#`` (input position), ``token`` (readable, markdown-escaped), then ``t<i> <target>`` for every
-    target. A cell holds the score (normalised with ``normalize``, default raw) formatted with ``floatfmt``;
-    it is empty where the position is not visible to the target, ``**inf**``/``**-inf**``/``**nan**`` (bold)
-    for a non-finite cell (see :meth:`Attribution.nonfinite_cells`), and ``target`` at the target's own
-    position when that is not visible. A rationale member gets its step appended, e.g. ``0.412 (r1)``.
+    Columns: ``#`` (input position), ``token`` (the text it covers, leading/trailing whitespace visible as in
+    ``␣Paris``, markdown-escaped), then ``t<i> <target>`` for every target. ``decode`` (the tokenizer's
+    decoding of a token string) reads tokens that have no offsets. A cell holds the score (normalised with
+    ``normalize``, default raw) formatted with ``floatfmt``; it is empty where the position is not visible to
+    the target, ``**inf**``/``**-inf**``/``**nan**`` (bold) for a non-finite cell (see
+    :meth:`Attribution.nonfinite_cells`), and ``target`` at the target's own position when that is not
+    visible. A rationale member gets its step appended, e.g. ``0.412 (r1)``.
 
     Above the table, one ``> **Warning:** …`` line per warning of
     :func:`~seqexplain.report._common.view_warnings` (the result's warnings; rationale searches that did not
@@ -138,10 +149,11 @@ def attribution_markdown(
     """
     dm = display_matrix(attr, normalize)
     n_t, n_l = attr.shape
-    headers = [f"t{i} {escape_markdown(display_token(t))}" for i, t in enumerate(attr.target_tokens)]
+    labels = input_labels(attr, decode)
+    headers = [f"t{i} {escape_markdown(target_label(attr, i, decode))}" for i in range(n_t)]
     rows: list[dict[str, Any]] = []
     for j in range(n_l):
-        row: dict[str, Any] = {"#": j, "token": escape_markdown(display_token(attr.tokens[j]))}
+        row: dict[str, Any] = {"#": j, "token": escape_markdown(labels[j])}
         for i in range(n_t):
             if dm.bad[i, j]:
                 cell = f"**{_format_cell(float(attr.scores[i, j]), floatfmt)}**"
@@ -155,8 +167,8 @@ def attribution_markdown(
             row[headers[i]] = cell
         rows.append(row)
     align: dict[str, Align] = {"#": "right", "token": "left", **{h: "right" for h in headers}}
-    notes = [f"> **Warning:** {_safe(escape_markdown(w))}" for w in view_warnings(attr)]
+    notes = [f"> **Warning:** {_safe(escape_markdown(w))}" for w in view_warnings(attr, decode)]
     if attr.objective != "logprob":
-        notes.append(f"> {_safe(escape_markdown(describe_objective(attr)))}")
+        notes.append(f"> {_safe(escape_markdown(describe_objective(attr, decode)))}")
     table = markdown_table(rows, columns=["#", "token", *headers], floatfmt=floatfmt, align=align)
     return "".join(f"{line}\n>\n" for line in notes[:-1]) + (f"{notes[-1]}\n\n" if notes else "") + table

@@ -5,7 +5,8 @@ so nothing here touches pyplot's global state or needs a display. Colours follow
 :mod:`seqexplain.report._common`: ``RdBu`` (red negative, blue positive) on ``[-1, 1]`` when any score is
 negative, ``Blues`` on ``[0, 1]`` otherwise; NaN (not visible) cells are masked (light grey); non-finite cells
 are masked too and marked with a magenta ``!``; the target's own position is outlined. The title names the method,
-model, objective and options, and carries a ``WARNING:`` line per warning of ``view_warnings``.
+model, objective and options, and carries a ``WARNING:`` line per warning of ``view_warnings``. Tick labels
+are the text each token covers, leading/trailing whitespace visible (``␣Paris``), as in every view.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from seqexplain.atomic import atomic_write_bytes
 from seqexplain.attribution import Attribution, Normalization
 from seqexplain.errors import InputError
 from seqexplain.report._common import (
+    Decoder,
     describe_objective,
     describe_options,
     display_matrix,
-    display_token,
+    input_labels,
+    target_label,
     view_warnings,
 )
 
@@ -41,6 +44,8 @@ def plot_heatmap(
     normalize: Normalization | str = "row_max_abs",
     annotate: bool | None = None,
     dpi: int = 150,
+    *,
+    decode: Decoder | None = None,
 ) -> Figure:
     """Draw ``attr`` as a heatmap (rows: targets, columns: input tokens) and return the Figure.
 
@@ -51,6 +56,7 @@ def plot_heatmap(
         normalize: display normalisation (``none``, ``max_abs``, ``row_max_abs``, ``row_sum_abs``).
         annotate: write the shown value in each cell; default: only when there are at most 300 cells.
         dpi: resolution for raster output.
+        decode: the tokenizer's decoding of a token string, for tokens without offsets (foils, labels).
 
     Raises:
         InputError: an empty attribution, an unknown ``normalize``, or an unsupported file suffix.
@@ -70,7 +76,8 @@ def plot_heatmap(
     from matplotlib.patches import Rectangle
 
     width = min(40.0, max(4.0, 1.2 + 0.42 * n_l))
-    longest = max(len(display_token(t)) for t in attr.tokens)
+    tick_labels = input_labels(attr, decode)
+    longest = max(len(t) for t in tick_labels)
     height = min(40.0, max(2.2, 1.6 + 0.36 * n_t + 0.075 * min(longest, 40)))
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
@@ -86,10 +93,10 @@ def plot_heatmap(
     cbar.ax.tick_params(labelsize=7)
 
     ax.set_xticks(range(n_l))
-    ax.set_xticklabels([display_token(t) for t in attr.tokens], rotation=90, fontsize=8)
+    ax.set_xticklabels(tick_labels, rotation=90, fontsize=8)
     labels = []
-    for i, t in enumerate(attr.target_tokens):
-        label = display_token(t)
+    for i in range(n_t):
+        label = target_label(attr, i, decode)
         if attr.target_logprobs is not None and i < len(attr.target_logprobs):
             label += f" ({attr.target_logprobs[i]:.2f})"
         labels.append(label)
@@ -101,8 +108,8 @@ def plot_heatmap(
     if attr.model_id:
         title += f" · {attr.model_id}"
     options = describe_options(attr)
-    lines = [title, describe_objective(attr), *([options] if options else [])]
-    lines += [f"WARNING: {w}" for w in view_warnings(attr)]
+    lines = [title, describe_objective(attr, decode), *([options] if options else [])]
+    lines += [f"WARNING: {w}" for w in view_warnings(attr, decode)]
     ax.set_title("\n".join(lines), fontsize=9)
 
     if annotate is None:
