@@ -8,6 +8,7 @@ fragments), and print no traceback.
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 
 import seqexplain
 from seqexplain.cli import app
@@ -40,7 +42,7 @@ class Case:
     id: str
     setup: Callable[[Any], Any]  # ctx -> an argument for api and cli (a path, ...)
     api: Callable[[Any, Any], object]  # (ctx, arg) -> the call that must raise
-    cli: Callable[[Any, Any], list[Any]]  # (ctx, arg) -> argv
+    cli: Callable[[Any, Any], list[Any]] | None  # (ctx, arg) -> argv; None: a mistake only the API can make
     error: type[BaseException]
     fragments: tuple[str, ...]
     cli_fragments: tuple[str, ...] = ()
@@ -85,6 +87,79 @@ def _blocked_output(ctx: Any) -> Path:
     blocker = ctx.tmp / "file"
     blocker.write_text("x", encoding="utf-8")
     return blocker / "sub" / "a.json"  # its folder would have to be created inside a file
+
+
+def _copy_bert(ctx: Any) -> Path:
+    return Path(shutil.copytree(ctx.bert_dir, ctx.tmp / "model"))
+
+
+def _without_tokenizer(ctx: Any) -> Path:
+    path = _copy_gpt2(ctx)
+    for f in path.iterdir():
+        if f.name.startswith(("tokenizer", "vocab", "merges", "special_tokens")):
+            f.unlink()
+    return path
+
+
+def _saved(mangle: Callable[[dict[str, Any]], Any]) -> Callable[[Any], Path]:
+    """A real saved attribution (gpt2, greedy), its JSON document changed by ``mangle``."""
+    def setup(ctx: Any) -> Path:
+        attr = seqexplain.explain(ctx.causal, PROMPT, " mat", "greedy", max_size=2)
+        doc = attr.to_dict()
+        doc = mangle(doc) or doc
+        path = ctx.tmp / "saved.json"
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        return path
+
+    return setup
+
+
+def _bytes_file(name: str, data: bytes) -> Callable[[Any], Path]:
+    def setup(ctx: Any) -> Path:
+        path = ctx.tmp / name
+        path.write_bytes(data)
+        return path
+
+    return setup
+
+
+def _set(key: str, value: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def mangle(doc: dict[str, Any]) -> dict[str, Any]:
+        doc[key] = value
+        return doc
+
+    return mangle
+
+
+def _bad_rationale(doc: dict[str, Any]) -> dict[str, Any]:
+    doc["rationale"]["positions"][0] = [999]
+    return doc
+
+
+class _MaskIgnoringLM(torch.nn.Module):
+    """Takes attention_mask (through **kwargs) and ignores it."""
+
+    seqexplain_kind = "causal"
+
+    def __init__(self, vocab: int, embeddings: bool = True) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(vocab, 8)
+        self.out = torch.nn.Linear(8, vocab)
+        self.embeddings = embeddings
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        if not self.embeddings:
+            raise NotImplementedError
+        return self.emb
+
+    def forward(self, input_ids=None, inputs_embeds=None, **kwargs):
+        x = self.emb(input_ids) if inputs_embeds is None else inputs_embeds
+        return SimpleNamespace(logits=self.out(torch.cumsum(x, dim=1)))
+
+
+def _ignoring_model(ctx: Any, embeddings: bool = True) -> Any:
+    return seqexplain.load_model(_MaskIgnoringLM(len(ctx.bpe), embeddings), ctx.bpe)
 
 
 def _explain_argv(model: Any, text: str, *rest: Any) -> list[Any]:
@@ -234,6 +309,160 @@ CASES = [
          lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "occlusion",
                                     "--objective", "contrast", "--foil", " log and the dog"),
          InputError, ("one foil token per target",)),
+    Case("text that is not a string", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, 123, " mat", "occlusion"), None,
+         InputError, ("must be a string, not int",)),
+    Case("text with bytes that are not UTF-8", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, "The cat \udcff sat", " mat", "occlusion"),
+         lambda c, _: _explain_argv(c.gpt2_dir, "The cat \udcff sat", "--target", " mat", "--method", "occlusion"),
+         InputError, ("not valid Unicode",)),
+    Case("target with a lone surrogate", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " \ud800", "occlusion"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " \ud800", "--method", "occlusion"),
+         InputError, ("target is not valid Unicode",)),
+    Case("text of nothing but special tokens", _nothing,
+         lambda c, _: seqexplain.explain(c.classifier, "\u200b", None, "occlusion"),
+         lambda c, _: _explain_argv(c.bert_dir, "\u200b", "--method", "occlusion"),
+         InputError, ("special tokens only",)),
+    Case("max_new_tokens of zero", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, None, "occlusion", max_new_tokens=0),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--method", "occlusion", "--max-new-tokens", "0"),
+         InputError, ("max_new_tokens must be a positive number",)),
+    Case("label index for a language model", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, 3, "occlusion"), None,
+         InputError, ("text, not a label index",)),
+    Case("model that ignores its attention mask", _nothing,
+         lambda c, _: seqexplain.explain(_ignoring_model(c), PROMPT, " mat", "occlusion"), None,
+         UnsupportedError, ("ignores its attention mask",)),
+    Case("gradients of a model without input embeddings", _nothing,
+         lambda c, _: seqexplain.explain(_ignoring_model(c, embeddings=False), PROMPT, " mat", "gradient_norm"),
+         None, UnsupportedError, ("get_input_embeddings",)),
+    Case("a causal LM forced to be a classifier", _copy_gpt2,
+         lambda c, path: seqexplain.load_model(path, kind="classifier"),
+         lambda c, path: _explain_argv(path, "a fine film", "--kind", "classifier", "--method", "occlusion"),
+         ModelLoadError, ("initialised at random", "allow_new_head"), ("--allow-new-head",)),
+    Case("an empty model path", _nothing,
+         lambda c, _: seqexplain.load_model(""),
+         lambda c, _: _explain_argv("", PROMPT, "--method", "occlusion"),
+         InputError, ("model path is empty",)),
+    Case("model directory without tokenizer files", _without_tokenizer,
+         lambda c, path: seqexplain.load_model(path),
+         lambda c, path: _explain_argv(path, PROMPT, "--method", "occlusion"),
+         ModelLoadError, ("no usable tokenizer files",)),
+    Case("unknown autocast type", _nothing,
+         lambda c, _: seqexplain.load_model(c.gpt2_dir, autocast="int8"), None,
+         InputError, ("autocast", "bf16")),
+    Case("a device that is not one", _nothing,
+         lambda c, _: seqexplain.load_model(c.gpt2_dir, device="tpu9"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--method", "occlusion", "--device", "tpu9"),
+         InputError, ("tpu9",)),
+    Case("unknown objective", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "occlusion", objective="odds"), None,
+         InputError, ("unknown objective", "contrast")),
+    Case("classifier foil that is not a label", _nothing,
+         lambda c, _: seqexplain.explain(c.classifier, "a fine film", "positive", "occlusion", objective="contrast",
+                                         foil="maybe"),
+         lambda c, _: _explain_argv(c.bert_dir, "a fine film", "--target", "positive", "--method", "occlusion",
+                                    "--objective", "contrast", "--foil", "maybe"),
+         InputError, ("unknown label", "maybe")),
+    Case("classifier foil index out of range", _nothing,
+         lambda c, _: seqexplain.explain(c.classifier, "a fine film", "positive", "occlusion", objective="contrast",
+                                         foil=9),
+         lambda c, _: _explain_argv(c.bert_dir, "a fine film", "--target", "positive", "--method", "occlusion",
+                                    "--objective", "contrast", "--foil", "9"),
+         InputError, ("9", "out of range")),
+    Case("a foil without the contrast objective", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "occlusion", foil=" dog"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "occlusion",
+                                    "--foil", " dog"),
+         InputError, ("foil is only used with objective='contrast'",)),
+    Case("rationale ordered by a rationale method", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "baseline_rationale", order_by="greedy"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "baseline_rationale",
+                                    "-o", "order_by=greedy"),
+         InputError, ("order_by='greedy'", "attribution method")),
+    Case("rationale ordered by an unknown method", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "baseline_rationale", order_by="magic"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "baseline_rationale",
+                                    "-o", "order_by=magic"),
+         UnknownMethodError, ("magic",)),
+    Case("trapezoid rule with one step", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "integrated_gradients", steps=1,
+                                         rule="riemann_trapezoid"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "integrated_gradients",
+                                    "-o", "steps=1", "-o", "rule=riemann_trapezoid"),
+         InputError, ("at least 2 steps",)),
+    Case("replacement that is not one token", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "occlusion", replace_with="hello world"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "occlusion",
+                                    "-o", "replace_with=hello world"),
+         InputError, ("not a single token",)),
+    Case("IG baseline that is not one token", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "integrated_gradients", baseline="nothing here"),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "integrated_gradients",
+                                    "-o", "baseline=nothing here"),
+         InputError, ("not a single token",)),
+    Case("exhaustive search with no subsets allowed", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "exhaustive", max_subsets=0),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "exhaustive",
+                                    "-o", "max_subsets=0"),
+         InputError, ("max_subsets", "int ≥ 1")),
+    Case("option without a value", _nothing,
+         lambda c, _: cli_parse_options(["steps"]),
+         lambda c, _: _explain_argv(c.gpt2_dir, PROMPT, "--target", " mat", "--method", "integrated_gradients",
+                                    "-o", "steps"),
+         InputError, ("key=value",)),
+    Case("explain_many items of mixed kinds", _nothing,
+         lambda c, _: list(seqexplain.explain_many(c.causal, ["The cat", ("The dog", " sat")], "occlusion",
+                                                   progress=False)), None,
+         InputError, ("items of one kind",)),
+    Case("explain_many item that is a number", _nothing,
+         lambda c, _: list(seqexplain.explain_many(c.causal, [3.5], "occlusion", progress=False)), None,
+         InputError, ("not float",)),
+    Case("explain_many mapping with an unknown key", _nothing,
+         lambda c, _: list(seqexplain.explain_many(c.causal, [{"text": "a", "label": 1}], "occlusion",
+                                                   progress=False)), None,
+         InputError, ("text, target, foil, groups, objective",)),
+    Case("groups that overlap", _nothing,
+         lambda c, _: list(seqexplain.explain_many(c.causal, [{"text": PROMPT, "target": " mat",
+                                                               "groups": {"spans": [[0, 1], [1, 2]]}}],
+                                                   "occlusion", progress=False)), None,
+         InputError, ("overlap at position 1",)),
+    Case("groups outside the input", _nothing,
+         lambda c, _: list(seqexplain.explain_many(c.causal, [{"text": PROMPT, "target": " mat",
+                                                               "groups": {"spans": [[0, 500]]}}],
+                                                   "occlusion", progress=False)), None,
+         InputError, ("500", "outside the input")),
+    Case("precomputed vectors of the wrong width", _nothing,
+         lambda c, _: seqexplain.explain_example(c.classifier, _vectors(c, 5), "gradient_norm"), None,
+         InputError, ("width 32",)),
+    Case("aggregation that does not exist", _nothing,
+         lambda c, _: seqexplain.explain(c.causal, PROMPT, " mat", "occlusion").aggregate("median"), None,
+         InputError, ("median",)),
+    Case("saved attribution that is a JSON list", _file("[1, 2, 3]"),
+         lambda c, path: seqexplain.Attribution.load(path),
+         lambda c, path: ["show", path],
+         DataError, ("x.json",)),
+    Case("saved attribution with offsets beyond the text", _saved(_set("offsets", [[0, 999]] * 20)),
+         lambda c, path: seqexplain.Attribution.load(path),
+         lambda c, path: ["show", path],
+         DataError, ("saved.json",)),
+    Case("saved rationale with positions out of range", _saved(_bad_rationale),
+         lambda c, path: seqexplain.Attribution.load(path),
+         lambda c, path: ["show", path],
+         DataError, ("saved.json", "999")),
+    Case("saved attribution from a newer seqexplain", _saved(_set("version", 99)),
+         lambda c, path: seqexplain.Attribution.load(path),
+         lambda c, path: ["show", path],
+         DataError, ("newer seqexplain", "99")),
+    Case("random bytes named .safetensors", _bytes_file("x.safetensors", bytes(range(256)) * 4),
+         lambda c, path: seqexplain.Attribution.load(path),
+         lambda c, path: ["show", path],
+         DataError, ("x.safetensors",)),
+    Case("scores of the wrong shape", _saved(_set("scores", [[1.0, 2.0]])),
+         lambda c, path: seqexplain.Attribution.load(path),
+         lambda c, path: ["show", path],
+         DataError, ("saved.json",)),
     Case("non-finite scores with strict", _nothing,
          lambda c, _: seqexplain.explain(c.no_attention(nan_when_dropped=True), PROMPT, " mat", "occlusion",
                                          strict=True),
@@ -242,15 +471,33 @@ CASES = [
 ]
 
 
+def _vectors(ctx: Any, width: int) -> Any:
+    ex = ctx.classifier.encode("a fine film", 2)
+    return ex.replace(input_ids=None, input_vectors=torch.zeros(ex.length, width))
+
+
 @pytest.fixture()
 def ctx(gpt2, bert, gpt2_dir, bert_dir, tmp_path, no_attention_lm, custom_model):
+    work = tmp_path / "work"
+    work.mkdir()
     return SimpleNamespace(causal=seqexplain.load_model(*gpt2), classifier=seqexplain.load_model(*bert),
-                           gpt2_dir=gpt2_dir, bert_dir=bert_dir, tmp=tmp_path, no_attention=no_attention_lm)
+                           gpt2_dir=gpt2_dir, bert_dir=bert_dir, tmp=work, no_attention=no_attention_lm,
+                           bpe=gpt2[1])
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[str, bytes]]:
+    """Every entry under ``folder``: its kind and, for files, its bytes."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        kind = "link" if p.is_symlink() else "dir" if p.is_dir() else "file" if p.is_file() else "other"
+        out[str(p.relative_to(folder))] = (kind, p.read_bytes() if kind == "file" else b"")
+    return out
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, ctx, runner):
     arg = case.setup(ctx)
+    before = _snapshot(ctx.tmp)
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # the error itself, not a warning on the way to it
@@ -260,6 +507,10 @@ def test_bad_input(case: Case, ctx, runner):
     message = str(excinfo.value)
     for fragment in case.fragments:
         assert fragment in message, (fragment, message)
+    assert "\n" not in message.strip(), message  # one line
+    assert _snapshot(ctx.tmp) == before  # nothing on disk was lost, changed or added
+    if case.cli is None:
+        return
 
     result = runner.invoke(app, [str(a) for a in case.cli(ctx, arg)])
     assert result.exit_code == 2, result.output
@@ -269,3 +520,4 @@ def test_bad_input(case: Case, ctx, runner):
     assert len(errors) == 1, result.stderr  # one error line (model loading may print progress bars before it)
     for fragment in case.fragments + case.cli_fragments:
         assert fragment in errors[0], (fragment, errors[0])
+    assert _snapshot(ctx.tmp) == before

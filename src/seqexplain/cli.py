@@ -212,7 +212,7 @@ def explain(
                       ] = "integrated_gradients",
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Method option key=value "
                                                     "(repeatable), e.g. -o steps=20.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens to generate when no --target is given.")
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate when no --target is given (≥ 1).")
                               ] = 10,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut the oldest context tokens when the input "
                                            "is longer than the model's positions.")] = False,

@@ -154,7 +154,7 @@ def rationale_warnings(attr: Attribution, visible: np.ndarray) -> list[str]:
         return []
     out = []
     for i, positions in enumerate(rat.positions):
-        name = f"target {i} ({attr.target_tokens[i]!r})"
+        name = f"target {i} ({_target_text(attr, i)!r})"
         if i < len(rat.bound_hit) and rat.bound_hit[i]:
             size = attr.options.get("max_size")
             out.append(f"{attr.method}: {name}: no rationale within the search bound (max_size={size}, "
@@ -165,6 +165,15 @@ def rationale_warnings(attr: Attribution, visible: np.ndarray) -> list[str]:
         elif len(positions) >= int(visible[i].sum()) > 1:
             out.append(f"{attr.method}: {name}: the rationale is the whole context ({len(positions)} positions)")
     return out
+
+
+def _target_text(attr: Attribution, i: int) -> str:
+    """Target ``i`` as the text it covers (not a byte-level token string)."""
+    p = attr.target_positions[i]
+    off = None if p is None else attr.offsets[p]
+    if off is not None and attr.segments[p] == "target":
+        return attr.target_text[off[0] : off[1]]
+    return attr.target_tokens[i]
 
 
 def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gradients", *, tokenizer: Any = None,

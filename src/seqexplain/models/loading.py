@@ -19,6 +19,10 @@ from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.hf import HFModel, detect_kind
 
 _KINDS = ("causal", "seq2seq", "classifier")
+TOKENIZER_FILES = frozenset({"tokenizer.json", "vocab.json", "vocab.txt", "merges.txt", "spiece.model",
+                             "sentencepiece.bpe.model", "tokenizer.model", "source.spm", "target.spm"})
+"""A model directory needs one of these (or a ``*.model`` / ``*.tiktoken`` file) to have a tokenizer: without
+them transformers builds an empty tokenizer that turns every text into no tokens."""
 
 
 def _kind_from_config(config: Any) -> ModelKind:
@@ -166,6 +170,10 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
             "initialised at random and explained; drop --kind / kind= to use the detected kind, or pass "
             "allow_new_head=True (CLI --allow-new-head) to explain an untrained head on purpose")
     if tokenizer is None:
+        files = [p.name for p in path.iterdir()]
+        if not any(n in TOKENIZER_FILES or n.endswith((".model", ".tiktoken")) for n in files):
+            raise ModelLoadError(f"{path} has no usable tokenizer files (none of "
+                                 f"{', '.join(sorted(TOKENIZER_FILES))}); add them or pass tokenizer=... explicitly")
         try:
             tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except Exception as exc:
