@@ -20,7 +20,7 @@ import torch
 from typer.testing import CliRunner
 
 import seqexplain.cli as cli
-from seqexplain.atomic import UnsafeOutputError, atomic_write_text
+from seqexplain.atomic import UnsafeOutputError, atomic_path, atomic_write_text
 from seqexplain.errors import InputError
 from seqexplain.runs import lock_run_folder, output_dir, output_file
 
@@ -131,6 +131,10 @@ def test_atomic_write_refuses_what_is_not_a_regular_file(tmp_path, kind):
         assert device_state(path) == dev_before
     with pytest.raises(InputError, match=EXPECTED_WORD[kind]):  # the up-front check, as a user error
         output_file(path)
+    ran = []
+    with pytest.raises(UnsafeOutputError), atomic_path(path):  # refused before the writer runs
+        ran.append(True)
+    assert not ran and snapshot(tmp_path) == before
 
 
 def test_atomic_write_replaces_a_regular_file_and_keeps_its_mode(tmp_path):
@@ -478,3 +482,21 @@ def test_verwimp2018_quick_results_name_the_command_that_made_them(tmp_path, run
     assert argv[:3] == ["python", "-m", "seqexplain.experiments.verwimp2018"]
     calls.clear()
     assert verwimp.main(argv[3:]) == 0 and calls[0]["seed"] == 4 and torch.get_num_threads() == 1
+
+
+def test_lm_recipe_results_record_the_run(tmp_path, keep_threads):
+    """A real quick ``timing`` run of the LM recipes (a tiny random Llama, one prompt; seconds)."""
+    from seqexplain.experiments import vafa2021_lm
+
+    needs_data("questions_words")
+    out = tmp_path / "lm"
+    args = ["timing", "--quick", "--out", str(out), "--limit", "1", "--methods", "greedy", "--no-progress"]
+    assert vafa2021_lm.main([*args, "--threads", "2", "--seed", "5"]) == 0
+    summary = json.loads((out / "timing_shipped.json").read_text())
+    assert summary["seed"] == 5 and summary["threads"] == 2
+    argv = check_run_record(summary["run"], seed=5, threads=2)
+    assert argv[:4] == ["python", "-m", "seqexplain.experiments.vafa2021_lm", "timing"]
+    torch.set_num_threads(1)
+    assert vafa2021_lm.main(argv[3:]) == 0  # the recorded command runs (its results are cached: seconds)
+    assert torch.get_num_threads() == 2
+    assert json.loads((out / "timing_shipped.json").read_text())["run"]["command"] == summary["run"]["command"]
