@@ -153,7 +153,7 @@ def test_reproduce_missing_module_exits_2(runner, monkeypatch):
 def test_reproduce_passes_arguments_and_maps_errors(runner, monkeypatch, tmp_path):
     calls = []
 
-    def run_reproduction(out_dir, data_root, quick):
+    def run_reproduction(out_dir, data_root, quick, **_):
         calls.append((out_dir, data_root, quick))
         if data_root is not None and not Path(data_root).exists():
             raise seqexplain.errors.DataError(f"data folder {data_root} is missing; set SEQEXPLAIN_DATA")

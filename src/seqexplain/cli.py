@@ -9,6 +9,7 @@ without a traceback: the root group (:class:`ErrorHandlingGroup`) catches them a
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -151,6 +152,8 @@ def load_cli_model(spec: str, kind: str | None = None, status: Any = None, devic
     """``smollm2`` (the embedded default), a model directory or a ``.gguf`` file → a wrapped model."""
     from seqexplain.models.loading import check_device, load_model
 
+    if not spec.strip():
+        raise InputError(f"--model: the model path is empty; give a model directory, a .gguf file or {DEFAULT_MODEL!r}")
     if device is not None:
         check_device(device)  # before any loading work
     if spec.strip().lower() == DEFAULT_MODEL:
@@ -162,9 +165,35 @@ def load_cli_model(spec: str, kind: str | None = None, status: Any = None, devic
     return load_model(spec, kind=kind, device=device, allow_new_head=allow_new_head)  # type: ignore[arg-type]
 
 
+def _check_outputs(*outputs: tuple[str, Path | None]) -> None:
+    """Before any work: each ``(option, path)`` given must be writable without destroying anything (see
+    :mod:`seqexplain.atomic`: only a regular file is ever replaced, never a link, folder, FIFO or device), and no
+    two options may name the same file."""
+    from seqexplain.runs import distinct_outputs, output_file
+
+    for option, path in outputs:
+        if path is not None and option.startswith("--"):  # plain names (FILE) are inputs, only compared
+            output_file(path, f"{option} file")
+    distinct_outputs(*outputs)
+
+
+def _check_input_file(option: str, path: Path) -> None:
+    """A file to read must be a file (a folder or a FIFO gets a message saying so, not "does not exist")."""
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a folder, not a file; give a JSON file saved with `seqexplain explain "
+                         "--json`")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{option} {path} is not a regular file; give a JSON file saved with `seqexplain explain "
+                         "--json`")
+
+
 def _write(what: str, path: Path, writer: Any) -> None:
+    from seqexplain.atomic import UnsafeOutputError
+
     try:
         writer(path)
+    except UnsafeOutputError as exc:  # the path changed since it was checked
+        raise InputError(str(exc)) from exc
     except OSError as exc:
         raise InputError(f"cannot write the {what} file {path}: {exc.strerror or exc}") from exc
     _stderr().print(Text(f"wrote {what}: {path}", style="green"), soft_wrap=True)
@@ -244,6 +273,9 @@ def explain(
 
     options = parse_options(option)
     get_method(method).check_options(options)  # fail fast, before loading a model
+    if max_new_tokens < 1:
+        raise InputError(f"--max-new-tokens: max_new_tokens must be a positive number of tokens, got {max_new_tokens}")
+    _check_outputs(("--json", json_out), ("--html", html_out))
     err = _stderr()
     with err.status(f"loading model {model}") as status:
         wrapped = load_cli_model(model, kind.value if kind else None, status=status.update, device=device,
@@ -298,6 +330,8 @@ def show(
     from seqexplain.attribution import Attribution
     from seqexplain.report import render_console, save_html
 
+    _check_input_file("the attribution file", file)
+    _check_outputs(("FILE", file if html_out is not None else None), ("--html", html_out))
     attr = Attribution.load(file)
     shown = attr.aggregate(aggregate.value) if aggregate else attr
     n_bad = len(shown.nonfinite_cells())
@@ -306,6 +340,10 @@ def show(
     render_console(shown, console=_stdout(), normalize=normalize.value, numbers=numbers, top_k=top_k)
     if html_out is not None:
         _write("HTML", html_out, lambda p: save_html(shown, p, normalize=normalize.value))
+
+
+THREADS_HELP = "Torch CPU threads, set before any work (the documented runs used 1)."
+SEED_HELP = "Random seed (the documented runs used 0)."
 
 
 @app.command()
@@ -317,8 +355,19 @@ def demo(
 ) -> None:
     """Explain SmolLM2-135M-Instruct's next word for a fixed prompt with several methods (offline)."""
     from seqexplain.demo import DEFAULT_METHODS, run_demo
+    from seqexplain.runs import reproduction
 
-    run_demo(out, methods=tuple(method) if method else DEFAULT_METHODS, console=_stdout())
+    methods = tuple(method) if method else DEFAULT_METHODS
+    command = _command(["seqexplain", "demo"], {"--out": out}, [("--method", m) for m in method or []])
+    with reproduction(out, command, threads=None):  # checks --out, locks it
+        run_demo(out, methods=methods, console=_stdout())
+
+
+def _command(prefix: list[str], options: dict[str, Any], repeated: Sequence[tuple[str, str]] = ()) -> str:
+    """The shell command that reruns this invocation, every option spelled out (recorded in results files)."""
+    from seqexplain.runs import command_line
+
+    return command_line(prefix, (), options) + "".join(f" {command_line([k, v])}" for k, v in repeated)
 
 
 @reproduce_app.command("vafa2021")
@@ -330,11 +379,19 @@ def reproduce_vafa2021(
     data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
                          ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")] = False,
+    threads: Annotated[int, typer.Option("--threads", help=THREADS_HELP)] = 1,
+    seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
 ) -> None:
     """Vafa et al. (2021): sequential rationales; one experiment of the paper per call."""
-    from seqexplain.experiments.vafa2021 import run
+    from seqexplain.experiments.vafa2021 import EXPERIMENTS, run
+    from seqexplain.runs import reproduction
 
-    result = run(experiment, out, quick=quick, data_root=data_root)
+    if experiment not in EXPERIMENTS:
+        raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
+    command = _command(["seqexplain", "reproduce", "vafa2021", experiment],
+                       {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed})
+    with reproduction(out, command, threads):
+        result = run(experiment, out, quick=quick, data_root=data_root, seed=seed)
     table = result.get("markdown") or result.get("table") if isinstance(result, dict) else None
     if table:
         _stdout().print(Text(str(table)))
@@ -347,13 +404,20 @@ def reproduce_verwimp2018(
     data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
                          ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")] = False,
+    threads: Annotated[int, typer.Option("--threads", help=THREADS_HELP)] = 1,
+    seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
 ) -> None:
     """Verwimp et al. (2018): state gradients of word-level RNN language models."""
     try:
         from seqexplain.experiments.verwimp2018 import run_reproduction
     except ImportError as exc:
         fail(f"the verwimp2018 reproduction is not available in this installation ({exc})")
-    result = run_reproduction(out_dir=out, data_root=data_root, quick=quick)
+    from seqexplain.runs import reproduction
+
+    command = _command(["seqexplain", "reproduce", "verwimp2018"],
+                       {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed})
+    with reproduction(out, command, threads):
+        result = run_reproduction(out_dir=out, data_root=data_root, quick=quick, seed=seed, command=command)
     _stderr().print(Text(f"verwimp2018: results in {out}", style="green"))
     if result is not None and not isinstance(result, (str, Path)):
         _stdout().print(result)

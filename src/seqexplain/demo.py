@@ -12,7 +12,6 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -55,11 +54,17 @@ def run_demo(
 
     Raises:
         UnknownMethodError: a name in ``methods`` is not registered (checked before anything slow).
+        InputError: ``out_dir`` is not a writable folder, or a file to write there is a link, folder, FIFO or
+            device (:mod:`seqexplain.atomic`; checked before anything slow).
         ModelLoadError: SmolLM2's package is missing (the message says what to install).
     """
+    from seqexplain.runs import output_dir, output_file
+
     console = console or Console(highlight=False)
-    out = Path(out_dir)
+    out = output_dir(out_dir, "demo output folder")  # a file, FIFO, ... fails here, before loading anything
     specs = [get_method(m) for m in methods]  # unknown names fail here, before loading anything
+    for name in ["demo.html"] + [f"{spec.name}.json" for spec in specs]:
+        output_file(out / name)
     started = time.perf_counter()
     timings: dict[str, float] = {}
     with console.status("loading SmolLM2-135M-Instruct") as status:

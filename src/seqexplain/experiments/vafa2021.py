@@ -15,7 +15,8 @@ Experiments (dispatched by :func:`run`; others are added to :data:`EXPERIMENTS`)
     in the paper's figure; and for every number of kept bits) against the exact binomial posterior; greedy
     rationales for the label (``seqexplain.explain(..., method="greedy")``) checked against the known answer.
 
-Run: ``python -m seqexplain.experiments.vafa2021 majority_class --out runs/vafa2021 [--quick]``. The output folder
+Run: ``python -m seqexplain.experiments.vafa2021 majority_class --out runs/vafa2021 --threads 1 --seed 0 [--quick]``
+(or ``seqexplain reproduce vafa2021 majority_class``). The output folder
 gets ``results.json``, ``majority_class.md`` (the table), ``majority_class_compatibility.png`` and the two
 trained models (``standard/model``, ``compatible/model``: safetensors + JSON config, loadable with
 :func:`seqexplain.models.transformer.load_transformer_lm`).
@@ -25,11 +26,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +46,10 @@ from seqexplain.data.majority_class import (
     label_posterior,
     load_split,
 )
-from seqexplain.errors import InputError
+from seqexplain.errors import InputError, SeqExplainError
 from seqexplain.models.base import eval_mode
 from seqexplain.models.transformer import TransformerLM, TransformerLMConfig
+from seqexplain.runs import apply_threads, command_line, reproduction, run_record
 from seqexplain.training.compatible import TokenData, TrainConfig, TrainResult, evaluate_lm, train_causal_lm
 from seqexplain.training.word_dropout import WordDropout
 
@@ -255,9 +256,13 @@ def train_majority_model(name: str, settings: MajoritySettings, train: TokenData
 
 
 def run_majority_class(out_dir: Path, quick: bool = False, data_root: Path | None = None,
-                       settings: MajoritySettings | None = None, progress: bool = True) -> dict[str, Any]:
-    """The majority-class experiment (module docstring); returns the summary also written to ``results.json``."""
+                       settings: MajoritySettings | None = None, progress: bool = True,
+                       seed: int | None = None) -> dict[str, Any]:
+    """The majority-class experiment (module docstring); returns the summary also written to ``results.json``.
+    ``seed`` (default: the settings', 0) replaces ``settings.seed``."""
     s = settings or majority_settings(quick)
+    if seed is not None:
+        s = replace(s, seed=seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -295,6 +300,7 @@ def run_majority_class(out_dir: Path, quick: bool = False, data_root: Path | Non
         "experiment": "majority_class", "quick": quick, "settings": asdict(s),
         "optimal_ppl": OPTIMAL_PERPLEXITY, "results": results, "plot": plot.name,
         "seconds": time.perf_counter() - t_start, "torch_threads": torch.get_num_threads(),
+        "run": run_record(s.seed),
     }
     md = majority_markdown(summary)
     atomic_write_text(out_dir / "majority_class.md", md)
@@ -352,11 +358,12 @@ def majority_markdown(summary: dict[str, Any]) -> str:
 def _lazy(module: str, name: str, **fixed: Any) -> Callable[..., dict[str, Any]]:
     """An experiment defined in a sibling module, imported only when run (they load large models)."""
 
-    def run_it(out_dir: Path, quick: bool = False, data_root: Path | None = None) -> dict[str, Any]:
+    def run_it(out_dir: Path, quick: bool = False, data_root: Path | None = None,
+               seed: int = 0) -> dict[str, Any]:
         import importlib
 
         fn = getattr(importlib.import_module(f"seqexplain.experiments.{module}"), name)
-        return fn(out_dir, quick=quick, data_root=data_root, **fixed)  # type: ignore[no-any-return]
+        return fn(out_dir, quick=quick, data_root=data_root, seed=seed, **fixed)  # type: ignore[no-any-return]
 
     return run_it
 
@@ -374,12 +381,14 @@ EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
-def run(experiment: str, out_dir: Path, quick: bool = False, data_root: Path | None = None) -> dict[str, Any]:
-    """Run one experiment of the paper by name (see :data:`EXPERIMENTS`); returns its summary."""
+def run(experiment: str, out_dir: Path, quick: bool = False, data_root: Path | None = None,
+        seed: int = 0) -> dict[str, Any]:
+    """Run one experiment of the paper by name (see :data:`EXPERIMENTS`) with ``seed``; returns its summary.
+    (Callers set the torch thread count first; entry points also lock ``out_dir``, see :mod:`seqexplain.runs`.)"""
     fn = EXPERIMENTS.get(experiment)
     if fn is None:
         raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
-    return fn(Path(out_dir), quick=quick, data_root=data_root)
+    return fn(Path(out_dir), quick=quick, data_root=data_root, seed=seed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -388,13 +397,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/vafa2021"), help="output folder")
     ap.add_argument("--quick", action="store_true", help="tiny run (under a minute)")
     ap.add_argument("--data-root", type=Path, default=None, help="folder holding majority_class/ etc.")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads, set before any work (default: torch's; the documented runs used 1)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0, as in the documented runs)")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    summary = run(args.experiment, args.out, quick=args.quick, data_root=args.data_root)
+    try:
+        threads = apply_threads(args.threads)  # before any work; the command names the count in effect
+        command = command_line(["python", "-m", "seqexplain.experiments.vafa2021", args.experiment],
+                               options={"--out": args.out, "--quick": args.quick, "--data-root": args.data_root,
+                                        "--threads": threads, "--seed": args.seed})
+        with reproduction(args.out, command, threads):
+            summary = run(args.experiment, args.out, quick=args.quick, data_root=args.data_root, seed=args.seed)
+    except SeqExplainError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(summary.get("markdown", json.dumps({k: v for k, v in summary.items() if k != "results"}, indent=2)))
-    print(f"command: python -m seqexplain.experiments.vafa2021 {shlex.join(sys.argv[1:] if argv is None else argv)}")
+    print(f"command: {command}")
     return 0
 
 

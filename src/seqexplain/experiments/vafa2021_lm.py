@@ -66,13 +66,14 @@ from seqexplain.atomic import atomic_write_text
 from seqexplain.data.analogies import AnalogyExample, char_span_positions, load_analogies
 from seqexplain.data.annotated_lambada import LambadaRationale, gold_token_positions, read_annotated_lambada
 from seqexplain.data.paths import data_root, require_data
-from seqexplain.errors import DataError, InputError
+from seqexplain.errors import DataError, InputError, SeqExplainError
 from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.metrics.analogies import analogy_scores
 from seqexplain.metrics.plausibility import token_iou
 from seqexplain.models.base import Example, SequenceModel, eval_mode
 from seqexplain.models.hf import HFAdapter, HFModel
 from seqexplain.report.markdown import markdown_table
+from seqexplain.runs import apply_threads, command_line, reproduction, run_record
 
 EXPERIMENTS = ("lambada", "analogies", "timing", "paired")
 BASELINES: dict[str, str] = {
@@ -475,6 +476,7 @@ def _write_outputs(out_dir: Path, stem: str, summary: dict[str, Any], markdown: 
     """``<stem>.json`` (the summary) and ``<stem>.md`` (the table); the summary gets the table as ``markdown``
     (what :func:`seqexplain.experiments.vafa2021.main` prints)."""
     summary["markdown"] = markdown
+    summary["run"] = run_record(summary.get("seed"))
     atomic_write_text(out_dir / f"{stem}.json", json.dumps(summary, indent=1, sort_keys=True, default=str))
     atomic_write_text(out_dir / f"{stem}.md", markdown)
 
@@ -834,24 +836,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compatible", action="store_true", help="LoRA + word-dropout fine-tune first (cached)")
     ap.add_argument("--data-root", default=None, help="folder holding annotated_lambada/, questions_words/, ...")
     ap.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(TIMING_METHODS)}")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0, as in the documented runs)")
     ap.add_argument("--max-size", type=int, default=None, help="cap on greedy/baseline rationale size")
     ap.add_argument("--exhaustive-max-size", type=int, default=None)
     ap.add_argument("--ig-steps", type=int, default=None)
     ap.add_argument("--train-steps", type=int, default=None, help="compatibility fine-tune steps")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads, set before any work (default: torch's; the documented runs used 1)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     overrides = {"max_size": args.max_size, "exhaustive_max_size": args.exhaustive_max_size,
                  "ig_steps": args.ig_steps, "train_steps": args.train_steps}
     try:
-        summary = run(args.experiment, args.out, quick=args.quick, data_root=args.data_root, limit=args.limit,
-                      compatible=args.compatible, methods=methods, seed=args.seed, progress=not args.no_progress,
-                      **overrides)
-    except (InputError, DataError) as exc:
+        threads = apply_threads(args.threads)  # before any work; the command names the count in effect
+        command = command_line(
+            ["python", "-m", "seqexplain.experiments.vafa2021_lm", args.experiment],
+            options={"--out": args.out, "--quick": args.quick, "--limit": args.limit, "--compatible": args.compatible,
+                     "--data-root": args.data_root, "--methods": args.methods, "--seed": args.seed,
+                     "--max-size": args.max_size, "--exhaustive-max-size": args.exhaustive_max_size,
+                     "--ig-steps": args.ig_steps, "--train-steps": args.train_steps, "--threads": threads,
+                     "--no-progress": args.no_progress})
+        with reproduction(args.out, command, threads):
+            summary = run(args.experiment, args.out, quick=args.quick, data_root=args.data_root, limit=args.limit,
+                          compatible=args.compatible, methods=methods, seed=args.seed,
+                          progress=not args.no_progress, **overrides)
+    except SeqExplainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(summary["markdown"])

@@ -27,6 +27,7 @@ from seqexplain.errors import InputError
 from seqexplain.experiments.vafa2021_lm import ResultStore
 from seqexplain.metrics.analogies import contains_antecedent, no_distractor
 from seqexplain.report.markdown import markdown_table
+from seqexplain.runs import run_record
 
 VARIANTS = ("shipped", "compatible")
 COMMAND = "python -m seqexplain.experiments.vafa2021_lm {experiment} --out {out}{flag} (with the same options)"
@@ -140,6 +141,7 @@ def run_paired(out_dir: Path | str, labels: dict[str, str]) -> dict[str, Any]:
                          "--compatible first")
     md = "\n\n".join(parts) + "\n"
     summary["markdown"] = md
+    summary["run"] = run_record(None)  # computes nothing random: no seed
     atomic_write_text(out / "paired.json", json.dumps(summary, indent=1, sort_keys=True, default=str))
     atomic_write_text(out / "paired.md", md)
     return summary

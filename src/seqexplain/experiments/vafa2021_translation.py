@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from seqexplain.atomic import atomic_write_text
 from seqexplain.errors import InputError, SeqExplainError
+from seqexplain.runs import apply_threads, command_line, reproduction, run_record
 from seqexplain.training.translation import (
     TranslationTrainConfig,
     load_translation_model,
@@ -80,7 +80,7 @@ METHOD_LABELS: dict[str, str] = {
 
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
-        torch.set_num_threads(max(1, threads))
+        apply_threads(threads)
 
 
 def model_home(out_dir: Path | str, src_lang: str, tgt_lang: str) -> Path:
@@ -102,16 +102,19 @@ def train_translation_model(out_dir: Path | str, quick: bool = False, data_root:
     train_translation(cfg, home, data_root=data_root, resume=resume, progress=progress)
     results: dict[str, Any] = json.loads((home / "model" / "results.json").read_text(encoding="utf-8"))
     results["train_config"] = asdict(cfg)
+    results["run"] = run_record(cfg.seed)
+    atomic_write_text(home / "run.json", json.dumps(results["run"], indent=2))
     return results
 
 
 def ensure_model(out_dir: Path | str, quick: bool, data_root: Path | str | None, src_lang: str, tgt_lang: str,
                  progress: bool = True) -> tuple[Any, Any, dict[str, Any]]:
     """``(model, tokenizer, results)`` of the ``src → tgt`` model under ``out_dir``, training it first when it is
-    missing."""
+    missing (with the torch thread count already in effect: entry points set it first)."""
     home = model_home(out_dir, src_lang, tgt_lang)
     if not (home / "model" / "results.json").is_file():
-        train_translation_model(out_dir, quick, data_root, src_lang=src_lang, tgt_lang=tgt_lang, progress=progress)
+        train_translation_model(out_dir, quick, data_root, src_lang=src_lang, tgt_lang=tgt_lang, progress=progress,
+                                threads=None)
     model, tok = load_translation_model(home / "model")
     results = json.loads((home / "model" / "results.json").read_text(encoding="utf-8"))
     return model, tok, results
@@ -284,6 +287,7 @@ def distractor_table(summary: dict[str, dict[str, float]]) -> str:
 
 
 def _write_results(folder: Path, result: dict[str, Any], records: list[dict[str, Any]]) -> None:
+    result["run"] = run_record(result.get("seed"))
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "results.json", json.dumps(result, indent=2, ensure_ascii=False, default=float))
     atomic_write_text(folder / "table.md", result["table"])
@@ -461,25 +465,39 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None, help="folder holding multi30k/ and word_alignment/")
     parser.add_argument("--src", default="de", help="train: source language (de, en, fr)")
     parser.add_argument("--tgt", default="en", help="train: target language (de, en, fr)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, set before any work (default 1)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="train: the training seed; distractors/alignments: the seed drawing the examples "
+                        "(default 0, as in the documented runs)")
     parser.add_argument("--no-resume", action="store_true", help="train: start over even if a checkpoint exists")
     parser.add_argument("--n", type=int, default=None, help="distractor pairs / alignment sentences to evaluate")
     parser.add_argument("--methods", default=None, help="comma-separated baseline orders (default: all six)")
     args = parser.parse_args(argv)
-    _set_threads(args.threads)
     methods = tuple(m for m in args.methods.split(",") if m) if args.methods else None
+    train = args.command == "train"
     try:
-        if args.command == "train":
-            res = train_translation_model(args.out, args.quick, args.data_root, src_lang=args.src,
-                                          tgt_lang=args.tgt, resume=not args.no_resume, threads=args.threads)
-            _print_json({k: res[k] for k in ("test_bleu", "test_bleu_signature", "train_seconds", "steps",
-                                              "stopped_early", "model_dir")})
-        elif args.command == "distractors":
-            res = run_distractors(args.out, args.quick, args.data_root, n_pairs=args.n, baselines=methods)
-            print(res["table"])
-        else:
-            res = run_alignments(args.out, args.quick, args.data_root, n_sentences=args.n, baselines=methods)
-            print(res["table"])
+        threads = apply_threads(args.threads)  # before any work
+        command = command_line(
+            ["python", "-m", "seqexplain.experiments.vafa2021_translation", args.command],
+            options={"--out": args.out, "--quick": args.quick, "--data-root": args.data_root,
+                     "--src": args.src if train else None, "--tgt": args.tgt if train else None, "--threads": threads,
+                     "--seed": args.seed, "--no-resume": args.no_resume and train, "--n": args.n,
+                     "--methods": args.methods})
+        with reproduction(args.out, command, threads):
+            if train:
+                res = train_translation_model(args.out, args.quick, args.data_root, src_lang=args.src,
+                                              tgt_lang=args.tgt, resume=not args.no_resume, threads=threads,
+                                              seed=args.seed)
+                _print_json({k: res[k] for k in ("test_bleu", "test_bleu_signature", "train_seconds", "steps",
+                                                  "stopped_early", "model_dir")})
+            elif args.command == "distractors":
+                res = run_distractors(args.out, args.quick, args.data_root, n_pairs=args.n, baselines=methods,
+                                      seed=args.seed)
+                print(res["table"])
+            else:
+                res = run_alignments(args.out, args.quick, args.data_root, n_sentences=args.n, baselines=methods,
+                                     seed=args.seed)
+                print(res["table"])
     except SeqExplainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,15 +9,15 @@ The paper's qualitative finding to reproduce: memory (singular values) decays wi
 Only the validation and test splits of the corpora are available here: the model is trained on ``valid`` and the
 gradients and perplexity are computed on ``test``.
 
-Run: ``python -m seqexplain.experiments.verwimp2018 --out runs/verwimp2018 [--quick] [--docs docs/reproductions]``,
-or ``seqexplain reproduce verwimp2018``. :func:`run_reproduction` is the function behind both.
+Run: ``python -m seqexplain.experiments.verwimp2018 --out runs/verwimp2018 --threads 2 --seed 0 [--quick]
+[--docs docs/reproductions]``, or ``seqexplain reproduce verwimp2018 --threads 2 --seed 0``. :func:`run_reproduction` is
+the function behind both; ``results.md`` and ``results.json`` name the command that reruns it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from collections import Counter
@@ -43,6 +43,7 @@ from seqexplain.data.corpus import load_corpus
 from seqexplain.errors import InputError
 from seqexplain.models.rnn.lm import RNNLanguageModel, RNNLMConfig
 from seqexplain.models.rnn.vocab import Vocab, write_word2vec
+from seqexplain.runs import apply_threads, command_line, current_command, reproduction, run_record
 from seqexplain.training.lm import TrainConfig, perplexity, train_lm
 
 TagSource = Literal["auto", "spacy", "lexicon", "none"]
@@ -225,7 +226,13 @@ def run_reproduction(
         "cpu_seconds": {"train": train_cpu, "state_gradients": grad_cpu, "total": time.process_time() - cpu_start},
         "torch_threads": torch.get_num_threads(),
     }
-    cmd = command or "python -m seqexplain.experiments.verwimp2018 " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    cmd = command or current_command() or command_line(
+        ["python", "-m", "seqexplain.experiments.verwimp2018"],
+        options={"--out": out_dir, "--data-root": data_root, "--quick": quick, "--corpus": corpus, "--seed": seed,
+                 "--epochs": epochs, "--max-delay": max_delay, "--positions": positions, "--tags": tag_source,
+                 "--tag-file": tag_file, "--class-file": class_file, "--store-raw": store_raw, "--docs": docs_dir,
+                 "--threads": torch.get_num_threads()})
+    summary["run"] = run_record(seed, command=cmd)
     md = _report_markdown(summary, mean_sum, rms_sum, directions, delays, plots, cmd, corp.notes)
     atomic_write_text(out / "results.md", md)
     atomic_write_text(out / "results.json", json.dumps(summary, indent=2, default=float))
@@ -325,17 +332,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--class-file", type=Path, default=None, help="class definitions (name TAG TAG ... per line)")
     ap.add_argument("--store-raw", action="store_true", help="also store every gradient matrix (float16 npz chunks)")
     ap.add_argument("--docs", type=Path, default=None, help="also write <DOCS>/verwimp2018.md and its images")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads, set before any work (default: torch's; the documented run used 2)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     from seqexplain.errors import SeqExplainError
 
     try:
-        res = run_reproduction(args.out, args.data_root, args.quick, args.corpus, args.seed, args.epochs,
-                               args.max_delay, args.positions, args.tags, args.tag_file, args.class_file,
-                               args.store_raw, args.docs, progress=not args.no_progress)
+        threads = apply_threads(args.threads)  # before any work; the command names the count in effect
+        command = command_line(
+            ["python", "-m", "seqexplain.experiments.verwimp2018"],
+            options={"--out": args.out, "--data-root": args.data_root, "--quick": args.quick, "--corpus": args.corpus,
+                     "--seed": args.seed, "--epochs": args.epochs, "--max-delay": args.max_delay,
+                     "--positions": args.positions, "--tags": args.tags, "--tag-file": args.tag_file,
+                     "--class-file": args.class_file, "--store-raw": args.store_raw, "--docs": args.docs,
+                     "--threads": threads, "--no-progress": args.no_progress})
+        with reproduction(args.out, command, threads):
+            res = run_reproduction(args.out, args.data_root, args.quick, args.corpus, args.seed, args.epochs,
+                                   args.max_delay, args.positions, args.tags, args.tag_file, args.class_file,
+                                   args.store_raw, args.docs, progress=not args.no_progress, command=command)
     except SeqExplainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
