@@ -9,6 +9,7 @@ fragments), and print no traceback.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import pytest
 import torch
 
 import seqexplain
+import seqexplain.report
 from seqexplain.cli import app
 from seqexplain.cli import parse_options as cli_parse_options
 from seqexplain.errors import (
@@ -29,6 +31,7 @@ from seqexplain.errors import (
     ModelLoadError,
     NonFiniteScoresError,
     UnknownMethodError,
+    UnsafeOutputError,
     UnsupportedError,
 )
 
@@ -87,6 +90,43 @@ def _blocked_output(ctx: Any) -> Path:
     blocker = ctx.tmp / "file"
     blocker.write_text("x", encoding="utf-8")
     return blocker / "sub" / "a.json"  # its folder would have to be created inside a file
+
+
+def _special_output(kind: str) -> Callable[[Any], Path]:
+    """``out.json`` as a symbolic link to a file, a FIFO, a folder, or a plain file with content."""
+    def setup(ctx: Any) -> Path:
+        path = ctx.tmp / "out.json"
+        if kind == "link":
+            (ctx.tmp / "target.txt").write_text("keep me", encoding="utf-8")
+            os.symlink(ctx.tmp / "target.txt", path)
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "folder":
+            path.mkdir()
+            (path / "inside.txt").write_text("keep me", encoding="utf-8")
+        else:
+            path.write_text("keep me", encoding="utf-8")
+        return path
+
+    return setup
+
+
+def _same_outputs(path: Path) -> object:
+    from seqexplain.runs import distinct_outputs
+
+    return distinct_outputs(("--json", path), ("--html", path))
+
+
+def _demo(path: Path) -> object:
+    from seqexplain.demo import run_demo
+
+    return run_demo(path)
+
+
+def _reproduce(path: Path) -> object:
+    from seqexplain.runs import output_dir
+
+    return output_dir(path)
 
 
 def _copy_bert(ctx: Any) -> Path:
@@ -278,12 +318,52 @@ CASES = [
          lambda c, path: seqexplain.Attribution.load(path),
          lambda c, path: ["show", path],
          DataError, ("x.json", "does not exist")),
-    # the API passes the operating system's error on; the CLI names the file it could not write
     Case("unwritable output", _blocked_output,
          lambda c, path: seqexplain.explain(c.causal, "The cat", " sat", "occlusion").save(path),
          lambda c, path: _explain_argv(c.gpt2_dir, "The cat", "--target", " sat", "--method", "occlusion",
                                        "--json", path),
-         NotADirectoryError, ("Not a directory",), ("cannot write", "a.json")),
+         InputError, ("a.json",)),
+    Case("output that is a symbolic link", _special_output("link"),
+         lambda c, path: seqexplain.explain(c.causal, "The cat", " sat", "occlusion").save(path),
+         lambda c, path: _explain_argv(c.gpt2_dir, "The cat", "--target", " sat", "--method", "occlusion",
+                                       "--json", path),
+         InputError, ("out.json", "symbolic link")),
+    Case("output that is a FIFO", _special_output("fifo"),
+         lambda c, path: seqexplain.explain(c.causal, "The cat", " sat", "occlusion").save(path),
+         lambda c, path: _explain_argv(c.gpt2_dir, "The cat", "--target", " sat", "--method", "occlusion",
+                                       "--json", path),
+         InputError, ("out.json", "FIFO")),
+    Case("output that is a folder", _special_output("folder"),
+         lambda c, path: seqexplain.explain(c.causal, "The cat", " sat", "occlusion").save(path),
+         lambda c, path: _explain_argv(c.gpt2_dir, "The cat", "--target", " sat", "--method", "occlusion",
+                                       "--html", path),
+         InputError, ("out.json", "folder")),
+    Case("HTML output that is a symbolic link", _special_output("link"),
+         lambda c, path: seqexplain.report.save_html(seqexplain.explain(c.causal, "The cat", " sat", "occlusion"),
+                                                     path),
+         lambda c, path: _explain_argv(c.gpt2_dir, "The cat", "--target", " sat", "--method", "occlusion",
+                                       "--html", path),
+         UnsafeOutputError, ("out.json", "symbolic link")),
+    Case("the same file for JSON and HTML", _special_output("file"),
+         lambda c, path: _same_outputs(path), lambda c, path: _explain_argv(
+             c.gpt2_dir, "The cat", "--target", " sat", "--method", "occlusion", "--json", path, "--html", path),
+         InputError, ("out.json", "--json", "--html")),
+    Case("attribution file that is a folder", _special_output("folder"),
+         lambda c, path: seqexplain.Attribution.load(path),
+         lambda c, path: ["show", path],
+         DataError, ("out.json", "is a folder")),
+    Case("attribution file that is a FIFO", _special_output("fifo"),
+         lambda c, path: seqexplain.Attribution.load(path),
+         lambda c, path: ["show", path],
+         DataError, ("out.json",)),
+    Case("demo output folder that is a file", _special_output("file"),
+         lambda c, path: _demo(path),
+         lambda c, path: ["demo", "--out", path],
+         InputError, ("out.json", "is a file, not a folder")),
+    Case("reproduction output folder that is a file", _special_output("file"),
+         lambda c, path: _reproduce(path),
+         lambda c, path: ["reproduce", "verwimp2018", "--quick", "--out", path],
+         InputError, ("out.json", "is a file, not a folder")),
     Case("attention_last without attention weights", _nothing,
          lambda c, _: seqexplain.explain(c.no_attention(), PROMPT, " mat", "attention_last"),
          lambda c, _: _explain_argv("custom", PROMPT, "--target", " mat", "--method", "attention_last"),

@@ -12,7 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "seqexplain"
 # module prefix -> package prefixes it must never import
 FORBIDDEN = {
     "seqexplain.errors": ["seqexplain."],
-    "seqexplain.atomic": ["seqexplain."],
+    "seqexplain.atomic": ["seqexplain.models", "seqexplain.methods", "seqexplain.metrics", "seqexplain.report",
+                          "seqexplain.data", "seqexplain.training", "seqexplain.analysis", "seqexplain.experiments",
+                          "seqexplain.runs", "seqexplain.attribution", "seqexplain.explain"],
     "seqexplain.models": ["seqexplain.methods", "seqexplain.metrics", "seqexplain.report", "seqexplain.training",
                           "seqexplain.analysis", "seqexplain.experiments", "seqexplain.cli", "seqexplain.explain"],
     "seqexplain.methods": ["seqexplain.report", "seqexplain.cli", "seqexplain.experiments", "seqexplain.training"],
@@ -27,6 +29,7 @@ FORBIDDEN = {
 ATTRIBUTION_MAY_IMPORT = {"seqexplain.errors", "seqexplain.atomic", "seqexplain.ranking"}
 # leaf modules: what each may import from the package, nothing else
 LEAVES = {
+    "seqexplain.atomic": {"seqexplain.errors"},
     "seqexplain.ranking": {"seqexplain.errors"},
     "seqexplain.progress": set(),
     "seqexplain.trace": {"seqexplain.attribution", "seqexplain.errors", "seqexplain.atomic"},

@@ -23,10 +23,9 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from seqexplain.errors import UnsafeOutputError
 
-class UnsafeOutputError(OSError):
-    """A path that an atomic write refuses to replace (a link, folder, FIFO, device, read-only file, ...); the
-    message says why and what to do."""
+__all__ = ["UnsafeOutputError"]
 
 
 def _default_mode() -> int:

@@ -655,15 +655,7 @@ class Attribution:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save atomically. ``.safetensors`` stores the matrix as a float64 tensor with the rest as JSON
         metadata; any other suffix stores one JSON document."""
-        path = Path(path)
-        if path.suffix == ".safetensors":
-            from safetensors.numpy import save as st_save
-
-            meta = {"seqexplain": json.dumps(self.to_dict(include_scores=False))}
-            atomic_write_bytes(path, st_save({"scores": np.ascontiguousarray(self.scores)}, metadata=meta))
-        else:
-            atomic_write_bytes(path, json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8"))
-        return path
+        return save_scored(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Attribution:
@@ -689,8 +681,12 @@ def read_document(path: Path, what: str) -> tuple[Any, np.ndarray | None]:
     Raises:
         DataError: the file is missing or is not readable JSON / safetensors with seqexplain metadata.
     """
-    if not path.is_file():
+    if path.is_dir():
+        raise DataError(f"{what} file {path} is a folder, not a file; give a file saved by seqexplain")
+    if not path.exists():
         raise DataError(f"{what} file {path} does not exist")
+    if not path.is_file():
+        raise DataError(f"{what} file {path} is not a regular file (a FIFO or device?); give a saved file")
     if path.suffix != ".safetensors":
         try:
             return json.loads(path.read_text(encoding="utf-8")), None
@@ -798,6 +794,25 @@ def _check_offsets(offsets: list[Any], segments: list[str], texts: dict[str, str
         limit = len(texts[seg]) if seg in texts else None
         if not 0 <= o[0] <= o[1] or (limit is not None and o[1] > limit):
             raise InputError(f"offsets {o} of token {j} lie beyond its {seg} text of {limit} characters")
+
+
+def save_scored(result: Any, path: str | os.PathLike[str]) -> Path:
+    """Write ``result`` (anything with ``scores`` and ``to_dict(include_scores)``) atomically to ``path``:
+    ``.safetensors`` holds the scores as a float64 tensor and the rest as JSON metadata; any other suffix one JSON
+    document. A path that must not be replaced (a link, folder, FIFO, device, read-only file) or cannot be
+    written is an :class:`InputError` naming it."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.numpy import save as st_save
+
+            meta = {"seqexplain": json.dumps(result.to_dict(include_scores=False))}
+            atomic_write_bytes(path, st_save({"scores": np.ascontiguousarray(result.scores)}, metadata=meta))
+        else:
+            atomic_write_bytes(path, json.dumps(result.to_dict(), ensure_ascii=False).encode("utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
 
 
 def _word_index(text: str) -> dict[int, int | None]:

@@ -37,3 +37,8 @@ class NonFiniteScoresError(SeqExplainError):
 
 class DataError(SeqExplainError):
     """A data or annotation file is missing or malformed (the message names the file and the line)."""
+
+
+class UnsafeOutputError(InputError, OSError):
+    """An output path that seqexplain refuses to write: a symbolic link, folder, FIFO, device or read-only file
+    (only regular files are ever replaced), or a path whose folder cannot be written."""

@@ -15,7 +15,6 @@ This module imports only :mod:`seqexplain.attribution` and the leaf modules (err
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -24,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from seqexplain.atomic import atomic_write_bytes
-from seqexplain.attribution import Attribution, read_document
+from seqexplain.attribution import Attribution, read_document, save_scored
 from seqexplain.errors import DataError, InputError
 
 TRACE_FORMAT_TAG = "seqexplain.attribution_trace"
@@ -176,15 +174,7 @@ class AttributionTrace:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save atomically: ``.safetensors`` (the tensor plus JSON metadata) or JSON for any other suffix."""
-        path = Path(path)
-        if path.suffix == ".safetensors":
-            from safetensors.numpy import save as st_save
-
-            meta = {"seqexplain": json.dumps(self.to_dict(include_scores=False))}
-            atomic_write_bytes(path, st_save({"scores": np.ascontiguousarray(self.scores)}, metadata=meta))
-        else:
-            atomic_write_bytes(path, json.dumps(self.to_dict(), ensure_ascii=False).encode("utf-8"))
-        return path
+        return save_scored(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AttributionTrace:
