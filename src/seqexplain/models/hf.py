@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from seqexplain.errors import InputError, UnsupportedError
-from seqexplain.models.base import Example, ModelKind, SequenceModel
+from seqexplain.models.base import Example, ModelKind, Part, SequenceModel
 from seqexplain.models.tokenization import Tokenized, tokenize
 
 
@@ -111,6 +111,17 @@ def pad_rows(rows: Sequence[torch.Tensor], length: int, value: float | int | boo
     return torch.cat(out, dim=0)
 
 
+def split_by_part(z: torch.Tensor, parts: Sequence[Part]) -> list[torch.Tensor]:
+    """Rows of a shared forward's output ``[B, T_max, ...]`` back to their parts: ``[b, T, ...]`` each (``T = 1``
+    for a part with ``rows_target``)."""
+    out, start = [], 0
+    for part in parts:
+        t = 1 if part.rows_target is not None else part.example.n_targets
+        out.append(z[start : start + part.n_rows, :t])
+        start += part.n_rows
+    return out
+
+
 def segments_of(offsets: list[tuple[int, int] | None], name: str) -> list[str]:
     return [name if o is not None else "special" for o in offsets]
 
@@ -190,6 +201,19 @@ class HFAdapter(SequenceModel):
             raise InputError(
                 f"the {what} is {n} tokens but the model takes at most {limit} positions; shorten it or pass "
                 "truncate=True (CLI: --truncate) to cut the oldest context tokens")
+
+    def tokenize_input(self, text: str, what: str, truncate: bool) -> tuple[Tokenized, list[str]]:
+        """A source or classifier input with special tokens, checked for content and length; with ``truncate``
+        its end is cut to the model's positions and a warning says how much."""
+        limit = self.max_positions()
+        full = tokenize(self.tokenizer, text, add_special_tokens=True)
+        self.check_content(full)
+        src, warnings = full, []
+        if truncate and limit is not None and len(full.ids) > limit:
+            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit)
+            warnings = truncation_warning(len(full.ids), len(src.ids), what, "the end")
+        self.check_length(len(src.ids), limit, what)
+        return src, warnings
 
     def tokenize_target(self, target: Any) -> Tokenized:
         if not isinstance(target, str):

@@ -28,6 +28,7 @@ from seqexplain.models.hf import (
     head_mean,
     pad_rows,
     segments_of,
+    split_by_part,
     truncation_warning,
 )
 from seqexplain.models.prefix_cache import shared_prefix_states
@@ -172,14 +173,7 @@ class HFCausalLM(HFAdapter):
         for key in extras[0]:
             extra[key] = pad_rows([e[key].to(self.device).view(1, -1).expand(p.n_rows, -1)
                                    for e, p in zip(extras, parts, strict=True)], n_l, 0)
-        z = self._causal_logits(ids_all, keep_all, emb_all, torch.cat(positions), extra)
-        out, start = [], 0
-        for part in parts:
-            b = part.n_rows
-            t = 1 if part.rows_target is not None else part.example.n_targets
-            out.append(z[start : start + b, :t])
-            start += b
-        return out
+        return split_by_part(self._causal_logits(ids_all, keep_all, emb_all, torch.cat(positions), extra), parts)
 
     def _causal_logits(self, ids: torch.Tensor | None, keep: torch.Tensor, embeds: torch.Tensor | None,
                        positions: torch.Tensor, extra: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -22,8 +22,7 @@ import torch
 
 from seqexplain.errors import InputError
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
-from seqexplain.models.hf import HFAdapter, accepts, head_mean, segments_of, truncation_warning
-from seqexplain.models.tokenization import tokenize
+from seqexplain.models.hf import HFAdapter, accepts, head_mean, segments_of, split_by_part
 
 
 class HFClassifier(HFAdapter):
@@ -58,14 +57,7 @@ class HFClassifier(HFAdapter):
     def encode(self, text: Any, target: Any = None, *, truncate: bool = False, **_: Any) -> Example:
         """Tokenise ``text``; ``target`` is a label index or name (``None``: the predicted label)."""
         text = self.check_text(text)
-        limit = self.max_positions()
-        full = tokenize(self.tokenizer, text, add_special_tokens=True)
-        self.check_content(full)
-        src, warnings = full, []
-        if truncate and limit is not None and len(full.ids) > limit:
-            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit)
-            warnings = truncation_warning(len(full.ids), len(src.ids), "input", "the end")
-        self.check_length(len(src.ids), limit, "input")
+        src, warnings = self.tokenize_input(text, "input", truncate)
         ex = Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
                      offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                      target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
@@ -148,8 +140,8 @@ class HFClassifier(HFAdapter):
             # the head finds the last token through pad ids: rows of other lengths run one at a time
             outs = [self._run([x], [p], [e], with_embeds) for x, p, e in zip(rows_x, rows_pos, rows_extra,
                                                                               strict=True)]
-            return _split(torch.cat(outs).unsqueeze(1), parts)
-        return _split(self._run(rows_x, rows_pos, rows_extra, with_embeds).unsqueeze(1), parts)
+            return split_by_part(torch.cat(outs).unsqueeze(1), parts)
+        return split_by_part(self._run(rows_x, rows_pos, rows_extra, with_embeds).unsqueeze(1), parts)
 
     def _run(self, rows_x: list[torch.Tensor], rows_pos: list[torch.Tensor], rows_extra: list[dict[str, torch.Tensor]],
              with_embeds: bool) -> torch.Tensor:
@@ -190,11 +182,3 @@ class HFClassifier(HFAdapter):
         if not layers:
             self.no_attention()
         return [AttentionSegment(0, example.length, head_mean(layers), [self.head_index(example)])]
-
-
-def _split(z: torch.Tensor, parts: Sequence[Part]) -> list[torch.Tensor]:
-    out, start = [], 0
-    for part in parts:
-        out.append(z[start : start + part.n_rows])
-        start += part.n_rows
-    return out

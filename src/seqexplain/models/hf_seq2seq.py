@@ -22,8 +22,8 @@ import torch
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models import keep as keep_rule
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
-from seqexplain.models.hf import HFAdapter, head_mean, input_embeddings, pad_rows, segments_of, truncation_warning
-from seqexplain.models.tokenization import offsets_by_decoding, tokenize
+from seqexplain.models.hf import HFAdapter, head_mean, input_embeddings, pad_rows, segments_of, split_by_part
+from seqexplain.models.tokenization import offsets_by_decoding
 
 CROSS_OUTPUT_PROJECTIONS = ("encoder_attn.out_proj", "EncDecAttention.o")
 """Module-name suffixes of cross-attention output projections (rule 5 for Hugging Face encoder-decoders)."""
@@ -43,13 +43,7 @@ class HFSeq2SeqLM(HFAdapter):
             raise InputError("a target for a translation model is text, not a label index")
         tgt = None if target is None else self.tokenize_target(target)
         limit = self.max_positions()
-        full = tokenize(self.tokenizer, text, add_special_tokens=True)
-        self.check_content(full)
-        src, warnings = full, []
-        if truncate and limit is not None and len(full.ids) > limit:
-            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit)
-            warnings = truncation_warning(len(full.ids), len(src.ids), "source", "the end")
-        self.check_length(len(src.ids), limit, "source")
+        src, warnings = self.tokenize_input(text, "source", truncate)
         start = self.special_id("decoder_start_token_id")
         if start is None:
             raise UnsupportedError(f"{self.model_id} has no decoder_start_token_id in its config; set it")
@@ -168,14 +162,7 @@ class HFSeq2SeqLM(HFAdapter):
         with empty_sources(self.model, empty, self.model_id):
             logits = self.model(**self.drop_missing_masks(kwargs)).logits
         r = torch.cat(reads)
-        picked = torch.gather(logits, 1, r.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
-        out, start = [], 0
-        for part in parts:
-            b = part.n_rows
-            t = 1 if part.rows_target is not None else part.example.n_targets
-            out.append(picked[start : start + b, :t])
-            start += b
-        return out
+        return split_by_part(torch.gather(logits, 1, r.unsqueeze(-1).expand(-1, -1, logits.shape[-1])), parts)
 
     # ------------------------------------------------------------ attention
     def attention_view(self, example: Example) -> list[AttentionSegment]:
