@@ -109,14 +109,23 @@ def _autocast_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
 
 @contextlib.contextmanager
 def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' weight-loading progress bar, load reports and upgrade advice for the block (an
-    offline tool's own errors say what to do)."""
+    """Silence transformers' logging, load reports, warnings and progress bars for the block (callers show their
+    own status, and an offline tool's own errors say what to do)."""
+    import functools
+
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # The GGUF reader draws its own tqdm bar, which would tear through a rich spinner.
+    gguf_utils: Any = None
+    with contextlib.suppress(ImportError):
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    old_tqdm = getattr(gguf_utils, "tqdm", None)
+    if old_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(old_tqdm, disable=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -125,6 +134,8 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(level)
         if bars:
             hf_logging.enable_progress_bar()
+        if old_tqdm is not None:
+            gguf_utils.tqdm = old_tqdm
 
 
 def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: torch.dtype | None,

@@ -14,14 +14,12 @@ The cache root is, in order: the ``cache_dir`` argument, the environment variabl
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import importlib.util
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ import torch
 
 from seqexplain.errors import ModelLoadError
 from seqexplain.models.base import SequenceModel
+from seqexplain.models.loading import quiet_transformers
 
 MODEL_ID = "SmolLM2-135M-Instruct"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -92,37 +91,11 @@ def is_cached(cache_dir: str | os.PathLike[str] | None = None) -> bool:
     return bool(stamp.get("format") == CACHE_FORMAT and stamp.get("source_size") == source.stat().st_size)
 
 
-@contextlib.contextmanager
-def _quiet_transformers() -> Iterator[None]:
-    """Silence transformers' logging and progress bars for a block (callers show their own status)."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    # The GGUF reader draws its own tqdm bar, which would tear through a rich spinner.
-    gguf_utils: Any = None
-    with contextlib.suppress(ImportError):
-        from transformers import modeling_gguf_pytorch_utils as gguf_utils
-    old_tqdm = getattr(gguf_utils, "tqdm", None)
-    if old_tqdm is not None:
-        gguf_utils.tqdm = functools.partial(old_tqdm, disable=True)
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
-        if old_tqdm is not None:
-            gguf_utils.tqdm = old_tqdm
-
-
 def _from_gguf(source: Path) -> tuple[torch.nn.Module, Any]:
     import transformers
 
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             # dequantize=True: a plain float32 model (differentiable, serialisable), not packed GGUF blocks.
             model = transformers.AutoModelForCausalLM.from_pretrained(
                 str(source.parent), gguf_file=source.name, local_files_only=True, dtype=torch.float32,
@@ -143,7 +116,7 @@ def _write_cache(model: torch.nn.Module, tokenizer: Any, folder: Path, stamp: di
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model.save_pretrained(str(tmp), safe_serialization=True)
             tokenizer.save_pretrained(str(tmp))
         (tmp / STAMP).write_text(json.dumps(stamp, indent=1), encoding="utf-8")  # written last: marks completeness
@@ -164,7 +137,7 @@ def _write_cache(model: torch.nn.Module, tokenizer: Any, folder: Path, stamp: di
 def _from_cache(folder: Path) -> tuple[torch.nn.Module, Any]:
     import transformers
 
-    with _quiet_transformers():
+    with quiet_transformers():
         model = transformers.AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True,
                                                                   dtype=torch.float32)
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)

@@ -1,0 +1,48 @@
+"""Every warning a result can carry appears in the console, the HTML page and the saved JSON — read from all
+three after one CLI run each."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from seqexplain.cli import app
+
+LONG = "The cat sat on the mat. " * 60  # far more than the fixture's 128 positions
+NEAR_LIMIT = "The cat sat on the mat. " * 10  # 120 tokens: 8 of 10 new tokens fit
+
+
+@pytest.mark.parametrize("name,argv,fragment", [
+    ("target without its leading space", ["-t", "The capital of France is", "--target", "Paris",
+                                          "--method", "gradient_norm"], "leading space"),
+    ("truncated prompt", ["-t", LONG, "--target", " dog", "--method", "gradient_norm", "--truncate"],
+     "tokens were cut"),
+    ("generation capped by the positions", ["-t", NEAR_LIMIT, "--method", "gradient_norm"],
+     "requested tokens fit"),
+    ("greedy search that never reached", ["-t", "The cat sat on the mat and the dog", "--target", " sat",
+                                          "--method", "greedy", "-o", "max_size=1"], "without the model predicting"),
+    ("exhaustive search at its bound", ["-t", "The cat sat on the mat and the dog", "--target", " sat",
+                                        "--method", "exhaustive", "-o", "max_size=1"], "search bound"),
+])
+def test_warning_in_console_html_and_json(gpt2_dir, tmp_path, name, argv, fragment):
+    out_json, out_html = tmp_path / "a.json", tmp_path / "a.html"
+    result = CliRunner().invoke(app, ["explain", "-m", str(gpt2_dir), *argv, "--json", str(out_json),
+                                      "--html", str(out_html)])
+    assert result.exit_code == 0, result.output
+    console = " ".join(result.output.split())
+    assert fragment in console, console[-2000:]
+    assert fragment in " ".join(out_html.read_text(encoding="utf-8").split())
+    saved = json.loads(out_json.read_text(encoding="utf-8"))
+    assert any(fragment in w for w in saved["warnings"]), saved["warnings"]
+
+
+def test_non_finite_scores_warning_everywhere(runner, custom_model, tmp_path):
+    out_json, out_html = tmp_path / "a.json", tmp_path / "a.html"
+    result = runner.invoke(app, ["explain", "-m", "custom-nan", "-t", "The cat sat on the", "--target", " mat",
+                                 "--method", "occlusion", "--json", str(out_json), "--html", str(out_html)])
+    assert result.exit_code == 0, result.output
+    assert "NaN or infinite" in " ".join(result.output.split())
+    assert "NaN or infinite" in out_html.read_text(encoding="utf-8")
+    assert any("NaN or infinite" in w for w in json.loads(out_json.read_text(encoding="utf-8"))["warnings"])
