@@ -19,8 +19,11 @@ For each method, timed in one run, in this order:
 * inseq, when it is installed (it is not part of the shared environment; the column is skipped with a message).
 
 Encoding (tokenisation) is inside every timed call. Before timing, each runner is warmed up on ``--warmup``
-sentences. seqexplain's occlusion *drops* the position from attention (its default), captum's replaces the
-embedding by zeros: the two are timed, not compared. explain_many and one-at-a-time are compared cell by cell:
+sentences. The sentences are then cut into ``--rounds`` slices (multiples of ``--pack``), and the runners take
+turns slice by slice, so that a change of load on a shared machine affects them alike; examples/s is the number of
+sentences over the summed wall time of the runner's slices (CPU time is recorded too). seqexplain's occlusion
+*drops* the position from attention (its default), captum's replaces the embedding by zeros: the two are timed,
+not compared. explain_many and one-at-a-time are compared cell by cell:
 "max rel diff" is, over all sentences, ``max |many − single| / max |single|`` on the cells the label can see;
 "scale ≥ |log p|" divides by ``max(max |single|, |log p(label)|)`` instead, the natural scale for occlusion, whose
 scores are differences of log-probabilities (float32 rounding of ``log p``, about 1e-7 of it, bounds them).
@@ -184,6 +187,19 @@ def scores_of(result: list[Any]) -> list[np.ndarray]:
     return [r if isinstance(r, np.ndarray) else r.scores for r in result]
 
 
+def interleaved(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items]
+                ) -> dict[str, tuple[float, float, list[Any]]]:
+    """Each runner over every slice, round-robin (slice 1 by every runner, then slice 2, ...), so that a change of
+    machine load affects all runners alike; per runner the summed wall and CPU times and the results in order."""
+    out: dict[str, tuple[float, float, list[Any]]] = {name: (0.0, 0.0, []) for name in runners}
+    for part in slices:
+        for name, fn in runners.items():
+            wall, cpu, res = timed(fn, part)
+            w0, c0, acc = out[name]
+            out[name] = (w0 + wall, c0 + cpu, acc + list(res))
+    return out
+
+
 def max_rel_diff(ours: list[Any], ref: list[Any], floor: list[float] | None = None) -> float:
     """Max over items of ``max |ours − ref| / max |ref|`` on the cells both hold (not NaN); with ``floor``, the
     denominator is at least that item's floor."""
@@ -261,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="token_budget= for seqexplain, explain_many and one-at-a-time alike: a number, or per method "
                          "as METHOD=N,... (default: seqexplain's own)")
     ap.add_argument("--sort-by-length", action="store_true", help="order the sentences by length (all runners)")
+    ap.add_argument("--rounds", type=int, default=5, help="the sentences are cut into this many slices (each a "
+                    "multiple of --pack), timed round-robin across runners (default 5)")
     ap.add_argument("--warmup", type=int, default=8, help="sentences each runner sees untimed first (default 8)")
     ap.add_argument("--tune", default="", help="PACK:BUDGET pairs (BUDGET 'default' for seqexplain's own), e.g. "
                     "16:default,64:16384: time explain_many alone with each, after the main table")
@@ -285,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     items = sentences(args.n, args.split, args.seed, args.sort_by_length)
     warm = sentences(args.warmup, "dev", args.seed, False) if args.warmup else []
     lengths = [len(tokenizer(t)["input_ids"]) for t, _ in items]
+    size = -(-len(items) // max(1, args.rounds))
+    size = -(-size // args.pack) * args.pack
+    slices = [items[i : i + size] for i in range(0, len(items), size)]
     info = machine_info(args.device)
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_commit()
@@ -293,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(items)} SST-2 {args.split} sentences, {min(lengths)}-{max(lengths)} tokens "
           f"(mean {np.mean(lengths):.1f}){', sorted by length' if args.sort_by_length else ''}; device "
           f"{args.device}; torch {info['torch']}, {info['threads']} thread(s); IG {args.steps} steps GL; pack "
-          f"{args.pack}, token_budget {args.token_budget or 'default'}", flush=True)
+          f"{args.pack}, token_budget {args.token_budget or 'default'}; {len(slices)} round-robin slices", flush=True)
     if args.device.startswith("cuda"):
         print(f"# GPU: {info.get('gpu')}", flush=True)
 
@@ -316,12 +337,11 @@ def main(argv: list[str] | None = None) -> int:
                 inseq_notes[m] = why
             else:
                 runners["inseq"] = run
-        results: dict[str, tuple[float, float, Any]] = {}
-        for name, fn in runners.items():
+        for fn in runners.values():
             if warm:
                 fn(warm)
-            results[name] = timed(fn, items)
-            wall, cpu, _ = results[name]
+        results = interleaved(runners, items, slices)
+        for name, (wall, cpu, _) in results.items():
             print(f"{m} {name}: {len(items) / wall:.2f} examples/s (wall {wall:.2f} s, cpu {cpu:.2f} s)",
                   flush=True)
         many_wall, many_cpu, many_scores = results["explain_many"]
