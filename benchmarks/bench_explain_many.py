@@ -25,7 +25,7 @@ sentences over the summed wall time of the runner's slices (CPU time is recorded
 *drops* the position from attention (its default), captum's replaces the embedding by zeros: the two are timed,
 not compared. explain_many and one-at-a-time are compared cell by cell:
 "max rel diff" is, over all sentences, ``max |many − single| / max |single|`` on the cells the label can see;
-"scale ≥ |log p|" divides by ``max(max |single|, |log p(label)|)`` instead, the natural scale for occlusion, whose
+"log-p scale" divides by ``max(max |single|, |log p(label)|)`` instead, the natural scale for occlusion, whose
 scores are differences of log-probabilities (float32 rounding of ``log p``, about 1e-7 of it, bounds them).
 For the gradient methods seqexplain's explain_many scores are also compared with captum's.
 
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         return r["eps"]["explain_many"] / r["eps"][peer] if peer in r["eps"] else None
 
     header = ["method", "explain_many ex/s", "one-at-a-time ex/s", "captum ex/s", "inseq ex/s", "÷ one-at-a-time",
-              "÷ captum", "÷ inseq", "goal (÷ one-at-a-time)", "max rel diff many vs one", "same, scale ≥ |log p|",
+              "÷ captum", "÷ inseq", "goal (÷ one-at-a-time)", "max rel diff many vs one", "same, log-p scale",
               "max rel diff vs captum"]
     table = []
     for r in rows:
