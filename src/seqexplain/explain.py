@@ -251,8 +251,8 @@ def _explain_pack(wrapped: SequenceModel, examples: list[Example], method: str, 
             yield to_attribution(wrapped, ex, method, spec.fn(wrapped, ex, **options), options, strict)
         return
     groups: dict[Any, list[int]] = {}
-    for i, ex in enumerate(examples):
-        groups.setdefault(None if wrapped.can_pad() else ex.length, []).append(i)
+    for i in sorted(range(len(examples)), key=lambda k: examples[k].length):  # similar lengths pack with less padding
+        groups.setdefault(None if wrapped.can_pad() else examples[i].length, []).append(i)
     results: list[MethodResult | None] = [None] * len(examples)
     for members in groups.values():
         for i, res in zip(members, spec.many(wrapped, [examples[i] for i in members], **options), strict=True):

@@ -20,6 +20,13 @@ def budget(model: SequenceModel, token_budget: int | None) -> int:
     return token_budget
 
 
+def pack_limit(model: SequenceModel, token_budget: int) -> int:
+    """Tokens up to which rows of *several examples* are packed into one forward (``explain_many``): the budget, or
+    less where the device gains nothing from larger packs (:meth:`SequenceModel.default_pack_tokens`). Rows of one
+    example still fill the whole budget."""
+    return min(token_budget, model.default_pack_tokens())
+
+
 def chunks(n_rows: int, row_tokens: int, token_budget: int) -> Iterator[slice]:
     """Slices of ``range(n_rows)`` holding at most ``token_budget`` tokens each (at least one row)."""
     if token_budget < 1:

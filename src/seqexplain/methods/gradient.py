@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from seqexplain.errors import InputError
-from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, token_id_for
+from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, pack_limit, token_id_for
 from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import Example, Part, SequenceModel, eval_mode, frozen_parameters
 from seqexplain.progress import add_total, advance
@@ -88,13 +88,13 @@ def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tenso
     return grads, [o.detach() for o in outs]
 
 
-def _packs(lengths: list[int], rows: int, token_budget: int) -> list[list[int]]:
-    """Consecutive groups of examples whose ``rows × length`` tokens fit the budget (at least one each)."""
+def _packs(lengths: list[int], rows: int, limit: int) -> list[list[int]]:
+    """Consecutive groups of examples whose ``rows × length`` tokens fit ``limit`` (at least one each)."""
     packs: list[list[int]] = []
     used = 0
     for i, n in enumerate(lengths):
         cost = rows * n
-        if packs and used + cost <= token_budget:
+        if packs and used + cost <= limit:
             packs[-1].append(i)
             used += cost
         else:
@@ -113,7 +113,7 @@ def _gradients_many(model: SequenceModel, examples: list[Example], token_budget:
         n_t = max(ex.n_targets for ex in examples)
         per = max(1, token_budget // max(ex.length for ex in examples))
         chunks = [list(range(i, min(n_t, i + per))) for i in range(0, n_t, per)]
-        packs = _packs([ex.length for ex in examples], len(chunks[0]), token_budget)
+        packs = _packs([ex.length for ex in examples], len(chunks[0]), pack_limit(model, token_budget))
         add_total(sum(len(pack) for pack in packs) * len(chunks))
         for pack in packs:
             grads: list[list[torch.Tensor]] = [[] for _ in pack]
@@ -192,7 +192,8 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
     rows_budget = max(1, token_budget // longest)
     per_targets = min(n_t, rows_budget)
     per_steps = max(1, rows_budget // per_targets)
-    packs = _packs([ex.length for ex in examples], n_k * per_targets, token_budget) if per_steps >= n_k else \
+    packs = _packs([ex.length for ex in examples], n_k * per_targets, pack_limit(model, token_budget)) \
+        if per_steps >= n_k else \
         [[i] for i in range(len(examples))]
     add_total(sum(len(pack) * n_k * -(-max(examples[i].n_targets for i in pack) // per_targets) for pack in packs))
     with eval_mode(model.model), frozen_parameters(model.model):

@@ -3,8 +3,9 @@
 ``occlusion`` (leave-one-out): ``a_ij = f_i(all) − f_i(all but j)`` for the example's objective ``f`` (default
 ``log p(target_i)``). By default position ``j`` is *dropped* (removed from attention / the RNN input, other positions
 keep their ids: the model interface's keep-mask); with ``replace_with`` its embedding is replaced by a token's
-instead. Every target is scored in the same forward of each perturbed input; perturbed inputs, of one example or of
-several (``explain_many``), are batched under ``token_budget`` tokens per forward.
+instead. Every target is scored in the same forward of each perturbed input; perturbed inputs are batched under
+``token_budget`` tokens per forward, and rows of several examples (``explain_many``) share a forward up to the
+device's pack size (:func:`seqexplain.methods.common.pack_limit`).
 
 Options: ``replace_with`` (None to drop; ``"pad"``, ``"unk"``, ``"mask"``, a single token or a token id),
 ``token_budget`` (int ≥ 1 or None: the adapter's default for its device).
@@ -15,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, token_id_for
+from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, pack_limit, token_id_for
 from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import Example, Part, SequenceModel, eval_mode
 from seqexplain.models.rows import require_keep_support
@@ -55,12 +56,15 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
         if replace_with is not None:
             embeds = [model.embed(ex).detach() for ex in examples]
             repl = [embeddings_of_token(model, ex, token)[0] for ex in examples]
+        limit = pack_limit(model, token_budget)
         start = 0
         while start < len(work):
             stop, longest = start, 0
             while stop < len(work):
                 n = max(longest, examples[work[stop][0]].length)
-                if stop > start and (stop - start + 1) * n > token_budget:
+                cost = (stop - start + 1) * n
+                joins = stop > start and work[stop][0] != work[stop - 1][0]  # another example's rows
+                if stop > start and (cost > token_budget or (joins and cost > limit)):
                     break
                 longest, stop = n, stop + 1
             chunk = work[start:stop]

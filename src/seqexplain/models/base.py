@@ -242,6 +242,12 @@ class SequenceModel(ABC):
         element-wise layers memory-bound), 65,536 on an accelerator."""
         return 4096 if self.device.type == "cpu" else 65536
 
+    def default_pack_tokens(self) -> int:
+        """Tokens a forward should reach by packing *several examples* (``explain_many``): 512 on a CPU, where
+        larger packs add padding and cache misses without raising throughput (measured with MiniLM: packing IG to
+        4,096 tokens was 1.3× slower than 512-1,024), the token budget on an accelerator."""
+        return 512 if self.device.type == "cpu" else self.default_token_budget()
+
     def max_positions(self) -> int | None:
         """Largest sequence length the model's position embeddings allow (None: unbounded)."""
         return None
