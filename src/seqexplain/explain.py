@@ -177,7 +177,7 @@ def _target_text(attr: Attribution, i: int) -> str:
 
 
 def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gradients", *, tokenizer: Any = None,
-                 pack: int = 64, progress: bool = True, strict: bool = False, objective: str = "logprob",
+                 pack: int = 256, progress: bool = True, strict: bool = False, objective: str = "logprob",
                  **options: Any) -> Iterator[Attribution]:
     """Explain many inputs, yielding one :class:`Attribution` per item in input order, equal (to float rounding) to
     one :func:`explain` call per item.

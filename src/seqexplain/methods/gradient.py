@@ -76,7 +76,11 @@ def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tenso
                 cot[k, :, t] = 1.0
         cots.append(cot)
     try:
-        grads = list(torch.autograd.grad(outs, xs, grad_outputs=cots, is_grads_batched=True, allow_unused=True))
+        if len(targets) == 1:  # one cotangent: a plain backward (vmap over a batch of one only adds overhead)
+            single = torch.autograd.grad(outs, xs, grad_outputs=[c[0] for c in cots], allow_unused=True)
+            grads = [None if g is None else g.unsqueeze(0) for g in single]
+        else:
+            grads = list(torch.autograd.grad(outs, xs, grad_outputs=cots, is_grads_batched=True, allow_unused=True))
     except (RuntimeError, NotImplementedError):
         per_k = []
         for k in range(len(targets)):

@@ -4,8 +4,8 @@
 ``log p(target_i)``). By default position ``j`` is *dropped* (removed from attention / the RNN input, other positions
 keep their ids: the model interface's keep-mask); with ``replace_with`` its embedding is replaced by a token's
 instead. Every target is scored in the same forward of each perturbed input; perturbed inputs are batched under
-``token_budget`` tokens per forward, and rows of several examples (``explain_many``) share a forward up to the
-device's pack size (:func:`seqexplain.methods.common.pack_limit`).
+``token_budget`` tokens per forward, and rows of several examples of one length (``explain_many`` sorts them) share
+a forward up to the device's pack size (:func:`seqexplain.methods.common.pack_limit`).
 
 Options: ``replace_with`` (None to drop; ``"pad"``, ``"unk"``, ``"mask"``, a single token or a token id),
 ``token_budget`` (int ≥ 1 or None: the adapter's default for its device).
@@ -51,7 +51,13 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
     scores = [np.full((ex.n_targets, ex.length), np.nan) for ex in examples]
     add_total(len(work))
     with torch.no_grad(), eval_mode(model.model):
-        bases = [b[0] for b in model.score_many([Part(ex) for ex in examples])]
+        bases: list[torch.Tensor] = [torch.empty(0)] * len(examples)
+        by_length: dict[int, list[int]] = {}
+        for k, ex in enumerate(examples):  # one forward per length: no padding, scores as one call per example
+            by_length.setdefault(ex.length, []).append(k)
+        for ks in by_length.values():
+            for k, b in zip(ks, model.score_many([Part(examples[k]) for k in ks]), strict=True):
+                bases[k] = b[0]
         embeds, repl = [None] * len(examples), [None] * len(examples)
         if replace_with is not None:
             embeds = [model.embed(ex).detach() for ex in examples]
@@ -64,7 +70,9 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
                 n = max(longest, examples[work[stop][0]].length)
                 cost = (stop - start + 1) * n
                 joins = stop > start and work[stop][0] != work[stop - 1][0]  # another example's rows
-                if stop > start and (cost > token_budget or (joins and cost > limit)):
+                # another example joins only when it needs no padding (same length: its scores stay bit-equal to
+                # one call per example) and the pack stays within the device's pack size
+                if stop > start and (cost > token_budget or (joins and (cost > limit or n != longest))):
                     break
                 longest, stop = n, stop + 1
             chunk = work[start:stop]
