@@ -51,7 +51,9 @@ class Example:
     features); ``tokens`` / ``offsets`` / ``segments`` per position (offsets into ``text`` for segment "source",
     into ``target_text`` for "target", ``None`` for special tokens); ``target_positions[i]`` is the position of
     target ``i`` on the axis (``None`` when the target has no position, e.g. a classifier's label);
-    ``visibility[i, j]`` is True when position ``j`` can influence target ``i`` (set by the adapter);
+    ``visibility[i, j]`` is True when position ``j`` can influence target ``i`` (set by the adapter; when an example
+    is built by hand without it, a target sees the positions before its own, and a target without a position
+    sees all);
     ``groups`` names groupings of positions (each a list of groups, each a list of positions)."""
 
     kind: str
@@ -77,8 +79,9 @@ class Example:
     def __post_init__(self) -> None:
         if self.input_ids is None and self.input_vectors is None:
             raise InputError("an example needs input_ids or input_vectors")
-        if self.visibility is None:  # every position visible to every target
-            self.visibility = torch.ones(self.n_targets, self.length, dtype=torch.bool)
+        if self.visibility is None:  # adapters set it; by hand: a target sees what comes before it (or all)
+            pos = torch.tensor([self.length if p is None else int(p) for p in self.target_positions])
+            self.visibility = torch.arange(self.length).view(1, -1) < pos.view(-1, 1)
 
     @property
     def length(self) -> int:
