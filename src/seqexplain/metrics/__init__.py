@@ -1,6 +1,13 @@
 """Metrics over attributions and rationales: plausibility, agreement, faithfulness, alignment."""
 
-from seqexplain.metrics.agreement import attribution_agreement, kendall_tau, top_k_match
+from seqexplain.metrics.agreement import (
+    agreement_matrix,
+    attribution_agreement,
+    kendall_tau,
+    spearman,
+    top_k_match,
+    top_k_overlap,
+)
 from seqexplain.metrics.alignment import (
     AlignmentScores,
     aer,
@@ -8,35 +15,63 @@ from seqexplain.metrics.alignment import (
     score_rationale_alignments,
     source_words_of_rationale,
 )
-from seqexplain.metrics.faithfulness import Faithfulness, faithfulness
+from seqexplain.metrics.faithfulness import (
+    DEFAULT_BINS,
+    FERRET_THRESHOLDS,
+    Faithfulness,
+    RandomBaseline,
+    faithfulness,
+    ferret_rationale,
+    random_baseline,
+    replacement_id,
+)
 from seqexplain.metrics.plausibility import (
     PRF,
+    Plausibility,
     auprc,
     iou_f1,
+    plausibility,
     rationale_length,
     spans_from_positions,
+    threshold_rationale,
     token_f1,
     token_iou,
     token_prf,
+    token_prf_corpus,
+    top_k_rationale,
 )
 
 __all__ = [
+    "DEFAULT_BINS",
+    "FERRET_THRESHOLDS",
     "PRF",
     "AlignmentScores",
     "Faithfulness",
+    "Plausibility",
+    "RandomBaseline",
     "aer",
+    "agreement_matrix",
     "attribution_agreement",
     "auprc",
     "faithfulness",
+    "ferret_rationale",
     "iou_f1",
     "kendall_tau",
+    "plausibility",
+    "random_baseline",
     "rationale_length",
+    "replacement_id",
     "score_corpus_alignments",
     "score_rationale_alignments",
     "source_words_of_rationale",
     "spans_from_positions",
+    "spearman",
+    "threshold_rationale",
     "token_f1",
     "token_iou",
     "token_prf",
+    "token_prf_corpus",
     "top_k_match",
+    "top_k_overlap",
+    "top_k_rationale",
 ]

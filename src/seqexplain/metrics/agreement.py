@@ -6,20 +6,32 @@
   NaN when either vector is constant or fewer than two positions remain.
 * ``top_k_match``: ``|top_k(a) ∩ top_k(b)| / k`` with ``k = ceil(k_percent/100 · n)`` (at least 1) over the
   ``n`` commonly scored positions; ties in a ranking go to the lowest position.
-* ``attribution_agreement``: either metric per target of two :class:`~seqexplain.attribution.Attribution` results
+* ``spearman``: Spearman's ρ over the commonly scored positions, the Pearson correlation of the average ranks
+  (ties get their mean rank), as ``scipy.stats.spearmanr``; NaN when either vector is constant or fewer than two
+  positions remain.
+* ``top_k_overlap``: ``|top_k(a) ∩ top_k(b)| / k`` for a number ``k`` of positions (``k`` capped at ``n``, the
+  commonly scored positions), top sets by :func:`seqexplain.ranking.rank_positions`.
+* ``attribution_agreement``: one metric per target of two :class:`~seqexplain.attribution.Attribution` results
   with the same shape, and their mean over targets (ignoring NaN).
+* ``agreement_matrix``: for methods ``m, n`` the metric per target over the positions both score (NaN = not
+  visible, excluded), averaged over the targets where it is defined: ``A[m, n] = mean_i metric(s_m[i], s_n[i])``;
+  NaN when no target defines it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
+from scipy.stats import kendalltau, spearmanr
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
+from seqexplain.ranking import rank_positions
+
+AgreementMetric = Literal["kendall_tau", "spearman", "top_k", "top_k_overlap"]
 
 
 def _common(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -32,26 +44,34 @@ def _common(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) ->
 
 
 def kendall_tau(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
-    """Kendall's τ-b over the positions both vectors score (see the module docstring)."""
+    """Kendall's τ-b (``scipy.stats.kendalltau``) over the positions both vectors score (module docstring)."""
     x, y, _ = _common(a, b)
-    n = len(x)
-    if n < 2:
+    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return math.nan
-    dx = np.sign(x[:, None] - x[None, :])
-    dy = np.sign(y[:, None] - y[None, :])
-    iu = np.triu_indices(n, 1)
-    sx, sy = dx[iu], dy[iu]
-    s = float(np.sum(sx * sy))  # C − D
-    n0 = n * (n - 1) / 2
-    n1 = float(np.sum(sx == 0))
-    n2 = float(np.sum(sy == 0))
-    denom = math.sqrt((n0 - n1) * (n0 - n2))
-    return math.nan if denom == 0 else s / denom
+    return float(kendalltau(x, y).statistic)
 
 
 def _top(x: np.ndarray, k: int) -> set[int]:
-    order = sorted(range(len(x)), key=lambda j: (-x[j], j))
-    return set(order[:k])
+    return set(rank_positions(x)[:k])
+
+
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Spearman's ρ (``scipy.stats.spearmanr``) over the positions both vectors score (module docstring)."""
+    x, y, _ = _common(a, b)
+    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+        return math.nan
+    return float(spearmanr(x, y).statistic)
+
+
+def top_k_overlap(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, k: int = 5) -> float:
+    """``|top_k(a) ∩ top_k(b)| / k`` over the positions both vectors score (``k`` capped at their number)."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise InputError(f"k must be a positive number of positions, got {k!r}")
+    x, y, _ = _common(a, b)
+    if len(x) == 0:
+        return math.nan
+    kk = min(int(k), len(x))
+    return len(_top(x, kk) & _top(y, kk)) / kk
 
 
 def top_k_match(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray, k_percent: float = 20.0) -> float:
@@ -65,18 +85,55 @@ def top_k_match(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
     return len(_top(x, k) & _top(y, k)) / k
 
 
-def attribution_agreement(a: Attribution, b: Attribution, metric: Literal["kendall_tau", "top_k"] = "kendall_tau",
-                          k_percent: float = 20.0) -> tuple[list[float], float]:
+def _metric(name: str, k_percent: float, k: int) -> Callable[[np.ndarray, np.ndarray], float]:
+    if name == "kendall_tau":
+        return kendall_tau
+    if name == "spearman":
+        return spearman
+    if name == "top_k":
+        return lambda x, y: top_k_match(x, y, k_percent)
+    if name == "top_k_overlap":
+        return lambda x, y: top_k_overlap(x, y, k)
+    raise InputError(f"unknown agreement metric {name!r}; use kendall_tau, spearman, top_k or top_k_overlap")
+
+
+def _mean_finite(vals: list[float]) -> float:
+    finite = [v for v in vals if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def attribution_agreement(a: Attribution, b: Attribution, metric: AgreementMetric = "kendall_tau",
+                          k_percent: float = 20.0, k: int = 5) -> tuple[list[float], float]:
     """Per-target agreement of two attributions and its mean over targets (NaN targets ignored)."""
     if a.scores.shape != b.scores.shape:
         raise InputError(f"attributions differ in shape: {a.scores.shape} vs {b.scores.shape}")
-    vals = []
-    for i in range(a.scores.shape[0]):
-        if metric == "kendall_tau":
-            vals.append(kendall_tau(a.scores[i], b.scores[i]))
-        elif metric == "top_k":
-            vals.append(top_k_match(a.scores[i], b.scores[i], k_percent))
-        else:
-            raise InputError(f"unknown agreement metric {metric!r}; use kendall_tau or top_k")
-    finite = [v for v in vals if not math.isnan(v)]
-    return vals, (float(np.mean(finite)) if finite else math.nan)
+    fn = _metric(metric, k_percent, k)
+    vals = [float(fn(a.scores[i], b.scores[i])) for i in range(a.scores.shape[0])]
+    return vals, _mean_finite(vals)
+
+
+def agreement_matrix(attributions: dict[str, Attribution | np.ndarray], metric: AgreementMetric = "kendall_tau",
+                     k_percent: float = 20.0, k: int = 5) -> np.ndarray:
+    """``[M, M]`` agreement between every pair of methods, rows and columns in the dict's order, each entry the
+    mean over targets of ``metric`` (module docstring). Arrays are ``[T, L]`` (or ``[L]``: one target)."""
+    if not attributions:
+        raise InputError("agreement_matrix needs at least one attribution; pass {method name: Attribution}")
+    fn = _metric(metric, k_percent, k)
+    mats = []
+    for name, value in attributions.items():
+        arr = value.scores if isinstance(value, Attribution) else np.asarray(value, dtype=np.float64)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2:
+            raise InputError(f"{name}: scores must be [targets, positions], got shape {arr.shape}")
+        mats.append(arr)
+    if len({m.shape for m in mats}) > 1:
+        shapes = ", ".join(f"{n}: {m.shape}" for n, m in zip(attributions, mats, strict=True))
+        raise InputError(f"attributions differ in shape ({shapes}); explain the same example and targets")
+    n = len(mats)
+    out = np.full((n, n), np.nan)
+    for p in range(n):
+        for q in range(p, n):
+            out[p, q] = out[q, p] = _mean_finite([float(fn(mats[p][i], mats[q][i]))
+                                                  for i in range(mats[p].shape[0])])
+    return out

@@ -7,23 +7,41 @@ Token-set metrics, for a predicted set ``R`` and a gold set ``G`` of input posit
   as scikit-learn's ``zero_division=0``);
 * ``rationale_length``: ``|R|``.
 
+``token_prf_corpus`` (ERASER's token-level scores of hard rationales over instances ``n``): ``"micro"`` pools the
+tokens of every instance, ``P = Σ_n |R_n ∩ G_n| / Σ_n |R_n|``, ``R = Σ_n |R_n ∩ G_n| / Σ_n |G_n|``, ``F1 = 2PR/(P+R)``;
+``"macro"`` averages the per-instance ``P_n``, ``R_n`` and ``F1_n`` (each 0 where undefined).
+
 ``iou_f1`` (DeYoung et al., 2020, ERASER "IOU F1"): rationales are sets of spans; a predicted span is a true
-positive when its best token IOU with a gold span of the same instance is ``≥ threshold`` (0.5). Over all
-instances, micro precision ``TP / #predicted spans``, micro recall ``TP / #gold spans``, F1 their harmonic mean.
+positive when its best token IOU with a gold span of the same instance is ``≥ threshold`` (0.5); ``TP_n`` counts
+them in instance ``n``. ``average="micro"``: precision ``Σ TP_n / Σ #predicted spans``, recall
+``Σ TP_n / Σ #gold spans``, F1 their harmonic mean. ``average="macro"`` (ERASER's macro): precision = the mean of
+``TP_n / #predicted_n`` over the instances with at least one predicted span, recall = the mean of
+``TP_n / #gold_n`` over the instances with at least one gold span, F1 = the harmonic mean of those two.
+
+Discretising soft scores (NaN = not visible, never selected): ``top_k_rationale`` takes the ``k`` positions ranked
+first by :func:`seqexplain.ranking.rank_positions` (``k`` given, or ``k = |G|``, the gold rationale's length);
+``threshold_rationale`` takes every position with score ``≥ threshold``.
 
 ``auprc``: area under the precision-recall curve of soft scores against gold positions, computed as average
 precision ``AP = Σ_k (R_k − R_{k−1}) P_k`` over the distinct score thresholds in decreasing order (the step-wise
 definition of scikit-learn's ``average_precision_score``). NaN scores (positions not visible) are ignored.
+
+``plausibility`` computes AUPRC, token P/R/F1 and IOU F1 (micro over the one instance) of one score vector
+against a gold mask, after discretising by top-k or threshold.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
+from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
+from seqexplain.ranking import rank_positions
 
 
 @dataclass(frozen=True)
@@ -74,24 +92,83 @@ def spans_from_positions(positions: Iterable[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def iou_f1(predicted: Sequence[Sequence[tuple[int, int]]], gold: Sequence[Sequence[tuple[int, int]]],
-           threshold: float = 0.5) -> PRF:
-    """ERASER IOU F1 over instances; ``predicted[n]`` / ``gold[n]`` are the half-open token spans of instance
-    ``n`` (see the module docstring)."""
+def token_prf_corpus(predicted: Sequence[Iterable[int]], gold: Sequence[Iterable[int]],
+                     average: Literal["micro", "macro"] = "micro") -> PRF:
+    """ERASER's token-level precision, recall and F1 of hard rationales over instances (module docstring)."""
     if len(predicted) != len(gold):
         raise InputError(f"{len(predicted)} predicted instances but {len(gold)} gold instances")
-    tp = n_pred = n_gold = 0
+    if average not in ("micro", "macro"):
+        raise InputError(f"unknown average {average!r}; use 'micro' or 'macro'")
+    pairs = [(set(r), set(g)) for r, g in zip(predicted, gold, strict=True)]
+    if average == "macro":
+        per = [token_prf(r, g) for r, g in pairs]
+        if not per:
+            return PRF(0.0, 0.0, 0.0)
+        return PRF(float(np.mean([x.precision for x in per])), float(np.mean([x.recall for x in per])),
+                   float(np.mean([x.f1 for x in per])))
+    tp = sum(len(r & g) for r, g in pairs)
+    n_r, n_g = sum(len(r) for r, _ in pairs), sum(len(g) for _, g in pairs)
+    p = tp / n_r if n_r else 0.0
+    rec = tp / n_g if n_g else 0.0
+    return PRF(p, rec, _f1(p, rec))
+
+
+def iou_f1(predicted: Sequence[Sequence[tuple[int, int]]], gold: Sequence[Sequence[tuple[int, int]]],
+           threshold: float = 0.5, average: Literal["micro", "macro"] = "micro") -> PRF:
+    """ERASER IOU F1 over instances; ``predicted[n]`` / ``gold[n]`` are the half-open token spans of instance
+    ``n``; ``average`` is ``"micro"`` or ERASER's ``"macro"`` (module docstring)."""
+    if len(predicted) != len(gold):
+        raise InputError(f"{len(predicted)} predicted instances but {len(gold)} gold instances")
+    if average not in ("micro", "macro"):
+        raise InputError(f"unknown average {average!r}; use 'micro' or 'macro'")
+    tps: list[int] = []
     for pred_spans, gold_spans in zip(predicted, gold, strict=True):
-        n_pred += len(pred_spans)
-        n_gold += len(gold_spans)
         gold_sets = [set(range(a, b)) for a, b in gold_spans]
+        tp = 0
         for a, b in pred_spans:
             ps = set(range(a, b))
             best = max((token_iou(ps, gs) for gs in gold_sets), default=0.0)
             tp += int(best >= threshold)
-    p = tp / n_pred if n_pred else 0.0
-    r = tp / n_gold if n_gold else 0.0
+        tps.append(tp)
+    n_pred = [len(x) for x in predicted]
+    n_gold = [len(x) for x in gold]
+    if average == "macro":
+        ps_ = [t / n for t, n in zip(tps, n_pred, strict=True) if n > 0]
+        rs_ = [t / n for t, n in zip(tps, n_gold, strict=True) if n > 0]
+        p = float(np.mean(ps_)) if ps_ else 0.0
+        r = float(np.mean(rs_)) if rs_ else 0.0
+        return PRF(p, r, _f1(p, r))
+    p = sum(tps) / sum(n_pred) if sum(n_pred) else 0.0
+    r = sum(tps) / sum(n_gold) if sum(n_gold) else 0.0
     return PRF(p, r, _f1(p, r))
+
+
+def _scored(scores: Sequence[float] | np.ndarray) -> tuple[np.ndarray, list[int]]:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise InputError(f"scores must be one value per position (1-D), got shape {s.shape}; pick one target")
+    return s, [int(j) for j in np.nonzero(~np.isnan(s))[0]]
+
+
+def top_k_rationale(scores: Sequence[float] | np.ndarray, k: int | None = None,
+                    gold: Iterable[int] | None = None) -> list[int]:
+    """The ``k`` scored positions ranked first (``k = |gold|`` when ``k`` is None), in position order."""
+    s, cand = _scored(scores)
+    if k is None:
+        if gold is None:
+            raise InputError("top_k_rationale needs k, or the gold positions to take k = their number")
+        k = len(set(gold))
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+        raise InputError(f"k must be a non-negative number of tokens, got {k!r}")
+    return sorted(rank_positions(s, cand)[: int(k)])
+
+
+def threshold_rationale(scores: Sequence[float] | np.ndarray, threshold: float) -> list[int]:
+    """The scored positions with score ``≥ threshold``, in position order."""
+    if not isinstance(threshold, (int, float, np.floating)) or math.isnan(threshold):
+        raise InputError(f"threshold must be a number, got {threshold!r}")
+    s, cand = _scored(scores)
+    return [j for j in cand if s[j] >= threshold]
 
 
 def auprc(scores: Sequence[float] | np.ndarray, gold: Iterable[int]) -> float:
@@ -113,3 +190,42 @@ def auprc(scores: Sequence[float] | np.ndarray, gold: Iterable[int]) -> float:
     recall = tp / y.sum()
     prev = np.r_[0.0, recall[:-1]]
     return float(np.sum((recall - prev) * precision))
+
+
+@dataclass(frozen=True)
+class Plausibility:
+    """Plausibility of one score vector against a gold mask: ``auprc`` (NaN when the gold rationale has no scored
+    position), token ``token`` P/R/F1 and span ``iou`` P/R/F1 of the discretised ``rationale``."""
+
+    auprc: float
+    token: PRF
+    iou: PRF
+    rationale: list[int]
+
+
+def plausibility(attribution_or_scores: Attribution | Sequence[float] | np.ndarray,
+                 gold_mask: Sequence[bool] | np.ndarray, *, target: int = 0, k: int | None = None,
+                 threshold: float | None = None, iou_threshold: float = 0.5) -> Plausibility:
+    """AUPRC, token P/R/F1 and IOU F1 of one target's scores against ``gold_mask`` (one bool per position).
+
+    The soft scores are discretised by ``threshold`` (score ``≥ threshold``) when given, else by top-``k``
+    (``k`` tokens; default ``k`` = the number of gold positions)."""
+    if isinstance(attribution_or_scores, Attribution):
+        if not 0 <= target < attribution_or_scores.scores.shape[0]:
+            raise InputError(f"target {target} is out of range; the attribution has "
+                             f"{attribution_or_scores.scores.shape[0]} targets")
+        s = np.asarray(attribution_or_scores.scores[target], dtype=np.float64)
+    else:
+        s = np.asarray(attribution_or_scores, dtype=np.float64)
+    mask = np.asarray(gold_mask)
+    if mask.ndim != 1 or mask.shape[0] != s.shape[-1]:
+        raise InputError(f"gold_mask has shape {mask.shape} but there are {s.shape[-1]} positions; give one bool "
+                         "per position")
+    gold = [int(j) for j in np.nonzero(mask.astype(bool))[0]]
+    if threshold is not None and k is not None:
+        raise InputError("give k or threshold, not both")
+    pred = threshold_rationale(s, threshold) if threshold is not None else top_k_rationale(s, k, gold)
+    scored_gold = [j for j in gold if not np.isnan(s[j])]
+    ap = auprc(s, gold) if scored_gold else float("nan")
+    return Plausibility(ap, token_prf(pred, gold),
+                        iou_f1([spans_from_positions(pred)], [spans_from_positions(gold)], iou_threshold), pred)
