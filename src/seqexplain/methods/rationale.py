@@ -230,7 +230,7 @@ def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max
                 count = math.comb(len(cands), n_add) if n_add <= len(cands) else 0
                 if size > max_size or count == 0 or count > max_subsets:
                     break
-                per = max(1, token_budget // max(1, model.batch_cost(example, [(t.target, size)])))
+                per = max(1, token_budget // max(1, model.row_cost(example, t.target, size)))
                 combos = itertools.combinations(cands, n_add)
                 offset = 0
                 while found is None:

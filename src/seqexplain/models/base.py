@@ -12,7 +12,7 @@ question a method has about its kind of model; methods never branch on the kind.
   :meth:`~SequenceModel.distributions` (log-softmax), :meth:`~SequenceModel.score` (the explained function) and
   :meth:`~SequenceModel.predictions`.
 * :meth:`~SequenceModel.start_positions` (a rationale's start set), :meth:`~SequenceModel.attention_view` (which
-  attention maps and rows explain a target), :meth:`~SequenceModel.batch_cost` (what keep-rows cost in a forward),
+  attention maps and rows explain a target), :meth:`~SequenceModel.row_cost` (what keep-rows cost in a forward),
   :meth:`~SequenceModel.rows_example` (the smallest example that serves rows up to a target).
 
 ``keep[B, L]`` (bool) says which positions are visible; the rule (what a dropped position means, where a target is
@@ -201,10 +201,11 @@ class SequenceModel(ABC):
             f"{self.model_id} ({type(self.model).__name__}) cannot return attention weights; "
             "use a gradient or perturbation method instead")
 
-    def batch_cost(self, example: Example, rows: Sequence[tuple[int, int]]) -> int:
-        """Tokens a forward of keep-rows ``(target, number kept)`` of ``example`` costs (default: every row runs
-        the full input)."""
-        return len(rows) * example.length
+    def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
+        """Tokens each row of a forward of keep-rows costs, when the forward's largest target index is
+        ``max_target`` and its fullest row keeps ``max_kept`` positions (rows are padded alike, so a forward of
+        ``n`` rows costs ``n × row_cost``). Default: every row runs the full input."""
+        return example.length
 
     def rows_example(self, example: Example, max_target: int) -> Example:
         """The smallest example that evaluates rows of targets ``0..max_target`` (default: ``example``)."""

@@ -100,7 +100,10 @@ def accepts_exact(fn: Any, name: str) -> bool:
 
 
 def pad_rows(rows: Sequence[torch.Tensor], length: int, value: float | int | bool) -> torch.Tensor:
-    """Stack ``[b_k, L_k, ...]`` tensors into ``[Σb_k, length, ...]``, right-padded with ``value``."""
+    """Stack ``[b_k, L_k, ...]`` tensors into ``[Σb_k, length, ...]``, right-padded with ``value`` (a single tensor
+    of the right length is returned as it is: no copy, no extra autograd node)."""
+    if len(rows) == 1 and int(rows[0].shape[1]) == length:
+        return rows[0]
     out = []
     for t in rows:
         extra = length - int(t.shape[1])

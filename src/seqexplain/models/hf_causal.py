@@ -137,9 +137,9 @@ class HFCausalLM(HFAdapter):
         return self.input_layer()(example.input_ids.to(self.device).unsqueeze(0))
 
     # ---------------------------------------------------------------- logits
-    def batch_cost(self, example: Example, rows: Sequence[tuple[int, int]]) -> int:
+    def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
         """A causal row runs only its kept tokens (sparse rows are packed)."""
-        return len(rows) * max((max(1, n) for _, n in rows), default=1)
+        return max(1, max_kept)
 
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
         ends, ids, keeps, embeds, positions, extras = [], [], [], [], [], []

@@ -118,9 +118,9 @@ class HFSeq2SeqLM(HFAdapter):
             foil_ids=None if example.foil_ids is None else example.foil_ids[:m],
             foil_tokens=None if example.foil_tokens is None else example.foil_tokens[:m])
 
-    def batch_cost(self, example: Example, rows: Sequence[tuple[int, int]]) -> int:
+    def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
         """Rows run on the example cut after their largest target (:meth:`rows_example`)."""
-        return len(rows) * (example.n_source + 1 + max((t for t, _ in rows), default=0))
+        return example.n_source + 1 + max_target
 
     # ---------------------------------------------------------------- logits
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:

@@ -197,9 +197,9 @@ class PoolingClassifierAdapter(NativeWordAdapter):
         """``[0]``: with nothing kept the label is read with position 0 visible (module docstring)."""
         return [0]
 
-    def batch_cost(self, example: Example, rows: Sequence[tuple[int, int]]) -> int:
-        """Rows are packed to their kept tokens and padded to the longest: ``rows × max(1, most kept)``."""
-        return len(rows) * max([1, *(n for _, n in rows)])
+    def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
+        """Rows are packed to their kept tokens and padded to the longest: ``max(1, most kept)`` per row."""
+        return max(1, max_kept)
 
     # ------------------------------------------------------------------ logits
     def logits_many(self, parts: Sequence[Part]) -> list[Tensor]:

@@ -93,9 +93,9 @@ class TokenLabellerAdapter(NativeWordAdapter):
         assert p is not None
         return [int(p)]
 
-    def batch_cost(self, example: Example, rows: Sequence[tuple[int, int]]) -> int:
+    def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
         """A row runs its kept tokens plus, at most, its target's own token, padded to the longest."""
-        return len(rows) * (max([0, *(n for _, n in rows)]) + 1)
+        return max_kept + 1
 
     def apply_keep_rule(self, part: Part) -> list[Part]:
         """No rule-4 rewrite of ``keep``: the labeller's own reading rule (module docstring) is applied in

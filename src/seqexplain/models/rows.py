@@ -4,7 +4,7 @@ rationales, occlusion-style perturbations and faithfulness metrics alike.
 A *keep-row* is ``(target index, kept positions)``: what the model predicts for that target when only those
 positions are visible (the rule of :mod:`seqexplain.models.keep`). :func:`evaluate_rows` takes rows of any targets
 in the given order, cuts them into forwards of at most ``token_budget`` tokens as the adapter prices them
-(:meth:`~seqexplain.models.base.SequenceModel.batch_cost`), runs each forward on the smallest example that serves
+(:meth:`~seqexplain.models.base.SequenceModel.row_cost`), runs each forward on the smallest example that serves
 its rows (:meth:`~seqexplain.models.base.SequenceModel.rows_example`) asking for each row's own target only, and
 returns per row the model's argmax, ``log p(target)``, ``log p(argmax)`` and the example's objective.
 """
@@ -63,12 +63,13 @@ def evaluate_rows(model: SequenceModel, example: Example, rows: Sequence[tuple[i
     start = 0
     while start < n:
         stop = start + 1
-        shape = [(rows[start][0], len(rows[start][1]))]
+        max_t, max_kept = rows[start][0], len(rows[start][1])
         while stop < n:
             t, kept = rows[stop]
-            if model.batch_cost(example, [*shape, (t, len(kept))]) > token_budget:
+            t2, k2 = max(max_t, t), max(max_kept, len(kept))
+            if (stop - start + 1) * model.row_cost(example, t2, k2) > token_budget:
                 break
-            shape.append((t, len(kept)))
+            max_t, max_kept = t2, k2
             stop += 1
         batch = rows[start:stop]
         sub = model.rows_example(example, max(t for t, _ in batch))
@@ -83,11 +84,14 @@ def evaluate_rows(model: SequenceModel, example: Example, rows: Sequence[tuple[i
         mlogp[start:stop] = best.values.double().numpy()
         tid = example.target_ids[own]
         tlogp[start:stop] = logp.gather(1, tid.view(-1, 1)).squeeze(1).double().numpy()
-        obj[start:stop] = row_objective(sub, logits.cpu(), own).double().numpy()
+        if sub.objective == "logprob":
+            obj[start:stop] = tlogp[start:stop]
+        else:
+            obj[start:stop] = row_objective(sub, logits.cpu(), own).double().numpy()
         if counter is not None:
             counter.forwards += 1
             counter.rows += len(batch)
-            counter.tokens += model.batch_cost(example, shape)
+            counter.tokens += len(batch) * model.row_cost(example, max_t, max_kept)
         advance(len(batch))
         start = stop
     return Evaluation(argmax, tlogp, mlogp, obj)
