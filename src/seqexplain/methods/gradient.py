@@ -22,6 +22,7 @@ covers every example holding that target.
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -92,6 +93,18 @@ def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tenso
     return grads, [o.detach() for o in outs]
 
 
+def _warn_long(examples: list[Example], token_budget: int) -> None:
+    """Say where memory goes when one input is longer than the token budget: the budget bounds rows per forward,
+    but a backward pass keeps the activations of a whole row, so memory grows with the input's length."""
+    longest = max(ex.length for ex in examples)
+    if longest > token_budget:
+        warnings.warn(
+            f"an input of {longest} positions is longer than token_budget={token_budget}: gradient methods run it as "
+            "one row and keep all its activations for the backward pass, so memory grows with its length, not with "
+            "the budget (docs/methods.md, 'Memory': about 1.2 MB per token for a 135M-parameter LM); occlusion needs "
+            "no backward pass", RuntimeWarning, stacklevel=4)
+
+
 def _packs(lengths: list[int], rows: int, limit: int) -> list[list[int]]:
     """Consecutive groups of examples whose ``rows × length`` tokens fit ``limit`` (at least one each)."""
     packs: list[list[int]] = []
@@ -112,6 +125,7 @@ def _gradients_many(model: SequenceModel, examples: list[Example], token_budget:
     """Per example: input embeddings ``[L, D]``, the gradient of every target w.r.t. them ``[T, L, D]``, and the
     targets' objective values ``[T]``."""
     results: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    _warn_long(examples, token_budget)
     with eval_mode(model.model), frozen_parameters(model.model):
         embeds = [model.embed(ex).detach() for ex in examples]
         n_t = max(ex.n_targets for ex in examples)
@@ -179,6 +193,7 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
                               token_budget: int | None = None) -> list[MethodResult]:
     """IG of several examples; their path points share forwards (module docstring)."""
     token_budget = budget(model, token_budget)
+    _warn_long(examples, token_budget)
     alphas, weights = quadrature(steps, rule)
     n_k = len(alphas)
     with eval_mode(model.model), frozen_parameters(model.model):
