@@ -22,7 +22,7 @@ import torch
 
 from seqexplain.errors import InputError
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
-from seqexplain.models.hf import HFAdapter, accepts, head_mean, segments_of, split_by_part
+from seqexplain.models.hf import HFAdapter, accepts, head_mean, pad_rows, segments_of, split_by_part
 
 
 class HFClassifier(HFAdapter):
@@ -115,8 +115,12 @@ class HFClassifier(HFAdapter):
     # ---------------------------------------------------------------- logits
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
         """Each row's kept tokens packed to the left with their original position ids (module docstring)."""
-        rows_x, rows_pos, rows_extra, counts = [], [], [], []
         with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
+        lengths = {p.example.length for p in parts}
+        if all(bool(p.keep.all()) for p in parts if p.keep is not None) and (
+                self.head_position == "first" or len(lengths) == 1):
+            return self._logits_full(parts, with_embeds)  # nothing dropped: whole rows, right-padded
+        rows_x, rows_pos, rows_extra, counts = [], [], [], []
         for part in parts:
             keep = part.keep
             assert keep is not None
@@ -142,6 +146,30 @@ class HFClassifier(HFAdapter):
                                                                               strict=True)]
             return split_by_part(torch.cat(outs).unsqueeze(1), parts)
         return split_by_part(self._run(rows_x, rows_pos, rows_extra, with_embeds).unsqueeze(1), parts)
+
+    def _logits_full(self, parts: Sequence[Part], with_embeds: bool) -> list[torch.Tensor]:
+        """Rows that keep every position: each part's rows as they are, right-padded to the longest part (the
+        padding masked), one forward — the same as packing, without a per-row copy."""
+        n_l = max(p.example.length for p in parts)
+        xs, masks, extras = [], [], []
+        for part in parts:
+            ex, b = part.example, part.n_rows
+            if with_embeds:
+                xs.append(part.embeds if part.embeds is not None else self.embed(ex).expand(b, -1, -1))
+            else:
+                assert ex.input_ids is not None
+                xs.append(ex.input_ids.to(self.device).view(1, -1).expand(b, -1))
+            masks.append(torch.ones(b, ex.length, dtype=torch.long, device=self.device))
+            extras.append({k: v.to(self.device).view(1, -1).expand(b, -1) for k, v in ex.extra.items()})
+        kwargs: dict[str, Any] = {"attention_mask": pad_rows(masks, n_l, 0)}
+        kwargs["inputs_embeds" if with_embeds else "input_ids"] = pad_rows(xs, n_l, 0.0 if with_embeds
+                                                                           else self.pad_id())
+        if self._position_ids:
+            kwargs["position_ids"] = torch.arange(n_l, device=self.device).view(1, -1).expand(
+                int(kwargs["attention_mask"].shape[0]), -1)
+        for key in extras[0]:
+            kwargs[key] = pad_rows([e[key] for e in extras], n_l, 0)
+        return split_by_part(self.model(**self.drop_missing_masks(kwargs)).logits.unsqueeze(1), parts)
 
     def _run(self, rows_x: list[torch.Tensor], rows_pos: list[torch.Tensor], rows_extra: list[dict[str, torch.Tensor]],
              with_embeds: bool) -> torch.Tensor:
