@@ -182,3 +182,8 @@ def test_cuda_request_without_cuda(gpt2, tmp_path):
 
     out = CliRunner().invoke(app, ["explain", "--text", "x", "--model", str(tmp_path), "--device", "cuda"])
     assert out.exit_code == 2 and "CUDA is not available" in out.output and "Traceback" not in out.output
+
+
+def test_the_default_token_budget_is_recorded(gpt2):
+    attr = se.explain(se.load_model(*gpt2), "The cat sat on the", " mat", "occlusion")
+    assert attr.options["token_budget"] is None and attr.meta["token_budget_used"] == 4096  # a CPU model

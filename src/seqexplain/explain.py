@@ -111,6 +111,8 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
         with torch.no_grad():
             logprobs = wrapped.predictions(example)[1][0].double().cpu().tolist()
     meta = dict(result.meta)
+    if "token_budget" in spec.defaults() and options.get("token_budget") is None:
+        meta["token_budget_used"] = wrapped.default_token_budget()  # options keep None: "the device's default"
     attr = Attribution(
         tokens=list(example.tokens),
         scores=scores,
