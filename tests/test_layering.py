@@ -91,8 +91,7 @@ def test_metrics_import_no_private_names_of_methods(module, path):
 def test_methods_never_branch_on_the_model_kind(module, path):
     """Kind-specific knowledge lives in the model adapters: no method reads ``.kind`` or an adapter's head."""
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Attribute) and not (isinstance(node.value, ast.Name) and node.value.id == "p"):
-            # (``p.kind`` in the registry is an inspect.Parameter's kind)
+        if isinstance(node, ast.Attribute):
             assert node.attr not in ("kind", "head_position", "n_source"), f"{module} reads .{node.attr}"
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             assert node.value not in ("causal", "seq2seq", "classifier", "head_position"), \

@@ -88,14 +88,14 @@ def option_specs(fn: Callable[..., Any], ranges: Mapping[str, tuple[float | None
     """The options of a method function: its keyword-only parameters with their annotations and defaults."""
     import inspect
 
+    spec = inspect.getfullargspec(fn)
     hints = typing.get_type_hints(fn)
+    defaults = spec.kwonlydefaults or {}
     out: dict[str, OptionSpec] = {}
-    for p in inspect.signature(fn).parameters.values():
-        if p.kind != p.KEYWORD_ONLY:
-            continue
-        types, literals = _types_of(hints.get(p.name, Any))
-        lo, hi = {**RANGES, **(ranges or {})}.get(p.name, (None, None))
-        out[p.name] = OptionSpec(p.name, p.default, types, literals, lo, hi)
+    for name in spec.kwonlyargs:
+        types, literals = _types_of(hints.get(name, Any))
+        lo, hi = {**RANGES, **(ranges or {})}.get(name, (None, None))
+        out[name] = OptionSpec(name, defaults.get(name), types, literals, lo, hi)
     return out
 
 

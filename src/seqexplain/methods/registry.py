@@ -6,7 +6,6 @@ parameters are its options (with their defaults), checked before the call.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,8 +45,7 @@ class Method:
 
     def defaults(self) -> dict[str, Any]:
         """Options and their default values (the function's keyword-only parameters)."""
-        params = inspect.signature(self.fn).parameters.values()
-        return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY}
+        return {name: spec.default for name, spec in self.options().items()}
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Raise :class:`InputError` for an unknown option or a value of the wrong type or out of range."""
