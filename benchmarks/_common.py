@@ -193,3 +193,19 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     body = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
     return "\n".join([line, sep, *body])
+
+
+def common_setup(ap: Any, args: Any, methods: str, known: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
+    """Threads, warnings and device checks every benchmark does, and its ``--methods`` / ``--peers`` lists."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda requested but CUDA is not available")
+    chosen = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = set(chosen) - set(known)
+    if unknown:
+        ap.error(f"unknown methods {sorted(unknown)}; choose from {list(known)}")
+    peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
+    return chosen, peers

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from _common import (  # noqa: E402
     Timing,
     agreement,
     bpe_tokenizer,
+    common_setup,
     machine_info,
     markdown_table,
     prompt_and_target,
@@ -185,15 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", dest="json_path", default=None, help="write all measurements to this JSON file")
     args = ap.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        ap.error("--device cuda requested but CUDA is not available")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        ap.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
-    peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
+    methods, peers = common_setup(ap, args, args.methods, METHODS)
 
     tokenizer = bpe_tokenizer()
     n_pos = max(512, args.prompt_len + args.targets + 1)

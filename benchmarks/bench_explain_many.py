@@ -44,7 +44,6 @@ import random
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import machine_info, markdown_table, sync  # noqa: E402
+from _common import common_setup, machine_info, markdown_table, sync  # noqa: E402
 
 import seqexplain  # noqa: E402
 from seqexplain.data.sst import read_sst  # noqa: E402
@@ -289,15 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", dest="json_path", default=None, help="write the results to this JSON file")
     args = ap.parse_args(argv)
 
-    warnings.filterwarnings("ignore")
-    torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        ap.error("--device cuda requested but CUDA is not available")
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = set(methods) - set(METHODS)
-    if unknown:
-        ap.error(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
-    peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
+    methods, peers = common_setup(ap, args, args.methods, METHODS)
 
     model, tokenizer = load_classifier(args.seed, args.device, args.model_path)
     wrapped = seqexplain.load_model(model, tokenizer)

@@ -9,6 +9,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+from oracles import seq2seq_read
 
 import seqexplain as se
 
@@ -138,12 +139,7 @@ def _seq2seq_masked(model, ex, keep_row: torch.Tensor) -> torch.Tensor:
         enc_out = runner.get_encoder()(input_ids=ids[None, :s], attention_mask=add[0])
         logits = runner(encoder_outputs=enc_out, attention_mask=add_cross, decoder_input_ids=ids[None, s : s + n_t],
                         decoder_attention_mask=add[1]).logits[0]
-    out = []
-    for i in range(n_t):
-        p = s + 1 + i
-        r = next((j for j in range(p - 1, s - 1, -1) if keep_row[j]), p - 1)
-        out.append(torch.log_softmax(logits[r - s], -1)[ex.target_ids[i]])
-    return torch.stack(out)
+    return seq2seq_read(logits, ex, keep_row)
 
 
 @pytest.mark.parametrize("name", ["bart", "t5"])

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from oracles import seq2seq_read
 
 import seqexplain as se
 from seqexplain.data.tokenizers import train_bpe_tokenizer, word_index_of_tokens, word_spans
@@ -128,12 +129,7 @@ def _brute_force_scores(model, ex, keep_row: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         logits = model(input_ids=ids[None, :s], attention_mask=enc, decoder_input_ids=ids[None, s : s + n_t],
                        decoder_attention_mask=dec, cross_attention_mask=cross).logits[0]
-    out = []
-    for i in range(n_t):
-        p = s + 1 + i
-        r = next((j for j in range(p - 1, s - 1, -1) if keep_row[j]), p - 1)
-        out.append(torch.log_softmax(logits[r - s], -1)[ex.target_ids[i]])
-    return torch.stack(out)
+    return seq2seq_read(logits, ex, keep_row)
 
 
 def test_score_with_keep_equals_direct_masked_forward(model, tok):

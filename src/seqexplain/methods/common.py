@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 
 from seqexplain.errors import InputError
@@ -25,15 +23,6 @@ def pack_limit(model: SequenceModel, token_budget: int) -> int:
     less where the device gains nothing from larger packs (:meth:`SequenceModel.default_pack_tokens`). Rows of one
     example still fill the whole budget."""
     return min(token_budget, model.default_pack_tokens())
-
-
-def chunks(n_rows: int, row_tokens: int, token_budget: int) -> Iterator[slice]:
-    """Slices of ``range(n_rows)`` holding at most ``token_budget`` tokens each (at least one row)."""
-    if token_budget < 1:
-        raise InputError("token_budget must be a positive number of tokens")
-    per = max(1, token_budget // max(1, row_tokens))
-    for start in range(0, n_rows, per):
-        yield slice(start, min(n_rows, start + per))
 
 
 def special_token_id(model: SequenceModel, which: str) -> int:

@@ -30,17 +30,16 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
 
+from seqexplain.attribution import OBJECTIVES
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models import keep as keep_rule
 
 ModelKind = Literal["causal", "seq2seq", "classifier"]
-Objective = Literal["logprob", "prob", "logit", "contrast"]
-OBJECTIVES: tuple[str, ...] = ("logprob", "prob", "logit", "contrast")
 
 
 @dataclass
@@ -112,9 +111,6 @@ class Example:
     def positions_tensor(self) -> torch.Tensor:
         """``[T]`` target positions (``-1`` where a target has none)."""
         return torch.tensor([-1 if p is None else int(p) for p in self.target_positions], dtype=torch.long)
-
-
-EXAMPLE_FIELDS = tuple(f.name for f in fields(Example))
 
 
 @dataclass
@@ -301,23 +297,23 @@ class SequenceModel(ABC):
         rows_target = None if part.rows_target is None else part.rows_target.to(self.device).long().view(-1)
         return Part(ex, keep, part.embeds, rows_target)
 
-    def apply_keep_rule(self, part: Part) -> list[Part]:
+    def apply_keep_rule(self, part: Part) -> Part:
         """Rule 4 of :mod:`seqexplain.models.keep` for targets read from the token before them: make each fallback
-        reading position visible, splitting rows into one target each where that position would be seen by
-        another target (a second returned entry marks the split). Adapters whose targets are read elsewhere (a
-        token labeller reads target ``i`` at ``i``) override it and apply their own reading rule."""
+        reading position visible, splitting rows into one target each (``rows_target`` set, row-major) where that
+        position would be seen by another target. Adapters whose targets are read elsewhere (a token labeller
+        reads target ``i`` at ``i``) override it and apply their own reading rule."""
         ex, keep = part.example, part.keep
         assert keep is not None
         pos = ex.positions_tensor().to(keep.device)
         if bool((pos < 0).any()):
-            return [part]  # targets without positions: the adapter reads its head position (classifier)
+            return part  # targets without positions: the adapter reads its head position (classifier)
         floor = self.read_floor(ex)
         if part.rows_target is None and keep_rule.needs_split(keep, pos, floor):
             n_b, n_t = keep.shape[0], ex.n_targets
             rows = torch.arange(n_b, device=keep.device).repeat_interleave(n_t)
             tgt = torch.arange(n_t, device=keep.device).repeat(n_b)
             split = Part(ex, keep[rows], None if part.embeds is None else part.embeds[rows], tgt)
-            return [self.apply_keep_rule(split)[0], part]  # second entry marks a split (see logits)
+            return self.apply_keep_rule(split)
         p_rows = pos.view(1, -1).expand(keep.shape[0], -1)
         if part.rows_target is not None:
             p_rows = p_rows.gather(1, part.rows_target.view(-1, 1))
@@ -325,7 +321,7 @@ class SequenceModel(ABC):
         if bool(fb.any()):
             reads = keep_rule.reading_positions(keep, p_rows, floor)
             keep = keep_rule.force_visible(keep, reads, fb)
-        return [Part(ex, keep, part.embeds, part.rows_target)]
+        return Part(ex, keep, part.embeds, part.rows_target)
 
     def logits(self, example: Example, keep: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
                rows_target: torch.Tensor | None = None) -> torch.Tensor:
@@ -334,27 +330,13 @@ class SequenceModel(ABC):
 
     def logits_parts(self, parts: Sequence[Part]) -> list[torch.Tensor]:
         """:meth:`logits_many` with every part normalised and the keep rule applied (rows split where needed)."""
-        prepared: list[Part] = []
-        splits: list[tuple[int, int, int] | None] = []
-        for part in parts:
-            part = self.normalise_part(part)
-            got = self.apply_keep_rule(part)
-            if len(got) == 2:
-                assert part.keep is not None
-                splits.append((len(prepared), int(part.keep.shape[0]), part.example.n_targets))
-            else:
-                splits.append(None)
-            prepared.append(got[0])
+        parts = [self.normalise_part(p) for p in parts]
+        prepared = [self.apply_keep_rule(p) for p in parts]
         with self._autocast():
             out = self.logits_many(prepared)
-        result = []
-        for k, sp in enumerate(splits):
-            if sp is None:
-                result.append(out[k])
-            else:
-                _, n_b, n_t = sp
-                result.append(out[k].reshape(n_b, n_t, -1))
-        return result
+        # a part split into one row per target comes back [B·T, 1, V]: fold it to [B, T, V]
+        return [z.reshape(p.n_rows, p.example.n_targets, -1) if p.rows_target is None and q.rows_target is not None
+                else z for p, q, z in zip(parts, prepared, out, strict=True)]
 
     def verify_keep_mask(self, example: Example) -> None:
         """Check once per adapter, by behaviour rather than by signature, that dropping positions changes what the

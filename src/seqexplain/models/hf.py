@@ -190,6 +190,16 @@ class HFAdapter(SequenceModel):
             raise InputError(f"max_new_tokens must be a positive number of tokens, got {max_new_tokens!r}")
         return max_new_tokens
 
+    def check_generation(self, text: Any, target: Any, max_new_tokens: Any, model: str
+                         ) -> tuple[str, int, Tokenized | None]:
+        """The checked text, ``max_new_tokens`` and tokenised target (None: to be generated) of a language or
+        translation model (``model`` names it in the error for a label index)."""
+        text = self.check_text(text)
+        max_new_tokens = self.check_max_new_tokens(max_new_tokens)
+        if isinstance(target, int) and not isinstance(target, bool):
+            raise InputError(f"a target for a {model} model is text, not a label index")
+        return text, max_new_tokens, None if target is None else self.tokenize_target(target)
+
     def check_content(self, tok: Tokenized, what: str = "text") -> None:
         """A text must give at least one token that is not special (else it would be explained from the
         special tokens alone)."""

@@ -49,11 +49,7 @@ class HFCausalLM(HFAdapter):
     def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
         """Tokenise the prompt ``text`` and the continuation ``target`` (``None``: greedy decoding of up to
         ``max_new_tokens`` tokens, stopping before end-of-sequence)."""
-        text = self.check_text(text)
-        max_new_tokens = self.check_max_new_tokens(max_new_tokens)
-        if isinstance(target, int) and not isinstance(target, bool):
-            raise InputError("a target for a language model is text, not a label index")
-        tgt = None if target is None else self.tokenize_target(target)
+        text, max_new_tokens, tgt = self.check_generation(text, target, max_new_tokens, "language")
         limit = self.max_positions()
         n_new = len(tgt.ids) if tgt is not None else max_new_tokens
         room = None if limit is None else limit - n_new

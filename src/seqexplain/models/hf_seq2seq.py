@@ -37,11 +37,7 @@ class HFSeq2SeqLM(HFAdapter):
     def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
         """Tokenise the source ``text`` and the target text (``None``: greedy decoding of up to
         ``max_new_tokens`` tokens)."""
-        text = self.check_text(text)
-        max_new_tokens = self.check_max_new_tokens(max_new_tokens)
-        if isinstance(target, int) and not isinstance(target, bool):
-            raise InputError("a target for a translation model is text, not a label index")
-        tgt = None if target is None else self.tokenize_target(target)
+        text, max_new_tokens, tgt = self.check_generation(text, target, max_new_tokens, "translation")
         limit = self.max_positions()
         src, warnings = self.tokenize_input(text, "source", truncate)
         start = self.special_id("decoder_start_token_id")

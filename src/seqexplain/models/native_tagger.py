@@ -97,10 +97,10 @@ class TokenLabellerAdapter(NativeWordAdapter):
         """A row runs its kept tokens plus, at most, its target's own token, padded to the longest."""
         return max_kept + 1
 
-    def apply_keep_rule(self, part: Part) -> list[Part]:
+    def apply_keep_rule(self, part: Part) -> Part:
         """No rule-4 rewrite of ``keep``: the labeller's own reading rule (module docstring) is applied in
         :meth:`logits_many`."""
-        return [part]
+        return part
 
     # ------------------------------------------------------------------ logits
     def logits_many(self, parts: Sequence[Part]) -> list[Tensor]:
