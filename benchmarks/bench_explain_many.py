@@ -282,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=8, help="sentences each runner sees untimed first (default 8)")
     ap.add_argument("--tune", default="", help="PACK:BUDGET pairs (BUDGET 'default' for seqexplain's own), e.g. "
                     "16:default,64:16384: time explain_many alone with each, after the main table")
+    ap.add_argument("--pack-tokens", type=int, default=None, metavar="N",
+                    help="tokens up to which explain_many packs several examples into one forward (default: the "
+                         "adapter's, 512 on a CPU)")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="cProfile explain_many and one-at-a-time on N sentences per method and print the top "
                          "functions")
@@ -292,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model, tokenizer = load_classifier(args.seed, args.device, args.model_path)
     wrapped = seqexplain.load_model(model, tokenizer)
+    if args.pack_tokens is not None:  # the adapter's pack size for several examples (a tuning knob, not an option)
+        wrapped.default_pack_tokens = lambda: args.pack_tokens  # type: ignore[method-assign]
     items = sentences(args.n, args.split, args.seed, args.sort_by_length)
     warm = sentences(args.warmup, "dev", args.seed, False) if args.warmup else []
     lengths = [len(tokenizer(t)["input_ids"]) for t, _ in items]
@@ -306,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(items)} SST-2 {args.split} sentences, {min(lengths)}-{max(lengths)} tokens "
           f"(mean {np.mean(lengths):.1f}){', sorted by length' if args.sort_by_length else ''}; device "
           f"{args.device}; torch {info['torch']}, {info['threads']} thread(s); IG {args.steps} steps GL; pack "
-          f"{args.pack}, token_budget {args.token_budget or 'default'}; {len(slices)} round-robin slices", flush=True)
+          f"{args.pack}, pack tokens {args.pack_tokens or 'default'}, token_budget {args.token_budget or 'default'}; "
+          f"{len(slices)} round-robin slices", flush=True)
     if args.device.startswith("cuda"):
         print(f"# GPU: {info.get('gpu')}", flush=True)
 
