@@ -105,17 +105,21 @@ def test_experiment_tiny_run_writes_table_and_plot(tmp_path) -> None:
     assert summary["results"]["standard"]["train_seconds"] > 0
 
 
-def test_dispatcher_rejects_unknown(tmp_path) -> None:
-    from seqexplain.experiments.vafa2021 import run
+def test_registry_rejects_unknown(tmp_path) -> None:
+    from seqexplain.experiments.registry import run_experiment
 
     with pytest.raises(InputError, match="majority_class"):
-        run("nope", tmp_path)
+        run_experiment("vafa2021", "nope", tmp_path)
 
 
 @needs_data
 @pytest.mark.slow
 def test_quick_mode_cli(tmp_path) -> None:
-    from seqexplain.experiments.vafa2021 import main
+    from typer.testing import CliRunner
 
-    assert main(["majority_class", "--out", str(tmp_path), "--quick", "--threads", "1"]) == 0
+    from seqexplain.cli import app
+
+    result = CliRunner().invoke(app, ["reproduce", "vafa2021", "majority_class", "--out", str(tmp_path), "--quick",
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
     assert (tmp_path / "majority_class.md").is_file()

@@ -191,9 +191,14 @@ def test_hansards_reader_direction():
         read_alignment_set("nope")
 
 
-def test_cli_reports_user_errors(tmp_path, capsys):
-    from seqexplain.experiments.vafa2021_translation import main
+def test_cli_reports_user_errors(tmp_path):
+    from typer.testing import CliRunner
 
-    code = main(["train", "--out", str(tmp_path), "--quick", "--data-root", str(tmp_path / "none")])
-    assert code == 2
-    assert "multi30k" in capsys.readouterr().err
+    from seqexplain.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["reproduce", "vafa2021", "translation_train", "--out", str(tmp_path / "o"), "--quick",
+                                 "--data-root", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "multi30k" in result.stderr and "Traceback" not in result.output
+    result = runner.invoke(app, ["reproduce", "vafa2021", "distractors", "--out", str(tmp_path / "o"), "--src", "fr"])
+    assert result.exit_code == 2 and "--src is not used by vafa2021 distractors" in result.stderr

@@ -242,8 +242,8 @@ def fake_runs(monkeypatch):
 
     calls: list[tuple[str, dict[str, Any]]] = []
 
-    def fake_run(experiment, out_dir, quick=False, data_root=None, seed=0):
-        calls.append(("vafa2021", {"experiment": experiment, "out": out_dir, "quick": quick, "seed": seed,
+    def fake_majority(out_dir, quick=False, data_root=None, settings=None, progress=True, seed=None):
+        calls.append(("vafa2021", {"experiment": "majority_class", "out": out_dir, "quick": quick, "seed": seed,
                                    "threads": torch.get_num_threads()}))
         return {"markdown": "table"}
 
@@ -256,7 +256,7 @@ def fake_runs(monkeypatch):
         calls.append(("demo", {"out": out_dir}))
         return []
 
-    monkeypatch.setattr(vafa, "run", fake_run)
+    monkeypatch.setattr(vafa, "run_majority_class", fake_majority)
     monkeypatch.setattr(verwimp, "run_reproduction", fake_verwimp)
     monkeypatch.setattr(demo_mod, "run_demo", fake_demo)
     return calls
@@ -410,7 +410,7 @@ def test_majority_class_results_record_the_run(tmp_path, runner, monkeypatch, ke
                                   n_valid=16)
         return real(out_dir, quick=quick, data_root=data_root, settings=s, progress=False, seed=seed)
 
-    monkeypatch.setitem(vafa.EXPERIMENTS, "majority_class", tiny)
+    monkeypatch.setattr(vafa, "run_majority_class", tiny)
     needs_data("majority_class")
     out = tmp_path / "run"
     result = invoke(runner, "reproduce", "vafa2021", "majority_class", "--out", out, "--quick", "--threads", 2,
@@ -423,30 +423,29 @@ def test_majority_class_results_record_the_run(tmp_path, runner, monkeypatch, ke
     assert argv[:4] == ["seqexplain", "reproduce", "vafa2021", "majority_class"]
     # the recorded command parses into the same call (run it with the heavy part recorded only)
     calls: list[Any] = []
-    monkeypatch.setattr(vafa, "run", lambda *a, **k: calls.append((a, k)) or {})
+    monkeypatch.setattr(vafa, "run_majority_class", lambda *a, **k: calls.append((a, k)) or {})
     torch.set_num_threads(1)
     assert invoke(runner, *argv[1:]).exit_code == 0
-    assert calls == [(("majority_class", out), {"quick": True, "data_root": None, "seed": 3})]
+    assert calls == [((out,), {"quick": True, "data_root": None, "seed": 3})]
     assert torch.get_num_threads() == 2
 
 
-def test_module_main_records_a_command_that_runs(tmp_path, monkeypatch, keep_threads):
-    """``python -m seqexplain.experiments.vafa2021_lm paired`` (reads stored results; seconds): the results file
-    names a ``python -m`` command with --threads and --seed that the module's parser accepts."""
-    from seqexplain.experiments import vafa2021_lm
-
+def test_recorded_lm_paired_command_runs(tmp_path, runner, monkeypatch, keep_threads):
+    """``seqexplain reproduce vafa2021 lm_paired`` (reads stored results; seconds): the results file names the
+    command with --threads and --seed, and that command runs."""
     out = tmp_path / "lm"
     monkeypatch.setattr("seqexplain.experiments.vafa2021_lm_paired.table_records",
                         lambda out_dir, experiment, variant: ({"model": variant, "keys": []}, []))
     monkeypatch.setattr("seqexplain.experiments.vafa2021_lm_paired.PAIRINGS",
                         {"lambada": ("title", lambda shipped, compatible, labels: [{"method": "m", "n": 0}])})
-    assert vafa2021_lm.main(["paired", "--out", str(out), "--threads", "2", "--seed", "5"]) == 0
+    assert invoke(runner, "reproduce", "vafa2021", "lm_paired", "--out", out, "--threads", 2, "--seed", 5
+                  ).exit_code == 0
     summary = json.loads((out / "paired.json").read_text())
     argv = check_run_record(summary["run"], seed=None, threads=2)  # type: ignore[arg-type]
-    assert argv[:4] == ["python", "-m", "seqexplain.experiments.vafa2021_lm", "paired"]
+    assert argv[:4] == ["seqexplain", "reproduce", "vafa2021", "lm_paired"]
     assert "--threads" in argv and "--seed" in argv
     torch.set_num_threads(1)
-    assert vafa2021_lm.main(argv[3:]) == 0
+    assert invoke(runner, *argv[1:]).exit_code == 0
     assert torch.get_num_threads() == 2
 
 
@@ -476,27 +475,20 @@ def test_verwimp2018_quick_results_name_the_command_that_made_them(tmp_path, run
     assert invoke(runner, *argv[1:]).exit_code == 0
     assert calls[0]["out_dir"] == out and calls[0]["quick"] and calls[0]["seed"] == 4
     assert torch.get_num_threads() == 2
-    # the module's own entry point names a python -m command its parser accepts
-    assert verwimp.main(["--out", str(tmp_path / "m"), "--quick", "--seed", "4", "--threads", "1"]) == 0
-    argv = shlex.split(calls[-1]["command"])
-    assert argv[:3] == ["python", "-m", "seqexplain.experiments.verwimp2018"]
-    calls.clear()
-    assert verwimp.main(argv[3:]) == 0 and calls[0]["seed"] == 4 and torch.get_num_threads() == 1
 
 
-def test_lm_recipe_results_record_the_run(tmp_path, keep_threads):
+def test_lm_recipe_results_record_the_run(tmp_path, runner, keep_threads):
     """A real quick ``timing`` run of the LM recipes (a tiny random Llama, one prompt; seconds)."""
-    from seqexplain.experiments import vafa2021_lm
-
     needs_data("questions_words")
     out = tmp_path / "lm"
-    args = ["timing", "--quick", "--out", str(out), "--limit", "1", "--methods", "greedy", "--no-progress"]
-    assert vafa2021_lm.main([*args, "--threads", "2", "--seed", "5"]) == 0
+    args = ["reproduce", "vafa2021", "timing", "--quick", "--out", out, "--limit", 1, "--methods", "greedy",
+            "--no-progress"]
+    assert invoke(runner, *args, "--threads", 2, "--seed", 5).exit_code == 0
     summary = json.loads((out / "timing_shipped.json").read_text())
     assert summary["seed"] == 5 and summary["threads"] == 2
     argv = check_run_record(summary["run"], seed=5, threads=2)
-    assert argv[:4] == ["python", "-m", "seqexplain.experiments.vafa2021_lm", "timing"]
+    assert argv[:4] == ["seqexplain", "reproduce", "vafa2021", "timing"]
     torch.set_num_threads(1)
-    assert vafa2021_lm.main(argv[3:]) == 0  # the recorded command runs (its results are cached: seconds)
+    assert invoke(runner, *argv[1:]).exit_code == 0  # the recorded command runs (its results are cached: seconds)
     assert torch.get_num_threads() == 2
     assert json.loads((out / "timing_shipped.json").read_text())["run"]["command"] == summary["run"]["command"]

@@ -133,16 +133,20 @@ def test_analogies_and_timing_quick(tmp_path):
     assert rows["greedy"]["mean s/token"] > 0 and rows["greedy"]["forwards"] >= 1
 
 
-def test_cli_quick_and_errors(tmp_path, capsys):
+def test_cli_quick_and_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from seqexplain.cli import app
+
     root = _need("annotated_lambada")
-    code = V.main(["lambada", "--out", str(tmp_path), "--quick", "--limit", "1", "--methods", "greedy",
-                   "--data-root", str(root), "--no-progress"])
-    assert code == 0
-    assert "Annotated LAMBADA" in capsys.readouterr().out
-    code = V.main(["lambada", "--out", str(tmp_path), "--quick", "--methods", "bogus", "--data-root", str(root),
-                   "--no-progress"])
-    assert code == 2
-    assert "unknown method" in capsys.readouterr().err
+    runner = CliRunner()
+    base = ["reproduce", "vafa2021", "lambada", "--out", str(tmp_path), "--quick", "--data-root", str(root),
+            "--no-progress"]
+    result = runner.invoke(app, [*base, "--limit", "1", "--methods", "greedy"])
+    assert result.exit_code == 0, result.output
+    assert "Annotated LAMBADA" in result.stdout
+    result = runner.invoke(app, [*base, "--methods", "bogus"])
+    assert result.exit_code == 2 and "'bogus' is not one of" in result.stderr
 
 
 def test_compatible_quick(tmp_path):

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from seqexplain.cli import app
 from seqexplain.errors import InputError
-from seqexplain.experiments import vafa2021_lm as V
 from seqexplain.experiments.vafa2021_lm_paired import analogies_paired, lambada_paired, run_paired
 
 LABELS = {"greedy": "greedy", "occlusion": "occlusion", "exhaustive": "exhaustive"}
@@ -66,7 +67,7 @@ def _write_run(out: Path, experiment: str, variant: str, records: list[dict], mo
     (out / f"{experiment}_{variant}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def test_run_paired_reads_the_tables_records_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_paired_reads_the_tables_records_and_cli(tmp_path: Path) -> None:
     shipped = [_ana("a", "x", "greedy", [2, 5, 9])]
     compatible = [_ana("b", "x", "greedy", [2, 9])]
     with pytest.raises(InputError, match="no experiment run with both models"):
@@ -78,17 +79,18 @@ def test_run_paired_reads_the_tables_records_and_cli(tmp_path: Path, capsys: pyt
     assert row["Length shipped"] == 3.0 and row["Length compatible"] == 2.0 and row["No D compatible"] == 1.0
     assert "lambada" not in out["tables"]
     assert "M vs M + LoRA" in (tmp_path / "paired.md").read_text(encoding="utf-8")
-    assert V.main(["paired", "--out", str(tmp_path)]) == 0
-    assert "Analogies, examples rationalized under both models" in capsys.readouterr().out
+    result = CliRunner().invoke(app, ["reproduce", "vafa2021", "lm_paired", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "Analogies, examples rationalized under both models" in result.stdout
 
 
-def test_run_paired_errors_say_what_to_do(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_paired_errors_say_what_to_do(tmp_path: Path) -> None:
     _write_run(tmp_path, "lambada", "shipped", [_lam("a", 1, "greedy", 3, 0.1, True)], "M")  # no keys: older run
     _write_run(tmp_path, "lambada", "compatible", [_lam("b", 1, "greedy", 3, 0.1, True)], "M", keys=["b"])
-    with pytest.raises(InputError, match=r"older version.*rerun python -m seqexplain.experiments.vafa2021_lm lambada"):
+    with pytest.raises(InputError, match=r"older version.*rerun seqexplain reproduce vafa2021 lambada"):
         run_paired(tmp_path, LABELS)
     _write_run(tmp_path, "lambada", "shipped", [_lam("a", 1, "greedy", 3, 0.1, True)], "M", keys=["a", "gone"])
     with pytest.raises(InputError, match="lacks 1 of the results"):
         run_paired(tmp_path, LABELS)
-    assert V.main(["paired", "--out", str(tmp_path)]) == 2
-    assert "lacks 1 of the results" in capsys.readouterr().err
+    result = CliRunner().invoke(app, ["reproduce", "vafa2021", "lm_paired", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "lacks 1 of the results" in result.stderr

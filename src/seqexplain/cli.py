@@ -8,6 +8,7 @@ without a traceback: the root group (:class:`ErrorHandlingGroup`) catches them a
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
 from enum import Enum
@@ -370,57 +371,77 @@ def _command(prefix: list[str], options: dict[str, Any], repeated: Sequence[tupl
     return command_line(prefix, (), options) + "".join(f" {command_line([k, v])}" for k, v in repeated)
 
 
-@reproduce_app.command("vafa2021")
-def reproduce_vafa2021(
-    experiment: Annotated[str, typer.Argument(help="majority_class, lambada, lambada_compatible, analogies, "
-                                                   "analogies_compatible, timing, lm_paired, distractors or "
-                                                   "alignments.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/vafa2021"),
-    data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
-                         ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")] = False,
-    threads: Annotated[int, typer.Option("--threads", help=THREADS_HELP)] = 1,
-    seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
-) -> None:
-    """Vafa et al. (2021): sequential rationales; one experiment of the paper per call."""
-    from seqexplain.experiments.vafa2021 import EXPERIMENTS, run
-    from seqexplain.runs import reproduction
+def _reproduce_parameters(paper: Any) -> list[inspect.Parameter]:
+    """The typer parameters of ``seqexplain reproduce <paper>``: the experiment (unless the paper has one), the
+    options every recipe takes, then the paper's own (default ``None`` / off = not given)."""
+    kw = inspect.Parameter.KEYWORD_ONLY
+    names = ", ".join(e.name for e in paper.experiments)
+    params = [] if paper.single else [inspect.Parameter(
+        "experiment", kw, annotation=Annotated[str, typer.Argument(help=f"One of: {names}.", show_default=False)])]
+    common: list[tuple[str, Any, Any]] = [
+        ("out", Annotated[Path, typer.Option("--out", help="Output folder.")], Path(f"out/{paper.name}")),
+        ("data_root", Annotated[Path | None, typer.Option(
+            "--data-root", help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")], None),
+        ("quick", Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")], False),
+        ("threads", Annotated[int, typer.Option("--threads", help=THREADS_HELP)], 1),
+        ("seed", Annotated[int, typer.Option("--seed", help=SEED_HELP)], 0),
+        ("no_progress", Annotated[bool, typer.Option("--no-progress", help="No progress bars.")], False),
+    ]
+    params += [inspect.Parameter(n, kw, annotation=a, default=d) for n, a, d in common]
+    for option in paper.options:
+        users = ", ".join(e.name for e in paper.experiments if option.name in e.options)
+        extra = f" One of: {', '.join(option.choices)}." if option.choices else ""
+        help_text = f"{option.help}{extra}" + ("" if paper.single else f" (Used by: {users}.)")
+        kind = bool if option.type is bool else str if option.type is list else option.type
+        annotation = (Annotated[bool, typer.Option(option.flag, help=help_text)] if kind is bool else
+                      Annotated[kind | None, typer.Option(option.flag, help=help_text, show_default=False)])
+        default = False if kind is bool else None
+        params.append(inspect.Parameter(option.name, kw, annotation=annotation, default=default))
+    return params
 
-    if experiment not in EXPERIMENTS:
-        raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
-    command = _command(["seqexplain", "reproduce", "vafa2021", experiment],
-                       {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed})
-    with reproduction(out, command, threads):
-        result = run(experiment, out, quick=quick, data_root=data_root, seed=seed)
-    table = result.get("markdown") or result.get("table") if isinstance(result, dict) else None
-    if table:
-        _stdout().print(Text(str(table)))
-    _stderr().print(Text(f"vafa2021 {experiment}: results in {out}", style="green"))
+
+def _reproduce_command(paper: Any) -> Any:
+    """The typer command of one registry paper (:mod:`seqexplain.experiments.registry`)."""
+
+    def command(**values: Any) -> None:
+        from seqexplain.experiments.registry import check_options, run_experiment
+        from seqexplain.runs import reproduction
+
+        experiment = paper.experiment(values.pop("experiment", None))
+        out, data_root, quick = values.pop("out"), values.pop("data_root"), values.pop("quick")
+        threads, seed, no_progress = values.pop("threads"), values.pop("seed"), values.pop("no_progress")
+        check_options(paper, experiment, values)  # before anything is written
+        given = {o.flag: values[o.name] for o in paper.options}
+        command_text = _command(["seqexplain", "reproduce", paper.name] + ([] if paper.single else [experiment.name]),
+                                {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads,
+                                 "--seed": seed, "--no-progress": no_progress, **given})
+        with reproduction(out, command_text, threads):
+            result = run_experiment(paper.name, None if paper.single else experiment.name, out, quick=quick,
+                                    data_root=data_root, seed=seed, progress=not no_progress, threads=threads,
+                                    command=command_text, **values)
+        table = (result.get("markdown") or result.get("table")) if isinstance(result, dict) else None
+        if table:
+            _stdout().print(Text(str(table)))
+        label = paper.name if paper.single else f"{paper.name} {experiment.name}"
+        _stderr().print(Text(f"{label}: results in {out}", style="green"))
+
+    params = _reproduce_parameters(paper)
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    listing = "\n\n".join(f"{e.name}: {e.description}" for e in paper.experiments)
+    command.__doc__ = f"{paper.title}\n\n{listing}"
+    return command
 
 
-@reproduce_app.command("verwimp2018")
-def reproduce_verwimp2018(
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/verwimp2018"),
-    data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
-                         ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")] = False,
-    threads: Annotated[int, typer.Option("--threads", help=THREADS_HELP)] = 1,
-    seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
-) -> None:
-    """Verwimp et al. (2018): state gradients of word-level RNN language models."""
-    try:
-        from seqexplain.experiments.verwimp2018 import run_reproduction
-    except ImportError as exc:
-        fail(f"the verwimp2018 reproduction is not available in this installation ({exc})")
-    from seqexplain.runs import reproduction
+def _register_reproductions() -> None:
+    """One ``reproduce`` subcommand per paper of the experiment registry."""
+    from seqexplain.experiments.registry import PAPERS
 
-    command = _command(["seqexplain", "reproduce", "verwimp2018"],
-                       {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed})
-    with reproduction(out, command, threads):
-        result = run_reproduction(out_dir=out, data_root=data_root, quick=quick, seed=seed, command=command)
-    _stderr().print(Text(f"verwimp2018: results in {out}", style="green"))
-    if result is not None and not isinstance(result, (str, Path)):
-        _stdout().print(result)
+    for paper in PAPERS.values():
+        reproduce_app.command(paper.name)(_reproduce_command(paper))
+
+
+_register_reproductions()
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

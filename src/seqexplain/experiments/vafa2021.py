@@ -1,6 +1,6 @@
 """Reproduction of Vafa, Deng, Blei & Rush (2021), "Rationales for Sequential Predictions" (EMNLP 2021).
 
-Experiments (dispatched by :func:`run`; others are added to :data:`EXPERIMENTS`):
+Experiments (the paper's others live in sibling modules; all are listed in :mod:`seqexplain.experiments.registry`):
 
 ``majority_class``
     The synthetic majority-class language (``<s> b1 … b17 = label </s>``, label = majority bit). The paper's small
@@ -15,8 +15,8 @@ Experiments (dispatched by :func:`run`; others are added to :data:`EXPERIMENTS`)
     in the paper's figure; and for every number of kept bits) against the exact binomial posterior; greedy
     rationales for the label (``seqexplain.explain(..., method="greedy")``) checked against the known answer.
 
-Run: ``python -m seqexplain.experiments.vafa2021 majority_class --out runs/vafa2021 --threads 1 --seed 0 [--quick]``
-(or ``seqexplain reproduce vafa2021 majority_class``). The output folder
+Run: ``seqexplain reproduce vafa2021 majority_class --out runs/vafa2021 --threads 1 --seed 0 [--quick]``. The output
+folder
 gets ``results.json``, ``majority_class.md`` (the table), ``majority_class_compatibility.png`` and the two
 trained models (``standard/model``, ``compatible/model``: safetensors + JSON config, loadable with
 :func:`seqexplain.models.transformer.load_transformer_lm`).
@@ -24,11 +24,8 @@ trained models (``standard/model``, ``compatible/model``: safetensors + JSON con
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,10 +43,10 @@ from seqexplain.data.majority_class import (
     label_posterior,
     load_split,
 )
-from seqexplain.errors import InputError, SeqExplainError
+from seqexplain.errors import InputError
 from seqexplain.models.base import eval_mode
 from seqexplain.models.transformer import TransformerLM, TransformerLMConfig
-from seqexplain.runs import apply_threads, command_line, reproduction, run_record
+from seqexplain.runs import run_record
 from seqexplain.training.compatible import TokenData, TrainConfig, TrainResult, evaluate_lm, train_causal_lm
 from seqexplain.training.word_dropout import WordDropout
 
@@ -352,69 +349,3 @@ def majority_markdown(summary: dict[str, Any]) -> str:
         f"![compatibility]({summary['plot']})", "",
     ]
     return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------------ dispatch
-def _lazy(module: str, name: str, **fixed: Any) -> Callable[..., dict[str, Any]]:
-    """An experiment defined in a sibling module, imported only when run (they load large models)."""
-
-    def run_it(out_dir: Path, quick: bool = False, data_root: Path | None = None,
-               seed: int = 0) -> dict[str, Any]:
-        import importlib
-
-        fn = getattr(importlib.import_module(f"seqexplain.experiments.{module}"), name)
-        return fn(out_dir, quick=quick, data_root=data_root, seed=seed, **fixed)  # type: ignore[no-any-return]
-
-    return run_it
-
-
-EXPERIMENTS: dict[str, Callable[..., dict[str, Any]]] = {
-    "majority_class": run_majority_class,
-    "lambada": _lazy("vafa2021_lm", "run_lambada"),
-    "lambada_compatible": _lazy("vafa2021_lm", "run_lambada", compatible=True),
-    "analogies": _lazy("vafa2021_lm", "run_analogies"),
-    "analogies_compatible": _lazy("vafa2021_lm", "run_analogies", compatible=True),
-    "timing": _lazy("vafa2021_lm", "run_timing"),
-    "lm_paired": _lazy("vafa2021_lm", "run_paired"),
-    "distractors": _lazy("vafa2021_translation", "run_distractors"),
-    "alignments": _lazy("vafa2021_translation", "run_alignments"),
-}
-
-
-def run(experiment: str, out_dir: Path, quick: bool = False, data_root: Path | None = None,
-        seed: int = 0) -> dict[str, Any]:
-    """Run one experiment of the paper by name (see :data:`EXPERIMENTS`) with ``seed``; returns its summary.
-    (Callers set the torch thread count first; entry points also lock ``out_dir``, see :mod:`seqexplain.runs`.)"""
-    fn = EXPERIMENTS.get(experiment)
-    if fn is None:
-        raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
-    return fn(Path(out_dir), quick=quick, data_root=data_root, seed=seed)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("experiment", choices=sorted(EXPERIMENTS))
-    ap.add_argument("--out", type=Path, default=Path("runs/vafa2021"), help="output folder")
-    ap.add_argument("--quick", action="store_true", help="tiny run (under a minute)")
-    ap.add_argument("--data-root", type=Path, default=None, help="folder holding majority_class/ etc.")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads, set before any work (default: torch's; the documented runs used 1)")
-    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0, as in the documented runs)")
-    args = ap.parse_args(argv)
-    try:
-        threads = apply_threads(args.threads)  # before any work; the command names the count in effect
-        command = command_line(["python", "-m", "seqexplain.experiments.vafa2021", args.experiment],
-                               options={"--out": args.out, "--quick": args.quick, "--data-root": args.data_root,
-                                        "--threads": threads, "--seed": args.seed})
-        with reproduction(args.out, command, threads):
-            summary = run(args.experiment, args.out, quick=args.quick, data_root=args.data_root, seed=args.seed)
-    except SeqExplainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(summary.get("markdown", json.dumps({k: v for k, v in summary.items() if k != "results"}, indent=2)))
-    print(f"command: {command}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

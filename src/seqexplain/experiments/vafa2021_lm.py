@@ -40,19 +40,17 @@ the same whichever recipe builds it first.
 in ``out_dir`` as soon as it is computed and skipped on a rerun. Subsamples (``limit``) are drawn with
 ``random.Random(seed)``. Tables are written as markdown next to a JSON summary.
 
-CLI: ``python -m seqexplain.experiments.vafa2021_lm {lambada,analogies,timing,paired} --out DIR [--quick] [--limit N]
-[--compatible] [--data-root DIR] [--methods m1,m2] [--seed S]``.
+CLI: ``seqexplain reproduce vafa2021 {lambada,analogies,timing,lm_paired} --out DIR [--quick] [--limit N]
+[--compatible] [--data-root DIR] [--methods m1,m2] [--seed S]`` (:mod:`seqexplain.experiments.registry`).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import random
 import re
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -66,16 +64,15 @@ from seqexplain.atomic import atomic_write_text
 from seqexplain.data.analogies import AnalogyExample, char_span_positions, load_analogies
 from seqexplain.data.annotated_lambada import LambadaRationale, gold_token_positions, read_annotated_lambada
 from seqexplain.data.paths import data_root, require_data
-from seqexplain.errors import DataError, InputError, SeqExplainError
+from seqexplain.errors import DataError, InputError
 from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.metrics.analogies import analogy_scores
 from seqexplain.metrics.plausibility import token_iou
 from seqexplain.models.base import Example, SequenceModel, eval_mode
 from seqexplain.models.hf import HFAdapter, HFModel
 from seqexplain.report.markdown import markdown_table
-from seqexplain.runs import apply_threads, command_line, reproduction, run_record
+from seqexplain.runs import run_record
 
-EXPERIMENTS = ("lambada", "analogies", "timing", "paired")
 BASELINES: dict[str, str] = {
     "gradient_norm": "gradient norm",
     "grad_x_input": "gradient × input",
@@ -812,67 +809,7 @@ def run_paired(out_dir: Path | str, quick: bool = False, data_root: Path | str |
     return paired(out_dir, {m: LABELS[m] for m in ALL_METHODS})
 
 
-RUNNERS = {"lambada": run_lambada, "analogies": run_analogies, "timing": run_timing, "paired": run_paired}
-
-
-def run(experiment: str, out_dir: Path | str, quick: bool = False, data_root: Path | str | None = None,
-        **kwargs: Any) -> dict[str, Any]:
-    """Dispatch to :func:`run_lambada`, :func:`run_analogies` or :func:`run_timing`."""
-    if experiment not in RUNNERS:
-        raise InputError(f"unknown experiment {experiment!r}; choose from {', '.join(EXPERIMENTS)}")
-    return RUNNERS[experiment](out_dir, quick=quick, data_root=data_root, **kwargs)
-
-
-# =========================================================================== CLI
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m seqexplain.experiments.vafa2021_lm",
-                                 description="Vafa et al. (2021) language-model rationale experiments on SmolLM2")
-    ap.add_argument("experiment", choices=EXPERIMENTS)
-    ap.add_argument("--out", required=True, help="output folder (results are cached there; reruns resume)")
-    ap.add_argument("--quick", action="store_true", help="tiny random model, a few examples (seconds)")
-    ap.add_argument("--limit", type=int, default=None,
-                    help="seeded subsample of N examples (default: "
-                    + ", ".join(f"{k} {v}" for k, v in DEFAULT_LIMITS.items()) + "; 0 = all)")
-    ap.add_argument("--compatible", action="store_true", help="LoRA + word-dropout fine-tune first (cached)")
-    ap.add_argument("--data-root", default=None, help="folder holding annotated_lambada/, questions_words/, ...")
-    ap.add_argument("--methods", default=None, help=f"comma-separated subset of {','.join(TIMING_METHODS)}")
-    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0, as in the documented runs)")
-    ap.add_argument("--max-size", type=int, default=None, help="cap on greedy/baseline rationale size")
-    ap.add_argument("--exhaustive-max-size", type=int, default=None)
-    ap.add_argument("--ig-steps", type=int, default=None)
-    ap.add_argument("--train-steps", type=int, default=None, help="compatibility fine-tune steps")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads, set before any work (default: torch's; the documented runs used 1)")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
-    overrides = {"max_size": args.max_size, "exhaustive_max_size": args.exhaustive_max_size,
-                 "ig_steps": args.ig_steps, "train_steps": args.train_steps}
-    try:
-        threads = apply_threads(args.threads)  # before any work; the command names the count in effect
-        command = command_line(
-            ["python", "-m", "seqexplain.experiments.vafa2021_lm", args.experiment],
-            options={"--out": args.out, "--quick": args.quick, "--limit": args.limit, "--compatible": args.compatible,
-                     "--data-root": args.data_root, "--methods": args.methods, "--seed": args.seed,
-                     "--max-size": args.max_size, "--exhaustive-max-size": args.exhaustive_max_size,
-                     "--ig-steps": args.ig_steps, "--train-steps": args.train_steps, "--threads": threads,
-                     "--no-progress": args.no_progress})
-        with reproduction(args.out, command, threads):
-            summary = run(args.experiment, args.out, quick=args.quick, data_root=args.data_root, limit=args.limit,
-                          compatible=args.compatible, methods=methods, seed=args.seed,
-                          progress=not args.no_progress, **overrides)
-    except SeqExplainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(summary["markdown"])
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
-
-
-__all__ = ["ALL_METHODS", "EXPERIMENTS", "ResultStore", "Settings", "analogy_summary",
+__all__ = ["ALL_METHODS", "ResultStore", "Settings", "analogy_summary",
            "compatible_finetune", "encode_analogy", "lambada_example", "lambada_summary", "leakage_check", "load_lm",
-           "main", "run", "run_analogies", "run_lambada", "run_method", "run_paired", "run_timing", "settings",
+           "run_analogies", "run_lambada", "run_method", "run_paired", "run_timing", "settings",
            "word_rationale"]

@@ -30,7 +30,7 @@ from seqexplain.report.markdown import markdown_table
 from seqexplain.runs import run_record
 
 VARIANTS = ("shipped", "compatible")
-COMMAND = "python -m seqexplain.experiments.vafa2021_lm {experiment} --out {out}{flag} (with the same options)"
+COMMAND = "seqexplain reproduce vafa2021 {experiment} --out {out}{flag} (with the same options)"
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -1,11 +1,12 @@
 """Vafa et al. 2021 ("Rationales for Sequential Predictions"), translation experiments, on Multi30K and CPU.
 
-Three steps (``python -m seqexplain.experiments.vafa2021_translation {train,distractors,alignments} --out DIR
+Three steps (``seqexplain reproduce vafa2021 {translation_train,distractors,alignments} --out DIR
 [--quick]``):
 
-* ``train`` — :func:`train_translation_model`: a small :class:`~seqexplain.models.seq2seq.Seq2SeqTransformer`
-  trained on Multi30K with compatibility word dropout (``inverse_length``, mixture 0.5, as the paper's IWSLT model);
-  test BLEU with sacrebleu. Models live in ``DIR/models/<src>-<tgt>/model``.
+* ``translation_train`` — :func:`train_translation_model`: a small
+  :class:`~seqexplain.models.seq2seq.Seq2SeqTransformer` trained on Multi30K with compatibility word dropout
+  (``inverse_length``, mixture 0.5, as the paper's IWSLT model); test BLEU with sacrebleu. Models live in
+  ``DIR/models/<src>-<tgt>/model``.
 * ``distractors`` — :func:`run_distractors`: the paper's distractor experiment. Random disjoint pairs ``(a, b)`` of
   test sentences are concatenated: source ``src_a + " " + src_b``, target ``hyp_a + " " + hyp_b`` where ``hyp`` is the
   model's own greedy translation (the authors' script concatenates the compatible model's generated translations).
@@ -31,9 +32,7 @@ same stopping rule (stop when the model's argmax from the rationale is the targe
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -44,8 +43,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from seqexplain.atomic import atomic_write_text
-from seqexplain.errors import InputError, SeqExplainError
-from seqexplain.runs import apply_threads, command_line, reproduction, run_record
+from seqexplain.errors import InputError
+from seqexplain.runs import apply_threads, run_record
 from seqexplain.training.translation import (
     TranslationTrainConfig,
     load_translation_model,
@@ -449,60 +448,3 @@ def alignment_table(methods: dict[str, dict[str, float]]) -> str:
                      f"{_fmt(m['aer_vafa'])} | {_fmt(m['iou'])} | {_fmt(m['f1'])} | {_fmt(m['top1'])} | "
                      f"{_fmt(m.get('reached', float('nan')))} |")
     return head + "\n".join(lines) + "\n"
-
-
-# ------------------------------------------------------------------------------------------------ CLI
-def _print_json(data: dict[str, Any]) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m seqexplain.experiments.vafa2021_translation",
-                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("command", choices=["train", "distractors", "alignments"])
-    parser.add_argument("--out", required=True, help="output folder (models, results, TensorBoard logs)")
-    parser.add_argument("--quick", action="store_true", help="tiny settings for a fast smoke run")
-    parser.add_argument("--data-root", default=None, help="folder holding multi30k/ and word_alignment/")
-    parser.add_argument("--src", default="de", help="train: source language (de, en, fr)")
-    parser.add_argument("--tgt", default="en", help="train: target language (de, en, fr)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads, set before any work (default 1)")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="train: the training seed; distractors/alignments: the seed drawing the examples "
-                        "(default 0, as in the documented runs)")
-    parser.add_argument("--no-resume", action="store_true", help="train: start over even if a checkpoint exists")
-    parser.add_argument("--n", type=int, default=None, help="distractor pairs / alignment sentences to evaluate")
-    parser.add_argument("--methods", default=None, help="comma-separated baseline orders (default: all six)")
-    args = parser.parse_args(argv)
-    methods = tuple(m for m in args.methods.split(",") if m) if args.methods else None
-    train = args.command == "train"
-    try:
-        threads = apply_threads(args.threads)  # before any work
-        command = command_line(
-            ["python", "-m", "seqexplain.experiments.vafa2021_translation", args.command],
-            options={"--out": args.out, "--quick": args.quick, "--data-root": args.data_root,
-                     "--src": args.src if train else None, "--tgt": args.tgt if train else None, "--threads": threads,
-                     "--seed": args.seed, "--no-resume": args.no_resume and train, "--n": args.n,
-                     "--methods": args.methods})
-        with reproduction(args.out, command, threads):
-            if train:
-                res = train_translation_model(args.out, args.quick, args.data_root, src_lang=args.src,
-                                              tgt_lang=args.tgt, resume=not args.no_resume, threads=threads,
-                                              seed=args.seed)
-                _print_json({k: res[k] for k in ("test_bleu", "test_bleu_signature", "train_seconds", "steps",
-                                                  "stopped_early", "model_dir")})
-            elif args.command == "distractors":
-                res = run_distractors(args.out, args.quick, args.data_root, n_pairs=args.n, baselines=methods,
-                                      seed=args.seed)
-                print(res["table"])
-            else:
-                res = run_alignments(args.out, args.quick, args.data_root, n_sentences=args.n, baselines=methods,
-                                     seed=args.seed)
-                print(res["table"])
-    except SeqExplainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

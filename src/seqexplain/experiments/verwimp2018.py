@@ -9,16 +9,14 @@ The paper's qualitative finding to reproduce: memory (singular values) decays wi
 Only the validation and test splits of the corpora are available here: the model is trained on ``valid`` and the
 gradients and perplexity are computed on ``test``.
 
-Run: ``python -m seqexplain.experiments.verwimp2018 --out runs/verwimp2018 --threads 2 --seed 0 [--quick]
-[--docs docs/reproductions]``, or ``seqexplain reproduce verwimp2018 --threads 2 --seed 0``. :func:`run_reproduction` is
-the function behind both; ``results.md`` and ``results.json`` name the command that reruns it.
+Run: ``seqexplain reproduce verwimp2018 --out runs/verwimp2018 --threads 2 --seed 0 [--quick]
+[--docs docs/reproductions]``. :func:`run_reproduction` is the function behind it; ``results.md`` and
+``results.json`` name the command that reruns it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -43,7 +41,7 @@ from seqexplain.data.corpus import load_corpus
 from seqexplain.errors import InputError
 from seqexplain.models.rnn.lm import RNNLanguageModel, RNNLMConfig
 from seqexplain.models.rnn.vocab import Vocab, write_word2vec
-from seqexplain.runs import apply_threads, command_line, current_command, reproduction, run_record
+from seqexplain.runs import command_line, current_command, run_record
 from seqexplain.training.lm import TrainConfig, perplexity, train_lm
 
 TagSource = Literal["auto", "spacy", "lexicon", "none"]
@@ -227,7 +225,7 @@ def run_reproduction(
         "torch_threads": torch.get_num_threads(),
     }
     cmd = command or current_command() or command_line(
-        ["python", "-m", "seqexplain.experiments.verwimp2018"],
+        ["seqexplain", "reproduce", "verwimp2018"],
         options={"--out": out_dir, "--data-root": data_root, "--quick": quick, "--corpus": corpus, "--seed": seed,
                  "--epochs": epochs, "--max-delay": max_delay, "--positions": positions, "--tags": tag_source,
                  "--tag-file": tag_file, "--class-file": class_file, "--store-raw": store_raw, "--docs": docs_dir,
@@ -313,51 +311,3 @@ def _write_docs(docs_dir: Path, md: str, plots: dict[str, Path]) -> None:
     for p in plots.values():
         md = md.replace(f"]({Path(p).name})", f"](verwimp2018/{Path(p).name})")
     atomic_write_text(docs_dir / "verwimp2018.md", md)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m seqexplain.experiments.verwimp2018 --out DIR [options]``."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("runs/verwimp2018"), help="output folder")
-    ap.add_argument("--data-root", type=Path, default=None,
-                    help="data root (default: $SEQEXPLAIN_DATA or ../shared/data)")
-    ap.add_argument("--quick", action="store_true", help="tiny model and corpus slice (about a minute)")
-    ap.add_argument("--corpus", choices=["wikitext2", "ptb"], default="wikitext2")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--max-delay", type=int, default=None)
-    ap.add_argument("--positions", type=int, default=None, help="number of test positions to analyse")
-    ap.add_argument("--tags", choices=["auto", "spacy", "lexicon", "none"], default="auto")
-    ap.add_argument("--tag-file", type=Path, default=None, help="word -> tags file (one word then its tags per line)")
-    ap.add_argument("--class-file", type=Path, default=None, help="class definitions (name TAG TAG ... per line)")
-    ap.add_argument("--store-raw", action="store_true", help="also store every gradient matrix (float16 npz chunks)")
-    ap.add_argument("--docs", type=Path, default=None, help="also write <DOCS>/verwimp2018.md and its images")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads, set before any work (default: torch's; the documented run used 2)")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    from seqexplain.errors import SeqExplainError
-
-    try:
-        threads = apply_threads(args.threads)  # before any work; the command names the count in effect
-        command = command_line(
-            ["python", "-m", "seqexplain.experiments.verwimp2018"],
-            options={"--out": args.out, "--data-root": args.data_root, "--quick": args.quick, "--corpus": args.corpus,
-                     "--seed": args.seed, "--epochs": args.epochs, "--max-delay": args.max_delay,
-                     "--positions": args.positions, "--tags": args.tags, "--tag-file": args.tag_file,
-                     "--class-file": args.class_file, "--store-raw": args.store_raw, "--docs": args.docs,
-                     "--threads": threads, "--no-progress": args.no_progress})
-        with reproduction(args.out, command, threads):
-            res = run_reproduction(args.out, args.data_root, args.quick, args.corpus, args.seed, args.epochs,
-                                   args.max_delay, args.positions, args.tags, args.tag_file, args.class_file,
-                                   args.store_raw, args.docs, progress=not args.no_progress, command=command)
-    except SeqExplainError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"test perplexity {res['test_ppl']:.1f}; Spearman(delay, Σσ) = {res['spearman_delay_vs_sum_sv']:.3f}; "
-          f"decays with delay: {res['decays_with_delay']}; results in {res['out_dir']}/results.md")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
