@@ -3,6 +3,7 @@ paper following the module protocol is added with one entry (CLI command include
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import sys
 import types
@@ -29,15 +30,20 @@ def test_every_entry_resolves_and_its_options_are_runner_keywords(paper: Paper) 
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())  # settings overrides
         for keyword in [*exp.options.values(), *exp.fixed]:
             assert takes_any or keyword in params, f"{paper.name} {exp.name}: {keyword}"
+    if paper.module is not None:  # the module's own list of experiments agrees with the registry
+        listed = importlib.import_module(paper.module).EXPERIMENTS
+        assert {e.name: e.description for e in paper.experiments} == dict(listed)
     for option in paper.options:  # an option no experiment uses would be dead
         assert any(option.name in e.options for e in paper.experiments), option.name
 
 
 def test_method_choices_are_the_recipes_methods() -> None:
     from seqexplain.experiments import vafa2021_lm, vafa2021_translation
+    from seqexplain.experiments.eraser_movies import evaluate
 
     choices = set(PAPERS["vafa2021"].option("methods").choices)
     assert choices == set(vafa2021_lm.ALL_METHODS) | set(vafa2021_translation.BASELINES)
+    assert PAPERS["eraser_movies"].option("methods").choices == evaluate.METHODS
 
 
 def test_option_checks() -> None:

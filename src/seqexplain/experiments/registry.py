@@ -115,6 +115,9 @@ MAX_SIZE = Option("max_size", int, "Cap on greedy / baseline rationale size.", m
 _LM_METHODS = ("greedy", "gradient_norm", "grad_x_input", "integrated_gradients", "attention_rollout",
                "attention_last", "attention_all", "occlusion", "exhaustive")
 
+_EVAL_METHODS = ("gradient_norm", "grad_x_input", "integrated_gradients", "occlusion", "attention_last",
+                 "attention_all", "attention_rollout", "greedy")
+
 _LM = "seqexplain.experiments.vafa2021_lm"
 _MT = "seqexplain.experiments.vafa2021_translation"
 _LM_OPTIONS = _opts("limit", "methods", "max_size", "exhaustive_max_size", "ig_steps", "train_steps")
@@ -183,7 +186,33 @@ VERWIMP2018 = Paper(
     single=True,
 )
 
-PAPERS: dict[str, Paper] = {p.name: p for p in (VAFA2021, VERWIMP2018)}
+ERASER_MOVIES = Paper(
+    "eraser_movies",
+    "ERASER movie reviews (DeYoung et al. 2020): fine-tune MiniLM, then evaluate every attribution method.",
+    module="seqexplain.experiments.eraser_movies",
+    experiments=(
+        Experiment("train", "Fine-tune MiniLM with a 2-class head on the 1,600 training reviews.",
+                   "seqexplain.experiments.eraser_movies.train:run_train",
+                   _opts("max_length", "epochs", "max_steps", "batch_size", "lr")),
+        Experiment("evaluate", "Faithfulness, plausibility and agreement of every method on the test reviews.",
+                   "seqexplain.experiments.eraser_movies.evaluate:run_evaluate",
+                   _opts("limit", "methods", "greedy_limit", "ig_steps", "model")),
+    ),
+    options=(
+        Option("max_length", int, "Word pieces a document is cut to (default 256).", minimum=8),
+        Option("epochs", int, "Training epochs (default 2).", minimum=1),
+        Option("max_steps", int, "Cap on training steps.", minimum=1),
+        Option("batch_size", int, "Training batch size (default 8).", minimum=1),
+        Option("lr", float, "Peak learning rate (default 5e-5).", minimum=0),
+        LIMIT,
+        Option("methods", list, "Comma-separated attribution methods (default: all).", choices=_EVAL_METHODS),
+        Option("greedy_limit", int, "Test documents greedy rationales run on (default 10; quick 1).", minimum=0),
+        Option("ig_steps", int, "Integrated-gradients steps (default 20).", minimum=1),
+        Option("model", Path, "A classifier directory to evaluate instead of <out>/model."),
+    ),
+)
+
+PAPERS: dict[str, Paper] = {p.name: p for p in (VAFA2021, VERWIMP2018, ERASER_MOVIES)}
 
 
 def get_paper(name: str) -> Paper:

@@ -42,14 +42,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from seqexplain.atomic import atomic_path, atomic_write_text
+from seqexplain.atomic import atomic_write_text
 from seqexplain.data.multi30k import ParallelCorpus, read_multi30k
 from seqexplain.data.tokenizers import load_tokenizer, save_tokenizer, train_bpe_tokenizer
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, load_seq2seq
+from seqexplain.training.optimizer_state import load_optimizer_state, save_optimizer_state
 
 
 @dataclass
@@ -269,34 +269,6 @@ def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, s
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
-def _save_optimizer(opt: torch.optim.Optimizer, directory: Path) -> None:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, dict[str, float]] = {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"{pid}.{k}"] = v.detach().contiguous().cpu()
-            else:
-                scalars.setdefault(str(pid), {})[k] = float(v)
-    with atomic_path(directory / "optimizer.safetensors") as tmp:
-        save_file(tensors, str(tmp))
-    atomic_write_text(directory / "optimizer.json", json.dumps({"param_groups": sd["param_groups"],
-                                                                "scalars": scalars}))
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, directory: Path) -> None:
-    meta = json.loads((directory / "optimizer.json").read_text(encoding="utf-8"))
-    tensors = load_file(str(directory / "optimizer.safetensors"))
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    for pid, sc in meta.get("scalars", {}).items():
-        state.setdefault(int(pid), {}).update(sc)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
 def _write_model_dir(directory: Path, model: Seq2SeqTransformer, tokenizer: Any, cfg: TranslationTrainConfig,
                      history: list[dict[str, float]]) -> None:
     model.save(directory)
@@ -382,7 +354,7 @@ def train_translation(config: TranslationTrainConfig, out_dir: Path | str, data_
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-8)
     if resuming:
-        _load_optimizer(opt, ckpt)
+        load_optimizer_state(opt, ckpt)
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -397,7 +369,7 @@ def train_translation(config: TranslationTrainConfig, out_dir: Path | str, data_
 
     def save_checkpoint(epoch: int, batch: int) -> None:
         _write_model_dir(ckpt, model, tokenizer, cfg, history)
-        _save_optimizer(opt, ckpt)
+        save_optimizer_state(opt, ckpt)
         st = {"epoch": epoch, "batch": batch, "step": step, "history": history, "elapsed": elapsed(),
               "train_config": asdict(cfg)}
         atomic_write_text(ckpt / "train_state.json", json.dumps(st, indent=2))  # last: marks a complete checkpoint

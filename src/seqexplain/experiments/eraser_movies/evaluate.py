@@ -1,0 +1,216 @@
+"""``evaluate``: every attribution method on the ERASER movies test reviews, against the model and the humans.
+
+For each test document (all 199, or a seeded subsample of ``limit``), cut to the classifier's training length
+(:mod:`.common`), every method explains the **predicted** label with :func:`seqexplain.explain_many`; per document
+and method the record holds the scores and:
+
+* **faithfulness** (:func:`seqexplain.metrics.faithfulness.faithfulness`, ERASER variant, bins 1/5/10/20/50 %):
+  comprehensiveness, sufficiency and their AOPC. Removal is ``"replace"`` by ``[MASK]`` over the document's word
+  pieces only: ``[CLS]``/``[SEP]`` are never ranked nor removed (with deletion, dropping ``[CLS]`` would move the
+  head and make any method that ranks it first look faithful). Beside the methods, ``random`` is
+  :func:`~seqexplain.metrics.faithfulness.random_baseline` (5 seeded random rankings per document);
+* **plausibility** against the human rationales, on word pieces: a piece is gold when the ERASER token its
+  characters belong to (the tokenizer's offsets into the text) lies in an evidence span. Soft scores: AUPRC (mean
+  over documents). Hard rationales: the top-``k`` pieces with ``k`` = the document's number of gold pieces (the
+  human rationale rate, per document); for ``greedy`` its own rationale (specials removed). From them token P/R/F1
+  and span IOU-F1 (a predicted span counts when its IOU with a gold span is ≥ 0.5), micro and macro over documents;
+* **agreement**: Kendall τ between every two methods' scores over the document's pieces, averaged over documents
+  (:func:`~seqexplain.metrics.agreement.agreement_matrix`).
+
+Resumable: each (document, method) record is appended to ``<out>/evaluate/records.jsonl`` when done and skipped on
+a rerun with the same settings (``settings.json`` there; other settings are refused). ``greedy`` runs on the first
+``greedy_limit`` documents of the sample only (default 10; quick 1); its rows say how many.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqexplain.atomic import atomic_write_text
+from seqexplain.data.eraser import EraserDocument, evidence_token_set, read_eraser
+from seqexplain.errors import InputError
+from seqexplain.experiments.eraser_movies.common import DEFAULT_MAX_LENGTH, LABELS, label_id, model_dir, truncate
+from seqexplain.experiments.eraser_movies.tables import summarize, summary_markdown
+from seqexplain.explain import encode_item, explain_many
+from seqexplain.metrics.faithfulness import DEFAULT_BINS, faithfulness, random_baseline
+from seqexplain.metrics.plausibility import auprc, spans_from_positions, top_k_rationale
+from seqexplain.models.base import Example, SequenceModel
+from seqexplain.models.loading import load_model, quiet_transformers
+from seqexplain.runs import run_record
+
+METHODS = ("gradient_norm", "grad_x_input", "integrated_gradients", "occlusion", "attention_last", "attention_all",
+           "attention_rollout", "greedy")
+RANDOM = "random"
+RANDOM_REPEATS = 5
+HARD = ("greedy",)
+
+
+def gold_pieces(example: Example, doc: EraserDocument) -> list[int]:
+    """Word pieces whose characters belong to an ERASER token of an evidence span (offsets into ``doc.text``)."""
+    gold_tokens = evidence_token_set(doc)
+    starts = [a for a, _ in doc.token_offsets]
+    out = []
+    for j, span in enumerate(example.offsets):
+        if example.segments[j] == "special" or span is None or span[1] <= span[0]:
+            continue
+        token = bisect.bisect_right(starts, span[0]) - 1
+        if token in gold_tokens:
+            out.append(j)
+    return out
+
+
+def text_positions(example: Example) -> list[int]:
+    return [j for j, seg in enumerate(example.segments) if seg != "special"]
+
+
+def _metric_example(example: Example, positions: list[int]) -> Example:
+    """The example with only the text pieces visible to the label: the metrics rank and remove only those."""
+    vis = torch.zeros(1, example.length, dtype=torch.bool)
+    vis[0, positions] = True
+    return example.replace(visibility=vis)
+
+
+def _finite(values: np.ndarray) -> list[float | None]:
+    return [None if not math.isfinite(float(v)) else float(v) for v in values]
+
+
+def doc_record(model: SequenceModel, example: Example, doc: EraserDocument, method: str, scores: np.ndarray,
+               seed: int, rationale: list[int] | None = None, reached: bool | None = None) -> dict[str, Any]:
+    """Every metric of one method's ``scores[L]`` (or the random baseline when ``method == RANDOM``)."""
+    text = text_positions(example)
+    metric_ex = _metric_example(example, text)
+    gold = gold_pieces(example, doc)
+    masked = np.full(example.length, np.nan)
+    masked[text] = scores[text]
+    if method == RANDOM:
+        faith: Any = random_baseline(model, metric_ex, seed=seed, repeats=RANDOM_REPEATS, removal="replace",
+                                     replace_with="mask")
+    else:
+        faith = faithfulness(model, metric_ex, masked[None, :], removal="replace", replace_with="mask")
+    if rationale is not None:
+        predicted = sorted(j for j in rationale if j in set(text))
+    else:
+        predicted = sorted(top_k_rationale(masked, len(gold))) if gold else []
+    return {
+        "docid": doc.docid, "method": method, "label": doc.label, "predicted": example.target_tokens[0],
+        "n_pieces": len(text), "gold": gold, "scores": _finite(masked), "rationale": predicted,
+        "comprehensiveness": _finite(faith.comprehensiveness[0]), "sufficiency": _finite(faith.sufficiency[0]),
+        "aopc_comprehensiveness": float(faith.aopc_comprehensiveness[0]),
+        "aopc_sufficiency": float(faith.aopc_sufficiency[0]),
+        "auprc": auprc(masked, gold) if gold else None,
+        "pred_spans": spans_from_positions(predicted), "gold_spans": spans_from_positions(gold), "reached": reached,
+    }
+
+
+class _Records:
+    """``records.jsonl`` keyed by (docid, method): appended as computed, read back on a rerun."""
+
+    def __init__(self, folder: Path, settings: dict[str, Any]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        marker = folder / "settings.json"
+        if marker.is_file():
+            saved = json.loads(marker.read_text(encoding="utf-8"))
+            if saved != settings:
+                changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+                raise InputError(f"{folder} holds an evaluation with other settings ({', '.join(changed)}); use "
+                                 "another --out or delete that folder")
+        else:
+            atomic_write_text(marker, json.dumps(settings, indent=2))
+        self.path = folder / "records.jsonl"
+        self.done: dict[tuple[str, str], dict[str, Any]] = {}
+        if self.path.is_file():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:  # a line cut by an interruption: redone
+                    continue
+                self.done[(rec["docid"], rec["method"])] = rec
+
+    def add(self, record: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+        self.done[(record["docid"], record["method"])] = record
+
+
+def _sample(n: int, limit: int | None, seed: int) -> list[int]:
+    if limit is None or limit == 0 or limit >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), limit))
+
+
+def _load(model_path: Path) -> tuple[SequenceModel, int]:
+    if not (model_path / "config.json").is_file():
+        raise InputError(f"no trained classifier in {model_path}; run `seqexplain reproduce eraser_movies train` "
+                         "with the same --out first, or pass --model")
+    with quiet_transformers():
+        model = load_model(model_path, kind="classifier")
+    names = model.label_names() if hasattr(model, "label_names") else []
+    if list(names) != list(LABELS):
+        raise InputError(f"{model_path} has labels {names}, not {list(LABELS)}; evaluate a model trained by the "
+                         "eraser_movies recipe")
+    training = model_path / "training.json"
+    max_length = json.loads(training.read_text(encoding="utf-8"))["config"]["max_length"] if training.is_file() \
+        else DEFAULT_MAX_LENGTH
+    return model, int(max_length)
+
+
+def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None = None, seed: int = 0,
+                 limit: int | None = None, methods: tuple[str, ...] | None = None, greedy_limit: int | None = None,
+                 ig_steps: int | None = None, model: Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate (module docstring); write ``<out>/evaluate.json`` and ``<out>/evaluate.md``; return the summary."""
+    docs_all = read_eraser("test", Path(data_root) / "eraser_movies" if data_root is not None else None)
+    wrapped, max_length = _load(Path(model) if model is not None else model_dir(out))
+    chosen = list(methods or METHODS)
+    limit = 3 if quick and limit is None else limit
+    greedy_n = greedy_limit if greedy_limit is not None else (1 if quick else 10)
+    steps = ig_steps or (4 if quick else 20)
+    picked = [docs_all[i] for i in _sample(len(docs_all), limit, seed)]
+    settings = {"max_length": max_length, "seed": seed, "ig_steps": steps, "bins": list(DEFAULT_BINS),
+                "removal": "replace [MASK], text pieces only", "random_repeats": RANDOM_REPEATS,
+                "model": str(Path(model) if model is not None else model_dir(out))}
+    store = _Records(Path(out) / "evaluate", settings)
+    cut = [truncate(wrapped.tokenizer, d, max_length) for d in picked]
+    examples = [encode_item(wrapped, t.text) for t in cut]
+    options: dict[str, dict[str, Any]] = {"integrated_gradients": {"steps": steps}}
+    seconds: dict[str, float] = {}
+    for method in [*chosen, RANDOM]:
+        todo = [i for i in range(len(picked)) if (picked[i].docid, method) not in store.done]
+        if method in HARD:
+            todo = [i for i in todo if i < greedy_n]
+        started = time.perf_counter()
+        if method == RANDOM:
+            for i in todo:
+                store.add(doc_record(wrapped, examples[i], picked[i], RANDOM,
+                                     np.zeros(examples[i].length), seed + i))
+        elif todo:
+            results = explain_many(wrapped, [cut[i].text for i in todo], method, progress=progress,
+                                   **options.get(method, {}))
+            for i, attr in zip(todo, results, strict=True):
+                part = attr.rationale if method in HARD else None
+                store.add(doc_record(wrapped, examples[i], picked[i], method, attr.scores[0], seed,
+                                     list(part.positions[0]) if part else None, part.reached[0] if part else None))
+        seconds[method] = time.perf_counter() - started
+    records = [store.done[(d.docid, m)] for d in picked for m in [*chosen, RANDOM] if (d.docid, m) in store.done]
+    summary = summarize(records, [*chosen, RANDOM])
+    summary.update({
+        "experiment": "evaluate", "n_documents": len(picked), "n_test": len(docs_all), "limit": limit,
+        "greedy_documents": min(greedy_n, len(picked)) if "greedy" in chosen else 0, "settings": settings,
+        "accuracy": float(np.mean([label_id(d) == LABELS.index(e.target_tokens[0]) for d, e in
+                                   zip(picked, examples, strict=True)])),
+        "evidence_tokens_kept": sum(t.evidence_kept for t in cut),
+        "evidence_tokens_cut": sum(t.evidence_cut for t in cut),
+        "seconds_this_call": seconds, "run": run_record(seed),
+    })
+    summary["markdown"] = summary_markdown(summary)
+    atomic_write_text(Path(out) / "evaluate.json", json.dumps(summary, indent=2))
+    atomic_write_text(Path(out) / "evaluate.md", summary["markdown"])
+    return summary

