@@ -8,7 +8,7 @@ and method the record holds the scores and:
   comprehensiveness, sufficiency and their AOPC. Removal is ``"replace"`` by ``[MASK]`` over the document's word
   pieces only: ``[CLS]``/``[SEP]`` are never ranked nor removed (with deletion, dropping ``[CLS]`` would move the
   head and make any method that ranks it first look faithful). Beside the methods, ``random`` is
-  :func:`~seqexplain.metrics.faithfulness.random_baseline` (5 seeded random rankings per document);
+  :func:`~seqexplain.metrics.faithfulness.random_baseline` (3 seeded random rankings per document);
 * **plausibility** against the human rationales, on word pieces: a piece is gold when the ERASER token its
   characters belong to (the tokenizer's offsets into the text) lies in an evidence span. Soft scores: AUPRC (mean
   over documents). Hard rationales: the top-``k`` pieces with ``k`` = the document's number of gold pieces (the
@@ -18,8 +18,9 @@ and method the record holds the scores and:
   (:func:`~seqexplain.metrics.agreement.agreement_matrix`).
 
 Resumable: each (document, method) record is appended to ``<out>/evaluate/records.jsonl`` when done and skipped on
-a rerun with the same settings (``settings.json`` there; other settings are refused). ``greedy`` runs on the first
-``greedy_limit`` documents of the sample only (default 10; quick 1); its rows say how many.
+a rerun with the same settings (``settings.json`` there; other settings are refused); the sample of ``limit``
+documents is the first ``limit`` of a seeded shuffle, so a larger limit extends a smaller one. ``greedy`` runs on
+the first ``greedy_limit`` documents of the sample only (default 10; quick 1); its rows say how many.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from seqexplain.runs import run_record
 METHODS = ("gradient_norm", "grad_x_input", "integrated_gradients", "occlusion", "attention_last", "attention_all",
            "attention_rollout", "greedy")
 RANDOM = "random"
-RANDOM_REPEATS = 5
+RANDOM_REPEATS = 3
 HARD = ("greedy",)
 
 
@@ -142,9 +143,13 @@ class _Records:
 
 
 def _sample(n: int, limit: int | None, seed: int) -> list[int]:
+    """The first ``limit`` indices of a seeded shuffle of ``0..n-1`` (all of them, in file order, without a limit):
+    a larger limit extends a smaller one, so its stored records are reused."""
     if limit is None or limit == 0 or limit >= n:
         return list(range(n))
-    return sorted(random.Random(seed).sample(range(n), limit))
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order[:limit]
 
 
 def _load(model_path: Path) -> tuple[SequenceModel, int]:
