@@ -166,3 +166,30 @@ def test_unused_option_and_missing_model_exit_2(tmp_path):
     result = CliRunner().invoke(app, ["reproduce", "eraser_movies", "evaluate", "--out", str(tmp_path / "o2"),
                                       "--data-root", str(root), "--quick"])
     assert result.exit_code == 2 and "no trained classifier" in result.stderr
+
+
+def test_summarize_against_hand_computed_values():
+    from seqexplain.experiments.eraser_movies.tables import summarize
+
+    def rec(docid, method, scores, gold, rationale, comp, suff):
+        from seqexplain.metrics.plausibility import spans_from_positions
+
+        return {"docid": docid, "method": method, "scores": scores, "gold": gold, "rationale": rationale,
+                "n_pieces": len(scores), "comprehensiveness": [comp] * 5, "sufficiency": [suff] * 5,
+                "aopc_comprehensiveness": comp, "aopc_sufficiency": suff, "auprc": 1.0 if gold else None,
+                "pred_spans": spans_from_positions(rationale), "gold_spans": spans_from_positions(gold)}
+
+    records = [rec("a", "m", [3.0, 2.0, 1.0, 0.0], [0, 1], [0, 1], 0.5, 0.1),
+               rec("b", "m", [0.0, 1.0, 2.0, 3.0], [0], [3], 1.5, 0.3),
+               rec("a", "n", [0.0, 1.0, 2.0, 3.0], [0, 1], [2, 3], 0.0, 0.0),
+               rec("b", "n", [3.0, 2.0, 1.0, 0.0], [0], [0], 0.0, 0.0),
+               rec("a", "random", [0.0] * 4, [0, 1], [], 0.2, 0.2), rec("b", "random", [0.0] * 4, [0], [], 0.4, 0.4)]
+    s = summarize(records, ["m", "n", "random"])
+    assert s["faithfulness"]["m"]["aopc_comprehensiveness"] == pytest.approx(1.0)  # (0.5 + 1.5) / 2
+    assert s["faithfulness"]["random"]["aopc_sufficiency"] == pytest.approx(0.3)
+    # m: TP = 2 + 0 of 3 predicted and 3 gold → P = R = F1 = 2/3; spans: [0,2) matches, [3,4) does not
+    assert s["plausibility"]["m"]["token_micro"] == pytest.approx([2 / 3, 2 / 3, 2 / 3])
+    assert s["plausibility"]["m"]["iou_micro"] == pytest.approx([0.5, 0.5, 0.5])
+    assert s["plausibility"]["random"]["auprc"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # the mean gold rate
+    # Kendall τ of reversed orders is -1 on both documents
+    assert s["agreement"]["methods"] == ["m", "n"] and s["agreement"]["matrix"][0][1] == pytest.approx(-1.0)
