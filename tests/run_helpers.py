@@ -59,19 +59,19 @@ def corpus(path: Path, n: int = 16, rationales: bool = True) -> Path:
     return path
 
 
-def config_dict(model: Path, data: Path, out: Path, **overrides: Any) -> dict[str, Any]:
+def config_dict(model_dir: Path, data_file: Path, out_dir: Path, /, **overrides: Any) -> dict[str, Any]:
     """A run configuration: three methods (gradient norm, grad×input, occlusion), all metrics with 2 random
     repeats, shard size 4. ``overrides`` replace top-level keys; a dict value merges into that section."""
     cfg: dict[str, Any] = {
         "seed": 3,
         "shard_size": 4,
-        "data": {"format": "jsonl", "path": str(data), "target_field": "label", "id_field": "id",
+        "data": {"format": "jsonl", "path": str(data_file), "target_field": "label", "id_field": "id",
                  "rationale_field": "rationale"},
-        "model": {"path": str(model)},
+        "model": {"path": str(model_dir)},
         "methods": [{"name": "gradient_norm"}, {"name": "grad_x_input"},
                     {"name": "occlusion", "options": {"token_budget": 4096}}],
         "metrics": {"faithfulness": {"random_repeats": 2, "bins": [10.0, 50.0]}},
-        "output": {"dir": str(out), "report": False},
+        "output": {"dir": str(out_dir), "report": False},
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(cfg.get(key), dict):

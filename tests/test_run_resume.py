@@ -131,6 +131,6 @@ def test_three_kills_lose_and_duplicate_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_twenty_kills_lose_and_duplicate_nothing(tmp_path):
-    stats = _kill_and_resume(tmp_path, n_examples=32, n_kills=20, seed=12, runner=_Interpreter)
+    stats = _kill_and_resume(tmp_path, n_examples=16, n_kills=20, seed=12, runner=_Interpreter)
     assert stats["kills"] == 20
     assert stats["kills_after_a_shard"] >= 5, stats  # many kills landed in the middle of the work

@@ -467,11 +467,7 @@ def run_corpus(
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"truncate": True})})
     command = _command(["seqexplain", "run", str(config)], {"--out": out, "--threads": threads, "--seed": seed,
                                                             "--truncate": truncate})
-    try:
-        result = run(cfg, progress=progress, command=command)
-    except OSError as exc:
-        raise InputError(f"cannot write the run folder {cfg.output.dir}: {exc.strerror or exc}; free space or choose "
-                         "another output folder (finished shards are kept; rerun to resume)") from exc
+    result = run(cfg, progress=progress, command=command)
     if result.rank != 0:
         return
     err = _stderr()

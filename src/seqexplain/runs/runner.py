@@ -79,6 +79,9 @@ def run(cfg: RunConfig, *, progress: bool = True, command: str | None = None,
     ctx = context(cfg.model.device)
     try:
         return _run(cfg, ctx, progress, command, shard_hook)
+    except OSError as exc:  # a write refused by the file system (full, read-only) after the checks
+        raise InputError(f"cannot write the run folder {cfg.output.dir}: {exc.strerror or exc}; free space or "
+                         "choose another output.dir (finished shards are kept; rerun to resume)") from exc
     finally:
         ctx.close()
 
@@ -104,6 +107,9 @@ def _run(cfg: RunConfig, ctx: Context, progress: bool, command: str | None, shar
                 store.clean_temporaries()
             except SeqExplainError as exc:
                 error = str(exc)
+            except OSError as exc:  # a read-only or full file system
+                error = (f"cannot write the output folder {folder}: {exc.strerror or exc}; make it writable, free "
+                         "space or choose another output.dir")
         ctx.agree(error)
         if store is None:
             store = RunStore.open(folder, digest, defining, n_items, cfg.shard_size, {}, create=False)
