@@ -106,3 +106,25 @@ def test_shard_metadata_and_verification(tmp_path, setup):
     assert RunStore(tmp_path / "out", "other", 10, 4).shard_info(2) is None  # another run's shard is not done
     os.rename(store.shard_path(2), store.shard_path(1))  # shard 2's rows under shard 1's name
     assert store.shard_info(1) is None
+
+
+def test_eraser_format_maps_evidence_to_model_tokens(tmp_path, setup):
+    """An extracted ERASER tree (docs/ + test.jsonl): labels mapped by data.labels, evidence token spans become the
+    model tokens they cover."""
+    model = setup[0]
+    tree = tmp_path / "movies"
+    (tree / "docs").mkdir(parents=True)
+    (tree / "docs" / "d1.txt").write_text("the film is great\nreally great fun\n")
+    (tree / "test.jsonl").write_text(json.dumps({
+        "annotation_id": "d1.txt", "classification": "POS", "docids": None, "query": "",
+        "evidences": [[{"docid": "d1.txt", "start_token": 3, "end_token": 5, "text": "great really",
+                        "start_sentence": -1, "end_sentence": -1}]]}) + "\n")
+    cfg = config_dict(model, tree, tmp_path / "out", data={
+        "format": "eraser", "path": str(tree), "split": "test", "target_field": "label", "labels": ["NEG", "POS"],
+        "id_field": None, "rationale_field": None})
+    run(read_config(write_config(tmp_path / "e.yaml", cfg)), progress=False)
+    rows = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()
+    assert {r["id"] for r in rows} == {"d1.txt"} and {r["target"] for r in rows} == {'"POS"'}
+    row = rows[0]
+    assert row["target_tokens"] == ["positive"]  # "POS" is label 1 of the model
+    assert [row["tokens"][j] for j in row["gold_positions"]] == ["great", "really"]

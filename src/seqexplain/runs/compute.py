@@ -196,6 +196,7 @@ def _row(item: Item, key: str, name: str, attr: Attribution, gold: list[int] | N
     return {
         "index": item.index, "id": item.id, "method": key, "method_name": name,
         "options": json.dumps(attr.options, sort_keys=True, default=str), "text": attr.text,
+        "target_text": attr.target_text,
         "target": None if item.target is None else json.dumps(item.target, default=str),
         "tokens": list(attr.tokens), "offsets": [None if o is None else list(o) for o in attr.offsets],
         "segments": list(attr.segments), "target_tokens": list(attr.target_tokens),

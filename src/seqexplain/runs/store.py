@@ -40,7 +40,7 @@ _F = pa.float64()
 _MATRIX = pa.list_(pa.list_(_F))
 SCHEMA = pa.schema([
     ("index", pa.int64()), ("id", pa.string()), ("method", pa.string()), ("method_name", pa.string()),
-    ("options", pa.string()), ("text", pa.string()), ("target", pa.string()),
+    ("options", pa.string()), ("text", pa.string()), ("target_text", pa.string()), ("target", pa.string()),
     ("tokens", pa.list_(pa.string())), ("offsets", pa.list_(pa.list_(pa.int64()))), ("segments", pa.list_(pa.string())),
     ("target_tokens", pa.list_(pa.string())), ("target_positions", pa.list_(pa.int64())),
     ("target_logprobs", pa.list_(_F)), ("scores", _MATRIX), ("rationale", pa.list_(pa.list_(pa.int64()))),

@@ -151,7 +151,7 @@ def _attribution(row: dict[str, Any]) -> Attribution:
                        target_positions=row["target_positions"],
                        offsets=[None if o is None else (int(o[0]), int(o[1])) for o in row["offsets"]],
                        segments=row["segments"], method=row["method_name"], options=json.loads(row["options"]),
-                       text=row["text"], warnings=row["warnings"])
+                       text=row["text"], target_text=row["target_text"] or "", warnings=row["warnings"])
 
 
 def write_reports(store: RunStore, cfg: RunConfig) -> list[Path]:
