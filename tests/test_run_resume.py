@@ -130,6 +130,7 @@ def test_three_kills_lose_and_duplicate_nothing(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # 20+ fresh interpreters: minutes on a loaded 2-core machine
 def test_twenty_kills_lose_and_duplicate_nothing(tmp_path):
     stats = _kill_and_resume(tmp_path, n_examples=16, n_kills=20, seed=12, runner=_Interpreter)
     assert stats["kills"] == 20

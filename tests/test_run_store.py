@@ -53,6 +53,13 @@ def test_rows_match_one_explain_call_per_example(tmp_path, setup):
             assert row["predicted_rationale"] is not None and 0 not in row["predicted_rationale"]  # [CLS] never
             agree = json.loads(row["agreement"])
             assert set(agree) == {"kendall_tau", "spearman", "top_k"} and method not in agree["kendall_tau"]
+    # occlusion's score of a position is the comprehensiveness of removing it alone: where the 10 % bin holds one
+    # position (at most 10 visible), the stored metric equals the stored top score
+    short = [r for r in rows.values() if r["method"] == "occlusion" and len(r["tokens"]) <= 10]
+    assert short
+    for r in short:
+        assert r["comprehensiveness"][0][0] == pytest.approx(np.nanmax(np.array(r["scores"][0], dtype=float)),
+                                                              abs=1e-6)
     # the example's random baseline is in every method's row
     assert len({rows[(3, m)]["random_aopc_sufficiency"] for m in ("gradient_norm", "occlusion")}) == 1
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

@@ -237,7 +237,7 @@ def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
     def fix(value: str | None) -> str | None:
         if value is None or Path(value).expanduser().is_absolute():
             return value
-        return str(base / value)
+        return os.path.normpath(base / value)
 
     return cfg.model_copy(update={
         "data": cfg.data.model_copy(update={"path": fix(cfg.data.path)}),
