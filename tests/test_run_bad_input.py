@@ -63,6 +63,23 @@ def test_rationale_span_outside_the_text(tmp_path, model):
     assert not (tmp_path / "out").exists()
 
 
+def test_eraser_evidence_outside_the_document(tmp_path, model):
+    tree = tmp_path / "movies"
+    (tree / "docs").mkdir(parents=True)
+    (tree / "docs" / "d1.txt").write_text("a short review\n")
+    (tree / "test.jsonl").write_text(json.dumps({
+        "annotation_id": "d1.txt", "classification": "POS", "docids": None, "query": "",
+        "evidences": [[{"docid": "d1.txt", "start_token": 2, "end_token": 9, "text": "review",
+                        "start_sentence": -1, "end_sentence": -1}]]}) + "\n")
+    cfg = write_config(tmp_path / "e.yaml", config_dict(model, tree, tmp_path / "out", data={
+        "format": "eraser", "path": str(tree), "target_field": "label", "labels": ["NEG", "POS"], "id_field": None,
+        "rationale_field": None}))
+    code, out = _cli(cfg)
+    assert code == 2
+    _one_error_line(out, "test.jsonl line 1: evidence span [2, 9) is outside document 'd1.txt' (3 tokens)")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("change,expected", [
     ({"methods": [{"name": "telepathy"}]}, "methods.0: unknown method 'telepathy'"),
     ({"metrics": {"fidelity": {}}}, "metrics.fidelity: unknown key"),
