@@ -1,6 +1,6 @@
 """``seqexplain`` command line: a thin layer over the Python API.
 
-Commands: ``explain``, ``methods``, ``show``, ``demo`` and the ``reproduce`` group (one subcommand per paper).
+Commands: ``explain``, ``methods``, ``show``, ``demo``, ``run`` and the ``reproduce`` group (one subcommand per paper).
 Every :class:`~seqexplain.errors.SeqExplainError` raised by any command (including subcommands other modules
 register on :data:`reproduce_app`) is printed as one red line on stderr and the process exits with status 2,
 without a traceback: the root group (:class:`ErrorHandlingGroup`) catches them around the whole invocation.
@@ -442,6 +442,66 @@ def _register_reproductions() -> None:
 
 
 _register_reproductions()
+
+
+@app.command("run")
+def run_corpus(
+    config: Annotated[Path, typer.Argument(help="The run configuration (.toml or .yaml; see examples/run_sst.toml).",
+                                           show_default=False)],
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (overrides output.dir).")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="Torch CPU threads (overrides threads; not part "
+                                                "of the results' identity).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed (overrides seed; another seed is another run, "
+                                             "so it needs another output folder).")] = None,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Cut too-long examples to data.max_length (or the "
+                                           "model's maximum) with a warning, instead of skipping them.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with an ETA "
+                                           "on stderr.")] = True,
+) -> None:
+    """Explain a corpus with several methods, score them, and stream the results to Parquet.
+
+    CONFIG (.toml or .yaml) names the data, model, methods, metrics and output folder.
+
+    Results: OUT/shards/*.parquet, one row per example x method, each shard written atomically.
+
+    When every shard is done: manifest.json, results.parquet, report.html and summary.md.
+
+    Resume: run the same command again; finished shards are kept, the others redone.
+
+    A folder made by another configuration is refused, never mixed.
+
+    Scale-out: torchrun --nproc-per-node N -m seqexplain.cli run CONFIG shares the shards out.
+    """
+    from seqexplain.runs.config import read_config
+    from seqexplain.runs.runner import run
+
+    cfg = read_config(config)
+    if out is not None:
+        cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": str(out)})})
+    if threads is not None:
+        if threads < 1:
+            raise InputError(f"--threads must be at least 1, got {threads}")
+        cfg = cfg.model_copy(update={"threads": threads})
+    if seed is not None:
+        cfg = cfg.model_copy(update={"seed": seed})
+    if truncate:
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"truncate": True})})
+    command = _command(["seqexplain", "run", str(config)], {"--out": out, "--threads": threads, "--seed": seed,
+                                                            "--truncate": truncate})
+    result = run(cfg, progress=progress, command=command)
+    if result.rank != 0:
+        return
+    err = _stderr()
+    err.print(Text(f"run {result.config_hash[:12]}: {result.n_items} examples in {result.n_shards} shard(s); "
+                   f"{len(result.written)} written now, {len(result.found)} found finished "
+                   f"({result.seconds:.1f} s)", style="green"), soft_wrap=True)
+    skipped = (result.manifest or {}).get("n_skipped", result.skipped)
+    if skipped:
+        print_warning(f"{skipped} example(s) were skipped as too long (listed in manifest.json); pass --truncate to "
+                      "cut them instead")
+    for path in [result.folder / "results.parquet", *result.reports]:
+        if path.exists():
+            err.print(Text(f"wrote {path}", style="green"), soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

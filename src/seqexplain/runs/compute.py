@@ -1,0 +1,210 @@
+"""The work of one shard: encode its examples, explain them with every method, score the explanations, and
+return the store's rows (:data:`seqexplain.runs.store.SCHEMA`).
+
+Determinism: before each method runs on a shard, torch, numpy and ``random`` are seeded with
+``seed + first example index of the shard + 1000003·method number``; the random-ranking baseline of example ``i``
+uses ``seed + i``. A shard's packs are the same however the run is cut into processes or restarts, so a resumed or
+distributed run writes the same rows as an uninterrupted one-process run (on the same threads and device).
+
+Too-long examples (more tokens than ``data.max_length``, or than the model takes): skipped and counted, or with
+``data.truncate`` cut at a token boundary with a warning stored in every row of the example.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from seqexplain.attribution import Attribution
+from seqexplain.errors import InputError
+from seqexplain.explain import encode_item, to_attribution
+from seqexplain.methods.registry import MethodResult, get_method
+from seqexplain.metrics import agreement_matrix, faithfulness, plausibility, random_baseline
+from seqexplain.models.base import Example, SequenceModel
+from seqexplain.runs.config import RunConfig
+from seqexplain.runs.data import Item
+
+TRUNCATED = "truncated:"
+
+
+@dataclass
+class Encoded:
+    item: Item
+    example: Example
+    gold: list[int] | None  # token positions of the gold rationale
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _target(item: Item, labels: list[str] | None) -> Any:
+    if labels is not None and item.target is not None and str(item.target) in labels:
+        return labels.index(str(item.target))
+    return item.target
+
+
+def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, target: Any) -> Example:
+    """``example`` re-encoded from its text cut at a token boundary so that it has at most ``max_length``
+    positions."""
+    ends = [off[1] for j, off in enumerate(example.offsets) if off is not None and example.segments[j] == "source"]
+    keep = len(ends) - (example.length - max_length)
+    while keep > 0:
+        cut = encode_item(wrapped, item.text[:ends[keep - 1]], target, truncate=True)
+        if cut.length <= max_length:
+            note = (f"truncated: {example.length - cut.length} of {example.length} input tokens were cut (the end) "
+                    f"to fit data.max_length={max_length}")
+            return cut.replace(warnings=[*cut.warnings, note])
+        keep -= 1
+    raise InputError(f"{item.where}: cannot cut the example to {max_length} tokens")
+
+
+def encode(wrapped: SequenceModel, item: Item, cfg: RunConfig) -> tuple[Encoded | None, str | None]:
+    """The encoded example, or ``None`` and the reason it is skipped (too long without ``truncate``)."""
+    target = _target(item, cfg.data.labels)
+    try:
+        example = encode_item(wrapped, item.text, target, truncate=True)
+    except InputError as exc:
+        raise InputError(f"{item.where}: {exc}") from None
+    limit = cfg.data.max_length
+    was_cut = any(w.startswith(TRUNCATED) for w in example.warnings)
+    if was_cut and not cfg.data.truncate:
+        return None, "longer than the model's maximum length"
+    if limit is not None and example.length > limit:
+        if not cfg.data.truncate:
+            return None, f"{example.length} tokens > data.max_length={limit}"
+        example = _cut(wrapped, item, example, limit, target)
+    gold = None
+    if item.spans is not None:
+        gold = [j for j, off in enumerate(example.offsets)
+                if off is not None and example.segments[j] == "source"
+                and any(off[0] < b and a < off[1] for a, b in item.spans)]
+    return Encoded(item, example, gold), None
+
+
+def explain_examples(wrapped: SequenceModel, examples: list[Example], method: str, options: dict[str, Any],
+                     pack: int) -> tuple[list[Attribution], float]:
+    """Attributions of ``examples`` (``pack`` at a time through the method's batched form where it has one, as
+    :func:`seqexplain.explain_many` does) and the seconds taken."""
+    spec = get_method(method)
+    start = time.perf_counter()
+    results: list[MethodResult] = []
+    for first in range(0, len(examples), pack):
+        chunk = examples[first:first + pack]
+        if spec.many is None:
+            results.extend(spec.fn(wrapped, ex, **options) for ex in chunk)
+            continue
+        groups: dict[Any, list[int]] = {}
+        for i in sorted(range(len(chunk)), key=lambda k: chunk[k].length):
+            groups.setdefault(None if wrapped.can_pad() else chunk[i].length, []).append(i)
+        got: list[MethodResult | None] = [None] * len(chunk)
+        for members in groups.values():
+            for i, res in zip(members, spec.many(wrapped, [chunk[i] for i in members], **options), strict=True):
+                got[i] = res
+        results.extend(r for r in got if r is not None)
+    attrs = [to_attribution(wrapped, ex, method, res, options) for ex, res in zip(examples, results, strict=True)]
+    return attrs, time.perf_counter() - start
+
+
+def _matrix(a: np.ndarray | None) -> list[list[float]] | None:
+    return None if a is None else [[float(v) for v in row] for row in np.asarray(a, dtype=np.float64)]
+
+
+def _mean(values: np.ndarray) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
+def _agreements(cfg: RunConfig, attrs: dict[str, Attribution]) -> dict[str, dict[str, dict[str, float]]]:
+    """Per method: ``{metric: {other method: value}}``."""
+    acfg = cfg.metrics.agreement
+    out: dict[str, dict[str, dict[str, float]]] = {k: {} for k in attrs}
+    if not acfg.enabled or len(attrs) < 2:
+        return out
+    keys = list(attrs)
+    for metric in acfg.metrics:
+        m = agreement_matrix(attrs, metric, k_percent=acfg.k_percent, k=acfg.k)  # type: ignore[arg-type]
+        for a, ka in enumerate(keys):
+            out[ka][metric] = {kb: float(m[a, b]) for b, kb in enumerate(keys) if b != a}
+    return out
+
+
+def shard_rows(wrapped: SequenceModel, cfg: RunConfig, encoded: list[Encoded], first_index: int
+               ) -> list[dict[str, Any]]:
+    """The rows of one shard's encoded examples, every method, with their metrics."""
+    fcfg, pcfg = cfg.metrics.faithfulness, cfg.metrics.plausibility
+    examples = [e.example for e in encoded]
+    per_method: dict[str, tuple[list[Attribution], float]] = {}
+    for m, mcfg in enumerate(cfg.methods):
+        seed_everything(cfg.seed + first_index + 1_000_003 * m)
+        per_method[mcfg.key] = explain_examples(wrapped, examples, mcfg.name, dict(mcfg.options),
+                                                min(cfg.pack, cfg.shard_size))
+    rows: list[dict[str, Any]] = []
+    for n, enc in enumerate(encoded):
+        ex, item = enc.example, enc.item
+        t0 = time.perf_counter()
+        base = None
+        if fcfg.enabled and fcfg.random_baseline:
+            base = random_baseline(wrapped, ex, fcfg.bins, seed=cfg.seed + item.index, repeats=fcfg.random_repeats,
+                                   token_budget=fcfg.token_budget, variant=fcfg.variant, removal=fcfg.removal,
+                                   replace_with=fcfg.replace_with)
+        base_seconds = (time.perf_counter() - t0) / max(1, len(cfg.methods))
+        attrs = {key: got[0][n] for key, got in per_method.items()}
+        agree = _agreements(cfg, attrs)
+        for mcfg in cfg.methods:
+            attr = attrs[mcfg.key]
+            t1 = time.perf_counter()
+            row = _row(item, mcfg.key, mcfg.name, attr, enc.gold, agree[mcfg.key])
+            if fcfg.enabled:
+                f = faithfulness(wrapped, ex, attr.scores, fcfg.bins, fcfg.token_budget, variant=fcfg.variant,
+                                 removal=fcfg.removal, replace_with=fcfg.replace_with)
+                row.update(comprehensiveness=_matrix(f.comprehensiveness), sufficiency=_matrix(f.sufficiency),
+                           aopc_comprehensiveness=_mean(f.aopc_comprehensiveness),
+                           aopc_sufficiency=_mean(f.aopc_sufficiency))
+            if base is not None:
+                row.update(random_comprehensiveness=_matrix(base.comprehensiveness),
+                           random_sufficiency=_matrix(base.sufficiency),
+                           random_aopc_comprehensiveness=_mean(base.aopc_comprehensiveness),
+                           random_aopc_sufficiency=_mean(base.aopc_sufficiency))
+            if pcfg.enabled and enc.gold is not None:
+                mask = np.zeros(ex.length, dtype=bool)
+                mask[enc.gold] = True
+                scores = np.asarray(attr.scores, dtype=np.float64).copy()
+                scores[:, [j for j, seg in enumerate(ex.segments) if seg == "special"]] = np.nan  # never rationale
+                p = plausibility(scores[0], mask, k=pcfg.k, threshold=pcfg.threshold,
+                                 iou_threshold=pcfg.iou_threshold)
+                row.update(auprc=p.auprc, token_precision=p.token.precision, token_recall=p.token.recall,
+                           token_f1=p.token.f1, iou_f1=p.iou.f1, predicted_rationale=list(p.rationale))
+            row["seconds"] = per_method[mcfg.key][1] / len(encoded)
+            row["metric_seconds"] = time.perf_counter() - t1 + base_seconds
+            rows.append(row)
+    return rows
+
+
+def _row(item: Item, key: str, name: str, attr: Attribution, gold: list[int] | None,
+         agree: dict[str, dict[str, float]]) -> dict[str, Any]:
+    rat = attr.rationale
+    return {
+        "index": item.index, "id": item.id, "method": key, "method_name": name,
+        "options": json.dumps(attr.options, sort_keys=True, default=str), "text": attr.text,
+        "target_text": attr.target_text,
+        "target": None if item.target is None else json.dumps(item.target, default=str),
+        "tokens": list(attr.tokens), "offsets": [None if o is None else list(o) for o in attr.offsets],
+        "segments": list(attr.segments), "target_tokens": list(attr.target_tokens),
+        "target_positions": list(attr.target_positions),
+        "target_logprobs": [float(v) for v in attr.target_logprobs] if attr.target_logprobs is not None else None,
+        "scores": _matrix(attr.scores), "rationale": None if rat is None else [list(p) for p in rat.positions],
+        "gold_positions": gold, "warnings": list(attr.warnings), "agreement": json.dumps(agree, sort_keys=True),
+    }
+
+
+__all__ = ["Encoded", "encode", "explain_examples", "seed_everything", "shard_rows"]

@@ -1,0 +1,218 @@
+"""The examples of a run, in a fixed order: local files through Hugging Face ``datasets`` (streamed, so only the
+current example is held), SST and ERASER through seqexplain's readers.
+
+JSONL, CSV and TSV files are checked line by line before ``datasets`` reads them, so a malformed row is a
+:class:`~seqexplain.errors.DataError` naming the file and its line (``datasets`` reports a row number that skips
+blank lines, or wraps pandas' message). Gold rationales are ``[start, end)`` character spans of the text; a span
+outside the text is a :class:`DataError` naming the example.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqexplain.errors import DataError, InputError
+from seqexplain.runs.config import DataConfig
+
+_BUILDERS = {"jsonl": "json", "csv": "csv", "tsv": "csv", "parquet": "parquet"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One example: its ``index`` in the corpus, ``id``, ``text``, ``target`` (a label index or name, a target text,
+    or ``None`` for the model's prediction) and gold rationale ``spans`` (character ``[start, end)``, or ``None``)."""
+
+    index: int
+    id: str
+    text: str
+    target: Any
+    spans: tuple[tuple[int, int], ...] | None
+    where: str  # "file:line" or "file row n", for messages
+
+
+def _sha256(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _files(cfg: DataConfig) -> list[Path]:
+    if cfg.format in _BUILDERS:
+        p = Path(str(cfg.path))
+        if not p.is_file():
+            raise DataError(f"data file {p} not found; check data.path in the configuration")
+        return [p]
+    if cfg.format == "sst":
+        from seqexplain.data.paths import require_data
+        from seqexplain.data.sst import FOLDER, ZIP_NAME
+
+        return [require_data(FOLDER, cfg.path) / ZIP_NAME]
+    root = Path(cfg.path) if cfg.path else None
+    if root is None:
+        from seqexplain.data.paths import require_data
+
+        root = require_data("eraser_movies")
+    archive = root if root.is_file() else root / "movies.tar.gz"
+    if archive.is_file():
+        return [archive]
+    return sorted(p for p in root.rglob("*") if p.is_file() and (p.suffix == ".jsonl" or p.parent.name == "docs"))
+
+
+def data_fingerprint(cfg: DataConfig) -> str:
+    """sha256 of the data file(s): a run folder refuses a configuration whose data changed."""
+    return _sha256(_files(cfg))
+
+
+def _check_jsonl(path: Path) -> list[int]:
+    """The line number of each record; :class:`DataError` at the first line that is not a JSON object."""
+    lines = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n}: malformed JSON ({exc.msg} at column {exc.colno}); fix or remove the "
+                                "line") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path}:{n}: a JSONL line must be an object, not {type(record).__name__}")
+            lines.append(n)
+    return lines
+
+
+def _check_csv(path: Path, delimiter: str) -> list[int]:
+    """The line number of each record; :class:`DataError` at the first row whose field count differs from the
+    header's."""
+    lines = []
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DataError(f"{path}: the file is empty; it needs a header row") from None
+        start = reader.line_num + 1
+        for row in reader:
+            if not row:
+                start = reader.line_num + 1
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{path}:{start}: {len(row)} fields but the header has {len(header)}; fix or remove "
+                                "the row")
+            lines.append(start)
+            start = reader.line_num + 1
+    return lines
+
+
+def _records(cfg: DataConfig) -> Iterator[tuple[dict[str, Any], str]]:
+    path = Path(str(cfg.path))
+    if cfg.format == "jsonl":
+        lines = _check_jsonl(path)
+    elif cfg.format in ("csv", "tsv"):
+        lines = _check_csv(path, "\t" if cfg.format == "tsv" else ",")
+    else:
+        lines = []
+    import datasets
+
+    kwargs: dict[str, Any] = {"delimiter": "\t"} if cfg.format == "tsv" else {}
+    if cfg.format in ("csv", "tsv"):
+        kwargs["keep_default_na"] = False  # an empty field stays "", not NaN
+    was = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        stream = datasets.load_dataset(_BUILDERS[cfg.format], data_files=str(path), split="train", streaming=True,
+                                       **kwargs)
+        for n, record in enumerate(stream):
+            yield record, (f"{path}:{lines[n]}" if n < len(lines) else f"{path} row {n}")
+    except (ValueError, OSError) as exc:
+        raise DataError(f"{path}: cannot read it as {cfg.format}: {str(exc).splitlines()[0]}") from None
+    finally:
+        if was:
+            datasets.enable_progress_bars()
+
+
+def check_spans(spans: Any, text: str, where: str) -> tuple[tuple[int, int], ...]:
+    """Gold rationale spans as ``(start, end)`` pairs inside ``text``; :class:`DataError` naming ``where``."""
+    if not isinstance(spans, (list, tuple)):
+        raise DataError(f"{where}: the rationale must be a list of [start, end] character spans")
+    out = []
+    for span in spans:
+        if (not isinstance(span, (list, tuple)) or len(span) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in span)):
+            raise DataError(f"{where}: rationale span {span!r} is not a [start, end] pair of character offsets")
+        a, b = int(span[0]), int(span[1])
+        if not 0 <= a < b <= len(text):
+            raise DataError(f"{where}: rationale span [{a}, {b}] is outside the text (0..{len(text)} characters) or "
+                            "empty; fix the annotation")
+        out.append((a, b))
+    return tuple(out)
+
+
+def _field(record: dict[str, Any], name: str, where: str) -> Any:
+    if name not in record:
+        raise DataError(f"{where}: no field {name!r} (fields: {', '.join(sorted(record))}); set data.*_field in the "
+                        "configuration")
+    return record[name]
+
+
+def _from_records(cfg: DataConfig) -> Iterator[Item]:
+    for index, (record, where) in enumerate(_records(cfg)):
+        text = _field(record, cfg.text_field, where)
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"{where}: field {cfg.text_field!r} must be a non-empty text")
+        target = None if cfg.target_field is None else _field(record, cfg.target_field, where)
+        ident = str(_field(record, cfg.id_field, where)) if cfg.id_field else str(index)
+        spans = None
+        if cfg.rationale_field is not None:
+            spans = check_spans(_field(record, cfg.rationale_field, where), text, where)
+        yield Item(index, ident, text, target, spans, where)
+
+
+def _from_sst(cfg: DataConfig) -> Iterator[Item]:
+    from seqexplain.data.sst import read_sst
+
+    for index, s in enumerate(read_sst(cfg.split, binary=cfg.binary, root=cfg.path)):
+        yield Item(index, f"sst-{cfg.split}-{index}", s.text, s.label if cfg.target_field else None, None,
+                   f"SST {cfg.split} sentence {index}")
+
+
+def _from_eraser(cfg: DataConfig) -> Iterator[Item]:
+    from seqexplain.data.eraser import char_spans, read_eraser
+
+    for index, doc in enumerate(read_eraser(cfg.split, root=cfg.path)):
+        where = f"ERASER {cfg.split} {doc.annotation_id}"
+        spans = check_spans([list(s) for s in char_spans(doc)], doc.text, where)
+        yield Item(index, doc.annotation_id, doc.text, doc.label if cfg.target_field else None, spans, where)
+
+
+def iter_items(cfg: DataConfig) -> Iterator[Item]:
+    """The examples in corpus order (at most ``cfg.limit``)."""
+    if cfg.format == "sst":
+        source = _from_sst(cfg)
+    elif cfg.format == "eraser":
+        source = _from_eraser(cfg)
+    elif cfg.format in _BUILDERS:
+        source = _from_records(cfg)
+    else:  # pragma: no cover - the config's Literal forbids it
+        raise InputError(f"unknown data format {cfg.format!r}")
+    for item in source:
+        if cfg.limit is not None and item.index >= cfg.limit:
+            return
+        yield item
+
+
+def count_items(cfg: DataConfig) -> int:
+    """How many examples :func:`iter_items` yields (one pass over the data)."""
+    return sum(1 for _ in iter_items(cfg))
+
+
+__all__ = ["Item", "check_spans", "count_items", "data_fingerprint", "iter_items"]

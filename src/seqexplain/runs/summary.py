@@ -1,0 +1,165 @@
+"""Corpus-level numbers of a finished run, read shard by shard from its store, and the reports written from them
+(:mod:`seqexplain.report.run_report`).
+
+Per method (means over the rows where a value is defined):
+
+* faithfulness: ``aopc_comprehensiveness`` / ``aopc_sufficiency`` and the random baseline's, the perturbation
+  curves (comprehensiveness / sufficiency per bin, averaged over examples and targets);
+* plausibility: mean ``auprc``; token precision / recall / F1 as ERASER's micro (pooled tokens) and macro (mean of
+  the examples') averages (:func:`seqexplain.metrics.token_prf_corpus`); IOU F1 micro and macro over the discretised
+  rationales' spans (:func:`seqexplain.metrics.iou_f1`, threshold from the config);
+* agreement: the ``[M, M]`` matrix of each metric, entry ``(a, b)`` = mean over examples of the per-example value
+  (diagonal 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqexplain.atomic import atomic_write_text
+from seqexplain.attribution import Attribution
+from seqexplain.metrics import DEFAULT_BINS, FERRET_THRESHOLDS, iou_f1, spans_from_positions, token_prf_corpus
+from seqexplain.report.run_report import ExampleView, RunSummary, render_run_html, render_run_markdown
+from seqexplain.runs.config import RunConfig
+from seqexplain.runs.store import RunStore
+
+_MEANS = ("aopc_comprehensiveness", "random_aopc_comprehensiveness", "aopc_sufficiency", "random_aopc_sufficiency",
+          "seconds")
+_COLUMNS = ["index", "method", *_MEANS, "comprehensiveness", "sufficiency", "random_comprehensiveness",
+            "random_sufficiency", "auprc", "predicted_rationale", "gold_positions", "agreement"]
+
+
+class _Mean:
+    def __init__(self) -> None:
+        self.total: Any = 0.0
+        self.n: Any = 0
+
+    def add(self, value: Any) -> None:
+        if value is None:
+            return
+        v = np.asarray(value, dtype=np.float64)
+        if v.ndim == 2:  # [T, bins]: mean over targets per bin, NaN (ferret's skipped bins) left out
+            ok = np.isfinite(v)
+            self.total = self.total + np.where(ok, v, 0.0).sum(0)
+            self.n = self.n + ok.sum(0)
+        elif np.isfinite(v):
+            self.total += float(v)
+            self.n += 1
+
+    def value(self) -> Any:
+        if np.ndim(self.n):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return [float(x) for x in self.total / self.n]
+        return self.total / self.n if self.n else float("nan")
+
+
+def _bins(cfg: RunConfig) -> list[float]:
+    f = cfg.metrics.faithfulness
+    if f.bins is not None:
+        return list(f.bins)
+    return list(FERRET_THRESHOLDS if f.variant == "ferret" else DEFAULT_BINS)
+
+
+def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummary:
+    """The :class:`RunSummary` of a finished run (module docstring); ``n_examples`` first examples are shown."""
+    methods = [m.key for m in cfg.methods]
+    means = {m: {k: _Mean() for k in (*_MEANS, "auprc", "c", "s")} for m in methods}
+    random_curve = {"c": _Mean(), "s": _Mean()}
+    rationales: dict[str, tuple[list[list[int]], list[list[int]]]] = {m: ([], []) for m in methods}
+    agree: dict[str, dict[tuple[str, str], _Mean]] = {}
+    n_rows = 0
+    for table in store.tables(_COLUMNS):
+        for row in table.to_pylist():
+            n_rows += 1
+            m = row["method"]
+            for k in _MEANS + ("auprc",):
+                means[m][k].add(row[k])
+            means[m]["c"].add(row["comprehensiveness"])
+            means[m]["s"].add(row["sufficiency"])
+            if m == methods[0]:
+                random_curve["c"].add(row["random_comprehensiveness"])
+                random_curve["s"].add(row["random_sufficiency"])
+            if row["gold_positions"] is not None and row["predicted_rationale"] is not None:
+                rationales[m][0].append(row["predicted_rationale"])
+                rationales[m][1].append(row["gold_positions"])
+            for metric, others in json.loads(row["agreement"]).items():
+                for other, value in others.items():
+                    agree.setdefault(metric, {}).setdefault((m, other), _Mean()).add(value)
+    summary = RunSummary(title=f"seqexplain run {store.config_hash[:12]}", methods=methods, info={
+        "examples": store.n_items, "rows": n_rows, "methods": ", ".join(methods), "config hash": store.config_hash,
+        "data": f"{cfg.data.format} {Path(cfg.data.path).name if cfg.data.path else ''} {cfg.data.split}".strip(),
+        "seed": cfg.seed, "shards": store.n_shards})
+    if cfg.metrics.faithfulness.enabled:
+        summary.faithfulness = {m: {k: means[m][k].value() for k in _MEANS} for m in methods}
+        summary.bins = _bins(cfg)
+        summary.curves = {m: {"comprehensiveness": means[m]["c"].value(), "sufficiency": means[m]["s"].value()}
+                          for m in methods}
+        if cfg.metrics.faithfulness.random_baseline:
+            summary.curves["random"] = {"comprehensiveness": random_curve["c"].value(),
+                                        "sufficiency": random_curve["s"].value()}
+    summary.plausibility = _plausibility(cfg, methods, means, rationales)
+    for metric, pairs in agree.items():
+        mat = np.eye(len(methods))
+        for (a, b), mean in pairs.items():
+            mat[methods.index(a), methods.index(b)] = mean.value()
+        summary.agreement[metric] = mat
+    summary.examples = _examples(store, methods, n_examples)
+    return summary
+
+
+def _plausibility(cfg: RunConfig, methods: list[str], means: dict[str, dict[str, _Mean]],
+                  rationales: dict[str, tuple[list[list[int]], list[list[int]]]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for m in methods:
+        pred, gold = rationales[m]
+        if not pred:
+            continue
+        micro, macro = token_prf_corpus(pred, gold, "micro"), token_prf_corpus(pred, gold, "macro")
+        spans_p = [spans_from_positions(p) for p in pred]
+        spans_g = [spans_from_positions(g) for g in gold]
+        t = cfg.metrics.plausibility.iou_threshold
+        out[m] = {"auprc": means[m]["auprc"].value(), "token_f1_micro": micro.f1, "token_f1_macro": macro.f1,
+                  "token_precision_micro": micro.precision, "token_recall_micro": micro.recall,
+                  "iou_f1_micro": iou_f1(spans_p, spans_g, t, "micro").f1,
+                  "iou_f1_macro": iou_f1(spans_p, spans_g, t, "macro").f1, "examples": len(pred)}
+    return out
+
+
+def _examples(store: RunStore, methods: list[str], n: int) -> list[ExampleView]:
+    views: dict[int, ExampleView] = {}
+    for table in store.tables():
+        for row in table.to_pylist():
+            if row["index"] not in views and len(views) >= n:
+                continue
+            view = views.setdefault(row["index"], ExampleView(row["index"], row["id"], {}, row["gold_positions"]))
+            view.attributions[row["method"]] = _attribution(row)
+        if len(views) >= n:
+            break
+    for view in views.values():
+        view.attributions = {m: view.attributions[m] for m in methods if m in view.attributions}
+    return sorted(views.values(), key=lambda v: v.index)[:n]
+
+
+def _attribution(row: dict[str, Any]) -> Attribution:
+    scores = np.array([[math.nan if v is None else v for v in r] for r in row["scores"]], dtype=np.float64)
+    return Attribution(tokens=row["tokens"], scores=scores, target_tokens=row["target_tokens"],
+                       target_positions=row["target_positions"],
+                       offsets=[None if o is None else (int(o[0]), int(o[1])) for o in row["offsets"]],
+                       segments=row["segments"], method=row["method_name"], options=json.loads(row["options"]),
+                       text=row["text"], target_text=row["target_text"] or "", warnings=row["warnings"])
+
+
+def write_reports(store: RunStore, cfg: RunConfig) -> list[Path]:
+    """``report.html`` and ``summary.md`` in the run folder (atomic writes); returns their paths."""
+    summary = summarize(store, cfg, cfg.output.report_examples)
+    html_path = atomic_write_text(store.folder / "report.html", render_run_html(summary))
+    md_path = atomic_write_text(store.folder / "summary.md", render_run_markdown(summary))
+    return [html_path, md_path]
+
+
+__all__ = ["summarize", "write_reports"]

@@ -1,0 +1,104 @@
+"""The report of a run: corpus numbers checked against plain loops over results.parquet, a self-contained HTML
+page (embedded PNGs, no script, nothing loaded) and a markdown summary; the page in headless Chromium (screenshot,
+no console errors)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from run_helpers import config_dict, corpus, tiny_classifier, write_config
+
+from seqexplain.runs.config import read_config
+from seqexplain.runs.runner import run
+from seqexplain.runs.store import RunStore
+from seqexplain.runs.summary import summarize
+
+CHROMIUM = os.environ.get("SEQEXPLAIN_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    base = tmp_path_factory.mktemp("report")
+    model, data = tiny_classifier(base / "model"), corpus(base / "data.jsonl", 8)
+    cfg = read_config(write_config(base / "run.yaml", config_dict(
+        model, data, base / "out", output={"dir": str(base / "out"), "report": True, "report_examples": 3})))
+    result = run(cfg, progress=False)
+    return cfg, result, base / "out"
+
+
+def test_summary_numbers_match_plain_loops(finished):
+    cfg, result, out = finished
+    rows = pq.read_table(out / "results.parquet").to_pylist()
+    summary = summarize(RunStore(out, result.config_hash, 8, 4), cfg, 2)
+    methods = ["gradient_norm", "grad_x_input", "occlusion"]
+    for m in methods:
+        mine = [r for r in rows if r["method"] == m]
+        assert summary.faithfulness[m]["aopc_comprehensiveness"] == pytest.approx(
+            np.mean([r["aopc_comprehensiveness"] for r in mine]))
+        assert summary.curves[m]["sufficiency"] == pytest.approx(
+            np.mean([r["sufficiency"][0] for r in mine], axis=0).tolist())
+        # token F1, micro: pooled over examples
+        tp = sum(len(set(r["predicted_rationale"]) & set(r["gold_positions"])) for r in mine)
+        p = tp / sum(len(r["predicted_rationale"]) for r in mine)
+        rec = tp / sum(len(r["gold_positions"]) for r in mine)
+        f1 = 0.0 if tp == 0 else 2 * p * rec / (p + rec)
+        assert summary.plausibility[m]["token_f1_micro"] == pytest.approx(f1)
+        assert summary.plausibility[m]["examples"] == 8
+    a, b = methods.index("grad_x_input"), methods.index("occlusion")
+    values = [json.loads(r["agreement"])["kendall_tau"]["occlusion"] for r in rows if r["method"] == "grad_x_input"]
+    assert summary.agreement["kendall_tau"][a, b] == pytest.approx(np.nanmean(values))
+    assert summary.agreement["kendall_tau"][a, a] == 1.0
+    assert [e.index for e in summary.examples] == [0, 1]
+    assert list(summary.examples[0].attributions) == methods and summary.examples[0].gold == [1]
+
+
+def test_html_is_self_contained_and_markdown_has_the_tables(finished):
+    _, result, out = finished
+    assert result.reports == [out / "report.html", out / "summary.md"]
+    page = (out / "report.html").read_text()
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 1 + 3  # perturbation curves + one agreement heatmap per metric
+    assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    assert page.count('<div class="ex">') == 3 and page.count('class="tok gold"') == 3 * 3
+    assert "random_aopc_comprehensiveness" in page
+    md = (out / "summary.md").read_text()
+    assert "## Faithfulness" in md and "## Plausibility" in md and "## Agreement: kendall_tau" in md
+    assert md.count("| grad_x_input") >= 4
+
+
+def _chromium(tmp_path: Path, page: Path, shot: Path) -> str:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not found: install Debian's chromium to run this")
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-extensions",
+           "--proxy-server=127.0.0.1:9", "--enable-logging=stderr", "--v=0",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
+           page.resolve().as_uri()]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stderr
+
+
+@pytest.mark.browser
+def test_report_in_chromium_screenshot_and_no_console_errors(finished, tmp_path):
+    _, _, out = finished
+    # the check can fail: a page that logs to the console is caught
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>console.error('seqexplain-broken')</script></body></html>")
+    assert "seqexplain-broken" in _chromium(tmp_path, bad, tmp_path / "bad.png")
+    shot = tmp_path / "report.png"
+    log = _chromium(tmp_path, out / "report.html", shot)
+    assert "CONSOLE" not in log and "Refused to" not in log, log[-2000:]
+    data = shot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and struct.unpack(">II", data[16:24]) == (1200, 1600)
+    assert len(data) > 50_000  # tables, plots and heatmaps drawn, not a blank page
