@@ -423,6 +423,41 @@ def reproduce_verwimp2018(
         _stdout().print(result)
 
 
+@reproduce_app.command("snell2021")
+def reproduce_snell2021(
+    experiment: Annotated[str, typer.Argument(help="sst2 or agnews.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/snell2021"),
+    data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
+                         ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")] = False,
+    threads: Annotated[int, typer.Option("--threads", help=THREADS_HELP)] = 1,
+    seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
+    runs: Annotated[int | None, typer.Option("--runs", help="Normal runs (gold run A plus comparison runs).")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Training updates per run.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Examples per update.")] = None,
+    hidden: Annotated[int | None, typer.Option("--hidden", help="LSTM units per direction.")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", help="Checkpoint every N updates.")
+                                ] = None,
+    max_eval: Annotated[int | None, typer.Option("--max-eval", help="Examples dumped per split.")] = None,
+) -> None:
+    """Snell et al. (2021): attention training dynamics of BiLSTM attention classifiers (A/ξ table, plots)."""
+    from seqexplain.experiments.snell2021 import EXPERIMENTS, run
+    from seqexplain.runs import reproduction
+
+    if experiment not in EXPERIMENTS:
+        raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
+    options = {"n_runs": runs, "steps": steps, "batch_size": batch_size, "hidden": hidden,
+               "checkpoint_every": checkpoint_every, "max_eval": max_eval}
+    command = _command(["seqexplain", "reproduce", "snell2021", experiment],
+                       {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed,
+                        "--runs": runs, "--steps": steps, "--batch-size": batch_size, "--hidden": hidden,
+                        "--checkpoint-every": checkpoint_every, "--max-eval": max_eval})
+    with reproduction(out, command, threads):
+        result = run(experiment, out, quick=quick, data_root=data_root, seed=seed, **options)
+    _stdout().print(Text(str(result["markdown"])))
+    _stderr().print(Text(f"snell2021 {experiment}: results in {out}", style="green"))
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 
