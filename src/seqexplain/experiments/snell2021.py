@@ -160,21 +160,18 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
                                "n_eval": {k: len(v) for k, v in evals.items()}, "baselines": baselines["info"],
                                "table": {}}
     rows: dict[str, DynamicsRow] = {}
-    lr_rows: dict[str, DynamicsRow] = {}
     for split in evals:
         dumps = read_dumps(out / "dumps", split)
         curves = _curves(dumps, names)
         for metric in ("top_k", "kendall_tau"):
-            fn = metric_by_name(metric)
-            others = [curves[n] for n in names[1:-1]]
             key = f"{experiment} / {split} / {metric} / accuracy"
-            rows[key] = dynamics_table(curves[names[0]], others, curves["uniform"], baselines[split]["px"], fn, seed)
-            lr_rows[key] = dynamics_table(curves[names[0]], others, curves["uniform"], baselines[split]["lr"], fn,
-                                          seed)
-            results["table"][key] = {**rows[key].as_dict(), "agr_lr": lr_rows[key].agr_px, "xi_lr": lr_rows[key].xi_px}
+            rows[key] = dynamics_table(curves[names[0]], [curves[n] for n in names[1:-1]], curves["uniform"],
+                                       baselines[split]["px"], metric_by_name(metric), seed,
+                                       extra={"lr": baselines[split]["lr"]})
+            results["table"][key] = rows[key].as_dict()
             if metric == "top_k":
                 _plots(out / "plots", f"{experiment}_{split}", rows[key], names, schedule)
-    results["markdown"] = _markdown(rows, lr_rows)
+    results["markdown"] = _markdown(rows)
     results["run"] = run_record(seed, n_classes=n_classes)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float))
     atomic_write_text(out / "results.md", f"# snell2021 {experiment}\n\n{results['markdown']}\n")
@@ -242,10 +239,11 @@ def _plots(folder: Path, stem: str, row: DynamicsRow, names: list[str], steps: l
                 xlabel="checkpoint (updates)", x=steps)
 
 
-def _markdown(rows: dict[str, DynamicsRow], lr_rows: dict[str, DynamicsRow]) -> str:
+def _markdown(rows: dict[str, DynamicsRow]) -> str:
     lines = [format_table(rows), "", "| setting | A(β^uf,β^lr) | ξ_lr |", "|---|---:|---:|"]
-    for key, r in lr_rows.items():
-        lines.append(f"| {key} | {r.agr_px:.3f} | {'none' if r.xi_px is None else f'{r.xi_px:.3f}'} |")
+    for key, r in rows.items():
+        agr, xi = r.extra["lr"]["agr"], r.extra["lr"]["xi"]
+        lines.append(f"| {key} | {agr:.3f} | {'none' if xi is None else f'{xi:.3f}'} |")
     return "\n".join(lines)
 
 

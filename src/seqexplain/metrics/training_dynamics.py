@@ -5,7 +5,7 @@ Sea-Snell/AttentionDynamics.
   the top ``k = ceil(k_percent/100 · n)`` of ``b`` counted the original's way — fewer than ``k`` entries of ``b`` are
   **strictly** greater than ``b[i*]`` (ties with ``b[i*]`` count in its favour) — else 0. Asymmetric: ``a`` is the
   reference ("gold") vector.
-* :func:`kendall_tau_score`: ``scipy.stats.kendalltau`` (τ-b; NaN when a vector is constant).
+* :func:`kendall_tau_score`: Kendall's τ-b, as ``scipy.stats.kendalltau`` (NaN when a vector is constant).
 * :func:`mean_agreement`: the mean of a metric over the examples (or target rows) where it is not NaN, and the
   **seeded** shuffle baseline: the same mean with ``b`` permuted by ``numpy.random.default_rng(seed)`` (the
   original's shuffle is unseeded).
@@ -22,10 +22,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.stats import kendalltau
 
 from seqexplain.errors import InputError
 
@@ -46,11 +45,18 @@ def top_percent_match(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[
 
 
 def kendall_tau_score(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
-    """Kendall's τ-b (``scipy.stats.kendalltau``); NaN when undefined."""
+    """Kendall's τ-b, ``Σ_{i<j} sx_ij sy_ij / sqrt(Σ|sx_ij| · Σ|sy_ij|)`` with ``sx_ij = sign(a_i − a_j)`` (the
+    value of ``scipy.stats.kendalltau``, computed over all pairs at once: the vectors here are short and many);
+    NaN when a vector is constant or shorter than 2."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if len(x) < 2 or np.all(x == x[0]) or np.all(y == y[0]):
+    if x.shape != y.shape:
+        raise InputError(f"kendall_tau_score needs two vectors of one length, got {x.shape} and {y.shape}")
+    if len(x) < 2:
         return math.nan
-    return float(kendalltau(x, y).statistic)
+    i, j = np.triu_indices(len(x), k=1)
+    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    norm = float(np.abs(sx).sum()) * float(np.abs(sy).sum())
+    return math.nan if norm == 0 else float((sx * sy).sum() / math.sqrt(norm))
 
 
 def metric_by_name(name: str, k_percent: float = 5.0) -> MetricFn:
@@ -111,6 +117,7 @@ class DynamicsRow:
     perf_curve: list[float]
     agreement_by_run: list[list[float]]
     perf_by_run: list[list[float]]
+    extra: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -125,8 +132,9 @@ def first_passing(curve: Sequence[float], threshold: float) -> int | None:
 
 
 def dynamics_table(gold: RunCurves, others: Sequence[RunCurves], uniform: RunCurves, px: Vectors,
-                   metric: MetricFn, seed: int = 0) -> DynamicsRow:
-    """The A/ξ row for one data set, split and performance measure (module docstring)."""
+                   metric: MetricFn, seed: int = 0, extra: Mapping[str, Vectors] | None = None) -> DynamicsRow:
+    """The A/ξ row for one data set, split and performance measure (module docstring). ``extra``: more reference
+    β's treated as β^px is (e.g. logistic regression); their ``{"agr", "xi"}`` land in ``row.extra``."""
     if not others:
         raise InputError("the table needs at least one comparison run besides the gold run")
     for run in (*others, uniform):
@@ -148,13 +156,16 @@ def dynamics_table(gold: RunCurves, others: Sequence[RunCurves], uniform: RunCur
         return max(mean_agreement(ref, uniform.beta[c], metric, seed)[0] for c in range(len(uniform.steps)))
 
     agr = {"unif": best_over_uniform(ref_alpha), "px": best_over_uniform(px), "grad": best_over_uniform(ref_delta)}
+    for name, ref in (extra or {}).items():
+        agr[name] = best_over_uniform(ref)
 
     def xi(name: str) -> float | None:
         i = first_passing(g.tolist(), agr[name])
         return None if i is None else float(p[i])
 
     return DynamicsRow(agr["unif"], agr["px"], agr["grad"], float(np.mean(baselines)), xi("unif"), xi("px"),
-                       xi("grad"), float(gold.perf[best]), int(gold.steps[best]), g.tolist(), p.tolist(), curves, perfs)
+                       xi("grad"), float(gold.perf[best]), int(gold.steps[best]), g.tolist(), p.tolist(), curves, perfs,
+                       {name: {"agr": agr[name], "xi": xi(name)} for name in (extra or {})})
 
 
 def format_table(rows: Mapping[str, DynamicsRow], digits: int = 3) -> str:
