@@ -228,8 +228,8 @@ class SnellTranslator(nn.Module):
 
 class SnellTranslationAdapter(HFSeq2SeqLM):
     """:class:`HFSeq2SeqLM` for :class:`SnellTranslator`: the same input axis, targets and keep-mask handling; the
-    attention view is the cross-attention ``α`` over the source only (the decoder has no self-attention; rollout
-    is undefined)."""
+    attention view is the cross-attention ``α`` over the source, and zero over the decoder tokens (the decoder has no
+    attention over them: it reads them only through its recurrence); rollout is undefined."""
 
     def attention_view(self, example: Example) -> list[AttentionSegment]:
         if example.input_ids is None:
@@ -243,7 +243,10 @@ class SnellTranslationAdapter(HFSeq2SeqLM):
                 out = self.model(input_ids=ids[:, :s], decoder_input_ids=ids[:, s : s + m], output_attentions=True)
             finally:
                 self.model.train(was)
-        return [AttentionSegment(0, s, [out.cross_attentions[0][0, 0].double()], list(range(m)), rollout=False)]
+        rows = list(range(m))
+        return [AttentionSegment(0, s, [out.cross_attentions[0][0, 0].double()], rows, rollout=False),
+                AttentionSegment(s, s + m, [torch.zeros(m, m, dtype=torch.float64, device=self.device)], rows,
+                                 rollout=False)]
 
 
 __all__ = ["SnellTranslator", "SnellTranslatorConfig", "SnellTranslationAdapter"]

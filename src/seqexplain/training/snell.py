@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,7 @@ def _save_resume(model: torch.nn.Module, opt: torch.optim.Optimizer, path: Path,
     for i, state in opt.state_dict()["state"].items():
         for name, value in state.items():
             tensors[f"opt.{i}.{name}"] = torch.as_tensor(value).detach().clone().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"step": str(step)})
 
@@ -107,6 +108,7 @@ def _load_resume(model: torch.nn.Module, opt: torch.optim.Optimizer, path: Path)
     with safe_open(str(path), framework="pt") as fh:
         step = int((fh.metadata() or {})["step"])
     tensors = load_file(str(path))
+    torch.set_rng_state(tensors.pop("rng.torch"))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -141,16 +143,41 @@ def read_run_meta(run_dir: Path | str) -> dict[str, Any]:
 def train_snell_classifier(model_config: SnellClassifierConfig, train: Dataset, config: SnellTrainConfig,
                            run_dir: Path | str, vocab: Vocab, *, vectors: Path | str | None = None,
                            stop_at: int | None = None, progress: bool = False) -> SnellClassifier:
-    """Train (or resume) a run in ``run_dir`` (module docstring); returns the model after the last update done.
-    ``stop_at`` ends the call after that many updates (as an interruption would); a rerun resumes."""
-    schedule = checkpoint_schedule(config.steps, config.checkpoint_steps, config.checkpoint_every)
+    """Train (or resume) a classifier run in ``run_dir`` (module docstring); returns the model after the last update
+    done. ``stop_at`` ends the call after that many updates (as an interruption would); a rerun resumes."""
     if model_config.vocab_size != len(vocab):
         raise InputError(f"the model's vocab_size {model_config.vocab_size} differs from the vocabulary's "
                          f"{len(vocab)} words")
+    meta = {"model": model_config.to_dict(), "vocab_hash": vocab_hash(vocab), "n_train": len(train)}
+    torch.manual_seed(config.seed)
+    model = SnellClassifier(model_config)
+    if vectors is not None:
+        with torch.no_grad():
+            model.embedding.weight.copy_(embeddings_for_vocab(vocab, vectors, allow_missing=True, seed=config.seed))
+
+    def batch_loss(net: torch.nn.Module, idx: np.ndarray) -> torch.Tensor:
+        ids, lengths = pad_batch([train[i][0] for i in idx])
+        logits, _ = net(ids, lengths)
+        return torch.nn.functional.cross_entropy(logits, torch.tensor([int(train[i][1]) for i in idx]))
+
+    out = run_schedule(model, config, run_dir, meta, len(train), batch_loss, stop_at=stop_at, progress=progress)
+    if not (Path(run_dir) / "vocab.json").is_file():
+        vocab.save(Path(run_dir) / "vocab.json")
+    return out  # type: ignore[return-value]
+
+
+def run_schedule(model: torch.nn.Module, config: SnellTrainConfig, run_dir: Path | str, meta: dict[str, Any],
+                 n_train: int, batch_loss: Callable[[torch.nn.Module, np.ndarray], torch.Tensor], *,
+                 stop_at: int | None = None, progress: bool = False) -> torch.nn.Module:
+    """The training loop shared by the Snell models: ``config.steps`` Adam updates of ``batch_loss(model, indices)``
+    on the batches of :func:`batch_indices`, checkpoints on the schedule, resumption from ``resume.safetensors``
+    (weights, Adam state, torch's RNG state — dropout masks continue exactly), ``train.json`` holding ``meta`` plus
+    the training config (a folder holding other settings is refused). ``model`` is freshly initialised with
+    ``torch.manual_seed(config.seed)`` by the caller."""
+    schedule = checkpoint_schedule(config.steps, config.checkpoint_steps, config.checkpoint_every)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    meta = {"model": model_config.to_dict(), "train": asdict(config), "schedule": schedule,
-            "vocab_hash": vocab_hash(vocab), "n_train": len(train)}
+    meta = {**meta, "train": asdict(config), "schedule": schedule}
     meta_path = run / "train.json"
     if meta_path.is_file():
         old = read_run_meta(run)
@@ -158,12 +185,6 @@ def train_snell_classifier(model_config: SnellClassifierConfig, train: Dataset, 
             raise InputError(f"{run} holds a run with other settings; use a new folder or delete it to restart")
     else:
         atomic_write_text(meta_path, json.dumps(meta, indent=1))
-        vocab.save(run / "vocab.json")
-    torch.manual_seed(config.seed)
-    model = SnellClassifier(model_config)
-    if vectors is not None:
-        with torch.no_grad():
-            model.embedding.weight.copy_(embeddings_for_vocab(vocab, vectors, allow_missing=True, seed=config.seed))
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     resume = run / "resume.safetensors"
     step = _load_resume(model, opt, resume) if resume.is_file() else 0
@@ -175,11 +196,7 @@ def train_snell_classifier(model_config: SnellClassifierConfig, train: Dataset, 
     model.train()
     try:
         while step < end:
-            idx = batch_indices(len(train), config.batch_size, config.seed, step)
-            ids, lengths = pad_batch([train[i][0] for i in idx])
-            labels = torch.tensor([int(train[i][1]) for i in idx])
-            logits, _ = model(ids, lengths)
-            loss = torch.nn.functional.cross_entropy(logits, labels)
+            loss = batch_loss(model, batch_indices(n_train, config.batch_size, config.seed, step))
             opt.zero_grad()
             loss.backward()
             opt.step()
