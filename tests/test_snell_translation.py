@@ -145,7 +145,8 @@ def test_delta_against_finite_differences_with_sign(tok):
         x = net.embed_tokens(torch.tensor([src])).detach()
         dec = torch.tensor([[1, *tgt[:-1]]])
 
-        def logp(scale: torch.Tensor) -> torch.Tensor:
+        def logp(scale: torch.Tensor, x: torch.Tensor = x, dec: torch.Tensor = dec, tgt: list[int] = tgt
+                 ) -> torch.Tensor:
             with torch.no_grad():
                 z = net(inputs_embeds=x * scale.view(1, -1, 1), decoder_input_ids=dec).logits[0]
             return torch.log_softmax(z, -1)[torch.arange(len(tgt)), torch.tensor(tgt)]
