@@ -72,3 +72,16 @@ def test_ag_news_split_is_deterministic_and_disjoint():
     assert items[0].words[:5] == ("fears", "for", "t", "n", "pension")
     with pytest.raises(InputError):
         split_ag_news(items, "dev")
+
+
+@pytest.mark.slow
+def test_quick_multi30k(tmp_path):
+    _require("multi30k")
+    from seqexplain.experiments.snell2021 import run
+
+    res = run("multi30k", tmp_path, quick=True, progress=False)
+    row = res["table"]["multi30k / val / top_k / token_accuracy"]
+    assert 0 <= row["agr_unif"] <= 1 and len(row["agreement_curve"]) == len(res["schedule"])
+    assert res["n_rows"]["val"] == sum(1 for _ in range(res["n_rows"]["val"]))
+    assert res["best_run_a"]["bleu"] >= 0 and res["best_run_a"]["perplexity"] > 1
+    assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()

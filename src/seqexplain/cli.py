@@ -425,7 +425,7 @@ def reproduce_verwimp2018(
 
 @reproduce_app.command("snell2021")
 def reproduce_snell2021(
-    experiment: Annotated[str, typer.Argument(help="sst2 or agnews.")],
+    experiment: Annotated[str, typer.Argument(help="sst2, agnews or multi30k.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/snell2021"),
     data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
                          ] = None,
@@ -439,19 +439,21 @@ def reproduce_snell2021(
     checkpoint_every: Annotated[int | None, typer.Option("--checkpoint-every", help="Checkpoint every N updates.")
                                 ] = None,
     max_eval: Annotated[int | None, typer.Option("--max-eval", help="Examples dumped per split.")] = None,
+    n_train: Annotated[int | None, typer.Option("--n-train", help="Use the first N training pairs (multi30k).")
+                       ] = None,
 ) -> None:
-    """Snell et al. (2021): attention training dynamics of BiLSTM attention classifiers (A/ξ table, plots)."""
+    """Snell et al. (2021): attention training dynamics of LSTM attention models (A/ξ table, plots)."""
     from seqexplain.experiments.snell2021 import EXPERIMENTS, run
     from seqexplain.runs import reproduction
 
     if experiment not in EXPERIMENTS:
         raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
     options = {"n_runs": runs, "steps": steps, "batch_size": batch_size, "hidden": hidden,
-               "checkpoint_every": checkpoint_every, "max_eval": max_eval}
+               "checkpoint_every": checkpoint_every, "max_eval": max_eval, "n_train": n_train}
     command = _command(["seqexplain", "reproduce", "snell2021", experiment],
                        {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed,
                         "--runs": runs, "--steps": steps, "--batch-size": batch_size, "--hidden": hidden,
-                        "--checkpoint-every": checkpoint_every, "--max-eval": max_eval})
+                        "--checkpoint-every": checkpoint_every, "--max-eval": max_eval, "--n-train": n_train})
     with reproduction(out, command, threads):
         result = run(experiment, out, quick=quick, data_root=data_root, seed=seed, **options)
     _stdout().print(Text(str(result["markdown"])))

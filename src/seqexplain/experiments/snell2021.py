@@ -57,6 +57,7 @@ from seqexplain.training.snell import (
 EXPERIMENTS = {
     "sst2": "SST-2 (binary sentiment from the SST trees): BiLSTM attention classifiers, uniform run, A/ξ table",
     "agnews": "AG News (4 topics; the stored test split split 80/10/10): the same pipeline, multi-class β",
+    "multi30k": "Multi30k de→en: LSTM encoder-decoders with attention, uniform run, per-target-row table, BLEU",
 }
 Examples = list[tuple[list[int], int]]
 
@@ -77,11 +78,26 @@ class Settings:
     max_eval: int = 872
     min_count: int = 1
     boe_epochs: int = 10
+    vocab_size: int = 8000
+    n_train: int | None = None
+    layers: int = 2
+    dropout: float = 0.1
+    beam: int = 5
 
 
-def settings(quick: bool, **overrides: Any) -> Settings:
-    base = Settings(n_runs=2, steps=60, emb_dim=16, hidden=16, attn_dim=16, checkpoint_every=20,
-                    checkpoint_steps=(5, 10), max_eval=100, min_count=2, boe_epochs=2) if quick else Settings()
+QUICK = {"n_runs": 2, "steps": 60, "emb_dim": 16, "hidden": 16, "attn_dim": 16, "checkpoint_every": 20,
+         "checkpoint_steps": (5, 10), "max_eval": 100, "min_count": 2, "boe_epochs": 2}
+TRANSLATION = {"n_runs": 3, "steps": 1500, "batch_size": 32, "emb_dim": 128, "hidden": 128, "checkpoint_every": 250,
+               "checkpoint_steps": (25, 50, 100, 150), "max_eval": 200, "boe_epochs": 5, "vocab_size": 8000}
+TRANSLATION_QUICK = {**QUICK, "steps": 40, "checkpoint_steps": (10,), "max_eval": 20, "vocab_size": 500,
+                     "n_train": 2000, "beam": 2, "boe_epochs": 1}
+
+
+def settings(quick: bool, experiment: str = "sst2", **overrides: Any) -> Settings:
+    if experiment == "multi30k":
+        base = Settings(**(TRANSLATION_QUICK if quick else TRANSLATION))  # type: ignore[arg-type]
+    else:
+        base = Settings(**QUICK) if quick else Settings()  # type: ignore[arg-type]
     known = {f.name for f in fields(Settings)}
     unknown = set(overrides) - known
     if unknown:
@@ -121,8 +137,12 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     """The whole pipeline (module docstring); returns the results (also written to ``out``)."""
     if experiment not in EXPERIMENTS:
         raise InputError(f"unknown snell2021 experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
-    s = settings(quick, **options)
+    s = settings(quick, experiment, **options)
     out = Path(out)
+    if experiment == "multi30k":
+        from seqexplain.experiments.snell2021_translation import run_translation
+
+        return run_translation(s, out, data_root=data_root, seed=seed, progress=progress)
     train_w, val_w, n_classes = load_data(experiment, data_root)
     vocab = Vocab.build([w for ws, _ in train_w for w in ws], min_count=s.min_count)
     tok = BosEosTokenizer(vocab)
@@ -159,23 +179,28 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
                                "vocab_size": len(vocab), "n_train": len(train),
                                "n_eval": {k: len(v) for k, v in evals.items()}, "baselines": baselines["info"],
                                "table": {}}
-    rows: dict[str, DynamicsRow] = {}
-    for split in evals:
-        dumps = read_dumps(out / "dumps", split)
-        curves = _curves(dumps, names)
-        for metric in ("top_k", "kendall_tau"):
-            key = f"{experiment} / {split} / {metric} / accuracy"
-            rows[key] = dynamics_table(curves[names[0]], [curves[n] for n in names[1:-1]], curves["uniform"],
-                                       baselines[split]["px"], metric_by_name(metric), seed,
-                                       extra={"lr": baselines[split]["lr"]})
-            results["table"][key] = rows[key].as_dict()
-            if metric == "top_k":
-                _plots(out / "plots", f"{experiment}_{split}", rows[key], names, schedule)
-    results["markdown"] = _markdown(rows)
+    refs = {split: {"px": baselines[split]["px"], "extra": {"lr": baselines[split]["lr"]}} for split in evals}
+    results["table"], results["markdown"] = tables(out, experiment, list(evals), names, schedule, refs, seed)
     results["run"] = run_record(seed, n_classes=n_classes)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float))
     atomic_write_text(out / "results.md", f"# snell2021 {experiment}\n\n{results['markdown']}\n")
     return results
+
+
+def tables(out: Path, experiment: str, splits: list[str], names: list[str], schedule: list[int],
+           refs: dict[str, dict[str, Any]], seed: int, measure: str = "accuracy") -> tuple[dict[str, Any], str]:
+    """The A/ξ rows of every split and metric from the dumps in ``out/dumps`` (``refs[split]``: ``"px"`` the β^px
+    vectors, ``"extra"`` more reference β's), the plots, and the Markdown tables."""
+    rows: dict[str, DynamicsRow] = {}
+    for split in splits:
+        curves = _curves(read_dumps(out / "dumps", split), names)
+        for metric in ("top_k", "kendall_tau"):
+            key = f"{experiment} / {split} / {metric} / {measure}"
+            rows[key] = dynamics_table(curves[names[0]], [curves[n] for n in names[1:-1]], curves["uniform"],
+                                       refs[split]["px"], metric_by_name(metric), seed, extra=refs[split]["extra"])
+            if metric == "top_k":
+                _plots(out / "plots", f"{experiment}_{split}", rows[key], names, schedule, measure)
+    return {k: r.as_dict() for k, r in rows.items()}, _markdown(rows)
 
 
 def _curves(dumps: list[Dump], names: list[str]) -> dict[str, RunCurves]:
@@ -227,7 +252,7 @@ def _baselines(out: Path, train: Examples, evals: dict[str, Examples], vocab_siz
     return res
 
 
-def _plots(folder: Path, stem: str, row: DynamicsRow, names: list[str], steps: list[int]) -> None:
+def _plots(folder: Path, stem: str, row: DynamicsRow, names: list[str], steps: list[int], measure: str) -> None:
     agreement = {n: c for n, c in zip(names[1:-1], row.agreement_by_run, strict=True)}
     agreement["A(α,β^uf)"] = [row.agr_unif] * len(steps)
     agreement["A(β^uf,β^px)"] = [row.agr_px] * len(steps)
@@ -235,15 +260,18 @@ def _plots(folder: Path, stem: str, row: DynamicsRow, names: list[str], steps: l
     plot_curves(agreement, folder / f"{stem}_agreement.png", f"{stem}: agreement with run A's best attention",
                 "top-5% match", xlabel="checkpoint (updates)", x=steps)
     perf = {n: c for n, c in zip(names[1:-1], row.perf_by_run, strict=True)}
-    plot_curves(perf, folder / f"{stem}_accuracy.png", f"{stem}: accuracy of the comparison runs", "accuracy",
+    plot_curves(perf, folder / f"{stem}_{measure}.png", f"{stem}: {measure} of the comparison runs", measure,
                 xlabel="checkpoint (updates)", x=steps)
 
 
 def _markdown(rows: dict[str, DynamicsRow]) -> str:
-    lines = [format_table(rows), "", "| setting | A(β^uf,β^lr) | ξ_lr |", "|---|---:|---:|"]
-    for key, r in rows.items():
-        agr, xi = r.extra["lr"]["agr"], r.extra["lr"]["xi"]
-        lines.append(f"| {key} | {agr:.3f} | {'none' if xi is None else f'{xi:.3f}'} |")
+    lines = [format_table(rows)]
+    names = sorted({name for r in rows.values() for name in r.extra})
+    for name in names:
+        lines += ["", f"| setting | A(β^uf,β^{name}) | ξ_{name} |", "|---|---:|---:|"]
+        for key, r in rows.items():
+            agr, xi = r.extra[name]["agr"], r.extra[name]["xi"]
+            lines.append(f"| {key} | {agr:.3f} | {'none' if xi is None else f'{xi:.3f}'} |")
     return "\n".join(lines)
 
 
