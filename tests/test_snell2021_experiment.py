@@ -82,6 +82,6 @@ def test_quick_multi30k(tmp_path):
     res = run("multi30k", tmp_path, quick=True, progress=False)
     row = res["table"]["multi30k / val / top_k / token_accuracy"]
     assert 0 <= row["agr_unif"] <= 1 and len(row["agreement_curve"]) == len(res["schedule"])
-    assert res["n_rows"]["val"] == sum(1 for _ in range(res["n_rows"]["val"]))
+    assert res["n_rows"]["val"] > res["n_eval"]["val"]  # several target rows per sentence
     assert res["best_run_a"]["bleu"] >= 0 and res["best_run_a"]["perplexity"] > 1
     assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()

@@ -1,16 +1,19 @@
-"""Training the Snell et al. (2021) classifier with a checkpoint schedule, resumably.
+"""Training the Snell et al. (2021) models with a checkpoint schedule, resumably (:func:`run_schedule`; the
+classifier: :func:`train_snell_classifier`, the translator: :mod:`seqexplain.training.snell_translation`).
 
 * **Schedule** (:func:`checkpoint_schedule`): explicit steps plus every ``N`` updates, always with 0 (the initial
   weights) and the last step; **checkpoint N holds the weights after N updates**. A step beyond the training length
   is an :class:`InputError`.
 * **Batches** are a pure function of ``(seed, step)``: epoch ``e`` visits the examples in the order
   ``numpy.random.default_rng([seed, e]).permutation(n)`` in consecutive slices of ``batch_size`` (the last, short
-  slice of an epoch is dropped), so a resumed run sees exactly the batches an uninterrupted one would. The model has
-  no dropout, so training is deterministic given the initial weights (``torch.manual_seed(seed)``).
+  slice of an epoch is dropped), so a resumed run sees exactly the batches an uninterrupted one would. The initial
+  weights come from ``torch.manual_seed(seed)``; torch's RNG state (dropout masks) is saved with each checkpoint's
+  resume state, so resuming is exact.
 * **Optimiser**: Adam (``lr``); loss: cross-entropy over the class logits (the BCE of a binary model).
 * **Files** in the run folder: ``train.json`` (model and training configs, vocabulary hash), ``checkpoints/
-  step_<N>.safetensors`` (weights), ``resume.safetensors`` (weights + Adam state + step, written at each checkpoint;
-  a rerun continues from it), ``tb/`` (TensorBoard scalars: loss, checkpoint accuracy), all written atomically.
+  step_<N>.safetensors`` (weights), ``resume.safetensors`` (weights + Adam state + RNG state + step, written at each
+  checkpoint; a rerun continues from it), ``tb/`` (TensorBoard: the training loss every 10 updates and at each
+  checkpoint); files written atomically.
 * **Vectors** (optional): a word2vec text file initialises the embedding rows of the words it has.
 """
 
