@@ -20,6 +20,18 @@ def _require(folder: str) -> None:
         pytest.skip(f"needs ../shared/data/{folder}: {exc}")
 
 
+def test_tiny_sst2_through_the_cli(runner, tmp_path):
+    """The pipeline at its smallest (fast): 10 updates, 30 examples per split."""
+    _require("sst")
+    args = ["reproduce", "snell2021", "sst2", "--quick", "--steps", "10", "--max-eval", "30", "--out", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["schedule"] == [0, 5, 10] and res["n_eval"] == {"val": 30, "train": 30}
+    assert "| sst2 / val / top_k / accuracy |" in result.output
+
+
+@pytest.mark.slow
 def test_quick_sst2_through_the_cli(runner, tmp_path):
     _require("sst")
     out = tmp_path / "sst2"
