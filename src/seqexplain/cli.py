@@ -441,6 +441,8 @@ def reproduce_snell2021(
     max_eval: Annotated[int | None, typer.Option("--max-eval", help="Examples dumped per split.")] = None,
     n_train: Annotated[int | None, typer.Option("--n-train", help="Use the first N training pairs (multi30k).")
                        ] = None,
+    emb_dim: Annotated[int | None, typer.Option("--emb-dim", help="Embedding width.")] = None,
+    vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="SentencePiece pieces (multi30k).")] = None,
 ) -> None:
     """Snell et al. (2021): attention training dynamics of LSTM attention models (A/ξ table, plots)."""
     from seqexplain.experiments.snell2021 import EXPERIMENTS, run
@@ -449,11 +451,13 @@ def reproduce_snell2021(
     if experiment not in EXPERIMENTS:
         raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
     options = {"n_runs": runs, "steps": steps, "batch_size": batch_size, "hidden": hidden,
-               "checkpoint_every": checkpoint_every, "max_eval": max_eval, "n_train": n_train}
+               "checkpoint_every": checkpoint_every, "max_eval": max_eval, "n_train": n_train,
+               "emb_dim": emb_dim, "vocab_size": vocab_size}
     command = _command(["seqexplain", "reproduce", "snell2021", experiment],
                        {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed,
                         "--runs": runs, "--steps": steps, "--batch-size": batch_size, "--hidden": hidden,
-                        "--checkpoint-every": checkpoint_every, "--max-eval": max_eval, "--n-train": n_train})
+                        "--checkpoint-every": checkpoint_every, "--max-eval": max_eval, "--n-train": n_train,
+                        "--emb-dim": emb_dim, "--vocab-size": vocab_size})
     with reproduction(out, command, threads):
         result = run(experiment, out, quick=quick, data_root=data_root, seed=seed, **options)
     _stdout().print(Text(str(result["markdown"])))
