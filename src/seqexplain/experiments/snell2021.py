@@ -199,7 +199,8 @@ def tables(out: Path, experiment: str, splits: list[str], names: list[str], sche
             rows[key] = dynamics_table(curves[names[0]], [curves[n] for n in names[1:-1]], curves["uniform"],
                                        refs[split]["px"], metric_by_name(metric), seed, extra=refs[split]["extra"])
             if metric == "top_k":
-                _plots(out / "plots", f"{experiment}_{split}", rows[key], names, schedule, measure)
+                own = {n: curves[n].perf for n in (names[0], "uniform")}
+                _plots(out / "plots", f"{experiment}_{split}", rows[key], names, schedule, measure, own)
     return {k: r.as_dict() for k, r in rows.items()}, _markdown(rows)
 
 
@@ -252,15 +253,18 @@ def _baselines(out: Path, train: Examples, evals: dict[str, Examples], vocab_siz
     return res
 
 
-def _plots(folder: Path, stem: str, row: DynamicsRow, names: list[str], steps: list[int], measure: str) -> None:
+def _plots(folder: Path, stem: str, row: DynamicsRow, names: list[str], steps: list[int], measure: str,
+           own: dict[str, list[float]]) -> None:
+    """Agreement of each comparison run's attention with run A's best (with the A thresholds as lines) and the
+    performance of every run (gold, comparison and uniform) over the checkpoints."""
     agreement = {n: c for n, c in zip(names[1:-1], row.agreement_by_run, strict=True)}
     agreement["A(α,β^uf)"] = [row.agr_unif] * len(steps)
     agreement["A(β^uf,β^px)"] = [row.agr_px] * len(steps)
     agreement["A(Δ,β^uf)"] = [row.agr_grad] * len(steps)
     plot_curves(agreement, folder / f"{stem}_agreement.png", f"{stem}: agreement with run A's best attention",
                 "top-5% match", xlabel="checkpoint (updates)", x=steps)
-    perf = {n: c for n, c in zip(names[1:-1], row.perf_by_run, strict=True)}
-    plot_curves(perf, folder / f"{stem}_{measure}.png", f"{stem}: {measure} of the comparison runs", measure,
+    perf = {names[0]: own[names[0]], **dict(zip(names[1:-1], row.perf_by_run, strict=True)), "uniform": own["uniform"]}
+    plot_curves(perf, folder / f"{stem}_{measure}.png", f"{stem}: {measure} of every run", measure,
                 xlabel="checkpoint (updates)", x=steps)
 
 
