@@ -58,8 +58,10 @@ def test_quick_sst2_through_the_cli(runner, tmp_path):
 
 
 def test_checkpoints_beyond_training_exit_2(runner, tmp_path):
-    result = runner.invoke(app, ["reproduce", "snell2021", "sst2", "--quick", "--steps", "8", "--out", str(tmp_path)])
-    assert result.exit_code == 2 and "lie outside the training length 0..8" in result.output
+    args = ["reproduce", "snell2021", "sst2", "--quick", "--steps", "8", "--checkpoint-steps", "4,12", "--out",
+            str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "checkpoint steps [12] lie outside the training length 0..8" in result.output
     assert "Traceback" not in result.output
 
 
@@ -70,6 +72,9 @@ def test_unknown_experiment_and_too_few_runs(runner, tmp_path):
     assert result.exit_code == 2 and "unknown experiment 'imdb'" in result.output
     with pytest.raises(InputError, match="at least one more normal run"):
         settings(True, n_runs=1)
+    assert settings(True, steps=8).checkpoint_steps == (5,)  # default checkpoints follow --steps
+    bad = runner.invoke(app, ["reproduce", "snell2021", "sst2", "--checkpoint-steps", "a,b", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "comma-separated" in bad.output
 
 
 def test_ag_news_split_is_deterministic_and_disjoint():

@@ -441,6 +441,9 @@ def reproduce_snell2021(
     max_eval: Annotated[int | None, typer.Option("--max-eval", help="Examples dumped per split.")] = None,
     n_train: Annotated[int | None, typer.Option("--n-train", help="Use the first N training pairs (multi30k).")
                        ] = None,
+    checkpoint_steps: Annotated[str | None, typer.Option("--checkpoint-steps",
+                                                         help="Extra checkpoints, comma-separated (e.g. 10,25,50).")
+                                ] = None,
     emb_dim: Annotated[int | None, typer.Option("--emb-dim", help="Embedding width.")] = None,
     vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="SentencePiece pieces (multi30k).")] = None,
 ) -> None:
@@ -450,14 +453,18 @@ def reproduce_snell2021(
 
     if experiment not in EXPERIMENTS:
         raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
-    options = {"n_runs": runs, "steps": steps, "batch_size": batch_size, "hidden": hidden,
+    try:
+        extra = None if checkpoint_steps is None else tuple(int(c) for c in checkpoint_steps.split(",") if c.strip())
+    except ValueError as exc:
+        raise InputError(f"--checkpoint-steps takes comma-separated update counts, got {checkpoint_steps!r}") from exc
+    options = {"n_runs": runs, "checkpoint_steps": extra, "steps": steps, "batch_size": batch_size, "hidden": hidden,
                "checkpoint_every": checkpoint_every, "max_eval": max_eval, "n_train": n_train,
                "emb_dim": emb_dim, "vocab_size": vocab_size}
     command = _command(["seqexplain", "reproduce", "snell2021", experiment],
                        {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed,
                         "--runs": runs, "--steps": steps, "--batch-size": batch_size, "--hidden": hidden,
                         "--checkpoint-every": checkpoint_every, "--max-eval": max_eval, "--n-train": n_train,
-                        "--emb-dim": emb_dim, "--vocab-size": vocab_size})
+                        "--emb-dim": emb_dim, "--vocab-size": vocab_size, "--checkpoint-steps": checkpoint_steps})
     with reproduction(out, command, threads):
         result = run(experiment, out, quick=quick, data_root=data_root, seed=seed, **options)
     _stdout().print(Text(str(result["markdown"])))

@@ -102,7 +102,10 @@ def settings(quick: bool, experiment: str = "sst2", **overrides: Any) -> Setting
     unknown = set(overrides) - known
     if unknown:
         raise InputError(f"unknown snell2021 options {sorted(unknown)}; known: {sorted(known)}")
-    out = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    out = replace(base, **given)
+    if "checkpoint_steps" not in given:  # the defaults follow --steps; explicit steps beyond it are an error
+        out = replace(out, checkpoint_steps=tuple(c for c in base.checkpoint_steps if c <= out.steps))
     if out.n_runs < 2:
         raise InputError(f"the table needs a gold run and at least one more normal run: --runs ≥ 2, got {out.n_runs}")
     checkpoint_schedule(out.steps, out.checkpoint_steps, out.checkpoint_every)
