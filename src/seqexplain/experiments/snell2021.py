@@ -24,6 +24,7 @@ Outputs in ``out``: ``runs/<name>/`` (checkpoints, TensorBoard), ``dumps/*.parqu
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,15 @@ def tables(out: Path, experiment: str, splits: list[str], names: list[str], sche
             if metric == "top_k":
                 own = {n: curves[n].perf for n in (names[0], "uniform")}
                 _plots(out / "plots", f"{experiment}_{split}", rows[key], names, schedule, measure, own)
-    return {k: r.as_dict() for k, r in rows.items()}, _markdown(rows)
+    markdown = _markdown(rows)
+    late = sorted({k.split(" / ")[1] for k, r in rows.items() if r.best_step == schedule[-1]})
+    if late:
+        msg = (f"warning: run {names[0]}'s best {measure} on {', '.join(late)} is at its last checkpoint "
+               f"({schedule[-1]} updates): it was still improving, so the gold attention and the ξ's may change with "
+               "longer training (--steps)")
+        warnings.warn(msg, stacklevel=2)
+        markdown += f"\n\n{msg}"
+    return {k: r.as_dict() for k, r in rows.items()}, markdown
 
 
 def _curves(dumps: list[Dump], names: list[str]) -> dict[str, RunCurves]:
