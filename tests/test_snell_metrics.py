@@ -107,3 +107,11 @@ def test_table_refuses_mismatched_steps_and_no_comparison():
         dynamics_table(c, [], c, onehots([0]), metric_by_name("top_k"))
     with pytest.raises(InputError, match="unknown agreement metric"):
         metric_by_name("pearson")
+
+
+def test_shuffle_baseline_known_cases():
+    ref = [np.array([0.1, 0.9, 0.3, 0.2]), np.array([0.5, 0.1, 0.2])]
+    ties = [np.ones(4), np.ones(3)]  # every entry ties with the one at argmax: a match, shuffled or not
+    assert mean_agreement(ref, ties, metric_by_name("top_k"), seed=3) == (1.0, 1.0)
+    # a single position: always its own top-1
+    assert mean_agreement([np.array([2.0])], [np.array([5.0])], metric_by_name("top_k")) == (1.0, 1.0)
