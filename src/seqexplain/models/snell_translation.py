@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import AttentionSegment, Example
+from seqexplain.models.base import AttentionSegment, Example, eval_mode
 from seqexplain.models.hf_seq2seq import HFSeq2SeqLM
 from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities
 from seqexplain.models.native_heads import compact, length_mask
@@ -236,13 +236,8 @@ class SnellTranslationAdapter(HFSeq2SeqLM):
             raise InputError("attention of a model over precomputed vectors is not available; give token ids")
         s, m = example.n_source, example.n_targets
         ids = example.input_ids.to(self.device).unsqueeze(0)
-        with torch.no_grad():
-            was = self.model.training
-            self.model.eval()
-            try:
-                out = self.model(input_ids=ids[:, :s], decoder_input_ids=ids[:, s : s + m], output_attentions=True)
-            finally:
-                self.model.train(was)
+        with torch.no_grad(), eval_mode(self.model):
+            out = self.model(input_ids=ids[:, :s], decoder_input_ids=ids[:, s : s + m], output_attentions=True)
         rows = list(range(m))
         return [AttentionSegment(0, s, [out.cross_attentions[0][0, 0].double()], rows, rollout=False),
                 AttentionSegment(s, s + m, [torch.zeros(m, m, dtype=torch.float64, device=self.device)], rows,
