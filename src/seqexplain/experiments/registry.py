@@ -26,6 +26,7 @@ an experiment lists is declared by its paper and is a keyword its runner takes.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from collections.abc import Callable, Mapping
@@ -212,7 +213,43 @@ ERASER_MOVIES = Paper(
     ),
 )
 
-PAPERS: dict[str, Paper] = {p.name: p for p in (VAFA2021, VERWIMP2018, ERASER_MOVIES)}
+def _steps(values: tuple[str, ...]) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError as exc:
+        raise InputError(f"--checkpoint-steps takes comma-separated update counts, got {','.join(values)!r}") from exc
+
+
+_SNELL = _opts("steps", "batch_size", "hidden", "checkpoint_every", "max_eval", "checkpoint_steps", "emb_dim",
+               runs="n_runs")
+
+SNELL2021 = Paper(
+    "snell2021",
+    "Snell et al. (2021): attention training dynamics of LSTM attention models (A/ξ table, plots).",
+    module="seqexplain.experiments.snell2021",
+    experiments=(
+        Experiment("sst2", "SST-2 (binary sentiment from the SST trees): BiLSTM attention classifiers, uniform run, "
+                   "A/ξ table", options=_SNELL),
+        Experiment("agnews", "AG News (4 topics; the stored test split split 80/10/10): the same pipeline, "
+                   "multi-class β", options=_SNELL),
+        Experiment("multi30k", "Multi30k de→en: LSTM encoder-decoders with attention, uniform run, per-target-row "
+                   "table, BLEU", options={**_SNELL, **_opts("n_train", "vocab_size")}),
+    ),
+    options=(
+        Option("runs", int, "Normal runs (gold run A plus comparison runs).", minimum=2),
+        Option("steps", int, "Training updates per run.", minimum=1),
+        Option("batch_size", int, "Examples per update.", minimum=1),
+        Option("hidden", int, "LSTM units per direction.", minimum=1),
+        Option("checkpoint_every", int, "Checkpoint every N updates.", minimum=1),
+        Option("max_eval", int, "Examples dumped per split.", minimum=1),
+        Option("checkpoint_steps", list, "Extra checkpoints, comma-separated (e.g. 10,25,50).", convert=_steps),
+        Option("emb_dim", int, "Embedding width.", minimum=1),
+        Option("n_train", int, "Use the first N training pairs.", minimum=1),
+        Option("vocab_size", int, "SentencePiece pieces.", minimum=8),
+    ),
+)
+
+PAPERS: dict[str, Paper] = {p.name: p for p in (VAFA2021, VERWIMP2018, ERASER_MOVIES, SNELL2021)}
 
 
 def get_paper(name: str) -> Paper:
@@ -246,7 +283,7 @@ def resolve(paper: Paper, experiment: Experiment) -> Callable[..., Any]:
                                "install seqexplain with its papers extra") from exc
     if experiment.runner is not None:
         return fn  # type: ignore[no-any-return]
-    return lambda out, **kw: fn(experiment.name, out, **kw)
+    return functools.partial(fn, experiment.name)  # its signature still names progress, threads, ...
 
 
 def run_experiment(paper_name: str, experiment_name: str | None, out: Path | str, *, quick: bool = False,

@@ -1,0 +1,131 @@
+"""The token-score baselines of Snell et al. (2021) for classification: β^px and logistic-regression β.
+
+* **Bag of embeddings** (:class:`BagOfEmbeddings`): ``z = W · mean_t E[x_t] + b`` (class logits as the attention
+  classifier's: ``[0, z]`` for a binary model). Its per-token score is ``β^px_t = W E[x_t]`` — the token's share of
+  the logit, ``∂z/∂m_t · n`` for a multiplier ``m_t`` on token ``t``'s embedding among ``n`` tokens. Trained with
+  Adam on full epochs; the epoch with the lowest validation loss is kept (:func:`train_bag_of_embeddings`).
+* **Logistic regression** (:func:`logistic_token_scores`): scikit-learn's ``LogisticRegression`` on bag-of-words
+  counts, ``C`` chosen on validation accuracy over a log grid; ``β_t = coef[:, x_t]``.
+
+Scores are oriented to the gold label as the dumps' β (:func:`seqexplain.analysis.training_dynamics.orient`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from seqexplain.analysis.training_dynamics import orient
+from seqexplain.errors import InputError
+from seqexplain.models.snell_classifier import length_mask, pad_batch
+
+Examples = Sequence[tuple[Sequence[int], int]]
+C_GRID = tuple(float(c) for c in np.logspace(-3, 3, 13))
+
+
+class BagOfEmbeddings(nn.Module):
+    """Mean embedding → linear (module docstring)."""
+
+    def __init__(self, vocab_size: int, n_classes: int, emb_dim: int = 64) -> None:
+        super().__init__()
+        self.binary = n_classes == 2
+        self.embedding = nn.Embedding(vocab_size, emb_dim)
+        self.linear = nn.Linear(emb_dim, 1 if self.binary else n_classes)
+
+    def forward_embeds(self, x: Tensor, lengths: Tensor) -> Tensor:
+        """``[N, C]`` class logits of inputs ``x[N, n, D]`` with ``lengths`` real steps."""
+        real = length_mask(lengths, x.shape[1]).unsqueeze(-1).to(x.dtype)
+        z = self.linear((x * real).sum(1) / lengths.view(-1, 1).to(x.dtype))
+        return torch.cat([torch.zeros_like(z), z], dim=-1) if self.binary else z
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        return self.forward_embeds(self.embedding(ids), lengths)
+
+    def token_scores(self, ids: Sequence[int]) -> np.ndarray:
+        """``[n, K]`` per-token scores ``W E[x_t]`` (no bias)."""
+        with torch.no_grad():
+            return (self.embedding(torch.as_tensor(list(ids))) @ self.linear.weight.T).numpy()
+
+
+def _loss(model: BagOfEmbeddings, data: Examples, batch_size: int = 256) -> float:
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, len(data), batch_size):
+            ids, lengths = pad_batch([e[0] for e in data[s : s + batch_size]])
+            labels = torch.tensor([int(e[1]) for e in data[s : s + batch_size]])
+            total += float(nn.functional.cross_entropy(model(ids, lengths), labels, reduction="sum"))
+    return total / len(data)
+
+
+def train_bag_of_embeddings(train: Examples, val: Examples, vocab_size: int, n_classes: int, *, emb_dim: int = 64,
+                            epochs: int = 10, batch_size: int = 32, lr: float = 1e-3, seed: int = 0
+                            ) -> tuple[BagOfEmbeddings, dict[str, float]]:
+    """Train :class:`BagOfEmbeddings`; keep the epoch with the lowest validation loss. Returns the model and
+    ``{"best_epoch", "val_loss"}``."""
+    if not train or not val:
+        raise InputError("the bag-of-embeddings baseline needs training and validation examples")
+    torch.manual_seed(seed)
+    model = BagOfEmbeddings(vocab_size, n_classes, emb_dim)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    best = (_loss(model, val), 0, copy.deepcopy(model.state_dict()))
+    rng = np.random.default_rng(seed)
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(train))
+        for s in range(0, len(order), batch_size):
+            chunk = [train[i] for i in order[s : s + batch_size]]
+            ids, lengths = pad_batch([e[0] for e in chunk])
+            loss = nn.functional.cross_entropy(model(ids, lengths), torch.tensor([int(e[1]) for e in chunk]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        val_loss = _loss(model, val)
+        if val_loss < best[0]:
+            best = (val_loss, epoch, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best[2])
+    return model.eval(), {"best_epoch": float(best[1]), "val_loss": float(best[0])}
+
+
+def px_scores(model: BagOfEmbeddings, examples: Examples) -> list[np.ndarray]:
+    """β^px of each example, oriented to its gold label."""
+    return [orient(model.token_scores(ids), label, model.binary).astype(np.float32) for ids, label in examples]
+
+
+def _counts(data: Examples, vocab_size: int) -> object:
+    from scipy.sparse import csr_matrix
+
+    rows, cols = [], []
+    for r, (ids, _) in enumerate(data):
+        rows.extend([r] * len(ids))
+        cols.extend(int(i) for i in ids)
+    return csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(data), vocab_size))
+
+
+def fit_logistic(train: Examples, val: Examples, vocab_size: int, c_grid: Sequence[float] = C_GRID, seed: int = 0
+                 ) -> tuple[np.ndarray, dict[str, float]]:
+    """Logistic regression on bag-of-words counts, ``C`` chosen on validation accuracy (first best in grid order).
+    Returns the token weights ``[V, K]`` (``K = 1`` binary, else one column per class) and ``{"C", "val_accuracy"}``.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    if not c_grid:
+        raise InputError("the C grid of the logistic regression is empty")
+    x_tr, y_tr = _counts(train, vocab_size), np.array([int(e[1]) for e in train])
+    x_va, y_va = _counts(val, vocab_size), np.array([int(e[1]) for e in val])
+    best: tuple[float, float, np.ndarray] | None = None
+    for c in c_grid:
+        clf = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x_tr, y_tr)
+        acc = float((clf.predict(x_va) == y_va).mean())
+        if best is None or acc > best[0]:
+            best = (acc, float(c), np.asarray(clf.coef_).T.copy())
+    assert best is not None
+    return best[2], {"C": best[1], "val_accuracy": best[0]}
+
+
+def logistic_scores(weights: np.ndarray, examples: Examples) -> list[np.ndarray]:
+    """Logistic-regression β of each example, ``weights[x_t]`` oriented to its gold label."""
+    binary = weights.shape[1] == 1
+    return [orient(weights[np.asarray(list(ids))], label, binary).astype(np.float32) for ids, label in examples]

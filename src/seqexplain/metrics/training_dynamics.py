@@ -1,0 +1,181 @@
+"""Agreement of per-token score vectors and the A/ξ table of Snell et al. (2021), by the definitions of
+Sea-Snell/AttentionDynamics.
+
+* :func:`top_percent_match` ``(a, b, k_percent=5)``: 1 when the position ``i* = argmax a`` (first maximum) is among
+  the top ``k = ceil(k_percent/100 · n)`` of ``b`` counted the original's way — fewer than ``k`` entries of ``b`` are
+  **strictly** greater than ``b[i*]`` (ties with ``b[i*]`` count in its favour) — else 0. Asymmetric: ``a`` is the
+  reference ("gold") vector.
+* :func:`kendall_tau_score`: Kendall's τ-b, as ``scipy.stats.kendalltau`` (NaN when a vector is constant).
+* :func:`mean_agreement`: the mean of a metric over the examples (or target rows) where it is not NaN, and the
+  **seeded** shuffle baseline: the same mean with ``b`` permuted by ``numpy.random.default_rng(seed)`` (the
+  original's shuffle is unseeded).
+* :func:`dynamics_table`: for a gold run A, comparison runs, a uniform run and a reference β:
+  ``A(α, β^uf) = max_c M(α_A*, β^uf_c)``, ``A(Δ, β^uf) = max_c M(Δ_A*, β^uf_c)``, ``A(β^px, β^uf) = max_c
+  M(β^px, β^uf_c)`` over the uniform run's checkpoints ``c``, where ``*`` is A's checkpoint of best performance
+  (first maximum) and ``M(x, y)`` the mean agreement with ``x`` as reference; the agreement curve
+  ``g_c = mean_r M(α_A*, α_{r,c})`` and performance curve ``p_c = mean_r perf_{r,c}`` over the comparison runs
+  ``r``; ``ξ_x = p_{c_x}`` at the first checkpoint ``c_x`` with ``g_c > A_x`` (None: never); the baseline
+  ``Â = mean_r mean_c`` of the shuffle baselines of ``M(α_A*, α_{r,c})``; the best performance ``perf_{A,*}``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from seqexplain.errors import InputError
+
+Vectors = Sequence[np.ndarray]
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def top_percent_match(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], k_percent: float = 5.0
+                      ) -> float:
+    """1.0 if ``argmax a`` is in the original's top ``k_percent``% of ``b``, else 0.0 (module docstring)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
+        raise InputError(f"top_percent_match needs two non-empty vectors of one length, got {x.shape} and {y.shape}")
+    if not 0 < k_percent <= 100:
+        raise InputError(f"k_percent must be in (0, 100], got {k_percent}")
+    k = math.ceil(k_percent / 100 * len(y))
+    return 1.0 if int(np.sum(y > y[int(np.argmax(x))])) < k else 0.0
+
+
+def kendall_tau_score(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
+    """Kendall's τ-b, ``Σ_{i<j} sx_ij sy_ij / sqrt(Σ|sx_ij| · Σ|sy_ij|)`` with ``sx_ij = sign(a_i − a_j)`` (the
+    value of ``scipy.stats.kendalltau``, computed over all pairs at once: the vectors here are short and many);
+    NaN when a vector is constant or shorter than 2."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.shape != y.shape:
+        raise InputError(f"kendall_tau_score needs two vectors of one length, got {x.shape} and {y.shape}")
+    if len(x) < 2:
+        return math.nan
+    i, j = np.triu_indices(len(x), k=1)
+    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    norm = float(np.abs(sx).sum()) * float(np.abs(sy).sum())
+    return math.nan if norm == 0 else float((sx * sy).sum() / math.sqrt(norm))
+
+
+def metric_by_name(name: str, k_percent: float = 5.0) -> MetricFn:
+    """``"top_k"`` (top ``k_percent``% match) or ``"kendall_tau"``."""
+    if name == "top_k":
+        return lambda a, b: top_percent_match(a, b, k_percent)
+    if name == "kendall_tau":
+        return kendall_tau_score
+    raise InputError(f"unknown agreement metric {name!r}; use top_k or kendall_tau")
+
+
+def mean_agreement(ref: Vectors, other: Vectors, metric: MetricFn, seed: int = 0) -> tuple[float, float]:
+    """``(mean agreement, seeded shuffle baseline)`` over the pairs where the metric is defined."""
+    if len(ref) != len(other):
+        raise InputError(f"agreement needs one vector per example on both sides, got {len(ref)} and {len(other)}")
+    rng = np.random.default_rng(seed)
+    vals, base = [], []
+    for a, b in zip(ref, other, strict=True):
+        if len(a) != len(b):
+            raise InputError(f"vectors of one example differ in length ({len(a)} vs {len(b)}); compare dumps of the "
+                             "same examples")
+        v = metric(a, b)
+        if math.isnan(v):
+            continue
+        vals.append(v)
+        base.append(metric(a, rng.permutation(np.asarray(b))))
+    if not vals:
+        return math.nan, math.nan
+    return float(np.mean(vals)), float(np.nanmean(base))
+
+
+@dataclass
+class RunCurves:
+    """One run's per-checkpoint vectors: ``steps`` ascending; ``alpha[c]`` / ``beta[c]`` / ``delta[c]`` per example;
+    ``perf[c]`` the performance measure at checkpoint ``c``."""
+
+    steps: list[int]
+    alpha: list[Vectors]
+    beta: list[Vectors]
+    delta: list[Vectors]
+    perf: list[float]
+
+
+@dataclass
+class DynamicsRow:
+    """One row of the paper's table (module docstring); ξ is None when the runs never agree that well."""
+
+    agr_unif: float
+    agr_px: float
+    agr_grad: float
+    baseline: float
+    xi_unif: float | None
+    xi_px: float | None
+    xi_grad: float | None
+    best_perf: float
+    best_step: int
+    agreement_curve: list[float]
+    perf_curve: list[float]
+    agreement_by_run: list[list[float]]
+    perf_by_run: list[list[float]]
+    extra: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def first_passing(curve: Sequence[float], threshold: float) -> int | None:
+    """Index of the first value strictly above ``threshold`` (None: none)."""
+    for i, v in enumerate(curve):
+        if v > threshold:
+            return i
+    return None
+
+
+def dynamics_table(gold: RunCurves, others: Sequence[RunCurves], uniform: RunCurves, px: Vectors,
+                   metric: MetricFn, seed: int = 0, extra: Mapping[str, Vectors] | None = None) -> DynamicsRow:
+    """The A/ξ row for one data set, split and performance measure (module docstring). ``extra``: more reference
+    β's treated as β^px is (e.g. logistic regression); their ``{"agr", "xi"}`` land in ``row.extra``."""
+    if not others:
+        raise InputError("the table needs at least one comparison run besides the gold run")
+    for run in (*others, uniform):
+        if run.steps != gold.steps:
+            raise InputError(f"runs have different checkpoint steps ({run.steps} vs {gold.steps}); dump every run at "
+                             "the same checkpoints")
+    best = int(np.argmax(gold.perf))
+    ref_alpha, ref_delta = gold.alpha[best], gold.delta[best]
+    curves, perfs, baselines = [], [], []
+    for r, run in enumerate(others):
+        pairs = [mean_agreement(ref_alpha, run.alpha[c], metric, seed + 1000 * r + c) for c in range(len(run.steps))]
+        curves.append([p[0] for p in pairs])
+        baselines.append(float(np.mean([p[1] for p in pairs])))
+        perfs.append(list(run.perf))
+    g = np.mean(np.asarray(curves, dtype=np.float64), axis=0)
+    p = np.mean(np.asarray(perfs, dtype=np.float64), axis=0)
+
+    def best_over_uniform(ref: Vectors) -> float:
+        return max(mean_agreement(ref, uniform.beta[c], metric, seed)[0] for c in range(len(uniform.steps)))
+
+    agr = {"unif": best_over_uniform(ref_alpha), "px": best_over_uniform(px), "grad": best_over_uniform(ref_delta)}
+    for name, ref in (extra or {}).items():
+        agr[name] = best_over_uniform(ref)
+
+    def xi(name: str) -> float | None:
+        i = first_passing(g.tolist(), agr[name])
+        return None if i is None else float(p[i])
+
+    return DynamicsRow(agr["unif"], agr["px"], agr["grad"], float(np.mean(baselines)), xi("unif"), xi("px"),
+                       xi("grad"), float(gold.perf[best]), int(gold.steps[best]), g.tolist(), p.tolist(), curves, perfs,
+                       {name: {"agr": agr[name], "xi": xi(name)} for name in (extra or {})})
+
+
+def format_table(rows: Mapping[str, DynamicsRow], digits: int = 3) -> str:
+    """A Markdown table of rows keyed by a label (data set / split / measure)."""
+    def f(v: float | None) -> str:
+        return "none" if v is None else ("nan" if math.isnan(v) else f"{v:.{digits}f}")
+
+    lines = ["| setting | A(α,β^uf) | A(β^uf,β^px) | A(Δ,β^uf) | Â | ξ_unif | ξ_px | ξ_grad | best |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        lines.append(f"| {name} | {f(r.agr_unif)} | {f(r.agr_px)} | {f(r.agr_grad)} | {f(r.baseline)} | "
+                     f"{f(r.xi_unif)} | {f(r.xi_px)} | {f(r.xi_grad)} | {f(r.best_perf)} |")
+    return "\n".join(lines)

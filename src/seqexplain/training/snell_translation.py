@@ -1,0 +1,107 @@
+"""Training and evaluating the Snell et al. LSTM translator (:mod:`seqexplain.models.snell_translation`).
+
+Pairs are ``(source ids, target ids)``, each ending with ``</s>``. A batch pads sources and decoder inputs
+(``<s>`` + target without its last token) with ``<pad>`` and passes keep masks of the real tokens; the loss is the
+mean cross-entropy of the real target tokens. Training is :func:`seqexplain.training.snell.run_schedule` (Adam,
+checkpoint schedule, exact resumption including dropout's RNG state). Evaluation: teacher-forced token accuracy and
+perplexity ``exp(mean NLL)`` over the real target tokens, and corpus BLEU (sacrebleu) of beam-search translations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from seqexplain.errors import DataError
+from seqexplain.models.base import eval_mode
+from seqexplain.models.snell_translation import SnellTranslator, SnellTranslatorConfig
+from seqexplain.training.snell import SnellTrainConfig, checkpoint_path, read_run_meta, run_schedule
+from seqexplain.training.translation import bleu
+
+Pairs = Sequence[tuple[Sequence[int], Sequence[int]]]
+
+
+def collate(pairs: Pairs, idx: Sequence[int] | np.ndarray, pad: int, start: int) -> dict[str, torch.Tensor]:
+    """Padded ``input_ids``, ``attention_mask``, ``decoder_input_ids``, ``decoder_attention_mask`` and ``labels``
+    (``-100`` at padding) of the pairs ``idx``."""
+    src = [list(pairs[i][0]) for i in idx]
+    tgt = [list(pairs[i][1]) for i in idx]
+    n_s, n_t = max(map(len, src)), max(map(len, tgt))
+    out = {"input_ids": torch.full((len(src), n_s), pad), "decoder_input_ids": torch.full((len(src), n_t), pad),
+           "labels": torch.full((len(src), n_t), -100)}
+    for r, (s, t) in enumerate(zip(src, tgt, strict=True)):
+        out["input_ids"][r, : len(s)] = torch.tensor(s)
+        out["decoder_input_ids"][r, : len(t)] = torch.tensor([start, *t[:-1]])
+        out["labels"][r, : len(t)] = torch.tensor(t)
+    out["attention_mask"] = (torch.arange(n_s).view(1, -1) < torch.tensor([len(s) for s in src]).view(-1, 1)).long()
+    out["decoder_attention_mask"] = (out["labels"] != -100).long()
+    return out
+
+
+def batch_nll(model: SnellTranslator, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(summed NLL, logits)`` of a collated batch."""
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(),
+                                            ignore_index=-100, reduction="sum")
+    return nll, logits
+
+
+def train_snell_translator(model_config: SnellTranslatorConfig, train: Pairs, config: SnellTrainConfig,
+                           run_dir: Path | str, vocab_hash: str, *, stop_at: int | None = None,
+                           progress: bool = False) -> SnellTranslator:
+    """Train (or resume) a translator run in ``run_dir`` (module docstring)."""
+    torch.manual_seed(config.seed)
+    model = SnellTranslator(model_config)
+    pad, start = model_config.pad_token_id, model_config.decoder_start_token_id
+
+    def loss(net: torch.nn.Module, idx: np.ndarray) -> torch.Tensor:
+        batch = collate(train, idx, pad, start)
+        nll, _ = batch_nll(net, batch)  # type: ignore[arg-type]
+        return nll / (batch["labels"] != -100).sum()
+
+    meta = {"model": model_config.to_dict(), "vocab_hash": vocab_hash, "n_train": len(train)}
+    return run_schedule(model, config, run_dir, meta, len(train), loss, stop_at=stop_at,  # type: ignore[return-value]
+                        progress=progress)
+
+
+def load_translator(run_dir: Path | str, step: int) -> SnellTranslator:
+    """The translator of a run folder with the weights of checkpoint ``step`` (eval mode)."""
+    meta = read_run_meta(run_dir)
+    model = SnellTranslator(SnellTranslatorConfig.from_dict(meta["model"]))
+    path = checkpoint_path(run_dir, step)
+    if not path.is_file():
+        raise DataError(f"{path} is missing; the run's checkpoints are {meta['schedule']}")
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+
+
+def teacher_forced(model: SnellTranslator, pairs: Pairs, batch_size: int = 64) -> dict[str, float]:
+    """``{"accuracy", "perplexity", "tokens"}`` over the real target tokens, dropout off."""
+    cfg = model.config
+    nll, correct, total = 0.0, 0, 0
+    with torch.no_grad(), eval_mode(model):
+        for s in range(0, len(pairs), batch_size):
+            batch = collate(pairs, range(s, min(s + batch_size, len(pairs))), cfg.pad_token_id,
+                            cfg.decoder_start_token_id)
+            part, logits = batch_nll(model, batch)
+            real = batch["labels"] != -100
+            nll += float(part)
+            correct += int(((logits.argmax(-1) == batch["labels"]) & real).sum())
+            total += int(real.sum())
+    return {"accuracy": correct / total, "perplexity": math.exp(nll / total), "tokens": float(total)}
+
+
+def beam_bleu(model: SnellTranslator, tokenizer: Any, sources: Sequence[Sequence[int]], references: Sequence[str],
+              beam: int = 5, max_len: int = 60) -> tuple[float, str, list[str]]:
+    """Corpus BLEU (sacrebleu) of beam-search translations of ``sources``; ``(score, signature, hypotheses)``."""
+    with eval_mode(model):
+        hyps = [tokenizer.decode(model.beam_search(list(s), beam, max_len), skip_special_tokens=True).strip()
+                for s in sources]
+    score, sig = bleu(hyps, references)
+    return score, sig, hyps
