@@ -202,7 +202,8 @@ def test_every_registered_method_runs(adapter, docs):
 
 
 def test_explain_many_matches_explain(adapter, docs):
-    many = list(seqexplain.explain_many(adapter, [{"text": d} for d in docs], method="integrated_gradients", steps=8, progress=False))
+    items = [{"text": d} for d in docs]
+    many = list(seqexplain.explain_many(adapter, items, method="integrated_gradients", steps=8, progress=False))
     for doc, got in zip(docs, many, strict=True):
         close(got.scores, seqexplain.explain(adapter, doc, method="integrated_gradients", steps=8).scores)
 
