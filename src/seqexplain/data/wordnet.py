@@ -5,8 +5,8 @@ NLTK's reader expects a ``lexnames`` file that Debian does not ship and refuses 
 this reader needs neither. Formats (WordNet's ``wndb(5)``): an index line is ``lemma pos synset_cnt p_cnt
 [ptr_symbol …] sense_cnt tagsense_cnt offset …`` with the offsets in order of sense frequency; a data line at byte
 ``offset`` is ``offset lex_filenum ss_type w_cnt word lex_id … p_cnt [symbol offset pos source/target] … | gloss``
-(``w_cnt`` hexadecimal). Hypernym pointers are ``@`` (and ``@i`` for instances); a synset's "first hypernym" is its first
-hypernym pointer in the data file (NLTK keeps pointers in a set, so its order varies between processes).
+(``w_cnt`` hexadecimal). Hypernym pointers are ``@`` (and ``@i`` for instances); a synset's "first hypernym" is its
+first hypernym pointer in the data file (NLTK keeps pointers in a set, so its order varies between processes).
 
 Words are reduced to a lemma as WordNet's ``morphy`` does: the exception lists (``<pos>.exc``), then the
 detachment rules of each part of speech, the first candidate found in the index winning.
@@ -27,13 +27,14 @@ from seqexplain.errors import DataError
 DEFAULT_ROOT = Path("/usr/share/wordnet")
 POS_FILES = {"noun": "n", "verb": "v", "adj": "a", "adv": "r"}
 #: the 45 lexicographer files of WordNet 3.0 (the ``lexnames`` file Debian omits), by number
-LEXNAMES = (
+_LEXNAMES_TEXT = (
     "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body noun.cognition "
     "noun.communication noun.event noun.feeling noun.food noun.group noun.location noun.motive noun.object "
     "noun.person noun.phenomenon noun.plant noun.possession noun.process noun.quantity noun.relation noun.shape "
     "noun.state noun.substance noun.time verb.body verb.change verb.cognition verb.communication verb.competition "
     "verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception verb.possession "
-    "verb.social verb.stative verb.weather adj.ppl").split()
+    "verb.social verb.stative verb.weather adj.ppl")
+LEXNAMES = tuple(_LEXNAMES_TEXT.split())
 RULES = {
     "noun": [("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"),
              ("ies", "y")],
