@@ -29,7 +29,9 @@ in eval mode (explanations then vary from call to call).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -37,7 +39,8 @@ from torch import Tensor, nn
 from torch.nn.functional import dropout
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqexplain.errors import InputError
+from seqexplain.atomic import atomic_path
+from seqexplain.errors import InputError, ModelLoadError
 
 Decoder = Literal["avg", "hier"]
 Numerics = Literal["stable", "original"]
@@ -197,3 +200,46 @@ def same_architecture(a: AttentionRNNConfig, b: AttentionRNNConfig) -> bool:
     db.pop("numerics")
     return da == db
 
+
+
+def save_attention_rnn(model: AttentionRNN, path: str | Path) -> Path:
+    """Weights (and BatchNorm statistics) of ``model`` in safetensors, its config in the file's metadata."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata={"config": json.dumps(model.config.to_dict())})
+    return Path(path)
+
+
+def read_config(path: str | Path) -> AttentionRNNConfig:
+    """The :class:`AttentionRNNConfig` stored in a weight file of :func:`save_attention_rnn`."""
+    from safetensors import SafetensorError, safe_open
+
+    p = Path(path)
+    if not p.is_file():
+        raise ModelLoadError(f"no weight file at {p}")
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        return AttentionRNNConfig(**json.loads(meta["config"]))
+    except (KeyError, TypeError, ValueError, OSError, SafetensorError) as exc:
+        raise ModelLoadError(f"{p} is not an attention-RNN weight file (safetensors with a config): {exc}") from exc
+
+
+def load_attention_rnn(path: str | Path, **overrides: object) -> AttentionRNN:
+    """The model saved at ``path``; ``overrides`` change config fields that leave the weights' shapes alone
+    (``numerics``, ``dropout``)."""
+    from safetensors.torch import load_file
+
+    cfg = read_config(path)
+    bad = set(overrides) - {"numerics", "dropout"}
+    if bad:
+        raise InputError(f"only numerics and dropout can be overridden when loading, not {sorted(bad)}")
+    cfg = AttentionRNNConfig(**{**cfg.to_dict(), **overrides})  # type: ignore[arg-type]
+    model = AttentionRNN(cfg)
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except RuntimeError as exc:
+        raise ModelLoadError(f"{path}: the weights do not fit the stored config: {exc}") from exc
+    return model.eval()
