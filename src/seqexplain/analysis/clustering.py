@@ -89,7 +89,7 @@ def ari(a: Sequence[int] | np.ndarray, b: Sequence[int] | np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- plots
-def _save(fig: object, path: Path) -> Path:
+def save_figure(fig: object, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
@@ -113,7 +113,7 @@ def plot_silhouettes(results: Mapping[str, Clustering], path: Path | str) -> Pat
     ax.set_xlabel("k (KMeans clusters)")
     ax.set_ylabel("silhouette")
     ax.legend(fontsize=7)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_cluster_violins(vectors: np.ndarray, res: Clustering, event_names: Sequence[str], path: Path | str,
@@ -135,7 +135,7 @@ def plot_cluster_violins(vectors: np.ndarray, res: Clustering, event_names: Sequ
             ax.violinplot([members[:, j] for j in range(len(order))], showmedians=True)
         ax.set_xticks(range(1, len(order) + 1), [event_names[j] for j in order], rotation=60, fontsize=7)
         ax.set_title(f"cluster {c} (n={int((res.labels == c).sum())})", fontsize=9)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def plot_embedding(vectors: np.ndarray, res: Clustering, path: Path | str) -> Path:
@@ -154,4 +154,4 @@ def plot_embedding(vectors: np.ndarray, res: Clustering, path: Path | str) -> Pa
     ax.legend(*sc.legend_elements(), title="cluster", fontsize=7)
     ax.set_xlabel("PC 1")
     ax.set_ylabel("PC 2")
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
