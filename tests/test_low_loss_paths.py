@@ -81,7 +81,7 @@ def test_fallback_is_counted_when_no_step_stays_below_the_bound():
     cfg = ValleyConfig(eps=0.01, step=0.5, inner_steps=20, max_outer=3, max_steps=5, min_alpha=1e-3)
     path = valley_track(Wall(), W1, W2, cfg)
     assert path.fallbacks == 5 and path.kinds.count("fallback") == 5 and not path.reached
-    assert torch.equal(path.points[-1], W2)
+    assert torch.equal(path.points[-1], W2) and path.kinds[-1] == "jump"
 
 
 def test_dual_ascent_matches_the_closed_form():

@@ -18,7 +18,9 @@ same code runs on a model (:class:`ModelObjective`) and on a small test problem 
   (``w₀ ← ŵ``, ``t ← 0``). Within ``constraint_dist`` of ``w₂`` ``ε_c`` is 0. **Fallback**: when ``α`` falls below
   ``min_alpha`` the step ``min_alpha · d/‖d‖`` is taken even if its loss is above ``B`` (as the original does); such
   points are counted (``fallbacks``) and marked ``"fallback"``; no other point above ``B`` is ever accepted. The walk
-  stops within ``stop_distance`` of ``w₂`` (or after ``max_steps`` steps, ``reached = False``) and ends with ``w₂``.
+  stops within ``stop_distance`` of ``w₂`` and ends with ``w₂`` (kind ``"end"``); after ``max_steps`` steps it
+  stops with ``reached = False`` and ends with an unchecked jump to ``w₂`` (kind ``"jump"``: the loss along that
+  last segment is not known).
 * :func:`bezier_curve` (Garipov et al. 2018, "mode connectivity"): ``φ(t) = (1 − t)² w₁ + 2t(1 − t) θ + t² w₂``
   with ``θ`` (from the midpoint) trained by Adam on ``L(φ(t))``, ``t ~ U(0, 1)`` per step; evaluated at ``n``
   evenly spaced ``t``.
@@ -193,10 +195,10 @@ def valley_track(obj: Objective, w1: Tensor, w2: Tensor, cfg: ValleyConfig | Non
         if progress is not None:
             progress(steps, float((w_hat - w2).norm()))
     path.reached = float((w_hat - w2).norm()) <= cfg.stop_distance
-    if not torch.equal(path.points[-1], w2):
+    if not torch.equal(path.points[-1], w2):  # within stop_distance ("end"), or a jump after max_steps ("jump")
         path.points.append(w2.clone())
         path.losses.append(l2)
-        path.kinds.append("end")
+        path.kinds.append("end" if path.reached else "jump")
     else:
         path.kinds[-1] = "end"
     lengths = np.cumsum([0.0] + [float((b - a).norm()) for a, b in zip(path.points, path.points[1:], strict=False)])
