@@ -18,6 +18,7 @@ from seqexplain.analysis.low_loss_paths import (
     dual_ascent_direction,
     flat_weights,
     load_flat,
+    load_weight_pair,
     straight_line,
     valley_track,
 )
@@ -138,3 +139,17 @@ def test_model_flat_weights_and_objective():
         check_same_architecture(a, AttentionRNN(AttentionRNNConfig(input_dim=4, hidden=[6, 3])))
     with pytest.raises(InputError, match="flat weight vector"):
         load_flat(b, w[:-1])
+
+
+def test_weight_files_of_different_architectures(tmp_path):
+    from seqexplain.models.attention_rnn import save_attention_rnn
+
+    a = AttentionRNN(AttentionRNNConfig(input_dim=4, hidden=[5, 3]))
+    b = AttentionRNN(AttentionRNNConfig(input_dim=4, hidden=[6, 3]))
+    save_attention_rnn(a, tmp_path / "a.safetensors")
+    save_attention_rnn(b, tmp_path / "b.safetensors")
+    save_attention_rnn(AttentionRNN(a.config), tmp_path / "c.safetensors")
+    with pytest.raises(InputError, match="differ in hidden"):
+        load_weight_pair(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    m1, m2 = load_weight_pair(tmp_path / "a.safetensors", tmp_path / "c.safetensors")
+    assert flat_weights(m1).shape == flat_weights(m2).shape

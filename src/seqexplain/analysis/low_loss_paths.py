@@ -30,6 +30,7 @@ same code runs on a model (:class:`ModelObjective`) and on a small test problem 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -280,6 +281,20 @@ class ModelObjective:
                  else torch.zeros(v.numel(), dtype=torch.float64) for _, v, trainable in _slots(self.model)]
         self.model.zero_grad()
         return torch.cat(parts)
+
+
+def load_weight_pair(path1: str | os.PathLike[str], path2: str | os.PathLike[str]
+                     ) -> tuple[AttentionRNN, AttentionRNN]:
+    """The two models of two weight files of :func:`~seqexplain.models.attention_rnn.save_attention_rnn`, checked to
+    be of one architecture (:class:`InputError` otherwise)."""
+    from seqexplain.models.attention_rnn import load_attention_rnn, read_config
+
+    a, b = read_config(path1), read_config(path2)
+    if not same_architecture(a, b):
+        diff = sorted(k for k, v in a.to_dict().items() if v != b.to_dict()[k] and k != "numerics")
+        raise InputError(f"{path1} and {path2} hold different architectures (they differ in {', '.join(diff)}); a path "
+                         "needs two weight sets of one architecture")
+    return load_attention_rnn(path1), load_attention_rnn(path2)
 
 
 def check_same_architecture(a: AttentionRNN, b: AttentionRNN, names: tuple[str, str] = ("w1", "w2")) -> None:

@@ -63,6 +63,7 @@ EXPERIMENTS = {
     "movies": "ERASER movie reviews (../shared/data/eraser_movies), documents cut to max_words words",
 }
 LABELS = ["negative", "positive"]
+EVENT_SOURCES = ("wordnet", "supersense", "pos", "kmeans")
 
 
 @dataclass
@@ -140,7 +141,7 @@ def event_labels(s: Settings, words: dict[str, list[list[str]]], vectors: dict[s
     if s.event_types == "kmeans":
         clusters = VectorClusters(s.max_types, seed).fit([v.numpy() for v in vectors["train"]])
         return {k: clusters.labels([x.numpy() for x in v]) for k, v in vectors.items()}
-    raise InputError(f"event_types is wordnet, supersense, pos or kmeans, not {s.event_types!r}")
+    raise InputError(f"event_types is {', '.join(EVENT_SOURCES)}, not {s.event_types!r}")
 
 
 def build_documents(experiment: str, out: Path, data_root: Path | None, s: Settings, seed: int
@@ -254,6 +255,8 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     if unknown:
         raise InputError(f"unknown ger2021 settings {sorted(unknown)}; known: {', '.join(asdict(base))}")
     s = replace(base, **{k: v for k, v in options.items() if v is not None})
+    if s.event_types not in EVENT_SOURCES:
+        raise InputError(f"event_types is {', '.join(EVENT_SOURCES)}, not {s.event_types!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
