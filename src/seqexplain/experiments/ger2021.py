@@ -12,9 +12,10 @@ Recipe (one experiment per corpus: ``sst2`` sentences, ``movies`` ERASER movie r
    gradients from the ``<unk>`` vector; hier — hierarchical attention β, gradient norm. KMeans (standardised
    vectors) for k in ``k_min..k_max``: silhouette per k, the chosen k; ARI between the two models' clusterings (each
    at its chosen k, and both at the first model's k) and between methods.
-4. Paths between the two avg models' weights (training-subset loss): straight line, valley tracking, Bézier curve;
-   barriers; along the tracked path, loss / accuracy / F1 on the evaluation documents and the ARI of attention and
-   gradient clusters (k fixed to the first model's chosen k) with the neighbouring point and each endpoint.
+4. Paths between the two avg models' weights (and the two hier models', unless quick), on a training-subset loss:
+   straight line, valley tracking, Bézier curve; barriers; along the straight and the tracked path, loss /
+   accuracy / F1 on the evaluation documents and the ARI of attention and gradient clusters (k fixed to the first
+   model's chosen k) with the neighbouring point and each endpoint.
 
 Writes ``results.json`` (with the run record), ``results.md`` and PNG plots into ``out``.
 """
@@ -91,6 +92,8 @@ class Settings:
     valley_max_steps: int = 60
     valley_inner_steps: int = 100
     valley_max_outer: int = 10
+    valley_alpha: float = 0.5
+    valley_tau: float = 0.5
     bezier_steps: int = 150
     path_eval_points: int = 6
 
@@ -227,9 +230,14 @@ def paths(decoder: str, models: list[AttentionRNN], docs: dict[str, list[VectorD
     line = straight_line(obj, w1, w2, s.line_points)
     say(f"{decoder}: valley tracking (≤ {s.valley_max_steps} steps)")
     vcfg = ValleyConfig(eps=s.valley_eps, step=s.valley_step, max_steps=s.valley_max_steps,
-                        inner_steps=s.valley_inner_steps, max_outer=s.valley_max_outer,
-                        stop_distance=1e-3 * float((w1 - w2).norm()))
-    valley = valley_track(obj, w1, w2, vcfg)
+                        inner_steps=s.valley_inner_steps, max_outer=s.valley_max_outer, alpha=s.valley_alpha,
+                        tau=s.valley_tau, stop_distance=1e-3 * float((w1 - w2).norm()))
+
+    def report(step: int, dist: float) -> None:
+        if step % 5 == 0:
+            say(f"{decoder}: valley step {step}, distance to w2 {dist:.3f}")
+
+    valley = valley_track(obj, w1, w2, vcfg, progress=report)
     say(f"{decoder}: Bézier curve ({s.bezier_steps} steps)")
     bez, _ = bezier_curve(obj, w1, w2, steps=s.bezier_steps, lr=0.01, n=s.line_points, seed=seed)
     methods = {"attention_last": {}, "gradient_norm": {}}
