@@ -12,7 +12,7 @@ Recipe (one experiment per corpus: ``sst2`` sentences, ``movies`` ERASER movie r
    gradients from the ``<unk>`` vector; hier — hierarchical attention β, gradient norm. KMeans (standardised
    vectors) for k in ``k_min..k_max``: silhouette per k, the chosen k; ARI between the two models' clusterings (each
    at its chosen k, and both at the first model's k) and between methods.
-4. Paths between the two avg models' weights (and the two hier models', unless quick), on a training-subset loss:
+4. Paths between the two avg models' weights (and the hier models' with ``hier_paths``), on a training-subset loss:
    straight line, valley tracking, Bézier curve; barriers; along the straight and the tracked path, loss /
    accuracy / F1 on the evaluation documents and the ARI of attention and gradient clusters (k fixed to the first
    model's chosen k) with the neighbouring point and each endpoint.
@@ -72,7 +72,7 @@ class Settings:
     n_train: int = 2000
     n_val: int = 300
     n_eval: int = 300
-    n_path: int = 400
+    n_path: int = 200
     max_words: int = 60
     hidden: list[int] = field(default_factory=lambda: [64, 32, 16])
     fc_dim: int | None = 64
@@ -90,12 +90,13 @@ class Settings:
     valley_eps: float = 0.02
     valley_step: float = 0.1
     valley_max_steps: int = 60
-    valley_inner_steps: int = 100
-    valley_max_outer: int = 10
-    valley_alpha: float = 0.5
+    valley_inner_steps: int = 50
+    valley_max_outer: int = 4
+    valley_alpha: float = 2.0
     valley_tau: float = 0.5
     bezier_steps: int = 150
     path_eval_points: int = 6
+    hier_paths: bool = False
 
 
 QUICK = Settings(n_train=160, n_val=40, n_eval=40, n_path=80, max_words=30, hidden=[16, 8], fc_dim=16, epochs=2,
@@ -276,7 +277,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
         models = train_pair(decoder, docs, len(names), out, s, seed)
         comp = compare_models(decoder, models, docs["eval"], names, unk, out, s, seed)
         result["decoders"][decoder] = comp
-        if decoder == "avg" or not quick:
+        if decoder == "avg" or s.hier_paths:
             k = comp["methods"]["attention_last"]["model_0"]["k"]
             result["paths"][decoder] = paths(decoder, models, docs, names, unk, k, out, s, seed)
     result["run"] = run_record(seed, experiment=experiment, quick=quick)
