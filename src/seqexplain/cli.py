@@ -438,6 +438,7 @@ def reproduce_ger2021(
     event_types: Annotated[str | None, typer.Option(help="wordnet (default), supersense, pos or kmeans.")] = None,
     max_types: Annotated[int | None, typer.Option(help="Event types kept, the rest <other> (default 15).")] = None,
     valley_steps: Annotated[int | None, typer.Option(help="Most valley-tracking steps (default 60).")] = None,
+    max_words: Annotated[int | None, typer.Option(help="Words kept per document (default 60).")] = None,
 ) -> None:
     """Ger, Klabjan & Utke: attention-RNN explanations of two equally good models, their clusters, low-loss paths."""
     from seqexplain.experiments.ger2021 import EXPERIMENTS, run
@@ -446,7 +447,7 @@ def reproduce_ger2021(
     if experiment not in EXPERIMENTS:
         raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
     options = {"n_train": n_train, "n_eval": n_eval, "epochs": epochs, "event_types": event_types,
-               "max_types": max_types, "valley_max_steps": valley_steps}
+               "max_types": max_types, "valley_max_steps": valley_steps, "max_words": max_words}
     command = _command(["seqexplain", "reproduce", "ger2021", experiment],
                        {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed,
                         **{f"--{k.replace('_', '-')}": v for k, v in options.items() if k != "valley_max_steps"},
