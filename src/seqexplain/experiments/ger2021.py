@@ -9,7 +9,8 @@ Recipe (one experiment per corpus: ``sst2`` sentences, ``movies`` ERASER movie r
 2. For each decoder (``avg``, ``hier``) two models of one architecture, trained with seeds ``seed`` and ``seed + 1``
    (best validation loss kept; resumable).
 3. Explanations of the evaluation documents per event type (sum): avg — attention, gradient norm, integrated
-   gradients from the ``<unk>`` vector; hier — hierarchical attention β, gradient norm. KMeans (standardised
+   gradients from the ``<unk>`` vector (``ig_baseline``; eval mode, or dropout on as the original with
+   ``ig_dropout``); hier — hierarchical attention β, gradient norm. KMeans (standardised
    vectors) for k in ``k_min..k_max``: silhouette per k, the chosen k; ARI between the two models' clusterings (each
    at its chosen k, and both at the first model's k) and between methods.
 4. Paths between the two avg models' weights (and the hier models' with ``hier_paths``), on a training-subset loss:
@@ -97,6 +98,8 @@ class Settings:
     bezier_steps: int = 150
     path_eval_points: int = 6
     hier_paths: bool = False
+    ig_baseline: str = "unk"
+    ig_dropout: bool = False
 
 
 QUICK = Settings(n_train=160, n_val=40, n_eval=40, n_path=80, max_words=30, hidden=[16, 8], fc_dim=16, epochs=2,
@@ -187,14 +190,15 @@ def methods_for(decoder: str, s: Settings) -> dict[str, dict[str, Any]]:
     return {"attention_last": {}, "gradient_norm": {}}
 
 
-def adapters_of(model: AttentionRNN, names: list[str], unk: torch.Tensor, decoder: str
+def adapters_of(model: AttentionRNN, names: list[str], unk: torch.Tensor | None, decoder: str
                 ) -> dict[str, AttentionRNNAdapter]:
+    """The adapter per method: integrated gradients start from ``unk`` at every position (None: zero vectors)."""
     base = AttentionRNNAdapter(model, LABELS, names, f"ger-{decoder}")
     return {"attention_last": base, "gradient_norm": base, "integrated_gradients": base.with_origin(unk)}
 
 
 def compare_models(decoder: str, models: list[AttentionRNN], docs: list[VectorDocument], names: list[str],
-                   unk: torch.Tensor, out: Path, s: Settings, seed: int) -> dict[str, Any]:
+                   unk: torch.Tensor | None, out: Path, s: Settings, seed: int) -> dict[str, Any]:
     methods = methods_for(decoder, s)
     ks = range(s.k_min, s.k_max + 1)
     res: dict[str, Any] = {"models": [evaluate(m, docs) for m in models], "methods": {}}
@@ -204,7 +208,9 @@ def compare_models(decoder: str, models: list[AttentionRNN], docs: list[VectorDo
         ads = adapters_of(model, names, unk, decoder)
         for name, options in methods.items():
             say(f"{decoder} model {r}: {name} on {len(docs)} documents")
+            model.dropout_at_eval = s.ig_dropout and name != "attention_last"  # the original's learning phase 1
             vecs[(r, name)] = explanation_vectors(ads[name], docs, name, **options)
+            model.dropout_at_eval = False
             clus[(r, name)] = cluster_explanations(vecs[(r, name)], ks, seed=seed)
     for name in methods:
         a, b = clus[(0, name)], clus[(1, name)]
@@ -223,7 +229,7 @@ def compare_models(decoder: str, models: list[AttentionRNN], docs: list[VectorDo
 
 
 def paths(decoder: str, models: list[AttentionRNN], docs: dict[str, list[VectorDocument]], names: list[str],
-          unk: torch.Tensor, k: int, out: Path, s: Settings, seed: int) -> dict[str, Any]:
+          unk: torch.Tensor | None, k: int, out: Path, s: Settings, seed: int) -> dict[str, Any]:
     work = AttentionRNN(models[0].config)
     obj = ModelObjective(work, docs["train"][: s.n_path])
     w1, w2 = flat_weights(models[0]), flat_weights(models[1])
@@ -270,7 +276,9 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     docs, names, warnings = build_documents(experiment, out, data_root, s, seed)
-    unk = unk_vector()
+    if s.ig_baseline not in ("unk", "zero"):
+        raise InputError(f"ig_baseline is 'unk' or 'zero', not {s.ig_baseline!r}")
+    unk = unk_vector() if s.ig_baseline == "unk" else None
     result: dict[str, Any] = {"experiment": experiment, "settings": asdict(s), "event_types": names,
                               "warnings": warnings, "decoders": {}, "paths": {}}
     for decoder in ("avg", "hier"):

@@ -24,7 +24,9 @@ the original's ``exp(e) · mask / (Σ exp(e) · mask + 1e-7)`` without max-subtr
 
 **Dropout at evaluation** (``dropout_at_eval``): the original computed gradients and integrated gradients with
 Keras' learning phase 1 (dropout on). Off by default; when True, the dropout between LSTM layers stays active even
-in eval mode (explanations then vary from call to call).
+in eval mode (explanations then vary from call to call). BatchNorm keeps its running statistics either way (Keras'
+learning phase 1 also switched BatchNorm to batch statistics, which would make one sequence's explanation depend on
+the others in its batch).
 """
 
 from __future__ import annotations
