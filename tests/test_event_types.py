@@ -126,6 +126,8 @@ def test_wordnet_event_types():
     assert labels[0] == "living_thing.n.4" and labels[4] == "living_thing.n.4"
     assert labels[1] is None and labels[5] is None and labels[2] == "adj.all" and labels[3] == "travel.v.0"
     assert wordnet_labels([["dog", "went"]], supersense=True)[0] == ["noun.animal", "verb.motion"]
+    assert wordnet_labels([["a", "in", "dog"]])[0][:2] == [None, None]  # stop words: no rare noun senses
+    assert wordnet_labels([["a", "in"]], stop_words=())[0] == ["unit_of_measurement.n.4", "unit_of_measurement.n.4"]
     with pytest.raises(DataError, match="no WordNet database"):
         WordNet("/nonexistent")
 

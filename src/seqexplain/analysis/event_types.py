@@ -16,14 +16,16 @@ An :class:`EventVocabulary` fitted on the training documents' labels turns label
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 
 from seqexplain.attribution import Aggregation, Attribution
+from seqexplain.data.wordnet import WordNet
 from seqexplain.errors import InputError
 
 OTHER = "<other>"
@@ -42,21 +44,29 @@ def labels_from_mapping(docs: Sequence[Sequence[str]], mapping: Callable[[str], 
     return [[mapping(tok) for tok in doc] for doc in docs]
 
 
-def wordnet_labels(docs: Sequence[Sequence[str]], depth: int = 4, supersense: bool = False,
-                   root: str | None = None) -> Labels:
-    """WordNet hypernym (or supersense) labels of every token (:meth:`seqexplain.data.wordnet.WordNet.event_type`);
-    None for words WordNet does not know (function words, punctuation, names)."""
-    from seqexplain.data.wordnet import WordNet
+@functools.lru_cache(maxsize=2)
+def _wordnet(root: str | None) -> WordNet:
+    return WordNet(root)  # read once per process: its index files take a second
 
-    wn = WordNet(root)
+
+def wordnet_labels(docs: Sequence[Sequence[str]], depth: int = 4, supersense: bool = False,
+                   root: str | None = None, stop_words: Collection[str] | None = None) -> Labels:
+    """WordNet hypernym (or supersense) labels of every token (:meth:`seqexplain.data.wordnet.WordNet.event_type`);
+    None for words WordNet does not know (punctuation, names) and for ``stop_words`` (default: scikit-learn's English
+    stop-word list; ``()`` for none): WordNet gives many function words rare noun senses ("a" → ampere, "in" →
+    inch, "it" → information technology) that would otherwise become frequent event types."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    stop = frozenset(ENGLISH_STOP_WORDS if stop_words is None else (w.lower() for w in stop_words))
+    wn = _wordnet(root)
     cache: dict[str, str | None] = {}
     out: Labels = []
     for doc in docs:
         row: list[str | None] = []
         for tok in doc:
             if tok not in cache:
-                cache[tok] = wn.event_type(tok, depth=depth, supersense=supersense) if any(
-                    c.isalpha() for c in tok) else None
+                known = any(c.isalpha() for c in tok) and tok.lower() not in stop
+                cache[tok] = wn.event_type(tok, depth=depth, supersense=supersense) if known else None
             row.append(cache[tok])
         out.append(row)
     return out
