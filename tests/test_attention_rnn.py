@@ -162,6 +162,10 @@ def test_gradients_match_autograd(adapter, docs):
     (g,) = torch.autograd.grad(_f(adapter.model, doc, label)(x.unsqueeze(0))[0], x)
     close(seqexplain.explain(adapter, doc, label, method="gradient_norm").scores[0], g.norm(dim=-1))
     close(seqexplain.explain(adapter, doc, label, method="grad_x_input").scores[0], (g * doc.vectors).sum(-1))
+    unk = torch.linspace(-0.5, 0.5, D, dtype=torch.double)  # a view with origin u: same gradient, input x − u
+    view = adapter.with_origin(unk)
+    close(seqexplain.explain(view, doc, label, method="gradient_norm").scores[0], g.norm(dim=-1))
+    close(seqexplain.explain(view, doc, label, method="grad_x_input").scores[0], (g * (doc.vectors - unk)).sum(-1))
 
 
 @pytest.mark.parametrize("origin", ["zero", "unk"])
