@@ -434,7 +434,7 @@ def reproduce_ger2021(
     seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
     n_train: Annotated[int | None, typer.Option(help="Training documents (default 2000; quick 160).")] = None,
     n_eval: Annotated[int | None, typer.Option(help="Documents explained and clustered (default 300).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs per model (default 8).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per model (default 4).")] = None,
     event_types: Annotated[str | None, typer.Option(help="wordnet (default), supersense, pos or kmeans.")] = None,
     max_types: Annotated[int | None, typer.Option(help="Event types kept, the rest <other> (default 15).")] = None,
     valley_steps: Annotated[int | None, typer.Option(help="Most valley-tracking steps (default 60).")] = None,

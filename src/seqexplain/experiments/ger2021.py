@@ -77,7 +77,7 @@ class Settings:
     max_words: int = 60
     hidden: list[int] = field(default_factory=lambda: [64, 32, 16])
     fc_dim: int | None = 64
-    epochs: int = 8
+    epochs: int = 4
     batch_size: int = 32
     lr: float = 0.05
     optimizer: str = "adagrad"
