@@ -26,7 +26,7 @@ def test_bad_event_types_option_is_one_line_exit_2(tmp_path):
     res = CliRunner().invoke(app, ["reproduce", "ger2021", "sst2", "--quick", "--out", str(tmp_path / "o"),
                                    "--event-types", "colours", "--n-train", "20", "--n-eval", "10"])
     text = res.output.replace("\n", " ")
-    assert res.exit_code == 2 and "event_types is wordnet" in text and "Traceback" not in text
+    assert res.exit_code == 2 and "--event-types: 'colours' is not one of wordnet" in text and "Traceback" not in text
 
 
 @pytest.mark.slow

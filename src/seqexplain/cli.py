@@ -504,41 +504,6 @@ def run_corpus(
             err.print(Text(f"wrote {path}", style="green"), soft_wrap=True)
 
 
-@reproduce_app.command("ger2021")
-def reproduce_ger2021(
-    experiment: Annotated[str, typer.Argument(help="sst2 or movies.")],
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/ger2021"),
-    data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
-                         ] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")] = False,
-    threads: Annotated[int, typer.Option("--threads", help=THREADS_HELP)] = 1,
-    seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
-    n_train: Annotated[int | None, typer.Option(help="Training documents (default 2000; quick 160).")] = None,
-    n_eval: Annotated[int | None, typer.Option(help="Documents explained and clustered (default 300).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs per model (default 4).")] = None,
-    event_types: Annotated[str | None, typer.Option(help="wordnet (default), supersense, pos or kmeans.")] = None,
-    max_types: Annotated[int | None, typer.Option(help="Event types kept, the rest <other> (default 15).")] = None,
-    valley_steps: Annotated[int | None, typer.Option(help="Most valley-tracking steps (default 60).")] = None,
-    max_words: Annotated[int | None, typer.Option(help="Words kept per document (default 60).")] = None,
-) -> None:
-    """Ger, Klabjan & Utke: attention-RNN explanations of two equally good models, their clusters, low-loss paths."""
-    from seqexplain.experiments.ger2021 import EXPERIMENTS, run
-    from seqexplain.runs import reproduction
-
-    if experiment not in EXPERIMENTS:
-        raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
-    options = {"n_train": n_train, "n_eval": n_eval, "epochs": epochs, "event_types": event_types,
-               "max_types": max_types, "valley_max_steps": valley_steps, "max_words": max_words}
-    command = _command(["seqexplain", "reproduce", "ger2021", experiment],
-                       {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed,
-                        **{f"--{k.replace('_', '-')}": v for k, v in options.items() if k != "valley_max_steps"},
-                        "--valley-steps": valley_steps})
-    with reproduction(out, command, threads):
-        result = run(experiment, out, quick=quick, data_root=data_root, seed=seed, **options)
-    _stdout().print(Text(result["markdown"]))
-    _stderr().print(Text(f"ger2021 {experiment}: results in {out}", style="green"))
-
-
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 

@@ -249,7 +249,31 @@ SNELL2021 = Paper(
     ),
 )
 
-PAPERS: dict[str, Paper] = {p.name: p for p in (VAFA2021, VERWIMP2018, ERASER_MOVIES, SNELL2021)}
+_GER = _opts("n_train", "n_eval", "epochs", "event_types", "max_types", "max_words", valley_steps="valley_max_steps")
+
+GER2021 = Paper(
+    "ger2021",
+    "Ger, Klabjan & Utke: attention-RNN explanations of two equally good models, their clusters, low-loss paths.",
+    module="seqexplain.experiments.ger2021",
+    experiments=(
+        Experiment("sst2", "SST-2 sentences (../shared/data/sst): two avg and two hier attention RNNs over MiniLM "
+                   "vectors", options=_GER),
+        Experiment("movies", "ERASER movie reviews (../shared/data/eraser_movies), documents cut to max_words words",
+                   options=_GER),
+    ),
+    options=(
+        Option("n_train", int, "Training documents (default 2000; quick 160).", minimum=1),
+        Option("n_eval", int, "Documents explained and clustered (default 300).", minimum=2),
+        Option("epochs", int, "Training epochs per model (default 4).", minimum=1),
+        Option("event_types", str, "Event types (default wordnet).", choices=("wordnet", "supersense", "pos",
+                                                                              "kmeans")),
+        Option("max_types", int, "Event types kept, the rest <other> (default 15).", minimum=1),
+        Option("valley_steps", int, "Most valley-tracking steps (default 60).", minimum=1),
+        Option("max_words", int, "Words kept per document (default 60).", minimum=1),
+    ),
+)
+
+PAPERS: dict[str, Paper] = {p.name: p for p in (VAFA2021, VERWIMP2018, ERASER_MOVIES, SNELL2021, GER2021)}
 
 
 def get_paper(name: str) -> Paper:
