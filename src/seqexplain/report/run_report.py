@@ -5,13 +5,15 @@ The page holds: the faithfulness table with the random-ranking baseline beside e
 table (when the data has gold rationales), the method × method agreement matrices as heatmaps and the
 perturbation curves (comprehensiveness and sufficiency per bin), both drawn by matplotlib and embedded as base64
 PNGs, and per example the heatmaps of every method side by side with the human rationale marked (a box around
-each gold token). It has no script and loads nothing: a Content-Security-Policy allows only inline styles and
-``data:`` images. Colours follow :mod:`seqexplain.report._common` (the same scale as every other view).
+each gold token; special tokens grey, outside the colour scale). It has no script and loads nothing: a
+Content-Security-Policy allows only inline styles and ``data:`` images. Colours follow
+:mod:`seqexplain.report._common` (the same scale as every other view).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import math
@@ -134,6 +136,13 @@ def curves_png(bins: list[float], curves: dict[str, dict[str, list[float]]]) -> 
 
 
 def _heat_row(attr: Attribution, gold: set[int], target: int = 0) -> str:
+    """One method's row: special tokens are shown grey and left out of the colour scale (their scores, often the
+    largest, would wash out the words' colours); the score is each token's tooltip."""
+    special = [j for j, seg in enumerate(attr.segments) if seg == "special"]
+    if special and len(special) < len(attr.tokens):
+        scores = attr.scores.copy()
+        scores[:, special] = np.nan
+        attr = dataclasses.replace(attr, scores=scores)
     dm = display_matrix(attr, "row_max_abs")
     labels = input_labels(attr)
     cells = []

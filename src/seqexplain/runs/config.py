@@ -3,8 +3,9 @@
 Every section forbids unknown keys; a wrong key, type or value is an :class:`~seqexplain.errors.InputError` of one
 line, ``<file>: <key.path>: <message>``. Relative paths in the file are relative to the file's folder.
 
-The *result-defining* part of a configuration (everything except ``output`` and ``threads``, plus the sha256 of the
-data file) is hashed (:func:`config_hash`); a run folder records it and refuses a configuration with another hash.
+The *result-defining* part of a configuration (everything except ``output`` and ``threads``, with the data path
+replaced by the data file's sha256 and the model path by :func:`model_fingerprint`) is hashed (:func:`config_hash`);
+a run folder records the hash and refuses a configuration with another.
 """
 
 from __future__ import annotations
