@@ -58,20 +58,6 @@ def test_analogy_summary_ratio_uses_found_exhaustive():
     assert greedy["n searched"] == 2 and greedy["Ratio ≤"] == pytest.approx((2 / 2 + 3 / 3) / 2)
 
 
-def test_result_store_resumes_and_skips_cut_lines(tmp_path):
-    path = tmp_path / "r.jsonl"
-    store = V.ResultStore(path)
-    store.add({"key": "x:greedy", "value": 1})
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write('{"key": "y:greedy", "val')  # interrupted write
-    again = V.ResultStore(path)
-    assert "x:greedy" in again and "y:greedy" not in again
-    # keys carry what made the result: the model stamp and the method's options
-    a, b = V.ResultStore(path, {"model": "m"}), V.ResultStore(path, {"model": "n"})
-    assert a.key("x:greedy", {"max_size": 3}) != a.key("x:greedy", {"max_size": 4})
-    assert a.key("x:greedy") != b.key("x:greedy") and a.key("x:greedy").startswith("x:greedy#")
-
-
 def test_leakage_check():
     train = "the quick brown fox jumps over the lazy dog every single day"
     got = V.leakage_check(["a quick brown fox jumps over the lazy dog every morning", "nothing shared here"],

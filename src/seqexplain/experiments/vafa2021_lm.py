@@ -46,9 +46,7 @@ CLI: ``seqexplain reproduce vafa2021 {lambada,analogies,timing,lm_paired} --out 
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import random
 import re
 import time
@@ -72,6 +70,7 @@ from seqexplain.models.base import Example, SequenceModel, eval_mode
 from seqexplain.models.hf import HFAdapter, HFModel
 from seqexplain.report.markdown import markdown_table
 from seqexplain.runs import run_record
+from seqexplain.runs.records import RecordStore
 
 BASELINES: dict[str, str] = {
     "gradient_norm": "gradient norm",
@@ -306,7 +305,7 @@ class LoadedModel:
     model: HFAdapter
     name: str
     info: dict[str, Any] = field(default_factory=dict)
-    stamp: dict[str, Any] = field(default_factory=dict)  # what made the model: see ResultStore
+    stamp: dict[str, Any] = field(default_factory=dict)  # what made the model: see RecordStore
 
 
 def _analogy_model(out: Path, quick: bool, root: Path, compatible: bool, s: Settings,
@@ -330,7 +329,7 @@ class _AnalogyRun:
     loaded: LoadedModel
     items: list[AnalogyExample]
     variant: str
-    store: ResultStore
+    store: RecordStore
 
     @classmethod
     def start(cls, experiment: str, out_dir: Path | str, data_root_: Path | str | None, seed: int, quick: bool,
@@ -345,7 +344,7 @@ class _AnalogyRun:
         n = _limit(experiment, limit, quick)
         loaded, items = _analogy_model(out, quick, root, compatible, s, progress)
         variant = _variant(compatible)
-        store = ResultStore(out / f"{experiment}_{variant}.jsonl", loaded.stamp)
+        store = RecordStore(out / f"{experiment}_{variant}.jsonl", loaded.stamp)
         return cls(out, root, s, chosen, n, loaded, items, variant, store)
 
     def key(self, item: AnalogyExample, method: str) -> str:
@@ -379,47 +378,6 @@ def load_lm(out_dir: Path, quick: bool, root: Path, compatible: bool, s: Setting
     wrapped = HFModel(model, tokenizer, "causal", model_id=name)
     stamp = {"model": name, "compatible": s.compatible_settings() if compatible else None}
     return LoadedModel(wrapped, name, info, stamp)
-
-
-# =========================================================================== results store
-class ResultStore:
-    """Per-example results, one JSON object per line, appended as computed (a rerun skips stored keys).
-
-    ``stamp`` describes what made the results (the model, its fine-tune); :meth:`key` folds it and a method's
-    options into each key, so a rerun with another model or other options computes afresh instead of reusing
-    results that no longer apply."""
-
-    def __init__(self, path: Path, stamp: dict[str, Any] | None = None) -> None:
-        self.path = path
-        self.stamp = stamp or {}
-        self.records: dict[str, dict[str, Any]] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by an interruption
-                    continue
-                if isinstance(rec, dict) and "key" in rec:
-                    self.records[str(rec["key"])] = rec
-
-    def key(self, name: str, options: Any = None) -> str:
-        """``name`` plus a digest of the store's stamp and ``options`` (JSON-serialisable)."""
-        payload = json.dumps({"stamp": self.stamp, "options": options}, sort_keys=True, default=str)
-        return f"{name}#{hashlib.sha1(payload.encode('utf-8')).hexdigest()[:10]}"
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.records
-
-    def get(self, key: str) -> dict[str, Any] | None:
-        return self.records.get(key)
-
-    def add(self, record: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, sort_keys=True) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        self.records[str(record["key"])] = record
 
 
 # =========================================================================== shared helpers
@@ -550,7 +508,7 @@ def run_lambada(out_dir: Path | str, quick: bool = False, data_root: Path | str 
     loaded = load_lm(out, quick, root, compatible, s, texts=[it.text for it in items], progress=progress)
     model = loaded.model
     variant = _variant(compatible)
-    store = ResultStore(out / f"lambada_{variant}.jsonl", loaded.stamp)
+    store = RecordStore(out / f"lambada_{variant}.jsonl", loaded.stamp)
 
     def key(item: LambadaRationale, method: str) -> str:
         return store.key(f"{item.lambada_index}:{method}", s.fingerprint(method))
@@ -623,7 +581,7 @@ def analogy_correct(model: SequenceModel, item: AnalogyExample) -> dict[str, boo
     return {"with_distractor": with_d, "without_distractor": without}
 
 
-def cached_check(store: ResultStore, model: SequenceModel, item: AnalogyExample) -> dict[str, bool]:
+def cached_check(store: RecordStore, model: SequenceModel, item: AnalogyExample) -> dict[str, bool]:
     """:func:`analogy_correct`, read from ``store`` when an earlier run stored it (else computed and stored)."""
     key = store.key(f"check:{item.id}")
     rec = store.get(key)
@@ -809,7 +767,7 @@ def run_paired(out_dir: Path | str, quick: bool = False, data_root: Path | str |
     return paired(out_dir, {m: LABELS[m] for m in ALL_METHODS})
 
 
-__all__ = ["ALL_METHODS", "ResultStore", "Settings", "analogy_summary",
+__all__ = ["ALL_METHODS", "Settings", "analogy_summary",
            "compatible_finetune", "encode_analogy", "lambada_example", "lambada_summary", "leakage_check", "load_lm",
            "run_analogies", "run_lambada", "run_method", "run_paired", "run_timing", "settings",
            "word_rationale"]

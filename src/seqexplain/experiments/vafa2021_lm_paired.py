@@ -24,10 +24,10 @@ from typing import Any
 
 from seqexplain.atomic import atomic_write_text
 from seqexplain.errors import InputError
-from seqexplain.experiments.vafa2021_lm import ResultStore
 from seqexplain.metrics.analogies import contains_antecedent, no_distractor
 from seqexplain.report.markdown import markdown_table
 from seqexplain.runs import run_record
+from seqexplain.runs.records import RecordStore
 
 VARIANTS = ("shipped", "compatible")
 COMMAND = "seqexplain reproduce vafa2021 {experiment} --out {out}{flag} (with the same options)"
@@ -52,7 +52,7 @@ def table_records(out_dir: Path, experiment: str, variant: str) -> tuple[dict[st
                          + " — cached results are reused, so it only rewrites the summary")
     wanted = set(keys)
     store = out_dir / f"{experiment}_{variant}.jsonl"
-    stored = ResultStore(store).records
+    stored = RecordStore(store).records
     records = {k: stored[k] for k in wanted if k in stored}
     missing = wanted - records.keys()
     if missing:
