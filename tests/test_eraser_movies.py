@@ -193,3 +193,13 @@ def test_summarize_against_hand_computed_values():
     assert s["plausibility"]["random"]["auprc"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # the mean gold rate
     # Kendall τ of reversed orders is -1 on both documents
     assert s["agreement"]["methods"] == ["m", "n"] and s["agreement"]["matrix"][0][1] == pytest.approx(-1.0)
+
+
+def test_module_run_checks_options_like_the_cli(tmp_path):
+    from seqexplain.errors import InputError
+    from seqexplain.experiments import eraser_movies
+
+    with pytest.raises(InputError, match="--limit is not used by eraser_movies train"):
+        eraser_movies.run("train", tmp_path, limit=3)
+    with pytest.raises(InputError, match="unknown experiment 'nope'"):
+        eraser_movies.run("nope", tmp_path)

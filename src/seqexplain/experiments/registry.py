@@ -2,9 +2,10 @@
 
 ``seqexplain reproduce <paper> [<experiment>]`` is generated from :data:`PAPERS` (one typer subcommand per paper,
 its options the union of its experiments' options); :func:`run_experiment` is the same call from Python. Every
-command takes ``--out``, ``--data-root``, ``--quick``, ``--threads``, ``--seed`` and ``--no-progress``; an extra
-option is accepted only by the experiments that list it, and giving it to one that does not is an
-:class:`~seqexplain.errors.InputError` (never silently ignored).
+command takes ``--out``, ``--data-root``, ``--quick``, ``--threads``, ``--seed`` and ``--no-progress`` (passed to
+the runners that draw progress bars; the others draw none); an extra option is accepted only by the experiments
+that list it, and giving it to one that does not is an :class:`~seqexplain.errors.InputError` (never silently
+ignored).
 
 Calling convention. An :class:`Experiment`'s ``runner`` (``"module:function"``, imported when the experiment runs,
 so listing the registry loads no model code) is called as

@@ -15,6 +15,7 @@ from typing import Any
 
 from seqexplain.data.eraser import EraserDocument, evidence_token_set
 from seqexplain.errors import InputError
+from seqexplain.models.loading import quiet_transformers
 
 LABELS = ("NEG", "POS")
 DEFAULT_MAX_LENGTH = 256
@@ -46,7 +47,8 @@ def truncate(tokenizer: Any, doc: EraserDocument, max_length: int) -> Truncated:
     budget = max_length - n_special
     if budget < 1:
         raise InputError(f"--max-length {max_length} leaves no room for text after {n_special} special tokens")
-    enc = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True)
+    with quiet_transformers():  # the whole document is longer than the model: only its offsets are read here
+        enc = tokenizer(doc.text, add_special_tokens=False, return_offsets_mapping=True)
     offsets = enc["offset_mapping"]
     if len(offsets) <= budget:
         n_tokens = len(doc.tokens)
