@@ -18,8 +18,9 @@ and method the record holds the scores and:
   (:func:`~seqexplain.metrics.agreement.agreement_matrix`).
 
 Resumable: each (document, method) record is appended to ``<out>/evaluate/records.jsonl`` when done and skipped on
-a rerun with the same settings (``settings.json`` there; other settings are refused); the sample of ``limit``
-documents is the first ``limit`` of a seeded shuffle, so a larger limit extends a smaller one. ``greedy`` runs on
+a rerun with the same settings (the library's :class:`~seqexplain.runs.records.RecordStore`; other settings are
+refused); the sample of ``limit`` documents is the first ``limit`` of a seeded shuffle, so a larger limit extends a
+smaller one. ``greedy`` runs on
 the first ``greedy_limit`` documents of the sample only (default 10; quick 1); its rows say how many.
 """
 
@@ -47,6 +48,7 @@ from seqexplain.metrics.plausibility import auprc, spans_from_positions, top_k_r
 from seqexplain.models.base import Example, SequenceModel
 from seqexplain.models.loading import load_model, quiet_transformers
 from seqexplain.runs import run_record
+from seqexplain.runs.records import RecordStore
 
 METHODS = ("gradient_norm", "grad_x_input", "integrated_gradients", "occlusion", "attention_last", "attention_all",
            "attention_rollout", "greedy")
@@ -112,34 +114,8 @@ def doc_record(model: SequenceModel, example: Example, doc: EraserDocument, meth
     }
 
 
-class _Records:
-    """``records.jsonl`` keyed by (docid, method): appended as computed, read back on a rerun."""
-
-    def __init__(self, folder: Path, settings: dict[str, Any]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        marker = folder / "settings.json"
-        if marker.is_file():
-            saved = json.loads(marker.read_text(encoding="utf-8"))
-            if saved != settings:
-                changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
-                raise InputError(f"{folder} holds an evaluation with other settings ({', '.join(changed)}); use "
-                                 "another --out or delete that folder")
-        else:
-            atomic_write_text(marker, json.dumps(settings, indent=2))
-        self.path = folder / "records.jsonl"
-        self.done: dict[tuple[str, str], dict[str, Any]] = {}
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:  # a line cut by an interruption: redone
-                    continue
-                self.done[(rec["docid"], rec["method"])] = rec
-
-    def add(self, record: dict[str, Any]) -> None:
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record) + "\n")
-        self.done[(record["docid"], record["method"])] = record
+def _key(docid: str, method: str) -> str:
+    return f"{docid}|{method}"
 
 
 def _sample(n: int, limit: int | None, seed: int) -> list[int]:
@@ -182,29 +158,30 @@ def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None
     settings = {"max_length": max_length, "seed": seed, "ig_steps": steps, "bins": list(DEFAULT_BINS),
                 "removal": "replace [MASK], text pieces only", "random_repeats": RANDOM_REPEATS,
                 "model": str(Path(model) if model is not None else model_dir(out))}
-    store = _Records(Path(out) / "evaluate", settings)
+    store = RecordStore(Path(out) / "evaluate" / "records.jsonl", settings=settings)
     cut = [truncate(wrapped.tokenizer, d, max_length) for d in picked]
     examples = [encode_item(wrapped, t.text) for t in cut]
     options: dict[str, dict[str, Any]] = {"integrated_gradients": {"steps": steps}}
     seconds: dict[str, float] = {}
     for method in [*chosen, RANDOM]:
-        todo = [i for i in range(len(picked)) if (picked[i].docid, method) not in store.done]
+        todo = [i for i in range(len(picked)) if _key(picked[i].docid, method) not in store]
         if method in HARD:
             todo = [i for i in todo if i < greedy_n]
         started = time.perf_counter()
         if method == RANDOM:
             for i in todo:
-                store.add(doc_record(wrapped, examples[i], picked[i], RANDOM,
-                                     np.zeros(examples[i].length), seed + i))
+                store.add({"key": _key(picked[i].docid, RANDOM), **doc_record(
+                    wrapped, examples[i], picked[i], RANDOM, np.zeros(examples[i].length), seed + i)})
         elif todo:
             results = explain_many(wrapped, [cut[i].text for i in todo], method, progress=progress,
                                    **options.get(method, {}))
             for i, attr in zip(todo, results, strict=True):
                 part = attr.rationale if method in HARD else None
-                store.add(doc_record(wrapped, examples[i], picked[i], method, attr.scores[0], seed,
-                                     list(part.positions[0]) if part else None, part.reached[0] if part else None))
+                store.add({"key": _key(picked[i].docid, method), **doc_record(
+                    wrapped, examples[i], picked[i], method, attr.scores[0], seed,
+                    list(part.positions[0]) if part else None, part.reached[0] if part else None)})
         seconds[method] = time.perf_counter() - started
-    records = [store.done[(d.docid, m)] for d in picked for m in [*chosen, RANDOM] if (d.docid, m) in store.done]
+    records = [store.records[_key(d.docid, m)] for d in picked for m in [*chosen, RANDOM] if _key(d.docid, m) in store]
     summary = summarize(records, [*chosen, RANDOM])
     summary.update({
         "experiment": "evaluate", "n_documents": len(picked), "n_test": len(docs_all), "limit": limit,
