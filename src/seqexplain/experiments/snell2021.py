@@ -19,6 +19,10 @@ Pipeline (every step resumable: finished runs, dumps and baselines are reused on
 
 Outputs in ``out``: ``runs/<name>/`` (checkpoints, TensorBoard), ``dumps/*.parquet``, ``baselines.parquet``,
 ``results.json`` (settings, run record, table), ``results.md``, ``plots/*.png``.
+
+``device`` (``cpu`` by default, ``cuda``, ``cuda:N`` or ``auto``) is where training, dumps, the bag-of-embeddings
+baseline and evaluation run; the files written do not depend on it (a folder made on a GPU can be continued on a
+CPU). Settings record the device resolved (``auto`` → ``cuda`` or ``cpu``).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from seqexplain.training.snell import (
     checkpoint_path,
     checkpoint_schedule,
     load_checkpoint,
+    resolve_device,
     train_snell_classifier,
     vocab_hash,
 )
@@ -84,6 +89,7 @@ class Settings:
     layers: int = 2
     dropout: float = 0.1
     beam: int = 5
+    device: str = "cpu"
 
 
 QUICK = {"n_runs": 2, "steps": 60, "emb_dim": 16, "hidden": 16, "attn_dim": 16, "checkpoint_every": 20,
@@ -110,7 +116,7 @@ def settings(quick: bool, experiment: str = "sst2", **overrides: Any) -> Setting
     if out.n_runs < 2:
         raise InputError(f"the table needs a gold run and at least one more normal run: --runs ≥ 2, got {out.n_runs}")
     checkpoint_schedule(out.steps, out.checkpoint_steps, out.checkpoint_every)
-    return out
+    return replace(out, device=str(resolve_device(out.device)))
 
 
 def load_data(experiment: str, data_root: Path | str | None) -> tuple[list[tuple[list[str], int]],
@@ -168,14 +174,14 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
                                checkpoint_steps=list(s.checkpoint_steps), checkpoint_every=s.checkpoint_every)
         if not checkpoint_path(run_dir, s.steps).is_file():
             train_snell_classifier(replace(model_cfg, uniform_attention=uniform), train, cfg, run_dir, vocab,
-                                   progress=progress)
+                                   progress=progress, device=s.device)
         for step in schedule:
             model = None
             for split, data in evals.items():
                 path = out / "dumps" / f"{name}__{split}__step{step:07d}.parquet"
                 if path.is_file():
                     continue
-                model = model or load_checkpoint(run_dir, step)
+                model = model or load_checkpoint(run_dir, step, s.device)
                 write_dump(make_dump(model, data, run=name, step=step, split=split, dataset=experiment,
                                      vocab_hash=vh), out / "dumps")
     baselines = _baselines(out, train, evals, len(vocab), n_classes, s, seed)
@@ -241,7 +247,7 @@ def _baselines(out: Path, train: Examples, evals: dict[str, Examples], vocab_siz
     if not (path.is_file() and info_path.is_file()):
         val = evals["val"]
         boe, boe_info = train_bag_of_embeddings(train, val, vocab_size, n_classes, emb_dim=s.emb_dim,
-                                                epochs=s.boe_epochs, seed=seed)
+                                                epochs=s.boe_epochs, seed=seed, device=s.device)
         cols: dict[str, list[Any]] = {"split": [], "example": [], "beta_px": [], "beta_lr": []}
         weights, lr_info = fit_logistic(train, val, vocab_size, seed=seed)
         for split, data in evals.items():

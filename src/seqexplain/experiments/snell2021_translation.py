@@ -82,21 +82,22 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
         tc = SnellTrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed + (100 if uniform else i),
                               checkpoint_steps=list(s.checkpoint_steps), checkpoint_every=s.checkpoint_every)
         if not checkpoint_path(run_dir, s.steps).is_file():
-            train_snell_translator(replace(cfg, uniform_attention=uniform), train, tc, run_dir, vh, progress=progress)
+            train_snell_translator(replace(cfg, uniform_attention=uniform), train, tc, run_dir, vh, progress=progress,
+                                   device=s.device)
         for step in schedule:
             for split, data in evals.items():
                 if (out / "dumps" / f"{name}__{split}__step{step:07d}.parquet").is_file():
                     continue
-                write_dump(make_translation_dump(load_translator(run_dir, step), data, run=name, step=step,
+                write_dump(make_translation_dump(load_translator(run_dir, step, s.device), data, run=name, step=step,
                                                  split=split, dataset="multi30k-de-en", vocab_hash=vh), out / "dumps")
     base, base_info = train_word_translation(train, evals["val"], len(tok), tok.pad_token_id, emb_dim=s.emb_dim,
-                                             epochs=s.boe_epochs, seed=seed)
+                                             epochs=s.boe_epochs, seed=seed, device=s.device)
     refs = {split: {"px": px_rows(base, data), "extra": {}} for split, data in evals.items()}
     table, markdown = tables(out, "multi30k", list(evals), names, schedule, refs, seed, measure="token_accuracy")
     gold = sorted(read_dumps(out / "dumps", "val"), key=lambda d: d.step)
     gold = [d for d in gold if d.run == names[0]]
     best = max(gold, key=lambda d: d.accuracy).step
-    model = load_translator(out / "runs" / names[0], best)
+    model = load_translator(out / "runs" / names[0], best, s.device)
     test = enc(test_c)[: s.max_eval]
     score, sig, hyps = beam_bleu(model, tok, [p[0] for p in test], test_c.target[: s.max_eval], beam=s.beam)
     final = {"run": names[0], "step": best, **teacher_forced(model, test), "bleu": score, "bleu_signature": sig,
