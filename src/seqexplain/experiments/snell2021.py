@@ -18,7 +18,9 @@ Pipeline (every step resumable: finished runs, dumps and baselines are reused on
    the logistic-regression β; plots of agreement and accuracy over checkpoints for every run.
 
 Outputs in ``out``: ``runs/<name>/`` (checkpoints, TensorBoard), ``dumps/*.parquet``, ``baselines.parquet``,
-``results.json`` (settings, run record, table), ``results.md``, ``plots/*.png``.
+``results.json`` (settings, run record, table), ``results.md``, ``plots/*.png``, and ``model/``: run A at its
+best validation checkpoint as a model folder (:mod:`seqexplain.models.snell_saving`), so
+``seqexplain explain --model <out>/model --text ...`` explains it with every method.
 
 ``device`` (``cpu`` by default, ``cuda``, ``cuda:N`` or ``auto``) is where training, dumps, the bag-of-embeddings
 baseline and evaluation run; the files written do not depend on it (a folder made on a GPU can be continued on a
@@ -49,6 +51,7 @@ from seqexplain.metrics.training_dynamics import (
 )
 from seqexplain.models.rnn.vocab import Vocab
 from seqexplain.models.snell_classifier import BosEosTokenizer, SnellClassifierConfig
+from seqexplain.models.snell_saving import save_snell_classifier
 from seqexplain.runs import run_record
 from seqexplain.training.snell import (
     SnellTrainConfig,
@@ -117,6 +120,23 @@ def settings(quick: bool, experiment: str = "sst2", **overrides: Any) -> Setting
         raise InputError(f"the table needs a gold run and at least one more normal run: --runs ≥ 2, got {out.n_runs}")
     checkpoint_schedule(out.steps, out.checkpoint_steps, out.checkpoint_every)
     return replace(out, device=str(resolve_device(out.device)))
+
+
+def label_names(experiment: str) -> tuple[str, ...]:
+    """The class names of a classification experiment."""
+    if experiment == "agnews":
+        from seqexplain.data.ag_news import LABELS
+
+        return LABELS
+    from seqexplain.data.sst import BINARY_LABELS
+
+    return BINARY_LABELS
+
+
+def best_step(out: Path, run: str) -> int:
+    """The checkpoint of ``run`` with the best validation performance in ``out/dumps`` (the earliest of ties)."""
+    dumps = sorted((d for d in read_dumps(out / "dumps", "val") if d.run == run), key=lambda d: d.step)
+    return max(dumps, key=lambda d: d.accuracy).step
 
 
 def load_data(experiment: str, data_root: Path | str | None) -> tuple[list[tuple[list[str], int]],
@@ -191,6 +211,9 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
                                "table": {}}
     refs = {split: {"px": baselines[split]["px"], "extra": {"lr": baselines[split]["lr"]}} for split in evals}
     results["table"], results["markdown"] = tables(out, experiment, list(evals), names, schedule, refs, seed)
+    best = best_step(out, names[0])
+    save_snell_classifier(load_checkpoint(out / "runs" / names[0], best), vocab, out / "model", label_names(experiment))
+    results["model"] = {"folder": "model", "run": names[0], "step": best}
     results["run"] = run_record(seed, n_classes=n_classes)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float))
     atomic_write_text(out / "results.md", f"# snell2021 {experiment}\n\n{results['markdown']}\n")
