@@ -29,6 +29,26 @@ def test_tiny_sst2_through_the_cli(runner, tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["schedule"] == [0, 5, 10] and res["n_eval"] == {"val": 30, "train": 30}
     assert "| sst2 / val / top_k / accuracy |" in result.output
+    _check_model_folder(tmp_path, res, "the movie is good", "positive")
+
+
+def _check_model_folder(out, res, text, target) -> None:
+    """``out/model`` is run A's best validation checkpoint, opened by load_model with the Snell adapter."""
+    import torch
+    from safetensors.torch import load_file
+
+    import seqexplain
+    from seqexplain.training.snell import checkpoint_path
+
+    step = res["model"]["step"]
+    assert step in res["schedule"] and res["model"]["run"] == "normal_A"
+    want = load_file(checkpoint_path(out / "runs" / "normal_A", step))
+    got = load_file(out / "model" / "model.safetensors")
+    assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+    adapter = seqexplain.load_model(out / "model")
+    assert type(adapter).__name__ in ("SnellClassifierAdapter", "SnellTranslationAdapter")
+    for method in ("attention_last", "occlusion"):
+        assert seqexplain.explain(adapter, text, target, method=method).scores.shape[0] >= 1
 
 
 @pytest.mark.slow
@@ -102,3 +122,5 @@ def test_quick_multi30k(tmp_path):
     assert res["n_rows"]["val"] > res["n_eval"]["val"]  # several target rows per sentence
     assert res["best_run_a"]["bleu"] >= 0 and res["best_run_a"]["perplexity"] > 1
     assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()
+    assert res["model"]["step"] == res["best_run_a"]["step"]
+    _check_model_folder(tmp_path, res, "Ein Hund läuft.", "A dog runs.")

@@ -7,7 +7,8 @@
 * **Logistic regression** (:func:`logistic_token_scores`): scikit-learn's ``LogisticRegression`` on bag-of-words
   counts, ``C`` chosen on validation accuracy over a log grid; ``β_t = coef[:, x_t]``.
 
-Scores are oriented to the gold label as the dumps' β (:func:`seqexplain.analysis.training_dynamics.orient`).
+Scores are oriented to the gold label as the dumps' β (:func:`seqexplain.analysis.training_dynamics.orient`). The
+bag of embeddings trains on ``device``; scores leave as NumPy arrays on the CPU.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 from seqexplain.analysis.training_dynamics import orient
 from seqexplain.errors import InputError
 from seqexplain.models.snell_classifier import length_mask, pad_batch
+from seqexplain.training.snell import resolve_device
 
 Examples = Sequence[tuple[Sequence[int], int]]
 C_GRID = tuple(float(c) for c in np.logspace(-3, 3, 13))
@@ -48,28 +50,31 @@ class BagOfEmbeddings(nn.Module):
     def token_scores(self, ids: Sequence[int]) -> np.ndarray:
         """``[n, K]`` per-token scores ``W E[x_t]`` (no bias)."""
         with torch.no_grad():
-            return (self.embedding(torch.as_tensor(list(ids))) @ self.linear.weight.T).numpy()
+            x = self.embedding(torch.as_tensor(list(ids), device=self.embedding.weight.device))
+            return (x @ self.linear.weight.T).cpu().numpy()
 
 
 def _loss(model: BagOfEmbeddings, data: Examples, batch_size: int = 256) -> float:
     total = 0.0
+    dev = model.embedding.weight.device
     with torch.no_grad():
         for s in range(0, len(data), batch_size):
             ids, lengths = pad_batch([e[0] for e in data[s : s + batch_size]])
-            labels = torch.tensor([int(e[1]) for e in data[s : s + batch_size]])
-            total += float(nn.functional.cross_entropy(model(ids, lengths), labels, reduction="sum"))
+            labels = torch.tensor([int(e[1]) for e in data[s : s + batch_size]], device=dev)
+            total += float(nn.functional.cross_entropy(model(ids.to(dev), lengths.to(dev)), labels, reduction="sum"))
     return total / len(data)
 
 
 def train_bag_of_embeddings(train: Examples, val: Examples, vocab_size: int, n_classes: int, *, emb_dim: int = 64,
-                            epochs: int = 10, batch_size: int = 32, lr: float = 1e-3, seed: int = 0
-                            ) -> tuple[BagOfEmbeddings, dict[str, float]]:
-    """Train :class:`BagOfEmbeddings`; keep the epoch with the lowest validation loss. Returns the model and
-    ``{"best_epoch", "val_loss"}``."""
+                            epochs: int = 10, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+                            device: str | torch.device = "cpu") -> tuple[BagOfEmbeddings, dict[str, float]]:
+    """Train :class:`BagOfEmbeddings` on ``device``; keep the epoch with the lowest validation loss. Returns the model
+    and ``{"best_epoch", "val_loss"}``."""
     if not train or not val:
         raise InputError("the bag-of-embeddings baseline needs training and validation examples")
     torch.manual_seed(seed)
-    model = BagOfEmbeddings(vocab_size, n_classes, emb_dim)
+    dev = resolve_device(device)
+    model = BagOfEmbeddings(vocab_size, n_classes, emb_dim).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     best = (_loss(model, val), 0, copy.deepcopy(model.state_dict()))
     rng = np.random.default_rng(seed)
@@ -78,7 +83,8 @@ def train_bag_of_embeddings(train: Examples, val: Examples, vocab_size: int, n_c
         for s in range(0, len(order), batch_size):
             chunk = [train[i] for i in order[s : s + batch_size]]
             ids, lengths = pad_batch([e[0] for e in chunk])
-            loss = nn.functional.cross_entropy(model(ids, lengths), torch.tensor([int(e[1]) for e in chunk]))
+            labels = torch.tensor([int(e[1]) for e in chunk], device=dev)
+            loss = nn.functional.cross_entropy(model(ids.to(dev), lengths.to(dev)), labels)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -12,6 +12,8 @@ For each example (token ids ``x``, gold label ``y``) and checkpoint, with dropou
   By the chain rule ``∂L/∂m_t = Σ_d x_{t,d} ∂L/∂x_{t,d}``.
 * ``predicted``: the argmax class.
 
+Everything is computed on the model's device; the results are NumPy arrays on the CPU.
+
 A dump file (:func:`write_dump`) holds one run's checkpoint on one split: columns ``example, label, predicted,
 ids, alpha, beta, delta`` and key-value metadata ``dataset, fingerprint, vocab_hash, run, step, split, uniform,
 accuracy, loss``. :func:`read_dumps` loads a folder of them and refuses dumps of another data set (fingerprint) or
@@ -75,9 +77,11 @@ def classifier_quantities(model: SnellClassifier, examples: Sequence[tuple[Seque
     with eval_mode(model):
         for start in range(0, len(examples), batch_size):
             chunk = examples[start : start + batch_size]
+            dev = model.embedding.weight.device
             ids, lengths = pad_batch([e[0] for e in chunk])
-            labels = torch.tensor([int(e[1]) for e in chunk])
-            m = torch.ones(ids.shape, dtype=model.embedding.weight.dtype, requires_grad=True)
+            ids, lengths = ids.to(dev), lengths.to(dev)
+            labels = torch.tensor([int(e[1]) for e in chunk], device=dev)
+            m = torch.ones(ids.shape, dtype=model.embedding.weight.dtype, device=dev, requires_grad=True)
             parts = model.parts(model.embedding(ids) * m.unsqueeze(-1), lengths)
             logits = model.class_logits(parts.s)
             losses = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
@@ -87,9 +91,9 @@ def classifier_quantities(model: SnellClassifier, examples: Sequence[tuple[Seque
             for r, (_, label) in enumerate(chunk):
                 n = int(lengths[r])
                 out.append(ExampleQuantities(
-                    parts.alpha[r, :n].detach().numpy().astype(np.float32),
-                    orient(parts.beta[r, :n].detach().numpy(), label, model.binary).astype(np.float32),
-                    delta[r, :n].detach().numpy().astype(np.float32), int(pred[r]), float(losses[r].detach())))
+                    parts.alpha[r, :n].detach().cpu().numpy().astype(np.float32),
+                    orient(parts.beta[r, :n].detach().cpu().numpy(), label, model.binary).astype(np.float32),
+                    delta[r, :n].detach().cpu().numpy().astype(np.float32), int(pred[r]), float(losses[r].detach())))
     return out
 
 

@@ -12,6 +12,8 @@ over the source positions), dropout off:
 β^px (:class:`WordTranslationBaseline`): ``p(y | source) = softmax(W · mean_s E[x_s] + b)`` trained on the bag of
 target tokens (best validation-loss epoch kept); ``β^px[t, s] = log softmax(W E[x_s] + b)[y_t]``, the word-translation
 matrix ``softmax(E Wᵀ)`` read at the pair.
+
+Everything is computed on the model's device (the baseline trains on ``device``); results are NumPy arrays on the CPU.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from seqexplain.analysis.training_dynamics import Dump, Sign
 from seqexplain.errors import InputError
 from seqexplain.models.base import eval_mode
 from seqexplain.models.snell_translation import SnellTranslator
-from seqexplain.training.snell_translation import collate
+from seqexplain.training.snell import resolve_device
+from seqexplain.training.snell_translation import collate, to_device
 
 Pairs = Sequence[tuple[Sequence[int], Sequence[int]]]
 
@@ -42,9 +45,10 @@ def translation_rows(model: SnellTranslator, pairs: Pairs, batch_size: int = 32,
     with eval_mode(model):
         for start in range(0, len(pairs), batch_size):
             idx = list(range(start, min(start + batch_size, len(pairs))))
-            b = collate(pairs, idx, cfg.pad_token_id, cfg.decoder_start_token_id)
+            b = to_device(collate(pairs, idx, cfg.pad_token_id, cfg.decoder_start_token_id),
+                          model.embed_tokens.weight.device)
             x = model.embed_tokens(b["input_ids"])
-            m = torch.ones(x.shape[:2], dtype=x.dtype, requires_grad=True)
+            m = torch.ones(x.shape[:2], dtype=x.dtype, device=x.device, requires_grad=True)
             memory = model.encode(x * m.unsqueeze(-1), b["attention_mask"])
             d, _ = model.decode_states(model.embed_tokens(b["decoder_input_ids"]), memory, b["decoder_attention_mask"])
             alpha = model.attention(d, memory)
@@ -63,10 +67,10 @@ def translation_rows(model: SnellTranslator, pairs: Pairs, batch_size: int = 32,
                 beta = model.beta(d, memory, labels)
             for r, i in enumerate(idx):
                 n_s, n_y = len(pairs[i][0]), len(pairs[i][1])
-                out.append({"alpha": alpha[r, :n_y, :n_s].detach().numpy().astype(np.float32),
-                            "beta": beta[r, :n_y, :n_s].numpy().astype(np.float32),
-                            "delta": delta[r, :n_y, :n_s].numpy().astype(np.float32),
-                            "predicted": logp[r, :n_y].argmax(-1).numpy()})
+                out.append({"alpha": alpha[r, :n_y, :n_s].detach().cpu().numpy().astype(np.float32),
+                            "beta": beta[r, :n_y, :n_s].cpu().numpy().astype(np.float32),
+                            "delta": delta[r, :n_y, :n_s].cpu().numpy().astype(np.float32),
+                            "predicted": logp[r, :n_y].argmax(-1).cpu().numpy()})
     return out
 
 
@@ -106,13 +110,14 @@ class WordTranslationBaseline(nn.Module):
 
     def token_scores(self, src: Sequence[int], tgt: Sequence[int]) -> np.ndarray:
         """``[T, S]``: ``log softmax(W E[x_s] + b)[y_t]``."""
+        dev = self.embedding.weight.device
         with torch.no_grad():
-            logp = torch.log_softmax(self.linear(self.embedding(torch.as_tensor(list(src)))), -1)  # [S, V]
-            return logp[:, torch.as_tensor(list(tgt))].T.numpy().astype(np.float32)
+            logp = torch.log_softmax(self.linear(self.embedding(torch.as_tensor(list(src), device=dev))), -1)  # [S, V]
+            return logp[:, torch.as_tensor(list(tgt), device=dev)].T.cpu().numpy().astype(np.float32)
 
 
 def _bag_loss(model: WordTranslationBaseline, pairs: Pairs, idx: Sequence[int], pad: int) -> Tensor:
-    b = collate(pairs, idx, pad, 0)
+    b = to_device(collate(pairs, idx, pad, 0), model.embedding.weight.device)
     logp = model(b["input_ids"], b["attention_mask"].bool())
     labels = b["labels"]
     got = logp.gather(1, labels.clamp(min=0)) * (labels != -100)
@@ -120,11 +125,11 @@ def _bag_loss(model: WordTranslationBaseline, pairs: Pairs, idx: Sequence[int], 
 
 
 def train_word_translation(train: Pairs, val: Pairs, vocab_size: int, pad: int, *, emb_dim: int = 64,
-                           epochs: int = 5, batch_size: int = 64, lr: float = 1e-3, seed: int = 0
-                           ) -> tuple[WordTranslationBaseline, dict[str, float]]:
-    """Train :class:`WordTranslationBaseline`, keeping the epoch of lowest validation loss."""
+                           epochs: int = 5, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
+                           device: str | torch.device = "cpu") -> tuple[WordTranslationBaseline, dict[str, float]]:
+    """Train :class:`WordTranslationBaseline` on ``device``, keeping the epoch of lowest validation loss."""
     torch.manual_seed(seed)
-    model = WordTranslationBaseline(vocab_size, emb_dim)
+    model = WordTranslationBaseline(vocab_size, emb_dim).to(resolve_device(device))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
 

@@ -222,7 +222,7 @@ def _steps(values: tuple[str, ...]) -> tuple[int, ...]:
 
 
 _SNELL = _opts("steps", "batch_size", "hidden", "checkpoint_every", "max_eval", "checkpoint_steps", "emb_dim",
-               runs="n_runs")
+               "device", runs="n_runs")
 
 SNELL2021 = Paper(
     "snell2021",
@@ -247,6 +247,8 @@ SNELL2021 = Paper(
         Option("emb_dim", int, "Embedding width.", minimum=1),
         Option("n_train", int, "Use the first N training pairs.", minimum=1),
         Option("vocab_size", int, "SentencePiece pieces.", minimum=8),
+        Option("device", str, "Where training, dumps, baselines and evaluation run: cpu (default), cuda, cuda:N or "
+                              "auto (cuda when available)."),
     ),
 )
 

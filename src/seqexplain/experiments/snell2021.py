@@ -18,7 +18,13 @@ Pipeline (every step resumable: finished runs, dumps and baselines are reused on
    the logistic-regression β; plots of agreement and accuracy over checkpoints for every run.
 
 Outputs in ``out``: ``runs/<name>/`` (checkpoints, TensorBoard), ``dumps/*.parquet``, ``baselines.parquet``,
-``results.json`` (settings, run record, table), ``results.md``, ``plots/*.png``.
+``results.json`` (settings, run record, table), ``results.md``, ``plots/*.png``, and ``model/``: run A at its
+best validation checkpoint as a model folder (:mod:`seqexplain.models.snell_saving`), so
+``seqexplain explain --model <out>/model --text ...`` explains it with every method.
+
+``device`` (``cpu`` by default, ``cuda``, ``cuda:N`` or ``auto``) is where training, dumps, the bag-of-embeddings
+baseline and evaluation run; the files written do not depend on it (a folder made on a GPU can be continued on a
+CPU). Settings record the device resolved (``auto`` → ``cuda`` or ``cpu``).
 """
 
 from __future__ import annotations
@@ -45,12 +51,14 @@ from seqexplain.metrics.training_dynamics import (
 )
 from seqexplain.models.rnn.vocab import Vocab
 from seqexplain.models.snell_classifier import BosEosTokenizer, SnellClassifierConfig
+from seqexplain.models.snell_saving import save_snell_classifier
 from seqexplain.runs import run_record
 from seqexplain.training.snell import (
     SnellTrainConfig,
     checkpoint_path,
     checkpoint_schedule,
     load_checkpoint,
+    resolve_device,
     train_snell_classifier,
     vocab_hash,
 )
@@ -84,6 +92,7 @@ class Settings:
     layers: int = 2
     dropout: float = 0.1
     beam: int = 5
+    device: str = "cpu"
 
 
 QUICK = {"n_runs": 2, "steps": 60, "emb_dim": 16, "hidden": 16, "attn_dim": 16, "checkpoint_every": 20,
@@ -110,7 +119,24 @@ def settings(quick: bool, experiment: str = "sst2", **overrides: Any) -> Setting
     if out.n_runs < 2:
         raise InputError(f"the table needs a gold run and at least one more normal run: --runs ≥ 2, got {out.n_runs}")
     checkpoint_schedule(out.steps, out.checkpoint_steps, out.checkpoint_every)
-    return out
+    return replace(out, device=str(resolve_device(out.device)))
+
+
+def label_names(experiment: str) -> tuple[str, ...]:
+    """The class names of a classification experiment."""
+    if experiment == "agnews":
+        from seqexplain.data.ag_news import LABELS
+
+        return LABELS
+    from seqexplain.data.sst import BINARY_LABELS
+
+    return BINARY_LABELS
+
+
+def best_step(out: Path, run: str) -> int:
+    """The checkpoint of ``run`` with the best validation performance in ``out/dumps`` (the earliest of ties)."""
+    dumps = sorted((d for d in read_dumps(out / "dumps", "val") if d.run == run), key=lambda d: d.step)
+    return max(dumps, key=lambda d: d.accuracy).step
 
 
 def load_data(experiment: str, data_root: Path | str | None) -> tuple[list[tuple[list[str], int]],
@@ -168,14 +194,14 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
                                checkpoint_steps=list(s.checkpoint_steps), checkpoint_every=s.checkpoint_every)
         if not checkpoint_path(run_dir, s.steps).is_file():
             train_snell_classifier(replace(model_cfg, uniform_attention=uniform), train, cfg, run_dir, vocab,
-                                   progress=progress)
+                                   progress=progress, device=s.device)
         for step in schedule:
             model = None
             for split, data in evals.items():
                 path = out / "dumps" / f"{name}__{split}__step{step:07d}.parquet"
                 if path.is_file():
                     continue
-                model = model or load_checkpoint(run_dir, step)
+                model = model or load_checkpoint(run_dir, step, s.device)
                 write_dump(make_dump(model, data, run=name, step=step, split=split, dataset=experiment,
                                      vocab_hash=vh), out / "dumps")
     baselines = _baselines(out, train, evals, len(vocab), n_classes, s, seed)
@@ -185,6 +211,9 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
                                "table": {}}
     refs = {split: {"px": baselines[split]["px"], "extra": {"lr": baselines[split]["lr"]}} for split in evals}
     results["table"], results["markdown"] = tables(out, experiment, list(evals), names, schedule, refs, seed)
+    best = best_step(out, names[0])
+    save_snell_classifier(load_checkpoint(out / "runs" / names[0], best), vocab, out / "model", label_names(experiment))
+    results["model"] = {"folder": "model", "run": names[0], "step": best}
     results["run"] = run_record(seed, n_classes=n_classes)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float))
     atomic_write_text(out / "results.md", f"# snell2021 {experiment}\n\n{results['markdown']}\n")
@@ -241,7 +270,7 @@ def _baselines(out: Path, train: Examples, evals: dict[str, Examples], vocab_siz
     if not (path.is_file() and info_path.is_file()):
         val = evals["val"]
         boe, boe_info = train_bag_of_embeddings(train, val, vocab_size, n_classes, emb_dim=s.emb_dim,
-                                                epochs=s.boe_epochs, seed=seed)
+                                                epochs=s.boe_epochs, seed=seed, device=s.device)
         cols: dict[str, list[Any]] = {"split": [], "example": [], "beta_px": [], "beta_lr": []}
         weights, lr_info = fit_logistic(train, val, vocab_size, seed=seed)
         for split, data in evals.items():

@@ -12,7 +12,8 @@
 4. β^px: the word-translation baseline (best validation-loss epoch).
 5. The table per split and metric, averaged over target rows; plots; and, for run A at its best validation
    checkpoint, token accuracy, perplexity and beam-search BLEU (sacrebleu) on the test set's first ``max_eval``
-   sentences.
+   sentences; that model is saved as the folder ``model/`` (:mod:`seqexplain.models.snell_saving`), which
+   ``seqexplain explain --model <out>/model`` opens.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from seqexplain.analysis.training_dynamics import read_dumps, write_dump
+from seqexplain.analysis.training_dynamics import write_dump
 from seqexplain.analysis.translation_dynamics import make_translation_dump, px_rows, train_word_translation
 from seqexplain.atomic import atomic_write_text
 from seqexplain.data.multi30k import read_multi30k
 from seqexplain.data.sentencepiece_vocab import train_sentencepiece
 from seqexplain.data.tokenizers import load_tokenizer, save_tokenizer
+from seqexplain.models.snell_saving import save_snell_translator
 from seqexplain.models.snell_translation import SnellTranslatorConfig
 from seqexplain.runs import run_record
 from seqexplain.training.snell import SnellTrainConfig, checkpoint_path, checkpoint_schedule
@@ -58,7 +60,7 @@ def _tokenizer(out: Path, texts: list[str], vocab_size: int) -> tuple[Any, str]:
 
 def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: int, progress: bool) -> dict[str, Any]:
     """The pipeline of the module docstring with settings ``s`` (:class:`seqexplain.experiments.snell2021.Settings`)."""
-    from seqexplain.experiments.snell2021 import run_names, tables
+    from seqexplain.experiments.snell2021 import best_step, run_names, tables
 
     train_c = read_multi30k("train", root=data_root).subset(s.n_train)
     val_c, test_c = read_multi30k("val", root=data_root), read_multi30k("test", root=data_root)
@@ -82,21 +84,21 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
         tc = SnellTrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, seed=seed + (100 if uniform else i),
                               checkpoint_steps=list(s.checkpoint_steps), checkpoint_every=s.checkpoint_every)
         if not checkpoint_path(run_dir, s.steps).is_file():
-            train_snell_translator(replace(cfg, uniform_attention=uniform), train, tc, run_dir, vh, progress=progress)
+            train_snell_translator(replace(cfg, uniform_attention=uniform), train, tc, run_dir, vh, progress=progress,
+                                   device=s.device)
         for step in schedule:
             for split, data in evals.items():
                 if (out / "dumps" / f"{name}__{split}__step{step:07d}.parquet").is_file():
                     continue
-                write_dump(make_translation_dump(load_translator(run_dir, step), data, run=name, step=step,
+                write_dump(make_translation_dump(load_translator(run_dir, step, s.device), data, run=name, step=step,
                                                  split=split, dataset="multi30k-de-en", vocab_hash=vh), out / "dumps")
     base, base_info = train_word_translation(train, evals["val"], len(tok), tok.pad_token_id, emb_dim=s.emb_dim,
-                                             epochs=s.boe_epochs, seed=seed)
+                                             epochs=s.boe_epochs, seed=seed, device=s.device)
     refs = {split: {"px": px_rows(base, data), "extra": {}} for split, data in evals.items()}
     table, markdown = tables(out, "multi30k", list(evals), names, schedule, refs, seed, measure="token_accuracy")
-    gold = sorted(read_dumps(out / "dumps", "val"), key=lambda d: d.step)
-    gold = [d for d in gold if d.run == names[0]]
-    best = max(gold, key=lambda d: d.accuracy).step
-    model = load_translator(out / "runs" / names[0], best)
+    best = best_step(out, names[0])
+    model = load_translator(out / "runs" / names[0], best, s.device)
+    save_snell_translator(model, tok, out / "model")
     test = enc(test_c)[: s.max_eval]
     score, sig, hyps = beam_bleu(model, tok, [p[0] for p in test], test_c.target[: s.max_eval], beam=s.beam)
     final = {"run": names[0], "step": best, **teacher_forced(model, test), "bleu": score, "bleu_signature": sig,
@@ -109,7 +111,8 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
                "n_train": len(train), "n_eval": {k: len(v) for k, v in evals.items()},
                "n_rows": {k: sum(len(p[1]) for p in v) for k, v in evals.items()},
                "baselines": {"word_translation": base_info}, "table": table, "best_run_a": final,
-               "markdown": markdown, "run": run_record(seed)}
+               "markdown": markdown, "model": {"folder": "model", "run": names[0], "step": best},
+               "run": run_record(seed)}
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float))
     atomic_write_text(out / "results.md", f"# snell2021 multi30k\n\n{markdown}\n")
     return results

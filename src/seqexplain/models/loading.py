@@ -88,6 +88,8 @@ def load_model(
             raise InputError("the model path is empty; give a model directory, a .gguf file or smollm2")
         model, tokenizer, found = _load_from_path(Path(model_or_path), tokenizer, kind, dtype, allow_new_head)
         model_id = model_id or str(model_or_path)
+        if isinstance(model, SequenceModel):  # a native folder that names its own adapter
+            return _placed(model, device, dtype, cast)
     else:
         raise InputError(f"load_model takes a module, a wrapper or a path, not {type(model_or_path).__name__}")
     if device is not None:
@@ -96,6 +98,19 @@ def load_model(
     wrapped = HFModel(model, tokenizer, found, model_id=model_id)
     wrapped.autocast = cast
     return wrapped
+
+
+def _placed(adapter: SequenceModel, device: str | torch.device | None, dtype: torch.dtype | None,
+            cast: torch.dtype | None) -> SequenceModel:
+    """``adapter`` with its module on ``device`` in ``dtype`` (None: as loaded), eval mode, ``autocast`` set."""
+    module: Any = adapter.model
+    if device is not None:
+        module.to(check_device(device))
+    if dtype is not None:
+        module.to(dtype)
+    module.eval()
+    adapter.autocast = cast
+    return adapter
 
 
 def _autocast_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
@@ -193,8 +208,9 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
     return model, tokenizer, found
 
 
-def _load_native(path: Path, tokenizer: Any) -> tuple[torch.nn.Module, Any, ModelKind] | None:
-    """seqexplain's own models (``model_type`` ``seqexplain-*`` in ``config.json``), or None for others."""
+def _load_native(path: Path, tokenizer: Any) -> tuple[Any, Any, ModelKind] | None:
+    """seqexplain's own models (``model_type`` ``seqexplain-*`` in ``config.json``), or None for others. The Snell
+    models come back as their adapters (:mod:`seqexplain.models.snell_saving`), the others as modules."""
     import json
 
     try:
@@ -204,6 +220,11 @@ def _load_native(path: Path, tokenizer: Any) -> tuple[torch.nn.Module, Any, Mode
     if not str(model_type).startswith("seqexplain-"):
         return None
     try:
+        if str(model_type).startswith("seqexplain-snell-"):
+            from seqexplain.models.snell_saving import load_snell
+
+            adapter = load_snell(path, tokenizer)
+            return adapter, adapter.tokenizer, adapter.kind
         if model_type == "seqexplain-seq2seq":
             from seqexplain.models.seq2seq import load_pretrained
 

@@ -197,7 +197,8 @@ class SnellTranslator(nn.Module):
         log-probability divided by their length (ending with ``</s>``, which is not returned)."""
         if beam < 1:
             raise InputError(f"beam must be at least 1, got {beam}")
-        memory = self.encode(self.embed_tokens(torch.tensor([src])))
+        dev = self.embed_tokens.weight.device
+        memory = self.encode(self.embed_tokens(torch.tensor([src], device=dev)))
         cfg = self.config
         live: list[tuple[float, list[int], tuple[Tensor, Tensor]]] = [
             (0.0, [cfg.decoder_start_token_id], (memory.h0, memory.c0))]
@@ -205,7 +206,8 @@ class SnellTranslator(nn.Module):
         for _ in range(max_len):
             cands = []
             for score, seq, state in live:
-                d, new = self.decode_states(self.embed_tokens(torch.tensor([[seq[-1]]])), memory, state=state)
+                last = self.embed_tokens(torch.tensor([[seq[-1]]], device=dev))
+                d, new = self.decode_states(last, memory, state=state)
                 ctx = torch.bmm(self.attention(d, memory), memory.states)
                 logp = torch.log_softmax(self.output(d, ctx)[0, 0].float(), -1)
                 top = torch.topk(logp, beam)

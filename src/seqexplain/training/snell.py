@@ -15,6 +15,11 @@ classifier: :func:`train_snell_classifier`, the translator: :mod:`seqexplain.tra
   checkpoint; a rerun continues from it), ``tb/`` (TensorBoard: the training loss every 10 updates and at each
   checkpoint); files written atomically.
 * **Vectors** (optional): a word2vec text file initialises the embedding rows of the words it has.
+* **Device** (:func:`resolve_device`: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``): the weights are initialised on the
+  CPU (so every device starts from the same weights), then moved; every batch tensor is made on the model's device.
+  Saved files are device-independent: tensors are saved from the CPU, the resume state holds the CPU RNG state and,
+  on CUDA, the CUDA RNG state too (dropout masks come from it there; a run resumed on another device continues from
+  the same weights and Adam state, but its dropout masks are not those of an uninterrupted run).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from safetensors.torch import load_file, save_file
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import DataError, InputError
+from seqexplain.models.loading import check_device
 from seqexplain.models.rnn.vocab import Vocab, embeddings_for_vocab
 from seqexplain.models.snell_classifier import SnellClassifier, SnellClassifierConfig, pad_batch
 
@@ -84,6 +90,19 @@ def vocab_hash(vocab: Vocab) -> str:
     return hashlib.sha256("\n".join(vocab.itos).encode("utf-8")).hexdigest()[:16]
 
 
+def resolve_device(device: str | torch.device = "cpu") -> torch.device:
+    """``device`` as a torch device: ``auto`` is ``cuda`` when CUDA is available, else ``cpu``; a device this machine
+    does not have is an :class:`InputError` (:func:`seqexplain.models.loading.check_device`)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return check_device(device)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of ``model``'s parameters."""
+    return next(model.parameters()).device
+
+
 def checkpoint_path(run_dir: Path | str, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step_{step:07d}.safetensors"
 
@@ -91,16 +110,19 @@ def checkpoint_path(run_dir: Path | str, step: int) -> Path:
 def _save_weights(model: torch.nn.Module, path: Path, step: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp),
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
                   metadata={"step": str(step)})
 
 
 def _save_resume(model: torch.nn.Module, opt: torch.optim.Optimizer, path: Path, step: int) -> None:
-    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     for i, state in opt.state_dict()["state"].items():
         for name, value in state.items():
-            tensors[f"opt.{i}.{name}"] = torch.as_tensor(value).detach().clone().contiguous()
+            tensors[f"opt.{i}.{name}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
+    dev = model_device(model)
+    if dev.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(dev)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"step": str(step)})
 
@@ -110,8 +132,12 @@ def _load_resume(model: torch.nn.Module, opt: torch.optim.Optimizer, path: Path)
 
     with safe_open(str(path), framework="pt") as fh:
         step = int((fh.metadata() or {})["step"])
-    tensors = load_file(str(path))
+    tensors = load_file(str(path), device="cpu")
     torch.set_rng_state(tensors.pop("rng.torch"))
+    cuda_rng = tensors.pop("rng.cuda", None)
+    dev = model_device(model)
+    if cuda_rng is not None and dev.type == "cuda":
+        torch.cuda.set_rng_state(cuda_rng, dev)
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -124,16 +150,17 @@ def _load_resume(model: torch.nn.Module, opt: torch.optim.Optimizer, path: Path)
     return step
 
 
-def load_checkpoint(run_dir: Path | str, step: int) -> SnellClassifier:
-    """The model of a run folder with the weights of checkpoint ``step``."""
+def load_checkpoint(run_dir: Path | str, step: int, device: str | torch.device = "cpu") -> SnellClassifier:
+    """The model of a run folder with the weights of checkpoint ``step``, on ``device``."""
+    dev = resolve_device(device)
     run = Path(run_dir)
     meta = read_run_meta(run)
     model = SnellClassifier(SnellClassifierConfig.from_dict(meta["model"]))
     path = checkpoint_path(run, step)
     if not path.is_file():
         raise DataError(f"{path} is missing; the run's checkpoints are {meta['schedule']}")
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
+    model.load_state_dict(load_file(str(path), device="cpu"))
+    return model.to(dev).eval()
 
 
 def read_run_meta(run_dir: Path | str) -> dict[str, Any]:
@@ -145,9 +172,10 @@ def read_run_meta(run_dir: Path | str) -> dict[str, Any]:
 
 def train_snell_classifier(model_config: SnellClassifierConfig, train: Dataset, config: SnellTrainConfig,
                            run_dir: Path | str, vocab: Vocab, *, vectors: Path | str | None = None,
-                           stop_at: int | None = None, progress: bool = False) -> SnellClassifier:
-    """Train (or resume) a classifier run in ``run_dir`` (module docstring); returns the model after the last update
-    done. ``stop_at`` ends the call after that many updates (as an interruption would); a rerun resumes."""
+                           stop_at: int | None = None, progress: bool = False,
+                           device: str | torch.device = "cpu") -> SnellClassifier:
+    """Train (or resume) a classifier run in ``run_dir`` on ``device`` (module docstring); returns the model after the
+    last update done. ``stop_at`` ends the call after that many updates (as an interruption would); a rerun resumes."""
     if model_config.vocab_size != len(vocab):
         raise InputError(f"the model's vocab_size {model_config.vocab_size} differs from the vocabulary's "
                          f"{len(vocab)} words")
@@ -157,11 +185,13 @@ def train_snell_classifier(model_config: SnellClassifierConfig, train: Dataset, 
     if vectors is not None:
         with torch.no_grad():
             model.embedding.weight.copy_(embeddings_for_vocab(vocab, vectors, allow_missing=True, seed=config.seed))
+    model.to(resolve_device(device))
 
     def batch_loss(net: torch.nn.Module, idx: np.ndarray) -> torch.Tensor:
+        dev = model_device(net)
         ids, lengths = pad_batch([train[i][0] for i in idx])
-        logits, _ = net(ids, lengths)
-        return torch.nn.functional.cross_entropy(logits, torch.tensor([int(train[i][1]) for i in idx]))
+        logits, _ = net(ids.to(dev), lengths.to(dev))
+        return torch.nn.functional.cross_entropy(logits, torch.tensor([int(train[i][1]) for i in idx], device=dev))
 
     out = run_schedule(model, config, run_dir, meta, len(train), batch_loss, stop_at=stop_at, progress=progress)
     if not (Path(run_dir) / "vocab.json").is_file():
@@ -176,7 +206,8 @@ def run_schedule(model: torch.nn.Module, config: SnellTrainConfig, run_dir: Path
     on the batches of :func:`batch_indices`, checkpoints on the schedule, resumption from ``resume.safetensors``
     (weights, Adam state, torch's RNG state — dropout masks continue exactly), ``train.json`` holding ``meta`` plus
     the training config (a folder holding other settings is refused). ``model`` is freshly initialised with
-    ``torch.manual_seed(config.seed)`` by the caller."""
+    ``torch.manual_seed(config.seed)`` by the caller and already on its device (``batch_loss`` makes its tensors
+    there)."""
     schedule = checkpoint_schedule(config.steps, config.checkpoint_steps, config.checkpoint_every)
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,8 @@ Pairs are ``(source ids, target ids)``, each ending with ``</s>``. A batch pads 
 mean cross-entropy of the real target tokens. Training is :func:`seqexplain.training.snell.run_schedule` (Adam,
 checkpoint schedule, exact resumption including dropout's RNG state). Evaluation: teacher-forced token accuracy and
 perplexity ``exp(mean NLL)`` over the real target tokens, and corpus BLEU (sacrebleu) of beam-search translations.
+Every batch runs on the model's device (``device``: :func:`seqexplain.training.snell.resolve_device`); numbers leave
+as Python floats.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from safetensors.torch import load_file
 from seqexplain.errors import DataError
 from seqexplain.models.base import eval_mode
 from seqexplain.models.snell_translation import SnellTranslator, SnellTranslatorConfig
-from seqexplain.training.snell import SnellTrainConfig, checkpoint_path, read_run_meta, run_schedule
+from seqexplain.training.snell import (
+    SnellTrainConfig,
+    checkpoint_path,
+    model_device,
+    read_run_meta,
+    resolve_device,
+    run_schedule,
+)
 from seqexplain.training.translation import bleu
 
 Pairs = Sequence[tuple[Sequence[int], Sequence[int]]]
@@ -44,8 +53,13 @@ def collate(pairs: Pairs, idx: Sequence[int] | np.ndarray, pad: int, start: int)
     return out
 
 
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A collated batch with every tensor on ``device``."""
+    return {k: v.to(device) for k, v in batch.items()}
+
+
 def batch_nll(model: SnellTranslator, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(summed NLL, logits)`` of a collated batch."""
+    """``(summed NLL, logits)`` of a collated batch (on the model's device)."""
     logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
     nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), batch["labels"].flatten(),
                                             ignore_index=-100, reduction="sum")
@@ -54,14 +68,14 @@ def batch_nll(model: SnellTranslator, batch: dict[str, torch.Tensor]) -> tuple[t
 
 def train_snell_translator(model_config: SnellTranslatorConfig, train: Pairs, config: SnellTrainConfig,
                            run_dir: Path | str, vocab_hash: str, *, stop_at: int | None = None,
-                           progress: bool = False) -> SnellTranslator:
-    """Train (or resume) a translator run in ``run_dir`` (module docstring)."""
+                           progress: bool = False, device: str | torch.device = "cpu") -> SnellTranslator:
+    """Train (or resume) a translator run in ``run_dir`` on ``device`` (module docstring)."""
     torch.manual_seed(config.seed)
-    model = SnellTranslator(model_config)
+    model = SnellTranslator(model_config).to(resolve_device(device))
     pad, start = model_config.pad_token_id, model_config.decoder_start_token_id
 
     def loss(net: torch.nn.Module, idx: np.ndarray) -> torch.Tensor:
-        batch = collate(train, idx, pad, start)
+        batch = to_device(collate(train, idx, pad, start), model_device(net))
         nll, _ = batch_nll(net, batch)  # type: ignore[arg-type]
         return nll / (batch["labels"] != -100).sum()
 
@@ -70,15 +84,16 @@ def train_snell_translator(model_config: SnellTranslatorConfig, train: Pairs, co
                         progress=progress)
 
 
-def load_translator(run_dir: Path | str, step: int) -> SnellTranslator:
-    """The translator of a run folder with the weights of checkpoint ``step`` (eval mode)."""
+def load_translator(run_dir: Path | str, step: int, device: str | torch.device = "cpu") -> SnellTranslator:
+    """The translator of a run folder with the weights of checkpoint ``step`` on ``device`` (eval mode)."""
+    dev = resolve_device(device)
     meta = read_run_meta(run_dir)
     model = SnellTranslator(SnellTranslatorConfig.from_dict(meta["model"]))
     path = checkpoint_path(run_dir, step)
     if not path.is_file():
         raise DataError(f"{path} is missing; the run's checkpoints are {meta['schedule']}")
-    model.load_state_dict(load_file(str(path)))
-    return model.eval()
+    model.load_state_dict(load_file(str(path), device="cpu"))
+    return model.to(dev).eval()
 
 
 def teacher_forced(model: SnellTranslator, pairs: Pairs, batch_size: int = 64) -> dict[str, float]:
@@ -87,8 +102,8 @@ def teacher_forced(model: SnellTranslator, pairs: Pairs, batch_size: int = 64) -
     nll, correct, total = 0.0, 0, 0
     with torch.no_grad(), eval_mode(model):
         for s in range(0, len(pairs), batch_size):
-            batch = collate(pairs, range(s, min(s + batch_size, len(pairs))), cfg.pad_token_id,
-                            cfg.decoder_start_token_id)
+            batch = to_device(collate(pairs, range(s, min(s + batch_size, len(pairs))), cfg.pad_token_id,
+                                      cfg.decoder_start_token_id), model_device(model))
             part, logits = batch_nll(model, batch)
             real = batch["labels"] != -100
             nll += float(part)
