@@ -151,12 +151,17 @@ class SoftAttentionClassifier(nn.Module):
 class SoftAttentionAdapter(HFClassifier):
     """:class:`HFClassifier` for a :class:`SoftAttentionClassifier`: every example carries its
     ``special_tokens_mask`` (from the tokenizer's offsets: a position without a character span is special) as an
-    extra input, packed with the kept positions like any other; :meth:`token_scores` reads ``a_i``."""
+    extra input, packed with the kept positions like any other; :meth:`token_scores` reads ``a_i``.
+
+    ``max_length``: the longest input (e.g. the training ``max_seq_length``); a longer one is an
+    :class:`InputError`, or with ``truncate=True`` (here, or per :meth:`encode` call) cut at the end with a warning
+    that the example and every result made from it carry."""
 
     def __init__(self, model: SoftAttentionClassifier, tokenizer: Any, model_id: str | None = None,
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None, truncate: bool = False) -> None:
         super().__init__(model, tokenizer, model_id or "soft-attention", head_position="first")
         self.max_length = max_length
+        self.truncate = truncate
 
     def max_positions(self) -> int | None:
         """``max_length`` when set (the training length, e.g. the original's ``max_seq_length``), capped by the
@@ -167,7 +172,7 @@ class SoftAttentionAdapter(HFClassifier):
         return self.max_length if own is None else min(own, self.max_length)
 
     def encode(self, text: Any, target: Any = None, *, truncate: bool = False, **options: Any) -> Example:
-        ex = self.special_example(text, truncate)
+        ex = self.special_example(text, truncate or self.truncate)
         label = self._label(ex, target)
         names = self.label_names()
         return ex.replace(target_ids=torch.tensor([label], dtype=torch.long), target_tokens=[names[label]],
