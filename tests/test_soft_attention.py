@@ -271,7 +271,7 @@ def test_batcher_supervises_the_first_subtoken_of_each_word() -> None:
 
 # --------------------------------------------------------------------------- BiLSTM
 def test_lstm_adapter_scores_and_occlusion() -> None:
-    vocab = Vocab.build("the film was 00 great bad".split())
+    vocab = Vocab.build(["the", "film", "was", "00", "great", "bad"])
     chars, index = char_table(vocab)
     torch.manual_seed(0)
     emb = WordCharEmbedding(len(vocab), 6, chars, len(index), 3, 4)

@@ -130,7 +130,7 @@ def test_word_scores_on_wordpiece_that_splits_words() -> None:
 
 
 def test_word_scores_on_a_tokenizer_that_does_not_split() -> None:
-    vocab = Vocab.build("the film was good".split())
+    vocab = Vocab.build(["the", "film", "was", "good"])
     words = ["the", "film", "was", "unseenword"]
     text = " ".join(words)
     t = tokenize(WordTokenizer(vocab), text, add_special_tokens=True)  # <bos> + one token per word

@@ -423,6 +423,49 @@ def reproduce_verwimp2018(
         _stdout().print(result)
 
 
+@reproduce_app.command("bujel2021")
+def reproduce_bujel2021(
+    experiment: Annotated[str, typer.Argument(help="fce, bioscope or sst.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/bujel2021"),
+    data_root: Annotated[Path | None, typer.Option(help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")
+                         ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")] = False,
+    threads: Annotated[int, typer.Option("--threads", help=THREADS_HELP)] = 1,
+    seed: Annotated[int, typer.Option("--seed", help=SEED_HELP)] = 0,
+    config: Annotated[Path | None, typer.Option(help="Training config (.conf with the original's keys, .json, "
+                                                     ".yaml); unknown keys and wrong types are errors.")] = None,
+    max_train: Annotated[int | None, typer.Option(help="Training sentences sampled (0: all).")] = None,
+    max_dev: Annotated[int | None, typer.Option(help="Development sentences sampled (0: all).")] = None,
+    max_test: Annotated[int | None, typer.Option(help="Test sentences sampled (0: all).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimiser steps of the encoder model.")] = None,
+    lime_samples: Annotated[int | None, typer.Option(help="LIME perturbations per sentence.")] = None,
+    method: Annotated[list[str] | None, typer.Option("--method", help="Attribution method (repeatable); default: "
+                                                     "gradient_norm, grad_x_input, integrated_gradients, occlusion."
+                                                     )] = None,
+    on_long: Annotated[str, typer.Option(help="Sentences longer than max_seq_length: truncate (warned, counted) or "
+                                              "error.")] = "truncate",
+    reduce: Annotated[str, typer.Option(help="Sub-token scores to a word: max, mean, sum or first.")] = "max",
+    polarity: Annotated[str, typer.Option(help="sst: positive or negative words.")] = "positive",
+) -> None:
+    """Bujel et al. (2021): zero-shot token labelling with soft attention over a pretrained encoder."""
+    from seqexplain.experiments.bujel2021 import EXPERIMENTS, run
+    from seqexplain.runs import reproduction
+
+    if experiment not in EXPERIMENTS:
+        raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
+    command = _command(["seqexplain", "reproduce", "bujel2021", experiment],
+                       {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed,
+                        "--config": config, "--max-train": max_train, "--max-dev": max_dev, "--max-test": max_test,
+                        "--steps": steps, "--lime-samples": lime_samples, "--on-long": on_long, "--reduce": reduce,
+                        "--polarity": polarity}, [("--method", m) for m in method or []])
+    with reproduction(out, command, threads):
+        result = run(experiment, out, quick=quick, data_root=data_root, seed=seed, config=config,
+                     max_train=max_train, max_dev=max_dev, max_test=max_test, steps=steps, lime_samples=lime_samples,
+                     methods=method or None, on_long=on_long, reduce=reduce, polarity=polarity)
+    _stdout().print(Text(result["markdown"]))
+    _stderr().print(Text(f"bujel2021 {experiment}: results in {out}", style="green"))
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 

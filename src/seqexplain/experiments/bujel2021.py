@@ -15,11 +15,12 @@ with the best dev MAP (and the last layer's head average beside it). Sentence-le
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +87,11 @@ def _sample(sents: list[LabelledSentence], n: int, seed: int) -> list[LabelledSe
     return [sents[i] for i in idx]
 
 
-def _timed(log: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
+@contextlib.contextmanager
+def _timer(log: dict[str, float], name: str) -> Iterator[None]:
     t0 = time.perf_counter()
-    out = fn()
-    log[name] = round(time.perf_counter() - t0, 1)
-    return out
+    yield
+    log[name] = round(log.get(name, 0.0) + time.perf_counter() - t0, 1)
 
 
 def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Path | str | None = None, seed: int = 0,
@@ -124,14 +125,15 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     # --- models
     model, tok = build_encoder_model(cfg, labels)
     batcher = EncoderBatcher(tok, cfg.max_seq_length, on_long, cfg.mask_prob if cfg.do_mask_words else 0.0)
-    enc_train = _timed(times, "train_encoder", lambda: train_soft_attention(
-        model, batcher, train, dev, cfg, out / "encoder", resume=True, progress=progress))
+    with _timer(times, "train_encoder"):
+        enc_train = train_soft_attention(model, batcher, train, dev, cfg, out / "encoder", progress=progress)
     lstm_cfg = config_from_dict({**cfg.model_dump(), "learning_rate": 1e-3, "weight_decay": 0.0, "max_steps": None,
                                  "num_train_epochs": float(size["lstm_epochs"]), "per_device_train_batch_size": 32,
                                  "warmup_ratio": 0.0}, "config")
     lstm, lstm_tok = build_lstm_model(train, labels, seed=seed, head={"dropout": 0.0})
-    lstm_train = _timed(times, "train_bilstm", lambda: train_soft_attention(
-        lstm, WordBatcher(lstm_tok), train, dev, lstm_cfg, out / "bilstm", resume=True, progress=progress))
+    with _timer(times, "train_bilstm"):
+        lstm_train = train_soft_attention(lstm, WordBatcher(lstm_tok), train, dev, lstm_cfg, out / "bilstm",
+                                          progress=progress)
     adapter = SoftAttentionAdapter(model, tok, f"soft-attention {cfg.model_name}", cfg.max_seq_length,
                                    truncate=on_long == "truncate")
     lstm_adapter = SoftAttentionLSTMAdapter(lstm, lstm_tok, labels)
@@ -145,19 +147,18 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     # --- token scores per source, dev and test
     gold = {"dev": [s.gold for s in dev], "test": [s.gold for s in test]}
     scores: dict[str, dict[str, list[np.ndarray]]] = {}
-    encoded = {k: _timed(times, f"encode_{k}", lambda k=k: src.encode_all(adapter, v))
-               for k, v in (("dev", dev), ("test", test))}
+    splits_used = (("dev", dev), ("test", test))
+    encoded = {k: src.encode_all(adapter, v) for k, v in splits_used}
     truncated = sum(1 for ex in encoded["test"] if any(w.startswith("truncated") for w in ex.warnings))
     if truncated:
         notes.append(f"{truncated} test sentence(s) longer than {cfg.max_seq_length} tokens were truncated; their cut "
                      "words score NaN (never positive)")
-    lstm_enc = {k: src.encode_all(lstm_adapter, v) for k, v in (("dev", dev), ("test", test))}
-    scores["soft_attention"] = {k: src.soft_attention_scores(adapter, encoded[k], split, reduce)
-                                for k, split in (("dev", dev), ("test", test))}
-    scores["bilstm_attention"] = {k: src.soft_attention_scores(lstm_adapter, lstm_enc[k], split, reduce)
-                                  for k, split in (("dev", dev), ("test", test))}
-    heads = {k: _timed(times, f"attention_{k}", lambda k=k, split=split: src.model_attention_scores(
-        adapter, encoded[k], split, reduce)) for k, split in (("dev", dev), ("test", test))}
+    lstm_enc = {k: src.encode_all(lstm_adapter, v) for k, v in splits_used}
+    scores["soft_attention"] = {k: src.soft_attention_scores(adapter, encoded[k], v, reduce) for k, v in splits_used}
+    scores["bilstm_attention"] = {k: src.soft_attention_scores(lstm_adapter, lstm_enc[k], v, reduce)
+                                  for k, v in splits_used}
+    with _timer(times, "model_attention"):
+        heads = {k: src.model_attention_scores(adapter, encoded[k], v, reduce) for k, v in splits_used}
     dev_maps = np.array([[evaluate_scores(gold["dev"], heads["dev"][i, j], threshold=None)["map"]
                           for j in range(heads["dev"].shape[1])] for i in range(heads["dev"].shape[0])])
     best = np.unravel_index(int(np.nanargmax(dev_maps)), dev_maps.shape)
@@ -165,14 +166,15 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     last = heads["dev"].shape[0] - 1
     scores["model_attention_mean"] = {k: [np.mean([heads[k][last, j][n] for j in range(heads[k].shape[1])], 0)
                                           for n in range(len(heads[k][last, 0]))] for k in heads}
-    scores["lime"] = {k: _timed(times, f"lime_{k}", lambda k=k, split=split: src.lime_scores(
-        adapter, encoded[k], split, size["lime_samples"], seed)) for k, split in (("dev", dev), ("test", test))}
+    with _timer(times, "lime"):
+        scores["lime"] = {k: src.lime_scores(adapter, encoded[k], v, size["lime_samples"], seed)
+                          for k, v in splits_used}
     for method in methods:
         opts = {"steps": size["ig_steps"]} if method == "integrated_gradients" else {}
         got = {}
-        for k, split in (("dev", dev), ("test", test)):
-            got[k], warns = _timed(times, f"{method}_{k}", lambda k=k, split=split: src.method_scores(
-                adapter, encoded[k], split, method, reduce, **opts))
+        for k, v in splits_used:
+            with _timer(times, method):
+                got[k], warns = src.method_scores(adapter, encoded[k], v, method, reduce, **opts)
             notes.extend(f"{method}: {w}" for w in warns)
         scores[method] = got
 

@@ -181,7 +181,7 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
     with safe_open(str(path), "pt") as fh:
         groups = json.loads(fh.metadata()["param_groups"])
         per: dict[int, dict[str, torch.Tensor]] = {}
-        for key in fh.keys():
+        for key in fh:
             i, name = key.split(".", 1)
             per.setdefault(int(i), {})[name] = fh.get_tensor(key)
     opt.load_state_dict({"state": per, "param_groups": groups})

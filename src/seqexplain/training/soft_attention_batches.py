@@ -1,10 +1,10 @@
 """Batches of :class:`~seqexplain.data.token_labels.LabelledSentence` for the soft-attention models.
 
 :class:`EncoderBatcher` (a Hugging Face encoder): the text is the words joined by spaces, tokenised with offsets
-and truncated to ``max_length`` (each truncated sentence is kept in ``truncated``, for the caller's warning; ``on_long="error"`` raises
-:class:`InputError` instead); the token target of a word is placed on its first sub-token (found through the
-offsets), the other sub-tokens are unsupervised; word masking replaces non-special tokens by the tokenizer's mask
-token (or ``[UNK]``) with probability ``mask_prob``.
+and truncated to ``max_length`` keeping the final special token (each truncated sentence is kept in
+``truncated``, for the caller's warning; ``on_long="error"`` raises :class:`InputError` instead); the token target
+of a word is placed on its first sub-token (found through the offsets), the other sub-tokens are unsupervised; word
+masking replaces non-special tokens by the tokenizer's mask token (or ``[UNK]``) with probability ``mask_prob``.
 
 :class:`WordBatcher` (the BiLSTM): one position per word; word masking replaces words by ``<unk>``.
 
