@@ -60,8 +60,8 @@ PUBLISHED = {
 }
 QUICK = {"max_train": 160, "max_dev": 40, "max_test": 40, "steps": 10, "lstm_epochs": 2, "lime_samples": 40,
          "ig_steps": 8}
-DEFAULT = {"max_train": 2000, "max_dev": 200, "max_test": 300, "steps": 150, "lstm_epochs": 8, "lime_samples": 200,
-           "ig_steps": 20}
+DEFAULT = {"max_train": 2000, "max_dev": 120, "max_test": 200, "steps": 150, "lstm_epochs": 8, "lime_samples": 64,
+           "ig_steps": 16}
 
 
 def load_splits(experiment: str, data_root: Path | str | None, polarity: str = "positive"
@@ -134,6 +134,9 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     with _timer(times, "train_bilstm"):
         lstm_train = train_soft_attention(lstm, WordBatcher(lstm_tok), train, dev, lstm_cfg, out / "bilstm",
                                           progress=progress)
+    if enc_train.truncated:
+        notes.append(f"{enc_train.truncated} training/dev sentence(s) longer than {cfg.max_seq_length} tokens were "
+                     "truncated")
     adapter = SoftAttentionAdapter(model, tok, f"soft-attention {cfg.model_name}", cfg.max_seq_length,
                                    truncate=on_long == "truncate")
     lstm_adapter = SoftAttentionLSTMAdapter(lstm, lstm_tok, labels)

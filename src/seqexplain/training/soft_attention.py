@@ -198,7 +198,7 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
     """Train in place (module docstring); the best dev-F1 weights are loaded at the end."""
     from transformers import get_linear_schedule_with_warmup
 
-    from seqexplain.progress import advance, progress_bar
+    from seqexplain.progress import add_total, advance, progress_bar
 
     if not train:
         raise InputError("no training sentences")
@@ -232,6 +232,7 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
         best_state = load_file(str(out / "best.safetensors"))
     model.train()
     with progress_bar(f"training {type(model).__name__}", enabled=progress, unit="step"):
+        add_total(total - step)
         while step < total:
             gen = torch.Generator().manual_seed(cfg.seed + epoch)
             order = torch.randperm(len(train), generator=gen).tolist()
