@@ -181,7 +181,7 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
     with safe_open(str(path), "pt") as fh:
         groups = json.loads(fh.metadata()["param_groups"])
         per: dict[int, dict[str, torch.Tensor]] = {}
-        for key in fh:
+        for key in fh.keys():  # noqa: SIM118 - safe_open is not iterable
             i, name = key.split(".", 1)
             per.setdefault(int(i), {})[name] = fh.get_tensor(key)
     opt.load_state_dict({"state": per, "param_groups": groups})
@@ -190,6 +190,15 @@ def _load_optimizer(opt: torch.optim.Optimizer, path: Path) -> None:
 def _save_model(model: torch.nn.Module, path: Path) -> None:
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+
+
+def schedule_lengths(cfg: SoftAttentionConfig, n_train: int) -> tuple[int, int]:
+    """``(optimiser steps, warm-up steps)``: ``max_steps`` or ``⌈n_train / batch / accumulation⌉ × epochs``, and
+    ``warmup_ratio`` × the steps (``warmup_unit="steps"``) or × ``n_train × epochs`` examples (the original)."""
+    per_epoch = math.ceil(n_train / cfg.per_device_train_batch_size / cfg.gradient_accumulation_steps)
+    total = cfg.max_steps or max(1, math.ceil(per_epoch * cfg.num_train_epochs))
+    base = n_train * cfg.num_train_epochs if cfg.warmup_unit == "examples" else total
+    return total, int(cfg.warmup_ratio * base)
 
 
 def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[LabelledSentence],
@@ -203,10 +212,7 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
     if not train:
         raise InputError("no training sentences")
     bs, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
-    per_epoch = math.ceil(len(train) / bs / accum)
-    total = cfg.max_steps or max(1, math.ceil(per_epoch * cfg.num_train_epochs))
-    warm_base = len(train) * cfg.num_train_epochs if cfg.warmup_unit == "examples" else total
-    warmup = int(cfg.warmup_ratio * warm_base)
+    total, warmup = schedule_lengths(cfg, len(train))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
     sched = get_linear_schedule_with_warmup(opt, warmup, total)
