@@ -215,7 +215,6 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
     total, warmup = schedule_lengths(cfg, len(train))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
-    sched = get_linear_schedule_with_warmup(opt, warmup, total)
     result = TrainResult()
     out = Path(out_dir) if out_dir is not None else None
     writer = None
@@ -228,11 +227,11 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
             _load_optimizer(opt, out / "optimizer.safetensors")
             step, epoch, done_batches = int(st["step"]), int(st["epoch"]), int(st["batches"])
             result.history, result.best_step, result.best_dev_f1 = st["history"], st["best_step"], st["best_dev_f1"]
-            for _ in range(step):
-                sched.step()
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"))
+    # on resume the schedule continues at ``step`` (the optimiser's groups hold ``initial_lr`` from the checkpoint)
+    sched = get_linear_schedule_with_warmup(opt, warmup, total, last_epoch=step - 1)
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if result.best_step == 0 else None
     if out is not None and result.best_step > 0:
         best_state = load_file(str(out / "best.safetensors"))
