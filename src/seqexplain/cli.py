@@ -446,6 +446,7 @@ def reproduce_bujel2021(
                                               "error.")] = "truncate",
     reduce: Annotated[str, typer.Option(help="Sub-token scores to a word: max, mean, sum or first.")] = "max",
     polarity: Annotated[str, typer.Option(help="sst: positive or negative words.")] = "positive",
+    top_count: Annotated[int, typer.Option(help="At most this many positive words per sentence (0: no limit).")] = 0,
 ) -> None:
     """Bujel et al. (2021): zero-shot token labelling with soft attention over a pretrained encoder."""
     from seqexplain.experiments.bujel2021 import EXPERIMENTS, run
@@ -457,11 +458,11 @@ def reproduce_bujel2021(
                        {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads, "--seed": seed,
                         "--config": config, "--max-train": max_train, "--max-dev": max_dev, "--max-test": max_test,
                         "--steps": steps, "--lime-samples": lime_samples, "--on-long": on_long, "--reduce": reduce,
-                        "--polarity": polarity}, [("--method", m) for m in method or []])
+                        "--polarity": polarity, "--top-count": top_count}, [("--method", m) for m in method or []])
     with reproduction(out, command, threads):
         result = run(experiment, out, quick=quick, data_root=data_root, seed=seed, config=config,
                      max_train=max_train, max_dev=max_dev, max_test=max_test, steps=steps, lime_samples=lime_samples,
-                     methods=method or None, on_long=on_long, reduce=reduce, polarity=polarity)
+                     methods=method or None, on_long=on_long, reduce=reduce, polarity=polarity, top_count=top_count)
     _stdout().print(Text(result["markdown"]))
     _stderr().print(Text(f"bujel2021 {experiment}: results in {out}", style="green"))
 

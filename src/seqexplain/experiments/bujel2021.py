@@ -8,7 +8,8 @@ and ``sst`` (positive words from the trees; ``polarity`` option). Each split is 
 ``max_train`` / ``max_dev`` / ``max_test`` sentences (CPU-feasible defaults; ``--quick`` is a smoke run).
 
 Per source, on the test sample: token P/R/F1/F0.5 at the paper's fixed threshold 0.5 (sources whose scores are
-probabilities or weights in [0, 1]: soft attention, LIME, raw attention), MAP and Pearson, and the F1 at the
+probabilities or weights in [0, 1]: soft attention, LIME, raw attention; ``top_count`` > 0 also limits the positive
+words per sentence), MAP and Pearson, and the F1 at the
 threshold tuned on the dev sample (threshold-free comparison). The encoder-attention source is the layer and head
 with the best dev MAP (and the last layer's head average beside it). Sentence-level P/R/F1 of both classifiers.
 """
@@ -41,7 +42,13 @@ from seqexplain.metrics.token_labelling import evaluate_scores, sentence_prf
 from seqexplain.models.soft_attention import SoftAttentionAdapter
 from seqexplain.models.soft_attention_lstm import SoftAttentionLSTMAdapter
 from seqexplain.runs.provenance import run_record
-from seqexplain.training.soft_attention import build_encoder_model, build_lstm_model, predict, train_soft_attention
+from seqexplain.training.soft_attention import (
+    build_encoder_model,
+    build_lstm_model,
+    predict,
+    save_trained_config,
+    train_soft_attention,
+)
 from seqexplain.training.soft_attention_batches import EncoderBatcher, WordBatcher
 from seqexplain.training.soft_attention_objective import SoftAttentionConfig, config_from_dict, load_config
 
@@ -98,7 +105,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
         config: Path | str | None = None, max_train: int | None = None, max_dev: int | None = None,
         max_test: int | None = None, steps: int | None = None, lime_samples: int | None = None,
         methods: Sequence[str] | None = None, on_long: str = "truncate", reduce: str = "max",
-        polarity: str = "positive", progress: bool = True) -> dict[str, Any]:
+        polarity: str = "positive", top_count: int = 0, progress: bool = True) -> dict[str, Any]:
     """Run one experiment (module docstring) and write ``results.json`` and ``table.md`` into ``out``."""
     if experiment not in EXPERIMENTS:
         raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
@@ -125,6 +132,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     # --- models
     model, tok = build_encoder_model(cfg, labels)
     batcher = EncoderBatcher(tok, cfg.max_seq_length, on_long, cfg.mask_prob if cfg.do_mask_words else 0.0)
+    save_trained_config(out / "encoder", cfg, labels)
     with _timer(times, "train_encoder"):
         enc_train = train_soft_attention(model, batcher, train, dev, cfg, out / "encoder", progress=progress)
     lstm_cfg = config_from_dict({**cfg.model_dump(), "learning_rate": 1e-3, "weight_decay": 0.0, "max_steps": None,
@@ -182,11 +190,12 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
         scores[method] = got
 
     token = {name: evaluate_scores(gold["test"], sc["test"], threshold=0.5 if name in BOUNDED else None,
-                                   dev_gold=gold["dev"], dev_scores=sc["dev"]) for name, sc in scores.items()}
+                                   top_count=top_count, dev_gold=gold["dev"], dev_scores=sc["dev"])
+             for name, sc in scores.items()}
     result = {
         "experiment": experiment, "description": EXPERIMENTS[experiment],
         "run": run_record(seed, quick=quick, sizes=size, methods=list(methods), on_long=on_long, reduce=reduce,
-                          polarity=polarity if experiment == "sst" else None),
+                          top_count=top_count, polarity=polarity if experiment == "sst" else None),
         "config": cfg.model_dump(),
         "data": {k: {"sentences": len(v), "positive_sentences": sum(s.label for s in v),
                      "positive_words": sum(sum(s.gold) for s in v), "words": sum(len(s.words) for s in v)}

@@ -122,6 +122,29 @@ def build_lstm_model(train: Sequence[LabelledSentence], labels: Sequence[str], s
     return model, NormalisingWordTokenizer(vocab)
 
 
+def save_trained_config(directory: Path | str, cfg: SoftAttentionConfig, labels: Sequence[str]) -> None:
+    """Write ``soft_attention.json`` (the config and label names) beside the checkpoints of an encoder model."""
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path / "soft_attention.json", json.dumps({"config": cfg.model_dump(), "labels": list(labels)},
+                                                                indent=1))
+
+
+def load_trained_encoder(directory: Path | str, checkpoint: str = "best") -> tuple[SoftAttentionClassifier, Any]:
+    """The encoder model saved in ``directory`` (``soft_attention.json`` + ``<checkpoint>.safetensors``), in eval
+    mode, and its tokenizer."""
+    path = Path(directory)
+    meta_path, weights = path / "soft_attention.json", path / f"{checkpoint}.safetensors"
+    if not meta_path.is_file() or not weights.is_file():
+        raise ModelLoadError(f"{path} lacks soft_attention.json or {checkpoint}.safetensors; train a model there first")
+    from seqexplain.training.soft_attention_objective import config_from_dict
+
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    model, tokenizer = build_encoder_model(config_from_dict(meta["config"], str(meta_path)), meta["labels"])
+    model.load_state_dict(load_file(str(weights)))
+    return model.eval(), tokenizer
+
+
 # --------------------------------------------------------------------------- loop
 @dataclass
 class TrainResult:
