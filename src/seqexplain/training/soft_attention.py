@@ -6,7 +6,8 @@
 * Freezing: ``freeze_layers = N`` freezes the embeddings and the first ``N`` transformer layers;
   ``freeze_bert_layers_up_to = N`` reproduces the original: the first ``N`` *top-level children* of the encoder
   (for BERT: embeddings, then the whole layer stack, then the pooler) — so ``2`` freezes every layer.
-* Optimiser: AdamW (``learning_rate``, ``weight_decay``, ``adam_epsilon``), gradient clipping
+* Optimiser: AdamW (``learning_rate``; the head's parameters at ``head_learning_rate`` when set; ``weight_decay``,
+  ``adam_epsilon``), gradient clipping
   (``max_grad_norm``), linear decay after a linear warm-up of ``warmup_ratio × total optimiser steps``
   (``warmup_unit="steps"``) or — the original's quirk — ``warmup_ratio × examples × epochs`` counted as steps
   (``"examples"``).
@@ -237,7 +238,12 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
     bs, accum = cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps
     total, warmup = schedule_lengths(cfg, len(train))
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, eps=cfg.adam_epsilon)
+    head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("head.")]
+    head_ids = {id(p) for p in head}
+    groups: list[dict[str, Any]] = [{"params": [p for p in params if id(p) not in head_ids]}]
+    groups.append({"params": head, "lr": cfg.head_learning_rate or cfg.learning_rate})
+    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.learning_rate, weight_decay=cfg.weight_decay,
+                            eps=cfg.adam_epsilon)
     result = TrainResult()
     out = Path(out_dir) if out_dir is not None else None
     writer = None

@@ -94,6 +94,7 @@ class SoftAttentionConfig(BaseModel):
     max_steps: int | None = None
     eval_steps: int | None = None
     max_grad_norm: float = 1.0
+    head_learning_rate: float | None = None
 
 
 def _conf_value(value: str | None) -> Any:
