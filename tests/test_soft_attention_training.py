@@ -137,3 +137,13 @@ def test_encoder_model_saves_and_loads(tmp_path: Path) -> None:
         got = loaded(**{k: batch[k] for k in ("input_ids", "attention_mask", "special_tokens_mask")})
     assert torch.allclose(got.logits, want.logits, atol=1e-6) and torch.allclose(got.token_scores, want.token_scores)
     assert loaded.config.id2label == {0: "neg", 1: "pos"}
+
+
+def test_head_learning_rate_applies_to_the_head_only() -> None:
+    train = _data(16, 0)
+    model, tok = _lstm(train)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cfg = _cfg(max_steps=2, learning_rate=0.0, head_learning_rate=0.01, soft_attention_alpha=0.1)
+    train_soft_attention(model, WordBatcher(tok), train, [], cfg, progress=False)
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(n.startswith("head.") for n in moved)
