@@ -47,7 +47,7 @@ def test_smoke_run_on_a_tiny_data_root(tmp_path: Path) -> None:
     saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert saved["data"]["train"]["sentences"] == 36 and saved["data"]["dev"]["sentences"] == 4
     assert set(saved["token"]) == {"soft_attention", "bilstm_attention", "model_attention", "model_attention_mean",
-                                   "lime", "gradient_norm", "occlusion"}
+                                   "lime", "gradient_norm", "occlusion", "random"}
     for name, m in saved["token"].items():
         assert 0.0 <= m["map"] <= 1.0 and m["words"] == saved["data"]["test"]["words"], name
         assert ("at_threshold" in m) == (name not in ("gradient_norm", "occlusion"))

@@ -11,7 +11,8 @@ Per source, on the test sample: token P/R/F1/F0.5 at the paper's fixed threshold
 probabilities or weights in [0, 1]: soft attention, LIME, raw attention; ``top_count`` > 0 also limits the positive
 words per sentence), MAP and Pearson, and the F1 at the
 threshold tuned on the dev sample (threshold-free comparison). The encoder-attention source is the layer and head
-with the best dev MAP (and the last layer's head average beside it). Sentence-level P/R/F1 of both classifiers.
+with the best dev MAP (and the last layer's head average beside it); ``random`` (uniform scores) is the chance
+baseline. Sentence-level P/R/F1 of both classifiers.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ EXPERIMENTS = {
 }
 LABELS = {"fce": ("correct", "incorrect"), "bioscope": ("certain", "uncertain"), "sst": ("other", "sentiment")}
 DEFAULT_METHODS = ("gradient_norm", "grad_x_input", "integrated_gradients", "occlusion")
-BOUNDED = {"soft_attention", "bilstm_attention", "lime", "model_attention", "model_attention_mean"}
+BOUNDED = {"soft_attention", "bilstm_attention", "lime", "model_attention", "model_attention_mean", "random"}
 PUBLISHED = {
     "fce": {"soft_attention": (20.76, 85.36, 33.31), "lime": (19.06, 34.70, 24.60),
             "bilstm_attention": (29.16, 29.04, 28.73)},
@@ -189,6 +190,8 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
             notes.extend(f"{method}: {w}" for w in warns)
         scores[method] = got
 
+    rng = np.random.default_rng(seed)  # a chance baseline: its tuned F1 is about that of labelling every word
+    scores["random"] = {k: [rng.random(len(s.words)) for s in v] for k, v in splits_used}
     token = {name: evaluate_scores(gold["test"], sc["test"], threshold=0.5 if name in BOUNDED else None,
                                    top_count=top_count, dev_gold=gold["dev"], dev_scores=sc["dev"])
              for name, sc in scores.items()}
