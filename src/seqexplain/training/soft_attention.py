@@ -45,6 +45,7 @@ from seqexplain.models.soft_attention_lstm import (
     char_table,
     normalise_word,
 )
+from seqexplain.progress import add_total, advance, progress_bar
 from seqexplain.training.soft_attention_objective import SoftAttentionConfig, soft_attention_loss
 
 MINILM = "all-MiniLM-L6-v2"
@@ -158,8 +159,8 @@ class TrainResult:
 
 @dataclass
 class Prediction:
-    """Per sentence: predicted label, ``p(positive)`` and the token scores ``a`` on the batcher's axis, with the
-    positions' ``attend`` flags."""
+    """Per sentence: predicted label, ``p(positive)`` (the last label) and the token scores ``a`` on the batcher's
+    axis (0 at positions that are not attended; padding cut)."""
 
     labels: np.ndarray
     probs: np.ndarray
@@ -230,8 +231,6 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
                          resume: bool = True, progress: bool = True) -> TrainResult:
     """Train in place (module docstring); the best dev-F1 weights are loaded at the end."""
     from transformers import get_linear_schedule_with_warmup
-
-    from seqexplain.progress import add_total, advance, progress_bar
 
     if not train:
         raise InputError("no training sentences")
