@@ -90,6 +90,9 @@ def test_cli_bad_inputs_exit_2(tmp_path: Path) -> None:
     code, text = _cli(["reproduce", "bujel2021", "fce", "--out", str(tmp_path / "d"), "--config", str(conf),
                        "--on-long", "error", *common])
     assert code == 2 and "max_seq_length=6" in text
+    (folder / "fce-public.test.original.tsv").write_text("a\tc\nb\tx\n", encoding="utf-8")
+    code, text = _cli(["reproduce", "bujel2021", "fce", "--out", str(tmp_path / "f"), *common])
+    assert code == 2 and "never seen in training" in text
     (folder / "fce-public.train.original.tsv").write_text("a\tc\nb\n", encoding="utf-8")
     code, text = _cli(["reproduce", "bujel2021", "fce", "--out", str(tmp_path / "e"), *common])
     assert code == 2 and "line 2" in text and "fce-public.train.original.tsv" in text

@@ -293,3 +293,15 @@ def test_lstm_adapter_scores_and_occlusion() -> None:
             ids = torch.cat([ex.input_ids[:j], ex.input_ids[j + 1 :]]).unsqueeze(0)
             drop = torch.log_softmax(model(ids)[0], -1)[0, 1]
             assert float(occ.scores[0, j]) == pytest.approx(float(full - drop), abs=1e-5)
+
+
+def test_word_masking_touches_only_real_non_special_tokens() -> None:
+    tok = _minilm_tokenizer()
+    sents = [LabelledSentence(("a", "b", "c"), ("O",) * 3, "C"), LabelledSentence(("d",), ("O",), "C")]
+    batcher = EncoderBatcher(tok, mask_prob=1.0)
+    clean = batcher.make(sents)
+    masked = batcher.make(sents, train=True, generator=torch.Generator().manual_seed(0))
+    hit = masked["input_ids"] != clean["input_ids"]
+    assert (masked["input_ids"][hit] == tok.mask_token_id).all()
+    assert hit.tolist() == [[False, True, True, True, False], [False, True, False, False, False]]
+    assert torch.equal(batcher.make(sents, train=False)["input_ids"], clean["input_ids"])
