@@ -276,7 +276,41 @@ GER2021 = Paper(
     ),
 )
 
-PAPERS: dict[str, Paper] = {p.name: p for p in (VAFA2021, VERWIMP2018, ERASER_MOVIES, SNELL2021, GER2021)}
+_BUJEL = _opts("config", "max_train", "max_dev", "max_test", "steps", "lime_samples", "on_long", "reduce",
+               "top_count", method="methods")
+
+BUJEL2021 = Paper(
+    "bujel2021",
+    "Bujel et al. (2021): zero-shot token labelling with soft attention over a pretrained encoder.",
+    module="seqexplain.experiments.bujel2021",
+    experiments=(
+        Experiment("fce", "FCE error detection: tokens labelled incorrect (i) from sentence labels", options=_BUJEL),
+        Experiment("bioscope", "BioScope speculation cues (CoNLL-2010 style hedge cues) from sentence labels",
+                   options=_BUJEL),
+        Experiment("sst", "SST sentiment words (positive by default) from sentence labels",
+                   options={**_BUJEL, "polarity": "polarity"}),
+    ),
+    options=(
+        Option("config", Path, "Training config (.conf with the original's keys, .json, .yaml); unknown keys and "
+               "wrong types are errors."),
+        Option("max_train", int, "Training sentences sampled (0: all).", minimum=0),
+        Option("max_dev", int, "Development sentences sampled (0: all).", minimum=0),
+        Option("max_test", int, "Test sentences sampled (0: all).", minimum=0),
+        Option("steps", int, "Optimiser steps of the encoder model.", minimum=1),
+        Option("lime_samples", int, "LIME perturbations per sentence.", minimum=1),
+        Option("method", list, "Comma-separated attribution methods (default: gradient_norm, grad_x_input, "
+               "integrated_gradients, occlusion).", choices=_EVAL_METHODS),
+        Option("on_long", str, "Sentences longer than max_seq_length: truncate (warned, counted) or error (default "
+               "truncate).", choices=("truncate", "error")),
+        Option("reduce", str, "Sub-token scores to a word (default max).", choices=("max", "mean", "sum", "first")),
+        Option("polarity", str, "Positive or negative sentiment words (default positive).",
+               choices=("positive", "negative")),
+        Option("top_count", int, "At most this many positive words per sentence (0: no limit; default 0).",
+               minimum=0),
+    ),
+)
+
+PAPERS: dict[str, Paper] = {p.name: p for p in (VAFA2021, VERWIMP2018, ERASER_MOVIES, SNELL2021, GER2021, BUJEL2021)}
 
 
 def get_paper(name: str) -> Paper:
