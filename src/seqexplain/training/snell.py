@@ -28,7 +28,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +39,8 @@ from seqexplain.errors import DataError, InputError
 from seqexplain.models.loading import check_device
 from seqexplain.models.rnn.vocab import Vocab, embeddings_for_vocab
 from seqexplain.models.snell_classifier import SnellClassifier, SnellClassifierConfig, pad_batch
+
+M = TypeVar("M", bound=torch.nn.Module)
 
 Dataset = Sequence[tuple[Sequence[int], int]]  # (token ids incl. <bos>/<eos>, label)
 
@@ -150,17 +152,23 @@ def _load_resume(model: torch.nn.Module, opt: torch.optim.Optimizer, path: Path)
     return step
 
 
-def load_checkpoint(run_dir: Path | str, step: int, device: str | torch.device = "cpu") -> SnellClassifier:
-    """The model of a run folder with the weights of checkpoint ``step``, on ``device``."""
+def load_run_weights(run_dir: Path | str, step: int, build: Callable[[dict[str, Any]], M],
+                     device: str | torch.device = "cpu") -> M:
+    """``build(meta["model"])`` with the weights of checkpoint ``step`` of a run folder, on ``device``, in eval mode
+    (the weights are read on the CPU first, so a run trained on a GPU loads anywhere)."""
     dev = resolve_device(device)
-    run = Path(run_dir)
-    meta = read_run_meta(run)
-    model = SnellClassifier(SnellClassifierConfig.from_dict(meta["model"]))
-    path = checkpoint_path(run, step)
+    meta = read_run_meta(run_dir)
+    model = build(meta["model"])
+    path = checkpoint_path(run_dir, step)
     if not path.is_file():
         raise DataError(f"{path} is missing; the run's checkpoints are {meta['schedule']}")
     model.load_state_dict(load_file(str(path), device="cpu"))
     return model.to(dev).eval()
+
+
+def load_checkpoint(run_dir: Path | str, step: int, device: str | torch.device = "cpu") -> SnellClassifier:
+    """The model of a run folder with the weights of checkpoint ``step``, on ``device``."""
+    return load_run_weights(run_dir, step, lambda cfg: SnellClassifier(SnellClassifierConfig.from_dict(cfg)), device)
 
 
 def read_run_meta(run_dir: Path | str) -> dict[str, Any]:

@@ -18,16 +18,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from seqexplain.errors import DataError
 from seqexplain.models.base import eval_mode
 from seqexplain.models.snell_translation import SnellTranslator, SnellTranslatorConfig
 from seqexplain.training.snell import (
     SnellTrainConfig,
-    checkpoint_path,
+    load_run_weights,
     model_device,
-    read_run_meta,
     resolve_device,
     run_schedule,
 )
@@ -86,14 +83,7 @@ def train_snell_translator(model_config: SnellTranslatorConfig, train: Pairs, co
 
 def load_translator(run_dir: Path | str, step: int, device: str | torch.device = "cpu") -> SnellTranslator:
     """The translator of a run folder with the weights of checkpoint ``step`` on ``device`` (eval mode)."""
-    dev = resolve_device(device)
-    meta = read_run_meta(run_dir)
-    model = SnellTranslator(SnellTranslatorConfig.from_dict(meta["model"]))
-    path = checkpoint_path(run_dir, step)
-    if not path.is_file():
-        raise DataError(f"{path} is missing; the run's checkpoints are {meta['schedule']}")
-    model.load_state_dict(load_file(str(path), device="cpu"))
-    return model.to(dev).eval()
+    return load_run_weights(run_dir, step, lambda cfg: SnellTranslator(SnellTranslatorConfig.from_dict(cfg)), device)
 
 
 def teacher_forced(model: SnellTranslator, pairs: Pairs, batch_size: int = 64) -> dict[str, float]:
