@@ -113,6 +113,12 @@ has seqexplain || { say "!! seqexplain does not import from src/ (missing depend
 # ------------------------------------------------------------------------------------------------------ tests
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -o addopts= -rs)
 step "pytest -m gpu" 150 "${PYTEST[@]}" -m gpu tests/test_gpu_oracles.py
+# the paper systems' CUDA-vs-CPU checks need their extra packages (carry pyarrow, sentencepiece, sacrebleu wheels)
+if has pyarrow && has sentencepiece && has sacrebleu; then
+    step "pytest -m gpu (snell2021 training)" 60 "${PYTEST[@]}" -m gpu tests/test_snell_device.py
+else
+    skip "pytest -m gpu (snell2021 training)" "pyarrow, sentencepiece or sacrebleu not installed (carry their wheels)"
+fi
 if has captum; then
     # the CPU oracles the GPU comparisons lean on (captum, brute force, direct attention)
     step "pytest oracles (cpu)" 75 "${PYTEST[@]}" -m "not slow" tests/test_methods_oracle.py
@@ -135,9 +141,14 @@ else
 fi
 step "bench_core_methods" 90 "$PY" benchmarks/bench_core_methods.py --device "$DEVICE" --peers "$CORE_PEERS" \
     --repeats 3 --warmup 1 --threads 4 --json "$OUTDIR/core_methods_$DEVICE.json"
-say "-- bench_greedy and bench_state_gradients have no --device flag: they run on the CPU, as they are"
+say "-- bench_greedy, bench_state_gradients and bench_snell_training have no --device flag: they run on the CPU"
 step "bench_greedy (cpu)" 60 "$PY" benchmarks/bench_greedy.py --repeats 1
 step "bench_state_gradients (cpu)" 40 "$PY" benchmarks/bench_state_gradients.py
+if has pyarrow && has sentencepiece; then
+    step "bench_snell_training (cpu)" 60 "$PY" benchmarks/bench_snell_training.py --threads 4 --seed 0
+else
+    skip "bench_snell_training (cpu)" "pyarrow or sentencepiece not installed"
+fi
 
 say ""
 say "# summary ($((SECONDS - START))s of ${BUDGET}s)"
