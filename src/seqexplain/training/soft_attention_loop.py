@@ -138,11 +138,16 @@ def schedule_lengths(cfg: SoftAttentionConfig, n_train: int) -> tuple[int, int]:
 
 def default_accelerator() -> Any:
     """``Accelerator(cpu=True)``, or accelerate's configuration when started by ``accelerate launch`` (which sets
-    ``ACCELERATE_USE_CPU`` / ``ACCELERATE_MIXED_PRECISION`` in the environment)."""
+    ``ACCELERATE_USE_CPU`` / ``ACCELERATE_MIXED_PRECISION`` in the environment). Data parallelism is told that some
+    parameters get no gradient (an encoder's pooler, which the head does not use); an accelerator passed to
+    :func:`train_soft_attention` for several processes needs the same
+    ``DistributedDataParallelKwargs(find_unused_parameters=True)``."""
     from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
 
     launched = "ACCELERATE_USE_CPU" in os.environ or "ACCELERATE_MIXED_PRECISION" in os.environ
-    return Accelerator() if launched else Accelerator(cpu=True)
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)]
+    return Accelerator(kwargs_handlers=handlers) if launched else Accelerator(cpu=True, kwargs_handlers=handlers)
 
 
 class _EpochBatches(torch.utils.data.Dataset):
