@@ -93,3 +93,47 @@ def test_loop_trains_on_cuda_near_the_cpu_weights() -> None:
         assert torch.allclose(value.cpu(), want[key], atol=1e-3), key
     pred = predict(gpu_model, WordBatcher(tok), dev)
     assert len(pred.scores) == len(dev)
+
+
+TWO_PROCESS_SCRIPT = '''
+import json, sys
+import torch
+torch.set_num_threads(1)
+sys.path.insert(0, sys.argv[2])
+from test_soft_attention_training import _cfg, _data, _lstm
+from seqexplain.training.soft_attention import train_soft_attention
+from seqexplain.training.soft_attention_batches import WordBatcher
+train, dev = _data(64, 0), _data(16, 1)
+model, tok = _lstm(train)
+cfg = _cfg(num_train_epochs=2, eval_steps=2, do_mask_words=True, mask_prob=0.2)
+res = train_soft_attention(model, WordBatcher(tok, mask_prob=0.2), train, dev, cfg, sys.argv[1], progress=False)
+total = float(sum(p.detach().double().sum() for p in model.parameters()))
+print("RESULT " + json.dumps({"main": res.main_process, "steps": res.steps, "sum": total}), flush=True)
+'''
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_share_the_work_and_agree(tmp_path: Any) -> None:
+    """``ACCELERATE_USE_CPU`` + ``torch.distributed.run`` with 2 processes (gloo): each runs half the optimiser
+    steps of one process (8 batches per epoch, 2 epochs: 16 → 8) and both end with the same weights."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "two.py"
+    script.write_text(TWO_PROCESS_SCRIPT)
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": f"{root / 'src'}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+                           "29611", str(script), str(tmp_path / "run"), str(root / "tests")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line.split("RESULT ", 1)[1]) for line in done.stdout.splitlines() if "RESULT " in line]
+    assert sorted(r["main"] for r in rows) == [False, True]
+    assert [r["steps"] for r in rows] == [8, 8]
+    assert rows[0]["sum"] == pytest.approx(rows[1]["sum"], abs=1e-9)
+    state = json.loads((tmp_path / "run" / "train_state.json").read_text())
+    assert state["step"] == 8 and [h["step"] for h in state["history"]] == [2, 4, 6, 8]
