@@ -91,3 +91,13 @@ def test_cli_explains_the_folder(trained: tuple[Path, Any, Any, Any], runner: An
                                  "--target", "pos"])
     assert result.exit_code == 0, result.output
     assert "awful" in result.output
+
+
+def test_config_without_the_training_config_is_a_one_line_error(trained: tuple[Path, Any, Any, Any],
+                                                                tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(trained[0], broken)
+    (broken / "config.json").write_text('{"model_type": "seqexplain-soft-attention", "labels": ["neg", "pos"]}')
+    with pytest.raises(ModelLoadError, match="cannot read the soft-attention model config") as err:
+        se.load_model(broken)
+    assert "\n" not in str(err.value)

@@ -13,6 +13,9 @@ words per sentence), MAP and Pearson, and the F1 at the
 threshold tuned on the dev sample (threshold-free comparison). The encoder-attention source is the layer and head
 with the best dev MAP (and the last layer's head average beside it); ``random`` (uniform scores) is the chance
 baseline. Sentence-level P/R/F1 of both classifiers.
+
+Training goes through accelerate (:mod:`seqexplain.training.soft_attention_loop`): the CPU by default, accelerate's
+configuration under ``accelerate launch``; with several processes only the main one evaluates and writes results.
 """
 
 from __future__ import annotations
