@@ -13,6 +13,9 @@ words per sentence), MAP and Pearson, and the F1 at the
 threshold tuned on the dev sample (threshold-free comparison). The encoder-attention source is the layer and head
 with the best dev MAP (and the last layer's head average beside it); ``random`` (uniform scores) is the chance
 baseline. Sentence-level P/R/F1 of both classifiers.
+
+Training goes through accelerate (:mod:`seqexplain.training.soft_attention_loop`): the CPU by default, accelerate's
+configuration under ``accelerate launch``; with several processes only the main one evaluates and writes results.
 """
 
 from __future__ import annotations
@@ -143,6 +146,8 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     with _timer(times, "train_bilstm"):
         lstm_train = train_soft_attention(lstm, WordBatcher(lstm_tok), train, dev, lstm_cfg, out / "bilstm",
                                           progress=progress)
+    if not enc_train.main_process:  # under `accelerate launch`: the other processes only help training
+        return {}
     if enc_train.truncated:
         notes.append(f"{enc_train.truncated} training/dev sentence(s) longer than {cfg.max_seq_length} tokens were "
                      "truncated")

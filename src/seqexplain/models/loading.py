@@ -210,7 +210,8 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
 
 def _load_native(path: Path, tokenizer: Any) -> tuple[Any, Any, ModelKind] | None:
     """seqexplain's own models (``model_type`` ``seqexplain-*`` in ``config.json``), or None for others. The Snell
-    models come back as their adapters (:mod:`seqexplain.models.snell_saving`), the others as modules."""
+    and soft-attention models come back as their adapters (:mod:`seqexplain.models.snell_saving`,
+:mod:`seqexplain.models.soft_attention_saving`), the others as modules."""
     import json
 
     try:
@@ -224,6 +225,11 @@ def _load_native(path: Path, tokenizer: Any) -> tuple[Any, Any, ModelKind] | Non
             from seqexplain.models.snell_saving import load_snell
 
             adapter = load_snell(path, tokenizer)
+            return adapter, adapter.tokenizer, adapter.kind
+        if model_type == "seqexplain-soft-attention":
+            from seqexplain.models.soft_attention_saving import load_soft_attention
+
+            adapter = load_soft_attention(path, tokenizer)
             return adapter, adapter.tokenizer, adapter.kind
         if model_type == "seqexplain-seq2seq":
             from seqexplain.models.seq2seq import load_pretrained

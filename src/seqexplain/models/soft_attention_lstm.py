@@ -127,7 +127,12 @@ class SoftAttentionBiLSTM(nn.Module):
         logits, _, w, _ = self.scores_embeds(x, lengths)
         return logits, w
 
-    def forward(self, input_ids: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, input_ids: Tensor, lengths: Tensor | None = None, return_scores: bool = False
+                ) -> tuple[Tensor, ...]:
+        """``(logits, â)``; with ``return_scores`` :meth:`scores_embeds`' four tensors (training goes through
+        ``forward`` so that a data-parallel wrapper sees the call)."""
+        if return_scores:
+            return self.scores_embeds(self.embedding(input_ids), lengths)
         return self.forward_embeds(self.embedding(input_ids), lengths)
 
 

@@ -124,4 +124,4 @@ class WordBatcher:
                 "token_targets": targets, "token_mask": mask}
 
     def forward(self, model: torch.nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        return model.scores_embeds(model.embedding(batch["input_ids"]), batch["lengths"])
+        return model(batch["input_ids"], batch["lengths"], return_scores=True)
