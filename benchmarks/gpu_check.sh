@@ -119,6 +119,12 @@ if has pyarrow && has sentencepiece && has sacrebleu; then
 else
     skip "pytest -m gpu (snell2021 training)" "pyarrow, sentencepiece or sacrebleu not installed (carry their wheels)"
 fi
+if has accelerate && has pydantic && has sklearn; then
+    step "pytest -m gpu (soft-attention training on accelerate)" 60 "${PYTEST[@]}" -m gpu \
+        tests/test_soft_attention_accelerate.py
+else
+    skip "pytest -m gpu (soft-attention training)" "accelerate, pydantic or scikit-learn not installed"
+fi
 if has captum; then
     # the CPU oracles the GPU comparisons lean on (captum, brute force, direct attention)
     step "pytest oracles (cpu)" 75 "${PYTEST[@]}" -m "not slow" tests/test_methods_oracle.py
