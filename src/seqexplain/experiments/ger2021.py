@@ -73,7 +73,8 @@ WORDS_FROM = ("start", "end")
 def cut_words(words: list[str], max_words: int, words_from: str) -> list[str]:
     """The first (``"start"``) or last (``"end"``) ``max_words`` words of a document, in document order. Movie
     reviews tend to open with the plot and close with the verdict: on ERASER movies a logistic regression on the
-    mean MiniLM vector of the first 150 words reaches 0.56 test accuracy, of the last 150 words 0.71."""
+    mean MiniLM vector of the first 150 words, trained on the 1,600 training reviews, reaches 0.61 test accuracy, of
+    the last 150 words 0.70 (docs/reproductions/ger2021.md)."""
     if words_from not in WORDS_FROM:
         raise InputError(f"words_from is 'start' or 'end', not {words_from!r}")
     return list(words[:max_words]) if words_from == "start" else list(words[-max_words:])
