@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from seqexplain.cli import app
 from seqexplain.errors import InputError
-from seqexplain.experiments.ger2021 import run
+from seqexplain.experiments.ger2021 import Settings, cut_words, load_corpus, run
 
 
 def test_unknown_experiment_and_setting(tmp_path):
@@ -27,6 +27,41 @@ def test_bad_event_types_option_is_one_line_exit_2(tmp_path):
                                    "--event-types", "colours", "--n-train", "20", "--n-eval", "10"])
     text = res.output.replace("\n", " ")
     assert res.exit_code == 2 and "--event-types: 'colours' is not one of wordnet" in text and "Traceback" not in text
+
+
+def test_cut_words_keeps_the_first_or_last_words_in_order():
+    words = ["a", "b", "c", "d", "e"]
+    assert cut_words(words, 3, "start") == ["a", "b", "c"]
+    assert cut_words(words, 3, "end") == ["c", "d", "e"]
+    assert cut_words(words, 9, "end") == words and cut_words(words, 9, "start") == words
+    with pytest.raises(InputError, match="words_from is 'start' or 'end'"):
+        cut_words(words, 3, "middle")
+
+
+def test_bad_words_from_is_one_line_error(tmp_path):
+    with pytest.raises(InputError, match="words_from is 'start' or 'end'"):
+        run("sst2", tmp_path, quick=True, words_from="middle")
+    res = CliRunner().invoke(app, ["reproduce", "ger2021", "movies", "--quick", "--out", str(tmp_path / "o"),
+                                   "--words-from", "middle"])
+    text = res.output.replace("\n", " ")
+    assert res.exit_code == 2 and "'middle' is not one of start" in text and "Traceback" not in text
+
+
+def test_movies_corpus_takes_the_last_words_with_words_from_end():
+    from seqexplain.data.eraser import read_eraser
+    from seqexplain.data.paths import require_data
+
+    require_data("eraser_movies")
+    s = Settings(n_train=1600, n_val=5, n_eval=199, max_words=40, words_from="end")
+    got = load_corpus("movies", None, s, seed=0)
+    last: dict[tuple[str, ...], set[int]] = {}  # a few reviewers end every review with the same rating legend
+    for d in read_eraser("test"):
+        last.setdefault(tuple(d.tokens[-40:]), set()).add(int(d.label == "POS"))
+    assert len(got["eval"]) == 199 and all(y in last[tuple(w)] for w, y in got["eval"])
+    assert sum(y for _, y in got["train"]) == 800  # ERASER movies train: 800 POS, 800 NEG
+    first = Settings(n_train=5, n_val=5, n_eval=199, max_words=40)
+    starts = {tuple(d.tokens[:40]) for d in read_eraser("test")}
+    assert all(tuple(w) in starts for w, _ in load_corpus("movies", None, first, seed=0)["eval"])
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """Ger, Klabjan & Utke, "Reproducibility of attention-based explanations for RNNs": do two equally accurate RNNs
 explain the same predictions the same way, and how do explanations change along a low-loss path between them?
 
-Recipe (one experiment per corpus: ``sst2`` sentences, ``movies`` ERASER movie reviews cut to ``max_words``):
+Recipe (one experiment per corpus: ``sst2`` sentences, ``movies`` ERASER movie reviews cut to ``max_words``
+from their start or their end, ``words_from``):
 
 1. Words → frozen MiniLM word vectors (cached under ``<out>/cache``); event types from WordNet hypernyms at
    ``wordnet_depth`` (or supersenses / spaCy POS / KMeans of the vectors: ``event_types``), the ``max_types`` most
@@ -66,6 +67,17 @@ EXPERIMENTS = {
 }
 LABELS = ["negative", "positive"]
 EVENT_SOURCES = ("wordnet", "supersense", "pos", "kmeans")
+WORDS_FROM = ("start", "end")
+
+
+def cut_words(words: list[str], max_words: int, words_from: str) -> list[str]:
+    """The first (``"start"``) or last (``"end"``) ``max_words`` words of a document, in document order. Movie
+    reviews tend to open with the plot and close with the verdict: on ERASER movies a logistic regression on the
+    mean MiniLM vector of the first 150 words, trained on the 1,600 training reviews, reaches 0.61 test accuracy, of
+    the last 150 words 0.70 (docs/reproductions/ger2021.md)."""
+    if words_from not in WORDS_FROM:
+        raise InputError(f"words_from is 'start' or 'end', not {words_from!r}")
+    return list(words[:max_words]) if words_from == "start" else list(words[-max_words:])
 
 
 @dataclass
@@ -75,6 +87,7 @@ class Settings:
     n_eval: int = 300
     n_path: int = 200
     max_words: int = 60
+    words_from: str = "start"
     hidden: list[int] = field(default_factory=lambda: [64, 32, 16])
     fc_dim: int | None = 64
     epochs: int = 4
@@ -125,14 +138,14 @@ def load_corpus(experiment: str, data_root: Path | None, s: Settings, seed: int
         from seqexplain.data.eraser import read_eraser
 
         names = {"train": "train", "val": "val", "eval": "test"}
-        splits = {k: [(list(d.tokens[: s.max_words]), int(d.label == "POS")) for d in read_eraser(v, root=data_root)]
-                  for k, v in names.items()}
+        splits = {k: [(cut_words(d.tokens, s.max_words, s.words_from), int(d.label == "POS"))
+                      for d in read_eraser(v, root=data_root)] for k, v in names.items()}
     else:
         raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
     sizes = {"train": s.n_train, "val": s.n_val, "eval": s.n_eval}
     out = {}
     for k, rows in splits.items():
-        rows = [(w[: s.max_words], y) for w, y in rows if w]
+        rows = [(cut_words(w, s.max_words, s.words_from), y) for w, y in rows if w]
         rng.shuffle(rows)
         out[k] = rows[: sizes[k]]
     return out
@@ -272,6 +285,8 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     s = replace(base, **{k: v for k, v in options.items() if v is not None})
     if s.event_types not in EVENT_SOURCES:
         raise InputError(f"event_types is {', '.join(EVENT_SOURCES)}, not {s.event_types!r}")
+    if s.words_from not in WORDS_FROM:
+        raise InputError(f"words_from is 'start' or 'end', not {s.words_from!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)

@@ -252,7 +252,8 @@ SNELL2021 = Paper(
     ),
 )
 
-_GER = _opts("n_train", "n_eval", "epochs", "event_types", "max_types", "max_words", valley_steps="valley_max_steps")
+_GER = _opts("n_train", "n_eval", "epochs", "event_types", "max_types", "max_words", "words_from",
+             valley_steps="valley_max_steps")
 
 GER2021 = Paper(
     "ger2021",
@@ -273,6 +274,8 @@ GER2021 = Paper(
         Option("max_types", int, "Event types kept, the rest <other> (default 15).", minimum=1),
         Option("valley_steps", int, "Most valley-tracking steps (default 60).", minimum=1),
         Option("max_words", int, "Words kept per document (default 60).", minimum=1),
+        Option("words_from", str, "Keep the first (start, default) or the last (end) max_words words of a document "
+               "(movie reviews end with the verdict).", choices=("start", "end")),
     ),
 )
 
