@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-dist", action="store_true", help="skip the scale-out measurement")
     ap.add_argument("--only-dist", action="store_true", help="only the scale-out measurement")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench_run")
+    ap.add_argument("--rounds", type=int, choices=(1, 2), default=2,
+                    help="timed rounds (2: the second in reverse order, mean of the two; 1 for an idle machine)")
+    ap.add_argument("--no-full", action="store_true", help="skip the run with every metric and the report")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -165,15 +168,16 @@ def single_process(args: argparse.Namespace, items: list[tuple[str, int]], out: 
         "inseq-style loop": lambda r: inseq_style(args, items, out / f"inseq_style{r}"),
         "captum loops": lambda r: captum_loops(args, items),
     }
-    # two rounds, the second in reverse order; each runner's time is the mean of its two: a linear drift of the
-    # machine's load cancels out
+    # two rounds (default), the second in reverse order; each runner's time is the mean of its rounds: a linear drift
+    # of the machine's load cancels out
     times: dict[str, list[float]] = {k: [] for k in runners}
-    for r, order in enumerate((list(runners), list(reversed(runners)))):
+    for r, order in enumerate((list(runners), list(reversed(runners)))[:args.rounds]):
         for name in order:
             times[name].append(timed(lambda name=name, r=r: runners[name](r)))
     t = {k: sum(v) / len(v) for k, v in times.items()}
     t["resume of the finished run"] = timed(lambda: run_store(config(args, out / "run0", n, False)))
-    t["run (full metrics + report)"] = timed(lambda: run_store(config(args, out / "full", n, True)))
+    if not args.no_full:
+        t["run (full metrics + report)"] = timed(lambda: run_store(config(args, out / "full", n, True)))
     rows = [[k, f"{v:.1f}", f"{n / v:.2f}", f"{t['run (store)'] / v:.2f}×"] for k, v in t.items()]
     print(markdown_table(["runner", "wall s", "examples/s", "speed ÷ run (store)"], rows))
     over = {"store overhead %": 100 * (t["run (store)"] - t["run (no store)"]) / t["run (store)"],
