@@ -209,3 +209,27 @@ def common_setup(ap: Any, args: Any, methods: str, known: tuple[str, ...] | list
         ap.error(f"unknown methods {sorted(unknown)}; choose from {list(known)}")
     peers = [p.strip() for p in args.peers.split(",") if p.strip() and p.strip() != "none"]
     return chosen, peers
+
+
+def wall_and_cpu(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """``(fn(), wall seconds, process CPU seconds)``."""
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
+def training_bench_args(description: str, steps: int, checkpoint_every: int, n_dump: int) -> Any:
+    """The options of the training-loop benchmarks (``--threads --seed --steps --batch-size --checkpoint-every
+    --n-dump --json``), parsed."""
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--checkpoint-every", type=int, default=checkpoint_every)
+    ap.add_argument("--n-dump", type=int, default=n_dump)
+    ap.add_argument("--json", type=Path, default=None)
+    return ap.parse_args()

@@ -19,14 +19,16 @@ Run: ``python benchmarks/bench_snell_training.py --threads 1 --seed 0 [--steps 2
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import tempfile
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 import numpy as np
-import torch
+import torch  # noqa: E402
+from _common import training_bench_args, wall_and_cpu  # noqa: E402
 
 from seqexplain.analysis.training_dynamics import make_dump, write_dump
 from seqexplain.models.rnn import Vocab
@@ -57,22 +59,9 @@ def _plain(cfg: SnellClassifierConfig, data: list[tuple[list[int], int]], steps:
     return model
 
 
-def _timed(fn):  # type: ignore[no-untyped-def]
-    w, c = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - w, time.process_time() - c
-
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--checkpoint-every", type=int, default=50)
-    ap.add_argument("--n-dump", type=int, default=872)
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
+    args = training_bench_args(__doc__.split("\n\n")[0], steps=200, checkpoint_every=50, n_dump=872)
     apply_threads(args.threads)
     data = _data(4000, args.seed)
     vocab = Vocab(["<unk>", "<eos>", "<bos>"] + [f"w{i}" for i in range(3, V)])
@@ -82,14 +71,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tcfg = SnellTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                                 checkpoint_every=args.checkpoint_every, tensorboard=False)
-        ours, w_ours, c_ours = _timed(lambda: train_snell_classifier(cfg, data, tcfg, Path(tmp) / "run", vocab))
-        plain, w_plain, c_plain = _timed(lambda: _plain(cfg, data, args.steps, args.batch_size, args.seed))
+        ours, w_ours, c_ours = wall_and_cpu(lambda: train_snell_classifier(cfg, data, tcfg, Path(tmp) / "run", vocab))
+        plain, w_plain, c_plain = wall_and_cpu(lambda: _plain(cfg, data, args.steps, args.batch_size, args.seed))
         same = all(torch.allclose(v, plain.state_dict()[k], atol=1e-6) for k, v in ours.state_dict().items())
         dump_data = data[: args.n_dump]
         times = []
         for rep in range(3):
-            _, w, c = _timed(lambda rep=rep: write_dump(make_dump(ours, dump_data, run="bench", step=rep, split="val",
-                                                                  dataset="random", vocab_hash="v"), Path(tmp)))
+            _, w, c = wall_and_cpu(lambda rep=rep: write_dump(make_dump(
+                ours, dump_data, run="bench", step=rep, split="val", dataset="random", vocab_hash="v"), Path(tmp)))
             times.append((w, c))
     w_dump, c_dump = (float(np.median([t[i] for t in times])) for i in (0, 1))
     res = {"steps": args.steps, "batch_size": args.batch_size, "checkpoints": args.steps // args.checkpoint_every + 1,

@@ -14,15 +14,16 @@ Run: ``python benchmarks/bench_snell_translation.py --threads 1 --seed 0 [--step
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np
-import torch
+import torch  # noqa: E402
+from _common import training_bench_args, wall_and_cpu  # noqa: E402
 
 from seqexplain.analysis.training_dynamics import write_dump
 from seqexplain.analysis.translation_dynamics import make_translation_dump
@@ -58,22 +59,9 @@ def _plain(cfg: SnellTranslatorConfig, pairs: list[tuple[list[int], list[int]]],
     return model
 
 
-def _timed(fn: Any) -> tuple[Any, float, float]:
-    w, c = time.perf_counter(), time.process_time()
-    out = fn()
-    return out, time.perf_counter() - w, time.process_time() - c
-
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--checkpoint-every", type=int, default=20)
-    ap.add_argument("--n-dump", type=int, default=40)
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
+    args = training_bench_args(__doc__.split("\n\n")[0], steps=60, checkpoint_every=20, n_dump=40)
     apply_threads(args.threads)
     pairs = _pairs(3000, args.seed)
     cfg = SnellTranslatorConfig(V, 64, 64, 2, 0.1)
@@ -82,11 +70,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tc = SnellTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                               checkpoint_every=args.checkpoint_every, tensorboard=False)
-        ours, w_ours, c_ours = _timed(lambda: train_snell_translator(cfg, pairs, tc, Path(tmp) / "run", "v"))
-        plain, w_plain, c_plain = _timed(lambda: _plain(cfg, pairs, args.steps, args.batch_size, args.seed))
+        ours, w_ours, c_ours = wall_and_cpu(lambda: train_snell_translator(cfg, pairs, tc, Path(tmp) / "run", "v"))
+        plain, w_plain, c_plain = wall_and_cpu(lambda: _plain(cfg, pairs, args.steps, args.batch_size, args.seed))
         same = all(torch.allclose(v, plain.state_dict()[k], atol=1e-6) for k, v in ours.state_dict().items())
         dump_pairs = pairs[: args.n_dump]
-        _, w_dump, c_dump = _timed(lambda: write_dump(make_translation_dump(
+        _, w_dump, c_dump = wall_and_cpu(lambda: write_dump(make_translation_dump(
             ours, dump_pairs, run="bench", step=0, split="val", dataset="random", vocab_hash="v"), Path(tmp)))
     rows = sum(len(t) for _, t in dump_pairs)
     res = {"steps": args.steps, "batch_size": args.batch_size,
