@@ -91,6 +91,9 @@ def test_bad_folders(runner, tmp_path, classifier):
         save_snell_classifier(classifier.model, classifier.tokenizer.vocab, tmp_path / "x", ["a", "b"])
     folder = save_snell_classifier(classifier.model, classifier.tokenizer.vocab, tmp_path / "clf", classifier.labels)
     assert seqexplain.load_model(folder, device="cpu").device.type == "cpu"
+    assert seqexplain.load_model(folder, kind="classifier").kind == "classifier"
+    with pytest.raises(InputError, match="holds a classifier model"):
+        seqexplain.load_model(folder, kind="causal")  # never silently ignored
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             seqexplain.load_model(folder, device="cuda")

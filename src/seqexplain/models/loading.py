@@ -89,6 +89,9 @@ def load_model(
         model, tokenizer, found = _load_from_path(Path(model_or_path), tokenizer, kind, dtype, allow_new_head)
         model_id = model_id or str(model_or_path)
         if isinstance(model, SequenceModel):  # a native folder that names its own adapter
+            if kind is not None and kind != model.kind:
+                raise InputError(f"{model_or_path} holds a {model.kind} model (its config.json says so), not a "
+                                 f"{kind}; leave kind out or give {model.kind!r}")
             return _placed(model, device, dtype, cast)
     else:
         raise InputError(f"load_model takes a module, a wrapper or a path, not {type(model_or_path).__name__}")
@@ -211,7 +214,7 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
 def _load_native(path: Path, tokenizer: Any) -> tuple[Any, Any, ModelKind] | None:
     """seqexplain's own models (``model_type`` ``seqexplain-*`` in ``config.json``), or None for others. The Snell
     and soft-attention models come back as their adapters (:mod:`seqexplain.models.snell_saving`,
-:mod:`seqexplain.models.soft_attention_saving`), the others as modules."""
+    :mod:`seqexplain.models.soft_attention_saving`), the others as modules."""
     import json
 
     try:
