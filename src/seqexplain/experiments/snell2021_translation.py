@@ -98,7 +98,7 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
                                              epochs=s.boe_epochs, seed=seed, device=s.device)
     refs = {split: {"px": px_rows(base, data), "extra": {}} for split, data in evals.items()}
     table, markdown = tables(out, "multi30k", list(evals), names, schedule, refs, seed, measure="token_accuracy")
-    best = best_step(out, names[0])
+    best = best_step(table, "multi30k", "token_accuracy")
     model = load_translator(out / "runs" / names[0], best, s.device)
     save_snell_translator(model, tok, out / "model")
     test = enc(test_c)[: s.max_eval]
