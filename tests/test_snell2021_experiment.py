@@ -38,10 +38,14 @@ def _check_model_folder(out, res, text, target) -> None:
     from safetensors.torch import load_file
 
     import seqexplain
+    from seqexplain.analysis.training_dynamics import read_dumps
     from seqexplain.training.snell import checkpoint_path
 
     step = res["model"]["step"]
     assert step in res["schedule"] and res["model"]["run"] == "normal_A"
+    val = sorted((d for d in read_dumps(out / "dumps", "val") if d.run == "normal_A"), key=lambda d: d.step)
+    accs = [sum(p == y for p, y in zip(d.predicted, d.labels, strict=True)) / len(d.labels) for d in val]
+    assert step == val[accs.index(max(accs))].step  # the earliest checkpoint of best validation accuracy
     want = load_file(checkpoint_path(out / "runs" / "normal_A", step))
     got = load_file(out / "model" / "model.safetensors")
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)

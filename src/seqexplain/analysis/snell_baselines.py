@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from seqexplain.analysis.training_dynamics import orient
 from seqexplain.errors import InputError
-from seqexplain.models.snell_classifier import length_mask, pad_batch
+from seqexplain.models.native_heads import length_mask
+from seqexplain.models.snell_classifier import pad_batch
 from seqexplain.training.snell import resolve_device
 
 Examples = Sequence[tuple[Sequence[int], int]]

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from seqexplain.data.tokenizers import EOS, SPECIAL_TOKENS, UNK, _components, _wrap
+from seqexplain.data.tokenizers import EOS, SPECIAL_TOKENS, UNK, text_components, wrap_fast_tokenizer
 from seqexplain.errors import DataError, InputError
 
 
@@ -45,13 +45,13 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int = 8000) -> tuple[A
         sp = spm.SentencePieceProcessor(model_file=str(Path(tmp) / "sp.model"))
     pieces = [(sp.id_to_piece(i), float(sp.get_score(i))) for i in range(sp.get_piece_size())]
     tok = Tokenizer(models.Unigram(pieces, unk_id=3, byte_fallback=False))
-    tok.normalizer, _, tok.decoder = _components()
+    tok.normalizer, _, tok.decoder = text_components()
     from tokenizers import pre_tokenizers
 
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}",
                                                        special_tokens=[(EOS, 2)])
-    return _wrap(tok), sp
+    return wrap_fast_tokenizer(tok), sp
 
 
 def read_parallel_files(source: Path | str, target: Path | str) -> tuple[list[str], list[str]]:

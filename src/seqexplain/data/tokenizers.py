@@ -28,7 +28,9 @@ PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, BOS, EOS, UNK)
 
 
-def _components() -> tuple[Any, Any, Any]:
+def text_components() -> tuple[Any, Any, Any]:
+    """``(normalizer, pre-tokenizer, decoder)`` shared by the project's subword tokenizers: NFKC, runs of white
+    space → one space, stripped; Metaspace ``▁`` splitting with punctuation isolated; the Metaspace decoder."""
     from tokenizers import Regex, decoders, normalizers, pre_tokenizers
 
     normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(Regex(r"\s+"), " "),
@@ -51,7 +53,7 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8000, min_freque
     if vocab_size <= len(SPECIAL_TOKENS):
         raise InputError(f"vocab_size must exceed the {len(SPECIAL_TOKENS)} special tokens, got {vocab_size}")
     tok = Tokenizer(models.BPE(unk_token=UNK))
-    tok.normalizer, tok.pre_tokenizer, tok.decoder = _components()
+    tok.normalizer, tok.pre_tokenizer, tok.decoder = text_components()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
                                   special_tokens=list(SPECIAL_TOKENS), show_progress=show_progress)
 
@@ -66,10 +68,11 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 8000, min_freque
     eos_id = tok.token_to_id(EOS)
     tok.post_processor = processors.TemplateProcessing(single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}",
                                                        special_tokens=[(EOS, eos_id)])
-    return _wrap(tok)
+    return wrap_fast_tokenizer(tok)
 
 
-def _wrap(tok: Any) -> Any:
+def wrap_fast_tokenizer(tok: Any) -> Any:
+    """``tok`` (a ``tokenizers.Tokenizer``) as a right-padding ``PreTrainedTokenizerFast`` with the special tokens."""
     from transformers import PreTrainedTokenizerFast
 
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS,
@@ -95,7 +98,7 @@ def load_tokenizer(directory: Path | str) -> Any:
         tok = Tokenizer.from_file(str(path / "tokenizer.json"))
     except Exception as exc:  # corrupt JSON
         raise ModelLoadError(f"cannot read {path / 'tokenizer.json'}: {exc}") from exc
-    return _wrap(tok)
+    return wrap_fast_tokenizer(tok)
 
 
 def word_index_of_tokens(offsets: list[tuple[int, int] | None], text: str,

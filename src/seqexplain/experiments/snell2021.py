@@ -133,10 +133,9 @@ def label_names(experiment: str) -> tuple[str, ...]:
     return BINARY_LABELS
 
 
-def best_step(out: Path, run: str) -> int:
-    """The checkpoint of ``run`` with the best validation performance in ``out/dumps`` (the earliest of ties)."""
-    dumps = sorted((d for d in read_dumps(out / "dumps", "val") if d.run == run), key=lambda d: d.step)
-    return max(dumps, key=lambda d: d.accuracy).step
+def best_step(table: dict[str, Any], experiment: str, measure: str = "accuracy") -> int:
+    """Gold run A's checkpoint of best validation ``measure`` (the earliest of ties), as :func:`tables` found it."""
+    return int(table[f"{experiment} / val / top_k / {measure}"]["best_step"])
 
 
 def load_data(experiment: str, data_root: Path | str | None) -> tuple[list[tuple[list[str], int]],
@@ -211,7 +210,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
                                "table": {}}
     refs = {split: {"px": baselines[split]["px"], "extra": {"lr": baselines[split]["lr"]}} for split in evals}
     results["table"], results["markdown"] = tables(out, experiment, list(evals), names, schedule, refs, seed)
-    best = best_step(out, names[0])
+    best = best_step(results["table"], experiment)
     save_snell_classifier(load_checkpoint(out / "runs" / names[0], best), vocab, out / "model", label_names(experiment))
     results["model"] = {"folder": "model", "run": names[0], "step": best}
     results["run"] = run_record(seed, n_classes=n_classes)

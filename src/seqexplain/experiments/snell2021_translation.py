@@ -87,16 +87,18 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
             train_snell_translator(replace(cfg, uniform_attention=uniform), train, tc, run_dir, vh, progress=progress,
                                    device=s.device)
         for step in schedule:
+            model = None  # loaded once per checkpoint, only when one of its dumps is missing
             for split, data in evals.items():
                 if (out / "dumps" / f"{name}__{split}__step{step:07d}.parquet").is_file():
                     continue
-                write_dump(make_translation_dump(load_translator(run_dir, step, s.device), data, run=name, step=step,
-                                                 split=split, dataset="multi30k-de-en", vocab_hash=vh), out / "dumps")
+                model = model or load_translator(run_dir, step, s.device)
+                write_dump(make_translation_dump(model, data, run=name, step=step, split=split,
+                                                 dataset="multi30k-de-en", vocab_hash=vh), out / "dumps")
     base, base_info = train_word_translation(train, evals["val"], len(tok), tok.pad_token_id, emb_dim=s.emb_dim,
                                              epochs=s.boe_epochs, seed=seed, device=s.device)
     refs = {split: {"px": px_rows(base, data), "extra": {}} for split, data in evals.items()}
     table, markdown = tables(out, "multi30k", list(evals), names, schedule, refs, seed, measure="token_accuracy")
-    best = best_step(out, names[0])
+    best = best_step(table, "multi30k", "token_accuracy")
     model = load_translator(out / "runs" / names[0], best, s.device)
     save_snell_translator(model, tok, out / "model")
     test = enc(test_c)[: s.max_eval]

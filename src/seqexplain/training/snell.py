@@ -235,6 +235,7 @@ def run_schedule(model: torch.nn.Module, config: SnellTrainConfig, run_dir: Path
     writer = _writer(run) if config.tensorboard else None
     end = config.steps if stop_at is None else min(config.steps, stop_at)
     bar = _bar(end - step, progress)
+    checkpoints = set(schedule)
     model.train()
     try:
         while step < end:
@@ -245,9 +246,9 @@ def run_schedule(model: torch.nn.Module, config: SnellTrainConfig, run_dir: Path
             step += 1
             if bar is not None:
                 bar.update(1)
-            if writer is not None and (step % 10 == 0 or step in schedule):
+            if writer is not None and (step % 10 == 0 or step in checkpoints):
                 writer.add_scalar("train/loss", loss.item(), step)
-            if step in schedule:
+            if step in checkpoints:
                 _save_weights(model, checkpoint_path(run, step), step)
                 _save_resume(model, opt, resume, step)
     finally:
