@@ -170,9 +170,15 @@ def build_documents(experiment: str, out: Path, data_root: Path | None, s: Setti
     say(f"corpus: {', '.join(f'{k} {len(v)}' for k, v in corpus.items())}; MiniLM vectors")
     vectors = {k: word_vectors([w for w, _ in v], cache=out / "cache", max_length=512) for k, v in corpus.items()}
     words = {k: [w[: len(x)] for (w, _), x in zip(corpus[k], vectors[k], strict=True)] for k in corpus}
+    warnings: list[str] = []
+    for k in corpus:
+        cut = sum(len(x) < len(w) for (w, _), x in zip(corpus[k], vectors[k], strict=True))
+        if cut:
+            warnings.append(f"{k}: {cut} document(s) longer than MiniLM's 512 word pieces were cut to the words "
+                            "that fit")
+            say(warnings[-1])
     labels = event_labels(s, words, vectors, seed)
     vocab = EventVocabulary.fit(labels["train"], s.max_types)
-    warnings: list[str] = []
     docs: dict[str, list[VectorDocument]] = {}
     for k in corpus:
         enc = vocab.encode(labels[k])
