@@ -309,6 +309,12 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
         if decoder == "avg" or s.hier_paths:
             k = comp["methods"]["attention_last"]["model_0"]["k"]
             result["paths"][decoder] = paths(decoder, models, docs, names, unk, k, out, s, seed)
+            valley = result["paths"][decoder]["valley"]
+            if valley["fallbacks"] or not valley["reached"]:
+                missed = "" if valley["reached"] else " and did not reach w2 (it ends with an unchecked jump)"
+                warnings.append(f"{decoder}: valley tracking took {valley['fallbacks']} fallback step(s) above the "
+                                f"loss bound{missed}")
+                say(warnings[-1])
     result["run"] = run_record(seed, experiment=experiment, quick=quick)
     result["markdown"] = markdown(result)
     atomic_write_text(out / "results.json", json.dumps(result, indent=1, default=float))
