@@ -296,9 +296,9 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    docs, names, warnings = build_documents(experiment, out, data_root, s, seed)
     if s.ig_baseline not in ("unk", "zero"):
         raise InputError(f"ig_baseline is 'unk' or 'zero', not {s.ig_baseline!r}")
+    docs, names, warnings = build_documents(experiment, out, data_root, s, seed)
     unk = unk_vector() if s.ig_baseline == "unk" else None
     result: dict[str, Any] = {"experiment": experiment, "settings": asdict(s), "event_types": names,
                               "warnings": warnings, "decoders": {}, "paths": {}}
