@@ -42,6 +42,7 @@ def test_user_table_and_missing_tokens():
     small = EventVocabulary.fit(labels, max_types=1)
     got = small.encode(labels)
     assert small.names == ["animal", OTHER] and got.rare == 4 and got.missing == 4
+    assert len(enc.warnings) == 1 and "4 of 11 tokens have an event type outside" in got.warnings[1]
     fn = labels_from_mapping(DOCS, lambda t: "long" if len(t) > 3 else None)
     assert fn[2] == ["long", None]
     with pytest.raises(InputError, match="event set is empty"):

@@ -185,6 +185,9 @@ class EventVocabulary:
         total = sum(len(doc) for doc in labels)
         if out.missing:
             out.warnings.append(f"{out.missing} of {total} tokens have no event type and count as {OTHER}")
+        if out.rare:
+            out.warnings.append(f"{out.rare} of {total} tokens have an event type outside the vocabulary's "
+                                f"{len(self.names) - 1} and count as {OTHER}")
         return out
 
 

@@ -166,10 +166,11 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     scores: dict[str, dict[str, list[np.ndarray]]] = {}
     splits_used = (("dev", dev), ("test", test))
     encoded = {k: src.encode_all(adapter, v) for k, v in splits_used}
-    truncated = sum(1 for ex in encoded["test"] if any(w.startswith("truncated") for w in ex.warnings))
-    if truncated:
-        notes.append(f"{truncated} test sentence(s) longer than {cfg.max_seq_length} tokens were truncated; their cut "
-                     "words score NaN (never positive)")
+    for k in ("dev", "test"):  # dev scores set the tuned thresholds, so their cut words matter too
+        truncated = sum(1 for ex in encoded[k] if any(w.startswith("truncated") for w in ex.warnings))
+        if truncated:
+            notes.append(f"{truncated} {k} sentence(s) longer than {cfg.max_seq_length} tokens were truncated; their "
+                         "cut words score NaN (never positive)")
     lstm_enc = {k: src.encode_all(lstm_adapter, v) for k, v in splits_used}
     scores["soft_attention"] = {k: src.soft_attention_scores(adapter, encoded[k], v, reduce) for k, v in splits_used}
     scores["bilstm_attention"] = {k: src.soft_attention_scores(lstm_adapter, lstm_enc[k], v, reduce)

@@ -170,9 +170,15 @@ def build_documents(experiment: str, out: Path, data_root: Path | None, s: Setti
     say(f"corpus: {', '.join(f'{k} {len(v)}' for k, v in corpus.items())}; MiniLM vectors")
     vectors = {k: word_vectors([w for w, _ in v], cache=out / "cache", max_length=512) for k, v in corpus.items()}
     words = {k: [w[: len(x)] for (w, _), x in zip(corpus[k], vectors[k], strict=True)] for k in corpus}
+    warnings: list[str] = []
+    for k in corpus:
+        cut = sum(len(x) < len(w) for (w, _), x in zip(corpus[k], vectors[k], strict=True))
+        if cut:
+            warnings.append(f"{k}: {cut} document(s) longer than MiniLM's 512 word pieces were cut to the words "
+                            "that fit")
+            say(warnings[-1])
     labels = event_labels(s, words, vectors, seed)
     vocab = EventVocabulary.fit(labels["train"], s.max_types)
-    warnings: list[str] = []
     docs: dict[str, list[VectorDocument]] = {}
     for k in corpus:
         enc = vocab.encode(labels[k])
@@ -290,9 +296,9 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    docs, names, warnings = build_documents(experiment, out, data_root, s, seed)
     if s.ig_baseline not in ("unk", "zero"):
         raise InputError(f"ig_baseline is 'unk' or 'zero', not {s.ig_baseline!r}")
+    docs, names, warnings = build_documents(experiment, out, data_root, s, seed)
     unk = unk_vector() if s.ig_baseline == "unk" else None
     result: dict[str, Any] = {"experiment": experiment, "settings": asdict(s), "event_types": names,
                               "warnings": warnings, "decoders": {}, "paths": {}}
@@ -303,6 +309,12 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
         if decoder == "avg" or s.hier_paths:
             k = comp["methods"]["attention_last"]["model_0"]["k"]
             result["paths"][decoder] = paths(decoder, models, docs, names, unk, k, out, s, seed)
+            valley = result["paths"][decoder]["valley"]
+            if valley["fallbacks"] or not valley["reached"]:
+                missed = "" if valley["reached"] else " and did not reach w2 (it ends with an unchecked jump)"
+                warnings.append(f"{decoder}: valley tracking took {valley['fallbacks']} fallback step(s) above the "
+                                f"loss bound{missed}")
+                say(warnings[-1])
     result["run"] = run_record(seed, experiment=experiment, quick=quick)
     result["markdown"] = markdown(result)
     atomic_write_text(out / "results.json", json.dumps(result, indent=1, default=float))

@@ -43,6 +43,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqexplain.atomic import atomic_path
 from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models.native_heads import length_mask
 
 Decoder = Literal["avg", "hier"]
 Numerics = Literal["stable", "original"]
@@ -147,8 +148,7 @@ class AttentionRNN(nn.Module):
     def encode(self, x: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """``(H [N, n, u], h₀ [N, u], c₀ [N, u], mask [N, n] or None)``."""
         n = x.shape[1]
-        mask = None if lengths is None else torch.arange(n, device=x.device).view(1, -1) < lengths.view(-1, 1).to(
-            x.device)
+        mask = None if lengths is None else length_mask(lengths.to(x.device), n)
         h = self.fc(x) if self.fc is not None else x
         h_last = c_last = h.new_zeros(0)
         for k, (bn, lstm) in enumerate(zip(self.norms, self.lstms, strict=True)):

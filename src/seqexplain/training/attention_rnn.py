@@ -7,9 +7,10 @@ run resumed after epoch ``e`` continues exactly as an uninterrupted one. After e
 accuracy and F1 (scikit-learn, macro over the classes); the weights with the best validation loss are kept.
 
 Files in ``out`` (all safetensors or JSON, written atomically): ``best.safetensors`` (best weights, config in its
-metadata), ``last.safetensors`` (latest weights), ``optimizer.safetensors`` (the optimizer's tensors),
-``state.json`` (epoch, history, best, the optimizer's hyper-parameters and the run's configs) and TensorBoard
-events under ``tb/``. :func:`train` resumes from ``state.json`` when it exists and its configs equal the call's.
+metadata), ``last.safetensors`` (latest weights), ``optimizer.safetensors`` + ``optimizer.json`` (the optimizer's
+state, :mod:`seqexplain.training.optimizer_state`), ``state.json`` (epoch, history, best and the run's configs) and
+TensorBoard events under ``tb/``.
+:func:`train` resumes from ``state.json`` when it exists and its configs equal the call's.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqexplain.atomic import atomic_path, atomic_write_text
+from seqexplain.atomic import atomic_write_text
 from seqexplain.errors import InputError
 from seqexplain.models.attention_rnn import AttentionRNN, AttentionRNNConfig, load_attention_rnn, save_attention_rnn
 from seqexplain.models.attention_rnn_adapter import VectorDocument
+from seqexplain.training.optimizer_state import load_optimizer_state, save_optimizer_state
 
 
 @dataclass
@@ -115,27 +117,6 @@ def _optimizer(model: AttentionRNN, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise InputError(f"optimizer is 'adagrad' or 'adam', not {cfg.optimizer!r}")
 
 
-def _save_optimizer(opt: torch.optim.Optimizer, path: Path) -> dict[str, Any]:
-    from safetensors.torch import save_file
-
-    sd = opt.state_dict()
-    tensors = {f"{i}.{k}": v.detach().contiguous().cpu().reshape(v.shape) for i, st in sd["state"].items()
-               for k, v in st.items() if isinstance(v, Tensor)}
-    with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp))
-    return {"param_groups": sd["param_groups"]}
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, path: Path, groups: list[dict[str, Any]]) -> None:
-    from safetensors.torch import load_file
-
-    state: dict[int, dict[str, Tensor]] = {}
-    for key, v in load_file(str(path)).items():
-        i, name = key.split(".", 1)
-        state.setdefault(int(i), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
 def train(model_config: AttentionRNNConfig, train_docs: Sequence[VectorDocument],
           val_docs: Sequence[VectorDocument], out: Path | str, cfg: TrainConfig | None = None,
           progress: bool = False, tensorboard: bool = True) -> dict[str, Any]:
@@ -165,7 +146,7 @@ def train(model_config: AttentionRNNConfig, train_docs: Sequence[VectorDocument]
         state = {**saved, "train": configs["train"]}
         if state["epoch"] > 0:
             model.load_state_dict(load_attention_rnn(out / "last.safetensors").state_dict())
-            _load_optimizer(opt, out / "optimizer.safetensors", state["optimizer"]["param_groups"])
+            load_optimizer_state(opt, out)
     writer = None
     if tensorboard:
         from torch.utils.tensorboard import SummaryWriter
@@ -198,7 +179,7 @@ def train(model_config: AttentionRNNConfig, train_docs: Sequence[VectorDocument]
                 state["best"] = record
                 save_attention_rnn(model, out / "best.safetensors")
             save_attention_rnn(model, out / "last.safetensors")
-            state["optimizer"] = _save_optimizer(opt, out / "optimizer.safetensors")
+            save_optimizer_state(opt, out)
             state["epoch"] = epoch + 1
             atomic_write_text(state_file, json.dumps(state, indent=1))
     finally:
