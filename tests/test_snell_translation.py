@@ -171,7 +171,22 @@ def test_beam_one_is_greedy(tok):
             break
     want = seq[1:-1] if seq[-1] == tok.eos_token_id else seq[1:]
     assert net.beam_search(src, beam=1, max_len=8) == want
+    assert net.beam_search_ended(src, beam=1, max_len=8) == (want, seq[-1] == tok.eos_token_id)
     assert len(net.beam_search(src, beam=3, max_len=8)) <= 8
+
+
+def test_translations_cut_at_max_len_are_counted_and_warned(tok):
+    from seqexplain.training.snell_translation import beam_bleu
+
+    net = make(tok, seed=5)
+    with torch.no_grad():  # </s> can never win: every translation runs to max_len
+        net.vocab.bias[tok.eos_token_id] = -1e9
+    src = pairs_of(tok)[0][0]
+    ids, ended = net.beam_search_ended(src, beam=3, max_len=4)
+    assert not ended and len(ids) == 4
+    with pytest.warns(UserWarning, match="2 of 2 beam-search translations reached max_len=4"):
+        *_, n_cut = beam_bleu(net, tok, [src, src], ["a b", "a b"], beam=3, max_len=4)
+    assert n_cut == 2
 
 
 def test_dump_rows_and_px_baseline(tok):

@@ -102,13 +102,16 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
     model = load_translator(out / "runs" / names[0], best, s.device)
     save_snell_translator(model, tok, out / "model")
     test = enc(test_c)[: s.max_eval]
-    score, sig, hyps = beam_bleu(model, tok, [p[0] for p in test], test_c.target[: s.max_eval], beam=s.beam)
+    score, sig, hyps, n_cut = beam_bleu(model, tok, [p[0] for p in test], test_c.target[: s.max_eval], beam=s.beam)
     final = {"run": names[0], "step": best, **teacher_forced(model, test), "bleu": score, "bleu_signature": sig,
-             "beam": s.beam, "sentences": len(test), "example": {"source": test_c.source[0], "reference":
-                                                                 test_c.target[0], "hypothesis": hyps[0]}}
+             "beam": s.beam, "sentences": len(test), "translations_cut_at_max_len": n_cut,
+             "example": {"source": test_c.source[0], "reference": test_c.target[0], "hypothesis": hyps[0]}}
     markdown += (f"\n\nRun {names[0]} at its best validation checkpoint ({best} updates) on the first {len(test)} test "
                  f"sentences: token accuracy {final['accuracy']:.3f}, perplexity {final['perplexity']:.2f}, "
                  f"beam-{s.beam} BLEU {score:.2f} ({sig}).")
+    if n_cut:
+        markdown += (f"\n\n**warning:** {n_cut} of {len(test)} beam-search translations reached the length limit "
+                     "without </s> and were scored cut off.")
     results = {"experiment": "multi30k", "settings": asdict(s), "schedule": schedule, "vocab_size": len(tok),
                "n_train": len(train), "n_eval": {k: len(v) for k, v in evals.items()},
                "n_rows": {k: sum(len(p[1]) for p in v) for k, v in evals.items()},

@@ -194,7 +194,13 @@ class SnellTranslator(nn.Module):
     @torch.no_grad()
     def beam_search(self, src: list[int], beam: int = 5, max_len: int = 60) -> list[int]:
         """The highest-scoring translation of ``src`` (ids) by beam search: hypotheses ranked by total
-        log-probability divided by their length (ending with ``</s>``, which is not returned)."""
+        log-probability divided by their length (ending with ``</s>``, which is not returned). A hypothesis still
+        open after ``max_len`` steps competes as it is; :meth:`beam_search_ended` tells whether the answer did."""
+        return self.beam_search_ended(src, beam, max_len)[0]
+
+    @torch.no_grad()
+    def beam_search_ended(self, src: list[int], beam: int = 5, max_len: int = 60) -> tuple[list[int], bool]:
+        """:meth:`beam_search` and whether its translation ended with ``</s>`` (False: cut off at ``max_len``)."""
         if beam < 1:
             raise InputError(f"beam must be at least 1, got {beam}")
         dev = self.embed_tokens.weight.device
@@ -202,7 +208,7 @@ class SnellTranslator(nn.Module):
         cfg = self.config
         live: list[tuple[float, list[int], tuple[Tensor, Tensor]]] = [
             (0.0, [cfg.decoder_start_token_id], (memory.h0, memory.c0))]
-        done: list[tuple[float, list[int]]] = []
+        done: list[tuple[float, list[int], bool]] = []
         for _ in range(max_len):
             cands = []
             for score, seq, state in live:
@@ -217,15 +223,16 @@ class SnellTranslator(nn.Module):
             live = []
             for score, seq, state in cands:
                 if seq[-1] == cfg.eos_token_id:
-                    done.append((score / (len(seq) - 1), seq[1:-1]))
+                    done.append((score / (len(seq) - 1), seq[1:-1], True))
                 else:
                     live.append((score, seq, state))
                 if len(live) == beam:
                     break
             if len(done) >= beam or not live:
                 break
-        done += [(score / (len(seq) - 1), seq[1:]) for score, seq, _ in live]
-        return max(done, key=lambda d: d[0])[1]
+        done += [(score / (len(seq) - 1), seq[1:], False) for score, seq, _ in live]
+        best = max(done, key=lambda d: d[0])
+        return best[1], best[2]
 
 
 class SnellTranslationAdapter(HFSeq2SeqLM):

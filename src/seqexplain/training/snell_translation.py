@@ -12,6 +12,7 @@ as Python floats.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -103,10 +104,18 @@ def teacher_forced(model: SnellTranslator, pairs: Pairs, batch_size: int = 64) -
 
 
 def beam_bleu(model: SnellTranslator, tokenizer: Any, sources: Sequence[Sequence[int]], references: Sequence[str],
-              beam: int = 5, max_len: int = 60) -> tuple[float, str, list[str]]:
-    """Corpus BLEU (sacrebleu) of beam-search translations of ``sources``; ``(score, signature, hypotheses)``."""
+              beam: int = 5, max_len: int = 60) -> tuple[float, str, list[str], int]:
+    """Corpus BLEU (sacrebleu) of beam-search translations of ``sources``; ``(score, signature, hypotheses,
+    n_cut)``, ``n_cut`` counting translations cut off at ``max_len`` without ``</s>`` (they are scored as they
+    are, with a warning)."""
+    hyps, n_cut = [], 0
     with eval_mode(model):
-        hyps = [tokenizer.decode(model.beam_search(list(s), beam, max_len), skip_special_tokens=True).strip()
-                for s in sources]
+        for s in sources:
+            ids, ended = model.beam_search_ended(list(s), beam, max_len)
+            hyps.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+            n_cut += not ended
+    if n_cut:
+        warnings.warn(f"warning: {n_cut} of {len(hyps)} beam-search translations reached max_len={max_len} "
+                      "without </s> and are scored cut off", UserWarning, stacklevel=2)
     score, sig = bleu(hyps, references)
-    return score, sig, hyps
+    return score, sig, hyps, n_cut
