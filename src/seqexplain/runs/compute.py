@@ -7,7 +7,9 @@ uses ``seed + i``. A shard's packs are the same however the run is cut into proc
 distributed run writes the same rows as an uninterrupted one-process run (on the same threads and device).
 
 Too-long examples (more tokens than ``data.max_length``, or than the model takes): skipped and counted, or with
-``data.truncate`` cut at a token boundary with a warning stored in every row of the example.
+``data.truncate`` cut at a token boundary with a warning stored in every row of the example. Plausibility
+(one gold rationale per example) is computed on the first explained target's scores; a row with more targets says so
+in its warnings.
 """
 
 from __future__ import annotations
@@ -184,6 +186,9 @@ def shard_rows(wrapped: SequenceModel, cfg: RunConfig, encoded: list[Encoded], f
                                  iou_threshold=pcfg.iou_threshold)
                 row.update(auprc=p.auprc, token_precision=p.token.precision, token_recall=p.token.recall,
                            token_f1=p.token.f1, iou_f1=p.iou.f1, predicted_rationale=list(p.rationale))
+                if scores.shape[0] > 1:
+                    row["warnings"] = [*row["warnings"], f"plausibility: scored on the first of {scores.shape[0]} "
+                                       "explained targets only"]
             row["seconds"] = per_method[mcfg.key][1] / len(encoded)
             row["metric_seconds"] = time.perf_counter() - t1 + base_seconds
             rows.append(row)
