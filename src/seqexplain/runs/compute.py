@@ -25,8 +25,7 @@ import torch
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
-from seqexplain.explain import encode_item, to_attribution
-from seqexplain.methods.registry import MethodResult, get_method
+from seqexplain.explain import encode_item, explain_pack
 from seqexplain.metrics import agreement_matrix, faithfulness, plausibility, random_baseline
 from seqexplain.models.base import Example, SequenceModel
 from seqexplain.runs.config import RunConfig
@@ -94,25 +93,12 @@ def encode(wrapped: SequenceModel, item: Item, cfg: RunConfig) -> tuple[Encoded 
 
 def explain_examples(wrapped: SequenceModel, examples: list[Example], method: str, options: dict[str, Any],
                      pack: int) -> tuple[list[Attribution], float]:
-    """Attributions of ``examples`` (``pack`` at a time through the method's batched form where it has one, as
+    """Attributions of ``examples`` (``pack`` at a time through :func:`seqexplain.explain.explain_pack`, as
     :func:`seqexplain.explain_many` does) and the seconds taken."""
-    spec = get_method(method)
     start = time.perf_counter()
-    results: list[MethodResult] = []
+    attrs: list[Attribution] = []
     for first in range(0, len(examples), pack):
-        chunk = examples[first:first + pack]
-        if spec.many is None:
-            results.extend(spec.fn(wrapped, ex, **options) for ex in chunk)
-            continue
-        groups: dict[Any, list[int]] = {}
-        for i in sorted(range(len(chunk)), key=lambda k: chunk[k].length):
-            groups.setdefault(None if wrapped.can_pad() else chunk[i].length, []).append(i)
-        got: list[MethodResult | None] = [None] * len(chunk)
-        for members in groups.values():
-            for i, res in zip(members, spec.many(wrapped, [chunk[i] for i in members], **options), strict=True):
-                got[i] = res
-        results.extend(r for r in got if r is not None)
-    attrs = [to_attribution(wrapped, ex, method, res, options) for ex, res in zip(examples, results, strict=True)]
+        attrs.extend(explain_pack(wrapped, examples[first:first + pack], method, options))
     return attrs, time.perf_counter() - start
 
 
