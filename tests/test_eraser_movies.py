@@ -95,6 +95,8 @@ def test_tables_are_produced_and_in_range(evaluated):
     for heading in ("### Faithfulness", "### Plausibility", "### Agreement"):
         assert heading in markdown
     assert "random (expected)" in markdown
+    assert "- greedy: run on 1 of 3 documents" in markdown  # greedy's subset and its stopping rule are visible
+    assert ("- truncation:" in markdown) == (summary["evidence_tokens_cut"] > 0)
 
 
 def test_rerun_resumes_from_the_records(evaluated):

@@ -198,7 +198,8 @@ def test_too_long_examples_skipped_with_a_count_or_truncated(tmp_path, model):
     limit = 8
     too_long = [i for i, n in enumerate(lengths) if n > limit]
     assert 0 < len(too_long) < 8
-    cfg = write_config(tmp_path / "c.yaml", config_dict(model, data, tmp_path / "skip", data={"max_length": limit}))
+    cfg = write_config(tmp_path / "c.yaml", config_dict(model, data, tmp_path / "skip", data={"max_length": limit},
+                                                              output={"report": True}))
     code, out = _cli(cfg)
     assert code == 0, out
     assert f"warning: {len(too_long)} example(s) were skipped as too long" in out
@@ -206,6 +207,7 @@ def test_too_long_examples_skipped_with_a_count_or_truncated(tmp_path, model):
     assert manifest["n_skipped"] == len(too_long)
     assert sorted(s["index"] for sh in manifest["shards"] for s in sh["skipped"]) == too_long
     assert manifest["n_rows"] == 3 * (8 - len(too_long))
+    assert f"- skipped (too long): {len(too_long)}\n" in (tmp_path / "skip" / "summary.md").read_text()
 
     code, out = _cli(cfg, "--truncate", "--out", tmp_path / "cut")
     assert code == 0, out
@@ -214,3 +216,5 @@ def test_too_long_examples_skipped_with_a_count_or_truncated(tmp_path, model):
     for i in too_long:
         assert len(rows[i]["tokens"]) <= limit and any(w.startswith("truncated:") for w in rows[i]["warnings"])
     assert not any(rows[i]["warnings"] for i in rows if i not in too_long)
+    summary = (tmp_path / "cut" / "summary.md").read_text()
+    assert f"- truncated (tokens cut): {len(too_long)}\n" in summary and "- skipped (too long): 0\n" in summary

@@ -209,11 +209,11 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
             form = got
             buffer.append(_encode_many_item(wrapped, item, objective))
             if len(buffer) >= pack:
-                yield from _explain_pack(wrapped, buffer, method, options, strict)
+                yield from explain_pack(wrapped, buffer, method, options, strict)
                 bar.update(len(buffer))
                 buffer = []
         if buffer:
-            yield from _explain_pack(wrapped, buffer, method, options, strict)
+            yield from explain_pack(wrapped, buffer, method, options, strict)
             bar.update(len(buffer))
     finally:
         bar.close()
@@ -245,8 +245,10 @@ def _encode_many_item(wrapped: SequenceModel, item: Any, objective: str) -> Exam
                      f"{type(item).__name__}")
 
 
-def _explain_pack(wrapped: SequenceModel, examples: list[Example], method: str, options: dict[str, Any],
-                  strict: bool) -> Iterator[Attribution]:
+def explain_pack(wrapped: SequenceModel, examples: list[Example], method: str, options: dict[str, Any],
+                 strict: bool = False) -> Iterator[Attribution]:
+    """The attributions of ``examples`` in order: through the method's batched form where it has one (examples
+    sorted by length; one group per length where the adapter cannot pad), else one example at a time."""
     spec = get_method(method)
     if spec.many is None:
         for ex in examples:

@@ -7,7 +7,9 @@ uses ``seed + i``. A shard's packs are the same however the run is cut into proc
 distributed run writes the same rows as an uninterrupted one-process run (on the same threads and device).
 
 Too-long examples (more tokens than ``data.max_length``, or than the model takes): skipped and counted, or with
-``data.truncate`` cut at a token boundary with a warning stored in every row of the example.
+``data.truncate`` cut at a token boundary with a warning stored in every row of the example. Plausibility
+(one gold rationale per example) is computed on the first explained target's scores; a row with more targets says so
+in its warnings.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ import torch
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
-from seqexplain.explain import encode_item, to_attribution
-from seqexplain.methods.registry import MethodResult, get_method
+from seqexplain.explain import encode_item, explain_pack
 from seqexplain.metrics import agreement_matrix, faithfulness, plausibility, random_baseline
 from seqexplain.models.base import Example, SequenceModel
 from seqexplain.runs.config import RunConfig
@@ -92,25 +93,12 @@ def encode(wrapped: SequenceModel, item: Item, cfg: RunConfig) -> tuple[Encoded 
 
 def explain_examples(wrapped: SequenceModel, examples: list[Example], method: str, options: dict[str, Any],
                      pack: int) -> tuple[list[Attribution], float]:
-    """Attributions of ``examples`` (``pack`` at a time through the method's batched form where it has one, as
+    """Attributions of ``examples`` (``pack`` at a time through :func:`seqexplain.explain.explain_pack`, as
     :func:`seqexplain.explain_many` does) and the seconds taken."""
-    spec = get_method(method)
     start = time.perf_counter()
-    results: list[MethodResult] = []
+    attrs: list[Attribution] = []
     for first in range(0, len(examples), pack):
-        chunk = examples[first:first + pack]
-        if spec.many is None:
-            results.extend(spec.fn(wrapped, ex, **options) for ex in chunk)
-            continue
-        groups: dict[Any, list[int]] = {}
-        for i in sorted(range(len(chunk)), key=lambda k: chunk[k].length):
-            groups.setdefault(None if wrapped.can_pad() else chunk[i].length, []).append(i)
-        got: list[MethodResult | None] = [None] * len(chunk)
-        for members in groups.values():
-            for i, res in zip(members, spec.many(wrapped, [chunk[i] for i in members], **options), strict=True):
-                got[i] = res
-        results.extend(r for r in got if r is not None)
-    attrs = [to_attribution(wrapped, ex, method, res, options) for ex, res in zip(examples, results, strict=True)]
+        attrs.extend(explain_pack(wrapped, examples[first:first + pack], method, options))
     return attrs, time.perf_counter() - start
 
 
@@ -184,6 +172,9 @@ def shard_rows(wrapped: SequenceModel, cfg: RunConfig, encoded: list[Encoded], f
                                  iou_threshold=pcfg.iou_threshold)
                 row.update(auprc=p.auprc, token_precision=p.token.precision, token_recall=p.token.recall,
                            token_f1=p.token.f1, iou_f1=p.iou.f1, predicted_rationale=list(p.rationale))
+                if scores.shape[0] > 1:
+                    row["warnings"] = [*row["warnings"], f"plausibility: scored on the first of {scores.shape[0]} "
+                                       "explained targets only"]
             row["seconds"] = per_method[mcfg.key][1] / len(encoded)
             row["metric_seconds"] = time.perf_counter() - t1 + base_seconds
             rows.append(row)

@@ -8,6 +8,8 @@ Per method (means over the rows where a value is defined):
 * plausibility: mean ``auprc``; token precision / recall / F1 as ERASER's micro (pooled tokens) and macro (mean of
   the examples') averages (:func:`seqexplain.metrics.token_prf_corpus`); IOU F1 micro and macro over the discretised
   rationales' spans (:func:`seqexplain.metrics.iou_f1`, threshold from the config);
+* info: examples, rows, and how many examples were skipped as too long or truncated (rows with a ``truncated:``
+  warning);
 * agreement: the ``[M, M]`` matrix of each metric, entry ``(a, b)`` = mean over examples of the per-example value
   (diagonal 1).
 """
@@ -31,7 +33,7 @@ from seqexplain.runs.store import RunStore
 _MEANS = ("aopc_comprehensiveness", "random_aopc_comprehensiveness", "aopc_sufficiency", "random_aopc_sufficiency",
           "seconds")
 _COLUMNS = ["index", "method", *_MEANS, "comprehensiveness", "sufficiency", "random_comprehensiveness",
-            "random_sufficiency", "auprc", "predicted_rationale", "gold_positions", "agreement"]
+            "random_sufficiency", "auprc", "predicted_rationale", "gold_positions", "agreement", "warnings"]
 
 
 class _Mean:
@@ -72,7 +74,7 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
     random_curve = {"c": _Mean(), "s": _Mean()}
     rationales: dict[str, tuple[list[list[int]], list[list[int]]]] = {m: ([], []) for m in methods}
     agree: dict[str, dict[tuple[str, str], _Mean]] = {}
-    n_rows = 0
+    n_rows = n_truncated = 0
     for table in store.tables(_COLUMNS):
         for row in table.to_pylist():
             n_rows += 1
@@ -82,6 +84,7 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
             means[m]["c"].add(row["comprehensiveness"])
             means[m]["s"].add(row["sufficiency"])
             if m == methods[0]:
+                n_truncated += any(w.startswith("truncated:") for w in row["warnings"] or [])
                 random_curve["c"].add(row["random_comprehensiveness"])
                 random_curve["s"].add(row["random_sufficiency"])
             if row["gold_positions"] is not None and row["predicted_rationale"] is not None:
@@ -92,6 +95,8 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
                     agree.setdefault(metric, {}).setdefault((m, other), _Mean()).add(value)
     summary = RunSummary(title=f"seqexplain run {store.config_hash[:12]}", methods=methods, info={
         "examples": store.n_items, "rows": n_rows, "methods": ", ".join(methods), "config hash": store.config_hash,
+        "skipped (too long)": sum(len((store.shard_info(s) or {}).get("skipped", [])) for s in range(store.n_shards)),
+        "truncated (tokens cut)": n_truncated,
         "data": f"{cfg.data.format} {Path(cfg.data.path).name if cfg.data.path else ''} {cfg.data.split}".strip(),
         "seed": cfg.seed, "shards": store.n_shards})
     if cfg.metrics.faithfulness.enabled:

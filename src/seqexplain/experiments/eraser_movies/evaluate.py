@@ -100,7 +100,8 @@ def doc_record(model: SequenceModel, example: Example, doc: EraserDocument, meth
     else:
         faith = faithfulness(model, metric_ex, masked[None, :], removal="replace", replace_with="mask")
     if rationale is not None:
-        predicted = sorted(j for j in rationale if j in set(text))
+        visible = set(text)
+        predicted = sorted(j for j in rationale if j in visible)
     else:
         predicted = sorted(top_k_rationale(masked, len(gold))) if gold else []
     return {

@@ -5,6 +5,8 @@
   rationales over documents, micro and macro (:func:`~seqexplain.metrics.plausibility.token_prf_corpus`,
   :func:`~seqexplain.metrics.plausibility.iou_f1`); for a random ranking the expected AUPRC and top-``|G|`` token
   P = R = F1 are the gold rate ``|G| / n`` of each document, averaged (reported as ``random``);
+* notes under the tables: how many human-evidence tokens truncation cut off, and on how many documents greedy ran
+  and met its stopping rule;
 * agreement: Kendall τ between the soft methods' scores (greedy's order scores are a few ranks and ties, so it is
   left out), :func:`~seqexplain.metrics.agreement.agreement_matrix` per document, averaged over documents.
 """
@@ -110,4 +112,15 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"### Agreement: Kendall τ between methods (mean over {agree['n_documents']} documents)", "",
         markdown_table(arow) if arow else "(fewer than one soft method)", "",
     ]
+    notes = []
+    if summary.get("evidence_tokens_cut"):
+        notes.append(f"- truncation: {summary['evidence_tokens_cut']} of "
+                     f"{summary['evidence_tokens_cut'] + summary.get('evidence_tokens_kept', 0)} human-evidence tokens "
+                     "were cut off with the document ends and are not in the gold rationales above")
+    greedy = plaus.get("greedy")
+    if greedy is not None:
+        notes.append(f"- greedy: run on {greedy['n']} of {summary['n_documents']} documents; fraction that met its "
+                     f"stopping rule: {_f(greedy['reached'], 2)} (the rest used the whole context or hit max_size)")
+    if notes:
+        parts.extend(["### Notes", "", *notes, ""])
     return "\n".join(parts)
