@@ -46,7 +46,10 @@ ranks with scores ``1 + π_{r,i}``, ``π_{r,i}`` a permutation of ``0..L−1`` d
 positive-evidence filter keeps them all); the visible positions are thus in a uniformly random order. It reports
 the mean over runs of the tables and of the per-run AOPCs.
 
-All (target, bin, kind) rows are evaluated in shared batches under ``token_budget`` tokens per forward.
+All (target, bin, kind) rows are evaluated in shared batches under ``token_budget`` tokens per forward. The full
+input's ``log p(y_i | x)`` depends only on the model, the example and the removal, not on the scores: a caller that
+scores several rankings of one example passes it on (``full_logprob``) instead of evaluating it again, as
+:func:`random_baseline` and the corpus runs do.
 """
 
 from __future__ import annotations
@@ -227,7 +230,7 @@ def _removed_logp(model: SequenceModel, example: Example, rows: Sequence[tuple[i
 def faithfulness(model: SequenceModel, example: Example, scores: Attribution | np.ndarray,
                  bins: Sequence[float] | None = None, token_budget: int | None = None, *,
                  variant: Variant = "eraser", removal: Removal = "drop",
-                 replace_with: ReplaceWith = "mask") -> Faithfulness:
+                 replace_with: ReplaceWith = "mask", full_logprob: np.ndarray | None = None) -> Faithfulness:
     """Comprehensiveness and sufficiency of ``scores`` (an :class:`Attribution` or a ``[T, L]`` array) for every
     target of ``example`` at every bin (module docstring).
 
@@ -238,6 +241,9 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
         variant: ``"eraser"`` or ``"ferret"``.
         removal: ``"drop"`` (keep-mask) or ``"replace"`` (embeddings of ``replace_with``).
         replace_with: a token id or ``"pad"`` / ``"unk"`` / ``"mask"`` (only for ``removal="replace"``).
+        full_logprob: ``[T]`` ``log p(y_i | x)`` of the full input, as :attr:`Faithfulness.full_logprob` of an
+            earlier call on the same model, example, ``removal`` and ``replace_with`` returned it (it depends on
+            nothing else): those rows are then not evaluated again. Default: evaluated here.
     """
     _check_options(variant, removal)
     require_keep_support(model)
@@ -251,12 +257,16 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
         raise InputError("bins must be percentages in (0, 100]")
     replace_id = replacement_id(model, replace_with) if removal == "replace" else None
     n_t, n_b = example.n_targets, len(bins)
+    given = None if full_logprob is None else np.asarray(full_logprob, dtype=np.float64)
+    if given is not None and given.shape != (n_t,):
+        raise InputError(f"full_logprob has shape {given.shape} but the example has {n_t} targets")
     rows: list[tuple[int, list[int]]] = []
     where: list[tuple[int, int, int]] = []  # (target, bin, 0 = comprehensiveness / 1 = sufficiency) per row > full
     for i in range(n_t):
         vis = example.visible_positions(i)
-        rows.append((i, []))
-        where.append((i, -1, -1))
+        if given is None:
+            rows.append((i, []))
+            where.append((i, -1, -1))
         if variant == "eraser":
             for b, k in enumerate(bins):
                 top = top_positions(s[i], vis, k)
@@ -283,7 +293,7 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
         if budget < 1:
             raise InputError("token_budget must be a positive number of tokens")
         lp = _removed_logp(model, example, rows, removal, replace_id, budget)
-    full = np.zeros(n_t, dtype=np.float64)
+    full = np.zeros(n_t, dtype=np.float64) if given is None else given.copy()
     tables = np.full((2, n_t, n_b), np.nan, dtype=np.float64)
     for (i, b, _), value in zip(where, lp, strict=True):
         if b < 0:
@@ -297,9 +307,11 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
 
 def random_baseline(model: SequenceModel, example: Example, bins: Sequence[float] | None = None, seed: int = 0,
                     repeats: int = 10, token_budget: int | None = None, *, variant: Variant = "eraser",
-                    removal: Removal = "drop", replace_with: ReplaceWith = "mask") -> RandomBaseline:
+                    removal: Removal = "drop", replace_with: ReplaceWith = "mask",
+                    full_logprob: np.ndarray | None = None) -> RandomBaseline:
     """:func:`faithfulness` of ``repeats`` random rankings drawn from ``seed`` (module docstring): the same seed
-    gives the same numbers."""
+    gives the same numbers. The full input's ``log p`` is evaluated once (by the first run, unless
+    ``full_logprob`` gives it, as in :func:`faithfulness`) and reused by the others."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise InputError(f"repeats must be a positive number of random rankings, got {repeats!r}")
     rng = np.random.default_rng(seed)
@@ -307,5 +319,6 @@ def random_baseline(model: SequenceModel, example: Example, bins: Sequence[float
     for _ in range(repeats):
         scores = np.stack([1.0 + rng.permutation(example.length) for _ in range(example.n_targets)])
         runs.append(faithfulness(model, example, scores, bins, token_budget, variant=variant, removal=removal,
-                                 replace_with=replace_with))
+                                 replace_with=replace_with, full_logprob=full_logprob))
+        full_logprob = runs[-1].full_logprob
     return RandomBaseline(seed, runs)

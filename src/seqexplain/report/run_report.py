@@ -42,7 +42,8 @@ class RunSummary:
     """What the report shows. ``faithfulness[method]``: ``aopc_comprehensiveness``, ``aopc_sufficiency``, their
     ``random_*`` and ``seconds`` (means over examples); ``curves[method]``: ``comprehensiveness`` /
     ``sufficiency`` per bin (means), with the key ``"random"`` for the baseline; ``plausibility[method]``: column →
-    value; ``agreement[metric]``: ``[M, M]`` matrix in ``methods`` order."""
+    value; ``rationales[method]`` (rationale methods): ``searches`` (examples × targets), ``reached`` (how many met
+    the stopping rule) and ``mean_length``; ``agreement[metric]``: ``[M, M]`` matrix in ``methods`` order."""
 
     title: str
     methods: list[str]
@@ -51,6 +52,7 @@ class RunSummary:
     bins: list[float] = field(default_factory=list)
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     plausibility: dict[str, dict[str, Any]] = field(default_factory=dict)
+    rationales: dict[str, dict[str, Any]] = field(default_factory=dict)
     agreement: dict[str, np.ndarray] = field(default_factory=dict)
     examples: list[ExampleView] = field(default_factory=list)
 
@@ -184,6 +186,22 @@ def plausibility_rows(summary: RunSummary) -> list[dict[str, Any]]:
     return [{"method": m, **summary.plausibility[m]} for m in summary.methods if m in summary.plausibility]
 
 
+RATIONALE_COLUMNS = ["method", "searches", "reached", "mean_length"]
+
+
+def rationale_rows(summary: RunSummary) -> list[dict[str, Any]]:
+    return [{"method": m, **summary.rationales[m]} for m in summary.methods if m in summary.rationales]
+
+
+def rationale_lines(summary: RunSummary) -> list[str]:
+    """One sentence per rationale method: ``greedy: 7 of 9 searches reached the target``, with what the others
+    did."""
+    return [f"{m}: {r['reached']} of {r['searches']} searches reached the target"
+            + ("" if r["reached"] == r["searches"] else " (the others used the whole context or stopped at a bound "
+               "such as max_size; their rationales do not make the model predict the target)")
+            for m, r in ((m, summary.rationales[m]) for m in summary.methods if m in summary.rationales)]
+
+
 def render_run_html(summary: RunSummary) -> str:
     """The self-contained HTML page of a run (module docstring)."""
     out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
@@ -203,6 +221,9 @@ def render_run_html(summary: RunSummary) -> str:
     if summary.plausibility:
         cols = ["method", *next(iter(summary.plausibility.values())).keys()]
         out.append("<h2>Plausibility (against the human rationales)</h2>" + _table(plausibility_rows(summary), cols))
+    if summary.rationales:
+        out.append("<h2>Rationale searches</h2>" + _table(rationale_rows(summary), RATIONALE_COLUMNS))
+        out.extend(f"<p>{_e(line)}</p>" for line in rationale_lines(summary))
     if summary.agreement:
         out.append("<h2>Agreement between methods (mean over examples)</h2>")
         out.extend(f'<img alt="agreement {_e(metric)}" src="{agreement_png(summary.methods, m, metric)}">'
@@ -223,6 +244,9 @@ def render_run_markdown(summary: RunSummary) -> str:
                   markdown_table(faithfulness_rows(summary), FAITH_COLUMNS, floatfmt=".4f")]
     if summary.plausibility:
         lines += ["## Plausibility", "", markdown_table(plausibility_rows(summary), floatfmt=".4f")]
+    if summary.rationales:
+        lines += ["## Rationale searches", "", markdown_table(rationale_rows(summary), RATIONALE_COLUMNS, floatfmt=".2f"),
+                  "", *[f"- {line}" for line in rationale_lines(summary)], ""]
     for metric, m in summary.agreement.items():
         rows = [{"method": a, **{b: float(m[i, j]) for j, b in enumerate(summary.methods)}}
                 for i, a in enumerate(summary.methods)]

@@ -9,7 +9,8 @@ distributed run writes the same rows as an uninterrupted one-process run (on the
 Too-long examples (more tokens than ``data.max_length``, or than the model takes): skipped and counted, or with
 ``data.truncate`` cut at a token boundary with a warning stored in every row of the example. Plausibility
 (one gold rationale per example) is computed on the first explained target's scores; a row with more targets says so
-in its warnings.
+in its warnings. Faithfulness evaluates the full input's ``log p`` once per example (the random baseline's first
+ranking, or the first method's) and passes it to every other ranking of the example (``full_logprob``).
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ def shard_rows(wrapped: SequenceModel, cfg: RunConfig, encoded: list[Encoded], f
                                    token_budget=fcfg.token_budget, variant=fcfg.variant, removal=fcfg.removal,
                                    replace_with=fcfg.replace_with)
         base_seconds = (time.perf_counter() - t0) / max(1, len(cfg.methods))
+        full = None if base is None else base.runs[0].full_logprob  # the full input's log p: once per example
         attrs = {key: got[0][n] for key, got in per_method.items()}
         agree = _agreements(cfg, attrs)
         for mcfg in cfg.methods:
@@ -154,7 +156,8 @@ def shard_rows(wrapped: SequenceModel, cfg: RunConfig, encoded: list[Encoded], f
             row = _row(item, mcfg.key, mcfg.name, attr, enc.gold, agree[mcfg.key])
             if fcfg.enabled:
                 f = faithfulness(wrapped, ex, attr.scores, fcfg.bins, fcfg.token_budget, variant=fcfg.variant,
-                                 removal=fcfg.removal, replace_with=fcfg.replace_with)
+                                 removal=fcfg.removal, replace_with=fcfg.replace_with, full_logprob=full)
+                full = f.full_logprob
                 row.update(comprehensiveness=_matrix(f.comprehensiveness), sufficiency=_matrix(f.sufficiency),
                            aopc_comprehensiveness=_mean(f.aopc_comprehensiveness),
                            aopc_sufficiency=_mean(f.aopc_sufficiency))
@@ -194,6 +197,7 @@ def _row(item: Item, key: str, name: str, attr: Attribution, gold: list[int] | N
         "target_positions": list(attr.target_positions),
         "target_logprobs": [float(v) for v in attr.target_logprobs] if attr.target_logprobs is not None else None,
         "scores": _matrix(attr.scores), "rationale": None if rat is None else [list(p) for p in rat.positions],
+        "rationale_reached": None if rat is None else [bool(r) for r in rat.reached],
         "gold_positions": gold, "warnings": list(attr.warnings), "agreement": json.dumps(agree, sort_keys=True),
     }
 

@@ -11,7 +11,8 @@ Layout of a run folder::
 Contract: shard ``s`` holds the examples with index ``s·shard_size ≤ i < (s+1)·shard_size``. A shard file is
 written to a temporary file in ``shards/`` and renamed into place, so it is either complete or absent; its Parquet
 key-value metadata (``seqexplain``) records the config hash, shard index, row count and skipped examples, and a
-shard counts as done only when that metadata reads back and matches. Temporary files of a killed run are removed
+shard counts as done only when that metadata reads back and matches (a shard of an older format version, e.g.
+one without the ``rationale_reached`` column, is computed again). Temporary files of a killed run are removed
 when the next run starts. A folder whose ``run.json`` holds another config hash is refused
 (:class:`~seqexplain.errors.InputError`) before anything is written. Memory: one shard's rows at a time.
 """
@@ -29,7 +30,7 @@ import pyarrow.parquet as pq
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import DataError, InputError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the rationale_reached column
 RUN_FILE = "run.json"
 MANIFEST = "manifest.json"
 MERGED = "results.parquet"
@@ -44,7 +45,7 @@ SCHEMA = pa.schema([
     ("tokens", pa.list_(pa.string())), ("offsets", pa.list_(pa.list_(pa.int64()))), ("segments", pa.list_(pa.string())),
     ("target_tokens", pa.list_(pa.string())), ("target_positions", pa.list_(pa.int64())),
     ("target_logprobs", pa.list_(_F)), ("scores", _MATRIX), ("rationale", pa.list_(pa.list_(pa.int64()))),
-    ("gold_positions", pa.list_(pa.int64())), ("warnings", pa.list_(pa.string())),
+    ("rationale_reached", pa.list_(pa.bool_())), ("gold_positions", pa.list_(pa.int64())), ("warnings", pa.list_(pa.string())),
     ("comprehensiveness", _MATRIX), ("sufficiency", _MATRIX),
     ("aopc_comprehensiveness", _F), ("aopc_sufficiency", _F),
     ("random_comprehensiveness", _MATRIX), ("random_sufficiency", _MATRIX),
@@ -55,7 +56,9 @@ SCHEMA = pa.schema([
 ])
 """One row per example × method. ``scores[T][L]`` (NaN: not visible), ``comprehensiveness`` / ``sufficiency``
 ``[T][bins]``; ``aopc_*`` are means over targets; ``random_*`` the example's random-ranking baseline (the same in
-every method's row); plausibility columns are null without a gold rationale; ``agreement`` is JSON
+every method's row); ``rationale`` / ``rationale_reached`` hold, per target, a rationale method's positions and
+whether its search met the stopping rule (False: it used the whole context or stopped at a bound such as
+``max_size``; null for other methods); plausibility columns are null without a gold rationale; ``agreement`` is JSON
 ``{metric: {other method: value}}``; ``seconds`` is the method's time for the example (a batched pack's time split
 evenly), ``metric_seconds`` the metrics' time."""
 
@@ -137,7 +140,7 @@ class RunStore:
         except (OSError, KeyError, ValueError, pa.ArrowException):
             return None
         ok = (info.get("config_hash") == self.config_hash and info.get("shard") == s
-              and info.get("n_rows") == meta.num_rows)
+              and info.get("n_rows") == meta.num_rows and info.get("format_version") == FORMAT_VERSION)
         return info if ok else None
 
     def done(self, s: int) -> bool:

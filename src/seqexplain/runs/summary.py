@@ -10,6 +10,9 @@ Per method (means over the rows where a value is defined):
   rationales' spans (:func:`seqexplain.metrics.iou_f1`, threshold from the config);
 * info: examples, rows, and how many examples were skipped as too long or truncated (rows with a ``truncated:``
   warning);
+* rationale searches (rationale methods, from ``rationale`` / ``rationale_reached``): per method the number of
+  searches (examples × targets), how many reached the target (the model predicts it from the rationale alone) and
+  the mean rationale length;
 * agreement: the ``[M, M]`` matrix of each metric, entry ``(a, b)`` = mean over examples of the per-example value
   (diagonal 1).
 """
@@ -33,7 +36,7 @@ from seqexplain.runs.store import RunStore
 _MEANS = ("aopc_comprehensiveness", "random_aopc_comprehensiveness", "aopc_sufficiency", "random_aopc_sufficiency",
           "seconds")
 _COLUMNS = ["index", "method", *_MEANS, "comprehensiveness", "sufficiency", "random_comprehensiveness",
-            "random_sufficiency", "auprc", "predicted_rationale", "gold_positions", "agreement", "warnings"]
+            "random_sufficiency", "auprc", "predicted_rationale", "rationale", "rationale_reached", "gold_positions", "agreement", "warnings"]
 
 
 class _Mean:
@@ -74,6 +77,7 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
     random_curve = {"c": _Mean(), "s": _Mean()}
     rationales: dict[str, tuple[list[list[int]], list[list[int]]]] = {m: ([], []) for m in methods}
     agree: dict[str, dict[tuple[str, str], _Mean]] = {}
+    searches: dict[str, dict[str, int]] = {}
     n_rows = n_truncated = 0
     for table in store.tables(_COLUMNS):
         for row in table.to_pylist():
@@ -90,6 +94,8 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
             if row["gold_positions"] is not None and row["predicted_rationale"] is not None:
                 rationales[m][0].append(row["predicted_rationale"])
                 rationales[m][1].append(row["gold_positions"])
+            if row["rationale"] is not None:
+                _count_searches(searches.setdefault(m, {"searches": 0, "reached": 0, "positions": 0}), row)
             for metric, others in json.loads(row["agreement"]).items():
                 for other, value in others.items():
                     agree.setdefault(metric, {}).setdefault((m, other), _Mean()).add(value)
@@ -108,6 +114,9 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
             summary.curves["random"] = {"comprehensiveness": random_curve["c"].value(),
                                         "sufficiency": random_curve["s"].value()}
     summary.plausibility = _plausibility(cfg, methods, means, rationales)
+    summary.rationales = {m: {"searches": c["searches"], "reached": c["reached"],
+                              "mean_length": c["positions"] / c["searches"] if c["searches"] else float("nan")}
+                          for m in methods if (c := searches.get(m)) is not None}
     for metric, pairs in agree.items():
         mat = np.eye(len(methods))
         for (a, b), mean in pairs.items():
@@ -115,6 +124,14 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
         summary.agreement[metric] = mat
     summary.examples = _examples(store, methods, n_examples)
     return summary
+
+
+def _count_searches(counts: dict[str, int], row: dict[str, Any]) -> None:
+    """Add a rationale row's searches (one per target), those that reached the target, and their positions."""
+    reached = row["rationale_reached"] or []
+    counts["searches"] += len(row["rationale"])
+    counts["reached"] += sum(bool(r) for r in reached)
+    counts["positions"] += sum(len(p) for p in row["rationale"])
 
 
 def _plausibility(cfg: RunConfig, methods: list[str], means: dict[str, dict[str, _Mean]],
