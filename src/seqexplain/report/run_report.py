@@ -245,8 +245,8 @@ def render_run_markdown(summary: RunSummary) -> str:
     if summary.plausibility:
         lines += ["## Plausibility", "", markdown_table(plausibility_rows(summary), floatfmt=".4f")]
     if summary.rationales:
-        lines += ["## Rationale searches", "", markdown_table(rationale_rows(summary), RATIONALE_COLUMNS, floatfmt=".2f"),
-                  "", *[f"- {line}" for line in rationale_lines(summary)], ""]
+        table = markdown_table(rationale_rows(summary), RATIONALE_COLUMNS, floatfmt=".2f")
+        lines += ["## Rationale searches", "", table, "", *[f"- {line}" for line in rationale_lines(summary)], ""]
     for metric, m in summary.agreement.items():
         rows = [{"method": a, **{b: float(m[i, j]) for j, b in enumerate(summary.methods)}}
                 for i, a in enumerate(summary.methods)]

@@ -36,7 +36,8 @@ from seqexplain.runs.store import RunStore
 _MEANS = ("aopc_comprehensiveness", "random_aopc_comprehensiveness", "aopc_sufficiency", "random_aopc_sufficiency",
           "seconds")
 _COLUMNS = ["index", "method", *_MEANS, "comprehensiveness", "sufficiency", "random_comprehensiveness",
-            "random_sufficiency", "auprc", "predicted_rationale", "rationale", "rationale_reached", "gold_positions", "agreement", "warnings"]
+            "random_sufficiency", "auprc", "predicted_rationale", "rationale", "rationale_reached", "gold_positions",
+            "agreement", "warnings"]
 
 
 class _Mean:
