@@ -205,3 +205,37 @@ def test_module_run_checks_options_like_the_cli(tmp_path):
         eraser_movies.run("train", tmp_path, limit=3)
     with pytest.raises(InputError, match="unknown experiment 'nope'"):
         eraser_movies.run("nope", tmp_path)
+
+
+def test_null_metrics_from_the_records_are_missing_and_counted(tmp_path):
+    """A NaN AOPC written by the record store as null (and an older file's NaN token) is left out of the means
+    and counted in the summary and its markdown note."""
+    from seqexplain.experiments.eraser_movies.tables import summarize, summary_markdown
+    from seqexplain.runs.records import RecordStore
+
+    def rec(docid, comp, suff):
+        return {"key": f"{docid}|m", "docid": docid, "method": "m", "scores": [1.0, 0.0], "gold": [0],
+                "rationale": [0], "n_pieces": 2, "comprehensiveness": [comp] * 5, "sufficiency": [suff] * 5,
+                "aopc_comprehensiveness": comp, "aopc_sufficiency": suff, "auprc": 1.0,
+                "pred_spans": [(0, 1)], "gold_spans": [(0, 1)]}
+
+    path = tmp_path / "records.jsonl"
+    store = RecordStore(path)
+    for r in (rec("a", 0.5, 0.1), rec("b", float("nan"), 0.3), rec("c", 1.5, float("nan"))):
+        store.add(r)
+    with path.open("a", encoding="utf-8") as fh:  # a line as an older store wrote it
+        fh.write('{"key": "d|m", "docid": "d", "method": "m", "scores": [1.0, 0.0], "gold": [0], "rationale": [0], '
+                 '"n_pieces": 2, "comprehensiveness": [NaN, NaN, NaN, NaN, NaN], "sufficiency": [0.7, 0.7, 0.7, 0.7, '
+                 '0.7], "aopc_comprehensiveness": NaN, "aopc_sufficiency": 0.7, "auprc": 1.0, "pred_spans": [[0, 1]], '
+                 '"gold_spans": [[0, 1]]}\n')
+    for records in (list(store.records.values()), list(RecordStore(path).records.values())):
+        s = summarize(records, ["m"])["faithfulness"]["m"]
+        n = len(records)
+        assert s["n"] == n and s["missing"] == n - 1
+        assert s["aopc_comprehensiveness"] == pytest.approx(1.0)  # (0.5 + 1.5) / 2: b (and d) left out
+        assert s["aopc_sufficiency"] == pytest.approx((0.1 + 0.3 + (0.7 if n == 4 else 0.0)) / (n - 1))
+        assert s["comprehensiveness"][0] == pytest.approx(1.0)
+    summary = summarize(list(RecordStore(path).records.values()), ["m"])
+    summary.update(n_documents=4)
+    assert "- faithfulness: 3 undefined AOPC value(s) (NaN) left out of the means: m 3 of 4 documents" in \
+        summary_markdown(summary)

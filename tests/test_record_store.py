@@ -59,3 +59,40 @@ def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path):
     (tmp_path / "dir.jsonl").mkdir()
     with pytest.raises(InputError):
         RecordStore(tmp_path / "dir.jsonl")
+
+
+def _strict(line: str) -> dict:
+    """Parse a line as standard JSON: the tokens NaN / Infinity / -Infinity are refused."""
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_non_finite_floats_are_written_as_standard_json_null(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "r.jsonl"
+    record = {"key": "d|m", "aopc": float("nan"), "up": float("inf"), "down": -np.inf, "ok": 0.25,
+              "bins": [1.0, float("nan"), np.float64("nan")], "nested": {"deep": [{"x": float("-inf")}]},
+              "spans": [(0, 2)], "flag": True, "none": None}
+    store = RecordStore(path)
+    store.add(record)
+    lines = _lines(path)
+    assert len(lines) == 1
+    parsed = _strict(lines[0])  # a strict parser reads it
+    want = {"key": "d|m", "aopc": None, "up": None, "down": None, "ok": 0.25, "bins": [1.0, None, None],
+            "nested": {"deep": [{"x": None}]}, "spans": [[0, 2]], "flag": True, "none": None}
+    assert parsed == want
+    assert store.get("d|m") == want  # the same record in memory as after a restart
+    assert RecordStore(path).get("d|m") == want
+
+
+def test_an_older_file_with_nan_tokens_still_loads(tmp_path):
+    import math
+
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"key": "a", "aopc": NaN, "x": [Infinity, 1.0]}\n', encoding="utf-8")
+    rec = RecordStore(path).get("a")
+    assert rec is not None and math.isnan(rec["aopc"]) and rec["x"] == [float("inf"), 1.0]

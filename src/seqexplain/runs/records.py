@@ -8,6 +8,10 @@ moment loses at most the record being written. Corpus runs over a configuration 
 Contract:
 
 * a record is a JSON object with a ``"key"`` (str); a later record with the same key replaces the earlier one;
+* the file is standard JSON (RFC 8259): a non-finite float (NaN, ±inf) anywhere in a record is written as ``null``
+  — readers treat ``null`` as a missing value — and :attr:`RecordStore.records` holds each record as it reads back
+  from its line, so a record looks the same before and after a restart. Lines written by an older store with the
+  non-standard tokens ``NaN`` / ``Infinity`` still load (as float NaN / inf);
 * each append is flushed and ``fsync``-ed before :meth:`RecordStore.add` returns;
 * a last line cut by a kill (no final newline) is dropped when the store opens — the file is cut back to its last
   complete line, so the next append starts a line of its own — and that record is redone; a line that is not JSON
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from pathlib import Path
@@ -31,7 +36,19 @@ from typing import Any
 from seqexplain.atomic import atomic_write_text, check_output_file
 from seqexplain.errors import DataError, InputError, UnsafeOutputError
 
-__all__ = ["RecordStore"]
+__all__ = ["RecordStore", "json_safe"]
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, ±inf, numpy floats included) replaced by ``None``, recursively
+    through dicts, lists and tuples (tuples become lists, as JSON reads them back)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class RecordStore:
@@ -105,13 +122,14 @@ class RecordStore:
         return self.records.get(key)
 
     def add(self, record: dict[str, Any]) -> None:
-        """Append ``record`` (it must hold a ``"key"``) and make it durable before returning."""
+        """Append ``record`` (it must hold a ``"key"``; non-finite floats are stored as ``null``) and make it durable
+        before returning."""
         if "key" not in record:
             raise ValueError("a record needs a 'key'")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, sort_keys=True) + "\n"
+        line = json.dumps(json_safe(record), sort_keys=True, allow_nan=False) + "\n"
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
-        self.records[str(record["key"])] = record
+        self.records[str(record["key"])] = json.loads(line)  # as a restart reads it back

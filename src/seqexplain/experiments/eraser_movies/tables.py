@@ -1,6 +1,8 @@
 """The corpus-level numbers of the ERASER movies evaluation, from its per-(document, method) records.
 
-* faithfulness: the means over documents of AOPC comprehensiveness / sufficiency and of each bin's values;
+* faithfulness: the means over documents of AOPC comprehensiveness / sufficiency and of each bin's values; an
+  undefined value (NaN when computed, ``null`` in the records file) is left out of its mean and counted
+  (``missing``: documents whose AOPC comprehensiveness or sufficiency is undefined), with a note under the tables;
 * plausibility: mean AUPRC over documents with a gold piece; token P/R/F1 and IOU-F1 (threshold 0.5) of the hard
   rationales over documents, micro and macro (:func:`~seqexplain.metrics.plausibility.token_prf_corpus`,
   :func:`~seqexplain.metrics.plausibility.iou_f1`); for a random ranking the expected AUPRC and top-``|G|`` token
@@ -27,8 +29,13 @@ RANDOM = "random"
 NO_AGREEMENT = ("greedy", RANDOM)
 
 
+def _defined(value: float | None) -> bool:
+    """A stored value is missing when it is ``null`` (how the record store writes NaN) or non-finite."""
+    return value is not None and bool(np.isfinite(value))
+
+
 def _mean(values: Sequence[float | None]) -> float:
-    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    finite = [float(v) for v in values if v is not None and _defined(v)]
     return float(np.mean(finite)) if finite else float("nan")
 
 
@@ -44,7 +51,10 @@ def summarize(records: list[dict[str, Any]], methods: Sequence[str]) -> dict[str
         if not recs:
             continue
         faith[method] = {
-            "n": len(recs), "aopc_comprehensiveness": _mean([r["aopc_comprehensiveness"] for r in recs]),
+            "n": len(recs),
+            "missing": sum(not all(_defined(r[k]) for k in ("aopc_comprehensiveness", "aopc_sufficiency"))
+                           for r in recs),
+            "aopc_comprehensiveness": _mean([r["aopc_comprehensiveness"] for r in recs]),
             "aopc_sufficiency": _mean([r["aopc_sufficiency"] for r in recs]),
             "comprehensiveness": [_mean([r["comprehensiveness"][b] for r in recs]) for b in range(len(DEFAULT_BINS))],
             "sufficiency": [_mean([r["sufficiency"][b] for r in recs]) for b in range(len(DEFAULT_BINS))],
@@ -117,6 +127,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         notes.append(f"- truncation: {summary['evidence_tokens_cut']} of "
                      f"{summary['evidence_tokens_cut'] + summary.get('evidence_tokens_kept', 0)} human-evidence tokens "
                      "were cut off with the document ends and are not in the gold rationales above")
+    missing = {m: f["missing"] for m, f in faith.items() if f.get("missing")}
+    if missing:
+        notes.append(f"- faithfulness: {sum(missing.values())} undefined AOPC value(s) (NaN) left out of the means: "
+                     + ", ".join(f"{m} {n} of {faith[m]['n']} documents" for m, n in missing.items()))
     greedy = plaus.get("greedy")
     if greedy is not None:
         notes.append(f"- greedy: run on {greedy['n']} of {summary['n_documents']} documents; fraction that met its "
