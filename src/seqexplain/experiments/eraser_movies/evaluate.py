@@ -1,8 +1,9 @@
 """``evaluate``: every attribution method on the ERASER movies test reviews, against the model and the humans.
 
 For each test document (all 199, or a seeded subsample of ``limit``), cut to the classifier's training length
-(:mod:`.common`), every method explains the **predicted** label with :func:`seqexplain.explain_many`; per document
-and method the record holds the scores and:
+(:mod:`.common`; a document whose first token alone is longer is skipped: ``documents_skipped``, ``warnings``),
+every method explains the **predicted** label with :func:`seqexplain.explain_many`; per document and method the
+record holds the scores and:
 
 * **faithfulness** (:func:`seqexplain.metrics.faithfulness.faithfulness`, ERASER variant, bins 1/5/10/20/50 %):
   comprehensiveness, sufficiency and their AOPC. Removal is ``"replace"`` by ``[MASK]`` over the document's word
@@ -40,7 +41,7 @@ import torch
 from seqexplain.atomic import atomic_write_text
 from seqexplain.data.eraser import EraserDocument, evidence_token_set, read_eraser
 from seqexplain.errors import InputError
-from seqexplain.experiments.eraser_movies.common import DEFAULT_MAX_LENGTH, LABELS, label_id, model_dir, truncate
+from seqexplain.experiments.eraser_movies.common import DEFAULT_MAX_LENGTH, LABELS, fit_documents, label_id, model_dir
 from seqexplain.experiments.eraser_movies.tables import summarize, summary_markdown
 from seqexplain.explain import encode_item, explain_many
 from seqexplain.metrics.faithfulness import DEFAULT_BINS, faithfulness, random_baseline
@@ -155,12 +156,13 @@ def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None
     limit = 3 if quick and limit is None else limit
     greedy_n = greedy_limit if greedy_limit is not None else (1 if quick else 10)
     steps = ig_steps or (4 if quick else 20)
-    picked = [docs_all[i] for i in _sample(len(docs_all), limit, seed)]
+    sampled = [docs_all[i] for i in _sample(len(docs_all), limit, seed)]
     settings = {"max_length": max_length, "seed": seed, "ig_steps": steps, "bins": list(DEFAULT_BINS),
                 "removal": "replace [MASK], text pieces only", "random_repeats": RANDOM_REPEATS,
                 "model": str(Path(model) if model is not None else model_dir(out))}
     store = RecordStore(Path(out) / "evaluate" / "records.jsonl", settings=settings)
-    cut = [truncate(wrapped.tokenizer, d, max_length) for d in picked]
+    fitted = fit_documents(wrapped.tokenizer, sampled, max_length, "test")
+    picked, cut = fitted.docs, fitted.cut
     examples = [encode_item(wrapped, t.text) for t in cut]
     options: dict[str, dict[str, Any]] = {"integrated_gradients": {"steps": steps}}
     seconds: dict[str, float] = {}
@@ -186,6 +188,7 @@ def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None
     summary = summarize(records, [*chosen, RANDOM])
     summary.update({
         "experiment": "evaluate", "n_documents": len(picked), "n_test": len(docs_all), "limit": limit,
+        "documents_skipped": fitted.skipped, "warnings": fitted.warnings,
         "greedy_documents": min(greedy_n, len(picked)) if "greedy" in chosen else 0, "settings": settings,
         "accuracy": float(np.mean([label_id(d) == LABELS.index(e.target_tokens[0]) for d, e in
                                    zip(picked, examples, strict=True)])),

