@@ -106,6 +106,10 @@ def test_full_input_is_evaluated_once_per_example_and_values_equal_direct_calls(
     monkeypatch.setattr(faith_module, "_removed_logp", spy)
     cfg, _ = _run(tmp_path, setup)  # 3 methods, random baseline with 2 repeats: 5 rankings per example
     assert sum(full_rows) == N  # one full-input row per example (1 target each), not one per ranking
+    full_rows.clear()
+    _run(tmp_path, setup, name="nobase", metrics={"faithfulness": {"random_baseline": False, "bins": [10.0, 50.0]},
+                                                  "agreement": {"enabled": False}, "plausibility": {"enabled": False}})
+    assert sum(full_rows) == N  # without the baseline the first method evaluates it, the others reuse it
     monkeypatch.setattr(faith_module, "_removed_logp", real)
     rows = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()
     wrapped = load_model(str(setup[0]))
