@@ -36,7 +36,7 @@ def _defined(value: float | None) -> bool:
 
 
 def _mean(values: Sequence[float | None]) -> float:
-    finite = [float(v) for v in values if v is not None and _defined(v)]
+    finite = [float(v) for v in values if v is not None and _defined(v)]  # (None checked for the type checker)
     return float(np.mean(finite)) if finite else float("nan")
 
 
