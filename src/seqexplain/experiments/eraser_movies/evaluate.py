@@ -49,7 +49,7 @@ from seqexplain.metrics.plausibility import auprc, spans_from_positions, top_k_r
 from seqexplain.models.base import Example, SequenceModel
 from seqexplain.models.loading import load_model, quiet_transformers
 from seqexplain.runs import run_record
-from seqexplain.runs.records import RecordStore
+from seqexplain.runs.records import RecordStore, json_safe
 
 METHODS = ("gradient_norm", "grad_x_input", "integrated_gradients", "occlusion", "attention_last", "attention_all",
            "attention_rollout", "greedy")
@@ -197,6 +197,6 @@ def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None
         "seconds_this_call": seconds, "run": run_record(seed),
     })
     summary["markdown"] = summary_markdown(summary)
-    atomic_write_text(Path(out) / "evaluate.json", json.dumps(summary, indent=2))
+    atomic_write_text(Path(out) / "evaluate.json", json.dumps(json_safe(summary), indent=2, allow_nan=False))
     atomic_write_text(Path(out) / "evaluate.md", summary["markdown"])
     return summary
