@@ -3,7 +3,6 @@ MiniLM word vectors with their cache."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -80,48 +79,43 @@ def test_pos_labels_in_context():
     assert tags == [["DT", "NN", "VBD"], ["PRP", "VBZ", "NNS"]]
 
 
-@needs_wordnet
-def test_wordnet_reader_matches_nltk(tmp_path, monkeypatch):
-    """NLTK's own reader, given a copy of the database with the generated lexnames file, is the oracle (its mapping
-    to other WordNet versions, which needs files Debian does not ship, is switched off)."""
-    import nltk
-    from nltk.corpus.reader.wordnet import WordNetCorpusReader
-
-    for f in WN.iterdir():
-        shutil.copy(f, tmp_path / f.name)
-    kinds = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}
-    (tmp_path / "lexnames").write_text("".join(f"{i:02d}\t{n}\t{kinds[n.split('.')[0]]}\n"
-                                               for i, n in enumerate(LEXNAMES)))
-    monkeypatch.setattr(WordNetCorpusReader, "map_wn", lambda self, version="wordnet": None)
-    nltk.data.path.append(str(tmp_path))
-    try:
-        with pytest.warns(UserWarning):
-            ref = WordNetCorpusReader(str(tmp_path), None)
-        wn = WordNet(WN)
-        words = ["dog", "children", "went", "movie", "films", "running", "actor", "wolves", "better", "geese",
-                 "plot", "boring", "acted", "stories", "director", "well"]
-        for w in words:
-            for pos, tag in (("noun", "n"), ("verb", "v")):
-                ss = ref.synsets(w, pos=tag)
-                ours = wn.lemmas(w, pos)
-                assert bool(ss) == bool(ours), (w, pos)
-                if not ss:
-                    continue
-                first = ref.synsets(ours[0], pos=tag)[0]
-                assert ss[0] == first or ours[0] != w  # morphy picks the lemma NLTK's first synset belongs to
-                off = wn.index(pos)[ours[0]][0]
-                assert off == first.offset()
-                paths = [[s.offset() for s in p] for p in first.hypernym_paths()]
-                assert wn.hypernym_path(pos, off) in paths, (w, pos)
-                assert LEXNAMES[wn.synset(pos, off)[1]] == first.lexname()
-    finally:
-        nltk.data.path.remove(str(tmp_path))
+@pytest.fixture(scope="module")
+def wn() -> WordNet:
+    return WordNet(WN)  # NLTK reads the database in about 2 s: once for the tests below
 
 
 @needs_wordnet
-def test_wordnet_event_types():
-    wn = WordNet(WN)
-    dog = wn.index("noun")["dog"][0]
+def test_wordnet_hand_known_synsets(wn):
+    """WordNet 3.0 as it defines them (the database's offsets, names and lexicographer files): dog.n.01 with its
+    hypernym chain through canine (listed before domestic_animal in dog's data line), run.v.01, morphy's lemmas."""
+    dog = wn.first_sense("dog", "noun")
+    name, lexfile, up = wn.synset("noun", dog)
+    assert (dog, name, LEXNAMES[lexfile]) == (2084071, "dog", "noun.animal")
+    assert up == [2083346, 1317541]  # canine.n.02, domestic_animal.n.01: the data file's order, not the offsets'
+    assert [wn.synset("noun", o)[0] for o in wn.hypernym_path("noun", dog)] == [
+        "entity", "physical_entity", "object", "whole", "living_thing", "organism", "animal", "chordate", "vertebrate",
+        "mammal", "placental", "carnivore", "canine", "dog"]
+    assert wn.hypernym_path("noun", dog)[:3] == [1740, 1930, 2684]
+    run = wn.first_sense("run", "verb")
+    assert run == wn.first_sense("ran", "verb") == 1926329 and LEXNAMES[wn.synset("verb", run)[1]] == "verb.motion"
+    assert [wn.synset("verb", o)[0] for o in wn.hypernym_path("verb", run)] == ["travel", "travel_rapidly", "run"]
+    assert [wn.synset("noun", wn.first_sense(w, "noun"))[0] for w in ("children", "geese", "Dogs")] == [
+        "child", "goose", "dog"]
+    assert wn.first_sense("qwzx", "noun") is None and wn.event_type("qwzx") is None
+    assert LEXNAMES[wn.synset("adj", wn.first_sense("terrible", "adj"))[1]] == "adj.all"  # a satellite adjective
+
+
+def test_wordnet_missing_or_unreadable_database_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="no WordNet database at .*make wordnet-deps"):
+        WordNet(tmp_path / "nonexistent")
+    (tmp_path / "index.noun").write_text("")
+    with pytest.raises(DataError, match="NLTK could not read the WordNet database .*make wordnet-deps"):
+        WordNet(tmp_path)
+
+
+@needs_wordnet
+def test_wordnet_event_types(wn):
+    dog = wn.first_sense("dog", "noun")
     assert [wn.synset("noun", o)[0] for o in wn.hypernym_path("noun", dog)[-3:]] == ["carnivore", "canine", "dog"]
     labels = wordnet_labels([["dog", "the", "terrible", "went", "children", "!"]], depth=4)[0]
     assert labels[0] == "living_thing.n.4" and labels[4] == "living_thing.n.4"

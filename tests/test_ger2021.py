@@ -85,5 +85,7 @@ def test_quick_run_end_to_end(tmp_path):
     avg = got["decoders"]["avg"]["methods"]["attention_last"]
     assert 2 <= avg["model_0"]["k"] <= 4 and -1 <= avg["ari_models_chosen_k"] <= 1
     assert got["paths"]["avg"]["straight_line"]["points"] == 5
+    assert isinstance(got["decoders"]["avg"]["warnings"], list) and isinstance(got["paths"]["avg"]["warnings"], list)
+    assert isinstance(got["paths"]["avg"]["along_valley"][0]["attention_last_warnings"], dict)
     assert got["run"]["command"].startswith("seqexplain reproduce ger2021 sst2") and got["run"]["seed"] == 0
     assert (out / "avg_paths.png").is_file() and (out / "results.md").read_text().startswith("### ger2021 sst2")

@@ -128,3 +128,30 @@ def test_quick_multi30k(tmp_path):
     assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()
     assert res["model"]["step"] == res["best_run_a"]["step"]
     _check_model_folder(tmp_path, res, "Ein Hund läuft.", "A dog runs.")
+
+
+def test_tables_save_and_warn_about_undefined_kendall_tau(tmp_path):
+    """Run A's attention is constant on one of 3 examples: Kendall τ leaves it out of the means, and the saved table
+    and Markdown say so (top-5% match is defined everywhere and stays silent)."""
+    import numpy as np
+
+    from seqexplain.analysis.training_dynamics import Dump, fingerprint, write_dump
+    from seqexplain.experiments.snell2021 import tables
+
+    up, down, flat = np.array([0.2, 0.3, 0.5], np.float32), np.array([0.5, 0.3, 0.2], np.float32), np.full(3, 1 / 3,
+                                                                                                          np.float32)
+    examples = [([1, 2, 3], 0), ([4, 5, 6], 1), ([7, 8, 9], 1)]
+    alphas = {"normal_A": [up, flat, down], "normal_B": [up, up, down], "uniform": [flat, flat, flat]}
+    for run, alpha in alphas.items():
+        for step in (0, 5):
+            write_dump(Dump(run, step, "val", "toy", fingerprint(examples), "v", run == "uniform", [0, 1, 1],
+                            [np.asarray(x, np.int32) for x, _ in examples], alpha, [up, down, up], [down, up, up],
+                            [0, 1, 1 - step // 5]), tmp_path / "dumps")
+    refs = {"val": {"px": [up, up, up], "extra": {}}}
+    with pytest.warns(RuntimeWarning, match="toy / val / kendall_tau / accuracy: the agreement metric is undefined"):
+        table, markdown = tables(tmp_path, "toy", ["val"], list(alphas), [0, 5], refs, seed=0)
+    tau, top = table["toy / val / kendall_tau / accuracy"], table["toy / val / top_k / accuracy"]
+    assert tau["n_examples"] == 3 and tau["undefined"] == {"agreement": 1, "unif": 1, "px": 0, "grad": 0}
+    assert set(top["undefined"].values()) == {0}
+    assert "agreement: up to 1 of 3" in markdown and "top_k / accuracy: the agreement" not in markdown
+    json.dumps(table)  # the fields go into results.json as they are

@@ -11,6 +11,7 @@ from scipy.stats import kendalltau
 
 from seqexplain.errors import InputError
 from seqexplain.metrics.training_dynamics import (
+    Agreement,
     RunCurves,
     dynamics_table,
     format_table,
@@ -47,8 +48,9 @@ def test_kendall_tau_hand_and_scipy():
 def test_mean_agreement_skips_nan_and_baseline_is_seeded():
     ref = [np.array([1.0, 2, 3]), np.array([1.0, 1, 1]), np.array([3.0, 2, 1])]
     other = [np.array([1.0, 2, 3]), np.array([1.0, 2, 3]), np.array([1.0, 2, 3])]
-    mean, base = mean_agreement(ref, other, kendall_tau_score, seed=4)
+    mean, base, undefined, total = mean_agreement(ref, other, kendall_tau_score, seed=4)
     assert mean == pytest.approx(0.0)  # (1 + (−1)) / 2, the constant one skipped
+    assert (undefined, total) == (1, 3)  # ... and counted
     assert mean_agreement(ref, other, kendall_tau_score, seed=4)[1] == base
     # the baseline is the metric against a permutation drawn by default_rng(seed), brute force
     rng = np.random.default_rng(4)
@@ -96,6 +98,28 @@ def test_table_on_synthetic_dumps():
     assert dynamics_table(gold, [run_b, run_c], uniform, px, metric_by_name("top_k"), seed=0).baseline == row.baseline
     md = format_table({"toy": row})
     assert "| toy | 0.000 | 1.000 | 0.500 |" in md and "none" in md
+    assert row.n_examples == 2 and row.undefined == {"agreement": 0, "unif": 0, "px": 0, "grad": 0, "lr": 0}
+
+
+def test_table_counts_and_warns_about_undefined_examples():
+    """3 examples, the gold attention of one constant: Kendall τ is NaN there, so every mean against run A's α is
+    over the two others (worked by hand) and the row says 1 of 3 undefined, with a warning."""
+    up, down, flat = np.array([1.0, 2, 3]), np.array([3.0, 2, 1]), np.array([1.0, 1, 1])
+    steps = [0, 1]
+    gold = RunCurves(steps, [[up, flat, up]] * 2, [[up, up, up]] * 2, [[up, up, down]] * 2, [0.5, 0.7])
+    # run B's α at step 1 agrees with run A's best α on examples 0 and 2 (τ = 1, 1), at step 0 it is reversed
+    # on example 0 (τ = −1, 1 → mean 0); example 1 is A's constant one and never counts
+    run_b = RunCurves(steps, [[down, up, up], [up, down, up]], [[up, up, up]] * 2, [[up, up, up]] * 2, [0.6, 0.8])
+    uniform = RunCurves(steps, [[up, up, up]] * 2, [[up, up, up], [up, up, down]], [[up, up, up]] * 2, [0.5, 0.5])
+    px = [up, up, up]
+    with pytest.warns(RuntimeWarning, match=r"toy: the agreement metric is undefined .*agreement: up to 1 of 3"):
+        row = dynamics_table(gold, [run_b], uniform, px, kendall_tau_score, seed=0, label="toy")
+    assert row.agreement_curve == pytest.approx([0.0, 1.0])
+    # A(α, β^uf): best over the uniform checkpoints of the mean over examples 0 and 2: step 0 (1 + 1) / 2 = 1
+    assert row.agr_unif == pytest.approx(1.0) and row.agr_px == pytest.approx(1.0)
+    assert row.agr_grad == pytest.approx(1.0)  # step 1: Δ = (up, up, down) against (up, up, down)
+    assert row.n_examples == 3 and row.undefined == {"agreement": 1, "unif": 1, "px": 0, "grad": 0}
+    assert row.as_dict()["undefined"]["agreement"] == 1  # saved with the table
 
 
 def test_table_refuses_mismatched_steps_and_no_comparison():
@@ -112,6 +136,10 @@ def test_table_refuses_mismatched_steps_and_no_comparison():
 def test_shuffle_baseline_known_cases():
     ref = [np.array([0.1, 0.9, 0.3, 0.2]), np.array([0.5, 0.1, 0.2])]
     ties = [np.ones(4), np.ones(3)]  # every entry ties with the one at argmax: a match, shuffled or not
-    assert mean_agreement(ref, ties, metric_by_name("top_k"), seed=3) == (1.0, 1.0)
+    assert mean_agreement(ref, ties, metric_by_name("top_k"), seed=3) == (1.0, 1.0, 0, 2)
     # a single position: always its own top-1
-    assert mean_agreement([np.array([2.0])], [np.array([5.0])], metric_by_name("top_k")) == (1.0, 1.0)
+    assert mean_agreement([np.array([2.0])], [np.array([5.0])], metric_by_name("top_k")) == (1.0, 1.0, 0, 1)
+    # ... but Kendall τ is undefined there: nothing to average, and the one example says so
+    got = mean_agreement([np.array([2.0])], [np.array([5.0])], kendall_tau_score)
+    assert math.isnan(got.mean) and math.isnan(got.baseline) and (got.undefined, got.total) == (1, 1)
+    assert isinstance(got, Agreement)

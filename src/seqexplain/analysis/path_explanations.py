@@ -3,17 +3,22 @@
 :func:`explanation_vectors` explains every document with a registered method through the batch API
 (:func:`seqexplain.explain_many`), the target being the gold label (as the original, whose gradients are those of
 the loss) or the prediction, and aggregates each explanation per event type (:func:`event_vector`: ``sum`` by
-default, absent types 0): one vector of length K per document.
+default, absent types 0): one vector of length K per document. The explanations' own warnings (non-finite scores,
+whose cells the per-type sums skip; a rationale search that fell short; …) are not dropped: it returns them with the
+number of documents that had each (:class:`EventVectors`) and warns once per distinct message.
 
 :func:`along_path` evaluates selected points of a :class:`~seqexplain.analysis.low_loss_paths.Path`: loss, accuracy
-and macro F1, and per method the explanation vectors clustered by KMeans with a fixed k; then the adjusted Rand index
-of each point's clusters with the previous point's and with each endpoint's. :func:`plot_paths` draws the losses of
-several paths over ``t`` and the ARI curves.
+and macro F1, and per method the explanation vectors clustered by KMeans with a fixed k (and the explanations'
+warnings); then the adjusted Rand index of each point's clusters with the previous point's and with each
+endpoint's. :func:`plot_paths` draws the losses of several paths over ``t`` and the ARI curves.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Any, Literal
 
@@ -32,9 +37,24 @@ from seqexplain.training.attention_rnn import evaluate
 Target = Literal["gold", "predicted"]
 
 
+@dataclass
+class EventVectors:
+    """``vectors [N, K]``: per-event explanations of N documents; ``warnings``: each distinct warning of their
+    explanations → the number of documents whose explanation carried it."""
+
+    vectors: np.ndarray
+    warnings: dict[str, int]
+
+    def warning_lines(self, where: str = "") -> list[str]:
+        """One line per distinct warning: ``"<where>: <count> of <N> documents: <message>"``."""
+        head = f"{where}: " if where else ""
+        return [f"{head}{n} of {len(self.vectors)} documents: {msg}" for msg, n in self.warnings.items()]
+
+
 def explanation_vectors(adapter: AttentionRNNAdapter, docs: Sequence[VectorDocument], method: str,
-                        how: Aggregation = "sum", target: Target = "gold", **options: Any) -> np.ndarray:
-    """``[N, K]`` per-event explanations of ``docs`` (module docstring); K = the adapter's event names."""
+                        how: Aggregation = "sum", target: Target = "gold", **options: Any) -> EventVectors:
+    """Per-event explanations of ``docs`` (module docstring; K = the adapter's event names) and their warnings,
+    each distinct one also issued once (``RuntimeWarning``) with its count."""
     n_types = len(adapter.event_names)
     if n_types == 0:
         raise InputError("the event set is empty: give the adapter event names")
@@ -43,9 +63,14 @@ def explanation_vectors(adapter: AttentionRNNAdapter, docs: Sequence[VectorDocum
     if target == "gold" and any(d.label is None for d in docs):
         raise InputError("target='gold' needs a label on every document; use target='predicted'")
     items = [{"text": d, "target": d.label if target == "gold" else None} for d in docs]
-    attrs = explain_many(adapter, items, method, progress=False, **options)
-    return np.stack([event_vector(a, list(d.event_types or []), n_types, how)
-                     for a, d in zip(attrs, docs, strict=True)])
+    rows, seen = [], Counter[str]()
+    for a, d in zip(explain_many(adapter, items, method, progress=False, **options), docs, strict=True):
+        rows.append(event_vector(a, list(d.event_types or []), n_types, how))
+        seen.update(set(a.warnings))
+    got = EventVectors(np.stack(rows), dict(seen))
+    for line in got.warning_lines(method):
+        warnings.warn(line, RuntimeWarning, stacklevel=2)
+    return got
 
 
 def along_path(path: Path, model: AttentionRNN, docs: Sequence[VectorDocument],
@@ -54,9 +79,10 @@ def along_path(path: Path, model: AttentionRNN, docs: Sequence[VectorDocument],
                how: Aggregation = "sum") -> list[dict[str, Any]]:
     """Records of ``n_points`` points of ``path`` evenly spaced by index (always both ends; the model's weights are
     overwritten): ``t``, ``loss``, ``accuracy``, ``f1`` on ``docs``, and per method ``ari_prev``, ``ari_start``,
-    ``ari_end`` of KMeans(k) clusters of the explanation vectors. ``adapter_of(model)`` gives the adapter to use
-    per method name (e.g. a :meth:`~AttentionRNNAdapter.with_origin` view for IG); ``methods`` maps a method name to
-    its options."""
+    ``ari_end`` of KMeans(k) clusters of the explanation vectors and ``warnings`` (the explanations' distinct
+    warnings → number of documents, :class:`EventVectors`), as ``<method>_<field>``. ``adapter_of(model)`` gives
+    the adapter to use per method name (e.g. a :meth:`~AttentionRNNAdapter.with_origin` view for IG); ``methods``
+    maps a method name to its options."""
     if n_points < 2:
         raise InputError("along_path needs at least 2 points")
     idx = sorted({int(round(i)) for i in np.linspace(0, len(path.points) - 1, min(n_points, len(path.points)))})
@@ -70,7 +96,8 @@ def along_path(path: Path, model: AttentionRNN, docs: Sequence[VectorDocument],
         got: dict[str, np.ndarray] = {}
         for name, options in methods.items():
             vecs = explanation_vectors(adapters[name], docs, name, how, **options)
-            got[name] = cluster_explanations(vecs, [k], seed=seed).labels
+            rec[f"{name}_warnings"] = vecs.warnings
+            got[name] = cluster_explanations(vecs.vectors, [k], seed=seed).labels
         labels.append(got)
         records.append(rec)
     for n, rec in enumerate(records):

@@ -1,26 +1,37 @@
-"""A small reader of the WordNet 3.0 database files (``index.<pos>`` and ``data.<pos>``, as Debian's ``wordnet-base``
-installs them under ``/usr/share/wordnet``), enough for event types from hypernyms (Ger et al.).
+"""WordNet 3.0 through NLTK's reader (:class:`nltk.corpus.reader.wordnet.WordNetCorpusReader`), over the database
+files (``index.<pos>``, ``data.<pos>``, ``<pos>.exc``) as Debian's ``wordnet-base`` installs them under
+``/usr/share/wordnet``; enough for event types from hypernyms (Ger et al.).
 
-NLTK's reader expects a ``lexnames`` file that Debian does not ship and refuses roots it has not been told about;
-this reader needs neither. Formats (WordNet's ``wndb(5)``): an index line is ``lemma pos synset_cnt p_cnt
-[ptr_symbol …] sense_cnt tagsense_cnt offset …`` with the offsets in order of sense frequency; a data line at byte
-``offset`` is ``offset lex_filenum ss_type w_cnt word lex_id … p_cnt [symbol offset pos source/target] … | gloss``
-(``w_cnt`` hexadecimal). Hypernym pointers are ``@`` (and ``@i`` for instances); a synset's "first hypernym" is its
-first hypernym pointer in the data file (NLTK keeps pointers in a set, so its order varies between processes).
+Two things stand between NLTK and that folder, and :class:`WordNet` bridges both without touching the files:
+Debian does not ship the ``lexnames`` file (the 45 lexicographer file names, fixed for WordNet 3.0: served from
+:data:`LEXNAMES`), and NLTK maps a database that is not its own ``wordnet`` corpus onto that corpus (not installed
+here; the database *is* WordNet 3.0, so there is nothing to map). NLTK reads only folders under ``nltk.data.path``:
+the root is added to it.
 
-Words are reduced to a lemma as WordNet's ``morphy`` does: the exception lists (``<pos>.exc``), then the
-detachment rules of each part of speech, the first candidate found in the index winning.
+Words are reduced to a lemma by NLTK's ``morphy`` (the word itself when the index holds it, else the exception
+lists, else the detachment rules of the part of speech; NLTK's noun rules add ``-ves → -f`` to WordNet's, so
+"believes" is also the noun "belief"); :meth:`WordNet.first_sense` is the lemma's most frequent synset (the index's
+first). NLTK parses the index and exception files (given to it as plain text files, which it reads faster than
+through its seekable stream reader) and the synsets.
 
 :meth:`WordNet.event_type` gives a word's type: its most frequent synset in the first part of speech (in
-``pos_order``) that knows the word, followed up its first hypernym chain to the root, and the ancestor at
-``depth`` below the root named (``"entity.n.0"`` style names: first lemma, pos, depth). Adjectives and adverbs
-have no hypernyms: their type is their lexicographer file (``adj.all``, ``adj.pert``, ``adj.ppl``, ``adv.all``).
-With ``supersense=True`` every word's type is its lexicographer file (``noun.person``, ``verb.motion``, …).
+``pos_order``) that knows the word, followed up its first hypernym chain to the root, and the ancestor at ``depth``
+below the root named (``"entity.n.0"`` style names: first lemma, pos, depth). A synset's "first hypernym" is the
+first of its hypernym (``@``) and instance hypernym (``@i``) pointers in its line of the data file, the order in
+which WordNet lists them (dog → canine before domestic animal). NLTK gives the hypernyms but keeps them in a set,
+whose order changes between processes, so :meth:`WordNet.synset` orders NLTK's hypernyms by where their offsets
+follow an ``@``/``@i`` symbol in that line (the only thing read from the files here rather than by NLTK). Adjectives
+and adverbs have no hypernyms: their type is their lexicographer file (``adj.all``, ``adj.pert``, ``adj.ppl``,
+``adv.all``). With ``supersense=True`` every word's type is its lexicographer file (``noun.person``,
+``verb.motion``, …).
 """
 
 from __future__ import annotations
 
+import io
+import warnings
 from pathlib import Path
+from typing import IO, Any
 
 from seqexplain.errors import DataError
 
@@ -35,93 +46,78 @@ _LEXNAMES_TEXT = (
     "verb.consumption verb.contact verb.creation verb.emotion verb.motion verb.perception verb.possession "
     "verb.social verb.stative verb.weather adj.ppl")
 LEXNAMES = tuple(_LEXNAMES_TEXT.split())
-RULES = {
-    "noun": [("s", ""), ("ses", "s"), ("xes", "x"), ("zes", "z"), ("ches", "ch"), ("shes", "sh"), ("men", "man"),
-             ("ies", "y")],
-    "verb": [("s", ""), ("ies", "y"), ("es", "e"), ("es", ""), ("ed", "e"), ("ed", ""), ("ing", "e"), ("ing", "")],
-    "adj": [("er", ""), ("est", ""), ("er", "e"), ("est", "e")],
-    "adv": [],
-}
+_SYNTACTIC_CATEGORY = {"adj": 3, "adv": 4, "noun": 1, "verb": 2}  # lexnames' third column
+
+
+def _reader(root: Path) -> Any:
+    """NLTK's WordNet reader over ``root`` (module docstring)."""
+    import nltk
+    from nltk.corpus.reader.wordnet import WordNetCorpusReader
+
+    class _Reader(WordNetCorpusReader):  # type: ignore[misc]
+        def open(self, file: str) -> IO[str]:
+            if file == "lexnames" and not (root / "lexnames").is_file():
+                return io.StringIO("".join(f"{i:02d}\t{n}\t{_SYNTACTIC_CATEGORY[n.split('.')[0]]}\n"
+                                           for i, n in enumerate(LEXNAMES)))
+            if file.startswith("index.") or file.endswith(".exc"):  # read once from start to end (module docstring)
+                return (root / file).open(encoding="utf-8")
+            return super().open(file)
+
+        def map_wn(self, version: str = "wordnet") -> None:
+            return None  # the database is WordNet 3.0 itself: no mapping onto NLTK's own corpus
+
+    if str(root.resolve()) not in nltk.data.path:
+        nltk.data.path.append(str(root.resolve()))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The multilingual functions are not available")  # no OMW: unused
+        return _Reader(str(root.resolve()), None)
 
 
 class WordNet:
-    """The WordNet database under ``root`` (module docstring). Files are read lazily, once per part of speech."""
+    """The WordNet database under ``root`` (module docstring), read by NLTK when constructed (about 2 s)."""
 
     def __init__(self, root: Path | str | None = None) -> None:
         self.root = Path(root) if root is not None else DEFAULT_ROOT
         if not (self.root / "index.noun").is_file():
             raise DataError(f"no WordNet database at {self.root} (index.noun missing); install Debian's wordnet-base "
                             "(make wordnet-deps) or give the folder holding WordNet 3.0's index.* and data.* files")
-        self._index: dict[str, dict[str, list[int]]] = {}
-        self._data: dict[str, bytes] = {}
-        self._exc: dict[str, dict[str, list[str]]] = {}
+        try:
+            self.reader = _reader(self.root)
+        except (OSError, ValueError, LookupError, AssertionError) as exc:
+            raise DataError(f"NLTK could not read the WordNet database at {self.root} ({exc}); reinstall Debian's "
+                            "wordnet-base (make wordnet-deps) or give a folder holding WordNet 3.0's files") from exc
         self._synsets: dict[tuple[str, int], tuple[str, int, list[int]]] = {}
+        self._data: dict[str, bytes] = {}
 
-    # ------------------------------------------------------------------ files
-    def index(self, pos: str) -> dict[str, list[int]]:
-        """lemma → synset offsets (most frequent sense first) of one part of speech."""
-        if pos not in self._index:
-            table: dict[str, list[int]] = {}
-            with open(self.root / f"index.{pos}", encoding="utf-8") as fh:
-                for line in fh:
-                    if line.startswith(" "):
-                        continue  # licence header
-                    parts = line.split()
-                    n_ptr = int(parts[3])
-                    n_syn = int(parts[2])
-                    table[parts[0]] = [int(o) for o in parts[6 + n_ptr : 6 + n_ptr + n_syn]]
-            self._index[pos] = table
-        return self._index[pos]
-
-    def exceptions(self, pos: str) -> dict[str, list[str]]:
-        if pos not in self._exc:
-            table: dict[str, list[str]] = {}
-            path = self.root / f"{pos}.exc"
-            if path.is_file():
-                for line in path.read_text(encoding="utf-8").splitlines():
-                    parts = line.split()
-                    if len(parts) >= 2:
-                        table[parts[0]] = parts[1:]
-            self._exc[pos] = table
-        return self._exc[pos]
+    def first_sense(self, word: str, pos: str) -> int | None:
+        """Offset of ``word``'s most frequent synset in ``pos`` (``noun``/``verb``/``adj``/``adv``), the word reduced
+        to its first lemma by morphy; None when WordNet does not know it there."""
+        tag = POS_FILES[pos]
+        lemma = self.reader.morphy(word.lower().replace(" ", "_"), tag)
+        return None if lemma is None else int(self.reader.synset(f"{lemma}.{tag}.01").offset())
 
     def synset(self, pos: str, offset: int) -> tuple[str, int, list[int]]:
-        """``(first lemma, lexicographer file number, hypernym offsets)`` of the synset at ``offset``."""
+        """``(first lemma, lexicographer file number, hypernym offsets)`` of the synset at ``offset``, by NLTK; the
+        hypernyms (and instance hypernyms) in the data file's order (module docstring)."""
         key = (pos, offset)
         if key not in self._synsets:
-            if pos not in self._data:
-                self._data[pos] = (self.root / f"data.{pos}").read_bytes()
-            data = self._data[pos]
-            end = data.index(b"\n", offset)
-            fields = data[offset:end].split(b" | ")[0].decode("utf-8").split()
-            if int(fields[0]) != offset:
-                raise DataError(f"data.{pos} has no synset at byte {offset}; is the WordNet database intact?")
-            n_words = int(fields[3], 16)
-            k = 4 + 2 * n_words
-            n_ptr = int(fields[k])
-            hyper = [int(fields[k + 2 + 4 * p]) for p in range(n_ptr)
-                     if fields[k + 1 + 4 * p] in ("@", "@i") and fields[k + 3 + 4 * p] == POS_FILES[pos]]
-            self._synsets[key] = (fields[4].lower(), int(fields[1]), hyper)
+            ss = self.reader.synset_from_pos_and_offset(POS_FILES[pos], offset)
+            up = {s.offset() for s in ss.hypernyms() + ss.instance_hypernyms()}
+            listed = self._hypernym_order(pos, offset)
+            order = sorted(up, key=lambda o: (listed.index(o), 0) if o in listed else (len(listed), o))
+            self._synsets[key] = (ss.lemmas()[0].name().lower(), LEXNAMES.index(ss.lexname()), order)
         return self._synsets[key]
 
-    # ------------------------------------------------------------------ words
-    def lemmas(self, word: str, pos: str) -> list[str]:
-        """Candidate lemmas of ``word`` in ``pos`` that the index holds (morphy's order)."""
-        w = word.lower().replace(" ", "_")
-        index = self.index(pos)
-        out = [w] if w in index else []
-        for base in self.exceptions(pos).get(w, []):
-            if base in index and base not in out:
-                out.append(base)
-        for suffix, repl in RULES[pos]:
-            if w.endswith(suffix) and len(w) > len(suffix):
-                base = w[: len(w) - len(suffix)] + repl
-                if base in index and base not in out:
-                    out.append(base)
-        return out
+    def _hypernym_order(self, pos: str, offset: int) -> list[int]:
+        """The offsets that follow an ``@`` or ``@i`` symbol in the synset's data line, in line order."""
+        if pos not in self._data:
+            self._data[pos] = (self.root / f"data.{pos}").read_bytes()
+        data = self._data[pos]
+        tokens = data[offset : data.index(b"\n", offset)].split(b" | ")[0].split()
+        return [int(b) for a, b in zip(tokens, tokens[1:], strict=False) if a in (b"@", b"@i")]
 
     def hypernym_path(self, pos: str, offset: int) -> list[int]:
-        """Offsets from the root down to the synset, following each synset's first hypernym."""
+        """Offsets from the root down to the synset, following each synset's first hypernym (module docstring)."""
         path = [offset]
         seen = {offset}
         while True:
@@ -135,14 +131,13 @@ class WordNet:
                    supersense: bool = False) -> str | None:
         """The event type of ``word`` (module docstring), or None when WordNet does not know it."""
         for pos in pos_order:
-            found = self.lemmas(word, pos)
-            if not found:
+            found = self.first_sense(word, pos)
+            if found is None:
                 continue
-            offset = self.index(pos)[found[0]][0]
-            lemma, lexfile, _ = self.synset(pos, offset)
+            _, lexfile, _ = self.synset(pos, found)
             if supersense or pos in ("adj", "adv"):
                 return LEXNAMES[lexfile]
-            path = self.hypernym_path(pos, offset)
+            path = self.hypernym_path(pos, found)
             at = min(depth, len(path) - 1)
             return f"{self.synset(pos, path[at])[0]}.{POS_FILES[pos]}.{at}"
         return None

@@ -19,7 +19,10 @@ from their start or their end, ``words_from``):
    accuracy / F1 on the evaluation documents and the ARI of attention and gradient clusters (k fixed to the first
    model's chosen k) with the neighbouring point and each endpoint.
 
-Writes ``results.json`` (with the run record), ``results.md`` and PNG plots into ``out``.
+Writes ``results.json`` (with the run record), ``results.md`` and PNG plots into ``out``. Warnings (documents cut,
+tokens without an event type, valley-tracking fallbacks, and each distinct warning of the explanations with the
+number of documents that had it — e.g. non-finite scores, which the per-type sums skip) are printed and stored in
+``warnings`` (also per decoder and per path, and per point of a path as ``<method>_warnings``) and ``results.md``.
 """
 
 from __future__ import annotations
@@ -220,7 +223,7 @@ def compare_models(decoder: str, models: list[AttentionRNN], docs: list[VectorDo
                    unk: torch.Tensor | None, out: Path, s: Settings, seed: int) -> dict[str, Any]:
     methods = methods_for(decoder, s)
     ks = range(s.k_min, s.k_max + 1)
-    res: dict[str, Any] = {"models": [evaluate(m, docs) for m in models], "methods": {}}
+    res: dict[str, Any] = {"models": [evaluate(m, docs) for m in models], "methods": {}, "warnings": []}
     clus: dict[tuple[int, str], Any] = {}
     vecs: dict[tuple[int, str], np.ndarray] = {}
     for r, model in enumerate(models):
@@ -228,8 +231,10 @@ def compare_models(decoder: str, models: list[AttentionRNN], docs: list[VectorDo
         for name, options in methods.items():
             say(f"{decoder} model {r}: {name} on {len(docs)} documents")
             model.dropout_at_eval = s.ig_dropout and name != "attention_last"  # the original's learning phase 1
-            vecs[(r, name)] = explanation_vectors(ads[name], docs, name, **options)
+            got = explanation_vectors(ads[name], docs, name, **options)
             model.dropout_at_eval = False
+            vecs[(r, name)] = got.vectors
+            res["warnings"] += got.warning_lines(f"{decoder} model {r} {name}")
             clus[(r, name)] = cluster_explanations(vecs[(r, name)], ks, seed=seed)
     for name in methods:
         a, b = clus[(0, name)], clus[(1, name)]
@@ -276,7 +281,15 @@ def paths(decoder: str, models: list[AttentionRNN], docs: dict[str, list[VectorD
                out / f"{decoder}_paths.png")
     return {"straight_line": line.summary(), "valley": valley.summary(), "bezier": bez.summary(),
             "valley_log": valley.log, "along_valley": recs, "along_line": line_recs, "k": k,
-            "distance": float((w1 - w2).norm())}
+            "distance": float((w1 - w2).norm()),
+            "warnings": path_warnings(decoder, {"valley": recs, "line": line_recs}, list(methods), len(docs["eval"]))}
+
+
+def path_warnings(decoder: str, along: dict[str, list[dict[str, Any]]], methods: list[str], n_docs: int) -> list[str]:
+    """One line per distinct explanation warning at an evaluated point of a path (:func:`along_path` records)."""
+    return [f"{decoder} along the {which} at t = {rec['t']:.2f} {name}: {n} of {n_docs} documents: {msg}"
+            for which, recs in along.items() for rec in recs for name in methods
+            for msg, n in rec[f"{name}_warnings"].items()]
 
 
 def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Path | None = None, seed: int = 0,
@@ -306,9 +319,11 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
         models = train_pair(decoder, docs, len(names), out, s, seed)
         comp = compare_models(decoder, models, docs["eval"], names, unk, out, s, seed)
         result["decoders"][decoder] = comp
+        warnings += comp["warnings"]
         if decoder == "avg" or s.hier_paths:
             k = comp["methods"]["attention_last"]["model_0"]["k"]
             result["paths"][decoder] = paths(decoder, models, docs, names, unk, k, out, s, seed)
+            warnings += result["paths"][decoder]["warnings"]
             valley = result["paths"][decoder]["valley"]
             if valley["fallbacks"] or not valley["reached"]:
                 missed = "" if valley["reached"] else " and did not reach w2 (it ends with an unchecked jump)"

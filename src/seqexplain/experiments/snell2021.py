@@ -15,7 +15,9 @@ Pipeline (every step resumable: finished runs, dumps and baselines are reused on
    epoch) and logistic-regression β (C on validation accuracy).
 5. The table (:func:`seqexplain.metrics.training_dynamics.dynamics_table`) per split and metric (top-5% match and
    Kendall τ), gold run A, comparison runs B…, performance = accuracy on that split; plus A(β^uf, β^lr) and ξ_lr for
-   the logistic-regression β; plots of agreement and accuracy over checkpoints for every run.
+   the logistic-regression β; plots of agreement and accuracy over checkpoints for every run. Each row records
+   ``n_examples`` and ``undefined`` (examples left out of a mean because the metric is NaN there); rows with any
+   get a warning on the console and in ``results.md`` / the ``markdown`` field.
 
 Outputs in ``out``: ``runs/<name>/`` (checkpoints, TensorBoard), ``dumps/*.parquet``, ``baselines.parquet``,
 ``results.json`` (settings, run record, table), ``results.md``, ``plots/*.png``, and ``model/``: run A at its
@@ -48,6 +50,7 @@ from seqexplain.metrics.training_dynamics import (
     dynamics_table,
     format_table,
     metric_by_name,
+    undefined_warning,
 )
 from seqexplain.models.rnn.vocab import Vocab
 from seqexplain.models.snell_classifier import BosEosTokenizer, SnellClassifierConfig
@@ -229,11 +232,16 @@ def tables(out: Path, experiment: str, splits: list[str], names: list[str], sche
         for metric in ("top_k", "kendall_tau"):
             key = f"{experiment} / {split} / {metric} / {measure}"
             rows[key] = dynamics_table(curves[names[0]], [curves[n] for n in names[1:-1]], curves["uniform"],
-                                       refs[split]["px"], metric_by_name(metric), seed, extra=refs[split]["extra"])
+                                       refs[split]["px"], metric_by_name(metric), seed, extra=refs[split]["extra"],
+                                       label=key)
             if metric == "top_k":
                 own = {n: curves[n].perf for n in (names[0], "uniform")}
                 _plots(out / "plots", f"{experiment}_{split}", rows[key], names, schedule, measure, own)
     markdown = _markdown(rows)
+    for key, row in rows.items():  # dynamics_table has warned on the console; the saved tables say it too
+        msg = undefined_warning(row, key)
+        if msg:
+            markdown += f"\n\n{msg}"
     late = sorted({k.split(" / ")[1] for k, r in rows.items() if r.best_step == schedule[-1]})
     if late:
         msg = (f"warning: run {names[0]}'s best {measure} on {', '.join(late)} is at its last checkpoint "

@@ -6,9 +6,10 @@ Sea-Snell/AttentionDynamics.
   **strictly** greater than ``b[i*]`` (ties with ``b[i*]`` count in its favour) — else 0. Asymmetric: ``a`` is the
   reference ("gold") vector.
 * :func:`kendall_tau_score`: Kendall's τ-b, as ``scipy.stats.kendalltau`` (NaN when a vector is constant).
-* :func:`mean_agreement`: the mean of a metric over the examples (or target rows) where it is not NaN, and the
+* :func:`mean_agreement`: the mean of a metric over the examples (or target rows) where it is not NaN, the
   **seeded** shuffle baseline: the same mean with ``b`` permuted by ``numpy.random.default_rng(seed)`` (the
-  original's shuffle is unseeded).
+  original's shuffle is unseeded), and how many examples were left out as undefined (Kendall τ of a constant or
+  length-1 vector) out of how many.
 * :func:`dynamics_table`: for a gold run A, comparison runs, a uniform run and a reference β:
   ``A(α, β^uf) = max_c M(α_A*, β^uf_c)``, ``A(Δ, β^uf) = max_c M(Δ_A*, β^uf_c)``, ``A(β^px, β^uf) = max_c
   M(β^px, β^uf_c)`` over the uniform run's checkpoints ``c``, where ``*`` is A's checkpoint of best performance
@@ -16,13 +17,18 @@ Sea-Snell/AttentionDynamics.
   ``g_c = mean_r M(α_A*, α_{r,c})`` and performance curve ``p_c = mean_r perf_{r,c}`` over the comparison runs
   ``r``; ``ξ_x = p_{c_x}`` at the first checkpoint ``c_x`` with ``g_c > A_x`` (None: never); the baseline
   ``Â = mean_r mean_c`` of the shuffle baselines of ``M(α_A*, α_{r,c})``; the best performance ``perf_{A,*}``.
+  ``undefined[q]``: for each quantity ``q`` (``agreement`` for the curve, ``unif``, ``px``, ``grad`` and each extra
+  reference), the largest number of examples left out of any one of the means it was built from (out of
+  ``n_examples``); when any is above 0 the table warns (:func:`undefined_warning`).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,8 +74,19 @@ def metric_by_name(name: str, k_percent: float = 5.0) -> MetricFn:
     raise InputError(f"unknown agreement metric {name!r}; use top_k or kendall_tau")
 
 
-def mean_agreement(ref: Vectors, other: Vectors, metric: MetricFn, seed: int = 0) -> tuple[float, float]:
-    """``(mean agreement, seeded shuffle baseline)`` over the pairs where the metric is defined."""
+class Agreement(NamedTuple):
+    """:func:`mean_agreement`'s answer: ``mean`` and ``baseline`` over the ``total − undefined`` examples where the
+    metric is defined (both NaN when none is)."""
+
+    mean: float
+    baseline: float
+    undefined: int
+    total: int
+
+
+def mean_agreement(ref: Vectors, other: Vectors, metric: MetricFn, seed: int = 0) -> Agreement:
+    """The mean agreement and seeded shuffle baseline over the pairs where the metric is defined, with the number of
+    pairs left out because it is NaN there (module docstring)."""
     if len(ref) != len(other):
         raise InputError(f"agreement needs one vector per example on both sides, got {len(ref)} and {len(other)}")
     rng = np.random.default_rng(seed)
@@ -83,9 +100,10 @@ def mean_agreement(ref: Vectors, other: Vectors, metric: MetricFn, seed: int = 0
             continue
         vals.append(v)
         base.append(metric(a, rng.permutation(np.asarray(b))))
+    undefined = len(ref) - len(vals)
     if not vals:
-        return math.nan, math.nan
-    return float(np.mean(vals)), float(np.nanmean(base))
+        return Agreement(math.nan, math.nan, undefined, len(ref))
+    return Agreement(float(np.mean(vals)), float(np.nanmean(base)), undefined, len(ref))
 
 
 @dataclass
@@ -118,9 +136,21 @@ class DynamicsRow:
     agreement_by_run: list[list[float]]
     perf_by_run: list[list[float]]
     extra: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    n_examples: int = 0
+    undefined: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def undefined_warning(row: DynamicsRow, label: str = "") -> str | None:
+    """The warning for a row whose means left examples out as undefined (None: every example counted)."""
+    bad = {q: n for q, n in row.undefined.items() if n > 0}
+    if not bad:
+        return None
+    where = ", ".join(f"{q}: up to {n} of {row.n_examples}" for q, n in bad.items())
+    return (f"warning: {label + ': ' if label else ''}the agreement metric is undefined (NaN, e.g. Kendall τ of a "
+            f"constant vector) for some examples, left out of the means ({where} examples)")
 
 
 def first_passing(curve: Sequence[float], threshold: float) -> int | None:
@@ -132,9 +162,11 @@ def first_passing(curve: Sequence[float], threshold: float) -> int | None:
 
 
 def dynamics_table(gold: RunCurves, others: Sequence[RunCurves], uniform: RunCurves, px: Vectors,
-                   metric: MetricFn, seed: int = 0, extra: Mapping[str, Vectors] | None = None) -> DynamicsRow:
+                   metric: MetricFn, seed: int = 0, extra: Mapping[str, Vectors] | None = None, label: str = ""
+                   ) -> DynamicsRow:
     """The A/ξ row for one data set, split and performance measure (module docstring). ``extra``: more reference
-    β's treated as β^px is (e.g. logistic regression); their ``{"agr", "xi"}`` land in ``row.extra``."""
+    β's treated as β^px is (e.g. logistic regression); their ``{"agr", "xi"}`` land in ``row.extra``. Warns
+    (``RuntimeWarning``, naming ``label``) when a metric was undefined for some examples."""
     if not others:
         raise InputError("the table needs at least one comparison run besides the gold run")
     for run in (*others, uniform):
@@ -144,28 +176,37 @@ def dynamics_table(gold: RunCurves, others: Sequence[RunCurves], uniform: RunCur
     best = int(np.argmax(gold.perf))
     ref_alpha, ref_delta = gold.alpha[best], gold.delta[best]
     curves, perfs, baselines = [], [], []
+    undefined = {"agreement": 0}
     for r, run in enumerate(others):
         pairs = [mean_agreement(ref_alpha, run.alpha[c], metric, seed + 1000 * r + c) for c in range(len(run.steps))]
-        curves.append([p[0] for p in pairs])
-        baselines.append(float(np.mean([p[1] for p in pairs])))
+        curves.append([p.mean for p in pairs])
+        baselines.append(float(np.mean([p.baseline for p in pairs])))
         perfs.append(list(run.perf))
+        undefined["agreement"] = max([undefined["agreement"], *(p.undefined for p in pairs)])
     g = np.mean(np.asarray(curves, dtype=np.float64), axis=0)
     p = np.mean(np.asarray(perfs, dtype=np.float64), axis=0)
 
-    def best_over_uniform(ref: Vectors) -> float:
-        return max(mean_agreement(ref, uniform.beta[c], metric, seed)[0] for c in range(len(uniform.steps)))
+    def best_over_uniform(name: str, ref: Vectors) -> float:
+        got = [mean_agreement(ref, uniform.beta[c], metric, seed) for c in range(len(uniform.steps))]
+        undefined[name] = max(a.undefined for a in got)
+        return max(a.mean for a in got)
 
-    agr = {"unif": best_over_uniform(ref_alpha), "px": best_over_uniform(px), "grad": best_over_uniform(ref_delta)}
+    agr = {"unif": best_over_uniform("unif", ref_alpha), "px": best_over_uniform("px", px),
+           "grad": best_over_uniform("grad", ref_delta)}
     for name, ref in (extra or {}).items():
-        agr[name] = best_over_uniform(ref)
+        agr[name] = best_over_uniform(name, ref)
 
     def xi(name: str) -> float | None:
         i = first_passing(g.tolist(), agr[name])
         return None if i is None else float(p[i])
 
-    return DynamicsRow(agr["unif"], agr["px"], agr["grad"], float(np.mean(baselines)), xi("unif"), xi("px"),
-                       xi("grad"), float(gold.perf[best]), int(gold.steps[best]), g.tolist(), p.tolist(), curves, perfs,
-                       {name: {"agr": agr[name], "xi": xi(name)} for name in (extra or {})})
+    row = DynamicsRow(agr["unif"], agr["px"], agr["grad"], float(np.mean(baselines)), xi("unif"), xi("px"),
+                      xi("grad"), float(gold.perf[best]), int(gold.steps[best]), g.tolist(), p.tolist(), curves, perfs,
+                      {name: {"agr": agr[name], "xi": xi(name)} for name in (extra or {})}, len(ref_alpha), undefined)
+    msg = undefined_warning(row, label)
+    if msg:
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    return row
 
 
 def format_table(rows: Mapping[str, DynamicsRow], digits: int = 3) -> str:
