@@ -298,3 +298,34 @@ def test_evaluate_counts_and_stores_documents_skipped_by_truncation(evaluated, t
     assert len(saved["warnings"]) == 1 and "posR_5.txt" in saved["warnings"][0]
     assert summary["faithfulness"]["occlusion"]["n"] == 2
     assert "- warning: test: 1 of 3 document(s) skipped" in (tmp_path / "o" / "evaluate.md").read_text()
+
+
+def test_an_interrupted_method_keeps_the_documents_already_explained(evaluated, tmp_path, monkeypatch):
+    """Documents go through ``explain_many`` ``PACK`` at a time and each is stored as its pack ends: a failure (or a
+    kill) during the second pack keeps the first pack's records, and a rerun computes only the rest."""
+    import importlib
+
+    import seqexplain.experiments.eraser_movies.evaluate as ev
+
+    explain_module = importlib.import_module("seqexplain.explain")  # the module (the package exports the function)
+
+    root, out, _, _ = evaluated
+    monkeypatch.setattr(ev, "PACK", 1)
+    real, calls = explain_module.explain_pack, []
+
+    def failing_second_pack(wrapped, examples, *args, **kwargs):
+        calls.append(len(examples))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # like a kill in the middle of the method
+        yield from real(wrapped, examples, *args, **kwargs)
+
+    monkeypatch.setattr(explain_module, "explain_pack", failing_second_pack)
+    with pytest.raises(KeyboardInterrupt):
+        ev.run_evaluate(tmp_path / "o", quick=True, data_root=root, seed=0, methods=("gradient_norm",),
+                        model=out / "model", progress=False)
+    records = [json.loads(line) for line in (tmp_path / "o" / "evaluate" / "records.jsonl").read_text().splitlines()]
+    assert calls == [1, 1] and [r["method"] for r in records] == ["gradient_norm"]
+    monkeypatch.setattr(explain_module, "explain_pack", real)
+    summary = ev.run_evaluate(tmp_path / "o", quick=True, data_root=root, seed=0, methods=("gradient_norm",),
+                              model=out / "model", progress=False)
+    assert summary["faithfulness"]["gradient_norm"]["n"] == 3

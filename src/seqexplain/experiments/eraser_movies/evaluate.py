@@ -56,6 +56,9 @@ METHODS = ("gradient_norm", "grad_x_input", "integrated_gradients", "occlusion",
 RANDOM = "random"
 RANDOM_REPEATS = 3
 HARD = ("greedy",)
+# documents explained per batched call: each one's records are stored as its call ends, so a killed evaluation
+# loses at most this many documents' work per method (a 256-piece review already fills a forward on its own)
+PACK = 8
 
 
 def gold_pieces(example: Example, doc: EraserDocument) -> list[int]:
@@ -176,7 +179,7 @@ def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None
                 store.add({"key": _key(picked[i].docid, RANDOM), **doc_record(
                     wrapped, examples[i], picked[i], RANDOM, np.zeros(examples[i].length), seed + i)})
         elif todo:
-            results = explain_many(wrapped, [cut[i].text for i in todo], method, progress=progress,
+            results = explain_many(wrapped, [cut[i].text for i in todo], method, pack=PACK, progress=progress,
                                    **options.get(method, {}))
             for i, attr in zip(todo, results, strict=True):
                 part = attr.rationale if method in HARD else None
