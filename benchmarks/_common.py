@@ -233,3 +233,33 @@ def training_bench_args(description: str, steps: int, checkpoint_every: int, n_d
     ap.add_argument("--n-dump", type=int, default=n_dump)
     ap.add_argument("--json", type=Path, default=None)
     return ap.parse_args()
+
+
+def timed_rounds(runners: dict[str, Callable[[int], Any]], rounds: int) -> dict[str, list[float]]:
+    """Wall seconds of each ``runners[name](round)`` in ``rounds`` rounds (1 or 2), the second in reverse order: the
+    mean of a runner's two rounds cancels a linear drift of the machine's load."""
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for r, order in enumerate((list(runners), list(reversed(runners)))[:rounds]):
+        for name in order:
+            t0 = time.perf_counter()
+            runners[name](r)
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def inseq_classifier_note(model: torch.nn.Module, tokenizer: Any, device: str = "cpu") -> str:
+    """Why a sequence classifier has no inseq runner: ``inseq.load_model`` is tried once on it (inseq supports
+    causal and seq2seq LMs only) and its error is quoted, or "inseq not installed"."""
+    from importlib import metadata
+
+    try:
+        import inseq
+    except ImportError:
+        return "inseq not installed"
+    version = metadata.version("inseq")
+    try:
+        inseq.load_model(model, "saliency", tokenizer=tokenizer, device=device)
+    except Exception as exc:  # whatever inseq raises is the answer being recorded
+        first = (str(exc).splitlines() or [""])[0]
+        return f"inseq {version} cannot load a sequence classifier: {type(exc).__name__}: {first}"
+    return f"inseq {version} loaded the sequence classifier"

@@ -16,7 +16,9 @@ For each method, timed in one run, in this order:
   ``InputXGradient`` (summed), ``IntegratedGradients(n_steps=--steps, method="gausslegendre", baselines=0)``
   (summed; all steps in one batch, captum's default) and ``Occlusion(sliding_window_shapes=(1, D), baselines=0)``
   (one perturbation per forward, captum's default);
-* inseq, when it is installed (it is not part of the shared environment; the column is skipped with a message).
+* inseq, when it can load the model: inseq 0.7.1 loads causal and seq2seq LMs only, so for this classifier the
+  column is empty and the script prints and records why ("inseq <version> cannot load a sequence classifier:
+  <error>", or "inseq not installed").
 
 Encoding (tokenisation) is inside every timed call. Before timing, each runner is warmed up on ``--warmup``
 sentences. The sentences are then cut into ``--rounds`` slices (multiples of ``--pack``), and the runners take
@@ -52,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import common_setup, machine_info, markdown_table, sync  # noqa: E402
+from _common import common_setup, inseq_classifier_note, machine_info, markdown_table, sync  # noqa: E402
 
 import seqexplain  # noqa: E402
 from seqexplain.data.sst import read_sst  # noqa: E402
@@ -159,8 +161,8 @@ def inseq_runner(model: torch.nn.Module, tokenizer: Any, method: str, steps: int
             "integrated_gradients": "integrated_gradients", "occlusion": "occlusion"}[method]
     try:
         im = inseq.load_model(model, name, tokenizer=tokenizer, device=device)
-    except Exception as exc:  # inseq attributes generation models; a sequence classifier may be refused
-        return None, f"inseq cannot load this model: {type(exc).__name__}: {str(exc)[:200]}"
+    except Exception:  # inseq attributes causal / seq2seq LMs only: say why, with its error
+        return None, inseq_classifier_note(model, tokenizer, device)
     extra = {"n_steps": steps} if method == "integrated_gradients" else {}
 
     def run(items: Items) -> list[np.ndarray]:

@@ -16,9 +16,10 @@ reverse order, each runner's time the mean of its two (wall time, each including
 * ``resume`` (after the rounds): the first ``run`` again on its finished folder (verifies every shard, rewrites
   manifest and merged file);
 * ``inseq-style loop``: what inseq's ``attribute-dataset`` does — for each method, one call per example (here
-  ``seqexplain.explain``, one example at a time, as inseq is not installed in the shared environment; this is a
-  reference loop written after inseq's flow, not inseq), every result kept in memory, all saved once at the end
-  (one JSON file per method via ``Attribution.to_dict``);
+  ``seqexplain.explain``, one example at a time, as inseq cannot load a sequence classifier — the script prints and
+  records why, see ``_common.inseq_classifier_note``; this is a reference loop written after inseq's flow, not
+  inseq; ``bench_run_lm.py`` times real inseq on a causal LM), every result kept in memory, all saved once at the
+  end (one JSON file per method via ``Attribution.to_dict``);
 * ``captum loops``: per method a loop over the sentences on the raw Hugging Face model (``Saliency`` L2-normed,
   ``InputXGradient`` summed, ``Occlusion`` with a ``(1, D)`` window and zero baseline, one perturbation per
   forward: the runners of ``bench_explain_many.py``), results kept in memory;
@@ -45,7 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import machine_info, markdown_table  # noqa: E402
+from _common import inseq_classifier_note, machine_info, markdown_table, timed_rounds  # noqa: E402
 from bench_explain_many import captum_runner, load_classifier  # noqa: E402
 
 import seqexplain  # noqa: E402
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     n = len(items)
     result: dict[str, Any] = {"info": info, "n": n}
     if not args.only_dist:
+        result["inseq_note"] = inseq_classifier_note(*load_classifier(args.seed, "cpu"))
+        print(f"inseq column: {result['inseq_note']}; the inseq-style loop stands in", flush=True)
         result.update(single_process(args, items, out))
     if not args.no_dist:
         result["scale_out"] = scale_out(args, out, n)
@@ -168,12 +171,7 @@ def single_process(args: argparse.Namespace, items: list[tuple[str, int]], out: 
         "inseq-style loop": lambda r: inseq_style(args, items, out / f"inseq_style{r}"),
         "captum loops": lambda r: captum_loops(args, items),
     }
-    # two rounds (default), the second in reverse order; each runner's time is the mean of its rounds: a linear drift
-    # of the machine's load cancels out
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    for r, order in enumerate((list(runners), list(reversed(runners)))[:args.rounds]):
-        for name in order:
-            times[name].append(timed(lambda name=name, r=r: runners[name](r)))
+    times = timed_rounds(runners, args.rounds)
     t = {k: sum(v) / len(v) for k, v in times.items()}
     t["resume of the finished run"] = timed(lambda: run_store(config(args, out / "run0", n, False)))
     if not args.no_full:
