@@ -139,6 +139,21 @@ def test_explain_many_packs_examples_into_shared_forwards(bert, monkeypatch):
     assert max(calls) == 10  # the ten examples share one forward
 
 
+def test_explain_many_shows_row_progress_inside_a_pack(bert, capsys):
+    """Besides the item bar (moved once a pack is done), a row bar moves while a pack is computed, and it is closed
+    when the pack ends (the progress context does not leak into the caller between yields)."""
+    from seqexplain.progress import _BAR
+
+    w = se.load_model(*bert)
+    items = [(f"the cat number {i} sat", 1) for i in range(5)]
+    it = se.explain_many(w, items, "occlusion", pack=2)
+    next(it)
+    assert _BAR.get() is None  # suspended between yields: no bar left open for the caller's own work
+    rest = list(it)
+    err = capsys.readouterr().err
+    assert len(rest) == 4 and "occlusion: pack of 2" in err and "row" in err and "explain_many occlusion" in err
+
+
 def test_explain_many_bad_items(gpt2):
     w = se.load_model(*gpt2)
     with pytest.raises(InputError, match="items of one kind"):

@@ -179,7 +179,7 @@ def _target_text(attr: Attribution, i: int) -> str:
 
 
 def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gradients", *, tokenizer: Any = None,
-                 pack: int = 256, progress: bool = True, strict: bool = False, objective: str = "logprob",
+                 pack: int = 1024, progress: bool = True, strict: bool = False, objective: str = "logprob",
                  **options: Any) -> Iterator[Attribution]:
     """Explain many inputs, yielding one :class:`Attribution` per item in input order, equal (to float rounding) to
     one :func:`explain` call per item.
@@ -188,7 +188,10 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
     ``groups``, ``objective``. Items are encoded as they come and explained ``pack`` at a time: methods with a
     batched implementation (gradient norm, grad×input, IG, occlusion) pack the examples' rows into shared forwards
     under the method's token budget (examples of one length together where the adapter cannot pad); other
-    methods run one example at a time. A progress bar counts items."""
+    methods run one example at a time. ``pack`` is 1,024 by default: the more items are sorted by length together,
+    the less padding the packed forwards carry (docs/methods.md: 7.8 % of the tokens with 256 items, 2.3 % with
+    1,024, on SST-2 sentences through MiniLM). A progress bar counts items, and a second one the forward rows of the pack
+    being computed."""
     from tqdm.auto import tqdm
 
     wrapped = model if isinstance(model, SequenceModel) else load_model(model, tokenizer)
@@ -209,14 +212,23 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
             form = got
             buffer.append(_encode_many_item(wrapped, item, objective))
             if len(buffer) >= pack:
-                yield from explain_pack(wrapped, buffer, method, options, strict)
+                yield from _pack_with_progress(wrapped, buffer, method, options, strict, progress)
                 bar.update(len(buffer))
                 buffer = []
         if buffer:
-            yield from explain_pack(wrapped, buffer, method, options, strict)
+            yield from _pack_with_progress(wrapped, buffer, method, options, strict, progress)
             bar.update(len(buffer))
     finally:
         bar.close()
+
+
+def _pack_with_progress(wrapped: SequenceModel, examples: list[Example], method: str, options: dict[str, Any],
+                        strict: bool, progress: bool) -> list[Attribution]:
+    """One pack's attributions, computed under a row-level progress bar (the methods report forward rows), so that
+    a long pack shows progress before its items are done. Computed whole inside the bar's block: the bar is
+    context-local and must not stay open while the caller holds a suspended generator."""
+    with progress_bar(f"{method}: pack of {len(examples)}", enabled=progress):
+        return list(explain_pack(wrapped, examples, method, options, strict))
 
 
 def _item_form(item: Any) -> str:
