@@ -176,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, choices=(1, 2), default=2)
     ap.add_argument("--check", type=int, default=20, help="sentences whose values are compared")
     ap.add_argument("--no-captum", action="store_true")
+    ap.add_argument("--no-inseq", action="store_true", help="time seqexplain (and captum) only: for corpus sizes at "
+                    "which inseq would take hours")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench_run_lm")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -200,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         wj = out / "warm.jsonl"
         wj.write_text("".join(json.dumps({"text": p, "target": c}) + "\n" for p, c in w), encoding="utf-8")
         run(parse_config(config(args, wj, model_dir, out / "warm_run")), progress=False)
-        inseq_run(model_dir, w, args.inseq_batch_size, out / "warm_inseq", {})
+        if not args.no_inseq:
+            inseq_run(model_dir, w, args.inseq_batch_size, out / "warm_inseq", {})
         if not args.no_captum:
             captum_loops(model_dir, w)
     kept: dict[str, Any] = {}
@@ -211,22 +214,26 @@ def main(argv: list[str] | None = None) -> int:
 
     runners: dict[str, Any] = {
         "seqexplain run": lambda r: run(parse_config(config(args, data, model_dir, out / f"run{r}")), progress=False),
-        "inseq": lambda r: keep("inseq", inseq_run(model_dir, pairs, args.inseq_batch_size, out / f"inseq{r}",
-                                                   inseq_s)),
     }
+    if not args.no_inseq:
+        runners["inseq"] = lambda r: keep("inseq", inseq_run(model_dir, pairs, args.inseq_batch_size,
+                                                             out / f"inseq{r}", inseq_s))
     if not args.no_captum:
         runners["captum loops"] = lambda r: keep("captum", captum_loops(model_dir, pairs))
     times = timed_rounds(runners, args.rounds)
     t = {k: sum(v) / len(v) for k, v in times.items()}
     load_after = os.getloadavg()
-    rows = [[k, f"{v:.1f}", f"{n / v:.2f}", f"{t['inseq'] / v:.2f}×"] for k, v in t.items()]
+    rows = [[k, f"{v:.1f}", f"{n / v:.2f}", f"{t['inseq'] / v:.2f}×" if "inseq" in t else "n/a"]
+            for k, v in t.items()]
     print(markdown_table(["runner", "wall s", "examples/s", "speed ÷ inseq"], rows))
     per_method = {"seqexplain run": run_method_seconds(out / "run0"), "inseq": {m: v[0] for m, v in inseq_s.items()}}
     print(f"per-method seconds (round 1; seqexplain: its rows' method seconds, inseq: load + attribute): {per_method}")
 
     c = min(args.check, n)
     ours = run_scores(out / "run0", c)
-    values: dict[str, Any] = {"inseq": check(ours, inseq_matrices(kept["inseq"], c), True)}
+    values: dict[str, Any] = {}
+    if "inseq" in kept:
+        values["inseq"] = check(ours, inseq_matrices(kept["inseq"], c), True)
     if "captum" in kept:
         values["captum"] = check(ours, kept["captum"], False)
     for peer, per_method in values.items():
