@@ -171,7 +171,7 @@ def test_unused_option_and_missing_model_exit_2(tmp_path):
 
 
 def test_summarize_against_hand_computed_values():
-    from seqexplain.experiments.eraser_movies.tables import summarize
+    from seqexplain.experiments.eraser_movies.tables import summarize, summary_markdown
 
     def rec(docid, method, scores, gold, rationale, comp, suff):
         from seqexplain.metrics.plausibility import spans_from_positions
@@ -195,6 +195,13 @@ def test_summarize_against_hand_computed_values():
     assert s["plausibility"]["random"]["auprc"] == pytest.approx((2 / 4 + 1 / 4) / 2)  # the mean gold rate
     # Kendall τ of reversed orders is -1 on both documents
     assert s["agreement"]["methods"] == ["m", "n"] and s["agreement"]["matrix"][0][1] == pytest.approx(-1.0)
+    # against random, paired by document: m − random = (0.5 − 0.2, 1.5 − 0.4) → mean 0.7; two documents, so the
+    # bootstrap resamples can only average 0.3, 1.1 or both: the interval lies within [0.3, 1.1]
+    vs = s["faithfulness"]["m"]["vs_random"]["comprehensiveness"]
+    assert vs["mean"] == pytest.approx(0.7) and vs["n"] == 2 and 0.3 - 1e-12 <= vs["low"] <= vs["high"] <= 1.1 + 1e-12
+    assert s["faithfulness"]["n"]["vs_random"]["sufficiency"]["mean"] == pytest.approx(-0.3)
+    assert "vs_random" not in s["faithfulness"]["random"]
+    assert "0.700 [" in summary_markdown({**s, "n_documents": 2})
 
 
 def test_module_run_checks_options_like_the_cli(tmp_path):

@@ -3,6 +3,9 @@
 * faithfulness: the means over documents of AOPC comprehensiveness / sufficiency and of each bin's values; an
   undefined value (NaN when computed, ``null`` in the records file) is left out of its mean and counted
   (``missing``: documents whose AOPC comprehensiveness or sufficiency is undefined), with a note under the tables;
+* each method's AOPC against the random baseline on the same documents: the mean paired difference with a 95 %
+  percentile-bootstrap interval over documents (:func:`~seqexplain.metrics.bootstrap.paired_difference_ci`, 2,000
+  resamples, seed 0), so that "better than random" is read with its uncertainty;
 * plausibility: mean AUPRC over documents with a gold piece; token P/R/F1 and IOU-F1 (threshold 0.5) of the hard
   rationales over documents, micro and macro (:func:`~seqexplain.metrics.plausibility.token_prf_corpus`,
   :func:`~seqexplain.metrics.plausibility.iou_f1`); for a random ranking the expected AUPRC and top-``|G|`` token
@@ -22,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from seqexplain.metrics.agreement import agreement_matrix
+from seqexplain.metrics.bootstrap import paired_difference_ci
 from seqexplain.metrics.faithfulness import DEFAULT_BINS
 from seqexplain.metrics.plausibility import iou_f1, token_prf_corpus
 from seqexplain.report.markdown import markdown_table
@@ -76,6 +80,7 @@ def summarize(records: list[dict[str, Any]], methods: Sequence[str]) -> dict[str
             "length": _mean([len(r["rationale"]) for r in recs]),
             "reached": _mean([float(r["reached"]) for r in recs if r.get("reached") is not None]),
         }
+    _against_random(faith, by_method)
     soft = [m for m in methods if m not in NO_AGREEMENT and by_method.get(m)]
     docs = sorted({r["docid"] for r in by_method[soft[0]]}) if soft else []
     per_doc = []
@@ -88,6 +93,29 @@ def summarize(records: list[dict[str, Any]], methods: Sequence[str]) -> dict[str
             "agreement": {"methods": soft, "metric": "kendall_tau", "n_documents": len(per_doc), "matrix": matrix}}
 
 
+def _against_random(faith: dict[str, dict[str, Any]], by_method: dict[str, list[dict[str, Any]]]) -> None:
+    """``faith[m]["vs_random"]``: AOPC comprehensiveness and sufficiency of ``m`` minus the random baseline's, paired
+    by document, with bootstrap intervals (module docstring)."""
+    base = {r["docid"]: r for r in by_method.get(RANDOM, [])}
+    if not base:
+        return
+    for method, recs in by_method.items():
+        paired = [(r, base[r["docid"]]) for r in recs if r["docid"] in base]
+        if method == RANDOM or not paired:
+            continue
+        faith[method]["vs_random"] = {  # undefined bounds (fewer than two documents) as None, as the records hold them
+            key: {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in vars(
+                paired_difference_ci([r[f"aopc_{key}"] for r, _ in paired], [b[f"aopc_{key}"] for _, b in paired])
+            ).items()}
+            for key in ("comprehensiveness", "sufficiency")}
+
+
+def _ci(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "—"
+    return f"{_f(d['mean'])} [{_f(d['low'])}, {_f(d['high'])}]"
+
+
 def _f(x: float | None, digits: int = 3) -> str:
     return "—" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
@@ -98,6 +126,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     bins = "/".join(f"{b:g}" for b in DEFAULT_BINS)
     rows = [{"method": m, "docs": f["n"], "AOPC comp. ↑": _f(f["aopc_comprehensiveness"]),
              "AOPC suff. ↓": _f(f["aopc_sufficiency"]),
+             "comp. − random [95 % CI]": _ci(f.get("vs_random", {}).get("comprehensiveness")),
+             "suff. − random [95 % CI]": _ci(f.get("vs_random", {}).get("sufficiency")),
              f"comp. @ {bins} %": " / ".join(_f(v, 2) for v in f["comprehensiveness"]),
              f"suff. @ {bins} %": " / ".join(_f(v, 2) for v in f["sufficiency"])} for m, f in faith.items()]
     prow = []
