@@ -154,6 +154,23 @@ def test_explain_many_shows_row_progress_inside_a_pack(bert, capsys):
     assert len(rest) == 4 and "occlusion: pack of 2" in err and "row" in err and "explain_many occlusion" in err
 
 
+def test_explain_many_yields_unbatched_methods_item_by_item(gpt2):
+    """A method without a batched form (greedy) gains nothing from a pack: each item's result is yielded before the
+    next item is read, so a long corpus streams (and a consumer that stores results loses nothing finished)."""
+    w = se.load_model(*gpt2)
+    read: list[int] = []
+
+    def items():
+        for i, (text, target) in enumerate([("The cat sat on the", " mat"), ("Paris is", " the"), ("A", " dog")]):
+            read.append(i)
+            yield text, target
+
+    it = se.explain_many(w, items(), "greedy", progress=False, max_size=3)
+    first = next(it)
+    assert read == [0] and first.rationale is not None
+    assert len(list(it)) == 2 and read == [0, 1, 2]
+
+
 def test_explain_many_bad_items(gpt2):
     w = se.load_model(*gpt2)
     with pytest.raises(InputError, match="items of one kind"):

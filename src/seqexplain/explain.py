@@ -188,7 +188,7 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
     ``groups``, ``objective``. Items are encoded as they come and explained ``pack`` at a time: methods with a
     batched implementation (gradient norm, grad×input, IG, occlusion) pack the examples' rows into shared forwards
     under the method's token budget (examples of one length together where the adapter cannot pad); other
-    methods run one example at a time. ``pack`` is 1,024 by default: the more items are sorted by length together,
+    methods run, and are yielded, one example at a time. ``pack`` is 1,024 by default: the more items are sorted by length together,
     the less padding the packed forwards carry (docs/methods.md: 7.8 % of the tokens with 256 items, 2.3 % with
     1,024, on SST-2 sentences through MiniLM). A progress bar counts items, and a second one the forward rows of
     the pack being computed."""
@@ -199,6 +199,8 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
     spec.check_options(options)
     if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
         raise InputError("pack must be a positive number of items")
+    batched = spec.many is not None
+    limit = pack if batched else 1  # nothing to share: each item's result goes out as soon as it is computed
     total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
     bar = tqdm(total=total, desc=f"explain_many {method}", unit="item", disable=not progress)
     buffer: list[Example] = []
@@ -211,12 +213,12 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
                                  "of one kind (all texts, all (text, target) pairs, or all mappings)")
             form = got
             buffer.append(_encode_many_item(wrapped, item, objective))
-            if len(buffer) >= pack:
-                yield from _pack_with_progress(wrapped, buffer, method, options, strict, progress)
+            if len(buffer) >= limit:
+                yield from _pack_with_progress(wrapped, buffer, method, options, strict, progress and batched)
                 bar.update(len(buffer))
                 buffer = []
         if buffer:
-            yield from _pack_with_progress(wrapped, buffer, method, options, strict, progress)
+            yield from _pack_with_progress(wrapped, buffer, method, options, strict, progress and batched)
             bar.update(len(buffer))
     finally:
         bar.close()
