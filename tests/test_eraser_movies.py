@@ -336,3 +336,36 @@ def test_an_interrupted_method_keeps_the_documents_already_explained(evaluated, 
     summary = ev.run_evaluate(tmp_path / "o", quick=True, data_root=root, seed=0, methods=("gradient_norm",),
                               model=out / "model", progress=False)
     assert summary["faithfulness"]["gradient_norm"]["n"] == 3
+
+
+def test_the_full_input_is_evaluated_once_per_document(evaluated, tmp_path, monkeypatch):
+    """Every method of a review shares the full input's log p: faithfulness evaluates it for the first method of
+    each review only (and a rerun takes it from the stored records), with the values a fresh evaluation gives."""
+    import importlib
+
+    import seqexplain.experiments.eraser_movies.evaluate as ev
+
+    faith_module = importlib.import_module("seqexplain.metrics.faithfulness")  # the module, not the function
+    root, out, _, _ = evaluated
+    fresh: list[bool] = []
+    real = faith_module.faithfulness
+
+    def spy(*args, **kwargs):
+        fresh.append(kwargs.get("full_logprob") is None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev, "faithfulness", spy)
+    monkeypatch.setattr(faith_module, "faithfulness", spy)  # random_baseline's runs
+    methods = ("gradient_norm", "occlusion")
+    ev.run_evaluate(tmp_path / "o", quick=True, data_root=root, seed=0, methods=methods, model=out / "model",
+                    progress=False)
+    assert sum(fresh) == 3 and len(fresh) == 3 * (len(methods) + ev.RANDOM_REPEATS)
+    records = [json.loads(line) for line in (tmp_path / "o" / "evaluate" / "records.jsonl").read_text().splitlines()]
+    by_doc: dict[str, set] = {}
+    for r in records:
+        by_doc.setdefault(r["docid"], set()).add(r["full_logprob"])
+    assert len(by_doc) == 3 and all(len(v) == 1 for v in by_doc.values())
+    fresh.clear()
+    ev.run_evaluate(tmp_path / "o", quick=True, data_root=root, seed=0, methods=(*methods, "grad_x_input"),
+                    model=out / "model", progress=False)
+    assert fresh == [False, False, False]  # the new method reuses the stored value

@@ -91,18 +91,25 @@ def _finite(values: np.ndarray) -> list[float | None]:
 
 
 def doc_record(model: SequenceModel, example: Example, doc: EraserDocument, method: str, scores: np.ndarray,
-               seed: int, rationale: list[int] | None = None, reached: bool | None = None) -> dict[str, Any]:
-    """Every metric of one method's ``scores[L]`` (or the random baseline when ``method == RANDOM``)."""
+               seed: int, rationale: list[int] | None = None, reached: bool | None = None,
+               full_logprob: float | None = None) -> dict[str, Any]:
+    """Every metric of one method's ``scores[L]`` (or the random baseline when ``method == RANDOM``). The record
+    keeps the full input's ``log p`` (``full_logprob``), which is the same for every method of the document: given
+    back here, it is not evaluated again (:func:`~seqexplain.metrics.faithfulness.faithfulness`)."""
     text = text_positions(example)
     metric_ex = _metric_example(example, text)
     gold = gold_pieces(example, doc)
     masked = np.full(example.length, np.nan)
     masked[text] = scores[text]
+    given = None if full_logprob is None else np.array([full_logprob])
     if method == RANDOM:
         faith: Any = random_baseline(model, metric_ex, seed=seed, repeats=RANDOM_REPEATS, removal="replace",
-                                     replace_with="mask")
+                                     replace_with="mask", full_logprob=given)
+        full = faith.runs[0].full_logprob
     else:
-        faith = faithfulness(model, metric_ex, masked[None, :], removal="replace", replace_with="mask")
+        faith = faithfulness(model, metric_ex, masked[None, :], removal="replace", replace_with="mask",
+                             full_logprob=given)
+        full = faith.full_logprob
     if rationale is not None:
         visible = set(text)
         predicted = sorted(j for j in rationale if j in visible)
@@ -116,6 +123,7 @@ def doc_record(model: SequenceModel, example: Example, doc: EraserDocument, meth
         "aopc_sufficiency": float(faith.aopc_sufficiency[0]),
         "auprc": auprc(masked, gold) if gold else None,
         "pred_spans": spans_from_positions(predicted), "gold_spans": spans_from_positions(gold), "reached": reached,
+        "full_logprob": float(full[0]),
     }
 
 
@@ -169,6 +177,8 @@ def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None
     examples = [encode_item(wrapped, t.text) for t in cut]
     options: dict[str, dict[str, Any]] = {"integrated_gradients": {"steps": steps}}
     seconds: dict[str, float] = {}
+    # the full input's log p of each document, from any stored record of it: evaluated once per document
+    full = {r["docid"]: r["full_logprob"] for r in store.records.values() if r.get("full_logprob") is not None}
     for method in [*chosen, RANDOM]:
         todo = [i for i in range(len(picked)) if _key(picked[i].docid, method) not in store]
         if method in HARD:
@@ -176,16 +186,22 @@ def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None
         started = time.perf_counter()
         if method == RANDOM:
             for i in todo:
-                store.add({"key": _key(picked[i].docid, RANDOM), **doc_record(
-                    wrapped, examples[i], picked[i], RANDOM, np.zeros(examples[i].length), seed + i)})
+                rec = {"key": _key(picked[i].docid, RANDOM), **doc_record(
+                    wrapped, examples[i], picked[i], RANDOM, np.zeros(examples[i].length), seed + i,
+                    full_logprob=full.get(picked[i].docid))}
+                store.add(rec)
+                full[picked[i].docid] = rec["full_logprob"]
         elif todo:
             results = explain_many(wrapped, [cut[i].text for i in todo], method, pack=PACK, progress=progress,
                                    **options.get(method, {}))
             for i, attr in zip(todo, results, strict=True):
                 part = attr.rationale if method in HARD else None
-                store.add({"key": _key(picked[i].docid, method), **doc_record(
+                rec = {"key": _key(picked[i].docid, method), **doc_record(
                     wrapped, examples[i], picked[i], method, attr.scores[0], seed,
-                    list(part.positions[0]) if part else None, part.reached[0] if part else None)})
+                    list(part.positions[0]) if part else None, part.reached[0] if part else None,
+                    full.get(picked[i].docid))}
+                store.add(rec)
+                full[picked[i].docid] = rec["full_logprob"]
         seconds[method] = time.perf_counter() - started
     records = [store.records[_key(d.docid, m)] for d in picked for m in [*chosen, RANDOM] if _key(d.docid, m) in store]
     summary = summarize(records, [*chosen, RANDOM])
