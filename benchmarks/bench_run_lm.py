@@ -194,8 +194,14 @@ def main(argv: list[str] | None = None) -> int:
     n = len(pairs)
     data = out / "sst_test_lm.jsonl"
     data.write_text("".join(json.dumps({"text": p, "target": c}) + "\n" for p, c in pairs), encoding="utf-8")
-    print(f"# {info['date']} commit {info['commit']}; {n} sentences ({skipped} one-word ones passed over); "
-          f"threads {args.threads}, seed {args.seed}; load {info['load_average_at_start']}", flush=True)
+    sizes = [(len(tok(p)["input_ids"]), len(tok(c)["input_ids"])) for p, c in pairs]
+    info["corpus"] = {"tokens_mean": float(np.mean([a + b for a, b in sizes])),
+                      "tokens_min": min(a + b for a, b in sizes), "tokens_max": max(a + b for a, b in sizes),
+                      "targets": sum(b for _, b in sizes)}
+    print(f"# {info['date']} commit {info['commit']}; {n} sentences ({skipped} one-word ones passed over), "
+          f"{info['corpus']['tokens_mean']:.1f} tokens on average ({info['corpus']['tokens_min']}-"
+          f"{info['corpus']['tokens_max']}), {info['corpus']['targets']} targets; threads {args.threads}, seed "
+          f"{args.seed}; load {info['load_average_at_start']}", flush=True)
 
     w = pairs[:min(args.warmup, n)]
     if w:  # first-call costs out of the timings
