@@ -29,6 +29,7 @@ from seqexplain.metrics.bootstrap import paired_difference_ci
 from seqexplain.metrics.faithfulness import DEFAULT_BINS
 from seqexplain.metrics.plausibility import iou_f1, token_prf_corpus
 from seqexplain.report.markdown import markdown_table
+from seqexplain.runs.records import json_safe
 
 RANDOM = "random"
 NO_AGREEMENT = ("greedy", RANDOM)
@@ -104,9 +105,8 @@ def _against_random(faith: dict[str, dict[str, Any]], by_method: dict[str, list[
         if method == RANDOM or not paired:
             continue
         faith[method]["vs_random"] = {  # undefined bounds (fewer than two documents) as None, as the records hold them
-            key: {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in vars(
-                paired_difference_ci([r[f"aopc_{key}"] for r, _ in paired], [b[f"aopc_{key}"] for _, b in paired])
-            ).items()}
+            key: json_safe(vars(paired_difference_ci([r[f"aopc_{key}"] for r, _ in paired],
+                                                     [b[f"aopc_{key}"] for _, b in paired])))
             for key in ("comprehensiveness", "sufficiency")}
 
 
