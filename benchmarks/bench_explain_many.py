@@ -189,6 +189,20 @@ def scores_of(result: list[Any]) -> list[np.ndarray]:
     return [r if isinstance(r, np.ndarray) else r.scores for r in result]
 
 
+def with_pack_tokens(wrapped: Any, pack_tokens: int, fn: Callable[[Items], list[Any]]
+                     ) -> Callable[[Items], list[Any]]:
+    """``fn`` run with the adapter's pack size for several examples set to ``pack_tokens`` (a tuning knob of the
+    adapter, not an option of the methods), restored afterwards."""
+    def run(items: Items) -> list[Any]:
+        saved = wrapped.default_pack_tokens
+        wrapped.default_pack_tokens = lambda: pack_tokens
+        try:
+            return fn(items)
+        finally:
+            wrapped.default_pack_tokens = saved
+    return run
+
+
 def interleaved(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items]
                 ) -> dict[str, tuple[float, float, list[Any]]]:
     """Each runner over every slice, round-robin (slice 1 by every runner, then slice 2, ...), so that a change of
@@ -297,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5, help="the sentences are cut into this many slices (each a "
                     "multiple of --pack), timed round-robin across runners (default 5)")
     ap.add_argument("--warmup", type=int, default=8, help="sentences each runner sees untimed first (default 8)")
-    ap.add_argument("--tune", default="", help="PACK:BUDGET pairs (BUDGET 'default' for seqexplain's own), e.g. "
-                    "16:default,64:16384: time explain_many alone with each, after the main table")
+    ap.add_argument("--tune", default="", help="PACK:BUDGET[:PACK_TOKENS] settings (BUDGET 'default' for "
+                    "seqexplain's own; PACK_TOKENS as --pack-tokens), e.g. 1024:default:512,1024:default:1024: time "
+                    "explain_many alone with each after the main table, the settings taking turns slice by slice")
     ap.add_argument("--pack-tokens", type=int, default=None, metavar="N",
                     help="tokens up to which explain_many packs several examples into one forward (default: the "
                          "adapter's, 512 on a CPU)")
@@ -407,23 +422,32 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_rows: list[dict[str, Any]] = []
     settings = [s.split(":") for s in args.tune.split(",") if s.strip()]
+    if any(len(s) not in (2, 3) for s in settings):
+        ap.error(f"--tune takes PACK:BUDGET[:PACK_TOKENS],...; got {args.tune!r}")
     if settings:
         tune_table = []
         for m in methods:
             opts = method_options(m, args.steps)
-            for pack_s, budget_s in settings:
+            runners = {}
+            for setting in settings:
+                pack_s, budget_s = setting[:2]
                 b = {} if budget_s == "default" else {"token_budget": int(budget_s)}
-                fn = many_runner(wrapped, m, {**opts, **b}, int(pack_s))
-                if warm:
+                pt = int(setting[2]) if len(setting) == 3 else tokens_per_pack
+                runners[":".join(setting)] = with_pack_tokens(wrapped, pt, many_runner(wrapped, m, {**opts, **b},
+                                                                                       int(pack_s)))
+            if warm:
+                for fn in runners.values():
                     fn(warm)
-                wall, cpu, _ = timed(fn, items)
-                tune_rows.append({"method": m, "pack": int(pack_s), "token_budget": budget_s,
-                                  "eps": len(items) / wall, "wall_s": wall, "cpu_s": cpu})
-                tune_table.append([m, pack_s, budget_s, f"{len(items) / wall:.2f}", f"{cpu:.2f}"])
-                print(f"tune {m} pack={pack_s} token_budget={budget_s}: {len(items) / wall:.2f} examples/s",
-                      flush=True)
+            timings = interleaved(runners, items, slices)
+            for setting in settings:
+                wall, cpu, _ = timings[":".join(setting)]
+                pt_s = setting[2] if len(setting) == 3 else str(tokens_per_pack)
+                tune_rows.append({"method": m, "pack": int(setting[0]), "token_budget": setting[1],
+                                  "pack_tokens": int(pt_s), "eps": len(items) / wall, "wall_s": wall, "cpu_s": cpu})
+                tune_table.append([m, setting[0], setting[1], pt_s, f"{len(items) / wall:.2f}", f"{cpu:.2f}"])
         print()
-        print(markdown_table(["method", "pack", "token_budget", "explain_many ex/s", "CPU s"], tune_table))
+        print(markdown_table(["method", "pack", "token_budget", "pack tokens", "explain_many ex/s", "CPU s"],
+                             tune_table))
 
     profiles: dict[str, str] = {}
     if args.profile:

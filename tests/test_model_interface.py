@@ -167,3 +167,28 @@ def test_gradient_methods_restore_requires_grad_on_exception(request, monkeypatc
     w = se.load_model(model, tok)
     se.explain(w, "The cat sat", " on", method="integrated_gradients", steps=4)
     assert [p.requires_grad for p in model.parameters()] == flags
+
+
+def test_eval_mode_restores_each_module_and_skips_models_already_in_eval(monkeypatch):
+    from seqexplain.models.base import eval_mode
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    model.train()
+    with pytest.raises(RuntimeError), eval_mode(model):
+        assert not any(m.training for m in model.modules())
+        raise RuntimeError("boom")
+    assert all(m.training for m in model.modules())
+
+    model.eval()
+    calls = []
+    monkeypatch.setattr(torch.nn.Module, "train", lambda self, mode=True: calls.append(mode) or self)
+    with eval_mode(model):
+        assert not any(m.training for m in model.modules())
+    assert calls == []  # nothing to switch: no walk over the modules
+    model[1].training = True  # one module in training mode is enough to switch
+    with eval_mode(model):
+        assert calls == [False]
+    monkeypatch.undo()
+    with eval_mode(model):  # and the mixed state comes back as it was
+        assert not any(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == [False, False, True]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -39,9 +40,14 @@ class Method:
     many: Callable[..., list[MethodResult]] | None = None
     ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
+    @cached_property
+    def _option_specs(self) -> dict[str, OptionSpec]:
+        # read from the function's signature once: every explained item asks for them (checks and defaults)
+        return option_specs(self.fn, self.ranges)
+
     def options(self) -> dict[str, OptionSpec]:
         """The method's options (:mod:`seqexplain.methods.options`): types, ranges, defaults."""
-        return option_specs(self.fn, self.ranges)
+        return dict(self._option_specs)
 
     def defaults(self) -> dict[str, Any]:
         """Options and their default values (the function's keyword-only parameters)."""

@@ -456,13 +456,20 @@ def row_objective(example: Example, logits: torch.Tensor, targets: torch.Tensor)
 
 @contextlib.contextmanager
 def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Put ``model`` in eval mode for the block and restore its previous mode, even on exceptions."""
-    was_training = model.training
+    """Put ``model`` in eval mode for the block and restore every module's previous mode afterwards, even on
+    exceptions. A model whose modules are all in eval mode already is left untouched (``Module.train`` walks every
+    module: ~1 ms a call on a BERT, a measurable share of one short example's explanation)."""
+    modes = {m: m.training for m in model.modules()}
+    if not any(modes.values()):
+        yield model
+        return
     model.eval()
     try:
         yield model
     finally:
-        model.train(was_training)
+        model.train(modes[model])
+        for m, mode in modes.items():  # a mixed state (some modules frozen in eval mode) comes back as it was
+            m.training = mode
 
 
 @contextlib.contextmanager
