@@ -195,14 +195,26 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line, sep, *body])
 
 
+def check_device(ap: Any, device: str) -> None:
+    """Exit 2 with one line (``ap.error``) for a ``--device`` this machine cannot run: CUDA where there is none, or a
+    name torch does not know."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):
+        ap.error(f"--device {device!r} is not a torch device; use cpu or cuda (cuda:N)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda requested but CUDA is not available")
+    if kind not in ("cpu", "cuda"):
+        ap.error(f"--device {device!r}: the benchmarks run on cpu or cuda")
+
+
 def common_setup(ap: Any, args: Any, methods: str, known: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
     """Threads, warnings and device checks every benchmark does, and its ``--methods`` / ``--peers`` lists."""
     import warnings
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        ap.error("--device cuda requested but CUDA is not available")
+    check_device(ap, args.device)
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = set(chosen) - set(known)
     if unknown:
