@@ -208,6 +208,17 @@ def check_device(ap: Any, device: str) -> None:
         ap.error(f"--device {device!r}: the benchmarks run on cpu or cuda")
 
 
+def use_device(ap: Any, device: str) -> None:
+    """After :func:`check_device`: make ``cuda:N`` CUDA's current device (so that :func:`sync` waits on it and ``cuda``
+    means it), or exit 2 with one line when the machine has no GPU ``N``; ``cpu`` and ``cuda`` change nothing."""
+    index = torch.device(device).index
+    if index is None:
+        return
+    if index >= torch.cuda.device_count():
+        ap.error(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+    torch.cuda.set_device(index)
+
+
 def common_setup(ap: Any, args: Any, methods: str, known: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
     """Threads, warnings and device checks every benchmark does, and its ``--methods`` / ``--peers`` lists."""
     import warnings
@@ -249,6 +260,7 @@ def training_bench_args(description: str, steps: int, checkpoint_every: int, n_d
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: both loops and the dump run there")
     args = ap.parse_args()
     check_device(ap, args.device)
+    use_device(ap, args.device)
     return args
 
 

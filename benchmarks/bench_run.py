@@ -54,7 +54,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import check_device, inseq_classifier_note, machine_info, markdown_table, sync, timed_rounds  # noqa: E402
+from _common import (  # noqa: E402
+    check_device,
+    inseq_classifier_note,
+    machine_info,
+    markdown_table,
+    sync,
+    timed_rounds,
+    use_device,
+)
 from bench_explain_many import captum_runner, load_classifier  # noqa: E402
 
 import seqexplain  # noqa: E402
@@ -153,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="cpu, cuda or cuda:N: where the single-process runners compute (the scale-out: CPU)")
     args = ap.parse_args(argv)
     check_device(ap, args.device)
+    use_device(ap, args.device)
     torch.set_num_threads(args.threads)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     out = args.out / stamp

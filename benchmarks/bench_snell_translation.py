@@ -13,7 +13,8 @@ Device (``--device``, default ``cpu``; ``cuda`` or ``cuda:N``): both loops and t
 initialised on the CPU from the seed and moved (as the library does), every batch on the device
 (:func:`seqexplain.training.snell_translation.to_device`); CUDA is synchronised before each timer starts and stops.
 On CUDA the CPU seconds are the host's time only, so compare the wall figures there. The device is printed and
-recorded in the JSON (``device``).
+recorded in the JSON (``device``). "Same final weights" uses ``atol=1e-6`` on every device: on CUDA, non-deterministic
+kernels (cuDNN RNNs) may make two identical loops differ by more after many updates.
 
 Run: ``python benchmarks/bench_snell_translation.py --threads 1 --seed 0 [--steps 60] [--n-dump 40] [--device cuda]``.
 """
