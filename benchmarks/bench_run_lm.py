@@ -23,6 +23,12 @@ rounds (the second in reverse order; mean), each including its model load from d
 * ``captum loops`` (unless ``--no-captum``): per method and sentence, the per-target captum loop of
   ``bench_core_methods.captum_runner`` on the raw model, results kept in memory.
 
+Device (``--device``, default ``cpu``; ``cuda`` or ``cuda:N``): every runner computes there — the run through its
+config's ``model.device``, inseq through ``load_model(..., device=...)``, captum on the model moved there with its
+token ids made there; CUDA is synchronised before each timer starts and stops (``_common.timed_rounds``). The device
+is printed in the header and recorded in the JSON (``info.device``, with the GPU's name from
+``_common.machine_info``).
+
 Agreement: on the first ``--check`` sentences, the largest relative difference (``_common.agreement``, visible
 cells) between the scores in the run's ``results.parquet`` and inseq's outputs of the timed call (per-dimension
 scores reduced as in ``bench_core_methods``: L2 norm / sum; inseq's occlusion is an absolute value) and captum's.
@@ -43,7 +49,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import agreement, bpe_tokenizer, machine_info, markdown_table, random_gpt2, timed_rounds  # noqa: E402
+from _common import (  # noqa: E402
+    agreement,
+    bpe_tokenizer,
+    check_device,
+    machine_info,
+    markdown_table,
+    random_gpt2,
+    sync,
+    timed_rounds,
+    use_device,
+)
 from bench_core_methods import INSEQ_NAME, captum_runner, reduce_dims  # noqa: E402
 from bench_explain_many import git_commit  # noqa: E402
 
@@ -77,25 +93,27 @@ def config(args: argparse.Namespace, data: Path, model_dir: Path, out: Path) -> 
     off = {"enabled": False}
     return {"seed": args.seed, "shard_size": args.shard_size, "pack": args.shard_size, "threads": args.threads,
             "data": {"format": "jsonl", "path": str(data), "text_field": "text", "target_field": "target"},
-            "model": {"path": str(model_dir), "kind": "causal"},
+            "model": {"path": str(model_dir), "kind": "causal", "device": args.device},
             "methods": [{"name": m, "options": o} for m, o in METHODS.items()],
             "metrics": {"faithfulness": off, "plausibility": off, "agreement": off},
             "output": {"dir": str(out), "report": False, "merge": True}}
 
 
-def inseq_run(model_dir: Path, pairs: Pairs, batch_size: int, out: Path, seconds: dict[str, list[float]]
-              ) -> dict[str, Any]:
+def inseq_run(model_dir: Path, pairs: Pairs, batch_size: int, out: Path, seconds: dict[str, list[float]],
+              device: str) -> dict[str, Any]:
     """inseq's attribute-dataset flow, per method: load the model from disk, one ``attribute`` call over the corpus;
     every output kept in memory and saved once at the end. Each method's seconds are appended to ``seconds``."""
     import inseq
 
     outs = {}
     for m in METHODS:
+        sync()
         t0 = time.perf_counter()
-        im = inseq.load_model(str(model_dir), INSEQ_NAME[m], device="cpu")
+        im = inseq.load_model(str(model_dir), INSEQ_NAME[m], device=device)
         outs[m] = im.attribute(input_texts=[p for p, _ in pairs], generated_texts=[p + c for p, c in pairs],
                                batch_size=batch_size, attribute_target=False, step_scores=[], show_progress=False,
                                pretty_progress=False, attributed_fn="probability", logprob=True)
+        sync()
         seconds.setdefault(m, []).append(time.perf_counter() - t0)
     out.mkdir(parents=True, exist_ok=True)
     for m, res in outs.items():
@@ -103,15 +121,17 @@ def inseq_run(model_dir: Path, pairs: Pairs, batch_size: int, out: Path, seconds
     return outs
 
 
-def captum_loops(model_dir: Path, pairs: Pairs) -> dict[str, list[np.ndarray]]:
-    """Per method and sentence the per-target captum loop of ``bench_core_methods`` on the raw model: [T, L]."""
+def captum_loops(model_dir: Path, pairs: Pairs, device: str) -> dict[str, list[np.ndarray]]:
+    """Per method and sentence the per-target captum loop of ``bench_core_methods`` on the raw model on ``device``:
+    [T, L]."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval().to(device)
     tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     encoded = [(tok(p, add_special_tokens=False)["input_ids"], tok(c, add_special_tokens=False)["input_ids"])
                for p, c in pairs]
-    return {m: [captum_runner(model, torch.tensor(a + b), len(a), m)() for a, b in encoded] for m in METHODS}
+    return {m: [captum_runner(model, torch.tensor(a + b, device=device), len(a), m)() for a, b in encoded]
+            for m in METHODS}
 
 
 def run_scores(run_dir: Path, n: int) -> dict[str, list[np.ndarray]]:
@@ -161,7 +181,7 @@ def inseq_matrices(outs: dict[str, Any], n: int) -> dict[str, list[np.ndarray]]:
         got[m] = []
         for seq in res.sequence_attributions[:n]:
             n_l = len(seq.target)  # the generated text (prompt + continuation) tokens
-            got[m].append(reduce_dims(seq.target_attributions, m)[:n_l].T.double().numpy())
+            got[m].append(reduce_dims(seq.target_attributions, m)[:n_l].T.double().cpu().numpy())
     return got
 
 
@@ -179,12 +199,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-inseq", action="store_true", help="time seqexplain (and captum) only: for corpus sizes at "
                     "which inseq would take hours")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench_run_lm")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where every runner computes")
     args = ap.parse_args(argv)
+    check_device(ap, args.device)
+    use_device(ap, args.device)
     torch.set_num_threads(args.threads)
     now = datetime.datetime.now(datetime.timezone.utc)
     out = args.out / now.strftime("%Y%m%dT%H%M%S")
     out.mkdir(parents=True)
-    info = {**machine_info("cpu"), "args": {k: str(v) for k, v in vars(args).items()}, "date": now.isoformat(),
+    info = {**machine_info(args.device), "args": {k: str(v) for k, v in vars(args).items()}, "date": now.isoformat(),
             "commit": git_commit()}
     tok = bpe_tokenizer()
     model_dir = out / "model"
@@ -200,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
                       "targets": sum(b for _, b in sizes)}
     print(f"# {info['date']} commit {info['commit']}; {n} sentences ({skipped} one-word ones passed over), "
           f"{info['corpus']['tokens_mean']:.1f} tokens on average ({info['corpus']['tokens_min']}-"
-          f"{info['corpus']['tokens_max']}), {info['corpus']['targets']} targets; threads {args.threads}, seed "
-          f"{args.seed}; load {info['load_average_at_start']}", flush=True)
+          f"{info['corpus']['tokens_max']}), {info['corpus']['targets']} targets; device {args.device}; threads "
+          f"{args.threads}, seed {args.seed}; load {info['load_average_at_start']}", flush=True)
 
     w = pairs[:min(args.warmup, n)]
     if w:  # first-call costs out of the timings
@@ -209,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         wj.write_text("".join(json.dumps({"text": p, "target": c}) + "\n" for p, c in w), encoding="utf-8")
         run(parse_config(config(args, wj, model_dir, out / "warm_run")), progress=False)
         if not args.no_inseq:
-            inseq_run(model_dir, w, args.inseq_batch_size, out / "warm_inseq", {})
+            inseq_run(model_dir, w, args.inseq_batch_size, out / "warm_inseq", {}, args.device)
         if not args.no_captum:
-            captum_loops(model_dir, w)
+            captum_loops(model_dir, w, args.device)
     kept: dict[str, Any] = {}
     inseq_s: dict[str, list[float]] = {}
 
@@ -223,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.no_inseq:
         runners["inseq"] = lambda r: keep("inseq", inseq_run(model_dir, pairs, args.inseq_batch_size,
-                                                             out / f"inseq{r}", inseq_s))
+                                                             out / f"inseq{r}", inseq_s, args.device))
     if not args.no_captum:
-        runners["captum loops"] = lambda r: keep("captum", captum_loops(model_dir, pairs))
+        runners["captum loops"] = lambda r: keep("captum", captum_loops(model_dir, pairs, args.device))
     times = timed_rounds(runners, args.rounds)
     t = {k: sum(v) / len(v) for k, v in times.items()}
     load_after = os.getloadavg()

@@ -14,7 +14,14 @@ Dump speed: :func:`seqexplain.analysis.training_dynamics.make_dump` (α, oriente
 plus :func:`write_dump` of ``--n-dump`` examples, per checkpoint. Times are wall seconds and CPU seconds
 (``time.process_time``; the latter is robust to other processes on a shared machine).
 
-Run: ``python benchmarks/bench_snell_training.py --threads 1 --seed 0 [--steps 200] [--n-dump 872]``.
+Device (``--device``, default ``cpu``; ``cuda`` or ``cuda:N``): both loops and the dump run there — weights
+initialised on the CPU from the seed and moved (as the library does), every batch tensor on the device; CUDA is
+synchronised before each timer starts and stops. On CUDA the CPU seconds are the host's time only (launches and
+waits), so compare the wall figures there. The device is printed and recorded in the JSON (``device``). "Same final
+weights" uses ``atol=1e-6`` on every device: on CUDA, non-deterministic kernels (cuDNN RNNs) may make two identical
+loops differ by more after many updates.
+
+Run: ``python benchmarks/bench_snell_training.py --threads 1 --seed 0 [--steps 200] [--n-dump 872] [--device cuda]``.
 """
 
 from __future__ import annotations
@@ -44,15 +51,16 @@ def _data(n: int, seed: int) -> list[tuple[list[int], int]]:
     return [(rng.integers(3, V, int(rng.integers(10, 41))).tolist(), int(rng.integers(0, 2))) for _ in range(n)]
 
 
-def _plain(cfg: SnellClassifierConfig, data: list[tuple[list[int], int]], steps: int, batch: int, seed: int
-           ) -> SnellClassifier:
+def _plain(cfg: SnellClassifierConfig, data: list[tuple[list[int], int]], steps: int, batch: int, seed: int,
+           device: str) -> SnellClassifier:
     torch.manual_seed(seed)
-    model = SnellClassifier(cfg).train()
+    model = SnellClassifier(cfg).to(device).train()  # initialised on the CPU, then moved: the library's weights
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for step in range(steps):
         idx = batch_indices(len(data), batch, seed, step)
         ids, lengths = pad_batch([data[i][0] for i in idx])
-        loss = torch.nn.functional.cross_entropy(model(ids, lengths)[0], torch.tensor([data[i][1] for i in idx]))
+        labels = torch.tensor([data[i][1] for i in idx], device=device)
+        loss = torch.nn.functional.cross_entropy(model(ids.to(device), lengths.to(device))[0], labels)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -67,12 +75,14 @@ def main() -> None:
     vocab = Vocab(["<unk>", "<eos>", "<bos>"] + [f"w{i}" for i in range(3, V)])
     cfg = SnellClassifierConfig(V, 2, 64, 64, 64)
     n_ex = args.steps * args.batch_size
-    _plain(cfg, data, 20, args.batch_size, args.seed)  # warm-up (allocator, kernels), so neither loop pays it
+    _plain(cfg, data, 20, args.batch_size, args.seed, args.device)  # warm-up (allocator, kernels): neither loop pays it
     with tempfile.TemporaryDirectory() as tmp:
         tcfg = SnellTrainConfig(steps=args.steps, batch_size=args.batch_size, seed=args.seed,
                                 checkpoint_every=args.checkpoint_every, tensorboard=False)
-        ours, w_ours, c_ours = wall_and_cpu(lambda: train_snell_classifier(cfg, data, tcfg, Path(tmp) / "run", vocab))
-        plain, w_plain, c_plain = wall_and_cpu(lambda: _plain(cfg, data, args.steps, args.batch_size, args.seed))
+        ours, w_ours, c_ours = wall_and_cpu(lambda: train_snell_classifier(cfg, data, tcfg, Path(tmp) / "run", vocab,
+                                                                           device=args.device))
+        plain, w_plain, c_plain = wall_and_cpu(lambda: _plain(cfg, data, args.steps, args.batch_size, args.seed,
+                                                              args.device))
         same = all(torch.allclose(v, plain.state_dict()[k], atol=1e-6) for k, v in ours.state_dict().items())
         dump_data = data[: args.n_dump]
         times = []
@@ -81,16 +91,17 @@ def main() -> None:
                 ours, dump_data, run="bench", step=rep, split="val", dataset="random", vocab_hash="v"), Path(tmp)))
             times.append((w, c))
     w_dump, c_dump = (float(np.median([t[i] for t in times])) for i in (0, 1))
-    res = {"steps": args.steps, "batch_size": args.batch_size, "checkpoints": args.steps // args.checkpoint_every + 1,
+    res = {"device": args.device, "steps": args.steps, "batch_size": args.batch_size,
+           "checkpoints": args.steps // args.checkpoint_every + 1,
            "seqexplain_examples_per_s_wall": n_ex / w_ours, "seqexplain_examples_per_s_cpu": n_ex / c_ours,
            "plain_examples_per_s_wall": n_ex / w_plain, "plain_examples_per_s_cpu": n_ex / c_plain,
            "same_weights": same, "dump_examples": len(dump_data), "dump_s_per_checkpoint_wall": w_dump,
            "dump_s_per_checkpoint_cpu": c_dump, "run": run_record(args.seed)}
-    print(f"training ({args.steps} updates × {args.batch_size}): seqexplain "
+    print(f"training ({args.steps} updates × {args.batch_size}, on {args.device}): seqexplain "
           f"{res['seqexplain_examples_per_s_cpu']:.0f} ex/s CPU ({res['seqexplain_examples_per_s_wall']:.0f} wall), "
           f"plain loop {res['plain_examples_per_s_cpu']:.0f} ex/s CPU ({res['plain_examples_per_s_wall']:.0f} wall); "
           f"same final weights: {same}")
-    print(f"dump of {len(dump_data)} examples: {c_dump:.2f} s CPU ({w_dump:.2f} wall) per checkpoint "
+    print(f"dump of {len(dump_data)} examples on {args.device}: {c_dump:.2f} s CPU ({w_dump:.2f} wall) per checkpoint "
           f"({len(dump_data) / c_dump:.0f} examples/s CPU)")
     if args.json:
         args.json.write_text(json.dumps(res, indent=1))
