@@ -32,7 +32,8 @@ span as the prompt.
 every input of the paper loop on that device; seqexplain gets the same module through ``load_model(...,
 device=...)`` (its ``Example`` stays on the CPU, as the adapter's own ``encode`` builds it; the adapter moves the
 ids). Every timed call is bracketed by ``_common.sync()`` (``torch.cuda.synchronize``), so GPU times are complete.
-The header and ``--json`` record the device.
+The header and ``--json`` record the device. The model cache's name does not say where the model was trained: a
+model trained on a GPU may differ slightly from one trained on the CPU, so compare CPU and GPU runs on one cache.
 """
 
 from __future__ import annotations
@@ -247,6 +248,8 @@ def main() -> None:
                     help="after timing, profile one seqexplain run (cProfile) and print its N costliest functions")
     args = ap.parse_args()
     check_device(ap, args.device)
+    if args.device.startswith("cuda"):  # _common.sync() waits for the current device: make it this one
+        torch.cuda.set_device(torch.device(args.device).index or 0)
     torch.set_num_threads(args.threads)
     variants = [v for v in args.references.split(",") if v]
     if not set(variants) <= {"mask", "compact"}:
