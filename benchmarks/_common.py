@@ -165,7 +165,7 @@ def machine_info(device: str) -> dict[str, Any]:
         "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
     if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     from importlib import metadata
 
     for name in ("transformers", "captum", "inseq", "seqexplain"):
@@ -196,27 +196,21 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def check_device(ap: Any, device: str) -> None:
-    """Exit 2 with one line (``ap.error``) for a ``--device`` this machine cannot run: CUDA where there is none, or a
-    name torch does not know."""
+    """Exit 2 with one line (``ap.error``) for a ``--device`` this machine cannot run: CUDA where there is none, a GPU
+    ``N`` it lacks, or a name torch does not know; make ``cuda:N`` CUDA's current device (so that :func:`sync` waits
+    on it and ``cuda`` means it)."""
     try:
-        kind = torch.device(device).type
+        dev = torch.device(device)
     except (RuntimeError, ValueError):
         ap.error(f"--device {device!r} is not a torch device; use cpu or cuda (cuda:N)")
-    if kind == "cuda" and not torch.cuda.is_available():
-        ap.error("--device cuda requested but CUDA is not available")
-    if kind not in ("cpu", "cuda"):
+    if dev.type not in ("cpu", "cuda"):
         ap.error(f"--device {device!r}: the benchmarks run on cpu or cuda")
-
-
-def use_device(ap: Any, device: str) -> None:
-    """After :func:`check_device`: make ``cuda:N`` CUDA's current device (so that :func:`sync` waits on it and ``cuda``
-    means it), or exit 2 with one line when the machine has no GPU ``N``; ``cpu`` and ``cuda`` change nothing."""
-    index = torch.device(device).index
-    if index is None:
-        return
-    if index >= torch.cuda.device_count():
-        ap.error(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
-    torch.cuda.set_device(index)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None:
+        if dev.index >= torch.cuda.device_count():
+            ap.error(f"--device {device}: this machine has {torch.cuda.device_count()} GPU(s)")
+        torch.cuda.set_device(dev.index)
 
 
 def common_setup(ap: Any, args: Any, methods: str, known: tuple[str, ...] | list[str]) -> tuple[list[str], list[str]]:
@@ -260,7 +254,6 @@ def training_bench_args(description: str, steps: int, checkpoint_every: int, n_d
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: both loops and the dump run there")
     args = ap.parse_args()
     check_device(ap, args.device)
-    use_device(ap, args.device)
     return args
 
 

@@ -248,8 +248,6 @@ def main() -> None:
                     help="after timing, profile one seqexplain run (cProfile) and print its N costliest functions")
     args = ap.parse_args()
     check_device(ap, args.device)
-    if args.device.startswith("cuda"):  # _common.sync() waits for the current device: make it this one
-        torch.cuda.set_device(torch.device(args.device).index or 0)
     torch.set_num_threads(args.threads)
     variants = [v for v in args.references.split(",") if v]
     if not set(variants) <= {"mask", "compact"}:

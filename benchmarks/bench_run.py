@@ -61,7 +61,6 @@ from _common import (  # noqa: E402
     markdown_table,
     sync,
     timed_rounds,
-    use_device,
 )
 from bench_explain_many import captum_runner, load_classifier  # noqa: E402
 
@@ -174,7 +173,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="random: the same network with seeded random weights (config and tokenizer files suffice)")
     args = ap.parse_args(argv)
     check_device(ap, args.device)
-    use_device(ap, args.device)
     torch.set_num_threads(args.threads)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S")
     out = args.out / stamp

@@ -58,7 +58,6 @@ from _common import (  # noqa: E402
     random_gpt2,
     sync,
     timed_rounds,
-    use_device,
 )
 from bench_core_methods import INSEQ_NAME, captum_runner, reduce_dims  # noqa: E402
 from bench_explain_many import git_commit  # noqa: E402
@@ -202,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N: where every runner computes")
     args = ap.parse_args(argv)
     check_device(ap, args.device)
-    use_device(ap, args.device)
     torch.set_num_threads(args.threads)
     now = datetime.datetime.now(datetime.timezone.utc)
     out = args.out / now.strftime("%Y%m%dT%H%M%S")

@@ -126,8 +126,6 @@ def main() -> None:
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     check_device(ap, args.device)
-    if args.device.startswith("cuda"):  # _common.sync() waits for the current device: make it this one
-        torch.cuda.set_device(torch.device(args.device).index or 0)
     torch.set_num_threads(1)
     if args.memory_child is not None:
         print(json.dumps(memory_run(args.memory_child, args.rows, args.device)))
