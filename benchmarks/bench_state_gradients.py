@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import check_device, sync  # noqa: E402
+from _common import check_device, machine_info, sync  # noqa: E402
 
 from seqexplain.analysis.state_gradients import (  # noqa: E402
     GradientChunk,
@@ -123,6 +123,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs=2, default=[400, 1600])
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where the model and both "
                     "gradient computations run")
+    ap.add_argument("--json", default=None, help="write the measurements (with the device and machine) here")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     check_device(ap, args.device)
@@ -142,6 +143,7 @@ def main() -> None:
           f"-> {per['loop']['cpu'] * 1e3:.1f} CPU ms / position")
     print(f"speed ratio (loop / vectorised): {per['loop']['cpu'] / per['vectorised']['cpu']:.0f}x CPU time, "
           f"{per['loop']['wall'] / per['vectorised']['wall']:.0f}x wall time")
+    memory = []
     for n in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--rows", str(args.rows),
                               "--device", args.device], check=True, capture_output=True, text=True).stdout
@@ -153,6 +155,11 @@ def main() -> None:
             peak = (f"peak CUDA memory allocated above the model, online over {n} positions: "
                     f"{r['peak_cuda_allocated_above_model_mib']:.0f} MiB")
         print(f"{peak} ({r['wall_s']:.1f} s); storing every G_d(t) in float32 instead would take {raw_gb:.2f} GB")
+        memory.append(r)
+    if args.json:
+        payload = {"machine": machine_info(args.device), "config": vars(args), "vectorised": vec, "loop": loop,
+                   "per_position": per, "memory": memory}
+        Path(args.json).write_text(json.dumps(payload, indent=1, default=str))
 
 
 if __name__ == "__main__":
