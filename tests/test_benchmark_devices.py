@@ -1,5 +1,6 @@
-"""Every benchmark takes ``--device`` (benchmarks/gpu_check.sh runs each on CUDA) and refuses a device this machine
-lacks with exit status 2 and one line, before it loads any model."""
+"""What benchmarks/gpu_check.sh relies on, checked without a GPU: every benchmark takes ``--device`` and refuses a
+device this machine lacks with exit status 2 and one line, before it loads any model; the gpu-marked tests pass when
+run CPU against CPU."""
 
 from __future__ import annotations
 
@@ -56,3 +57,16 @@ def test_check_device_messages(common, capsys, device, message):
 
 def test_check_device_accepts_cpu(common):
     common.check_device(argparse.ArgumentParser(prog="bench"), "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the gpu-marked tests run for real")
+def test_gpu_marked_tests_pass_cpu_against_cpu():
+    """The CUDA comparisons skip on a machine without CUDA, so nothing else would notice when they fall behind the
+    code (they once still read an Attribution field that v2 had moved): run them CPU against CPU."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), HF_HUB_OFFLINE="1", SEQEXPLAIN_TEST_DEVICE="cpu",
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                           "-m", "gpu", "tests/test_gpu_oracles.py", "tests/test_snell_device.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert " passed" in proc.stdout and " failed" not in proc.stdout
