@@ -2,8 +2,9 @@
 
 The CPU results are the reference: ``tests/test_methods_oracle.py`` checks them against captum, brute-force loops
 and direct attention computations, so agreement here carries those oracles over to the GPU. Models are the tiny
-GPT-2, BERT and BART fixtures of ``conftest.py``; each test moves a *copy* to the device (the fixtures are shared
-by the session) and explains through ``seqexplain.explain(seqexplain.load_model(model.to(device), tok), ...)``.
+GPT-2, Llama, BERT, BART and T5 fixtures of ``conftest.py`` and the two native adapters of
+``test_native_adapters.py`` (an attention-pooling LSTM classifier and a BiLSTM token labeller, float64); each test
+moves a *copy* to the device (the fixtures are shared) and explains through ``seqexplain.explain``.
 
 Marked ``gpu``; skipped where ``torch.cuda.is_available()`` is false, so ``make test`` passes on a CPU-only
 machine. Run them with ``pytest -m gpu tests/test_gpu_oracles.py`` (``benchmarks/gpu_check.sh`` does).
@@ -19,6 +20,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from test_native_adapters import clf, tagger, vocab  # noqa: F401  (module fixtures, used by name)
 
 import seqexplain as se
 
@@ -29,12 +31,21 @@ pytestmark = [
     pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(), reason="CUDA is not available"),
 ]
 
-FIXTURES = ["gpt2", "bert", "bart"]
+FIXTURES = ["gpt2", "llama", "bert", "bart", "t5", "clf", "tagger"]
 INPUTS = {
     "gpt2": ("The cat sat on the mat.", " The dog sat"),
+    "llama": ("The cat sat on the mat.", " The dog sat"),
     "bert": ("The quick brown fox jumps over the lazy dog.", "positive"),
     "bart": ("The quick brown fox jumps.", "The dog sat on"),
+    "t5": ("The quick brown fox jumps.", "The dog sat on"),
+    "clf": ("the film was not good but very fun", "pos"),
+    "tagger": ("the film was not good but very fun", None),
 }
+#: the native adapters (module fixtures of test_native_adapters.py, imported below)
+NATIVE = {"clf", "tagger"}
+#: methods an adapter refuses with UnsupportedError (no attention maps, or one pooling attention: no rollout)
+UNSUPPORTED = {("clf", "attention_rollout"), ("tagger", "attention_last"), ("tagger", "attention_all"),
+               ("tagger", "attention_rollout")}
 #: every registered method, with options that keep the rationale searches small
 METHODS: dict[str, dict] = {
     "gradient_norm": {},
@@ -63,6 +74,11 @@ def device():
 
 
 def _wrapped_pair(request, name, device):
+    if name in NATIVE:  # an adapter object: a copy of it whose network lives on the device
+        cpu = request.getfixturevalue(name)
+        dev = copy.deepcopy(cpu)
+        dev.model.to(device)
+        return cpu, dev
     model, tok = request.getfixturevalue(name)
     cpu = se.load_model(model, tok)
     dev = se.load_model(copy.deepcopy(model).to(device), tok)
@@ -86,6 +102,10 @@ def test_method_on_device_equals_cpu(request, device, name, method):
     text, target = INPUTS[name]
     options = METHODS[method]
     registered = method.removesuffix("_unk")
+    if (name, method) in UNSUPPORTED:
+        with pytest.raises(se.errors.UnsupportedError):
+            se.explain(dev, text, target=target, method=registered, **options)
+        return
     ref = se.explain(cpu, text, target=target, method=registered, **options)
     got = se.explain(dev, text, target=target, method=registered, **options)
     assert got.tokens == ref.tokens and got.target_tokens == ref.target_tokens
