@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                     "explain_many alone with each after the main table, the settings taking turns slice by slice")
     ap.add_argument("--pack-tokens", type=int, default=None, metavar="N",
                     help="tokens up to which explain_many packs several examples into one forward (default: the "
-                         "adapter's, 512 on a CPU)")
+                         "adapter's, 1,024 on a CPU)")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="cProfile explain_many and one-at-a-time on N sentences per method and print the top "
                          "functions")
