@@ -92,11 +92,12 @@ if [ -n "$WHEELS" ]; then
     if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
         SITE=$(mktemp -d /tmp/gpu_check_site.XXXXXX)
         say "== installing $(ls "$WHEELS"/*.whl | wc -l) wheel(s) from $WHEELS into $SITE"
-        if timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
-            "$WHEELS"/*.whl 2>&1 | tee -a "$LOG"; then
+        timeout 120 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
+            "$WHEELS"/*.whl 2>&1 | tee -a "$LOG"
+        if [ "${PIPESTATUS[0]}" -eq 0 ]; then  # pip's status, not tee's
             export PYTHONPATH="src:$SITE"
         else
-            say "!! wheel install failed; going on without them"
+            say "!! wheel install failed (pip's output above); going on without them"
             FAILED=1
         fi
     else
