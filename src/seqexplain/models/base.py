@@ -246,7 +246,7 @@ class SequenceModel(ABC):
         """Tokens a forward should reach by packing *several examples* (``explain_many``): 1,024 on a CPU, the
         token budget on an accelerator. Measured with MiniLM on 1,000 SST-2 sentences, 2 threads, items sorted by
         length in packs of 1,024 (``benchmarks/bench_explain_many.py --tune``, docs/benchmarks.md): gradient methods
-        5-8 % faster at 1,024 tokens than at 512, 2,048 within ±2 % of 1,024, IG and occlusion equal; packing IG to
+        3-9 % faster at 1,024 tokens than at 512, 2,048 within ±5 % of 1,024, IG and occlusion equal; packing IG to
         4,096 tokens was 1.3× slower."""
         return 1024 if self.device.type == "cpu" else self.default_token_budget()
 
