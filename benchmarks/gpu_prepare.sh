@@ -7,7 +7,7 @@
 #   DIR/wheels/   pure-Python and manylinux wheels for the GPU machine's Python (GPU_PY_VERSION, default 3.12) of
 #                 the packages its image lacks: captum and inseq (the peers), typeguard 2.13.3 (inseq's pin),
 #                 pydantic (run configs) and datasets (run data) with their own missing needs;
-#   DIR/minilm/   all-MiniLM-L6-v2's config and tokenizer files, without the 87 MB of weights (over the device
+#   DIR/minilm/   all-MiniLM-L6-v2's config and tokenizer files, without the 87 MiB of weights (over the device
 #                 tool's 64 MiB carry limit): bench_explain_many then builds the same network with seeded random
 #                 weights (--init random), which changes no timing;
 #   DIR/data/     the SST trees zip (research-only data: carried for the benchmarks, never committed or packaged)

@@ -40,8 +40,8 @@ __all__ = ["RecordStore", "json_safe"]
 
 
 def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float (NaN, ±inf, numpy floats included) replaced by ``None``, recursively
-    through dicts, lists and tuples (tuples become lists, as JSON reads them back)."""
+    """``value`` with every non-finite float (NaN, ±inf; numpy float64, a float subclass, included) replaced by
+    ``None``, recursively through dicts, lists and tuples (tuples become lists, as JSON reads them back)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
