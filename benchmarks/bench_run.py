@@ -62,7 +62,7 @@ from _common import (  # noqa: E402
     sync,
     timed_rounds,
 )
-from bench_explain_many import captum_runner, load_classifier  # noqa: E402
+from _explain_many_runners import captum_runner, load_classifier  # noqa: E402
 
 import seqexplain  # noqa: E402
 from seqexplain.data.sst import read_sst  # noqa: E402

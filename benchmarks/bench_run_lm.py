@@ -53,6 +53,7 @@ from _common import (  # noqa: E402
     agreement,
     bpe_tokenizer,
     check_device,
+    git_commit,
     machine_info,
     markdown_table,
     random_gpt2,
@@ -60,7 +61,6 @@ from _common import (  # noqa: E402
     timed_rounds,
 )
 from bench_core_methods import INSEQ_NAME, captum_runner, reduce_dims  # noqa: E402
-from bench_explain_many import git_commit  # noqa: E402
 
 from seqexplain.data.sst import read_sst  # noqa: E402
 from seqexplain.runs.config import parse_config  # noqa: E402

@@ -122,6 +122,15 @@ def test_original_numerics_agree_when_small_and_overflow_when_large():
 
 
 # --------------------------------------------------------------------------- keep-mask = deletion
+def test_predicted_labels_of_many_documents_share_a_forward(adapter, docs, monkeypatch):
+    one = [adapter.encode(d).target_tokens for d in docs]
+    calls: list[int] = []
+    original = adapter.model.forward
+    monkeypatch.setattr(adapter.model, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    assert [ex.target_tokens for ex in adapter.encode_many([(d, None) for d in docs])] == one
+    assert len(calls) == 1
+
+
 def test_occlusion_is_deleting_tokens(adapter, docs):
     net = adapter.model
     for doc in docs:

@@ -122,9 +122,8 @@ def test_explain_many_equals_one_at_a_time(request, name, method, options):
         np.testing.assert_allclose(got.scores, one.scores, rtol=1e-5, atol=1e-6)
 
 
-def test_explain_many_packs_examples_into_shared_forwards(bert, monkeypatch):
-    model, tok = bert
-    w = se.load_model(model, tok)
+def _count_forwards(model, monkeypatch) -> list[int]:
+    """Batch sizes of the model's forwards from now on."""
     calls: list[int] = []
     original = model.forward
 
@@ -134,9 +133,52 @@ def test_explain_many_packs_examples_into_shared_forwards(bert, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(model, "forward", spy)
+    return calls
+
+
+def test_explain_many_packs_examples_into_shared_forwards(bert, monkeypatch):
+    model, tok = bert
+    w = se.load_model(model, tok)
+    calls = _count_forwards(model, monkeypatch)
     items = [(f"the cat number {i} sat", 1) for i in range(10)]
     list(se.explain_many(w, items, "gradient_norm", progress=False))
     assert max(calls) == 10  # the ten examples share one forward
+
+
+@pytest.mark.parametrize("name", ["bert", "gpt2_classifier"])
+def test_explain_many_predicts_labels_in_shared_forwards(request, name, monkeypatch):
+    """Items without a target are explained for the model's own label, found for the whole pack in shared forwards
+    (not one forward each), and equal to one explain call per item."""
+    model, tok = request.getfixturevalue(name)
+    w = se.load_model(model, tok)
+    texts = ["the cat sat on the mat", "a dog", "paris is the capital of france", "the cat", "a dog sat on a cat",
+             "berlin", "the mat sat on the cat and the dog", "a cat and a dog"]
+    ones = [se.explain(w, t, method="gradient_norm") for t in texts]
+    many = list(se.explain_many(w, texts, "gradient_norm", progress=False))
+    assert [m.target_tokens for m in many] == [o.target_tokens for o in ones]
+    for m, o in zip(many, ones, strict=True):
+        np.testing.assert_allclose(m.scores, o.scores, rtol=1e-5, atol=1e-6)
+    calls = _count_forwards(model, monkeypatch)
+    examples = w.encode_many([(t, None) for t in texts])
+    assert calls == [len(texts)]  # one forward for all the labels
+    assert [ex.target_tokens for ex in examples] == [o.target_tokens for o in ones]
+
+
+def test_near_tied_predictions_are_recomputed_alone(bert, monkeypatch):
+    """With a head that gives every label the same logit, batch rounding could pick any label: each such input is
+    predicted again alone, as one explain call would (label 0 for an exact tie)."""
+    import copy
+
+    model = copy.deepcopy(bert[0])
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.zero_()
+    w = se.load_model(model, bert[1])
+    texts = ["the cat sat", "a dog", "paris is the capital"]
+    calls = _count_forwards(model, monkeypatch)
+    examples = w.encode_many([(t, None) for t in texts])
+    assert [ex.target_tokens for ex in examples] == [["negative"]] * 3
+    assert calls == [3, 1, 1, 1]  # the shared forward, then each tie alone
 
 
 def test_explain_many_shows_row_progress_inside_a_pack(bert, capsys):

@@ -147,6 +147,18 @@ def test_classifier_learned_and_encodes(clf):
         clf.encode("great film", "maybe")
 
 
+def test_classifier_predicts_labels_of_many_inputs_in_one_forward(clf, monkeypatch):
+    texts = TEXTS + ["good", "the film was bad", "awful"]
+    one = [clf.encode(t).target_tokens for t in texts]
+    calls: list[int] = []
+    original = clf.logits_many
+    monkeypatch.setattr(clf, "logits_many", lambda parts: calls.append(len(parts)) or original(parts))
+    assert [ex.target_tokens for ex in clf.encode_many([(t, None) for t in texts])] == one
+    assert calls == [len(texts)]  # one forward of all the inputs
+    assert [ex.target_tokens for ex in clf.encode_many([("great film", "neg"), ("awful", None)])] == [["neg"],
+                                                                                                      ["neg"]]
+
+
 @pytest.mark.parametrize("text", TEXTS)
 def test_classifier_occlusion_is_deleting_tokens(clf, vocab, text):
     ids, net = ids_of(vocab, text), clf.model

@@ -57,7 +57,12 @@ def encode_item(wrapped: SequenceModel, text: Any, target: Any = None, *, object
                 foil: Any = None, groups: Mapping[str, list[list[int]]] | None = None, **encode_options: Any
                 ) -> Example:
     """Encode one input with its objective and named groups of positions (checked against the input)."""
-    example = wrapped.encode(text, target, **encode_options)
+    return finish_item(wrapped, wrapped.encode(text, target, **encode_options), objective, foil, groups)
+
+
+def finish_item(wrapped: SequenceModel, example: Example, objective: str = "logprob", foil: Any = None,
+                groups: Mapping[str, list[list[int]]] | None = None) -> Example:
+    """An encoded input with its objective (and foil) and its named groups of positions."""
     if objective != "logprob" or foil is not None:
         example = wrapped.with_objective(example, objective, foil)
     if groups:
@@ -203,7 +208,7 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
     limit = pack if batched else 1  # nothing to share: each item's result goes out as soon as it is computed
     total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
     bar = tqdm(total=total, desc=f"explain_many {method}", unit="item", disable=not progress)
-    buffer: list[Example] = []
+    buffer: list[dict[str, Any]] = []
     form: str | None = None
     try:
         for n, item in enumerate(items):
@@ -212,13 +217,15 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
                 raise InputError(f"explain_many item {n} is a {got} but the earlier items are {form}s; give items "
                                  "of one kind (all texts, all (text, target) pairs, or all mappings)")
             form = got
-            buffer.append(_encode_many_item(wrapped, item, objective))
+            buffer.append(_item_fields(item, objective))
             if len(buffer) >= limit:
-                yield from _pack_with_progress(wrapped, buffer, method, options, strict, progress and batched)
+                examples = _encode_pack(wrapped, buffer)
+                yield from _pack_with_progress(wrapped, examples, method, options, strict, progress and batched)
                 bar.update(len(buffer))
                 buffer = []
         if buffer:
-            yield from _pack_with_progress(wrapped, buffer, method, options, strict, progress and batched)
+            examples = _encode_pack(wrapped, buffer)
+            yield from _pack_with_progress(wrapped, examples, method, options, strict, progress and batched)
             bar.update(len(buffer))
     finally:
         bar.close()
@@ -243,20 +250,29 @@ def _item_form(item: Any) -> str:
     raise InputError(f"an explain_many item is a text, a (text, target) pair or a mapping, not {type(item).__name__}")
 
 
-def _encode_many_item(wrapped: SequenceModel, item: Any, objective: str) -> Example:
+def _item_fields(item: Any, objective: str) -> dict[str, Any]:
+    """An item as ``{text, target, objective, foil, groups}`` (the mapping's keys checked)."""
     if isinstance(item, str):
-        return encode_item(wrapped, item, objective=objective)
+        return {"text": item, "target": None, "objective": objective, "foil": None, "groups": None}
     if isinstance(item, Mapping):
         unknown = set(item) - {"text", "target", "foil", "groups", "objective"}
         if unknown or "text" not in item:
             raise InputError(f"an explain_many item mapping takes text, target, foil, groups, objective; got "
                              f"{sorted(item)}")
-        return encode_item(wrapped, item["text"], item.get("target"), objective=item.get("objective", objective),
-                           foil=item.get("foil"), groups=item.get("groups"))
+        return {"text": item["text"], "target": item.get("target"), "objective": item.get("objective", objective),
+                "foil": item.get("foil"), "groups": item.get("groups")}
     if isinstance(item, (tuple, list)) and len(item) == 2:
-        return encode_item(wrapped, item[0], item[1], objective=objective)
+        return {"text": item[0], "target": item[1], "objective": objective, "foil": None, "groups": None}
     raise InputError(f"an explain_many item is a text, a (text, target) pair or a mapping, not "
                      f"{type(item).__name__}")
+
+
+def _encode_pack(wrapped: SequenceModel, fields: list[dict[str, Any]]) -> list[Example]:
+    """A pack of items encoded together (:meth:`SequenceModel.encode_many`: the model's own predictions of the
+    items without a target can share forwards), each then given its objective and groups."""
+    encoded = wrapped.encode_many([(f["text"], f["target"]) for f in fields])
+    return [finish_item(wrapped, ex, f["objective"], f["foil"], f["groups"])
+            for ex, f in zip(encoded, fields, strict=True)]
 
 
 def explain_pack(wrapped: SequenceModel, examples: list[Example], method: str, options: dict[str, Any],

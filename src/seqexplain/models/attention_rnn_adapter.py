@@ -36,6 +36,7 @@ from torch import Tensor
 from seqexplain.errors import InputError
 from seqexplain.models.attention_rnn import AttentionRNN
 from seqexplain.models.base import AttentionSegment, Example, Part, SequenceModel, eval_mode
+from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.native_heads import compact, pad_steps
 
 
@@ -54,7 +55,7 @@ class VectorDocument:
         return " ".join(self.tokens)
 
 
-class AttentionRNNAdapter(SequenceModel):
+class AttentionRNNAdapter(ClassifierLabels, SequenceModel):
     """Adapter of an :class:`AttentionRNN` (module docstring)."""
 
     kind = "classifier"
@@ -94,25 +95,10 @@ class AttentionRNNAdapter(SequenceModel):
     def label_names(self) -> list[str]:
         return list(self.labels)
 
-    def target_name(self, example: Example, token_id: int) -> str:
-        return self.labels[token_id] if 0 <= token_id < len(self.labels) else str(token_id)
-
-    def label_index(self, label: Any) -> int:
-        if isinstance(label, (int, Tensor)) and not isinstance(label, bool) and 0 <= int(label) < len(self.labels):
-            return int(label)
-        lowered = {n.lower(): i for i, n in enumerate(self.labels)}
-        if str(label).strip().lower() in lowered:
-            return lowered[str(label).strip().lower()]
-        raise InputError(f"unknown label {label!r}; the labels are: {', '.join(self.labels)}")
-
-    def foil_ids(self, example: Example, foil: Any) -> tuple[Tensor, list[str]]:
-        foil = foil[0] if isinstance(foil, (list, tuple)) and len(foil) == 1 else foil
-        label = self.label_index(foil)
-        return torch.tensor([label], dtype=torch.long), [self.labels[label]]
-
     # ------------------------------------------------------------------ encode
-    def encode(self, text: Any, target: Any = None, **_: Any) -> Example:
-        """The :class:`Example` of a :class:`VectorDocument`; ``target`` a label index or name (None: predicted)."""
+    def encode_input(self, text: Any, **_: Any) -> Example:
+        """The :class:`Example` of a :class:`VectorDocument` with a placeholder label (labels:
+        :class:`ClassifierLabels`)."""
         doc = text
         if not isinstance(doc, VectorDocument):
             raise InputError(f"an attention RNN explains VectorDocument inputs (tokens, vectors, event types), not "
@@ -142,17 +128,10 @@ class AttentionRNNAdapter(SequenceModel):
             offsets.append((start, start + len(tok)))
             start += len(tok) + 1
         param = next(self.model.parameters())
-        ex = Example(kind="classifier", input_ids=None, tokens=list(doc.tokens), offsets=offsets,
+        return Example(kind="classifier", input_ids=None, tokens=list(doc.tokens), offsets=offsets,
                      segments=["source"] * len(doc.tokens), target_ids=torch.zeros(1, dtype=torch.long),
                      target_tokens=[""], target_positions=[None], n_source=len(doc.tokens), text=doc.text,
                      input_vectors=vectors.to(param.dtype), extra=extra, groups=groups)
-        if target is None:
-            with torch.no_grad(), eval_mode(self.model):
-                label = int(self.logits(ex)[0, 0].argmax())
-        else:
-            label = self.label_index(target)
-        return ex.replace(target_ids=torch.tensor([label]), target_tokens=[self.labels[label]],
-                          target_text=self.labels[label])
 
     def embed(self, example: Example) -> Tensor:
         """``[1, L, D]`` the example's vectors (minus the origin, for a :meth:`with_origin` view)."""

@@ -167,6 +167,12 @@ class SequenceModel(ABC):
     def encode(self, text: Any, target: Any = None, **options: Any) -> Example:
         """The :class:`Example` of an input and its target (``None``: the model's own prediction)."""
 
+    def encode_many(self, requests: Sequence[tuple[Any, Any]], **options: Any) -> list[Example]:
+        """:meth:`encode` of each ``(text, target)``, in order, equal to one :meth:`encode` each. Adapters that can
+        find several inputs' own predictions (``target=None``) in shared forwards override it (``explain_many``
+        encodes a pack of items through it)."""
+        return [self.encode(text, target, **options) for text, target in requests]
+
     @abstractmethod
     def embed(self, example: Example) -> torch.Tensor:
         """``[1, L, D]`` output of the input-embedding layer for the example's input axis."""

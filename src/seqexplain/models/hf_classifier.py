@@ -21,11 +21,12 @@ from typing import Any
 import torch
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
+from seqexplain.models.base import AttentionSegment, Example, Part
 from seqexplain.models.hf import HFAdapter, accepts, head_mean, pad_rows, segments_of, split_by_part
+from seqexplain.models.labels import ClassifierLabels
 
 
-class HFClassifier(HFAdapter):
+class HFClassifier(ClassifierLabels, HFAdapter):
     kind = "classifier"
     mask_names = ("attention_mask",)
 
@@ -49,50 +50,15 @@ class HFClassifier(HFAdapter):
         n = int(getattr(config, "num_labels", 0) or getattr(self.model, "num_labels", 0) or 0)
         return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
 
-    def target_name(self, example: Example, token_id: int) -> str:
-        names = self.label_names()
-        return names[token_id] if 0 <= token_id < len(names) else str(token_id)
-
     # --------------------------------------------------------------- encode
-    def encode(self, text: Any, target: Any = None, *, truncate: bool = False, **_: Any) -> Example:
-        """Tokenise ``text``; ``target`` is a label index or name (``None``: the predicted label)."""
+    def encode_input(self, text: Any, *, truncate: bool = False, **_: Any) -> Example:
+        """The tokens of ``text`` with a placeholder label (labels: :class:`ClassifierLabels`)."""
         text = self.check_text(text)
         src, warnings = self.tokenize_input(text, "input", truncate)
-        ex = Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
-                     offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
-                     target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
-                     n_source=len(src.ids), text=text, warnings=warnings)
-        label = self._label(ex, target)
-        names = self.label_names()
-        return ex.replace(target_ids=torch.tensor([label], dtype=torch.long), target_tokens=[names[label]],
-                          target_text=names[label])
-
-    def _label(self, ex: Example, target: Any) -> int:
-        names = self.label_names()
-        if target is None:
-            with torch.no_grad(), eval_mode(self.model):
-                return int(self.logits(ex)[0, 0].argmax())
-        if isinstance(target, int) and not isinstance(target, bool):
-            if not 0 <= target < len(names):
-                raise InputError(f"label index {target} is out of range; the model has labels 0..{len(names) - 1}: "
-                                 f"{', '.join(names)}")
-            return target
-        lowered = {n.lower(): i for i, n in enumerate(names)}
-        key = str(target).strip().lower()
-        if key.isdigit() and key not in lowered:
-            return self._label(ex, int(key))
-        if key not in lowered:
-            raise InputError(f"unknown label {target!r}; the model's labels are: {', '.join(names)}")
-        return lowered[key]
-
-    def foil_ids(self, example: Example, foil: Any) -> tuple[torch.Tensor, list[str]]:
-        """A foil label (index or name): "why this label rather than that one"."""
-        if isinstance(foil, (list, tuple)):
-            if len(foil) != 1:
-                raise InputError("a classifier takes one foil label")
-            foil = foil[0]
-        label = self._label(example, foil)
-        return torch.tensor([label], dtype=torch.long), [self.label_names()[label]]
+        return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
+                       offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
+                       target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
+                       n_source=len(src.ids), text=text, warnings=warnings)
 
     # ------------------------------------------------------------ questions
     def head_index(self, example: Example) -> int:

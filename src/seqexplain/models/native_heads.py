@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import AttentionSegment, Example, Part, SequenceModel, eval_mode
+from seqexplain.models.base import AttentionSegment, Example, Part, SequenceModel
+from seqexplain.models.labels import ClassifierLabels, label_index
 from seqexplain.models.tokenization import tokenize
 
 
@@ -91,20 +92,8 @@ class NativeWordAdapter(SequenceModel):
         return self.labels[token_id] if 0 <= token_id < len(self.labels) else str(token_id)
 
     def label_index(self, label: Any) -> int:
-        """A label given as an index or a name (case-insensitive)."""
-        if isinstance(label, (int, torch.Tensor)) and not isinstance(label, bool):
-            i = int(label)
-            if not 0 <= i < len(self.labels):
-                raise InputError(f"label index {i} is out of range; the labels are 0..{len(self.labels) - 1}: "
-                                 f"{', '.join(self.labels)}")
-            return i
-        lowered = {n.lower(): i for i, n in enumerate(self.labels)}
-        key = str(label).strip().lower()
-        if key in lowered:
-            return lowered[key]
-        if key.isdigit():
-            return self.label_index(int(key))
-        raise InputError(f"unknown label {label!r}; the labels are: {', '.join(self.labels)}")
+        """A label given as an index or a name (:func:`seqexplain.models.labels.label_index`)."""
+        return label_index(self.labels, label)
 
     def base_example(self, text: Any) -> Example:
         """The tokens of ``text`` with a placeholder target (the subclass sets the targets)."""
@@ -166,31 +155,15 @@ class AttentionPoolingLSTM(nn.Module):
         return self.forward_embeds(self.embedding(input_ids), lengths)
 
 
-class PoolingClassifierAdapter(NativeWordAdapter):
+class PoolingClassifierAdapter(ClassifierLabels, NativeWordAdapter):
     """Adapter of :class:`AttentionPoolingLSTM` (rules in the module docstring)."""
 
     kind = "classifier"
 
     # ------------------------------------------------------------------ encode
-    def encode(self, text: Any, target: Any = None, **_: Any) -> Example:
-        """Tokenise ``text``; ``target`` is a label index or name (``None``: the predicted label)."""
-        ex = self.base_example(text)
-        if target is None:
-            with torch.no_grad(), eval_mode(self.model):
-                label = int(self.logits(ex)[0, 0].argmax())
-        else:
-            label = self.label_index(target)
-        name = self.labels[label]
-        return ex.replace(target_ids=torch.tensor([label], dtype=torch.long), target_tokens=[name], target_text=name)
-
-    def foil_ids(self, example: Example, foil: Any) -> tuple[Tensor, list[str]]:
-        """A foil label (index or name): "why this label rather than that one"."""
-        if isinstance(foil, (list, tuple)):
-            if len(foil) != 1:
-                raise InputError("a classifier takes one foil label")
-            foil = foil[0]
-        label = self.label_index(foil)
-        return torch.tensor([label], dtype=torch.long), [self.labels[label]]
+    def encode_input(self, text: Any, **_: Any) -> Example:
+        """The tokens of ``text`` with a placeholder label (labels: :class:`ClassifierLabels`)."""
+        return self.base_example(text)
 
     # --------------------------------------------------------------- questions
     def start_positions(self, example: Example, target: int) -> list[int]:

@@ -171,12 +171,9 @@ class SoftAttentionAdapter(HFClassifier):
             return own
         return self.max_length if own is None else min(own, self.max_length)
 
-    def encode(self, text: Any, target: Any = None, *, truncate: bool = False, **options: Any) -> Example:
-        ex = self.special_example(text, truncate or self.truncate)
-        label = self._label(ex, target)
-        names = self.label_names()
-        return ex.replace(target_ids=torch.tensor([label], dtype=torch.long), target_tokens=[names[label]],
-                          target_text=names[label])
+    def encode_input(self, text: Any, *, truncate: bool = False, **_: Any) -> Example:
+        """:meth:`special_example` (labels: :class:`~seqexplain.models.labels.ClassifierLabels`)."""
+        return self.special_example(text, truncate or self.truncate)
 
     def special_example(self, text: Any, truncate: bool) -> Example:
         """The example with a placeholder label and its ``special_tokens_mask``."""

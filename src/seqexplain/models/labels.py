@@ -1,0 +1,123 @@
+"""The label of a classifier input: given (an index or a name) or the model's own prediction, for one input or
+for many at once.
+
+Classifier adapters mix in :class:`ClassifierLabels` before :class:`~seqexplain.models.base.SequenceModel` and
+define :meth:`ClassifierLabels.encode_input` (the input's :class:`Example` with a placeholder label) and
+``label_names()``; encoding, label lookup and foils are then the same for every classifier. The predicted labels
+of several inputs (``target=None``) come from shared forwards (:func:`predicted_labels`), so ``explain_many`` on
+unlabelled texts does not run one forward per text before explaining them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from seqexplain.errors import InputError
+from seqexplain.models.base import Example, Part, SequenceModel, eval_mode
+
+TIE_MARGIN = 1e-4
+"""Two best logits within ``TIE_MARGIN · max(1, |best|)`` of each other are too close for a shared forward to
+decide: rows of a larger batch round differently in the last float32 bits (about 1e-6 relative)."""
+
+
+def label_index(names: Sequence[str], label: Any) -> int:
+    """The index of ``label`` among ``names``: an index (int, 0-d tensor or digit string) or a name
+    (case-insensitive); :class:`InputError` naming the labels otherwise."""
+    if isinstance(label, (int, torch.Tensor)) and not isinstance(label, bool):
+        i = int(label)
+        if not 0 <= i < len(names):
+            raise InputError(f"label index {i} is out of range; the labels are 0..{len(names) - 1}: "
+                             f"{', '.join(names)}")
+        return i
+    lowered = {str(n).lower(): i for i, n in enumerate(names)}
+    key = str(label).strip().lower()
+    if key in lowered:
+        return lowered[key]
+    if key.isdigit():
+        return label_index(names, int(key))
+    raise InputError(f"unknown label {label!r}; the labels are: {', '.join(names)}")
+
+
+def predicted_labels(model: SequenceModel, examples: Sequence[Example]) -> list[int]:
+    """The argmax label of each example: examples sorted by length and packed into forwards of up to
+    :meth:`~SequenceModel.default_pack_tokens` tokens (at least one example each). An example whose two best logits
+    are within :data:`TIE_MARGIN` is predicted again alone, so every label is the one a forward of that example
+    alone gives."""
+    labels = [0] * len(examples)
+    order = sorted(range(len(examples)), key=lambda k: examples[k].length)
+    limit = model.default_pack_tokens()
+    groups: list[list[int]] = []
+    used = 0
+    for k in order:
+        if groups and used + examples[k].length <= limit:
+            groups[-1].append(k)
+            used += examples[k].length
+        else:
+            groups.append([k])
+            used = examples[k].length
+    with torch.no_grad(), eval_mode(model.model):
+        for group in groups:
+            rows = [z[0, 0].float() for z in model.logits_parts([Part(examples[k]) for k in group])]
+            for k, row in zip(group, rows, strict=True):
+                if len(group) > 1 and row.numel() > 1:
+                    best = row.topk(2).values
+                    if float(best[0] - best[1]) <= TIE_MARGIN * max(1.0, abs(float(best[0]))):
+                        row = model.logits(examples[k])[0, 0].float()
+                labels[k] = int(row.argmax())
+    return labels
+
+
+class ClassifierLabels:
+    """Encoding, label lookup and foils of a classifier adapter (module docstring). The adapter supplies
+    ``label_names()`` (:meth:`SequenceModel.label_names`) and :meth:`encode_input`."""
+
+    label_names: Any  # the adapter's SequenceModel.label_names
+
+    def encode_input(self, text: Any, **options: Any) -> Example:
+        """The :class:`Example` of ``text`` with a placeholder label (``target_ids`` one zero)."""
+        raise NotImplementedError
+
+    def label_index(self, label: Any) -> int:
+        """A label given as an index or a name (:func:`label_index`)."""
+        return label_index(self.label_names(), label)
+
+    def target_name(self, example: Example, token_id: int) -> str:
+        names = self.label_names()
+        return names[token_id] if 0 <= token_id < len(names) else str(token_id)
+
+    def encode(self, text: Any, target: Any = None, **options: Any) -> Example:
+        """Encode ``text``; ``target`` is a label index or name (``None``: the predicted label)."""
+        return self.encode_many([(text, target)], **options)[0]
+
+    def encode_many(self, requests: Sequence[tuple[Any, Any]], **options: Any) -> list[Example]:
+        """:meth:`encode` of each ``(text, target)``, in order; the labels of those without a target predicted in
+        shared forwards (:func:`predicted_labels`), each equal to one :meth:`encode`'s."""
+        examples: list[Example] = []
+        labels: list[int | None] = []
+        for text, target in requests:
+            ex = self.encode_input(text, **options)
+            examples.append(ex)
+            labels.append(None if target is None else self.label_index(target))
+        todo = [k for k, label in enumerate(labels) if label is None]
+        assert isinstance(self, SequenceModel)
+        for k, label in zip(todo, predicted_labels(self, [examples[k] for k in todo]), strict=True):
+            labels[k] = label
+        names = self.label_names()
+        out = []
+        for ex, label in zip(examples, labels, strict=True):
+            assert label is not None
+            out.append(ex.replace(target_ids=torch.tensor([label], dtype=torch.long), target_tokens=[names[label]],
+                                  target_text=names[label]))
+        return out
+
+    def foil_ids(self, example: Example, foil: Any) -> tuple[torch.Tensor, list[str]]:
+        """A foil label (index or name, or a list of one): "why this label rather than that one"."""
+        if isinstance(foil, (list, tuple)):
+            if len(foil) != 1:
+                raise InputError("a classifier takes one foil label")
+            foil = foil[0]
+        label = self.label_index(foil)
+        return torch.tensor([label], dtype=torch.long), [self.label_names()[label]]
