@@ -1,7 +1,8 @@
 """What ``bench_explain_many.py`` times, on what: the MiniLM classifier, the SST sentences, and the runners —
 seqexplain's ``explain_many`` and one ``explain`` call per sentence, captum and inseq loops, the gradient pair
 written directly in torch over the same packs (the speed explain_many could reach without a library around the
-forwards) — and a float64 copy of the model as the reference of their agreement.
+forwards) — a float64 copy of the model as the reference of their agreement, and how the runners are timed
+(in turns, slice by slice, repeated in alternating order).
 
 A runner takes ``[(text, label), ...]`` (label ``None``: the model's own prediction) and returns, per sentence in
 order, an :class:`Attribution` or a ``[1, L]`` array of scores over the sentence's tokens (special tokens included).
@@ -11,12 +12,13 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
-from _common import inseq_classifier_note
+from _common import inseq_classifier_note, sync
 
 import seqexplain
 from seqexplain.data.sst import read_sst
@@ -213,3 +215,56 @@ def float64_model(model: torch.nn.Module, tokenizer: Any) -> Any:
     both measured against (their float32 results differ in the last bits because batches of different shapes
     round differently; the float64 copy shows whether either is further from the exact value)."""
     return seqexplain.load_model(copy.deepcopy(model).double(), tokenizer)
+
+
+# ------------------------------------------------------------------------------------------- timing
+def timed(fn: Callable[[Items], Any], items: Items) -> tuple[float, float, Any]:
+    sync()
+    c0, t0 = time.process_time(), time.perf_counter()
+    result = fn(items)
+    sync()
+    return time.perf_counter() - t0, time.process_time() - c0, result
+
+
+def with_pack_tokens(wrapped: Any, pack_tokens: int, fn: Callable[[Items], list[Any]]
+                     ) -> Callable[[Items], list[Any]]:
+    """``fn`` run with the adapter's pack size for several examples set to ``pack_tokens`` (a tuning knob of the
+    adapter, not an option of the methods), restored afterwards."""
+    def run(items: Items) -> list[Any]:
+        saved = wrapped.default_pack_tokens
+        wrapped.default_pack_tokens = lambda: pack_tokens
+        try:
+            return fn(items)
+        finally:
+            wrapped.default_pack_tokens = saved
+    return run
+
+
+def interleaved(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items]
+                ) -> dict[str, tuple[float, float, list[Any]]]:
+    """Each runner over every slice, round-robin (slice 1 by every runner, then slice 2, ...), so that a change of
+    machine load affects all runners alike; per runner the summed wall and CPU times and the results in order."""
+    out: dict[str, tuple[float, float, list[Any]]] = {name: (0.0, 0.0, []) for name in runners}
+    for part in slices:
+        for name, fn in runners.items():
+            wall, cpu, res = timed(fn, part)
+            w0, c0, acc = out[name]
+            out[name] = (w0 + wall, c0 + cpu, acc + list(res))
+    return out
+
+
+def repeated(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items], repeats: int
+             ) -> tuple[dict[str, tuple[float, float, list[Any]]], list[dict[str, float]]]:
+    """:func:`interleaved` ``repeats`` times, the runners' order reversed every other time (a runner that always
+    went first would meet the machine in another state); per runner the summed wall and CPU times over all
+    repeats and the first repeat's results, and each repeat's wall times."""
+    total: dict[str, tuple[float, float, list[Any]]] = {}
+    per_repeat: list[dict[str, float]] = []
+    for r in range(repeats):
+        order = list(runners.items()) if r % 2 == 0 else list(reversed(runners.items()))
+        got = interleaved(dict(order), items, slices)
+        per_repeat.append({name: wall for name, (wall, _, _) in got.items()})
+        for name, (wall, cpu, res) in got.items():
+            w0, c0, keep = total.get(name, (0.0, 0.0, res))
+            total[name] = (w0 + wall, c0 + cpu, keep)
+    return {name: total[name] for name in runners}, per_repeat

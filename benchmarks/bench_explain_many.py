@@ -51,7 +51,6 @@ import io
 import json
 import pstats
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -59,18 +58,21 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from _common import common_setup, git_commit, machine_info, markdown_table, sync  # noqa: E402
+from _common import common_setup, git_commit, machine_info, markdown_table  # noqa: E402
 from _explain_many_runners import (  # noqa: E402
     Items,
     captum_runner,
     float64_model,
     inseq_runner,
+    interleaved,
     load_classifier,
     many_runner,
     method_options,
+    repeated,
     sentences,
     single_runner,
     torch_packed_runner,
+    with_pack_tokens,
 )
 
 import seqexplain  # noqa: E402
@@ -80,43 +82,8 @@ GOALS = {"gradient_norm": 3.0, "grad_x_input": 3.0, "integrated_gradients": 1.0,
 DIRECT = ("gradient_norm", "grad_x_input")  # the methods the direct-torch runner covers
 
 
-def timed(fn: Callable[[Items], Any], items: Items) -> tuple[float, float, Any]:
-    sync()
-    c0, t0 = time.process_time(), time.perf_counter()
-    result = fn(items)
-    sync()
-    return time.perf_counter() - t0, time.process_time() - c0, result
-
-
 def scores_of(result: list[Any]) -> list[np.ndarray]:
     return [r if isinstance(r, np.ndarray) else r.scores for r in result]
-
-
-def with_pack_tokens(wrapped: Any, pack_tokens: int, fn: Callable[[Items], list[Any]]
-                     ) -> Callable[[Items], list[Any]]:
-    """``fn`` run with the adapter's pack size for several examples set to ``pack_tokens`` (a tuning knob of the
-    adapter, not an option of the methods), restored afterwards."""
-    def run(items: Items) -> list[Any]:
-        saved = wrapped.default_pack_tokens
-        wrapped.default_pack_tokens = lambda: pack_tokens
-        try:
-            return fn(items)
-        finally:
-            wrapped.default_pack_tokens = saved
-    return run
-
-
-def interleaved(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items]
-                ) -> dict[str, tuple[float, float, list[Any]]]:
-    """Each runner over every slice, round-robin (slice 1 by every runner, then slice 2, ...), so that a change of
-    machine load affects all runners alike; per runner the summed wall and CPU times and the results in order."""
-    out: dict[str, tuple[float, float, list[Any]]] = {name: (0.0, 0.0, []) for name in runners}
-    for part in slices:
-        for name, fn in runners.items():
-            wall, cpu, res = timed(fn, part)
-            w0, c0, acc = out[name]
-            out[name] = (w0 + wall, c0 + cpu, acc + list(res))
-    return out
 
 
 def max_rel_diff(ours: list[Any], ref: list[Any], floor: list[float] | None = None) -> float:
@@ -216,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sort-by-length", action="store_true", help="order the sentences by length (all runners)")
     ap.add_argument("--rounds", type=int, default=5, help="the sentences are cut into this many slices (each a "
                     "multiple of --pack), timed round-robin across runners (default 5)")
+    ap.add_argument("--repeats", type=int, default=1, help="time the main table this many times, the runners' "
+                    "order reversed every other time; examples/s over all repeats, each repeat's ratio listed "
+                    "(default 1)")
     ap.add_argument("--warmup", type=int, default=8, help="sentences each runner sees untimed first (default 8)")
     ap.add_argument("--tune", default="", help="PACK:BUDGET[:PACK_TOKENS] settings (BUDGET 'default' for "
                     "seqexplain's own; PACK_TOKENS as --pack-tokens), e.g. 1024:default:512,1024:default:1024: time "
@@ -289,14 +259,18 @@ def main(argv: list[str] | None = None) -> int:
         for fn in runners.values():
             if warm:
                 fn(warm)
-        results = interleaved(runners, items, slices)
+        results, per_repeat = repeated(runners, items, slices, max(1, args.repeats))
+        done = len(items) * len(per_repeat)
         for name, (wall, cpu, _) in results.items():
-            print(f"{m} {name}: {len(items) / wall:.2f} examples/s (wall {wall:.2f} s, cpu {cpu:.2f} s)",
-                  flush=True)
+            print(f"{m} {name}: {done / wall:.2f} examples/s (wall {wall:.2f} s, cpu {cpu:.2f} s)", flush=True)
         many_wall, many_cpu, many_scores = results["explain_many"]
-        row: dict[str, Any] = {"method": m, "options": opts, "eps": {}, "wall_s": {}, "cpu_s": {}}
+        row: dict[str, Any] = {"method": m, "options": opts, "eps": {}, "wall_s": {}, "cpu_s": {},
+                               "ratio_per_repeat": [w["one-at-a-time"] / w["explain_many"] for w in per_repeat]}
+        if len(per_repeat) > 1:
+            print(f"{m} explain_many ÷ one-at-a-time per repeat: "
+                  + ", ".join(f"{x:.2f}×" for x in row["ratio_per_repeat"]), flush=True)
         for name, (wall, cpu, _) in results.items():
-            row["eps"][name] = len(items) / wall
+            row["eps"][name] = done / wall
             row["wall_s"][name] = wall
             row["cpu_s"][name] = cpu
         single = results["one-at-a-time"][2]
