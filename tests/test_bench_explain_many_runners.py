@@ -1,0 +1,67 @@
+"""The runners of benchmarks/bench_explain_many.py on a tiny BERT classifier: the direct-torch loop (the packed path's
+ceiling) computes what explain_many computes, the float64 reference leaves the timed model alone, and repeated
+timing alternates the runners' order."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import seqexplain as se
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def runners():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import _explain_many_runners
+
+        yield _explain_many_runners
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+TEXTS = ["the cat sat on the mat", "a dog", "paris is the capital of france", "the cat", "a dog sat on a cat",
+         "berlin", "the mat sat on the cat and the dog"]
+
+
+@pytest.mark.parametrize("method", ["gradient_norm", "grad_x_input"])
+@pytest.mark.parametrize("targets", ["gold", "predicted"])
+def test_direct_torch_runner_computes_what_explain_many_computes(runners, bert, method, targets):
+    model, tok = bert
+    w = se.load_model(model, tok)
+    items = [(t, None if targets == "predicted" else k % 3) for k, t in enumerate(TEXTS)]
+    many = runners.many_runner(w, method, {}, pack=4)(items)
+    direct = runners.torch_packed_runner(model, tok, method, pack=4, pack_tokens=20, device="cpu")(items)
+    assert all(p.requires_grad for p in model.parameters())  # frozen only while it runs
+    for attr, scores in zip(many, direct, strict=True):
+        assert scores.shape == attr.scores.shape
+        np.testing.assert_allclose(scores, attr.scores, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="gradient_norm and grad_x_input"):
+        runners.torch_packed_runner(model, tok, "occlusion", 4, 20, "cpu")
+
+
+def test_float64_reference_copies_the_model(runners, bert):
+    model, tok = bert
+    w64 = runners.float64_model(model, tok)
+    assert next(model.parameters()).dtype == torch.float32 and next(w64.model.parameters()).dtype == torch.float64
+    one = se.explain(se.load_model(model, tok), TEXTS[0], 2, "gradient_norm")
+    exact = se.explain(w64, TEXTS[0], 2, "gradient_norm")
+    np.testing.assert_allclose(one.scores, exact.scores, rtol=1e-4)
+
+
+def test_repeated_timing_alternates_the_order(runners):
+    calls: list[str] = []
+
+    def runner(name: str):
+        return lambda items: calls.append(name) or [name] * len(items)
+
+    total, per_repeat = runners.repeated({"a": runner("a"), "b": runner("b")}, [("x", 0)], [[("x", 0)]], 3)
+    assert calls == ["a", "b", "b", "a", "a", "b"] and len(per_repeat) == 3
+    assert list(total) == ["a", "b"] and total["a"][2] == ["a"]
