@@ -165,7 +165,7 @@ elif [ "$HAVE_SST" -eq 0 ]; then
     skip "bench_explain_many" "no SST data (set SEQEXPLAIN_DATA to a folder holding sst/trainDevTestTrees_PTB.zip)"
 else
     step "bench_explain_many" 130 "$PY" benchmarks/bench_explain_many.py --device "$DEVICE" --n 200 --threads 4 \
-        --seed 0 --peers "$PEERS,inseq" "${MINILM_ARGS[@]}" --json "$OUTDIR/explain_many_$DEVICE.json"
+        --seed 0 --peers "$PEERS,inseq,torch" "${MINILM_ARGS[@]}" --json "$OUTDIR/explain_many_$DEVICE.json"
 fi
 step "bench_core_methods" 90 "$PY" benchmarks/bench_core_methods.py --device "$DEVICE" --peers "$CORE_PEERS" \
     --repeats 3 --warmup 1 --threads 4 --json "$OUTDIR/core_methods_$DEVICE.json"
