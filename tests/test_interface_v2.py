@@ -181,6 +181,21 @@ def test_near_tied_predictions_are_recomputed_alone(bert, monkeypatch):
     assert calls == [3, 1, 1, 1]  # the shared forward, then each tie alone
 
 
+@pytest.mark.parametrize("autocast,expected", [(None, [3]), ("bf16", [3, 1, 1, 1])])
+def test_tie_margin_is_wider_under_autocast(bert, monkeypatch, autocast, expected):
+    """Logits 1e-3 apart: decided in float32, too close for bf16's 8 mantissa bits (predicted again alone)."""
+    import copy
+
+    model = copy.deepcopy(bert[0])
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 1e-3, 0.0]))
+    w = se.load_model(model, bert[1], autocast=autocast)
+    calls = _count_forwards(model, monkeypatch)
+    examples = w.encode_many([(t, None) for t in ["the cat sat", "a dog", "paris is the capital"]])
+    assert [ex.target_tokens for ex in examples] == [["neutral"]] * 3 and calls == expected
+
+
 def test_explain_many_shows_row_progress_inside_a_pack(bert, capsys):
     """Besides the item bar (moved once a pack is done), a row bar moves while a pack is computed, and it is closed
     when the pack ends (the progress context does not leak into the caller between yields)."""

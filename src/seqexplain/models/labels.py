@@ -21,6 +21,8 @@ from seqexplain.models.base import Example, Part, SequenceModel, eval_mode
 TIE_MARGIN = 1e-4
 """Two best logits within ``TIE_MARGIN · max(1, |best|)`` of each other are too close for a shared forward to
 decide: rows of a larger batch round differently in the last float32 bits (about 1e-6 relative)."""
+AUTOCAST_TIE_MARGIN = 5e-2
+"""The same under bf16 / fp16 autocast, whose logits carry 8 / 11 mantissa bits (one bf16 step is 0.4-0.8 %)."""
 
 
 def label_index(names: Sequence[str], label: Any) -> int:
@@ -44,11 +46,12 @@ def label_index(names: Sequence[str], label: Any) -> int:
 def predicted_labels(model: SequenceModel, examples: Sequence[Example]) -> list[int]:
     """The argmax label of each example: examples sorted by length and packed into forwards of up to
     :meth:`~SequenceModel.default_pack_tokens` tokens (at least one example each). An example whose two best logits
-    are within :data:`TIE_MARGIN` is predicted again alone, so every label is the one a forward of that example
-    alone gives."""
+    are within :data:`TIE_MARGIN` (:data:`AUTOCAST_TIE_MARGIN` under autocast) is predicted again alone, so every
+    label is the one a forward of that example alone gives."""
     labels = [0] * len(examples)
     order = sorted(range(len(examples)), key=lambda k: examples[k].length)
     limit = model.default_pack_tokens()
+    margin = TIE_MARGIN if getattr(model, "autocast", None) is None else AUTOCAST_TIE_MARGIN
     groups: list[list[int]] = []
     used = 0
     for k in order:
@@ -64,7 +67,7 @@ def predicted_labels(model: SequenceModel, examples: Sequence[Example]) -> list[
             for k, row in zip(group, rows, strict=True):
                 if len(group) > 1 and row.numel() > 1:
                     best = row.topk(2).values
-                    if float(best[0] - best[1]) <= TIE_MARGIN * max(1.0, abs(float(best[0]))):
+                    if float(best[0] - best[1]) <= margin * max(1.0, abs(float(best[0]))):
                         row = model.logits(examples[k])[0, 0].float()
                 labels[k] = int(row.argmax())
     return labels
