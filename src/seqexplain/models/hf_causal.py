@@ -14,6 +14,7 @@ once against the model's own logits).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,6 +22,8 @@ import torch
 from seqexplain.errors import InputError
 from seqexplain.models import keep as keep_rule
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
+from seqexplain.models.batching import tie_margin
+from seqexplain.models.greedy import greedy_many
 from seqexplain.models.hf import (
     HFAdapter,
     accepts,
@@ -32,7 +35,20 @@ from seqexplain.models.hf import (
     truncation_warning,
 )
 from seqexplain.models.prefix_cache import shared_prefix_states
-from seqexplain.models.tokenization import offsets_by_decoding, tokenize
+from seqexplain.models.tokenization import Tokenized, offsets_by_decoding, tokenize
+
+
+@dataclass
+class _Prompt:
+    """A checked prompt before decoding: its text, the target as given (None: decode), their tokens, how many
+    tokens to decode or the target holds, and the warnings so far."""
+
+    text: str
+    target: str | None
+    src: Tokenized
+    tgt: Tokenized | None
+    n_new: int
+    warnings: list[str]
 
 
 class HFCausalLM(HFAdapter):
@@ -49,6 +65,21 @@ class HFCausalLM(HFAdapter):
     def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
         """Tokenise the prompt ``text`` and the continuation ``target`` (``None``: greedy decoding of up to
         ``max_new_tokens`` tokens, stopping before end-of-sequence)."""
+        return self.encode_many([(text, target)], max_new_tokens=max_new_tokens, truncate=truncate)[0]
+
+    def encode_many(self, requests: Sequence[tuple[Any, Any]], *, max_new_tokens: int = 10, truncate: bool = False
+                    ) -> list[Example]:
+        """:meth:`encode` of each ``(prompt, target)``; the continuations of the prompts without a target are
+        decoded together, each step in shared forwards (:func:`~seqexplain.models.greedy.greedy_many`: a step too
+        close to call there runs again alone, so each continuation is the one :meth:`encode` decodes)."""
+        prompts = [self._prompt(text, target, max_new_tokens, truncate) for text, target in requests]
+        todo = [k for k, p in enumerate(prompts) if p.target is None]
+        decoded = self._generate_many([prompts[k].src.ids for k in todo], [prompts[k].n_new for k in todo])
+        new_ids: dict[int, list[int]] = dict(zip(todo, decoded, strict=True))
+        return [self._example(p, new_ids.get(k)) for k, p in enumerate(prompts)]
+
+    def _prompt(self, text: Any, target: Any, max_new_tokens: int, truncate: bool) -> _Prompt:
+        """The checked, tokenised (and with ``truncate`` cut) prompt and target, before any decoding."""
         text, max_new_tokens, tgt = self.check_generation(text, target, max_new_tokens, "language")
         limit = self.max_positions()
         n_new = len(tgt.ids) if tgt is not None else max_new_tokens
@@ -64,17 +95,24 @@ class HFCausalLM(HFAdapter):
             warnings += truncation_warning(len(full.ids), len(src.ids), "prompt", "the oldest")
         if tgt is None:
             self.check_length(len(src.ids) + 1, limit, "prompt plus one generated token")
-            n = max_new_tokens if limit is None else min(max_new_tokens, limit - len(src.ids))
-            if n < max_new_tokens:
-                warnings.append(f"max_new_tokens: only {n} of the {max_new_tokens} requested tokens fit the model's "
-                                f"{limit} positions after the prompt")
-            new_ids = self._generate(src.ids, n)
+            n_new = max_new_tokens if limit is None else min(max_new_tokens, limit - len(src.ids))
+            if n_new < max_new_tokens:
+                warnings.append(f"max_new_tokens: only {n_new} of the {max_new_tokens} requested tokens fit the "
+                                f"model's {limit} positions after the prompt")
+        else:
+            self.check_length(len(src.ids) + len(tgt.ids), limit, "prompt plus target")
+            warnings += self._joining_warning(text, target, src.ids, tgt.ids)
+        return _Prompt(text, None if tgt is None else target, src, tgt, n_new, warnings)
+
+    def _example(self, prompt: _Prompt, new_ids: list[int] | None) -> Example:
+        """The :class:`Example` of a prepared prompt and its target (given, or the decoded ``new_ids``)."""
+        src = prompt.src
+        if new_ids is not None:
             target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
             t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
         else:
-            self.check_length(len(src.ids) + len(tgt.ids), limit, "prompt plus target")
-            target_text, t_ids, t_tokens, t_off = target, tgt.ids, tgt.tokens, tgt.offsets
-            warnings += self._joining_warning(text, target, src.ids, tgt.ids)
+            assert prompt.tgt is not None and prompt.target is not None
+            target_text, t_ids, t_tokens, t_off = prompt.target, prompt.tgt.ids, prompt.tgt.tokens, prompt.tgt.offsets
         n_p, n_l = len(src.ids), len(src.ids) + len(t_ids)
         positions = [n_p + i for i in range(len(t_ids))]
         vis = torch.arange(n_l).view(1, -1) < torch.tensor(positions).view(-1, 1)
@@ -83,8 +121,8 @@ class HFCausalLM(HFAdapter):
             tokens=list(src.tokens) + list(t_tokens), offsets=list(src.offsets) + list(t_off),
             segments=segments_of(src.offsets, "source") + segments_of(t_off, "target"),
             target_ids=torch.tensor(t_ids, dtype=torch.long), target_tokens=list(t_tokens),
-            target_positions=list(positions), n_source=n_p, text=text, target_text=target_text, visibility=vis,
-            warnings=warnings)
+            target_positions=list(positions), n_source=n_p, text=prompt.text, target_text=target_text,
+            visibility=vis, warnings=list(prompt.warnings))
 
     def _joining_warning(self, text: str, target: str, prompt_ids: list[int], target_ids: list[int]) -> list[str]:
         """The rule: prompt and target are tokenised separately and their tokens joined. Warn when the target
@@ -106,24 +144,34 @@ class HFCausalLM(HFAdapter):
         return out
 
     @torch.no_grad()
-    def _generate(self, prompt_ids: list[int], max_new_tokens: int) -> list[int]:
-        eos = self.special_id("eos_token_id")
-        ids = list(prompt_ids)
-        new: list[int] = []
+    def _generate_many(self, prompts: list[list[int]], limits: list[int]) -> list[list[int]]:
+        """Greedy continuations (:func:`~seqexplain.models.greedy.greedy_many`) of token-id prompts, decoded in
+        float32 (autocast applies to the explanations' forwards, not to choosing the target)."""
+        if not prompts:
+            return []
         with eval_mode(self.model):
-            for _ in range(max(1, max_new_tokens)):
-                x = torch.tensor([ids], device=self.device)
-                kwargs: dict[str, Any] = {"input_ids": x, "attention_mask": torch.ones_like(x)}
-                if self._logits_to_keep:
-                    kwargs["logits_to_keep"] = 1
-                nxt = int(self.model(**self.drop_missing_masks(kwargs)).logits[0, -1].argmax())
-                if nxt == eos and new:
-                    break
-                new.append(nxt)
-                ids.append(nxt)
-                if nxt == eos:
-                    break
-        return new
+            return greedy_many(prompts, limits, self.special_id("eos_token_id"), self._next_logits_many,
+                               self._next_logits_alone, self.default_pack_tokens(), tie_margin(None))
+
+    def _next_logits_alone(self, ids: list[int]) -> torch.Tensor:
+        """``[V]`` next-token logits of one sequence, in a forward of its own."""
+        x = torch.tensor([ids], device=self.device)
+        kwargs: dict[str, Any] = {"input_ids": x, "attention_mask": torch.ones_like(x)}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        return self.model(**self.drop_missing_masks(kwargs)).logits[0, -1]
+
+    def _next_logits_many(self, seqs: list[list[int]]) -> torch.Tensor:
+        """``[B, V]`` next-token logits of several sequences in one right-padded forward: each is read at its last
+        token, as a target placed after it would be (:meth:`_causal_logits`)."""
+        n_l = max(len(q) for q in seqs) + 1
+        ids = torch.full((len(seqs), n_l), self.pad_id(), dtype=torch.long)
+        keep = torch.zeros((len(seqs), n_l), dtype=torch.bool)
+        for r, q in enumerate(seqs):
+            ids[r, : len(q)] = torch.tensor(q)
+            keep[r, : len(q)] = True
+        positions = torch.tensor([[len(q)] for q in seqs], device=self.device)
+        return self._causal_logits(ids.to(self.device), keep.to(self.device), None, positions, {})[:, 0]
 
     # ---------------------------------------------------------------- embed
     def embed(self, example: Example) -> torch.Tensor:

@@ -5,7 +5,8 @@ Classifier adapters mix in :class:`ClassifierLabels` before :class:`~seqexplain.
 define :meth:`ClassifierLabels.encode_input` (the input's :class:`Example` with a placeholder label) and
 ``label_names()``; encoding, label lookup and foils are then the same for every classifier. The predicted labels
 of several inputs (``target=None``) come from shared forwards (:func:`predicted_labels`), so ``explain_many`` on
-unlabelled texts does not run one forward per text before explaining them.
+unlabelled texts does not run one forward per text before explaining them; a label too close to call in a shared
+forward is predicted again alone (:mod:`seqexplain.models.batching`).
 """
 
 from __future__ import annotations
@@ -17,12 +18,7 @@ import torch
 
 from seqexplain.errors import InputError
 from seqexplain.models.base import Example, Part, SequenceModel, eval_mode
-
-TIE_MARGIN = 1e-4
-"""Two best logits within ``TIE_MARGIN · max(1, |best|)`` of each other are too close for a shared forward to
-decide: rows of a larger batch round differently in the last float32 bits (about 1e-6 relative)."""
-AUTOCAST_TIE_MARGIN = 5e-2
-"""The same under bf16 / fp16 autocast, whose logits carry 8 / 11 mantissa bits (one bf16 step is 0.4-0.8 %)."""
+from seqexplain.models.batching import length_groups, near_tie, tie_margin
 
 
 def label_index(names: Sequence[str], label: Any) -> int:
@@ -45,31 +41,20 @@ def label_index(names: Sequence[str], label: Any) -> int:
 
 def predicted_labels(model: SequenceModel, examples: Sequence[Example]) -> list[int]:
     """The argmax label of each example: examples sorted by length and packed into forwards of up to
-    :meth:`~SequenceModel.default_pack_tokens` tokens (at least one example each). An example whose two best logits
-    are within :data:`TIE_MARGIN` (:data:`AUTOCAST_TIE_MARGIN` under autocast) is predicted again alone, so every
-    label is the one a forward of that example alone gives."""
+    :meth:`~SequenceModel.default_pack_tokens` tokens (:func:`~seqexplain.models.batching.length_groups`). An
+    example whose two best logits are too close for a shared forward to decide
+    (:func:`~seqexplain.models.batching.near_tie`) is predicted again alone, so every label is the one a forward of
+    that example alone gives."""
     labels = [0] * len(examples)
-    order = sorted(range(len(examples)), key=lambda k: examples[k].length)
-    limit = model.default_pack_tokens()
-    margin = TIE_MARGIN if getattr(model, "autocast", None) is None else AUTOCAST_TIE_MARGIN
-    groups: list[list[int]] = []
-    used = 0
-    for k in order:
-        if groups and used + examples[k].length <= limit:
-            groups[-1].append(k)
-            used += examples[k].length
-        else:
-            groups.append([k])
-            used = examples[k].length
+    margin = tie_margin(model.autocast)
+    groups = length_groups([ex.length for ex in examples], model.default_pack_tokens())
     with torch.no_grad(), eval_mode(model.model):
         for group in groups:
-            rows = [z[0, 0].float() for z in model.logits_parts([Part(examples[k]) for k in group])]
+            rows = [z[0, 0] for z in model.logits_parts([Part(examples[k]) for k in group])]
             for k, row in zip(group, rows, strict=True):
-                if len(group) > 1 and row.numel() > 1:
-                    best = row.topk(2).values
-                    if float(best[0] - best[1]) <= margin * max(1.0, abs(float(best[0]))):
-                        row = model.logits(examples[k])[0, 0].float()
-                labels[k] = int(row.argmax())
+                if len(group) > 1 and near_tie(row, margin):
+                    row = model.logits(examples[k])[0, 0]
+                labels[k] = int(row.float().argmax())
     return labels
 
 

@@ -1,0 +1,101 @@
+"""Decisions for many inputs taken in shared forwards equal those taken one input at a time: greedy continuations
+of many prompts (against a plain one-prompt loop and on tiny GPT-2 and Llama), and the grouping and tie rules they
+stand on."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import seqexplain as se
+from seqexplain.models.batching import AUTOCAST_TIE_MARGIN, TIE_MARGIN, length_groups, near_tie, tie_margin
+from seqexplain.models.greedy import greedy_many
+
+V, EOS = 7, 0
+
+
+def fake_logits(seq: list[int]) -> torch.Tensor:
+    """A deterministic 'model': the next token is (sum of the sequence + its length) mod V, end-of-sequence (0)
+    included; token 3 is always a near second."""
+    row = torch.zeros(V)
+    best = (sum(seq) + len(seq)) % V
+    row[best] = 2.0
+    row[3] = max(float(row[3]), 2.0 - 1e-6) if best != 3 else 2.0
+    return row
+
+
+def reference(prompt: list[int], limit: int) -> list[int]:
+    """The one-prompt loop, written out: at most max(1, limit) tokens; EOS ends, kept only as the first token."""
+    seq, new = list(prompt), []
+    for _ in range(max(1, limit)):
+        nxt = int(fake_logits(seq).argmax())
+        if nxt == EOS and new:
+            break
+        new.append(nxt)
+        seq.append(nxt)
+        if nxt == EOS:
+            break
+    return new
+
+
+def test_greedy_many_equals_the_one_prompt_loop():
+    rng = np.random.default_rng(0)
+    prompts = [list(rng.integers(1, V, size=int(n))) for n in rng.integers(1, 9, size=40)]
+    limits = [int(n) for n in rng.integers(0, 8, size=40)]
+    calls = {"many": 0, "one": 0}
+
+    def next_many(seqs):
+        calls["many"] += 1
+        rows = torch.stack([fake_logits(q) for q in seqs])
+        rows[:, 3] += 2e-6  # a shared forward's rounding, deciding every near tie the other way
+        return rows
+
+    def next_one(seq):
+        calls["one"] += 1
+        return fake_logits(seq)
+
+    expected = [reference(p, n) for p, n in zip(prompts, limits, strict=True)]
+    # the cases the stopping rule distinguishes all occur: EOS first (kept), EOS later (dropped), the limit
+    assert [EOS] in expected
+    assert any(0 < len(e) < max(1, n) and EOS not in e for e, n in zip(expected, limits, strict=True))
+    assert any(len(e) == max(1, n) for e, n in zip(expected, limits, strict=True))
+    got = greedy_many(prompts, limits, EOS, next_many, next_one, pack_tokens=40, margin=TIE_MARGIN)
+    assert got == expected
+    assert calls["many"] < 40 and calls["one"] > 0  # shared forwards, and the near ties taken alone
+
+
+def test_groups_and_ties():
+    assert length_groups([5, 1, 3, 1], 4) == [[1, 3], [2], [0]]
+    assert length_groups([9], 4) == [[0]]  # longer than the limit: a group of its own
+    assert near_tie(torch.tensor([1.0, 1.0 - 5e-5, 0.0]), TIE_MARGIN)
+    assert not near_tie(torch.tensor([1.0, 0.99, 0.0]), TIE_MARGIN)
+    assert near_tie(torch.tensor([100.0, 100.0 - 5e-3]), TIE_MARGIN)  # relative to |best| above 1
+    assert not near_tie(torch.tensor([2.0]), TIE_MARGIN)
+    assert tie_margin(None) == TIE_MARGIN and tie_margin(torch.bfloat16) == AUTOCAST_TIE_MARGIN
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama"])
+def test_explain_many_decodes_prompts_in_shared_forwards(request, name, monkeypatch):
+    """Prompts without a target: explain_many's continuations (decoded together) and scores equal one explain call
+    per prompt, with far fewer forwards than prompts × steps."""
+    model, tok = request.getfixturevalue(name)
+    w = se.load_model(model, tok)
+    prompts = ["The cat sat on the", "Paris is", "A dog and a cat sat on the mat in", "The", "It was a dark and"]
+    ones = [se.explain(w, p, method="gradient_norm", max_new_tokens=4) for p in prompts]
+    calls: list[int] = []
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    examples = w.encode_many([(p, None) for p in prompts], max_new_tokens=4)
+    assert [ex.target_tokens for ex in examples] == [o.target_tokens for o in ones]
+    assert len(calls) <= 4 + len(prompts)  # one shared forward per step (plus any near tie taken alone)
+    monkeypatch.setattr(model, "forward", original)
+    many = list(se.explain_many(w, prompts, "gradient_norm", progress=False))
+    for m, o in zip(many, [se.explain(w, p, method="gradient_norm") for p in prompts], strict=True):
+        assert m.target_tokens == o.target_tokens and m.tokens == o.tokens
+        np.testing.assert_allclose(m.scores, o.scores, rtol=1e-5, atol=1e-6)
