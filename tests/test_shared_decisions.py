@@ -10,7 +10,7 @@ import torch
 
 import seqexplain as se
 from seqexplain.models.batching import AUTOCAST_TIE_MARGIN, TIE_MARGIN, length_groups, near_tie, tie_margin
-from seqexplain.models.greedy import greedy_many
+from seqexplain.models.greedy import greedy_cached, greedy_many
 
 V, EOS = 7, 0
 
@@ -63,6 +63,32 @@ def test_greedy_many_equals_the_one_prompt_loop():
     got = greedy_many(prompts, limits, EOS, next_many, next_one, pack_tokens=40, margin=TIE_MARGIN)
     assert got == expected
     assert calls["many"] < 40 and calls["one"] > 0  # shared forwards, and the near ties taken alone
+
+
+def test_greedy_cached_equals_the_one_prompt_loop():
+    """The cached driver: a group's state advances by the token fed for each sequence (finished ones included)."""
+    rng = np.random.default_rng(1)
+    prompts = [list(rng.integers(1, V, size=int(n))) for n in rng.integers(1, 9, size=40)]
+    limits = [int(n) for n in rng.integers(0, 8, size=40)]
+    starts: list[int] = []
+
+    def shared(seqs):
+        rows = torch.stack([fake_logits(q) for q in seqs])
+        rows[:, 3] += 2e-6  # decides every near tie the other way
+        return rows
+
+    def start(seqs):
+        starts.append(len(seqs))
+        return [list(q) for q in seqs], shared(seqs)
+
+    def step(state, tokens):
+        assert len(tokens) == len(state)
+        state = [q + [int(t)] for q, t in zip(state, tokens, strict=True)]
+        return state, shared(state)
+
+    got = greedy_cached(prompts, limits, EOS, start, step, fake_logits, pack_tokens=60, margin=TIE_MARGIN)
+    assert got == [reference(p, n) for p, n in zip(prompts, limits, strict=True)]
+    assert 1 < len(starts) < 40 and sum(starts) <= 40  # groups share a cache
 
 
 def test_groups_and_ties():

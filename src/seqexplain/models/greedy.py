@@ -1,44 +1,97 @@
 """Greedy continuations of many prompts in shared forwards, equal to one prompt at a time.
 
-Each step runs the next-token logits of every unfinished sequence in shared forwards (sequences sorted by length and
-cut at a token limit, :func:`~seqexplain.models.batching.length_groups`); a sequence whose two best logits are too
-close for a shared forward to decide (:func:`~seqexplain.models.batching.near_tie`) runs that step again alone, so
-every continuation is the one the adapter's one-prompt loop makes. Stopping rule, as that loop's: at most
-``max(1, limit)`` tokens; end-of-sequence ends a continuation and is kept only as its first token.
+Each step computes the next-token logits of every unfinished sequence in shared forwards; a sequence whose two best
+logits are too close for a shared forward to decide (:func:`~seqexplain.models.batching.near_tie`) takes that step's
+decision from a forward of its own (the adapter's one-prompt step), so every continuation is the one the one-prompt
+loop makes. Stopping rule, as that loop's: at most ``max(1, limit)`` tokens; end-of-sequence ends a continuation
+and is kept only as its first token.
+
+Two drivers: :func:`greedy_many` reruns each sequence whole at every step (sequences sorted by length and cut at a
+token limit, :func:`~seqexplain.models.batching.length_groups`); :func:`greedy_cached` keeps a group's key/value
+cache and feeds one token per sequence and step, for adapters that offer it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
 from seqexplain.models.batching import length_groups, near_tie
 
+NextOne = Callable[[list[int]], torch.Tensor]
+
+
+class _Decoding:
+    """The sequences, their continuations so far and which are finished."""
+
+    def __init__(self, prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: int | None) -> None:
+        self.seqs = [list(p) for p in prompts]
+        self.new: list[list[int]] = [[] for _ in prompts]
+        self.done = [False] * len(self.seqs)
+        self.limits = [max(1, n) for n in limits]
+        self.eos = eos
+
+    def active(self) -> list[int]:
+        return [k for k in range(len(self.seqs)) if not self.done[k] and len(self.new[k]) < self.limits[k]]
+
+    def choose(self, k: int, shared: torch.Tensor | None, next_one: NextOne, margin: float) -> int:
+        """Sequence ``k``'s next token from the shared forward's row (or its own forward when there is none, or the
+        row is a near tie or not finite); appended unless it is a later end-of-sequence. Returns the token."""
+        if shared is None or not bool(torch.isfinite(shared).all()) or near_tie(shared, margin):
+            shared = next_one(self.seqs[k])
+        row = shared
+        nxt = int(row.float().argmax())
+        if nxt == self.eos and self.new[k]:
+            self.done[k] = True
+            return nxt
+        self.new[k].append(nxt)
+        self.seqs[k].append(nxt)
+        self.done[k] = nxt == self.eos or len(self.new[k]) >= self.limits[k]
+        return nxt
+
 
 def greedy_many(prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: int | None,
-                next_many: Callable[[list[list[int]]], torch.Tensor], next_one: Callable[[list[int]], torch.Tensor],
+                next_many: Callable[[list[list[int]]], torch.Tensor], next_one: NextOne,
                 pack_tokens: int, margin: float) -> list[list[int]]:
-    """The greedy continuation of each prompt (module docstring). ``next_many(seqs)`` gives ``[B, V]`` next-token
-    logits of several sequences in one forward, ``next_one(seq)`` ``[V]`` those of one sequence alone (the
-    one-prompt loop's own step)."""
-    seqs = [list(p) for p in prompts]
-    new: list[list[int]] = [[] for _ in prompts]
-    done = [False] * len(seqs)
-    for _ in range(max((max(1, n) for n in limits), default=0)):
-        active = [k for k in range(len(seqs)) if not done[k] and len(new[k]) < max(1, limits[k])]
-        if not active:
-            break
-        for group in length_groups([len(seqs[k]) for k in active], pack_tokens):
+    """The greedy continuation of each prompt, every step rerunning the sequences whole (module docstring).
+    ``next_many(seqs)`` gives ``[B, V]`` next-token logits of several sequences in one forward, ``next_one(seq)``
+    ``[V]`` those of one sequence alone (the one-prompt loop's own step)."""
+    dec = _Decoding(prompts, limits, eos)
+    while active := dec.active():
+        for group in length_groups([len(dec.seqs[k]) for k in active], pack_tokens):
             members = [active[g] for g in group]
-            rows = next_many([seqs[k] for k in members]) if len(members) > 1 else None
+            rows = next_many([dec.seqs[k] for k in members]) if len(members) > 1 else None
             for r, k in enumerate(members):
-                row = next_one(seqs[k]) if rows is None or near_tie(rows[r], margin) else rows[r]
-                nxt = int(row.float().argmax())
-                if nxt == eos and new[k]:
-                    done[k] = True
-                    continue
-                new[k].append(nxt)
-                seqs[k].append(nxt)
-                done[k] = nxt == eos
-    return new
+                dec.choose(k, None if rows is None else rows[r], next_one, margin)
+    return dec.new
+
+
+def greedy_cached(prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: int | None,
+                  start: Callable[[list[list[int]]], tuple[Any, torch.Tensor]],
+                  step: Callable[[Any, torch.Tensor], tuple[Any, torch.Tensor]], next_one: NextOne,
+                  pack_tokens: int, margin: float) -> list[list[int]]:
+    """The greedy continuation of each prompt, groups of prompts decoded with a key/value cache (module
+    docstring). ``start(prompts)`` runs a group's prompts and gives its state and ``[B, V]`` next-token logits;
+    ``step(state, tokens[B])`` feeds one token per sequence (a finished sequence is fed its last token again and
+    its row ignored) and gives the next state and logits."""
+    dec = _Decoding(prompts, limits, eos)
+    limit = max(1, pack_tokens)
+    for group in length_groups([len(p) + dec.limits[k] for k, p in enumerate(dec.seqs)], limit):
+        if len(group) == 1:
+            k = group[0]
+            while not dec.done[k]:
+                dec.choose(k, None, next_one, margin)
+            continue
+        state, rows = start([dec.seqs[k] for k in group])
+        while True:
+            fed = []
+            for r, k in enumerate(group):
+                if not dec.done[k]:
+                    dec.choose(k, rows[r], next_one, margin)
+                fed.append(dec.seqs[k][-1])
+            if all(dec.done[k] for k in group):
+                break
+            state, rows = step(state, torch.tensor(fed, dtype=torch.long))
+    return dec.new

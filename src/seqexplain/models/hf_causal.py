@@ -23,7 +23,7 @@ from seqexplain.errors import InputError
 from seqexplain.models import keep as keep_rule
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
 from seqexplain.models.batching import tie_margin
-from seqexplain.models.greedy import greedy_many
+from seqexplain.models.greedy import greedy_cached, greedy_many
 from seqexplain.models.hf import (
     HFAdapter,
     accepts,
@@ -59,6 +59,11 @@ class HFCausalLM(HFAdapter):
         super().__init__(model, tokenizer, model_id)
         self._logits_to_keep = accepts_exact(model.forward, "logits_to_keep")
         self._position_ids = accepts(model.forward, "position_ids")
+        # several prompts decode with the model's key/value cache when its forward names one (``cache``; before
+        # transformers 5, ``past_key_values``), ``use_cache`` and position ids
+        names = [n for n in ("cache", "past_key_values") if accepts_exact(model.forward, n)]
+        plain = all(accepts_exact(model.forward, n) for n in ("position_ids", "use_cache"))
+        self._cache_name: str | None = names[0] if names and plain else None
         self._head_ok: bool | None = None
 
     # --------------------------------------------------------------- encode
@@ -149,9 +154,39 @@ class HFCausalLM(HFAdapter):
         float32 (autocast applies to the explanations' forwards, not to choosing the target)."""
         if not prompts:
             return []
+        eos, margin, tokens = self.special_id("eos_token_id"), tie_margin(None), self.default_pack_tokens()
         with eval_mode(self.model):
-            return greedy_many(prompts, limits, self.special_id("eos_token_id"), self._next_logits_many,
-                               self._next_logits_alone, self.default_pack_tokens(), tie_margin(None))
+            if self._cache_name is not None:
+                return greedy_cached(prompts, limits, eos, self._cache_start, self._cache_step,
+                                     self._next_logits_alone, tokens, margin)
+            return greedy_many(prompts, limits, eos, self._next_logits_many, self._next_logits_alone, tokens, margin)
+
+    def _cache_start(self, seqs: list[list[int]]) -> tuple[Any, torch.Tensor]:
+        """One forward of left-padded prompts (position ids counted from each prompt's first token) keeping the
+        key/value cache: the state of :func:`~seqexplain.models.greedy.greedy_cached` and ``[B, V]`` logits."""
+        width = max(len(q) for q in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id(), dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, q in enumerate(seqs):
+            ids[r, width - len(q):] = torch.tensor(q)
+            mask[r, width - len(q):] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
+        if self._logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(**kwargs)
+        return (out[self._cache_name], mask, pos[:, -1]), out.logits[:, -1]
+
+    def _cache_step(self, state: Any, tokens: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """Feed one token per sequence after the cached ones: the next state and ``[B, V]`` logits."""
+        past, mask, last = state
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        pos = (last + 1).view(-1, 1)
+        assert self._cache_name is not None
+        out = self.model(input_ids=tokens.to(self.device).view(-1, 1), attention_mask=mask, position_ids=pos,
+                         use_cache=True, **{self._cache_name: past})
+        return (out[self._cache_name], mask, pos[:, 0]), out.logits[:, -1]
 
     def _next_logits_alone(self, ids: list[int]) -> torch.Tensor:
         """``[V]`` next-token logits of one sequence, in a forward of its own."""
