@@ -10,7 +10,9 @@ times (order reversed every other time):
 * ``encode_many``: ``wrapped.encode_many([(p, None), ...])`` (each step one forward per group of similar length,
   :mod:`seqexplain.models.greedy`);
 * Hugging Face: ``model.generate(do_sample=False, max_new_tokens=...)`` on the same token ids, left-padded, in
-  batches of ``--hf-batch`` prompts, with its KV cache (the peer a user would reach for).
+  batches of ``--hf-batch`` prompts, with its KV cache (the peer a user would reach for);
+* with ``--explain METHOD``, the whole explanation: ``explain_many(wrapped, prompts, METHOD)`` against one
+  ``explain(wrapped, prompt, method=METHOD)`` per prompt (its ratio is to that loop).
 
 Agreement: continuations identical to one-at-a-time's (encode_many must match all; ``generate``'s cached, padded
 forwards round differently, so a near tie may go the other way), compared up to the end-of-sequence token.
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the prompts' choice and length")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--explain", default=None, metavar="METHOD",
+                    help="also time the whole explanation: explain_many(prompts, METHOD) against one explain call per "
+                         "prompt (their targets decoded as above), e.g. gradient_norm")
     ap.add_argument("--json", dest="json_path", default=None, help="write the results to this JSON file")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -97,20 +102,32 @@ def main(argv: list[str] | None = None) -> int:
     prompts = prompts_of(args.n, args.seed)
     k = args.max_new_tokens
 
-    def one(ps: list[str]) -> list[list[int]]:
-        return [wrapped.encode(p, max_new_tokens=k).target_ids.tolist() for p in ps]
+    def one(ps: list[str]) -> list[list[str]]:
+        return [wrapped.encode(p, max_new_tokens=k).target_tokens for p in ps]
 
-    def many(ps: list[str]) -> list[list[int]]:
-        return [ex.target_ids.tolist() for ex in wrapped.encode_many([(p, None) for p in ps], max_new_tokens=k)]
+    def many(ps: list[str]) -> list[list[str]]:
+        return [ex.target_tokens for ex in wrapped.encode_many([(p, None) for p in ps], max_new_tokens=k)]
 
-    def hf(ps: list[str]) -> list[list[int]]:
-        return hf_generate(wrapped, ps, k, args.hf_batch)
+    def hf(ps: list[str]) -> list[list[str]]:
+        return [wrapped.tokenizer.convert_ids_to_tokens(ids) for ids in hf_generate(wrapped, ps, k, args.hf_batch)]
 
-    runners = {"one at a time": one, "encode_many": many, "HF generate": hf}
+    runners: dict[str, Any] = {"one at a time": one, "encode_many": many, "HF generate": hf}
+    if args.explain:
+        import seqexplain
+
+        def explain_one(ps: list[str]) -> list[list[str]]:
+            return [seqexplain.explain(wrapped, p, method=args.explain, max_new_tokens=k).target_tokens for p in ps]
+
+        def explain_many(ps: list[str]) -> list[list[str]]:
+            return [a.target_tokens for a in seqexplain.explain_many(wrapped, ps, args.explain, progress=False,
+                                                                      max_new_tokens=k)]
+
+        runners.update({f"explain {args.explain}, one at a time": explain_one,
+                        f"explain_many {args.explain}": explain_many})
     for fn in runners.values():
         fn(prompts[:4])  # warm-up
     walls: dict[str, float] = {name: 0.0 for name in runners}
-    results: dict[str, list[list[int]]] = {}
+    results: dict[str, list[list[str]]] = {}
     for r in range(args.repeats):
         order = list(runners) if r % 2 == 0 else list(reversed(runners))
         for name in order:
@@ -128,11 +145,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"runner": name, "prompts_per_s": len(prompts) * args.repeats / walls[name],
                      "same_as_one_at_a_time": same})
     base = rows[0]["prompts_per_s"]
+    if args.explain:  # the whole explanation against its own one-at-a-time loop
+        rows[-1]["vs"] = rows[-2]["prompts_per_s"]
     print(f"# {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} commit {git_commit()}; "
           f"SmolLM2-135M; {len(prompts)} SST-2 prompts, {k} new tokens; device {args.device}; torch {info['torch']}, "
           f"{info['threads']} thread(s); {args.repeats} repeats")
-    print(markdown_table(["runner", "prompts/s", "÷ one at a time", "continuations equal to one at a time"],
-                         [[r["runner"], f"{r['prompts_per_s']:.2f}", f"{r['prompts_per_s'] / base:.2f}×",
+    print(markdown_table(["runner", "prompts/s", "÷ its one-at-a-time loop", "continuations equal to one at a time"],
+                         [[r["runner"], f"{r['prompts_per_s']:.2f}", f"{r['prompts_per_s'] / r.get('vs', base):.2f}×",
                            f"{r['same_as_one_at_a_time']}/{len(prompts)}"] for r in rows]))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps({"machine": info, "config": vars(args), "rows": rows,

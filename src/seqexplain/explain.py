@@ -185,12 +185,14 @@ def _target_text(attr: Attribution, i: int) -> str:
 
 def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gradients", *, tokenizer: Any = None,
                  pack: int = 1024, progress: bool = True, strict: bool = False, objective: str = "logprob",
-                 **options: Any) -> Iterator[Attribution]:
+                 max_new_tokens: int = 10, truncate: bool = False, **options: Any) -> Iterator[Attribution]:
     """Explain many inputs, yielding one :class:`Attribution` per item in input order, equal (to float rounding) to
     one :func:`explain` call per item.
 
     An item is a text, a ``(text, target)`` pair, or a mapping with ``text`` and optionally ``target``, ``foil``,
-    ``groups``, ``objective``. Items are encoded as they come and explained ``pack`` at a time: methods with a
+    ``groups``, ``objective``; ``max_new_tokens`` and ``truncate`` are :func:`explain`'s. Items are read as they come,
+    encoded a pack at a time (the model's own targets of items without one found in shared forwards:
+    :meth:`SequenceModel.encode_many`) and explained ``pack`` at a time: methods with a
     batched implementation (gradient norm, grad×input, IG, occlusion) pack the examples' rows into shared forwards
     under the method's token budget (examples of one length together where the adapter cannot pad); other
     methods run, and are yielded, one example at a time. ``pack`` is 1,024 by default: the more items are sorted
@@ -219,12 +221,12 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
             form = got
             buffer.append(_item_fields(item, objective))
             if len(buffer) >= limit:
-                examples = _encode_pack(wrapped, buffer)
+                examples = _encode_pack(wrapped, buffer, max_new_tokens=max_new_tokens, truncate=truncate)
                 yield from _pack_with_progress(wrapped, examples, method, options, strict, progress and batched)
                 bar.update(len(buffer))
                 buffer = []
         if buffer:
-            examples = _encode_pack(wrapped, buffer)
+            examples = _encode_pack(wrapped, buffer, max_new_tokens=max_new_tokens, truncate=truncate)
             yield from _pack_with_progress(wrapped, examples, method, options, strict, progress and batched)
             bar.update(len(buffer))
     finally:
@@ -267,10 +269,10 @@ def _item_fields(item: Any, objective: str) -> dict[str, Any]:
                      f"{type(item).__name__}")
 
 
-def _encode_pack(wrapped: SequenceModel, fields: list[dict[str, Any]]) -> list[Example]:
+def _encode_pack(wrapped: SequenceModel, fields: list[dict[str, Any]], **encode_options: Any) -> list[Example]:
     """A pack of items encoded together (:meth:`SequenceModel.encode_many`: the model's own predictions of the
     items without a target can share forwards), each then given its objective and groups."""
-    encoded = wrapped.encode_many([(f["text"], f["target"]) for f in fields])
+    encoded = wrapped.encode_many([(f["text"], f["target"]) for f in fields], **encode_options)
     return [finish_item(wrapped, ex, f["objective"], f["foil"], f["groups"])
             for ex, f in zip(encoded, fields, strict=True)]
 
