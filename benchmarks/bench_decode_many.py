@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                      "same_as_one_at_a_time": same})
     base = rows[0]["prompts_per_s"]
     if args.explain:  # the whole explanation against its own one-at-a-time loop
-        rows[-1]["vs"] = rows[-2]["prompts_per_s"]
+        rows[-2]["vs"] = rows[-1]["vs"] = rows[-2]["prompts_per_s"]
     print(f"# {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} commit {git_commit()}; "
           f"SmolLM2-135M; {len(prompts)} SST-2 prompts, {k} new tokens; device {args.device}; torch {info['torch']}, "
           f"{info['threads']} thread(s); {args.repeats} repeats")
