@@ -22,6 +22,7 @@ from _common import inseq_classifier_note, sync
 
 import seqexplain
 from seqexplain.data.sst import read_sst
+from seqexplain.models.batching import length_groups
 
 Items = list[tuple[str, int | None]]
 
@@ -163,18 +164,6 @@ def torch_packed_runner(model: torch.nn.Module, tokenizer: Any, method: str, pac
     emb_layer = model.get_input_embeddings()
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
-    def groups_of(order: list[int], lengths: list[int]) -> list[list[int]]:
-        groups: list[list[int]] = []
-        used = 0
-        for i in order:
-            if groups and used + lengths[i] <= pack_tokens:
-                groups[-1].append(i)
-                used += lengths[i]
-            else:
-                groups.append([i])
-                used = lengths[i]
-        return groups
-
     def run(items: Items) -> list[np.ndarray]:
         ids_all = tokenizer([text for text, _ in items])["input_ids"]
         lengths = [len(ids) for ids in ids_all]
@@ -184,8 +173,8 @@ def torch_packed_runner(model: torch.nn.Module, tokenizer: Any, method: str, pac
             p.requires_grad_(False)
         try:
             for first in range(0, len(items), pack):
-                order = sorted(range(first, min(len(items), first + pack)), key=lambda i: lengths[i])
-                for group in groups_of(order, lengths):
+                for cut in length_groups(lengths[first : first + pack], pack_tokens):  # explain_many's packs
+                    group = [first + i for i in cut]
                     width = max(lengths[i] for i in group)
                     ids = torch.full((len(group), width), pad_id, dtype=torch.long)
                     mask = torch.zeros((len(group), width), dtype=torch.long)

@@ -6,8 +6,11 @@ Nothing is downloaded. The BERT-style classifier uses the real WordPiece tokeniz
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import warnings
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -243,3 +246,14 @@ def custom_model(monkeypatch, no_attention_lm):
         return original(spec, kind, status, device)
 
     monkeypatch.setattr(cli, "load_cli_model", load)
+
+
+@pytest.fixture()
+def benchmark_module():
+    """``benchmark_module(name)`` imports a module of ``benchmarks/`` (the folder is on ``sys.path`` for the test)."""
+    folder = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    sys.path.insert(0, folder)
+    try:
+        yield importlib.import_module
+    finally:
+        sys.path.remove(folder)

@@ -4,27 +4,16 @@ timing alternates the runners' order."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 import seqexplain as se
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture()
-def runners():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import _explain_many_runners
-
-        yield _explain_many_runners
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def runners(benchmark_module):
+    return benchmark_module("_explain_many_runners")
 
 
 TEXTS = ["the cat sat on the mat", "a dog", "paris is the capital of france", "the cat", "a dog sat on a cat",

@@ -35,14 +35,8 @@ def test_benchmark_refuses_a_missing_device_with_exit_2(script):
 
 
 @pytest.fixture()
-def common():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import _common
-
-        yield _common
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+def common(benchmark_module):
+    return benchmark_module("_common")
 
 
 @pytest.mark.parametrize("device,message", [("bogus", "is not a torch device"), ("meta", "run on cpu or cuda"),
