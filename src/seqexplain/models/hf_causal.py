@@ -9,6 +9,9 @@ the positions kept) are *packed*: their kept tokens are moved left and run with 
 that share leading tokens run them once (:mod:`seqexplain.models.prefix_cache`), and the output layer runs only at
 the reading positions when the model's head is a plain projection of its base model's last hidden state (checked
 once against the model's own logits).
+
+A target left to the model is its greedy continuation; several prompts decode together (:meth:`HFCausalLM.encode_many`,
+:mod:`seqexplain.models.greedy`), with the model's key/value cache when its forward takes one.
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ class HFCausalLM(HFAdapter):
         self._logits_to_keep = accepts_exact(model.forward, "logits_to_keep")
         self._position_ids = accepts(model.forward, "position_ids")
         # several prompts decode with the model's key/value cache when its forward names one (``cache``; before
-        # transformers 5, ``past_key_values``), ``use_cache`` and position ids
+        # transformers 5, ``past_key_values``), ``use_cache``, position ids and an attention mask (left padding)
         names = [n for n in ("cache", "past_key_values") if accepts_exact(model.forward, n)]
-        plain = all(accepts_exact(model.forward, n) for n in ("position_ids", "use_cache"))
+        plain = all(accepts_exact(model.forward, n) for n in ("position_ids", "use_cache", "attention_mask"))
         self._cache_name: str | None = names[0] if names and plain else None
         self._head_ok: bool | None = None
 
@@ -75,8 +78,9 @@ class HFCausalLM(HFAdapter):
     def encode_many(self, requests: Sequence[tuple[Any, Any]], *, max_new_tokens: int = 10, truncate: bool = False
                     ) -> list[Example]:
         """:meth:`encode` of each ``(prompt, target)``; the continuations of the prompts without a target are
-        decoded together, each step in shared forwards (:func:`~seqexplain.models.greedy.greedy_many`: a step too
-        close to call there runs again alone, so each continuation is the one :meth:`encode` decodes)."""
+        decoded together, groups of prompts sharing forwards and the model's key/value cache where its forward takes
+        one (:mod:`seqexplain.models.greedy`: a step too close to call there is taken again alone, so each
+        continuation is the one :meth:`encode` decodes)."""
         prompts = [self._prompt(text, target, max_new_tokens, truncate) for text, target in requests]
         todo = [k for k, p in enumerate(prompts) if p.target is None]
         decoded = self._generate_many([prompts[k].src.ids for k in todo], [prompts[k].n_new for k in todo])
@@ -150,8 +154,9 @@ class HFCausalLM(HFAdapter):
 
     @torch.no_grad()
     def _generate_many(self, prompts: list[list[int]], limits: list[int]) -> list[list[int]]:
-        """Greedy continuations (:func:`~seqexplain.models.greedy.greedy_many`) of token-id prompts, decoded in
-        float32 (autocast applies to the explanations' forwards, not to choosing the target)."""
+        """Greedy continuations of token-id prompts (:func:`~seqexplain.models.greedy.greedy_cached` with the
+        model's cache, else :func:`~seqexplain.models.greedy.greedy_many`), decoded in float32 (autocast applies to
+        the explanations' forwards, not to choosing the target)."""
         if not prompts:
             return []
         eos, margin, tokens = self.special_id("eos_token_id"), tie_margin(None), self.default_pack_tokens()
