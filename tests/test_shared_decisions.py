@@ -1,6 +1,6 @@
 """Decisions for many inputs taken in shared forwards equal those taken one input at a time: greedy continuations
-of many prompts (against a plain one-prompt loop and on tiny GPT-2 and Llama), and the grouping and tie rules they
-stand on."""
+of many prompts (against a plain one-prompt loop, and on tiny GPT-2, Llama, BART and T5), and the grouping and tie
+rules they stand on."""
 
 from __future__ import annotations
 
@@ -45,13 +45,13 @@ def test_greedy_many_equals_the_one_prompt_loop():
     limits = [int(n) for n in rng.integers(0, 8, size=40)]
     calls = {"many": 0, "one": 0}
 
-    def next_many(seqs):
+    def next_many(ks, seqs):
         calls["many"] += 1
         rows = torch.stack([fake_logits(q) for q in seqs])
         rows[:, 3] += 2e-6  # a shared forward's rounding, deciding every near tie the other way
         return rows
 
-    def next_one(seq):
+    def next_one(k, seq):
         calls["one"] += 1
         return fake_logits(seq)
 
@@ -77,7 +77,7 @@ def test_greedy_cached_equals_the_one_prompt_loop():
         rows[:, 3] += 2e-6  # decides every near tie the other way
         return rows
 
-    def start(seqs):
+    def start(ks, seqs):
         starts.append(len(seqs))
         return [list(q) for q in seqs], shared(seqs)
 
@@ -86,7 +86,8 @@ def test_greedy_cached_equals_the_one_prompt_loop():
         state = [q + [int(t)] for q, t in zip(state, tokens, strict=True)]
         return state, shared(state)
 
-    got = greedy_cached(prompts, limits, EOS, start, step, fake_logits, pack_tokens=60, margin=TIE_MARGIN)
+    got = greedy_cached(prompts, limits, EOS, start, step, lambda k, q: fake_logits(q), pack_tokens=60,
+                        margin=TIE_MARGIN)
     assert got == [reference(p, n) for p, n in zip(prompts, limits, strict=True)]
     assert 1 < len(starts) < 40 and sum(starts) <= 40  # groups share a cache
 
@@ -123,5 +124,30 @@ def test_explain_many_decodes_prompts_in_shared_forwards(request, name, monkeypa
     monkeypatch.setattr(model, "forward", original)
     many = list(se.explain_many(w, prompts, "gradient_norm", progress=False))
     for m, o in zip(many, [se.explain(w, p, method="gradient_norm") for p in prompts], strict=True):
+        assert m.target_tokens == o.target_tokens and m.tokens == o.tokens
+        np.testing.assert_allclose(m.scores, o.scores, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["bart", "t5"])
+def test_explain_many_decodes_sources_in_shared_forwards(request, name, monkeypatch):
+    """Sources without a target: an encoder-decoder's targets decoded together equal one explain call per source."""
+    model, tok = request.getfixturevalue(name)
+    w = se.load_model(model, tok)
+    sources = ["the cat sat on the mat", "a dog", "paris is the capital of france", "the cat", "it was dark"]
+    ones = [se.explain(w, src, method="grad_x_input", max_new_tokens=4) for src in sources]
+    calls: list[int] = []
+    original = model.forward
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", spy)
+    examples = w.encode_many([(src, None) for src in sources], max_new_tokens=4)
+    assert [ex.target_tokens for ex in examples] == [o.target_tokens for o in ones]
+    assert len(calls) <= 4 + len(sources)  # one shared forward per step (plus any near tie taken alone)
+    monkeypatch.setattr(model, "forward", original)
+    many = list(se.explain_many(w, sources, "grad_x_input", progress=False, max_new_tokens=4))
+    for m, o in zip(many, ones, strict=True):
         assert m.target_tokens == o.target_tokens and m.tokens == o.tokens
         np.testing.assert_allclose(m.scores, o.scores, rtol=1e-5, atol=1e-6)

@@ -20,7 +20,8 @@ import torch
 
 from seqexplain.models.batching import length_groups, near_tie
 
-NextOne = Callable[[list[int]], torch.Tensor]
+NextOne = Callable[[int, list[int]], torch.Tensor]
+"""``next_one(k, seq)``: ``[V]`` next-token logits of sequence ``k`` (currently ``seq``) in a forward of its own."""
 
 
 class _Decoding:
@@ -40,7 +41,7 @@ class _Decoding:
         """Sequence ``k``'s next token from the shared forward's row (or its own forward when there is none, or the
         row is a near tie or not finite); appended unless it is a later end-of-sequence. Returns the token."""
         if shared is None or not bool(torch.isfinite(shared).all()) or near_tie(shared, margin):
-            shared = next_one(self.seqs[k])
+            shared = next_one(k, self.seqs[k])
         row = shared
         nxt = int(row.float().argmax())
         if nxt == self.eos and self.new[k]:
@@ -53,27 +54,29 @@ class _Decoding:
 
 
 def greedy_many(prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: int | None,
-                next_many: Callable[[list[list[int]]], torch.Tensor], next_one: NextOne,
-                pack_tokens: int, margin: float) -> list[list[int]]:
+                next_many: Callable[[list[int], list[list[int]]], torch.Tensor], next_one: NextOne,
+                pack_tokens: int, margin: float, context: Sequence[int] | None = None) -> list[list[int]]:
     """The greedy continuation of each prompt, every step rerunning the sequences whole (module docstring).
-    ``next_many(seqs)`` gives ``[B, V]`` next-token logits of several sequences in one forward, ``next_one(seq)``
-    ``[V]`` those of one sequence alone (the one-prompt loop's own step)."""
+    ``next_many(ks, seqs)`` gives ``[B, V]`` next-token logits of sequences ``ks`` in one forward, ``next_one(k,
+    seq)`` ``[V]`` those of one sequence alone (the one-prompt loop's own step). ``context[k]``: tokens sequence
+    ``k`` brings besides its own (an encoder-decoder's source), counted when grouping."""
     dec = _Decoding(prompts, limits, eos)
+    extra = list(context) if context is not None else [0] * len(dec.seqs)
     while active := dec.active():
-        for group in length_groups([len(dec.seqs[k]) for k in active], pack_tokens):
+        for group in length_groups([extra[k] + len(dec.seqs[k]) for k in active], pack_tokens):
             members = [active[g] for g in group]
-            rows = next_many([dec.seqs[k] for k in members]) if len(members) > 1 else None
+            rows = next_many(members, [dec.seqs[k] for k in members]) if len(members) > 1 else None
             for r, k in enumerate(members):
                 dec.choose(k, None if rows is None else rows[r], next_one, margin)
     return dec.new
 
 
 def greedy_cached(prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: int | None,
-                  start: Callable[[list[list[int]]], tuple[Any, torch.Tensor]],
+                  start: Callable[[list[int], list[list[int]]], tuple[Any, torch.Tensor]],
                   step: Callable[[Any, torch.Tensor], tuple[Any, torch.Tensor]], next_one: NextOne,
                   pack_tokens: int, margin: float) -> list[list[int]]:
     """The greedy continuation of each prompt, groups of prompts decoded with a key/value cache (module
-    docstring). ``start(prompts)`` runs a group's prompts and gives its state and ``[B, V]`` next-token logits;
+    docstring). ``start(ks, prompts)`` runs a group's prompts and gives its state and ``[B, V]`` next-token logits;
     ``step(state, tokens[B])`` feeds one token per sequence (a finished sequence is fed its last token again and
     its row ignored) and gives the next state and logits."""
     dec = _Decoding(prompts, limits, eos)
@@ -84,7 +87,7 @@ def greedy_cached(prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: 
             while not dec.done[k]:
                 dec.choose(k, None, next_one, margin)
             continue
-        state, rows = start([dec.seqs[k] for k in group])
+        state, rows = start(group, [dec.seqs[k] for k in group])
         while True:
             fed = []
             for r, k in enumerate(group):

@@ -161,10 +161,14 @@ class HFCausalLM(HFAdapter):
             return []
         eos, margin, tokens = self.special_id("eos_token_id"), tie_margin(None), self.default_pack_tokens()
         with eval_mode(self.model):
+            def alone(_: int, seq: list[int]) -> torch.Tensor:
+                return self._next_logits_alone(seq)
+
             if self._cache_name is not None:
-                return greedy_cached(prompts, limits, eos, self._cache_start, self._cache_step,
-                                     self._next_logits_alone, tokens, margin)
-            return greedy_many(prompts, limits, eos, self._next_logits_many, self._next_logits_alone, tokens, margin)
+                return greedy_cached(prompts, limits, eos, lambda _, seqs: self._cache_start(seqs), self._cache_step,
+                                     alone, tokens, margin)
+            return greedy_many(prompts, limits, eos, lambda _, seqs: self._next_logits_many(seqs), alone, tokens,
+                               margin)
 
     def _cache_start(self, seqs: list[list[int]]) -> tuple[Any, torch.Tensor]:
         """One forward of left-padded prompts (position ids counted from each prompt's first token) keeping the

@@ -9,6 +9,9 @@ dropped position). Rule 5 of :mod:`seqexplain.models.keep` (no source kept: cros
 is honoured natively by seqexplain's transformer, and for Hugging Face models by zeroing, for those rows, the input
 of each cross-attention's output projection (``encoder_attn.out_proj`` in BART-family models, ``EncDecAttention.o``
 in T5-family models); a model with neither refuses such rows with a clear error.
+
+A target left to the model is its greedy decoding; several sources decode together (:meth:`HFSeq2SeqLM.encode_many`,
+:func:`seqexplain.models.greedy.greedy_many`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import torch
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models import keep as keep_rule
 from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
+from seqexplain.models.batching import tie_margin
+from seqexplain.models.greedy import greedy_many
 from seqexplain.models.hf import HFAdapter, head_mean, input_embeddings, pad_rows, segments_of, split_by_part
 from seqexplain.models.tokenization import offsets_by_decoding
 
@@ -37,50 +42,87 @@ class HFSeq2SeqLM(HFAdapter):
     def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
         """Tokenise the source ``text`` and the target text (``None``: greedy decoding of up to
         ``max_new_tokens`` tokens)."""
-        text, max_new_tokens, tgt = self.check_generation(text, target, max_new_tokens, "translation")
-        limit = self.max_positions()
-        src, warnings = self.tokenize_input(text, "source", truncate)
+        return self.encode_many([(text, target)], max_new_tokens=max_new_tokens, truncate=truncate)[0]
+
+    def encode_many(self, requests: Sequence[tuple[Any, Any]], *, max_new_tokens: int = 10, truncate: bool = False
+                    ) -> list[Example]:
+        """:meth:`encode` of each ``(source, target)``; the targets of the sources without one are decoded
+        together, each step one forward per group of similar length (:func:`~seqexplain.models.greedy.greedy_many`:
+        a step too close to call there is taken again alone, so each target is the one :meth:`encode` decodes)."""
         start = self.special_id("decoder_start_token_id")
         if start is None:
             raise UnsupportedError(f"{self.model_id} has no decoder_start_token_id in its config; set it")
-        if tgt is None:
-            n_new = max_new_tokens if limit is None else min(max_new_tokens, limit - 1)
-            new_ids = self._generate(src.ids, start, n_new)
-            target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
-            t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
-        else:
-            self.check_length(len(tgt.ids) + 1, limit, "target")
-            target_text, t_ids, t_tokens, t_off = target, tgt.ids, tgt.tokens, tgt.offsets
-        n_s = len(src.ids)
+        limit = self.max_positions()
+        sources, todo, limits = [], [], []
+        for k, (text, target) in enumerate(requests):
+            text, n_new, tgt = self.check_generation(text, target, max_new_tokens, "translation")
+            src, warnings = self.tokenize_input(text, "source", truncate)
+            if tgt is None:
+                todo.append(k)
+                limits.append(n_new if limit is None else min(n_new, limit - 1))
+            else:
+                self.check_length(len(tgt.ids) + 1, limit, "target")
+            sources.append((text, target, src, tgt, warnings))
+        decoded = dict(zip(todo, self._generate_many([sources[k][2].ids for k in todo], start, limits), strict=True))
+        out = []
+        for k, (text, target, src, tgt, warnings) in enumerate(sources):
+            if k in decoded:
+                new_ids = decoded[k]
+                target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
+                t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
+            else:
+                target_text, t_ids, t_tokens, t_off = target, tgt.ids, tgt.tokens, tgt.offsets
+            out.append(self._example(text, src.ids, src.tokens, src.offsets, start, target_text, t_ids, t_tokens,
+                                     t_off, warnings))
+        return out
+
+    def _example(self, text: str, s_ids: list[int], s_tokens: list[str], s_off: list[Any], start: int,
+                 target_text: str, t_ids: list[int], t_tokens: list[str], t_off: list[Any], warnings: list[str]
+                 ) -> Example:
+        n_s = len(s_ids)
         n_l = n_s + 1 + len(t_ids)
         positions = [n_s + 1 + i for i in range(len(t_ids))]
         idx = torch.arange(n_l).view(1, -1)
         vis = (idx < n_s) | (idx < torch.tensor(positions).view(-1, 1))
         start_tok = self.tokenizer.convert_ids_to_tokens([start])[0]
         return Example(
-            kind="seq2seq", input_ids=torch.tensor(src.ids + [start] + t_ids, dtype=torch.long),
-            tokens=list(src.tokens) + [start_tok] + list(t_tokens), offsets=list(src.offsets) + [None] + list(t_off),
-            segments=segments_of(src.offsets, "source") + ["special"] + segments_of(t_off, "target"),
+            kind="seq2seq", input_ids=torch.tensor(s_ids + [start] + t_ids, dtype=torch.long),
+            tokens=list(s_tokens) + [start_tok] + list(t_tokens), offsets=list(s_off) + [None] + list(t_off),
+            segments=segments_of(s_off, "source") + ["special"] + segments_of(t_off, "target"),
             target_ids=torch.tensor(t_ids, dtype=torch.long), target_tokens=list(t_tokens),
             target_positions=positions, n_source=n_s, text=text, target_text=target_text, visibility=vis,
             warnings=warnings)
 
     @torch.no_grad()
-    def _generate(self, src_ids: list[int], start: int, max_new_tokens: int) -> list[int]:
-        eos = self.special_id("eos_token_id")
-        x = torch.tensor([src_ids], device=self.device)
-        dec = [start]
+    def _generate_many(self, sources: list[list[int]], start: int, limits: list[int]) -> list[list[int]]:
+        """Greedy targets of token-id sources (:func:`~seqexplain.models.greedy.greedy_many` over decoder prefixes,
+        each source counted in its group's tokens), in float32."""
+        if not sources:
+            return []
+
+        def alone(k: int, dec: list[int]) -> torch.Tensor:
+            x = torch.tensor([sources[k]], device=self.device)
+            d = torch.tensor([dec], device=self.device)
+            return self.model(input_ids=x, attention_mask=torch.ones_like(x), decoder_input_ids=d).logits[0, -1]
+
+        def shared(ks: list[int], decs: list[list[int]]) -> torch.Tensor:
+            src = [sources[k] for k in ks]
+            n_x, n_d = max(len(q) for q in src), max(len(q) for q in decs)
+            x = torch.full((len(ks), n_x), self.pad_id(), dtype=torch.long)
+            mask = torch.zeros((len(ks), n_x), dtype=torch.long)
+            d = torch.full((len(ks), n_d), self.pad_id(), dtype=torch.long)
+            for r, (q, dq) in enumerate(zip(src, decs, strict=True)):
+                x[r, : len(q)], mask[r, : len(q)] = torch.tensor(q), 1
+                d[r, : len(dq)] = torch.tensor(dq)  # right-padded: a causal decoder never reads the padding
+            logits = self.model(input_ids=x.to(self.device), attention_mask=mask.to(self.device),
+                                decoder_input_ids=d.to(self.device)).logits
+            last = torch.tensor([len(dq) - 1 for dq in decs], device=self.device)
+            return logits[torch.arange(len(ks), device=self.device), last]
+
         with eval_mode(self.model):
-            for _ in range(max(1, max_new_tokens)):
-                d = torch.tensor([dec], device=self.device)
-                logits = self.model(input_ids=x, attention_mask=torch.ones_like(x), decoder_input_ids=d).logits
-                nxt = int(logits[0, -1].argmax())
-                if nxt == eos and len(dec) > 1:
-                    break
-                dec.append(nxt)  # an immediate end-of-sequence is itself the prediction to explain
-                if nxt == eos:
-                    break
-        return dec[1:]
+            new = greedy_many([[start]] * len(sources), limits, self.special_id("eos_token_id"), shared, alone,
+                              self.default_pack_tokens(), tie_margin(None), context=[len(q) for q in sources])
+        return new
 
     # ---------------------------------------------------------------- embed
     def embed(self, example: Example) -> torch.Tensor:
