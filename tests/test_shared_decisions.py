@@ -102,14 +102,15 @@ def test_groups_and_ties():
     assert tie_margin(None) == TIE_MARGIN and tie_margin(torch.bfloat16) == AUTOCAST_TIE_MARGIN
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama"])
-def test_explain_many_decodes_prompts_in_shared_forwards(request, name, monkeypatch):
-    """Prompts without a target: explain_many's continuations (decoded together) and scores equal one explain call
-    per prompt, with far fewer forwards than prompts × steps."""
+@pytest.mark.parametrize("name,method", [("gpt2", "gradient_norm"), ("llama", "gradient_norm"),
+                                         ("bart", "grad_x_input"), ("t5", "grad_x_input")])
+def test_explain_many_decodes_targets_in_shared_forwards(request, name, method, monkeypatch):
+    """Inputs without a target (prompts of a causal LM, sources of an encoder-decoder): explain_many's targets,
+    decoded together, and its scores equal one explain call per input, with far fewer forwards than inputs × steps."""
     model, tok = request.getfixturevalue(name)
     w = se.load_model(model, tok)
-    prompts = ["The cat sat on the", "Paris is", "A dog and a cat sat on the mat in", "The", "It was a dark and"]
-    ones = [se.explain(w, p, method="gradient_norm", max_new_tokens=4) for p in prompts]
+    texts = ["The cat sat on the", "Paris is", "A dog and a cat sat on the mat in", "The", "It was a dark and"]
+    ones = [se.explain(w, t, method=method, max_new_tokens=4) for t in texts]
     calls: list[int] = []
     original = model.forward
 
@@ -118,36 +119,11 @@ def test_explain_many_decodes_prompts_in_shared_forwards(request, name, monkeypa
         return original(*args, **kwargs)
 
     monkeypatch.setattr(model, "forward", spy)
-    examples = w.encode_many([(p, None) for p in prompts], max_new_tokens=4)
+    examples = w.encode_many([(t, None) for t in texts], max_new_tokens=4)
     assert [ex.target_tokens for ex in examples] == [o.target_tokens for o in ones]
-    assert len(calls) <= 4 + len(prompts)  # one shared forward per step (plus any near tie taken alone)
+    assert len(calls) <= 4 + len(texts)  # one shared forward per step (plus any near tie taken alone)
     monkeypatch.setattr(model, "forward", original)
-    many = list(se.explain_many(w, prompts, "gradient_norm", progress=False))
-    for m, o in zip(many, [se.explain(w, p, method="gradient_norm") for p in prompts], strict=True):
-        assert m.target_tokens == o.target_tokens and m.tokens == o.tokens
-        np.testing.assert_allclose(m.scores, o.scores, rtol=1e-5, atol=1e-6)
-
-
-@pytest.mark.parametrize("name", ["bart", "t5"])
-def test_explain_many_decodes_sources_in_shared_forwards(request, name, monkeypatch):
-    """Sources without a target: an encoder-decoder's targets decoded together equal one explain call per source."""
-    model, tok = request.getfixturevalue(name)
-    w = se.load_model(model, tok)
-    sources = ["the cat sat on the mat", "a dog", "paris is the capital of france", "the cat", "it was dark"]
-    ones = [se.explain(w, src, method="grad_x_input", max_new_tokens=4) for src in sources]
-    calls: list[int] = []
-    original = model.forward
-
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(model, "forward", spy)
-    examples = w.encode_many([(src, None) for src in sources], max_new_tokens=4)
-    assert [ex.target_tokens for ex in examples] == [o.target_tokens for o in ones]
-    assert len(calls) <= 4 + len(sources)  # one shared forward per step (plus any near tie taken alone)
-    monkeypatch.setattr(model, "forward", original)
-    many = list(se.explain_many(w, sources, "grad_x_input", progress=False, max_new_tokens=4))
+    many = list(se.explain_many(w, texts, method, progress=False, max_new_tokens=4))
     for m, o in zip(many, ones, strict=True):
         assert m.target_tokens == o.target_tokens and m.tokens == o.tokens
         np.testing.assert_allclose(m.scores, o.scores, rtol=1e-5, atol=1e-6)
