@@ -92,6 +92,28 @@ def test_greedy_cached_equals_the_one_prompt_loop():
     assert 1 < len(starts) < 40 and sum(starts) <= 40  # groups share a cache
 
 
+def test_decoding_progress_counts_every_token_once():
+    """The bar's total is the most tokens the continuations may take; a continuation that ends early reports the
+    rest when it ends, so the bar ends full."""
+    from seqexplain.progress import _BAR, progress_bar
+
+    prompts = [[1, 2], [3], [2], [6]]  # [2]: a later end-of-sequence after 1 token; [6]: end-of-sequence first
+    limits = [5, 1, 7, 4]
+    with progress_bar("decoding"):
+        got = greedy_many(prompts, limits, EOS, lambda ks, seqs: torch.stack([fake_logits(q) for q in seqs]),
+                          lambda k, q: fake_logits(q), pack_tokens=40, margin=TIE_MARGIN)
+        bar = _BAR.get()
+        assert bar.total == 5 + 1 + 7 + 4 and bar.n == bar.total
+    assert got == [reference(p, n) for p, n in zip(prompts, limits, strict=True)]
+    assert got[2] == [3] and got[3] == [EOS]  # both ended early
+
+
+def test_explain_many_shows_progress_while_predicting_targets(gpt2, capsys):
+    w = se.load_model(*gpt2)
+    list(se.explain_many(w, ["The cat sat on the", "Paris is"], "gradient_norm", max_new_tokens=3))
+    assert "predicting the targets of 2 item(s)" in capsys.readouterr().err
+
+
 def test_groups_and_ties():
     assert length_groups([5, 1, 3, 1], 4) == [[1, 3], [2], [0]]
     assert length_groups([9], 4) == [[0]]  # longer than the limit: a group of its own

@@ -221,12 +221,14 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
             form = got
             buffer.append(_item_fields(item, objective))
             if len(buffer) >= limit:
-                examples = _encode_pack(wrapped, buffer, max_new_tokens=max_new_tokens, truncate=truncate)
+                examples = _encode_pack(wrapped, buffer, progress and batched, max_new_tokens=max_new_tokens,
+                                        truncate=truncate)
                 yield from _pack_with_progress(wrapped, examples, method, options, strict, progress and batched)
                 bar.update(len(buffer))
                 buffer = []
         if buffer:
-            examples = _encode_pack(wrapped, buffer, max_new_tokens=max_new_tokens, truncate=truncate)
+            examples = _encode_pack(wrapped, buffer, progress and batched, max_new_tokens=max_new_tokens,
+                                    truncate=truncate)
             yield from _pack_with_progress(wrapped, examples, method, options, strict, progress and batched)
             bar.update(len(buffer))
     finally:
@@ -269,10 +271,14 @@ def _item_fields(item: Any, objective: str) -> dict[str, Any]:
                      f"{type(item).__name__}")
 
 
-def _encode_pack(wrapped: SequenceModel, fields: list[dict[str, Any]], **encode_options: Any) -> list[Example]:
+def _encode_pack(wrapped: SequenceModel, fields: list[dict[str, Any]], progress: bool, **encode_options: Any
+                 ) -> list[Example]:
     """A pack of items encoded together (:meth:`SequenceModel.encode_many`: the model's own predictions of the
-    items without a target can share forwards), each then given its objective and groups."""
-    encoded = wrapped.encode_many([(f["text"], f["target"]) for f in fields], **encode_options)
+    items without a target can share forwards), each then given its objective and groups. With ``progress``, a bar
+    follows the predictions (labels, or decoded tokens) while there are any."""
+    todo = sum(f["target"] is None for f in fields)
+    with progress_bar(f"predicting the targets of {todo} item(s)", enabled=progress and todo > 0, unit="step"):
+        encoded = wrapped.encode_many([(f["text"], f["target"]) for f in fields], **encode_options)
     return [finish_item(wrapped, ex, f["objective"], f["foil"], f["groups"])
             for ex, f in zip(encoded, fields, strict=True)]
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from seqexplain.models.batching import length_groups, near_tie
+from seqexplain.progress import add_total, advance
 
 NextOne = Callable[[int, list[int]], torch.Tensor]
 """``next_one(k, seq)``: ``[V]`` next-token logits of sequence ``k`` (currently ``seq``) in a forward of its own."""
@@ -33,6 +34,7 @@ class _Decoding:
         self.done = [False] * len(self.seqs)
         self.limits = [max(1, n) for n in limits]
         self.eos = eos
+        add_total(sum(self.limits))  # progress in tokens; a continuation that ends early reports the rest at once
 
     def active(self) -> list[int]:
         return [k for k in range(len(self.seqs)) if not self.done[k] and len(self.new[k]) < self.limits[k]]
@@ -46,10 +48,12 @@ class _Decoding:
         nxt = int(row.float().argmax())
         if nxt == self.eos and self.new[k]:
             self.done[k] = True
+            advance(self.limits[k] - len(self.new[k]))
             return nxt
         self.new[k].append(nxt)
         self.seqs[k].append(nxt)
         self.done[k] = nxt == self.eos or len(self.new[k]) >= self.limits[k]
+        advance(self.limits[k] - len(self.new[k]) + 1 if self.done[k] else 1)
         return nxt
 
 

@@ -19,6 +19,7 @@ import torch
 from seqexplain.errors import InputError
 from seqexplain.models.base import Example, Part, SequenceModel, eval_mode
 from seqexplain.models.batching import length_groups, near_tie, tie_margin
+from seqexplain.progress import add_total, advance
 
 
 def label_index(names: Sequence[str], label: Any) -> int:
@@ -48,6 +49,7 @@ def predicted_labels(model: SequenceModel, examples: Sequence[Example]) -> list[
     labels = [0] * len(examples)
     margin = tie_margin(model.autocast)
     groups = length_groups([ex.length for ex in examples], model.default_pack_tokens())
+    add_total(len(examples))
     with torch.no_grad(), eval_mode(model.model):
         for group in groups:
             rows = [z[0, 0] for z in model.logits_parts([Part(examples[k]) for k in group])]
@@ -55,6 +57,7 @@ def predicted_labels(model: SequenceModel, examples: Sequence[Example]) -> list[
                 if len(group) > 1 and near_tie(row, margin):
                     row = model.logits(examples[k])[0, 0]
                 labels[k] = int(row.float().argmax())
+            advance(len(group))
     return labels
 
 
