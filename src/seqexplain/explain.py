@@ -192,13 +192,15 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
     An item is a text, a ``(text, target)`` pair, or a mapping with ``text`` and optionally ``target``, ``foil``,
     ``groups``, ``objective``; ``max_new_tokens`` and ``truncate`` are :func:`explain`'s. Items are read as they come,
     encoded a pack at a time (the model's own targets of items without one found in shared forwards:
-    :meth:`SequenceModel.encode_many`) and explained ``pack`` at a time: methods with a
+    :meth:`SequenceModel.encode_many`; one at a time for methods without a batched form) and explained ``pack`` at
+    a time: methods with a
     batched implementation (gradient norm, grad×input, IG, occlusion) pack the examples' rows into shared forwards
     under the method's token budget (examples of one length together where the adapter cannot pad); other
     methods run, and are yielded, one example at a time. ``pack`` is 1,024 by default: the more items are sorted
     by length together, the less padding the packed forwards carry (docs/methods.md: 16.3 % of the tokens with 256
     items, 4.5 % with 1,024, on SST-2 sentences through MiniLM in CPU forwards of up to 1,024 tokens). A progress
-    bar counts items, and for batched methods a second one the forward rows of the pack being computed."""
+    bar counts items, and for batched methods a second one the forward rows of the pack being computed (and one the
+    prediction of the pack's own targets)."""
     from tqdm.auto import tqdm
 
     wrapped = model if isinstance(model, SequenceModel) else load_model(model, tokenizer)
