@@ -25,14 +25,14 @@ import datetime
 import json
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-from _common import check_device, git_commit, machine_info, markdown_table, sync  # noqa: E402
+from _common import check_device, git_commit, machine_info, markdown_table  # noqa: E402
+from _explain_many_runners import repeated  # noqa: E402
 
 from seqexplain.data.sst import read_sst  # noqa: E402
 
@@ -126,17 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"explain_many {args.explain}": explain_many})
     for fn in runners.values():
         fn(prompts[:4])  # warm-up
-    walls: dict[str, float] = {name: 0.0 for name in runners}
-    results: dict[str, list[list[str]]] = {}
-    for r in range(args.repeats):
-        order = list(runners) if r % 2 == 0 else list(reversed(runners))
-        for name in order:
-            sync()
-            t = time.perf_counter()
-            got = runners[name](prompts)
-            sync()
-            walls[name] += time.perf_counter() - t
-            results.setdefault(name, got)
+    total, _ = repeated(runners, prompts, [prompts], args.repeats)  # in turns, order reversed every other time
+    walls = {name: wall for name, (wall, _, _) in total.items()}
+    results = {name: res for name, (_, _, res) in total.items()}
     info = machine_info(args.device)
     ref = results["one at a time"]
     rows = []

@@ -149,3 +149,11 @@ def test_explain_many_decodes_targets_in_shared_forwards(request, name, method, 
     for m, o in zip(many, ones, strict=True):
         assert m.target_tokens == o.target_tokens and m.tokens == o.tokens
         np.testing.assert_allclose(m.scores, o.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_a_decoded_target_capped_by_the_decoder_positions_says_so(bart):
+    """BART's 128 positions leave 127 decoder tokens after the start token: asking for more warns in the result."""
+    w = se.load_model(*bart)
+    attr = se.explain(w, "the cat sat", method="gradient_norm", max_new_tokens=200)
+    assert any("only 127 of the 200 requested tokens" in m for m in attr.warnings)
+    assert not se.explain(w, "the cat sat", method="gradient_norm", max_new_tokens=3).warnings

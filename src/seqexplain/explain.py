@@ -216,12 +216,12 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
     form: str | None = None
     try:
         for n, item in enumerate(items):
-            got = _item_form(item)
+            got, fields = _item_fields(item, objective)
             if form is not None and got != form:
                 raise InputError(f"explain_many item {n} is a {got} but the earlier items are {form}s; give items "
                                  "of one kind (all texts, all (text, target) pairs, or all mappings)")
             form = got
-            buffer.append(_item_fields(item, objective))
+            buffer.append(fields)
             if len(buffer) >= limit:
                 examples = _encode_pack(wrapped, buffer, progress and batched, max_new_tokens=max_new_tokens,
                                         truncate=truncate)
@@ -246,29 +246,21 @@ def _pack_with_progress(wrapped: SequenceModel, examples: list[Example], method:
         return list(explain_pack(wrapped, examples, method, options, strict))
 
 
-def _item_form(item: Any) -> str:
+def _item_fields(item: Any, objective: str) -> tuple[str, dict[str, Any]]:
+    """An item's kind and its fields ``{text, target, objective, foil, groups}`` (a mapping's keys checked)."""
     if isinstance(item, str):
-        return "text"
-    if isinstance(item, Mapping):
-        return "mapping"
-    if isinstance(item, (tuple, list)) and len(item) == 2:
-        return "(text, target) pair"
-    raise InputError(f"an explain_many item is a text, a (text, target) pair or a mapping, not {type(item).__name__}")
-
-
-def _item_fields(item: Any, objective: str) -> dict[str, Any]:
-    """An item as ``{text, target, objective, foil, groups}`` (the mapping's keys checked)."""
-    if isinstance(item, str):
-        return {"text": item, "target": None, "objective": objective, "foil": None, "groups": None}
+        return "text", {"text": item, "target": None, "objective": objective, "foil": None, "groups": None}
     if isinstance(item, Mapping):
         unknown = set(item) - {"text", "target", "foil", "groups", "objective"}
         if unknown or "text" not in item:
             raise InputError(f"an explain_many item mapping takes text, target, foil, groups, objective; got "
                              f"{sorted(item)}")
-        return {"text": item["text"], "target": item.get("target"), "objective": item.get("objective", objective),
-                "foil": item.get("foil"), "groups": item.get("groups")}
+        return "mapping", {"text": item["text"], "target": item.get("target"),
+                           "objective": item.get("objective", objective), "foil": item.get("foil"),
+                           "groups": item.get("groups")}
     if isinstance(item, (tuple, list)) and len(item) == 2:
-        return {"text": item[0], "target": item[1], "objective": objective, "foil": None, "groups": None}
+        return "(text, target) pair", {"text": item[0], "target": item[1], "objective": objective, "foil": None,
+                                       "groups": None}
     raise InputError(f"an explain_many item is a text, a (text, target) pair or a mapping, not "
                      f"{type(item).__name__}")
 

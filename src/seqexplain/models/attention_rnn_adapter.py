@@ -129,9 +129,9 @@ class AttentionRNNAdapter(ClassifierLabels, SequenceModel):
             start += len(tok) + 1
         param = next(self.model.parameters())
         return Example(kind="classifier", input_ids=None, tokens=list(doc.tokens), offsets=offsets,
-                     segments=["source"] * len(doc.tokens), target_ids=torch.zeros(1, dtype=torch.long),
-                     target_tokens=[""], target_positions=[None], n_source=len(doc.tokens), text=doc.text,
-                     input_vectors=vectors.to(param.dtype), extra=extra, groups=groups)
+                       segments=["source"] * len(doc.tokens), target_ids=torch.zeros(1, dtype=torch.long),
+                       target_tokens=[""], target_positions=[None], n_source=len(doc.tokens), text=doc.text,
+                       input_vectors=vectors.to(param.dtype), extra=extra, groups=groups)
 
     def embed(self, example: Example) -> Tensor:
         """``[1, L, D]`` the example's vectors (minus the origin, for a :meth:`with_origin` view)."""

@@ -60,6 +60,9 @@ class HFSeq2SeqLM(HFAdapter):
             if tgt is None:
                 todo.append(k)
                 limits.append(n_new if limit is None else min(n_new, limit - 1))
+                if limits[-1] < n_new:
+                    warnings = [*warnings, f"max_new_tokens: only {limits[-1]} of the {n_new} requested tokens fit the "
+                                f"model's {limit} decoder positions after the start token"]
             else:
                 self.check_length(len(tgt.ids) + 1, limit, "target")
             sources.append((text, target, src, tgt, warnings))
