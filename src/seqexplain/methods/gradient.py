@@ -127,7 +127,7 @@ def _gradients_many(model: SequenceModel, examples: list[Example], token_budget:
     results: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     _warn_long(examples, token_budget)
     with eval_mode(model.model), frozen_parameters(model.model):
-        embeds = [model.embed(ex).detach() for ex in examples]
+        embeds = [e.detach() for e in model.embed_many(examples)]
         n_t = max(ex.n_targets for ex in examples)
         per = max(1, token_budget // max(ex.length for ex in examples))
         chunks = [list(range(i, min(n_t, i + per))) for i in range(0, n_t, per)]
@@ -197,7 +197,7 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
     alphas, weights = quadrature(steps, rule)
     n_k = len(alphas)
     with eval_mode(model.model), frozen_parameters(model.model):
-        es = [model.embed(ex).detach() for ex in examples]
+        es = [e.detach() for e in model.embed_many(examples)]
         bs = [baseline_embeddings(model, ex, baseline).to(e.dtype) for ex, e in zip(examples, es, strict=True)]
     device = es[0].device
     a = torch.tensor(alphas, dtype=es[0].dtype, device=device)

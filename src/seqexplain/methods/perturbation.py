@@ -60,7 +60,7 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
                 bases[k] = b[0]
         embeds, repl = [None] * len(examples), [None] * len(examples)
         if replace_with is not None:
-            embeds = [model.embed(ex).detach() for ex in examples]
+            embeds = [e.detach() for e in model.embed_many(examples)]
             repl = [embeddings_of_token(model, ex, token)[0] for ex in examples]
         limit = pack_limit(model, token_budget)
         start = 0

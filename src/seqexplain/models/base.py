@@ -177,6 +177,10 @@ class SequenceModel(ABC):
     def embed(self, example: Example) -> torch.Tensor:
         """``[1, L, D]`` output of the input-embedding layer for the example's input axis."""
 
+    def embed_many(self, examples: Sequence[Example]) -> list[torch.Tensor]:
+        """:meth:`embed` of each example, in order (an adapter that can embed many in one call overrides it)."""
+        return [self.embed(ex) for ex in examples]
+
     @abstractmethod
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
         """Per part, raw logits ``[b, T, V]`` at each target's reading position (``[b, 1, V]`` with
@@ -238,10 +242,9 @@ class SequenceModel(ABC):
     # ------------------------------------------------------------------ derived
     @property
     def device(self) -> torch.device:
-        try:
-            return next(self.model.parameters()).device
-        except StopIteration:  # pragma: no cover - parameterless module
-            return torch.device("cpu")
+        """The device of the model's first parameter (the CPU for a module without parameters)."""
+        param = first_parameter(self.model)
+        return torch.device("cpu") if param is None else param.device
 
     def default_token_budget(self) -> int:
         """Tokens per forward when methods batch rows: 4,096 on a CPU (fastest measured; larger batches make
@@ -426,6 +429,19 @@ class SequenceModel(ABC):
             raise InputError(f"the foil has {int(ids.shape[0])} tokens but there are {example.n_targets} targets; "
                              "give one foil token per target")
         return example.replace(objective="contrast", foil_ids=ids.long(), foil_tokens=names)
+
+
+def first_parameter(module: torch.nn.Module) -> torch.nn.Parameter | None:
+    """``next(module.parameters())`` without building the generator (read on every forward): the module's own
+    parameters, then its children's depth first, as ``parameters()`` orders them."""
+    for param in module._parameters.values():
+        if param is not None:
+            return param
+    for child in module._modules.values():
+        found = None if child is None else first_parameter(child)
+        if found is not None:
+            return found
+    return None
 
 
 def objective_values(example: Example, logits: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.base import Example, ModelKind, Part, SequenceModel
-from seqexplain.models.tokenization import Tokenized, tokenize
+from seqexplain.models.tokenization import Tokenized, tokenize, tokenize_many
 
 
 def detect_kind(model: torch.nn.Module) -> ModelKind | None:
@@ -129,6 +129,28 @@ def segments_of(offsets: list[tuple[int, int] | None], name: str) -> list[str]:
     return [name if o is not None else "special" for o in offsets]
 
 
+class TokenEmbedding:
+    """``embed`` of an adapter whose input axis is its token ids (or an example's precomputed vectors): the
+    model's input-embedding layer over the ids; many examples' ids go through the layer in one call (a lookup per
+    id, so each example's rows are those of a call of its own)."""
+
+    device: torch.device
+    input_layer: Any  # HFAdapter.input_layer
+
+    def embed(self, example: Example) -> torch.Tensor:
+        if example.input_vectors is not None:
+            return example.input_vectors.to(self.device).unsqueeze(0)
+        assert example.input_ids is not None
+        return self.input_layer()(example.input_ids.to(self.device).unsqueeze(0))
+
+    def embed_many(self, examples: Sequence[Example]) -> list[torch.Tensor]:
+        if len(examples) < 2 or any(ex.input_vectors is not None or ex.input_ids is None for ex in examples):
+            return [self.embed(ex) for ex in examples]
+        ids = torch.cat([ex.input_ids for ex in examples if ex.input_ids is not None]).to(self.device)
+        rows = self.input_layer()(ids.unsqueeze(0))[0]
+        return [part.unsqueeze(0) for part in rows.split([ex.length for ex in examples])]
+
+
 class HFAdapter(SequenceModel):
     """What the Hugging Face adapters share: identity, limits, special ids, target tokenisation, masks."""
 
@@ -218,15 +240,22 @@ class HFAdapter(SequenceModel):
     def tokenize_input(self, text: str, what: str, truncate: bool) -> tuple[Tokenized, list[str]]:
         """A source or classifier input with special tokens, checked for content and length; with ``truncate``
         its end is cut to the model's positions and a warning says how much."""
+        return self.tokenize_inputs([text], what, truncate)[0]
+
+    def tokenize_inputs(self, texts: Sequence[str], what: str, truncate: bool) -> list[tuple[Tokenized, list[str]]]:
+        """:meth:`tokenize_input` of each text, in order, the texts read by the tokenizer together
+        (:func:`~seqexplain.models.tokenization.tokenize_many`)."""
         limit = self.max_positions()
-        full = tokenize(self.tokenizer, text, add_special_tokens=True)
-        self.check_content(full)
-        src, warnings = full, []
-        if truncate and limit is not None and len(full.ids) > limit:
-            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit)
-            warnings = truncation_warning(len(full.ids), len(src.ids), what, "the end")
-        self.check_length(len(src.ids), limit, what)
-        return src, warnings
+        out = []
+        for text, full in zip(texts, tokenize_many(self.tokenizer, texts, add_special_tokens=True), strict=True):
+            self.check_content(full)
+            src, warnings = full, []
+            if truncate and limit is not None and len(full.ids) > limit:
+                src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit)
+                warnings = truncation_warning(len(full.ids), len(src.ids), what, "the end")
+            self.check_length(len(src.ids), limit, what)
+            out.append((src, warnings))
+        return out
 
     def tokenize_target(self, target: Any) -> Tokenized:
         if not isinstance(target, str):

@@ -29,6 +29,7 @@ from seqexplain.models.batching import tie_margin
 from seqexplain.models.greedy import greedy_cached, greedy_many
 from seqexplain.models.hf import (
     HFAdapter,
+    TokenEmbedding,
     accepts,
     accepts_exact,
     head_mean,
@@ -54,7 +55,7 @@ class _Prompt:
     warnings: list[str]
 
 
-class HFCausalLM(HFAdapter):
+class HFCausalLM(TokenEmbedding, HFAdapter):
     kind = "causal"
     mask_names = ("attention_mask",)
 
@@ -216,13 +217,6 @@ class HFCausalLM(HFAdapter):
             keep[r, : len(q)] = True
         positions = torch.tensor([[len(q)] for q in seqs], device=self.device)
         return self._causal_logits(ids.to(self.device), keep.to(self.device), None, positions, {})[:, 0]
-
-    # ---------------------------------------------------------------- embed
-    def embed(self, example: Example) -> torch.Tensor:
-        if example.input_vectors is not None:
-            return example.input_vectors.to(self.device).unsqueeze(0)
-        assert example.input_ids is not None
-        return self.input_layer()(example.input_ids.to(self.device).unsqueeze(0))
 
     # ---------------------------------------------------------------- logits
     def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:

@@ -22,11 +22,12 @@ import torch
 
 from seqexplain.errors import InputError
 from seqexplain.models.base import AttentionSegment, Example, Part
-from seqexplain.models.hf import HFAdapter, accepts, head_mean, pad_rows, segments_of, split_by_part
+from seqexplain.models.hf import HFAdapter, TokenEmbedding, accepts, head_mean, pad_rows, segments_of, split_by_part
 from seqexplain.models.labels import ClassifierLabels
+from seqexplain.models.tokenization import Tokenized
 
 
-class HFClassifier(ClassifierLabels, HFAdapter):
+class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
     kind = "classifier"
     mask_names = ("attention_mask",)
 
@@ -51,10 +52,18 @@ class HFClassifier(ClassifierLabels, HFAdapter):
         return [str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n)]
 
     # --------------------------------------------------------------- encode
-    def encode_input(self, text: Any, *, truncate: bool = False, **_: Any) -> Example:
+    def encode_input(self, text: Any, **options: Any) -> Example:
         """The tokens of ``text`` with a placeholder label (labels: :class:`ClassifierLabels`)."""
-        text = self.check_text(text)
-        src, warnings = self.tokenize_input(text, "input", truncate)
+        return self.encode_inputs([text], **options)[0]
+
+    def encode_inputs(self, texts: Sequence[Any], *, truncate: bool = False, **_: Any) -> list[Example]:
+        """:meth:`encode_input` of each text, the texts tokenised together (:meth:`HFAdapter.tokenize_inputs`)."""
+        checked = [self.check_text(text) for text in texts]
+        tokenized = self.tokenize_inputs(checked, "input", truncate)
+        return [self.input_example(text, src, warn) for text, (src, warn) in zip(checked, tokenized, strict=True)]
+
+    def input_example(self, text: str, src: Tokenized, warnings: list[str]) -> Example:
+        """The :class:`Example` of a tokenised input with a placeholder label."""
         return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
                        offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                        target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
@@ -70,13 +79,6 @@ class HFClassifier(ClassifierLabels, HFAdapter):
 
     def can_pad(self) -> bool:
         return self.head_position == "first" or self.special_id("pad_token_id") is not None
-
-    # ---------------------------------------------------------------- embed
-    def embed(self, example: Example) -> torch.Tensor:
-        if example.input_vectors is not None:
-            return example.input_vectors.to(self.device).unsqueeze(0)
-        assert example.input_ids is not None
-        return self.input_layer()(example.input_ids.to(self.device).unsqueeze(0))
 
     # ---------------------------------------------------------------- logits
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
@@ -117,22 +119,23 @@ class HFClassifier(ClassifierLabels, HFAdapter):
         """Rows that keep every position: each part's rows as they are, right-padded to the longest part (the
         padding masked), one forward — the same as packing, without a per-row copy."""
         n_l = max(p.example.length for p in parts)
-        xs, masks, extras = [], [], []
+        device = self.device
+        xs, extras = [], []
         for part in parts:
             ex, b = part.example, part.n_rows
             if with_embeds:
                 xs.append(part.embeds if part.embeds is not None else self.embed(ex).expand(b, -1, -1))
             else:
                 assert ex.input_ids is not None
-                xs.append(ex.input_ids.to(self.device).view(1, -1).expand(b, -1))
-            masks.append(torch.ones(b, ex.length, dtype=torch.long, device=self.device))
-            extras.append({k: v.to(self.device).view(1, -1).expand(b, -1) for k, v in ex.extra.items()})
-        kwargs: dict[str, Any] = {"attention_mask": pad_rows(masks, n_l, 0)}
+                xs.append(ex.input_ids.to(device).view(1, -1).expand(b, -1))
+            extras.append({k: v.to(device).view(1, -1).expand(b, -1) for k, v in ex.extra.items()})
+        lengths = torch.tensor([p.example.length for p in parts for _ in range(p.n_rows)], device=device)
+        positions = torch.arange(n_l, device=device).view(1, -1)
+        kwargs: dict[str, Any] = {"attention_mask": (positions < lengths.view(-1, 1)).long()}
         kwargs["inputs_embeds" if with_embeds else "input_ids"] = pad_rows(xs, n_l, 0.0 if with_embeds
                                                                            else self.pad_id())
         if self._position_ids:
-            kwargs["position_ids"] = torch.arange(n_l, device=self.device).view(1, -1).expand(
-                int(kwargs["attention_mask"].shape[0]), -1)
+            kwargs["position_ids"] = positions.expand(int(lengths.shape[0]), -1)
         for key in extras[0]:
             kwargs[key] = pad_rows([e[key] for e in extras], n_l, 0)
         return split_by_part(self.model(**self.drop_missing_masks(kwargs)).logits.unsqueeze(1), parts)

@@ -71,6 +71,11 @@ class ClassifierLabels:
         """The :class:`Example` of ``text`` with a placeholder label (``target_ids`` one zero)."""
         raise NotImplementedError
 
+    def encode_inputs(self, texts: Sequence[Any], **options: Any) -> list[Example]:
+        """:meth:`encode_input` of each text, in order (an adapter whose tokenizer reads many texts in one call
+        overrides it)."""
+        return [self.encode_input(text, **options) for text in texts]
+
     def label_index(self, label: Any) -> int:
         """A label given as an index or a name (:func:`label_index`)."""
         return label_index(self.label_names(), label)
@@ -86,17 +91,13 @@ class ClassifierLabels:
     def encode_many(self, requests: Sequence[tuple[Any, Any]], **options: Any) -> list[Example]:
         """:meth:`encode` of each ``(text, target)``, in order; the labels of those without a target predicted in
         shared forwards (:func:`predicted_labels`), each equal to one :meth:`encode`'s."""
-        examples: list[Example] = []
-        labels: list[int | None] = []
-        for text, target in requests:
-            ex = self.encode_input(text, **options)
-            examples.append(ex)
-            labels.append(None if target is None else self.label_index(target))
+        names = self.label_names()
+        examples = self.encode_inputs([text for text, _ in requests], **options)
+        labels: list[int | None] = [None if target is None else label_index(names, target) for _, target in requests]
         todo = [k for k, label in enumerate(labels) if label is None]
         assert isinstance(self, SequenceModel)
         for k, label in zip(todo, predicted_labels(self, [examples[k] for k in todo]), strict=True):
             labels[k] = label
-        names = self.label_names()
         out = []
         for ex, label in zip(examples, labels, strict=True):
             assert label is not None

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from seqexplain.errors import InputError
 from seqexplain.models.base import Example, eval_mode
 from seqexplain.models.hf_classifier import HFClassifier
+from seqexplain.models.tokenization import Tokenized
 
 ACTIVATIONS = ("soft", "sharp")
 INITIALIZERS = {"glorot": nn.init.xavier_normal_, "xavier": nn.init.xavier_uniform_, "normal": nn.init.normal_}
@@ -171,19 +172,16 @@ class SoftAttentionAdapter(HFClassifier):
             return own
         return self.max_length if own is None else min(own, self.max_length)
 
-    def encode_input(self, text: Any, *, truncate: bool = False, **_: Any) -> Example:
-        """:meth:`special_example` (labels: :class:`~seqexplain.models.labels.ClassifierLabels`)."""
-        return self.special_example(text, truncate or self.truncate)
+    def encode_inputs(self, texts: Sequence[Any], *, truncate: bool = False, **options: Any) -> list[Example]:
+        """:meth:`HFClassifier.encode_inputs`, cut to ``max_length`` when the adapter was built with
+        ``truncate=True``."""
+        return super().encode_inputs(texts, truncate=truncate or self.truncate, **options)
 
-    def special_example(self, text: Any, truncate: bool) -> Example:
+    def input_example(self, text: str, src: Tokenized, warnings: list[str]) -> Example:
         """The example with a placeholder label and its ``special_tokens_mask``."""
-        text = self.check_text(text)
-        src, warnings = self.tokenize_input(text, "input", truncate)
+        ex = super().input_example(text, src, warnings)
         special = torch.tensor([o is None for o in src.offsets], dtype=torch.long)
-        return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
-                       offsets=list(src.offsets), segments=["special" if o is None else "source" for o in src.offsets],
-                       target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
-                       n_source=len(src.ids), text=text, warnings=warnings, extra={"special_tokens_mask": special})
+        return ex.replace(extra={"special_tokens_mask": special})
 
     def forward_example(self, example: Example, output_attentions: bool = False) -> SoftAttentionOutput:
         """One forward of the whole example (eval mode, no gradient)."""

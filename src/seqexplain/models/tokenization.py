@@ -7,7 +7,7 @@ tokens), which seqexplain's own word-level vocabularies do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,11 +52,28 @@ def tokenize(tokenizer: Any, text: str, add_special_tokens: bool, max_length: in
         )
     finally:
         tokenizer.truncation_side = old_side
-    ids = list(enc["input_ids"])
-    special = enc.get("special_tokens_mask") or [0] * len(ids)
-    offsets: list[tuple[int, int] | None] = []
-    for (start, end), sp in zip(enc["offset_mapping"], special, strict=True):
-        offsets.append(None if sp else (int(start), int(end)))
+    return _from_encoding(tokenizer, enc["input_ids"], enc["offset_mapping"], enc.get("special_tokens_mask"))
+
+
+def tokenize_many(tokenizer: Any, texts: Sequence[str], add_special_tokens: bool) -> list[Tokenized]:
+    """:func:`tokenize` of each text (no truncation), in order; a Hugging Face fast tokenizer reads them all in one
+    call (its Rust batch encoder gives each text the tokens a call of its own gives)."""
+    if len(texts) < 2 or hasattr(tokenizer, "tokenize_with_offsets") or not getattr(tokenizer, "is_fast", False):
+        return [tokenize(tokenizer, text, add_special_tokens) for text in texts]
+    enc = tokenizer(list(texts), add_special_tokens=add_special_tokens, return_offsets_mapping=True,
+                    return_special_tokens_mask=True)
+    special = enc.get("special_tokens_mask") or [None] * len(texts)
+    return [_from_encoding(tokenizer, ids, offs, sp)
+            for ids, offs, sp in zip(enc["input_ids"], enc["offset_mapping"], special, strict=True)]
+
+
+def _from_encoding(tokenizer: Any, ids: Sequence[int], offset_mapping: Sequence[tuple[int, int]],
+                   special: Sequence[int] | None) -> Tokenized:
+    """A fast tokenizer's encoding of one text as :class:`Tokenized` (special tokens get offset ``None``)."""
+    ids = list(ids)
+    flags = special or [0] * len(ids)
+    offsets: list[tuple[int, int] | None] = [None if sp else (int(start), int(end))
+                                             for (start, end), sp in zip(offset_mapping, flags, strict=True)]
     return Tokenized(ids, tokenizer.convert_ids_to_tokens(ids), offsets)
 
 
