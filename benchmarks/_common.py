@@ -292,10 +292,10 @@ def inseq_classifier_note(model: torch.nn.Module, tokenizer: Any, device: str = 
     return f"inseq {version} loaded the sequence classifier"
 
 
-def git_commit() -> str | None:
-    """The checkout's short commit, or None outside a git checkout."""
+def git_commit(folder: str | Path | None = None) -> str | None:
+    """The short commit of the checkout holding ``folder`` (default: these scripts), or None outside one."""
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).resolve().parent).stdout.strip() or None
+                              cwd=folder or Path(__file__).resolve().parent).stdout.strip() or None
     except (OSError, subprocess.CalledProcessError):
         return None
