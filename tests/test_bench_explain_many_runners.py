@@ -54,3 +54,19 @@ def test_repeated_timing_alternates_the_order(runners):
     total, per_repeat = runners.repeated({"a": runner("a"), "b": runner("b")}, [("x", 0)], [[("x", 0)]], 3)
     assert calls == ["a", "b", "b", "a", "a", "b"] and len(per_repeat) == 3
     assert list(total) == ["a", "b"] and total["a"][2] == ["a"]
+
+
+def test_probe_groups_of_equal_length_and_workers(benchmark_module):
+    """The gap probe's alternatives to explain_many's packs: groups of one length within the token limit, and worker
+    threads that cover every sentence once and give the thread count back."""
+    probe = benchmark_module("probe_explain_many_gap")
+    lengths = [5, 3, 5, 3, 3, 7, 5, 5]
+    groups = probe.equal_length_groups(lengths, 10)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert all(len({lengths[i] for i in g}) == 1 and (len(g) == 1 or sum(lengths[i] for i in g) <= 10)
+               for g in groups)
+    assert [[lengths[i] for i in g] for g in groups] == [[3, 3, 3], [5, 5], [5, 5], [7]]
+    seen: list[tuple[str, int | None]] = []
+    threads = torch.get_num_threads()
+    probe.in_workers(seen.extend, 3)([(t, None) for t in TEXTS])
+    assert sorted(seen) == sorted((t, None) for t in TEXTS) and torch.get_num_threads() == threads
