@@ -117,11 +117,11 @@ def pad_rows(rows: Sequence[torch.Tensor], length: int, value: float | int | boo
 def split_by_part(z: torch.Tensor, parts: Sequence[Part]) -> list[torch.Tensor]:
     """Rows of a shared forward's output ``[B, T_max, ...]`` back to their parts: ``[b, T, ...]`` each (``T = 1``
     for a part with ``rows_target``)."""
-    out, start = [], 0
-    for part in parts:
+    sizes = [part.n_rows for part in parts]
+    out = []
+    for part, rows in zip(parts, z[: sum(sizes)].split(sizes), strict=True):  # one autograd node for all parts
         t = 1 if part.rows_target is not None else part.example.n_targets
-        out.append(z[start : start + part.n_rows, :t])
-        start += part.n_rows
+        out.append(rows if t == rows.shape[1] else rows[:, :t])
     return out
 
 
