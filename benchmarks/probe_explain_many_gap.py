@@ -36,6 +36,7 @@ from _common import git_commit, machine_info  # noqa: E402
 from _explain_many_runners import Items, load_classifier, many_runner, sentences, torch_packed_runner  # noqa: E402
 
 import seqexplain  # noqa: E402
+from seqexplain.models.batching import length_groups  # noqa: E402
 
 PROBES = ("phases", "many", "grouping", "workers", "sdpa")
 
@@ -80,16 +81,11 @@ class Clock:
 
 def equal_length_groups(lengths: list[int], limit: int) -> list[list[int]]:
     """Indices of equal length together, cut at ``limit`` real tokens (at least one index each)."""
-    groups: list[list[int]] = []
-    used = 0
-    for k in sorted(range(len(lengths)), key=lambda i: lengths[i]):
-        if groups and lengths[groups[-1][0]] == lengths[k] and used + lengths[k] <= limit:
-            groups[-1].append(k)
-            used += lengths[k]
-        else:
-            groups.append([k])
-            used = lengths[k]
-    return groups
+    by_length: dict[int, list[int]] = {}
+    for k, n in enumerate(lengths):
+        by_length.setdefault(n, []).append(k)
+    return [[idx[i] for i in group] for n, idx in sorted(by_length.items())
+            for group in length_groups([n] * len(idx), limit)]
 
 
 def in_workers(fn: Callable[[Items], Any], n: int) -> Callable[[Items], None]:
