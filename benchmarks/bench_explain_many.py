@@ -76,6 +76,7 @@ from _explain_many_runners import (  # noqa: E402
 )
 
 import seqexplain  # noqa: E402
+from seqexplain.models.batching import length_groups  # noqa: E402
 
 METHODS = ["gradient_norm", "grad_x_input", "integrated_gradients", "occlusion"]
 GOALS = {"gradient_norm": 3.0, "grad_x_input": 3.0, "integrated_gradients": 1.0, "occlusion": 1.0}
@@ -141,12 +142,10 @@ def parse_budgets(text: str | None, methods: list[str], ap: argparse.ArgumentPar
 def padding_share(lengths: list[int], pack: int, pack_tokens: int) -> float:
     """Padded ÷ real tokens of the one-row-per-example forwards (gradient norm, grad×input) that ``explain_many``
     makes of these sentences: each ``pack`` of items sorted by length, cut by the library's own packing rule."""
-    from seqexplain.methods.gradient import _packs
-
     real = padded = 0
     for first in range(0, len(lengths), pack):
-        chunk = sorted(lengths[first:first + pack])
-        for group in _packs(chunk, 1, pack_tokens):
+        chunk = lengths[first:first + pack]
+        for group in length_groups(chunk, pack_tokens):
             real += sum(chunk[i] for i in group)
             padded += max(chunk[i] for i in group) * len(group)
     return padded / real - 1.0

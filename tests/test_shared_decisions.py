@@ -9,7 +9,14 @@ import pytest
 import torch
 
 import seqexplain as se
-from seqexplain.models.batching import AUTOCAST_TIE_MARGIN, TIE_MARGIN, length_groups, near_tie, tie_margin
+from seqexplain.models.batching import (
+    AUTOCAST_TIE_MARGIN,
+    TIE_MARGIN,
+    consecutive_groups,
+    length_groups,
+    near_tie,
+    tie_margin,
+)
 from seqexplain.models.greedy import greedy_cached, greedy_many
 
 V, EOS = 7, 0
@@ -117,6 +124,8 @@ def test_explain_many_shows_progress_while_predicting_targets(gpt2, capsys):
 def test_groups_and_ties():
     assert length_groups([5, 1, 3, 1], 4) == [[1, 3], [2], [0]]
     assert length_groups([9], 4) == [[0]]  # longer than the limit: a group of its own
+    assert consecutive_groups([2, 2, 1, 5, 3, 1], 5) == [[0, 1, 2], [3], [4, 5]]  # in order, never re-sorted
+    assert consecutive_groups([6, 1], 5) == [[0], [1]] and consecutive_groups([], 5) == []
     assert near_tie(torch.tensor([1.0, 1.0 - 5e-5, 0.0]), TIE_MARGIN)
     assert not near_tie(torch.tensor([1.0, 0.99, 0.0]), TIE_MARGIN)
     assert near_tie(torch.tensor([100.0, 100.0 - 5e-3]), TIE_MARGIN)  # relative to |best| above 1

@@ -32,6 +32,7 @@ from seqexplain.errors import InputError
 from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, pack_limit, token_id_for
 from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import Example, Part, SequenceModel, eval_mode, frozen_parameters
+from seqexplain.models.batching import consecutive_groups
 from seqexplain.progress import add_total, advance
 
 Rule = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
@@ -105,21 +106,6 @@ def _warn_long(examples: list[Example], token_budget: int) -> None:
             "no backward pass", RuntimeWarning, stacklevel=4)
 
 
-def _packs(lengths: list[int], rows: int, limit: int) -> list[list[int]]:
-    """Consecutive groups of examples whose ``rows × length`` tokens fit ``limit`` (at least one each)."""
-    packs: list[list[int]] = []
-    used = 0
-    for i, n in enumerate(lengths):
-        cost = rows * n
-        if packs and used + cost <= limit:
-            packs[-1].append(i)
-            used += cost
-        else:
-            packs.append([i])
-            used = cost
-    return packs
-
-
 def _gradients_many(model: SequenceModel, examples: list[Example], token_budget: int
                     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Per example: input embeddings ``[L, D]``, the gradient of every target w.r.t. them ``[T, L, D]``, and the
@@ -131,7 +117,7 @@ def _gradients_many(model: SequenceModel, examples: list[Example], token_budget:
         n_t = max(ex.n_targets for ex in examples)
         per = max(1, token_budget // max(ex.length for ex in examples))
         chunks = [list(range(i, min(n_t, i + per))) for i in range(0, n_t, per)]
-        packs = _packs([ex.length for ex in examples], len(chunks[0]), pack_limit(model, token_budget))
+        packs = consecutive_groups([len(chunks[0]) * ex.length for ex in examples], pack_limit(model, token_budget))
         add_total(sum(len(pack) for pack in packs) * len(chunks))
         for pack in packs:
             grads: list[list[torch.Tensor]] = [[] for _ in pack]
@@ -211,7 +197,7 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
     rows_budget = max(1, token_budget // longest)
     per_targets = min(n_t, rows_budget)
     per_steps = max(1, rows_budget // per_targets)
-    packs = _packs([ex.length for ex in examples], n_k * per_targets, pack_limit(model, token_budget)) \
+    packs = consecutive_groups([n_k * per_targets * ex.length for ex in examples], pack_limit(model, token_budget)) \
         if per_steps >= n_k else \
         [[i] for i in range(len(examples))]
     add_total(sum(len(pack) * n_k * -(-max(examples[i].n_targets for i in pack) // per_targets) for pack in packs))

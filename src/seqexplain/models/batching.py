@@ -30,16 +30,23 @@ def near_tie(row: torch.Tensor, margin: float) -> bool:
     return float(best[0] - best[1]) <= margin * max(1.0, abs(float(best[0])))
 
 
-def length_groups(lengths: Sequence[int], limit: int) -> list[list[int]]:
-    """Indices sorted by length and cut into consecutive groups of at most ``limit`` tokens (at least one index
-    each): the inputs of one shared forward each, with little padding."""
+def consecutive_groups(costs: Sequence[int], limit: int) -> list[list[int]]:
+    """Indices ``0..n-1`` in order, cut into consecutive groups whose costs sum to at most ``limit`` (at least one
+    index each: a cost above the limit is a group of its own)."""
     groups: list[list[int]] = []
     used = 0
-    for k in sorted(range(len(lengths)), key=lambda i: lengths[i]):
-        if groups and used + lengths[k] <= limit:
+    for k, cost in enumerate(costs):
+        if groups and used + cost <= limit:
             groups[-1].append(k)
-            used += lengths[k]
+            used += cost
         else:
             groups.append([k])
-            used = lengths[k]
+            used = cost
     return groups
+
+
+def length_groups(lengths: Sequence[int], limit: int) -> list[list[int]]:
+    """Indices sorted by length and cut into consecutive groups of at most ``limit`` tokens (at least one index
+    each, :func:`consecutive_groups`): the inputs of one shared forward each, with little padding."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [[order[i] for i in group] for group in consecutive_groups([lengths[k] for k in order], limit)]

@@ -44,8 +44,7 @@ class _Decoding:
         row is a near tie or not finite); appended unless it is a later end-of-sequence. Returns the token."""
         if shared is None or not bool(torch.isfinite(shared).all()) or near_tie(shared, margin):
             shared = next_one(k, self.seqs[k])
-        row = shared
-        nxt = int(row.float().argmax())
+        nxt = int(shared.float().argmax())
         if nxt == self.eos and self.new[k]:
             self.done[k] = True
             advance(self.limits[k] - len(self.new[k]))

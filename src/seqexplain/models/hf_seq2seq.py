@@ -123,9 +123,8 @@ class HFSeq2SeqLM(HFAdapter):
             return logits[torch.arange(len(ks), device=self.device), last]
 
         with eval_mode(self.model):
-            new = greedy_many([[start]] * len(sources), limits, self.special_id("eos_token_id"), shared, alone,
-                              self.default_pack_tokens(), tie_margin(None), context=[len(q) for q in sources])
-        return new
+            return greedy_many([[start]] * len(sources), limits, self.special_id("eos_token_id"), shared, alone,
+                               self.default_pack_tokens(), tie_margin(None), context=[len(q) for q in sources])
 
     # ---------------------------------------------------------------- embed
     def embed(self, example: Example) -> torch.Tensor:
