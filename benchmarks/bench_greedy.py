@@ -198,7 +198,7 @@ def seqexplain_greedy(model: torch.nn.Module, tok: Any, seq: list[int], token_bu
     """seqexplain's greedy rationales of every target of ``seq``; the model runs on ``device``, the ``Example``
     stays on the CPU like the ones the adapters' ``encode`` builds (the adapter moves its ids to the device)."""
     from seqexplain.methods.rationale import greedy
-    from seqexplain.models.base import Example
+    from seqexplain.models.example import Example
     from seqexplain.models.loading import load_model
 
     wrapped = load_model(model, tok, device=device)

@@ -156,7 +156,7 @@ def test_attention_call_restores_model_on_exception(request, monkeypatch):
 
 
 def test_gradient_methods_restore_requires_grad_on_exception(request, monkeypatch):
-    from seqexplain.models.base import frozen_parameters
+    from seqexplain.models.module_state import frozen_parameters
 
     model, tok = request.getfixturevalue("gpt2")
     flags = [p.requires_grad for p in model.parameters()]
@@ -170,7 +170,7 @@ def test_gradient_methods_restore_requires_grad_on_exception(request, monkeypatc
 
 
 def test_eval_mode_restores_each_module_and_skips_models_already_in_eval(monkeypatch):
-    from seqexplain.models.base import eval_mode
+    from seqexplain.models.module_state import eval_mode
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
     model.train()

@@ -14,7 +14,7 @@ import torch
 import seqexplain
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.explain import explain_example
-from seqexplain.models.base import Part
+from seqexplain.models.example import Part
 from seqexplain.models.native_heads import AttentionPoolingLSTM, PoolingClassifierAdapter
 from seqexplain.models.native_tagger import BiLSTMTagger, TokenLabellerAdapter
 from seqexplain.models.rnn import Vocab, WordTokenizer

@@ -11,7 +11,8 @@ import torch
 
 import seqexplain as se
 from seqexplain.errors import InputError
-from seqexplain.models.base import SequenceModel, first_parameter
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.module_state import first_parameter
 from seqexplain.models.tokenization import tokenize, tokenize_many
 
 TEXTS = ["the cat sat on the mat", "a dog", "  naïve café 🙂 déjà vu  ", "paris is the capital of france, said the dog",

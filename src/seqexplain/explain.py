@@ -13,7 +13,8 @@ import torch
 from seqexplain.attribution import Attribution, Rationale
 from seqexplain.errors import InputError, NonFiniteScoresError
 from seqexplain.methods.registry import MethodResult, get_method
-from seqexplain.models.base import Example, SequenceModel
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example
 from seqexplain.models.loading import load_model
 from seqexplain.progress import progress_bar
 

@@ -56,7 +56,7 @@ from tqdm.auto import tqdm
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.data.corpus import batchify
 from seqexplain.errors import DataError, InputError
-from seqexplain.models.base import eval_mode
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.rnn.lm import RNNLanguageModel, State
 
 StateKind = Literal["cell", "hidden"]

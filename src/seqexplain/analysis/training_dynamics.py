@@ -34,7 +34,7 @@ import torch
 
 from seqexplain.atomic import atomic_path
 from seqexplain.errors import DataError, InputError
-from seqexplain.models.base import eval_mode
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.snell_classifier import SnellClassifier, pad_batch
 
 Sign = Literal["supports", "original"]

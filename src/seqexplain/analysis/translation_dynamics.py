@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from seqexplain.analysis.training_dynamics import Dump, Sign
 from seqexplain.errors import InputError
-from seqexplain.models.base import eval_mode
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.snell_translation import SnellTranslator
 from seqexplain.training.snell import resolve_device
 from seqexplain.training.snell_translation import collate, to_device

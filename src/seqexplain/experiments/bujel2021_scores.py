@@ -26,7 +26,8 @@ import torch
 from seqexplain.data.token_labels import LabelledSentence
 from seqexplain.explain import explain_many
 from seqexplain.metrics.token_labelling import word_scores
-from seqexplain.models.base import Example, eval_mode
+from seqexplain.models.example import Example
+from seqexplain.models.module_state import eval_mode
 from seqexplain.training.soft_attention_batches import word_spans_of
 
 

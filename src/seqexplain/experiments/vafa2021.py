@@ -44,7 +44,7 @@ from seqexplain.data.majority_class import (
     load_split,
 )
 from seqexplain.errors import InputError
-from seqexplain.models.base import eval_mode
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.transformer import TransformerLM, TransformerLMConfig
 from seqexplain.runs import run_record
 from seqexplain.training.compatible import TokenData, TrainConfig, TrainResult, evaluate_lm, train_causal_lm

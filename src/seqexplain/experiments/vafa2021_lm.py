@@ -66,8 +66,10 @@ from seqexplain.errors import DataError, InputError
 from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.metrics.analogies import analogy_scores
 from seqexplain.metrics.plausibility import token_iou
-from seqexplain.models.base import Example, SequenceModel, eval_mode
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example
 from seqexplain.models.hf import HFAdapter, HFModel
+from seqexplain.models.module_state import eval_mode
 from seqexplain.report.markdown import markdown_table
 from seqexplain.runs import run_record
 from seqexplain.runs.records import RecordStore

@@ -21,7 +21,8 @@ import torch
 
 from seqexplain.errors import UnsupportedError
 from seqexplain.methods.registry import MethodResult, register
-from seqexplain.models.base import Example, SequenceModel
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example
 
 Mode = Literal["last", "all", "rollout"]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import Example, SequenceModel
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example
 
 
 def budget(model: SequenceModel, token_budget: int | None) -> int:

@@ -31,8 +31,10 @@ import torch
 from seqexplain.errors import InputError
 from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, pack_limit, token_id_for
 from seqexplain.methods.registry import MethodResult, register
-from seqexplain.models.base import Example, Part, SequenceModel, eval_mode, frozen_parameters
+from seqexplain.models.base import SequenceModel
 from seqexplain.models.batching import consecutive_groups
+from seqexplain.models.example import Example, Part
+from seqexplain.models.module_state import eval_mode, frozen_parameters
 from seqexplain.progress import add_total, advance
 
 Rule = Literal["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]

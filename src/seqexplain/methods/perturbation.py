@@ -18,7 +18,9 @@ import torch
 
 from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, pack_limit, token_id_for
 from seqexplain.methods.registry import MethodResult, register
-from seqexplain.models.base import Example, Part, SequenceModel, eval_mode
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example, Part
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.rows import require_keep_support
 from seqexplain.progress import add_total, advance
 

@@ -67,7 +67,9 @@ import torch
 from seqexplain.errors import InputError
 from seqexplain.methods.common import budget
 from seqexplain.methods.registry import MethodResult, get_method, register
-from seqexplain.models.base import Example, SequenceModel, eval_mode
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.rows import Counter, Evaluation, evaluate_rows, require_keep_support
 from seqexplain.ranking import rank_positions
 

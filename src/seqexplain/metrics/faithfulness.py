@@ -64,7 +64,9 @@ import torch
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
-from seqexplain.models.base import Example, SequenceModel, eval_mode
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.rows import evaluate_rows, require_keep_support
 from seqexplain.ranking import rank_positions
 

@@ -2,7 +2,7 @@
 
 An input is a :class:`VectorDocument`: its tokens (words), one vector per token ``[L, D]`` and, where the model or
 the analysis uses event types, the event type of each token (an index into ``event_names``). :meth:`encode` gives an
-:class:`~seqexplain.models.base.Example` with ``input_vectors`` set, the single target the label
+:class:`~seqexplain.models.example.Example` with ``input_vectors`` set, the single target the label
 (``target_positions = [None]``, every position visible) and the named grouping ``"events"``: one group per event
 type present, in increasing type order, holding its positions (per-event explanations are
 ``Attribution.aggregate(how, by="events")``). ``example.extra["event_types"]`` holds the type of every position.
@@ -35,8 +35,10 @@ from torch import Tensor
 
 from seqexplain.errors import InputError
 from seqexplain.models.attention_rnn import AttentionRNN
-from seqexplain.models.base import AttentionSegment, Example, Part, SequenceModel, eval_mode
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.labels import ClassifierLabels
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.native_heads import compact, pad_steps
 
 

@@ -20,17 +20,21 @@ read, rows where nothing is visible on a side) is stated once in :mod:`seqexplai
 ``embeds[B, L, D]`` replaces the input-embedding layer's output, so gradient methods differentiate ``score``
 w.r.t. ``embeds``.
 
-**What is explained** (:attr:`Example.objective`): ``score`` returns per target ``log p(y_i)`` (``"logprob"``,
-default), ``p(y_i)`` (``"prob"``), the raw logit ``z_{y_i}`` (``"logit"``) or ``log p(y_i) − log p(f_i)``
-(``"contrast"``, with a foil ``f_i`` per target: "why this token rather than that one").
+**What is explained** (:attr:`Example.objective`): ``score`` returns per target the objective ``"logprob"``
+(default), ``"prob"``, ``"logit"`` or ``"contrast"`` (with a foil per target), defined in
+:mod:`seqexplain.models.objective`.
+
+The data types the interface passes around (:class:`Example`, :class:`Part`, :class:`AttentionSegment`) live in
+:mod:`seqexplain.models.example`; helpers over the torch module (:func:`~seqexplain.models.module_state.eval_mode`,
+:func:`~seqexplain.models.module_state.frozen_parameters`, :func:`~seqexplain.models.module_state.first_parameter`)
+in :mod:`seqexplain.models.module_state`.
 """
 
 from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -38,115 +42,11 @@ import torch
 from seqexplain.attribution import OBJECTIVES
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models import keep as keep_rule
+from seqexplain.models.example import AttentionSegment, Example, Part
+from seqexplain.models.module_state import first_parameter
+from seqexplain.models.objective import objective_values
 
 ModelKind = Literal["causal", "seq2seq", "classifier"]
-
-
-@dataclass
-class Example:
-    """One input and its targets on the adapter's input axis.
-
-    ``input_ids[L]`` (token ids) or ``input_vectors[L, D]`` (precomputed vectors, for models over frozen encoder
-    features); ``tokens`` / ``offsets`` / ``segments`` per position (offsets into ``text`` for segment "source",
-    into ``target_text`` for "target", ``None`` for special tokens); ``target_positions[i]`` is the position of
-    target ``i`` on the axis (``None`` when the target has no position, e.g. a classifier's label);
-    ``visibility[i, j]`` is True when position ``j`` can influence target ``i`` (set by the adapter; when an example
-    is built by hand without it, a target sees the positions before its own, and a target without a position
-    sees all);
-    ``groups`` names groupings of positions (each a list of groups, each a list of positions)."""
-
-    kind: str
-    input_ids: torch.Tensor | None
-    tokens: list[str]
-    offsets: list[tuple[int, int] | None]
-    segments: list[str]
-    target_ids: torch.Tensor  # [T] long (token ids, or the label index)
-    target_tokens: list[str]
-    target_positions: list[int | None]
-    n_source: int  # causal: prompt length; seq2seq: encoder length S; classifier: L
-    text: str = ""
-    target_text: str = ""
-    extra: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. token_type_ids [L]
-    visibility: torch.Tensor | None = None  # [T, L] bool
-    input_vectors: torch.Tensor | None = None  # [L, D]
-    groups: dict[str, list[list[int]]] = field(default_factory=dict)
-    objective: str = "logprob"
-    foil_ids: torch.Tensor | None = None  # [T] long, for objective "contrast"
-    foil_tokens: list[str] | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.input_ids is None and self.input_vectors is None:
-            raise InputError("an example needs input_ids or input_vectors")
-        if self.visibility is None:  # adapters set it; by hand: a target sees what comes before it (or all)
-            pos = torch.tensor([self.length if p is None else int(p) for p in self.target_positions])
-            self.visibility = torch.arange(self.length).view(1, -1) < pos.view(-1, 1)
-
-    @property
-    def length(self) -> int:
-        src = self.input_ids if self.input_ids is not None else self.input_vectors
-        assert src is not None
-        return int(src.shape[0])
-
-    @property
-    def n_targets(self) -> int:
-        return int(self.target_ids.shape[0])
-
-    def visible(self) -> torch.Tensor:
-        """Bool ``[T, L]``: which input positions each target can see."""
-        assert self.visibility is not None
-        return self.visibility
-
-    def context_positions(self) -> list[int]:
-        """Positions visible to at least one target (the positions methods attribute to)."""
-        return [int(j) for j in torch.nonzero(self.visible().any(0)).flatten()]
-
-    def visible_positions(self, target: int) -> list[int]:
-        """Positions visible to ``target``, in increasing order."""
-        return torch.nonzero(self.visible()[target]).flatten().tolist()
-
-    def replace(self, **changes: Any) -> Example:
-        return replace(self, **changes)
-
-    def positions_tensor(self) -> torch.Tensor:
-        """``[T]`` target positions (``-1`` where a target has none)."""
-        return torch.tensor([-1 if p is None else int(p) for p in self.target_positions], dtype=torch.long)
-
-
-@dataclass
-class Part:
-    """Rows of one example in a shared forward: ``keep[b, L]`` (None: one row, all visible), ``embeds[b, L, D]``
-    (None: the example's own inputs), ``rows_target[b]`` (None: every target of each row; else only that target,
-    so the output has one target per row)."""
-
-    example: Example
-    keep: torch.Tensor | None = None
-    embeds: torch.Tensor | None = None
-    rows_target: torch.Tensor | None = None
-
-    @property
-    def n_rows(self) -> int:
-        if self.keep is not None:
-            return int(self.keep.shape[0]) if self.keep.dim() == 2 else 1
-        return 1 if self.embeds is None else int(self.embeds.shape[0])
-
-
-@dataclass
-class AttentionSegment:
-    """Which attention explains the positions ``[start, stop)`` of the input axis.
-
-    ``maps``: per layer, head-averaged attention ``[Lq, stop − start]``; ``rows[i]``: the query row of ``maps`` that
-    explains target ``i``; ``key_rollout``: per layer, the self-attention ``[K, K]`` of the keys' own stack when
-    ``maps`` is a cross-attention (attention rollout then composes ``maps[-1] @ rollout(key_rollout)``), None when
-    ``maps`` is a self-attention (rollout over ``maps`` itself); ``rollout``: False when rollout is undefined for
-    this map (e.g. a single pooling attention)."""
-
-    start: int
-    stop: int
-    maps: list[torch.Tensor]
-    rows: list[int]
-    key_rollout: list[torch.Tensor] | None = None
-    rollout: bool = True
 
 
 class SequenceModel(ABC):
@@ -399,7 +299,8 @@ class SequenceModel(ABC):
 
     def score(self, example: Example, keep: torch.Tensor | None = None,
               embeds: torch.Tensor | None = None) -> torch.Tensor:
-        """``[B, T]`` the explained function of each target (:attr:`Example.objective`, module docstring)."""
+        """``[B, T]`` the explained function of each target (:attr:`Example.objective`, defined in
+        :mod:`seqexplain.models.objective`)."""
         return objective_values(example, self.logits(example, keep, embeds))
 
     def score_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
@@ -415,7 +316,8 @@ class SequenceModel(ABC):
         return logp.argmax(-1), tgt
 
     def with_objective(self, example: Example, objective: str = "logprob", foil: Any = None) -> Example:
-        """``example`` explaining ``objective`` (module docstring); ``foil`` is required for ``"contrast"``."""
+        """``example`` explaining ``objective`` (:mod:`seqexplain.models.objective`); ``foil`` is required for
+        ``"contrast"``."""
         if objective not in OBJECTIVES:
             raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
         if objective != "contrast":
@@ -429,82 +331,3 @@ class SequenceModel(ABC):
             raise InputError(f"the foil has {int(ids.shape[0])} tokens but there are {example.n_targets} targets; "
                              "give one foil token per target")
         return example.replace(objective="contrast", foil_ids=ids.long(), foil_tokens=names)
-
-
-def first_parameter(module: torch.nn.Module) -> torch.nn.Parameter | None:
-    """``next(module.parameters())`` without building the generator (read on every forward): the module's own
-    parameters, then its children's depth first, as ``parameters()`` orders them."""
-    for param in module._parameters.values():
-        if param is not None:
-            return param
-    for child in module._modules.values():
-        found = None if child is None else first_parameter(child)
-        if found is not None:
-            return found
-    return None
-
-
-def objective_values(example: Example, logits: torch.Tensor) -> torch.Tensor:
-    """``[B, T]`` the example's objective from raw logits ``[B, T, V]`` of all its targets."""
-    z = logits.float()
-    n_b, n_t = z.shape[0], z.shape[1]
-    targets = example.target_ids.to(z.device)[:n_t].view(1, -1, 1).expand(n_b, -1, 1)
-    if example.objective == "logit":
-        return z.gather(2, targets).squeeze(-1)
-    logp = torch.log_softmax(z, dim=-1)
-    tgt = logp.gather(2, targets).squeeze(-1)
-    if example.objective == "prob":
-        return tgt.exp()
-    if example.objective == "contrast":
-        assert example.foil_ids is not None
-        foils = example.foil_ids.to(z.device)[:n_t].view(1, -1, 1).expand(n_b, -1, 1)
-        return tgt - logp.gather(2, foils).squeeze(-1)
-    return tgt
-
-
-def row_objective(example: Example, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``[B]`` the objective of row ``b``'s own target ``targets[b]`` from ``[B, V]`` logits."""
-    z = logits.float()
-    tid = example.target_ids.to(z.device)[targets].view(-1, 1)
-    if example.objective == "logit":
-        return z.gather(1, tid).squeeze(1)
-    logp = torch.log_softmax(z, dim=-1)
-    tgt = logp.gather(1, tid).squeeze(1)
-    if example.objective == "prob":
-        return tgt.exp()
-    if example.objective == "contrast":
-        assert example.foil_ids is not None
-        return tgt - logp.gather(1, example.foil_ids.to(z.device)[targets].view(-1, 1)).squeeze(1)
-    return tgt
-
-
-@contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Put ``model`` in eval mode for the block and restore every module's previous mode afterwards, even on
-    exceptions. A model whose modules are all in eval mode already is left untouched (``Module.train`` walks every
-    module: ~1 ms a call on a BERT, a measurable share of one short example's explanation)."""
-    modes = {m: m.training for m in model.modules()}
-    if not any(modes.values()):
-        yield model
-        return
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(modes[model])
-        for m, mode in modes.items():  # a mixed state (some modules frozen in eval mode) comes back as it was
-            m.training = mode
-
-
-@contextlib.contextmanager
-def frozen_parameters(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Turn off ``requires_grad`` of every parameter for the block (so gradients w.r.t. inputs never compute
-    weight gradients) and restore each flag afterwards, even on exceptions."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    for p in trainable:
-        p.requires_grad_(False)
-    try:
-        yield model
-    finally:
-        for p in trainable:
-            p.requires_grad_(True)

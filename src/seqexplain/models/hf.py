@@ -19,7 +19,8 @@ from typing import Any
 import torch
 
 from seqexplain.errors import InputError, UnsupportedError
-from seqexplain.models.base import Example, ModelKind, Part, SequenceModel
+from seqexplain.models.base import ModelKind, SequenceModel
+from seqexplain.models.example import Example, Part
 from seqexplain.models.tokenization import Tokenized, tokenize, tokenize_many
 
 
@@ -325,7 +326,7 @@ class HFAdapter(SequenceModel):
 
     def output_attentions(self, **inputs: Any) -> Any:
         """One forward with ``output_attentions=True`` in eval mode with eager attention."""
-        from seqexplain.models.base import eval_mode
+        from seqexplain.models.module_state import eval_mode
 
         if not accepts(self.model.forward, "output_attentions") or getattr(self.model, "config", None) is None:
             raise UnsupportedError(

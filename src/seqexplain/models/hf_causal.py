@@ -24,8 +24,8 @@ import torch
 
 from seqexplain.errors import InputError
 from seqexplain.models import keep as keep_rule
-from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
 from seqexplain.models.batching import tie_margin
+from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_cached, greedy_many
 from seqexplain.models.hf import (
     HFAdapter,
@@ -38,6 +38,7 @@ from seqexplain.models.hf import (
     split_by_part,
     truncation_warning,
 )
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.prefix_cache import shared_prefix_states
 from seqexplain.models.tokenization import Tokenized, offsets_by_decoding, tokenize
 

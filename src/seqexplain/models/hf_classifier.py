@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import AttentionSegment, Example, Part
+from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.hf import HFAdapter, TokenEmbedding, accepts, head_mean, pad_rows, segments_of, split_by_part
 from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.tokenization import Tokenized

@@ -24,10 +24,11 @@ import torch
 
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models import keep as keep_rule
-from seqexplain.models.base import AttentionSegment, Example, Part, eval_mode
 from seqexplain.models.batching import tie_margin
+from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_many
 from seqexplain.models.hf import HFAdapter, head_mean, input_embeddings, pad_rows, segments_of, split_by_part
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import offsets_by_decoding
 
 CROSS_OUTPUT_PROJECTIONS = ("encoder_attn.out_proj", "EncDecAttention.o")

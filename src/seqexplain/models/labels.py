@@ -17,8 +17,10 @@ from typing import Any
 import torch
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import Example, Part, SequenceModel, eval_mode
+from seqexplain.models.base import SequenceModel
 from seqexplain.models.batching import length_groups, near_tie, tie_margin
+from seqexplain.models.example import Example, Part
+from seqexplain.models.module_state import eval_mode
 from seqexplain.progress import add_total, advance
 
 

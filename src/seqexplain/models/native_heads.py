@@ -13,10 +13,10 @@ token is neither an LSTM input nor a pooling candidate, exactly as if it had bee
 with nothing kept** reads the label from position 0 made visible (rule 4 for a classifier, position 0 standing for
 the head position): "nothing kept" equals "only the first token kept", so a rationale starts with position 0.
 Rows of several examples (of any lengths) share one padded, packed forward. Attention: one
-:class:`~seqexplain.models.base.AttentionSegment` whose single map is the pooling ``α`` as ``[1, L]`` (row 0), with
+:class:`~seqexplain.models.example.AttentionSegment` whose single map is the pooling ``α`` as ``[1, L]`` (row 0), with
 rollout undefined (a single pooling attention is not a stack of self-attentions).
 
-Precomputed inputs: an :class:`~seqexplain.models.base.Example` with ``input_ids=None`` and
+Precomputed inputs: an :class:`~seqexplain.models.example.Example` with ``input_ids=None`` and
 ``input_vectors[L, D]`` skips the embedding layer (the vectors are the LSTM's inputs).
 """
 
@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import AttentionSegment, Example, Part, SequenceModel
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.labels import ClassifierLabels, label_index
 from seqexplain.models.tokenization import tokenize
 

@@ -30,7 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import Example, Part, eval_mode
+from seqexplain.models.example import Example, Part
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.native_heads import NativeWordAdapter, compact, pad_steps, run_lstm
 
 

@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from seqexplain.errors import InputError, UnsupportedError
-from seqexplain.models.base import Example, SequenceModel, row_objective
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example
+from seqexplain.models.objective import row_objective
 from seqexplain.progress import add_total, advance
 
 

@@ -28,8 +28,9 @@ import torch
 from torch import Tensor, nn
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import AttentionSegment, Example, eval_mode
+from seqexplain.models.example import AttentionSegment, Example
 from seqexplain.models.hf_seq2seq import HFSeq2SeqLM
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities
 from seqexplain.models.native_heads import compact, length_mask
 

@@ -32,8 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from seqexplain.errors import InputError
-from seqexplain.models.base import Example, eval_mode
+from seqexplain.models.example import Example
 from seqexplain.models.hf_classifier import HFClassifier
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import Tokenized
 
 ACTIVATIONS = ("soft", "sharp")

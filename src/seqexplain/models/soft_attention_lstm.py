@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from seqexplain.models.base import Example, eval_mode
+from seqexplain.models.example import Example
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.native_heads import PoolingClassifierAdapter, length_mask, run_lstm
 from seqexplain.models.rnn.vocab import Vocab, WordTokenizer
 from seqexplain.models.soft_attention import SoftAttentionHead

@@ -28,7 +28,8 @@ from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
 from seqexplain.explain import encode_item, explain_pack
 from seqexplain.metrics import agreement_matrix, faithfulness, plausibility, random_baseline
-from seqexplain.models.base import Example, SequenceModel
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example
 from seqexplain.runs.config import RunConfig
 from seqexplain.runs.data import Item
 

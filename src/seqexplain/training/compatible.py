@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
-from seqexplain.models.base import eval_mode
+from seqexplain.models.module_state import eval_mode
 from seqexplain.training.word_dropout import WordDropout, causal_attention_mask, sample_keep
 
 SCHEDULES = ("constant", "linear", "cosine", "inverse_sqrt")

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from seqexplain.atomic import atomic_write_text
 from seqexplain.data.corpus import batchify
 from seqexplain.errors import InputError, ModelLoadError
-from seqexplain.models.base import eval_mode
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.rnn.lm import RNNLanguageModel, State, load_rnn_lm
 from seqexplain.models.rnn.vocab import Vocab
 

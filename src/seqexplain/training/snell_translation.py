@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqexplain.models.base import eval_mode
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.snell_translation import SnellTranslator, SnellTranslatorConfig
 from seqexplain.training.snell import (
     SnellTrainConfig,

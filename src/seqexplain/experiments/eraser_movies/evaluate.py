@@ -46,7 +46,8 @@ from seqexplain.experiments.eraser_movies.tables import summarize, summary_markd
 from seqexplain.explain import encode_item, explain_many
 from seqexplain.metrics.faithfulness import DEFAULT_BINS, faithfulness, random_baseline
 from seqexplain.metrics.plausibility import auprc, spans_from_positions, top_k_rationale
-from seqexplain.models.base import Example, SequenceModel
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import Example
 from seqexplain.models.loading import load_model, quiet_transformers
 from seqexplain.runs import run_record
 from seqexplain.runs.records import RecordStore, json_safe
