@@ -13,14 +13,9 @@ from oracles import seq2seq_read
 import seqexplain as se
 from seqexplain.data.tokenizers import train_bpe_tokenizer, word_index_of_tokens, word_spans
 from seqexplain.errors import DataError, InputError, ModelLoadError
-from seqexplain.models.seq2seq import (
-    Seq2SeqConfig,
-    Seq2SeqTransformer,
-    cross_keep_mask,
-    decoder_keep_mask,
-    encoder_keep_mask,
-    load_seq2seq,
-)
+from seqexplain.models.seq2seq import Seq2SeqTransformer, load_seq2seq
+from seqexplain.models.seq2seq_config import Seq2SeqConfig
+from seqexplain.models.seq2seq_layers import cross_keep_mask, decoder_keep_mask, encoder_keep_mask
 
 torch.set_num_threads(1)
 

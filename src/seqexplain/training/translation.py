@@ -48,7 +48,8 @@ from seqexplain.atomic import atomic_write_text
 from seqexplain.data.multi30k import ParallelCorpus, read_multi30k
 from seqexplain.data.tokenizers import load_tokenizer, save_tokenizer, train_bpe_tokenizer
 from seqexplain.errors import InputError, ModelLoadError
-from seqexplain.models.seq2seq import Seq2SeqConfig, Seq2SeqTransformer, load_seq2seq
+from seqexplain.models.seq2seq import Seq2SeqTransformer, load_seq2seq
+from seqexplain.models.seq2seq_config import Seq2SeqConfig
 from seqexplain.training.optimizer_state import load_optimizer_state, save_optimizer_state
 
 
