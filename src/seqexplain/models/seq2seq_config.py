@@ -15,7 +15,7 @@ MODEL_TYPE = "seqexplain-seq2seq"
 
 @dataclass
 class Seq2SeqConfig(ConfigMixin):
-    """Hyper-parameters of :class:`Seq2SeqTransformer`."""
+    """Hyper-parameters of :class:`~seqexplain.models.seq2seq.Seq2SeqTransformer`."""
 
     vocab_size: int
     d_model: int = 256
