@@ -38,11 +38,11 @@ def test_every_entry_resolves_and_its_options_are_runner_keywords(paper: Paper) 
 
 
 def test_method_choices_are_the_recipes_methods() -> None:
-    from seqexplain.experiments import vafa2021_lm, vafa2021_translation
+    from seqexplain.experiments import vafa2021_lm_settings, vafa2021_translation
     from seqexplain.experiments.eraser_movies import evaluate
 
     choices = set(PAPERS["vafa2021"].option("methods").choices)
-    assert choices == set(vafa2021_lm.ALL_METHODS) | set(vafa2021_translation.BASELINES)
+    assert choices == set(vafa2021_lm_settings.ALL_METHODS) | set(vafa2021_translation.BASELINES)
     assert PAPERS["eraser_movies"].option("methods").choices == evaluate.METHODS
 
 
