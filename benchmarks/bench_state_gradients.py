@@ -38,12 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import check_device, machine_info, sync  # noqa: E402
 
-from seqexplain.analysis.state_gradients import (  # noqa: E402
-    GradientChunk,
-    StateGradientAccumulator,
-    iter_rnn_state_gradients,
-    state_gradient_loop,
-)
+from seqexplain.analysis.state_gradient_chunks import GradientChunk  # noqa: E402
+from seqexplain.analysis.state_gradient_reference import state_gradient_loop  # noqa: E402
+from seqexplain.analysis.state_gradient_stats import StateGradientAccumulator  # noqa: E402
+from seqexplain.analysis.state_gradients import iter_rnn_state_gradients  # noqa: E402
 from seqexplain.models.rnn.lm import RNNLanguageModel, RNNLMConfig  # noqa: E402
 
 D, E, H, V = 50, 64, 256, 10_000

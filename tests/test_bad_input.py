@@ -24,7 +24,7 @@ import torch
 import seqexplain
 import seqexplain.report
 from seqexplain.cli import app
-from seqexplain.cli import parse_options as cli_parse_options
+from seqexplain.cli_support import parse_options as cli_parse_options
 from seqexplain.errors import (
     DataError,
     InputError,

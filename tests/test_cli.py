@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 import seqexplain
-from seqexplain.cli import app, parse_options, parse_value
+from seqexplain.cli import app
+from seqexplain.cli_support import parse_options, parse_value
 
 ENV = {"COLUMNS": "200", "NO_COLOR": "1", "HF_HUB_OFFLINE": "1"}
 

@@ -13,7 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from seqexplain.cli import _reproduce_command, app
+from seqexplain.cli import app
+from seqexplain.cli_reproduce import reproduce_command
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.experiments import registry
 from seqexplain.experiments.registry import PAPERS, Experiment, Option, Paper, check_options, resolve, run_experiment
@@ -38,11 +39,11 @@ def test_every_entry_resolves_and_its_options_are_runner_keywords(paper: Paper) 
 
 
 def test_method_choices_are_the_recipes_methods() -> None:
-    from seqexplain.experiments import vafa2021_lm, vafa2021_translation
+    from seqexplain.experiments import vafa2021_lm_settings, vafa2021_translation
     from seqexplain.experiments.eraser_movies import evaluate
 
     choices = set(PAPERS["vafa2021"].option("methods").choices)
-    assert choices == set(vafa2021_lm.ALL_METHODS) | set(vafa2021_translation.BASELINES)
+    assert choices == set(vafa2021_lm_settings.ALL_METHODS) | set(vafa2021_translation.BASELINES)
     assert PAPERS["eraser_movies"].option("methods").choices == evaluate.METHODS
 
 
@@ -96,7 +97,7 @@ def test_a_protocol_paper_is_one_entry(tmp_path: Path, monkeypatch: pytest.Monke
     run_experiment("fake2099", "probe", tmp_path, seed=4, limit=2)
     assert calls[-1] == ("probe", tmp_path, False, None, 4, {"n": 2})
     cli = typer.Typer()
-    cli.command("fake2099")(_reproduce_command(paper))
+    cli.command("fake2099")(reproduce_command(paper))
     cli.command("other")(lambda: None)  # a group, so the paper's name is a subcommand as under ``reproduce``
     result = CliRunner().invoke(cli, ["fake2099", "tables", "--out", str(tmp_path / "t"), "--quick", "--seed", "2"])
     assert result.exit_code == 0, result.output

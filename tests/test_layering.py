@@ -70,6 +70,8 @@ def test_no_upward_imports(module, path):
         assert imported <= LEAVES[module], imported
     if module != "seqexplain.cli":
         assert "seqexplain.cli" not in imported
+    if not module.startswith("seqexplain.cli"):  # nothing below the CLI imports its helper modules (seqexplain.cli_*)
+        assert not [m for m in imported if m.startswith("seqexplain.cli")], f"{module} imports the CLI"
 
 
 def _private_imports(path: Path, prefix: str) -> list[str]:

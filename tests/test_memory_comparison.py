@@ -7,7 +7,8 @@ import torch
 
 from seqexplain.analysis.plots import plot_curves
 from seqexplain.analysis.spectra import EmbeddingNormalizer, summarize
-from seqexplain.analysis.state_gradients import accumulate, iter_rnn_state_gradients, iter_transformer_state_gradients
+from seqexplain.analysis.state_gradient_stats import accumulate
+from seqexplain.analysis.state_gradients import iter_rnn_state_gradients, iter_transformer_state_gradients
 from seqexplain.models.rnn import RNNLanguageModel, RNNLMConfig
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 import seqexplain as se
 from seqexplain.attribution import Attribution
-from seqexplain.cli import parse_options
+from seqexplain.cli_support import parse_options
 from seqexplain.errors import DataError, InputError, SeqExplainError
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -20,17 +20,10 @@ from seqexplain.analysis.spectra import (
     subspace_cosine,
     summarize,
 )
-from seqexplain.analysis.state_gradients import (
-    GradientStoreReader,
-    GradientStoreWriter,
-    StateGradientAccumulator,
-    StateGradientStats,
-    accumulate,
-    iter_rnn_state_gradients,
-    iter_transformer_state_gradients,
-    state_gradient,
-    state_gradient_loop,
-)
+from seqexplain.analysis.state_gradient_chunks import GradientStoreReader, GradientStoreWriter
+from seqexplain.analysis.state_gradient_reference import state_gradient, state_gradient_loop
+from seqexplain.analysis.state_gradient_stats import StateGradientAccumulator, StateGradientStats, accumulate
+from seqexplain.analysis.state_gradients import iter_rnn_state_gradients, iter_transformer_state_gradients
 from seqexplain.analysis.word_classes import (
     DEFAULT_CLASSES,
     WordClasses,

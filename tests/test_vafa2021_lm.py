@@ -9,6 +9,9 @@ import pytest
 import seqexplain
 from seqexplain.data.paths import data_root
 from seqexplain.experiments import vafa2021_lm as V
+from seqexplain.experiments.vafa2021_lm_eval import analogy_summary, lambada_summary, word_rationale
+from seqexplain.experiments.vafa2021_lm_models import leakage_check
+from seqexplain.experiments.vafa2021_lm_settings import DEFAULT_LIMITS, example_limit, settings
 from seqexplain.models.hf import HFModel
 
 
@@ -24,7 +27,7 @@ def test_word_rationale_and_lambada_summary(llama):
     model, tok = llama
     ex = HFModel(model, tok, "causal").encode("The cat sat on the", " mat and log")
     first = ex.target_positions[0]
-    union = V.word_rationale(ex, [[first - 1, 2], [first, 0, 2], [first + 1, first - 1]])
+    union = word_rationale(ex, [[first - 1, 2], [first, 0, 2], [first + 1, first - 1]])
     assert union == [0, 2, first - 1]  # target positions dropped, union sorted
     recs = [
         {"kind": "rationale", "method": "greedy", "length": 2, "gold": [1, 2, 3], "tp": 2, "iou": 2 / 3,
@@ -33,7 +36,7 @@ def test_word_rationale_and_lambada_summary(llama):
          "reached": False, "n_targets": 2, "seconds": 3.0},
         {"kind": "check", "method": "greedy"},
     ]
-    (row,) = V.lambada_summary(recs, ["greedy"])
+    (row,) = lambada_summary(recs, ["greedy"])
     # pooled F1 over both passages: P = 3/6, R = 3/4
     assert row["n"] == 2 and row["Length"] == 3.0 and row["IOU"] == pytest.approx((2 / 3 + 1 / 4) / 2)
     assert row["F1"] == pytest.approx(2 * 0.5 * 0.75 / 1.25)
@@ -48,30 +51,30 @@ def test_analogy_summary_ratio_uses_found_exhaustive():
         {**base, "id": "a", "method": "exhaustive", "rationale": [3, 9]},
         {**base, "id": "b", "method": "exhaustive", "rationale": []},  # bound hit: no Ratio for b
     ]
-    greedy, exhaustive = V.analogy_summary(recs, ["greedy", "exhaustive"])
+    greedy, exhaustive = analogy_summary(recs, ["greedy", "exhaustive"])
     assert greedy["n"] == 2 and greedy["Length"] == 2.5 and greedy["Ratio"] == 1.0 and greedy["n Ratio"] == 1
     assert greedy["Ante"] == 0.5 and greedy["No D"] == 0.5
     assert exhaustive["n"] == 1 and exhaustive["Ratio"] == 1.0
-    ex_row = V.analogy_summary(recs, ["exhaustive"], exhaustive_max_size=2)[0]
+    ex_row = analogy_summary(recs, ["exhaustive"], exhaustive_max_size=2)[0]
     assert ex_row["n"] == 1 and ex_row["n searched"] == 2  # the search that gave up is counted as searched
-    greedy = V.analogy_summary(recs, ["greedy"], exhaustive_max_size=2)[0]
+    greedy = analogy_summary(recs, ["greedy"], exhaustive_max_size=2)[0]
     assert greedy["n searched"] == 2 and greedy["Ratio ≤"] == pytest.approx((2 / 2 + 3 / 3) / 2)
 
 
 def test_leakage_check():
     train = "the quick brown fox jumps over the lazy dog every single day"
-    got = V.leakage_check(["a quick brown fox jumps over the lazy dog every morning", "nothing shared here"],
-                          train, n=8)
+    got = leakage_check(["a quick brown fox jumps over the lazy dog every morning", "nothing shared here"],
+                        train, n=8)
     assert got == {"texts": 2, "with_shared_window": 1, "window_words": 8}
 
 
 def test_settings_and_limits():
-    s = V.settings(False, max_size=7)
+    s = settings(False, max_size=7)
     assert s.max_size == 7 and s.ig_steps == 8
     name, opts = s.method_options("integrated_gradients")
     assert name == "baseline_rationale" and opts["order_options"] == {"steps": 8}
-    assert V._limit("lambada", None, False) == V.DEFAULT_LIMITS["lambada"]
-    assert V._limit("lambada", 0, False) is None
+    assert example_limit("lambada", None, False) == DEFAULT_LIMITS["lambada"]
+    assert example_limit("lambada", 0, False) is None
     with pytest.raises(seqexplain.errors.InputError):
         s.method_options("nope")
 

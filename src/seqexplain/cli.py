@@ -3,66 +3,37 @@
 Commands: ``explain``, ``methods``, ``show``, ``demo``, ``run`` and the ``reproduce`` group (one subcommand per paper).
 Every :class:`~seqexplain.errors.SeqExplainError` raised by any command (including subcommands other modules
 register on :data:`reproduce_app`) is printed as one red line on stderr and the process exits with status 2,
-without a traceback: the root group (:class:`ErrorHandlingGroup`) catches them around the whole invocation.
+without a traceback: the root group (:class:`~seqexplain.cli_support.ErrorHandlingGroup`) catches them around the
+whole invocation. Consoles, error output, option parsing and the choice enums live in :mod:`seqexplain.cli_support`;
+the ``reproduce`` subcommands are generated from the experiment registry by :mod:`seqexplain.cli_reproduce`.
 """
 
 from __future__ import annotations
 
-import inspect
 import warnings
-from collections.abc import Sequence
-from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import click
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperGroup
 
-from seqexplain.errors import InputError, SeqExplainError
+from seqexplain.cli_reproduce import register_reproductions
+from seqexplain.cli_support import (
+    Aggregate,
+    ErrorHandlingGroup,
+    Kind,
+    Normalize,
+    ObjectiveName,
+    parse_options,
+    print_warning,
+    rerun_command,
+    stderr_console,
+    stdout_console,
+)
+from seqexplain.errors import InputError
 
-EXIT_USER_ERROR = 2
 DEFAULT_MODEL = "smollm2"
-
-
-def _stdout() -> Console:
-    return Console(highlight=False)
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def print_error(message: str) -> None:
-    """One red ``error:`` line on stderr (the message is printed literally, never as rich markup)."""
-    line = Text("error: ", style="bold red")
-    line.append(message, style="red")
-    _stderr().print(line, soft_wrap=True)
-
-
-def print_warning(message: str) -> None:
-    line = Text("warning: ", style="bold yellow")
-    line.append(message, style="yellow")
-    _stderr().print(line, soft_wrap=True)
-
-
-def fail(message: str) -> NoReturn:
-    """Print ``message`` as an error and exit with status 2."""
-    print_error(message)
-    raise typer.Exit(EXIT_USER_ERROR)
-
-
-class ErrorHandlingGroup(TyperGroup):
-    """Root command group: turns user errors raised anywhere below it into a message and exit status 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except SeqExplainError as exc:
-            fail(str(exc) or type(exc).__name__)
 
 
 app = typer.Typer(
@@ -78,74 +49,6 @@ reproduce_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(reproduce_app, name="reproduce")
-
-
-class Kind(str, Enum):
-    causal = "causal"
-    seq2seq = "seq2seq"
-    classifier = "classifier"
-
-
-class ObjectiveName(str, Enum):
-    logprob = "logprob"
-    prob = "prob"
-    logit = "logit"
-    contrast = "contrast"
-
-
-class Aggregate(str, Enum):
-    sum = "sum"
-    mean = "mean"
-    max = "max"
-    absmax = "absmax"
-
-
-class Normalize(str, Enum):
-    none = "none"
-    max_abs = "max_abs"
-    row_max_abs = "row_max_abs"
-    row_sum_abs = "row_sum_abs"
-
-
-# ----------------------------------------------------------------------------------------------- helpers
-def parse_value(raw: str) -> Any:
-    """``--option`` values: ``true``/``false`` → bool, ``none``/``null`` → None, a JSON object ``{...}`` → dict,
-    then int, float, else str."""
-    low = raw.strip().lower()
-    if low.startswith("{"):
-        import json
-
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise InputError(f"option value {raw!r} starts like a JSON object but is not one: {exc}") from exc
-        if not isinstance(value, dict):
-            raise InputError(f"option value {raw!r} must be a JSON object")
-        return value
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    return raw
-
-
-def parse_options(items: list[str] | None) -> dict[str, Any]:
-    """``["steps=20", "rule=riemann"]`` → ``{"steps": 20, "rule": "riemann"}``."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise InputError(f"--option takes key=value (e.g. --option steps=20), got {item!r}")
-        out[key] = parse_value(value)
-    return out
 
 
 def load_cli_model(spec: str, kind: str | None = None, status: Any = None, device: str | None = None,
@@ -197,7 +100,7 @@ def _write(what: str, path: Path, writer: Any) -> None:
         raise InputError(str(exc)) from exc
     except OSError as exc:
         raise InputError(f"cannot write the {what} file {path}: {exc.strerror or exc}") from exc
-    _stderr().print(Text(f"wrote {what}: {path}", style="green"), soft_wrap=True)
+    stderr_console().print(Text(f"wrote {what}: {path}", style="green"), soft_wrap=True)
 
 
 def _nonfinite_message(n_bad: int, strict_hint: bool) -> str:
@@ -227,7 +130,7 @@ def _root(
     if version:
         from seqexplain import __version__
 
-        _stdout().print(f"seqexplain {__version__}")
+        stdout_console().print(f"seqexplain {__version__}")
         raise typer.Exit(0)
 
 
@@ -277,7 +180,7 @@ def explain(
     if max_new_tokens < 1:
         raise InputError(f"--max-new-tokens: max_new_tokens must be a positive number of tokens, got {max_new_tokens}")
     _check_outputs(("--json", json_out), ("--html", html_out))
-    err = _stderr()
+    err = stderr_console()
     with err.status(f"loading model {model}") as status:
         wrapped = load_cli_model(model, kind.value if kind else None, status=status.update, device=device,
                                  **({"allow_new_head": True} if allow_new_head else {}))
@@ -293,7 +196,7 @@ def explain(
         print_warning(_nonfinite_message(n_bad, strict_hint=True))
     shown = attr.aggregate(aggregate.value) if aggregate else attr
     decode = token_decoder(getattr(wrapped, "tokenizer", None))
-    render_console(shown, console=_stdout(), normalize=normalize.value, numbers=numbers, top_k=top_k,
+    render_console(shown, console=stdout_console(), normalize=normalize.value, numbers=numbers, top_k=top_k,
                    decode=decode)
     if json_out is not None:
         _write("JSON", json_out, attr.save)
@@ -314,7 +217,7 @@ def list_methods() -> None:
     for m in available_methods():
         opts = "\n".join(f"{k}: {spec.describe()}" for k, spec in m.options().items()) or "—"
         table.add_row(m.name, m.family, m.description, opts)
-    _stdout().print(table)
+    stdout_console().print(table)
 
 
 @app.command()
@@ -338,13 +241,9 @@ def show(
     n_bad = len(shown.nonfinite_cells())
     if n_bad:
         print_warning(_nonfinite_message(n_bad, strict_hint=False))
-    render_console(shown, console=_stdout(), normalize=normalize.value, numbers=numbers, top_k=top_k)
+    render_console(shown, console=stdout_console(), normalize=normalize.value, numbers=numbers, top_k=top_k)
     if html_out is not None:
         _write("HTML", html_out, lambda p: save_html(shown, p, normalize=normalize.value))
-
-
-THREADS_HELP = "Torch CPU threads, set before any work (the documented runs used 1)."
-SEED_HELP = "Random seed (the documented runs used 0)."
 
 
 @app.command()
@@ -359,89 +258,12 @@ def demo(
     from seqexplain.runs import reproduction
 
     methods = tuple(method) if method else DEFAULT_METHODS
-    command = _command(["seqexplain", "demo"], {"--out": out}, [("--method", m) for m in method or []])
+    command = rerun_command(["seqexplain", "demo"], {"--out": out}, [("--method", m) for m in method or []])
     with reproduction(out, command, threads=None):  # checks --out, locks it
-        run_demo(out, methods=methods, console=_stdout())
+        run_demo(out, methods=methods, console=stdout_console())
 
 
-def _command(prefix: list[str], options: dict[str, Any], repeated: Sequence[tuple[str, str]] = ()) -> str:
-    """The shell command that reruns this invocation, every option spelled out (recorded in results files)."""
-    from seqexplain.runs import command_line
-
-    return command_line(prefix, (), options) + "".join(f" {command_line([k, v])}" for k, v in repeated)
-
-
-def _reproduce_parameters(paper: Any) -> list[inspect.Parameter]:
-    """The typer parameters of ``seqexplain reproduce <paper>``: the experiment (unless the paper has one), the
-    options every recipe takes, then the paper's own (default ``None`` / off = not given)."""
-    kw = inspect.Parameter.KEYWORD_ONLY
-    names = ", ".join(e.name for e in paper.experiments)
-    params = [] if paper.single else [inspect.Parameter(
-        "experiment", kw, annotation=Annotated[str, typer.Argument(help=f"One of: {names}.", show_default=False)])]
-    common: list[tuple[str, Any, Any]] = [
-        ("out", Annotated[Path, typer.Option("--out", help="Output folder.")], Path(f"out/{paper.name}")),
-        ("data_root", Annotated[Path | None, typer.Option(
-            "--data-root", help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")], None),
-        ("quick", Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")], False),
-        ("threads", Annotated[int, typer.Option("--threads", help=THREADS_HELP)], 1),
-        ("seed", Annotated[int, typer.Option("--seed", help=SEED_HELP)], 0),
-        ("no_progress", Annotated[bool, typer.Option("--no-progress", help="No progress bars.")], False),
-    ]
-    params += [inspect.Parameter(n, kw, annotation=a, default=d) for n, a, d in common]
-    for option in paper.options:
-        users = ", ".join(e.name for e in paper.experiments if option.name in e.options)
-        extra = f" One of: {', '.join(option.choices)}." if option.choices else ""
-        help_text = f"{option.help}{extra}" + ("" if paper.single else f" (Used by: {users}.)")
-        kind = bool if option.type is bool else str if option.type is list else option.type
-        annotation = (Annotated[bool, typer.Option(option.flag, help=help_text)] if kind is bool else
-                      Annotated[kind | None, typer.Option(option.flag, help=help_text, show_default=False)])
-        default = False if kind is bool else None
-        params.append(inspect.Parameter(option.name, kw, annotation=annotation, default=default))
-    return params
-
-
-def _reproduce_command(paper: Any) -> Any:
-    """The typer command of one registry paper (:mod:`seqexplain.experiments.registry`)."""
-
-    def command(**values: Any) -> None:
-        from seqexplain.experiments.registry import check_options, run_experiment
-        from seqexplain.runs import reproduction
-
-        experiment = paper.experiment(values.pop("experiment", None))
-        out, data_root, quick = values.pop("out"), values.pop("data_root"), values.pop("quick")
-        threads, seed, no_progress = values.pop("threads"), values.pop("seed"), values.pop("no_progress")
-        check_options(paper, experiment, values)  # before anything is written
-        given = {o.flag: values[o.name] for o in paper.options}
-        command_text = _command(["seqexplain", "reproduce", paper.name] + ([] if paper.single else [experiment.name]),
-                                {"--out": out, "--data-root": data_root, "--quick": quick, "--threads": threads,
-                                 "--seed": seed, "--no-progress": no_progress, **given})
-        with reproduction(out, command_text, threads):
-            result = run_experiment(paper.name, None if paper.single else experiment.name, out, quick=quick,
-                                    data_root=data_root, seed=seed, progress=not no_progress, threads=threads,
-                                    command=command_text, **values)
-        table = (result.get("markdown") or result.get("table")) if isinstance(result, dict) else None
-        if table:
-            _stdout().print(Text(str(table)))
-        label = paper.name if paper.single else f"{paper.name} {experiment.name}"
-        _stderr().print(Text(f"{label}: results in {out}", style="green"))
-
-    params = _reproduce_parameters(paper)
-    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    command.__annotations__ = {p.name: p.annotation for p in params}
-    listing = "\n\n".join(f"{e.name}: {e.description}" for e in paper.experiments)
-    command.__doc__ = f"{paper.title}\n\n{listing}"
-    return command
-
-
-def _register_reproductions() -> None:
-    """One ``reproduce`` subcommand per paper of the experiment registry."""
-    from seqexplain.experiments.registry import PAPERS
-
-    for paper in PAPERS.values():
-        reproduce_app.command(paper.name)(_reproduce_command(paper))
-
-
-_register_reproductions()
+register_reproductions(reproduce_app)
 
 
 @app.command("run")
@@ -486,12 +308,12 @@ def run_corpus(
         cfg = cfg.model_copy(update={"seed": seed})
     if truncate:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"truncate": True})})
-    command = _command(["seqexplain", "run", str(config)], {"--out": out, "--threads": threads, "--seed": seed,
+    command = rerun_command(["seqexplain", "run", str(config)], {"--out": out, "--threads": threads, "--seed": seed,
                                                             "--truncate": truncate})
     result = run(cfg, progress=progress, command=command)
     if result.rank != 0:
         return
-    err = _stderr()
+    err = stderr_console()
     err.print(Text(f"run {result.config_hash[:12]}: {result.n_items} examples in {result.n_shards} shard(s); "
                    f"{len(result.written)} written now, {len(result.found)} found finished "
                    f"({result.seconds:.1f} s)", style="green"), soft_wrap=True)

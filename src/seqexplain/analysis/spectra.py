@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqexplain.analysis.state_gradients import StateGradientStats
+from seqexplain.analysis.state_gradient_stats import StateGradientStats
 from seqexplain.errors import InputError
 
 

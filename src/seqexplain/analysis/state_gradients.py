@@ -26,58 +26,38 @@ truncation: ``x_{t-d}`` for ``d <= max_delay`` reaches ``s_t`` only through step
 ``x`` is ``inputs_embeds`` (the token embedding, before position embeddings are added); per segment one batched
 backward (``is_grads_batched``) per group of positions gives ``∂ s_t / ∂ x_τ`` for every ``τ``.
 
-**Online statistics.** :class:`StateGradientAccumulator` keeps, per class ``c`` (index 0 = all positions) and delay
-``d``, the count, the running mean of ``G_d`` and the running mean of ``G_dᵀ G_d`` ([E, E]); the class of a gradient is
-the class of the **input word at t-d** (the word whose memory is measured). Memory is independent of the corpus
-length. Both statistics can be normalised afterwards (:mod:`seqexplain.analysis.spectra`): for a right-multiplication
-by ``D``, ``mean(G D) = mean(G) D`` and ``mean((G D)ᵀ G D) = Dᵀ mean(GᵀG) D``.
-
-**Raw storage** (optional, :class:`GradientStoreWriter` / :class:`GradientStoreReader`): chunks of positions in
-compressed ``.npz`` files plus a JSON manifest. Chosen over zarr because it needs no extra dependency, loads without
-pickle (``allow_pickle=False``), streams chunk by chunk and compresses the zero padding of undefined delays.
+**Parts.** The gradients arrive as :class:`~seqexplain.analysis.state_gradient_chunks.GradientChunk` objects
+(stored raw, optionally, by :mod:`seqexplain.analysis.state_gradient_chunks`);
+:mod:`seqexplain.analysis.state_gradient_stats` keeps their online statistics per word class and delay
+(:func:`accumulate`, re-exported here because the documentation imports it from this module, e.g.
+``docs/reproductions/verwimp2018.md``); :mod:`seqexplain.analysis.state_gradient_reference` computes them by plain
+autograd (one backward per ``(t, d)``) for tests and benchmarks.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Iterator
+from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from seqexplain.atomic import atomic_path, atomic_write_text
+from seqexplain.analysis.state_gradient_chunks import GradientChunk
+from seqexplain.analysis.state_gradient_stats import accumulate
 from seqexplain.data.corpus import batchify
-from seqexplain.errors import DataError, InputError
+from seqexplain.errors import InputError
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.rnn.lm import RNNLanguageModel, State
 
 StateKind = Literal["cell", "hidden"]
 
 
-@dataclass
-class GradientChunk:
-    """State gradients of ``N`` positions.
-
-    ``grads[N, D+1, H, E]``: ``G_d(t)`` (zeros where undefined); ``valid[N, D+1]``: ``d`` within the segment;
-    ``source_positions[N, D+1]``: index of the input token ``t-d`` in the analysed token stream (-1 where undefined);
-    ``positions[N]``: index of ``t``.
-    """
-
-    grads: Tensor
-    valid: Tensor
-    source_positions: Tensor
-    positions: Tensor
-
-
-def _state_index(model: RNNLanguageModel, layer: int, state: StateKind) -> tuple[int, int]:
+def state_index(model: RNNLanguageModel, layer: int, state: StateKind) -> tuple[int, int]:
+    """``(layer, position of state in the model's per-layer state tuple)``; :class:`InputError` when either does not
+    exist."""
     if not 0 <= layer < len(model.layers):
         raise InputError(f"layer {layer} does not exist; the model has {len(model.layers)} layer(s) (0-based)")
     names = model.state_names
@@ -86,7 +66,8 @@ def _state_index(model: RNNLanguageModel, layer: int, state: StateKind) -> tuple
     return layer, names.index(state)
 
 
-def _check_args(max_delay: int, segment_length: int) -> None:
+def check_gradient_args(max_delay: int, segment_length: int) -> None:
+    """:class:`InputError` unless ``max_delay >= 0`` and ``segment_length >= 1``."""
     if max_delay < 0:
         raise InputError(f"max_delay must be >= 0, got {max_delay}")
     if segment_length < 1:
@@ -110,8 +91,8 @@ def iter_rnn_state_gradients(
     ``b*N + t``); rows are processed in parallel, cut into segments of ``segment_length`` steps, with the state
     carried (as a constant) across segment boundaries. ``max_positions`` stops after about that many positions.
     """
-    _check_args(max_delay, segment_length)
-    li, si = _state_index(model, layer, state)
+    check_gradient_args(max_delay, segment_length)
+    li, si = state_index(model, layer, state)
     data = batchify(ids, min(batch_size, max(1, len(ids) // 2)))
     rows, n = data.shape
     steps = n if max_positions is None else min(n, math.ceil(max_positions / rows))
@@ -208,84 +189,6 @@ def _lstm_tangents(model: RNNLanguageModel, x: Tensor, state: State, dx: Tensor 
     return tuple(out)
 
 
-def state_gradient_loop(
-    model: RNNLanguageModel,
-    segment_ids: Tensor,
-    layer: int = 0,
-    state: StateKind = "cell",
-    max_delay: int = 50,
-    initial_state: State | None = None,
-    positions: Iterable[int] | None = None,
-) -> tuple[Tensor, Tensor]:
-    """Reference implementation: one (unit-batched) backward pass per ``(t, d)`` on one segment ``segment_ids[L]``.
-
-    Returns ``grads[L, max_delay+1, H, E]`` and ``valid[L, max_delay+1]`` (``d <= t``). Slow; for tests and the
-    benchmark baseline. ``initial_state`` (per layer ``(h, c)`` with batch 1) is treated as a constant.
-    ``positions`` restricts the computation to those ``t`` (the others stay zero and invalid).
-    """
-    _check_args(max_delay, 1)
-    li, si = _state_index(model, layer, state)
-    length = int(segment_ids.numel())
-    emb = model.get_input_embeddings().weight.detach()
-    with eval_mode(model):
-        s = initial_state if initial_state is not None else model.initial_state(1, emb.device)
-        s = tuple(tuple(v.detach() for v in lay) for lay in s)[: li + 1]
-        xs = [emb[segment_ids[t]].unsqueeze(0).clone().requires_grad_(True) for t in range(length)]
-        states: list[Tensor] = []
-        for t in range(length):
-            s = model.step(xs[t], s, li + 1)
-            states.append(s[li][si])
-        h = states[0].shape[-1]
-        eye = torch.eye(h, dtype=emb.dtype, device=emb.device).unsqueeze(1)
-        grads = torch.zeros(length, max_delay + 1, h, emb.shape[1], dtype=emb.dtype)
-        valid = torch.zeros(length, max_delay + 1, dtype=torch.bool)
-        for t in range(length) if positions is None else positions:
-            if not 0 <= t < length:
-                raise InputError(f"time step t={t} is outside the segment (0 <= t < {length})")
-            for d in range(min(t, max_delay) + 1):
-                (g,) = torch.autograd.grad(states[t], xs[t - d], grad_outputs=eye, is_grads_batched=True,
-                                           retain_graph=True)
-                grads[t, d] = g[:, 0, :]
-                valid[t, d] = True
-    return grads, valid
-
-
-def state_gradient(
-    model: RNNLanguageModel,
-    segment_ids: Tensor,
-    t: int,
-    d: int,
-    layer: int = 0,
-    state: StateKind = "cell",
-    initial_state: State | None = None,
-) -> Tensor:
-    """One state gradient ``G_d(t) = ∂ s_t / ∂ x_{t-d}`` ([H, E]) within the segment ``segment_ids[L]``.
-
-    Raises :class:`InputError` when ``t`` is not a position of the segment or ``t - d`` falls outside it.
-    """
-    length = int(segment_ids.numel())
-    if not 0 <= t < length:
-        raise InputError(f"time step t={t} is outside the segment (0 <= t < {length})")
-    if not 0 <= d <= t:
-        raise InputError(f"delay d={d} reaches outside the segment at t={t} (0 <= d <= t required; gradients are "
-                         "stopped at segment boundaries)")
-    li, si = _state_index(model, layer, state)
-    emb = model.get_input_embeddings().weight.detach()
-    with eval_mode(model):
-        s = initial_state if initial_state is not None else model.initial_state(1, emb.device)
-        s = tuple(tuple(v.detach() for v in lay) for lay in s)[: li + 1]
-        xs = emb[segment_ids[: t + 1]].clone()
-        src = xs[t - d].unsqueeze(0).clone().requires_grad_(True)
-
-        def run(x_src: Tensor) -> Tensor:
-            st = s
-            for k in range(t + 1):
-                st = model.step(x_src if k == t - d else xs[k].unsqueeze(0), st, li + 1)
-            return st[li][si][0]
-
-        return torch.autograd.functional.jacobian(run, src)[:, 0, :]
-
-
 def iter_transformer_state_gradients(
     model: nn.Module,
     ids: Tensor,
@@ -303,7 +206,7 @@ def iter_transformer_state_gradients(
     independent segments of ``segment_length`` tokens (the context window); ``positions_per_pass`` positions share
     one batched backward.
     """
-    _check_args(max_delay, segment_length)
+    check_gradient_args(max_delay, segment_length)
     emb_layer = model.get_input_embeddings()
     total = int(ids.numel()) if max_positions is None else min(int(ids.numel()), max_positions)
     ids = ids.flatten()[:total]
@@ -342,203 +245,5 @@ def iter_transformer_state_gradients(
         bar.close()
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# online statistics
-
-
-@dataclass
-class StateGradientStats:
-    """Per class (index 0 = ``all``) and delay: ``count[C, D+1]``, ``mean_grad[C, D+1, H, E]`` (mean of ``G_d``) and
-    ``mean_gram[C, D+1, E, E]`` (mean of ``G_dᵀ G_d``), float64. ``meta``: how they were computed."""
-
-    class_names: list[str]
-    count: Tensor
-    mean_grad: Tensor
-    mean_gram: Tensor
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def max_delay(self) -> int:
-        return int(self.count.shape[1]) - 1
-
-    def class_index(self, name: str) -> int:
-        if name not in self.class_names:
-            raise InputError(f"unknown class {name!r}; known: {self.class_names}")
-        return self.class_names.index(name)
-
-    def save(self, directory: Path | str) -> Path:
-        """Write ``stats.safetensors`` and ``stats.json`` (class names, meta) atomically."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        with atomic_path(d / "stats.safetensors") as tmp:
-            save_file({"count": self.count.contiguous(), "mean_grad": self.mean_grad.contiguous(),
-                       "mean_gram": self.mean_gram.contiguous()}, str(tmp))
-        atomic_write_text(d / "stats.json", json.dumps({"class_names": self.class_names, "meta": self.meta},
-                                                       indent=2))
-        return d
-
-    @classmethod
-    def load(cls, directory: Path | str) -> StateGradientStats:
-        d = Path(directory)
-        if not (d / "stats.safetensors").is_file() or not (d / "stats.json").is_file():
-            raise DataError(f"{d} holds no state-gradient statistics (stats.safetensors + stats.json)")
-        t = load_file(str(d / "stats.safetensors"))
-        info = json.loads((d / "stats.json").read_text(encoding="utf-8"))
-        return cls(list(info["class_names"]), t["count"], t["mean_grad"], t["mean_gram"], dict(info["meta"]))
-
-
-class StateGradientAccumulator:
-    """Running means of ``G_d`` and ``G_dᵀ G_d`` per class and delay (memory independent of the number of positions).
-
-    ``class_mask[n_tokens, C]`` (bool) marks the classes of each token of the analysed stream; a gradient ``G_d(t)``
-    counts for the classes of the input token ``t - d``. Update rule for a chunk with ``n`` new gradients of sum
-    ``S``: ``mean += (S - n·mean) / (count + n)``.
-    """
-
-    def __init__(self, max_delay: int, hidden_size: int, embedding_size: int,
-                 class_names: Iterable[str] = (), class_mask: np.ndarray | Tensor | None = None) -> None:
-        self.class_names = ["all", *class_names]
-        c = len(self.class_names)
-        if class_mask is not None:
-            cm = torch.as_tensor(np.asarray(class_mask), dtype=torch.bool)
-            if cm.dim() != 2 or cm.shape[1] != c - 1:
-                raise InputError(f"class_mask must be [n_tokens, {c - 1}], got {tuple(cm.shape)}")
-            self.class_mask: Tensor | None = cm
-        else:
-            if c > 1:
-                raise InputError("class names were given without a class mask")
-            self.class_mask = None
-        self.count = torch.zeros(c, max_delay + 1, dtype=torch.float64)
-        self.mean_grad = torch.zeros(c, max_delay + 1, hidden_size, embedding_size, dtype=torch.float64)
-        self.mean_gram = torch.zeros(c, max_delay + 1, embedding_size, embedding_size, dtype=torch.float64)
-
-    def update(self, chunk: GradientChunk) -> None:
-        g = chunk.grads.detach().to("cpu", torch.float32)
-        if g.shape[1:] != self.mean_grad.shape[1:]:
-            raise InputError(f"chunk gradients of shape {tuple(g.shape[1:])} do not fit "
-                             f"{tuple(self.mean_grad.shape[1:])}")
-        valid = chunk.valid.to("cpu")
-        w = valid.unsqueeze(-1).float()  # [N, D+1, 1]
-        if self.class_mask is not None:
-            src = chunk.source_positions.to("cpu").clamp(min=0)
-            if int(src.max()) >= self.class_mask.shape[0]:
-                raise InputError("class_mask is shorter than the analysed token stream")
-            cls = self.class_mask[src] & valid.unsqueeze(-1)
-            w = torch.cat([w, cls.float()], dim=-1)  # [N, D+1, C]
-        n_new = w.sum(0).T.double()  # [C, D+1]
-        s_grad = torch.einsum("ndc,ndhe->cdhe", w, g).double()
-        gram = torch.einsum("ndhe,ndhf->ndef", g, g)
-        s_gram = torch.einsum("ndc,ndef->cdef", w, gram).double()
-        total = self.count + n_new
-        safe = total.clamp(min=1.0)[..., None, None]
-        self.mean_grad += (s_grad - n_new[..., None, None] * self.mean_grad) / safe
-        self.mean_gram += (s_gram - n_new[..., None, None] * self.mean_gram) / safe
-        self.count = total
-
-    def stats(self, meta: dict[str, Any] | None = None) -> StateGradientStats:
-        return StateGradientStats(list(self.class_names), self.count.clone(), self.mean_grad.clone(),
-                                  self.mean_gram.clone(), dict(meta or {}))
-
-
-def accumulate(
-    chunks: Iterable[GradientChunk],
-    class_names: Iterable[str] = (),
-    class_mask: np.ndarray | Tensor | None = None,
-    store: GradientStoreWriter | None = None,
-    meta: dict[str, Any] | None = None,
-    on_chunk: Callable[[GradientChunk], None] | None = None,
-) -> StateGradientStats:
-    """Consume gradient chunks into :class:`StateGradientStats` (optionally also writing them to ``store``)."""
-    acc: StateGradientAccumulator | None = None
-    names = list(class_names)
-    for chunk in chunks:
-        if acc is None:
-            _, dp1, h, e = chunk.grads.shape
-            acc = StateGradientAccumulator(dp1 - 1, h, e, names, class_mask)
-        acc.update(chunk)
-        if store is not None:
-            store.write(chunk)
-        if on_chunk is not None:
-            on_chunk(chunk)
-    if store is not None:
-        store.close()
-    if acc is None:
-        raise InputError("no positions to analyse: the token stream is empty or too short")
-    return acc.stats(meta)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# raw storage
-
-
-class GradientStoreWriter:
-    """Write gradient chunks to ``<directory>/chunk_NNNNN.npz`` (compressed) + ``manifest.json``.
-
-    Positions are buffered and flushed every ``chunk_positions`` positions; ``dtype`` ``float16`` halves the size.
-    Each file and the manifest are written atomically; the manifest is rewritten after every chunk.
-    """
-
-    def __init__(self, directory: Path | str, chunk_positions: int = 256, dtype: str = "float32") -> None:
-        if dtype not in ("float32", "float16"):
-            raise InputError(f"dtype must be float32 or float16, got {dtype!r}")
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.chunk_positions = chunk_positions
-        self.dtype = dtype
-        self._buf: list[GradientChunk] = []
-        self._buffered = 0
-        self.files: list[str] = []
-        self.positions = 0
-
-    def write(self, chunk: GradientChunk) -> None:
-        self._buf.append(chunk)
-        self._buffered += int(chunk.grads.shape[0])
-        if self._buffered >= self.chunk_positions:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._buf:
-            return
-        arrays = {
-            "grads": torch.cat([c.grads for c in self._buf]).cpu().numpy().astype(self.dtype),
-            "valid": torch.cat([c.valid for c in self._buf]).cpu().numpy(),
-            "source_positions": torch.cat([c.source_positions for c in self._buf]).cpu().numpy(),
-            "positions": torch.cat([c.positions for c in self._buf]).cpu().numpy(),
-        }
-        name = f"chunk_{len(self.files):05d}.npz"
-        with atomic_path(self.dir / name) as tmp, tmp.open("wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        self.files.append(name)
-        self.positions += self._buffered
-        self._buf, self._buffered = [], 0
-        atomic_write_text(self.dir / "manifest.json", json.dumps(
-            {"format": "seqexplain-state-gradients-npz", "version": 1, "dtype": self.dtype,
-             "positions": self.positions, "files": self.files}, indent=2))
-
-    def close(self) -> None:
-        self._flush()
-
-
-class GradientStoreReader:
-    """Stream the chunks written by :class:`GradientStoreWriter` back as :class:`GradientChunk` (float32)."""
-
-    def __init__(self, directory: Path | str) -> None:
-        self.dir = Path(directory)
-        manifest = self.dir / "manifest.json"
-        if not manifest.is_file():
-            raise DataError(f"{self.dir} is not a gradient store (no manifest.json)")
-        self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
-
-    @property
-    def positions(self) -> int:
-        return int(self.manifest["positions"])
-
-    def __iter__(self) -> Iterator[GradientChunk]:
-        for name in self.manifest["files"]:
-            with np.load(self.dir / name, allow_pickle=False) as z:
-                yield GradientChunk(
-                    grads=torch.from_numpy(z["grads"].astype(np.float32)),
-                    valid=torch.from_numpy(z["valid"]),
-                    source_positions=torch.from_numpy(z["source_positions"]),
-                    positions=torch.from_numpy(z["positions"]),
-                )
+__all__ = ["StateKind", "accumulate", "check_gradient_args", "iter_rnn_state_gradients",
+           "iter_transformer_state_gradients", "state_index"]

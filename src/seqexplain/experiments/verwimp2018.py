@@ -27,7 +27,9 @@ import torch
 
 from seqexplain.analysis.plots import plot_curves, plot_top_singular_values
 from seqexplain.analysis.spectra import EmbeddingNormalizer, relative_memory, subspace_cosine, summarize
-from seqexplain.analysis.state_gradients import GradientStoreWriter, accumulate, iter_rnn_state_gradients
+from seqexplain.analysis.state_gradient_chunks import GradientStoreWriter
+from seqexplain.analysis.state_gradient_stats import accumulate
+from seqexplain.analysis.state_gradients import iter_rnn_state_gradients
 from seqexplain.analysis.word_classes import (
     DEFAULT_CLASSES,
     WordClasses,

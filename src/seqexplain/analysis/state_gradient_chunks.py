@@ -1,0 +1,109 @@
+"""State-gradient chunks (:class:`GradientChunk`, what :mod:`seqexplain.analysis.state_gradients` yields) and their
+raw storage.
+
+**Raw storage** (optional, :class:`GradientStoreWriter` / :class:`GradientStoreReader`): chunks of positions in
+compressed ``.npz`` files plus a JSON manifest. Chosen over zarr because it needs no extra dependency, loads without
+pickle (``allow_pickle=False``), streams chunk by chunk and compresses the zero padding of undefined delays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from seqexplain.atomic import atomic_path, atomic_write_text
+from seqexplain.errors import DataError, InputError
+
+
+@dataclass
+class GradientChunk:
+    """State gradients of ``N`` positions.
+
+    ``grads[N, D+1, H, E]``: ``G_d(t)`` (zeros where undefined); ``valid[N, D+1]``: ``d`` within the segment;
+    ``source_positions[N, D+1]``: index of the input token ``t-d`` in the analysed token stream (-1 where undefined);
+    ``positions[N]``: index of ``t``.
+    """
+
+    grads: Tensor
+    valid: Tensor
+    source_positions: Tensor
+    positions: Tensor
+
+
+class GradientStoreWriter:
+    """Write gradient chunks to ``<directory>/chunk_NNNNN.npz`` (compressed) + ``manifest.json``.
+
+    Positions are buffered and flushed every ``chunk_positions`` positions; ``dtype`` ``float16`` halves the size.
+    Each file and the manifest are written atomically; the manifest is rewritten after every chunk.
+    """
+
+    def __init__(self, directory: Path | str, chunk_positions: int = 256, dtype: str = "float32") -> None:
+        if dtype not in ("float32", "float16"):
+            raise InputError(f"dtype must be float32 or float16, got {dtype!r}")
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.chunk_positions = chunk_positions
+        self.dtype = dtype
+        self._buf: list[GradientChunk] = []
+        self._buffered = 0
+        self.files: list[str] = []
+        self.positions = 0
+
+    def write(self, chunk: GradientChunk) -> None:
+        self._buf.append(chunk)
+        self._buffered += int(chunk.grads.shape[0])
+        if self._buffered >= self.chunk_positions:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buf:
+            return
+        arrays = {
+            "grads": torch.cat([c.grads for c in self._buf]).cpu().numpy().astype(self.dtype),
+            "valid": torch.cat([c.valid for c in self._buf]).cpu().numpy(),
+            "source_positions": torch.cat([c.source_positions for c in self._buf]).cpu().numpy(),
+            "positions": torch.cat([c.positions for c in self._buf]).cpu().numpy(),
+        }
+        name = f"chunk_{len(self.files):05d}.npz"
+        with atomic_path(self.dir / name) as tmp, tmp.open("wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        self.files.append(name)
+        self.positions += self._buffered
+        self._buf, self._buffered = [], 0
+        atomic_write_text(self.dir / "manifest.json", json.dumps(
+            {"format": "seqexplain-state-gradients-npz", "version": 1, "dtype": self.dtype,
+             "positions": self.positions, "files": self.files}, indent=2))
+
+    def close(self) -> None:
+        self._flush()
+
+
+class GradientStoreReader:
+    """Stream the chunks written by :class:`GradientStoreWriter` back as :class:`GradientChunk` (float32)."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.dir = Path(directory)
+        manifest = self.dir / "manifest.json"
+        if not manifest.is_file():
+            raise DataError(f"{self.dir} is not a gradient store (no manifest.json)")
+        self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
+
+    @property
+    def positions(self) -> int:
+        return int(self.manifest["positions"])
+
+    def __iter__(self) -> Iterator[GradientChunk]:
+        for name in self.manifest["files"]:
+            with np.load(self.dir / name, allow_pickle=False) as z:
+                yield GradientChunk(
+                    grads=torch.from_numpy(z["grads"].astype(np.float32)),
+                    valid=torch.from_numpy(z["valid"]),
+                    source_positions=torch.from_numpy(z["source_positions"]),
+                    positions=torch.from_numpy(z["positions"]),
+                )

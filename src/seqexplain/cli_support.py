@@ -1,0 +1,147 @@
+"""Building blocks of the ``seqexplain`` command line (:mod:`seqexplain.cli`): consoles, user-error output, option
+parsing and the choice enums.
+
+* :func:`stdout_console` / :func:`stderr_console`: rich consoles without highlighting.
+* :func:`print_error` / :func:`print_warning`: one red ``error:`` / yellow ``warning:`` line on stderr;
+  :func:`fail` prints an error and exits with :data:`EXIT_USER_ERROR` (2).
+* :class:`ErrorHandlingGroup`: the root command group; every :class:`~seqexplain.errors.SeqExplainError` raised
+  below it becomes one error line and exit status 2, without a traceback.
+* :func:`parse_value` / :func:`parse_options`: ``--option key=value`` values.
+* :class:`Kind`, :class:`ObjectiveName`, :class:`Aggregate`, :class:`Normalize`: the choices of ``explain`` and
+  ``show``.
+* :func:`rerun_command`: the shell command that reruns an invocation (recorded in results files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, NoReturn
+
+import click
+import typer
+from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
+
+from seqexplain.errors import InputError, SeqExplainError
+
+EXIT_USER_ERROR = 2
+
+
+def stdout_console() -> Console:
+    """A rich console on stdout, without automatic highlighting."""
+    return Console(highlight=False)
+
+
+def stderr_console() -> Console:
+    """A rich console on stderr, without automatic highlighting."""
+    return Console(stderr=True, highlight=False)
+
+
+def print_error(message: str) -> None:
+    """One red ``error:`` line on stderr (the message is printed literally, never as rich markup)."""
+    line = Text("error: ", style="bold red")
+    line.append(message, style="red")
+    stderr_console().print(line, soft_wrap=True)
+
+
+def print_warning(message: str) -> None:
+    line = Text("warning: ", style="bold yellow")
+    line.append(message, style="yellow")
+    stderr_console().print(line, soft_wrap=True)
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``message`` as an error and exit with status 2."""
+    print_error(message)
+    raise typer.Exit(EXIT_USER_ERROR)
+
+
+class ErrorHandlingGroup(TyperGroup):
+    """Root command group: turns user errors raised anywhere below it into a message and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeqExplainError as exc:
+            fail(str(exc) or type(exc).__name__)
+
+
+class Kind(str, Enum):
+    causal = "causal"
+    seq2seq = "seq2seq"
+    classifier = "classifier"
+
+
+class ObjectiveName(str, Enum):
+    logprob = "logprob"
+    prob = "prob"
+    logit = "logit"
+    contrast = "contrast"
+
+
+class Aggregate(str, Enum):
+    sum = "sum"
+    mean = "mean"
+    max = "max"
+    absmax = "absmax"
+
+
+class Normalize(str, Enum):
+    none = "none"
+    max_abs = "max_abs"
+    row_max_abs = "row_max_abs"
+    row_sum_abs = "row_sum_abs"
+
+
+def parse_value(raw: str) -> Any:
+    """``--option`` values: ``true``/``false`` → bool, ``none``/``null`` → None, a JSON object ``{...}`` → dict,
+    then int, float, else str."""
+    low = raw.strip().lower()
+    if low.startswith("{"):
+        import json
+
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise InputError(f"option value {raw!r} starts like a JSON object but is not one: {exc}") from exc
+        if not isinstance(value, dict):
+            raise InputError(f"option value {raw!r} must be a JSON object")
+        return value
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def parse_options(items: list[str] | None) -> dict[str, Any]:
+    """``["steps=20", "rule=riemann"]`` → ``{"steps": 20, "rule": "riemann"}``."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise InputError(f"--option takes key=value (e.g. --option steps=20), got {item!r}")
+        out[key] = parse_value(value)
+    return out
+
+
+def rerun_command(prefix: list[str], options: dict[str, Any], repeated: Sequence[tuple[str, str]] = ()) -> str:
+    """The shell command that reruns this invocation, every option spelled out (recorded in results files)."""
+    from seqexplain.runs import command_line
+
+    return command_line(prefix, (), options) + "".join(f" {command_line([k, v])}" for k, v in repeated)
+
+
+__all__ = ["EXIT_USER_ERROR", "Aggregate", "ErrorHandlingGroup", "Kind", "Normalize", "ObjectiveName", "fail",
+           "parse_options", "parse_value", "print_error", "print_warning", "rerun_command", "stderr_console",
+           "stdout_console"]
