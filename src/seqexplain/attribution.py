@@ -293,9 +293,9 @@ class Attribution:
         out = np.full((n_t, len(partition)), np.nan)
         for g, members in enumerate(partition):
             out[:, g] = combine_columns(self.scores[:, members], how)
-        tokens, offsets, segments = [], [], []
+        tokens, offsets, segments, texts = [], [], [], self._texts()
         for members in partition:
-            tok, off, seg = group_token(members, self.tokens, self.offsets, self.segments, self._texts())
+            tok, off, seg = group_token(members, self.tokens, self.offsets, self.segments, texts)
             tokens.append(tok)
             offsets.append(off)
             segments.append(seg)
