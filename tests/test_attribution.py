@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import seqexplain as se
-from seqexplain.attribution import Attribution, Rationale
+from seqexplain.attribution import Attribution
+from seqexplain.attribution_rationale import Rationale
 from seqexplain.errors import DataError, InputError, NonFiniteScoresError
 
 

@@ -8,7 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from seqexplain.attribution import FORMAT_VERSION, Attribution, Rationale
+from seqexplain.attribution import Attribution
+from seqexplain.attribution_io import FORMAT_VERSION
+from seqexplain.attribution_rationale import Rationale
 from seqexplain.errors import DataError, InputError
 
 NAN, INF = float("nan"), float("inf")
@@ -265,6 +267,13 @@ def test_saved_json_is_version_2_with_the_rationale_part(tmp_path):
     assert data["rationale"]["reached"] == [True, False] and data["rationale"]["bound_hit"] == [False, True]
     assert data["warnings"] == ["scores were computed in float16"]
     assert data["objective"] == "logprob" and data["foil_tokens"] is None and data["aggregation"] is None
+
+
+def test_public_names_stay_importable_from_seqexplain_attribution():
+    import seqexplain.attribution as attribution
+
+    assert attribution.FORMAT_VERSION == FORMAT_VERSION and attribution.Rationale is Rationale
+    assert {"FORMAT_VERSION", "Rationale", "Attribution"} <= set(attribution.__all__)
 
 
 def _v1_document() -> dict:

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqexplain.attribution import Attribution, Rationale
+from seqexplain.attribution import Attribution
+from seqexplain.attribution_rationale import Rationale
 from seqexplain.report import save_html
 from seqexplain.report._common import cell_rgb, display_matrix
 

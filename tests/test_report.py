@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from seqexplain.attribution import Attribution, Rationale
+from seqexplain.attribution import Attribution
+from seqexplain.attribution_rationale import Rationale
 from seqexplain.errors import InputError
 from seqexplain.report import (
     attribution_markdown,

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from seqexplain.attribution import Attribution, Rationale
+from seqexplain.attribution import Attribution
+from seqexplain.attribution_rationale import Rationale
 from seqexplain.errors import DataError, InputError
 from seqexplain.trace import AttributionTrace
 

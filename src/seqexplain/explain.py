@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqexplain.attribution import Attribution, Rationale
+from seqexplain.attribution import Attribution
+from seqexplain.attribution_rationale import Rationale
 from seqexplain.errors import InputError, NonFiniteScoresError
 from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.models.base import SequenceModel

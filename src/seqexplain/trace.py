@@ -9,7 +9,8 @@ averaging them away with :meth:`AttributionTrace.mean`, gives a plain :class:`At
 Files: ``save("x.safetensors")`` stores the ``[*extra, T, L]`` tensor with the rest as JSON metadata;
 any other suffix stores one JSON document (non-finite scores as ``null``, like :class:`Attribution`).
 
-This module imports only :mod:`seqexplain.attribution` and the leaf modules (errors, atomic).
+This module imports only :mod:`seqexplain.attribution`, :mod:`seqexplain.attribution_io` and the leaf modules
+(errors, atomic).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from seqexplain.attribution import Attribution, read_document, save_scored
+from seqexplain.attribution import Attribution
+from seqexplain.attribution_io import read_document, save_scored
 from seqexplain.errors import DataError, InputError
 
 TRACE_FORMAT_TAG = "seqexplain.attribution_trace"
