@@ -146,9 +146,11 @@ def test_reproduce_group_lists_verwimp2018(runner):
     assert result.exit_code == 0 and "verwimp2018" in result.stdout
 
 
-def test_reproduce_missing_module_exits_2(runner, monkeypatch):
+def test_reproduce_missing_module_exits_2(runner, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "seqexplain.experiments.verwimp2018", None)  # makes the import fail
+    monkeypatch.chdir(tmp_path)  # the default --out is out/verwimp2018 under the working folder
     assert_user_error(invoke(runner, "reproduce", "verwimp2018", "--quick"), "verwimp2018")
+    assert not (tmp_path / "out").exists()  # refused before the out folder is made and locked
 
 
 def test_reproduce_passes_arguments_and_maps_errors(runner, monkeypatch, tmp_path):

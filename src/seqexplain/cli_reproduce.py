@@ -52,13 +52,14 @@ def reproduce_command(paper: Any) -> Any:
     """The typer command of one registry paper (:mod:`seqexplain.experiments.registry`)."""
 
     def command(**values: Any) -> None:
-        from seqexplain.experiments.registry import check_options, run_experiment
+        from seqexplain.experiments.registry import check_options, resolve, run_experiment
         from seqexplain.runs import reproduction
 
         experiment = paper.experiment(values.pop("experiment", None))
         out, data_root, quick = values.pop("out"), values.pop("data_root"), values.pop("quick")
         threads, seed, no_progress = values.pop("threads"), values.pop("seed"), values.pop("no_progress")
-        check_options(paper, experiment, values)  # before anything is written
+        check_options(paper, experiment, values)  # before anything is written,
+        resolve(paper, experiment)  # as is importing the runner: a missing module leaves no locked out folder
         given = {o.flag: values[o.name] for o in paper.options}
         prefix = ["seqexplain", "reproduce", paper.name] + ([] if paper.single else [experiment.name])
         command_text = rerun_command(prefix, {"--out": out, "--data-root": data_root, "--quick": quick,
