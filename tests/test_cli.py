@@ -169,7 +169,8 @@ def test_reproduce_passes_arguments_and_maps_errors(runner, monkeypatch, tmp_pat
     assert result.exit_code == 0, result.output
     assert calls[-1] == (tmp_path / "o", None, True)
     # an error raised inside a subcommand of a nested group is handled by the root group too
-    assert_user_error(invoke(runner, "reproduce", "verwimp2018", "--data-root", tmp_path / "nodata"),
+    assert_user_error(invoke(runner, "reproduce", "verwimp2018", "--out", tmp_path / "o2", "--data-root",
+                             tmp_path / "nodata"),
                       "SEQEXPLAIN_DATA")
 
 
