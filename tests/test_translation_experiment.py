@@ -88,7 +88,7 @@ def test_config_validation():
 
 def test_bleu_matches_sacrebleu_reference():
     pytest.importorskip("sacrebleu")
-    from seqexplain.training.translation import bleu
+    from seqexplain.training.translation_eval import bleu
 
     score, sig = bleu(["A dog runs in the park ."], ["A dog runs in the park ."])
     assert score == pytest.approx(100.0)

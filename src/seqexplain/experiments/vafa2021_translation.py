@@ -49,8 +49,8 @@ from seqexplain.training.translation import (
     TranslationTrainConfig,
     load_translation_model,
     train_translation,
-    translate,
 )
+from seqexplain.training.translation_eval import translate
 
 FULL_TRAIN: dict[str, Any] = {
     "vocab_size": 5000, "d_model": 128, "n_heads": 4, "ffn_dim": 512, "encoder_layers": 2, "decoder_layers": 2,
