@@ -2,9 +2,9 @@
 
 :func:`train_causal_lm` trains any module with the Hugging Face causal-LM calling convention (a Hugging Face
 model, a ``peft`` LoRA model, or :class:`seqexplain.models.transformer.TransformerLM`) with the standard
-next-token loss (mean cross-entropy over the predicted, non-padding tokens). With a :class:`WordDropout`, a
-batch drawn for dropout is run with the 4-D attention mask of its keep masks
-(:func:`seqexplain.training.word_dropout.causal_attention_mask`); the loss is unchanged.
+next-token loss (mean cross-entropy over the predicted, non-padding tokens). With a
+:class:`~seqexplain.training.word_dropout.WordDropout`, a batch drawn for dropout is run with the 4-D attention mask
+of its keep masks (:func:`seqexplain.training.word_dropout.causal_attention_mask`); the loss is unchanged.
 
 * **Optimiser**: AdamW over the parameters that require grad (so a LoRA model trains its adapters only);
   learning rate ``lr`` with linear warm-up over ``warmup_steps`` and then ``schedule``: ``constant``,
