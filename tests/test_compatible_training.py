@@ -9,13 +9,10 @@ import torch
 
 from seqexplain.errors import ModelLoadError
 from seqexplain.models.transformer import TransformerLM, TransformerLMConfig, load_transformer_lm
-from seqexplain.training.compatible import (
-    TokenData,
-    TrainConfig,
-    apply_lora,
-    evaluate_lm,
-    train_causal_lm,
-)
+from seqexplain.training.causal_lm_data import TokenData
+from seqexplain.training.causal_lm_loss import evaluate_lm
+from seqexplain.training.compatible import apply_lora, train_causal_lm
+from seqexplain.training.compatible_config import TrainConfig
 from seqexplain.training.word_dropout import WordDropout, sample_keep
 
 

@@ -284,7 +284,8 @@ def test_too_long_input_is_a_clear_error(tok):
 
 # ------------------------------------------------------------------------------------------------ training
 def test_tiny_training_lowers_loss_and_generates(tok):
-    from seqexplain.training.translation import EncodedPair, batch_loss, collate, sample_keep, special_ids
+    from seqexplain.training.translation_batches import EncodedPair, collate, sample_keep, special_ids
+    from seqexplain.training.translation_eval import batch_loss
 
     model = _model(tok, seed=5)
     ids = special_ids(tok)

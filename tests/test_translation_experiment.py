@@ -88,7 +88,7 @@ def test_config_validation():
 
 def test_bleu_matches_sacrebleu_reference():
     pytest.importorskip("sacrebleu")
-    from seqexplain.training.translation import bleu
+    from seqexplain.training.translation_eval import bleu
 
     score, sig = bleu(["A dog runs in the park ."], ["A dog runs in the park ."])
     assert score == pytest.approx(100.0)
@@ -97,7 +97,7 @@ def test_bleu_matches_sacrebleu_reference():
 
 
 def test_distractor_counts_by_hand():
-    from seqexplain.experiments.vafa2021_translation import distractor_counts, summarize_distractors
+    from seqexplain.experiments.vafa2021_translation_distractors import distractor_counts, summarize_distractors
 
     # source: 3 tokens of sentence a, 2 of b, </s>; decoder start at 6; targets: 2 of a, 2 of b (positions 7..10)
     n_source = 6
@@ -127,7 +127,7 @@ def test_distractor_counts_by_hand():
 
 
 def test_word_rationales_by_hand():
-    from seqexplain.experiments.vafa2021_translation import word_rationales
+    from seqexplain.experiments.vafa2021_translation_alignments import word_rationales
 
     # source tokens: w0 w0 w1 </s>; decoder start 4; targets t0 (word 0), t1 t2 (word 1)
     src_word_of = [0, 0, 1, None, None, None, None, None]
@@ -137,7 +137,7 @@ def test_word_rationales_by_hand():
 
 
 def test_quick_distractors(out):
-    from seqexplain.experiments.vafa2021_translation import run_distractors
+    from seqexplain.experiments.vafa2021_translation_distractors import run_distractors
 
     res = run_distractors(out, quick=True, n_pairs=1, baselines=("attention_last",), progress=False)
     assert set(res["methods"]) == {"greedy", "attention_last"}
@@ -153,7 +153,7 @@ def test_quick_distractors(out):
 
 def test_quick_alignments_de_en_sample(out):
     from seqexplain.data.paths import require_data
-    from seqexplain.experiments.vafa2021_translation import read_alignment_set, run_alignments
+    from seqexplain.experiments.vafa2021_translation_alignments import read_alignment_set, run_alignments
 
     try:
         require_data("word_alignment")
@@ -176,7 +176,7 @@ def test_quick_alignments_de_en_sample(out):
 
 def test_hansards_reader_direction():
     from seqexplain.data.paths import require_data
-    from seqexplain.experiments.vafa2021_translation import read_alignment_set
+    from seqexplain.experiments.vafa2021_translation_alignments import read_alignment_set
 
     try:
         require_data("word_alignment")

@@ -145,9 +145,9 @@ VAFA2021 = Paper(
         Experiment("translation_train", "Train (or resume) the Multi30K translation model.",
                    f"{_MT}:train_translation_model", _opts(src="src_lang", tgt="tgt_lang", no_resume="resume")),
         Experiment("distractors", "Distractor sentences: how much of a rationale falls in the unrelated half.",
-                   f"{_MT}:run_distractors", _opts(n="n_pairs", methods="baselines")),
+                   f"{_MT}_distractors:run_distractors", _opts(n="n_pairs", methods="baselines")),
         Experiment("alignments", "Rationales vs gold word alignments (AER, IOU, F1, top-1).",
-                   f"{_MT}:run_alignments", _opts(n="n_sentences", methods="baselines")),
+                   f"{_MT}_alignments:run_alignments", _opts(n="n_sentences", methods="baselines")),
     ),
     options=(
         LIMIT,

@@ -47,7 +47,10 @@ from seqexplain.errors import InputError
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.transformer import TransformerLM, TransformerLMConfig
 from seqexplain.runs import run_record
-from seqexplain.training.compatible import TokenData, TrainConfig, TrainResult, evaluate_lm, train_causal_lm
+from seqexplain.training.causal_lm_data import TokenData
+from seqexplain.training.causal_lm_loss import evaluate_lm
+from seqexplain.training.compatible import train_causal_lm
+from seqexplain.training.compatible_config import TrainConfig, TrainResult
 from seqexplain.training.word_dropout import WordDropout
 
 

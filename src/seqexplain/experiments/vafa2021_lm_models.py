@@ -101,7 +101,9 @@ def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, r
     """LoRA + word-dropout fine-tune of ``model`` on WikiText-2 valid (module docstring); resumable in
     ``out_dir``. Returns the merged model and a summary (steps, seconds, losses, and the held-out compatibility
     check of :func:`held_out_losses` before and after, cached in ``out_dir/compatibility.json``)."""
-    from seqexplain.training.compatible import TokenData, TrainConfig, apply_lora, train_causal_lm
+    from seqexplain.training.causal_lm_data import TokenData
+    from seqexplain.training.compatible import apply_lora, train_causal_lm
+    from seqexplain.training.compatible_config import TrainConfig
     from seqexplain.training.word_dropout import WordDropout
 
     text = training_text(root)
@@ -143,7 +145,8 @@ def held_out_losses(model: torch.nn.Module, tokenizer: Any, root: Path, s: Setti
     """Per-token loss of ``model`` on the first ``s.eval_rows`` rows of WikiText-2 *test* (packed like the
     training rows; never trained on), with the full context and with ``uniform_length`` word dropout (seeded):
     the gap between the two is how far the model is from compatible."""
-    from seqexplain.training.compatible import TokenData, evaluate_lm
+    from seqexplain.training.causal_lm_data import TokenData
+    from seqexplain.training.causal_lm_loss import evaluate_lm
 
     text = (require_data("wikitext2", root) / "test.txt").read_text(encoding="utf-8")
     rows = _training_rows(tokenizer, text, s.train_length)[: s.eval_rows]

@@ -29,7 +29,7 @@ from seqexplain.training.snell import (
     resolve_device,
     run_schedule,
 )
-from seqexplain.training.translation import bleu
+from seqexplain.training.translation_eval import bleu
 
 Pairs = Sequence[tuple[Sequence[int], Sequence[int]]]
 

@@ -4,7 +4,8 @@ compatibility word dropout (Vafa et al. 2021), on CPU.
 Recipe:
 
 * a joint BPE tokenizer (:func:`seqexplain.data.tokenizers.train_bpe_tokenizer`) trained on the training sources
-  and targets; source ids end with ``</s>``; decoder inputs are ``<s> y_1 … y_n``, labels ``y_1 … y_n </s>``;
+  and targets (:mod:`seqexplain.training.translation_batches`: encoding, batches, word-dropout keep masks);
+  source ids end with ``</s>``; decoder inputs are ``<s> y_1 … y_n``, labels ``y_1 … y_n </s>``;
 * pairs longer than ``max_len`` tokens on either side are left out of training; batches hold at most
   ``batch_tokens`` padded source + target tokens and are built from length-sorted pairs (with a seeded random
   tie-break), then shuffled, per epoch;
@@ -23,6 +24,8 @@ Recipe:
 * every step seeds dropout and word dropout from ``(seed, step)``, and the batch order of an epoch from
   ``(seed, epoch)``, so a resumed run repeats the uninterrupted one.
 
+Evaluation (validation loss, greedy translation, BLEU) is in :mod:`seqexplain.training.translation_eval`.
+
 Outputs under ``out_dir``: ``model/`` (weights, ``config.json``, tokenizer, ``training.json`` with the training
 configuration and history, ``results.json`` with BLEU), ``checkpoint/`` (the same plus the optimizer state and
 ``train_state.json``; written every ``checkpoint_every`` steps and at each epoch's end; ``resume=True`` continues
@@ -33,15 +36,12 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from seqexplain.atomic import atomic_write_text
@@ -51,6 +51,15 @@ from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.seq2seq import Seq2SeqTransformer, load_seq2seq
 from seqexplain.models.seq2seq_config import Seq2SeqConfig
 from seqexplain.training.optimizer_state import load_optimizer_state, save_optimizer_state
+from seqexplain.training.translation_batches import (
+    EncodedPair,
+    collate,
+    encode_pairs,
+    make_batches,
+    sample_keep,
+    special_ids,
+)
+from seqexplain.training.translation_eval import batch_loss, bleu, evaluate_loss, translate
 
 
 @dataclass
@@ -137,136 +146,6 @@ class TranslationTrainResult:
         out = asdict(self)
         out["model_dir"] = str(self.model_dir)
         return out
-
-
-# ------------------------------------------------------------------------------------------------- data
-@dataclass
-class EncodedPair:
-    src: list[int]
-    tgt: list[int]  # without specials
-
-
-def encode_pairs(tokenizer: Any, corpus: ParallelCorpus) -> list[EncodedPair]:
-    """Token ids of every pair: the source with ``</s>``, the target without special tokens."""
-    src = tokenizer(corpus.source, add_special_tokens=True)["input_ids"]
-    tgt = tokenizer(corpus.target, add_special_tokens=False)["input_ids"]
-    return [EncodedPair(list(s), list(t)) for s, t in zip(src, tgt, strict=True)]
-
-
-def make_batches(pairs: Sequence[EncodedPair], batch_tokens: int, seed: int) -> list[list[int]]:
-    """Indices of ``pairs`` grouped into batches of at most ``batch_tokens`` padded tokens (source + target + 1),
-    from a length-sorted order with a seeded random tie-break; the batch order is shuffled with the same seed."""
-    rng = random.Random(seed)
-    keys = [(len(p.src), len(p.tgt), rng.random(), i) for i, p in enumerate(pairs)]
-    keys.sort()
-    batches: list[list[int]] = []
-    cur: list[int] = []
-    max_s = max_t = 0
-    for s_len, t_len, _, i in keys:
-        ns, nt = max(max_s, s_len), max(max_t, t_len + 1)
-        if cur and (len(cur) + 1) * (ns + nt) > batch_tokens:
-            batches.append(cur)
-            cur, ns, nt = [], s_len, t_len + 1
-        cur.append(i)
-        max_s, max_t = ns, nt
-    if cur:
-        batches.append(cur)
-    rng.shuffle(batches)
-    return batches
-
-
-def collate(pairs: Sequence[EncodedPair], idx: Sequence[int], ids: dict[str, int]) -> dict[str, torch.Tensor]:
-    """Padded tensors of a batch: ``input_ids``/``src_valid`` ``[B, S]``, ``decoder_input_ids``/``tgt_valid``/
-    ``labels`` ``[B, T]`` (labels ``-100`` at padding)."""
-    rows = [pairs[i] for i in idx]
-    n_s = max(len(r.src) for r in rows)
-    n_t = max(len(r.tgt) for r in rows) + 1
-    b = len(rows)
-    x = torch.full((b, n_s), ids["pad"], dtype=torch.long)
-    dec = torch.full((b, n_t), ids["pad"], dtype=torch.long)
-    lab = torch.full((b, n_t), -100, dtype=torch.long)
-    for r, p in enumerate(rows):
-        x[r, : len(p.src)] = torch.tensor(p.src)
-        dec[r, : len(p.tgt) + 1] = torch.tensor([ids["bos"], *p.tgt])
-        lab[r, : len(p.tgt) + 1] = torch.tensor([*p.tgt, ids["eos"]])
-    return {"input_ids": x, "src_valid": x != ids["pad"], "decoder_input_ids": dec, "tgt_valid": lab != -100,
-            "labels": lab}
-
-
-def special_ids(tokenizer: Any) -> dict[str, int]:
-    ids = {"pad": tokenizer.pad_token_id, "bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id,
-           "unk": tokenizer.unk_token_id}
-    missing = [k for k, v in ids.items() if v is None]
-    if missing:
-        raise InputError(f"the tokenizer has no {', '.join(missing)} token; train it with train_bpe_tokenizer")
-    return {k: int(v) for k, v in ids.items()}
-
-
-# ------------------------------------------------------------------------------------------- word dropout
-def sample_keep(valid: torch.Tensor, kind: str | None, mixture: float,
-                generator: torch.Generator) -> tuple[torch.Tensor, bool]:
-    """Keep mask ``[B, L]`` for one side of a batch (see the module docstring); ``(valid, False)`` when no word
-    dropout is drawn. Uses :class:`seqexplain.training.word_dropout.WordDropout`."""
-    if kind is None or mixture <= 0.0:
-        return valid.clone(), False
-    from seqexplain.training.word_dropout import WordDropout
-
-    return WordDropout(kind=kind, mixture=mixture).sample(valid, generator)
-
-
-# ---------------------------------------------------------------------------------------------- evaluation
-def batch_loss(model: Seq2SeqTransformer, batch: dict[str, torch.Tensor], src_keep: torch.Tensor,
-               tgt_keep: torch.Tensor, label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
-    """Mean label-smoothed cross-entropy of a batch under keep masks, and the number of target tokens."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=src_keep, decoder_input_ids=batch["decoder_input_ids"],
-                   decoder_attention_mask=tgt_keep).logits
-    labels = batch["labels"]
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100,
-                           label_smoothing=label_smoothing)
-    return loss, int((labels != -100).sum())
-
-
-@torch.no_grad()
-def evaluate_loss(model: Seq2SeqTransformer, pairs: Sequence[EncodedPair], ids: dict[str, int],
-                  batch_tokens: int = 8000, word_dropout: str | None = None, seed: int = 0) -> float:
-    """Per-token cross-entropy (no label smoothing) of ``pairs``, optionally under word dropout applied to every
-    batch (``mixture = 1``, seeded): the loss from random subsets of the context, a compatibility check."""
-    was = model.training
-    model.eval()
-    gen = torch.Generator().manual_seed(seed)
-    total, count = 0.0, 0
-    try:
-        for idx in make_batches(pairs, batch_tokens, seed):
-            b = collate(pairs, idx, ids)
-            sk, _ = sample_keep(b["src_valid"], word_dropout, 1.0, gen)
-            tk, _ = sample_keep(b["tgt_valid"], word_dropout, 1.0, gen)
-            loss, n = batch_loss(model, b, sk, tk)
-            total += float(loss) * n
-            count += n
-    finally:
-        model.train(was)
-    return total / max(1, count)
-
-
-def translate(model: Seq2SeqTransformer, tokenizer: Any, sentences: Sequence[str], batch_size: int = 64,
-              max_new_tokens: int = 80) -> list[str]:
-    """Greedy translations of ``sentences`` (detokenised text)."""
-    src = tokenizer(list(sentences), add_special_tokens=True)["input_ids"]
-    limit = model.config.max_position_embeddings
-    src = [s if len(s) <= limit else s[: limit - 1] + [model.config.eos_token_id] for s in src]
-    out = model.greedy_generate(src, max_new_tokens=min(max_new_tokens, limit - 1), batch_size=batch_size)
-    return [tokenizer.decode(o, skip_special_tokens=True, clean_up_tokenization_spaces=False).strip() for o in out]
-
-
-def bleu(hypotheses: Sequence[str], references: Sequence[str]) -> tuple[float, str]:
-    """Corpus BLEU of detokenised text with sacrebleu's defaults (13a tokenisation, cased); ``(score, signature)``."""
-    try:
-        import sacrebleu
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise InputError("BLEU needs sacrebleu: pip install sacrebleu") from exc
-    metric = sacrebleu.metrics.BLEU()
-    score = metric.corpus_score(list(hypotheses), [list(references)])
-    return float(score.score), str(metric.get_signature())
 
 
 # ------------------------------------------------------------------------------------------- checkpoints
