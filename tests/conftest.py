@@ -266,6 +266,21 @@ def custom_model(monkeypatch, no_attention_lm):
 
 
 @pytest.fixture()
+def bad_input_ctx(gpt2, bert, gpt2_dir, bert_dir, tmp_path, no_attention_lm, custom_model):
+    """The context of the bad-input cases (``bad_input_cases.Case``): the tiny GPT-2 and BERT fixtures loaded
+    (``causal``, ``classifier``) and saved (``gpt2_dir``, ``bert_dir``), an empty work folder ``tmp``,
+    ``no_attention`` (the :class:`NoAttentionLM` maker), ``bpe`` (the GPT-2 tokenizer); the CLI's ``--model
+    custom``/``custom-nan`` load :class:`NoAttentionLM`."""
+    import seqexplain
+
+    work = tmp_path / "work"
+    work.mkdir()
+    return SimpleNamespace(causal=seqexplain.load_model(*gpt2), classifier=seqexplain.load_model(*bert),
+                           gpt2_dir=gpt2_dir, bert_dir=bert_dir, tmp=work, no_attention=no_attention_lm,
+                           bpe=gpt2[1])
+
+
+@pytest.fixture()
 def benchmark_module():
     """``benchmark_module(name)`` imports a module of ``benchmarks/`` (the folder is on ``sys.path`` for the test)."""
     folder = str(Path(__file__).resolve().parents[1] / "benchmarks")

@@ -1,6 +1,6 @@
 """The command line: every command works on tiny fixture models, and every user error is one red line on
 stderr with exit status 2 and no traceback. The bad inputs shared with the Python API are one table in
-``tests/test_bad_input.py``; the errors here are the command line's own."""
+``tests/test_bad_input_*.py``; the errors here are the command line's own."""
 
 from __future__ import annotations
 
@@ -105,9 +105,9 @@ def test_explain_classifier_label(runner, bert_dir):
     assert "positive" in result.stdout
 
 
-# ------------------------------------------------------- user errors of the command line (shared ones: test_bad_input)
+# ------------------------------------------------------ user errors of the command line (shared ones: test_bad_input_*)
 def test_truncate_option_cuts_a_long_text(runner, gpt2_dir):
-    """The fix the too-long error suggests (tests/test_bad_input.py) works."""
+    """The fix the too-long error suggests (tests/test_bad_input_explain.py) works."""
     text = "The cat sat on the mat. " * 60
     ok = invoke(runner, "explain", "-m", gpt2_dir, "-t", text, "--target", " dog", "--method", "occlusion",
                 "--truncate")
@@ -115,7 +115,7 @@ def test_truncate_option_cuts_a_long_text(runner, gpt2_dir):
 
 
 def test_option_without_value(runner, gpt2_dir):
-    """CLI syntax only (the API takes keyword arguments); unknown option names are in tests/test_bad_input.py."""
+    """CLI syntax only (the API takes keyword arguments); unknown option names: tests/test_bad_input_explain.py."""
     assert_user_error(invoke(runner, "explain", "-m", gpt2_dir, "-t", "The cat", "-o", "steps"), "key=value")
 
 
@@ -124,7 +124,7 @@ def test_smollm2_rejects_other_kind(runner):
 
 
 def test_nonfinite_warns_and_strict_accepts_finite_scores(runner, custom_model, tmp_path):
-    """Without --strict non-finite scores are a warning; --strict on NaN scores is in tests/test_bad_input.py."""
+    """Without --strict non-finite scores are a warning; --strict on NaN scores: tests/test_bad_input_explain.py."""
     out_json = tmp_path / "nan.json"
     result = invoke(runner, "explain", "-m", "custom-nan", "-t", "The cat sat on the", "--target", " mat",
                     "--method", "occlusion", "--json", out_json)

@@ -1,7 +1,7 @@
 """User errors through the Python API only, and the working neighbours of the bad inputs.
 
 The bad inputs the API and the command line share (empty text, unknown method, corrupt model files, ...) are one
-table in ``tests/test_bad_input.py``."""
+table in ``tests/test_bad_input_*.py``."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_all_errors_are_seqexplain_errors():
 
 
 def test_truncate_cuts_a_text_longer_than_the_positions(causal):
-    """The fix the too-long error suggests (tests/test_bad_input.py) works."""
+    """The fix the too-long error suggests (tests/test_bad_input_explain.py) works."""
     text = "The cat sat on the mat. " * 60  # far more than the fixture's 128 positions
     attr = seqexplain.explain(causal, text, " dog", "occlusion", truncate=True)
     assert len(attr.tokens) <= 128
@@ -68,7 +68,7 @@ def test_unknown_kind(gpt2):
 
 
 def test_model_without_attentions_runs_score_and_gradient_methods(no_attention_lm):
-    """The model whose attention methods fail (tests/test_bad_input.py) works with the other methods."""
+    """The model whose attention methods fail (tests/test_bad_input_models.py) works with the other methods."""
     wrapped = no_attention_lm()
     for method in ("occlusion", "grad_x_input"):
         attr = seqexplain.explain(wrapped, "The cat sat on the", " mat", method)
