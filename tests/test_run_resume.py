@@ -3,10 +3,12 @@ run: none lost, none duplicated, every row equal (timings aside) after a canonic
 
 The run is a subprocess on a tiny random-weight BERT classifier: a fresh Python (``python -c`` calling
 :func:`seqexplain.runs.runner.run`) in the slow test, a fork of the test process (no start-up) in the fast one;
-the uninterrupted reference run is such a child too. Each kill comes a delay after the child's imports are done,
-drawn uniformly in (0, duration of the reference run after its imports) from a seeded generator, so kills land
-while the model loads, while the data is read, in the middle of a shard, or while a shard file is written. When a
-run finishes before the next kill, a fresh output folder starts, so every kill hits a run that is not finished.
+the uninterrupted reference run is such a child too. Every other kill comes a delay after the child's imports are
+done, drawn uniformly in (0, duration of the reference run after its imports) from a seeded generator, so kills land
+while the model loads, while the data is read, in the middle of a shard, or while a shard file is written; the
+kills between them wait for the run's first shard file and then a delay drawn in (0, half that duration), so that
+many kills hit a run with shards on disk however the machine's load shifts the timings. When a run finishes before
+the next kill, a fresh output folder starts, so every kill hits a run that is not finished.
 """
 
 from __future__ import annotations
@@ -93,6 +95,20 @@ class _Fork:
         os.waitpid(self.pid, 0)
 
 
+def _shards(out: Path) -> int:
+    return len(list((out / "shards").glob("shard-*.parquet"))) if (out / "shards").exists() else 0
+
+
+def _wait_for_a_shard(proc: _Interpreter | _Fork, out: Path, timeout: float = 600.0) -> bool:
+    """Poll until ``out`` holds a shard file; True when the run ended by itself first."""
+    deadline = time.monotonic() + timeout
+    while not _shards(out):
+        if proc.wait(0.01):
+            return True
+        assert time.monotonic() < deadline, f"no shard in {out} after {timeout} s"
+    return False
+
+
 def _kill_and_resume(tmp_path: Path, n_examples: int, n_kills: int, seed: int, runner: type) -> dict[str, int]:
     model = tiny_classifier(tmp_path / "model")
     data = corpus(tmp_path / "data.jsonl", n_examples)
@@ -111,9 +127,11 @@ def _kill_and_resume(tmp_path: Path, n_examples: int, n_kills: int, seed: int, r
         stats["folders"] += 1
         while stats["kills"] < n_kills:
             proc = runner(cfg)
-            if proc.wait(rng.uniform(0.0, duration)):
+            after_a_shard = stats["kills"] % 2 == 1
+            delay = rng.uniform(0.0, duration / 2 if after_a_shard else duration)
+            if (after_a_shard and _wait_for_a_shard(proc, out)) or proc.wait(delay):
                 break  # finished before the kill: check it, then a fresh folder
-            before = len(list((out / "shards").glob("shard-*.parquet"))) if (out / "shards").exists() else 0
+            before = _shards(out)
             proc.kill()
             stats["kills"] += 1
             stats["kills_after_a_shard"] += before > 0
