@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -218,3 +220,40 @@ def test_target_logprobs_equal_a_fresh_score(request, method):
     attr = se.explain_example(wrapped, ex, method, **({"steps": 8} if method == "integrated_gradients" else {}))
     with torch.no_grad():
         np.testing.assert_allclose(attr.target_logprobs, wrapped.score(ex)[0].double().numpy(), rtol=1e-5, atol=1e-6)
+
+
+class _UnbatchableIdentity(torch.autograd.Function):
+    """``y = x`` whose backward reads a value (``.item()``), which has no batching rule: a stand-in for any
+    operation whose backward cannot run under ``is_grads_batched``."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        assert float(g.abs().sum().item()) >= 0.0
+        return g
+
+
+@pytest.mark.parametrize("method", ["gradient_norm", "integrated_gradients"])
+def test_gradients_when_the_backward_cannot_be_batched(gpt2, method):
+    """The batched backward fails part-way on such a model; the methods must still give captum's values (one
+    backward per target), not a 'backward through the graph a second time' error."""
+    from captum.attr import IntegratedGradients, Saliency
+
+    module, tok = gpt2
+    module = copy.deepcopy(module)
+    module.transformer.h[0].register_forward_pre_hook(
+        lambda _, args: (_UnbatchableIdentity.apply(args[0]), *args[1:]))
+    wrapped = se.load_model(module, tok)
+    ex = wrapped.encode(*INPUTS["gpt2"])
+    assert ex.n_targets > 1  # several targets: the batched backward is tried first
+    if method == "gradient_norm":
+        ours = se.explain_example(wrapped, ex, method).scores
+        oracle = _captum_rows(wrapped, ex, Saliency, lambda a: a.norm(dim=-1), abs=False)
+    else:
+        ours = se.explain_example(wrapped, ex, method, steps=8, rule="riemann_middle").scores
+        oracle = _captum_rows(wrapped, ex, IntegratedGradients, lambda a: a.sum(-1), n_steps=8,
+                              method="riemann_middle", baselines=0.0)
+    _assert_close(ours, oracle, ex.visible().numpy())

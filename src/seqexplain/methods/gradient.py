@@ -68,10 +68,15 @@ def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tenso
     listed target index ``t`` (zero where the example has no target ``t``), and the forward's ``f [R, T]``.
 
     One forward of every example's rows (padded into one batch by the adapter), then one backward batched over
-    targets with one-hot cotangents (``is_grads_batched``; a plain loop keeping the graph where an operation does
-    not support batching)."""
-    xs = [x.detach().clone().requires_grad_(True) for _, x in items]
-    outs = model.score_many([Part(ex, embeds=x) for (ex, _), x in zip(items, xs, strict=True)])
+    targets with one-hot cotangents (``is_grads_batched``). Where an operation's backward does not support
+    batching, the failed pass has already freed part of the graph: the forward runs again and one backward per
+    target follows, keeping the graph until the last."""
+
+    def forward() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        xs = [x.detach().clone().requires_grad_(True) for _, x in items]
+        return xs, model.score_many([Part(ex, embeds=x) for (ex, _), x in zip(items, xs, strict=True)])
+
+    xs, outs = forward()
     cots = []
     for out in outs:
         cot = torch.zeros(len(targets), *out.shape, dtype=out.dtype, device=out.device)
@@ -79,18 +84,19 @@ def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tenso
             if t < out.shape[1]:
                 cot[k, :, t] = 1.0
         cots.append(cot)
-    try:
-        if len(targets) == 1:  # one cotangent: a plain backward (vmap over a batch of one only adds overhead)
-            single = torch.autograd.grad(outs, xs, grad_outputs=[c[0] for c in cots], allow_unused=True)
-            grads = [None if g is None else g.unsqueeze(0) for g in single]
-        else:
+    grads: list[torch.Tensor | None]
+    if len(targets) == 1:  # one cotangent: a plain backward (vmap over a batch of one only adds overhead)
+        single = torch.autograd.grad(outs, xs, grad_outputs=[c[0] for c in cots], allow_unused=True)
+        grads = [None if g is None else g.unsqueeze(0) for g in single]
+    else:
+        try:
             grads = list(torch.autograd.grad(outs, xs, grad_outputs=cots, is_grads_batched=True, allow_unused=True))
-    except (RuntimeError, NotImplementedError):
-        per_k = []
-        for k in range(len(targets)):
-            per_k.append(torch.autograd.grad(outs, xs, grad_outputs=[c[k] for c in cots],
-                                             retain_graph=k < len(targets) - 1, allow_unused=True))
-        grads = [torch.stack([g[i] for g in per_k]) if per_k[0][i] is not None else None for i in range(len(xs))]
+        except (RuntimeError, NotImplementedError):
+            xs, outs = forward()
+            per_k = [torch.autograd.grad(outs, xs, grad_outputs=[c[k] for c in cots],
+                                         retain_graph=k < len(targets) - 1, allow_unused=True)
+                     for k in range(len(targets))]
+            grads = [None if per_k[0][i] is None else torch.stack([g[i] for g in per_k]) for i in range(len(xs))]
     grads = [torch.zeros(len(targets), *x.shape, dtype=x.dtype, device=x.device) if g is None else g
              for g, x in zip(grads, xs, strict=True)]
     return grads, [o.detach() for o in outs]
