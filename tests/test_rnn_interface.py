@@ -71,3 +71,42 @@ def test_saved_rnn_loads_from_its_directory(rnn, tmp_path):
     again = se.load_model(tmp_path / "lm")
     ex = again.encode("the cat sat on the", " mat")
     torch.testing.assert_close(again.score(ex), rnn.score(rnn.encode("the cat sat on the", " mat")))
+
+
+def test_explain_many_decodes_prompts_together(monkeypatch):
+    """A causal LM without a key/value cache decodes several prompts in shared right-padded forwards: the
+    continuations equal a plain argmax loop over the raw module, one prompt at a time (end-of-sequence ends a
+    continuation, kept only as its first token), in far fewer forwards than prompts × steps; the scores equal one
+    explain call per prompt. Larger random weights than the ``rnn`` fixture's, whose continuations are all alike."""
+    torch.manual_seed(0)
+    vocab = Vocab.build(TEXT.split())
+    module = RNNLanguageModel(RNNLMConfig(vocab_size=len(vocab), embedding_size=8, hidden_size=12, init_scale=3.0))
+    rnn = se.load_model(module.eval(), WordTokenizer(vocab))
+    texts = ["the cat sat on the", "the dog", "on the mat and the dog sat", "the", "log"]
+    eos = rnn.tokenizer.eos_token_id
+    expected = []
+    for text in texts:
+        ids = rnn.encode(text, " the").input_ids[:-1].tolist()  # <bos> and the prompt's words
+        new: list[int] = []
+        with torch.no_grad():
+            for _ in range(3):
+                nxt = int(rnn.model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
+                if nxt == eos and new:
+                    break
+                new.append(nxt)
+                if nxt == eos:
+                    break
+        expected.append(new)
+    assert len({tuple(e) for e in expected}) >= 4  # the prompts continue differently
+    calls: list[int] = []
+    original = rnn.model.forward
+    monkeypatch.setattr(rnn.model, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    examples = rnn.encode_many([(t, None) for t in texts], max_new_tokens=3)
+    assert [ex.target_ids.tolist() for ex in examples] == expected
+    assert len(calls) <= 3 + len(texts)  # one shared forward per step (plus any near tie taken alone)
+    monkeypatch.setattr(rnn.model, "forward", original)
+    ones = [se.explain(rnn, t, method="grad_x_input", max_new_tokens=3) for t in texts]
+    many = list(se.explain_many(rnn, texts, "grad_x_input", progress=False, max_new_tokens=3))
+    for m, o in zip(many, ones, strict=True):
+        assert m.target_tokens == o.target_tokens
+        np.testing.assert_allclose(m.scores, o.scores, rtol=1e-5, atol=1e-5 * np.nanmax(np.abs(o.scores)))
