@@ -324,6 +324,20 @@ class HFAdapter(SequenceModel):
             kwargs.pop(name, None)
         return kwargs
 
+    def span_inputs(self, example: Example, start: int = 0, stop: int | None = None, prefix: str = ""
+                    ) -> dict[str, torch.Tensor]:
+        """The module's inputs for positions ``[start, stop)`` of ``example`` as a batch of one:
+        ``{prefix}input_ids``, or ``{prefix}inputs_embeds`` for an example over precomputed vectors (which stand
+        for the input layer's output, as in ``embed``), and ``{prefix}attention_mask`` of ones."""
+        stop = example.length if stop is None else stop
+        if example.input_ids is not None:
+            key, x = "input_ids", example.input_ids[start:stop]
+        else:
+            assert example.input_vectors is not None
+            key, x = "inputs_embeds", example.input_vectors[start:stop]
+        return {f"{prefix}{key}": x.to(self.device).unsqueeze(0),
+                f"{prefix}attention_mask": torch.ones(1, stop - start, dtype=torch.long, device=self.device)}
+
     def output_attentions(self, **inputs: Any) -> Any:
         """One forward with ``output_attentions=True`` in eval mode with eager attention."""
         from seqexplain.models.module_state import eval_mode

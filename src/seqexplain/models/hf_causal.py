@@ -329,11 +329,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
     # ------------------------------------------------------------ attention
     def attention_view(self, example: Example) -> list[AttentionSegment]:
         """Target ``i`` is explained by the attention row of its predicting position ``p_i − 1``."""
-        if example.input_ids is None:
-            raise InputError("attention of a model over precomputed vectors is not available; give token ids")
-        ids = example.input_ids.to(self.device).unsqueeze(0)
-        kwargs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
-        out = self.output_attentions(**self.drop_missing_masks(kwargs))
+        out = self.output_attentions(**self.drop_missing_masks(self.span_inputs(example)))
         layers = getattr(out, "attentions", None)
         if not layers:
             self.no_attention()

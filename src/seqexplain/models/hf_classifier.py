@@ -168,10 +168,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
     # ------------------------------------------------------------ attention
     def attention_view(self, example: Example) -> list[AttentionSegment]:
         """The label is explained by the attention row of the head's position."""
-        if example.input_ids is None:
-            raise InputError("attention of a model over precomputed vectors is not available; give token ids")
-        ids = example.input_ids.to(self.device).unsqueeze(0)
-        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        kwargs: dict[str, Any] = self.span_inputs(example)
         for key, value in example.extra.items():
             kwargs[key] = value.to(self.device).unsqueeze(0)
         out = self.output_attentions(**self.drop_missing_masks(kwargs))

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from seqexplain.errors import InputError, UnsupportedError
+from seqexplain.errors import UnsupportedError
 from seqexplain.models import keep as keep_rule
 from seqexplain.models.batching import tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
@@ -209,13 +209,9 @@ class HFSeq2SeqLM(HFAdapter):
     def attention_view(self, example: Example) -> list[AttentionSegment]:
         """Source part: the cross-attention row of decoder position ``i`` (rollout composes it with the encoder's
         self-attention rollout); decoder part: the decoder self-attention row of position ``i``."""
-        if example.input_ids is None:
-            raise InputError("attention of a model over precomputed vectors is not available; give token ids")
         s, m = example.n_source, example.n_targets
-        ids = example.input_ids.to(self.device).unsqueeze(0)
-        out = self.output_attentions(input_ids=ids[:, :s], attention_mask=torch.ones_like(ids[:, :s]),
-                                     decoder_input_ids=ids[:, s : s + m],
-                                     decoder_attention_mask=torch.ones_like(ids[:, s : s + m]))
+        out = self.output_attentions(**self.span_inputs(example, 0, s),
+                                     **self.span_inputs(example, s, s + m, prefix="decoder_"))
         enc, dec, cross = (getattr(out, n, None) for n in ("encoder_attentions", "decoder_attentions",
                                                              "cross_attentions"))
         if not enc or not dec or not cross:
