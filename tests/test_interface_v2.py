@@ -122,6 +122,26 @@ def test_explain_many_equals_one_at_a_time(request, name, method, options):
         np.testing.assert_allclose(got.scores, one.scores, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("method", ["gradient_norm", "integrated_gradients", "occlusion", "greedy"])
+def test_explain_many_items_carry_their_own_objective_and_foil(gpt2, method):
+    """Mapping items with an objective (and a foil for the contrast), several objectives in one pack: each result
+    equals one explain call with the same objective and foil."""
+    w = se.load_model(*gpt2)
+    items = []
+    for (text, target), objective in zip([("The cat sat on the", " mat"), ("Paris is", " the capital"), ("A", " dog"),
+                                          ("The dog", " sat on")], ["contrast", "logit", "contrast", "prob"],
+                                         strict=True):
+        item = {"text": text, "target": target, "objective": objective}
+        if objective == "contrast":  # one foil id per target token
+            item["foil"] = [(i + 7) % 50 for i in w.encode(text, target).target_ids.tolist()]
+        items.append(item)
+    many = list(se.explain_many(w, items, method, progress=False))
+    for item, got in zip(items, many, strict=True):
+        one = se.explain(w, item["text"], item["target"], method, objective=item["objective"], foil=item.get("foil"))
+        assert got.objective == one.objective == item["objective"] and got.foil_tokens == one.foil_tokens
+        np.testing.assert_allclose(got.scores, one.scores, rtol=1e-5, atol=1e-6)
+
+
 def _count_forwards(model, monkeypatch) -> list[int]:
     """Batch sizes of the model's forwards from now on."""
     calls: list[int] = []
