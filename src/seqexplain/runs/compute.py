@@ -9,8 +9,10 @@ distributed run writes the same rows as an uninterrupted one-process run (on the
 Too-long examples (more tokens than ``data.max_length``, or than the model takes): skipped and counted, or with
 ``data.truncate`` cut at a token boundary with a warning stored in every row of the example. Plausibility
 (one gold rationale per example) is computed on the first explained target's scores; a row with more targets says so
-in its warnings. Faithfulness evaluates the full input's ``log p`` once per example (the random baseline's first
-ranking, or the first method's) and passes it to every other ranking of the example (``full_logprob``).
+in its warnings; an example whose gold rationale covers no token of the explained input (e.g. cut away by
+truncation) is not scored for plausibility, with a warning, rather than scored 0. Faithfulness evaluates the full
+input's ``log p`` once per example (the random baseline's first ranking, or the first method's) and passes it to
+every other ranking of the example (``full_logprob``).
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ def _target(item: Item, labels: list[str] | None) -> Any:
 
 def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, target: Any) -> Example:
     """``example`` re-encoded from its text cut at a token boundary so that it has at most ``max_length``
-    positions."""
+    positions; ``example``'s own truncation warnings (the model's cut to its positions) are kept, so the warnings
+    together count every token cut from the text."""
     ends = [off[1] for j, off in enumerate(example.offsets) if off is not None and example.segments[j] == "source"]
     keep = len(ends) - (example.length - max_length)
     while keep > 0:
@@ -65,7 +68,8 @@ def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, 
         if cut.length <= max_length:
             note = (f"truncated: {example.length - cut.length} of {example.length} input tokens were cut (the end) "
                     f"to fit data.max_length={max_length}")
-            return cut.replace(warnings=[*cut.warnings, note])
+            earlier = [w for w in example.warnings if w.startswith(TRUNCATED) and w not in cut.warnings]
+            return cut.replace(warnings=[*cut.warnings, *earlier, note])
         keep -= 1
     raise InputError(f"{item.where}: cannot cut the example to {max_length} tokens")
 
@@ -167,7 +171,10 @@ def shard_rows(wrapped: SequenceModel, cfg: RunConfig, encoded: list[Encoded], f
                            random_sufficiency=_matrix(base.sufficiency),
                            random_aopc_comprehensiveness=_mean(base.aopc_comprehensiveness),
                            random_aopc_sufficiency=_mean(base.aopc_sufficiency))
-            if pcfg.enabled and enc.gold is not None:
+            if pcfg.enabled and enc.gold == []:
+                row["warnings"] = [*row["warnings"], "plausibility: not scored, the gold rationale covers no token of "
+                                   "the (possibly truncated) input"]
+            if pcfg.enabled and enc.gold:
                 mask = np.zeros(ex.length, dtype=bool)
                 mask[enc.gold] = True
                 scores = np.asarray(attr.scores, dtype=np.float64).copy()
