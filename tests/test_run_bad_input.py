@@ -218,3 +218,22 @@ def test_too_long_examples_skipped_with_a_count_or_truncated(tmp_path, model):
     assert not any(rows[i]["warnings"] for i in rows if i not in too_long)
     summary = (tmp_path / "cut" / "summary.md").read_text()
     assert f"- truncated (tokens cut): {len(too_long)}\n" in summary and "- skipped (too long): 0\n" in summary
+
+
+@pytest.mark.parametrize("field", ["label", "id", "rationale"])
+def test_jsonl_record_without_a_configured_field(tmp_path, model, field):
+    """``datasets`` fills a key one JSONL record lacks with null, which read as "no target" would silently explain
+    the model's prediction for that record alone (and as id the text "None"): a missing field is refused, naming the
+    line."""
+    records = [{"text": "a fine film", "label": 1, "id": "a", "rationale": [[0, 1]]},
+               {"text": "dull", "label": 0, "id": "b", "rationale": [[0, 4]]}]
+    del records[1][field]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    cfg = write_config(tmp_path / "c.yaml", config_dict(model, data, tmp_path / "out"))
+    with pytest.raises(DataError, match=rf"d.jsonl:2: no field '{field}'"):
+        run(read_config(cfg), progress=False)
+    code, out = _cli(cfg)
+    assert code == 2
+    _one_error_line(out, f"d.jsonl:2: no field '{field}'")
+    assert not (tmp_path / "out").exists()

@@ -1,7 +1,8 @@
 """The examples of a run, in a fixed order: local files through Hugging Face ``datasets`` (streamed, so only the
 current example is held), SST and ERASER through seqexplain's readers.
 
-JSONL, CSV and TSV files are checked line by line before ``datasets`` reads them, so a malformed row is a
+JSONL, CSV and TSV files are checked line by line before ``datasets`` reads them, so a malformed row (or a JSONL
+record without a configured field, which ``datasets`` would fill with null) is a
 :class:`~seqexplain.errors.DataError` naming the file and its line (``datasets`` reports a row number that skips
 blank lines, or wraps pandas' message). Gold rationales are ``[start, end)`` character spans of the text; a span
 outside the text is a :class:`DataError` naming the example.
@@ -72,8 +73,10 @@ def data_fingerprint(cfg: DataConfig) -> str:
     return _sha256(_files(cfg))
 
 
-def _check_jsonl(path: Path) -> list[int]:
-    """The line number of each record; :class:`DataError` at the first line that is not a JSON object."""
+def _check_jsonl(path: Path, fields: list[str]) -> list[int]:
+    """The line number of each record; :class:`DataError` at the first line that is not a JSON object or lacks one of
+    ``fields`` (``datasets`` would fill a missing key with null, which reads as "no target": the model's prediction
+    would be explained for that record alone)."""
     lines = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -86,6 +89,8 @@ def _check_jsonl(path: Path) -> list[int]:
                                 "line") from None
             if not isinstance(record, dict):
                 raise DataError(f"{path}:{n}: a JSONL line must be an object, not {type(record).__name__}")
+            for name in fields:
+                _field(record, name, f"{path}:{n}")
             lines.append(n)
     return lines
 
@@ -116,7 +121,8 @@ def _check_csv(path: Path, delimiter: str) -> list[int]:
 def _records(cfg: DataConfig) -> Iterator[tuple[dict[str, Any], str]]:
     path = Path(str(cfg.path))
     if cfg.format == "jsonl":
-        lines = _check_jsonl(path)
+        fields = [cfg.text_field, cfg.target_field, cfg.id_field, cfg.rationale_field]
+        lines = _check_jsonl(path, [f for f in fields if f is not None])
     elif cfg.format in ("csv", "tsv"):
         lines = _check_csv(path, "\t" if cfg.format == "tsv" else ",")
     else:
