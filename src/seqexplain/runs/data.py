@@ -4,8 +4,10 @@ current example is held), SST and ERASER through seqexplain's readers.
 JSONL, CSV and TSV files are checked line by line before ``datasets`` reads them, so a malformed row (or a JSONL
 record without a configured field, which ``datasets`` would fill with null) is a
 :class:`~seqexplain.errors.DataError` naming the file and its line (``datasets`` reports a row number that skips
-blank lines, or wraps pandas' message). Gold rationales are ``[start, end)`` character spans of the text; a span
-outside the text is a :class:`DataError` naming the example.
+blank lines, or wraps pandas' message). A CSV / TSV file's text and id fields are read as the strings written
+(``007`` stays ``007``); other fields keep pandas' types (a label column of numerals is class indices). Gold
+rationales are ``[start, end)`` character spans of the text; a span outside the text is a :class:`DataError`
+naming the example.
 """
 
 from __future__ import annotations
@@ -132,6 +134,8 @@ def _records(cfg: DataConfig) -> Iterator[tuple[dict[str, Any], str]]:
     kwargs: dict[str, Any] = {"delimiter": "\t"} if cfg.format == "tsv" else {}
     if cfg.format in ("csv", "tsv"):
         kwargs["keep_default_na"] = False  # an empty field stays "", not NaN
+        # the text and the id as written: pandas would read the id 007 as 7 and a column of numerals as numbers
+        kwargs["converters"] = {name: str for name in (cfg.text_field, cfg.id_field) if name is not None}
     was = datasets.utils.logging.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:

@@ -1,0 +1,27 @@
+"""The examples a corpus run reads (:mod:`seqexplain.runs.data`), compared with an independent reading of the file."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from seqexplain.runs.config import DataConfig
+from seqexplain.runs.data import iter_items
+
+
+@pytest.mark.parametrize("fmt,sep", [("csv", ","), ("tsv", "\t")])
+def test_csv_text_and_id_are_read_as_written(tmp_path, fmt, sep):
+    """pandas' type inference would turn the id ``007`` into ``7`` and ``1e5`` into ``100000.0`` (so results no longer
+    join with the data) and a text column of numerals into numbers (refused as "not a text"): the text and id
+    fields are read as the file's strings, equal to Python's csv module's reading; the label keeps its inferred
+    type (the class index 1)."""
+    path = tmp_path / f"d.{fmt}"
+    rows = [["id", "text", "label"], ["007", "42", "1"], ["1e5", "3.50", "0"], ["12", "0001", "1"]]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh, delimiter=sep).writerows(rows)
+    with open(path, newline="", encoding="utf-8") as fh:
+        expected = list(csv.DictReader(fh, delimiter=sep))
+    items = list(iter_items(DataConfig(format=fmt, path=str(path), target_field="label", id_field="id")))
+    assert [(it.id, it.text) for it in items] == [(r["id"], r["text"]) for r in expected]
+    assert [it.target for it in items] == [int(r["label"]) for r in expected]
