@@ -102,3 +102,22 @@ def test_report_in_chromium_screenshot_and_no_console_errors(finished, tmp_path)
     data = shot.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and struct.unpack(">II", data[16:24]) == (1200, 1600)
     assert len(data) > 50_000  # tables, plots and heatmaps drawn, not a blank page
+
+
+def test_run_whose_examples_are_all_skipped_reports_without_crashing(tmp_path):
+    """Every example longer than ``data.max_length`` (no rows at all): the reports used to crash in matplotlib (a
+    method's curve was one NaN, not one per bin); now they are written, counting the skipped examples, with the
+    faithfulness curves NaN at every bin and no plausibility section."""
+    model, data = tiny_classifier(tmp_path / "model"), corpus(tmp_path / "data.jsonl", 3)
+    cfg = read_config(write_config(tmp_path / "run.yaml", config_dict(
+        model, data, tmp_path / "out", data={"max_length": 3}, output={"dir": str(tmp_path / "out"), "report": True})))
+    result = run(cfg, progress=False)
+    assert result.manifest["n_rows"] == 0 and result.manifest["n_skipped"] == 3
+    summary = summarize(RunStore(result.folder, result.config_hash, 3, cfg.shard_size), cfg)
+    bins = cfg.metrics.faithfulness.bins
+    for curve in summary.curves.values():
+        assert all(len(v) == len(bins) and np.isnan(v).all() for v in curve.values())
+    assert summary.plausibility == {} and summary.examples == []
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "- skipped (too long): 3\n" in md and "- rows: 0\n" in md
+    assert (tmp_path / "out" / "report.html").stat().st_size > 0

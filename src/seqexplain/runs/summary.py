@@ -57,6 +57,11 @@ class _Mean:
             self.total += float(v)
             self.n += 1
 
+    def curve(self, n_bins: int) -> list[float]:
+        """The per-bin means of ``[T, bins]`` values; NaN at every bin when none was added (no rows)."""
+        value = self.value()
+        return value if isinstance(value, list) else [math.nan] * n_bins
+
     def value(self) -> Any:
         if np.ndim(self.n):
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -109,11 +114,12 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
     if cfg.metrics.faithfulness.enabled:
         summary.faithfulness = {m: {k: means[m][k].value() for k in _MEANS} for m in methods}
         summary.bins = _bins(cfg)
-        summary.curves = {m: {"comprehensiveness": means[m]["c"].value(), "sufficiency": means[m]["s"].value()}
-                          for m in methods}
+        n_bins = len(summary.bins)
+        summary.curves = {m: {"comprehensiveness": means[m]["c"].curve(n_bins),
+                              "sufficiency": means[m]["s"].curve(n_bins)} for m in methods}
         if cfg.metrics.faithfulness.random_baseline:
-            summary.curves["random"] = {"comprehensiveness": random_curve["c"].value(),
-                                        "sufficiency": random_curve["s"].value()}
+            summary.curves["random"] = {"comprehensiveness": random_curve["c"].curve(n_bins),
+                                        "sufficiency": random_curve["s"].curve(n_bins)}
     summary.plausibility = _plausibility(cfg, methods, means, rationales)
     summary.rationales = {m: {"searches": c["searches"], "reached": c["reached"],
                               "mean_length": c["positions"] / c["searches"] if c["searches"] else float("nan")}
