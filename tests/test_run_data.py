@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -25,3 +26,14 @@ def test_csv_text_and_id_are_read_as_written(tmp_path, fmt, sep):
     items = list(iter_items(DataConfig(format=fmt, path=str(path), target_field="label", id_field="id")))
     assert [(it.id, it.text) for it in items] == [(r["id"], r["text"]) for r in expected]
     assert [it.target for it in items] == [int(r["label"]) for r in expected]
+
+
+def test_jsonl_with_a_byte_order_mark_is_read(tmp_path):
+    """A UTF-8 byte order mark (as some Windows editors write) is read by ``datasets``; the line check before it
+    refused the file as "malformed JSON" at line 1."""
+    records = [{"text": "a fine film", "label": 1}, {"text": "dull", "label": 0}]
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in records).encode())
+    items = list(iter_items(DataConfig(format="jsonl", path=str(path), target_field="label")))
+    assert [(it.text, it.target, it.where) for it in items] == [
+        (r["text"], r["label"], f"{path}:{n}") for n, r in enumerate(records, 1)]

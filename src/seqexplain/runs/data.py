@@ -80,7 +80,7 @@ def _check_jsonl(path: Path, fields: list[str]) -> list[int]:
     ``fields`` (``datasets`` would fill a missing key with null, which reads as "no target": the model's prediction
     would be explained for that record alone)."""
     lines = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:  # a byte order mark is allowed, as datasets reads it
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -101,7 +101,7 @@ def _check_csv(path: Path, delimiter: str) -> list[int]:
     """The line number of each record; :class:`DataError` at the first row whose field count differs from the
     header's."""
     lines = []
-    with open(path, encoding="utf-8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
             header = next(reader)
