@@ -101,3 +101,17 @@ def test_hash_ignores_output_threads_and_paths_but_not_results():
     assert h != config_hash(result_defining(other, "data1", "model1"))
     assert h != config_hash(result_defining(a, "data2", "model1"))
     assert h != config_hash(result_defining(a, "data1", "model2"))
+
+
+def test_home_relative_paths_are_expanded(tmp_path, monkeypatch):
+    """``~/...`` in a configuration is the user's home: it was kept as written, so the data and model were not found
+    and the output folder was made as a folder literally named ``~`` under the working directory."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    path = tmp_path / "cfg" / "run.toml"
+    path.parent.mkdir()
+    path.write_text('[data]\nformat = "jsonl"\npath = "~/d.jsonl"\n[model]\npath = "~/models/m"\n'
+                    '[[methods]]\nname = "gradient_norm"\n[output]\ndir = "~/runs/out"\n')
+    cfg = read_config(path)
+    assert (cfg.data.path, cfg.model.path, cfg.output.dir) == (
+        str(home / "d.jsonl"), str(home / "models" / "m"), str(home / "runs" / "out"))

@@ -1,7 +1,8 @@
 """The configuration of a corpus run (``seqexplain run CONFIG``): pydantic models read from TOML or YAML.
 
 Every section forbids unknown keys; a wrong key, type or value is an :class:`~seqexplain.errors.InputError` of one
-line, ``<file>: <key.path>: <message>``. Relative paths in the file are relative to the file's folder.
+line, ``<file>: <key.path>: <message>``. Relative paths in the file are relative to the file's folder; ``~`` is the
+user's home.
 
 The *result-defining* part of a configuration (everything except ``output`` and ``threads``, with the data path
 replaced by the data file's sha256 and the model path by :func:`model_fingerprint`) is hashed (:func:`config_hash`);
@@ -234,10 +235,14 @@ def read_config(path: str | os.PathLike[str]) -> RunConfig:
 
 
 def resolve_paths(cfg: RunConfig, base: Path) -> RunConfig:
-    """``cfg`` with its relative paths (data, model, output) made relative to ``base``."""
+    """``cfg`` with its paths (data, model, output) resolved: ``~`` is the user's home, other relative paths are
+    relative to ``base``."""
     def fix(value: str | None) -> str | None:
-        if value is None or Path(value).expanduser().is_absolute():
+        if value is None:
             return value
+        expanded = Path(value).expanduser()
+        if expanded.is_absolute():
+            return str(expanded)
         return os.path.normpath(base / value)
 
     return cfg.model_copy(update={
