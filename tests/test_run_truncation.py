@@ -84,3 +84,27 @@ def test_gold_rationale_cut_away_is_not_scored(tmp_path, setup):
     plaus = summarize(store, cfg).plausibility["gradient_norm"]
     assert plaus["examples"] == 4
     assert plaus["token_f1_macro"] == pytest.approx(sum(f1s) / len(f1s))
+
+
+def test_causal_lm_cut_to_max_length_keeps_the_context_next_to_the_target(tmp_path, gpt2_dir):
+    """A language model's target continues its text, so ``data.max_length`` cuts the oldest tokens (as the adapter's
+    own truncation does): the explained text is the end of the prompt, whose tokens are the last ones of the full
+    prompt's, and the gold rationale ("park") is found in it. It used to cut the end: "A dog ran" → " then slept"."""
+    text, target = "A dog ran in the park and", " then slept"
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"text": text, "target": target, "id": "a", "rationale": [[17, 21]]}) + "\n")
+    raw = config_dict(gpt2_dir, data, tmp_path / "out", methods=[{"name": "gradient_norm"}],
+                      metrics={"faithfulness": {"enabled": False}},
+                      data={"target_field": "target", "max_length": 12, "truncate": True})
+    run(read_config(write_config(tmp_path / "c.yaml", raw)), progress=False)
+    row = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()[0]
+    tok = AutoTokenizer.from_pretrained(str(gpt2_dir))
+    full_prompt = tok.convert_ids_to_tokens(tok(text)["input_ids"])
+    n_prompt = row["segments"].count("source")
+    assert len(row["tokens"]) <= 12 and text.endswith(row["text"]) and row["target_text"] == target
+    assert row["tokens"][n_prompt:] == tok.convert_ids_to_tokens(tok(target)["input_ids"])
+    assert row["tokens"][1:n_prompt] == full_prompt[len(full_prompt) - n_prompt + 1:]  # the first may lose its space
+    start = row["text"].index("park")
+    assert row["gold_positions"] == [j for j, o in enumerate(row["offsets"][:n_prompt])
+                                     if o is not None and o[0] < start + 4 and start < o[1]]
+    assert row["gold_positions"] and any("(the oldest)" in w and "max_length=12" in w for w in row["warnings"])

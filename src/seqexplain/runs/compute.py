@@ -7,12 +7,13 @@ uses ``seed + i``. A shard's packs are the same however the run is cut into proc
 distributed run writes the same rows as an uninterrupted one-process run (on the same threads and device).
 
 Too-long examples (more tokens than ``data.max_length``, or than the model takes): skipped and counted, or with
-``data.truncate`` cut at a token boundary with a warning stored in every row of the example. Plausibility
-(one gold rationale per example) is computed on the first explained target's scores; a row with more targets says so
-in its warnings; an example whose gold rationale covers no token of the explained input (e.g. cut away by
-truncation) is not scored for plausibility, with a warning, rather than scored 0. Faithfulness evaluates the full
-input's ``log p`` once per example (the random baseline's first ranking, or the first method's) and passes it to
-every other ranking of the example (``full_logprob``).
+``data.truncate`` cut at a token boundary with a warning stored in every row of the example (a language model's
+prompt loses its oldest tokens, other inputs their end). Plausibility (one gold rationale per example) is computed
+on the first explained target's scores; a row with more targets says so in its warnings; an example whose gold
+rationale covers no token of the explained input (e.g. cut away by truncation) is not scored for plausibility, with
+a warning, rather than scored 0. Faithfulness evaluates the full input's ``log p`` once per example (the random
+baseline's first ranking, or the first method's) and passes it to every other ranking of the example
+(``full_logprob``).
 """
 
 from __future__ import annotations
@@ -57,19 +58,27 @@ def _target(item: Item, labels: list[str] | None) -> Any:
     return item.target
 
 
-def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, target: Any) -> Example:
-    """``example`` re-encoded from its text cut at a token boundary so that it has at most ``max_length``
-    positions; ``example``'s own truncation warnings (the model's cut to its positions) are kept, so the warnings
+def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, target: Any) -> tuple[Example, int]:
+    """``example`` re-encoded from its text cut at a token boundary so that it has at most ``max_length`` positions,
+    and the number of characters cut from the text's start (the re-encoded offsets are relative to the cut text).
+
+    A classifier's or translation model's input is cut at the end; a language model's prompt loses its oldest
+    tokens (its targets continue the text, so the context next to them is kept, as the adapter's own truncation
+    does). ``example``'s own truncation warnings (the model's cut to its positions) are kept, so the warnings
     together count every token cut from the text."""
-    ends = [off[1] for j, off in enumerate(example.offsets) if off is not None and example.segments[j] == "source"]
-    keep = len(ends) - (example.length - max_length)
+    spans = [off for j, off in enumerate(example.offsets) if off is not None and example.segments[j] == "source"]
+    oldest = example.kind == "causal"
+    keep = len(spans) - (example.length - max_length)
     while keep > 0:
-        cut = encode_item(wrapped, item.text[:ends[keep - 1]], target, truncate=True)
+        start = spans[len(spans) - keep][0] if oldest else 0
+        text = item.text[start:] if oldest else item.text[:spans[keep - 1][1]]
+        cut = encode_item(wrapped, text, target, truncate=True)
         if cut.length <= max_length:
-            note = (f"truncated: {example.length - cut.length} of {example.length} input tokens were cut (the end) "
+            side = "the oldest" if oldest else "the end"
+            note = (f"truncated: {example.length - cut.length} of {example.length} input tokens were cut ({side}) "
                     f"to fit data.max_length={max_length}")
             earlier = [w for w in example.warnings if w.startswith(TRUNCATED) and w not in cut.warnings]
-            return cut.replace(warnings=[*cut.warnings, *earlier, note])
+            return cut.replace(warnings=[*cut.warnings, *earlier, note]), start
         keep -= 1
     raise InputError(f"{item.where}: cannot cut the example to {max_length} tokens")
 
@@ -88,12 +97,14 @@ def encode(wrapped: SequenceModel, item: Item, cfg: RunConfig) -> tuple[Encoded 
     if limit is not None and example.length > limit:
         if not cfg.data.truncate:
             return None, f"{example.length} tokens > data.max_length={limit}"
-        example = _cut(wrapped, item, example, limit, target)
+        example, shift = _cut(wrapped, item, example, limit, target)
+    else:
+        shift = 0
     gold = None
     if item.spans is not None:
         gold = [j for j, off in enumerate(example.offsets)
                 if off is not None and example.segments[j] == "source"
-                and any(off[0] < b and a < off[1] for a, b in item.spans)]
+                and any(off[0] < b - shift and a - shift < off[1] for a, b in item.spans)]
     return Encoded(item, example, gold), None
 
 
