@@ -109,7 +109,9 @@ def test_shard_metadata_and_verification(tmp_path, setup):
     cfg, result = _run(tmp_path, setup)
     store = RunStore(tmp_path / "out", result.config_hash, 10, 4)
     info = store.shard_info(2)
+    made = info.pop("run")
     assert info == {"config_hash": result.config_hash, "shard": 2, "n_rows": 6, "skipped": [], "format_version": 2}
+    assert made == json.loads((tmp_path / "out" / "run.json").read_text())["run"]  # one invocation made both
     assert RunStore(tmp_path / "out", "other", 10, 4).shard_info(2) is None  # another run's shard is not done
     os.rename(store.shard_path(2), store.shard_path(1))  # shard 2's rows under shard 1's name
     assert store.shard_info(1) is None
@@ -135,3 +137,36 @@ def test_eraser_format_maps_evidence_to_model_tokens(tmp_path, setup):
     row = rows[0]
     assert row["target_tokens"] == ["positive"]  # "POS" is label 1 of the model
     assert [row["tokens"][j] for j in row["gold_positions"]] == ["great", "really"]
+
+
+def test_a_resumed_run_records_what_made_each_shard(tmp_path, setup):
+    """A run stopped after its first shard and resumed with another thread count (not result-defining, so the folder
+    is accepted): ``run.json`` describes the first invocation only, so the shards of the second had no record of
+    their threads or command. Each shard's metadata now holds the record of the invocation that wrote it, and
+    ``manifest.json`` lists the distinct records with each shard's."""
+    import torch
+
+    model, data, _ = setup
+    raw = config_dict(model, data, tmp_path / "out", threads=1, methods=[{"name": "gradient_norm"}],
+                      metrics={"faithfulness": {"enabled": False}})
+    cfg = read_config(write_config(tmp_path / "c.yaml", raw))
+
+    class Stop(Exception):
+        pass
+
+    def stop(shard):
+        raise Stop
+
+    before = torch.get_num_threads()
+    try:
+        with pytest.raises(Stop):
+            run(cfg, progress=False, command="first", shard_hook=stop)
+        result = run(cfg.model_copy(update={"threads": 2}), progress=False, command="second")
+    finally:
+        torch.set_num_threads(before)
+    assert result.written == [1, 2] and result.found == [0]
+    shards = sorted((tmp_path / "out" / "shards").glob("shard-*.parquet"))
+    made = [json.loads(pq.read_metadata(p).metadata[b"seqexplain"])["run"] for p in shards]
+    assert [(m["command"], m["threads"], m["seed"]) for m in made] == [("first", 1, 3), *[("second", 2, 3)] * 2]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["runs"] == [made[0], made[1]] and [s["run"] for s in manifest["shards"]] == [0, 1, 1]

@@ -99,10 +99,10 @@ def _run(cfg: RunConfig, ctx: Context, progress: bool, command: str | None, shar
     with contextlib.ExitStack() as stack:
         error = None
         store: RunStore | None = None
+        record = run_record(cfg.seed, command, world_size=ctx.world)  # this invocation's, stored in its shards
         if ctx.rank == 0:
             try:
                 stack.enter_context(lock_run_folder(folder, command))
-                record = run_record(cfg.seed, command, world_size=ctx.world)
                 store = RunStore.open(folder, digest, defining, n_items, cfg.shard_size, record, create=True)
                 store.clean_temporaries()
             except SeqExplainError as exc:
@@ -119,7 +119,7 @@ def _run(cfg: RunConfig, ctx: Context, progress: bool, command: str | None, shar
         result.found = [s for s in mine if s not in todo]
         if todo:
             wrapped = load_run_model(cfg.model, cfg.seed, ctx.device(cfg.model.device))
-            _work(cfg, store, wrapped, todo, mine, result, progress, ctx, shard_hook)
+            _work(cfg, store, wrapped, todo, mine, result, progress, ctx, shard_hook, record)
         store.write_rank_manifest(ctx.rank, ctx.world, mine)
         ctx.barrier()
         if ctx.rank == 0:
@@ -133,7 +133,7 @@ def _run(cfg: RunConfig, ctx: Context, progress: bool, command: str | None, shar
 
 
 def _work(cfg: RunConfig, store: RunStore, wrapped: SequenceModel, todo: set[int], mine: list[int],
-          result: RunResult, progress: bool, ctx: Context, shard_hook: Any) -> None:
+          result: RunResult, progress: bool, ctx: Context, shard_hook: Any, record: dict[str, Any]) -> None:
     from tqdm.auto import tqdm
 
     total = sum(len(store.shard_range(s)) for s in mine)
@@ -147,7 +147,7 @@ def _work(cfg: RunConfig, store: RunStore, wrapped: SequenceModel, todo: set[int
                 continue
             pending.append(item)
             if item.index == store.shard_range(s)[-1]:
-                result.skipped += _do_shard(cfg, store, wrapped, s, pending)
+                result.skipped += _do_shard(cfg, store, wrapped, s, pending, record)
                 result.written.append(s)
                 bar.update(len(pending))
                 pending = []
@@ -155,7 +155,8 @@ def _work(cfg: RunConfig, store: RunStore, wrapped: SequenceModel, todo: set[int
                     shard_hook(s)
 
 
-def _do_shard(cfg: RunConfig, store: RunStore, wrapped: SequenceModel, s: int, items: list[Item]) -> int:
+def _do_shard(cfg: RunConfig, store: RunStore, wrapped: SequenceModel, s: int, items: list[Item],
+              record: dict[str, Any]) -> int:
     encoded, skipped = [], []
     for item in items:
         enc, reason = encode(wrapped, item, cfg)
@@ -164,7 +165,7 @@ def _do_shard(cfg: RunConfig, store: RunStore, wrapped: SequenceModel, s: int, i
         else:
             encoded.append(enc)
     rows = shard_rows(wrapped, cfg, encoded, items[0].index) if encoded else []
-    store.write_shard(s, rows, skipped)
+    store.write_shard(s, rows, skipped, record)
     return len(skipped)
 
 

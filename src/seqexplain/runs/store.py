@@ -5,16 +5,19 @@ Layout of a run folder::
     run.json                     config hash, the result-defining config, shard size, example count, provenance
     shards/shard-000000.parquet  rows of examples 0 .. shard_size-1, one row per example × method (:data:`SCHEMA`)
     manifest-rank-<r>.json       the shards rank r wrote or found (distributed runs; also written by one process)
-    manifest.json                written when every shard is there: per-shard rows and skipped examples
+    manifest.json                written when every shard is there: per-shard rows, skipped examples and the
+                                 invocation that wrote it (``runs``: the distinct records; ``shards[i].run``: an index)
     results.parquet              (optional) every shard's rows in shard order
 
 Contract: shard ``s`` holds the examples with index ``s·shard_size ≤ i < (s+1)·shard_size``. A shard file is
 written to a temporary file in ``shards/`` and renamed into place, so it is either complete or absent; its Parquet
-key-value metadata (``seqexplain``) records the config hash, shard index, row count and skipped examples, and a
-shard counts as done only when that metadata reads back and matches (a shard of an older format version, e.g.
-one without the ``rationale_reached`` column, is computed again). Temporary files of a killed run are removed
-when the next run starts. A folder whose ``run.json`` holds another config hash is refused
-(:class:`~seqexplain.errors.InputError`) before anything is written. Memory: one shard's rows at a time.
+key-value metadata (``seqexplain``) records the config hash, shard index, row count, skipped examples and the
+:func:`~seqexplain.runs.provenance.run_record` of the invocation that wrote it (a resumed run may use other threads
+or library versions than the one ``run.json`` describes), and a shard counts as done only when that metadata reads
+back and matches (a shard of an older format version, e.g. one without the ``rationale_reached`` column, is computed
+again). Temporary files of a killed run are removed when the next run starts. A folder whose ``run.json`` holds
+another config hash is refused (:class:`~seqexplain.errors.InputError`) before anything is written. Memory: one
+shard's rows at a time.
 """
 
 from __future__ import annotations
@@ -147,12 +150,14 @@ class RunStore:
     def done(self, s: int) -> bool:
         return self.shard_info(s) is not None
 
-    def write_shard(self, s: int, rows: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> Path:
-        """Write shard ``s`` atomically: its rows and, in the file's metadata, the skipped examples."""
+    def write_shard(self, s: int, rows: list[dict[str, Any]], skipped: list[dict[str, Any]],
+                    run: dict[str, Any] | None = None) -> Path:
+        """Write shard ``s`` atomically: its rows and, in the file's metadata, the skipped examples and ``run`` (the
+        record of the invocation writing it)."""
         self.shards.mkdir(parents=True, exist_ok=True)
         table = pa.Table.from_pylist(rows, schema=SCHEMA)
         info = {"config_hash": self.config_hash, "shard": s, "n_rows": table.num_rows, "skipped": skipped,
-                "format_version": FORMAT_VERSION}
+                "format_version": FORMAT_VERSION, "run": run}
         table = table.replace_schema_metadata({META_KEY: json.dumps(info).encode()})
         path = self.shard_path(s)
         try:
@@ -190,12 +195,15 @@ class RunStore:
         if missing:
             raise DataError(f"{len(missing)} shard(s) of {self.folder} are not finished (first: {missing[0]}); rerun "
                             "the same command to finish them")
-        shards = []
+        shards, runs = [], []
         for s in range(self.n_shards):
             info = self.shard_info(s)
             assert info is not None
+            made = info.get("run")
+            if made is not None and made not in runs:
+                runs.append(made)
             shards.append({"shard": s, "file": self.shard_path(s).name, "n_rows": info["n_rows"],
-                           "skipped": info["skipped"]})
+                           "skipped": info["skipped"], "run": None if made is None else runs.index(made)})
         ranks = []
         for p in sorted(self.folder.glob("manifest-rank-*.json")):
             try:
@@ -204,7 +212,8 @@ class RunStore:
                 continue
         manifest = {"config_hash": self.config_hash, "n_items": self.n_items, "shard_size": self.shard_size,
                     "n_rows": sum(s["n_rows"] for s in shards),
-                    "n_skipped": sum(len(s["skipped"]) for s in shards), "shards": shards, "ranks": ranks}
+                    "n_skipped": sum(len(s["skipped"]) for s in shards), "shards": shards, "runs": runs,
+                    "ranks": ranks}
         if merge:
             with atomic_path(self.folder / MERGED) as tmp, pq.ParquetWriter(tmp, SCHEMA) as writer:
                 for table in self.tables():
