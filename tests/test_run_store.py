@@ -84,9 +84,14 @@ def test_resume_redoes_missing_and_damaged_shards_only(tmp_path, setup):
     damaged = out / "shards" / "shard-000002.parquet"
     damaged.write_bytes(damaged.read_bytes()[:100])  # not what an atomic write leaves, but a disk might
     (out / "shards" / ".shard-000000.parquet.abc.tmp").write_bytes(b"partial")
+    # a kill while the merged file or a report was written leaves its temporary file in the folder itself
+    for name in (".results.parquet.k3_x9abc.tmp", ".summary.md.q1w2e3r4.tmp", ".manifest-rank-1.json.abc.tmp"):
+        (out / name).write_bytes(b"partial")
+    (out / ".notes.tmp").write_text("the user's")  # not one of the run's files: kept
     again = run(cfg, progress=False)
     assert again.written == [1, 2] and again.found == [0]
     assert not [p for p in (out / "shards").iterdir() if p.name.endswith(".tmp")]
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == [".notes.tmp"]
     assert canonical(shard_tables(out)) == reference
 
 

@@ -15,7 +15,8 @@ key-value metadata (``seqexplain``) records the config hash, shard index, row co
 :func:`~seqexplain.runs.provenance.run_record` of the invocation that wrote it (a resumed run may use other threads
 or library versions than the one ``run.json`` describes), and a shard counts as done only when that metadata reads
 back and matches (a shard of an older format version, e.g. one without the ``rationale_reached`` column, is computed
-again). Temporary files of a killed run are removed when the next run starts. A folder whose ``run.json`` holds
+again). Temporary files of a killed run (of shards, and of the merged file, manifests and reports in the folder) are
+removed when the next run starts. A folder whose ``run.json`` holds
 another config hash is refused (:class:`~seqexplain.errors.InputError`) before anything is written. Memory: one
 shard's rows at a time.
 """
@@ -23,6 +24,7 @@ shard's rows at a time.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,10 @@ MERGED = "results.parquet"
 META_KEY = b"seqexplain"
 TIMING_COLUMNS = ("seconds", "metric_seconds")
 
+# temporary files of seqexplain.atomic.atomic_path (".<name>.<random>.tmp")
+_SHARD_TMP = re.compile(r"\.shard-\d+\.parquet\.\w+\.tmp")
+_FOLDER_TMP = re.compile(r"\.(run\.json|manifest\.json|manifest-rank-\d+\.json|results\.parquet|report\.html"
+                         r"|summary\.md)\.\w+\.tmp")
 _F = pa.float64()
 _MATRIX = pa.list_(pa.list_(_F))
 SCHEMA = pa.schema([
@@ -123,14 +129,14 @@ class RunStore:
         return self.shards / f"shard-{s:06d}.parquet"
 
     def clean_temporaries(self) -> list[str]:
-        """Remove temporary shard files left by a killed run; return their names."""
-        if not self.shards.is_dir():
-            return []
+        """Remove the temporary files a killed run left (of shards, and of the run's own files in the folder: the
+        merged file, manifests, reports); return their names. Other files are never touched."""
         gone = []
-        for p in self.shards.iterdir():
-            if p.name.startswith(".shard-") and p.name.endswith(".tmp") and p.is_file() and not p.is_symlink():
-                p.unlink()
-                gone.append(p.name)
+        for folder, pattern in ((self.shards, _SHARD_TMP), (self.folder, _FOLDER_TMP)):
+            for p in folder.iterdir() if folder.is_dir() else []:
+                if pattern.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+                    p.unlink()
+                    gone.append(p.name)
         return gone
 
     def shard_info(self, s: int) -> dict[str, Any] | None:
