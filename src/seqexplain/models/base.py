@@ -54,9 +54,13 @@ class SequenceModel(ABC):
 
     ``autocast``: None (float32, the default) or ``torch.bfloat16`` / ``torch.float16``: every forward then runs
     under ``torch.autocast`` on the model's device (faster on GPUs, less exact: docs/methods.md gives the measured
-    error against float32); distributions and scores are computed in float32 from the autocast logits."""
+    error against float32); distributions and scores are computed in float32 from the autocast logits.
+
+    ``truncation_side``: which end of an input text a cut to fewer tokens removes: ``"right"`` (the end, the
+    default) or ``"left"`` (the oldest tokens: a language model's prompt, whose targets continue it)."""
 
     kind: str
+    truncation_side: Literal["left", "right"] = "right"
     model: torch.nn.Module
     tokenizer: Any
     model_id: str

@@ -58,6 +58,7 @@ class _Prompt:
 
 class HFCausalLM(TokenEmbedding, HFAdapter):
     kind = "causal"
+    truncation_side = "left"
     mask_names = ("attention_mask",)
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, model_id: str | None = None) -> None:
@@ -102,7 +103,8 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         self.check_content(full)
         src = full
         if truncate and room is not None and len(full.ids) > room:
-            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=room, truncation_side="left")
+            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=room,
+                           truncation_side=self.truncation_side)
             warnings += truncation_warning(len(full.ids), len(src.ids), "prompt", "the oldest")
         if tgt is None:
             self.check_length(len(src.ids) + 1, limit, "prompt plus one generated token")

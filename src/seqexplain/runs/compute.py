@@ -62,12 +62,12 @@ def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, 
     """``example`` re-encoded from its text cut at a token boundary so that it has at most ``max_length`` positions,
     and the number of characters cut from the text's start (the re-encoded offsets are relative to the cut text).
 
-    A classifier's or translation model's input is cut at the end; a language model's prompt loses its oldest
-    tokens (its targets continue the text, so the context next to them is kept, as the adapter's own truncation
-    does). ``example``'s own truncation warnings (the model's cut to its positions) are kept, so the warnings
-    together count every token cut from the text."""
+    The text loses its end or, where the adapter's ``truncation_side`` is ``"left"`` (a language model's prompt,
+    whose targets continue the text), its oldest tokens, as the adapter's own truncation does. ``example``'s own
+    truncation warnings (the model's cut to its positions) are kept, so the warnings together count every token cut
+    from the text."""
     spans = [off for j, off in enumerate(example.offsets) if off is not None and example.segments[j] == "source"]
-    oldest = example.kind == "causal"
+    oldest = wrapped.truncation_side == "left"
     keep = len(spans) - (example.length - max_length)
     while keep > 0:
         start = spans[len(spans) - keep][0] if oldest else 0
