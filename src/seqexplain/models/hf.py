@@ -29,9 +29,22 @@ def detect_kind(model: torch.nn.Module) -> ModelKind | None:
     explicit = getattr(model, "seqexplain_kind", None)
     if explicit in ("causal", "seq2seq", "classifier"):
         return explicit  # type: ignore[no-any-return]
+    found = kind_of_class_name(type(model).__name__)
+    if found is not None:
+        return found
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    return None
+
+
+def kind_of_class_name(name: str) -> ModelKind | None:
+    """The kind of a model class named ``name`` (e.g. a config's ``architectures`` entry): from the ``transformers``
+    Auto mappings, else from the name's ending (``...ForSequenceClassification``, ``...ForCausalLM``,
+    ``...LMHeadModel``, ``...ForConditionalGeneration``); None when neither tells. The class decides before
+    ``is_encoder_decoder``: a BART or T5 *classifier* is an encoder-decoder too."""
     from transformers.models.auto import modeling_auto as ma
 
-    name = type(model).__name__
     tables: list[tuple[ModelKind, str]] = [
         ("seq2seq", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"),
         ("classifier", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"),
@@ -42,11 +55,10 @@ def detect_kind(model: torch.nn.Module) -> ModelKind | None:
         flat = {v for vals in names.values() for v in ((vals,) if isinstance(vals, str) else vals)}
         if name in flat:
             return kind
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "is_encoder_decoder", False):
-        return "seq2seq"
     if name.endswith("ForSequenceClassification"):
         return "classifier"
+    if name.endswith(("ForConditionalGeneration", "ForSeq2SeqLM", "MTModel")):
+        return "seq2seq"
     if name.endswith(("ForCausalLM", "LMHeadModel")):
         return "causal"
     return None
