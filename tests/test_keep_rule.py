@@ -159,3 +159,30 @@ def test_seq2seq_rows_follow_the_rule(request, name):
         row = keeps[b].clone()
         np.testing.assert_allclose(got[b].numpy(), _seq2seq_masked(model, ex, row).numpy(), rtol=1e-4, atol=1e-5,
                                    err_msg=f"row {b}")
+
+
+def test_causal_rows_keep_positions_on_a_model_without_position_ids(bpe):
+    """MPT (ALiBi) has no ``position_ids`` parameter (its forward takes ``**kwargs``, which swallowed them): sparse
+    rows used to be packed, so the kept tokens moved left and their ALiBi distances shrank, while dense rows kept
+    them; every row must equal the model run on the whole prefix with the dropped positions masked in place."""
+    from transformers import MptConfig, MptForCausalLM
+
+    torch.manual_seed(0)
+    model = MptForCausalLM(MptConfig(d_model=32, n_heads=2, n_layers=2, vocab_size=len(bpe), max_seq_len=64,
+                                     expansion_ratio=2)).eval()
+    w = se.load_model(model, bpe, kind="causal")
+    ex = w.encode("The quick brown fox jumps over the lazy dog and", " the cat")
+    g = torch.Generator().manual_seed(1)
+    keeps = torch.rand(6, ex.length, generator=g) > torch.tensor([0.2, 0.5, 0.8, 0.9, 0.9, 0.9]).view(-1, 1)
+    with torch.no_grad():
+        got = w.score(ex, keeps)
+    for b in range(keeps.shape[0]):
+        for i, (p, t) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
+            before = [j for j in range(p) if keeps[b, j]]
+            read = before[-1] if before else p - 1
+            mask = torch.zeros(1, read + 1, dtype=torch.long)
+            mask[0, before or [p - 1]] = 1
+            with torch.no_grad():
+                logits = model(input_ids=ex.input_ids[None, : read + 1], attention_mask=mask).logits[0, read]
+            expected = float(torch.log_softmax(logits, -1)[t])
+            np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")

@@ -30,7 +30,6 @@ from seqexplain.models.greedy import greedy_cached, greedy_many
 from seqexplain.models.hf import (
     HFAdapter,
     TokenEmbedding,
-    accepts,
     accepts_exact,
     head_mean,
     pad_rows,
@@ -63,7 +62,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
     def __init__(self, model: torch.nn.Module, tokenizer: Any, model_id: str | None = None) -> None:
         super().__init__(model, tokenizer, model_id)
         self._logits_to_keep = accepts_exact(model.forward, "logits_to_keep")
-        self._position_ids = accepts(model.forward, "position_ids")
+        self._position_ids = accepts_exact(model.forward, "position_ids")  # not **kwargs: they may swallow it
         # several prompts decode with the model's key/value cache when its forward names one (``cache``; before
         # transformers 5, ``past_key_values``), ``use_cache``, position ids and an attention mask (left padding)
         names = [n for n in ("cache", "past_key_values") if accepts_exact(model.forward, n)]
