@@ -36,14 +36,31 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         super().__init__(model, tokenizer, model_id)
         if head_position not in (None, "first", "last"):
             raise InputError(f"head_position is 'first' or 'last', not {head_position!r}")
+        self._summary = self._sequence_summary()
         self.head_position = head_position or self._default_head_position()
         self._position_ids = accepts(model.forward, "position_ids")
 
+    def _sequence_summary(self) -> str | None:
+        """The ``summary_type`` of a head that pools the hidden states through a ``sequence_summary`` (XLNet:
+        "last", the last position of the padded batch; XLM: "first"), None for other heads."""
+        if not hasattr(self.model, "sequence_summary"):
+            return None
+        return str(getattr(getattr(self.model, "config", None), "summary_type", "last"))
+
     def _default_head_position(self) -> str:
-        """"first" for BERT-style poolers, "last" for decoder-style heads (a ``score`` layer, no ``classifier``)."""
+        """"first" for BERT-style poolers, "last" for decoder-style heads (a ``score`` layer, no ``classifier``)
+        and for summaries of the last position (XLNet)."""
+        if self._summary in ("last", "cls_index"):
+            return "last"
         if hasattr(self.model, "score") and not hasattr(self.model, "classifier"):
             return "last"
         return "first"
+
+    def _reads_padding(self) -> bool:
+        """Whether the head would read right-padding: a summary of the batch's last position or of every position
+        (XLNet), which finds no token through the pad id as decoder-style ``score`` heads do. Rows of different
+        lengths then run one length at a time."""
+        return self._summary not in (None, "first")
 
     def label_names(self) -> list[str]:
         id2label = getattr(getattr(self.model, "config", None), "id2label", None) or {}
@@ -78,6 +95,8 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         return specials or [self.head_index(example)]
 
     def can_pad(self) -> bool:
+        if self._reads_padding():
+            return False
         return self.head_position == "first" or self.special_id("pad_token_id") is not None
 
     # ---------------------------------------------------------------- logits
@@ -86,7 +105,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
         lengths = {p.example.length for p in parts}
         if all(bool(p.keep.all()) for p in parts if p.keep is not None) and (
-                self.head_position == "first" or len(lengths) == 1):
+                len(lengths) == 1 or (self.head_position == "first" and not self._reads_padding())):
             return self._logits_full(parts, with_embeds)  # nothing dropped: whole rows, right-padded
         rows_x, rows_pos, rows_extra, counts = [], [], [], []
         for part in parts:
@@ -107,9 +126,10 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                 rows_pos.append(kept)
                 rows_extra.append({k: v.to(self.device)[kept] for k, v in ex.extra.items()})
                 counts.append(int(kept.numel()))
-        if len(set(counts)) > 1 and self.head_position == "last" and (
-                with_embeds or self.special_id("pad_token_id") is None):
-            # the head finds the last token through pad ids: rows of other lengths run one at a time
+        if len(set(counts)) > 1 and (self._reads_padding() or self.head_position == "last" and (
+                with_embeds or self.special_id("pad_token_id") is None)):
+            # the head finds the last token through pad ids (or reads padding): rows of other lengths run one at a
+            # time
             outs = [self._run([x], [p], [e], with_embeds) for x, p, e in zip(rows_x, rows_pos, rows_extra,
                                                                               strict=True)]
             return split_by_part(torch.cat(outs).unsqueeze(1), parts)
