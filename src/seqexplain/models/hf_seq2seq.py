@@ -39,6 +39,36 @@ class HFSeq2SeqLM(HFAdapter):
     kind = "seq2seq"
     mask_names = ("attention_mask", "decoder_attention_mask")
 
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, model_id: str | None = None) -> None:
+        super().__init__(model, tokenizer, model_id)
+        self._scales: dict[str, float] = {}
+
+    def ids_only_scale(self, side: str) -> float:
+        """The factor the encoder (``side="encoder"``) or decoder stack multiplies its token embeddings by when it
+        reads token ids but not when it is given ``inputs_embeds`` (Marian, Pegasus, BlenderbotSmall, MVP:
+        ``embed_scale = √d_model`` inside ``if inputs_embeds is None``), so that vectors of :meth:`embed` (the
+        input layer's output) are fed as ``vectors × scale``; 1 for stacks that scale both (BART, mBART) or not at
+        all (T5). Found once per side by running the stack on a few token ids both ways."""
+        if side not in self._scales:
+            stack = self.model.get_encoder() if side == "encoder" else self.model.get_decoder()
+            scale = getattr(stack, "embed_scale", None)
+            self._scales[side] = 1.0
+            if isinstance(scale, (int, float)) and not isinstance(scale, bool) and float(scale) != 1.0:
+                ids = torch.arange(1, 5, device=self.device).clamp(max=self.vocab_size() - 1).unsqueeze(0)
+                kwargs: dict[str, Any] = {}
+                if side == "decoder":  # a decoder stack attends to an encoder output: give it one
+                    kwargs["encoder_hidden_states"] = torch.zeros(1, 1, int(self.input_layer().embedding_dim),
+                                                                  device=self.device)
+                layer = input_embeddings(stack, self.model)
+                with torch.no_grad(), eval_mode(stack):
+                    by_ids = stack(input_ids=ids, **kwargs).last_hidden_state
+                    plain = stack(inputs_embeds=layer(ids), **kwargs).last_hidden_state
+                    if not torch.allclose(by_ids, plain, rtol=1e-4, atol=1e-5):
+                        scaled = stack(inputs_embeds=layer(ids) * float(scale), **kwargs).last_hidden_state
+                        if torch.allclose(by_ids, scaled, rtol=1e-4, atol=1e-5):
+                            self._scales[side] = float(scale)
+        return self._scales[side]
+
     # --------------------------------------------------------------- encode
     def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
         """Tokenise the source ``text`` and the target text (``None``: greedy decoding of up to
@@ -195,8 +225,8 @@ class HFSeq2SeqLM(HFAdapter):
         kwargs: dict[str, Any] = {"attention_mask": sk.long(),
                                   "decoder_attention_mask": dk.long()}
         if with_embeds:
-            kwargs["inputs_embeds"] = pad_rows(src_emb, n_s, 0.0)
-            kwargs["decoder_inputs_embeds"] = pad_rows(dec_emb, n_d, 0.0)
+            kwargs["inputs_embeds"] = pad_rows(src_emb, n_s, 0.0) * self.ids_only_scale("encoder")
+            kwargs["decoder_inputs_embeds"] = pad_rows(dec_emb, n_d, 0.0) * self.ids_only_scale("decoder")
         else:
             kwargs["input_ids"] = pad_rows(src_ids, n_s, self.pad_id())
             kwargs["decoder_input_ids"] = pad_rows(dec_ids, n_d, self.pad_id())
@@ -210,8 +240,11 @@ class HFSeq2SeqLM(HFAdapter):
         """Source part: the cross-attention row of decoder position ``i`` (rollout composes it with the encoder's
         self-attention rollout); decoder part: the decoder self-attention row of position ``i``."""
         s, m = example.n_source, example.n_targets
-        out = self.output_attentions(**self.span_inputs(example, 0, s),
-                                     **self.span_inputs(example, s, s + m, prefix="decoder_"))
+        inputs = {**self.span_inputs(example, 0, s), **self.span_inputs(example, s, s + m, prefix="decoder_")}
+        for key, side in (("inputs_embeds", "encoder"), ("decoder_inputs_embeds", "decoder")):
+            if key in inputs:
+                inputs[key] = inputs[key] * self.ids_only_scale(side)
+        out = self.output_attentions(**inputs)
         enc, dec, cross = (getattr(out, n, None) for n in ("encoder_attentions", "decoder_attentions",
                                                              "cross_attentions"))
         if not enc or not dec or not cross:
