@@ -1,7 +1,7 @@
-"""Encoder-decoders that scale their token embeddings only when they read token ids (Marian — the opus-mt
-translation models —, Pegasus: ``embed_scale = √d_model`` inside ``if inputs_embeds is None``): the methods that
-feed input vectors (gradients, IG, precomputed vectors) must explain the model that reads the ids. Oracles: the raw
-module on token ids, and IG's completeness against the raw module's logits."""
+"""Models that scale their token embeddings only when they read token ids (Marian — the opus-mt translation
+models — and Pegasus: ``embed_scale = √d_model``, Falcon-H1: ``embedding_multiplier``, inside ``if inputs_embeds is
+None``): the methods that feed input vectors (gradients, IG, precomputed vectors) must explain the model that reads
+the ids. Oracles: the raw module on token ids, and IG's completeness against the raw module's logits."""
 
 from __future__ import annotations
 
@@ -59,3 +59,28 @@ def test_vectors_feed_the_model_that_reads_ids(bpe, name):
     for method in ("occlusion", "attention_last"):
         np.testing.assert_allclose(se.explain_example(w, vec, method).scores,
                                    se.explain_example(w, ex, method).scores, rtol=1e-5, atol=1e-6)
+
+
+def test_causal_vectors_feed_the_model_that_reads_ids(bpe):
+    from transformers import FalconH1Config, FalconH1ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = FalconH1Config(vocab_size=len(bpe), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, mamba_d_ssm=32, mamba_n_heads=2,
+                         mamba_d_head=16, mamba_d_state=8, mamba_n_groups=1, mamba_chunk_size=8,
+                         max_position_embeddings=64, embedding_multiplier=4.0, pad_token_id=bpe.pad_token_id,
+                         eos_token_id=bpe.eos_token_id, bos_token_id=bpe.bos_token_id)
+    model = FalconH1ForCausalLM(cfg).eval()
+    w = se.load_model(model, bpe)
+    ex = w.encode("The quick brown fox", " jumps over")
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ex.input_ids[None]).logits[0], -1)
+        by_vectors = torch.log_softmax(w.logits(ex, embeds=w.embed(ex))[0], -1)
+        at_zero = torch.log_softmax(model(inputs_embeds=torch.zeros(1, ex.length, 32)).logits[0], -1)
+    reads = [p - 1 for p in ex.target_positions]
+    expected = logp[reads].gather(1, ex.target_ids.view(-1, 1)).squeeze(1)
+    torch.testing.assert_close(by_vectors.gather(1, ex.target_ids.view(-1, 1)).squeeze(1), expected, rtol=1e-4,
+                               atol=1e-5)
+    ig = se.explain_example(w, ex, "integrated_gradients", baseline="zero", steps=64)
+    zero = at_zero[reads].gather(1, ex.target_ids.view(-1, 1)).squeeze(1)
+    np.testing.assert_allclose(np.nansum(ig.scores, 1), (expected - zero).numpy(), rtol=1e-2, atol=1e-2)

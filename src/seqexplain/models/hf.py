@@ -400,6 +400,33 @@ def input_embeddings(stack: torch.nn.Module, model: torch.nn.Module) -> torch.nn
     return got
 
 
+SCALE_ATTRIBUTES = ("embed_scale", "embedding_multiplier")
+"""Attributes under which a stack keeps the factor it may apply to its token embeddings (Marian, Pegasus:
+``embed_scale``; Falcon-H1: ``embedding_multiplier``)."""
+
+
+def ids_only_scale(stack: torch.nn.Module, layer: torch.nn.Module, vocab: int, **kwargs: Any) -> float:
+    """The factor ``stack`` multiplies its token embeddings by when it reads ``input_ids`` but not when it is given
+    ``inputs_embeds`` (the multiplication inside ``if inputs_embeds is None``), 1 for a stack that applies it to
+    both or has none: found by running the stack on a few token ids both ways (``kwargs``: its other inputs). An
+    adapter feeds the vectors of ``embed`` (the input layer's output) as ``vectors × scale``."""
+    from seqexplain.models.module_state import eval_mode
+
+    scale = next((v for v in (getattr(stack, n, None) for n in SCALE_ATTRIBUTES)
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
+    if scale is None or float(scale) == 1.0:
+        return 1.0
+    device = next((p.device for p in stack.parameters()), torch.device("cpu"))
+    ids = torch.arange(1, 5, device=device).clamp(max=vocab - 1).unsqueeze(0)
+    with torch.no_grad(), eval_mode(stack):
+        by_ids = stack(input_ids=ids, **kwargs).last_hidden_state
+        plain = layer(ids)
+        if torch.allclose(by_ids, stack(inputs_embeds=plain, **kwargs).last_hidden_state, rtol=1e-4, atol=1e-5):
+            return 1.0
+        scaled = stack(inputs_embeds=plain * float(scale), **kwargs).last_hidden_state
+        return float(scale) if torch.allclose(by_ids, scaled, rtol=1e-4, atol=1e-5) else 1.0
+
+
 def head_mean(layers: Sequence[torch.Tensor], row: int = 0) -> list[torch.Tensor]:
     """Per layer, the head-averaged attention of batch row ``row`` as float64 ``[Lq, Lk]``."""
     return [a[row].double().mean(0) for a in layers]

@@ -32,6 +32,7 @@ from seqexplain.models.hf import (
     TokenEmbedding,
     accepts_exact,
     head_mean,
+    ids_only_scale,
     pad_rows,
     segments_of,
     split_by_part,
@@ -69,6 +70,18 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         plain = all(accepts_exact(model.forward, n) for n in ("position_ids", "use_cache", "attention_mask"))
         self._cache_name: str | None = names[0] if names and plain else None
         self._head_ok: bool | None = None
+        self._scale: float | None = None
+
+    def ids_only_scale(self) -> float:
+        """The factor the base model applies to its token embeddings only when it reads ids
+        (:func:`~seqexplain.models.hf.ids_only_scale`; Falcon-H1's ``embedding_multiplier``), by which the vectors
+        this adapter feeds are multiplied. Found once."""
+        if self._scale is None:
+            base = getattr(self.model, "base_model", None)
+            self._scale = 1.0
+            if isinstance(base, torch.nn.Module) and base is not self.model:
+                self._scale = ids_only_scale(base, self.input_layer(), self.vocab_size())
+        return self._scale
 
     # --------------------------------------------------------------- encode
     def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
@@ -284,7 +297,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                 assert ids is not None
                 kwargs["input_ids"] = ids[:, :end]
             else:
-                kwargs["inputs_embeds"] = embeds[:, :end]
+                kwargs["inputs_embeds"] = embeds[:, :end] * self.ids_only_scale()
             if self._position_ids:
                 kwargs["position_ids"] = torch.arange(end, device=self.device).unsqueeze(0).expand(n_b, -1)
             read = r
@@ -328,7 +341,10 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
     # ------------------------------------------------------------ attention
     def attention_view(self, example: Example) -> list[AttentionSegment]:
         """Target ``i`` is explained by the attention row of its predicting position ``p_i − 1``."""
-        out = self.output_attentions(**self.drop_missing_masks(self.span_inputs(example)))
+        inputs = self.span_inputs(example)
+        if "inputs_embeds" in inputs:
+            inputs["inputs_embeds"] = inputs["inputs_embeds"] * self.ids_only_scale()
+        out = self.output_attentions(**self.drop_missing_masks(inputs))
         layers = getattr(out, "attentions", None)
         if not layers:
             self.no_attention()

@@ -27,7 +27,15 @@ from seqexplain.models import keep as keep_rule
 from seqexplain.models.batching import tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_many
-from seqexplain.models.hf import HFAdapter, head_mean, input_embeddings, pad_rows, segments_of, split_by_part
+from seqexplain.models.hf import (
+    HFAdapter,
+    head_mean,
+    ids_only_scale,
+    input_embeddings,
+    pad_rows,
+    segments_of,
+    split_by_part,
+)
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import offsets_by_decoding
 
@@ -44,29 +52,17 @@ class HFSeq2SeqLM(HFAdapter):
         self._scales: dict[str, float] = {}
 
     def ids_only_scale(self, side: str) -> float:
-        """The factor the encoder (``side="encoder"``) or decoder stack multiplies its token embeddings by when it
-        reads token ids but not when it is given ``inputs_embeds`` (Marian, Pegasus, BlenderbotSmall, MVP:
-        ``embed_scale = √d_model`` inside ``if inputs_embeds is None``), so that vectors of :meth:`embed` (the
-        input layer's output) are fed as ``vectors × scale``; 1 for stacks that scale both (BART, mBART) or not at
-        all (T5). Found once per side by running the stack on a few token ids both ways."""
+        """The factor the encoder (``side="encoder"``) or decoder stack applies to its token embeddings only when it
+        reads ids (:func:`~seqexplain.models.hf.ids_only_scale`; Marian, Pegasus, BlenderbotSmall, MVP), by which
+        the vectors this adapter feeds are multiplied. Found once per side."""
         if side not in self._scales:
             stack = self.model.get_encoder() if side == "encoder" else self.model.get_decoder()
-            scale = getattr(stack, "embed_scale", None)
-            self._scales[side] = 1.0
-            if isinstance(scale, (int, float)) and not isinstance(scale, bool) and float(scale) != 1.0:
-                ids = torch.arange(1, 5, device=self.device).clamp(max=self.vocab_size() - 1).unsqueeze(0)
-                kwargs: dict[str, Any] = {}
-                if side == "decoder":  # a decoder stack attends to an encoder output: give it one
-                    kwargs["encoder_hidden_states"] = torch.zeros(1, 1, int(self.input_layer().embedding_dim),
-                                                                  device=self.device)
-                layer = input_embeddings(stack, self.model)
-                with torch.no_grad(), eval_mode(stack):
-                    by_ids = stack(input_ids=ids, **kwargs).last_hidden_state
-                    plain = stack(inputs_embeds=layer(ids), **kwargs).last_hidden_state
-                    if not torch.allclose(by_ids, plain, rtol=1e-4, atol=1e-5):
-                        scaled = stack(inputs_embeds=layer(ids) * float(scale), **kwargs).last_hidden_state
-                        if torch.allclose(by_ids, scaled, rtol=1e-4, atol=1e-5):
-                            self._scales[side] = float(scale)
+            kwargs: dict[str, Any] = {}
+            if side == "decoder":  # a decoder stack attends to an encoder output: give it one
+                width = int(getattr(getattr(self.model, "config", None), "d_model", 0) or self.input_width() or 0)
+                kwargs["encoder_hidden_states"] = torch.zeros(1, 1, width, device=self.device)
+            self._scales[side] = ids_only_scale(stack, input_embeddings(stack, self.model), self.vocab_size(),
+                                                **kwargs)
         return self._scales[side]
 
     # --------------------------------------------------------------- encode
