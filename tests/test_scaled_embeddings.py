@@ -84,3 +84,17 @@ def test_causal_vectors_feed_the_model_that_reads_ids(bpe):
     ig = se.explain_example(w, ex, "integrated_gradients", baseline="zero", steps=64)
     zero = at_zero[reads].gather(1, ex.target_ids.view(-1, 1)).squeeze(1)
     np.testing.assert_allclose(np.nansum(ig.scores, 1), (expected - zero).numpy(), rtol=1e-2, atol=1e-2)
+
+
+def test_a_model_whose_ids_path_the_adapter_does_not_know_is_refused(bpe):
+    """The safety net for architectures not covered above: with the adapter's knowledge of Marian's scale switched
+    off (as for an unknown model), feeding vectors no longer reproduces the ids, and gradient methods refuse rather
+    than explain another function; methods that feed no vectors still run."""
+    from seqexplain.errors import UnsupportedError
+
+    w = se.load_model(_model("marian", bpe), bpe)
+    w._scales = {"encoder": 1.0, "decoder": 1.0}
+    ex = w.encode(SOURCE, TARGET)
+    with pytest.raises(UnsupportedError, match="input embeddings than when it reads the token ids"):
+        se.explain_example(w, ex, "gradient_norm")
+    assert np.isfinite(se.explain_example(w, ex, "occlusion").scores[ex.visible().numpy()]).all()
