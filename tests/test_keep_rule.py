@@ -186,3 +186,37 @@ def test_causal_rows_keep_positions_on_a_model_without_position_ids(bpe):
                 logits = model(input_ids=ex.input_ids[None, : read + 1], attention_mask=mask).logits[0, read]
             expected = float(torch.log_softmax(logits, -1)[t])
             np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
+
+
+def _scaled_head_lm(name: str, bpe):
+    """Causal LMs whose logits are not the output layer on the last hidden state (Granite divides them by
+    ``logits_scaling``, Gemma-2 soft-caps them), so the adapter reads the model's own logits at the reading
+    positions instead of applying the output layer there."""
+    import transformers
+
+    torch.manual_seed(0)
+    common = dict(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=len(bpe), max_position_embeddings=128,
+                  pad_token_id=bpe.pad_token_id, eos_token_id=bpe.eos_token_id, bos_token_id=bpe.bos_token_id)
+    if name == "granite":
+        return transformers.GraniteForCausalLM(transformers.GraniteConfig(logits_scaling=4.0, **common)).eval()
+    return transformers.Gemma2ForCausalLM(transformers.Gemma2Config(
+        head_dim=8, final_logit_softcapping=3.0, sliding_window=128, **common)).eval()
+
+
+@pytest.mark.parametrize("name", ["granite", "gemma2"])
+def test_causal_rows_equal_deleting_tokens_when_logits_are_rescaled(bpe, name):
+    model = _scaled_head_lm(name, bpe)
+    w = se.load_model(model, bpe, kind="causal")
+    ex = w.encode("The quick brown fox jumps over the lazy dog and", " the cat sat")
+    g = torch.Generator().manual_seed(0)
+    keeps = torch.rand(5, ex.length, generator=g) > torch.tensor([0.2, 0.5, 0.8, 0.9, 0.0]).view(-1, 1)
+    with torch.no_grad():
+        got = w.score(ex, keeps)
+    assert w._head_ok is False  # the fallback ran
+    for b in range(keeps.shape[0]):
+        for i, (p, t) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
+            before = [j for j in range(p) if keeps[b, j]]
+            read = before[-1] if before else p - 1
+            expected = _causal_deleted(model, ex.input_ids, before or [p - 1], read, t)
+            np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
