@@ -220,3 +220,40 @@ def test_causal_rows_equal_deleting_tokens_when_logits_are_rescaled(bpe, name):
             read = before[-1] if before else p - 1
             expected = _causal_deleted(model, ex.input_ids, before or [p - 1], read, t)
             np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
+
+
+def _masking_is_not_deleting_lm(name: str, bpe):
+    """Causal LMs on which masking a token in place differs from deleting it: Gemma-2 with a sliding window shorter
+    than the input (the window counts the tokens read), and the hybrid attention/state-space Falcon-H1 (its
+    recurrent layers step through masked tokens; its cache holds recurrent states besides keys and values)."""
+    import transformers
+
+    torch.manual_seed(0)
+    if name == "gemma2":
+        return transformers.Gemma2ForCausalLM(transformers.Gemma2Config(
+            num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+            head_dim=8, sliding_window=4, vocab_size=len(bpe), max_position_embeddings=128)).eval()
+    return transformers.FalconH1ForCausalLM(transformers.FalconH1Config(
+        vocab_size=len(bpe), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, mamba_d_ssm=32, mamba_n_heads=2, mamba_d_head=16, mamba_d_state=8,
+        mamba_n_groups=1, mamba_chunk_size=8, max_position_embeddings=64)).eval()
+
+
+@pytest.mark.parametrize("name", ["gemma2", "falcon_h1"])
+def test_causal_rows_equal_deleting_tokens_where_masking_is_not_deleting(bpe, name):
+    """Dense and sparse rows in one call: dense rows used to be masked in place (a different model input), and a
+    sparse row's result depended on whether a dense row shared its forward; Falcon-H1's sparse rows crashed in the
+    shared-prefix path, which rebuilt its hybrid cache from keys and values alone."""
+    model = _masking_is_not_deleting_lm(name, bpe)
+    w = se.load_model(model, bpe, kind="causal")
+    ex = w.encode("The quick brown fox jumps over the lazy dog and", " the cat sat")
+    g = torch.Generator().manual_seed(0)
+    keeps = torch.rand(6, ex.length, generator=g) > torch.tensor([0.1, 0.3, 0.8, 0.9, 0.9, 0.9]).view(-1, 1)
+    with torch.no_grad():
+        got = w.score(ex, keeps)
+    for b in range(keeps.shape[0]):
+        for i, (p, t) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
+            before = [j for j in range(p) if keeps[b, j]]
+            read = before[-1] if before else p - 1
+            expected = _causal_deleted(model, ex.input_ids, before or [p - 1], read, t)
+            np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")

@@ -4,8 +4,11 @@ Input axis: prompt tokens, then target tokens; target ``i`` sits at ``p_i`` and 
 (rule 3 of :mod:`seqexplain.models.keep`: under a keep-mask, from the last kept position before ``p_i``). Target
 ``i`` sees the positions ``j < p_i``. A rationale starts with the predicting token ``p_i − 1``.
 
-Rows of several examples share a forward right-padded (padding is a dropped position). Sparse rows (at most half
-the positions kept) are *packed*: their kept tokens are moved left and run with their original position ids; rows
+Rows of several examples share a forward right-padded (padding is a dropped position). Rows that drop positions
+are *packed* when the model takes position ids: their kept tokens are moved left and run with their original
+position ids, which is deleting the dropped tokens (rule 1) for every architecture, including those where masking
+a token in place is not (a sliding attention window counts the tokens read; a state-space layer of a hybrid model
+steps through a masked token); without position ids, dropped tokens are masked in place. Rows
 that share leading tokens run them once (:mod:`seqexplain.models.prefix_cache`), and the output layer runs only at
 the reading positions when the model's head is a plain projection of its base model's last hidden state (checked
 once against the model's own logits).
@@ -233,7 +236,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
 
     # ---------------------------------------------------------------- logits
     def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
-        """A causal row runs only its kept tokens (sparse rows are packed)."""
+        """A causal row runs only its kept tokens (rows that drop positions are packed)."""
         return max(1, max_kept)
 
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
@@ -281,11 +284,16 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         n_max = int(counts.max()) if n_b else 0
         reads_kept = bool(keep_c.gather(1, r).all())
         kwargs: dict[str, Any] = {}
-        if embeds is None and ids is not None and self._position_ids and reads_kept and 0 < n_max <= end // 2:
-            ids_c = ids[:, :end]
+        if self._position_ids and reads_kept and n_max > 0 and not bool(keep_c.all()):
             order = torch.argsort((~keep_c).to(torch.int8), dim=1, stable=True)[:, :n_max]  # kept first, in order
             valid = torch.arange(n_max, device=self.device).unsqueeze(0) < counts.unsqueeze(1)
-            kwargs["input_ids"] = torch.where(valid, ids_c.gather(1, order), ids_c[:, :1])
+            if embeds is None:
+                assert ids is not None
+                ids_c = ids[:, :end]
+                kwargs["input_ids"] = torch.where(valid, ids_c.gather(1, order), ids_c[:, :1])
+            else:
+                index = order.unsqueeze(-1).expand(-1, -1, embeds.shape[-1])
+                kwargs["inputs_embeds"] = embeds[:, :end].gather(1, index) * self.ids_only_scale()
             kwargs["attention_mask"] = valid.long()
             kwargs["position_ids"] = order
             read = torch.cumsum(keep_c.long(), 1).gather(1, r) - 1  # index of r among the kept positions
