@@ -20,9 +20,18 @@ from typing import Any
 
 import torch
 
-from seqexplain.errors import InputError
+from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.example import AttentionSegment, Example, Part
-from seqexplain.models.hf import HFAdapter, TokenEmbedding, accepts, head_mean, pad_rows, segments_of, split_by_part
+from seqexplain.models.hf import (
+    HFAdapter,
+    TokenEmbedding,
+    accepts,
+    accepts_exact,
+    head_mean,
+    pad_rows,
+    segments_of,
+    split_by_part,
+)
 from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.tokenization import Tokenized
 
@@ -37,8 +46,11 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         if head_position not in (None, "first", "last"):
             raise InputError(f"head_position is 'first' or 'last', not {head_position!r}")
         self._summary = self._sequence_summary()
+        # an encoder-decoder classifier (BART, mBART, T5) reads its decoder at the </s> tokens it finds in input_ids
+        self._eos_head = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
         self.head_position = head_position or self._default_head_position()
         self._position_ids = accepts(model.forward, "position_ids")
+        self._no_position_ids = not accepts_exact(model.forward, "position_ids")
 
     def _sequence_summary(self) -> str | None:
         """The ``summary_type`` of a head that pools the hidden states through a ``sequence_summary`` (XLNet:
@@ -50,7 +62,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
     def _default_head_position(self) -> str:
         """"first" for BERT-style poolers, "last" for decoder-style heads (a ``score`` layer, no ``classifier``)
         and for summaries of the last position (XLNet)."""
-        if self._summary in ("last", "cls_index"):
+        if self._summary in ("last", "cls_index") or self._eos_head:
             return "last"
         if hasattr(self.model, "score") and not hasattr(self.model, "classifier"):
             return "last"
@@ -80,7 +92,12 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         return [self.input_example(text, src, warn) for text, (src, warn) in zip(checked, tokenized, strict=True)]
 
     def input_example(self, text: str, src: Tokenized, warnings: list[str]) -> Example:
-        """The :class:`Example` of a tokenised input with a placeholder label."""
+        """The :class:`Example` of a tokenised input with a placeholder label (warned when the model takes no
+        position ids: a dropped token is then deleted with the positions of the tokens after it)."""
+        if self._no_position_ids:
+            warnings = [*warnings, f"{type(self.model).__name__}.forward() takes no position_ids: where a method "
+                        "drops tokens (occlusion, rationales), the kept tokens move left to close the gaps and are "
+                        "read at other positions than in the full input"]
         return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
                        offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                        target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
@@ -103,6 +120,8 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
         """Each row's kept tokens packed to the left with their original position ids (module docstring)."""
         with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
+        if self._eos_head:
+            self._check_eos_rows(parts, with_embeds)
         lengths = {p.example.length for p in parts}
         if all(bool(p.keep.all()) for p in parts if p.keep is not None) and (
                 len(lengths) == 1 or (self.head_position == "first" and not self._reads_padding())):
@@ -134,6 +153,23 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                                                                               strict=True)]
             return split_by_part(torch.cat(outs).unsqueeze(1), parts)
         return split_by_part(self._run(rows_x, rows_pos, rows_extra, with_embeds).unsqueeze(1), parts)
+
+    def _check_eos_rows(self, parts: Sequence[Part], with_embeds: bool) -> None:
+        """An encoder-decoder classifier finds its </s> tokens in ``input_ids``: it takes no input vectors, and a
+        row cannot drop one (:class:`UnsupportedError` naming what does work)."""
+        name = f"{self.model_id} ({type(self.model).__name__})"
+        if with_embeds:
+            raise UnsupportedError(f"{name} finds its </s> token in the token ids and takes no input vectors, so "
+                                   "gradient methods, integrated gradients, replacement baselines and precomputed "
+                                   "vectors cannot run on it; use the greedy or exhaustive rationale")
+        eos = self.special_id("eos_token_id")
+        for part in parts:
+            assert part.keep is not None and part.example.input_ids is not None
+            at_eos = part.example.input_ids.to(part.keep.device) == eos
+            if bool((at_eos.unsqueeze(0) & ~part.keep).any()):
+                raise UnsupportedError(f"{name} reads its </s> token, so a row cannot drop it (occlusion drops every "
+                                       "position); use the greedy or exhaustive rationale, which keep the special "
+                                       "tokens")
 
     def _logits_full(self, parts: Sequence[Part], with_embeds: bool) -> list[torch.Tensor]:
         """Rows that keep every position: each part's rows as they are, right-padded to the longest part (the
