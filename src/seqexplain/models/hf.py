@@ -41,7 +41,7 @@ def detect_kind(model: torch.nn.Module) -> ModelKind | None:
 def kind_of_class_name(name: str) -> ModelKind | None:
     """The kind of a model class named ``name`` (e.g. a config's ``architectures`` entry): from the ``transformers``
     Auto mappings, else from the name's ending (``...ForSequenceClassification``, ``...ForCausalLM``,
-    ``...LMHeadModel``, ``...ForConditionalGeneration``); None when neither tells. The class decides before
+    ``...LMHeadModel``); None when neither tells. The class decides before
     ``is_encoder_decoder``: a BART or T5 *classifier* is an encoder-decoder too."""
     from transformers.models.auto import modeling_auto as ma
 
@@ -57,8 +57,6 @@ def kind_of_class_name(name: str) -> ModelKind | None:
             return kind
     if name.endswith("ForSequenceClassification"):
         return "classifier"
-    if name.endswith(("ForConditionalGeneration", "ForSeq2SeqLM", "MTModel")):
-        return "seq2seq"
     if name.endswith(("ForCausalLM", "LMHeadModel")):
         return "causal"
     return None

@@ -28,12 +28,14 @@ them transformers builds an empty tokenizer that turns every text into no tokens
 def _kind_from_config(config: Any) -> ModelKind:
     """The kind of a saved model: from the class names in ``architectures`` first (a BART or T5 classifier is an
     encoder-decoder too, but is explained as the classifier it was saved as), else ``seq2seq`` for an
-    encoder-decoder, else ``causal``."""
-    for arch in getattr(config, "architectures", None) or []:
-        found = kind_of_class_name(str(arch))
+    encoder-decoder or a ``...ForConditionalGeneration`` class, else ``causal``."""
+    archs = [str(a) for a in getattr(config, "architectures", None) or []]
+    for arch in archs:
+        found = kind_of_class_name(arch)
         if found is not None:
             return found
-    if getattr(config, "is_encoder_decoder", False):
+    if getattr(config, "is_encoder_decoder", False) or any(
+            a.endswith(("ForConditionalGeneration", "ForSeq2SeqLM", "MTModel")) for a in archs):
         return "seq2seq"
     return "causal"
 
