@@ -257,3 +257,47 @@ def test_causal_rows_equal_deleting_tokens_where_masking_is_not_deleting(bpe, na
             read = before[-1] if before else p - 1
             expected = _causal_deleted(model, ex.input_ids, before or [p - 1], read, t)
             np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
+
+
+def _encoder_decoder(bpe, decoder: str):
+    """A tiny ``EncoderDecoderModel`` with a BERT encoder and a BERT or GPT-2 decoder (bert2bert, bert2gpt2)."""
+    from transformers import BertConfig, EncoderDecoderConfig, EncoderDecoderModel, GPT2Config
+
+    torch.manual_seed(0)
+    enc = BertConfig(vocab_size=len(bpe), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    dec = (BertConfig(vocab_size=len(bpe), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=64, is_decoder=True, add_cross_attention=True)
+           if decoder == "bert" else
+           GPT2Config(vocab_size=len(bpe), n_embd=32, n_layer=1, n_head=2, n_positions=64, add_cross_attention=True))
+    model = EncoderDecoderModel(config=EncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)).eval()
+    model.config.decoder_start_token_id, model.config.pad_token_id = bpe.bos_token_id, bpe.pad_token_id
+    return model
+
+
+@pytest.mark.parametrize("decoder", ["bert", "gpt2"])
+def test_encoder_decoder_model_rows_without_source(bpe, decoder):
+    """Rule 5 on an EncoderDecoderModel: with no source kept, the decoder gets cross-attention outputs of zero
+    weighted values. Oracle: a copy whose cross-attention value projections are zero, run on the whole input.
+    These rows (every greedy rationale starts with them) used to be refused."""
+    model = _encoder_decoder(bpe, decoder)
+    w = se.load_model(model, bpe)
+    ex = w.encode("The quick brown fox jumps.", "The dog sat")
+    s = ex.n_source
+    keep = torch.ones(1, ex.length, dtype=torch.bool)
+    keep[0, :s] = False
+    with torch.no_grad():
+        got = w.score(ex, keep)[0]
+    zeroed = copy.deepcopy(model)
+    for name, mod in zeroed.named_modules():
+        if name.endswith("crossattention.self.value"):
+            mod.weight.data.zero_()
+            mod.bias.data.zero_()
+        if name.endswith("crossattention.c_attn"):  # GPT-2's cross-attention values: its c_attn (Conv1D, [D, 2D])
+            mod.weight.data[:, 32:] = 0
+            mod.bias.data[32:] = 0
+    with torch.no_grad():
+        logits = zeroed(input_ids=ex.input_ids[None, :s], decoder_input_ids=ex.input_ids[None, s:-1]).logits[0]
+    expected = torch.log_softmax(logits, -1).gather(1, ex.target_ids.view(-1, 1)).squeeze(1)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+    assert se.explain_example(w, ex, "greedy").rationale is not None

@@ -7,8 +7,8 @@ and the decoder positions ``S ≤ j < p_i``. A rationale starts with the predict
 Rows of several examples share a forward with sources and decoder inputs right-padded separately (padding is a
 dropped position). Rule 5 of :mod:`seqexplain.models.keep` (no source kept: cross-attention contributes nothing)
 is honoured natively by seqexplain's transformer, and for Hugging Face models by zeroing, for those rows, the input
-of each cross-attention's output projection (``encoder_attn.out_proj`` in BART-family models, ``EncDecAttention.o``
-in T5-family models); a model with neither refuses such rows with a clear error.
+of each cross-attention's output projection (:data:`CROSS_OUTPUT_PROJECTIONS`: BART and T5 families, BERT-family and
+GPT-2 decoders of an ``EncoderDecoderModel``); a model with none of them refuses such rows with a clear error.
 
 A target left to the model is its greedy decoding; several sources decode together (:meth:`HFSeq2SeqLM.encode_many`,
 :func:`seqexplain.models.greedy.greedy_many`).
@@ -39,8 +39,10 @@ from seqexplain.models.hf import (
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import offsets_by_decoding
 
-CROSS_OUTPUT_PROJECTIONS = ("encoder_attn.out_proj", "EncDecAttention.o")
-"""Module-name suffixes of cross-attention output projections (rule 5 for Hugging Face encoder-decoders)."""
+CROSS_OUTPUT_PROJECTIONS = ("encoder_attn.out_proj", "EncDecAttention.o", "crossattention.output.dense",
+                            "crossattention.c_proj")
+"""Module-name suffixes of cross-attention output projections (rule 5 for Hugging Face encoder-decoders): BART
+family, T5 family, and the BERT-family and GPT-2 decoders of an ``EncoderDecoderModel`` (bert2bert, bert2gpt2)."""
 
 
 class HFSeq2SeqLM(HFAdapter):
