@@ -301,3 +301,17 @@ def test_encoder_decoder_model_rows_without_source(bpe, decoder):
     expected = torch.log_softmax(logits, -1).gather(1, ex.target_ids.view(-1, 1)).squeeze(1)
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
     assert se.explain_example(w, ex, "greedy").rationale is not None
+
+
+def test_encoder_decoder_model_limits_come_from_its_sub_configs(bpe):
+    """An EncoderDecoderModel's position limits live in its encoder/decoder configs: a too-long source is an
+    InputError (truncate=True cuts it) rather than the module's size-mismatch RuntimeError."""
+    from seqexplain.errors import InputError
+
+    w = se.load_model(_encoder_decoder(bpe, "bert"), bpe)
+    assert w.max_positions() == 64
+    long = " ".join(["The quick brown fox jumps."] * 20)
+    with pytest.raises(InputError, match="at most 64 positions"):
+        w.encode(long, "The dog")
+    ex = w.encode(long, "The dog", truncate=True)
+    assert ex.n_source == 64 and any("truncated" in m for m in ex.warnings)

@@ -184,13 +184,7 @@ class HFAdapter(SequenceModel):
         config = getattr(self.model, "config", None)
         if config is None:
             return getattr(self.model, "max_positions", None)
-        if getattr(config, "model_type", "") in ("t5", "mt5", "umt5", "longt5"):
-            return None  # relative position buckets: no hard limit
-        for key in ("n_positions", "max_position_embeddings"):
-            value = getattr(config, key, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
+        return config_positions(config)
 
     def special_id(self, *names: str) -> int | None:
         for name in names:
@@ -362,6 +356,22 @@ class HFAdapter(SequenceModel):
     def no_attention(self) -> None:
         raise UnsupportedError(f"{self.model_id} ({type(self.model).__name__}) returned no attention weights; "
                                "use a gradient or perturbation method instead")
+
+
+def config_positions(config: Any) -> int | None:
+    """The most positions a model of ``config`` takes (None: no hard limit, e.g. T5's relative buckets); for an
+    ``EncoderDecoderModel`` (its limits live in the ``encoder`` / ``decoder`` sub-configs) the smaller of the two."""
+    subs = [getattr(config, n, None) for n in ("encoder", "decoder")]
+    if all(sub is not None and hasattr(sub, "model_type") for sub in subs):
+        limits = [v for v in (config_positions(sub) for sub in subs) if v is not None]
+        return min(limits) if limits else None
+    if getattr(config, "model_type", "") in ("t5", "mt5", "umt5", "longt5"):
+        return None  # relative position buckets: no hard limit
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def check_unicode(text: str, what: str) -> None:
