@@ -315,3 +315,35 @@ def test_encoder_decoder_model_limits_come_from_its_sub_configs(bpe):
         w.encode(long, "The dog")
     ex = w.encode(long, "The dog", truncate=True)
     assert ex.n_source == 64 and any("truncated" in m for m in ex.warnings)
+
+
+def test_fsmt_rows_without_source_zero_their_own_rows(bpe):
+    """FSMT's attention runs time-major ([T, B, D]); rule 5's zeroing took dim 0 for the batch, which crashed, or,
+    with as many rows as decoder tokens, silently zeroed decoder positions instead of rows. Oracles: the module as
+    it is (rows keeping every source token) and a copy whose cross-attention values are zero (rows keeping none)."""
+    from transformers import FSMTConfig, FSMTForConditionalGeneration
+
+    torch.manual_seed(0)
+    model = FSMTForConditionalGeneration(FSMTConfig(
+        langs=["en", "de"], src_vocab_size=len(bpe), tgt_vocab_size=len(bpe), d_model=32, encoder_layers=1,
+        decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_position_embeddings=64, pad_token_id=bpe.pad_token_id, eos_token_id=bpe.eos_token_id,
+        decoder_start_token_id=bpe.eos_token_id)).eval()
+    w = se.load_model(model, bpe)
+    ex = w.encode("The quick brown fox jumps.", "The dog sat")
+    s, n_dec = ex.n_source, ex.n_targets
+    keep = torch.ones(n_dec, ex.length, dtype=torch.bool)  # as many rows as decoder positions
+    keep[::2, :s] = False
+    with torch.no_grad():
+        got = w.score(ex, keep)
+    zeroed = copy.deepcopy(model)
+    for name, mod in zeroed.named_modules():
+        if name.endswith("encoder_attn.v_proj"):
+            mod.weight.data.zero_()
+            mod.bias.data.zero_()
+    for b in range(n_dec):
+        runner = zeroed if b % 2 == 0 else model
+        with torch.no_grad():
+            logits = runner(input_ids=ex.input_ids[None, :s], decoder_input_ids=ex.input_ids[None, s:-1]).logits[0]
+        expected = torch.log_softmax(logits, -1).gather(1, ex.target_ids.view(-1, 1)).squeeze(1)
+        np.testing.assert_allclose(got[b].numpy(), expected.numpy(), rtol=1e-4, atol=1e-5, err_msg=f"row {b}")

@@ -44,6 +44,9 @@ CROSS_OUTPUT_PROJECTIONS = ("encoder_attn.out_proj", "EncDecAttention.o", "cross
 """Module-name suffixes of cross-attention output projections (rule 5 for Hugging Face encoder-decoders): BART
 family, T5 family, and the BERT-family and GPT-2 decoders of an ``EncoderDecoderModel`` (bert2bert, bert2gpt2)."""
 
+TIME_MAJOR = ("fsmt",)
+"""Model types whose attention modules take ``[T, B, D]`` inputs (batch second)."""
+
 
 class HFSeq2SeqLM(HFAdapter):
     kind = "seq2seq"
@@ -266,9 +269,14 @@ def empty_sources(model: torch.nn.Module, empty: torch.Tensor, name: str = "") -
             f"this architecture's cross-attention is ({type(model).__name__}), so it cannot give the decoder an "
             "empty source; keep at least one source position")
 
+    # fairseq-style attention (FSMT) runs time-major: [T, B, D]
+    batch_dim = 1 if getattr(getattr(model, "config", None), "model_type", "") in TIME_MAJOR else 0
+
     def zero_rows(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
         x = args[0]
-        return (torch.where(empty.view(-1, *([1] * (x.dim() - 1))), torch.zeros_like(x), x), *args[1:])
+        shape = [1] * x.dim()
+        shape[batch_dim] = -1
+        return (torch.where(empty.view(shape), torch.zeros_like(x), x), *args[1:])
 
     handles = [m.register_forward_pre_hook(zero_rows) for m in found]
     try:
