@@ -174,6 +174,38 @@ class HFAdapter(SequenceModel):
         self.model_id = model_id or getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
         self._missing_masks = [n for n in self.mask_names if not accepts(model.forward, n)]
 
+    def position_offset(self) -> int | None:
+        """The position id the model itself gives an input's first token (for an input without padding): 0 for
+        most, ``padding_idx + 1`` for the RoBERTa family (RoBERTa, XLM-R, Longformer, CamemBERT), whose position
+        ids start after the padding index. Adapters pass ``index + offset`` as position ids, so that the model
+        explained is the model itself. Found once by running a few tokens without and with position ids; None
+        when the forward takes no ``position_ids`` or neither start matches (none are then passed)."""
+        if not hasattr(self, "_position_offset"):
+            self._position_offset: int | None = None
+            if accepts_exact(self.model.forward, "position_ids"):
+                self._position_offset = self._probe_position_offset()
+        return self._position_offset
+
+    def _probe_position_offset(self) -> int | None:
+        from seqexplain.models.module_state import eval_mode
+
+        pad = self.special_id("pad_token_id")
+        ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:4]
+        x = torch.tensor([ids], device=self.device)
+        mask = torch.ones_like(x)
+        candidates = [0] + ([pad + 1] if pad is not None and pad + 1 != 0 else [])
+        with torch.no_grad(), eval_mode(self.model):
+            try:
+                own = self.model(input_ids=x, attention_mask=mask).logits
+                for offset in candidates:
+                    pos = torch.arange(len(ids), device=self.device).unsqueeze(0) + offset
+                    given = self.model(input_ids=x, attention_mask=mask, position_ids=pos).logits
+                    if torch.allclose(own.float(), given.float(), rtol=1e-4, atol=1e-5):
+                        return offset
+            except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
+                return None
+        return None
+
     def keep_mask_problem(self) -> str | None:
         if not self._missing_masks:
             return None
@@ -352,6 +384,19 @@ class HFAdapter(SequenceModel):
                 "use a gradient or perturbation method instead")
         with torch.no_grad(), eval_mode(self.model), eager_attention(self.model):
             return self.model(**inputs, output_attentions=True)
+
+    def attention_maps(self, layers: Sequence[torch.Tensor], n_q: int, n_k: int) -> list[torch.Tensor]:
+        """:func:`head_mean` of ``layers``, each checked to be ``[n_q, n_k]``: a model with local or block-sparse
+        attention (Longformer) returns weights over a window, not over positions, which read as positions would
+        be silently wrong (:class:`UnsupportedError`)."""
+        maps = head_mean(layers)
+        bad = next((tuple(a.shape) for a in maps if tuple(a.shape) != (n_q, n_k)), None)
+        if bad is not None:
+            raise UnsupportedError(
+                f"{self.model_id} ({type(self.model).__name__}) returned attention weights of shape {list(bad)}, not "
+                f"[{n_q}, {n_k}] over the input's positions (local or block-sparse attention); use a gradient or "
+                "perturbation method instead")
+        return maps
 
     def no_attention(self) -> None:
         raise UnsupportedError(f"{self.model_id} ({type(self.model).__name__}) returned no attention weights; "

@@ -34,7 +34,6 @@ from seqexplain.models.hf import (
     HFAdapter,
     TokenEmbedding,
     accepts_exact,
-    head_mean,
     ids_only_scale,
     pad_rows,
     segments_of,
@@ -181,7 +180,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             def alone(_: int, seq: list[int]) -> torch.Tensor:
                 return self._next_logits_alone(seq)
 
-            if self._cache_name is not None:
+            if self._cache_name is not None and self.position_offset() is not None:
                 return greedy_cached(prompts, limits, eos, lambda _, seqs: self._cache_start(seqs), self._cache_step,
                                      alone, tokens, margin)
             return greedy_many(prompts, limits, eos, lambda _, seqs: self._next_logits_many(seqs), alone, tokens,
@@ -197,7 +196,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             ids[r, width - len(q):] = torch.tensor(q)
             mask[r, width - len(q):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        pos = (mask.cumsum(1) - 1).clamp(min=0) + (self.position_offset() or 0)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
@@ -284,7 +283,8 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         n_max = int(counts.max()) if n_b else 0
         reads_kept = bool(keep_c.gather(1, r).all())
         kwargs: dict[str, Any] = {}
-        if self._position_ids and reads_kept and n_max > 0 and not bool(keep_c.all()):
+        offset = self.position_offset() if self._position_ids else None
+        if offset is not None and reads_kept and n_max > 0 and not bool(keep_c.all()):
             order = torch.argsort((~keep_c).to(torch.int8), dim=1, stable=True)[:, :n_max]  # kept first, in order
             valid = torch.arange(n_max, device=self.device).unsqueeze(0) < counts.unsqueeze(1)
             if embeds is None:
@@ -295,7 +295,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                 index = order.unsqueeze(-1).expand(-1, -1, embeds.shape[-1])
                 kwargs["inputs_embeds"] = embeds[:, :end].gather(1, index) * self.ids_only_scale()
             kwargs["attention_mask"] = valid.long()
-            kwargs["position_ids"] = order
+            kwargs["position_ids"] = order + offset
             read = torch.cumsum(keep_c.long(), 1).gather(1, r) - 1  # index of r among the kept positions
             for key, value in extra.items():
                 kwargs[key] = value[:, :end].gather(1, order)
@@ -306,8 +306,8 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                 kwargs["input_ids"] = ids[:, :end]
             else:
                 kwargs["inputs_embeds"] = embeds[:, :end] * self.ids_only_scale()
-            if self._position_ids:
-                kwargs["position_ids"] = torch.arange(end, device=self.device).unsqueeze(0).expand(n_b, -1)
+            if offset is not None:
+                kwargs["position_ids"] = torch.arange(end, device=self.device).unsqueeze(0).expand(n_b, -1) + offset
             read = r
             for key, value in extra.items():
                 kwargs[key] = value[:, :end]
@@ -357,4 +357,5 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         if not layers:
             self.no_attention()
         rows = [int(p) - 1 for p in example.target_positions]  # type: ignore[arg-type]
-        return [AttentionSegment(0, example.length, head_mean(layers), rows)]
+        return [AttentionSegment(0, example.length, self.attention_maps(layers, example.length, example.length),
+                                 rows)]

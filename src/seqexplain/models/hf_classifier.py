@@ -25,9 +25,7 @@ from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.hf import (
     HFAdapter,
     TokenEmbedding,
-    accepts,
     accepts_exact,
-    head_mean,
     pad_rows,
     segments_of,
     split_by_part,
@@ -49,8 +47,8 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         # an encoder-decoder classifier (BART, mBART, T5) reads its decoder at the </s> tokens it finds in input_ids
         self._eos_head = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
         self.head_position = head_position or self._default_head_position()
-        self._position_ids = accepts(model.forward, "position_ids")
-        self._no_position_ids = not accepts_exact(model.forward, "position_ids")
+        # Longformer's classifier puts global attention on the first token, found through input_ids
+        self._global_first = accepts_exact(model.forward, "global_attention_mask") and not self._eos_head
 
     def _sequence_summary(self) -> str | None:
         """The ``summary_type`` of a head that pools the hidden states through a ``sequence_summary`` (XLNet:
@@ -93,11 +91,12 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
 
     def input_example(self, text: str, src: Tokenized, warnings: list[str]) -> Example:
         """The :class:`Example` of a tokenised input with a placeholder label (warned when the model takes no
-        position ids: a dropped token is then deleted with the positions of the tokens after it)."""
-        if self._no_position_ids:
-            warnings = [*warnings, f"{type(self.model).__name__}.forward() takes no position_ids: where a method "
-                        "drops tokens (occlusion, rationales), the kept tokens move left to close the gaps and are "
-                        "read at other positions than in the full input"]
+        position ids, or none the adapter can give: a dropped token is then deleted with the positions of the tokens
+        after it)."""
+        if self.position_offset() is None:
+            warnings = [*warnings, f"{type(self.model).__name__}.forward() takes no position_ids seqexplain can give: "
+                        "where a method drops tokens (occlusion, rationales), the kept tokens move left to close the "
+                        "gaps and are read at other positions than in the full input"]
         return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
                        offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                        target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
@@ -190,11 +189,21 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         kwargs: dict[str, Any] = {"attention_mask": (positions < lengths.view(-1, 1)).long()}
         kwargs["inputs_embeds" if with_embeds else "input_ids"] = pad_rows(xs, n_l, 0.0 if with_embeds
                                                                            else self.pad_id())
-        if self._position_ids:
-            kwargs["position_ids"] = positions.expand(int(lengths.shape[0]), -1)
+        offset = self.position_offset()
+        if offset is not None:
+            kwargs["position_ids"] = positions.expand(int(lengths.shape[0]), -1) + offset
         for key in extras[0]:
             kwargs[key] = pad_rows([e[key] for e in extras], n_l, 0)
+        self._global_attention(kwargs, with_embeds)
         return split_by_part(self.model(**self.drop_missing_masks(kwargs)).logits.unsqueeze(1), parts)
+
+    def _global_attention(self, kwargs: dict[str, Any], with_embeds: bool) -> None:
+        """Over input vectors, the global attention on each row's first token that a Longformer classifier sets
+        itself from ``input_ids`` (and cannot without them)."""
+        if with_embeds and self._global_first:
+            mask = torch.zeros_like(kwargs["attention_mask"])
+            mask[:, 0] = 1
+            kwargs["global_attention_mask"] = mask
 
     def _run(self, rows_x: list[torch.Tensor], rows_pos: list[torch.Tensor], rows_extra: list[dict[str, torch.Tensor]],
              with_embeds: bool) -> torch.Tensor:
@@ -215,10 +224,12 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                 extra[k].append(torch.cat([v, v.new_zeros(more)]))
         kwargs: dict[str, Any] = {"attention_mask": torch.stack(ms).long()}
         kwargs["inputs_embeds" if with_embeds else "input_ids"] = torch.stack(xs)
-        if self._position_ids:
-            kwargs["position_ids"] = torch.stack(ps)
+        offset = self.position_offset()
+        if offset is not None:
+            kwargs["position_ids"] = torch.stack(ps) + offset
         for k, v in extra.items():
             kwargs[k] = torch.stack(v)
+        self._global_attention(kwargs, with_embeds)
         return self.model(**self.drop_missing_masks(kwargs)).logits
 
     # ------------------------------------------------------------ attention
@@ -231,4 +242,5 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         layers = getattr(out, "attentions", None)
         if not layers:
             self.no_attention()
-        return [AttentionSegment(0, example.length, head_mean(layers), [self.head_index(example)])]
+        maps = self.attention_maps(layers, example.length, example.length)
+        return [AttentionSegment(0, example.length, maps, [self.head_index(example)])]

@@ -251,8 +251,12 @@ class HFSeq2SeqLM(HFAdapter):
         if not enc or not dec or not cross:
             self.no_attention()
         rows = list(range(m))
-        return [AttentionSegment(0, s, head_mean(cross), rows, key_rollout=head_mean(enc)),
-                AttentionSegment(s, s + m, head_mean(dec), rows)]
+        enc_maps = head_mean(enc)
+        # local/block encoder attention (LED, LongT5) returns maps over a window, not [S, S]: no rollout through it
+        square = all(tuple(a.shape) == (s, s) for a in enc_maps)
+        return [AttentionSegment(0, s, self.attention_maps(cross, m, s), rows,
+                                 key_rollout=enc_maps if square else None, rollout=square),
+                AttentionSegment(s, s + m, self.attention_maps(dec, m, m), rows)]
 
 
 @contextlib.contextmanager
