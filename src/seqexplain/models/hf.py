@@ -194,13 +194,15 @@ class HFAdapter(SequenceModel):
         x = torch.tensor([ids], device=self.device)
         mask = torch.ones_like(x)
         candidates = [0] + ([pad + 1] if pad is not None and pad + 1 != 0 else [])
+        dtype = next((q.dtype for q in self.model.parameters()), torch.float32)
+        tol = 1e-4 if dtype in (torch.float32, torch.float64) else 1e-2  # half-precision weights: rounding
         with torch.no_grad(), eval_mode(self.model):
             try:
                 own = self.model(input_ids=x, attention_mask=mask).logits
                 for offset in candidates:
                     pos = torch.arange(len(ids), device=self.device).unsqueeze(0) + offset
                     given = self.model(input_ids=x, attention_mask=mask, position_ids=pos).logits
-                    if torch.allclose(own.float(), given.float(), rtol=1e-4, atol=1e-5):
+                    if torch.allclose(own.float(), given.float(), rtol=tol, atol=tol * float(own.abs().max())):
                         return offset
             except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
                 return None
