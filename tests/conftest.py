@@ -233,7 +233,8 @@ class NoAttentionLM(torch.nn.Module):
         m = attention_mask.unsqueeze(-1).to(x.dtype)
         logits = self.out(torch.tanh(torch.cumsum(x * m, dim=1) / torch.cumsum(m, dim=1).clamp(min=1.0)))
         if self.nan_when_dropped and attention_mask.shape[1] > 1:
-            dropped = (attention_mask[:, 1] == 0).view(-1, 1, 1)
+            pos = position_ids if position_ids is not None else torch.arange(x.shape[1], device=x.device).view(1, -1)
+            dropped = ~((pos == 1) & attention_mask.bool()).any(1).view(-1, 1, 1)  # packed rows: by position id
             logits = torch.where(dropped, torch.full_like(logits, float("nan")), logits)
         return SimpleNamespace(logits=logits)
 

@@ -209,6 +209,8 @@ class SequenceModel(ABC):
         if not bool(keep.all()):
             self.require_keep_mask()
             self.verify_keep_mask(ex)
+        if part.embeds is not None and ex.input_ids is not None:
+            self.verify_vectors(ex)
         rows_target = None if part.rows_target is None else part.rows_target.to(self.device).long().view(-1)
         return Part(ex, keep, part.embeds, rows_target)
 
@@ -287,6 +289,31 @@ class SequenceModel(ABC):
                 "drop positions through the mask, so they would give all-zero scores and whole-context rationales; "
                 "use gradient or attention methods, or a model whose forward honours attention_mask")
         self._keep_verified = True
+
+    def verify_vectors(self, example: Example) -> None:
+        """Check once per adapter, by behaviour, that feeding :meth:`embed`'s vectors gives the logits the token
+        ids give (the contract gradient methods, IG and precomputed vectors rest on). A model that transforms its
+        token embeddings only when it reads ids, in a way its adapter does not know, fails with
+        :class:`UnsupportedError` instead of having another function explained."""
+        if getattr(self, "_vectors_verified", False):
+            return
+        self._vectors_verified = True  # the probe's own forwards must not probe again
+        try:
+            with torch.no_grad():
+                by_ids = self.logits(example).float()
+                by_vectors = self.logits(example, embeds=self.embed(example).detach()).float()
+        except BaseException:
+            self._vectors_verified = False
+            raise
+        scale = float(by_ids.abs().max()) if by_ids.numel() else 0.0
+        if not torch.allclose(by_vectors, by_ids, rtol=1e-3, atol=1e-3 * scale + 1e-5):
+            self._vectors_verified = False
+            raise UnsupportedError(
+                f"{self.model_id} ({type(self.model).__name__}) gives other predictions when fed its own input "
+                f"embeddings than when it reads the token ids (max logit difference "
+                f"{float((by_vectors - by_ids).abs().max()):.3g}): it transforms token embeddings only on the ids "
+                "path, so gradient methods, integrated gradients and precomputed vectors would explain another "
+                "function; use occlusion or a rationale method")
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast is None:

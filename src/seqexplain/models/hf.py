@@ -29,9 +29,22 @@ def detect_kind(model: torch.nn.Module) -> ModelKind | None:
     explicit = getattr(model, "seqexplain_kind", None)
     if explicit in ("causal", "seq2seq", "classifier"):
         return explicit  # type: ignore[no-any-return]
+    found = kind_of_class_name(type(model).__name__)
+    if found is not None:
+        return found
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    return None
+
+
+def kind_of_class_name(name: str) -> ModelKind | None:
+    """The kind of a model class named ``name`` (e.g. a config's ``architectures`` entry): from the ``transformers``
+    Auto mappings, else from the name's ending (``...ForSequenceClassification``, ``...ForCausalLM``,
+    ``...LMHeadModel``); None when neither tells. The class decides before
+    ``is_encoder_decoder``: a BART or T5 *classifier* is an encoder-decoder too."""
     from transformers.models.auto import modeling_auto as ma
 
-    name = type(model).__name__
     tables: list[tuple[ModelKind, str]] = [
         ("seq2seq", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"),
         ("classifier", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"),
@@ -42,9 +55,6 @@ def detect_kind(model: torch.nn.Module) -> ModelKind | None:
         flat = {v for vals in names.values() for v in ((vals,) if isinstance(vals, str) else vals)}
         if name in flat:
             return kind
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "is_encoder_decoder", False):
-        return "seq2seq"
     if name.endswith("ForSequenceClassification"):
         return "classifier"
     if name.endswith(("ForCausalLM", "LMHeadModel")):
@@ -164,6 +174,40 @@ class HFAdapter(SequenceModel):
         self.model_id = model_id or getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
         self._missing_masks = [n for n in self.mask_names if not accepts(model.forward, n)]
 
+    def position_offset(self) -> int | None:
+        """The position id the model itself gives an input's first token (for an input without padding): 0 for
+        most, ``padding_idx + 1`` for the RoBERTa family (RoBERTa, XLM-R, Longformer, CamemBERT), whose position
+        ids start after the padding index. Adapters pass ``index + offset`` as position ids, so that the model
+        explained is the model itself. Found once by running a few tokens without and with position ids; None
+        when the forward takes no ``position_ids`` or neither start matches (none are then passed)."""
+        if not hasattr(self, "_position_offset"):
+            self._position_offset: int | None = None
+            if accepts_exact(self.model.forward, "position_ids"):
+                self._position_offset = self._probe_position_offset()
+        return self._position_offset
+
+    def _probe_position_offset(self) -> int | None:
+        from seqexplain.models.module_state import eval_mode
+
+        pad = self.special_id("pad_token_id")
+        ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:4]
+        x = torch.tensor([ids], device=self.device)
+        mask = torch.ones_like(x)
+        candidates = [0] + ([pad + 1] if pad is not None and pad + 1 != 0 else [])
+        dtype = next((q.dtype for q in self.model.parameters()), torch.float32)
+        tol = 1e-4 if dtype in (torch.float32, torch.float64) else 1e-2  # half-precision weights: rounding
+        with torch.no_grad(), eval_mode(self.model):
+            try:
+                own = self.model(input_ids=x, attention_mask=mask).logits
+                for offset in candidates:
+                    pos = torch.arange(len(ids), device=self.device).unsqueeze(0) + offset
+                    given = self.model(input_ids=x, attention_mask=mask, position_ids=pos).logits
+                    if torch.allclose(own.float(), given.float(), rtol=tol, atol=tol * float(own.abs().max())):
+                        return offset
+            except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
+                return None
+        return None
+
     def keep_mask_problem(self) -> str | None:
         if not self._missing_masks:
             return None
@@ -174,13 +218,7 @@ class HFAdapter(SequenceModel):
         config = getattr(self.model, "config", None)
         if config is None:
             return getattr(self.model, "max_positions", None)
-        if getattr(config, "model_type", "") in ("t5", "mt5", "umt5", "longt5"):
-            return None  # relative position buckets: no hard limit
-        for key in ("n_positions", "max_position_embeddings"):
-            value = getattr(config, key, None)
-            if isinstance(value, int) and value > 0:
-                return value
-        return None
+        return config_positions(config)
 
     def special_id(self, *names: str) -> int | None:
         for name in names:
@@ -349,9 +387,38 @@ class HFAdapter(SequenceModel):
         with torch.no_grad(), eval_mode(self.model), eager_attention(self.model):
             return self.model(**inputs, output_attentions=True)
 
+    def attention_maps(self, layers: Sequence[torch.Tensor], n_q: int, n_k: int) -> list[torch.Tensor]:
+        """:func:`head_mean` of ``layers``, each checked to be ``[n_q, n_k]``: a model with local or block-sparse
+        attention (Longformer) returns weights over a window, not over positions, which read as positions would
+        be silently wrong (:class:`UnsupportedError`)."""
+        maps = head_mean(layers)
+        bad = next((tuple(a.shape) for a in maps if tuple(a.shape) != (n_q, n_k)), None)
+        if bad is not None:
+            raise UnsupportedError(
+                f"{self.model_id} ({type(self.model).__name__}) returned attention weights of shape {list(bad)}, not "
+                f"[{n_q}, {n_k}] over the input's positions (local or block-sparse attention); use a gradient or "
+                "perturbation method instead")
+        return maps
+
     def no_attention(self) -> None:
         raise UnsupportedError(f"{self.model_id} ({type(self.model).__name__}) returned no attention weights; "
                                "use a gradient or perturbation method instead")
+
+
+def config_positions(config: Any) -> int | None:
+    """The most positions a model of ``config`` takes (None: no hard limit, e.g. T5's relative buckets); for an
+    ``EncoderDecoderModel`` (its limits live in the ``encoder`` / ``decoder`` sub-configs) the smaller of the two."""
+    subs = [getattr(config, n, None) for n in ("encoder", "decoder")]
+    if all(sub is not None and hasattr(sub, "model_type") for sub in subs):
+        limits = [v for v in (config_positions(sub) for sub in subs) if v is not None]
+        return min(limits) if limits else None
+    if getattr(config, "model_type", "") in ("t5", "mt5", "umt5", "longt5"):
+        return None  # relative position buckets: no hard limit
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def check_unicode(text: str, what: str) -> None:
@@ -386,6 +453,36 @@ def input_embeddings(stack: torch.nn.Module, model: torch.nn.Module) -> torch.nn
         raise UnsupportedError(f"{type(model).__name__} has no input-embedding layer for its encoder or decoder; "
                                "gradient methods need one")
     return got
+
+
+SCALE_ATTRIBUTES = ("embed_scale", "embedding_multiplier")
+"""Attributes under which a stack keeps the factor it may apply to its token embeddings (Marian, Pegasus:
+``embed_scale``; Falcon-H1: ``embedding_multiplier``)."""
+
+
+def ids_only_scale(stack: torch.nn.Module, layer: torch.nn.Module, vocab: int, **kwargs: Any) -> float:
+    """The factor ``stack`` multiplies its token embeddings by when it reads ``input_ids`` but not when it is given
+    ``inputs_embeds`` (the multiplication inside ``if inputs_embeds is None``), 1 for a stack that applies it to
+    both or has none: found by running the stack on a few token ids both ways (``kwargs``: its other inputs). An
+    adapter feeds the vectors of ``embed`` (the input layer's output) as ``vectors × scale``."""
+    from seqexplain.models.module_state import eval_mode
+
+    scale = next((v for v in (getattr(stack, n, None) for n in SCALE_ATTRIBUTES)
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
+    if scale is None or float(scale) == 1.0:
+        return 1.0
+    device = next((p.device for p in stack.parameters()), torch.device("cpu"))
+    ids = torch.arange(1, 5, device=device).clamp(max=vocab - 1).unsqueeze(0)
+    with torch.no_grad(), eval_mode(stack):
+        try:
+            by_ids = stack(input_ids=ids, **kwargs).last_hidden_state
+            plain = layer(ids)
+            if torch.allclose(by_ids, stack(inputs_embeds=plain, **kwargs).last_hidden_state, rtol=1e-4, atol=1e-5):
+                return 1.0
+            scaled = stack(inputs_embeds=plain * float(scale), **kwargs).last_hidden_state
+        except (TypeError, ValueError, AttributeError, RuntimeError):
+            return 1.0  # a stack that cannot run alone so: SequenceModel.verify_vectors still checks the whole model
+        return float(scale) if torch.allclose(by_ids, scaled, rtol=1e-4, atol=1e-5) else 1.0
 
 
 def head_mean(layers: Sequence[torch.Tensor], row: int = 0) -> list[torch.Tensor]:

@@ -4,8 +4,11 @@ Input axis: prompt tokens, then target tokens; target ``i`` sits at ``p_i`` and 
 (rule 3 of :mod:`seqexplain.models.keep`: under a keep-mask, from the last kept position before ``p_i``). Target
 ``i`` sees the positions ``j < p_i``. A rationale starts with the predicting token ``p_i − 1``.
 
-Rows of several examples share a forward right-padded (padding is a dropped position). Sparse rows (at most half
-the positions kept) are *packed*: their kept tokens are moved left and run with their original position ids; rows
+Rows of several examples share a forward right-padded (padding is a dropped position). Rows that drop positions
+are *packed* when the model takes position ids: their kept tokens are moved left and run with their original
+position ids, which is deleting the dropped tokens (rule 1) for every architecture, including those where masking
+a token in place is not (a sliding attention window counts the tokens read; a state-space layer of a hybrid model
+steps through a masked token); without position ids, dropped tokens are masked in place. Rows
 that share leading tokens run them once (:mod:`seqexplain.models.prefix_cache`), and the output layer runs only at
 the reading positions when the model's head is a plain projection of its base model's last hidden state (checked
 once against the model's own logits).
@@ -30,9 +33,8 @@ from seqexplain.models.greedy import greedy_cached, greedy_many
 from seqexplain.models.hf import (
     HFAdapter,
     TokenEmbedding,
-    accepts,
     accepts_exact,
-    head_mean,
+    ids_only_scale,
     pad_rows,
     segments_of,
     split_by_part,
@@ -64,13 +66,25 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
     def __init__(self, model: torch.nn.Module, tokenizer: Any, model_id: str | None = None) -> None:
         super().__init__(model, tokenizer, model_id)
         self._logits_to_keep = accepts_exact(model.forward, "logits_to_keep")
-        self._position_ids = accepts(model.forward, "position_ids")
+        self._position_ids = accepts_exact(model.forward, "position_ids")  # not **kwargs: they may swallow it
         # several prompts decode with the model's key/value cache when its forward names one (``cache``; before
         # transformers 5, ``past_key_values``), ``use_cache``, position ids and an attention mask (left padding)
         names = [n for n in ("cache", "past_key_values") if accepts_exact(model.forward, n)]
         plain = all(accepts_exact(model.forward, n) for n in ("position_ids", "use_cache", "attention_mask"))
         self._cache_name: str | None = names[0] if names and plain else None
         self._head_ok: bool | None = None
+        self._scale: float | None = None
+
+    def ids_only_scale(self) -> float:
+        """The factor the base model applies to its token embeddings only when it reads ids
+        (:func:`~seqexplain.models.hf.ids_only_scale`; Falcon-H1's ``embedding_multiplier``), by which the vectors
+        this adapter feeds are multiplied. Found once."""
+        if self._scale is None:
+            base = getattr(self.model, "base_model", None)
+            self._scale = 1.0
+            if isinstance(base, torch.nn.Module) and base is not self.model:
+                self._scale = ids_only_scale(base, self.input_layer(), self.vocab_size())
+        return self._scale
 
     # --------------------------------------------------------------- encode
     def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
@@ -168,7 +182,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             def alone(_: int, seq: list[int]) -> torch.Tensor:
                 return self._next_logits_alone(seq)
 
-            if self._cache_name is not None:
+            if self._cache_name is not None and self.position_offset() is not None:
                 return greedy_cached(prompts, limits, eos, lambda _, seqs: self._cache_start(seqs), self._cache_step,
                                      alone, tokens, margin)
             return greedy_many(prompts, limits, eos, lambda _, seqs: self._next_logits_many(seqs), alone, tokens,
@@ -184,7 +198,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             ids[r, width - len(q):] = torch.tensor(q)
             mask[r, width - len(q):] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
-        pos = (mask.cumsum(1) - 1).clamp(min=0)
+        pos = (mask.cumsum(1) - 1).clamp(min=0) + (self.position_offset() or 0)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
@@ -223,7 +237,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
 
     # ---------------------------------------------------------------- logits
     def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
-        """A causal row runs only its kept tokens (sparse rows are packed)."""
+        """A causal row runs only its kept tokens (rows that drop positions are packed)."""
         return max(1, max_kept)
 
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
@@ -271,13 +285,19 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         n_max = int(counts.max()) if n_b else 0
         reads_kept = bool(keep_c.gather(1, r).all())
         kwargs: dict[str, Any] = {}
-        if embeds is None and ids is not None and self._position_ids and reads_kept and 0 < n_max <= end // 2:
-            ids_c = ids[:, :end]
+        offset = self.position_offset() if self._position_ids else None
+        if offset is not None and reads_kept and n_max > 0 and not bool(keep_c.all()):
             order = torch.argsort((~keep_c).to(torch.int8), dim=1, stable=True)[:, :n_max]  # kept first, in order
             valid = torch.arange(n_max, device=self.device).unsqueeze(0) < counts.unsqueeze(1)
-            kwargs["input_ids"] = torch.where(valid, ids_c.gather(1, order), ids_c[:, :1])
+            if embeds is None:
+                assert ids is not None
+                ids_c = ids[:, :end]
+                kwargs["input_ids"] = torch.where(valid, ids_c.gather(1, order), ids_c[:, :1])
+            else:
+                index = order.unsqueeze(-1).expand(-1, -1, embeds.shape[-1])
+                kwargs["inputs_embeds"] = embeds[:, :end].gather(1, index) * self.ids_only_scale()
             kwargs["attention_mask"] = valid.long()
-            kwargs["position_ids"] = order
+            kwargs["position_ids"] = order + offset
             read = torch.cumsum(keep_c.long(), 1).gather(1, r) - 1  # index of r among the kept positions
             for key, value in extra.items():
                 kwargs[key] = value[:, :end].gather(1, order)
@@ -287,9 +307,9 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                 assert ids is not None
                 kwargs["input_ids"] = ids[:, :end]
             else:
-                kwargs["inputs_embeds"] = embeds[:, :end]
-            if self._position_ids:
-                kwargs["position_ids"] = torch.arange(end, device=self.device).unsqueeze(0).expand(n_b, -1)
+                kwargs["inputs_embeds"] = embeds[:, :end] * self.ids_only_scale()
+            if offset is not None:
+                kwargs["position_ids"] = torch.arange(end, device=self.device).unsqueeze(0).expand(n_b, -1) + offset
             read = r
             for key, value in extra.items():
                 kwargs[key] = value[:, :end]
@@ -331,9 +351,13 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
     # ------------------------------------------------------------ attention
     def attention_view(self, example: Example) -> list[AttentionSegment]:
         """Target ``i`` is explained by the attention row of its predicting position ``p_i − 1``."""
-        out = self.output_attentions(**self.drop_missing_masks(self.span_inputs(example)))
+        inputs = self.span_inputs(example)
+        if "inputs_embeds" in inputs:
+            inputs["inputs_embeds"] = inputs["inputs_embeds"] * self.ids_only_scale()
+        out = self.output_attentions(**self.drop_missing_masks(inputs))
         layers = getattr(out, "attentions", None)
         if not layers:
             self.no_attention()
         rows = [int(p) - 1 for p in example.target_positions]  # type: ignore[arg-type]
-        return [AttentionSegment(0, example.length, head_mean(layers), rows)]
+        return [AttentionSegment(0, example.length, self.attention_maps(layers, example.length, example.length),
+                                 rows)]

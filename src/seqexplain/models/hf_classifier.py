@@ -20,9 +20,16 @@ from typing import Any
 
 import torch
 
-from seqexplain.errors import InputError
+from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.example import AttentionSegment, Example, Part
-from seqexplain.models.hf import HFAdapter, TokenEmbedding, accepts, head_mean, pad_rows, segments_of, split_by_part
+from seqexplain.models.hf import (
+    HFAdapter,
+    TokenEmbedding,
+    accepts_exact,
+    pad_rows,
+    segments_of,
+    split_by_part,
+)
 from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.tokenization import Tokenized
 
@@ -36,14 +43,34 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         super().__init__(model, tokenizer, model_id)
         if head_position not in (None, "first", "last"):
             raise InputError(f"head_position is 'first' or 'last', not {head_position!r}")
+        self._summary = self._sequence_summary()
+        # an encoder-decoder classifier (BART, mBART, T5) reads its decoder at the </s> tokens it finds in input_ids
+        self._eos_head = bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False))
         self.head_position = head_position or self._default_head_position()
-        self._position_ids = accepts(model.forward, "position_ids")
+        # Longformer's classifier puts global attention on the first token, found through input_ids
+        self._global_first = accepts_exact(model.forward, "global_attention_mask") and not self._eos_head
+
+    def _sequence_summary(self) -> str | None:
+        """The ``summary_type`` of a head that pools the hidden states through a ``sequence_summary`` (XLNet:
+        "last", the last position of the padded batch; XLM: "first"), None for other heads."""
+        if not hasattr(self.model, "sequence_summary"):
+            return None
+        return str(getattr(getattr(self.model, "config", None), "summary_type", "last"))
 
     def _default_head_position(self) -> str:
-        """"first" for BERT-style poolers, "last" for decoder-style heads (a ``score`` layer, no ``classifier``)."""
+        """"first" for BERT-style poolers, "last" for decoder-style heads (a ``score`` layer, no ``classifier``)
+        and for summaries of the last position (XLNet)."""
+        if self._summary in ("last", "cls_index") or self._eos_head:
+            return "last"
         if hasattr(self.model, "score") and not hasattr(self.model, "classifier"):
             return "last"
         return "first"
+
+    def _reads_padding(self) -> bool:
+        """Whether the head would read right-padding: a summary of the batch's last position or of every position
+        (XLNet), which finds no token through the pad id as decoder-style ``score`` heads do. Rows of different
+        lengths then run one length at a time."""
+        return self._summary not in (None, "first")
 
     def label_names(self) -> list[str]:
         id2label = getattr(getattr(self.model, "config", None), "id2label", None) or {}
@@ -63,7 +90,13 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         return [self.input_example(text, src, warn) for text, (src, warn) in zip(checked, tokenized, strict=True)]
 
     def input_example(self, text: str, src: Tokenized, warnings: list[str]) -> Example:
-        """The :class:`Example` of a tokenised input with a placeholder label."""
+        """The :class:`Example` of a tokenised input with a placeholder label (warned when the model takes no
+        position ids, or none the adapter can give: a dropped token is then deleted with the positions of the tokens
+        after it)."""
+        if self.position_offset() is None:
+            warnings = [*warnings, f"{type(self.model).__name__}.forward() takes no position_ids seqexplain can give: "
+                        "where a method drops tokens (occlusion, rationales), the kept tokens move left to close the "
+                        "gaps and are read at other positions than in the full input"]
         return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
                        offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                        target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
@@ -78,15 +111,19 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         return specials or [self.head_index(example)]
 
     def can_pad(self) -> bool:
+        if self._reads_padding():
+            return False
         return self.head_position == "first" or self.special_id("pad_token_id") is not None
 
     # ---------------------------------------------------------------- logits
     def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
         """Each row's kept tokens packed to the left with their original position ids (module docstring)."""
         with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
+        if self._eos_head:
+            self._check_eos_rows(parts, with_embeds)
         lengths = {p.example.length for p in parts}
         if all(bool(p.keep.all()) for p in parts if p.keep is not None) and (
-                self.head_position == "first" or len(lengths) == 1):
+                len(lengths) == 1 or (self.head_position == "first" and not self._reads_padding())):
             return self._logits_full(parts, with_embeds)  # nothing dropped: whole rows, right-padded
         rows_x, rows_pos, rows_extra, counts = [], [], [], []
         for part in parts:
@@ -107,13 +144,31 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                 rows_pos.append(kept)
                 rows_extra.append({k: v.to(self.device)[kept] for k, v in ex.extra.items()})
                 counts.append(int(kept.numel()))
-        if len(set(counts)) > 1 and self.head_position == "last" and (
-                with_embeds or self.special_id("pad_token_id") is None):
-            # the head finds the last token through pad ids: rows of other lengths run one at a time
+        if len(set(counts)) > 1 and (self._reads_padding() or self.head_position == "last" and (
+                with_embeds or self.special_id("pad_token_id") is None)):
+            # the head finds the last token through pad ids (or reads padding): rows of other lengths run one at a
+            # time
             outs = [self._run([x], [p], [e], with_embeds) for x, p, e in zip(rows_x, rows_pos, rows_extra,
                                                                               strict=True)]
             return split_by_part(torch.cat(outs).unsqueeze(1), parts)
         return split_by_part(self._run(rows_x, rows_pos, rows_extra, with_embeds).unsqueeze(1), parts)
+
+    def _check_eos_rows(self, parts: Sequence[Part], with_embeds: bool) -> None:
+        """An encoder-decoder classifier finds its </s> tokens in ``input_ids``: it takes no input vectors, and a
+        row cannot drop one (:class:`UnsupportedError` naming what does work)."""
+        name = f"{self.model_id} ({type(self.model).__name__})"
+        if with_embeds:
+            raise UnsupportedError(f"{name} finds its </s> token in the token ids and takes no input vectors, so "
+                                   "gradient methods, integrated gradients, replacement baselines and precomputed "
+                                   "vectors cannot run on it; use the greedy or exhaustive rationale")
+        eos = self.special_id("eos_token_id")
+        for part in parts:
+            assert part.keep is not None and part.example.input_ids is not None
+            at_eos = part.example.input_ids.to(part.keep.device) == eos
+            if bool((at_eos.unsqueeze(0) & ~part.keep).any()):
+                raise UnsupportedError(f"{name} reads its </s> token, so a row cannot drop it (occlusion drops every "
+                                       "position); use the greedy or exhaustive rationale, which keep the special "
+                                       "tokens")
 
     def _logits_full(self, parts: Sequence[Part], with_embeds: bool) -> list[torch.Tensor]:
         """Rows that keep every position: each part's rows as they are, right-padded to the longest part (the
@@ -134,11 +189,21 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         kwargs: dict[str, Any] = {"attention_mask": (positions < lengths.view(-1, 1)).long()}
         kwargs["inputs_embeds" if with_embeds else "input_ids"] = pad_rows(xs, n_l, 0.0 if with_embeds
                                                                            else self.pad_id())
-        if self._position_ids:
-            kwargs["position_ids"] = positions.expand(int(lengths.shape[0]), -1)
+        offset = self.position_offset()
+        if offset is not None:
+            kwargs["position_ids"] = positions.expand(int(lengths.shape[0]), -1) + offset
         for key in extras[0]:
             kwargs[key] = pad_rows([e[key] for e in extras], n_l, 0)
+        self._global_attention(kwargs, with_embeds)
         return split_by_part(self.model(**self.drop_missing_masks(kwargs)).logits.unsqueeze(1), parts)
+
+    def _global_attention(self, kwargs: dict[str, Any], with_embeds: bool) -> None:
+        """Over input vectors, the global attention on each row's first token that a Longformer classifier sets
+        itself from ``input_ids`` (and cannot without them)."""
+        if with_embeds and self._global_first:
+            mask = torch.zeros_like(kwargs["attention_mask"])
+            mask[:, 0] = 1
+            kwargs["global_attention_mask"] = mask
 
     def _run(self, rows_x: list[torch.Tensor], rows_pos: list[torch.Tensor], rows_extra: list[dict[str, torch.Tensor]],
              with_embeds: bool) -> torch.Tensor:
@@ -159,10 +224,12 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                 extra[k].append(torch.cat([v, v.new_zeros(more)]))
         kwargs: dict[str, Any] = {"attention_mask": torch.stack(ms).long()}
         kwargs["inputs_embeds" if with_embeds else "input_ids"] = torch.stack(xs)
-        if self._position_ids:
-            kwargs["position_ids"] = torch.stack(ps)
+        offset = self.position_offset()
+        if offset is not None:
+            kwargs["position_ids"] = torch.stack(ps) + offset
         for k, v in extra.items():
             kwargs[k] = torch.stack(v)
+        self._global_attention(kwargs, with_embeds)
         return self.model(**self.drop_missing_masks(kwargs)).logits
 
     # ------------------------------------------------------------ attention
@@ -175,4 +242,5 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         layers = getattr(out, "attentions", None)
         if not layers:
             self.no_attention()
-        return [AttentionSegment(0, example.length, head_mean(layers), [self.head_index(example)])]
+        maps = self.attention_maps(layers, example.length, example.length)
+        return [AttentionSegment(0, example.length, maps, [self.head_index(example)])]

@@ -7,8 +7,8 @@ and the decoder positions ``S ≤ j < p_i``. A rationale starts with the predict
 Rows of several examples share a forward with sources and decoder inputs right-padded separately (padding is a
 dropped position). Rule 5 of :mod:`seqexplain.models.keep` (no source kept: cross-attention contributes nothing)
 is honoured natively by seqexplain's transformer, and for Hugging Face models by zeroing, for those rows, the input
-of each cross-attention's output projection (``encoder_attn.out_proj`` in BART-family models, ``EncDecAttention.o``
-in T5-family models); a model with neither refuses such rows with a clear error.
+of each cross-attention's output projection (:data:`CROSS_OUTPUT_PROJECTIONS`: BART and T5 families, BERT-family and
+GPT-2 decoders of an ``EncoderDecoderModel``); a model with none of them refuses such rows with a clear error.
 
 A target left to the model is its greedy decoding; several sources decode together (:meth:`HFSeq2SeqLM.encode_many`,
 :func:`seqexplain.models.greedy.greedy_many`).
@@ -27,17 +27,48 @@ from seqexplain.models import keep as keep_rule
 from seqexplain.models.batching import tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_many
-from seqexplain.models.hf import HFAdapter, head_mean, input_embeddings, pad_rows, segments_of, split_by_part
+from seqexplain.models.hf import (
+    HFAdapter,
+    head_mean,
+    ids_only_scale,
+    input_embeddings,
+    pad_rows,
+    segments_of,
+    split_by_part,
+)
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import offsets_by_decoding
 
-CROSS_OUTPUT_PROJECTIONS = ("encoder_attn.out_proj", "EncDecAttention.o")
-"""Module-name suffixes of cross-attention output projections (rule 5 for Hugging Face encoder-decoders)."""
+CROSS_OUTPUT_PROJECTIONS = ("encoder_attn.out_proj", "EncDecAttention.o", "crossattention.output.dense",
+                            "crossattention.c_proj")
+"""Module-name suffixes of cross-attention output projections (rule 5 for Hugging Face encoder-decoders): BART
+family, T5 family, and the BERT-family and GPT-2 decoders of an ``EncoderDecoderModel`` (bert2bert, bert2gpt2)."""
+
+TIME_MAJOR = ("fsmt",)
+"""Model types whose attention modules take ``[T, B, D]`` inputs (batch second)."""
 
 
 class HFSeq2SeqLM(HFAdapter):
     kind = "seq2seq"
     mask_names = ("attention_mask", "decoder_attention_mask")
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, model_id: str | None = None) -> None:
+        super().__init__(model, tokenizer, model_id)
+        self._scales: dict[str, float] = {}
+
+    def ids_only_scale(self, side: str) -> float:
+        """The factor the encoder (``side="encoder"``) or decoder stack applies to its token embeddings only when it
+        reads ids (:func:`~seqexplain.models.hf.ids_only_scale`; Marian, Pegasus, BlenderbotSmall, MVP), by which
+        the vectors this adapter feeds are multiplied. Found once per side."""
+        if side not in self._scales:
+            stack = self.model.get_encoder() if side == "encoder" else self.model.get_decoder()
+            kwargs: dict[str, Any] = {}
+            if side == "decoder":  # a decoder stack attends to an encoder output: give it one
+                width = int(getattr(getattr(self.model, "config", None), "d_model", 0) or self.input_width() or 0)
+                kwargs["encoder_hidden_states"] = torch.zeros(1, 1, width, device=self.device)
+            self._scales[side] = ids_only_scale(stack, input_embeddings(stack, self.model), self.vocab_size(),
+                                                **kwargs)
+        return self._scales[side]
 
     # --------------------------------------------------------------- encode
     def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
@@ -195,8 +226,8 @@ class HFSeq2SeqLM(HFAdapter):
         kwargs: dict[str, Any] = {"attention_mask": sk.long(),
                                   "decoder_attention_mask": dk.long()}
         if with_embeds:
-            kwargs["inputs_embeds"] = pad_rows(src_emb, n_s, 0.0)
-            kwargs["decoder_inputs_embeds"] = pad_rows(dec_emb, n_d, 0.0)
+            kwargs["inputs_embeds"] = pad_rows(src_emb, n_s, 0.0) * self.ids_only_scale("encoder")
+            kwargs["decoder_inputs_embeds"] = pad_rows(dec_emb, n_d, 0.0) * self.ids_only_scale("decoder")
         else:
             kwargs["input_ids"] = pad_rows(src_ids, n_s, self.pad_id())
             kwargs["decoder_input_ids"] = pad_rows(dec_ids, n_d, self.pad_id())
@@ -210,15 +241,22 @@ class HFSeq2SeqLM(HFAdapter):
         """Source part: the cross-attention row of decoder position ``i`` (rollout composes it with the encoder's
         self-attention rollout); decoder part: the decoder self-attention row of position ``i``."""
         s, m = example.n_source, example.n_targets
-        out = self.output_attentions(**self.span_inputs(example, 0, s),
-                                     **self.span_inputs(example, s, s + m, prefix="decoder_"))
+        inputs = {**self.span_inputs(example, 0, s), **self.span_inputs(example, s, s + m, prefix="decoder_")}
+        for key, side in (("inputs_embeds", "encoder"), ("decoder_inputs_embeds", "decoder")):
+            if key in inputs:
+                inputs[key] = inputs[key] * self.ids_only_scale(side)
+        out = self.output_attentions(**inputs)
         enc, dec, cross = (getattr(out, n, None) for n in ("encoder_attentions", "decoder_attentions",
                                                              "cross_attentions"))
         if not enc or not dec or not cross:
             self.no_attention()
         rows = list(range(m))
-        return [AttentionSegment(0, s, head_mean(cross), rows, key_rollout=head_mean(enc)),
-                AttentionSegment(s, s + m, head_mean(dec), rows)]
+        enc_maps = head_mean(enc)
+        # local/block encoder attention (LED, LongT5) returns maps over a window, not [S, S]: no rollout through it
+        square = all(tuple(a.shape) == (s, s) for a in enc_maps)
+        return [AttentionSegment(0, s, self.attention_maps(cross, m, s), rows,
+                                 key_rollout=enc_maps if square else None, rollout=square),
+                AttentionSegment(s, s + m, self.attention_maps(dec, m, m), rows)]
 
 
 @contextlib.contextmanager
@@ -235,9 +273,14 @@ def empty_sources(model: torch.nn.Module, empty: torch.Tensor, name: str = "") -
             f"this architecture's cross-attention is ({type(model).__name__}), so it cannot give the decoder an "
             "empty source; keep at least one source position")
 
+    # fairseq-style attention (FSMT) runs time-major: [T, B, D]
+    batch_dim = 1 if getattr(getattr(model, "config", None), "model_type", "") in TIME_MAJOR else 0
+
     def zero_rows(_module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
         x = args[0]
-        return (torch.where(empty.view(-1, *([1] * (x.dim() - 1))), torch.zeros_like(x), x), *args[1:])
+        shape = [1] * x.dim()
+        shape[batch_dim] = -1
+        return (torch.where(empty.view(shape), torch.zeros_like(x), x), *args[1:])
 
     handles = [m.register_forward_pre_hook(zero_rows) for m in found]
     try:

@@ -16,7 +16,7 @@ import torch
 
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.base import ModelKind, SequenceModel
-from seqexplain.models.hf import HFModel, detect_kind
+from seqexplain.models.hf import HFModel, detect_kind, kind_of_class_name
 
 _KINDS = ("causal", "seq2seq", "classifier")
 TOKENIZER_FILES = frozenset({"tokenizer.json", "vocab.json", "vocab.txt", "merges.txt", "spiece.model",
@@ -26,14 +26,17 @@ them transformers builds an empty tokenizer that turns every text into no tokens
 
 
 def _kind_from_config(config: Any) -> ModelKind:
-    if getattr(config, "is_encoder_decoder", False):
-        return "seq2seq"
-    archs = getattr(config, "architectures", None) or []
+    """The kind of a saved model: from the class names in ``architectures`` first (a BART or T5 classifier is an
+    encoder-decoder too, but is explained as the classifier it was saved as), else ``seq2seq`` for an
+    encoder-decoder or a ``...ForConditionalGeneration`` class, else ``causal``."""
+    archs = [str(a) for a in getattr(config, "architectures", None) or []]
     for arch in archs:
-        if arch.endswith("ForSequenceClassification"):
-            return "classifier"
-        if arch.endswith(("ForConditionalGeneration", "ForSeq2SeqLM", "MTModel")):
-            return "seq2seq"
+        found = kind_of_class_name(arch)
+        if found is not None:
+            return found
+    if getattr(config, "is_encoder_decoder", False) or any(
+            a.endswith(("ForConditionalGeneration", "ForSeq2SeqLM", "MTModel")) for a in archs):
+        return "seq2seq"
     return "causal"
 
 

@@ -109,12 +109,18 @@ def _pad(rows: Sequence[Row], device: torch.device) -> tuple[torch.Tensor, torch
 
 
 def _cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
-    """Per-layer ``(keys, values)`` of a full-attention ``DynamicCache`` (None for any other cache)."""
+    """Per-layer ``(keys, values)`` of a full-attention ``DynamicCache`` (None for any other cache: sliding
+    windows, and hybrid layers that also hold a recurrent state, e.g. Falcon-H1's linear-attention-and-attention
+    layers, which a cache rebuilt from keys and values alone would lose)."""
+    from transformers.cache_utils import DynamicLayer
+
     layers = getattr(cache, "layers", None)
     if not layers or any(getattr(cache, "is_sliding", [True])):
         return None
     out = []
     for layer in layers:
+        if type(layer) is not DynamicLayer:
+            return None
         k, v = getattr(layer, "keys", None), getattr(layer, "values", None)
         if not isinstance(k, torch.Tensor) or not isinstance(v, torch.Tensor):
             return None
