@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import seqexplain as se
-from seqexplain.models.hf import eager_attention
+from seqexplain.models.hf_module import eager_attention
 
 FIXTURES = ["gpt2", "llama", "bart", "bert"]
 INPUTS = {

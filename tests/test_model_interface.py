@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import seqexplain as se
-from seqexplain.models.hf import detect_kind, eager_attention
+from seqexplain.models.hf_module import detect_kind, eager_attention
 from seqexplain.models.keep import reading_positions
 
 

@@ -3,7 +3,8 @@ the keep-mask rule."""
 
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
-from seqexplain.models.hf import HFAdapter, HFModel, eager_attention
+from seqexplain.models.hf import HFAdapter, HFModel
+from seqexplain.models.hf_module import eager_attention
 from seqexplain.models.loading import load_model
 from seqexplain.models.module_state import eval_mode
 

@@ -30,16 +30,8 @@ from seqexplain.models import keep as keep_rule
 from seqexplain.models.batching import tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_cached, greedy_many
-from seqexplain.models.hf import (
-    HFAdapter,
-    TokenEmbedding,
-    accepts_exact,
-    ids_only_scale,
-    pad_rows,
-    segments_of,
-    split_by_part,
-    truncation_warning,
-)
+from seqexplain.models.hf import HFAdapter, TokenEmbedding, pad_rows, segments_of, split_by_part, truncation_warning
+from seqexplain.models.hf_module import accepts_exact, ids_only_scale
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.prefix_cache import shared_prefix_states
 from seqexplain.models.tokenization import Tokenized, offsets_by_decoding, tokenize
@@ -77,8 +69,8 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
 
     def ids_only_scale(self) -> float:
         """The factor the base model applies to its token embeddings only when it reads ids
-        (:func:`~seqexplain.models.hf.ids_only_scale`; Falcon-H1's ``embedding_multiplier``), by which the vectors
-        this adapter feeds are multiplied. Found once."""
+        (:func:`~seqexplain.models.hf_module.ids_only_scale`; Falcon-H1's ``embedding_multiplier``), by which the
+        vectors this adapter feeds are multiplied. Found once."""
         if self._scale is None:
             base = getattr(self.model, "base_model", None)
             self._scale = 1.0

@@ -22,14 +22,8 @@ import torch
 
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.example import AttentionSegment, Example, Part
-from seqexplain.models.hf import (
-    HFAdapter,
-    TokenEmbedding,
-    accepts_exact,
-    pad_rows,
-    segments_of,
-    split_by_part,
-)
+from seqexplain.models.hf import HFAdapter, TokenEmbedding, pad_rows, segments_of, split_by_part
+from seqexplain.models.hf_module import accepts_exact
 from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.tokenization import Tokenized
 

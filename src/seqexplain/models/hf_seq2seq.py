@@ -27,15 +27,8 @@ from seqexplain.models import keep as keep_rule
 from seqexplain.models.batching import tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_many
-from seqexplain.models.hf import (
-    HFAdapter,
-    head_mean,
-    ids_only_scale,
-    input_embeddings,
-    pad_rows,
-    segments_of,
-    split_by_part,
-)
+from seqexplain.models.hf import HFAdapter, head_mean, pad_rows, segments_of, split_by_part
+from seqexplain.models.hf_module import ids_only_scale, input_embeddings
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import offsets_by_decoding
 
@@ -58,7 +51,7 @@ class HFSeq2SeqLM(HFAdapter):
 
     def ids_only_scale(self, side: str) -> float:
         """The factor the encoder (``side="encoder"``) or decoder stack applies to its token embeddings only when it
-        reads ids (:func:`~seqexplain.models.hf.ids_only_scale`; Marian, Pegasus, BlenderbotSmall, MVP), by which
+        reads ids (:func:`~seqexplain.models.hf_module.ids_only_scale`; Marian, Pegasus, BlenderbotSmall, MVP), by which
         the vectors this adapter feeds are multiplied. Found once per side."""
         if side not in self._scales:
             stack = self.model.get_encoder() if side == "encoder" else self.model.get_decoder()

@@ -16,7 +16,8 @@ import torch
 
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.base import ModelKind, SequenceModel
-from seqexplain.models.hf import HFModel, detect_kind, kind_of_class_name
+from seqexplain.models.hf import HFModel
+from seqexplain.models.hf_module import detect_kind, kind_of_class_name
 
 _KINDS = ("causal", "seq2seq", "classifier")
 TOKENIZER_FILES = frozenset({"tokenizer.json", "vocab.json", "vocab.txt", "merges.txt", "spiece.model",

@@ -191,7 +191,7 @@ class SoftAttentionAdapter(HFClassifier):
         kwargs = {k: v.to(self.device).unsqueeze(0) for k, v in example.extra.items()}
         with torch.no_grad(), eval_mode(self.model):
             if output_attentions:
-                from seqexplain.models.hf import eager_attention
+                from seqexplain.models.hf_module import eager_attention
 
                 with eager_attention(self.model):
                     return self.model(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True,

@@ -1,0 +1,149 @@
+"""What seqexplain reads off a Hugging Face-convention module, before and while an adapter wraps it: its kind
+(:func:`detect_kind`, :func:`kind_of_class_name`), the keywords its ``forward`` takes (:func:`accepts`,
+:func:`accepts_exact`), its position limit (:func:`config_positions`), its input-embedding layers and the factor a
+stack applies to token embeddings only when it reads ids (:func:`input_embeddings`, :func:`ids_only_scale`), and a
+switch to eager attention (:func:`eager_attention`, the only implementation that returns weights)."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+from seqexplain.errors import UnsupportedError
+from seqexplain.models.base import ModelKind
+
+
+def detect_kind(model: torch.nn.Module) -> ModelKind | None:
+    """The kind of a module from ``seqexplain_kind`` or the ``transformers`` Auto mappings (None: unknown)."""
+    explicit = getattr(model, "seqexplain_kind", None)
+    if explicit in ("causal", "seq2seq", "classifier"):
+        return explicit  # type: ignore[no-any-return]
+    found = kind_of_class_name(type(model).__name__)
+    if found is not None:
+        return found
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    return None
+
+
+def kind_of_class_name(name: str) -> ModelKind | None:
+    """The kind of a model class named ``name`` (e.g. a config's ``architectures`` entry): from the ``transformers``
+    Auto mappings, else from the name's ending (``...ForSequenceClassification``, ``...ForCausalLM``,
+    ``...LMHeadModel``); None when neither tells. The class decides before
+    ``is_encoder_decoder``: a BART or T5 *classifier* is an encoder-decoder too."""
+    from transformers.models.auto import modeling_auto as ma
+
+    tables: list[tuple[ModelKind, str]] = [
+        ("seq2seq", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"),
+        ("classifier", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"),
+        ("causal", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"),
+    ]
+    for kind, table in tables:
+        names = getattr(ma, table, {})
+        flat = {v for vals in names.values() for v in ((vals,) if isinstance(vals, str) else vals)}
+        if name in flat:
+            return kind
+    if name.endswith("ForSequenceClassification"):
+        return "classifier"
+    if name.endswith(("ForCausalLM", "LMHeadModel")):
+        return "causal"
+    return None
+
+
+@contextlib.contextmanager
+def eager_attention(model: torch.nn.Module) -> Iterator[None]:
+    """Switch a Hugging Face model to eager attention (the only one that returns weights) for the block,
+    and restore the previous implementation afterwards, even on exceptions."""
+    config = getattr(model, "config", None)
+    prev = getattr(config, "_attn_implementation", None) if config is not None else None
+    switch = prev is not None and prev != "eager" and hasattr(model, "set_attn_implementation")
+    if switch:
+        model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation(prev)
+
+
+def accepts(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes a keyword ``name`` (explicitly or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def accepts_exact(fn: Any, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def config_positions(config: Any) -> int | None:
+    """The most positions a model of ``config`` takes (None: no hard limit, e.g. T5's relative buckets); for an
+    ``EncoderDecoderModel`` (its limits live in the ``encoder`` / ``decoder`` sub-configs) the smaller of the two."""
+    subs = [getattr(config, n, None) for n in ("encoder", "decoder")]
+    if all(sub is not None and hasattr(sub, "model_type") for sub in subs):
+        limits = [v for v in (config_positions(sub) for sub in subs) if v is not None]
+        return min(limits) if limits else None
+    if getattr(config, "model_type", "") in ("t5", "mt5", "umt5", "longt5"):
+        return None  # relative position buckets: no hard limit
+    for key in ("n_positions", "max_position_embeddings"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def input_embeddings(stack: torch.nn.Module, model: torch.nn.Module) -> torch.nn.Module:
+    """The token-embedding layer of an encoder or decoder stack."""
+    layer = getattr(stack, "embed_tokens", None)
+    if isinstance(layer, torch.nn.Module):
+        return layer
+    with contextlib.suppress(NotImplementedError, AttributeError):
+        got = stack.get_input_embeddings()
+        if isinstance(got, torch.nn.Module):
+            return got
+    got = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if not isinstance(got, torch.nn.Module):
+        raise UnsupportedError(f"{type(model).__name__} has no input-embedding layer for its encoder or decoder; "
+                               "gradient methods need one")
+    return got
+
+
+SCALE_ATTRIBUTES = ("embed_scale", "embedding_multiplier")
+"""Attributes under which a stack keeps the factor it may apply to its token embeddings (Marian, Pegasus:
+``embed_scale``; Falcon-H1: ``embedding_multiplier``)."""
+
+
+def ids_only_scale(stack: torch.nn.Module, layer: torch.nn.Module, vocab: int, **kwargs: Any) -> float:
+    """The factor ``stack`` multiplies its token embeddings by when it reads ``input_ids`` but not when it is given
+    ``inputs_embeds`` (the multiplication inside ``if inputs_embeds is None``), 1 for a stack that applies it to
+    both or has none: found by running the stack on a few token ids both ways (``kwargs``: its other inputs). An
+    adapter feeds the vectors of ``embed`` (the input layer's output) as ``vectors × scale``."""
+    from seqexplain.models.module_state import eval_mode
+
+    scale = next((v for v in (getattr(stack, n, None) for n in SCALE_ATTRIBUTES)
+                  if isinstance(v, (int, float)) and not isinstance(v, bool)), None)
+    if scale is None or float(scale) == 1.0:
+        return 1.0
+    device = next((p.device for p in stack.parameters()), torch.device("cpu"))
+    ids = torch.arange(1, 5, device=device).clamp(max=vocab - 1).unsqueeze(0)
+    with torch.no_grad(), eval_mode(stack):
+        try:
+            by_ids = stack(input_ids=ids, **kwargs).last_hidden_state
+            plain = layer(ids)
+            if torch.allclose(by_ids, stack(inputs_embeds=plain, **kwargs).last_hidden_state, rtol=1e-4, atol=1e-5):
+                return 1.0
+            scaled = stack(inputs_embeds=plain * float(scale), **kwargs).last_hidden_state
+        except (TypeError, ValueError, AttributeError, RuntimeError):
+            return 1.0  # a stack that cannot run alone so: SequenceModel.verify_vectors still checks the whole model
+        return float(scale) if torch.allclose(by_ids, scaled, rtol=1e-4, atol=1e-5) else 1.0
