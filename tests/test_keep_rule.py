@@ -23,6 +23,24 @@ def _causal_deleted(model, ids: torch.Tensor, kept: list[int], read: int, target
     return float(torch.log_softmax(logits[int((pos == read).nonzero())], -1)[target])
 
 
+def _assert_causal_rows(w, ex, keeps: torch.Tensor, expected_of) -> None:
+    """Every row's score under ``keeps`` equals ``expected_of(kept, read, target)`` for each target: ``kept`` the
+    positions kept before ``p_i`` (rule 4: nothing kept = only the predicting token ``p_i − 1``), ``read`` the last
+    of them (rule 3)."""
+    with torch.no_grad():
+        got = w.score(ex, keeps)
+    for b in range(keeps.shape[0]):
+        for i, (p, t) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
+            before = [j for j in range(p) if keeps[b, j]]
+            read = before[-1] if before else p - 1
+            expected = expected_of(before or [p - 1], read, t)
+            np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
+
+
+def _deleting(model, ex):
+    return lambda kept, read, t: _causal_deleted(model, ex.input_ids, kept, read, t)
+
+
 @pytest.mark.parametrize("name", ["gpt2", "llama"])
 def test_causal_rows_equal_deleting_tokens(request, name):
     model, tok = request.getfixturevalue(name)
@@ -32,15 +50,7 @@ def test_causal_rows_equal_deleting_tokens(request, name):
     keeps = torch.rand(8, ex.length, generator=g) > 0.5
     keeps[0, : ex.target_positions[0]] = False  # nothing kept before the first target (rule 4)
     keeps[1] = False  # nothing kept at all: every target falls back, rows are split per target
-    with torch.no_grad():
-        got = w.score(ex, keeps)
-    for b in range(keeps.shape[0]):
-        for i, (p, t) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
-            before = [j for j in range(p) if keeps[b, j]]
-            read = before[-1] if before else p - 1
-            kept = before if before else [p - 1]  # rule 4: nothing kept = only the predicting token kept
-            expected = _causal_deleted(model, ex.input_ids, kept, read, t)
-            np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
+    _assert_causal_rows(w, ex, keeps, _deleting(model, ex))
 
 
 def test_nothing_kept_equals_only_the_predicting_token_on_gpt2(gpt2):
@@ -174,18 +184,15 @@ def test_causal_rows_keep_positions_on_a_model_without_position_ids(bpe):
     ex = w.encode("The quick brown fox jumps over the lazy dog and", " the cat")
     g = torch.Generator().manual_seed(1)
     keeps = torch.rand(6, ex.length, generator=g) > torch.tensor([0.2, 0.5, 0.8, 0.9, 0.9, 0.9]).view(-1, 1)
-    with torch.no_grad():
-        got = w.score(ex, keeps)
-    for b in range(keeps.shape[0]):
-        for i, (p, t) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
-            before = [j for j in range(p) if keeps[b, j]]
-            read = before[-1] if before else p - 1
-            mask = torch.zeros(1, read + 1, dtype=torch.long)
-            mask[0, before or [p - 1]] = 1
-            with torch.no_grad():
-                logits = model(input_ids=ex.input_ids[None, : read + 1], attention_mask=mask).logits[0, read]
-            expected = float(torch.log_softmax(logits, -1)[t])
-            np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
+
+    def masked_in_place(kept: list[int], read: int, t: int) -> float:
+        mask = torch.zeros(1, read + 1, dtype=torch.long)
+        mask[0, kept] = 1
+        with torch.no_grad():
+            logits = model(input_ids=ex.input_ids[None, : read + 1], attention_mask=mask).logits[0, read]
+        return float(torch.log_softmax(logits, -1)[t])
+
+    _assert_causal_rows(w, ex, keeps, masked_in_place)
 
 
 def _scaled_head_lm(name: str, bpe):
@@ -211,15 +218,8 @@ def test_causal_rows_equal_deleting_tokens_when_logits_are_rescaled(bpe, name):
     ex = w.encode("The quick brown fox jumps over the lazy dog and", " the cat sat")
     g = torch.Generator().manual_seed(0)
     keeps = torch.rand(5, ex.length, generator=g) > torch.tensor([0.2, 0.5, 0.8, 0.9, 0.0]).view(-1, 1)
-    with torch.no_grad():
-        got = w.score(ex, keeps)
+    _assert_causal_rows(w, ex, keeps, _deleting(model, ex))
     assert w._head_ok is False  # the fallback ran
-    for b in range(keeps.shape[0]):
-        for i, (p, t) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
-            before = [j for j in range(p) if keeps[b, j]]
-            read = before[-1] if before else p - 1
-            expected = _causal_deleted(model, ex.input_ids, before or [p - 1], read, t)
-            np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
 
 
 def _masking_is_not_deleting_lm(name: str, bpe):
@@ -249,14 +249,7 @@ def test_causal_rows_equal_deleting_tokens_where_masking_is_not_deleting(bpe, na
     ex = w.encode("The quick brown fox jumps over the lazy dog and", " the cat sat")
     g = torch.Generator().manual_seed(0)
     keeps = torch.rand(6, ex.length, generator=g) > torch.tensor([0.1, 0.3, 0.8, 0.9, 0.9, 0.9]).view(-1, 1)
-    with torch.no_grad():
-        got = w.score(ex, keeps)
-    for b in range(keeps.shape[0]):
-        for i, (p, t) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
-            before = [j for j in range(p) if keeps[b, j]]
-            read = before[-1] if before else p - 1
-            expected = _causal_deleted(model, ex.input_ids, before or [p - 1], read, t)
-            np.testing.assert_allclose(float(got[b, i]), expected, rtol=1e-4, atol=1e-5, err_msg=f"row {b} t {i}")
+    _assert_causal_rows(w, ex, keeps, _deleting(model, ex))
 
 
 def _encoder_decoder(bpe, decoder: str):
