@@ -331,11 +331,3 @@ def baseline_rationale(model: SequenceModel, example: Example, *, order_by: str 
                                 order_name=order_by)
     out.meta["order_options"] = opts
     return out
-
-
-def rationale_from_method(model: SequenceModel, example: Example, method: str = "gradient_norm",
-                          **options: Any) -> MethodResult:
-    """Convenience: :func:`baseline_rationale` with ``order_by=method`` and the method's options as keywords
-    (``token_budget`` and ``max_size`` go to the rationale search)."""
-    rkw = {k: options.pop(k) for k in ("token_budget", "max_size") if k in options}
-    return baseline_rationale(model, example, order_by=method, order_options=options, **rkw)
