@@ -14,6 +14,7 @@ cache and feeds one token per sequence and step, for adapters that offer it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,10 +26,39 @@ NextOne = Callable[[int, list[int]], torch.Tensor]
 """``next_one(k, seq)``: ``[V]`` next-token logits of sequence ``k`` (currently ``seq``) in a forward of its own."""
 
 
+@dataclass(frozen=True)
+class DecodingRules:
+    """Token rules of a model's generation config that greedy decoding applies, as ``model.generate`` does:
+    ``forced_first`` is the first new token whatever the logits (mBART-50's and NLLB's target-language token),
+    ``banned`` are never chosen (``suppress_tokens``, one-token ``bad_words_ids`` such as Marian's pad),
+    ``banned_first`` are not chosen as the first new token (``begin_suppress_tokens``)."""
+
+    forced_first: int | None = None
+    banned: tuple[int, ...] = ()
+    banned_first: tuple[int, ...] = ()
+
+    def masked(self, logits: torch.Tensor, first: bool) -> torch.Tensor:
+        """``logits [V]`` with what the rules exclude at this step set to −inf (ids outside the vocabulary are
+        ignored)."""
+        n = logits.shape[-1]
+        if first and self.forced_first is not None and 0 <= self.forced_first < n:
+            out = torch.full_like(logits, float("-inf"))
+            out[self.forced_first] = 0.0
+            return out
+        ban = [t for t in (*self.banned, *(self.banned_first if first else ())) if 0 <= t < n]
+        if not ban:
+            return logits
+        out = logits.clone()
+        out[ban] = float("-inf")
+        return out
+
+
 class _Decoding:
     """The sequences, their continuations so far and which are finished."""
 
-    def __init__(self, prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: int | None) -> None:
+    def __init__(self, prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: int | None,
+                 rules: DecodingRules) -> None:
+        self.rules = rules
         self.seqs = [list(p) for p in prompts]
         self.new: list[list[int]] = [[] for _ in prompts]
         self.done = [False] * len(self.seqs)
@@ -41,10 +71,13 @@ class _Decoding:
 
     def choose(self, k: int, shared: torch.Tensor | None, next_one: NextOne, margin: float) -> int:
         """Sequence ``k``'s next token from the shared forward's row (or its own forward when there is none, or the
-        row is a near tie or not finite); appended unless it is a later end-of-sequence. Returns the token."""
-        if shared is None or not bool(torch.isfinite(shared).all()) or near_tie(shared, margin):
+        row is a near tie or not finite; both under the decoding rules); appended unless it is a later
+        end-of-sequence. Returns the token."""
+        first = not self.new[k]
+        if (shared is None or not bool(torch.isfinite(shared).all())
+                or near_tie(self.rules.masked(shared.float(), first), margin)):
             shared = next_one(k, self.seqs[k])
-        nxt = int(shared.float().argmax())
+        nxt = int(self.rules.masked(shared.float(), first).argmax())
         if nxt == self.eos and self.new[k]:
             self.done[k] = True
             advance(self.limits[k] - len(self.new[k]))
@@ -58,12 +91,13 @@ class _Decoding:
 
 def greedy_many(prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: int | None,
                 next_many: Callable[[list[int], list[list[int]]], torch.Tensor], next_one: NextOne,
-                pack_tokens: int, margin: float, context: Sequence[int] | None = None) -> list[list[int]]:
+                pack_tokens: int, margin: float, context: Sequence[int] | None = None,
+                rules: DecodingRules = DecodingRules()) -> list[list[int]]:
     """The greedy continuation of each prompt, every step rerunning the sequences whole (module docstring).
     ``next_many(ks, seqs)`` gives ``[B, V]`` next-token logits of sequences ``ks`` in one forward, ``next_one(k,
     seq)`` ``[V]`` those of one sequence alone (the one-prompt loop's own step). ``context[k]``: tokens sequence
     ``k`` brings besides its own (an encoder-decoder's source), counted when grouping."""
-    dec = _Decoding(prompts, limits, eos)
+    dec = _Decoding(prompts, limits, eos, rules)
     extra = list(context) if context is not None else [0] * len(dec.seqs)
     while active := dec.active():
         for group in length_groups([extra[k] + len(dec.seqs[k]) for k in active], pack_tokens):
@@ -77,12 +111,12 @@ def greedy_many(prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: in
 def greedy_cached(prompts: Sequence[Sequence[int]], limits: Sequence[int], eos: int | None,
                   start: Callable[[list[int], list[list[int]]], tuple[Any, torch.Tensor]],
                   step: Callable[[Any, torch.Tensor], tuple[Any, torch.Tensor]], next_one: NextOne,
-                  pack_tokens: int, margin: float) -> list[list[int]]:
+                  pack_tokens: int, margin: float, rules: DecodingRules = DecodingRules()) -> list[list[int]]:
     """The greedy continuation of each prompt, groups of prompts decoded with a key/value cache (module
     docstring). ``start(ks, prompts)`` runs a group's prompts and gives its state and ``[B, V]`` next-token logits;
     ``step(state, tokens[B])`` feeds one token per sequence (a finished sequence is fed its last token again and
     its row ignored) and gives the next state and logits."""
-    dec = _Decoding(prompts, limits, eos)
+    dec = _Decoding(prompts, limits, eos, rules)
     limit = max(1, pack_tokens)
     for group in length_groups([len(p) + dec.limits[k] for k, p in enumerate(dec.seqs)], limit):
         if len(group) == 1:

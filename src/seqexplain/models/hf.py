@@ -21,7 +21,8 @@ import torch
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.example import Example, Part
-from seqexplain.models.hf_module import accepts, accepts_exact, config_positions, eager_attention
+from seqexplain.models.greedy import DecodingRules
+from seqexplain.models.hf_module import accepts, accepts_exact, config_positions, decoding_rules, eager_attention
 from seqexplain.models.tokenization import Tokenized, tokenize, tokenize_many
 
 
@@ -306,6 +307,14 @@ class HFAdapter(SequenceModel):
             key, x = "inputs_embeds", example.input_vectors[start:stop]
         return {f"{prefix}{key}": x.to(self.device).unsqueeze(0),
                 f"{prefix}attention_mask": torch.ones(1, stop - start, dtype=torch.long, device=self.device)}
+
+    def decoding(self) -> tuple[DecodingRules, list[str]]:
+        """The rules of the model's generation config that greedy decoding applies, and the warning a decoded
+        target carries when the config asks for more (:func:`~seqexplain.models.hf_module.decoding_rules`; read
+        once)."""
+        if not hasattr(self, "_decoding"):
+            self._decoding = decoding_rules(self.model, self.kind == "seq2seq")
+        return self._decoding
 
     def output_attentions(self, **inputs: Any) -> Any:
         """One forward with ``output_attentions=True`` in eval mode with eager attention."""

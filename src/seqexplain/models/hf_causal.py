@@ -126,9 +126,11 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
     def _example(self, prompt: _Prompt, new_ids: list[int] | None) -> Example:
         """The :class:`Example` of a prepared prompt and its target (given, or the decoded ``new_ids``)."""
         src = prompt.src
+        warnings = list(prompt.warnings)
         if new_ids is not None:
             target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
             t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
+            warnings += self.decoding()[1]
         else:
             assert prompt.tgt is not None and prompt.target is not None
             target_text, t_ids, t_tokens, t_off = prompt.target, prompt.tgt.ids, prompt.tgt.tokens, prompt.tgt.offsets
@@ -141,7 +143,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             segments=segments_of(src.offsets, "source") + segments_of(t_off, "target"),
             target_ids=torch.tensor(t_ids, dtype=torch.long), target_tokens=list(t_tokens),
             target_positions=list(positions), n_source=n_p, text=prompt.text, target_text=target_text,
-            visibility=vis, warnings=list(prompt.warnings))
+            visibility=vis, warnings=warnings)
 
     def _joining_warning(self, text: str, target: str, prompt_ids: list[int], target_ids: list[int]) -> list[str]:
         """The rule: prompt and target are tokenised separately and their tokens joined. Warn when the target
@@ -170,15 +172,16 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         if not prompts:
             return []
         eos, margin, tokens = self.special_id("eos_token_id"), tie_margin(None), self.default_pack_tokens()
+        rules = self.decoding()[0]
         with eval_mode(self.model):
             def alone(_: int, seq: list[int]) -> torch.Tensor:
                 return self._next_logits_alone(seq)
 
             if self._cache_name is not None and self.position_offset() is not None:
                 return greedy_cached(prompts, limits, eos, lambda _, seqs: self._cache_start(seqs), self._cache_step,
-                                     alone, tokens, margin)
+                                     alone, tokens, margin, rules=rules)
             return greedy_many(prompts, limits, eos, lambda _, seqs: self._next_logits_many(seqs), alone, tokens,
-                               margin)
+                               margin, rules=rules)
 
     def _cache_start(self, seqs: list[list[int]]) -> tuple[Any, torch.Tensor]:
         """One forward of left-padded prompts (position ids counted from each prompt's first token) keeping the

@@ -1,8 +1,9 @@
 """What seqexplain reads off a Hugging Face-convention module, before and while an adapter wraps it: its kind
 (:func:`detect_kind`, :func:`kind_of_class_name`), the keywords its ``forward`` takes (:func:`accepts`,
 :func:`accepts_exact`), its position limit (:func:`config_positions`), its input-embedding layers and the factor a
-stack applies to token embeddings only when it reads ids (:func:`input_embeddings`, :func:`ids_only_scale`), and a
-switch to eager attention (:func:`eager_attention`, the only implementation that returns weights)."""
+stack applies to token embeddings only when it reads ids (:func:`input_embeddings`, :func:`ids_only_scale`), the
+rules of its generation config that greedy decoding applies (:func:`decoding_rules`), and a switch to eager attention
+(:func:`eager_attention`, the only implementation that returns weights)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch
 
 from seqexplain.errors import UnsupportedError
 from seqexplain.models.base import ModelKind
+from seqexplain.models.greedy import DecodingRules
 
 
 def detect_kind(model: torch.nn.Module) -> ModelKind | None:
@@ -147,3 +149,44 @@ def ids_only_scale(stack: torch.nn.Module, layer: torch.nn.Module, vocab: int, *
         except (TypeError, ValueError, AttributeError, RuntimeError):
             return 1.0  # a stack that cannot run alone so: SequenceModel.verify_vectors still checks the whole model
         return float(scale) if torch.allclose(by_ids, scaled, rtol=1e-4, atol=1e-5) else 1.0
+
+
+#: generation-config settings under which ``model.generate`` may continue otherwise than greedy decoding with
+#: :class:`~seqexplain.models.greedy.DecodingRules`, with the value that changes nothing
+_UNAPPLIED = {"num_beams": 1, "do_sample": False, "repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0,
+              "no_repeat_ngram_size": 0, "encoder_no_repeat_ngram_size": 0, "min_length": 0, "min_new_tokens": 0,
+              "sequence_bias": None, "forced_decoder_ids": None}
+
+
+def decoding_rules(model: torch.nn.Module, encoder_decoder: bool) -> tuple[DecodingRules, list[str]]:
+    """The token rules of ``model.generation_config`` that greedy decoding applies, as ``model.generate``'s logits
+    processors do: the forced first token (an encoder-decoder's ``forced_bos_token_id``; ignored for a decoder-only
+    model, whose first new token is not the sequence's first), suppressed tokens, one-token bad words (never
+    end-of-sequence); and a warning naming the settings it does not apply (beams, sampling, repetition penalties,
+    minimum lengths, longer bad words, …), under which ``model.generate`` may give another target than the
+    greedy one explained."""
+    config = getattr(model, "generation_config", None)
+    if config is None:
+        return DecodingRules(), []
+
+    def ids(name: str) -> tuple[int, ...]:
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value,)
+        return tuple(int(t) for t in value) if isinstance(value, (list, tuple)) else ()
+
+    bad = getattr(config, "bad_words_ids", None) or []
+    eos = set(ids("eos_token_id"))
+    single = tuple(int(w[0]) for w in bad if isinstance(w, (list, tuple)) and len(w) == 1 and int(w[0]) not in eos)
+    forced = getattr(config, "forced_bos_token_id", None) if encoder_decoder else None
+    rules = DecodingRules(forced_first=int(forced) if isinstance(forced, int) else None,
+                          banned=ids("suppress_tokens") + single, banned_first=ids("begin_suppress_tokens"))
+    unapplied = [f"{name}={getattr(config, name)!r}" for name, neutral in _UNAPPLIED.items()
+                 if getattr(config, name, None) not in (None, neutral)]
+    if any(isinstance(w, (list, tuple)) and len(w) > 1 for w in bad):
+        unapplied.append("bad_words_ids of several tokens")
+    if not unapplied:
+        return rules, []
+    return rules, [f"decoded target: the target was decoded greedily, but the model's generation config sets "
+                   f"{', '.join(unapplied)}, so model.generate may continue otherwise; give the target you mean "
+                   "to explain it"]

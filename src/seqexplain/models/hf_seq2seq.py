@@ -98,6 +98,7 @@ class HFSeq2SeqLM(HFAdapter):
                 new_ids = decoded[k]
                 target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
                 t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
+                warnings = [*warnings, *self.decoding()[1]]
             else:
                 target_text, t_ids, t_tokens, t_off = target, tgt.ids, tgt.tokens, tgt.offsets
             out.append(self._example(text, src.ids, src.tokens, src.offsets, start, target_text, t_ids, t_tokens,
@@ -149,7 +150,8 @@ class HFSeq2SeqLM(HFAdapter):
 
         with eval_mode(self.model):
             return greedy_many([[start]] * len(sources), limits, self.special_id("eos_token_id"), shared, alone,
-                               self.default_pack_tokens(), tie_margin(None), context=[len(q) for q in sources])
+                               self.default_pack_tokens(), tie_margin(None), context=[len(q) for q in sources],
+                               rules=self.decoding()[0])
 
     # ---------------------------------------------------------------- embed
     def embed(self, example: Example) -> torch.Tensor:
