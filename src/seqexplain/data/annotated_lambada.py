@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from seqexplain.data.text_lines import read_text_lines
 from seqexplain.errors import DataError
 
 FOLDER = "annotated_lambada"
@@ -51,7 +52,7 @@ def read_annotated_lambada(path: str | os.PathLike[str] | None = None) -> list[L
     if not p.is_file():
         raise DataError(f"annotated LAMBADA file {p} does not exist")
     out = []
-    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines()):
+    for n, line in enumerate(read_text_lines(p)):
         lineno = n + 1
         if not line.strip():
             continue
@@ -62,6 +63,8 @@ def read_annotated_lambada(path: str | os.PathLike[str] | None = None) -> list[L
             raise DataError(f"{p}, line {lineno}: not an annotated LAMBADA record ({exc})") from exc
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{p}, line {lineno}: empty text")
+        if not isinstance(spans, list):
+            raise DataError(f"{p}, line {lineno}: rationale is {spans!r}, not a list of [start, end] spans")
         stripped = text.rstrip()
         cut = max(stripped.rfind(" "), stripped.rfind("\n"), stripped.rfind("\t"))
         context, target = stripped[: cut + 1].rstrip(), stripped[cut + 1 :]

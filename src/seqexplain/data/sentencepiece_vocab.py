@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from seqexplain.data.text_lines import read_text_lines
 from seqexplain.data.tokenizers import EOS, SPECIAL_TOKENS, UNK, text_components, wrap_fast_tokenizer
 from seqexplain.errors import DataError, InputError
 
@@ -55,15 +56,13 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int = 8000) -> tuple[A
 
 
 def read_parallel_files(source: Path | str, target: Path | str) -> tuple[list[str], list[str]]:
-    """The stripped lines of two aligned UTF-8 files; :class:`DataError` when their line counts differ."""
+    """The stripped lines of two aligned UTF-8 files (read by :func:`~seqexplain.data.text_lines.read_text_lines`:
+    a byte order mark dropped, split at line ends only); :class:`DataError` when their line counts differ."""
     out = []
     for path in (Path(source), Path(target)):
         if not path.is_file():
             raise DataError(f"parallel text file {path} does not exist")
-        try:
-            out.append([line.strip() for line in path.read_text(encoding="utf-8").splitlines()])
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path} is not UTF-8 text: {exc}") from exc
+        out.append([line.strip() for line in read_text_lines(path)])
     if len(out[0]) != len(out[1]):
         raise DataError(f"{source} has {len(out[0])} lines but {target} has {len(out[1])}; a translation pair file "
                         "needs one target line per source line")

@@ -31,6 +31,7 @@ from pathlib import Path
 from seqexplain.data.paths import require_data
 from seqexplain.data.sst import SPLITS as SST_SPLITS
 from seqexplain.data.sst import ZIP_NAME as SST_ZIP
+from seqexplain.data.text_lines import read_text_lines
 from seqexplain.errors import DataError, InputError
 
 WORD_PATTERN = re.compile(r"\w+(?:[-'./]\w+)*|[^\w\s]")
@@ -79,25 +80,23 @@ def read_token_tsv(path: Path | str, positive: str = "i") -> list[LabelledSenten
     words: list[str] = []
     labels: list[str] = []
     width: int | None = None
-    with path.open(encoding="utf-8") as fh:
-        for number, raw in enumerate(fh, start=1):
-            line = raw.rstrip("\n").rstrip("\r")
-            if not line.strip():
-                if words:
-                    out.append(LabelledSentence(tuple(words), tuple(labels), positive))
-                    words, labels = [], []
-                continue
-            cols = line.split("\t")
-            if width is None:
-                if len(cols) < 2:
-                    raise DataError(f"{path}, line {number}: {len(cols)} column(s); a token line needs at least "
-                                    "a word and a label separated by a tab")
-                width = len(cols)
-            if len(cols) != width:
-                raise DataError(f"{path}, line {number}: {len(cols)} columns where the file's lines have {width}; "
-                                "fix the line (tab-separated word ... label)")
-            words.append(cols[0])
-            labels.append(cols[-1])
+    for number, line in enumerate(read_text_lines(path), start=1):
+        if not line.strip():
+            if words:
+                out.append(LabelledSentence(tuple(words), tuple(labels), positive))
+                words, labels = [], []
+            continue
+        cols = line.split("\t")
+        if width is None:
+            if len(cols) < 2:
+                raise DataError(f"{path}, line {number}: {len(cols)} column(s); a token line needs at least "
+                                "a word and a label separated by a tab")
+            width = len(cols)
+        if len(cols) != width:
+            raise DataError(f"{path}, line {number}: {len(cols)} columns where the file's lines have {width}; "
+                            "fix the line (tab-separated word ... label)")
+        words.append(cols[0])
+        labels.append(cols[-1])
     if words:
         out.append(LabelledSentence(tuple(words), tuple(labels), positive))
     if not out:

@@ -1,0 +1,64 @@
+"""Edge inputs of the line-based readers of user files: a UTF-8 byte order mark, CRLF line ends, Unicode line
+separators inside a line, a ``:`` tag in a class file and a null rationale. Oracles: the hand-written file contents
+(what the user meant), and Python's own line reading with ``newline=None`` (splits at ``\\n``/``\\r\\n``/``\\r`` only).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from seqexplain.analysis.word_classes import read_class_file, read_tag_lexicon
+from seqexplain.data.annotated_lambada import read_annotated_lambada
+from seqexplain.data.sentencepiece_vocab import read_parallel_files
+from seqexplain.data.token_labels import read_token_tsv
+from seqexplain.errors import DataError
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _write(path: Path, text: str, bom: bool = False) -> Path:
+    path.write_bytes((BOM if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+def test_tag_lexicon_and_class_file_with_bom_and_crlf(tmp_path: Path) -> None:
+    lex = read_tag_lexicon(_write(tmp_path / "lex.txt", "the DT\r\ncat NN\r\n", bom=True))
+    assert lex == {"the": ["DT"], "cat": ["NN"]}  # was {"\ufeffthe": ...}: "the" silently in no class
+    classes = read_class_file(_write(tmp_path / "cls.txt", "noun: NN\r\n", bom=True))
+    assert classes == {"noun": ["NN"]}
+
+
+def test_class_file_keeps_the_colon_tag(tmp_path: Path) -> None:
+    # ":" is a Penn Treebank tag; it used to be replaced by a space and silently dropped from the class
+    classes = read_class_file(_write(tmp_path / "cls.txt", "punct: . , :\nnoun:NN NNS\nverb VB\n"))
+    assert classes == {"punct": [".", ",", ":"], "noun": ["NN", "NNS"], "verb": ["VB"]}
+    with pytest.raises(DataError, match="line 1: write a class as 'name: TAG"):
+        read_class_file(_write(tmp_path / "amb.txt", "punct : , .\n"))
+
+
+def test_token_tsv_with_bom(tmp_path: Path) -> None:
+    sents = read_token_tsv(_write(tmp_path / "a.tsv", "The\tc\r\ncat\ti\r\n\r\nIt\tc\r\n", bom=True))
+    assert [s.words for s in sents] == [("The", "cat"), ("It",)]
+    assert [s.labels for s in sents] == [("c", "i"), ("c",)]
+    (tmp_path / "latin1.tsv").write_bytes("caf\xe9\tc\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):  # was a UnicodeDecodeError traceback
+        read_token_tsv(tmp_path / "latin1.tsv")
+
+
+def test_parallel_files_split_at_line_ends_only(tmp_path: Path) -> None:
+    # U+2028 and a form feed inside a sentence are not line ends: the pair stays one pair, aligned
+    src = _write(tmp_path / "a.de", "eins\u2028zwei\r\ndrei\x0cvier\n", bom=True)
+    tgt = _write(tmp_path / "a.en", "one two\nthree four\n")
+    assert read_parallel_files(src, tgt) == (["eins\u2028zwei", "drei\x0cvier"], ["one two", "three four"])
+
+
+def test_lambada_null_rationale_and_line_separator(tmp_path: Path) -> None:
+    path = _write(tmp_path / "l.json", '{"lambadaIndex": 1, "text": "a b c", "rationale": null}\n')
+    with pytest.raises(DataError, match="line 1: rationale is None, not a list"):
+        read_annotated_lambada(path)
+    # JSON allows a raw U+2028 inside a string; it must not split the record
+    path = _write(tmp_path / "m.json", '{"lambadaIndex": 2, "text": "x\u2028y z", "rationale": [[0, 3]]}\n', bom=True)
+    (item,) = read_annotated_lambada(path)
+    assert (item.lambada_index, item.context, item.target, item.spans) == (2, "x\u2028y", "z", [(0, 3)])
