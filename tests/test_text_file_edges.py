@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seqexplain.analysis.word_classes import read_class_file, read_tag_lexicon
+from seqexplain.data.alignments import read_parallel, read_pharaoh
 from seqexplain.data.annotated_lambada import read_annotated_lambada
 from seqexplain.data.sentencepiece_vocab import read_parallel_files
 from seqexplain.data.token_labels import read_token_tsv
@@ -62,3 +63,13 @@ def test_lambada_null_rationale_and_line_separator(tmp_path: Path) -> None:
     path = _write(tmp_path / "m.json", '{"lambadaIndex": 2, "text": "x\u2028y z", "rationale": [[0, 3]]}\n', bom=True)
     (item,) = read_annotated_lambada(path)
     assert (item.lambada_index, item.context, item.target, item.spans) == (2, "x\u2028y", "z", [(0, 3)])
+
+
+def test_alignment_files_with_bom_and_a_missing_line(tmp_path: Path) -> None:
+    gold = read_pharaoh(_write(tmp_path / "g.txt", "0-0 1p1\r\n\r\n", bom=True))  # was 'malformed link \ufeff0-0'
+    assert [(g.sure, g.possible) for g in gold] == [({(0, 0)}, {(0, 0), (1, 1)}), (set(), set())]
+    pairs = read_parallel(_write(tmp_path / "p.txt", "Das Haus ||| the house\n", bom=True))
+    assert pairs == [(["Das", "Haus"], ["the", "house"])]  # was "\ufeffDas"
+    # one gold line for two sentence pairs: the links cannot be matched to sentences (zip(strict) crashed later)
+    with pytest.raises(DataError, match="has 1 lines but there are 2 source sentences"):
+        read_pharaoh(_write(tmp_path / "short.txt", "0-0\n"), src_lengths=[2, 2], tgt_lengths=[2, 2])

@@ -12,8 +12,9 @@ Formats:
 
 Every reader returns :class:`GoldAlignment` objects whose ``possible`` set contains the sure links too
 (``P ⊇ S``). When the sentence lengths are given (``src_lengths`` / ``tgt_lengths``), an index outside
-``0..len−1`` raises :class:`~seqexplain.errors.DataError`; so do malformed lines and negative or (1-based) zero
-indices. Every error names the file and the 1-based line number.
+``0..len−1`` raises :class:`~seqexplain.errors.DataError`, and so does a Pharaoh file whose number of lines differs
+from the number of sentences; so do malformed lines and negative or (1-based) zero indices. Every error names the file
+and the 1-based line number. Files are UTF-8 (a byte order mark allowed), split at line ends only.
 
 ``read_parallel`` reads ``source ||| target`` lines (awesome-align's ``*.src-tgt``) and ``read_indexed_lines``
 ``<index><TAB>text`` lines (simalign's ``sample_*.txt``); both split on whitespace.
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from seqexplain.data.text_lines import read_text_lines
 from seqexplain.errors import DataError
 
 _PHARAOH = re.compile(r"^(\d+)([-p])(\d+)$")
@@ -55,10 +57,7 @@ def _open_lines(path: str | os.PathLike[str]) -> list[str]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"alignment file {p} does not exist")
-    try:
-        return p.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{p}: not UTF-8 text ({exc})") from exc
+    return read_text_lines(p)
 
 
 def _check(path: str | os.PathLike[str], lineno: int, sent: int, i: int, j: int,
@@ -100,6 +99,10 @@ def read_pharaoh(path: str | os.PathLike[str], *, one_based: bool = False,
             if m.group(2) == "-":
                 gold.sure.add((i, j))
         out.append(gold)
+    for what, lengths in (("source", src_lengths), ("target", tgt_lengths)):
+        if lengths is not None and len(lengths) != len(out):
+            raise DataError(f"{path} has {len(out)} lines but there are {len(lengths)} {what} sentences; a Pharaoh "
+                            "file needs one line (maybe empty) per sentence pair")
     return out
 
 
