@@ -5,6 +5,8 @@ separators inside a line, a ``:`` tag in a class file and a null rationale. Orac
 
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from seqexplain.analysis.word_classes import read_class_file, read_tag_lexicon
 from seqexplain.data.alignments import read_parallel, read_pharaoh
 from seqexplain.data.annotated_lambada import read_annotated_lambada
+from seqexplain.data.eraser import read_eraser
 from seqexplain.data.sentencepiece_vocab import read_parallel_files
 from seqexplain.data.token_labels import read_token_tsv
 from seqexplain.errors import DataError
@@ -73,3 +76,21 @@ def test_alignment_files_with_bom_and_a_missing_line(tmp_path: Path) -> None:
     # one gold line for two sentence pairs: the links cannot be matched to sentences (zip(strict) crashed later)
     with pytest.raises(DataError, match="has 1 lines but there are 2 source sentences"):
         read_pharaoh(_write(tmp_path / "short.txt", "0-0\n"), src_lengths=[2, 2], tgt_lengths=[2, 2])
+
+
+def test_eraser_lines_end_at_line_ends_only(tmp_path: Path) -> None:
+    # ERASER's load_documents reads the file line by line (\n), so "a\u2028great" is one token; str.splitlines made
+    # it two, shifting every later token index against the gold spans (and cut the JSONL record holding U+2028)
+    docs = tmp_path / "movies" / "docs"
+    docs.mkdir(parents=True)
+    _write(docs / "d1.txt", "it was a\u2028great film .\nbad .\n")
+    row = {"annotation_id": "d1.txt", "classification": "POS", "docids": ["d1.txt"],
+           "evidences": [[{"docid": "d1.txt", "start_token": 2, "end_token": 4, "text": "a\u2028great film"}]]}
+    for raw_separator in (False, True):  # the JSONL escapes U+2028 (\\u2028) or holds it raw
+        _write(tmp_path / "movies" / "test.jsonl", json.dumps(row, ensure_ascii=not raw_separator) + "\n")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no text-mismatch warning
+            (doc,) = read_eraser("test", tmp_path)
+        assert doc.tokens == ("it", "was", "a\u2028great", "film", ".", "bad", ".")
+        assert doc.sentence_starts == (0, 5)
+        assert doc.evidence_spans == ((2, 4),)

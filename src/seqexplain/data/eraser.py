@@ -9,7 +9,9 @@ holds one annotation per line::
                      "start_sentence": -1, "end_sentence": -1, "text": "i even giggled"}, ...], ...]}
 
 Contract of :func:`read_eraser`, following ERASER's ``utils.load_documents``: blank lines of a document are
-skipped, each line is split on single spaces (empty pieces dropped), and the document's ``tokens`` are the lines'
+skipped, each line (lines end at ``\n``, ``\r\n`` or ``\r`` only, as when ERASER reads the file; U+2028 or
+U+0085 inside a line stay inside its token) is split on single spaces (empty pieces dropped), and the document's
+``tokens`` are the lines'
 tokens in order; ``text`` is the tokens joined by one space (across sentences too), so token ``i`` is
 ``text[token_offsets[i][0]:token_offsets[i][1]]``. Evidence spans index those flattened tokens, end-exclusive
 (``tokens[start_token:end_token]``). The evidence groups of a row are flattened into ``evidence_spans`` in file
@@ -36,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seqexplain.data.paths import require_data
+from seqexplain.data.text_lines import split_text_lines
 from seqexplain.errors import DataError, InputError
 
 __all__ = [
@@ -90,7 +93,7 @@ def char_spans(doc: EraserDocument) -> list[tuple[int, int]]:
 def _tokenize_document(raw: str) -> tuple[list[str], list[int]]:
     tokens: list[str] = []
     sentence_starts: list[int] = []
-    for line in raw.splitlines():
+    for line in split_text_lines(raw):
         words = [w for w in line.strip().split(" ") if w]
         if words:
             sentence_starts.append(len(tokens))
@@ -205,7 +208,7 @@ def read_eraser(split: str, root: Path | str | None = None, dataset: str = "movi
     mismatches = 0
     empty = 0
     tokenized: dict[str, tuple[list[str], list[int]]] = {}
-    for lineno, line in enumerate(content.splitlines(), start=1):
+    for lineno, line in enumerate(split_text_lines(content), start=1):
         if not line.strip():
             continue
         where = f"{source.describe(name)} line {lineno}"

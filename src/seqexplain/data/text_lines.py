@@ -4,6 +4,7 @@
 of the first word) and splits at line ends only — ``\\n``, ``\\r\\n`` or ``\\r`` — not at the other characters
 :meth:`str.splitlines` treats as line breaks (U+2028, U+2029, U+0085, form feed, ...), which may occur inside a
 sentence and would otherwise cut it in two. A file that is not UTF-8 raises :class:`DataError`.
+:func:`split_text_lines` splits text already read (e.g. an archive member) by the same rule.
 """
 
 from __future__ import annotations
@@ -11,6 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from seqexplain.errors import DataError
+
+
+def split_text_lines(text: str) -> list[str]:
+    """``text`` cut at ``\\n``, ``\\r\\n`` and ``\\r`` only; like :meth:`str.splitlines`, a final line end
+    starts no extra empty line."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return lines[:-1] if lines[-1] == "" else lines
 
 
 def read_text_lines(path: Path | str) -> list[str]:
