@@ -52,7 +52,8 @@ class EmbeddingNormalizer:
         """Fit to the rows of ``embeddings[V, E]``, weighted by ``weights[V]`` (default uniform).
 
         ``cov = Σ_v w_v (x_v - μ)(x_v - μ)ᵀ / Σ_v w_v`` (population covariance); ``eps · mean(diag)`` is added to the
-        diagonal if needed to make it positive definite.
+        diagonal if needed to make it positive definite. Non-finite embeddings or weights, and weighted rows that are
+        all equal (zero covariance), raise :class:`InputError`.
         """
         x = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings.detach())
         x = x.to(torch.float64)
@@ -60,12 +61,18 @@ class EmbeddingNormalizer:
             raise InputError(f"need an embedding matrix [V >= 2, E], got {tuple(x.shape)}")
         w = torch.ones(x.shape[0], dtype=torch.float64) if weights is None else torch.as_tensor(
             np.asarray(weights), dtype=torch.float64)
-        if w.shape != (x.shape[0],) or bool((w < 0).any()) or float(w.sum()) <= 0:
-            raise InputError("weights must be non-negative, one per embedding row, with a positive sum")
+        if not bool(torch.isfinite(x).all()):
+            raise InputError("the embedding matrix holds NaN or infinite values (did training diverge?)")
+        if w.shape != (x.shape[0],) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) \
+                or float(w.sum()) <= 0:
+            raise InputError("weights must be finite and non-negative, one per embedding row, with a positive sum")
         w = w / w.sum()
         mean = w @ x
         xc = x - mean
         cov = (xc * w.unsqueeze(1)).T @ xc
+        if float(cov.diagonal().sum()) == 0.0:
+            raise InputError("the embedding rows with positive weight are all equal: they have no covariance to "
+                             "normalise by; give rows that differ (or more rows positive weight)")
         chol, info = torch.linalg.cholesky_ex(cov)
         if int(info) != 0:
             cov = cov + eps * float(cov.diagonal().mean()) * torch.eye(cov.shape[0], dtype=cov.dtype)
