@@ -153,3 +153,21 @@ def test_weight_files_of_different_architectures(tmp_path):
         load_weight_pair(tmp_path / "a.safetensors", tmp_path / "b.safetensors")
     m1, m2 = load_weight_pair(tmp_path / "a.safetensors", tmp_path / "c.safetensors")
     assert flat_weights(m1).shape == flat_weights(m2).shape
+
+
+def test_nan_losses_are_never_below_the_bound_and_make_the_barrier_nan():
+    # oracle: numpy's max propagates NaN; Python's max([0.1, nan, 0.2]) is 0.2, which made the barrier 0.0
+    assert math.isnan(barrier([0.1, float("nan"), 0.2])) and math.isnan(barrier([float("nan"), 1.0, 0.5]))
+    assert barrier([0.1, 1.0, 0.2]) == pytest.approx(float(np.max([0.1, 1.0, 0.2]) - 0.2))
+
+    class Diverged(Ring):  # every point but w1 and w2 has a NaN loss (e.g. the model's output overflowed)
+        def loss(self, w: torch.Tensor) -> float:
+            return 0.0 if torch.equal(w, W1) or torch.equal(w, W2) else float("nan")
+
+        def grad(self, w: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([0.0, 1.0], dtype=torch.double)
+
+    cfg = ValleyConfig(eps=0.01, step=0.5, inner_steps=20, max_outer=3, max_steps=5, min_alpha=1e-3)
+    path = valley_track(Diverged(), W1, W2, cfg)
+    assert path.fallbacks == 5 and "descent" not in path.kinds  # NaN points were accepted as descents below the bound
+    assert math.isnan(path.summary()["barrier"]) and math.isnan(path.summary()["max_loss"])

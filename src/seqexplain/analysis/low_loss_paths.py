@@ -64,14 +64,19 @@ class Path:
     log: list[dict[str, float]] = field(default_factory=list)
 
     def summary(self) -> dict[str, object]:
-        return {"points": len(self.points), "max_loss": max(self.losses), "barrier": barrier(self.losses),
+        return {"points": len(self.points), "max_loss": _max(self.losses), "barrier": barrier(self.losses),
                 "bound": self.bound, "fallbacks": self.fallbacks, "reached": self.reached,
                 "kinds": {k: self.kinds.count(k) for k in sorted(set(self.kinds))}}
 
 
+def _max(values: Sequence[float]) -> float:
+    """The largest value, NaN when any is NaN (Python's ``max`` skips a NaN that is not first: order-dependent)."""
+    return float(np.max(np.asarray(values, dtype=np.float64)))
+
+
 def barrier(losses: Sequence[float]) -> float:
-    """``max_t L(t) − max(L(start), L(end))``."""
-    return float(max(losses) - max(losses[0], losses[-1]))
+    """``max_t L(t) − max(L(start), L(end))``; NaN when any loss is NaN (a diverged point: the barrier is unknown)."""
+    return _max(losses) - _max([losses[0], losses[-1]])
 
 
 def _check_pair(w1: Tensor, w2: Tensor) -> None:
@@ -163,7 +168,7 @@ def valley_track(obj: Objective, w1: Tensor, w2: Tensor, cfg: ValleyConfig | Non
         t = min(1.0, t + cfg.step)
         proposal = w2.clone() if t >= 1.0 else w0 + t * (w2 - w0)
         loss = obj.loss(proposal)
-        if loss <= bound:
+        if loss <= bound:  # False for a NaN loss: it is never below the bound
             w_hat = proposal
             path.points.append(w_hat.clone())
             path.losses.append(loss)
@@ -177,13 +182,13 @@ def valley_track(obj: Objective, w1: Tensor, w2: Tensor, cfg: ValleyConfig | Non
             cand = w_hat + alpha * d
             loss = obj.loss(cand)
             kind = "descent"
-            while loss > bound:
+            while not loss <= bound:
                 alpha *= cfg.tau
                 if alpha < cfg.min_alpha:
                     alpha = cfg.min_alpha
                     cand = w_hat + alpha * d
                     loss = obj.loss(cand)
-                    kind = "fallback" if loss > bound else "descent"
+                    kind = "fallback" if not loss <= bound else "descent"
                     break
                 cand = w_hat + alpha * d
                 loss = obj.loss(cand)
