@@ -64,3 +64,57 @@ def test_rnn_lm_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(tmp_pat
     assert [r["epoch"] for r in res.history] == [1, 2, 3]
     for (k, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
         torch.testing.assert_close(a, b, msg=k)
+
+
+def _tiny_multi30k(root: Path) -> Path:
+    """A hand-written stand-in for Multi30K (German → English), enough for a few steps of training."""
+    import gzip
+
+    de = ["ein hund läuft", "eine katze schläft", "zwei männer spielen", "ein kind isst", "die frau liest",
+          "ein mann fährt", "der hund bellt", "eine frau singt"]
+    en = ["a dog runs", "a cat sleeps", "two men play", "a child eats", "the woman reads", "a man drives",
+          "the dog barks", "a woman sings"]
+    folder = root / "multi30k"
+    folder.mkdir(parents=True)
+    for split in ("train", "val", "test_2016_flickr"):
+        for lang, lines in (("de", de), ("en", en)):
+            with gzip.open(folder / f"{split}.{lang}.gz", "wt", encoding="utf-8") as fh:
+                fh.write("\n".join(lines) + "\n")
+    return root
+
+
+def test_translation_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch
+                                                                               ) -> None:
+    from safetensors.torch import load_file
+
+    from seqexplain.training import translation as tr
+
+    data = _tiny_multi30k(tmp_path / "data")
+    cfg = tr.TranslationTrainConfig(vocab_size=60, d_model=8, n_heads=2, ffn_dim=16, encoder_layers=1,
+                                    decoder_layers=1, max_position_embeddings=16, max_len=12, batch_tokens=16,
+                                    epochs=1, warmup_steps=1, checkpoint_every=1, valid_bleu_examples=0,
+                                    test_bleu_examples=2)
+    whole = tr.train_translation(cfg, tmp_path / "whole", data, progress=False)
+    assert whole.steps >= 3
+
+    # killed after the second checkpoint's weights were written, before its optimizer state and train_state.json
+    real = tr.save_optimizer_state
+    calls = []
+
+    def killed_on_second(opt: torch.optim.Optimizer, directory: Path) -> None:
+        calls.append(directory)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(opt, directory)
+
+    monkeypatch.setattr(tr, "save_optimizer_state", killed_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        tr.train_translation(cfg, tmp_path / "cut", data, progress=False)
+    monkeypatch.setattr(tr, "save_optimizer_state", real)
+    resumed = tr.train_translation(cfg, tmp_path / "cut", data, progress=False)
+    assert resumed.steps == whole.steps
+    a = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
