@@ -4,6 +4,7 @@ oracle is an uninterrupted run with the same seed."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -118,3 +119,76 @@ def test_translation_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(tm
     b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+
+
+def _soft_attention_setup() -> tuple[list[Any], list[Any], Any]:
+    import random
+
+    from seqexplain.data.token_labels import LabelledSentence
+    from seqexplain.training.soft_attention_objective import SoftAttentionConfig
+
+    rng = random.Random(0)
+    sents = []
+    for k in range(24):
+        words = rng.sample(["the", "a", "film", "plot", "was", "is", "story", "very"], rng.randint(3, 6))
+        if k % 2:
+            words.insert(rng.randint(0, len(words)), "awful")
+        sents.append(LabelledSentence(tuple(words), tuple("C" if w == "awful" else "O" for w in words), "C"))
+    cfg = SoftAttentionConfig(learning_rate=0.01, weight_decay=0.0, per_device_train_batch_size=8, warmup_ratio=0.0,
+                              max_steps=6, eval_steps=2)
+    return sents[:16], sents[16:], cfg
+
+
+def _soft_attention_model(train: list[Any]) -> tuple[Any, Any]:
+    from seqexplain.training.soft_attention import build_lstm_model
+    from seqexplain.training.soft_attention_batches import WordBatcher
+
+    model, tok = build_lstm_model(train, ("neg", "pos"), seed=0, word_dim=8, char_dim=0, hidden=8, word_hidden=8,
+                                  dropout=0.0, head={"evidence_size": 4, "final_hidden": 4, "dropout": 0.0})
+    return model, WordBatcher(tok)
+
+
+def test_soft_attention_resume_refuses_a_changed_config(tmp_path: Path) -> None:
+    from seqexplain.training.soft_attention import train_soft_attention
+
+    train, dev, cfg = _soft_attention_setup()
+    model, batcher = _soft_attention_model(train)
+    train_soft_attention(model, batcher, train, dev, cfg, tmp_path, progress=False)
+    for changed in ({"learning_rate": 0.1}, {"max_steps": 10}, {"per_device_train_batch_size": 4}):
+        model, batcher = _soft_attention_model(train)
+        with pytest.raises(ModelLoadError, match=next(iter(changed))):
+            train_soft_attention(model, batcher, train, dev, cfg.model_copy(update=changed), tmp_path,
+                                 progress=False)
+
+
+def test_soft_attention_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors.torch import load_file
+
+    from seqexplain.training import soft_attention_loop as loop
+
+    train, dev, cfg = _soft_attention_setup()
+    model, batcher = _soft_attention_model(train)
+    loop.train_soft_attention(model, batcher, train, dev, cfg, tmp_path / "whole", progress=False)
+
+    # killed after the second evaluation's weights were written, before its optimizer state and train_state.json
+    real = loop._save_optimizer
+    calls = []
+
+    def killed_on_second(opt: torch.optim.Optimizer, path: Path) -> None:
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(opt, path)
+
+    monkeypatch.setattr(loop, "_save_optimizer", killed_on_second)
+    model, batcher = _soft_attention_model(train)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train_soft_attention(model, batcher, train, dev, cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(loop, "_save_optimizer", real)
+    model, batcher = _soft_attention_model(train)
+    res = loop.train_soft_attention(model, batcher, train, dev, cfg, tmp_path / "cut", progress=False)
+    assert [h["step"] for h in res.history] == [2, 4, 6]
+    a, b = (load_file(str(tmp_path / d / "last.safetensors")) for d in ("whole", "cut"))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], msg=key)
