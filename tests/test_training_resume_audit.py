@@ -192,3 +192,24 @@ def test_soft_attention_kill_while_writing_a_checkpoint_resumes_as_uninterrupted
     a, b = (load_file(str(tmp_path / d / "last.safetensors")) for d in ("whole", "cut"))
     for key in a:
         torch.testing.assert_close(a[key], b[key], msg=key)
+
+
+def test_snell2021_rerun_with_other_settings_is_refused(runner: Any, tmp_path: Path) -> None:
+    """A finished run is not retrained, so a rerun into its folder with another batch size or seed used to reuse its
+    models, dumps and baselines while results.json named the new settings."""
+    from seqexplain.cli import app
+    from seqexplain.data.paths import require_data
+    from seqexplain.errors import DataError
+
+    try:
+        require_data("sst")
+    except DataError as exc:
+        pytest.skip(f"needs ../shared/data/sst: {exc}")
+    args = ["reproduce", "snell2021", "sst2", "--quick", "--steps", "10", "--max-eval", "30", "--out", str(tmp_path),
+            "--no-progress"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, args).exit_code == 0  # the same settings: a resume
+    for extra in (["--batch-size", "8"], ["--seed", "1"]):
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 2, result.output
+        assert "other settings" in result.output and "Traceback" not in result.output
