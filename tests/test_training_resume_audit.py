@@ -213,3 +213,47 @@ def test_snell2021_rerun_with_other_settings_is_refused(runner: Any, tmp_path: P
         result = runner.invoke(app, [*args, *extra])
         assert result.exit_code == 2, result.output
         assert "other settings" in result.output and "Traceback" not in result.output
+
+
+def test_attention_rnn_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from seqexplain.models.attention_rnn import AttentionRNNConfig, load_attention_rnn
+    from seqexplain.models.attention_rnn_adapter import VectorDocument
+    from seqexplain.training import attention_rnn as ar
+
+    def docs(n: int, seed: int) -> list[VectorDocument]:
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(n):
+            k = int(rng.integers(2, 6))
+            x = torch.tensor(rng.normal(size=(k, 3)), dtype=torch.float32)
+            out.append(VectorDocument([f"w{j}" for j in range(k)], x, [0] * k, int(float(x[:, 0].sum()) > 0)))
+        return out
+
+    model_cfg = AttentionRNNConfig(input_dim=3, hidden=[4], decoder="hier", n_event_types=1, dropout=0.2)
+    cfg = ar.TrainConfig(epochs=3, batch_size=8, lr=0.05)
+    tr, va = docs(24, 0), docs(8, 1)
+    whole = ar.train(model_cfg, tr, va, tmp_path / "whole", cfg, tensorboard=False)
+
+    # killed after the second epoch's weights were written, before its optimizer state and state.json
+    real = ar.save_optimizer_state
+    calls = []
+
+    def killed_on_second(opt: torch.optim.Optimizer, directory: Path) -> None:
+        calls.append(directory)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real(opt, directory)
+
+    monkeypatch.setattr(ar, "save_optimizer_state", killed_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        ar.train(model_cfg, tr, va, tmp_path / "cut", cfg, tensorboard=False)
+    monkeypatch.setattr(ar, "save_optimizer_state", real)
+    resumed = ar.train(model_cfg, tr, va, tmp_path / "cut", cfg, tensorboard=False)
+    assert resumed["history"] == whole["history"]
+    for name in ("last", "best"):
+        a, b = (load_attention_rnn(tmp_path / d / f"{name}.safetensors").state_dict() for d in ("whole", "cut"))
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}: {key}")
