@@ -257,3 +257,46 @@ def test_attention_rnn_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(
         a, b = (load_attention_rnn(tmp_path / d / f"{name}.safetensors").state_dict() for d in ("whole", "cut"))
         for key in a:
             torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=f"{name}: {key}")
+
+
+def test_classifier_kill_while_the_old_checkpoint_is_removed_resumes_from_the_new_one(
+        tmp_path: Path, bert: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The swap removes ``checkpoint/`` file by file and then renames ``checkpoint.new/``; killed part way through the
+    removal, the old folder still has its train_state.json but not its weights, while the new one is complete."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from seqexplain.training import classifier as clf
+
+    tokenizer = bert[1]
+
+    def model() -> BertForSequenceClassification:
+        torch.manual_seed(0)
+        return BertForSequenceClassification(BertConfig(
+            vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=32, max_position_embeddings=64, num_labels=2))
+
+    texts = ["the cat sat on the mat", "a dog ran far away", "what a lovely film", "dull and boring plot",
+             "the quick brown fox", "great acting all round"]
+    data, valid = (texts, [0, 1, 1, 0, 0, 1]), (texts[:2], [0, 1])
+    cfg = clf.ClassifierTrainConfig(max_length=16, epochs=3, batch_size=4, lr=1e-3, checkpoint_every=2, seed=3)
+    whole = model()
+    summary = clf.train_classifier(whole, tokenizer, data, valid, cfg, tmp_path / "whole", progress=False)
+
+    real = clf.shutil.rmtree
+
+    def killed_while_removing(path: Path, *args: Any, **kwargs: Any) -> None:
+        if Path(path).name == "checkpoint":
+            (Path(path) / "model.safetensors").unlink()
+            raise KeyboardInterrupt
+        real(path, *args, **kwargs)
+
+    monkeypatch.setattr(clf.shutil, "rmtree", killed_while_removing)
+    with pytest.raises(KeyboardInterrupt):
+        clf.train_classifier(model(), tokenizer, data, valid, cfg, tmp_path / "cut", progress=False)
+    monkeypatch.setattr(clf.shutil, "rmtree", real)
+    resumed = model()
+    again = clf.train_classifier(resumed, tokenizer, data, valid, cfg, tmp_path / "cut", progress=False)
+    assert again["history"] == summary["history"] and again["steps"] == 6
+    assert not (tmp_path / "cut" / "checkpoint.new").exists()  # the interrupted swap was finished, then replaced
+    for (name, p), q in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
