@@ -300,3 +300,20 @@ def test_classifier_kill_while_the_old_checkpoint_is_removed_resumes_from_the_ne
     assert not (tmp_path / "cut" / "checkpoint.new").exists()  # the interrupted swap was finished, then replaced
     for (name, p), q in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_causal_lm_training_refuses_sequences_with_nothing_to_predict() -> None:
+    """A one-token row has no next-token target: its batch's mean loss was 0/0 = nan, logged as the train loss."""
+    from seqexplain.errors import InputError
+    from seqexplain.models.transformer import TransformerLM, TransformerLMConfig
+    from seqexplain.training.causal_lm_data import TokenData
+    from seqexplain.training.compatible import train_causal_lm
+    from seqexplain.training.compatible_config import TrainConfig as LMTrainConfig
+
+    torch.manual_seed(0)
+    model = TransformerLM(TransformerLMConfig(vocab_size=10, d_model=8, n_layers=1, n_heads=2, ffn_dim=16,
+                                              max_position_embeddings=8))
+    data = TokenData.from_lists([[1, 2, 3, 4], [5]])
+    with pytest.raises(InputError, match="row 1"):
+        train_causal_lm(model, data, LMTrainConfig(steps=2, batch_size=1, log_every=1, checkpoint_every=None),
+                        progress=False, tensorboard=False)
