@@ -159,6 +159,9 @@ def test_soft_attention_resume_refuses_a_changed_config(tmp_path: Path) -> None:
         with pytest.raises(ModelLoadError, match=next(iter(changed))):
             train_soft_attention(model, batcher, train, dev, cfg.model_copy(update=changed), tmp_path,
                                  progress=False)
+    model, batcher = _soft_attention_model(train)
+    with pytest.raises(ModelLoadError, match="n_train"):  # another training set size: another schedule
+        train_soft_attention(model, batcher, train[:12], dev, cfg, tmp_path, progress=False)
 
 
 def test_soft_attention_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(

@@ -20,7 +20,8 @@
   TensorBoard scalars under ``tb/``, and at every evaluation a resumable state (``last.safetensors`` of the unwrapped
   model, ``optimizer.safetensors``, then ``train_state.json``): a rerun with the same ``out_dir`` continues from the
   last evaluation with the same order and masking, and refuses a state made with other settings (all but naming,
-  logging and the eval batch size). The trained model stays on the accelerator's device.
+  logging and the eval batch size) or another number of training sentences. The trained model stays on the
+  accelerator's device.
 """
 
 from __future__ import annotations
@@ -182,17 +183,18 @@ class _EpochBatches(torch.utils.data.Dataset):
 _NOT_DEFINING = ("experiment_name", "output_dir", "logging_steps", "save_steps", "per_device_eval_batch_size")
 
 
-def _defining(cfg: SoftAttentionConfig) -> dict[str, Any]:
-    """The settings a checkpoint must share with a run that resumes it (all but naming, logging, eval batch size)."""
-    return {k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_DEFINING}
+def _defining(cfg: SoftAttentionConfig, n_train: int) -> dict[str, Any]:
+    """The settings a checkpoint must share with a run that resumes it (all but naming, logging, eval batch size),
+    and the number of training sentences (it sets the schedule's length and the batches)."""
+    return {**{k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_DEFINING}, "n_train": n_train}
 
 
-def _check_resumable(out: Path, saved: dict[str, Any] | None, cfg: SoftAttentionConfig) -> None:
+def _check_resumable(out: Path, saved: dict[str, Any] | None, cfg: SoftAttentionConfig, n_train: int) -> None:
     """Raise :class:`ModelLoadError` when the state in ``out`` was trained with other defining settings."""
     if saved is None:
         raise ModelLoadError(f"the training state in {out} does not record its settings (an older version wrote "
                              "it); use another out_dir or resume=False")
-    wanted = _defining(cfg)
+    wanted = _defining(cfg, n_train)
     changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in changed)
@@ -231,7 +233,7 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
     best_state: dict[str, torch.Tensor] | None = None
     if out is not None and resume and (out / "train_state.json").is_file():
         st = json.loads((out / "train_state.json").read_text(encoding="utf-8"))
-        _check_resumable(out, st.get("config"), cfg)
+        _check_resumable(out, st.get("config"), cfg, len(train))
         model.load_state_dict(load_file(str(out / "last.safetensors")))
         _load_optimizer(opt, out / "optimizer.safetensors")
         step, epoch, start = int(st["step"]), int(st["epoch"]), int(st["batches"])
@@ -301,7 +303,7 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
                         atomic_write_text(out / "train_state.json", json.dumps(
                             {"step": step, "epoch": nxt[0], "batches": nxt[1], "history": result.history,
                              "best_step": result.best_step, "best_dev_f1": result.best_dev_f1,
-                             "config": _defining(cfg)}, indent=1))
+                             "config": _defining(cfg, len(train))}, indent=1))
                     acc.wait_for_everyone()
                 if step >= local_total:
                     break
