@@ -337,3 +337,16 @@ def test_eraser_train_honours_a_zero_learning_rate(tmp_path: Path) -> None:
     trained = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
     for key, value in trained.items():
         torch.testing.assert_close(value, fresh[key], rtol=0, atol=0, msg=key)  # lr 0: no update moved a weight
+
+
+def test_vafa2021_translation_full_run_refuses_the_quick_model(tmp_path: Path) -> None:
+    """``ensure_model`` reused whatever model the folder held: a full run after a quick one explained the quick
+    model (1 epoch, 800 pairs) while its results said quick = false."""
+    from seqexplain.errors import InputError
+    from seqexplain.experiments.vafa2021_translation import ensure_model
+
+    data = _tiny_multi30k(tmp_path / "data")
+    _, _, quick = ensure_model(tmp_path / "run", True, data, "de", "en", progress=False)
+    assert ensure_model(tmp_path / "run", True, data, "de", "en", progress=False)[2] == quick  # reused
+    with pytest.raises(InputError, match="--quick"):
+        ensure_model(tmp_path / "run", False, data, "de", "en", progress=False)
