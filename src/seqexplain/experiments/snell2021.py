@@ -164,6 +164,25 @@ def run_names(s: Settings) -> list[str]:
     return [f"normal_{chr(ord('A') + i)}" for i in range(s.n_runs)] + ["uniform"]
 
 
+def _claim_folder(out: Path, experiment: str, s: Settings, seed: int) -> None:
+    """Record the experiment, settings (but the device) and seed in ``out/settings.json``, or, when the folder holds
+    another run's, raise :class:`InputError`: its finished runs, dumps and baselines would be reused silently (a run
+    whose last checkpoint exists is not retrained) under the new settings' name."""
+    wanted = json.loads(json.dumps({"experiment": experiment, "seed": seed,
+                                    "settings": {k: v for k, v in asdict(s).items() if k != "device"}}))
+    path = out / "settings.json"
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != wanted:
+            sa, wa = {**saved, **saved.get("settings", {})}, {**wanted, **wanted["settings"]}
+            changed = sorted(k for k in set(sa) | set(wa) if k != "settings" and sa.get(k) != wa.get(k))
+            raise InputError(f"{out} holds a snell2021 run with other settings ({', '.join(changed)}); use a new "
+                             "--out folder or delete it to restart")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(wanted, indent=1))
+
+
 def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Path | str | None = None,
         seed: int = 0, progress: bool = True, **options: Any) -> dict[str, Any]:
     """The whole pipeline (module docstring); returns the results (also written to ``out``)."""
@@ -171,6 +190,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
         raise InputError(f"unknown snell2021 experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
     s = settings(quick, experiment, **options)
     out = Path(out)
+    _claim_folder(out, experiment, s, seed)
     if experiment == "multi30k":
         from seqexplain.experiments.snell2021_translation import run_translation
 

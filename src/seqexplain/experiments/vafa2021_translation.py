@@ -80,7 +80,7 @@ def train_translation_model(out_dir: Path | str, quick: bool = False, data_root:
     train_translation(cfg, home, data_root=data_root, resume=resume, progress=progress)
     results: dict[str, Any] = json.loads((home / "model" / "results.json").read_text(encoding="utf-8"))
     results["train_config"] = asdict(cfg)
-    results["run"] = run_record(cfg.seed)
+    results["run"] = run_record(cfg.seed, quick=quick)
     atomic_write_text(home / "run.json", json.dumps(results["run"], indent=2))
     return results
 
@@ -88,8 +88,13 @@ def train_translation_model(out_dir: Path | str, quick: bool = False, data_root:
 def ensure_model(out_dir: Path | str, quick: bool, data_root: Path | str | None, src_lang: str, tgt_lang: str,
                  progress: bool = True) -> tuple[Any, Any, dict[str, Any]]:
     """``(model, tokenizer, results)`` of the ``src → tgt`` model under ``out_dir``, training it first when it is
-    missing (with the torch thread count already in effect: entry points set it first)."""
+    missing (with the torch thread count already in effect: entry points set it first); a model trained in the other
+    mode (``quick`` or not, recorded in ``run.json``) is refused."""
     home = model_home(out_dir, src_lang, tgt_lang)
+    made = json.loads((home / "run.json").read_text(encoding="utf-8")) if (home / "run.json").is_file() else {}
+    if made.get("quick", quick) != quick:  # the other mode's model would be reused silently
+        raise InputError(f"{home} holds a model trained {'with' if made['quick'] else 'without'} --quick; use "
+                         "another --out folder for this run")
     if not (home / "model" / "results.json").is_file():
         train_translation_model(out_dir, quick, data_root, src_lang=src_lang, tgt_lang=tgt_lang, progress=progress,
                                 threads=None)

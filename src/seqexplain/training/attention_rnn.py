@@ -175,6 +175,9 @@ def train(model_config: AttentionRNNConfig, train_docs: Sequence[VectorDocument]
                     if k != "epoch":
                         writer.add_scalar(k, v, epoch + 1)
             state["history"].append(record)
+            # state.json says "fresh start" while the files are rewritten: a kill in between must not pair the new
+            # weights or optimizer state with the previous epoch (a resume would train that epoch twice)
+            atomic_write_text(state_file, json.dumps({**configs, "epoch": 0, "history": [], "best": None}, indent=1))
             if state["best"] is None or record["val_loss"] < state["best"]["val_loss"]:
                 state["best"] = record
                 save_attention_rnn(model, out / "best.safetensors")

@@ -108,9 +108,14 @@ def _optimizer(model: torch.nn.Module, cfg: ClassifierTrainConfig) -> torch.opti
 
 def _save_checkpoint(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
     """Write the checkpoint into ``<ckpt>.new`` and swap it in, so an interrupted write leaves the previous one (or,
-    killed between the swap's two steps, the new one under ``<ckpt>.new``, which :func:`_resume` also reads)."""
+    killed during the swap, the new one under ``<ckpt>.new``, complete once it has ``train_state.json``, which
+    :func:`_resume` prefers, and an interrupted swap is finished before a new write)."""
     fresh = ckpt.with_name(ckpt.name + ".new")
-    if fresh.is_dir():
+    if (fresh / "train_state.json").is_file():
+        if ckpt.is_dir():
+            shutil.rmtree(ckpt)
+        fresh.rename(ckpt)
+    elif fresh.is_dir():
         shutil.rmtree(fresh)
     fresh.mkdir(parents=True)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(fresh / "model.safetensors"))
@@ -123,7 +128,8 @@ def _save_checkpoint(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimi
 
 def _resume(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg: ClassifierTrainConfig
             ) -> dict[str, Any] | None:
-    found = next((c for c in (ckpt, ckpt.with_name(ckpt.name + ".new")) if (c / "train_state.json").is_file()), None)
+    # a complete <ckpt>.new is the newer one (the old folder may be half removed by an interrupted swap)
+    found = next((c for c in (ckpt.with_name(ckpt.name + ".new"), ckpt) if (c / "train_state.json").is_file()), None)
     if found is None:
         return None
     state = json.loads((found / "train_state.json").read_text(encoding="utf-8"))

@@ -97,6 +97,10 @@ def train_causal_lm(
     params = list(trainable_parameters(model).values())
     if not params:
         raise InputError("the model has no parameter that requires grad")
+    short = (train.valid.sum(1) < 2).nonzero().flatten().tolist()
+    if short:  # no next token to predict: the batch's mean loss is 0/0 = nan, which the logged loss would average in
+        raise InputError(f"{len(short)} training sequence(s) have fewer than 2 tokens (nothing to predict; the first "
+                         f"is row {short[0]}); leave them out")
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)

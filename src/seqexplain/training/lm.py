@@ -16,7 +16,8 @@ Recipe (the TensorFlow PTB tutorial of Zaremba et al. 2014, which the original s
 
 Checkpoints: after each epoch, ``<out_dir>/checkpoint/`` holds the model (safetensors + JSON config), the vocabulary
 and ``train_state.json`` (epoch reached, history). ``train_lm(..., resume=True)`` continues from there. Each epoch
-seeds the global RNG with ``seed + epoch``, so an interrupted-and-resumed run equals an uninterrupted one.
+seeds the global RNG with ``seed + epoch``, so an interrupted-and-resumed run equals an uninterrupted one. A
+checkpoint trained with other settings (all but ``epochs`` and ``eval_batch_size``) is refused.
 """
 
 from __future__ import annotations
@@ -106,10 +107,28 @@ def perplexity(
 
 def _save_checkpoint(model: RNNLanguageModel, vocab: Vocab | None, ckpt: Path, epoch: int,
                      result: TrainResult, cfg: TrainConfig) -> None:
+    # the previous epoch's train_state.json goes first: killed while the new weights are written, the folder must
+    # not pair them with the old epoch (a resume would train that epoch twice)
+    (ckpt / "train_state.json").unlink(missing_ok=True)
     model.save(ckpt, vocab)
     state = {"epoch": epoch, "history": result.history, "train_config": asdict(cfg)}
     # written last: its presence marks a complete checkpoint
     atomic_write_text(ckpt / "train_state.json", json.dumps(state, indent=2))
+
+
+_NOT_DEFINING = ("epochs", "eval_batch_size")
+
+
+def _check_resumable(ckpt: Path, saved: dict[str, Any], cfg: TrainConfig) -> None:
+    """Raise :class:`ModelLoadError` when the checkpoint was trained with other settings than ``cfg`` (all but
+    ``epochs``, which a resume may extend, and ``eval_batch_size``)."""
+    wanted = asdict(cfg)
+    changed = sorted(k for k in set(saved) | set(wanted)
+                     if k not in _NOT_DEFINING and saved.get(k) != wanted.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in changed)
+        raise ModelLoadError(f"checkpoint {ckpt} was trained with other settings ({detail}); use another out_dir "
+                             "or resume=False")
 
 
 def train_lm(
@@ -136,8 +155,9 @@ def train_lm(
         if saved.config.to_dict() != model.config.to_dict():
             raise ModelLoadError(f"checkpoint {ckpt} was trained with a different model configuration; "
                                  "use another out_dir or resume=False")
-        model.load_state_dict(saved.state_dict())
         st = json.loads((ckpt / "train_state.json").read_text(encoding="utf-8"))
+        _check_resumable(ckpt, st.get("train_config", {}), cfg)
+        model.load_state_dict(saved.state_dict())
         start_epoch = int(st["epoch"]) + 1
         result.history = list(st["history"])
         result.checkpoint = ckpt

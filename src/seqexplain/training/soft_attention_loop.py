@@ -19,7 +19,9 @@
   (positive class) are kept (``best.safetensors``) and loaded at the end. With ``out_dir`` (main process only):
   TensorBoard scalars under ``tb/``, and at every evaluation a resumable state (``last.safetensors`` of the unwrapped
   model, ``optimizer.safetensors``, then ``train_state.json``): a rerun with the same ``out_dir`` continues from the
-  last evaluation with the same order and masking. The trained model stays on the accelerator's device.
+  last evaluation with the same order and masking, and refuses a state made with other settings (all but naming,
+  logging and the eval batch size) or another number of training sentences. The trained model stays on the
+  accelerator's device.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from sklearn.metrics import f1_score
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.data.token_labels import LabelledSentence
-from seqexplain.errors import InputError
+from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.progress import add_total, advance, progress_bar
 from seqexplain.training.soft_attention_objective import SoftAttentionConfig, soft_attention_loss
 
@@ -178,6 +180,28 @@ class _EpochBatches(torch.utils.data.Dataset):
         return b_idx, self.batcher.make([self.train[i] for i in indices], train=True, generator=gen)
 
 
+_NOT_DEFINING = ("experiment_name", "output_dir", "logging_steps", "save_steps", "per_device_eval_batch_size")
+
+
+def _defining(cfg: SoftAttentionConfig, n_train: int) -> dict[str, Any]:
+    """The settings a checkpoint must share with a run that resumes it (all but naming, logging, eval batch size),
+    and the number of training sentences (it sets the schedule's length and the batches)."""
+    return {**{k: v for k, v in cfg.model_dump(mode="json").items() if k not in _NOT_DEFINING}, "n_train": n_train}
+
+
+def _check_resumable(out: Path, saved: dict[str, Any] | None, cfg: SoftAttentionConfig, n_train: int) -> None:
+    """Raise :class:`ModelLoadError` when the state in ``out`` was trained with other defining settings."""
+    if saved is None:
+        raise ModelLoadError(f"the training state in {out} does not record its settings (an older version wrote "
+                             "it); use another out_dir or resume=False")
+    wanted = _defining(cfg, n_train)
+    changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in changed)
+        raise ModelLoadError(f"the training state in {out} was made with other settings ({detail}); use another "
+                             "out_dir or resume=False")
+
+
 def _optimizer(model: torch.nn.Module, cfg: SoftAttentionConfig) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     head = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("head.")]
@@ -209,6 +233,7 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
     best_state: dict[str, torch.Tensor] | None = None
     if out is not None and resume and (out / "train_state.json").is_file():
         st = json.loads((out / "train_state.json").read_text(encoding="utf-8"))
+        _check_resumable(out, st.get("config"), cfg, len(train))
         model.load_state_dict(load_file(str(out / "last.safetensors")))
         _load_optimizer(opt, out / "optimizer.safetensors")
         step, epoch, start = int(st["step"]), int(st["epoch"]), int(st["batches"])
@@ -260,6 +285,8 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
                         end_epoch and not cfg.eval_steps):
                     f1 = [sentence_f1(bare, batcher, dev, cfg.per_device_eval_batch_size) if dev and main else 0.0]
                     f1 = broadcast_object_list(f1) if n_proc > 1 else f1
+                    if out is not None and main:  # the old state goes first: a kill below must not pair it with
+                        (out / "train_state.json").unlink(missing_ok=True)  # the new best/last weights
                     result.history.append({"step": step, "epoch": epoch + min(1.0, (b_idx + 1) / data.n_batches),
                                            "loss": float(loss.detach()), "dev_sentence_f1": f1[0], **terms})
                     if writer is not None:
@@ -275,7 +302,8 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
                         nxt = (epoch + 1, 0) if end_epoch else (epoch, start + (j + 1) * n_proc)
                         atomic_write_text(out / "train_state.json", json.dumps(
                             {"step": step, "epoch": nxt[0], "batches": nxt[1], "history": result.history,
-                             "best_step": result.best_step, "best_dev_f1": result.best_dev_f1}, indent=1))
+                             "best_step": result.best_step, "best_dev_f1": result.best_dev_f1,
+                             "config": _defining(cfg, len(train))}, indent=1))
                     acc.wait_for_everyone()
                 if step >= local_total:
                     break

@@ -248,6 +248,9 @@ def train_translation(config: TranslationTrainConfig, out_dir: Path | str, data_
         return elapsed0 + time.perf_counter() - seg_start
 
     def save_checkpoint(epoch: int, batch: int) -> None:
+        # the previous train_state.json goes first: a kill while the weights or optimizer state are rewritten must
+        # not leave them paired with the previous step (a resume would repeat those steps on the newer weights)
+        (ckpt / "train_state.json").unlink(missing_ok=True)
         _write_model_dir(ckpt, model, tokenizer, cfg, history)
         save_optimizer_state(opt, ckpt)
         st = {"epoch": epoch, "batch": batch, "step": step, "history": history, "elapsed": elapsed(),

@@ -63,8 +63,8 @@ def run_train(out: Path, *, quick: bool = False, data_root: Path | str | None = 
     defaults = ClassifierTrainConfig()
     cfg = ClassifierTrainConfig(
         max_length=max_length or (64 if quick else DEFAULT_MAX_LENGTH), epochs=epochs or (1 if quick else 2),
-        max_steps=max_steps, batch_size=batch_size or (4 if quick else defaults.batch_size), lr=lr or defaults.lr,
-        seed=seed, checkpoint_every=defaults.checkpoint_every)
+        max_steps=max_steps, batch_size=batch_size or (4 if quick else defaults.batch_size),
+        lr=defaults.lr if lr is None else lr, seed=seed, checkpoint_every=defaults.checkpoint_every)
     splits = {s: read_eraser(s, _eraser_root(data_root)) for s in ("train", "val")}
     if quick:
         splits = {s: docs[: QUICK_DOCS[s]] for s, docs in splits.items()}
