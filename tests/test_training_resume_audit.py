@@ -3,6 +3,7 @@ oracle is an uninterrupted run with the same seed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,24 @@ from seqexplain.training import lm as lm_training
 from seqexplain.training.lm import TrainConfig, train_lm
 
 _TOKENS = ("the cat sat on the mat <eos> a dog ran home <eos> " * 40).split()
+
+
+def _killed_on_second_call(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str, run: Callable[[], Any]) -> None:
+    """Run ``run`` with ``owner.name`` raising ``KeyboardInterrupt`` on its second call (a kill in the middle of the
+    second checkpoint's write, after what ran before that call), then put the real one back."""
+    real = getattr(owner, name)
+    calls: list[int] = []
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, killed)
+    with pytest.raises(KeyboardInterrupt):
+        run()
+    monkeypatch.setattr(owner, name, real)
 
 
 def _lm() -> RNNLanguageModel:
@@ -47,19 +66,8 @@ def test_rnn_lm_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(tmp_pat
     train_lm(whole, ids, None, _lm_cfg(), out_dir=tmp_path / "whole", vocab=vocab, progress=False)
 
     # killed after the second epoch's weights were written but before its train_state.json
-    real = lm_training.atomic_write_text
-    calls = []
-
-    def killed_on_second(path: Path, text: str) -> None:
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real(path, text)
-
-    monkeypatch.setattr(lm_training, "atomic_write_text", killed_on_second)
-    with pytest.raises(KeyboardInterrupt):
-        train_lm(_lm(), ids, None, _lm_cfg(), out_dir=tmp_path / "cut", vocab=vocab, progress=False)
-    monkeypatch.setattr(lm_training, "atomic_write_text", real)
+    _killed_on_second_call(monkeypatch, lm_training, "atomic_write_text", lambda: train_lm(
+        _lm(), ids, None, _lm_cfg(), out_dir=tmp_path / "cut", vocab=vocab, progress=False))
     resumed = _lm()
     res = train_lm(resumed, ids, None, _lm_cfg(), out_dir=tmp_path / "cut", vocab=vocab, progress=False)
     assert [r["epoch"] for r in res.history] == [1, 2, 3]
@@ -100,19 +108,8 @@ def test_translation_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(tm
     assert whole.steps >= 3
 
     # killed after the second checkpoint's weights were written, before its optimizer state and train_state.json
-    real = tr.save_optimizer_state
-    calls = []
-
-    def killed_on_second(opt: torch.optim.Optimizer, directory: Path) -> None:
-        calls.append(directory)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real(opt, directory)
-
-    monkeypatch.setattr(tr, "save_optimizer_state", killed_on_second)
-    with pytest.raises(KeyboardInterrupt):
-        tr.train_translation(cfg, tmp_path / "cut", data, progress=False)
-    monkeypatch.setattr(tr, "save_optimizer_state", real)
+    _killed_on_second_call(monkeypatch, tr, "save_optimizer_state",
+                           lambda: tr.train_translation(cfg, tmp_path / "cut", data, progress=False))
     resumed = tr.train_translation(cfg, tmp_path / "cut", data, progress=False)
     assert resumed.steps == whole.steps
     a = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
@@ -175,20 +172,9 @@ def test_soft_attention_kill_while_writing_a_checkpoint_resumes_as_uninterrupted
     loop.train_soft_attention(model, batcher, train, dev, cfg, tmp_path / "whole", progress=False)
 
     # killed after the second evaluation's weights were written, before its optimizer state and train_state.json
-    real = loop._save_optimizer
-    calls = []
-
-    def killed_on_second(opt: torch.optim.Optimizer, path: Path) -> None:
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real(opt, path)
-
-    monkeypatch.setattr(loop, "_save_optimizer", killed_on_second)
     model, batcher = _soft_attention_model(train)
-    with pytest.raises(KeyboardInterrupt):
-        loop.train_soft_attention(model, batcher, train, dev, cfg, tmp_path / "cut", progress=False)
-    monkeypatch.setattr(loop, "_save_optimizer", real)
+    _killed_on_second_call(monkeypatch, loop, "_save_optimizer", lambda: loop.train_soft_attention(
+        model, batcher, train, dev, cfg, tmp_path / "cut", progress=False))
     model, batcher = _soft_attention_model(train)
     res = loop.train_soft_attention(model, batcher, train, dev, cfg, tmp_path / "cut", progress=False)
     assert [h["step"] for h in res.history] == [2, 4, 6]
@@ -241,19 +227,8 @@ def test_attention_rnn_kill_while_writing_a_checkpoint_resumes_as_uninterrupted(
     whole = ar.train(model_cfg, tr, va, tmp_path / "whole", cfg, tensorboard=False)
 
     # killed after the second epoch's weights were written, before its optimizer state and state.json
-    real = ar.save_optimizer_state
-    calls = []
-
-    def killed_on_second(opt: torch.optim.Optimizer, directory: Path) -> None:
-        calls.append(directory)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        real(opt, directory)
-
-    monkeypatch.setattr(ar, "save_optimizer_state", killed_on_second)
-    with pytest.raises(KeyboardInterrupt):
-        ar.train(model_cfg, tr, va, tmp_path / "cut", cfg, tensorboard=False)
-    monkeypatch.setattr(ar, "save_optimizer_state", real)
+    _killed_on_second_call(monkeypatch, ar, "save_optimizer_state",
+                           lambda: ar.train(model_cfg, tr, va, tmp_path / "cut", cfg, tensorboard=False))
     resumed = ar.train(model_cfg, tr, va, tmp_path / "cut", cfg, tensorboard=False)
     assert resumed["history"] == whole["history"]
     for name in ("last", "best"):
