@@ -98,3 +98,11 @@ def test_a_model_whose_ids_path_the_adapter_does_not_know_is_refused(bpe):
     with pytest.raises(UnsupportedError, match="input embeddings than when it reads the token ids"):
         se.explain_example(w, ex, "gradient_norm")
     assert np.isfinite(se.explain_example(w, ex, "occlusion").scores[ex.visible().numpy()]).all()
+    # an adapter that has only ever seen precomputed vectors checks them against token ids of its own choosing,
+    # before the first forward that feeds them (a gradient method or an attention map)
+    for method in ("gradient_norm", "attention_last"):
+        fresh = se.load_model(w.model, bpe)
+        fresh._scales = {"encoder": 1.0, "decoder": 1.0}
+        vec = ex.replace(input_ids=None, input_vectors=fresh.embed(ex)[0].detach())
+        with pytest.raises(UnsupportedError, match="input embeddings than when it reads the token ids"):
+            se.explain_example(fresh, vec, method)

@@ -209,7 +209,7 @@ class SequenceModel(ABC):
         if not bool(keep.all()):
             self.require_keep_mask()
             self.verify_keep_mask(ex)
-        if part.embeds is not None and ex.input_ids is not None:
+        if part.embeds is not None or ex.input_ids is None:
             self.verify_vectors(ex)
         rows_target = None if part.rows_target is None else part.rows_target.to(self.device).long().view(-1)
         return Part(ex, keep, part.embeds, rows_target)
@@ -290,6 +290,12 @@ class SequenceModel(ABC):
                 "use gradient or attention methods, or a model whose forward honours attention_mask")
         self._keep_verified = True
 
+    def ids_probe(self, example: Example) -> Example | None:
+        """``example`` over token ids, for :meth:`verify_vectors`: itself when it has ids; for one over
+        precomputed vectors, an adapter with an ids path returns the same positions over some valid token ids
+        (None, the default: nothing to compare the vectors with)."""
+        return example if example.input_ids is not None else None
+
     def verify_vectors(self, example: Example) -> None:
         """Check once per adapter, by behaviour, that feeding :meth:`embed`'s vectors gives the logits the token
         ids give (the contract gradient methods, IG and precomputed vectors rest on). A model that transforms its
@@ -297,11 +303,14 @@ class SequenceModel(ABC):
         :class:`UnsupportedError` instead of having another function explained."""
         if getattr(self, "_vectors_verified", False):
             return
+        probe = self.ids_probe(example)
+        if probe is None:
+            return
         self._vectors_verified = True  # the probe's own forwards must not probe again
         try:
             with torch.no_grad():
-                by_ids = self.logits(example).float()
-                by_vectors = self.logits(example, embeds=self.embed(example).detach()).float()
+                by_ids = self.logits(probe).float()
+                by_vectors = self.logits(probe, embeds=self.embed(probe).detach()).float()
         except BaseException:
             self._vectors_verified = False
             raise

@@ -294,6 +294,14 @@ class HFAdapter(SequenceModel):
             kwargs.pop(name, None)
         return kwargs
 
+    def ids_probe(self, example: Example) -> Example | None:
+        """For an example over precomputed vectors: the same positions over token ids ``1, 2, …`` (cycled through
+        the vocabulary), so that the vectors-against-ids check runs before vectors are fed."""
+        if example.input_ids is not None:
+            return example
+        ids = torch.arange(example.length) % max(1, self.vocab_size() - 1) + 1
+        return example.replace(input_ids=ids, input_vectors=None)
+
     def span_inputs(self, example: Example, start: int = 0, stop: int | None = None, prefix: str = ""
                     ) -> dict[str, torch.Tensor]:
         """The module's inputs for positions ``[start, stop)`` of ``example`` as a batch of one:
@@ -304,6 +312,7 @@ class HFAdapter(SequenceModel):
             key, x = "input_ids", example.input_ids[start:stop]
         else:
             assert example.input_vectors is not None
+            self.verify_vectors(example)
             key, x = "inputs_embeds", example.input_vectors[start:stop]
         return {f"{prefix}{key}": x.to(self.device).unsqueeze(0),
                 f"{prefix}attention_mask": torch.ones(1, stop - start, dtype=torch.long, device=self.device)}
