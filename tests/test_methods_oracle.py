@@ -237,7 +237,7 @@ class _UnbatchableIdentity(torch.autograd.Function):
 
 
 @pytest.mark.parametrize("method", ["gradient_norm", "integrated_gradients"])
-def test_gradients_when_the_backward_cannot_be_batched(gpt2, method):
+def test_gradients_when_the_backward_cannot_be_batched(gpt2, method, monkeypatch):
     """The batched backward fails part-way on such a model; the methods must still give captum's values (one
     backward per target), not a 'backward through the graph a second time' error."""
     from captum.attr import IntegratedGradients, Saliency
@@ -257,3 +257,12 @@ def test_gradients_when_the_backward_cannot_be_batched(gpt2, method):
         oracle = _captum_rows(wrapped, ex, IntegratedGradients, lambda a: a.sum(-1), n_steps=8,
                               method="riemann_middle", baselines=0.0)
     _assert_close(ours, oracle, ex.visible().numpy())
+    # the module is remembered: a second call loops per target from the start, with the same values
+    batched: list[int] = []
+    real = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: batched.append(bool(k.get("is_grads_batched")))
+                        or real(*a, **k))
+    options = {} if method == "gradient_norm" else {"steps": 8, "rule": "riemann_middle"}
+    again = se.explain_example(wrapped, ex, method, **options).scores
+    assert batched and not any(batched)
+    np.testing.assert_array_equal(again, ours)

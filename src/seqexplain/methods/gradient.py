@@ -23,6 +23,7 @@ covers every example holding that target.
 from __future__ import annotations
 
 import warnings
+import weakref
 from typing import Literal
 
 import numpy as np
@@ -62,6 +63,10 @@ def quadrature(steps: int, rule: str) -> tuple[np.ndarray, np.ndarray]:
     return alphas, np.full(steps, 1.0 / steps)
 
 
+#: modules whose backward failed to batch over targets once: their later calls take one backward per target
+_UNBATCHABLE: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+
+
 def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tensor]], targets: list[int]
                     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """For each ``(example, points [R, L, D])``: ``∂f_t / ∂points[r]`` as ``[len(targets), R, L, D]`` for every
@@ -70,7 +75,7 @@ def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tenso
     One forward of every example's rows (padded into one batch by the adapter), then one backward batched over
     targets with one-hot cotangents (``is_grads_batched``). Where an operation's backward does not support
     batching, the failed pass has already freed part of the graph: the forward runs again and one backward per
-    target follows, keeping the graph until the last."""
+    target follows, keeping the graph until the last (and later calls on that module loop from the start)."""
 
     def forward() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         xs = [x.detach().clone().requires_grad_(True) for _, x in items]
@@ -85,18 +90,21 @@ def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tenso
                 cot[k, :, t] = 1.0
         cots.append(cot)
     grads: list[torch.Tensor | None]
+    grads: list[torch.Tensor | None] | None = None
     if len(targets) == 1:  # one cotangent: a plain backward (vmap over a batch of one only adds overhead)
         single = torch.autograd.grad(outs, xs, grad_outputs=[c[0] for c in cots], allow_unused=True)
         grads = [None if g is None else g.unsqueeze(0) for g in single]
-    else:
+    elif model.model not in _UNBATCHABLE:
         try:
             grads = list(torch.autograd.grad(outs, xs, grad_outputs=cots, is_grads_batched=True, allow_unused=True))
         except (RuntimeError, NotImplementedError):
+            _UNBATCHABLE.add(model.model)  # later calls go straight to the loop
             xs, outs = forward()
-            per_k = [torch.autograd.grad(outs, xs, grad_outputs=[c[k] for c in cots],
-                                         retain_graph=k < len(targets) - 1, allow_unused=True)
-                     for k in range(len(targets))]
-            grads = [None if per_k[0][i] is None else torch.stack([g[i] for g in per_k]) for i in range(len(xs))]
+    if grads is None:
+        per_k = [torch.autograd.grad(outs, xs, grad_outputs=[c[k] for c in cots],
+                                     retain_graph=k < len(targets) - 1, allow_unused=True)
+                 for k in range(len(targets))]
+        grads = [None if per_k[0][i] is None else torch.stack([g[i] for g in per_k]) for i in range(len(xs))]
     grads = [torch.zeros(len(targets), *x.shape, dtype=x.dtype, device=x.device) if g is None else g
              for g, x in zip(grads, xs, strict=True)]
     return grads, [o.detach() for o in outs]
