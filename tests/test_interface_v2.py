@@ -216,6 +216,26 @@ def test_tie_margin_is_wider_under_autocast(bert, monkeypatch, autocast, expecte
     assert [ex.target_tokens for ex in examples] == [["neutral"]] * 3 and calls == expected
 
 
+@pytest.mark.parametrize("name", ["gpt2", "bert"])
+def test_examples_with_different_extra_inputs_share_a_call(request, name):
+    """One example carries token type ids and the other does not: each gets the logits it gets alone (a shared
+    forward used to take the first example's names: a KeyError, or the second's token types silently dropped)."""
+    w = se.load_model(*request.getfixturevalue(name))
+    texts = ("The cat sat on the", "A dog ran") if name == "gpt2" else ("a fine film", "dull")
+    plain = w.encode(texts[0], " mat") if name == "gpt2" else w.encode(texts[0])
+    other = w.encode(texts[1], " far") if name == "gpt2" else w.encode(texts[1])
+    typed = other.replace(extra={"token_type_ids": torch.ones(other.length, dtype=torch.long)})
+    plain = plain.replace(extra={})
+    for first, second in ((plain, typed), (typed, plain)):
+        keeps = [torch.ones(2, e.length, dtype=torch.bool) for e in (first, second)]
+        for k in keeps:
+            k[1, 0] = False
+        together = w.logits_parts([se.models.Part(first, keeps[0]), se.models.Part(second, keeps[1])])
+        for e, k, z in zip((first, second), keeps, together, strict=True):
+            torch.testing.assert_close(z, w.logits(e, k), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(w.logits(typed), w.logits(typed.replace(extra={})))  # the token types matter
+
+
 def test_explain_many_shows_row_progress_inside_a_pack(bert, capsys):
     """Besides the item bar (moved once a pack is done), a row bar moves while a pack is computed, and it is closed
     when the pack ends (the progress context does not leak into the caller between yields)."""

@@ -53,6 +53,27 @@ def test_a_model_that_honours_the_mask_passes_the_check(no_attention_lm):
     assert w._keep_verified is True
 
 
+class WindowLM(MaskIgnoringLM):
+    """Honours its mask but reads only the token at each position and the one before it (a window of two, as a
+    sliding attention window does): dropping the first token changes nothing the last one reads."""
+
+    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None):  # type: ignore[override]
+        x = self.emb(input_ids) if inputs_embeds is None else inputs_embeds
+        if attention_mask is not None:
+            x = x * attention_mask.unsqueeze(-1).to(x.dtype)
+        before = torch.nn.functional.pad(x, (0, 0, 1, 0))[:, :-1]
+        return SimpleNamespace(logits=self.out(torch.tanh(x + before)))
+
+
+def test_a_model_reading_a_window_passes_the_mask_check(bpe):
+    w = se.load_model(WindowLM(len(bpe)), bpe)
+    attr = se.explain(w, "The cat sat on the", " mat", "occlusion")
+    assert w._keep_verified is True
+    p0 = w.encode("The cat sat on the", " mat").target_positions[0]
+    scores = attr.scores[0, :p0].tolist()
+    assert p0 > 3 and scores[:p0 - 2] == [0.0] * (p0 - 2) and scores[p0 - 1] != 0.0
+
+
 def test_no_input_embeddings_is_a_clear_error_for_gradients(bpe):
     w = se.load_model(NoEmbeddingsLM(len(bpe)), bpe)
     with pytest.raises(UnsupportedError, match="get_input_embeddings"):

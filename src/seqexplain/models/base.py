@@ -246,21 +246,31 @@ class SequenceModel(ABC):
         return self.logits_parts([Part(example, keep, embeds, rows_target)])[0]
 
     def logits_parts(self, parts: Sequence[Part]) -> list[torch.Tensor]:
-        """:meth:`logits_many` with every part normalised and the keep rule applied (rows split where needed)."""
+        """:meth:`logits_many` with every part normalised and the keep rule applied (rows split where needed).
+        Parts whose examples carry different ``extra`` inputs (e.g. token type ids on some only) run in separate
+        calls, one per set of names, so no adapter has to invent a value for an input an example lacks."""
         parts = [self.normalise_part(p) for p in parts]
         prepared = [self.apply_keep_rule(p) for p in parts]
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, p in enumerate(prepared):
+            groups.setdefault(tuple(sorted(p.example.extra)), []).append(i)
+        out: list[torch.Tensor] = [torch.empty(0)] * len(prepared)
         with self._autocast():
-            out = self.logits_many(prepared)
+            for index in groups.values():
+                for i, z in zip(index, self.logits_many([prepared[i] for i in index]), strict=True):
+                    out[i] = z
         # a part split into one row per target comes back [B·T, 1, V]: fold it to [B, T, V]
         return [z.reshape(p.n_rows, p.example.n_targets, -1) if p.rows_target is None and q.rows_target is not None
                 else z for p, q, z in zip(parts, prepared, out, strict=True)]
 
     def verify_keep_mask(self, example: Example) -> None:
         """Check once per adapter, by behaviour rather than by signature, that dropping positions changes what the
-        model sees: with one of target 0's context positions dropped (the first that is not a start position),
-        its logits must differ from the full input's. A module that takes an attention mask but ignores it (or
-        swallows it in ``**kwargs``) fails, with :class:`UnsupportedError`, instead of giving all-zero occlusion
-        and whole-context rationales. Skipped when target 0 sees nothing beyond its start positions."""
+        model sees: with one of target 0's context positions dropped that is not a start position (the last one,
+        nearest the reading position, then the first), its logits must differ from the full input's for at least
+        one of the two. A module that takes an attention mask but ignores it (or swallows it in ``**kwargs``) fails,
+        with :class:`UnsupportedError`, instead of giving all-zero occlusion and whole-context rationales; a model
+        that reads only a window of recent positions passes (the last position is inside any window). Skipped
+        when target 0 sees nothing beyond its start positions."""
         if getattr(self, "_keep_verified", None) is not None:
             return
         visible = set(example.visible_positions(0)) if example.n_targets else set()
@@ -272,16 +282,20 @@ class SequenceModel(ABC):
             return
         self._keep_verified = False  # in progress: the probe's own forwards must not probe again
         try:
-            probe = torch.ones(1, example.length, dtype=torch.bool, device=self.device)
-            probe[0, min(visible - start)] = False
             target = torch.zeros(1, dtype=torch.long, device=self.device)
+            changed = False
             with torch.no_grad():
-                sparse = self.logits(example, probe, rows_target=target)[0, 0]
                 full = self.logits(example, rows_target=target)[0, 0]
+                for dropped in sorted({max(visible - start), min(visible - start)}, reverse=True):
+                    probe = torch.ones(1, example.length, dtype=torch.bool, device=self.device)
+                    probe[0, dropped] = False
+                    if not torch.equal(self.logits(example, probe, rows_target=target)[0, 0], full):
+                        changed = True
+                        break
         except BaseException:
             self._keep_verified = None
             raise
-        if torch.equal(sparse, full):
+        if not changed:
             self._keep_verified = None
             raise UnsupportedError(
                 f"{self.model_id} ({type(self.model).__name__}) ignores its attention mask: with a context "
