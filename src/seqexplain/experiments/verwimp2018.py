@@ -32,6 +32,7 @@ from seqexplain.analysis.state_gradient_stats import accumulate
 from seqexplain.analysis.state_gradients import iter_rnn_state_gradients
 from seqexplain.analysis.word_classes import (
     DEFAULT_CLASSES,
+    PTB_TAGS,
     WordClasses,
     read_class_file,
     read_tag_lexicon,
@@ -136,7 +137,8 @@ def run_reproduction(
     elif source == "lexicon":
         if tag_file is None:
             raise InputError("tag_source='lexicon' needs tag_file (one word per line followed by its tags)")
-        class_mask = classes.mask_from_lexicon(corp.eval, read_tag_lexicon(tag_file))
+        known = PTB_TAGS | {t for tags in classes.classes.values() for t in tags}  # a class file's own tag set
+        class_mask = classes.mask_from_lexicon(corp.eval, read_tag_lexicon(tag_file, known))
     elif source == "none":
         class_mask = None
     else:
