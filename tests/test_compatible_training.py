@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from seqexplain.errors import ModelLoadError
+from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.transformer import TransformerLM, TransformerLMConfig, load_transformer_lm
 from seqexplain.training.causal_lm_data import TokenData
 from seqexplain.training.causal_lm_loss import evaluate_lm
@@ -102,6 +102,25 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(tmp_path) -> None:
     res = train_causal_lm(_model(), data, _cfg(log_every=4, checkpoint_every=4), tmp_path, progress=False,
                           tensorboard=False)
     assert res.step == 12
+
+
+def test_starting_over_deletes_the_replaced_runs_checkpoints(tmp_path) -> None:
+    """A longer run's step-24 folder used to outlive a restart with ``keep_checkpoints=2``: kept as the newest
+    step beside this run's own, it passed for this run's checkpoint."""
+    data = _data()
+    train_causal_lm(_model(), data, _cfg(steps=24, checkpoint_every=12), tmp_path, progress=False,
+                    tensorboard=False, export=False)
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.glob("step-*")) == ["step-24"]
+    train_causal_lm(_model(), data, _cfg(keep_checkpoints=2), tmp_path, resume=False, progress=False,
+                    tensorboard=False, export=False)
+    assert sorted(p.name for p in root.glob("step-*")) == ["step-12", "step-9"]
+    assert json.loads((root / "latest.json").read_text(encoding="utf-8"))["step"] == 12
+    (root / "step-12").rename(tmp_path / "elsewhere")
+    (root / "step-12").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(InputError, match="step-12 is not a regular folder"):
+        train_causal_lm(_model(), data, _cfg(), tmp_path, resume=False, progress=False, tensorboard=False)
+    assert (tmp_path / "elsewhere" / "train_state.json").is_file()
 
 
 def test_lora_init_depends_on_seed_only(llama) -> None:

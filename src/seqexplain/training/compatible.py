@@ -18,7 +18,9 @@ of its keep masks (:func:`seqexplain.training.word_dropout.causal_attention_mask
   :mod:`seqexplain.training.compatible_checkpoints`) in ``<out_dir>/checkpoints/step-<n>/`` hold the trainable
   parameters, the optimiser state, the global and word-dropout generator states and the train state;
   ``resume=True`` restores all of it, so an interrupted run continues exactly as the uninterrupted one (same
-  batches, masks, dropout and losses).
+  batches, masks, dropout and losses). ``resume=False`` starts over and deletes the checkpoints already in
+  ``<out_dir>/checkpoints`` first: they belong to the run being replaced, and one kept beside this run's (with
+  ``keep_checkpoints`` ≥ 2, or a later ``resume=True`` before this run's first checkpoint) would pass for it.
 * **Logs**: TensorBoard (``<out_dir>/tensorboard``: ``train/loss``, ``train/lr``, ``valid/loss``,
   ``valid/ppl``) and a tqdm progress bar. The final model goes to ``<out_dir>/model`` (``save_pretrained``:
   safetensors).
@@ -43,6 +45,7 @@ from seqexplain.training.causal_lm_data import StepBatches, TokenData
 from seqexplain.training.causal_lm_loss import evaluate_lm, lm_logits, lm_loss, model_device
 from seqexplain.training.compatible_checkpoints import (
     check_resumable,
+    clear_checkpoints,
     export_model,
     latest_checkpoint,
     load_checkpoint,
@@ -106,6 +109,8 @@ def train_causal_lm(
     torch.manual_seed(cfg.seed)
     result = TrainResult()
     start = 0
+    if root is not None and not resume:
+        clear_checkpoints(root)
     latest = latest_checkpoint(root) if (root is not None and resume) else None
     if latest is not None:
         check_resumable(latest, cfg)

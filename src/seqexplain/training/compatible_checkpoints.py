@@ -43,6 +43,22 @@ def latest_checkpoint(root: Path) -> Path | None:
     return path if (path / "train_state.json").is_file() else None
 
 
+def clear_checkpoints(root: Path) -> None:
+    """Delete ``root/latest.json`` and every ``root/step-<n>/`` folder (a run that starts over). Only a regular
+    file and real folders are deleted; a link or other file in their place is an :class:`InputError`."""
+    pointer = root / "latest.json"
+    found = ([pointer] if pointer.exists() or pointer.is_symlink() else []) + sorted(root.glob("step-*"))
+    odd = [p for p in found if p.is_symlink() or not (p.is_file() if p == pointer else p.is_dir())]
+    if odd:
+        raise InputError(f"{odd[0]} is not a regular {'file' if odd[0] == pointer else 'folder'}; a run that starts "
+                         "over would delete it: move it away or use another output folder")
+    for p in found:
+        if p == pointer:
+            p.unlink()
+        else:
+            shutil.rmtree(p)
+
+
 def save_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimizer, generator: torch.Generator,
                     step: int, result: TrainResult, config: TrainConfig, keep: int = 1,
                     seconds: float = 0.0) -> Path:
