@@ -182,3 +182,34 @@ def test_max_new_tokens_zero(runner, no_model):
     assert_one_error_line(invoke(runner, "explain", "-t", "hi", "--max-new-tokens", "0"), "--max-new-tokens",
                           "must be a positive number")
     assert not no_model
+
+
+# ---------------------------------------------------------------------------------------- plots
+def _compatibility_results() -> dict[str, Any]:
+    curve = [{"kept_bits": k, "mae": 0.1 * k} for k in range(3)]
+    return {name: {"compatibility": {"model_probs": [0.2, 0.7], "true_probs": [0.25, 0.6], "mae": 0.05,
+                                     "curve": curve}} for name in ("standard", "compatible")}
+
+
+def test_compatibility_plot_is_written_atomically(tmp_path, monkeypatch):
+    """The plot used to go to a fixed temporary name, left behind when drawing failed, and replaced a link."""
+    import matplotlib.figure
+
+    from seqexplain.experiments.vafa2021 import plot_compatibility
+
+    path = plot_compatibility(_compatibility_results(), tmp_path / "plot.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "linked").mkdir()
+    bad = make_bad("symlink", tmp_path / "linked")
+    before = snapshot(tmp_path)
+    with pytest.raises(UnsafeOutputError):
+        plot_compatibility(_compatibility_results(), bad)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        Path(args[1]).write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", broken)
+    with pytest.raises(OSError, match="disk full"):
+        plot_compatibility(_compatibility_results(), tmp_path / "plot.png")
+    assert snapshot(tmp_path) == before

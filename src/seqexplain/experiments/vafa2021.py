@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from seqexplain.atomic import atomic_write_text
+from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.data.majority_class import (
     EQUALS_POSITION,
     N_BITS,
@@ -213,11 +213,11 @@ def plot_compatibility(results: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.set_title("Compatibility as bits are dropped")
     ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=130)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=130)
+    finally:
+        plt.close(fig)
     return path
 
 
