@@ -183,4 +183,40 @@ def test_config_validation() -> None:
     cfg = TrainConfig(steps=100, lr=1.0, warmup_steps=10, schedule="inverse_sqrt")
     assert cfg.lr_at(4) == pytest.approx(0.5)
     assert cfg.lr_at(39) == pytest.approx((10 / 40) ** 0.5)
-    assert TrainConfig(steps=10, lr=1.0, schedule="linear").lr_at(9) == pytest.approx(0.0)
+    assert TrainConfig(steps=10, lr=1.0, schedule="linear").lr_at(9) == pytest.approx(0.1)
+    assert TrainConfig(steps=10, lr=1.0, schedule="linear", lr_zero_at_last_step=True).lr_at(9) == 0.0
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_decay_after_warm_up_equals_transformers_schedules(schedule) -> None:
+    """After warm-up, the rate of every step equals transformers' schedule (whose warm-up starts at 0 instead of
+    lr/W); the last step's rate is not 0 (it was: the last step trained with lr 0 and changed nothing)."""
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    n, warm = 37, 5
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.3)
+    make = get_linear_schedule_with_warmup if schedule == "linear" else get_cosine_schedule_with_warmup
+    sched = make(opt, num_warmup_steps=warm, num_training_steps=n)
+    reference = []
+    for _ in range(n):
+        reference.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    cfg = TrainConfig(steps=n, lr=0.3, warmup_steps=warm, schedule=schedule)
+    assert [cfg.lr_at(k) for k in range(warm, n)] == pytest.approx(reference[warm:], rel=1e-12, abs=1e-15)
+    assert [cfg.lr_at(k) for k in range(warm)] == pytest.approx([0.3 * (k + 1) / warm for k in range(warm)])
+    assert cfg.lr_at(n - 1) > 0
+
+
+def test_checkpoints_from_before_the_schedule_option_resume_with_the_old_schedule(tmp_path) -> None:
+    data = _data()
+    train_causal_lm(_model(), data, _cfg(), tmp_path, progress=False, tensorboard=False, stop_after=3)
+    state_file = tmp_path / "checkpoints" / "step-3" / "train_state.json"
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    del state["config"]["lr_zero_at_last_step"]  # as written before the option existed
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    with pytest.raises(ModelLoadError, match="lr_zero_at_last_step: True → False"):
+        train_causal_lm(_model(), data, _cfg(), tmp_path, progress=False, tensorboard=False)
+    res = train_causal_lm(_model(), data, _cfg(lr_zero_at_last_step=True), tmp_path, progress=False,
+                          tensorboard=False, export=False)
+    assert res.step == 12 and res.history[-1]["lr"] == 0.0

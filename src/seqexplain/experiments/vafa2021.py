@@ -249,7 +249,8 @@ def train_majority_model(name: str, settings: MajoritySettings, train: TokenData
     wd = WordDropout("uniform_length", s.mixture) if compatible else None
     cfg = TrainConfig(steps=steps, batch_size=s.batch_size, lr=lr, warmup_steps=warmup, schedule="cosine",
                       word_dropout=wd, seed=s.seed + (1 if compatible else 0), log_every=max(1, steps // 20),
-                      eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 5))
+                      eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 5),
+                      lr_zero_at_last_step=True)  # the schedule the recorded results were trained with
     result = train_causal_lm(model, train, cfg, out_dir / name, valid=valid, progress=progress)
     vocab.save(out_dir / name / "model" / "vocab.json")
     return model, result

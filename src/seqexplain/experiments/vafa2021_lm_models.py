@@ -123,7 +123,8 @@ def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, r
     lora = apply_lora(model, r=s.lora_r, alpha=s.lora_alpha, target_modules=target_modules, seed=s.seed)
     cfg = TrainConfig(steps=s.train_steps, batch_size=s.train_batch, lr=s.train_lr, warmup_steps=min(10, s.train_steps),
                       schedule="linear", max_grad_norm=1.0, seed=s.seed, log_every=10,
-                      checkpoint_every=10, word_dropout=WordDropout(kind="uniform_length", mixture=s.mixture))
+                      checkpoint_every=10, word_dropout=WordDropout(kind="uniform_length", mixture=s.mixture),
+                      lr_zero_at_last_step=True)  # the schedule the recorded results were trained with
     result = train_causal_lm(lora, train, cfg, out_dir=out_dir, resume=True, progress=progress, tensorboard=False,
                              export=False)
     merged = _merge_lora(lora).eval()

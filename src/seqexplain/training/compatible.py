@@ -8,7 +8,9 @@ of its keep masks (:func:`seqexplain.training.word_dropout.causal_attention_mask
 
 * **Optimiser**: AdamW over the parameters that require grad (so a LoRA model trains its adapters only);
   learning rate ``lr`` with linear warm-up over ``warmup_steps`` and then ``schedule``: ``constant``,
-  ``linear`` (to 0 at ``steps``), ``cosine`` or ``inverse_sqrt`` (``lr * sqrt(warmup / step)``, fairseq's).
+  ``linear`` (to 0 at 0-based step ``steps``, one after the last, as transformers' schedules do;
+  :class:`~seqexplain.training.compatible_config.TrainConfig` documents ``lr_zero_at_last_step``), ``cosine`` or
+  ``inverse_sqrt`` (``lr * sqrt(warmup / step)``, fairseq's).
 * **Data order** (:class:`seqexplain.training.causal_lm_data.StepBatches`): epoch ``e`` visits the rows in
   ``randperm(N)`` seeded with ``seed + e``; step ``s`` takes batch ``s mod (N // batch_size)`` of epoch
   ``s // (N // batch_size)`` (the last partial batch is skipped), so the order depends on the step alone.

@@ -85,6 +85,8 @@ def save_checkpoint(root: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 
 
 _NOT_DEFINING = ("log_every", "eval_every", "eval_batch_size", "checkpoint_every", "keep_checkpoints")
+#: settings added later, with the value a checkpoint written before them was trained with
+_BEFORE_ADDED = {"lr_zero_at_last_step": True}
 
 
 def defining_settings(config: TrainConfig) -> dict[str, Any]:
@@ -97,7 +99,7 @@ def check_resumable(ckpt: Path, config: TrainConfig) -> None:
     """Raise :class:`ModelLoadError` when the checkpoint was made with other defining settings than ``config``
     (resuming it would silently mix two runs: another schedule, batch size or word dropout)."""
     state = json.loads((ckpt / "train_state.json").read_text(encoding="utf-8"))
-    saved = {k: v for k, v in state.get("config", {}).items() if k not in _NOT_DEFINING}
+    saved = {k: v for k, v in {**_BEFORE_ADDED, **state.get("config", {})}.items() if k not in _NOT_DEFINING}
     wanted = defining_settings(config)
     changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if changed:

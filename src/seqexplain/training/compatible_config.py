@@ -17,7 +17,10 @@ SCHEDULES = ("constant", "linear", "cosine", "inverse_sqrt")
 @dataclass
 class TrainConfig:
     """Settings of :func:`~seqexplain.training.compatible.train_causal_lm` (see :mod:`seqexplain.training.compatible`).
-    ``word_dropout=None``: standard training."""
+    ``word_dropout=None``: standard training. ``lr_zero_at_last_step`` (bool, default False): the linear and cosine
+    decays reach 0 *at* the last step, which then changes nothing (the schedule before 2026-12-05, which the
+    recorded vafa2021 results were trained with; their recipes set it); by default the decay reaches 0 one step
+    after the last, as ``transformers.get_linear_schedule_with_warmup`` / ``get_cosine_schedule_with_warmup`` do."""
 
     steps: int = 1000
     batch_size: int = 32
@@ -34,6 +37,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     checkpoint_every: int | None = 500
     keep_checkpoints: int = 1
+    lr_zero_at_last_step: bool = False
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -44,7 +48,9 @@ class TrainConfig:
             self.word_dropout = WordDropout(**self.word_dropout)
 
     def lr_at(self, step: int) -> float:
-        """Learning rate of 0-based ``step``."""
+        """Learning rate of 0-based ``step``: ``lr·(step+1)/W`` during the ``W = warmup_steps`` warm-up steps, then
+        ``lr·(1 − f)`` (linear) or ``lr·(1 + cos πf)/2`` (cosine) with ``f = (step − W)/(steps − W)`` (``step + 1 − W``
+        with ``lr_zero_at_last_step``), or ``lr·sqrt(max(1, W)/(step+1))`` (inverse_sqrt)."""
         s = step + 1
         if self.warmup_steps and s <= self.warmup_steps:
             return self.lr * s / self.warmup_steps
@@ -52,7 +58,8 @@ class TrainConfig:
             return self.lr
         if self.schedule == "inverse_sqrt":
             return self.lr * math.sqrt(max(1, self.warmup_steps) / s)
-        frac = (s - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
+        done = s if self.lr_zero_at_last_step else step
+        frac = (done - self.warmup_steps) / max(1, self.steps - self.warmup_steps)
         frac = min(max(frac, 0.0), 1.0)
         if self.schedule == "linear":
             return self.lr * (1.0 - frac)
