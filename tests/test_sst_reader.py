@@ -46,3 +46,15 @@ def test_read_sst_from_a_zip(tmp_path):
         read_sst("valid", root=tmp_path)
     with pytest.raises(DataError):
         read_sst("test", root=tmp_path / "nowhere")
+
+
+def test_a_leaf_holding_a_space_is_split_here_and_kept_whole_by_the_token_label_reader():
+    """As the two readers' docstrings state: the same text, words split by this reader only (a label is a leaf's)."""
+    from seqexplain.data.token_labels import tree_spans
+
+    line = "(3 (2 8\xa01\\/2) (3 (3 good) (2 fun)))"
+    (sentence,) = parse_lines([line], binary=False)
+    words, nodes = tree_spans(line)
+    assert sentence.words == ("8", "1/2", "good", "fun") and words == ["8 1/2", "good", "fun"]
+    assert sentence.text == " ".join(words) == "8 1/2 good fun"
+    assert [(n.start, n.end, n.label) for n in nodes][0] == (0, 1, 2)

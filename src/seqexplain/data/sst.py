@@ -1,7 +1,10 @@
 """Stanford Sentiment Treebank (Socher et al. 2013) from its PTB-tree zip, ``<data>/sst/trainDevTestTrees_PTB.zip``.
 
 Each line of ``trees/{train,dev,test}.txt`` is one sentence as a binarised tree with a 0–4 sentiment label on every
-node, e.g. ``(3 (2 (2 The) (2 Rock)) (4 (2 is) ...))``; a leaf may hold a space (``(2 8 1\\/2)``).
+node, e.g. ``(3 (2 (2 The) (2 Rock)) (4 (2 is) ...))``; a leaf may hold a space (``(2 8 1\\/2)``, a no-break
+space in three train leaves): here each space-separated piece is a word of :attr:`SSTSentence.words` (the text is the
+same either way), while the token-label reader (:func:`seqexplain.data.token_labels.tree_spans`) keeps such a leaf
+as one word, since a label belongs to a leaf.
 :func:`read_sst` returns the sentences (leaves joined by spaces, ``-LRB-``/``-RRB-`` turned back into brackets,
 ``\\/`` into ``/``) with the root label; ``binary=True`` gives SST-2: neutral sentences (root 2) dropped,
 0/1 → 0 (negative), 3/4 → 1 (positive).

@@ -187,7 +187,8 @@ class TreeNode:
 
 
 def tree_spans(line: str) -> tuple[list[str], list[TreeNode]]:
-    """The leaves of one PTB-style SST tree and every node's span (leaves included, root last)."""
+    """The leaves of one PTB-style SST tree and every node's span (leaves included, root last). A leaf holding a
+    space (``8 1\\/2``) is one word here, its pieces joined by a space (:mod:`seqexplain.data.sst` splits it)."""
     tokens = line.replace("(", " ( ").replace(")", " ) ").split()
     words: list[str] = []
     nodes: list[TreeNode] = []
