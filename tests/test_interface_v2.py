@@ -96,6 +96,19 @@ def test_bad_objectives_and_foils(gpt2, bert):
         se.explain(w, "The cat sat", " on", "gradient_norm", objective="odds")
     with pytest.raises(InputError, match="unknown label"):
         se.explain(se.load_model(*bert), "a cat", "positive", "occlusion", objective="contrast", foil="maybe")
+    # a foil equal to its target explains a function that is 0 for every input (all scores 0, silently)
+    with pytest.raises(InputError, match="the foil is the target itself"):
+        se.explain(w, "The cat sat", " on", "gradient_norm", objective="contrast", foil=" on")
+    with pytest.raises(InputError, match="the foil is the target itself"):
+        se.explain(se.load_model(*bert), "a cat", 1, "occlusion", objective="contrast", foil=1)
+    ex = w.encode("The cat sat", " on the")
+    foil = w.tokenizer.convert_tokens_to_string([*w.tokenizer.tokenize(" at")[:2], ex.target_tokens[-1]])
+    same = int(ex.target_ids[-1])
+    attr = se.explain(w, "The cat sat", " on the", "occlusion", objective="contrast", foil=foil)
+    assert [int(i) for i in w.foil_ids(ex, foil)[0]][-1] == same
+    assert any(f"target {ex.n_targets - 1}" in m and "contrast is 0" in m for m in attr.warnings), attr.warnings
+    last = attr.scores[-1]
+    assert np.all(last[~np.isnan(last)] == 0.0)
 
 
 @pytest.mark.parametrize("name,method,options", [

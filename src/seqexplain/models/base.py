@@ -384,4 +384,11 @@ class SequenceModel(ABC):
         if int(ids.shape[0]) != example.n_targets:
             raise InputError(f"the foil has {int(ids.shape[0])} tokens but there are {example.n_targets} targets; "
                              "give one foil token per target")
-        return example.replace(objective="contrast", foil_ids=ids.long(), foil_tokens=names)
+        same = [i for i in range(example.n_targets) if int(ids[i]) == int(example.target_ids[i])]
+        if same and len(same) == example.n_targets:
+            raise InputError(f"the foil is the target itself ({', '.join(repr(names[i]) for i in same)}): "
+                             "log p(target) − log p(foil) is 0 whatever the input; give another foil")
+        warnings = [*example.warnings, *(
+            f"target {i} ({example.target_tokens[i]!r}) and its foil are the same token: its contrast is 0 whatever "
+            "the input, so all its scores are 0" for i in same)]
+        return example.replace(objective="contrast", foil_ids=ids.long(), foil_tokens=names, warnings=warnings)
