@@ -102,8 +102,11 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         limit = self.max_positions()
         n_new = len(tgt.ids) if tgt is not None else max_new_tokens
         room = None if limit is None else limit - n_new
-        if room is not None and room < 1:
+        if room is not None and room < 1 and tgt is not None:
             raise InputError(f"the target alone needs {n_new} of the model's {limit} positions; shorten it")
+        if room is not None and room < 1 and truncate:
+            raise InputError(f"max_new_tokens={max_new_tokens} leaves no room for the prompt in the model's {limit} "
+                             "positions; lower max_new_tokens")
         warnings: list[str] = []
         full = tokenize(self.tokenizer, text, add_special_tokens=True)
         self.check_content(full)
