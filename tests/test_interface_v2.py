@@ -310,6 +310,11 @@ def test_groups_are_checked_and_carried(gpt2):
         encode_item(w, "The cat sat on the", " mat", groups={"spans": [[0, 99]]})
     with pytest.raises(InputError, match="empty"):
         encode_item(w, "The cat sat on the", " mat", groups={"spans": [[]]})
+    attr = se.explain(w, "The cat sat on the", " mat", "gradient_norm", groups={"spans": [[0, 1], [2]]})
+    summed = attr.aggregate("sum", by="spans")
+    assert summed.scores[0, 0] == pytest.approx(attr.scores[0, 0] + attr.scores[0, 1])
+    with pytest.raises(InputError, match="outside the input"):
+        se.explain(w, "The cat sat on the", " mat", "gradient_norm", groups={"spans": [[0, 99]]})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")

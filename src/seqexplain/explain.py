@@ -29,6 +29,7 @@ def explain(
     tokenizer: Any = None,
     objective: str = "logprob",
     foil: Any = None,
+    groups: Mapping[str, list[list[int]]] | None = None,
     max_new_tokens: int = 10,
     truncate: bool = False,
     strict: bool = False,
@@ -42,15 +43,17 @@ def explain(
     up to ``max_new_tokens``; the argmax label). ``options`` go to the method (see ``seqexplain methods``).
     ``objective`` is the explained function: ``"logprob"`` (``log p(target_i | context)``, default), ``"prob"``,
     ``"logit"`` or ``"contrast"`` (``log p(target_i) − log p(foil_i)``; ``foil`` a text with one token per target,
-    or a list of tokens / ids, or a label for a classifier). ``scores[i, j]`` is NaN where input ``j`` cannot
+    or a list of tokens / ids, or a label for a classifier). ``groups`` names groups of input positions
+    (``{name: [[position, ...], ...]}``, checked against the input) that :meth:`Attribution.aggregate` can sum,
+    average or max over (``by=name``). ``scores[i, j]`` is NaN where input ``j`` cannot
     influence target ``i``. Non-finite scores at visible cells are recorded in ``meta["nonfinite_cells"]`` and
     warned about, or raise :class:`NonFiniteScoresError` with ``strict=True``. ``progress=True`` shows a progress
     bar (counts, rate, ETA) over the method's forwards on stderr.
     """
     wrapped = model if isinstance(model, SequenceModel) else load_model(model, tokenizer)
     get_method(method).check_options(options)  # before encoding, which may generate
-    example = encode_item(wrapped, text, target, objective=objective, foil=foil, max_new_tokens=max_new_tokens,
-                          truncate=truncate)
+    example = encode_item(wrapped, text, target, objective=objective, foil=foil, groups=groups,
+                          max_new_tokens=max_new_tokens, truncate=truncate)
     with progress_bar(f"{method} ({example.n_targets} target(s), {example.length} positions)", enabled=progress):
         return explain_example(wrapped, example, method, strict=strict, **options)
 
