@@ -179,12 +179,11 @@ def auprc(scores: Sequence[float] | np.ndarray, gold: Iterable[int]) -> float:
     y = np.array([1 if int(j) in gold_set else 0 for j in idx])
     if y.sum() == 0:
         raise InputError("AUPRC needs at least one gold position among the scored ones")
-    vals = s[idx]
-    order = np.argsort(-vals, kind="stable")
-    vals, y = vals[order], y[order]
+    order = np.searchsorted(idx, rank_positions(s, idx))  # ranks within idx, best first
+    vals, y = s[idx][order], y[order]
     tps = np.cumsum(y)
-    # the last index of each run of equal scores is one threshold
-    last = np.r_[np.nonzero(np.diff(vals))[0], len(vals) - 1]
+    # the last index of each run of equal scores is one threshold (``!=``, not a difference: inf − inf is NaN)
+    last = np.r_[np.nonzero(vals[1:] != vals[:-1])[0], len(vals) - 1]
     tp, n = tps[last], last + 1
     precision = tp / n
     recall = tp / y.sum()
