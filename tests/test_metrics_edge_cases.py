@@ -41,3 +41,8 @@ def test_auprc_hand_computed_inf_tie():
     assert auprc([INF, INF, 0.0], [0]) == pytest.approx(0.5)
     assert auprc([INF, INF, 0.0], [1]) == pytest.approx(0.5)
 
+
+@pytest.mark.parametrize("gold", [[0, 5], [-1, 0], [3]])
+def test_auprc_gold_outside_the_vector_is_an_error(gold):
+    with pytest.raises(InputError, match="outside"):
+        auprc([1.0, 0.5, 0.2], gold)

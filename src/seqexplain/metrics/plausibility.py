@@ -172,9 +172,14 @@ def threshold_rationale(scores: Sequence[float] | np.ndarray, threshold: float) 
 
 
 def auprc(scores: Sequence[float] | np.ndarray, gold: Iterable[int]) -> float:
-    """Average precision of ``scores`` (one per position; NaN = ignored) against the gold positions."""
-    s = np.asarray(scores, dtype=np.float64)
-    gold_set = set(gold)
+    """Average precision of ``scores`` (one per position; NaN = ignored) against the gold positions (each in
+    ``0..len(scores)-1``, else :class:`InputError`)."""
+    s, _ = _scored(scores)
+    gold_set = {int(j) for j in gold}
+    outside = sorted(j for j in gold_set if not 0 <= j < s.shape[0])
+    if outside:
+        raise InputError(f"gold position {outside[0]} is outside 0..{s.shape[0] - 1}; give gold positions of the "
+                         "score vector")
     idx = np.nonzero(~np.isnan(s))[0]
     y = np.array([1 if int(j) in gold_set else 0 for j in idx])
     if y.sum() == 0:
