@@ -46,3 +46,49 @@ def test_auprc_hand_computed_inf_tie():
 def test_auprc_gold_outside_the_vector_is_an_error(gold):
     with pytest.raises(InputError, match="outside"):
         auprc([1.0, 0.5, 0.2], gold)
+
+
+# --------------------------------------------------------------------------- k % of n positions (rounding)
+def test_percent_counts_are_exact_against_integer_arithmetic():
+    from seqexplain.metrics.percent import percent_count
+
+    for k in range(1, 101):
+        for n in range(0, 301):
+            assert percent_count(k, n, "ceil") == -(-k * n // 100), (k, n)
+            assert percent_count(k, n, "floor") == k * n // 100, (k, n)
+    assert percent_count(2.5, 40, "ceil") == 1 and percent_count(0.1, 1000, "floor") == 1
+
+
+def test_ferret_rationale_70_percent_of_90_is_63():
+    from seqexplain.metrics.faithfulness import ferret_rationale
+
+    # 0.7 * 90 = 62.99999999999999 in floating point: floor gave 62
+    assert len(ferret_rationale(np.ones(90), list(range(90)), 70.0)) == 63
+
+
+def test_eraser_top_positions_7_percent_of_100_is_7():
+    from seqexplain.metrics.faithfulness import top_positions
+
+    # 0.07 * 100 = 7.000000000000001: ceil gave 8
+    assert top_positions(-np.arange(100.0), list(range(100)), 7.0) == list(range(7))
+
+
+def test_top_k_match_7_percent_of_100_counts_7_positions():
+    from seqexplain.metrics import top_k_match
+
+    a = -np.arange(100.0)
+    b = a.copy()
+    b[7] = -1000.0  # the 8th of a is last in b; the top 7 agree
+    assert top_k_match(a, b, 7.0) == 1.0
+
+
+def test_top_percent_match_7_percent_of_100():
+    from seqexplain.metrics.training_dynamics import top_percent_match
+
+    a = np.zeros(100)
+    a[0] = 1.0
+    b = -np.arange(100.0)
+    b[0] = -7.5  # exactly 7 entries of b are strictly greater than b[0]: rank 8, outside the top 7
+    assert top_percent_match(a, b, 7.0) == 0.0
+    b[0] = -6.5  # rank 7: inside
+    assert top_percent_match(a, b, 7.0) == 1.0

@@ -29,6 +29,7 @@ from scipy.stats import kendalltau, spearmanr
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
+from seqexplain.metrics.percent import percent_count
 from seqexplain.ranking import rank_positions
 
 AgreementMetric = Literal["kendall_tau", "spearman", "top_k", "top_k_overlap"]
@@ -81,7 +82,7 @@ def top_k_match(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
     x, y, _ = _common(a, b)
     if len(x) == 0:
         return math.nan
-    k = max(1, math.ceil(k_percent / 100 * len(x)))
+    k = max(1, percent_count(k_percent, len(x), "ceil"))
     return len(_top(x, k) & _top(y, k)) / k
 
 

@@ -64,6 +64,7 @@ import torch
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
+from seqexplain.metrics.percent import percent_count
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import Example
 from seqexplain.models.module_state import eval_mode
@@ -162,14 +163,14 @@ def _nanmean_stack(tables: list[np.ndarray]) -> np.ndarray:
 def top_positions(scores: np.ndarray, visible: Sequence[int], k_percent: float) -> list[int]:
     """The ``max(1, ceil(k/100 · |visible|))`` visible positions ranked first by
     :func:`seqexplain.ranking.rank_positions` (decreasing score, ties to the lowest position), in position order."""
-    n = max(1, math.ceil(k_percent / 100 * len(visible)))
+    n = max(1, percent_count(k_percent, len(visible), "ceil"))
     return sorted(rank_positions(scores, visible)[:n])
 
 
 def ferret_rationale(scores: np.ndarray, candidates: Sequence[int], k_percent: float) -> list[int]:
     """ferret's rationale at threshold ``k_percent``: of the first ``floor(k/100 · |candidates|)`` candidates in
     :func:`~seqexplain.ranking.rank_positions` order, those with a score > 0, in position order (may be empty)."""
-    n = math.floor(k_percent / 100 * len(candidates))
+    n = percent_count(k_percent, len(candidates), "floor")
     return sorted(j for j in rank_positions(scores, candidates)[:n] if scores[j] > 0)
 
 

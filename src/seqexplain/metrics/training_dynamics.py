@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from seqexplain.errors import InputError
+from seqexplain.metrics.percent import percent_count
 
 Vectors = Sequence[np.ndarray]
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -46,7 +47,7 @@ def top_percent_match(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[
         raise InputError(f"top_percent_match needs two non-empty vectors of one length, got {x.shape} and {y.shape}")
     if not 0 < k_percent <= 100:
         raise InputError(f"k_percent must be in (0, 100], got {k_percent}")
-    k = math.ceil(k_percent / 100 * len(y))
+    k = percent_count(k_percent, len(y), "ceil")
     return 1.0 if int(np.sum(y > y[int(np.argmax(x))])) < k else 0.0
 
 
