@@ -92,3 +92,24 @@ def test_top_percent_match_7_percent_of_100():
     assert top_percent_match(a, b, 7.0) == 0.0
     b[0] = -6.5  # rank 7: inside
     assert top_percent_match(a, b, 7.0) == 1.0
+
+
+# --------------------------------------------------------------------------- training-dynamics agreement
+@pytest.mark.parametrize("a,b", [
+    ([INF, INF, 2.0, 1.0], [4.0, 3.0, 2.0, 1.0]),
+    ([1.0, -INF, -INF, 0.5], [0.0, 1.0, 2.0, 3.0]),
+    ([INF, -INF, 0.0, INF], [INF, 1.0, -INF, 2.0]),
+])
+def test_kendall_tau_score_with_infinite_values_matches_scipy(a, b):
+    from scipy.stats import kendalltau
+
+    from seqexplain.metrics.training_dynamics import kendall_tau_score
+
+    expected = kendalltau(_finite_stand_in(a), _finite_stand_in(b)).statistic
+    assert kendall_tau_score(a, b) == pytest.approx(expected)
+
+
+def test_kendall_tau_score_nan_is_undefined():
+    from seqexplain.metrics.training_dynamics import kendall_tau_score
+
+    assert np.isnan(kendall_tau_score([1.0, np.nan, 3.0], [1.0, 2.0, 3.0]))

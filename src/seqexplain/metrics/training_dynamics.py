@@ -53,15 +53,17 @@ def top_percent_match(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[
 
 def kendall_tau_score(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
     """Kendall's τ-b, ``Σ_{i<j} sx_ij sy_ij / sqrt(Σ|sx_ij| · Σ|sy_ij|)`` with ``sx_ij = sign(a_i − a_j)`` (the
-    value of ``scipy.stats.kendalltau``, computed over all pairs at once: the vectors here are short and many);
-    NaN when a vector is constant or shorter than 2."""
+    value of ``scipy.stats.kendalltau``, computed over all pairs at once: the vectors here are short and many;
+    signs by comparison, so equal infinite values tie); NaN when a vector is constant, shorter than 2 or holds NaN."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape:
         raise InputError(f"kendall_tau_score needs two vectors of one length, got {x.shape} and {y.shape}")
-    if len(x) < 2:
+    if len(x) < 2 or np.isnan(x).any() or np.isnan(y).any():
         return math.nan
     i, j = np.triu_indices(len(x), k=1)
-    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    # not np.sign(x_i − x_j): inf − inf is NaN
+    sx = (x[i] > x[j]).astype(np.float64) - (x[i] < x[j])
+    sy = (y[i] > y[j]).astype(np.float64) - (y[i] < y[j])
     norm = float(np.abs(sx).sum()) * float(np.abs(sy).sum())
     return math.nan if norm == 0 else float((sx * sy).sum() / math.sqrt(norm))
 
