@@ -113,3 +113,14 @@ def test_kendall_tau_score_nan_is_undefined():
     from seqexplain.metrics.training_dynamics import kendall_tau_score
 
     assert np.isnan(kendall_tau_score([1.0, np.nan, 3.0], [1.0, 2.0, 3.0]))
+
+
+@pytest.mark.parametrize("a,b", [([np.nan, 1.0, 2.0], [1.0, 2.0, 3.0]), ([3.0, 1.0, 2.0], [np.nan, 2.0, 3.0])])
+def test_top_percent_match_nan_is_undefined_not_a_match(a, b):
+    from seqexplain.metrics.training_dynamics import mean_agreement, top_percent_match
+
+    # np.argmax picked the NaN as the reference's maximum, and a NaN in b counted as "not greater": 0 or 1 silently
+    assert np.isnan(top_percent_match(a, b, 50.0))
+    got = mean_agreement([np.asarray(a), np.array([1.0, 2.0])], [np.asarray(b), np.array([1.0, 2.0])],
+                         lambda x, y: top_percent_match(x, y, 50.0))
+    assert (got.mean, got.undefined, got.total) == (1.0, 1, 2)

@@ -4,7 +4,7 @@ Sea-Snell/AttentionDynamics.
 * :func:`top_percent_match` ``(a, b, k_percent=5)``: 1 when the position ``i* = argmax a`` (first maximum) is among
   the top ``k = ceil(k_percent/100 · n)`` of ``b`` counted the original's way — fewer than ``k`` entries of ``b`` are
   **strictly** greater than ``b[i*]`` (ties with ``b[i*]`` count in its favour) — else 0. Asymmetric: ``a`` is the
-  reference ("gold") vector.
+  reference ("gold") vector. NaN (undefined, counted as such by :func:`mean_agreement`) when either vector holds NaN.
 * :func:`kendall_tau_score`: Kendall's τ-b, as ``scipy.stats.kendalltau`` (NaN when a vector is constant).
 * :func:`mean_agreement`: the mean of a metric over the examples (or target rows) where it is not NaN, the
   **seeded** shuffle baseline: the same mean with ``b`` permuted by ``numpy.random.default_rng(seed)`` (the
@@ -41,12 +41,15 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 def top_percent_match(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], k_percent: float = 5.0
                       ) -> float:
-    """1.0 if ``argmax a`` is in the original's top ``k_percent``% of ``b``, else 0.0 (module docstring)."""
+    """1.0 if ``argmax a`` is in the original's top ``k_percent``% of ``b``, else 0.0; NaN when a vector holds NaN
+    (module docstring)."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
         raise InputError(f"top_percent_match needs two non-empty vectors of one length, got {x.shape} and {y.shape}")
     if not 0 < k_percent <= 100:
         raise InputError(f"k_percent must be in (0, 100], got {k_percent}")
+    if np.isnan(x).any() or np.isnan(y).any():  # argmax would pick a NaN, and NaN is never "strictly greater"
+        return math.nan
     k = percent_count(k_percent, len(y), "ceil")
     return 1.0 if int(np.sum(y > y[int(np.argmax(x))])) < k else 0.0
 
