@@ -124,3 +124,11 @@ def test_top_percent_match_nan_is_undefined_not_a_match(a, b):
     got = mean_agreement([np.asarray(a), np.array([1.0, 2.0])], [np.asarray(b), np.array([1.0, 2.0])],
                          lambda x, y: top_percent_match(x, y, 50.0))
     assert (got.mean, got.undefined, got.total) == (1.0, 1, 2)
+
+
+# --------------------------------------------------------------------------- alignment
+def test_score_corpus_alignments_mismatched_sentence_is_an_input_error():
+    from seqexplain.metrics import score_corpus_alignments
+
+    with pytest.raises(InputError, match="sentence 1"):
+        score_corpus_alignments([([[0]], [{0}], [set()], 2), ([[0], [1]], [{0}], [set(), set()], 2)])

@@ -78,8 +78,6 @@ def score_rationale_alignments(
     positions and special tokens already removed); ``sure[t]`` / ``possible[t]``: its gold source words;
     ``n_source``: the number of source words (the F1 indicator range). Target words without any gold link are
     skipped, as in the paper's script."""
-    if not (len(rationales) == len(sure) == len(possible)):
-        raise InputError(f"{len(rationales)} rationales but {len(sure)} sure and {len(possible)} possible sets")
     return score_corpus_alignments([(list(rationales), list(sure), list(possible), n_source)], aer_variant)
 
 
@@ -92,7 +90,10 @@ def score_corpus_alignments(
     aers, ious, top1, lengths = [], [], [], []
     gold_ind: list[int] = []
     pred_ind: list[int] = []
-    for rationales, sure, possible, n_source in sentences:
+    for n, (rationales, sure, possible, n_source) in enumerate(sentences):
+        if not (len(rationales) == len(sure) == len(possible)):
+            raise InputError(f"sentence {n}: {len(rationales)} rationales but {len(sure)} sure and {len(possible)} "
+                             "possible sets; give one of each per target word")
         for rat, s_t, p_t in zip(rationales, sure, possible, strict=True):
             s_set, p_set = set(s_t), set(p_t)
             gold = s_set | p_set
