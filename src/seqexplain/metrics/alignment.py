@@ -27,7 +27,6 @@ link (sure or possible), with ``R_t`` the source words of its rationale and ``G_
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -131,9 +130,3 @@ def source_words_of_rationale(rationale: Sequence[int], word_of: Sequence[int | 
             out.append(w)
     return out
 
-
-def top1(rationale: Sequence[int], gold: Iterable[int]) -> float:
-    """1.0 when the first-added source word is a gold-aligned word, else 0.0 (NaN for an empty rationale)."""
-    if not rationale:
-        return math.nan
-    return float(rationale[0] in set(gold))
