@@ -132,3 +132,23 @@ def test_score_corpus_alignments_mismatched_sentence_is_an_input_error():
 
     with pytest.raises(InputError, match="sentence 1"):
         score_corpus_alignments([([[0]], [{0}], [set()], 2), ([[0], [1]], [{0}], [set(), set()], 2)])
+
+
+# --------------------------------------------------------------------------- token labelling
+def test_mean_average_precision_ranks_nan_below_minus_inf():
+    from seqexplain.metrics.token_labelling import mean_average_precision
+
+    # rank_positions' order: 0.0, then -inf, then NaN (a word cut by truncation) last; NaN became -1e30 (> -inf)
+    gold, scores = [0, 1, 0], [np.nan, -INF, 0.0]
+    expected = average_precision_score(gold, [-3.0, -2.0, 0.0])
+    assert mean_average_precision([gold], [scores]) == pytest.approx(expected) == pytest.approx(0.5)
+
+
+def test_infinite_word_scores_keep_their_value():
+    from seqexplain.metrics.token_labelling import predict_tokens, tune_threshold
+
+    # np.nan_to_num also turned ±inf into ±1.8e308, so an inf score missed threshold=inf and the tuned
+    # threshold was reported as 1.7976931348623157e+308
+    assert predict_tokens([INF, 1.0, np.nan], threshold=INF).tolist() == [1, 0, 0]
+    assert tune_threshold([[1, 0, 0]], [[INF, 1.0, np.nan]]) == (INF, 1.0)
+    assert tune_threshold([[1, 0, 0]], [[INF, 1.0, np.nan]], top_count=1) == (INF, 1.0)

@@ -18,6 +18,8 @@ Word scores from sub-token scores: :func:`word_scores` (max over a word's sub-to
 ``"sum"``, ``"first"`` by option), through the tokenizer's character offsets
 (:func:`~seqexplain.data.tokenizers.word_index_of_tokens`), never through special-token ids. A word without any
 token (cut by truncation) gets NaN; :func:`evaluate_scores` treats NaN as the lowest score and counts such words.
+Every order of words is :func:`seqexplain.ranking.rank_positions`' (``+inf``, finite descending, ``-inf``, NaN last;
+ties by position); ``±inf`` keep their value (``inf ≥ inf``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sklearn.metrics import average_precision_score
 
 from seqexplain.data.tokenizers import word_index_of_tokens
 from seqexplain.errors import InputError
+from seqexplain.ranking import rank_positions
 
 REDUCTIONS = ("max", "mean", "sum", "first")
 
@@ -65,14 +68,26 @@ def _check(gold: Sequence[Sequence[int]], scores: Sequence[Sequence[float]]) -> 
             raise InputError(f"sentence {i}: {len(g)} gold labels but {len(s)} scores")
 
 
+def _order_values(scores: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Finite stand-ins with the order and ties of :func:`~seqexplain.ranking.rank_positions` (NaN last, tied)."""
+    s = np.asarray(scores, dtype=float)
+    out = np.zeros(s.shape[0])
+    group, prev = 0, None
+    for j in rank_positions(s):
+        key = "nan" if np.isnan(s[j]) else float(s[j])
+        if prev is not None and key != prev:
+            group += 1
+        out[j], prev = -group, key
+    return out
+
+
 def predict_tokens(scores: Sequence[float] | np.ndarray, threshold: float = 0.5, top_count: int = 0) -> np.ndarray:
     """0/1 per word (module docstring); NaN scores are never positive."""
-    s = np.nan_to_num(np.asarray(scores, dtype=float), nan=-np.inf)
-    pred = s >= threshold
+    s = np.asarray(scores, dtype=float)
+    pred = ~np.isnan(s) & (s >= threshold)
     if top_count > 0 and s.size > top_count:
-        order = np.argsort(-s, kind="stable")
         allowed = np.zeros(s.size, dtype=bool)
-        allowed[order[:top_count]] = True
+        allowed[rank_positions(s)[:top_count]] = True
         pred &= allowed
     return pred.astype(int)
 
@@ -100,7 +115,7 @@ def token_prf(gold: Sequence[Sequence[int]], pred: Sequence[Sequence[int]]) -> d
 def mean_average_precision(gold: Sequence[Sequence[int]], scores: Sequence[Sequence[float]]) -> float:
     """Mean of per-sentence average precision over sentences with a gold positive (NaN: none)."""
     _check(gold, scores)
-    aps = [float(average_precision_score(np.asarray(g), np.nan_to_num(np.asarray(s, float), nan=-1e30)))
+    aps = [float(average_precision_score(np.asarray(g), _order_values(s)))
            for g, s in zip(gold, scores, strict=True) if int(np.sum(g)) > 0]
     return float(np.mean(aps)) if aps else float("nan")
 
@@ -129,19 +144,19 @@ def tune_threshold(gold: Sequence[Sequence[int]], scores: Sequence[Sequence[floa
     highest threshold). With ``top_count = 0`` every candidate is scored in one sorted pass."""
     _check(gold, scores)
     g = np.concatenate([np.asarray(x, int) for x in gold])
-    s = np.nan_to_num(np.concatenate([np.asarray(x, float) for x in scores]), nan=-np.inf)
-    finite = np.unique(s[np.isfinite(s)])
-    if finite.size == 0:
+    s = np.concatenate([np.asarray(x, float) for x in scores])
+    observed = np.unique(s[~np.isnan(s)])
+    if observed.size == 0:
         return float("nan"), 0.0
     if top_count > 0:
         best = max(((token_prf(gold, [predict_tokens(x, t, top_count) for x in scores])["f1"], t)
-                    for t in finite[::-1]), key=lambda ft: ft[0])
+                    for t in observed[::-1]), key=lambda ft: ft[0])
         return float(best[1]), float(best[0])
-    order = np.argsort(-s, kind="stable")
+    order = np.asarray(rank_positions(s), dtype=np.int64)  # NaN last: never inside a thresholded prefix
     ss, gg = s[order], g[order]
     tp = np.cumsum(gg)
     n_pred = np.arange(1, gg.size + 1)
-    last = np.r_[ss[1:] != ss[:-1], True] & np.isfinite(ss)  # the last index of each distinct score
+    last = np.r_[ss[1:] != ss[:-1], True] & ~np.isnan(ss)  # the last index of each distinct score
     p = tp / n_pred
     r = tp / max(1, int(g.sum()))
     f1 = np.where(p + r > 0, 2 * p * r / np.where(p + r > 0, p + r, 1), 0.0)
