@@ -152,3 +152,23 @@ def test_infinite_word_scores_keep_their_value():
     assert predict_tokens([INF, 1.0, np.nan], threshold=INF).tolist() == [1, 0, 0]
     assert tune_threshold([[1, 0, 0]], [[INF, 1.0, np.nan]]) == (INF, 1.0)
     assert tune_threshold([[1, 0, 0]], [[INF, 1.0, np.nan]], top_count=1) == (INF, 1.0)
+
+
+# --------------------------------------------------------------------------- plausibility input checks
+@pytest.mark.parametrize("spans", [[(3, 3)], [(5, 2)], [(-1, 2)]])
+def test_iou_f1_rejects_empty_or_reversed_spans(spans):
+    from seqexplain.metrics import iou_f1
+
+    # an empty predicted span against an empty gold span scored IOU 1 (a true positive; ERASER's script gives 0)
+    with pytest.raises(InputError, match="span"):
+        iou_f1([spans], [[(0, 4)]])
+    with pytest.raises(InputError, match="span"):
+        iou_f1([[(0, 4)]], [spans])
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), -0.1, 1.5])
+def test_iou_f1_threshold_outside_0_1_is_an_error(threshold):
+    from seqexplain.metrics import iou_f1
+
+    with pytest.raises(InputError, match="threshold"):
+        iou_f1([[(0, 2)]], [[(0, 4)]], threshold=threshold)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Literal
 
 import numpy as np
@@ -115,12 +116,21 @@ def token_prf_corpus(predicted: Sequence[Iterable[int]], gold: Sequence[Iterable
 
 def iou_f1(predicted: Sequence[Sequence[tuple[int, int]]], gold: Sequence[Sequence[tuple[int, int]]],
            threshold: float = 0.5, average: Literal["micro", "macro"] = "micro") -> PRF:
-    """ERASER IOU F1 over instances; ``predicted[n]`` / ``gold[n]`` are the half-open token spans of instance
-    ``n``; ``average`` is ``"micro"`` or ERASER's ``"macro"`` (module docstring)."""
+    """ERASER IOU F1 over instances; ``predicted[n]`` / ``gold[n]`` are the half-open token spans
+    ``(start, end)``, ``0 ≤ start < end``, of instance ``n``; ``threshold`` in ``[0, 1]``; ``average`` is
+    ``"micro"`` or ERASER's ``"macro"`` (module docstring)."""
     if len(predicted) != len(gold):
         raise InputError(f"{len(predicted)} predicted instances but {len(gold)} gold instances")
     if average not in ("micro", "macro"):
         raise InputError(f"unknown average {average!r}; use 'micro' or 'macro'")
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0.0 <= threshold <= 1.0:
+        raise InputError(f"the IOU threshold must be a number in [0, 1], got {threshold!r}")
+    for side, instances in (("predicted", predicted), ("gold", gold)):
+        for n, spans in enumerate(instances):
+            for a, b in spans:
+                if not 0 <= a < b:
+                    raise InputError(f"{side} span ({a}, {b}) of instance {n} is not a half-open token span "
+                                     "(start, end) with 0 <= start < end; build spans with spans_from_positions")
     tps: list[int] = []
     for pred_spans, gold_spans in zip(predicted, gold, strict=True):
         gold_sets = [set(range(a, b)) for a, b in gold_spans]
