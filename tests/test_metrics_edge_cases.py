@@ -172,3 +172,12 @@ def test_iou_f1_threshold_outside_0_1_is_an_error(threshold):
 
     with pytest.raises(InputError, match="threshold"):
         iou_f1([[(0, 2)]], [[(0, 4)]], threshold=threshold)
+
+
+def test_plausibility_without_gold_is_an_error_not_zero():
+    from seqexplain.metrics import plausibility
+
+    # an all-False mask gave AUPRC NaN but token and IOU F1 of 0.0, a plausible-looking score for an example
+    # that has no gold rationale to agree with
+    with pytest.raises(InputError, match="no gold position"):
+        plausibility([0.1, 0.2, 0.3], [False, False, False])

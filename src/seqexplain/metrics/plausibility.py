@@ -223,7 +223,8 @@ def plausibility(attribution_or_scores: Attribution | Sequence[float] | np.ndarr
     """AUPRC, token P/R/F1 and IOU F1 of one target's scores against ``gold_mask`` (one bool per position).
 
     The soft scores are discretised by ``threshold`` (score ``≥ threshold``) when given, else by top-``k``
-    (``k`` tokens; default ``k`` = the number of gold positions)."""
+    (``k`` tokens; default ``k`` = the number of gold positions). A mask with no gold position is an
+    :class:`InputError` (every score would be 0 or undefined)."""
     if isinstance(attribution_or_scores, Attribution):
         if not 0 <= target < attribution_or_scores.scores.shape[0]:
             raise InputError(f"target {target} is out of range; the attribution has "
@@ -236,6 +237,9 @@ def plausibility(attribution_or_scores: Attribution | Sequence[float] | np.ndarr
         raise InputError(f"gold_mask has shape {mask.shape} but there are {s.shape[-1]} positions; give one bool "
                          "per position")
     gold = [int(j) for j in np.nonzero(mask.astype(bool))[0]]
+    if not gold:
+        raise InputError("gold_mask marks no gold position; plausibility is undefined without a gold rationale "
+                         "(leave such examples out, as the corpus runs do, with a warning)")
     if threshold is not None and k is not None:
         raise InputError("give k or threshold, not both")
     pred = threshold_rationale(s, threshold) if threshold is not None else top_k_rationale(s, k, gold)
