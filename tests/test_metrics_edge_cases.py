@@ -181,3 +181,20 @@ def test_plausibility_without_gold_is_an_error_not_zero():
     # that has no gold rationale to agree with
     with pytest.raises(InputError, match="no gold position"):
         plausibility([0.1, 0.2, 0.3], [False, False, False])
+
+
+@pytest.mark.parametrize("mask", [[0.0, 0.7, 0.2], [0, 2, 1], [-1, 0, 1]])
+def test_plausibility_mask_must_be_boolean(mask):
+    from seqexplain.metrics import plausibility
+
+    # a soft mask (e.g. annotator agreement) was read as "non-zero = gold"
+    with pytest.raises(InputError, match="gold_mask"):
+        plausibility([0.1, 0.2, 0.3], mask)
+
+
+def test_plausibility_accepts_0_1_masks():
+    from seqexplain.metrics import plausibility
+
+    a = plausibility([0.1, 0.2, 0.3], [0, 0, 1])
+    b = plausibility([0.1, 0.2, 0.3], np.array([False, False, True]))
+    assert a == b and a.auprc == 1.0 and a.rationale == [2]

@@ -236,6 +236,9 @@ def plausibility(attribution_or_scores: Attribution | Sequence[float] | np.ndarr
     if mask.ndim != 1 or mask.shape[0] != s.shape[-1]:
         raise InputError(f"gold_mask has shape {mask.shape} but there are {s.shape[-1]} positions; give one bool "
                          "per position")
+    if mask.dtype != np.bool_ and not np.isin(mask, (0, 1)).all():
+        raise InputError("gold_mask must hold booleans or 0/1 per position, got other values; threshold a soft "
+                         "annotation into a mask first")
     gold = [int(j) for j in np.nonzero(mask.astype(bool))[0]]
     if not gold:
         raise InputError("gold_mask marks no gold position; plausibility is undefined without a gold rationale "
