@@ -198,3 +198,20 @@ def test_plausibility_accepts_0_1_masks():
     a = plausibility([0.1, 0.2, 0.3], [0, 0, 1])
     b = plausibility([0.1, 0.2, 0.3], np.array([False, False, True]))
     assert a == b and a.auprc == 1.0 and a.rationale == [2]
+
+
+# --------------------------------------------------------------------------- bootstrap
+@pytest.mark.parametrize("n_resamples", [0, -3, 2.5, True])
+def test_paired_difference_ci_bad_resample_count_is_an_input_error(n_resamples):
+    from seqexplain.metrics.bootstrap import paired_difference_ci
+
+    # scipy raised a bare ValueError (0, -3) or a TypeError deep inside (2.5)
+    with pytest.raises(InputError, match="n_resamples"):
+        paired_difference_ci([1.0, 2.0, 4.0], [0.5, 0.1, 0.2], n_resamples=n_resamples)
+
+
+def test_paired_difference_ci_non_numeric_value_is_an_input_error():
+    from seqexplain.metrics.bootstrap import paired_difference_ci
+
+    with pytest.raises(InputError, match="document 1"):
+        paired_difference_ci([1.0, "0.3x"], [0.5, 0.1])
