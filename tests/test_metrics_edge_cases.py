@@ -215,3 +215,14 @@ def test_paired_difference_ci_non_numeric_value_is_an_input_error():
 
     with pytest.raises(InputError, match="document 1"):
         paired_difference_ci([1.0, "0.3x"], [0.5, 0.1])
+
+
+# --------------------------------------------------------------------------- analogies
+def test_analogy_scores_zero_exhaustive_length_is_an_error_not_missing():
+    from seqexplain.metrics.analogies import analogy_scores
+
+    # `if e` treated 0 like None ("no exhaustive rationale") and left the example out of Ratio silently
+    with pytest.raises(InputError, match="exhaustive"):
+        analogy_scores([[1, 2]], [[1]], [[3]], [0])
+    got = analogy_scores([[1, 2], [0]], [[1], [0]], [[3], [2]], [None, 1])
+    assert (got["ratio"], got["n_ratio"]) == (1.0, 1.0)
