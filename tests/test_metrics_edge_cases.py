@@ -226,3 +226,31 @@ def test_analogy_scores_zero_exhaustive_length_is_an_error_not_missing():
         analogy_scores([[1, 2]], [[1]], [[3]], [0])
     got = analogy_scores([[1, 2], [0]], [[1], [0]], [[3], [2]], [None, 1])
     assert (got["ratio"], got["n_ratio"]) == (1.0, 1.0)
+
+
+# --------------------------------------------------------------------------- token P/R/F1 over a corpus
+def _eraser_macro(predicted: list[list[int]], gold: list[list[int]]) -> tuple[float, float, float]:
+    """ERASER's instance macro, written from its definition: per instance present in the predictions or the gold
+    (an instance with neither is absent from both keyed sets), P, R and F1 with 0 where undefined; their means."""
+    rows = []
+    for r, g in zip(predicted, gold, strict=True):
+        r_set, g_set = set(r), set(g)
+        if not r_set and not g_set:
+            continue
+        p = len(r_set & g_set) / len(r_set) if r_set else 0.0
+        rec = len(r_set & g_set) / len(g_set) if g_set else 0.0
+        rows.append((p, rec, 0.0 if p == 0 or rec == 0 else 2 * p * rec / (p + rec)))
+    return tuple(float(np.mean(col)) for col in zip(*rows, strict=True))  # type: ignore[return-value]
+
+
+def test_token_prf_corpus_macro_leaves_out_instances_with_neither_prediction_nor_gold():
+    from seqexplain.metrics import token_prf_corpus
+
+    pred, gold = [[1, 2], [], [0], []], [[2, 3], [], [0, 1], [4]]
+    got = token_prf_corpus(pred, gold, "macro")
+    assert (got.precision, got.recall, got.f1) == pytest.approx(_eraser_macro(pred, gold))
+    # the earlier rule (every instance counts, an empty one with P = R = F1 = 0) stays available by name
+    old = token_prf_corpus(pred, gold, "macro", empty="zero")
+    assert old.f1 == pytest.approx((0.5 + 0 + 2 / 3 + 0) / 4)
+    with pytest.raises(InputError, match="empty"):
+        token_prf_corpus(pred, gold, "macro", empty="drop")

@@ -9,7 +9,10 @@ Token-set metrics, for a predicted set ``R`` and a gold set ``G`` of input posit
 
 ``token_prf_corpus`` (ERASER's token-level scores of hard rationales over instances ``n``): ``"micro"`` pools the
 tokens of every instance, ``P = Σ_n |R_n ∩ G_n| / Σ_n |R_n|``, ``R = Σ_n |R_n ∩ G_n| / Σ_n |G_n|``, ``F1 = 2PR/(P+R)``;
-``"macro"`` averages the per-instance ``P_n``, ``R_n`` and ``F1_n`` (each 0 where undefined).
+``"macro"`` averages the per-instance ``P_n``, ``R_n`` and ``F1_n`` (each 0 where undefined) over the instances with
+a predicted or a gold position (``empty="skip"``, ERASER's rule: an instance with neither is in none of its keyed
+sets); ``empty="zero"`` counts such instances too, with ``P_n = R_n = F1_n = 0`` (the earlier rule, kept for
+recorded results).
 
 ``iou_f1`` (DeYoung et al., 2020, ERASER "IOU F1"): rationales are sets of spans; a predicted span is a true
 positive when its best token IOU with a gold span of the same instance is ``≥ threshold`` (0.5); ``TP_n`` counts
@@ -94,15 +97,20 @@ def spans_from_positions(positions: Iterable[int]) -> list[tuple[int, int]]:
 
 
 def token_prf_corpus(predicted: Sequence[Iterable[int]], gold: Sequence[Iterable[int]],
-                     average: Literal["micro", "macro"] = "micro") -> PRF:
-    """ERASER's token-level precision, recall and F1 of hard rationales over instances (module docstring)."""
+                     average: Literal["micro", "macro"] = "micro", *,
+                     empty: Literal["skip", "zero"] = "skip") -> PRF:
+    """ERASER's token-level precision, recall and F1 of hard rationales over instances; ``empty`` says whether the
+    macro average leaves out (``"skip"``, ERASER) or counts as 0 (``"zero"``) an instance with neither predicted nor
+    gold positions (module docstring)."""
     if len(predicted) != len(gold):
         raise InputError(f"{len(predicted)} predicted instances but {len(gold)} gold instances")
     if average not in ("micro", "macro"):
         raise InputError(f"unknown average {average!r}; use 'micro' or 'macro'")
+    if empty not in ("skip", "zero"):
+        raise InputError(f"unknown empty={empty!r}; use 'skip' (ERASER) or 'zero'")
     pairs = [(set(r), set(g)) for r, g in zip(predicted, gold, strict=True)]
     if average == "macro":
-        per = [token_prf(r, g) for r, g in pairs]
+        per = [token_prf(r, g) for r, g in pairs if r or g or empty == "zero"]
         if not per:
             return PRF(0.0, 0.0, 0.0)
         return PRF(float(np.mean([x.precision for x in per])), float(np.mean([x.recall for x in per])),
