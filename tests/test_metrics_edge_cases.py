@@ -254,3 +254,11 @@ def test_token_prf_corpus_macro_leaves_out_instances_with_neither_prediction_nor
     assert old.f1 == pytest.approx((0.5 + 0 + 2 / 3 + 0) / 4)
     with pytest.raises(InputError, match="empty"):
         token_prf_corpus(pred, gold, "macro", empty="drop")
+
+
+def test_word_scores_of_a_multi_target_matrix_is_an_input_error():
+    from seqexplain.metrics.token_labelling import word_scores
+
+    # a [T, L] matrix with T == L passed the length check and crashed with numpy's "truth value is ambiguous"
+    with pytest.raises(InputError, match="one score per token"):
+        word_scores(np.ones((3, 3)), [None, (0, 2), (3, 5)], "ab cd", [(0, 2), (3, 5)])

@@ -45,6 +45,8 @@ def word_scores(token_scores: Sequence[float] | np.ndarray, offsets: Sequence[tu
     if reduce not in REDUCTIONS:
         raise InputError(f"reduce is one of {', '.join(REDUCTIONS)}, not {reduce!r}")
     vals = np.asarray(token_scores, dtype=float)
+    if vals.ndim != 1:
+        raise InputError(f"word_scores needs one score per token (1-D), got shape {vals.shape}; pick one target's row")
     if vals.shape[0] != len(offsets):
         raise InputError(f"{vals.shape[0]} token scores for {len(offsets)} tokens")
     owner = word_index_of_tokens(list(offsets), text, list(spans))
