@@ -262,3 +262,31 @@ def test_word_scores_of_a_multi_target_matrix_is_an_input_error():
     # a [T, L] matrix with T == L passed the length check and crashed with numpy's "truth value is ambiguous"
     with pytest.raises(InputError, match="one score per token"):
         word_scores(np.ones((3, 3)), [None, (0, 2), (3, 5)], "ab cd", [(0, 2), (3, 5)])
+
+
+@pytest.mark.parametrize("gold", [[[2, 1, 0]], [[1, -1, 0]]])
+def test_token_labels_other_than_0_1_are_input_errors(gold):
+    from seqexplain.metrics.token_labelling import evaluate_scores, mean_average_precision, token_prf
+
+    # a label 2 was neither positive nor negative in token_prf (P = R = 1 here) and crashed sklearn in MAP
+    with pytest.raises(InputError, match="0 or 1"):
+        token_prf(gold, [[1, 1, 0]])
+    with pytest.raises(InputError, match="0 or 1"):
+        mean_average_precision(gold, [[0.9, 0.8, 0.1]])
+    with pytest.raises(InputError, match="0 or 1"):
+        evaluate_scores(gold, [[0.9, 0.8, 0.1]])
+
+
+def test_sentence_labels_other_than_0_1_are_input_errors():
+    from seqexplain.metrics.token_labelling import sentence_prf
+
+    with pytest.raises(InputError, match="0 or 1"):
+        sentence_prf([2, 1], [1, 1])
+
+
+@pytest.mark.parametrize("top_count", [-1, 1.5])
+def test_predict_tokens_top_count_must_be_a_count(top_count):
+    from seqexplain.metrics.token_labelling import predict_tokens
+
+    with pytest.raises(InputError, match="top_count"):
+        predict_tokens([0.9, 0.8, 0.7], 0.5, top_count)

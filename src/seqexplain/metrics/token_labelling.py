@@ -62,12 +62,20 @@ def word_scores(token_scores: Sequence[float] | np.ndarray, offsets: Sequence[tu
     return out
 
 
+def _binary(labels: Sequence[int] | np.ndarray, what: str) -> None:
+    values = np.asarray(labels)
+    if values.size and not np.isin(values, (0, 1)).all():
+        bad = values[~np.isin(values, (0, 1))].flat[0]
+        raise InputError(f"{what} must be 0 or 1, got {bad!r}; map the labels to 0 (negative) / 1 (positive) first")
+
+
 def _check(gold: Sequence[Sequence[int]], scores: Sequence[Sequence[float]]) -> None:
     if len(gold) != len(scores):
         raise InputError(f"{len(gold)} gold sentences but {len(scores)} score rows")
     for i, (g, s) in enumerate(zip(gold, scores, strict=True)):
         if len(g) != len(s):
             raise InputError(f"sentence {i}: {len(g)} gold labels but {len(s)} scores")
+        _binary(g, f"sentence {i}: gold labels")
 
 
 def _order_values(scores: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -85,6 +93,8 @@ def _order_values(scores: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def predict_tokens(scores: Sequence[float] | np.ndarray, threshold: float = 0.5, top_count: int = 0) -> np.ndarray:
     """0/1 per word (module docstring); NaN scores are never positive."""
+    if isinstance(top_count, bool) or not isinstance(top_count, (int, np.integer)) or top_count < 0:
+        raise InputError(f"top_count must be a non-negative number of words (0 = no limit), got {top_count!r}")
     s = np.asarray(scores, dtype=float)
     pred = ~np.isnan(s) & (s >= threshold)
     if top_count > 0 and s.size > top_count:
@@ -106,8 +116,10 @@ def prf_counts(tp: int, fp: int, fn: int) -> dict[str, float]:
 
 
 def token_prf(gold: Sequence[Sequence[int]], pred: Sequence[Sequence[int]]) -> dict[str, float]:
-    """Micro P/R/F1/F0.5 over all words."""
+    """Micro P/R/F1/F0.5 over all words (labels and predictions 0 or 1)."""
     _check(gold, pred)
+    for i, p in enumerate(pred):
+        _binary(p, f"sentence {i}: predictions")
     g = np.concatenate([np.asarray(x, dtype=int) for x in gold]) if gold else np.zeros(0, int)
     p = np.concatenate([np.asarray(x, dtype=int) for x in pred]) if pred else np.zeros(0, int)
     return prf_counts(int(((g == 1) & (p == 1)).sum()), int(((g == 0) & (p == 1)).sum()),
@@ -136,6 +148,8 @@ def sentence_prf(gold: Sequence[int], pred: Sequence[int]) -> dict[str, float]:
     g, p = np.asarray(gold, int), np.asarray(pred, int)
     if g.shape != p.shape:
         raise InputError(f"{g.size} gold sentence labels but {p.size} predictions")
+    _binary(g, "gold sentence labels")
+    _binary(p, "sentence predictions")
     return prf_counts(int(((g == 1) & (p == 1)).sum()), int(((g == 0) & (p == 1)).sum()),
                       int(((g == 1) & (p == 0)).sum()))
 
