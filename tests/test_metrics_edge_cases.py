@@ -290,3 +290,12 @@ def test_predict_tokens_top_count_must_be_a_count(top_count):
 
     with pytest.raises(InputError, match="top_count"):
         predict_tokens([0.9, 0.8, 0.7], 0.5, top_count)
+
+
+@pytest.mark.parametrize("position", [6, -1])
+def test_source_words_of_rationale_position_outside_word_of_is_an_error(position):
+    from seqexplain.metrics import source_words_of_rationale
+
+    # dropped silently like a decoder position: a rationale of another tokenisation lost words unnoticed
+    with pytest.raises(InputError, match="outside"):
+        source_words_of_rationale([2, position, 0], [0, 0, 1, None, None, None])

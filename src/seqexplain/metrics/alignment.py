@@ -122,10 +122,14 @@ def score_corpus_alignments(
 def source_words_of_rationale(rationale: Sequence[int], word_of: Sequence[int | None]) -> list[int]:
     """Map a token-level rationale (input-axis positions in the order added) to source words in order of first
     appearance; ``word_of[j]`` is the source word of position ``j``, or None for positions that are not source
-    words (decoder positions, special tokens such as ``</s>``), which are dropped."""
+    words (decoder positions, special tokens such as ``</s>``), which are dropped; a position outside ``word_of``
+    is an :class:`InputError`."""
     out: list[int] = []
     for j in rationale:
-        w = word_of[j] if 0 <= j < len(word_of) else None
+        if not 0 <= j < len(word_of):
+            raise InputError(f"rationale position {j} is outside 0..{len(word_of) - 1}; give word_of one entry per "
+                             "input position (None for decoder positions and special tokens)")
+        w = word_of[j]
         if w is not None and w not in out:
             out.append(w)
     return out
