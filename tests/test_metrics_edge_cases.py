@@ -299,3 +299,19 @@ def test_source_words_of_rationale_position_outside_word_of_is_an_error(position
     # dropped silently like a decoder position: a rationale of another tokenisation lost words unnoticed
     with pytest.raises(InputError, match="outside"):
         source_words_of_rationale([2, position, 0], [0, 0, 1, None, None, None])
+
+
+def test_dynamics_table_best_checkpoint_ignores_nan_performance():
+    from seqexplain.metrics.training_dynamics import RunCurves, dynamics_table, kendall_tau_score
+
+    up, down = np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])
+    steps = [0, 1]
+    # checkpoint 0 diverged (perf NaN): np.argmax picked it as "best" and every agreement used its α
+    gold = RunCurves(steps, [[down], [up]], [[up], [up]], [[up], [up]], [float("nan"), 0.7])
+    run_b = RunCurves(steps, [[up], [up]], [[up], [up]], [[up], [up]], [0.6, 0.8])
+    row = dynamics_table(gold, [run_b], run_b, [up], kendall_tau_score)
+    assert (row.best_step, row.best_perf) == (1, 0.7)
+    assert row.agreement_curve == [1.0, 1.0]
+    never = RunCurves(steps, [[up], [up]], [[up], [up]], [[up], [up]], [float("nan")] * 2)
+    with pytest.raises(InputError, match="performance"):
+        dynamics_table(never, [run_b], run_b, [up], kendall_tau_score)

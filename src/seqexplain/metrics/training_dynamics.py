@@ -13,7 +13,8 @@ Sea-Snell/AttentionDynamics.
 * :func:`dynamics_table`: for a gold run A, comparison runs, a uniform run and a reference β:
   ``A(α, β^uf) = max_c M(α_A*, β^uf_c)``, ``A(Δ, β^uf) = max_c M(Δ_A*, β^uf_c)``, ``A(β^px, β^uf) = max_c
   M(β^px, β^uf_c)`` over the uniform run's checkpoints ``c``, where ``*`` is A's checkpoint of best performance
-  (first maximum) and ``M(x, y)`` the mean agreement with ``x`` as reference; the agreement curve
+  (first maximum, NaN checkpoints left out) and ``M(x, y)`` the mean agreement with ``x`` as reference; the
+  agreement curve
   ``g_c = mean_r M(α_A*, α_{r,c})`` and performance curve ``p_c = mean_r perf_{r,c}`` over the comparison runs
   ``r``; ``ξ_x = p_{c_x}`` at the first checkpoint ``c_x`` with ``g_c > A_x`` (None: never); the baseline
   ``Â = mean_r mean_c`` of the shuffle baselines of ``M(α_A*, α_{r,c})``; the best performance ``perf_{A,*}``.
@@ -179,7 +180,12 @@ def dynamics_table(gold: RunCurves, others: Sequence[RunCurves], uniform: RunCur
         if run.steps != gold.steps:
             raise InputError(f"runs have different checkpoint steps ({run.steps} vs {gold.steps}); dump every run at "
                              "the same checkpoints")
-    best = int(np.argmax(gold.perf))
+    perf = np.asarray(gold.perf, dtype=np.float64)
+    if perf.shape != (len(gold.steps),):
+        raise InputError(f"the gold run has {perf.size} performance values for {len(gold.steps)} checkpoints")
+    if np.isnan(perf).all():
+        raise InputError("the gold run has no defined performance (all NaN); its best checkpoint is undefined")
+    best = int(np.nanargmax(perf))  # a NaN (diverged) checkpoint is never the best
     ref_alpha, ref_delta = gold.alpha[best], gold.delta[best]
     curves, perfs, baselines = [], [], []
     undefined = {"agreement": 0}
