@@ -315,3 +315,18 @@ def test_dynamics_table_best_checkpoint_ignores_nan_performance():
     never = RunCurves(steps, [[up], [up]], [[up], [up]], [[up], [up]], [float("nan")] * 2)
     with pytest.raises(InputError, match="performance"):
         dynamics_table(never, [run_b], run_b, [up], kendall_tau_score)
+
+
+def test_dynamics_table_best_over_uniform_ignores_undefined_checkpoints_in_any_order():
+    from seqexplain.metrics.training_dynamics import RunCurves, dynamics_table, kendall_tau_score
+
+    up, down, flat = np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0]), np.array([1.0, 1.0, 1.0])
+    steps = [0, 1]
+    gold = RunCurves(steps, [[up], [up]], [[up], [up]], [[up], [up]], [0.5, 0.7])
+    # the uniform run's β is constant at one checkpoint (τ undefined there) and `down` (τ = -1) at the other:
+    # the best over checkpoints is -1 whichever comes first; Python's max() gave NaN when the NaN came first
+    for betas in ([[flat], [down]], [[down], [flat]]):
+        uniform = RunCurves(steps, [[up], [up]], betas, [[up], [up]], [0.5, 0.5])
+        with pytest.warns(RuntimeWarning, match="undefined"):
+            row = dynamics_table(gold, [gold], uniform, [up], kendall_tau_score)
+        assert row.agr_unif == -1.0 and row.agr_px == -1.0 and row.agr_grad == -1.0

@@ -201,7 +201,8 @@ def dynamics_table(gold: RunCurves, others: Sequence[RunCurves], uniform: RunCur
     def best_over_uniform(name: str, ref: Vectors) -> float:
         got = [mean_agreement(ref, uniform.beta[c], metric, seed) for c in range(len(uniform.steps))]
         undefined[name] = max(a.undefined for a in got)
-        return max(a.mean for a in got)
+        defined = [a.mean for a in got if not math.isnan(a.mean)]  # max() with a NaN depends on where it stands
+        return max(defined) if defined else math.nan
 
     agr = {"unif": best_over_uniform("unif", ref_alpha), "px": best_over_uniform("px", px),
            "grad": best_over_uniform("grad", ref_delta)}
