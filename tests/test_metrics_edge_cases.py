@@ -330,3 +330,17 @@ def test_dynamics_table_best_over_uniform_ignores_undefined_checkpoints_in_any_o
         with pytest.warns(RuntimeWarning, match="undefined"):
             row = dynamics_table(gold, [gold], uniform, [up], kendall_tau_score)
         assert row.agr_unif == -1.0 and row.agr_px == -1.0 and row.agr_grad == -1.0
+
+
+@pytest.mark.parametrize("gold", [[True, True, True, False], np.array([True, True, True, False]), [0, 9]])
+def test_top_k_rationale_gold_must_be_positions_of_the_vector(gold):
+    from seqexplain.metrics import top_k_rationale
+
+    # a boolean mask given as gold was read as the set {False, True} = {0, 1}: k = 2 instead of 3
+    with pytest.raises(InputError, match="gold"):
+        top_k_rationale([0.4, 0.3, 0.2, 0.1], gold=gold)
+
+
+def test_auprc_gold_given_as_a_mask_is_an_error():
+    with pytest.raises(InputError, match="mask"):
+        auprc([0.4, 0.3, 0.2, 0.1], [True, False, True, False])

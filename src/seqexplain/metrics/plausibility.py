@@ -168,6 +168,19 @@ def _scored(scores: Sequence[float] | np.ndarray) -> tuple[np.ndarray, list[int]
     return s, [int(j) for j in np.nonzero(~np.isnan(s))[0]]
 
 
+def _gold_positions(gold: Iterable[int], n: int) -> set[int]:
+    """The gold positions as a set, each an integer in ``0..n-1`` (a boolean mask is refused, not read as {0, 1})."""
+    out: set[int] = set()
+    for j in gold:
+        if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)):
+            raise InputError(f"gold holds {j!r}: give gold positions (integers), not a mask; for a mask use "
+                             "np.nonzero(mask)[0] or plausibility(scores, gold_mask)")
+        if not 0 <= j < n:
+            raise InputError(f"gold position {j} is outside 0..{n - 1}; give gold positions of the score vector")
+        out.add(int(j))
+    return out
+
+
 def top_k_rationale(scores: Sequence[float] | np.ndarray, k: int | None = None,
                     gold: Iterable[int] | None = None) -> list[int]:
     """The ``k`` scored positions ranked first (``k = |gold|`` when ``k`` is None), in position order."""
@@ -175,7 +188,7 @@ def top_k_rationale(scores: Sequence[float] | np.ndarray, k: int | None = None,
     if k is None:
         if gold is None:
             raise InputError("top_k_rationale needs k, or the gold positions to take k = their number")
-        k = len(set(gold))
+        k = len(_gold_positions(gold, s.shape[0]))
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise InputError(f"k must be a non-negative number of tokens, got {k!r}")
     return sorted(rank_positions(s, cand)[: int(k)])
@@ -193,11 +206,7 @@ def auprc(scores: Sequence[float] | np.ndarray, gold: Iterable[int]) -> float:
     """Average precision of ``scores`` (one per position; NaN = ignored) against the gold positions (each in
     ``0..len(scores)-1``, else :class:`InputError`)."""
     s, _ = _scored(scores)
-    gold_set = {int(j) for j in gold}
-    outside = sorted(j for j in gold_set if not 0 <= j < s.shape[0])
-    if outside:
-        raise InputError(f"gold position {outside[0]} is outside 0..{s.shape[0] - 1}; give gold positions of the "
-                         "score vector")
+    gold_set = _gold_positions(gold, s.shape[0])
     idx = np.nonzero(~np.isnan(s))[0]
     y = np.array([1 if int(j) in gold_set else 0 for j in idx])
     if y.sum() == 0:
