@@ -344,3 +344,11 @@ def test_top_k_rationale_gold_must_be_positions_of_the_vector(gold):
 def test_auprc_gold_given_as_a_mask_is_an_error():
     with pytest.raises(InputError, match="mask"):
         auprc([0.4, 0.3, 0.2, 0.1], [True, False, True, False])
+
+
+def test_pearson_with_an_infinite_score_is_nan_with_a_named_warning():
+    from seqexplain.metrics.token_labelling import pearson
+
+    # numpy's "invalid value encountered in subtract" was the only hint of why r was NaN
+    with pytest.warns(RuntimeWarning, match="infinite"):
+        assert np.isnan(pearson([[1, 0, 0]], [[INF, 1.0, 0.0]]))

@@ -8,7 +8,8 @@ Inputs are per sentence: ``gold[W]`` (0/1) and ``scores[W]`` (one score per word
   (``F_β = (1 + β²)·P·R / (β²·P + R)``; 0 where undefined).
 * :func:`mean_average_precision`: the mean, over sentences with at least one gold positive, of scikit-learn's
   ``average_precision_score(gold, scores)``.
-* :func:`pearson`: Pearson's ``r`` between all scores and all gold labels (scipy), NaN when either is constant.
+* :func:`pearson`: Pearson's ``r`` between all scores and all gold labels (scipy; words without a score left out),
+  NaN when either is constant or a score is infinite (with a warning).
 * :func:`sentence_prf`: P/R/F1 of the positive sentence class.
 * :func:`tune_threshold`: the threshold among the observed scores that maximises token F1 (on development data).
 * :func:`evaluate_scores`: all of the above for one score source; with ``dev`` data the F1 at the dev-tuned
@@ -24,6 +25,7 @@ ties by position); ``±inf`` keep their value (``inf ≥ inf``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -135,10 +137,16 @@ def mean_average_precision(gold: Sequence[Sequence[int]], scores: Sequence[Seque
 
 
 def pearson(gold: Sequence[Sequence[int]], scores: Sequence[Sequence[float]]) -> float:
+    """Pearson's r over the words with a score (NaN words left out); NaN when fewer than two remain, either side is
+    constant, or a score is infinite (then with a ``RuntimeWarning`` saying so)."""
     _check(gold, scores)
     g = np.concatenate([np.asarray(x, float) for x in gold])
     s = np.concatenate([np.asarray(x, float) for x in scores])
     ok = ~np.isnan(s)
+    if np.isinf(s[ok]).any():
+        warnings.warn(f"pearson: {int(np.isinf(s[ok]).sum())} infinite word score(s); Pearson's r is undefined (NaN)",
+                      RuntimeWarning, stacklevel=2)
+        return float("nan")
     if ok.sum() < 2 or np.ptp(g[ok]) == 0 or np.ptp(s[ok]) == 0:
         return float("nan")
     return float(pearsonr(s[ok], g[ok])[0])
