@@ -210,6 +210,16 @@ def test_faithfulness_options_raise_input_errors(cat_model):
             faithfulness(model, ex, w, **kwargs)
 
 
+def test_faithfulness_warns_about_nan_scores_at_visible_positions(cat_model):
+    model, ex, w = cat_model
+    holes = w.copy()
+    holes[0, 2] = np.nan  # "cat" is visible to the label but unscored: ranked last, removed as least important
+    with pytest.warns(RuntimeWarning, match="NaN at 1 position"):
+        res = faithfulness(model, ex, holes, bins=[10])
+    # 10 % of 8 = 1 position: the best scored one, mat (1.0), not cat
+    assert res.comprehensiveness[0, 0] == pytest.approx(logsig(1.5) - logsig(0.5), abs=1e-6)
+
+
 # ------------------------------------------------------------------------------------------- plausibility
 def test_discretisation_hand_computed():
     s = [0.1, 0.9, np.nan, 0.4, 0.4, -0.2]

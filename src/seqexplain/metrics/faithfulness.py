@@ -3,7 +3,8 @@ and a seeded random-ranking baseline.
 
 **ERASER** (``variant="eraser"``, default). For target ``i`` (a classifier's label, or each generated / translated
 token) with visible positions ``V_i`` ranked by :func:`seqexplain.ranking.rank_positions` (decreasing score, ties to
-the lowest position), ``top_k`` holds the first ``n_k = max(1, ceil(k/100 · |V_i|))`` of them. With
+the lowest position; a NaN score at a visible position ranks last, with a ``RuntimeWarning``), ``top_k`` holds the
+first ``n_k = max(1, ceil(k/100 · |V_i|))`` of them. With
 ``f(x̃) = log p(y_i | x̃)``:
 
 * comprehensiveness ``c_i(k) = f(x) − f(x without top_k)`` (large: the top tokens were needed);
@@ -55,6 +56,7 @@ scores several rankings of one example passes it on (``full_logprob``) instead o
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -265,8 +267,12 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
         raise InputError(f"full_logprob has shape {given.shape} but the example has {n_t} targets")
     rows: list[tuple[int, list[int]]] = []
     where: list[tuple[int, int, int]] = []  # (target, bin, 0 = comprehensiveness / 1 = sufficiency) per row > full
+    unscored: dict[int, int] = {}
     for i in range(n_t):
         vis = example.visible_positions(i)
+        holes = int(np.isnan(s[i, vis]).sum()) if vis else 0
+        if holes:
+            unscored[i] = holes
         if given is None:
             rows.append((i, []))
             where.append((i, -1, -1))
@@ -291,6 +297,11 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
                 where.append((i, b, 0))
                 rows.append((i, [j for j in cand if j not in top_set]))
                 where.append((i, b, 1))
+    if unscored:
+        first = next(iter(unscored))
+        warnings.warn(f"faithfulness: the scores are NaN at {unscored[first]} position(s) visible to target {first} "
+                      f"({len(unscored)} target(s) affected); NaN ranks last, so those positions count as the least "
+                      "important (NaN should mark only positions a target cannot see)", RuntimeWarning, stacklevel=2)
     with torch.no_grad(), eval_mode(model.model):
         budget = model.default_token_budget() if token_budget is None else token_budget
         if budget < 1:
