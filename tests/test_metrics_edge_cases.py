@@ -352,3 +352,26 @@ def test_pearson_with_an_infinite_score_is_nan_with_a_named_warning():
     # numpy's "invalid value encountered in subtract" was the only hint of why r was NaN
     with pytest.warns(RuntimeWarning, match="infinite"):
         assert np.isnan(pearson([[1, 0, 0]], [[INF, 1.0, 0.0]]))
+
+
+# --------------------------------------------------------------------------- agreement
+def _attr(tokens: list[str], targets: list[str], scores) -> object:
+    from seqexplain.attribution import Attribution
+
+    return Attribution(tokens=tokens, scores=np.asarray(scores, dtype=float), target_tokens=targets,
+                       target_positions=[None] * len(targets))
+
+
+def test_agreement_of_attributions_of_different_inputs_is_an_error():
+    from seqexplain.metrics import agreement_matrix, attribution_agreement
+
+    a = _attr(["the", "cat", "sat"], ["pos"], [[0.1, 0.9, 0.3]])
+    b = _attr(["a", "dog", "ran"], ["pos"], [[0.2, 0.8, 0.1]])  # same shape, another sentence
+    c = _attr(["the", "cat", "sat"], ["neg"], [[0.2, 0.8, 0.1]])  # same input, another target
+    for other in (b, c):
+        with pytest.raises(InputError, match="same"):
+            attribution_agreement(a, other)
+        with pytest.raises(InputError, match="same"):
+            agreement_matrix({"a": a, "b": other})
+    same = _attr(["the", "cat", "sat"], ["pos"], [[0.2, 0.8, 0.1]])
+    assert attribution_agreement(a, same)[1] == pytest.approx(1 / 3)
