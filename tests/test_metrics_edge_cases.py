@@ -248,3 +248,13 @@ def test_agreement_of_attributions_of_different_inputs_is_an_error():
             agreement_matrix({"a": a, "b": other})
     same = _attr(["the", "cat", "sat"], ["pos"], [[0.2, 0.8, 0.1]])
     assert attribution_agreement(a, same)[1] == pytest.approx(1 / 3)
+
+
+def test_iou_f1_counts_a_repeated_span_once_as_erasers_span_sets():
+    from seqexplain.metrics import iou_f1
+
+    # ERASER keys spans in sets, so a span listed twice is one span; here it was two true positives (P = R = 2/1)
+    got = iou_f1([[(0, 2), (0, 2)]], [[(0, 2), (0, 2), (5, 7)]])
+    assert (got.precision, got.recall) == (1.0, 0.5)
+    macro = iou_f1([[(0, 2), (0, 2)], [(3, 4)]], [[(0, 2)], [(5, 7)]], average="macro")
+    assert (macro.precision, macro.recall) == (0.5, 0.5)

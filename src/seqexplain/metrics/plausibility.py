@@ -122,23 +122,32 @@ def token_prf_corpus(predicted: Sequence[Iterable[int]], gold: Sequence[Iterable
     return PRF(p, rec, _f1(p, rec))
 
 
+def _span_sets(instances: Sequence[Sequence[tuple[int, int]]], side: str) -> list[list[tuple[int, int]]]:
+    """Each instance's distinct spans, sorted (ERASER keys spans in sets: a span listed twice is one span)."""
+    out = []
+    for n, spans in enumerate(instances):
+        distinct: set[tuple[int, int]] = set()
+        for span in spans:
+            if len(span) != 2 or not 0 <= span[0] < span[1]:
+                raise InputError(f"{side} span {tuple(span)} of instance {n} is not a half-open token span "
+                                 "(start, end) with 0 <= start < end; build spans with spans_from_positions")
+            distinct.add((int(span[0]), int(span[1])))
+        out.append(sorted(distinct))
+    return out
+
+
 def iou_f1(predicted: Sequence[Sequence[tuple[int, int]]], gold: Sequence[Sequence[tuple[int, int]]],
            threshold: float = 0.5, average: Literal["micro", "macro"] = "micro") -> PRF:
     """ERASER IOU F1 over instances; ``predicted[n]`` / ``gold[n]`` are the half-open token spans
-    ``(start, end)``, ``0 ≤ start < end``, of instance ``n``; ``threshold`` in ``[0, 1]``; ``average`` is
-    ``"micro"`` or ERASER's ``"macro"`` (module docstring)."""
+    ``(start, end)``, ``0 ≤ start < end``, of instance ``n`` (a span listed twice counts once, as in ERASER);
+    ``threshold`` in ``[0, 1]``; ``average`` is ``"micro"`` or ERASER's ``"macro"`` (module docstring)."""
     if len(predicted) != len(gold):
         raise InputError(f"{len(predicted)} predicted instances but {len(gold)} gold instances")
     if average not in ("micro", "macro"):
         raise InputError(f"unknown average {average!r}; use 'micro' or 'macro'")
     if isinstance(threshold, bool) or not isinstance(threshold, Real) or not 0.0 <= threshold <= 1.0:
         raise InputError(f"the IOU threshold must be a number in [0, 1], got {threshold!r}")
-    for side, instances in (("predicted", predicted), ("gold", gold)):
-        for n, spans in enumerate(instances):
-            for a, b in spans:
-                if not 0 <= a < b:
-                    raise InputError(f"{side} span ({a}, {b}) of instance {n} is not a half-open token span "
-                                     "(start, end) with 0 <= start < end; build spans with spans_from_positions")
+    predicted, gold = _span_sets(predicted, "predicted"), _span_sets(gold, "gold")
     tps: list[int] = []
     for pred_spans, gold_spans in zip(predicted, gold, strict=True):
         gold_sets = [set(range(a, b)) for a, b in gold_spans]
