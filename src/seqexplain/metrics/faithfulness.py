@@ -326,11 +326,11 @@ def random_baseline(model: SequenceModel, example: Example, bins: Sequence[float
     """:func:`faithfulness` of ``repeats`` random rankings drawn from ``seed`` (module docstring): the same seed
     gives the same numbers. The full input's ``log p`` is evaluated once (by the first run, unless
     ``full_logprob`` gives it, as in :func:`faithfulness`) and reused by the others."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise InputError(f"repeats must be a positive number of random rankings, got {repeats!r}")
     rng = np.random.default_rng(seed)
     runs = []
-    for _ in range(repeats):
+    for _ in range(int(repeats)):
         scores = np.stack([1.0 + rng.permutation(example.length) for _ in range(example.n_targets)])
         runs.append(faithfulness(model, example, scores, bins, token_budget, variant=variant, removal=removal,
                                  replace_with=replace_with, full_logprob=full_logprob))
