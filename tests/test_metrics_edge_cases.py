@@ -258,3 +258,52 @@ def test_iou_f1_counts_a_repeated_span_once_as_erasers_span_sets():
     assert (got.precision, got.recall) == (1.0, 0.5)
     macro = iou_f1([[(0, 2), (0, 2)], [(3, 4)]], [[(0, 2)], [(5, 7)]], average="macro")
     assert (macro.precision, macro.recall) == (0.5, 0.5)
+
+
+def _eraser_iou(pred: list[list[tuple[int, int]]], gold: list[list[tuple[int, int]]], t: float) -> tuple[float, ...]:
+    """ERASER's partial-match scores written from its definition: spans keyed in sets per instance; a predicted span
+    is a TP when its best IOU (0 for an empty union) with a gold span is ≥ t; micro P/R over all spans; macro P over
+    the instances with predictions, macro R over those with gold; each F1 = 0 when P or R is 0."""
+    tps, n_p, n_g = [], [], []
+    for p_spans, g_spans in zip(pred, gold, strict=True):
+        ps, gs = set(p_spans), set(g_spans)
+        tp = 0
+        for a, b in ps:
+            ious = [len(set(range(a, b)) & set(range(c, d))) / len(set(range(a, b)) | set(range(c, d)))
+                    for c, d in gs]
+            tp += int(max(ious, default=0.0) >= t)
+        tps.append(tp)
+        n_p.append(len(ps))
+        n_g.append(len(gs))
+
+    def f1(p: float, r: float) -> float:
+        return 0.0 if p == 0 or r == 0 else 2 * p * r / (p + r)
+
+    mp = sum(tps) / sum(n_p) if sum(n_p) else 0.0
+    mr = sum(tps) / sum(n_g) if sum(n_g) else 0.0
+    ps_ = [tp / n for tp, n in zip(tps, n_p, strict=True) if n]
+    rs_ = [tp / n for tp, n in zip(tps, n_g, strict=True) if n]
+    ap = float(np.mean(ps_)) if ps_ else 0.0
+    ar = float(np.mean(rs_)) if rs_ else 0.0
+    return mp, mr, f1(mp, mr), ap, ar, f1(ap, ar)
+
+
+def test_iou_f1_against_erasers_definition_on_random_spans():
+    from seqexplain.metrics import iou_f1
+
+    rng = np.random.default_rng(0)
+
+    def spans() -> list[tuple[int, int]]:
+        out = []
+        for _ in range(int(rng.integers(0, 4))):
+            a = int(rng.integers(0, 10))
+            out.append((a, a + int(rng.integers(1, 5))))
+        return out
+
+    for _ in range(200):
+        n = int(rng.integers(1, 5))
+        pred, gold = [spans() for _ in range(n)], [spans() for _ in range(n)]
+        for t in (0.0, 0.5, 1.0):
+            micro, macro = iou_f1(pred, gold, t, "micro"), iou_f1(pred, gold, t, "macro")
+            got = (micro.precision, micro.recall, micro.f1, macro.precision, macro.recall, macro.f1)
+            assert got == pytest.approx(_eraser_iou(pred, gold, t))
