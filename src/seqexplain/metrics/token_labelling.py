@@ -17,8 +17,10 @@ Inputs are per sentence: ``gold[W]`` (0/1) and ``scores[W]`` (one score per word
 
 Word scores from sub-token scores: :func:`word_scores` (max over a word's sub-tokens by default; ``"mean"``,
 ``"sum"``, ``"first"`` by option), through the tokenizer's character offsets
-(:func:`~seqexplain.data.tokenizers.word_index_of_tokens`), never through special-token ids. A word without any
-token (cut by truncation) gets NaN; :func:`evaluate_scores` treats NaN as the lowest score and counts such words.
+(:func:`~seqexplain.data.tokenizers.word_index_of_tokens`), never through special-token ids. NaN token scores are
+left out of the reduction (``"first"`` is then the first *scored* sub-token, ``"sum"`` the sum of the scored ones);
+a word without any scored token (cut by truncation) gets NaN; :func:`evaluate_scores` treats NaN as the lowest
+score and counts such words.
 Every order of words is :func:`seqexplain.ranking.rank_positions`' (``+inf``, finite descending, ``-inf``, NaN last;
 ties by position); ``±inf`` keep their value (``inf ≥ inf``).
 """
