@@ -178,6 +178,9 @@ def test_random_baseline_is_seeded_and_defined(cat_model):
     np.testing.assert_allclose(a.sufficiency, np.mean([r.sufficiency for r in by_hand], axis=0))
     with pytest.raises(InputError):
         random_baseline(model, ex, repeats=0)
+    # a numpy integer (e.g. from a config array) is a count like any other; it was refused as "not a number"
+    np.testing.assert_array_equal(random_baseline(model, ex, bins=[10, 50], seed=7, repeats=np.int64(3)).sufficiency,
+                                  a.sufficiency)
 
 
 @torch.no_grad()
@@ -208,6 +211,16 @@ def test_faithfulness_options_raise_input_errors(cat_model):
                    {"removal": "replace", "replace_with": "bos"}, {"bins": [0]}, {"token_budget": 0}):
         with pytest.raises(InputError):
             faithfulness(model, ex, w, **kwargs)
+
+
+def test_faithfulness_warns_about_nan_scores_at_visible_positions(cat_model):
+    model, ex, w = cat_model
+    holes = w.copy()
+    holes[0, 2] = np.nan  # "cat" is visible to the label but unscored: ranked last, removed as least important
+    with pytest.warns(RuntimeWarning, match="NaN at 1 position"):
+        res = faithfulness(model, ex, holes, bins=[10])
+    # 10 % of 8 = 1 position: the best scored one, mat (1.0), not cat
+    assert res.comprehensiveness[0, 0] == pytest.approx(logsig(1.5) - logsig(0.5), abs=1e-6)
 
 
 # ------------------------------------------------------------------------------------------- plausibility

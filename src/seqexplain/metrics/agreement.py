@@ -12,7 +12,7 @@
 * ``top_k_overlap``: ``|top_k(a) ∩ top_k(b)| / k`` for a number ``k`` of positions (``k`` capped at ``n``, the
   commonly scored positions), top sets by :func:`seqexplain.ranking.rank_positions`.
 * ``attribution_agreement``: one metric per target of two :class:`~seqexplain.attribution.Attribution` results
-  with the same shape, and their mean over targets (ignoring NaN).
+  with the same shape, tokens and target tokens, and their mean over targets (ignoring NaN).
 * ``agreement_matrix``: for methods ``m, n`` the metric per target over the positions both score (NaN = not
   visible, excluded), averaged over the targets where it is defined: ``A[m, n] = mean_i metric(s_m[i], s_n[i])``;
   NaN when no target defines it.
@@ -29,6 +29,7 @@ from scipy.stats import kendalltau, spearmanr
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
+from seqexplain.metrics.percent import percent_count
 from seqexplain.ranking import rank_positions
 
 AgreementMetric = Literal["kendall_tau", "spearman", "top_k", "top_k_overlap"]
@@ -81,7 +82,7 @@ def top_k_match(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
     x, y, _ = _common(a, b)
     if len(x) == 0:
         return math.nan
-    k = max(1, math.ceil(k_percent / 100 * len(x)))
+    k = max(1, percent_count(k_percent, len(x), "ceil"))
     return len(_top(x, k) & _top(y, k)) / k
 
 
@@ -102,11 +103,18 @@ def _mean_finite(vals: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+def _check_same_input(a: Attribution, b: Attribution, names: str) -> None:
+    if list(a.tokens) != list(b.tokens) or list(a.target_tokens) != list(b.target_tokens):
+        raise InputError(f"{names}: the attributions explain different inputs or targets (tokens or target tokens "
+                         "differ); compare attributions of the same example and the same targets")
+
+
 def attribution_agreement(a: Attribution, b: Attribution, metric: AgreementMetric = "kendall_tau",
                           k_percent: float = 20.0, k: int = 5) -> tuple[list[float], float]:
     """Per-target agreement of two attributions and its mean over targets (NaN targets ignored)."""
     if a.scores.shape != b.scores.shape:
         raise InputError(f"attributions differ in shape: {a.scores.shape} vs {b.scores.shape}")
+    _check_same_input(a, b, "attribution_agreement")
     fn = _metric(metric, k_percent, k)
     vals = [float(fn(a.scores[i], b.scores[i])) for i in range(a.scores.shape[0])]
     return vals, _mean_finite(vals)
@@ -119,6 +127,9 @@ def agreement_matrix(attributions: dict[str, Attribution | np.ndarray], metric: 
     if not attributions:
         raise InputError("agreement_matrix needs at least one attribution; pass {method name: Attribution}")
     fn = _metric(metric, k_percent, k)
+    given = [(name, v) for name, v in attributions.items() if isinstance(v, Attribution)]
+    for name, value in given[1:]:
+        _check_same_input(given[0][1], value, f"{given[0][0]} and {name}")
     mats = []
     for name, value in attributions.items():
         arr = value.scores if isinstance(value, Attribution) else np.asarray(value, dtype=np.float64)

@@ -27,7 +27,6 @@ link (sure or possible), with ``R_t`` the source words of its rationale and ``G_
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, TypeVar
@@ -78,8 +77,6 @@ def score_rationale_alignments(
     positions and special tokens already removed); ``sure[t]`` / ``possible[t]``: its gold source words;
     ``n_source``: the number of source words (the F1 indicator range). Target words without any gold link are
     skipped, as in the paper's script."""
-    if not (len(rationales) == len(sure) == len(possible)):
-        raise InputError(f"{len(rationales)} rationales but {len(sure)} sure and {len(possible)} possible sets")
     return score_corpus_alignments([(list(rationales), list(sure), list(possible), n_source)], aer_variant)
 
 
@@ -92,7 +89,10 @@ def score_corpus_alignments(
     aers, ious, top1, lengths = [], [], [], []
     gold_ind: list[int] = []
     pred_ind: list[int] = []
-    for rationales, sure, possible, n_source in sentences:
+    for n, (rationales, sure, possible, n_source) in enumerate(sentences):
+        if not (len(rationales) == len(sure) == len(possible)):
+            raise InputError(f"sentence {n}: {len(rationales)} rationales but {len(sure)} sure and {len(possible)} "
+                             "possible sets; give one of each per target word")
         for rat, s_t, p_t in zip(rationales, sure, possible, strict=True):
             s_set, p_set = set(s_t), set(p_t)
             gold = s_set | p_set
@@ -122,17 +122,15 @@ def score_corpus_alignments(
 def source_words_of_rationale(rationale: Sequence[int], word_of: Sequence[int | None]) -> list[int]:
     """Map a token-level rationale (input-axis positions in the order added) to source words in order of first
     appearance; ``word_of[j]`` is the source word of position ``j``, or None for positions that are not source
-    words (decoder positions, special tokens such as ``</s>``), which are dropped."""
+    words (decoder positions, special tokens such as ``</s>``), which are dropped; a position outside ``word_of``
+    is an :class:`InputError`."""
     out: list[int] = []
     for j in rationale:
-        w = word_of[j] if 0 <= j < len(word_of) else None
+        if not 0 <= j < len(word_of):
+            raise InputError(f"rationale position {j} is outside 0..{len(word_of) - 1}; give word_of one entry per "
+                             "input position (None for decoder positions and special tokens)")
+        w = word_of[j]
         if w is not None and w not in out:
             out.append(w)
     return out
 
-
-def top1(rationale: Sequence[int], gold: Iterable[int]) -> float:
-    """1.0 when the first-added source word is a gold-aligned word, else 0.0 (NaN for an empty rationale)."""
-    if not rationale:
-        return math.nan
-    return float(rationale[0] in set(gold))

@@ -29,8 +29,9 @@ def approximation_ratio(length: int, exhaustive_length: int) -> float:
 def analogy_scores(rationales: Sequence[Sequence[int]], antecedents: Sequence[Sequence[int]],
                    distractors: Sequence[Sequence[int]],
                    exhaustive_lengths: Sequence[int | None] | None = None) -> dict[str, float]:
-    """Mean ``Length``, ``Ratio`` (over examples with an exhaustive length), ``Ante`` and ``No D`` of one method,
-    plus the counts ``n`` and ``n_ratio``. Means of empty sets are NaN."""
+    """Mean ``Length``, ``Ratio`` (over examples with an exhaustive length; None = none found, a length below 1 is an
+    :class:`InputError`), ``Ante`` and ``No D`` of one method, plus the counts ``n`` and ``n_ratio``. Means of empty
+    sets are NaN."""
     n = len(rationales)
     if not (len(antecedents) == len(distractors) == n):
         raise InputError("rationales, antecedents and distractors must have the same length")
@@ -38,7 +39,8 @@ def analogy_scores(rationales: Sequence[Sequence[int]], antecedents: Sequence[Se
     if len(ex) != n:
         raise InputError("exhaustive_lengths must have one entry per rationale")
     nan = float("nan")
-    ratios = [approximation_ratio(len(r), int(e)) for r, e in zip(rationales, ex, strict=True) if e]
+    ratios = [approximation_ratio(len(r), int(e)) for r, e in zip(rationales, ex, strict=True)
+              if e is not None]
     return {
         "n": float(n),
         "length": sum(len(r) for r in rationales) / n if n else nan,

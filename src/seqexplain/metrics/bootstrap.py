@@ -31,6 +31,18 @@ class PairedDifference:
     level: float
 
 
+def _values(values: Sequence[float | None], side: str) -> np.ndarray:
+    out = np.full(len(values), np.nan)
+    for d, v in enumerate(values):
+        if v is None:
+            continue
+        try:
+            out[d] = float(v)
+        except (TypeError, ValueError):
+            raise InputError(f"{side}: the value of document {d} is {v!r}, not a number (or None)") from None
+    return out
+
+
 def paired_difference_ci(a: Sequence[float | None], b: Sequence[float | None], *, level: float = 0.95,
                          n_resamples: int = 2000, seed: int = 0) -> PairedDifference:
     """Mean of ``a_d − b_d`` with a percentile-bootstrap interval (module docstring). With fewer than two defined
@@ -39,8 +51,9 @@ def paired_difference_ci(a: Sequence[float | None], b: Sequence[float | None], *
         raise InputError(f"a paired difference needs one value per document on both sides, got {len(a)} and {len(b)}")
     if not 0.0 < level < 1.0:
         raise InputError(f"the confidence level must lie in (0, 1), got {level}")
-    x = np.array([np.nan if v is None else float(v) for v in a], dtype=np.float64)
-    y = np.array([np.nan if v is None else float(v) for v in b], dtype=np.float64)
+    if isinstance(n_resamples, bool) or not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise InputError(f"n_resamples must be a positive number of bootstrap resamples, got {n_resamples!r}")
+    x, y = _values(a, "a"), _values(b, "b")
     keep = np.isfinite(x) & np.isfinite(y)
     d = x[keep] - y[keep]
     dropped = int((~keep).sum())

@@ -3,7 +3,8 @@ and a seeded random-ranking baseline.
 
 **ERASER** (``variant="eraser"``, default). For target ``i`` (a classifier's label, or each generated / translated
 token) with visible positions ``V_i`` ranked by :func:`seqexplain.ranking.rank_positions` (decreasing score, ties to
-the lowest position), ``top_k`` holds the first ``n_k = max(1, ceil(k/100 · |V_i|))`` of them. With
+the lowest position; a NaN score at a visible position ranks last, with a ``RuntimeWarning``), ``top_k`` holds the
+first ``n_k = max(1, ceil(k/100 · |V_i|))`` of them. With
 ``f(x̃) = log p(y_i | x̃)``:
 
 * comprehensiveness ``c_i(k) = f(x) − f(x without top_k)`` (large: the top tokens were needed);
@@ -55,6 +56,7 @@ scores several rankings of one example passes it on (``full_logprob``) instead o
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -64,6 +66,7 @@ import torch
 
 from seqexplain.attribution import Attribution
 from seqexplain.errors import InputError
+from seqexplain.metrics.percent import percent_count
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import Example
 from seqexplain.models.module_state import eval_mode
@@ -162,14 +165,14 @@ def _nanmean_stack(tables: list[np.ndarray]) -> np.ndarray:
 def top_positions(scores: np.ndarray, visible: Sequence[int], k_percent: float) -> list[int]:
     """The ``max(1, ceil(k/100 · |visible|))`` visible positions ranked first by
     :func:`seqexplain.ranking.rank_positions` (decreasing score, ties to the lowest position), in position order."""
-    n = max(1, math.ceil(k_percent / 100 * len(visible)))
+    n = max(1, percent_count(k_percent, len(visible), "ceil"))
     return sorted(rank_positions(scores, visible)[:n])
 
 
 def ferret_rationale(scores: np.ndarray, candidates: Sequence[int], k_percent: float) -> list[int]:
     """ferret's rationale at threshold ``k_percent``: of the first ``floor(k/100 · |candidates|)`` candidates in
     :func:`~seqexplain.ranking.rank_positions` order, those with a score > 0, in position order (may be empty)."""
-    n = math.floor(k_percent / 100 * len(candidates))
+    n = percent_count(k_percent, len(candidates), "floor")
     return sorted(j for j in rank_positions(scores, candidates)[:n] if scores[j] > 0)
 
 
@@ -264,8 +267,12 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
         raise InputError(f"full_logprob has shape {given.shape} but the example has {n_t} targets")
     rows: list[tuple[int, list[int]]] = []
     where: list[tuple[int, int, int]] = []  # (target, bin, 0 = comprehensiveness / 1 = sufficiency) per row > full
+    unscored: dict[int, int] = {}
     for i in range(n_t):
         vis = example.visible_positions(i)
+        holes = int(np.isnan(s[i, vis]).sum()) if vis else 0
+        if holes:
+            unscored[i] = holes
         if given is None:
             rows.append((i, []))
             where.append((i, -1, -1))
@@ -290,6 +297,11 @@ def faithfulness(model: SequenceModel, example: Example, scores: Attribution | n
                 where.append((i, b, 0))
                 rows.append((i, [j for j in cand if j not in top_set]))
                 where.append((i, b, 1))
+    if unscored:
+        first = next(iter(unscored))
+        warnings.warn(f"faithfulness: the scores are NaN at {unscored[first]} position(s) visible to target {first} "
+                      f"({len(unscored)} target(s) affected); NaN ranks last, so those positions count as the least "
+                      "important (NaN should mark only positions a target cannot see)", RuntimeWarning, stacklevel=2)
     with torch.no_grad(), eval_mode(model.model):
         budget = model.default_token_budget() if token_budget is None else token_budget
         if budget < 1:
@@ -314,11 +326,11 @@ def random_baseline(model: SequenceModel, example: Example, bins: Sequence[float
     """:func:`faithfulness` of ``repeats`` random rankings drawn from ``seed`` (module docstring): the same seed
     gives the same numbers. The full input's ``log p`` is evaluated once (by the first run, unless
     ``full_logprob`` gives it, as in :func:`faithfulness`) and reused by the others."""
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise InputError(f"repeats must be a positive number of random rankings, got {repeats!r}")
     rng = np.random.default_rng(seed)
     runs = []
-    for _ in range(repeats):
+    for _ in range(int(repeats)):
         scores = np.stack([1.0 + rng.permutation(example.length) for _ in range(example.n_targets)])
         runs.append(faithfulness(model, example, scores, bins, token_budget, variant=variant, removal=removal,
                                  replace_with=replace_with, full_logprob=full_logprob))

@@ -4,7 +4,7 @@ Sea-Snell/AttentionDynamics.
 * :func:`top_percent_match` ``(a, b, k_percent=5)``: 1 when the position ``i* = argmax a`` (first maximum) is among
   the top ``k = ceil(k_percent/100 · n)`` of ``b`` counted the original's way — fewer than ``k`` entries of ``b`` are
   **strictly** greater than ``b[i*]`` (ties with ``b[i*]`` count in its favour) — else 0. Asymmetric: ``a`` is the
-  reference ("gold") vector.
+  reference ("gold") vector. NaN (undefined, counted as such by :func:`mean_agreement`) when either vector holds NaN.
 * :func:`kendall_tau_score`: Kendall's τ-b, as ``scipy.stats.kendalltau`` (NaN when a vector is constant).
 * :func:`mean_agreement`: the mean of a metric over the examples (or target rows) where it is not NaN, the
   **seeded** shuffle baseline: the same mean with ``b`` permuted by ``numpy.random.default_rng(seed)`` (the
@@ -13,7 +13,8 @@ Sea-Snell/AttentionDynamics.
 * :func:`dynamics_table`: for a gold run A, comparison runs, a uniform run and a reference β:
   ``A(α, β^uf) = max_c M(α_A*, β^uf_c)``, ``A(Δ, β^uf) = max_c M(Δ_A*, β^uf_c)``, ``A(β^px, β^uf) = max_c
   M(β^px, β^uf_c)`` over the uniform run's checkpoints ``c``, where ``*`` is A's checkpoint of best performance
-  (first maximum) and ``M(x, y)`` the mean agreement with ``x`` as reference; the agreement curve
+  (first maximum, NaN checkpoints left out) and ``M(x, y)`` the mean agreement with ``x`` as reference; the
+  agreement curve
   ``g_c = mean_r M(α_A*, α_{r,c})`` and performance curve ``p_c = mean_r perf_{r,c}`` over the comparison runs
   ``r``; ``ξ_x = p_{c_x}`` at the first checkpoint ``c_x`` with ``g_c > A_x`` (None: never); the baseline
   ``Â = mean_r mean_c`` of the shuffle baselines of ``M(α_A*, α_{r,c})``; the best performance ``perf_{A,*}``.
@@ -33,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from seqexplain.errors import InputError
+from seqexplain.metrics.percent import percent_count
 
 Vectors = Sequence[np.ndarray]
 MetricFn = Callable[[np.ndarray, np.ndarray], float]
@@ -40,27 +42,32 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 
 def top_percent_match(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], k_percent: float = 5.0
                       ) -> float:
-    """1.0 if ``argmax a`` is in the original's top ``k_percent``% of ``b``, else 0.0 (module docstring)."""
+    """1.0 if ``argmax a`` is in the original's top ``k_percent``% of ``b``, else 0.0; NaN when a vector holds NaN
+    (module docstring)."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
         raise InputError(f"top_percent_match needs two non-empty vectors of one length, got {x.shape} and {y.shape}")
     if not 0 < k_percent <= 100:
         raise InputError(f"k_percent must be in (0, 100], got {k_percent}")
-    k = math.ceil(k_percent / 100 * len(y))
+    if np.isnan(x).any() or np.isnan(y).any():  # argmax would pick a NaN, and NaN is never "strictly greater"
+        return math.nan
+    k = percent_count(k_percent, len(y), "ceil")
     return 1.0 if int(np.sum(y > y[int(np.argmax(x))])) < k else 0.0
 
 
 def kendall_tau_score(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> float:
     """Kendall's τ-b, ``Σ_{i<j} sx_ij sy_ij / sqrt(Σ|sx_ij| · Σ|sy_ij|)`` with ``sx_ij = sign(a_i − a_j)`` (the
-    value of ``scipy.stats.kendalltau``, computed over all pairs at once: the vectors here are short and many);
-    NaN when a vector is constant or shorter than 2."""
+    value of ``scipy.stats.kendalltau``, computed over all pairs at once: the vectors here are short and many;
+    signs by comparison, so equal infinite values tie); NaN when a vector is constant, shorter than 2 or holds NaN."""
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape:
         raise InputError(f"kendall_tau_score needs two vectors of one length, got {x.shape} and {y.shape}")
-    if len(x) < 2:
+    if len(x) < 2 or np.isnan(x).any() or np.isnan(y).any():
         return math.nan
     i, j = np.triu_indices(len(x), k=1)
-    sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+    # not np.sign(x_i − x_j): inf − inf is NaN
+    sx = (x[i] > x[j]).astype(np.float64) - (x[i] < x[j])
+    sy = (y[i] > y[j]).astype(np.float64) - (y[i] < y[j])
     norm = float(np.abs(sx).sum()) * float(np.abs(sy).sum())
     return math.nan if norm == 0 else float((sx * sy).sum() / math.sqrt(norm))
 
@@ -173,7 +180,12 @@ def dynamics_table(gold: RunCurves, others: Sequence[RunCurves], uniform: RunCur
         if run.steps != gold.steps:
             raise InputError(f"runs have different checkpoint steps ({run.steps} vs {gold.steps}); dump every run at "
                              "the same checkpoints")
-    best = int(np.argmax(gold.perf))
+    perf = np.asarray(gold.perf, dtype=np.float64)
+    if perf.shape != (len(gold.steps),):
+        raise InputError(f"the gold run has {perf.size} performance values for {len(gold.steps)} checkpoints")
+    if np.isnan(perf).all():
+        raise InputError("the gold run has no defined performance (all NaN); its best checkpoint is undefined")
+    best = int(np.nanargmax(perf))  # a NaN (diverged) checkpoint is never the best
     ref_alpha, ref_delta = gold.alpha[best], gold.delta[best]
     curves, perfs, baselines = [], [], []
     undefined = {"agreement": 0}
@@ -189,7 +201,8 @@ def dynamics_table(gold: RunCurves, others: Sequence[RunCurves], uniform: RunCur
     def best_over_uniform(name: str, ref: Vectors) -> float:
         got = [mean_agreement(ref, uniform.beta[c], metric, seed) for c in range(len(uniform.steps))]
         undefined[name] = max(a.undefined for a in got)
-        return max(a.mean for a in got)
+        defined = [a.mean for a in got if not math.isnan(a.mean)]  # max() with a NaN depends on where it stands
+        return max(defined) if defined else math.nan
 
     agr = {"unif": best_over_uniform("unif", ref_alpha), "px": best_over_uniform("px", px),
            "grad": best_over_uniform("grad", ref_delta)}
