@@ -17,7 +17,7 @@ Methods (all registered in the ``rationale`` family):
   ``s ← s ∪ {argmax_{j ∈ V_i \\ s} f_i(x_{s ∪ {j}})}`` (``f``: the example's objective, ``log p(y_i | ·)`` by
   default) where ``V_i`` are the positions visible to target
   ``i`` (source and target positions compete in the same step for an encoder-decoder). Ties go to the lowest
-  position (candidates are scanned in increasing position with a strict ``>``).
+  position; a candidate whose objective is NaN ranks below every number (:func:`best_candidate`).
 * ``exhaustive`` — the smallest sufficient ``s ⊇ s_0``: sizes ``|s_0| + 1, …, max_size`` (starting with ``s_0``
   itself), the added positions enumerated as :func:`itertools.combinations` of the sorted candidates, i.e. in
   lexicographic order; the first sufficient subset wins. When no subset of size ``≤ max_size`` suffices (or the
@@ -161,6 +161,13 @@ def _check_max(name: str, value: int | None) -> None:
 
 
 # --------------------------------------------------------------------------- greedy
+def best_candidate(values: np.ndarray) -> int:
+    """Index of the largest value, ties to the lowest index; NaN ranks below every number (a NaN objective says
+    nothing about a candidate), and only when every value is NaN does the first index win."""
+    numbers = np.flatnonzero(~np.isnan(values))
+    return int(numbers[np.argmax(values[numbers])]) if numbers.size else 0
+
+
 @register("greedy", "rationale",
           "greedy sequential rationale (Vafa et al. 2021): add the context token that most raises log p(target) "
           "until the model predicts the target")
@@ -190,10 +197,7 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int | None =
                 rows.extend((t.target, sorted([*base, j])) for j in cands)
             ev = evaluate_rows(model, example, rows, token_budget, counter)
             for t, off, cands in spans:
-                best = 0
-                for k in range(1, len(cands)):
-                    if ev.objective[off + k] > ev.objective[off + best]:
-                        best = k
+                best = best_candidate(ev.objective[off : off + len(cands)])
                 t.rationale.append(cands[best])
                 t.reached = _record(model, example, t, [cands[best]], ev, off + best, t0)
                 t.done = t.reached or len(t.rationale) >= len(t.visible)
