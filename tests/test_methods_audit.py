@@ -4,6 +4,7 @@ hand-computed case): found by an audit of the methods for silent wrong results."
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 import seqexplain as se
@@ -33,3 +34,24 @@ def test_greedy_never_prefers_a_nan_candidate(no_attention_lm):
     expected = max(finite, key=lambda j: (finite[j], -j))
     attr = se.explain_example(model, ex, "greedy", max_size=len(start) + 1)
     assert attr.rationale.positions[0] == [*start, expected]
+
+
+@pytest.mark.parametrize("method", ["greedy", "baseline_rationale"])
+def test_rationale_stopped_by_max_size_says_bound_hit(gpt2, method):
+    # The tiny random GPT-2 predicts none of these targets even from its whole context (checked by hand below), so
+    # a search capped at max_size=2 stops at the cap: that is a bound hit (Rationale.bound_hit: "the search stopped at
+    # a bound before it could decide"), and the warning must name the bound. Without the cap, the whole context was
+    # tried: not reached, no bound hit.
+    model = se.load_model(*gpt2)
+    ex = model.encode(PROMPT, TARGET)
+    with torch.no_grad():
+        full = model.predictions(ex)[0][0]
+    assert all(int(full[i]) != int(ex.target_ids[i]) for i in range(ex.n_targets))
+    capped = se.explain_example(model, ex, method, max_size=2)
+    assert all(len(p) == 2 for p in capped.rationale.positions)
+    assert capped.rationale.reached == [False] * ex.n_targets
+    assert capped.rationale.bound_hit == [True] * ex.n_targets
+    assert all("max_size=2" in w for w in capped.warnings)
+    whole = se.explain_example(model, ex, method)
+    assert whole.rationale.bound_hit == [False] * ex.n_targets
+    assert not any("max_size" in w for w in whole.warnings)

@@ -165,9 +165,13 @@ def rationale_warnings(attr: Attribution, visible: np.ndarray) -> list[str]:
     for i, positions in enumerate(rat.positions):
         name = f"target {i} ({_target_text(attr, i)!r})"
         if i < len(rat.bound_hit) and rat.bound_hit[i]:
-            size = attr.options.get("max_size")
-            out.append(f"{attr.method}: {name}: no rationale within the search bound (max_size={size}, "
-                       f"max_subsets={attr.options.get('max_subsets')}); the empty rationale is not a result")
+            bound = ", ".join(f"{k}={attr.options[k]}" for k in ("max_size", "max_subsets") if k in attr.options)
+            if positions:
+                out.append(f"{attr.method}: {name}: the search stopped at its bound ({bound}) without the model "
+                           f"predicting the target; these {len(positions)} positions are not a sufficient rationale")
+            else:
+                out.append(f"{attr.method}: {name}: no rationale within the search bound ({bound}); the empty "
+                           "rationale is not a result")
         elif i < len(rat.reached) and not rat.reached[i]:
             out.append(f"{attr.method}: {name}: the search stopped ({len(positions)} positions) without the model "
                        "predicting the target; this is not a sufficient rationale")

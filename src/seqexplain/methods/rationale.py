@@ -35,7 +35,8 @@ The result: ``rationales[i]`` = positions in the order they were added (``s_0`` 
 record per step: ``size``, ``added`` (positions added in the step), ``added_tokens``, ``predicted_id``,
 ``predicted``, ``predicted_prob``, ``target_prob``, ``reached``, ``elapsed_s`` (seconds since the method
 started). ``meta["reached"][i]`` says whether the stopping rule was met (False: the whole context was used, or the
-``max_size`` bound was hit, without the model predicting the target).
+``max_size`` bound was hit, without the model predicting the target); ``meta["bound_hit"]`` lists the targets whose
+search stopped at a bound (``max_size`` with visible positions left; exhaustive: also ``max_subsets``).
 
 Speed: all targets of a sequence are rationalized together. Each greedy round builds, for every unfinished
 target, one keep-mask row per candidate, concatenates the rows of all targets, evaluates them under
@@ -155,6 +156,12 @@ def _evaluate_starts(model: SequenceModel, example: Example, tracks: list[_Track
         t.done = t.reached or len(t.rationale) >= len(t.visible)
 
 
+def _capped(tracks: list[_Track], max_size: int | None) -> list[int]:
+    """Targets whose search stopped at ``max_size`` unreached while visible positions remained (a bound hit)."""
+    return [t.target for t in tracks if max_size is not None and not t.reached
+            and max_size <= len(t.rationale) < len(t.visible)]
+
+
 def _check_max(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise InputError(f"{name} must be a positive number of positions (or None for no limit)")
@@ -204,7 +211,7 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int | None =
             for t in tracks:
                 if not t.done and max_size is not None and len(t.rationale) >= max_size:
                     t.done = True
-    return _result(model, example, tracks, counter, t0)
+    return _result(model, example, tracks, counter, t0, bound_hit=_capped(tracks, max_size))
 
 
 # --------------------------------------------------------------------------- exhaustive
@@ -312,7 +319,7 @@ def rationale_from_scores(model: SequenceModel, example: Example, scores: np.nda
                         break
                 t.done = t.reached or len(t.rationale) >= len(t.visible) or (
                     max_size is not None and len(t.rationale) >= max_size)
-    return _result(model, example, tracks, counter, t0, order_by=order_name)
+    return _result(model, example, tracks, counter, t0, order_by=order_name, bound_hit=_capped(tracks, max_size))
 
 
 @register("baseline_rationale", "rationale",
