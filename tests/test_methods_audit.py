@@ -55,3 +55,22 @@ def test_rationale_stopped_by_max_size_says_bound_hit(gpt2, method):
     whole = se.explain_example(model, ex, method)
     assert whole.rationale.bound_hit == [False] * ex.n_targets
     assert not any("max_size" in w for w in whole.warnings)
+
+
+def test_exhaustive_with_the_whole_context_insufficient_is_no_bound_hit(gpt2):
+    # Every target sees at most 5 positions, within max_size=6, so exhaustive search tries every subset, the whole
+    # context included; the random model predicts none of the targets even from all of it (checked by hand). No
+    # bound stopped the search, and a larger max_size would find nothing: bound_hit must stay False and the warning
+    # must say that no subset suffices, not that a bound was hit.
+    model = se.load_model(*gpt2)
+    ex = model.encode("The cat", TARGET)
+    assert int(ex.visible().sum(1).max()) <= 6
+    with torch.no_grad():
+        full = model.predictions(ex)[0][0]
+    assert all(int(full[i]) != int(ex.target_ids[i]) for i in range(ex.n_targets))
+    attr = se.explain_example(model, ex, "exhaustive", max_size=6)
+    assert attr.rationale.positions == [[]] * ex.n_targets
+    assert attr.rationale.reached == [False] * ex.n_targets
+    assert attr.rationale.bound_hit == [False] * ex.n_targets
+    assert len(attr.warnings) == ex.n_targets
+    assert all("not even the whole context" in w and "bound" not in w for w in attr.warnings)

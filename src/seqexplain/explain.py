@@ -172,6 +172,9 @@ def rationale_warnings(attr: Attribution, visible: np.ndarray) -> list[str]:
             else:
                 out.append(f"{attr.method}: {name}: no rationale within the search bound ({bound}); the empty "
                            "rationale is not a result")
+        elif not positions and i < len(rat.reached) and not rat.reached[i]:
+            out.append(f"{attr.method}: {name}: no subset of its {int(visible[i].sum())} visible positions, not even "
+                       "the whole context, makes the model predict the target; the empty rationale is not a result")
         elif i < len(rat.reached) and not rat.reached[i]:
             out.append(f"{attr.method}: {name}: the search stopped ({len(positions)} positions) without the model "
                        "predicting the target; this is not a sufficient rationale")

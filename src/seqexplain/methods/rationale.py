@@ -22,7 +22,9 @@ Methods (all registered in the ``rationale`` family):
   itself), the added positions enumerated as :func:`itertools.combinations` of the sorted candidates, i.e. in
   lexicographic order; the first sufficient subset wins. When no subset of size ``≤ max_size`` suffices (or the
   next size has more than ``max_subsets`` subsets) the rationale is the empty list ``[]``, the log's last record
-  says ``bound_hit`` and ``meta["bound_hit"]`` lists the targets.
+  says ``bound_hit`` and ``meta["bound_hit"]`` lists the targets. When every subset was tried, the whole context
+  included, and none suffices, the rationale is ``[]`` too, but no bound was hit: the last record says
+  ``exhausted``.
 * ``baseline_rationale`` — the order of another registered attribution method (``order_by``: gradient_norm,
   grad_x_input, integrated_gradients, attention_last / attention_all / attention_rollout, occlusion, …; its
   options in ``order_options``): per target, ``s_0`` first, then the visible positions by decreasing score (ties
@@ -237,11 +239,12 @@ def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max
             cands = [j for j in t.visible if j not in set(base)]
             found: list[int] | None = None
             size = len(base)
+            exhausted = False  # every subset, the whole context included, was tried: no bound stopped the search
             while found is None:
                 size += 1
                 n_add = size - len(base)
-                count = math.comb(len(cands), n_add) if n_add <= len(cands) else 0
-                if size > max_size or count == 0 or count > max_subsets:
+                exhausted = n_add > len(cands)
+                if exhausted or size > max_size or math.comb(len(cands), n_add) > max_subsets:
                     break
                 per = max(1, token_budget // max(1, model.row_cost(example, t.target, size)))
                 combos = itertools.combinations(cands, n_add)
@@ -261,9 +264,11 @@ def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max
                     offset += len(chunk)
             if found is None:
                 t.rationale = []
-                bound_hit.append(t.target)
+                if not exhausted:
+                    bound_hit.append(t.target)
                 t.log.append({"size": min(size, max_size), "added": [], "added_tokens": [], "reached": False,
-                              "bound_hit": True, "elapsed_s": float(time.perf_counter() - t0)})
+                              "bound_hit": not exhausted, "exhausted": exhausted,
+                              "elapsed_s": float(time.perf_counter() - t0)})
             t.done = True
     return _result(model, example, tracks, counter, t0, bound_hit=bound_hit)
 
