@@ -74,3 +74,48 @@ def test_exhaustive_with_the_whole_context_insufficient_is_no_bound_hit(gpt2):
     assert attr.rationale.bound_hit == [False] * ex.n_targets
     assert len(attr.warnings) == ex.n_targets
     assert all("not even the whole context" in w and "bound" not in w for w in attr.warnings)
+
+
+def _captum_deltas(model, ex, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """captum's completeness error of IG from the zero baseline per target, and ``f(x) − f(0)`` per target."""
+    from captum.attr import IntegratedGradients
+
+    e = model.embed(ex).detach()
+    deltas, gaps = [], []
+    for i in range(ex.n_targets):
+        def forward(x, i=i):
+            return model.score(ex, embeds=x)[:, i]
+
+        _, d = IntegratedGradients(forward).attribute(e, n_steps=steps, return_convergence_delta=True)
+        deltas.append(float(d[0]))
+        with torch.no_grad():
+            gaps.append(float(forward(e)[0] - forward(torch.zeros_like(e))[0]))
+    return np.array(deltas), np.array(gaps)
+
+
+@pytest.mark.parametrize("steps", [1, 50])
+def test_integrated_gradients_warns_when_completeness_fails(gpt2, steps):
+    # IG's attributions should add up to f(x) − f(baseline) (Sundararajan et al. 2017 check that they do within 5 %);
+    # with one step they miss it by up to 150 % on this model, a silent wrong result without a warning. The targets
+    # warned about are those whose captum convergence delta exceeds max(5 % of |f(x) − f(b)|, 1e-4).
+    model = se.load_model(*gpt2)
+    ex = model.encode(PROMPT, TARGET)
+    deltas, gaps = _captum_deltas(model, ex, steps)
+    expected = [i for i in range(ex.n_targets) if abs(deltas[i]) > max(0.05 * abs(gaps[i]), 1e-4)]
+    assert bool(expected) == (steps == 1)
+    attr = se.explain_example(model, ex, "integrated_gradients", steps=steps)
+    np.testing.assert_allclose(attr.meta["convergence_delta"], deltas, rtol=1e-3, atol=1e-6)
+    warned = [w for w in attr.warnings if "completeness" in w]
+    assert len(warned) == (1 if expected else 0)
+    if expected:
+        assert all(f"target {i} " in warned[0] for i in expected), warned
+        assert not any(f"target {i} " in warned[0] for i in set(range(ex.n_targets)) - set(expected)), warned
+        assert "steps" in warned[0]
+
+
+def test_baseline_rationale_keeps_the_warnings_of_its_order(gpt2):
+    model = se.load_model(*gpt2)
+    ex = model.encode(PROMPT, TARGET)
+    attr = se.explain_example(model, ex, "baseline_rationale", order_by="integrated_gradients",
+                              order_options={"steps": 1}, max_size=2)
+    assert any("integrated_gradients" in w and "completeness" in w for w in attr.warnings), attr.warnings

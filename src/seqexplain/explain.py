@@ -141,6 +141,7 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
         warnings=list(example.warnings),
         meta=meta,
     )
+    attr.warnings.extend(result.warnings)
     attr.warnings.extend(rationale_warnings(attr, visible))
     if bad.any():
         attr.meta["nonfinite_cells"] = [[int(i), int(j)] for i, j in zip(*np.nonzero(bad), strict=True)]

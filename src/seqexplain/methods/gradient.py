@@ -7,6 +7,8 @@ foil: :mod:`seqexplain.models.base`).
 * ``integrated_gradients`` (Sundararajan et al., 2017):
   ``a_ij = Σ_d (e_jd − b_jd) · Σ_k w_k ∂f_i/∂e_jd |_{b + α_k (e − b)}``
   with the ``(α_k, w_k)`` of the chosen quadrature rule on [0, 1] (Gauss-Legendre by default, as in captum).
+  ``meta["convergence_delta"]``: per target ``δ_i = Σ_j a_ij − (f_i(e) − f_i(b))``; a warning names the targets
+  where ``|δ_i| > max(5 % of |f_i(e) − f_i(b)|, 1e-4)`` (:func:`completeness_warnings`).
 
 Options: ``token_budget`` (int ≥ 1 or None: the adapter's default for its device) for all three; IG also takes
 ``steps`` (int ≥ 1, default 50), ``rule`` (gausslegendre | riemann_left | riemann_right | riemann_middle |
@@ -236,11 +238,31 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
             with torch.no_grad():
                 f_x = model.score(ex, embeds=e)[0].double()  # two forwards: each row alone fits the budget
                 f_b = model.score(ex, embeds=b)[0].double()
-            delta = (attributions.sum(-1) - (f_x - f_b)).cpu().numpy()
+            gap = (f_x - f_b).cpu().numpy()
+            delta = attributions.sum(-1).cpu().numpy() - gap
             results.append(MethodResult(attributions.detach().cpu().numpy(),
                                         target_logprobs=logprobs_if_objective(ex, f_x),
-                                        meta={"convergence_delta": delta.tolist()}))
+                                        meta={"convergence_delta": delta.tolist()},
+                                        warnings=completeness_warnings(delta, gap, steps, rule)))
     return results
+
+
+#: IG's completeness check (Sundararajan et al. 2017, section 3): attributions should add up to f(x) − f(b) within 5 %
+COMPLETENESS_TOLERANCE = 0.05
+
+
+def completeness_warnings(delta: np.ndarray, gap: np.ndarray, steps: int, rule: str) -> list[str]:
+    """A warning naming the targets whose convergence delta ``δ_i = Σ_j a_ij − (f_i(x) − f_i(b))`` exceeds
+    ``max(5 % of |f_i(x) − f_i(b)|, 1e-4)`` (the path integral is not approximated well), else none."""
+    bad = [i for i, (d, g) in enumerate(zip(delta, gap, strict=True))
+           if not abs(d) <= max(COMPLETENESS_TOLERANCE * abs(g), 1e-4)]
+    if not bad:
+        return []
+    listed = ", ".join(f"target {i} (δ={delta[i]:.3g}, f(x)−f(b)={gap[i]:.3g})" for i in bad[:5])
+    return [f"integrated_gradients: the completeness check fails for {len(bad)} target(s): {listed}"
+            + (" …" if len(bad) > 5 else "") + f"; the scores miss f(x) − f(baseline) by more than "
+            f"{COMPLETENESS_TOLERANCE:.0%}: the path integral is poorly approximated with steps={steps}, "
+            f"rule={rule}; raise steps"]
 
 
 @register("integrated_gradients", "gradient",

@@ -346,4 +346,5 @@ def baseline_rationale(model: SequenceModel, example: Example, *, order_by: str 
     out = rationale_from_scores(model, example, ranked.scores, token_budget=token_budget, max_size=max_size,
                                 order_name=order_by)
     out.meta["order_options"] = opts
+    out.warnings.extend(f"the order ({order_by}): {w}" for w in ranked.warnings)
     return out

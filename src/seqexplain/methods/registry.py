@@ -22,13 +22,15 @@ class MethodResult:
     """What a method returns: ``scores[T, L]`` plus optional rationale information and metadata.
 
     ``target_logprobs``: ``log p(target_i | full context)`` when the method computed it anyway (saves
-    :func:`seqexplain.explain` a forward)."""
+    :func:`seqexplain.explain` a forward). ``warnings``: what makes the result not what it seems (they go into the
+    Attribution's warnings)."""
 
     scores: np.ndarray
     target_logprobs: list[float] | None = None
     rationales: list[list[int]] | None = None
     rationale_log: list[list[dict[str, Any]]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
