@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import seqexplain as se
+from seqexplain.methods.registry import get_method
 
 PROMPT, TARGET = "The cat sat on the mat.", " The dog"
 
@@ -119,3 +120,17 @@ def test_baseline_rationale_keeps_the_warnings_of_its_order(gpt2):
     attr = se.explain_example(model, ex, "baseline_rationale", order_by="integrated_gradients",
                               order_options={"steps": 1}, max_size=2)
     assert any("integrated_gradients" in w and "completeness" in w for w in attr.warnings), attr.warnings
+
+
+@pytest.mark.parametrize("method", [m.name for m in se.available_methods()])
+def test_docstring_lists_every_option_as_validated(method):
+    # Project standard: a method's docstring lists its options with their types and ranges. Checked against the
+    # option specs that validate calls (read from the signature and the registry's ranges), so the two cannot drift.
+    spec = get_method(method)
+    doc = " ".join((spec.fn.__doc__ or "").split())
+    assert doc, f"{method} has no docstring"
+    options = spec.options()
+    if not options:
+        assert "No options." in doc, f"{method}'s docstring does not say it takes no options"
+    for name, opt in options.items():
+        assert f"``{name}``: {opt.describe()}" in doc, f"{method}'s docstring lacks ``{name}``: {opt.describe()}"

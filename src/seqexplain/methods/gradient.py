@@ -174,14 +174,20 @@ def grad_x_input_many(model: SequenceModel, examples: list[Example], *, token_bu
 @register("gradient_norm", "gradient", "L2 norm of the gradient of the objective w.r.t. each input embedding",
           many=gradient_norm_many)
 def gradient_norm(model: SequenceModel, example: Example, *, token_budget: int | None = None) -> MethodResult:
-    """``a_ij = ‖∂f_i/∂e_j‖₂``. Options: ``token_budget`` (int ≥ 1 or None for the device default)."""
+    """``a_ij = ‖∂f_i/∂e_j‖₂``.
+
+    Options: ``token_budget``: int ≥ 1 or None (default None): tokens per forward, counting every (target, row)
+    pair of the batched backward; None: the adapter's default for its device."""
     return gradient_norm_many(model, [example], token_budget=token_budget)[0]
 
 
 @register("grad_x_input", "gradient", "gradient × input embedding, summed over the embedding dimension (signed)",
           many=grad_x_input_many)
 def grad_x_input(model: SequenceModel, example: Example, *, token_budget: int | None = None) -> MethodResult:
-    """``a_ij = Σ_d e_jd ∂f_i/∂e_jd``. Options: ``token_budget`` (int ≥ 1 or None for the device default)."""
+    """``a_ij = Σ_d e_jd ∂f_i/∂e_jd``.
+
+    Options: ``token_budget``: int ≥ 1 or None (default None): tokens per forward, counting every (target, row)
+    pair of the batched backward; None: the adapter's default for its device."""
     return grad_x_input_many(model, [example], token_budget=token_budget)[0]
 
 
@@ -270,7 +276,16 @@ def completeness_warnings(delta: np.ndarray, gap: np.ndarray, steps: int, rule: 
           many=integrated_gradients_many)
 def integrated_gradients(model: SequenceModel, example: Example, *, steps: int = 50, rule: Rule = "gausslegendre",
                          baseline: str | int = "zero", token_budget: int | None = None) -> MethodResult:
-    """Integrated gradients (module docstring). Options: ``steps`` (int ≥ 1), ``rule`` (quadrature rule name),
-    ``baseline`` ("zero", "pad", "unk", "mask" or a token id), ``token_budget`` (int ≥ 1 or None)."""
+    """Integrated gradients (module docstring).
+
+    Options:
+
+    * ``steps``: int ≥ 1, ≤ 100000 (default 50): quadrature points (``riemann_trapezoid`` needs at least 2);
+    * ``rule``: 'gausslegendre' | 'riemann_left' | 'riemann_right' | 'riemann_middle' | 'riemann_trapezoid'
+      (default 'gausslegendre'): the quadrature rule (:func:`quadrature`);
+    * ``baseline``: str or int (default 'zero'): "zero" (zero embeddings), "pad", "unk", "mask", a string that is
+      one token, or a token id in ``0 … vocabulary size − 1``, placed at every position;
+    * ``token_budget``: int ≥ 1 or None (default None): tokens per forward, counting every (target, path point)
+      pair; None: the adapter's default for its device."""
     return integrated_gradients_many(model, [example], steps=steps, rule=rule, baseline=baseline,
                                      token_budget=token_budget)[0]

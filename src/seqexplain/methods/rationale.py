@@ -182,8 +182,13 @@ def best_candidate(values: np.ndarray) -> int:
           "until the model predicts the target")
 def greedy(model: SequenceModel, example: Example, *, token_budget: int | None = None,
            max_size: int | None = None) -> MethodResult:
-    """Greedy rationales for every target (algorithm in the module docstring); ``max_size`` optionally caps the
-    rationale size (a target that stops at the cap without reaching is recorded as not reached)."""
+    """Greedy rationales for every target (algorithm in the module docstring).
+
+    Options:
+
+    * ``token_budget``: int ≥ 1 or None (default None): tokens per forward; None: the adapter's default;
+    * ``max_size``: int ≥ 1 or None (default None): caps the rationale size (a target that stops at the cap
+      without reaching is recorded as not reached and bound hit); None: no cap."""
     require_keep_support(model)
     _check_max("max_size", max_size)
     token_budget = budget(model, token_budget)
@@ -222,7 +227,13 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int | None =
           "order), up to max_size")
 def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max_subsets: int = 1_000_000,
                token_budget: int | None = None) -> MethodResult:
-    """Exhaustive search (module docstring). ``max_subsets`` bounds the subsets tried at one size."""
+    """Exhaustive search (module docstring).
+
+    Options:
+
+    * ``max_size``: int ≥ 1 (default 6): the largest rationale tried, start set included;
+    * ``max_subsets``: int ≥ 1 (default 1000000): the search gives up (bound hit) before a size with more subsets;
+    * ``token_budget``: int ≥ 1 or None (default None): tokens per forward; None: the adapter's default."""
     require_keep_support(model)
     _check_max("max_size", max_size)
     token_budget = budget(model, token_budget)
@@ -334,7 +345,14 @@ def baseline_rationale(model: SequenceModel, example: Example, *, order_by: str 
                        order_options: dict[str, Any] | None = None, token_budget: int | None = None,
                        max_size: int | None = None) -> MethodResult:
     """Rank each target's context with the registered method ``order_by`` (options ``order_options``), then add
-    positions in that order (start set first) until the model predicts the target."""
+    positions in that order (start set first) until the model predicts the target.
+
+    Options:
+
+    * ``order_by``: str (default 'gradient_norm'): a registered attribution (not rationale) method;
+    * ``order_options``: dict or None (default None): ``order_by``'s options, checked as that method checks them;
+    * ``token_budget``: int ≥ 1 or None (default None): tokens per forward of the search (not of the order);
+    * ``max_size``: int ≥ 1 or None (default None): caps the rationale size as in :func:`greedy`."""
     if order_by in ("greedy", "exhaustive", "baseline_rationale"):
         raise InputError(f"order_by={order_by!r} is a rationale method; give an attribution method such as "
                          "gradient_norm, integrated_gradients, attention_last or occlusion")

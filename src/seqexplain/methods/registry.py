@@ -1,7 +1,8 @@
 """The method registry: one line per method, looked up by name.
 
 A method is ``fn(model: SequenceModel, example: Example, *, <options>) -> MethodResult``; its keyword-only
-parameters are its options (with their defaults), checked before the call.
+parameters are its options (with their defaults), checked before the call. Its docstring lists every option as
+``name``: <what :meth:`OptionSpec.describe` prints: types, range, default> (or says "No options.").
 """
 
 from __future__ import annotations
