@@ -91,7 +91,6 @@ def parts_gradients(model: SequenceModel, items: list[tuple[Example, torch.Tenso
             if t < out.shape[1]:
                 cot[k, :, t] = 1.0
         cots.append(cot)
-    grads: list[torch.Tensor | None]
     grads: list[torch.Tensor | None] | None = None
     if len(targets) == 1:  # one cotangent: a plain backward (vmap over a batch of one only adds overhead)
         single = torch.autograd.grad(outs, xs, grad_outputs=[c[0] for c in cots], allow_unused=True)

@@ -77,17 +77,6 @@ from seqexplain.models.rows import Counter, Evaluation, evaluate_rows, require_k
 from seqexplain.ranking import rank_positions
 
 
-def start_positions(model: SequenceModel, example: Example, target: int) -> list[int]:
-    """The always-included start set ``s_0`` of ``target`` (the adapter's answer; see the module docstring)."""
-    return model.start_positions(example, target)
-
-
-def visible_positions(example: Example, target: int, visible: torch.Tensor | None = None) -> list[int]:
-    """Positions visible to ``target`` in increasing order (``visible``: ``example.visible()`` if already built)."""
-    vis = example.visible() if visible is None else visible
-    return torch.nonzero(vis[target]).flatten().tolist()
-
-
 # --------------------------------------------------------------------------- bookkeeping
 @dataclass
 class _Track:
@@ -133,8 +122,8 @@ def order_scores(example: Example, rationales: Sequence[Sequence[int]]) -> np.nd
 
 
 def _start_tracks(model: SequenceModel, example: Example) -> list[_Track]:
-    vis = example.visible()
-    return [_Track(i, visible_positions(example, i, vis), list(start_positions(model, example, i)))
+    # s_0: the adapter's answer (module docstring)
+    return [_Track(i, example.visible_positions(i), list(model.start_positions(example, i)))
             for i in range(example.n_targets)]
 
 
