@@ -134,3 +134,20 @@ def test_docstring_lists_every_option_as_validated(method):
         assert "No options." in doc, f"{method}'s docstring does not say it takes no options"
     for name, opt in options.items():
         assert f"``{name}``: {opt.describe()}" in doc, f"{method}'s docstring lacks ``{name}``: {opt.describe()}"
+
+
+@pytest.mark.parametrize(("method", "option", "advice"), [("occlusion", "replace_with", "replace_with=None"),
+                                                          ("integrated_gradients", "baseline", "baseline='zero'")])
+def test_token_replacement_of_precomputed_vectors_says_what_works(bert, method, option, advice):
+    # Precomputed vectors have no token to replace them with. The error said "use a zero baseline / replacement",
+    # but occlusion has no zero replacement (replace_with='zero' is refused as 'not a single token'): the message
+    # must name the option value that works for the method at hand, and that value must work.
+    model = se.load_model(*bert)
+    ex = model.encode("a fine film", 2)
+    vectors = ex.replace(input_ids=None, input_vectors=model.embed(ex)[0].detach())
+    with pytest.raises(se.errors.InputError) as info:
+        se.explain_example(model, vectors, method, **{option: "unk"})
+    assert advice in str(info.value)
+    key, value = advice.split("=")
+    fixed = se.explain_example(model, vectors, method, **{key: None if value == "None" else value.strip("'")})
+    assert np.isfinite(fixed.scores[0][np.isfinite(fixed.scores[0])]).all()
