@@ -151,3 +151,33 @@ def test_token_replacement_of_precomputed_vectors_says_what_works(bert, method, 
     key, value = advice.split("=")
     fixed = se.explain_example(model, vectors, method, **{key: None if value == "None" else value.strip("'")})
     assert np.isfinite(fixed.scores[0][np.isfinite(fixed.scores[0])]).all()
+
+
+def test_gauss_legendre_steps_stay_where_its_nodes_can_be_computed(gpt2):
+    # Gauss-Legendre nodes come from an eigenproblem of size steps² (numpy's leggauss, as captum): steps=100000,
+    # inside the documented range, asked numpy for 74.5 GiB (a raw MemoryError; on a larger machine, hours).
+    # Above 1000 steps the rule is refused with a seqexplain error naming what works; Riemann rules keep the range.
+    model = se.load_model(*gpt2)
+    with pytest.raises(se.errors.InputError, match="riemann"):
+        se.explain(model, "The cat", " sat", "integrated_gradients", steps=100_000)
+    spec = get_method("integrated_gradients")
+    spec.check_options({"steps": 1000})
+    spec.check_options({"steps": 100_000, "rule": "riemann_middle"})
+
+
+@pytest.mark.parametrize("options", [{"order_by": "magic"}, {"order_by": "greedy"},
+                                     {"order_by": "integrated_gradients", "order_options": {"steps": 0}}])
+def test_baseline_rationale_order_is_checked_before_any_model_work(gpt2, monkeypatch, options):
+    # A bad order (unknown method, a rationale method, options the order method refuses) was found only inside the
+    # method, after the input was encoded and the model's own continuation generated (explain_many: a whole pack).
+    model = se.load_model(*gpt2)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("encoded before the options were checked")
+
+    monkeypatch.setattr(model, "encode", no_encoding)
+    monkeypatch.setattr(model, "encode_many", no_encoding)
+    with pytest.raises(se.errors.SeqExplainError):
+        se.explain(model, "The cat", None, "baseline_rationale", **options)
+    with pytest.raises(se.errors.SeqExplainError):
+        list(se.explain_many(model, ["The cat"], "baseline_rationale", progress=False, **options))

@@ -327,9 +327,19 @@ def rationale_from_scores(model: SequenceModel, example: Example, scores: np.nda
     return _result(model, example, tracks, counter, t0, order_by=order_name, bound_hit=_capped(tracks, max_size))
 
 
+def check_order(options: dict[str, Any]) -> None:
+    """:class:`InputError` / :class:`UnknownMethodError` unless ``order_by`` names a registered attribution method
+    that takes ``order_options``."""
+    order_by = options["order_by"]
+    if order_by in ("greedy", "exhaustive", "baseline_rationale"):
+        raise InputError(f"order_by={order_by!r} is a rationale method; give an attribution method such as "
+                         "gradient_norm, integrated_gradients, attention_last or occlusion")
+    get_method(order_by).check_options(dict(options.get("order_options") or {}))
+
+
 @register("baseline_rationale", "rationale",
           "rationale built in the order of another method's scores (order_by=gradient_norm, attention_*, "
-          "integrated_gradients, occlusion, ...), with greedy's stopping rule")
+          "integrated_gradients, occlusion, ...), with greedy's stopping rule", check=check_order)
 def baseline_rationale(model: SequenceModel, example: Example, *, order_by: str = "gradient_norm",
                        order_options: dict[str, Any] | None = None, token_budget: int | None = None,
                        max_size: int | None = None) -> MethodResult:
@@ -342,14 +352,10 @@ def baseline_rationale(model: SequenceModel, example: Example, *, order_by: str 
     * ``order_options``: dict or None (default None): ``order_by``'s options, checked as that method checks them;
     * ``token_budget``: int ≥ 1 or None (default None): tokens per forward of the search (not of the order);
     * ``max_size``: int ≥ 1 or None (default None): caps the rationale size as in :func:`greedy`."""
-    if order_by in ("greedy", "exhaustive", "baseline_rationale"):
-        raise InputError(f"order_by={order_by!r} is a rationale method; give an attribution method such as "
-                         "gradient_norm, integrated_gradients, attention_last or occlusion")
-    require_keep_support(model)
-    spec = get_method(order_by)
     opts = dict(order_options or {})
-    spec.check_options(opts)
-    ranked = spec.fn(model, example, **opts)
+    check_order({"order_by": order_by, "order_options": opts})
+    require_keep_support(model)
+    ranked = get_method(order_by).fn(model, example, **opts)
     out = rationale_from_scores(model, example, ranked.scores, token_budget=token_budget, max_size=max_size,
                                 order_name=order_by)
     out.meta["order_options"] = opts
