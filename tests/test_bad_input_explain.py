@@ -72,6 +72,11 @@ OPTION_ROWS: list[OptionRow] = [
     OptionRow("exhaustive search with no subsets allowed", "exhaustive", {"max_subsets": 0},
               ("max_subsets=0",), ("max_subsets", "int ≥ 1")),
     OptionRow("option without a value", "integrated_gradients", None, ("steps",), ("key=value",)),
+    OptionRow("Gauss-Legendre with more steps than its nodes allow", "integrated_gradients", {"steps": 5000},
+              ("steps=5000",), ("at most 1000", "riemann")),
+    OptionRow("rationale ordered by IG with options IG refuses", "baseline_rationale",
+              {"order_by": "integrated_gradients", "order_options": {"steps": 0}},
+              ("order_by=integrated_gradients", 'order_options={"steps": 0}'), ("steps", "int ≥ 1")),
 ]
 
 
