@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import NoAttentionLM
 
 import seqexplain as se
 from seqexplain.methods.registry import get_method
@@ -181,3 +182,25 @@ def test_baseline_rationale_order_is_checked_before_any_model_work(gpt2, monkeyp
         se.explain(model, "The cat", None, "baseline_rationale", **options)
     with pytest.raises(se.errors.SeqExplainError):
         list(se.explain_many(model, ["The cat"], "baseline_rationale", progress=False, **options))
+
+
+class _NaNPairsLM(NoAttentionLM):
+    """:class:`NoAttentionLM` whose logits are NaN in every row that keeps exactly two positions: every candidate of
+    a causal LM's first greedy step (the start position and one more)."""
+
+    def forward(self, input_ids=None, inputs_embeds=None, attention_mask=None, position_ids=None):
+        out = super().forward(input_ids, inputs_embeds, attention_mask, position_ids)
+        if attention_mask is not None:
+            pairs = (attention_mask.sum(1) == 2).view(-1, 1, 1)
+            out.logits = torch.where(pairs, torch.full_like(out.logits, float("nan")), out.logits)
+        return out
+
+
+def test_greedy_warns_when_every_candidate_is_nan(bpe):
+    model = se.load_model(_NaNPairsLM(len(bpe)), bpe)
+    ex = model.encode(PROMPT, TARGET)
+    start = model.start_positions(ex, 0)
+    assert all(np.isnan(_objective(model, ex, 0, sorted([*start, j]))) for j in range(start[0]))  # the case holds
+    attr = se.explain_example(model, ex, "greedy", max_size=2)
+    assert attr.rationale.positions[0] == [*start, 0]  # the lowest position, and it is said to be arbitrary
+    assert any("target 0" in w and "NaN" in w and "arbitrary" in w for w in attr.warnings), attr.warnings

@@ -184,6 +184,7 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int | None =
     t0 = time.perf_counter()
     counter = Counter()
     tracks = _start_tracks(model, example)
+    arbitrary: dict[int, int] = {}  # target → steps where every candidate was NaN
     with torch.no_grad(), eval_mode(model.model):
         _evaluate_starts(model, example, tracks, token_budget, counter, t0)
         while True:
@@ -201,13 +202,18 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int | None =
             ev = evaluate_rows(model, example, rows, token_budget, counter)
             for t, off, cands in spans:
                 best = best_candidate(ev.objective[off : off + len(cands)])
+                if np.isnan(ev.objective[off + best]):  # every candidate NaN: the lowest position, arbitrarily
+                    arbitrary[t.target] = arbitrary.get(t.target, 0) + 1
                 t.rationale.append(cands[best])
                 t.reached = _record(model, example, t, [cands[best]], ev, off + best, t0)
                 t.done = t.reached or len(t.rationale) >= len(t.visible)
             for t in tracks:
                 if not t.done and max_size is not None and len(t.rationale) >= max_size:
                     t.done = True
-    return _result(model, example, tracks, counter, t0, bound_hit=_capped(tracks, max_size))
+    out = _result(model, example, tracks, counter, t0, bound_hit=_capped(tracks, max_size))
+    out.warnings.extend(f"greedy: target {i}: in {n} step(s) every candidate's objective was NaN (the model gave "
+                        "NaN), so the position added there is arbitrary (the lowest)" for i, n in arbitrary.items())
+    return out
 
 
 # --------------------------------------------------------------------------- exhaustive
