@@ -204,3 +204,16 @@ def test_greedy_warns_when_every_candidate_is_nan(bpe):
     attr = se.explain_example(model, ex, "greedy", max_size=2)
     assert attr.rationale.positions[0] == [*start, 0]  # the lowest position, and it is said to be arbitrary
     assert any("target 0" in w and "NaN" in w and "arbitrary" in w for w in attr.warnings), attr.warnings
+
+
+def test_baseline_rationale_warns_about_nan_order_scores(no_attention_lm):
+    # The LM is NaN wherever position 1 is dropped, so occlusion's score of position 1 is NaN for every target:
+    # the order puts it last (seqexplain.ranking), which is no ranking by the method at all. explain warns about NaN
+    # scores of occlusion itself; an order built from them said nothing.
+    model = no_attention_lm(nan_when_dropped=True)
+    ex = model.encode(PROMPT, TARGET)
+    order = se.explain_example(model, ex, "occlusion")
+    bad = int((ex.visible().numpy() & ~np.isfinite(order.scores)).sum())
+    assert bad == ex.n_targets  # the case holds: position 1, once per target
+    attr = se.explain_example(model, ex, "baseline_rationale", order_by="occlusion")
+    assert any("occlusion" in w and f"{bad} " in w and "NaN" in w for w in attr.warnings), attr.warnings

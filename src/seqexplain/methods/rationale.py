@@ -366,4 +366,8 @@ def baseline_rationale(model: SequenceModel, example: Example, *, order_by: str 
                                 order_name=order_by)
     out.meta["order_options"] = opts
     out.warnings.extend(f"the order ({order_by}): {w}" for w in ranked.warnings)
+    bad = int((example.visible().cpu().numpy() & ~np.isfinite(np.asarray(ranked.scores, dtype=np.float64))).sum())
+    if bad:
+        out.warnings.append(f"the order ({order_by}) has {bad} NaN or infinite score(s) where a target can see the "
+                            "input: +inf ranks first, -inf and NaN last (seqexplain.ranking), not by the method")
     return out
