@@ -177,7 +177,8 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int | None =
 
     * ``token_budget``: int ≥ 1 or None (default None): tokens per forward; None: the adapter's default;
     * ``max_size``: int ≥ 1 or None (default None): caps the rationale size (a target that stops at the cap
-      without reaching is recorded as not reached and bound hit); None: no cap."""
+      without reaching is recorded as not reached and bound hit); None: no cap. The start set is always included,
+      even when it is larger than the cap."""
     require_keep_support(model)
     _check_max("max_size", max_size)
     token_budget = budget(model, token_budget)
