@@ -11,8 +11,9 @@ foil: :mod:`seqexplain.models.base`).
   where ``|δ_i| > max(5 % of |f_i(e) − f_i(b)|, 1e-4)`` (:func:`completeness_warnings`).
 
 Options: ``token_budget`` (int ≥ 1 or None: the adapter's default for its device) for all three; IG also takes
-``steps`` (int ≥ 1, default 50), ``rule`` (gausslegendre | riemann_left | riemann_right | riemann_middle |
-riemann_trapezoid) and ``baseline`` (``"zero"``, ``"pad"``, ``"unk"``, ``"mask"`` or a token id).
+``steps`` (int 1 … 100,000, default 50; the trapezoid rule needs 2, Gauss-Legendre takes at most 1,000), ``rule``
+(gausslegendre | riemann_left | riemann_right | riemann_middle | riemann_trapezoid) and ``baseline`` (``"zero"``,
+``"pad"``, ``"unk"``, ``"mask"``, a token or a token id); the functions' docstrings list them as validated.
 
 All targets are handled together: one forward of the input (IG: of a chunk of path points) gives every
 target's log-probability, and one backward batched over one-hot cotangents gives every target's gradient
