@@ -264,7 +264,7 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
             results.append(MethodResult(attributions.detach().cpu().numpy(),
                                         target_logprobs=logprobs_if_objective(ex, f_x),
                                         meta={"convergence_delta": delta.tolist()},
-                                        warnings=completeness_warnings(delta, gap, steps, rule)))
+                                        warnings=completeness_warnings(delta, gap, steps, rule, baseline)))
     return results
 
 
@@ -272,7 +272,8 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
 COMPLETENESS_TOLERANCE = 0.05
 
 
-def completeness_warnings(delta: np.ndarray, gap: np.ndarray, steps: int, rule: str) -> list[str]:
+def completeness_warnings(delta: np.ndarray, gap: np.ndarray, steps: int, rule: str, baseline: str | int = "zero"
+                          ) -> list[str]:
     """A warning naming the targets whose convergence delta ``δ_i = Σ_j a_ij − (f_i(x) − f_i(b))`` exceeds
     ``max(5 % of |f_i(x) − f_i(b)|, 1e-4)`` (the path integral is not approximated well), else none."""
     bad = [i for i, (d, g) in enumerate(zip(delta, gap, strict=True))
@@ -283,7 +284,9 @@ def completeness_warnings(delta: np.ndarray, gap: np.ndarray, steps: int, rule: 
     return [f"integrated_gradients: the completeness check fails for {len(bad)} target(s): {listed}"
             + (" …" if len(bad) > 5 else "") + f"; the scores miss f(x) − f(baseline) by more than "
             f"{COMPLETENESS_TOLERANCE:.0%}: the path integral is poorly approximated with steps={steps}, "
-            f"rule={rule}; raise steps"]
+            f"rule={rule}; raise steps" + (" (or try a token baseline such as baseline='unk': near zero embeddings "
+                                            "normalisation layers change fastest, so such paths need more steps)"
+                                            if baseline == "zero" else "")]
 
 
 @register("integrated_gradients", "gradient",
