@@ -217,3 +217,16 @@ def test_baseline_rationale_warns_about_nan_order_scores(no_attention_lm):
     assert bad == ex.n_targets  # the case holds: position 1, once per target
     attr = se.explain_example(model, ex, "baseline_rationale", order_by="occlusion")
     assert any("occlusion" in w and f"{bad} " in w and "NaN" in w for w in attr.warnings), attr.warnings
+
+
+def test_integrated_gradients_baseline_zero_as_a_number_is_said_to_be_a_token(gpt2):
+    # captum's baselines=0 means zero inputs; here baseline=0 (also what the CLI's -o baseline=0 parses to) is token
+    # id 0 placed everywhere, which is a valid but different baseline: the result must say which one it used.
+    model = se.load_model(*gpt2)
+    ex = model.encode(PROMPT, TARGET)
+    as_id = se.explain_example(model, ex, "integrated_gradients", steps=8, baseline=0)
+    as_token = se.explain_example(model, ex, "integrated_gradients", steps=8, baseline=gpt2[1].convert_ids_to_tokens(0))
+    np.testing.assert_array_equal(as_id.scores, as_token.scores)  # token id 0, not zero embeddings
+    assert any("token id 0" in w and "baseline='zero'" in w for w in as_id.warnings), as_id.warnings
+    zero = se.explain_example(model, ex, "integrated_gradients", steps=8)
+    assert not any("token id 0" in w for w in zero.warnings)
