@@ -72,6 +72,17 @@ OPTION_ROWS: list[OptionRow] = [
     OptionRow("exhaustive search with no subsets allowed", "exhaustive", {"max_subsets": 0},
               ("max_subsets=0",), ("max_subsets", "int ≥ 1")),
     OptionRow("option without a value", "integrated_gradients", None, ("steps",), ("key=value",)),
+    OptionRow("steps above its range", "integrated_gradients", {"steps": 100_001, "rule": "riemann_left"},
+              ("steps=100001", "rule=riemann_left"), ("steps", "≤ 100000", "100001")),
+    OptionRow("replace_with that is a fraction", "occlusion", {"replace_with": 2.5}, ("replace_with=2.5",),
+              ("replace_with", "str or int or None", "2.5")),
+    OptionRow("negative max_size of a baseline order", "baseline_rationale", {"max_size": -1}, ("max_size=-1",),
+              ("max_size", "int ≥ 1 or None")),
+    OptionRow("Gauss-Legendre with more steps than its nodes allow", "integrated_gradients", {"steps": 5000},
+              ("steps=5000",), ("at most 1000", "riemann")),
+    OptionRow("rationale ordered by IG with options IG refuses", "baseline_rationale",
+              {"order_by": "integrated_gradients", "order_options": {"steps": 0}},
+              ("order_by=integrated_gradients", 'order_options={"steps": 0}'), ("steps", "int ≥ 1")),
 ]
 
 

@@ -28,6 +28,12 @@ NEAR_LIMIT = "The cat sat on the mat. " * 10  # 120 tokens: 8 of 10 new tokens f
                                           "--method", "greedy", "-o", "max_size=1"], "without the model predicting"),
     ("exhaustive search at its bound", ["-t", "The cat sat on the mat and the dog", "--target", " sat",
                                         "--method", "exhaustive", "-o", "max_size=1"], "search bound"),
+    ("greedy search capped by max_size", ["-t", "The cat sat on the mat and the dog", "--target", " sat",
+                                          "--method", "greedy", "-o", "max_size=2"],
+     "stopped at its bound (max_size=2)"),
+    ("integrated gradients that miss completeness", ["-t", "The cat sat on the mat.", "--target", " The dog",
+                                                     "--method", "integrated_gradients", "-o", "steps=1"],
+     "completeness check fails"),
 ])
 def test_warning_in_console_html_and_json(gpt2_dir, tmp_path, name, argv, fragment):
     out_json, out_html = tmp_path / "a.json", tmp_path / "a.html"

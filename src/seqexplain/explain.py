@@ -144,6 +144,7 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
         warnings=list(example.warnings),
         meta=meta,
     )
+    attr.warnings.extend(result.warnings)
     attr.warnings.extend(rationale_warnings(attr, visible))
     if bad.any():
         attr.meta["nonfinite_cells"] = [[int(i), int(j)] for i, j in zip(*np.nonzero(bad), strict=True)]
@@ -168,9 +169,16 @@ def rationale_warnings(attr: Attribution, visible: np.ndarray) -> list[str]:
     for i, positions in enumerate(rat.positions):
         name = f"target {i} ({_target_text(attr, i)!r})"
         if i < len(rat.bound_hit) and rat.bound_hit[i]:
-            size = attr.options.get("max_size")
-            out.append(f"{attr.method}: {name}: no rationale within the search bound (max_size={size}, "
-                       f"max_subsets={attr.options.get('max_subsets')}); the empty rationale is not a result")
+            bound = ", ".join(f"{k}={attr.options[k]}" for k in ("max_size", "max_subsets") if k in attr.options)
+            if positions:
+                out.append(f"{attr.method}: {name}: the search stopped at its bound ({bound}) without the model "
+                           f"predicting the target; these {len(positions)} positions are not a sufficient rationale")
+            else:
+                out.append(f"{attr.method}: {name}: no rationale within the search bound ({bound}); the empty "
+                           "rationale is not a result")
+        elif not positions and i < len(rat.reached) and not rat.reached[i]:
+            out.append(f"{attr.method}: {name}: no subset of its {int(visible[i].sum())} visible positions, not even "
+                       "the whole context, makes the model predict the target; the empty rationale is not a result")
         elif i < len(rat.reached) and not rat.reached[i]:
             out.append(f"{attr.method}: {name}: the search stopped ({len(positions)} positions) without the model "
                        "predicting the target; this is not a sufficient rationale")

@@ -59,14 +59,20 @@ def attention_scores(model: SequenceModel, example: Example, mode: Mode) -> np.n
 
 @register("attention_last", "attention", "last layer's head-averaged attention row of the predicting position")
 def attention_last(model: SequenceModel, example: Example) -> MethodResult:
+    """``a_i = Ā_N[q_i]``: the last layer's head-averaged attention row of target ``i``'s reading position ``q_i``
+    (module docstring). No options."""
     return MethodResult(attention_scores(model, example, "last"))
 
 
 @register("attention_all", "attention", "head-averaged attention row of the predicting position, mean over layers")
 def attention_all(model: SequenceModel, example: Example) -> MethodResult:
+    """``a_i = (1/N) Σ_l Ā_l[q_i]``: the head-averaged attention rows of the reading position, averaged over the
+    ``N`` layers (module docstring). No options."""
     return MethodResult(attention_scores(model, example, "all"))
 
 
 @register("attention_rollout", "attention", "attention rollout (Abnar & Zuidema 2020): product of ½A + ½I")
 def attention_rollout(model: SequenceModel, example: Example) -> MethodResult:
+    """``a_i = R[q_i]``, ``R = Â_N ⋯ Â_1``, ``Â_l = ½ Ā_l + ½ I`` (module docstring; cross-attention composed with
+    the source stack's rollout). No options."""
     return MethodResult(attention_scores(model, example, "rollout"))

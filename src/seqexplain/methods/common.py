@@ -55,7 +55,9 @@ def token_id_for(model: SequenceModel, spec: str | int) -> int:
 def embeddings_of_token(model: SequenceModel, example: Example, token: int) -> torch.Tensor:
     """``[1, L, D]`` embeddings of an input axis made of ``token`` at every position."""
     if example.input_ids is None:
-        raise InputError("this example holds precomputed vectors, not tokens; use a zero baseline / replacement")
+        raise InputError("this example holds precomputed vectors, not tokens, so no token can stand in for them; use "
+                         "baseline='zero' (integrated_gradients: zero vectors) or replace_with=None (occlusion: drop "
+                         "the position)")
     filled = example.replace(input_ids=torch.full_like(example.input_ids, token))
     return model.embed(filled).detach()
 

@@ -96,6 +96,12 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
           many=occlusion_many)
 def occlusion(model: SequenceModel, example: Example, *, replace_with: str | int | None = None,
               token_budget: int | None = None) -> MethodResult:
-    """Occlusion (module docstring). Options: ``replace_with`` (None, "pad", "unk", "mask", a token or an id),
-    ``token_budget`` (int ≥ 1 or None)."""
+    """Occlusion (module docstring).
+
+    Options:
+
+    * ``replace_with``: str or int or None (default None): None drops the position (keep-mask); "pad", "unk",
+      "mask", a string that is one token, or a token id in ``0 … vocabulary size − 1`` replaces its embedding;
+    * ``token_budget``: int ≥ 1 or None (default None): tokens per forward (perturbed rows × length); None: the
+      adapter's default for its device."""
     return occlusion_many(model, [example], replace_with=replace_with, token_budget=token_budget)[0]

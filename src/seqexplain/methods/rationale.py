@@ -17,12 +17,14 @@ Methods (all registered in the ``rationale`` family):
   ``s ← s ∪ {argmax_{j ∈ V_i \\ s} f_i(x_{s ∪ {j}})}`` (``f``: the example's objective, ``log p(y_i | ·)`` by
   default) where ``V_i`` are the positions visible to target
   ``i`` (source and target positions compete in the same step for an encoder-decoder). Ties go to the lowest
-  position (candidates are scanned in increasing position with a strict ``>``).
+  position; a candidate whose objective is NaN ranks below every number (:func:`best_candidate`).
 * ``exhaustive`` — the smallest sufficient ``s ⊇ s_0``: sizes ``|s_0| + 1, …, max_size`` (starting with ``s_0``
   itself), the added positions enumerated as :func:`itertools.combinations` of the sorted candidates, i.e. in
   lexicographic order; the first sufficient subset wins. When no subset of size ``≤ max_size`` suffices (or the
   next size has more than ``max_subsets`` subsets) the rationale is the empty list ``[]``, the log's last record
-  says ``bound_hit`` and ``meta["bound_hit"]`` lists the targets.
+  says ``bound_hit`` and ``meta["bound_hit"]`` lists the targets. When every subset was tried, the whole context
+  included, and none suffices, the rationale is ``[]`` too, but no bound was hit: the last record says
+  ``exhausted``.
 * ``baseline_rationale`` — the order of another registered attribution method (``order_by``: gradient_norm,
   grad_x_input, integrated_gradients, attention_last / attention_all / attention_rollout, occlusion, …; its
   options in ``order_options``): per target, ``s_0`` first, then the visible positions by decreasing score (ties
@@ -35,7 +37,8 @@ The result: ``rationales[i]`` = positions in the order they were added (``s_0`` 
 record per step: ``size``, ``added`` (positions added in the step), ``added_tokens``, ``predicted_id``,
 ``predicted``, ``predicted_prob``, ``target_prob``, ``reached``, ``elapsed_s`` (seconds since the method
 started). ``meta["reached"][i]`` says whether the stopping rule was met (False: the whole context was used, or the
-``max_size`` bound was hit, without the model predicting the target).
+``max_size`` bound was hit, without the model predicting the target); ``meta["bound_hit"]`` lists the targets whose
+search stopped at a bound (``max_size`` with visible positions left; exhaustive: also ``max_subsets``).
 
 Speed: all targets of a sequence are rationalized together. Each greedy round builds, for every unfinished
 target, one keep-mask row per candidate, concatenates the rows of all targets, evaluates them under
@@ -72,17 +75,6 @@ from seqexplain.models.example import Example
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.rows import Counter, Evaluation, evaluate_rows, require_keep_support
 from seqexplain.ranking import rank_positions
-
-
-def start_positions(model: SequenceModel, example: Example, target: int) -> list[int]:
-    """The always-included start set ``s_0`` of ``target`` (the adapter's answer; see the module docstring)."""
-    return model.start_positions(example, target)
-
-
-def visible_positions(example: Example, target: int, visible: torch.Tensor | None = None) -> list[int]:
-    """Positions visible to ``target`` in increasing order (``visible``: ``example.visible()`` if already built)."""
-    vis = example.visible() if visible is None else visible
-    return torch.nonzero(vis[target]).flatten().tolist()
 
 
 # --------------------------------------------------------------------------- bookkeeping
@@ -130,8 +122,8 @@ def order_scores(example: Example, rationales: Sequence[Sequence[int]]) -> np.nd
 
 
 def _start_tracks(model: SequenceModel, example: Example) -> list[_Track]:
-    vis = example.visible()
-    return [_Track(i, visible_positions(example, i, vis), list(start_positions(model, example, i)))
+    # s_0: the adapter's answer (module docstring)
+    return [_Track(i, example.visible_positions(i), list(model.start_positions(example, i)))
             for i in range(example.n_targets)]
 
 
@@ -155,25 +147,45 @@ def _evaluate_starts(model: SequenceModel, example: Example, tracks: list[_Track
         t.done = t.reached or len(t.rationale) >= len(t.visible)
 
 
+def _capped(tracks: list[_Track], max_size: int | None) -> list[int]:
+    """Targets whose search stopped at ``max_size`` unreached while visible positions remained (a bound hit)."""
+    return [t.target for t in tracks if max_size is not None and not t.reached
+            and max_size <= len(t.rationale) < len(t.visible)]
+
+
 def _check_max(name: str, value: int | None) -> None:
     if value is not None and value < 1:
         raise InputError(f"{name} must be a positive number of positions (or None for no limit)")
 
 
 # --------------------------------------------------------------------------- greedy
+def best_candidate(values: np.ndarray) -> int:
+    """Index of the largest value, ties to the lowest index; NaN ranks below every number (a NaN objective says
+    nothing about a candidate), and only when every value is NaN does the first index win."""
+    numbers = np.flatnonzero(~np.isnan(values))
+    return int(numbers[np.argmax(values[numbers])]) if numbers.size else 0
+
+
 @register("greedy", "rationale",
           "greedy sequential rationale (Vafa et al. 2021): add the context token that most raises log p(target) "
           "until the model predicts the target")
 def greedy(model: SequenceModel, example: Example, *, token_budget: int | None = None,
            max_size: int | None = None) -> MethodResult:
-    """Greedy rationales for every target (algorithm in the module docstring); ``max_size`` optionally caps the
-    rationale size (a target that stops at the cap without reaching is recorded as not reached)."""
+    """Greedy rationales for every target (algorithm in the module docstring).
+
+    Options:
+
+    * ``token_budget``: int ≥ 1 or None (default None): tokens per forward; None: the adapter's default;
+    * ``max_size``: int ≥ 1 or None (default None): caps the rationale size (a target that stops at the cap
+      without reaching is recorded as not reached and bound hit); None: no cap. The start set is always included,
+      even when it is larger than the cap."""
     require_keep_support(model)
     _check_max("max_size", max_size)
     token_budget = budget(model, token_budget)
     t0 = time.perf_counter()
     counter = Counter()
     tracks = _start_tracks(model, example)
+    arbitrary: dict[int, int] = {}  # target → steps where every candidate was NaN
     with torch.no_grad(), eval_mode(model.model):
         _evaluate_starts(model, example, tracks, token_budget, counter, t0)
         while True:
@@ -190,17 +202,19 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int | None =
                 rows.extend((t.target, sorted([*base, j])) for j in cands)
             ev = evaluate_rows(model, example, rows, token_budget, counter)
             for t, off, cands in spans:
-                best = 0
-                for k in range(1, len(cands)):
-                    if ev.objective[off + k] > ev.objective[off + best]:
-                        best = k
+                best = best_candidate(ev.objective[off : off + len(cands)])
+                if np.isnan(ev.objective[off + best]):  # every candidate NaN: the lowest position, arbitrarily
+                    arbitrary[t.target] = arbitrary.get(t.target, 0) + 1
                 t.rationale.append(cands[best])
                 t.reached = _record(model, example, t, [cands[best]], ev, off + best, t0)
                 t.done = t.reached or len(t.rationale) >= len(t.visible)
             for t in tracks:
                 if not t.done and max_size is not None and len(t.rationale) >= max_size:
                     t.done = True
-    return _result(model, example, tracks, counter, t0)
+    out = _result(model, example, tracks, counter, t0, bound_hit=_capped(tracks, max_size))
+    out.warnings.extend(f"greedy: target {i}: in {n} step(s) every candidate's objective was NaN (the model gave "
+                        "NaN), so the position added there is arbitrary (the lowest)" for i, n in arbitrary.items())
+    return out
 
 
 # --------------------------------------------------------------------------- exhaustive
@@ -209,7 +223,13 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int | None =
           "order), up to max_size")
 def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max_subsets: int = 1_000_000,
                token_budget: int | None = None) -> MethodResult:
-    """Exhaustive search (module docstring). ``max_subsets`` bounds the subsets tried at one size."""
+    """Exhaustive search (module docstring).
+
+    Options:
+
+    * ``max_size``: int ≥ 1 (default 6): the largest rationale tried, start set included;
+    * ``max_subsets``: int ≥ 1 (default 1000000): the search gives up (bound hit) before a size with more subsets;
+    * ``token_budget``: int ≥ 1 or None (default None): tokens per forward; None: the adapter's default."""
     require_keep_support(model)
     _check_max("max_size", max_size)
     token_budget = budget(model, token_budget)
@@ -226,11 +246,12 @@ def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max
             cands = [j for j in t.visible if j not in set(base)]
             found: list[int] | None = None
             size = len(base)
+            exhausted = False  # every subset, the whole context included, was tried: no bound stopped the search
             while found is None:
                 size += 1
                 n_add = size - len(base)
-                count = math.comb(len(cands), n_add) if n_add <= len(cands) else 0
-                if size > max_size or count == 0 or count > max_subsets:
+                exhausted = n_add > len(cands)
+                if exhausted or size > max_size or math.comb(len(cands), n_add) > max_subsets:
                     break
                 per = max(1, token_budget // max(1, model.row_cost(example, t.target, size)))
                 combos = itertools.combinations(cands, n_add)
@@ -250,9 +271,11 @@ def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max
                     offset += len(chunk)
             if found is None:
                 t.rationale = []
-                bound_hit.append(t.target)
+                if not exhausted:
+                    bound_hit.append(t.target)
                 t.log.append({"size": min(size, max_size), "added": [], "added_tokens": [], "reached": False,
-                              "bound_hit": True, "elapsed_s": float(time.perf_counter() - t0)})
+                              "bound_hit": not exhausted, "exhausted": exhausted,
+                              "elapsed_s": float(time.perf_counter() - t0)})
             t.done = True
     return _result(model, example, tracks, counter, t0, bound_hit=bound_hit)
 
@@ -308,26 +331,44 @@ def rationale_from_scores(model: SequenceModel, example: Example, scores: np.nda
                         break
                 t.done = t.reached or len(t.rationale) >= len(t.visible) or (
                     max_size is not None and len(t.rationale) >= max_size)
-    return _result(model, example, tracks, counter, t0, order_by=order_name)
+    return _result(model, example, tracks, counter, t0, order_by=order_name, bound_hit=_capped(tracks, max_size))
+
+
+def check_order(options: dict[str, Any]) -> None:
+    """:class:`InputError` / :class:`UnknownMethodError` unless ``order_by`` names a registered attribution method
+    that takes ``order_options``."""
+    order_by = options["order_by"]
+    if order_by in ("greedy", "exhaustive", "baseline_rationale"):
+        raise InputError(f"order_by={order_by!r} is a rationale method; give an attribution method such as "
+                         "gradient_norm, integrated_gradients, attention_last or occlusion")
+    get_method(order_by).check_options(dict(options.get("order_options") or {}))
 
 
 @register("baseline_rationale", "rationale",
           "rationale built in the order of another method's scores (order_by=gradient_norm, attention_*, "
-          "integrated_gradients, occlusion, ...), with greedy's stopping rule")
+          "integrated_gradients, occlusion, ...), with greedy's stopping rule", check=check_order)
 def baseline_rationale(model: SequenceModel, example: Example, *, order_by: str = "gradient_norm",
                        order_options: dict[str, Any] | None = None, token_budget: int | None = None,
                        max_size: int | None = None) -> MethodResult:
     """Rank each target's context with the registered method ``order_by`` (options ``order_options``), then add
-    positions in that order (start set first) until the model predicts the target."""
-    if order_by in ("greedy", "exhaustive", "baseline_rationale"):
-        raise InputError(f"order_by={order_by!r} is a rationale method; give an attribution method such as "
-                         "gradient_norm, integrated_gradients, attention_last or occlusion")
-    require_keep_support(model)
-    spec = get_method(order_by)
+    positions in that order (start set first) until the model predicts the target.
+
+    Options:
+
+    * ``order_by``: str (default 'gradient_norm'): a registered attribution (not rationale) method;
+    * ``order_options``: dict or None (default None): ``order_by``'s options, checked as that method checks them;
+    * ``token_budget``: int ≥ 1 or None (default None): tokens per forward of the search (not of the order);
+    * ``max_size``: int ≥ 1 or None (default None): caps the rationale size as in :func:`greedy`."""
     opts = dict(order_options or {})
-    spec.check_options(opts)
-    ranked = spec.fn(model, example, **opts)
+    check_order({"order_by": order_by, "order_options": opts})
+    require_keep_support(model)
+    ranked = get_method(order_by).fn(model, example, **opts)
     out = rationale_from_scores(model, example, ranked.scores, token_budget=token_budget, max_size=max_size,
                                 order_name=order_by)
     out.meta["order_options"] = opts
+    out.warnings.extend(f"the order ({order_by}): {w}" for w in ranked.warnings)
+    bad = int((example.visible().cpu().numpy() & ~np.isfinite(np.asarray(ranked.scores, dtype=np.float64))).sum())
+    if bad:
+        out.warnings.append(f"the order ({order_by}) has {bad} NaN or infinite score(s) where a target can see the "
+                            "input: +inf ranks first, -inf and NaN last (seqexplain.ranking), not by the method")
     return out

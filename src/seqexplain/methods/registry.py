@@ -1,7 +1,8 @@
 """The method registry: one line per method, looked up by name.
 
 A method is ``fn(model: SequenceModel, example: Example, *, <options>) -> MethodResult``; its keyword-only
-parameters are its options (with their defaults), checked before the call.
+parameters are its options (with their defaults), checked before the call. Its docstring lists every option as
+``name``: <what :meth:`OptionSpec.describe` prints: types, range, default> (or says "No options.").
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ class MethodResult:
     """What a method returns: ``scores[T, L]`` plus optional rationale information and metadata.
 
     ``target_logprobs``: ``log p(target_i | full context)`` when the method computed it anyway (saves
-    :func:`seqexplain.explain` a forward)."""
+    :func:`seqexplain.explain` a forward). ``warnings``: what makes the result not what it seems (they go into the
+    Attribution's warnings)."""
 
     scores: np.ndarray
     target_logprobs: list[float] | None = None
     rationales: list[list[int]] | None = None
     rationale_log: list[list[dict[str, Any]]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class Method:
     description: str
     many: Callable[..., list[MethodResult]] | None = None
     ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    check: Callable[[dict[str, Any]], None] | None = None
 
     @cached_property
     def _option_specs(self) -> dict[str, OptionSpec]:
@@ -64,21 +68,26 @@ class Method:
             )
         for key, value in options.items():
             specs[key].check(value, self.name)
+        if self.check is not None:
+            self.check({**self.defaults(), **options})
 
 
 _REGISTRY: dict[str, Method] = {}
 
 
 def register(name: str, family: str, description: str, many: Callable[..., list[MethodResult]] | None = None,
-             ranges: dict[str, tuple[float | None, float | None]] | None = None
+             ranges: dict[str, tuple[float | None, float | None]] | None = None,
+             check: Callable[[dict[str, Any]], None] | None = None,
              ) -> Callable[[Callable[..., MethodResult]], Callable[..., MethodResult]]:
     """Decorator adding a method under ``name`` (``family``: attention / gradient / perturbation / rationale).
     ``many(model, examples, **options) -> list[MethodResult]``, where given, explains several examples in shared
     forwards (``explain_many``) with the same results as one call per example. ``ranges`` adds or overrides option
-    ranges (:data:`seqexplain.methods.options.RANGES`); types come from the function's annotations."""
+    ranges (:data:`seqexplain.methods.options.RANGES`); types come from the function's annotations. ``check(options)``,
+    where given, checks what one option's type and range cannot (combinations, names of other methods): it gets
+    every option (defaults filled in) and raises a :mod:`seqexplain.errors` error; it runs before any model work."""
 
     def deco(fn: Callable[..., MethodResult]) -> Callable[..., MethodResult]:
-        _REGISTRY[name] = Method(name, fn, family, description, many, dict(ranges or {}))
+        _REGISTRY[name] = Method(name, fn, family, description, many, dict(ranges or {}), check)
         return fn
 
     return deco
