@@ -266,7 +266,8 @@ def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, 
                                         meta={"convergence_delta": delta.tolist()},
                                         warnings=completeness_warnings(delta, gap, steps, rule, baseline)))
     if baseline == 0 and not isinstance(baseline, bool):  # captum's baselines=0 means zeros; here it is a token id
-        name = model.tokenizer.convert_ids_to_tokens(0) if hasattr(model.tokenizer, "convert_ids_to_tokens") else "?"
+        tok = getattr(model, "tokenizer", None)
+        name = tok.convert_ids_to_tokens(0) if hasattr(tok, "convert_ids_to_tokens") else "?"
         for r in results:
             r.warnings.append(f"integrated_gradients: baseline=0 is token id 0 ({name!r}) at every position, not zero "
                               "embeddings; use baseline='zero' for those")
