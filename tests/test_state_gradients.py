@@ -333,3 +333,16 @@ def test_reproduction_quick_on_wikitext2(tmp_path: Path) -> None:
         pytest.skip(f"needs the shared data folder 'wikitext2' under {data_root()}")
     res = run_reproduction(tmp_path / "out", None, quick=True, progress=False)
     assert res["decays_with_delay"]
+
+
+def test_verwimp_spearman_ranks_ties_together_and_is_undefined_for_a_constant_side() -> None:
+    """Ranks by double argsort gave tied totals distinct ranks (ρ = 1.0 for [1, 2, 2, 3, 4]) and a constant total,
+    e.g. all-zero gradients, a perfect ρ = 1.0."""
+    from seqexplain.experiments.verwimp2018 import _spearman
+
+    delays = np.arange(1, 6, dtype=float)
+    tied = np.array([1.0, 2.0, 2.0, 3.0, 4.0])
+    average_ranks = np.array([1.0, 2.5, 2.5, 4.0, 5.0])  # written out: the tied pair shares ranks 2 and 3
+    assert _spearman(delays, tied) == pytest.approx(float(np.corrcoef(delays, average_ranks)[0, 1]))
+    assert np.isnan(_spearman(delays, np.zeros(5)))
+    assert _spearman(delays, np.array([5.0, np.nan, 3.0, 2.0, 1.0])) == pytest.approx(-1.0)

@@ -62,12 +62,14 @@ def _settings(quick: bool) -> dict[str, Any]:
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's ρ over the pairs where ``y`` is not NaN (scipy: tied values share their average rank; NaN for
+    fewer than 3 pairs or a constant side, where ρ is undefined)."""
+    from scipy.stats import spearmanr
+
     ok = ~np.isnan(y)
-    if ok.sum() < 3:
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
         return float("nan")
-    rx = np.argsort(np.argsort(x[ok])).astype(float)
-    ry = np.argsort(np.argsort(y[ok])).astype(float)
-    return float(np.corrcoef(rx, ry)[0, 1])
+    return float(spearmanr(x[ok], y[ok]).statistic)
 
 
 def run_reproduction(
