@@ -61,6 +61,28 @@ def test_summary_numbers_match_plain_loops(finished):
     assert list(summary.examples[0].attributions) == methods and summary.examples[0].gold == [1]
 
 
+def test_non_finite_values_left_out_of_the_means_are_counted(finished, monkeypatch):
+    """A NaN AOPC was left out of its method's mean with no word: the table read as a mean over every example."""
+    import pyarrow as pa
+
+    cfg, result, out = finished
+    store = RunStore(out, result.config_hash, 8, 4)
+    shards = [store.read_shard(s) for s in range(store.n_shards)]
+    rows = shards[0].to_pylist()
+    first = next(r for r in rows if r["method"] == "occlusion")
+    first["aopc_comprehensiveness"] = float("nan")
+    shards[0] = pa.Table.from_pylist(rows, schema=shards[0].schema)
+    monkeypatch.setattr(RunStore, "tables", lambda self, columns=None: iter(
+        [t.select(columns) if columns else t for t in shards]))
+    summary = summarize(store, cfg, 0)
+    assert summary.info["non-finite values left out of the means"] == "occlusion aopc_comprehensiveness: 1 of 8"
+    mine = [r for t in shards for r in t.to_pylist() if r["method"] == "occlusion"]
+    assert summary.faithfulness["occlusion"]["aopc_comprehensiveness"] == pytest.approx(
+        np.nanmean([r["aopc_comprehensiveness"] for r in mine]))
+    monkeypatch.undo()
+    assert "non-finite values left out of the means" not in summarize(store, cfg, 0).info
+
+
 def test_html_is_self_contained_and_markdown_has_the_tables(finished):
     _, result, out = finished
     assert result.reports == [out / "report.html", out / "summary.md"]

@@ -44,6 +44,7 @@ class _Mean:
     def __init__(self) -> None:
         self.total: Any = 0.0
         self.n: Any = 0
+        self.left_out = 0  # non-finite scalar values (a NaN or infinite AOPC, AUPRC or agreement)
 
     def add(self, value: Any) -> None:
         if value is None:
@@ -56,6 +57,8 @@ class _Mean:
         elif np.isfinite(v):
             self.total += float(v)
             self.n += 1
+        else:
+            self.left_out += 1
 
     def curve(self, n_bins: int) -> list[float]:
         """The per-bin means of ``[T, bins]`` values; NaN at every bin when none was added (no rows)."""
@@ -111,6 +114,12 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
         "truncated (tokens cut)": n_truncated,
         "data": f"{cfg.data.format} {Path(cfg.data.path).name if cfg.data.path else ''} {cfg.data.split}".strip(),
         "seed": cfg.seed, "shards": store.n_shards})
+    left_out = [f"{m} {k}: {mean.left_out} of {mean.left_out + mean.n}" for m in methods
+                for k, mean in means[m].items() if k not in ("c", "s") and mean.left_out]
+    left_out += [f"{metric} {a} vs {b}: {mean.left_out} of {mean.left_out + mean.n}"
+                 for metric, pairs in agree.items() for (a, b), mean in pairs.items() if mean.left_out]
+    if left_out:  # a mean over fewer rows than the table suggests says so
+        summary.info["non-finite values left out of the means"] = "; ".join(left_out)
     if cfg.metrics.faithfulness.enabled:
         summary.faithfulness = {m: {k: means[m][k].value() for k in _MEANS} for m in methods}
         summary.bins = _bins(cfg)
