@@ -19,10 +19,11 @@ any tokenizer without relying on ``▁``/``Ġ`` markers. ``groups`` holds named 
 A rationale method adds a :class:`Rationale` part: per target, the positions in the order they were added, a
 per-step log, and whether the search reached the target or hit a bound.
 
-Files: ``save("x.json")`` writes everything as JSON (NaN scores as ``null``); ``save("x.safetensors")`` writes
-the score matrix as a tensor and the rest as JSON metadata in the same file. Never pickle. Files carry a format
-version (:data:`FORMAT_VERSION`); version 1 files (top-level ``rationales`` / ``rationale_log``) are read and
-converted, files from a newer seqexplain are refused with a message saying to upgrade.
+Files: ``save("x.json")`` writes everything as JSON (NaN scores as ``null``, ``±inf`` as ``"inf"`` /
+``"-inf"``); ``save("x.safetensors")`` writes the score matrix as a tensor and the rest as JSON metadata in the
+same file. Never pickle. Files carry a format version (:data:`FORMAT_VERSION`); version 1 files (top-level
+``rationales`` / ``rationale_log``) are read and converted, version 2 files (``±inf`` written as ``null``) are
+read as they are, files from a newer seqexplain are refused with a message saying to upgrade.
 
 The parts live in their own modules: :mod:`seqexplain.attribution_rationale` (:class:`Rationale`),
 :mod:`seqexplain.attribution_groups` (groupings, word groups, combining scores) and
@@ -348,7 +349,8 @@ class Attribution:
 
     # ------------------------------------------------------------ persistence
     def to_dict(self, include_scores: bool = True) -> dict[str, Any]:
-        """The JSON document of :meth:`save` (format :data:`FORMAT_VERSION`; scores as rows, NaN as ``null``)."""
+        """The JSON document of :meth:`save` (format :data:`FORMAT_VERSION`; scores as rows, NaN as ``null``, ``±inf``
+        as ``"inf"`` / ``"-inf"``)."""
         return attribution_document(self, include_scores)
 
     @classmethod

