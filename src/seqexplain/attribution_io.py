@@ -146,7 +146,10 @@ def score_from_json(value: Any) -> float:
         return _INFINITIES[value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(f"'scores' must be rows of numbers, null (not visible) or \"inf\" / \"-inf\"; got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError as exc:  # an integer beyond float range in a hand-edited file
+        raise InputError(f"score {value} is too large for a float") from exc
 
 
 _INFINITIES = {"inf": math.inf, "-inf": -math.inf}
