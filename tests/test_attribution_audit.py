@@ -64,3 +64,17 @@ def test_a_hand_edited_score_cell_is_a_data_error(cell):
     doc["scores"][1][0] = cell
     with pytest.raises(DataError, match="'scores' must be|too large"):
         Attribution.from_dict(doc)
+
+
+@pytest.mark.parametrize("cells", [[[0, 9]], [[2, 0]], [[-1, 0]], 5, [["a", "b"]], [[0]], [[0, 1.5]]])
+def test_a_hand_edited_nonfinite_cell_list_is_refused_on_load(tmp_path, cells):
+    """``meta["nonfinite_cells"]`` drives flags in every view and aggregation: a bad one must fail on load,
+    not later as a KeyError / TypeError inside ``aggregate`` or a renderer."""
+    doc = _plain(scores=np.ones((2, 3))).to_dict()
+    doc["meta"] = {"nonfinite_cells": cells}
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="nonfinite_cells"):
+        Attribution.load(path)
+    doc["meta"] = {"nonfinite_cells": [[1, 2]]}
+    assert Attribution.from_dict(doc).nonfinite_cells() == [(1, 2)]

@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from seqexplain.attribution_checks import is_int
+from seqexplain.attribution_checks import check_cells, is_int
 from seqexplain.attribution_groups import (
     check_grouping,
     combine_columns,
@@ -160,6 +160,9 @@ class Attribution:
         if isinstance(self.warnings, str) or not all(isinstance(w, str) for w in self.warnings):
             raise InputError("warnings must be a list of strings")
         self.warnings = list(self.warnings)
+        if not isinstance(self.meta, dict):
+            raise InputError("meta must be a dict")
+        check_cells(self.meta.get("nonfinite_cells", []), self.shape, 'meta["nonfinite_cells"]')
 
     def _check_objective(self) -> None:
         if self.objective not in OBJECTIVES:

@@ -2,7 +2,8 @@
 
 * :func:`is_int` / :func:`is_bool`: Python or NumPy integers (never booleans) / booleans;
 * :func:`require_field`: one key of a JSON document, present and of the expected type, else an
-  :class:`~seqexplain.errors.InputError` naming the key.
+  :class:`~seqexplain.errors.InputError` naming the key;
+* :func:`check_cells`: a list of ``[target, input]`` cells inside a score matrix.
 
 Imports only :mod:`seqexplain.errors` from the package.
 """
@@ -35,3 +36,13 @@ def require_field(d: dict[str, Any], key: str, kind: type | tuple[type, ...], wh
         name = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InputError(f"{where} '{key}' must be a {name}, got {type(value).__name__}")
     return value
+
+
+def check_cells(cells: Any, shape: tuple[int, int], name: str) -> None:
+    """Raise :class:`InputError` unless ``cells`` is a list of ``[target, input]`` integer pairs inside ``shape``."""
+    if isinstance(cells, (str, bytes)) or not isinstance(cells, (list, tuple)) or not all(
+            isinstance(c, (list, tuple)) and len(c) == 2 and all(is_int(v) for v in c) for c in cells):
+        raise InputError(f"{name} must be a list of [target, input] integer pairs")
+    bad = [list(c) for c in cells if not (0 <= c[0] < shape[0] and 0 <= c[1] < shape[1])]
+    if bad:
+        raise InputError(f"{name} holds the cell {bad[0]}, outside the {shape[0]} × {shape[1]} score matrix")
