@@ -78,3 +78,26 @@ def test_a_hand_edited_nonfinite_cell_list_is_refused_on_load(tmp_path, cells):
         Attribution.load(path)
     doc["meta"] = {"nonfinite_cells": [[1, 2]]}
     assert Attribution.from_dict(doc).nonfinite_cells() == [(1, 2)]
+
+
+@pytest.mark.parametrize("record", [{"how": "sum", "by": "words", "of": "x"}, {"by": "words"},
+                                    {"how": "median", "by": "words"}, {"how": "sum", "by": 3},
+                                    {"how": "sum", "by": "words", "of": {"how": "sum"}}])
+def test_a_malformed_aggregation_record_is_refused_on_load(tmp_path, record):
+    """Every view describes the aggregation chain; a hand-edited record must fail on load, not in a renderer."""
+    doc = _plain(scores=np.ones((2, 3))).to_dict()
+    doc["aggregation"] = record
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="aggregation"):
+        Attribution.load(path)
+
+
+def test_a_chained_aggregation_record_loads_and_is_described(tmp_path):
+    from seqexplain.report._common import describe_aggregation
+
+    a = _plain(scores=np.ones((2, 3))).aggregate("sum", by=[[0, 1]]).aggregate("max", by=[[0, 1]])
+    b = Attribution.load(a.save(tmp_path / "a.json"))
+    assert b.aggregation == {"how": "max", "by": "groups", "groups": [[0, 1]],
+                             "of": {"how": "sum", "by": "groups", "groups": [[0, 1]]}}
+    assert describe_aggregation(b) == "aggregated=max over explicit groups, of sum over explicit groups"

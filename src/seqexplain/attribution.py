@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from seqexplain.attribution_checks import check_cells, is_int
+from seqexplain.attribution_checks import check_aggregation, check_cells, is_int
 from seqexplain.attribution_groups import (
     check_grouping,
     combine_columns,
@@ -163,6 +163,7 @@ class Attribution:
         if not isinstance(self.meta, dict):
             raise InputError("meta must be a dict")
         check_cells(self.meta.get("nonfinite_cells", []), self.shape, 'meta["nonfinite_cells"]')
+        check_aggregation(self.aggregation, AGGREGATIONS)
 
     def _check_objective(self) -> None:
         if self.objective not in OBJECTIVES:

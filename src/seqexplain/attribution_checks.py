@@ -3,7 +3,8 @@
 * :func:`is_int` / :func:`is_bool`: Python or NumPy integers (never booleans) / booleans;
 * :func:`require_field`: one key of a JSON document, present and of the expected type, else an
   :class:`~seqexplain.errors.InputError` naming the key;
-* :func:`check_cells`: a list of ``[target, input]`` cells inside a score matrix.
+* :func:`check_cells`: a list of ``[target, input]`` cells inside a score matrix;
+* :func:`check_aggregation`: the aggregation record of an aggregated result (and the chain it came from).
 
 Imports only :mod:`seqexplain.errors` from the package.
 """
@@ -46,3 +47,13 @@ def check_cells(cells: Any, shape: tuple[int, int], name: str) -> None:
     bad = [list(c) for c in cells if not (0 <= c[0] < shape[0] and 0 <= c[1] < shape[1])]
     if bad:
         raise InputError(f"{name} holds the cell {bad[0]}, outside the {shape[0]} × {shape[1]} score matrix")
+
+
+def check_aggregation(record: Any, hows: tuple[str, ...]) -> None:
+    """Raise :class:`InputError` unless ``record`` is ``None`` or an aggregation record: a dict with ``how`` (one
+    of ``hows``), ``by`` (a string) and, for an aggregation of an aggregation, ``of`` (a record itself)."""
+    while record is not None:
+        if not isinstance(record, dict) or record.get("how") not in hows or not isinstance(record.get("by"), str):
+            raise InputError(f"aggregation must be null or {{'how': one of {', '.join(hows)}, 'by': a grouping "
+                             f"name, 'of': an earlier record or null}}; got {record!r}")
+        record = record.get("of")
