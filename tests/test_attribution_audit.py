@@ -101,3 +101,14 @@ def test_a_chained_aggregation_record_loads_and_is_described(tmp_path):
     assert b.aggregation == {"how": "max", "by": "groups", "groups": [[0, 1]],
                              "of": {"how": "sum", "by": "groups", "groups": [[0, 1]]}}
     assert describe_aggregation(b) == "aggregated=max over explicit groups, of sum over explicit groups"
+
+
+@pytest.mark.parametrize("log", [[[1], [2]], [[{"added": [0]}], "x"], [[{"reached": True}], [None]]])
+def test_a_version_1_file_with_a_malformed_rationale_log_is_a_data_error(tmp_path, log):
+    doc = {**_plain(scores=np.ones((2, 3))).to_dict(), "version": 1, "rationales": [[0], [1]], "rationale_log": log}
+    for key in ("rationale", "aggregation", "groups", "warnings", "objective", "foil_tokens"):
+        doc.pop(key)
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="rationale log"):
+        Attribution.load(path)

@@ -76,13 +76,14 @@ class Rationale:
         ``meta``.
 
         Raises:
-            InputError: ``rationales`` or ``log`` does not have ``n_targets`` entries, or as the constructor.
+            InputError: ``rationales`` or ``log`` does not have ``n_targets`` entries, a log that is not lists of
+                records (dicts), or as the constructor.
         """
         if rationales is None:
             return None
         if len(rationales) != n_targets:
             raise InputError(f"{len(rationales)} rationales for {n_targets} targets; give one per target")
-        logs = [list(x) for x in log] if log is not None else [[] for _ in range(n_targets)]
+        logs = _checked_log(log) if log is not None else [[] for _ in range(n_targets)]
         if len(logs) != n_targets:
             raise InputError(f"{len(logs)} rationale logs for {n_targets} targets; give one per target")
         if "reached" in meta:
@@ -136,10 +137,7 @@ class Rationale:
         positions = require_field(d, "positions", list, "rationale")
         if not all(isinstance(r, list) for r in positions):
             raise InputError("rationale 'positions' must be a list of lists of positions")
-        log = d.get("log") or []
-        if not isinstance(log, list) or not all(
-                isinstance(s, list) and all(isinstance(x, dict) for x in s) for s in log):
-            raise InputError("rationale 'log' must be a list (per target) of lists of records")
+        log = _checked_log(d.get("log") or [])
         for key in ("added", "added_tokens"):
             if any(key in x and not isinstance(x[key], list) for s in log for x in s):
                 raise InputError(f"rationale log records must hold '{key}' as a list")
@@ -148,6 +146,13 @@ class Rationale:
             raise InputError("rationale 'meta' must be an object")
         return cls(positions=positions, reached=require_field(d, "reached", list, "rationale"),
                    bound_hit=d.get("bound_hit") or [], log=log, meta=meta)
+
+
+def _checked_log(log: Any) -> list[list[dict[str, Any]]]:
+    """``log`` as a list (per target) of lists of records (dicts); :class:`InputError` for anything else."""
+    if not isinstance(log, list) or not all(isinstance(s, list) and all(isinstance(x, dict) for x in s) for s in log):
+        raise InputError("rationale log must be a list (per target) of lists of records")
+    return [list(steps) for steps in log]
 
 
 def _dedupe(values: Any) -> list[int]:
