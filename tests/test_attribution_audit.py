@@ -112,3 +112,16 @@ def test_a_version_1_file_with_a_malformed_rationale_log_is_a_data_error(tmp_pat
     path.write_text(json.dumps(doc))
     with pytest.raises(DataError, match="rationale log"):
         Attribution.load(path)
+
+
+def test_a_deeply_nested_json_file_is_a_data_error(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(DataError, match="not a readable seqexplain attribution file"):
+        Attribution.load(path)
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "deep.safetensors"
+    save_file({"scores": np.zeros((1, 1))}, str(path), metadata={"seqexplain": "[" * 200_000 + "]" * 200_000})
+    with pytest.raises(DataError, match="not a readable seqexplain attribution file"):
+        Attribution.load(path)

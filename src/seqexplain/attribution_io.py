@@ -53,7 +53,7 @@ def read_document(path: Path, what: str) -> tuple[Any, np.ndarray | None]:
     if path.suffix != ".safetensors":
         try:
             return json.loads(path.read_text(encoding="utf-8")), None
-        except (ValueError, OSError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        except (ValueError, OSError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors; deep nesting
             raise DataError(f"{path} is not a readable seqexplain {what} file: {exc}") from exc
     from safetensors import SafetensorError, safe_open
 
@@ -64,7 +64,7 @@ def read_document(path: Path, what: str) -> tuple[Any, np.ndarray | None]:
             if "seqexplain" not in meta or "scores" not in names:
                 raise DataError(f"{path} is not a seqexplain {what} file (no seqexplain metadata or scores)")
             return json.loads(meta["seqexplain"]), fh.get_tensor("scores")
-    except (SafetensorError, ValueError, OSError) as exc:
+    except (SafetensorError, ValueError, OSError, RecursionError) as exc:
         raise DataError(f"{path} is not a readable seqexplain {what} file: {exc}") from exc
 
 
