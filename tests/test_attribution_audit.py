@@ -3,6 +3,7 @@ cases, each checked against hand-computed values or a brute-force re-implementat
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -125,3 +126,72 @@ def test_a_deeply_nested_json_file_is_a_data_error(tmp_path):
     save_file({"scores": np.zeros((1, 1))}, str(path), metadata={"seqexplain": "[" * 200_000 + "]" * 200_000})
     with pytest.raises(DataError, match="not a readable seqexplain attribution file"):
         Attribution.load(path)
+
+
+# ------------------------------------------------------------------------ aggregation against brute force
+def _brute_combine(values: list[float], how: str) -> float:
+    """One group's value from its visible members, written out with Python loops."""
+    seen = [v for v in values if v == v]
+    if not seen:
+        return NAN
+    if how == "sum":
+        total = 0.0
+        for v in seen:
+            total += v
+        return total
+    if how == "mean":
+        return _brute_combine(seen, "sum") / len(seen)
+    if how == "max":
+        best = seen[0]
+        for v in seen[1:]:
+            best = v if v > best else best
+        return best
+    best = seen[0]
+    for v in seen[1:]:
+        best = v if abs(v) > abs(best) else best
+    return best
+
+
+def _brute_partition(groups: list[list[int]], n: int) -> list[list[int]]:
+    covered = {j for g in groups for j in g}
+    out = [sorted(g) for g in groups] + [[j] for j in range(n) if j not in covered]
+    return sorted(out, key=lambda g: g[0])
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("how", ["sum", "mean", "max", "absmax"])
+def test_aggregate_matches_a_brute_force_loop(seed, how):
+    rng = np.random.default_rng(seed)
+    n_t, n_l = int(rng.integers(1, 4)), int(rng.integers(1, 9))
+    scores = rng.choice([-2.0, -1.0, -0.0, 0.0, 0.5, 3.0, NAN, INF, -INF], size=(n_t, n_l),
+                        p=[.15, .15, .05, .05, .15, .15, .2, .05, .05])
+    perm = [int(j) for j in rng.permutation(n_l)]
+    groups, k = [], 0
+    while k < n_l:  # random, possibly non-contiguous groups leaving some positions uncovered
+        size = int(rng.integers(1, 4))
+        if rng.random() < 0.7:
+            groups.append(perm[k:k + size])
+        k += size
+    positions = [None if rng.random() < 0.3 else int(rng.integers(0, n_l)) for _ in range(n_t)]
+    a = Attribution(tokens=[f"t{j}" for j in range(n_l)], scores=scores, target_tokens=[f"y{i}" for i in range(n_t)],
+                    target_positions=positions)
+    for by in (groups, "g"):
+        b = dataclasses.replace(a, groups={"g": groups}).aggregate(how, by=by)  # type: ignore[arg-type]
+        part = _brute_partition(groups, n_l)
+        want = np.array([[_brute_combine([float(scores[i, j]) for j in g], how) for g in part] for i in range(n_t)])
+        np.testing.assert_array_equal(b.scores, want)
+        owner = {j: gi for gi, g in enumerate(part) for j in g}
+        assert b.target_positions == [None if p is None else owner[p] for p in positions]
+        assert b.tokens == ["…".join(_runs(g)) for g in part]
+        flagged = {(i, owner[j]) for i in range(n_t) for j in range(n_l) if np.isinf(scores[i, j])}
+        assert set(b.nonfinite_cells()) >= flagged | {tuple(c) for c in np.argwhere(np.isinf(want))}
+
+
+def _runs(group: list[int]) -> list[str]:
+    runs: list[list[int]] = []
+    for j in group:
+        if runs and j == runs[-1][-1] + 1:
+            runs[-1].append(j)
+        else:
+            runs.append([j])
+    return ["".join(f"t{j}" for j in run) for run in runs]
