@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from seqexplain.attribution import Attribution
-from seqexplain.errors import DataError
+from seqexplain.errors import DataError, InputError
 from seqexplain.trace import AttributionTrace
 
 NAN, INF = float("nan"), float("inf")
@@ -195,3 +195,12 @@ def _runs(group: list[int]) -> list[str]:
         else:
             runs.append([j])
     return ["".join(f"t{j}" for j in run) for run in runs]
+
+
+# ------------------------------------------------------------------------------------------ top_k
+def test_top_k_refuses_a_target_that_is_not_one_with_an_input_error():
+    a = _plain(scores=np.array([[1.0, 3.0, 2.0], [NAN, 1.0, 2.0]]))
+    assert a.top_k(1, 5) == [2, 1] and a.top_k(-1, 5) == [2, 1]  # NaN (not visible) never returned
+    for target in (2, -3, True, 1.0, "0"):
+        with pytest.raises(InputError, match="target"):
+            a.top_k(target, 1)  # type: ignore[arg-type]

@@ -232,7 +232,11 @@ class Attribution:
     def top_k(self, target: int, k: int) -> list[int]:
         """The ``k`` visible input positions ranked highest for ``target`` by
         :func:`seqexplain.ranking.rank_positions` (``+inf`` first, ``-inf`` last, ties to the lowest position);
-        NaN (not visible) positions are never returned."""
+        NaN (not visible) positions are never returned. ``target``: ``0..T-1`` (or ``-T..-1`` from the end);
+        anything else is an :class:`InputError`."""
+        n_t = self.shape[0]
+        if not is_int(target) or not -n_t <= target < n_t:
+            raise InputError(f"target {target!r} is not a target index 0..{n_t - 1}")
         row = self.scores[target]
         return top_k_positions(row, k, positions=np.flatnonzero(~np.isnan(row)))
 
