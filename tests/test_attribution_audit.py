@@ -204,3 +204,50 @@ def test_top_k_refuses_a_target_that_is_not_one_with_an_input_error():
     for target in (2, -3, True, 1.0, "0"):
         with pytest.raises(InputError, match="target"):
             a.top_k(target, 1)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------- full round trips
+TRICKY = ["<s>", "\u05e9\u05dc\u05d5\u05dd", "e\u0301", "\x00\x07\x1b[31m", "\ud800", "\u2028", " ", "x" * 20_000,
+          "</script>&\"'"]
+
+
+def _full(**kw) -> Attribution:
+    from seqexplain.attribution_rationale import Rationale
+
+    n = len(TRICKY)
+    scores = np.linspace(-2, 2, 2 * n).reshape(2, n)
+    scores[0, 1], scores[0, 2], scores[1, 3], scores[1, 4] = INF, -INF, -0.0, NAN
+    fields = dict(tokens=list(TRICKY), scores=scores, target_tokens=["\U0001f600", "\t"], target_positions=[5, None],
+                  offsets=[None] * n, segments=["special"] + ["source"] * (n - 1), method="m\u00e9thode",
+                  options={"k": [1, 2], "s": "\u2028"}, model_id="id", model_kind="causal", text="t\u00e9xt",
+                  target_text="", target_logprobs=[-1.5, -0.0], objective="contrast", foil_tokens=["\x00", "</style>"],
+                  rationale=Rationale(positions=[[3, 1], []], reached=[True, False], bound_hit=[False, True],
+                                      log=[[{"added": [3, 1], "added_tokens": [TRICKY[3], TRICKY[1]]}], []],
+                                      meta={"forwards": 3}),
+                  groups={"g": [[1, 3], [2]]}, aggregation=None, warnings=["w\u00e4rning <b>", ""],
+                  meta={"nonfinite_cells": [[1, 4]], "x": {"y": [1]}})
+    fields.update(kw)
+    return Attribution(**fields)  # type: ignore[arg-type]
+
+
+def _assert_same_attribution(b: Attribution, a: Attribution) -> None:
+    _same(b.scores, a.scores)
+    for name in ("tokens", "target_tokens", "target_positions", "offsets", "segments", "method", "options", "model_id",
+                 "model_kind", "text", "target_text", "target_logprobs", "objective", "foil_tokens", "rationale",
+                 "groups", "aggregation", "warnings", "meta"):
+        assert getattr(b, name) == getattr(a, name), name
+
+
+@pytest.mark.parametrize("suffix", [".json", ".safetensors"])
+@pytest.mark.parametrize("variant", ["full", "bare", "aggregated"])
+def test_every_field_survives_a_file_round_trip(tmp_path, suffix, variant):
+    if variant == "full":
+        a = _full()
+    elif variant == "aggregated":
+        a = _full().aggregate("absmax", by=[[1, 3], [5, 6, 8]]).aggregate("mean", by="g")
+    else:  # every optional part absent
+        a = Attribution(tokens=["\ud800"], scores=np.array([[-0.0]]), target_tokens=["y"], target_positions=[None])
+    b = Attribution.load(a.save(tmp_path / f"a{suffix}"))
+    _assert_same_attribution(b, a)
+    _assert_same_attribution(Attribution.from_dict(a.to_dict()), a)
+    _assert_same_attribution(Attribution.load(b.save(tmp_path / f"b{suffix}")), a)  # stable when saved again

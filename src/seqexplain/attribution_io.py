@@ -228,6 +228,15 @@ def _check_offsets(offsets: list[Any], segments: list[str], texts: dict[str, str
             raise InputError(f"offsets {o} of token {j} lie beyond its {seg} text of {limit} characters")
 
 
+def _json_bytes(doc: dict[str, Any]) -> bytes:
+    """``doc`` as UTF-8 JSON, non-ASCII text written as itself; a string holding a lone surrogate (which UTF-8
+    cannot encode) makes the whole document fall back to ``\\uXXXX`` escapes, which read back identically."""
+    try:
+        return json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(doc, ensure_ascii=True).encode("ascii")
+
+
 def save_scored(result: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``result`` (anything with ``scores`` and ``to_dict(include_scores)``) atomically to ``path``:
     ``.safetensors`` holds the scores as a float64 tensor and the rest as JSON metadata; any other suffix one JSON
@@ -241,7 +250,7 @@ def save_scored(result: Any, path: str | os.PathLike[str]) -> Path:
             meta = {"seqexplain": json.dumps(result.to_dict(include_scores=False))}
             atomic_write_bytes(path, st_save({"scores": np.ascontiguousarray(result.scores)}, metadata=meta))
         else:
-            atomic_write_bytes(path, json.dumps(result.to_dict(), ensure_ascii=False).encode("utf-8"))
+            atomic_write_bytes(path, _json_bytes(result.to_dict()))
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
