@@ -1,0 +1,33 @@
+"""Audit of the report views (console, HTML, markdown, plot): text that cannot be encoded, the target's own cell,
+and warnings reaching every view."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from seqexplain.attribution import Attribution
+from seqexplain.report import render_console, save_html
+from seqexplain.report.markdown import attribution_markdown
+from seqexplain.report.plots import plot_heatmap
+
+
+def _console_text(attr: Attribution, **kw) -> str:
+    buf = io.StringIO()
+    render_console(attr, console=Console(file=buf, width=200, no_color=True), **kw)
+    return buf.getvalue()
+
+
+def test_lone_surrogates_in_any_text_do_not_crash_a_view(tmp_path: Path) -> None:
+    """A loaded file may hold lone surrogates (JSON ``"\\ud800"``); every view writes them as ``\\ud800``."""
+    a = Attribution(tokens=["\ud800", "b"], scores=np.ones((1, 2)), target_tokens=["\udfff"], target_positions=[None],
+                    warnings=["careful \ud800 here"], model_id="m\ud800", method="x\ud800", options={"o": "\ud800"})
+    page = save_html(a, tmp_path / "a.html").read_text(encoding="utf-8")
+    assert "careful \\ud800 here" in page and "m\\ud800" in page
+    assert "careful \\ud800 here" in attribution_markdown(a).encode("utf-8").decode("utf-8")
+    fig = plot_heatmap(a, tmp_path / "a.svg")
+    assert "WARNING: careful \\ud800 here" in fig.axes[0].get_title()
+    assert "careful" in _console_text(a)
