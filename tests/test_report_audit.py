@@ -24,10 +24,16 @@ def _console_text(attr: Attribution, **kw) -> str:
 def test_lone_surrogates_in_any_text_do_not_crash_a_view(tmp_path: Path) -> None:
     """A loaded file may hold lone surrogates (JSON ``"\\ud800"``); every view writes them as ``\\ud800``."""
     a = Attribution(tokens=["\ud800", "b"], scores=np.ones((1, 2)), target_tokens=["\udfff"], target_positions=[None],
-                    warnings=["careful \ud800 here"], model_id="m\ud800", method="x\ud800", options={"o": "\ud800"})
+                    warnings=["careful \ud800 here"], model_id="m\ud800", method="x\ud800", options={"o": "\ud800"},
+                    groups={"g\ud800": [[0, 1]]})
+    a = a.aggregate("sum", by="g\ud800")
     page = save_html(a, tmp_path / "a.html").read_text(encoding="utf-8")
     assert "careful \\ud800 here" in page and "m\\ud800" in page
     assert "careful \\ud800 here" in attribution_markdown(a).encode("utf-8").decode("utf-8")
     fig = plot_heatmap(a, tmp_path / "a.svg")
     assert "WARNING: careful \\ud800 here" in fig.axes[0].get_title()
-    assert "careful" in _console_text(a)
+    for numbers in (True, False):  # a real UTF-8 stream, as stdout is, refuses surrogates
+        stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+        render_console(a, console=Console(file=stream, width=200, force_terminal=not numbers), numbers=numbers)
+        stream.flush()
+        assert "careful \\ud800 here" in stream.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]

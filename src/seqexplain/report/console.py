@@ -47,6 +47,7 @@ from seqexplain.report._common import (
     describe_objective,
     describe_options,
     display_matrix,
+    encodable,
     foil_of,
     format_score,
     input_labels,
@@ -212,26 +213,26 @@ def to_rich(
     parts: list[RenderableType] = []
 
     header = Text()
-    header.append(attr.method or "attribution", style="bold")
+    header.append(encodable(attr.method or "attribution"), style="bold")
     if attr.model_id:
         header.append("  model ")
-        header.append(attr.model_id, style="cyan")
+        header.append(encodable(attr.model_id), style="cyan")
     if attr.model_kind:
-        header.append(f" ({attr.model_kind})")
+        header.append(encodable(f" ({attr.model_kind})"))
     header.append(f"  normalize={normalize}")
     options = describe_options(attr)
     if options:
-        header.append(f"  options: {options}", style="dim")
+        header.append(encodable(f"  options: {options}"), style="dim")
     parts.append(header)
     what = Text(describe_objective(attr, decode))
     aggregation = describe_aggregation(attr)
     if aggregation:
-        what.append(f"  {aggregation}")
+        what.append(encodable(f"  {aggregation}"))
     parts.append(what)
     parts.append(_numbers_legend() if numbers else _legend(dm.signed))
     parts.append(Text(NOTATION, style="dim"))
     for warning in view_warnings(attr, decode):
-        parts.append(Text(f"⚠ WARNING: {warning}", style=WARNING_STYLE))
+        parts.append(Text(encodable(f"⚠ WARNING: {warning}"), style=WARNING_STYLE))
 
     summary = bad_cells_summary(attr, decode=decode)
     if summary:
