@@ -37,3 +37,32 @@ def test_lone_surrogates_in_any_text_do_not_crash_a_view(tmp_path: Path) -> None
         render_console(a, console=Console(file=stream, width=200, force_terminal=not numbers), numbers=numbers)
         stream.flush()
         assert "careful \\ud800 here" in stream.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+
+
+def _word_split_target() -> Attribution:
+    """A causal-LM row whose target ``is`` completes the word ``Paris``: aggregated by words, the target's own
+    group holds the visible score of ``Par``."""
+    a = Attribution(tokens=["<s>", "Par", "is", " big"], scores=np.array([[0.5, 0.25, np.nan, np.nan]]),
+                    target_tokens=["is"], target_positions=[2], offsets=[None, (0, 3), (3, 5), (5, 9)],
+                    segments=["special", "source", "source", "source"], text="Paris big", model_kind="causal")
+    words = a.aggregate("sum")
+    assert words.tokens == ["<s>", "Paris", "big"] and words.target_positions == [1]
+    np.testing.assert_array_equal(words.scores, [[0.5, 0.25, np.nan]])
+    return words
+
+
+def test_console_shows_the_score_of_a_visible_target_cell() -> None:
+    text = _console_text(_word_split_target(), numbers=True, top_k=0)
+    assert "[Paris]=+0.25" in text and "<s>=+0.5" in text
+    assert "(+1 not visible)" in text  # 'big' only
+
+
+def test_console_colours_a_visible_target_cell() -> None:
+    from seqexplain.report.console import to_rich
+
+    buf = io.StringIO()
+    Console(file=buf, width=200, force_terminal=True, color_system="truecolor").print(
+        to_rich(_word_split_target(), top_k=0))
+    line = next(row for row in buf.getvalue().splitlines() if "[Paris]" in row)
+    cell = line[line.rindex("\x1b[", 0, line.index("[Paris]")):line.index("[Paris]")]
+    assert "48;2;" in cell  # a background colour from the scale, not only the target marker
