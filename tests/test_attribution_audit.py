@@ -251,3 +251,24 @@ def test_every_field_survives_a_file_round_trip(tmp_path, suffix, variant):
     _assert_same_attribution(b, a)
     _assert_same_attribution(Attribution.from_dict(a.to_dict()), a)
     _assert_same_attribution(Attribution.load(b.save(tmp_path / f"b{suffix}")), a)  # stable when saved again
+
+
+# ------------------------------------------------------------------------------------------ normalized
+@pytest.mark.parametrize("how", ["max_abs", "row_max_abs", "row_sum_abs"])
+def test_normalized_scales_by_the_finite_cells_and_keeps_infinities(how):
+    """An infinite cell must not turn every other cell into 0 (x / inf) and itself into NaN (inf / inf)."""
+    scores = np.array([[INF, 2.0, -4.0, NAN], [1.0, -INF, NAN, NAN], [NAN, NAN, NAN, NAN], [0.0, -0.0, 0.0, NAN]])
+    got = _plain(tokens=list("abcd"), scores=scores, target_tokens=list("wxyz"),
+                 target_positions=[None] * 4).normalized(how)
+    want = np.full_like(scores, NAN)
+    for i, row in enumerate(scores):
+        finite = [abs(v) for v in row if np.isfinite(v)]
+        if how == "max_abs":
+            d = max(abs(v) for v in scores.ravel() if np.isfinite(v))
+        elif how == "row_max_abs":
+            d = max(finite) if finite else 0.0
+        else:
+            d = sum(finite)
+        for j, v in enumerate(row):
+            want[i, j] = v if not np.isfinite(v) or d == 0 else v / d
+    _same(got, want)

@@ -211,23 +211,23 @@ class Attribution:
 
         ``max_abs``: divide by the largest |score|; ``row_max_abs``: per target, divide by its largest |score|;
         ``row_sum_abs``: per target, divide by the sum of |scores| (rows then sum to 1 in absolute value);
-        ``none``: unchanged. NaN cells stay NaN; all-zero rows stay zero.
+        ``none``: unchanged. Denominators are taken over the finite cells only; non-finite cells are left as
+        they are (NaN stays NaN, ``±inf`` stays ``±inf``); rows without a non-zero finite cell stay unchanged.
         """
         s = self.scores.copy()
         if how == "none":
             return s
-        a = np.abs(s)
+        a = np.where(np.isfinite(s), np.abs(s), 0.0)
         if how == "max_abs":
-            m = np.nanmax(a) if np.isfinite(a).any() else 0.0
-            return s / m if m > 0 else s
-        if how == "row_max_abs":
-            denom = np.array([np.nanmax(r) if np.isfinite(r).any() else 0.0 for r in a])
+            denom = np.full(s.shape[0], a.max() if a.size else 0.0)
+        elif how == "row_max_abs":
+            denom = a.max(axis=1) if a.size else np.zeros(s.shape[0])
         elif how == "row_sum_abs":
-            denom = np.nansum(a, axis=1)
+            denom = a.sum(axis=1)
         else:
             raise InputError(f"unknown normalization {how!r}; use none, max_abs, row_max_abs or row_sum_abs")
-        denom = np.where(denom > 0, denom, 1.0)
-        return s / denom[:, None]
+        denom = np.where(denom > 0, denom, 1.0)[:, None]
+        return np.where(np.isfinite(s), s / denom, s)
 
     def top_k(self, target: int, k: int) -> list[int]:
         """The ``k`` visible input positions ranked highest for ``target`` by
