@@ -272,3 +272,20 @@ def test_normalized_scales_by_the_finite_cells_and_keeps_infinities(how):
         for j, v in enumerate(row):
             want[i, j] = v if not np.isfinite(v) or d == 0 else v / d
     _same(got, want)
+
+
+# ------------------------------------------------------------------------------------------ traces
+def test_trace_mean_of_opposite_infinities_stays_flagged():
+    """+inf in one layer and -inf in another average to NaN; that cell must stay flagged as non-finite, not
+    become 'not visible'."""
+    base = _plain(tokens=["a", "b"], scores=np.zeros((1, 2)), target_tokens=["y"], target_positions=[None])
+    t = AttributionTrace(base=base, scores=np.array([[[[INF, 1.0]], [[-INF, 2.0]]], [[[0.0, 1.0]], [[2.0, 2.0]]]]),
+                         axes=["layer", "head"])
+    by_head = t.mean("head")
+    assert isinstance(by_head, AttributionTrace)
+    plain = by_head.mean("layer")
+    assert isinstance(plain, Attribution)
+    assert plain.nonfinite_cells() == [(0, 0)]  # layer 1's finite mean fills the cell; it stays flagged
+    np.testing.assert_array_equal(plain.scores, [[1.0, 1.5]])
+    assert t.mean("head").select(layer=0).nonfinite_cells() == [(0, 0)]
+    assert t.select(layer=1, head=0).nonfinite_cells() == []  # a slice of finite entries is not flagged

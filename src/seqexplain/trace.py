@@ -134,16 +134,26 @@ class AttributionTrace:
     def mean(self, axis: str) -> Attribution | AttributionTrace:
         """Average over the extra axis ``axis`` (NaN ignored; NaN where every entry is NaN).
 
-        Returns a plain :class:`Attribution` when no extra axis remains, else an :class:`AttributionTrace`."""
-        scores = _nanmean(self.scores, self._axis(axis))
-        return self._finish(scores, [a for a in self.axes if a != axis], {"mean_over": [axis]})
+        A ``[target, input]`` cell whose entries held ``+inf`` and ``-inf`` averages to NaN; it is added to the
+        base's ``meta["nonfinite_cells"]`` so it stays flagged (in every slice of a remaining trace).
 
-    def _finish(self, scores: np.ndarray, remaining: list[str], step: dict[str, Any]) -> Attribution | AttributionTrace:
+        Returns a plain :class:`Attribution` when no extra axis remains, else an :class:`AttributionTrace`."""
+        k = self._axis(axis)
+        scores = _nanmean(self.scores, k)
+        lost = (np.isnan(scores) & (~np.isnan(self.scores)).any(axis=k)).reshape(-1, *self.base.shape).any(axis=0)
+        flagged = [[int(i), int(j)] for i, j in np.argwhere(lost)]
+        return self._finish(scores, [a for a in self.axes if a != axis], {"mean_over": [axis]}, flagged)
+
+    def _finish(self, scores: np.ndarray, remaining: list[str], step: dict[str, Any],
+                flagged: list[list[int]] | None = None) -> Attribution | AttributionTrace:
         history = dict(self.base.meta.get("trace", {}))
         for key, value in step.items():
             old = history.get(key)
             history[key] = {**(old or {}), **value} if isinstance(value, dict) else [*(old or []), *value]
         meta = {**self.base.meta, "trace": history}
+        if flagged:
+            cells = {tuple(c) for c in [*meta.get("nonfinite_cells", []), *flagged]}
+            meta["nonfinite_cells"] = [list(c) for c in sorted(cells)]
         if not remaining:
             return dataclasses.replace(self.base, scores=scores, meta=meta)
         return AttributionTrace(base=dataclasses.replace(self.base, meta=meta), scores=scores, axes=remaining,
