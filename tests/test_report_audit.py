@@ -66,3 +66,45 @@ def test_console_colours_a_visible_target_cell() -> None:
     line = next(row for row in buf.getvalue().splitlines() if "[Paris]" in row)
     cell = line[line.rindex("\x1b[", 0, line.index("[Paris]")):line.index("[Paris]")]
     assert "48;2;" in cell  # a background colour from the scale, not only the target marker
+
+
+def _everything_to_warn() -> Attribution:
+    from seqexplain.attribution_rationale import Rationale
+
+    return Attribution(tokens=["<s>", "a", "</style>", "c"], scores=np.array([[0.5, np.inf, -1.0, np.nan]]),
+                       target_tokens=["c"], target_positions=[3], model_kind="causal", method="greedy",
+                       rationale=Rationale(positions=[[1, 2]], reached=[False], bound_hit=[True]),
+                       warnings=["first <warning> & more", "second warning"])
+
+
+def test_cli_show_reports_every_warning_in_console_and_html(runner, tmp_path: Path) -> None:
+    from seqexplain.cli import app
+
+    saved = _everything_to_warn().save(tmp_path / "a.json")
+    page = tmp_path / "a.html"
+    for extra in ([], ["--aggregate", "sum"]):
+        result = runner.invoke(app, ["show", str(saved), "--html", str(page), *extra])
+        assert result.exit_code == 0, result.output
+        out, html = " ".join(result.output.split()), page.read_text(encoding="utf-8")
+        for fragment in ("first <warning> & more", "second warning", "rationale not reached for 1 of 1",
+                         "search bound hit for 1", "1 non-finite score"):
+            assert fragment in out, (extra, fragment)
+        for fragment in ("first &lt;warning&gt; &amp; more", "second warning", "rationale not reached for 1 of 1",
+                         "1 non-finite score"):
+            assert fragment in html, (extra, fragment)
+        assert "</style>" not in html.split("</style>", 1)[1]  # the token is escaped, the stylesheet closes once
+
+
+def test_cli_show_refuses_a_damaged_file_without_a_traceback(runner, tmp_path: Path) -> None:
+    from seqexplain.cli import app
+
+    saved = _everything_to_warn().save(tmp_path / "a.json")
+    text = saved.read_text(encoding="utf-8")
+    for name, damaged in {"cut": text[: len(text) // 2], "deep": "[" * 100_000,
+                          "cells": text.replace('"meta": {}', '"meta": {"nonfinite_cells": [[0, 99]]}')}.items():
+        bad = tmp_path / f"{name}.json"
+        bad.write_text(damaged, encoding="utf-8")
+        result = runner.invoke(app, ["show", str(bad)])
+        assert result.exit_code == 2, (name, result.output)
+        assert damaged != text and "Traceback" not in result.output, (name, result.output)
+        assert bad.name in "".join(result.output.split()), (name, result.output)
