@@ -289,3 +289,13 @@ def test_trace_mean_of_opposite_infinities_stays_flagged():
     np.testing.assert_array_equal(plain.scores, [[1.0, 1.5]])
     assert t.mean("head").select(layer=0).nonfinite_cells() == [(0, 0)]
     assert t.select(layer=1, head=0).nonfinite_cells() == []  # a slice of finite entries is not flagged
+
+
+@pytest.mark.parametrize(("offset", "match"), [((0, 5), "lie beyond its source text of 2"), ((3, 1), "lie beyond"),
+                                               ((-2, 1), "lie beyond"), (("0", "1"), r"\[start, end\]"),
+                                               ((0,), r"\[start, end\]")])
+def test_offsets_beyond_their_text_are_refused_on_construction(offset, match):
+    """The loader refused them, the constructor did not, and aggregate then crashed with an IndexError."""
+    with pytest.raises(InputError, match=match):
+        Attribution(tokens=["a", "b"], scores=np.ones((1, 2)), target_tokens=["y"], target_positions=[None],
+                    offsets=[offset, None], text="ab")

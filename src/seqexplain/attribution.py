@@ -41,7 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from seqexplain.attribution_checks import check_aggregation, check_cells, is_int
+from seqexplain.attribution_checks import check_aggregation, check_cells, checked_offsets, is_int
 from seqexplain.attribution_groups import (
     check_grouping,
     combine_columns,
@@ -100,7 +100,8 @@ class Attribution:
         meta: free-form extra information (JSON-serialisable).
 
     Raises:
-        InputError: shapes or lengths that do not match, a target position or rationale / group position
+        InputError: shapes or lengths that do not match, offsets that are not ``(start, end)`` inside their
+            segment's text, a target position or rationale / group position
             outside the input axis, an unknown objective, foil tokens missing or out of place.
     """
 
@@ -142,7 +143,7 @@ class Attribution:
         if len(self.offsets) != n_l or len(self.segments) != n_l:
             raise InputError(f"{len(self.offsets)} offsets and {len(self.segments)} segments for {n_l} input "
                              "tokens; give one of each per token")
-        self.offsets = [None if o is None else (int(o[0]), int(o[1])) for o in self.offsets]
+        self.offsets = checked_offsets(self.offsets, self.segments, self._texts())
         for p in self.target_positions:
             if p is not None and not (is_int(p) and 0 <= p < n_l):
                 raise InputError(f"target position {p!r} is not an input position 0..{n_l - 1} (or None)")

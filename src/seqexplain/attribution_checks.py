@@ -4,7 +4,8 @@
 * :func:`require_field`: one key of a JSON document, present and of the expected type, else an
   :class:`~seqexplain.errors.InputError` naming the key;
 * :func:`check_cells`: a list of ``[target, input]`` cells inside a score matrix;
-* :func:`check_aggregation`: the aggregation record of an aggregated result (and the chain it came from).
+* :func:`check_aggregation`: the aggregation record of an aggregated result (and the chain it came from);
+* :func:`checked_offsets`: per-token character offsets, each inside its segment's text.
 
 Imports only :mod:`seqexplain.errors` from the package.
 """
@@ -57,3 +58,22 @@ def check_aggregation(record: Any, hows: tuple[str, ...]) -> None:
             raise InputError(f"aggregation must be null or {{'how': one of {', '.join(hows)}, 'by': a grouping "
                              f"name, 'of': an earlier record or null}}; got {record!r}")
         record = record.get("of")
+
+
+def checked_offsets(offsets: Any, segments: list[str], texts: dict[str, str]) -> list[tuple[int, int] | None]:
+    """``offsets`` as ``(start, end)`` pairs (or ``None``), one per entry of ``segments``; :class:`InputError`
+    unless each is a pair of integers with ``0 <= start <= end`` and, for a segment in ``texts``, ``end`` within
+    that segment's text."""
+    out: list[tuple[int, int] | None] = []
+    for j, (o, seg) in enumerate(zip(offsets, segments, strict=True)):
+        if o is None:
+            out.append(None)
+            continue
+        if isinstance(o, (str, bytes)) or not isinstance(o, (list, tuple)) or len(o) != 2 or not all(
+                is_int(v) for v in o):
+            raise InputError(f"offsets of token {j} must be [start, end] or null, got {o!r}")
+        limit = len(texts[seg]) if seg in texts else None
+        if not 0 <= o[0] <= o[1] or (limit is not None and o[1] > limit):
+            raise InputError(f"offsets {list(o)} of token {j} lie beyond its {seg} text of {limit} characters")
+        out.append((int(o[0]), int(o[1])))
+    return out

@@ -189,8 +189,6 @@ def _fields(d: dict[str, Any], scores: np.ndarray | None, version: int) -> dict[
     text, target_text = _opt(d, "text", str, ""), _opt(d, "target_text", str, "")
     segments = _str_list(d, "segments") if d.get("segments") is not None else []
     offsets = _opt(d, "offsets", list, [])
-    if offsets:
-        _check_offsets(offsets, segments or ["source"] * len(offsets), {"source": text, "target": target_text})
     options = dict(_opt(d, "options", dict, {}))
     meta = _opt(d, "meta", dict, {})
     if version == 1:
@@ -205,7 +203,7 @@ def _fields(d: dict[str, Any], scores: np.ndarray | None, version: int) -> dict[
         raise InputError("'target_logprobs' must be a list of numbers")
     return {
         "tokens": tokens, "scores": scores, "target_tokens": target_tokens, "target_positions": list(positions),
-        "offsets": [None if o is None else (o[0], o[1]) for o in offsets], "segments": segments,
+        "offsets": offsets, "segments": segments,
         "method": _opt(d, "method", str, ""), "options": options, "model_id": _opt(d, "model_id", str, ""),
         "model_kind": _opt(d, "model_kind", str, ""), "text": text, "target_text": target_text,
         "target_logprobs": logprobs, "objective": _opt(d, "objective", str, "logprob"),
@@ -213,19 +211,6 @@ def _fields(d: dict[str, Any], scores: np.ndarray | None, version: int) -> dict[
         "rationale": rationale, "groups": _opt(d, "groups", dict, {}), "aggregation": aggregation,
         "warnings": _str_list(d, "warnings") if d.get("warnings") is not None else [], "meta": meta,
     }
-
-
-def _check_offsets(offsets: list[Any], segments: list[str], texts: dict[str, str]) -> None:
-    if len(offsets) != len(segments):
-        raise InputError(f"{len(offsets)} offsets for {len(segments)} segments")
-    for j, (o, seg) in enumerate(zip(offsets, segments, strict=True)):
-        if o is None:
-            continue
-        if not (isinstance(o, list) and len(o) == 2 and all(is_int(v) for v in o)):
-            raise InputError(f"offsets of token {j} must be [start, end] or null, got {o!r}")
-        limit = len(texts[seg]) if seg in texts else None
-        if not 0 <= o[0] <= o[1] or (limit is not None and o[1] > limit):
-            raise InputError(f"offsets {o} of token {j} lie beyond its {seg} text of {limit} characters")
 
 
 def _json_bytes(doc: dict[str, Any]) -> bytes:
