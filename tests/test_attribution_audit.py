@@ -299,3 +299,47 @@ def test_offsets_beyond_their_text_are_refused_on_construction(offset, match):
     with pytest.raises(InputError, match=match):
         Attribution(tokens=["a", "b"], scores=np.ones((1, 2)), target_tokens=["y"], target_positions=[None],
                     offsets=[offset, None], text="ab")
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_top_k_matches_a_sort_written_out(seed):
+    """+inf first, then finite descending (-0.0 ties 0.0), then -inf; NaN never; ties to the lowest position."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 12))
+    row = rng.choice([INF, -INF, NAN, 0.0, -0.0, 1.0, -1.0, 2.5], size=n)
+    a = _plain(tokens=[str(j) for j in range(n)], scores=row[None, :], target_tokens=["y"], target_positions=[None])
+
+    def key(j: int) -> tuple[int, float, int]:
+        v = float(row[j])
+        return (0, 0.0, j) if v == INF else (2, 0.0, j) if v == -INF else (1, -v + 0.0, j)
+
+    want = sorted((j for j in range(n) if row[j] == row[j]), key=key)
+    for k in range(n + 2):
+        assert a.top_k(0, k) == want[:k]
+
+
+@pytest.mark.parametrize("fixture", ["gpt2", "bart", "t5", "bert"])
+def test_word_aggregation_of_real_results_against_a_loop(request, fixture):
+    """Real results of every model kind: words never straddle segments, each word's score is the loop-computed
+    sum of its visible tokens, target positions land on the word holding the target, and aggregating the words
+    again by words changes nothing."""
+    import seqexplain as se
+
+    model, tok = request.getfixturevalue(fixture)
+    target = None if fixture == "bert" else "the dog ran"  # the classifier explains its own label
+    a = se.explain(model, "the cat sat on the mat", target, method="grad_x_input", tokenizer=tok)
+    words = a.aggregate("sum")
+    part = a.partition("words")
+    for g, members in enumerate(part):
+        assert len({a.segments[j] for j in members}) == 1
+        for i in range(a.shape[0]):
+            seen = [float(a.scores[i, j]) for j in members if not np.isnan(a.scores[i, j])]
+            if seen:
+                assert words.scores[i, g] == pytest.approx(sum(seen), rel=1e-12, abs=1e-15)
+            else:
+                assert np.isnan(words.scores[i, g])
+    owner = {j: g for g, members in enumerate(part) for j in members}
+    assert words.target_positions == [None if p is None else owner[p] for p in a.target_positions]
+    again = words.aggregate("sum")
+    _same(again.scores, words.scores)
+    assert again.tokens == words.tokens and again.aggregation["of"] == words.aggregation
