@@ -343,3 +343,23 @@ def test_word_aggregation_of_real_results_against_a_loop(request, fixture):
     again = words.aggregate("sum")
     _same(again.scores, words.scores)
     assert again.tokens == words.tokens and again.aggregation["of"] == words.aggregation
+
+
+def test_to_dict_and_from_dict_do_not_share_mutable_parts():
+    a = _full()
+    before = json.dumps(a.to_dict(), sort_keys=True)
+    d = a.to_dict()
+    d["tokens"].append("x")
+    d["warnings"].append("added later")
+    d["meta"]["x"]["y"].append(2)
+    d["options"]["k"].append(3)
+    d["rationale"]["log"][0][0]["added"].append(8)
+    d["groups"]["g"][0].append(4)
+    assert json.dumps(a.to_dict(), sort_keys=True) == before
+    d = a.to_dict()
+    b = Attribution.from_dict(d)
+    d["meta"]["x"]["y"].append(2)
+    d["options"]["k"].append(3)
+    d["rationale"]["log"][0][0]["added"].append(8)
+    d["rationale"]["meta"]["forwards"] = 99
+    _assert_same_attribution(b, a)

@@ -15,6 +15,7 @@ Imports only :mod:`seqexplain.errors`, :mod:`seqexplain.atomic`, :mod:`seqexplai
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -90,6 +91,7 @@ def attribution_from_document(make: Callable[..., T], d: Any, scores: np.ndarray
     if version > FORMAT_VERSION:
         raise DataError(f"{source} was written by a newer seqexplain (format version {version}); upgrade "
                         "seqexplain to read it")
+    d = {k: v if k == "scores" else copy.deepcopy(v) for k, v in d.items()}  # share nothing with the caller
     try:
         return make(**_fields(d, scores, version))
     except (InputError, TypeError, ValueError, IndexError) as exc:
@@ -98,8 +100,8 @@ def attribution_from_document(make: Callable[..., T], d: Any, scores: np.ndarray
 
 def attribution_document(result: Any, include_scores: bool = True) -> dict[str, Any]:
     """The JSON document of an :class:`~seqexplain.attribution.Attribution` ``result`` (format
-    :data:`FORMAT_VERSION`; scores as rows, NaN as ``null``, ``±inf`` as ``"inf"`` / ``"-inf"``; left out unless
-    ``include_scores``)."""
+    :data:`FORMAT_VERSION`; a deep copy, sharing nothing with ``result``; scores as rows, NaN as ``null``,
+    ``±inf`` as ``"inf"`` / ``"-inf"``; left out unless ``include_scores``)."""
     d: dict[str, Any] = {
         "format": FORMAT_TAG,
         "version": FORMAT_VERSION,
@@ -123,6 +125,7 @@ def attribution_document(result: Any, include_scores: bool = True) -> dict[str, 
         "warnings": result.warnings,
         "meta": result.meta,
     }
+    d = copy.deepcopy(d)  # the caller may edit the document; the result must not change with it
     if include_scores:
         d["scores"] = _scores_to_json(result.scores)
     return d
