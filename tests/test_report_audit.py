@@ -108,3 +108,21 @@ def test_cli_show_refuses_a_damaged_file_without_a_traceback(runner, tmp_path: P
         assert result.exit_code == 2, (name, result.output)
         assert damaged != text and "Traceback" not in result.output, (name, result.output)
         assert bad.name in "".join(result.output.split()), (name, result.output)
+
+
+def test_colour_scale_neither_inverts_nor_saturates_on_edge_cases() -> None:
+    from seqexplain.report._common import NEGATIVE_RGB, POSITIVE_RGB, cell_rgb, display_matrix
+
+    negative = Attribution(tokens=list("abc"), scores=np.array([[-1.0, -4.0, -2.0]]), target_tokens=["y"],
+                           target_positions=[None])
+    dm = display_matrix(negative, "row_max_abs")
+    assert dm.signed and cell_rgb(float(dm.intensity[0, 1])) == NEGATIVE_RGB
+    np.testing.assert_allclose(dm.intensity, [[-0.25, -1.0, -0.5]])
+    with_inf = Attribution(tokens=list("abc"), scores=np.array([[np.inf, 4.0, 2.0], [1.0, -np.inf, np.nan]]),
+                           target_tokens=["y", "z"], target_positions=[None, None])
+    for how in ("none", "max_abs", "row_max_abs", "row_sum_abs"):
+        dm = display_matrix(with_inf, how)
+        assert dm.bad[0, 0] and dm.bad[1, 1] and not dm.bad[1, 2] and dm.not_visible[1, 2]
+        assert not dm.signed  # -inf is flagged, not a negative score
+        assert float(np.nanmax(dm.intensity)) == 1.0  # the finite cells use the whole scale
+    assert cell_rgb(float(display_matrix(with_inf, "none").intensity[0, 1])) == POSITIVE_RGB
