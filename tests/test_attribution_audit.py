@@ -363,3 +363,14 @@ def test_to_dict_and_from_dict_do_not_share_mutable_parts():
     d["rationale"]["log"][0][0]["added"].append(8)
     d["rationale"]["meta"]["forwards"] = 99
     _assert_same_attribution(b, a)
+
+
+def test_an_aggregated_result_shares_nothing_mutable_with_its_source():
+    a = _full()
+    before = json.dumps(a.to_dict(), sort_keys=True)
+    b = a.aggregate("sum", by=[[1, 3]])
+    b.options["k"].append(9)
+    b.meta["x"]["y"].append(9)
+    b.rationale.meta["forwards"] = 99  # type: ignore[union-attr]
+    b.rationale.log[0][0]["added_tokens"].append("z")  # type: ignore[union-attr]
+    assert json.dumps(a.to_dict(), sort_keys=True) == before

@@ -33,6 +33,7 @@ The parts live in their own modules: :mod:`seqexplain.attribution_rationale` (:c
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -288,9 +289,9 @@ class Attribution:
         A group's token is its text span when its members are contiguous, of one segment and have offsets,
         else its tokens joined (runs of a non-contiguous group joined by ``…``).
 
-        ``options`` are left as they are; the aggregation is recorded in :attr:`aggregation`
-        (``{"how", "by"}``, plus ``"groups"`` for an explicit list and ``"of"`` when this result was already
-        aggregated).
+        ``options`` are left as they are (copies: the result shares nothing mutable with this one); the
+        aggregation is recorded in :attr:`aggregation` (``{"how", "by"}``, plus ``"groups"`` for an explicit list
+        and ``"of"`` when this result was already aggregated).
 
         Raises:
             InputError: unknown ``how``, or as :meth:`partition`.
@@ -317,7 +318,7 @@ class Attribution:
                 dropped[name] = "a group of the aggregation straddles its groups, so it cannot be mapped exactly"
             else:
                 groups[name] = mapped
-        meta = {k: v for k, v in self.meta.items() if k not in ("nonfinite_cells", "dropped_groups")}
+        meta = {k: copy.deepcopy(v) for k, v in self.meta.items() if k not in ("nonfinite_cells", "dropped_groups")}
         bad = sorted({(i, new_of[j]) for i, j in self.nonfinite_cells()})
         if bad:
             meta["nonfinite_cells"] = [[i, g] for i, g in bad]
@@ -337,7 +338,7 @@ class Attribution:
             offsets=offsets,
             segments=segments,
             method=self.method,
-            options=dict(self.options),
+            options=copy.deepcopy(self.options),
             model_id=self.model_id,
             model_kind=self.model_kind,
             text=self.text,

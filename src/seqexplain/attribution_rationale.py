@@ -11,6 +11,7 @@ Imports only :mod:`seqexplain.errors` and :mod:`seqexplain.attribution_checks` f
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,7 +116,7 @@ class Rationale:
         for steps in self.log:
             new_steps = []
             for step in steps:
-                step = dict(step)
+                step = copy.deepcopy(step)
                 if "added" in step:
                     step["added"] = _dedupe(new_of[int(j)] for j in step["added"])
                     if "added_tokens" in step:
@@ -123,7 +124,8 @@ class Rationale:
                 new_steps.append(step)
             log.append(new_steps)
         return Rationale(positions=[_dedupe(new_of[j] for j in r) for r in self.positions],
-                         reached=list(self.reached), bound_hit=list(self.bound_hit), log=log, meta=dict(self.meta))
+                         reached=list(self.reached), bound_hit=list(self.bound_hit), log=log,
+                         meta=copy.deepcopy(self.meta))
 
     def to_dict(self) -> dict[str, Any]:
         return {"positions": self.positions, "reached": self.reached, "bound_hit": self.bound_hit,
