@@ -1,5 +1,5 @@
 """Attribution v2: the Rationale part, named groups and aggregate(by=...), objective / foils / warnings, format
-version 2 (reading version 1, refusing newer and malformed documents), top_k through the shared ranking."""
+version 3 (reading versions 1 and 2, refusing newer and malformed documents), top_k through the shared ranking."""
 
 from __future__ import annotations
 
@@ -260,9 +260,9 @@ def test_round_trip_of_every_new_field(tmp_path, suffix):
     np.testing.assert_array_equal(b.scores, a.scores)
 
 
-def test_saved_json_is_version_2_with_the_rationale_part(tmp_path):
+def test_saved_json_is_version_3_with_the_rationale_part(tmp_path):
     data = json.loads(_attr().save(tmp_path / "a.json").read_text())
-    assert FORMAT_VERSION == 2 and data["version"] == 2
+    assert FORMAT_VERSION == 3 and data["version"] == 3
     assert "rationales" not in data and "rationale_log" not in data
     assert data["rationale"]["reached"] == [True, False] and data["rationale"]["bound_hit"] == [False, True]
     assert data["warnings"] == ["scores were computed in float16"]
@@ -303,21 +303,21 @@ def test_reads_version_1(tmp_path):
     assert a.options == {"max_size": 2} and a.aggregation == {"how": "sum", "by": "words"}
     assert a.objective == "logprob" and a.warnings == [] and a.groups == {}
     np.testing.assert_array_equal(a.scores, [[1.0, 0.5, NAN, NAN], [0.0, 0.0, 0.0, NAN]])
-    again = Attribution.load(a.save(tmp_path / "v2.json"))  # and writes it back as version 2
-    assert again.rationale == a.rationale and json.loads((tmp_path / "v2.json").read_text())["version"] == 2
+    again = Attribution.load(a.save(tmp_path / "v3.json"))  # and writes it back as the current version
+    assert again.rationale == a.rationale and json.loads((tmp_path / "v3.json").read_text())["version"] == 3
     no_rationale = {k: v for k, v in _v1_document().items() if k not in ("rationales", "rationale_log")}
     assert Attribution.from_dict(no_rationale).rationale is None
 
 
 def test_refuses_a_newer_version(tmp_path):
     path = tmp_path / "new.json"
-    path.write_text(json.dumps({**_attr().to_dict(), "version": 3}))
+    path.write_text(json.dumps({**_attr().to_dict(), "version": 4}))
     with pytest.raises(DataError) as info:
         Attribution.load(path)
-    assert str(info.value) == (f"{path} was written by a newer seqexplain (format version 3); upgrade seqexplain "
+    assert str(info.value) == (f"{path} was written by a newer seqexplain (format version 4); upgrade seqexplain "
                                "to read it")
-    with pytest.raises(DataError, match=r"newer seqexplain \(format version 3\)"):
-        Attribution.from_dict({**_attr().to_dict(), "version": 3})
+    with pytest.raises(DataError, match=r"newer seqexplain \(format version 4\)"):
+        Attribution.from_dict({**_attr().to_dict(), "version": 4})
 
 
 def _broken(change) -> dict:

@@ -198,3 +198,23 @@ def test_screenshot_is_a_png(tmp_path: Path) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1200, 900)
+
+
+def test_script_leaves_flagged_finite_cells_out_of_the_scale(tmp_path: Path) -> None:
+    """An aggregated cell can hold a finite value yet be flagged (a member was a NaN at a visible position):
+    Python leaves it out of the colour scale, and the page's script must too, or every other cell paled when
+    the reader switched the normalisation."""
+    _require_chromium()
+    base = Attribution(tokens=["a", "b", "c", "d"], scores=np.array([[1.0, NAN, 2.0, -0.5]]), target_tokens=["y"],
+                       target_positions=[None], meta={"nonfinite_cells": [[0, 1]]})
+    attr = base.aggregate("sum", by=[[0, 1]])  # the group {a, b}: value 1.0, flagged
+    attr.scores[0, 0] = 100.0
+    assert attr.nonfinite_cells() == [(0, 0)]
+    page = save_html(attr, tmp_path / "report.html", normalize="row_max_abs")
+    for how in ("max_abs", "row_sum_abs"):
+        dom = _dump(tmp_path, page, f"?norm={how}")
+        dm = display_matrix(attr, how)
+        seen = {key: style for key, style, _ in dom.tok_styles}
+        for j in (1, 2):
+            rgb = cell_rgb(float(dm.intensity[0, j]))
+            assert f"background-color: rgb({rgb[0]}, {rgb[1]}, {rgb[2]})" in seen[f"0/0/{j}"], (how, j, seen)

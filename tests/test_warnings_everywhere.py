@@ -4,6 +4,7 @@ three after one CLI run each."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -55,3 +56,32 @@ def test_non_finite_scores_warning_everywhere(runner, custom_model, tmp_path):
     assert "NaN or infinite" in " ".join(result.output.split())
     assert "NaN or infinite" in out_html.read_text(encoding="utf-8")
     assert any("NaN or infinite" in w for w in json.loads(out_json.read_text(encoding="utf-8"))["warnings"])
+
+
+@pytest.mark.parametrize("how", ["sum", "absmax"])
+def test_warnings_survive_aggregate_in_console_html_and_json(gpt2_dir, tmp_path, how):
+    """``--aggregate`` shows (and writes to --html) word-level scores: the warnings must come along."""
+    out_json, out_html = tmp_path / "a.json", tmp_path / "a.html"
+    result = CliRunner().invoke(app, ["explain", "-m", str(gpt2_dir), "-t", LONG, "--target", " sat", "--truncate",
+                                      "--method", "greedy", "-o", "max_size=1", "--aggregate", how,
+                                      "--json", str(out_json), "--html", str(out_html)])
+    assert result.exit_code == 0, result.output
+    page = " ".join(out_html.read_text(encoding="utf-8").split())
+    saved = json.loads(out_json.read_text(encoding="utf-8"))
+    for fragment in ("tokens were cut", "without the model predicting", "rationale not reached"):
+        assert fragment in " ".join(result.output.split()), fragment
+        assert fragment in page, fragment
+    assert f"aggregated={how} over words" in page
+    assert any("tokens were cut" in w for w in saved["warnings"]) and not any(saved["rationale"]["reached"])
+    assert saved["aggregation"] is None  # --json writes the token-level result
+
+
+def test_non_finite_scores_warning_survives_aggregate(runner, custom_model, tmp_path):
+    out_html = tmp_path / "a.html"
+    result = runner.invoke(app, ["explain", "-m", "custom-nan", "-t", "The cat sat on the", "--target", " mat",
+                                 "--method", "occlusion", "--aggregate", "sum", "--html", str(out_html)])
+    assert result.exit_code == 0, result.output
+    page = out_html.read_text(encoding="utf-8")
+    assert "NaN or infinite" in " ".join(result.output.split()) and "NaN or infinite" in page
+    n = re.search(r"(\d+) score\(s\) are NaN or infinite", page)
+    assert n and f"{n.group(1)} non-finite score(s)" in page  # every flagged cell is still flagged after aggregating

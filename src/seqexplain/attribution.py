@@ -19,10 +19,11 @@ any tokenizer without relying on ``▁``/``Ġ`` markers. ``groups`` holds named 
 A rationale method adds a :class:`Rationale` part: per target, the positions in the order they were added, a
 per-step log, and whether the search reached the target or hit a bound.
 
-Files: ``save("x.json")`` writes everything as JSON (NaN scores as ``null``); ``save("x.safetensors")`` writes
-the score matrix as a tensor and the rest as JSON metadata in the same file. Never pickle. Files carry a format
-version (:data:`FORMAT_VERSION`); version 1 files (top-level ``rationales`` / ``rationale_log``) are read and
-converted, files from a newer seqexplain are refused with a message saying to upgrade.
+Files: ``save("x.json")`` writes everything as JSON (NaN scores as ``null``, ``±inf`` as ``"inf"`` /
+``"-inf"``); ``save("x.safetensors")`` writes the score matrix as a tensor and the rest as JSON metadata in the
+same file. Never pickle. Files carry a format version (:data:`FORMAT_VERSION`); version 1 files (top-level
+``rationales`` / ``rationale_log``) are read and converted, version 2 files (``±inf`` written as ``null``) are
+read as they are, files from a newer seqexplain are refused with a message saying to upgrade.
 
 The parts live in their own modules: :mod:`seqexplain.attribution_rationale` (:class:`Rationale`),
 :mod:`seqexplain.attribution_groups` (groupings, word groups, combining scores) and
@@ -32,6 +33,7 @@ The parts live in their own modules: :mod:`seqexplain.attribution_rationale` (:c
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,7 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from seqexplain.attribution_checks import is_int
+from seqexplain.attribution_checks import check_aggregation, check_cells, checked_offsets, is_int
 from seqexplain.attribution_groups import (
     check_grouping,
     combine_columns,
@@ -99,7 +101,8 @@ class Attribution:
         meta: free-form extra information (JSON-serialisable).
 
     Raises:
-        InputError: shapes or lengths that do not match, a target position or rationale / group position
+        InputError: shapes or lengths that do not match, offsets that are not ``(start, end)`` inside their
+            segment's text, a target position or rationale / group position
             outside the input axis, an unknown objective, foil tokens missing or out of place.
     """
 
@@ -141,7 +144,7 @@ class Attribution:
         if len(self.offsets) != n_l or len(self.segments) != n_l:
             raise InputError(f"{len(self.offsets)} offsets and {len(self.segments)} segments for {n_l} input "
                              "tokens; give one of each per token")
-        self.offsets = [None if o is None else (int(o[0]), int(o[1])) for o in self.offsets]
+        self.offsets = checked_offsets(self.offsets, self.segments, self._texts())
         for p in self.target_positions:
             if p is not None and not (is_int(p) and 0 <= p < n_l):
                 raise InputError(f"target position {p!r} is not an input position 0..{n_l - 1} (or None)")
@@ -159,6 +162,10 @@ class Attribution:
         if isinstance(self.warnings, str) or not all(isinstance(w, str) for w in self.warnings):
             raise InputError("warnings must be a list of strings")
         self.warnings = list(self.warnings)
+        if not isinstance(self.meta, dict):
+            raise InputError("meta must be a dict")
+        check_cells(self.meta.get("nonfinite_cells", []), self.shape, 'meta["nonfinite_cells"]')
+        check_aggregation(self.aggregation, AGGREGATIONS)
 
     def _check_objective(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -206,28 +213,32 @@ class Attribution:
 
         ``max_abs``: divide by the largest |score|; ``row_max_abs``: per target, divide by its largest |score|;
         ``row_sum_abs``: per target, divide by the sum of |scores| (rows then sum to 1 in absolute value);
-        ``none``: unchanged. NaN cells stay NaN; all-zero rows stay zero.
+        ``none``: unchanged. Denominators are taken over the finite cells only; non-finite cells are left as
+        they are (NaN stays NaN, ``±inf`` stays ``±inf``); rows without a non-zero finite cell stay unchanged.
         """
         s = self.scores.copy()
         if how == "none":
             return s
-        a = np.abs(s)
+        a = np.where(np.isfinite(s), np.abs(s), 0.0)
         if how == "max_abs":
-            m = np.nanmax(a) if np.isfinite(a).any() else 0.0
-            return s / m if m > 0 else s
-        if how == "row_max_abs":
-            denom = np.array([np.nanmax(r) if np.isfinite(r).any() else 0.0 for r in a])
+            denom = np.full(s.shape[0], a.max() if a.size else 0.0)
+        elif how == "row_max_abs":
+            denom = a.max(axis=1) if a.size else np.zeros(s.shape[0])
         elif how == "row_sum_abs":
-            denom = np.nansum(a, axis=1)
+            denom = a.sum(axis=1)
         else:
             raise InputError(f"unknown normalization {how!r}; use none, max_abs, row_max_abs or row_sum_abs")
-        denom = np.where(denom > 0, denom, 1.0)
-        return s / denom[:, None]
+        denom = np.where(denom > 0, denom, 1.0)[:, None]
+        return np.where(np.isfinite(s), s / denom, s)
 
     def top_k(self, target: int, k: int) -> list[int]:
         """The ``k`` visible input positions ranked highest for ``target`` by
         :func:`seqexplain.ranking.rank_positions` (``+inf`` first, ``-inf`` last, ties to the lowest position);
-        NaN (not visible) positions are never returned."""
+        NaN (not visible) positions are never returned. ``target``: ``0..T-1`` (or ``-T..-1`` from the end);
+        anything else is an :class:`InputError`."""
+        n_t = self.shape[0]
+        if not is_int(target) or not -n_t <= target < n_t:
+            raise InputError(f"target {target!r} is not a target index 0..{n_t - 1}")
         row = self.scores[target]
         return top_k_positions(row, k, positions=np.flatnonzero(~np.isnan(row)))
 
@@ -278,9 +289,9 @@ class Attribution:
         A group's token is its text span when its members are contiguous, of one segment and have offsets,
         else its tokens joined (runs of a non-contiguous group joined by ``…``).
 
-        ``options`` are left as they are; the aggregation is recorded in :attr:`aggregation`
-        (``{"how", "by"}``, plus ``"groups"`` for an explicit list and ``"of"`` when this result was already
-        aggregated).
+        ``options`` are left as they are (copies: the result shares nothing mutable with this one); the
+        aggregation is recorded in :attr:`aggregation` (``{"how", "by"}``, plus ``"groups"`` for an explicit list
+        and ``"of"`` when this result was already aggregated).
 
         Raises:
             InputError: unknown ``how``, or as :meth:`partition`.
@@ -307,7 +318,7 @@ class Attribution:
                 dropped[name] = "a group of the aggregation straddles its groups, so it cannot be mapped exactly"
             else:
                 groups[name] = mapped
-        meta = {k: v for k, v in self.meta.items() if k not in ("nonfinite_cells", "dropped_groups")}
+        meta = {k: copy.deepcopy(v) for k, v in self.meta.items() if k not in ("nonfinite_cells", "dropped_groups")}
         bad = sorted({(i, new_of[j]) for i, j in self.nonfinite_cells()})
         if bad:
             meta["nonfinite_cells"] = [[i, g] for i, g in bad]
@@ -327,7 +338,7 @@ class Attribution:
             offsets=offsets,
             segments=segments,
             method=self.method,
-            options=dict(self.options),
+            options=copy.deepcopy(self.options),
             model_id=self.model_id,
             model_kind=self.model_kind,
             text=self.text,
@@ -348,7 +359,8 @@ class Attribution:
 
     # ------------------------------------------------------------ persistence
     def to_dict(self, include_scores: bool = True) -> dict[str, Any]:
-        """The JSON document of :meth:`save` (format :data:`FORMAT_VERSION`; scores as rows, NaN as ``null``)."""
+        """The JSON document of :meth:`save` (format :data:`FORMAT_VERSION`; scores as rows, NaN as ``null``, ``±inf``
+        as ``"inf"`` / ``"-inf"``)."""
         return attribution_document(self, include_scores)
 
     @classmethod

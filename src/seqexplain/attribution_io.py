@@ -15,6 +15,7 @@ Imports only :mod:`seqexplain.errors`, :mod:`seqexplain.atomic`, :mod:`seqexplai
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -30,8 +31,9 @@ from seqexplain.attribution_rationale import Rationale
 from seqexplain.errors import DataError, InputError
 
 #: version written by :meth:`Attribution.save`; 2 moved the rationale into :class:`Rationale` and added
-#: ``objective``, ``foil_tokens``, ``groups``, ``aggregation`` and ``warnings``.
-FORMAT_VERSION = 2
+#: ``objective``, ``foil_tokens``, ``groups``, ``aggregation`` and ``warnings``; 3 writes ``±inf`` scores as
+#: ``"inf"`` / ``"-inf"`` (versions 1 and 2 wrote them as ``null``, so they read back as NaN).
+FORMAT_VERSION = 3
 FORMAT_TAG = "seqexplain.attribution"
 
 T = TypeVar("T")
@@ -52,7 +54,7 @@ def read_document(path: Path, what: str) -> tuple[Any, np.ndarray | None]:
     if path.suffix != ".safetensors":
         try:
             return json.loads(path.read_text(encoding="utf-8")), None
-        except (ValueError, OSError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        except (ValueError, OSError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors; deep nesting
             raise DataError(f"{path} is not a readable seqexplain {what} file: {exc}") from exc
     from safetensors import SafetensorError, safe_open
 
@@ -63,7 +65,7 @@ def read_document(path: Path, what: str) -> tuple[Any, np.ndarray | None]:
             if "seqexplain" not in meta or "scores" not in names:
                 raise DataError(f"{path} is not a seqexplain {what} file (no seqexplain metadata or scores)")
             return json.loads(meta["seqexplain"]), fh.get_tensor("scores")
-    except (SafetensorError, ValueError, OSError) as exc:
+    except (SafetensorError, ValueError, OSError, RecursionError) as exc:
         raise DataError(f"{path} is not a readable seqexplain {what} file: {exc}") from exc
 
 
@@ -89,6 +91,7 @@ def attribution_from_document(make: Callable[..., T], d: Any, scores: np.ndarray
     if version > FORMAT_VERSION:
         raise DataError(f"{source} was written by a newer seqexplain (format version {version}); upgrade "
                         "seqexplain to read it")
+    d = {k: v if k == "scores" else copy.deepcopy(v) for k, v in d.items()}  # share nothing with the caller
     try:
         return make(**_fields(d, scores, version))
     except (InputError, TypeError, ValueError, IndexError) as exc:
@@ -97,7 +100,8 @@ def attribution_from_document(make: Callable[..., T], d: Any, scores: np.ndarray
 
 def attribution_document(result: Any, include_scores: bool = True) -> dict[str, Any]:
     """The JSON document of an :class:`~seqexplain.attribution.Attribution` ``result`` (format
-    :data:`FORMAT_VERSION`; scores as rows, NaN as ``null``, left out unless ``include_scores``)."""
+    :data:`FORMAT_VERSION`; a deep copy, sharing nothing with ``result``; scores as rows, NaN as ``null``,
+    ``±inf`` as ``"inf"`` / ``"-inf"``; left out unless ``include_scores``)."""
     d: dict[str, Any] = {
         "format": FORMAT_TAG,
         "version": FORMAT_VERSION,
@@ -121,13 +125,41 @@ def attribution_document(result: Any, include_scores: bool = True) -> dict[str, 
         "warnings": result.warnings,
         "meta": result.meta,
     }
+    d = copy.deepcopy(d)  # the caller may edit the document; the result must not change with it
     if include_scores:
-        d["scores"] = _nan_to_none(result.scores)
+        d["scores"] = _scores_to_json(result.scores)
     return d
 
 
-def _nan_to_none(matrix: np.ndarray) -> list[list[float | None]]:
-    return [[None if not math.isfinite(v) else float(v) for v in row] for row in matrix.tolist()]
+def score_to_json(value: float) -> float | str | None:
+    """One score as saved JSON holds it: ``null`` for NaN, ``"inf"`` / ``"-inf"``, else the number (standard
+    JSON: no ``NaN`` / ``Infinity`` literals)."""
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return float(value)
+
+
+def score_from_json(value: Any) -> float:
+    """The inverse of :func:`score_to_json`; :class:`InputError` for anything else (text, booleans, lists)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, str) and value in _INFINITIES:
+        return _INFINITIES[value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"'scores' must be rows of numbers, null (not visible) or \"inf\" / \"-inf\"; got {value!r}")
+    try:
+        return float(value)
+    except OverflowError as exc:  # an integer beyond float range in a hand-edited file
+        raise InputError(f"score {value} is too large for a float") from exc
+
+
+_INFINITIES = {"inf": math.inf, "-inf": -math.inf}
+
+
+def _scores_to_json(matrix: np.ndarray) -> list[list[float | str | None]]:
+    return [[score_to_json(v) for v in row] for row in matrix.tolist()]
 
 
 def _str_list(d: dict[str, Any], key: str) -> list[str]:
@@ -148,22 +180,18 @@ def _fields(d: dict[str, Any], scores: np.ndarray | None, version: int) -> dict[
     positions = require_field(d, "target_positions", list)
     if scores is None:
         rows = require_field(d, "scores", list)
-        if not all(isinstance(r, list) and all(v is None or isinstance(v, (int, float)) and not isinstance(
-                v, bool) for v in r) for r in rows):
+        if not all(isinstance(r, list) for r in rows):
             raise InputError("'scores' must be a list of rows of numbers (null for not visible)")
         if len(rows) != n_t or any(len(r) != n_l for r in rows):
             got = f"{len(rows)} rows of lengths {sorted({len(r) for r in rows})}"
             raise InputError(f"'scores' has {got}, expected {n_t} rows of {n_l} (targets × input tokens)")
-        scores = np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=np.float64)
-        scores = scores.reshape(n_t, n_l)
+        scores = np.array([[score_from_json(v) for v in r] for r in rows], dtype=np.float64).reshape(n_t, n_l)
     scores = np.asarray(scores)
     if scores.shape != (n_t, n_l) or not np.issubdtype(scores.dtype, np.number):
         raise InputError(f"scores have shape {scores.shape}, expected ({n_t}, {n_l}) (targets × input tokens)")
     text, target_text = _opt(d, "text", str, ""), _opt(d, "target_text", str, "")
     segments = _str_list(d, "segments") if d.get("segments") is not None else []
     offsets = _opt(d, "offsets", list, [])
-    if offsets:
-        _check_offsets(offsets, segments or ["source"] * len(offsets), {"source": text, "target": target_text})
     options = dict(_opt(d, "options", dict, {}))
     meta = _opt(d, "meta", dict, {})
     if version == 1:
@@ -178,7 +206,7 @@ def _fields(d: dict[str, Any], scores: np.ndarray | None, version: int) -> dict[
         raise InputError("'target_logprobs' must be a list of numbers")
     return {
         "tokens": tokens, "scores": scores, "target_tokens": target_tokens, "target_positions": list(positions),
-        "offsets": [None if o is None else (o[0], o[1]) for o in offsets], "segments": segments,
+        "offsets": offsets, "segments": segments,
         "method": _opt(d, "method", str, ""), "options": options, "model_id": _opt(d, "model_id", str, ""),
         "model_kind": _opt(d, "model_kind", str, ""), "text": text, "target_text": target_text,
         "target_logprobs": logprobs, "objective": _opt(d, "objective", str, "logprob"),
@@ -188,17 +216,13 @@ def _fields(d: dict[str, Any], scores: np.ndarray | None, version: int) -> dict[
     }
 
 
-def _check_offsets(offsets: list[Any], segments: list[str], texts: dict[str, str]) -> None:
-    if len(offsets) != len(segments):
-        raise InputError(f"{len(offsets)} offsets for {len(segments)} segments")
-    for j, (o, seg) in enumerate(zip(offsets, segments, strict=True)):
-        if o is None:
-            continue
-        if not (isinstance(o, list) and len(o) == 2 and all(is_int(v) for v in o)):
-            raise InputError(f"offsets of token {j} must be [start, end] or null, got {o!r}")
-        limit = len(texts[seg]) if seg in texts else None
-        if not 0 <= o[0] <= o[1] or (limit is not None and o[1] > limit):
-            raise InputError(f"offsets {o} of token {j} lie beyond its {seg} text of {limit} characters")
+def _json_bytes(doc: dict[str, Any]) -> bytes:
+    """``doc`` as UTF-8 JSON, non-ASCII text written as itself; a string holding a lone surrogate (which UTF-8
+    cannot encode) makes the whole document fall back to ``\\uXXXX`` escapes, which read back identically."""
+    try:
+        return json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(doc, ensure_ascii=True).encode("ascii")
 
 
 def save_scored(result: Any, path: str | os.PathLike[str]) -> Path:
@@ -214,7 +238,7 @@ def save_scored(result: Any, path: str | os.PathLike[str]) -> Path:
             meta = {"seqexplain": json.dumps(result.to_dict(include_scores=False))}
             atomic_write_bytes(path, st_save({"scores": np.ascontiguousarray(result.scores)}, metadata=meta))
         else:
-            atomic_write_bytes(path, json.dumps(result.to_dict(), ensure_ascii=False).encode("utf-8"))
+            atomic_write_bytes(path, _json_bytes(result.to_dict()))
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     return path

@@ -11,6 +11,7 @@ Imports only :mod:`seqexplain.errors` and :mod:`seqexplain.attribution_checks` f
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,13 +77,14 @@ class Rationale:
         ``meta``.
 
         Raises:
-            InputError: ``rationales`` or ``log`` does not have ``n_targets`` entries, or as the constructor.
+            InputError: ``rationales`` or ``log`` does not have ``n_targets`` entries, a log that is not lists of
+                records (dicts), or as the constructor.
         """
         if rationales is None:
             return None
         if len(rationales) != n_targets:
             raise InputError(f"{len(rationales)} rationales for {n_targets} targets; give one per target")
-        logs = [list(x) for x in log] if log is not None else [[] for _ in range(n_targets)]
+        logs = _checked_log(log) if log is not None else [[] for _ in range(n_targets)]
         if len(logs) != n_targets:
             raise InputError(f"{len(logs)} rationale logs for {n_targets} targets; give one per target")
         if "reached" in meta:
@@ -114,7 +116,7 @@ class Rationale:
         for steps in self.log:
             new_steps = []
             for step in steps:
-                step = dict(step)
+                step = copy.deepcopy(step)
                 if "added" in step:
                     step["added"] = _dedupe(new_of[int(j)] for j in step["added"])
                     if "added_tokens" in step:
@@ -122,7 +124,8 @@ class Rationale:
                 new_steps.append(step)
             log.append(new_steps)
         return Rationale(positions=[_dedupe(new_of[j] for j in r) for r in self.positions],
-                         reached=list(self.reached), bound_hit=list(self.bound_hit), log=log, meta=dict(self.meta))
+                         reached=list(self.reached), bound_hit=list(self.bound_hit), log=log,
+                         meta=copy.deepcopy(self.meta))
 
     def to_dict(self) -> dict[str, Any]:
         return {"positions": self.positions, "reached": self.reached, "bound_hit": self.bound_hit,
@@ -136,10 +139,7 @@ class Rationale:
         positions = require_field(d, "positions", list, "rationale")
         if not all(isinstance(r, list) for r in positions):
             raise InputError("rationale 'positions' must be a list of lists of positions")
-        log = d.get("log") or []
-        if not isinstance(log, list) or not all(
-                isinstance(s, list) and all(isinstance(x, dict) for x in s) for s in log):
-            raise InputError("rationale 'log' must be a list (per target) of lists of records")
+        log = _checked_log(d.get("log") or [])
         for key in ("added", "added_tokens"):
             if any(key in x and not isinstance(x[key], list) for s in log for x in s):
                 raise InputError(f"rationale log records must hold '{key}' as a list")
@@ -148,6 +148,13 @@ class Rationale:
             raise InputError("rationale 'meta' must be an object")
         return cls(positions=positions, reached=require_field(d, "reached", list, "rationale"),
                    bound_hit=d.get("bound_hit") or [], log=log, meta=meta)
+
+
+def _checked_log(log: Any) -> list[list[dict[str, Any]]]:
+    """``log`` as a list (per target) of lists of records (dicts); :class:`InputError` for anything else."""
+    if not isinstance(log, list) or not all(isinstance(s, list) and all(isinstance(x, dict) for x in s) for s in log):
+        raise InputError("rationale log must be a list (per target) of lists of records")
+    return [list(steps) for steps in log]
 
 
 def _dedupe(values: Any) -> list[int]:

@@ -7,7 +7,8 @@ offsets, method, rationale, warnings, ...). Fixing every extra axis with :meth:`
 averaging them away with :meth:`AttributionTrace.mean`, gives a plain :class:`Attribution`.
 
 Files: ``save("x.safetensors")`` stores the ``[*extra, T, L]`` tensor with the rest as JSON metadata;
-any other suffix stores one JSON document (non-finite scores as ``null``, like :class:`Attribution`).
+any other suffix stores one JSON document (NaN scores as ``null``, ``±inf`` as ``"inf"`` / ``"-inf"``, like
+:class:`Attribution`; version 1 wrote ``±inf`` as ``null`` too).
 
 This module imports only :mod:`seqexplain.attribution`, :mod:`seqexplain.attribution_io` and the leaf modules
 (errors, atomic).
@@ -16,7 +17,6 @@ This module imports only :mod:`seqexplain.attribution`, :mod:`seqexplain.attribu
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from seqexplain.attribution import Attribution
-from seqexplain.attribution_io import read_document, save_scored
+from seqexplain.attribution_io import read_document, save_scored, score_from_json, score_to_json
 from seqexplain.errors import DataError, InputError
 
 TRACE_FORMAT_TAG = "seqexplain.attribution_trace"
-TRACE_FORMAT_VERSION = 1
+TRACE_FORMAT_VERSION = 2
 
 Label = str | int
 
@@ -134,16 +134,26 @@ class AttributionTrace:
     def mean(self, axis: str) -> Attribution | AttributionTrace:
         """Average over the extra axis ``axis`` (NaN ignored; NaN where every entry is NaN).
 
-        Returns a plain :class:`Attribution` when no extra axis remains, else an :class:`AttributionTrace`."""
-        scores = _nanmean(self.scores, self._axis(axis))
-        return self._finish(scores, [a for a in self.axes if a != axis], {"mean_over": [axis]})
+        A ``[target, input]`` cell whose entries held ``+inf`` and ``-inf`` averages to NaN; it is added to the
+        base's ``meta["nonfinite_cells"]`` so it stays flagged (in every slice of a remaining trace).
 
-    def _finish(self, scores: np.ndarray, remaining: list[str], step: dict[str, Any]) -> Attribution | AttributionTrace:
+        Returns a plain :class:`Attribution` when no extra axis remains, else an :class:`AttributionTrace`."""
+        k = self._axis(axis)
+        scores = _nanmean(self.scores, k)
+        lost = (np.isnan(scores) & (~np.isnan(self.scores)).any(axis=k)).reshape(-1, *self.base.shape).any(axis=0)
+        flagged = [[int(i), int(j)] for i, j in np.argwhere(lost)]
+        return self._finish(scores, [a for a in self.axes if a != axis], {"mean_over": [axis]}, flagged)
+
+    def _finish(self, scores: np.ndarray, remaining: list[str], step: dict[str, Any],
+                flagged: list[list[int]] | None = None) -> Attribution | AttributionTrace:
         history = dict(self.base.meta.get("trace", {}))
         for key, value in step.items():
             old = history.get(key)
             history[key] = {**(old or {}), **value} if isinstance(value, dict) else [*(old or []), *value]
         meta = {**self.base.meta, "trace": history}
+        if flagged:
+            cells = {tuple(c) for c in [*meta.get("nonfinite_cells", []), *flagged]}
+            meta["nonfinite_cells"] = [list(c) for c in sorted(cells)]
         if not remaining:
             return dataclasses.replace(self.base, scores=scores, meta=meta)
         return AttributionTrace(base=dataclasses.replace(self.base, meta=meta), scores=scores, axes=remaining,
@@ -151,7 +161,8 @@ class AttributionTrace:
 
     # ---------------------------------------------------------- persistence
     def to_dict(self, include_scores: bool = True) -> dict[str, Any]:
-        """The JSON document of :meth:`save` (scores nested ``[*extra, T, L]``, non-finite as ``null``)."""
+        """The JSON document of :meth:`save` (scores nested ``[*extra, T, L]``, NaN as ``null``, ``±inf`` as
+        ``"inf"`` / ``"-inf"``)."""
         d: dict[str, Any] = {
             "format": TRACE_FORMAT_TAG,
             "version": TRACE_FORMAT_VERSION,
@@ -161,7 +172,7 @@ class AttributionTrace:
             "attribution": self.base.to_dict(include_scores=False),
         }
         if include_scores:
-            flat = [None if not math.isfinite(v) else float(v) for v in self.scores.ravel().tolist()]
+            flat = [score_to_json(v) for v in self.scores.ravel().tolist()]
             d["scores"] = np.array(flat, dtype=object).reshape(self.scores.shape).tolist()
         return d
 
@@ -207,10 +218,9 @@ def _from_document(cls: type[AttributionTrace], d: Any, scores: np.ndarray | Non
             raise InputError("'axes' and 'shape' must be lists and 'labels' an object")
         if scores is None:
             nested = np.array(d["scores"], dtype=object)
-            if nested.shape != tuple(shape) or not all(
-                    v is None or isinstance(v, (int, float)) and not isinstance(v, bool) for v in nested.ravel()):
+            if nested.shape != tuple(shape):
                 raise InputError(f"'scores' must be numbers (or null) of shape {shape}, got shape {nested.shape}")
-            scores = np.array([np.nan if v is None else v for v in nested.ravel()], dtype=np.float64)
+            scores = np.array([score_from_json(v) for v in nested.ravel()], dtype=np.float64)
             scores = scores.reshape(shape)
         elif tuple(np.shape(scores)) != tuple(shape):
             raise InputError(f"the scores tensor has shape {np.shape(scores)}, the metadata says {shape}")

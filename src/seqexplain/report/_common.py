@@ -197,6 +197,12 @@ def target_label(attr: Attribution, i: int, decode: Decoder | None = None) -> st
     return display_token(token, decode)
 
 
+def encodable(text: str) -> str:
+    """``text`` with every lone surrogate (UTF-16 half, which UTF-8 cannot encode: a file may hold one as
+    ``"\\ud800"``) written as the six characters ``\\ud800``; any other text unchanged."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def format_score(value: float) -> str:
     """The exact value of a score as text (shortest round-trip repr; ``nan``/``inf``/``-inf`` spelled out)."""
     if math.isnan(value):

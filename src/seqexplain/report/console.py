@@ -15,10 +15,12 @@ Two ways to show the scores:
 
 * **colour** (a colour terminal): each token's background from the colour scale (red negative / blue positive,
   or white to blue when no score is negative); not visible (NaN): dim grey; non-finite: ``token!`` in bold
-  white on magenta; the target's own position: ``[token]`` in bold underlined yellow;
+  white on magenta; the target's own position: ``[token]`` in bold underlined yellow (underlined on its
+  colour when that cell has a score: an aggregated group the target completes);
 * **numbers** (``numbers=True``; by default whenever the console has no colour: not a terminal, ``NO_COLOR``):
   each visible position as ``token=score`` (the raw score, 3 significant digits), non-finite cells as
-  ``token=inf!``, the target's position as ``[token]``, positions the target cannot see left out (counted),
+  ``token=inf!``, the target's position as ``[token]`` (``[token]=score`` when it has a score), positions the
+  target cannot see left out (counted),
   then a top-k table per target (``top_k``, 5 by default in this mode).
 
 Tokens are shown as the text they cover, with a token's leading/trailing whitespace visible (``␣Paris``), by
@@ -47,6 +49,7 @@ from seqexplain.report._common import (
     describe_objective,
     describe_options,
     display_matrix,
+    encodable,
     foil_of,
     format_score,
     input_labels,
@@ -59,6 +62,8 @@ from seqexplain.report._common import (
 NOT_VISIBLE_STYLE = Style(color="grey50", dim=True)
 BAD_STYLE = Style(color="white", bgcolor="magenta", bold=True)
 TARGET_STYLE = Style(color="yellow", bold=True, underline=True)
+#: added to the colour of a target's own cell when that cell has a score (an aggregated group).
+TARGET_MARK = Style(bold=True, underline=True)
 WARNING_STYLE = Style(color="magenta", bold=True)
 #: rows of the top-k table per target when numbers are shown and ``top_k`` is not given.
 DEFAULT_TOP_K = 5
@@ -120,14 +125,15 @@ def _colour_cells(attr: Attribution, dm: DisplayMatrix, labels: list[str], i: in
         if j > window.start:
             cells.append(" ")
         tok = labels[j]
-        if pos is not None and j == pos:
-            cells.append(f"[{tok}]", style=TARGET_STYLE)
-        elif dm.bad[i, j]:
-            cells.append(f"{tok}!", style=BAD_STYLE)
+        if dm.bad[i, j]:
+            part, style = f"{tok}!", BAD_STYLE
         elif dm.not_visible[i, j]:
-            cells.append(tok, style=NOT_VISIBLE_STYLE)
+            part, style = tok, NOT_VISIBLE_STYLE
         else:
-            cells.append(tok, style=_cell_style(float(dm.intensity[i, j])))
+            part, style = tok, _cell_style(float(dm.intensity[i, j]))
+        if pos is not None and j == pos:  # the target's own cell keeps its score's colour when it has one
+            part, style = f"[{part}]", TARGET_STYLE if dm.not_visible[i, j] else style + TARGET_MARK
+        cells.append(part, style=style)
     return cells
 
 
@@ -136,15 +142,16 @@ def _number_cells(attr: Attribution, dm: DisplayMatrix, labels: list[str], i: in
     cells = Text()
     hidden = 0
     for j in window:
-        if pos is not None and j == pos:
-            part, style = f"[{labels[j]}]", TARGET_STYLE
-        elif dm.bad[i, j]:
-            part, style = f"{labels[j]}={format_score(float(attr.scores[i, j]))}!", BAD_STYLE
+        tok = f"[{labels[j]}]" if pos is not None and j == pos else labels[j]
+        if dm.bad[i, j]:
+            part, style = f"{tok}={format_score(float(attr.scores[i, j]))}!", BAD_STYLE
+        elif dm.not_visible[i, j] and tok != labels[j]:
+            part, style = tok, TARGET_STYLE
         elif dm.not_visible[i, j]:
             hidden += 1
             continue
-        else:
-            part, style = f"{labels[j]}={short_score(float(attr.scores[i, j]))}", None
+        else:  # a visible cell, the target's own included (an aggregated group the target completes)
+            part, style = f"{tok}={short_score(float(attr.scores[i, j]))}", TARGET_STYLE if tok != labels[j] else None
         if cells:
             cells.append(" ")
         cells.append(part, style=style)
@@ -212,26 +219,26 @@ def to_rich(
     parts: list[RenderableType] = []
 
     header = Text()
-    header.append(attr.method or "attribution", style="bold")
+    header.append(encodable(attr.method or "attribution"), style="bold")
     if attr.model_id:
         header.append("  model ")
-        header.append(attr.model_id, style="cyan")
+        header.append(encodable(attr.model_id), style="cyan")
     if attr.model_kind:
-        header.append(f" ({attr.model_kind})")
+        header.append(encodable(f" ({attr.model_kind})"))
     header.append(f"  normalize={normalize}")
     options = describe_options(attr)
     if options:
-        header.append(f"  options: {options}", style="dim")
+        header.append(encodable(f"  options: {options}"), style="dim")
     parts.append(header)
     what = Text(describe_objective(attr, decode))
     aggregation = describe_aggregation(attr)
     if aggregation:
-        what.append(f"  {aggregation}")
+        what.append(encodable(f"  {aggregation}"))
     parts.append(what)
     parts.append(_numbers_legend() if numbers else _legend(dm.signed))
     parts.append(Text(NOTATION, style="dim"))
     for warning in view_warnings(attr, decode):
-        parts.append(Text(f"⚠ WARNING: {warning}", style=WARNING_STYLE))
+        parts.append(Text(encodable(f"⚠ WARNING: {warning}"), style=WARNING_STYLE))
 
     summary = bad_cells_summary(attr, decode=decode)
     if summary:

@@ -38,6 +38,7 @@ from seqexplain.report._common import (
     NORMALIZATIONS,
     POSITIVE_RGB,
     Decoder,
+    DisplayMatrix,
     check_normalize,
     display_matrix,
     view_warnings,
@@ -61,13 +62,12 @@ def json_for_html(value: Any) -> str:
     return text
 
 
-def _json_score(v: float) -> float | str | None:
-    """A score as the page's JSON holds it: ``None`` for NaN, ``"inf"``/``"-inf"``, else the float."""
-    if math.isnan(v):
-        return None
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    return float(v)
+def _script_scores(attr: Attribution, dm: DisplayMatrix) -> list[list[float | str | None]]:
+    """The scores the page's script recolours from: ``None`` for NaN and for flagged cells (:attr:`DisplayMatrix.bad`:
+    every ``±inf``, and cells with a finite value that :meth:`Attribution.nonfinite_cells` reports), so the script
+    leaves them out of the scale exactly as :func:`display_matrix` does."""
+    return [[None if bad or not math.isfinite(v) else float(v) for v, bad in zip(row, flags, strict=True)]
+            for row, flags in zip(attr.scores.tolist(), dm.bad.tolist(), strict=True)]
 
 
 def render_html(
@@ -100,7 +100,7 @@ def render_html(
         "positive": list(POSITIVE_RGB),
         "negative": list(NEGATIVE_RGB),
         "normalizations": list(NORMALIZATIONS),
-        "attributions": [{"scores": [[_json_score(v) for v in row] for row in a.scores.tolist()]} for a in items],
+        "attributions": [{"scores": _script_scores(a, dm)} for a, dm in zip(items, matrices, strict=True)],
     }
     script = PAGE_SCRIPT
     csp = (

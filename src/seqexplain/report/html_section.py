@@ -30,6 +30,7 @@ from seqexplain.report._common import (
     cell_rgb,
     describe_aggregation,
     describe_objective,
+    encodable,
     foil_of,
     format_score,
     hex_rgb,
@@ -49,8 +50,9 @@ _NORM_LABELS = {
 
 
 def escape_html(text: object) -> str:
-    """``str(text)`` escaped for HTML element content and (quoted) attribute values: ``& < > " '``."""
-    return escape(str(text), quote=True)
+    """``str(text)`` escaped for HTML element content and (quoted) attribute values: ``& < > " '`` (and lone
+    surrogates written as ``\\uXXXX``, see :func:`~seqexplain.report._common.encodable`)."""
+    return escape(encodable(str(text)), quote=True)
 
 
 # short name for the many escapes in the f-strings below

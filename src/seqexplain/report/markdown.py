@@ -20,6 +20,7 @@ from seqexplain.report._common import (
     Decoder,
     describe_objective,
     display_matrix,
+    encodable,
     input_labels,
     target_label,
     view_warnings,
@@ -55,7 +56,7 @@ def _format_cell(value: Any, floatfmt: str) -> str:
 
 
 def _safe(text: str) -> str:
-    text = text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+    text = encodable(text).replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("|", "\\|")
 

@@ -27,6 +27,7 @@ from seqexplain.report._common import (
     describe_objective,
     describe_options,
     display_matrix,
+    encodable,
     input_labels,
     target_label,
     view_warnings,
@@ -101,7 +102,7 @@ def plot_heatmap(
             label += f" ({attr.target_logprobs[i]:.2f})"
         labels.append(label)
     ax.set_yticks(range(n_t))
-    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_yticklabels([encodable(x) for x in labels], fontsize=8)
     ax.set_xlabel("input tokens")
     ax.set_ylabel("targets (log p)" if attr.target_logprobs is not None else "targets")
     title = attr.method or "attribution"
@@ -110,7 +111,7 @@ def plot_heatmap(
     options = describe_options(attr)
     lines = [title, describe_objective(attr, decode), *([options] if options else [])]
     lines += [f"WARNING: {w}" for w in view_warnings(attr, decode)]
-    ax.set_title("\n".join(lines), fontsize=9)
+    ax.set_title(encodable("\n".join(lines)), fontsize=9)
 
     if annotate is None:
         annotate = n_t * n_l <= 300
