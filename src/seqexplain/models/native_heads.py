@@ -33,6 +33,7 @@ from seqexplain.errors import InputError
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.labels import ClassifierLabels, label_index
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import tokenize
 
 
@@ -198,7 +199,8 @@ class PoolingClassifierAdapter(ClassifierLabels, NativeWordAdapter):
 
     # --------------------------------------------------------------- attention
     def attention_view(self, example: Example) -> list[AttentionSegment]:
-        """The pooling weights ``α`` over the whole input as one ``[1, L]`` map (row 0), rollout undefined."""
-        with torch.no_grad():
+        """The pooling weights ``α`` over the whole input as one ``[1, L]`` map (row 0), rollout undefined; computed
+        in eval mode (no dropout sample), the module's modes restored afterwards."""
+        with torch.no_grad(), eval_mode(self.model):
             _, alpha = self.model.forward_embeds(self.embed(example))
         return [AttentionSegment(0, example.length, [alpha.detach()], [0], rollout=False)]
