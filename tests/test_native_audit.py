@@ -49,3 +49,37 @@ def test_pooling_attention_of_a_model_in_train_mode_is_the_eval_mode_alpha(vocab
         got = se.explain_example(ad, ex, "attention_last").scores[0]
         np.testing.assert_allclose(got, alpha, rtol=1e-12, atol=1e-12)
     assert net.training and all(m.training for m in net.modules())
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    from seqexplain.data.tokenizers import train_bpe_tokenizer
+
+    return train_bpe_tokenizer(["ein mann faehrt rad", "a man rides a bike", "zwei hunde", "two dogs"] * 3,
+                               vocab_size=60, min_frequency=1)
+
+
+def _snell_translator(tok):
+    from seqexplain.models.snell_translation import SnellTranslationAdapter, SnellTranslator, SnellTranslatorConfig
+
+    torch.manual_seed(3)
+    cfg = SnellTranslatorConfig(len(tok), 6, 4, 2, 0.0, False, tok.pad_token_id, tok.bos_token_id, tok.eos_token_id)
+    return SnellTranslationAdapter(SnellTranslator(cfg).double().eval(), tok, "snell")
+
+
+def test_snell_translator_attention_over_precomputed_vectors_equals_ids(bpe):
+    """Precomputed vectors give every method what the token ids give (docs/methods.md), the attention methods of
+    the Hugging Face adapters included; the Snell translator's attention view refused them with an InputError."""
+    ad = _snell_translator(bpe)
+    ex = ad.encode("ein mann faehrt", "a man")
+    vex = ex.replace(input_ids=None, input_vectors=ad.embed(ex)[0].detach())
+    s, m = ex.n_source, ex.n_targets
+    ids = ex.input_ids.unsqueeze(0)
+    with torch.no_grad():
+        alpha = ad.model(input_ids=ids[:, :s], decoder_input_ids=ids[:, s : s + m],
+                         output_attentions=True).cross_attentions[0][0, 0].numpy()
+    for e in (ex, vex):
+        got = se.explain_example(ad, e, "attention_last").scores
+        np.testing.assert_allclose(got[:, :s], alpha, rtol=1e-12, atol=1e-12)
+        dec = np.where(ex.visible()[:, s : s + m].numpy(), 0.0, np.nan)  # the decoder reads tokens, no attention
+        np.testing.assert_array_equal(got[:, s : s + m], dec)

@@ -242,12 +242,12 @@ class SnellTranslationAdapter(HFSeq2SeqLM):
     attention over them: it reads them only through its recurrence); rollout is undefined."""
 
     def attention_view(self, example: Example) -> list[AttentionSegment]:
-        if example.input_ids is None:
-            raise InputError("attention of a model over precomputed vectors is not available; give token ids")
+        """``α`` of the whole example (token ids, or precomputed vectors fed as the embeddings, as
+        :meth:`HFSeq2SeqLM.attention_view` does) in eval mode."""
         s, m = example.n_source, example.n_targets
-        ids = example.input_ids.to(self.device).unsqueeze(0)
+        inputs = {**self.span_inputs(example, 0, s), **self.span_inputs(example, s, s + m, prefix="decoder_")}
         with torch.no_grad(), eval_mode(self.model):
-            out = self.model(input_ids=ids[:, :s], decoder_input_ids=ids[:, s : s + m], output_attentions=True)
+            out = self.model(**inputs, output_attentions=True)
         rows = list(range(m))
         return [AttentionSegment(0, s, [out.cross_attentions[0][0, 0].double()], rows, rollout=False),
                 AttentionSegment(s, s + m, [torch.zeros(m, m, dtype=torch.float64, device=self.device)], rows,
