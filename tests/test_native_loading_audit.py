@@ -78,3 +78,28 @@ def test_transformer_lm_round_trip_and_corrupt_folders(tmp_path: Path) -> None:
     for _, d in _corruptions(tmp_path / "tf", model.save, "d_model", 12):
         with pytest.raises(ModelLoadError):
             load_transformer_lm(d)
+
+
+def test_snell_classifier_round_trip_and_corrupt_folders(tmp_path: Path) -> None:
+    from seqexplain.models.snell_classifier import SnellClassifier, SnellClassifierConfig
+    from seqexplain.models.snell_saving import load_snell, save_snell_classifier
+
+    vocab = Vocab.build(WORDS)
+    torch.manual_seed(0)
+    model = SnellClassifier(SnellClassifierConfig(vocab_size=len(vocab), emb_dim=4, hidden=4, attn_dim=4)).eval()
+    save_snell_classifier(model, vocab, tmp_path / "s", ["neg", "pos"])
+    back = load_snell(tmp_path / "s")
+    ex = back.encode("a b c", "pos")
+    assert torch.equal(back.logits(ex)[0, 0], model(ex.input_ids.unsqueeze(0))[0][0])
+    for _, d in _corruptions(tmp_path / "s", lambda d: save_snell_classifier(model, vocab, d), "hidden", 6):
+        with pytest.raises(ModelLoadError):
+            load_snell(d)
+    save_snell_classifier(model, vocab, tmp_path / "nolabels")
+    _edit_config(tmp_path / "nolabels", labels=["only one"])
+    with pytest.raises(ModelLoadError, match="labels"):
+        load_snell(tmp_path / "nolabels")
+    # a vocabulary of another size than the model's table: ids beyond it crashed the first explanation
+    save_snell_classifier(model, vocab, tmp_path / "bigvocab")
+    Vocab.build([*WORDS, "f", "g", "h"]).save(tmp_path / "bigvocab" / "vocab.json")
+    with pytest.raises(ModelLoadError, match="words"):
+        load_snell(tmp_path / "bigvocab")
