@@ -83,3 +83,27 @@ def test_snell_translator_attention_over_precomputed_vectors_equals_ids(bpe):
         np.testing.assert_allclose(got[:, :s], alpha, rtol=1e-12, atol=1e-12)
         dec = np.where(ex.visible()[:, s : s + m].numpy(), 0.0, np.nan)  # the decoder reads tokens, no attention
         np.testing.assert_array_equal(got[:, s : s + m], dec)
+
+
+def test_attention_of_bfloat16_native_classifiers_is_the_module_alpha(vocab):
+    """Attention views hand methods float64 maps (as the Hugging Face adapters' ``head_mean``); the pooling and
+    attention-RNN adapters handed over the module's dtype, and a bfloat16 module crashed the attention methods
+    (numpy has no bfloat16)."""
+    from seqexplain.models.attention_rnn import AttentionRNN, AttentionRNNConfig
+    from seqexplain.models.attention_rnn_adapter import AttentionRNNAdapter, VectorDocument
+
+    pool = _soft_lstm(vocab)
+    pool.model.to(torch.bfloat16).eval()
+    ex = pool.encode("the cat sat on a mat", 1)
+    with torch.no_grad():
+        alpha = pool.model(ex.input_ids.unsqueeze(0))[1][0].double().numpy()
+    np.testing.assert_array_equal(se.explain_example(pool, ex, "attention_last").scores[0], alpha)
+
+    torch.manual_seed(0)
+    cfg = AttentionRNNConfig(input_dim=4, hidden=[5, 3], decoder="hier", n_event_types=2)
+    rnn = AttentionRNNAdapter(AttentionRNN(cfg).to(torch.bfloat16).eval(), ["a", "b"], ["x", "y"])
+    doc = VectorDocument(["w1", "w2", "w3", "w4"], torch.randn(4, 4), [0, 1, 1, 0])
+    ex = rnn.encode(doc, 1)
+    with torch.no_grad():
+        alpha = rnn.model(ex.input_vectors.unsqueeze(0), None, torch.tensor([[0, 1, 1, 0]]))[1]["alpha"]
+    np.testing.assert_array_equal(se.explain_example(rnn, ex, "attention_all").scores[0], alpha[0].double().numpy())
