@@ -107,3 +107,22 @@ def test_attention_of_bfloat16_native_classifiers_is_the_module_alpha(vocab):
     with torch.no_grad():
         alpha = rnn.model(ex.input_vectors.unsqueeze(0), None, torch.tensor([[0, 1, 1, 0]]))[1]["alpha"]
     np.testing.assert_array_equal(se.explain_example(rnn, ex, "attention_all").scores[0], alpha[0].double().numpy())
+
+
+def test_seq2seq_greedy_generate_restores_every_module_mode(bpe):
+    """A model trained with part of it frozen in eval mode (here the encoder) comes back from greedy decoding with
+    each module's own mode; ``self.train(was_training)`` had switched the frozen encoder to train mode (its
+    dropout then active in the training steps that followed)."""
+    from seqexplain.models.seq2seq import Seq2SeqTransformer
+    from seqexplain.models.seq2seq_config import Seq2SeqConfig
+
+    torch.manual_seed(0)
+    cfg = Seq2SeqConfig(vocab_size=len(bpe), d_model=8, n_heads=2, ffn_dim=8, encoder_layers=1, decoder_layers=1,
+                        max_position_embeddings=32, dropout=0.1, pad_token_id=bpe.pad_token_id,
+                        bos_token_id=bpe.bos_token_id, eos_token_id=bpe.eos_token_id,
+                        decoder_start_token_id=bpe.bos_token_id)
+    model = Seq2SeqTransformer(cfg).train()
+    model.encoder.eval()
+    before = {name: m.training for name, m in model.named_modules()}
+    model.greedy_generate([bpe("ein mann")["input_ids"]], max_new_tokens=3)
+    assert {name: m.training for name, m in model.named_modules()} == before

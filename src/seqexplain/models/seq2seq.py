@@ -62,6 +62,7 @@ from torch import Tensor, nn
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.native import OutputMixin
 from seqexplain.models.seq2seq_config import MODEL_TYPE, Seq2SeqConfig
 from seqexplain.models.seq2seq_layers import Seq2SeqDecoder, Seq2SeqEncoder
@@ -193,10 +194,9 @@ class Seq2SeqTransformer(nn.Module):
         """Greedy decoding of each source (token ids, usually ending with ``</s>``); returns the generated ids
         without the decoder start and without the final ``</s>``. Each output is at most
         ``min(max_new_tokens, max_len_a · len(source) + max_len_b)`` tokens. Sources are decoded in batches of
-        ``batch_size``, sorted by length to limit padding; the encoder runs once per batch."""
-        was_training = self.training
-        self.eval()
-        try:
+        ``batch_size``, sorted by length to limit padding; the encoder runs once per batch. Runs in eval mode, every
+        module's own mode restored afterwards."""
+        with eval_mode(self):
             device = self.shared.weight.device
             order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
             out: list[list[int]] = [[] for _ in sources]
@@ -234,8 +234,6 @@ class Seq2SeqTransformer(nn.Module):
                         cut.append(int(t))
                     out[i] = cut
             return out
-        finally:
-            self.train(was_training)
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, directory: Path | str) -> Path:
