@@ -126,3 +126,20 @@ def test_seq2seq_greedy_generate_restores_every_module_mode(bpe):
     before = {name: m.training for name, m in model.named_modules()}
     model.greedy_generate([bpe("ein mann")["input_ids"]], max_new_tokens=3)
     assert {name: m.training for name, m in model.named_modules()} == before
+
+
+def test_snell_beam_search_of_a_model_in_train_mode_is_deterministic(bpe):
+    """Beam search decodes without dropout whatever the model's mode (as greedy_generate and the adapters do) and
+    leaves the mode as it was; it ran in the caller's mode, so a model in train mode translated with dropout."""
+    from seqexplain.models.snell_translation import SnellTranslator, SnellTranslatorConfig
+
+    torch.manual_seed(0)
+    cfg = SnellTranslatorConfig(len(bpe), 6, 4, 2, 0.5, False, bpe.pad_token_id, bpe.bos_token_id,
+                                bpe.eos_token_id)
+    net = SnellTranslator(cfg).double().eval()
+    src = bpe("ein mann faehrt rad")["input_ids"]
+    want = net.beam_search_ended(src, beam=3, max_len=8)
+    net.train()
+    for _ in range(5):
+        assert net.beam_search_ended(src, beam=3, max_len=8) == want
+    assert all(m.training for m in net.modules())

@@ -201,9 +201,14 @@ class SnellTranslator(nn.Module):
 
     @torch.no_grad()
     def beam_search_ended(self, src: list[int], beam: int = 5, max_len: int = 60) -> tuple[list[int], bool]:
-        """:meth:`beam_search` and whether its translation ended with ``</s>`` (False: cut off at ``max_len``)."""
+        """:meth:`beam_search` and whether its translation ended with ``</s>`` (False: cut off at ``max_len``).
+        Decodes in eval mode (no dropout), every module's mode restored afterwards."""
         if beam < 1:
             raise InputError(f"beam must be at least 1, got {beam}")
+        with eval_mode(self):
+            return self._beam_search(src, beam, max_len)
+
+    def _beam_search(self, src: list[int], beam: int, max_len: int) -> tuple[list[int], bool]:
         dev = self.embed_tokens.weight.device
         memory = self.encode(self.embed_tokens(torch.tensor([src], device=dev)))
         cfg = self.config
