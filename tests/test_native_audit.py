@@ -143,3 +143,25 @@ def test_snell_beam_search_of_a_model_in_train_mode_is_deterministic(bpe):
     for _ in range(5):
         assert net.beam_search_ended(src, beam=3, max_len=8) == want
     assert all(m.training for m in net.modules())
+
+
+def test_word_adapters_refuse_a_tokenizer_larger_than_the_embedding_table(vocab):
+    """A word tokenizer with more tokens than the model's embedding table (another model's vocabulary) is an
+    InputError when the adapter is built; it was accepted and the first explanation of a text with a word beyond
+    the table crashed with IndexError inside the module."""
+    from seqexplain.errors import InputError
+    from seqexplain.models.native_heads import AttentionPoolingLSTM, PoolingClassifierAdapter
+    from seqexplain.models.native_tagger import BiLSTMTagger, TokenLabellerAdapter
+    from seqexplain.models.rnn import WordTokenizer
+
+    small = Vocab.build(WORDS[:3])
+    builds = [lambda tok: PoolingClassifierAdapter(AttentionPoolingLSTM(len(small), 2, 4, 4, 4), tok, ["n", "p"]),
+              lambda tok: TokenLabellerAdapter(BiLSTMTagger(len(small), 2, 4, 4), tok, ["o", "x"]),
+              lambda tok: SoftAttentionLSTMAdapter(SoftAttentionBiLSTM(WordCharEmbedding(len(small), 4), 4, 4),
+                                                   tok)]
+    for build in builds:
+        with pytest.raises(InputError, match="embedding table"):
+            build(NormalisingWordTokenizer(vocab))
+        ad = build(WordTokenizer(small, add_bos=False))
+        assert np.isfinite(se.explain(ad, "the cat", ad.label_names()[0] if ad.kind == "classifier" else None,
+                                      method="occlusion").scores).any()

@@ -73,7 +73,8 @@ class NativeWordAdapter(SequenceModel):
     """Shared parts of the native adapters: tokenising with offsets, labels, the embedding layer and row inputs.
 
     ``tokenizer`` offers ``tokenize_with_offsets`` (e.g. :class:`seqexplain.models.rnn.WordTokenizer`); the
-    model has an ``embedding`` layer (``nn.Embedding``)."""
+    model has an ``embedding`` layer (``nn.Embedding``, or a module mapping ids to vectors) with at least as many
+    rows as the tokenizer has tokens (:class:`InputError` otherwise, rather than an ``IndexError`` mid-method)."""
 
     kind = "classifier"
 
@@ -82,6 +83,11 @@ class NativeWordAdapter(SequenceModel):
         if not hasattr(tokenizer, "tokenize_with_offsets"):
             raise InputError(f"{type(tokenizer).__name__} has no tokenize_with_offsets; give a word tokenizer such "
                              "as seqexplain.models.rnn.WordTokenizer")
+        table = getattr(getattr(model, "embedding", None), "num_embeddings", None)
+        if table is not None and hasattr(tokenizer, "__len__") and len(tokenizer) > int(table):
+            raise InputError(f"the tokenizer has {len(tokenizer)} tokens but the model's embedding table "
+                             f"{int(table)}: the tokenizer does not belong to this model; give the vocabulary it was "
+                             "trained with")
         self.model = model
         self.tokenizer = tokenizer
         self.labels = [str(n) for n in labels]
