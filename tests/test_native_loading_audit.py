@@ -103,3 +103,27 @@ def test_snell_classifier_round_trip_and_corrupt_folders(tmp_path: Path) -> None
     Vocab.build([*WORDS, "f", "g", "h"]).save(tmp_path / "bigvocab" / "vocab.json")
     with pytest.raises(ModelLoadError, match="words"):
         load_snell(tmp_path / "bigvocab")
+
+
+def test_attention_rnn_file_with_a_config_of_wrong_types(tmp_path: Path) -> None:
+    """A weight file whose stored config holds settings of wrong types or values is a ModelLoadError; a list of
+    sizes given as a string or a class count of null escaped as a raw TypeError."""
+    from safetensors.torch import load_file, save_file
+
+    from seqexplain.errors import InputError
+    from seqexplain.models.attention_rnn import AttentionRNN, AttentionRNNConfig, load_attention_rnn, save_attention_rnn
+
+    torch.manual_seed(0)
+    net = AttentionRNN(AttentionRNNConfig(input_dim=4, hidden=[5, 3])).eval()
+    save_attention_rnn(net, tmp_path / "w.safetensors")
+    x = torch.randn(1, 3, 4)
+    assert torch.equal(load_attention_rnn(tmp_path / "w.safetensors")(x)[0], net(x)[0])
+    state = load_file(str(tmp_path / "w.safetensors"))
+    for k, cfg in enumerate([{"input_dim": 4, "hidden": "ab"}, {"input_dim": "4", "hidden": [5, 3]},
+                             {"input_dim": 4, "hidden": [5, 3], "n_classes": None},
+                             {"input_dim": 4, "hidden": [5, 3], "decoder": "other"}]):
+        save_file(state, str(tmp_path / f"{k}.safetensors"), metadata={"config": json.dumps(cfg)})
+        with pytest.raises(ModelLoadError):
+            load_attention_rnn(tmp_path / f"{k}.safetensors")
+    with pytest.raises(InputError, match="numerics"):  # a bad override stays the caller's input error
+        load_attention_rnn(tmp_path / "w.safetensors", numerics="other")
