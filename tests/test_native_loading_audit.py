@@ -127,3 +127,26 @@ def test_attention_rnn_file_with_a_config_of_wrong_types(tmp_path: Path) -> None
             load_attention_rnn(tmp_path / f"{k}.safetensors")
     with pytest.raises(InputError, match="numerics"):  # a bad override stays the caller's input error
         load_attention_rnn(tmp_path / "w.safetensors", numerics="other")
+
+
+def test_seq2seq_folder_with_a_config_of_wrong_types(tmp_path: Path) -> None:
+    """A config.json that is not an object, or whose sizes have wrong types, is a ModelLoadError from
+    load_seq2seq; they escaped as AttributeError / TypeError."""
+    from seqexplain.models.seq2seq import Seq2SeqTransformer, load_seq2seq
+    from seqexplain.models.seq2seq_config import Seq2SeqConfig
+
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(Seq2SeqConfig(vocab_size=20, d_model=8, n_heads=2, ffn_dim=8, encoder_layers=1,
+                                             decoder_layers=1, max_position_embeddings=16)).eval()
+    model.save(tmp_path / "s2s")
+    ids = torch.tensor([[3, 4, 5]])
+    back = load_seq2seq(tmp_path / "s2s")
+    assert torch.equal(back(input_ids=ids, decoder_input_ids=ids).logits,
+                       model(input_ids=ids, decoder_input_ids=ids).logits)
+    for _, d in _corruptions(tmp_path / "s2s", model.save, "ffn_dim", 16):
+        with pytest.raises(ModelLoadError):
+            load_seq2seq(d)
+    model.save(tmp_path / "float")
+    _edit_config(tmp_path / "float", d_model=8.0)
+    with pytest.raises(ModelLoadError):
+        load_seq2seq(tmp_path / "float")

@@ -63,7 +63,7 @@ from torch import Tensor, nn
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.module_state import eval_mode
-from seqexplain.models.native import OutputMixin
+from seqexplain.models.native import OutputMixin, build_from_config, read_config_json
 from seqexplain.models.seq2seq_config import MODEL_TYPE, Seq2SeqConfig
 from seqexplain.models.seq2seq_layers import Seq2SeqDecoder, Seq2SeqEncoder
 
@@ -252,17 +252,11 @@ def load_seq2seq(directory: Path | str, device: str | torch.device | None = None
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     if not cfg_file.is_file() or not weights.is_file():
         raise ModelLoadError(f"{path} needs {CONFIG_NAME} and {WEIGHTS_NAME} (written by Seq2SeqTransformer.save)")
-    try:
-        data = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"cannot read {cfg_file}: {exc}") from exc
+    data = read_config_json(cfg_file)
     if data.get("model_type") != MODEL_TYPE:
         raise ModelLoadError(f"{cfg_file} describes a {data.get('model_type')!r} model, not {MODEL_TYPE!r}")
-    try:
-        config = Seq2SeqConfig.from_dict(data)
-    except (TypeError, InputError) as exc:
-        raise ModelLoadError(f"invalid configuration in {cfg_file}: {exc}") from exc
-    model = Seq2SeqTransformer(config)
+    model = build_from_config(lambda: Seq2SeqTransformer(Seq2SeqConfig.from_dict(data)), cfg_file)
+    config = model.config
     try:
         missing, unexpected = st_load_model(model, str(weights), strict=False)
     except Exception as exc:  # corrupt or truncated file
