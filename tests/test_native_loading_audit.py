@@ -150,3 +150,42 @@ def test_seq2seq_folder_with_a_config_of_wrong_types(tmp_path: Path) -> None:
     _edit_config(tmp_path / "float", d_model=8.0)
     with pytest.raises(ModelLoadError):
         load_seq2seq(tmp_path / "float")
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_every_native_loader_keeps_the_saved_dtype(tmp_path: Path, dtype: torch.dtype) -> None:
+    """save → load gives identical logits for float64 and bfloat16 models too: the loaders built a float32 module
+    and copied the weights into it, so a float64 model came back rounded to float32 (other logits) and a bfloat16
+    one as float32."""
+    from seqexplain.models.attention_rnn import AttentionRNN, AttentionRNNConfig, load_attention_rnn, save_attention_rnn
+    from seqexplain.models.seq2seq import Seq2SeqTransformer, load_seq2seq
+    from seqexplain.models.seq2seq_config import Seq2SeqConfig
+    from seqexplain.models.snell_classifier import SnellClassifier, SnellClassifierConfig
+    from seqexplain.models.snell_saving import load_snell, save_snell_classifier
+
+    vocab = Vocab.build(WORDS)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    torch.manual_seed(0)
+    rnn = RNNLanguageModel(RNNLMConfig(vocab_size=len(vocab), embedding_size=4, hidden_size=5)).to(dtype).eval()
+    rnn.save(tmp_path / "rnn", vocab)
+    tf = TransformerLM(TransformerLMConfig(vocab_size=10, d_model=8, n_layers=1, n_heads=2, ffn_dim=8,
+                                           max_position_embeddings=16)).to(dtype).eval()
+    tf.save(tmp_path / "tf")
+    s2s = Seq2SeqTransformer(Seq2SeqConfig(vocab_size=20, d_model=8, n_heads=2, ffn_dim=8, encoder_layers=1,
+                                           decoder_layers=1, max_position_embeddings=16)).to(dtype).eval()
+    s2s.save(tmp_path / "s2s")
+    snell = SnellClassifier(SnellClassifierConfig(vocab_size=len(vocab), emb_dim=4, hidden=4, attn_dim=4)).to(dtype)
+    save_snell_classifier(snell.eval(), vocab, tmp_path / "snell")
+    arnn = AttentionRNN(AttentionRNNConfig(input_dim=4, hidden=[5, 3])).to(dtype).eval()
+    save_attention_rnn(arnn, tmp_path / "arnn.safetensors")
+    x = torch.randn(1, 3, 4, dtype=dtype)
+    pairs = [
+        (rnn(input_ids=ids).logits, load_rnn_lm(tmp_path / "rnn")[0](input_ids=ids).logits),
+        (tf(input_ids=ids).logits, load_transformer_lm(tmp_path / "tf")(input_ids=ids).logits),
+        (s2s(input_ids=ids, decoder_input_ids=ids).logits,
+         load_seq2seq(tmp_path / "s2s")(input_ids=ids, decoder_input_ids=ids).logits),
+        (snell(ids)[0], load_snell(tmp_path / "snell").model(ids)[0]),
+        (arnn(x)[0], load_attention_rnn(tmp_path / "arnn.safetensors")(x)[0]),
+    ]
+    for saved, loaded in pairs:
+        assert loaded.dtype == dtype and torch.equal(loaded, saved)

@@ -79,14 +79,31 @@ def build_from_config(build: Callable[[], M], path: Path) -> M:
         raise ModelLoadError(f"{path} is not a valid configuration: {exc}") from exc
 
 
+STORED_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def stored_float_dtype(path: Path) -> torch.dtype | None:
+    """The floating dtype of every floating tensor in the safetensors file ``path`` (None: none, or several)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        kinds = {fh.get_slice(k).get_dtype() for k in fh.keys()}  # noqa: SIM118 (safe_open is no dict)
+    floats = {STORED_DTYPES[k] for k in kinds if k in STORED_DTYPES}
+    return floats.pop() if len(floats) == 1 else None
+
+
 def load_safetensors_weights(model: nn.Module, path: Path, device: str | torch.device = "cpu") -> None:
-    """Load the safetensors file ``path`` into ``model`` (every tensor, no more), a corrupt file or weights of
-    other names or shapes being a :class:`ModelLoadError`. Parameters that share storage (tied embeddings) may be
+    """Load the safetensors file ``path`` into ``model`` (every tensor, no more) in the dtype the weights were saved
+    in (a float64 or bfloat16 model comes back as it was saved, with identical logits); a corrupt file or weights of
+    other names or shapes are a :class:`ModelLoadError`. Parameters that share storage (tied embeddings) may be
     stored once."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     try:
+        dtype = stored_float_dtype(path)
+        if dtype is not None:
+            model.to(dtype)
         missing, unexpected = load_model(model, str(path), strict=False, device=str(device))
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"{path} is not a readable safetensors file (corrupt or truncated?): {exc}") from exc

@@ -56,14 +56,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 from torch import Tensor, nn
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.module_state import eval_mode
-from seqexplain.models.native import OutputMixin, build_from_config, read_config_json
+from seqexplain.models.native import OutputMixin, build_from_config, load_safetensors_weights, read_config_json
 from seqexplain.models.seq2seq_config import MODEL_TYPE, Seq2SeqConfig
 from seqexplain.models.seq2seq_layers import Seq2SeqDecoder, Seq2SeqEncoder
 
@@ -257,31 +256,13 @@ def load_seq2seq(directory: Path | str, device: str | torch.device | None = None
         raise ModelLoadError(f"{cfg_file} describes a {data.get('model_type')!r} model, not {MODEL_TYPE!r}")
     model = build_from_config(lambda: Seq2SeqTransformer(Seq2SeqConfig.from_dict(data)), cfg_file)
     config = model.config
-    try:
-        missing, unexpected = st_load_model(model, str(weights), strict=False)
-    except Exception as exc:  # corrupt or truncated file
-        raise ModelLoadError(f"cannot read the weights in {weights}: {exc}") from exc
-    if unexpected or [m for m in missing if m not in _tied_names(model)]:
-        raise ModelLoadError(f"{weights} does not match its config (missing {missing}, unexpected {unexpected})")
+    load_safetensors_weights(model, weights)
     if not config.name_or_path:
         config.name_or_path = str(path)
     if device is not None:
         model.to(device)
     model.eval()
     return model
-
-
-def _tied_names(model: Seq2SeqTransformer) -> set[str]:
-    """Parameter names that share storage with another one (safetensors stores one of them)."""
-    seen: dict[int, str] = {}
-    tied: set[str] = set()
-    for name, p in model.state_dict(keep_vars=True).items():
-        ptr = p.data_ptr()
-        if ptr in seen:
-            tied.update({name, seen[ptr]})
-        else:
-            seen[ptr] = name
-    return tied
 
 
 def load_pretrained(directory: Path | str, device: str | torch.device | None = None) -> tuple[Seq2SeqTransformer, Any]:
