@@ -189,3 +189,16 @@ def test_every_native_loader_keeps_the_saved_dtype(tmp_path: Path, dtype: torch.
     ]
     for saved, loaded in pairs:
         assert loaded.dtype == dtype and torch.equal(loaded, saved)
+
+
+def test_map_location_moves_the_loaded_model(tmp_path: Path) -> None:
+    """``map_location`` puts the model on that device: the loaders read the tensors onto it but copied them into the
+    module's CPU parameters, so ``map_location="cuda"`` returned a CPU model. (The "meta" device stands in for an
+    accelerator on a machine without one: the module must end up there.)"""
+    RNNLanguageModel(RNNLMConfig(vocab_size=5, embedding_size=4, hidden_size=5)).save(tmp_path / "rnn")
+    TransformerLM(TransformerLMConfig(vocab_size=10, d_model=8, n_layers=1, n_heads=2, ffn_dim=8,
+                                      max_position_embeddings=16)).save(tmp_path / "tf")
+    rnn, _ = load_rnn_lm(tmp_path / "rnn", map_location="meta")
+    tf = load_transformer_lm(tmp_path / "tf", map_location="meta")
+    for model in (rnn, tf):
+        assert {p.device.type for p in model.parameters()} == {"meta"}

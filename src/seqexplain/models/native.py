@@ -94,9 +94,9 @@ def stored_float_dtype(path: Path) -> torch.dtype | None:
 
 def load_safetensors_weights(model: nn.Module, path: Path, device: str | torch.device = "cpu") -> None:
     """Load the safetensors file ``path`` into ``model`` (every tensor, no more) in the dtype the weights were saved
-    in (a float64 or bfloat16 model comes back as it was saved, with identical logits); a corrupt file or weights of
-    other names or shapes are a :class:`ModelLoadError`. Parameters that share storage (tied embeddings) may be
-    stored once."""
+    in (a float64 or bfloat16 model comes back as it was saved, with identical logits), then move the model to
+    ``device``; a corrupt file or weights of other names or shapes are a :class:`ModelLoadError`. Parameters that
+    share storage (tied embeddings) may be stored once."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
@@ -104,7 +104,7 @@ def load_safetensors_weights(model: nn.Module, path: Path, device: str | torch.d
         dtype = stored_float_dtype(path)
         if dtype is not None:
             model.to(dtype)
-        missing, unexpected = load_model(model, str(path), strict=False, device=str(device))
+        missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, OSError) as exc:
         raise ModelLoadError(f"{path} is not a readable safetensors file (corrupt or truncated?): {exc}") from exc
     except RuntimeError as exc:
@@ -113,3 +113,4 @@ def load_safetensors_weights(model: nn.Module, path: Path, device: str | torch.d
     if unexpected or missing:
         raise ModelLoadError(f"{path} does not fit its config (missing {sorted(missing)[:4]}, unexpected "
                              f"{sorted(unexpected)[:4]}); save the model and its config together")
+    model.to(device)
