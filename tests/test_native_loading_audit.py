@@ -202,3 +202,32 @@ def test_map_location_moves_the_loaded_model(tmp_path: Path) -> None:
     tf = load_transformer_lm(tmp_path / "tf", map_location="meta")
     for model in (rnn, tf):
         assert {p.device.type for p in model.parameters()} == {"meta"}
+
+
+def test_snell_translator_folder_with_a_larger_tokenizer(tmp_path: Path) -> None:
+    """A translator folder whose tokenizer has more tokens than the model's table (or such a tokenizer given) is
+    refused at load; it loaded, and the first source with a token beyond the table crashed with IndexError."""
+    from seqexplain.data.tokenizers import save_tokenizer, train_bpe_tokenizer
+    from seqexplain.errors import InputError
+    from seqexplain.models.snell_saving import load_snell, save_snell_translator
+    from seqexplain.models.snell_translation import SnellTranslator, SnellTranslatorConfig
+
+    lines = ["ein mann faehrt rad", "a man rides a bike", "zwei hunde", "two dogs"] * 3
+    tok = train_bpe_tokenizer(lines, vocab_size=60, min_frequency=1)
+    big = train_bpe_tokenizer(lines + ["qqq xyz vvv www jjj kkk lll mmm nnn ooo ppp"] * 3, vocab_size=120,
+                              min_frequency=1)
+    assert len(big) > len(tok)
+    torch.manual_seed(0)
+    net = SnellTranslator(SnellTranslatorConfig(len(tok), 6, 4, 1, 0.0, False, tok.pad_token_id, tok.bos_token_id,
+                                                tok.eos_token_id)).eval()
+    save_snell_translator(net, tok, tmp_path / "t")
+    back = load_snell(tmp_path / "t")
+    ex = back.encode("ein mann", "a man")
+    ids = ex.input_ids.unsqueeze(0)
+    s = ex.n_source
+    assert torch.equal(back.logits(ex)[0], net(input_ids=ids[:, :s], decoder_input_ids=ids[:, s:-1]).logits[0])
+    with pytest.raises(InputError, match="embedding table"):
+        load_snell(tmp_path / "t", tokenizer=big)
+    save_tokenizer(big, tmp_path / "t")
+    with pytest.raises(ModelLoadError, match="embedding table"):
+        load_snell(tmp_path / "t")

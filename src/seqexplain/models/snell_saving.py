@@ -74,8 +74,8 @@ def save_snell_translator(model: SnellTranslator, tokenizer: Any, folder: Path |
 
 def load_snell(folder: Path | str, tokenizer: Any = None, model_id: str | None = None) -> SequenceModel:
     """The adapter of a Snell model folder (eval mode, on the CPU); ``tokenizer`` overrides the folder's. A corrupt
-    or mismatched folder (weights, config, labels, or a vocabulary of another size than the model's table) is a
-    :class:`ModelLoadError`."""
+    or mismatched folder (weights, config, labels, or a vocabulary or tokenizer larger than the model's table) is a
+    :class:`ModelLoadError`; a given ``tokenizer`` larger than the table an :class:`InputError`."""
     path = Path(folder)
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} has no config.json; save the model with save_snell_classifier / "
@@ -102,7 +102,13 @@ def load_snell(folder: Path | str, tokenizer: Any = None, model_id: str | None =
 
         translator = build_from_config(lambda: SnellTranslator(SnellTranslatorConfig.from_dict(config)), path)
         _load_weights(translator, path)
-        return SnellTranslationAdapter(translator, tokenizer or load_tokenizer(path), name)
+        tok = tokenizer or load_tokenizer(path)
+        if len(tok) > translator.config.vocab_size:
+            error = InputError if tokenizer is not None else ModelLoadError
+            raise error(f"the tokenizer has {len(tok)} tokens but the model's embedding table "
+                        f"{translator.config.vocab_size}: it does not belong to this model; give the tokenizer the "
+                        "model was trained with")
+        return SnellTranslationAdapter(translator, tok, name)
     raise ModelLoadError(f"{path}: {model_type!r} is not a Snell model type ({', '.join(MODEL_TYPES)})")
 
 
