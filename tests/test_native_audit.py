@@ -165,3 +165,32 @@ def test_word_adapters_refuse_a_tokenizer_larger_than_the_embedding_table(vocab)
         ad = build(WordTokenizer(small, add_bos=False))
         assert np.isfinite(se.explain(ad, "the cat", ad.label_names()[0] if ad.kind == "classifier" else None,
                                       method="occlusion").scores).any()
+
+
+@pytest.mark.parametrize("method", ["gradient_norm", "integrated_gradients", "occlusion", "greedy",
+                                    "attention_last"])
+def test_mode_and_requires_grad_restored_when_a_call_raises(vocab, method):
+    """A native model in train mode with one frozen parameter: a method whose forward fails half-way leaves every
+    module's mode and every parameter's requires_grad as they were (checked, correct before this audit)."""
+    ad = _soft_lstm(vocab)
+    net = ad.model.train()
+    net.head.eval()  # a mixed state
+    net.embedding.words.weight.requires_grad_(False)
+    modes = {n: m.training for n, m in net.named_modules()}
+    grads = {n: p.requires_grad for n, p in net.named_parameters()}
+    ex = ad.encode("the cat sat on a mat", 1)
+    calls = []
+
+    def fail_later(*_):  # the first forward (the probe of the keep-mask or the full input) passes
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("boom")
+
+    handle = net.lstm.register_forward_hook(fail_later)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            se.explain_example(ad, ex, method)
+    finally:
+        handle.remove()
+    assert {n: m.training for n, m in net.named_modules()} == modes
+    assert {n: p.requires_grad for n, p in net.named_parameters()} == grads
