@@ -194,3 +194,41 @@ def test_mode_and_requires_grad_restored_when_a_call_raises(vocab, method):
         handle.remove()
     assert {n: m.training for n, m in net.named_modules()} == modes
     assert {n: p.requires_grad for n, p in net.named_parameters()} == grads
+
+
+def _greedy(logp, candidates: list[int], start: list[int], label: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """Vafa et al.'s greedy loop, written out: add the candidate with the highest log p(label) (ties to the lowest
+    position) until the label is the argmax or nothing is left."""
+    s = list(start)
+    while int(logp(s).argmax()) != label and len(s) < len(candidates):
+        best = max((j for j in candidates if j not in s), key=lambda j: (float(logp(sorted([*s, j]))[label]), -j))
+        s.append(best)
+    return s
+
+
+def test_snell_classifier_rationale_starts_with_its_special_tokens(vocab):
+    """A classifier's rationale starts from its special tokens (docs/methods.md; the Hugging Face classifiers'
+    [CLS] and [SEP]); the pooling adapters started from position 0 only, so the Snell classifier's <eos> had to be
+    searched for and counted as a rationale member."""
+    from seqexplain.models.snell_classifier import (
+        BosEosTokenizer,
+        SnellClassifier,
+        SnellClassifierAdapter,
+        SnellClassifierConfig,
+    )
+
+    torch.manual_seed(4)
+    net = SnellClassifier(SnellClassifierConfig(vocab_size=len(vocab), emb_dim=6, hidden=6, attn_dim=6)).double()
+    ad = SnellClassifierAdapter(net.eval(), BosEosTokenizer(vocab), ["neg", "pos"])
+    text = "the cat sat on a mat and dog"
+    ids = torch.tensor(BosEosTokenizer(vocab).encode_words(text.split()))
+    n = len(ids)
+    assert ad.start_positions(ad.encode(text, 0), 0) == [0, n - 1]
+
+    def logp(s: list[int]) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.log_softmax(net(ids[sorted(s)].unsqueeze(0))[0][0], -1)
+
+    for label in (0, 1):
+        got = se.explain(ad, text, label, method="greedy").rationale.positions[0]
+        assert got == _greedy(logp, list(range(n)), [0, n - 1], label)

@@ -11,7 +11,8 @@ Keep-masks (rule 1 of :mod:`seqexplain.models.keep`, drop j = delete token j): e
 to the left in their original order and run through the LSTM as a packed sequence of their count, so a dropped
 token is neither an LSTM input nor a pooling candidate, exactly as if it had been deleted from the text. **A row
 with nothing kept** reads the label from position 0 made visible (rule 4 for a classifier, position 0 standing for
-the head position): "nothing kept" equals "only the first token kept", so a rationale starts with position 0.
+the head position): "nothing kept" equals "only the first token kept". A rationale starts with the special tokens
+(``<bos>`` / ``<eos>``), as every classifier's, or with position 0 when there are none.
 Rows of several examples (of any lengths) share one padded, packed forward. Attention: one
 :class:`~seqexplain.models.example.AttentionSegment` whose single map is the pooling ``α`` as ``[1, L]`` (row 0), with
 rollout undefined (a single pooling attention is not a stack of self-attentions).
@@ -175,8 +176,10 @@ class PoolingClassifierAdapter(ClassifierLabels, NativeWordAdapter):
 
     # --------------------------------------------------------------- questions
     def start_positions(self, example: Example, target: int) -> list[int]:
-        """``[0]``: with nothing kept the label is read with position 0 visible (module docstring)."""
-        return [0]
+        """The special tokens (``<bos>`` / ``<eos>``), as for every classifier; without any, ``[0]``: with nothing
+        kept the label is read with position 0 visible (module docstring)."""
+        specials = [j for j, seg in enumerate(example.segments) if seg == "special"]
+        return specials or [0]
 
     def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
         """Rows are packed to their kept tokens and padded to the longest: ``max(1, most kept)`` per row."""
