@@ -231,3 +231,22 @@ def test_snell_translator_folder_with_a_larger_tokenizer(tmp_path: Path) -> None
     save_tokenizer(big, tmp_path / "t")
     with pytest.raises(ModelLoadError, match="embedding table"):
         load_snell(tmp_path / "t")
+
+
+def test_load_model_applies_dtype_to_native_folders(tmp_path: Path) -> None:
+    """``load_model(folder, dtype=...)`` gives a module of that dtype for every seqexplain folder; the RNN LM,
+    transformer LM and seq2seq folders ignored it (the Snell and soft-attention folders honoured it)."""
+    from seqexplain.data.tokenizers import train_bpe_tokenizer
+    from seqexplain.models.seq2seq import Seq2SeqTransformer
+    from seqexplain.models.seq2seq_config import Seq2SeqConfig
+
+    vocab = Vocab.build(WORDS)
+    RNNLanguageModel(RNNLMConfig(vocab_size=len(vocab), embedding_size=4, hidden_size=5)).save(tmp_path / "rnn", vocab)
+    tok = train_bpe_tokenizer(["ein mann", "a man"] * 3, vocab_size=40, min_frequency=1)
+    s2s = Seq2SeqTransformer(Seq2SeqConfig(vocab_size=len(tok), d_model=8, n_heads=2, ffn_dim=8, encoder_layers=1,
+                                           decoder_layers=1, max_position_embeddings=16))
+    s2s.save(tmp_path / "s2s")
+    tok.save_pretrained(str(tmp_path / "s2s"))
+    for name in ("rnn", "s2s"):
+        ad = se.load_model(str(tmp_path / name), dtype=torch.float64)
+        assert {p.dtype for p in ad.model.parameters()} == {torch.float64}, name

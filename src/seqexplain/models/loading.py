@@ -183,6 +183,8 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model directory")
     native = _load_native(path, tokenizer)
     if native is not None:
+        if dtype is not None and not isinstance(native[0], SequenceModel):  # adapters get it in _placed
+            native[0].to(dtype)
         return native
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
