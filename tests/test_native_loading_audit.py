@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -250,3 +251,24 @@ def test_load_model_applies_dtype_to_native_folders(tmp_path: Path) -> None:
     for name in ("rnn", "s2s"):
         ad = se.load_model(str(tmp_path / name), dtype=torch.float64)
         assert {p.dtype for p in ad.model.parameters()} == {torch.float64}, name
+
+
+def test_load_model_refuses_a_larger_tokenizer_for_native_modules(tmp_path: Path) -> None:
+    """A seqexplain module wrapped with a tokenizer that has more tokens than its embedding table (another
+    model's) is an InputError at load_model; it was accepted and the first text with a word beyond the table crashed
+    with IndexError."""
+    from seqexplain.errors import InputError
+    from seqexplain.models.rnn import WordTokenizer
+
+    small, big = Vocab.build(WORDS[:2]), Vocab.build(WORDS)
+    rnn = RNNLanguageModel(RNNLMConfig(vocab_size=len(small), embedding_size=4, hidden_size=5))
+    tf = TransformerLM(TransformerLMConfig(vocab_size=len(small), d_model=8, n_layers=1, n_heads=2, ffn_dim=8,
+                                           max_position_embeddings=16))
+    for model in (rnn, tf):
+        with pytest.raises(InputError, match="embedding table"):
+            se.load_model(model, WordTokenizer(big))
+        ad = se.load_model(model, WordTokenizer(small))
+        assert np.isfinite(se.explain(ad, "a b", " a", method="occlusion").scores[0, 1])
+    tf.save(tmp_path / "tf")
+    with pytest.raises(InputError, match="embedding table"):
+        se.load_model(str(tmp_path / "tf"), tokenizer=WordTokenizer(big))
