@@ -272,3 +272,17 @@ def test_load_model_refuses_a_larger_tokenizer_for_native_modules(tmp_path: Path
     tf.save(tmp_path / "tf")
     with pytest.raises(InputError, match="embedding table"):
         se.load_model(str(tmp_path / "tf"), tokenizer=WordTokenizer(big))
+
+
+def test_cli_exits_2_on_a_corrupt_native_folder(tmp_path: Path) -> None:
+    """The CLI turns the loaders' ModelLoadError into exit code 2 with a one-line message, no traceback."""
+    from typer.testing import CliRunner
+
+    from seqexplain.cli import app
+
+    vocab = Vocab.build(WORDS)
+    RNNLanguageModel(RNNLMConfig(vocab_size=len(vocab), embedding_size=4, hidden_size=5)).save(tmp_path / "rnn", vocab)
+    Vocab.build([*WORDS, "f", "g"]).save(tmp_path / "rnn" / "vocab.json")
+    result = CliRunner().invoke(app, ["explain", "--model", str(tmp_path / "rnn"), "--text", "a b", "--target", " c",
+                                      "--method", "occlusion"])
+    assert result.exit_code == 2 and "words but the model" in result.output and "Traceback" not in result.output
