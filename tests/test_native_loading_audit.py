@@ -57,8 +57,9 @@ def test_rnn_lm_round_trip_and_corrupt_folders(tmp_path: Path) -> None:
     ids = torch.tensor([[1, 2, 3, 4]])
     assert torch.equal(back(input_ids=ids).logits, model(input_ids=ids).logits) and len(vocab_back) == len(vocab)
     for name, d in _corruptions(tmp_path / "rnn", lambda d: model.save(d, vocab), "hidden_size", 6):
-        with pytest.raises(ModelLoadError):
+        with pytest.raises(ModelLoadError) as info:
             load_rnn_lm(d)
+        assert "\n" not in str(info.value), name  # one line, as the CLI prints it
         if name != "list":  # load_model reads model_type from the config first
             with pytest.raises(ModelLoadError):
                 se.load_model(str(d))
@@ -77,8 +78,9 @@ def test_transformer_lm_round_trip_and_corrupt_folders(tmp_path: Path) -> None:
     ids = torch.tensor([[1, 2, 3, 4]])
     assert torch.equal(load_transformer_lm(tmp_path / "tf")(input_ids=ids).logits, model(input_ids=ids).logits)
     for _, d in _corruptions(tmp_path / "tf", model.save, "d_model", 12):
-        with pytest.raises(ModelLoadError):
+        with pytest.raises(ModelLoadError) as info:
             load_transformer_lm(d)
+        assert "\n" not in str(info.value)
 
 
 def test_snell_classifier_round_trip_and_corrupt_folders(tmp_path: Path) -> None:
