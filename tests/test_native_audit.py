@@ -232,3 +232,22 @@ def test_snell_classifier_rationale_starts_with_its_special_tokens(vocab):
     for label in (0, 1):
         got = se.explain(ad, text, label, method="greedy").rationale.positions[0]
         assert got == _greedy(logp, list(range(n)), [0, n - 1], label)
+
+
+def test_snell_translator_gradients_equal_autograd_on_the_raw_module(bpe):
+    """grad_x_input of every target equals autograd of log p(y_i) on the raw module over its source and decoder
+    input embeddings; positions a target cannot see are NaN (checked, correct before this audit)."""
+    ad = _snell_translator(bpe)
+    net = ad.model
+    ex = ad.encode("ein mann faehrt", "a man rides")
+    s, m = ex.n_source, ex.n_targets
+    x = net.embed_tokens.weight.detach()[ex.input_ids].clone().requires_grad_(True)
+    logp = torch.log_softmax(net(inputs_embeds=x[:s].unsqueeze(0),
+                                 decoder_inputs_embeds=x[s : s + m].unsqueeze(0)).logits[0], -1)
+    got = se.explain_example(ad, ex, "grad_x_input").scores
+    for i in range(m):
+        (g,) = torch.autograd.grad(logp[i, ex.target_ids[i]], x, retain_graph=True)
+        want = (g * x).sum(-1).detach().numpy()
+        vis = ex.visible()[i].numpy()
+        np.testing.assert_allclose(got[i][vis], want[vis], rtol=1e-7, atol=1e-9)
+        assert np.isnan(got[i][~vis]).all()
