@@ -134,7 +134,7 @@ def test_occlusion_and_greedy_delete_tokens(adapter, vocab, text):
     want = [float(base - raw_logp(net, ids, [k for k in every if k != j])[1]) for j in every]
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     greedy = seqexplain.explain(adapter, text, 1, method="greedy").rationale.positions[0]
-    s = [0]
+    s = [0, len(ids) - 1]  # the start set: the special tokens <bos> and <eos>
     while int(raw_logp(net, ids, s).argmax()) != 1 and len(s) < len(ids):
         cands = [j for j in every if j not in s]
         s.append(cands[int(np.argmax([float(raw_logp(net, ids, [*s, j])[1]) for j in cands]))])

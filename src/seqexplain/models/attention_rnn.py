@@ -43,6 +43,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqexplain.atomic import atomic_path
 from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.models.native import build_from_config, load_safetensors_weights
 from seqexplain.models.native_heads import length_mask
 
 Decoder = Literal["avg", "hier"]
@@ -231,17 +232,14 @@ def read_config(path: str | Path) -> AttentionRNNConfig:
 
 def load_attention_rnn(path: str | Path, **overrides: object) -> AttentionRNN:
     """The model saved at ``path``; ``overrides`` change config fields that leave the weights' shapes alone
-    (``numerics``, ``dropout``)."""
-    from safetensors.torch import load_file
-
+    (``numerics``, ``dropout``). A stored config with settings of wrong types or values is a
+    :class:`ModelLoadError`. The weights come back in the dtype they were saved in."""
     cfg = read_config(path)
     bad = set(overrides) - {"numerics", "dropout"}
     if bad:
         raise InputError(f"only numerics and dropout can be overridden when loading, not {sorted(bad)}")
-    cfg = AttentionRNNConfig(**{**cfg.to_dict(), **overrides})  # type: ignore[arg-type]
-    model = AttentionRNN(cfg)
-    try:
-        model.load_state_dict(load_file(str(path)))
-    except RuntimeError as exc:
-        raise ModelLoadError(f"{path}: the weights do not fit the stored config: {exc}") from exc
+    model = build_from_config(lambda: AttentionRNN(cfg), Path(path))  # the stored config, checked
+    if overrides:
+        model = AttentionRNN(AttentionRNNConfig(**{**cfg.to_dict(), **overrides}))  # type: ignore[arg-type]
+    load_safetensors_weights(model, Path(path))
     return model.eval()

@@ -196,6 +196,7 @@ class AttentionRNNAdapter(ClassifierLabels, SequenceModel):
         return {k: v[0].detach() for k, v in att.items() if k in ("alpha", "beta")}
 
     def attention_view(self, example: Example) -> list[AttentionSegment]:
-        """The context's position weights as one ``[1, L]`` map (row 0), rollout undefined (module docstring)."""
+        """The context's position weights as one float64 ``[1, L]`` map (row 0), rollout undefined (module
+        docstring)."""
         alpha = self.attention_weights(example)["alpha"]
-        return [AttentionSegment(0, example.length, [alpha.view(1, -1)], [0], rollout=False)]
+        return [AttentionSegment(0, example.length, [alpha.view(1, -1).double()], [0], rollout=False)]

@@ -99,12 +99,27 @@ def load_model(
             return _placed(model, device, dtype, cast)
     else:
         raise InputError(f"load_model takes a module, a wrapper or a path, not {type(model_or_path).__name__}")
+    check_native_tokenizer(model, tokenizer)
     if device is not None:
         model = model.to(check_device(device))
     model.eval()
     wrapped = HFModel(model, tokenizer, found, model_id=model_id)
     wrapped.autocast = cast
     return wrapped
+
+
+def check_native_tokenizer(model: torch.nn.Module, tokenizer: Any) -> None:
+    """For seqexplain's own modules (RNN / transformer LM, seq2seq, Snell translator): :class:`InputError` when the
+    tokenizer has more tokens than the input embedding table (another model's tokenizer: a token beyond the table
+    would crash the first explanation with an ``IndexError``). Hugging Face models are left alone (their tables are
+    often padded, and some tokenizers count tokens the table lacks on purpose)."""
+    if not type(model).__module__.startswith("seqexplain.") or not hasattr(tokenizer, "__len__"):
+        return
+    layer = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    rows = getattr(layer, "num_embeddings", None)
+    if isinstance(rows, int) and len(tokenizer) > rows:
+        raise InputError(f"the tokenizer has {len(tokenizer)} tokens but the model's embedding table {rows}: it "
+                         f"does not belong to this {type(model).__name__}; give the tokenizer it was trained with")
 
 
 def _placed(adapter: SequenceModel, device: str | torch.device | None, dtype: torch.dtype | None,
@@ -183,6 +198,8 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model directory")
     native = _load_native(path, tokenizer)
     if native is not None:
+        if dtype is not None and not isinstance(native[0], SequenceModel):  # adapters get it in _placed
+            native[0].to(dtype)
         return native
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)

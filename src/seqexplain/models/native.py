@@ -1,14 +1,22 @@
-"""Pieces shared by seqexplain's own models (RNN LM, transformer LM, encoder-decoder): JSON-able dataclass
-configs and Hugging-Face-like output records."""
+"""Pieces shared by seqexplain's own models (RNN LM, transformer LM, encoder-decoder, Snell models): JSON-able
+dataclass configs, Hugging-Face-like output records, and reading their folders (every corrupt or mismatched file a
+:class:`~seqexplain.errors.ModelLoadError`)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any, TypeVar
 
-from seqexplain.errors import InputError
+import torch
+from torch import nn
+
+from seqexplain.errors import InputError, ModelLoadError
 
 C = TypeVar("C", bound="ConfigMixin")
+M = TypeVar("M")
 
 
 class ConfigMixin:
@@ -47,3 +55,62 @@ class OutputMixin:
 
     def keys(self) -> list[str]:
         return [n for n, _ in self._present()]
+
+
+def read_config_json(path: Path) -> dict[str, Any]:
+    """The JSON object in a model folder's ``config.json``, or :class:`ModelLoadError` (unreadable, not JSON, or
+    not an object)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot read {path} (not valid JSON?): {exc}") from exc
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path} holds a JSON {type(data).__name__}, not an object of settings; rewrite it "
+                             "with the model's save function")
+    return data
+
+
+def build_from_config(build: Callable[[], M], path: Path) -> M:
+    """``build()`` (a config and module made from a folder's settings), a setting of a wrong type or value being a
+    :class:`ModelLoadError` naming ``path``."""
+    try:
+        return build()
+    except (TypeError, ValueError, KeyError, InputError) as exc:
+        raise ModelLoadError(f"{path} is not a valid configuration: {exc}") from exc
+
+
+STORED_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+
+
+def stored_float_dtype(path: Path) -> torch.dtype | None:
+    """The floating dtype of every floating tensor in the safetensors file ``path`` (None: none, or several)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        kinds = {fh.get_slice(k).get_dtype() for k in fh.keys()}  # noqa: SIM118 (safe_open is no dict)
+    floats = {STORED_DTYPES[k] for k in kinds if k in STORED_DTYPES}
+    return floats.pop() if len(floats) == 1 else None
+
+
+def load_safetensors_weights(model: nn.Module, path: Path, device: str | torch.device = "cpu") -> None:
+    """Load the safetensors file ``path`` into ``model`` (every tensor, no more) in the dtype the weights were saved
+    in (a float64 or bfloat16 model comes back as it was saved, with identical logits), then move the model to
+    ``device``; a corrupt file or weights of other names or shapes are a :class:`ModelLoadError`. Parameters that
+    share storage (tied embeddings) may be stored once."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    try:
+        dtype = stored_float_dtype(path)
+        if dtype is not None:
+            model.to(dtype)
+        missing, unexpected = load_model(model, str(path), strict=False)
+    except (SafetensorError, OSError) as exc:
+        raise ModelLoadError(f"{path} is not a readable safetensors file (corrupt or truncated?): {exc}") from exc
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        raise ModelLoadError(f"{path} does not fit its config: {' '.join(first[:2])}") from exc
+    if unexpected or missing:
+        raise ModelLoadError(f"{path} does not fit its config (missing {sorted(missing)[:4]}, unexpected "
+                             f"{sorted(unexpected)[:4]}); save the model and its config together")
+    model.to(device)

@@ -11,7 +11,8 @@ Keep-masks (rule 1 of :mod:`seqexplain.models.keep`, drop j = delete token j): e
 to the left in their original order and run through the LSTM as a packed sequence of their count, so a dropped
 token is neither an LSTM input nor a pooling candidate, exactly as if it had been deleted from the text. **A row
 with nothing kept** reads the label from position 0 made visible (rule 4 for a classifier, position 0 standing for
-the head position): "nothing kept" equals "only the first token kept", so a rationale starts with position 0.
+the head position): "nothing kept" equals "only the first token kept". A rationale starts with the special tokens
+(``<bos>`` / ``<eos>``), as every classifier's, or with position 0 when there are none.
 Rows of several examples (of any lengths) share one padded, packed forward. Attention: one
 :class:`~seqexplain.models.example.AttentionSegment` whose single map is the pooling ``α`` as ``[1, L]`` (row 0), with
 rollout undefined (a single pooling attention is not a stack of self-attentions).
@@ -33,6 +34,7 @@ from seqexplain.errors import InputError
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.labels import ClassifierLabels, label_index
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import tokenize
 
 
@@ -72,7 +74,8 @@ class NativeWordAdapter(SequenceModel):
     """Shared parts of the native adapters: tokenising with offsets, labels, the embedding layer and row inputs.
 
     ``tokenizer`` offers ``tokenize_with_offsets`` (e.g. :class:`seqexplain.models.rnn.WordTokenizer`); the
-    model has an ``embedding`` layer (``nn.Embedding``)."""
+    model has an ``embedding`` layer (``nn.Embedding``, or a module mapping ids to vectors) with at least as many
+    rows as the tokenizer has tokens (:class:`InputError` otherwise, rather than an ``IndexError`` mid-method)."""
 
     kind = "classifier"
 
@@ -81,6 +84,11 @@ class NativeWordAdapter(SequenceModel):
         if not hasattr(tokenizer, "tokenize_with_offsets"):
             raise InputError(f"{type(tokenizer).__name__} has no tokenize_with_offsets; give a word tokenizer such "
                              "as seqexplain.models.rnn.WordTokenizer")
+        table = getattr(getattr(model, "embedding", None), "num_embeddings", None)
+        if table is not None and hasattr(tokenizer, "__len__") and len(tokenizer) > int(table):
+            raise InputError(f"the tokenizer has {len(tokenizer)} tokens but the model's embedding table "
+                             f"{int(table)}: the tokenizer does not belong to this model; give the vocabulary it was "
+                             "trained with")
         self.model = model
         self.tokenizer = tokenizer
         self.labels = [str(n) for n in labels]
@@ -168,8 +176,10 @@ class PoolingClassifierAdapter(ClassifierLabels, NativeWordAdapter):
 
     # --------------------------------------------------------------- questions
     def start_positions(self, example: Example, target: int) -> list[int]:
-        """``[0]``: with nothing kept the label is read with position 0 visible (module docstring)."""
-        return [0]
+        """The special tokens (``<bos>`` / ``<eos>``), as for every classifier; without any, ``[0]``: with nothing
+        kept the label is read with position 0 visible (module docstring)."""
+        specials = [j for j, seg in enumerate(example.segments) if seg == "special"]
+        return specials or [0]
 
     def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
         """Rows are packed to their kept tokens and padded to the longest: ``max(1, most kept)`` per row."""
@@ -198,7 +208,8 @@ class PoolingClassifierAdapter(ClassifierLabels, NativeWordAdapter):
 
     # --------------------------------------------------------------- attention
     def attention_view(self, example: Example) -> list[AttentionSegment]:
-        """The pooling weights ``α`` over the whole input as one ``[1, L]`` map (row 0), rollout undefined."""
-        with torch.no_grad():
+        """The pooling weights ``α`` over the whole input as one float64 ``[1, L]`` map (row 0), rollout undefined;
+        computed in eval mode (no dropout sample), the module's modes restored afterwards."""
+        with torch.no_grad(), eval_mode(self.model):
             _, alpha = self.model.forward_embeds(self.embed(example))
-        return [AttentionSegment(0, example.length, [alpha.detach()], [0], rollout=False)]
+        return [AttentionSegment(0, example.length, [alpha.detach().double()], [0], rollout=False)]

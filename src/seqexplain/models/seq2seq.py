@@ -56,13 +56,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 from torch import Tensor, nn
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
-from seqexplain.models.native import OutputMixin
+from seqexplain.models.module_state import eval_mode
+from seqexplain.models.native import OutputMixin, build_from_config, load_safetensors_weights, read_config_json
 from seqexplain.models.seq2seq_config import MODEL_TYPE, Seq2SeqConfig
 from seqexplain.models.seq2seq_layers import Seq2SeqDecoder, Seq2SeqEncoder
 
@@ -193,10 +193,9 @@ class Seq2SeqTransformer(nn.Module):
         """Greedy decoding of each source (token ids, usually ending with ``</s>``); returns the generated ids
         without the decoder start and without the final ``</s>``. Each output is at most
         ``min(max_new_tokens, max_len_a · len(source) + max_len_b)`` tokens. Sources are decoded in batches of
-        ``batch_size``, sorted by length to limit padding; the encoder runs once per batch."""
-        was_training = self.training
-        self.eval()
-        try:
+        ``batch_size``, sorted by length to limit padding; the encoder runs once per batch. Runs in eval mode, every
+        module's own mode restored afterwards."""
+        with eval_mode(self):
             device = self.shared.weight.device
             order = sorted(range(len(sources)), key=lambda i: len(sources[i]))
             out: list[list[int]] = [[] for _ in sources]
@@ -234,8 +233,6 @@ class Seq2SeqTransformer(nn.Module):
                         cut.append(int(t))
                     out[i] = cut
             return out
-        finally:
-            self.train(was_training)
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, directory: Path | str) -> Path:
@@ -254,42 +251,18 @@ def load_seq2seq(directory: Path | str, device: str | torch.device | None = None
     cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
     if not cfg_file.is_file() or not weights.is_file():
         raise ModelLoadError(f"{path} needs {CONFIG_NAME} and {WEIGHTS_NAME} (written by Seq2SeqTransformer.save)")
-    try:
-        data = json.loads(cfg_file.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"cannot read {cfg_file}: {exc}") from exc
+    data = read_config_json(cfg_file)
     if data.get("model_type") != MODEL_TYPE:
         raise ModelLoadError(f"{cfg_file} describes a {data.get('model_type')!r} model, not {MODEL_TYPE!r}")
-    try:
-        config = Seq2SeqConfig.from_dict(data)
-    except (TypeError, InputError) as exc:
-        raise ModelLoadError(f"invalid configuration in {cfg_file}: {exc}") from exc
-    model = Seq2SeqTransformer(config)
-    try:
-        missing, unexpected = st_load_model(model, str(weights), strict=False)
-    except Exception as exc:  # corrupt or truncated file
-        raise ModelLoadError(f"cannot read the weights in {weights}: {exc}") from exc
-    if unexpected or [m for m in missing if m not in _tied_names(model)]:
-        raise ModelLoadError(f"{weights} does not match its config (missing {missing}, unexpected {unexpected})")
+    model = build_from_config(lambda: Seq2SeqTransformer(Seq2SeqConfig.from_dict(data)), cfg_file)
+    config = model.config
+    load_safetensors_weights(model, weights)
     if not config.name_or_path:
         config.name_or_path = str(path)
     if device is not None:
         model.to(device)
     model.eval()
     return model
-
-
-def _tied_names(model: Seq2SeqTransformer) -> set[str]:
-    """Parameter names that share storage with another one (safetensors stores one of them)."""
-    seen: dict[int, str] = {}
-    tied: set[str] = set()
-    for name, p in model.state_dict(keep_vars=True).items():
-        ptr = p.data_ptr()
-        if ptr in seen:
-            tied.update({name, seen[ptr]})
-        else:
-            seen[ptr] = name
-    return tied
 
 
 def load_pretrained(directory: Path | str, device: str | torch.device | None = None) -> tuple[Seq2SeqTransformer, Any]:

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models.base import SequenceModel
+from seqexplain.models.native import build_from_config, load_safetensors_weights, read_config_json
 from seqexplain.models.rnn.vocab import Vocab
 from seqexplain.models.snell_classifier import (
     BosEosTokenizer,
@@ -72,26 +73,42 @@ def save_snell_translator(model: SnellTranslator, tokenizer: Any, folder: Path |
 
 
 def load_snell(folder: Path | str, tokenizer: Any = None, model_id: str | None = None) -> SequenceModel:
-    """The adapter of a Snell model folder (eval mode, on the CPU); ``tokenizer`` overrides the folder's."""
+    """The adapter of a Snell model folder (eval mode, on the CPU); ``tokenizer`` overrides the folder's. A corrupt
+    or mismatched folder (weights, config, labels, or a vocabulary or tokenizer larger than the model's table) is a
+    :class:`ModelLoadError`; a given ``tokenizer`` larger than the table an :class:`InputError`."""
     path = Path(folder)
-    try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        model_type = config.pop("model_type")
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"cannot read the Snell model config in {path}: {exc}") from exc
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"{path} has no config.json; save the model with save_snell_classifier / "
+                             "save_snell_translator")
+    config = read_config_json(path / "config.json")
+    model_type = config.pop("model_type", None)
     name = model_id or str(path)
     if model_type == CLASSIFIER:
-        labels = config.pop("labels")
-        classifier = SnellClassifier(SnellClassifierConfig.from_dict(config))
+        labels = config.pop("labels", None)
+        classifier = build_from_config(lambda: SnellClassifier(SnellClassifierConfig.from_dict(config)), path)
+        if not isinstance(labels, list) or len(labels) != classifier.config.n_classes:
+            raise ModelLoadError(f"{path / 'config.json'} names labels {labels!r}, not one per class of the "
+                                 f"{classifier.config.n_classes}-class model")
         _load_weights(classifier, path)
-        tok = tokenizer or BosEosTokenizer(Vocab.load(path / "vocab.json"))
-        return SnellClassifierAdapter(classifier, tok, labels, name)
+        if tokenizer is None:
+            vocab = Vocab.load(path / "vocab.json")
+            if len(vocab) != classifier.config.vocab_size:
+                raise ModelLoadError(f"{path / 'vocab.json'} holds {len(vocab)} words but the model "
+                                     f"{classifier.config.vocab_size}; save the model with its own vocabulary")
+            tokenizer = BosEosTokenizer(vocab)
+        return SnellClassifierAdapter(classifier, tokenizer, labels, name)
     if model_type == TRANSLATOR:
         from seqexplain.data.tokenizers import load_tokenizer
 
-        translator = SnellTranslator(SnellTranslatorConfig.from_dict(config))
+        translator = build_from_config(lambda: SnellTranslator(SnellTranslatorConfig.from_dict(config)), path)
         _load_weights(translator, path)
-        return SnellTranslationAdapter(translator, tokenizer or load_tokenizer(path), name)
+        tok = tokenizer or load_tokenizer(path)
+        if len(tok) > translator.config.vocab_size:
+            error = InputError if tokenizer is not None else ModelLoadError
+            raise error(f"the tokenizer has {len(tok)} tokens but the model's embedding table "
+                        f"{translator.config.vocab_size}: it does not belong to this model; give the tokenizer the "
+                        "model was trained with")
+        return SnellTranslationAdapter(translator, tok, name)
     raise ModelLoadError(f"{path}: {model_type!r} is not a Snell model type ({', '.join(MODEL_TYPES)})")
 
 
@@ -99,7 +116,7 @@ def _load_weights(model: torch.nn.Module, path: Path) -> None:
     weights = path / "model.safetensors"
     if not weights.is_file():
         raise ModelLoadError(f"{weights} is missing; save the model with save_snell_classifier / save_snell_translator")
-    model.load_state_dict(load_file(str(weights), device="cpu"))
+    load_safetensors_weights(model, weights)
     model.eval()
 
 

@@ -201,9 +201,14 @@ class SnellTranslator(nn.Module):
 
     @torch.no_grad()
     def beam_search_ended(self, src: list[int], beam: int = 5, max_len: int = 60) -> tuple[list[int], bool]:
-        """:meth:`beam_search` and whether its translation ended with ``</s>`` (False: cut off at ``max_len``)."""
+        """:meth:`beam_search` and whether its translation ended with ``</s>`` (False: cut off at ``max_len``).
+        Decodes in eval mode (no dropout), every module's mode restored afterwards."""
         if beam < 1:
             raise InputError(f"beam must be at least 1, got {beam}")
+        with eval_mode(self):
+            return self._beam_search(src, beam, max_len)
+
+    def _beam_search(self, src: list[int], beam: int, max_len: int) -> tuple[list[int], bool]:
         dev = self.embed_tokens.weight.device
         memory = self.encode(self.embed_tokens(torch.tensor([src], device=dev)))
         cfg = self.config
@@ -242,12 +247,12 @@ class SnellTranslationAdapter(HFSeq2SeqLM):
     attention over them: it reads them only through its recurrence); rollout is undefined."""
 
     def attention_view(self, example: Example) -> list[AttentionSegment]:
-        if example.input_ids is None:
-            raise InputError("attention of a model over precomputed vectors is not available; give token ids")
+        """``α`` of the whole example (token ids, or precomputed vectors fed as the embeddings, as
+        :meth:`HFSeq2SeqLM.attention_view` does) in eval mode."""
         s, m = example.n_source, example.n_targets
-        ids = example.input_ids.to(self.device).unsqueeze(0)
+        inputs = {**self.span_inputs(example, 0, s), **self.span_inputs(example, s, s + m, prefix="decoder_")}
         with torch.no_grad(), eval_mode(self.model):
-            out = self.model(input_ids=ids[:, :s], decoder_input_ids=ids[:, s : s + m], output_attentions=True)
+            out = self.model(**inputs, output_attentions=True)
         rows = list(range(m))
         return [AttentionSegment(0, s, [out.cross_attentions[0][0, 0].double()], rows, rollout=False),
                 AttentionSegment(s, s + m, [torch.zeros(m, m, dtype=torch.float64, device=self.device)], rows,

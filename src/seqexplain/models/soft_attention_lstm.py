@@ -84,6 +84,11 @@ class WordCharEmbedding(nn.Module):
             self.char_embedding = nn.Embedding(n_chars + 2, char_dim, padding_idx=0)
             self.char_lstm = nn.LSTM(char_dim, char_hidden, batch_first=True, bidirectional=True)
 
+    @property
+    def num_embeddings(self) -> int:
+        """Rows of the word table (the vocabulary size, as ``nn.Embedding``'s)."""
+        return self.words.num_embeddings
+
     def forward(self, ids: Tensor) -> Tensor:
         x = self.words(ids)
         if not self.use_chars:

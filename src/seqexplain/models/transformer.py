@@ -36,14 +36,20 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model as st_load_model
 from safetensors.torch import save_model as st_save_model
 from torch import Tensor, nn
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.models import keep as keep_rule
-from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities
+from seqexplain.models.native import (
+    ConfigMixin,
+    OutputMixin,
+    build_from_config,
+    check_drop_probabilities,
+    load_safetensors_weights,
+    read_config_json,
+)
 
 MODEL_TYPE = "seqexplain-transformer-lm"
 CONFIG_NAME, WEIGHTS_NAME = "config.json", "model.safetensors"
@@ -292,19 +298,10 @@ def load_transformer_lm(directory: Path | str, map_location: str | torch.device 
     if not cfg_path.is_file() or not w_path.is_file():
         raise ModelLoadError(f"{d} is not a saved seqexplain transformer LM: it needs {CONFIG_NAME} and "
                              f"{WEIGHTS_NAME}")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ModelLoadError(f"{cfg_path} is not valid JSON: {exc}") from exc
+    cfg = read_config_json(cfg_path)
     if cfg.get("model_type") != MODEL_TYPE:
         raise ModelLoadError(f"{cfg_path} describes model_type {cfg.get('model_type')!r}, expected {MODEL_TYPE!r}")
-    try:
-        model = TransformerLM(TransformerLMConfig.from_dict(cfg))
-    except (TypeError, InputError) as exc:
-        raise ModelLoadError(f"{cfg_path} is not a valid configuration: {exc}") from exc
-    try:
-        st_load_model(model, str(w_path), strict=True, device=str(map_location))
-    except (RuntimeError, OSError) as exc:
-        raise ModelLoadError(f"{w_path} does not match {cfg_path}: {exc}") from exc
+    model = build_from_config(lambda: TransformerLM(TransformerLMConfig.from_dict(cfg)), cfg_path)
+    load_safetensors_weights(model, w_path, map_location)
     model.eval()
     return model

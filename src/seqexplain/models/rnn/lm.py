@@ -31,13 +31,13 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import InputError, ModelLoadError
-from seqexplain.models.native import ConfigMixin
+from seqexplain.models.native import ConfigMixin, build_from_config, load_safetensors_weights, read_config_json
 from seqexplain.models.rnn.vocab import Vocab
 
 CellType = Literal["lstm", "gru", "rnn_tanh", "rnn_relu"]
@@ -307,24 +307,20 @@ class RNNLanguageModel(nn.Module):
 
 
 def load_rnn_lm(directory: Path | str, map_location: str = "cpu") -> tuple[RNNLanguageModel, Vocab | None]:
-    """Load a model written by :meth:`RNNLanguageModel.save`; return it (in eval mode) and its vocabulary if saved."""
+    """Load a model written by :meth:`RNNLanguageModel.save`; return it (in eval mode) and its vocabulary if saved.
+    A corrupt or mismatched folder (weights, config or a vocabulary of another size) is a :class:`ModelLoadError`."""
     d = Path(directory)
     cfg_path, w_path = d / CONFIG_NAME, d / WEIGHTS_NAME
     if not cfg_path.is_file() or not w_path.is_file():
         raise ModelLoadError(f"{d} is not a saved RNN language model: it needs {CONFIG_NAME} and {WEIGHTS_NAME}")
-    try:
-        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except ValueError as exc:
-        raise ModelLoadError(f"{cfg_path} is not valid JSON: {exc}") from exc
+    cfg = read_config_json(cfg_path)
     if cfg.get("model_type") != MODEL_TYPE:
         raise ModelLoadError(f"{cfg_path} describes model_type {cfg.get('model_type')!r}, expected {MODEL_TYPE!r}")
-    model = RNNLanguageModel(RNNLMConfig.from_dict(cfg))
-    try:
-        model.load_state_dict(load_file(str(w_path), device=map_location))
-    except (RuntimeError, OSError) as exc:
-        raise ModelLoadError(f"{w_path} does not match {cfg_path}: {exc}") from exc
+    model = build_from_config(lambda: RNNLanguageModel(RNNLMConfig.from_dict(cfg)), cfg_path)
+    load_safetensors_weights(model, w_path, map_location)
     model.eval()
     vocab = Vocab.load(d / VOCAB_NAME) if (d / VOCAB_NAME).is_file() else None
+    if vocab is not None and len(vocab) != model.config.vocab_size:
+        raise ModelLoadError(f"{d / VOCAB_NAME} holds {len(vocab)} words but the model {model.config.vocab_size}; "
+                             "save the model with its own vocabulary")
     return model, vocab
-
-
