@@ -47,6 +47,43 @@ def test_infinite_trace_scores_survive_a_file_round_trip(tmp_path, suffix):
     _same(back.scores, t.scores)
 
 
+def _strict_json(text: str) -> object:
+    """Parse as strict JSON readers do (jq, a browser's JSON.parse): NaN and Infinity are not JSON."""
+    def refuse(name: str) -> float:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".safetensors"])
+def test_saved_files_are_standard_json_with_every_non_finite_float_kept(tmp_path, suffix):
+    """A -inf target log-probability, a NaN convergence delta or an infinite option was written as -Infinity /
+    NaN, which strict JSON readers refuse."""
+    from safetensors import safe_open
+
+    a = _plain(target_logprobs=[-INF, NAN], options={"eps": INF, "name": "NaN", "nested": [{"d": -INF}]},
+               meta={"convergence_delta": [NAN, 1.0]})
+    path = a.save(tmp_path / f"a{suffix}")
+    if suffix == ".json":
+        doc = _strict_json(path.read_text(encoding="utf-8"))
+    else:
+        with safe_open(str(path), framework="numpy") as fh:
+            doc = _strict_json((fh.metadata() or {})["seqexplain"])
+    assert isinstance(doc, dict) and doc["target_logprobs"] == [{"$float": "-inf"}, {"$float": "nan"}]
+    b = Attribution.load(path)
+    assert b.target_logprobs is not None and b.target_logprobs[0] == -INF and np.isnan(b.target_logprobs[1])
+    assert b.options["eps"] == INF and b.options["name"] == "NaN" and b.options["nested"] == [{"d": -INF}]
+    assert np.isnan(b.meta["convergence_delta"][0]) and b.meta["convergence_delta"][1] == 1.0
+    t = AttributionTrace(base=a, scores=np.stack([a.scores]), axes=["layer"])
+    tpath = t.save(tmp_path / f"t{suffix}")
+    if suffix == ".json":
+        _strict_json(tpath.read_text(encoding="utf-8"))
+    assert AttributionTrace.load(tpath).base.target_logprobs[0] == -INF
+    old = tmp_path / "old.json"  # a file written before: NaN / -Infinity literals, which Python reads
+    old.write_text(json.dumps(a.to_dict()), encoding="utf-8")
+    assert Attribution.load(old).target_logprobs[0] == -INF
+
+
 def test_files_of_format_version_2_still_load(tmp_path):
     """Version 2 (the format before ±inf was spelled out) wrote non-finite scores as null: read as NaN."""
     doc = {**_plain().to_dict(), "version": 2, "scores": [[None, None, -0.0], [1.5, None, 2.0]]}

@@ -32,11 +32,37 @@ from seqexplain.errors import DataError, InputError
 
 #: version written by :meth:`Attribution.save`; 2 moved the rationale into :class:`Rationale` and added
 #: ``objective``, ``foil_tokens``, ``groups``, ``aggregation`` and ``warnings``; 3 writes ``±inf`` scores as
-#: ``"inf"`` / ``"-inf"`` (versions 1 and 2 wrote them as ``null``, so they read back as NaN).
+#: ``"inf"`` / ``"-inf"`` (versions 1 and 2 wrote them as ``null``, so they read back as NaN), and every other
+#: non-finite float as ``{"$float": "nan" | "inf" | "-inf"}``, so the file is standard JSON (earlier files of this
+#: version hold ``NaN`` / ``Infinity`` there, which Python also reads).
 FORMAT_VERSION = 3
 FORMAT_TAG = "seqexplain.attribution"
 
 T = TypeVar("T")
+
+
+def _tag_floats(value: Any) -> Any:
+    """``value`` with every non-finite float written as ``{"$float": "nan" | "inf" | "-inf"}``, so that a saved
+    document is standard JSON (``json.dumps`` would write ``NaN`` / ``-Infinity``, which strict readers such as
+    ``jq`` or a browser's ``JSON.parse`` refuse): a ``target_logprobs`` of ``-inf``, a NaN convergence delta."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"$float": "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")}
+    if isinstance(value, dict):
+        return {k: _tag_floats(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_tag_floats(v) for v in value]
+    return value
+
+
+def _untag_floats(value: Any) -> Any:
+    """The inverse of :func:`_tag_floats` (files written before it hold the floats themselves, also read)."""
+    if isinstance(value, dict):
+        if len(value) == 1 and value.get("$float") in ("nan", "inf", "-inf"):
+            return float(value["$float"])
+        return {k: _untag_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untag_floats(v) for v in value]
+    return value
 
 
 def read_document(path: Path, what: str) -> tuple[Any, np.ndarray | None]:
@@ -53,7 +79,7 @@ def read_document(path: Path, what: str) -> tuple[Any, np.ndarray | None]:
         raise DataError(f"{what} file {path} is not a regular file (a FIFO or device?); give a saved file")
     if path.suffix != ".safetensors":
         try:
-            return json.loads(path.read_text(encoding="utf-8")), None
+            return _untag_floats(json.loads(path.read_text(encoding="utf-8"))), None
         except (ValueError, OSError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors; deep nesting
             raise DataError(f"{path} is not a readable seqexplain {what} file: {exc}") from exc
     from safetensors import SafetensorError, safe_open
@@ -64,7 +90,7 @@ def read_document(path: Path, what: str) -> tuple[Any, np.ndarray | None]:
             names = fh.keys()
             if "seqexplain" not in meta or "scores" not in names:
                 raise DataError(f"{path} is not a seqexplain {what} file (no seqexplain metadata or scores)")
-            return json.loads(meta["seqexplain"]), fh.get_tensor("scores")
+            return _untag_floats(json.loads(meta["seqexplain"])), fh.get_tensor("scores")
     except (SafetensorError, ValueError, OSError, RecursionError) as exc:
         raise DataError(f"{path} is not a readable seqexplain {what} file: {exc}") from exc
 
@@ -219,10 +245,11 @@ def _fields(d: dict[str, Any], scores: np.ndarray | None, version: int) -> dict[
 def _json_bytes(doc: dict[str, Any]) -> bytes:
     """``doc`` as UTF-8 JSON, non-ASCII text written as itself; a string holding a lone surrogate (which UTF-8
     cannot encode) makes the whole document fall back to ``\\uXXXX`` escapes, which read back identically."""
+    doc = _tag_floats(doc)
     try:
-        return json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        return json.dumps(doc, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(doc, ensure_ascii=True).encode("ascii")
+        return json.dumps(doc, ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
 def save_scored(result: Any, path: str | os.PathLike[str]) -> Path:
@@ -235,7 +262,7 @@ def save_scored(result: Any, path: str | os.PathLike[str]) -> Path:
         if path.suffix == ".safetensors":
             from safetensors.numpy import save as st_save
 
-            meta = {"seqexplain": json.dumps(result.to_dict(include_scores=False))}
+            meta = {"seqexplain": json.dumps(_tag_floats(result.to_dict(include_scores=False)), allow_nan=False)}
             atomic_write_bytes(path, st_save({"scores": np.ascontiguousarray(result.scores)}, metadata=meta))
         else:
             atomic_write_bytes(path, _json_bytes(result.to_dict()))
