@@ -73,7 +73,7 @@ def test_every_registered_method_runs(adapter):
         if method.name == "exhaustive":
             opts = {"max_size": 2}
         if method.name == "attention_rollout":
-            with pytest.raises(UnsupportedError):
+            with pytest.raises(UnsupportedError, match="not a stack of self-attention layers"):
                 seqexplain.explain(adapter, SRC[0], TGT[0], method=method.name)
             continue
         got = seqexplain.explain(adapter, SRC[0], TGT[0], method=method.name, **opts)

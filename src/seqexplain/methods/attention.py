@@ -46,7 +46,8 @@ def attention_scores(model: SequenceModel, example: Example, mode: Mode) -> np.n
             m = torch.stack(seg.maps).mean(0)
         elif not seg.rollout:
             raise UnsupportedError(f"{model.model_id}: attention rollout is not defined for this model's attention "
-                                   "(a single pooling attention); use attention_last")
+                                   "(not a stack of self-attention layers over the input: e.g. one pooling or "
+                                   "cross-attention over RNN states); use attention_last")
         elif seg.key_rollout is not None:
             m = seg.maps[-1] @ _rollout(seg.key_rollout)
         else:
