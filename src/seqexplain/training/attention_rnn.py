@@ -4,7 +4,9 @@
 Cross-entropy, Adagrad (the original's choice) or Adam, gradients clipped by value (``clip_value``, the original's
 ``clipvalue=10``), minibatches shuffled by a generator seeded with ``seed + epoch`` and dropout seeded per epoch, so a
 run resumed after epoch ``e`` continues exactly as an uninterrupted one. After each epoch: validation loss,
-accuracy and F1 (scikit-learn, macro over the classes); the weights with the best validation loss are kept.
+accuracy and F1 (scikit-learn, macro over the classes); the weights with the best validation loss are kept
+(:func:`improves`: the lowest finite loss, the earlier epoch on a tie; a NaN loss is best only until a finite one
+comes).
 
 Files in ``out`` (all safetensors or JSON, written atomically): ``best.safetensors`` (best weights, config in its
 metadata), ``last.safetensors`` (latest weights), ``optimizer.safetensors`` + ``optimizer.json`` (the optimizer's
@@ -16,6 +18,7 @@ TensorBoard events under ``tb/``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -109,6 +112,16 @@ def evaluate(model: AttentionRNN, docs: Sequence[VectorDocument], batch_size: in
     return {"loss": total / len(docs), "accuracy": acc, "f1": float(f1_score(gold, preds, average="macro"))}
 
 
+def improves(loss: float, best: float | None) -> bool:
+    """Whether validation ``loss`` replaces ``best`` (None: no best yet): a finite loss beats a NaN or larger one;
+    a tie keeps the earlier epoch; a NaN beats nothing but an empty best."""
+    if best is None:
+        return True
+    if math.isnan(loss):
+        return False
+    return math.isnan(best) or loss < best
+
+
 def _optimizer(model: AttentionRNN, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adagrad":
         return torch.optim.Adagrad(model.parameters(), lr=cfg.lr)
@@ -178,7 +191,7 @@ def train(model_config: AttentionRNNConfig, train_docs: Sequence[VectorDocument]
             # state.json says "fresh start" while the files are rewritten: a kill in between must not pair the new
             # weights or optimizer state with the previous epoch (a resume would train that epoch twice)
             atomic_write_text(state_file, json.dumps({**configs, "epoch": 0, "history": [], "best": None}, indent=1))
-            if state["best"] is None or record["val_loss"] < state["best"]["val_loss"]:
+            if improves(record["val_loss"], None if state["best"] is None else state["best"]["val_loss"]):
                 state["best"] = record
                 save_attention_rnn(model, out / "best.safetensors")
             save_attention_rnn(model, out / "last.safetensors")

