@@ -7,8 +7,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 import torch
 
+from seqexplain.errors import InputError
 from seqexplain.models.attention_rnn import AttentionRNNConfig
 from seqexplain.models.attention_rnn_adapter import VectorDocument
 from seqexplain.training import attention_rnn as ar
@@ -54,3 +56,20 @@ def test_best_epoch_rule():
     assert ar.improves(1.0, None) and ar.improves(nan, None)
     assert ar.improves(1.0, nan) and not ar.improves(nan, 1.0) and not ar.improves(nan, nan)
     assert not ar.improves(1.0, 1.0) and ar.improves(0.5, 1.0) and not ar.improves(2.0, 1.0)
+
+
+@pytest.mark.parametrize("bad", [{"batch_size": 0}, {"batch_size": -2}, {"epochs": 0}, {"epochs": -1}, {"lr": 0.0},
+                                 {"lr": -0.1}, {"clip_value": 0.0}, {"optimizer": "sgd"}])
+def test_attention_rnn_refuses_edge_configs(bad):
+    """batch_size 0 used to train silently on ONE batch of every document per epoch (the chunk never reached 0),
+    epochs 0 / lr 0 were silent no-ops that still wrote a 'trained' state."""
+    with pytest.raises(InputError):
+        ar.TrainConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_attention_rnn_batch_larger_than_data_is_one_batch(tmp_path):
+    """Documented: the last partial batch is kept, so a batch larger than the data set is one batch per epoch."""
+    docs = _docs(5, 3)
+    assert [len(b) for b in ar.batches(docs, 8, torch.Generator().manual_seed(0))] == [5]
+    seen = [d for b in ar.batches(docs, 2, torch.Generator().manual_seed(1)) for d in b]
+    assert sorted(id(d) for d in seen) == sorted(id(d) for d in docs)  # every example once per epoch

@@ -37,12 +37,26 @@ from seqexplain.training.optimizer_state import load_optimizer_state, save_optim
 
 @dataclass
 class TrainConfig:
+    """Optimisation settings; an epoch count or batch size below 1, a learning rate or clip value <= 0 is an
+    :class:`InputError`. The last, short minibatch of an epoch is kept (a batch larger than the data is one batch)."""
+
     optimizer: Literal["adagrad", "adam"] = "adagrad"
     lr: float = 0.01
     clip_value: float | None = 10.0
     epochs: int = 10
     batch_size: int = 32
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adagrad", "adam"):
+            raise InputError(f"optimizer is 'adagrad' or 'adam', not {self.optimizer!r}")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise InputError(f"lr must be > 0 (0 trains nothing), got {self.lr}")
+        if self.clip_value is not None and not self.clip_value > 0:
+            raise InputError(f"clip_value must be > 0 or None (no clipping), got {self.clip_value}")
 
 
 def collate(docs: Sequence[VectorDocument], device: torch.device | str = "cpu"
