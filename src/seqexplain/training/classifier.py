@@ -38,7 +38,8 @@ from seqexplain.training.optimizer_state import load_optimizer_state, save_optim
 
 @dataclass(frozen=True)
 class ClassifierTrainConfig:
-    """Everything that defines a fine-tuning run (``checkpoint_every`` aside)."""
+    """Everything that defines a fine-tuning run (``checkpoint_every`` aside). A count below 1, ``lr`` or
+    ``max_grad_norm`` <= 0 or ``warmup`` outside [0, 1] is an :class:`InputError`."""
 
     max_length: int = 256
     epochs: int = 2
@@ -50,6 +51,19 @@ class ClassifierTrainConfig:
     max_steps: int | None = None
     seed: int = 0
     checkpoint_every: int = 50
+
+    def __post_init__(self) -> None:
+        for name in ("max_length", "epochs", "batch_size", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise InputError(f"max_steps must be >= 1 or None (the epochs decide), got {self.max_steps}")
+        if not self.lr > 0:
+            raise InputError(f"lr must be > 0 (0 trains nothing), got {self.lr}")
+        if not 0.0 <= self.warmup <= 1.0:
+            raise InputError(f"warmup is a fraction of the steps in [0, 1], got {self.warmup}")
+        if not self.max_grad_norm > 0:
+            raise InputError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
 
     def total_steps(self, n: int) -> int:
         per_epoch = math.ceil(n / self.batch_size)
