@@ -163,6 +163,9 @@ def train_classifier(model: torch.nn.Module, tokenizer: Any, train: tuple[Sequen
     texts, labels = train
     if not texts or len(texts) != len(labels):
         raise InputError(f"training needs texts and as many labels ({len(texts)} texts, {len(labels)} labels)")
+    if len(valid[0]) != len(valid[1]):
+        raise InputError(f"the validation set needs as many labels as texts ({len(valid[0])} texts, "
+                         f"{len(valid[1])} labels)")
     out = Path(out_dir)
     ckpt = out / "checkpoint"
     rows = encode_texts(tokenizer, texts, cfg.max_length)
