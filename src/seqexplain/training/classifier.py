@@ -155,6 +155,15 @@ def _resume(ckpt: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, cfg:
     return dict(state)
 
 
+def _check_labels(model: torch.nn.Module, labels: Sequence[int], split: str) -> None:
+    """:class:`InputError` when a label is not a class id of ``model`` (``0 .. config.num_labels - 1``)."""
+    n_labels = getattr(getattr(model, "config", None), "num_labels", None)
+    bad = [y for y in labels if int(y) < 0 or (n_labels is not None and int(y) >= n_labels)]
+    if bad:
+        raise InputError(f"{split} label {bad[0]} is not a class of the model (0 .. {n_labels - 1 if n_labels else '?'}"
+                         "); map the labels to class ids first")
+
+
 def train_classifier(model: torch.nn.Module, tokenizer: Any, train: tuple[Sequence[str], Sequence[int]],
                      valid: tuple[Sequence[str], Sequence[int]], cfg: ClassifierTrainConfig, out_dir: Path | str,
                      resume: bool = True, progress: bool = True) -> dict[str, Any]:
@@ -166,6 +175,8 @@ def train_classifier(model: torch.nn.Module, tokenizer: Any, train: tuple[Sequen
     if len(valid[0]) != len(valid[1]):
         raise InputError(f"the validation set needs as many labels as texts ({len(valid[0])} texts, "
                          f"{len(valid[1])} labels)")
+    _check_labels(model, labels, "training")
+    _check_labels(model, valid[1], "validation")
     out = Path(out_dir)
     ckpt = out / "checkpoint"
     rows = encode_texts(tokenizer, texts, cfg.max_length)
