@@ -6,7 +6,8 @@ over the batch); AdamW (weight decay ``weight_decay``, none on biases and LayerN
 ``max_grad_norm``; learning rate of 0-based step ``s`` of ``T``, with ``W = max(1, round(warmup × T))``:
 ``lr × (s + 1) / W`` while ``s < W``, then ``lr × (T − s) / (T − W)`` (transformers' linear schedule after the
 warm-up: the last step has ``lr / (T − W)``, 0 would come one step after it; during the warm-up transformers has
-``s / W``, which spends the first step at rate 0). The steps are ``epochs × ⌈n / batch_size⌉``, or ``max_steps`` when that is smaller.
+``s / W``, which spends the first step at rate 0). The steps are ``epochs × ⌈n / batch_size⌉``, or ``max_steps``
+when that is smaller.
 
 Determinism: the order of epoch ``e`` is a permutation drawn from ``(seed, e)`` and dropout is seeded from
 ``(seed, step)`` before each step, so a run resumed from a checkpoint repeats the uninterrupted one.
