@@ -73,3 +73,46 @@ def test_attention_rnn_batch_larger_than_data_is_one_batch(tmp_path):
     assert [len(b) for b in ar.batches(docs, 8, torch.Generator().manual_seed(0))] == [5]
     seen = [d for b in ar.batches(docs, 2, torch.Generator().manual_seed(1)) for d in b]
     assert sorted(id(d) for d in seen) == sorted(id(d) for d in docs)  # every example once per epoch
+
+
+# ------------------------------------------------------------------------------------------- recurrent LM (lm.py)
+def _rnn_lm(seed: int = 0):
+    from seqexplain.models.rnn import RNNLanguageModel, RNNLMConfig
+
+    torch.manual_seed(seed)
+    return RNNLanguageModel(RNNLMConfig(vocab_size=7, cell="lstm", embedding_size=4, hidden_size=5, num_layers=1,
+                                        init_scale=0.4))
+
+
+def test_lm_step_is_sgd_on_the_time_summed_batch_mean_loss():
+    """One segment = one update: ``p − lr · clip(∇ Σ_t mean_b CE)``, the TF tutorial's scale (hand loop, torch's
+    clip_grad_norm_)."""
+    from seqexplain.training.lm import TrainConfig, train_lm
+
+    ids = torch.tensor([1, 2, 3, 4, 5, 6, 0, 1, 2, 3, 4, 5])  # batch 2 → [2, 6]: one segment of 5 steps
+    model, ref = _rnn_lm(), _rnn_lm()
+    ref.train()
+    x = ids.view(2, 6)
+    logits = ref(input_ids=x[:, :5], state=ref.initial_state(2, torch.device("cpu"))).logits
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, 7), x[:, 1:].reshape(-1), reduction="sum") / 2
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(list(ref.parameters()), 0.05)
+    with torch.no_grad():
+        expected = [p - 0.7 * p.grad for p in ref.parameters()]
+    hist = train_lm(model, ids, None, TrainConfig(batch_size=2, num_steps=5, epochs=1, lr=0.7, max_grad_norm=0.05),
+                    progress=False).history
+    for p, e in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
+    assert hist[0]["train_ppl"] == pytest.approx(math.exp(loss.item() / 5), rel=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"epochs": 0}, {"num_steps": 0}, {"batch_size": 0}, {"lr": 0.0},
+                                 {"lr_decay": 0.0}, {"max_grad_norm": -1.0}, {"max_epoch": -1},
+                                 {"eval_batch_size": 0}, {"max_tokens_per_epoch": 0}])
+def test_lm_refuses_edge_configs(bad):
+    """num_steps 0 was a bare ValueError from range(); epochs 0 and lr 0 silent no-ops; max_tokens_per_epoch 0
+    silently trained on one token per row."""
+    from seqexplain.training.lm import TrainConfig
+
+    with pytest.raises(InputError):
+        TrainConfig(**bad)  # type: ignore[arg-type]

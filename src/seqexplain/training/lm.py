@@ -43,7 +43,9 @@ from seqexplain.models.rnn.vocab import Vocab
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings (defaults: the TF PTB tutorial's "small" configuration, 13 epochs)."""
+    """Optimisation settings (defaults: the TF PTB tutorial's "small" configuration, 13 epochs). A count below 1,
+    ``lr`` / ``lr_decay`` / ``max_grad_norm`` <= 0 or ``max_tokens_per_epoch`` below ``batch_size`` is an
+    :class:`InputError`."""
 
     batch_size: int = 20
     num_steps: int = 35
@@ -55,6 +57,19 @@ class TrainConfig:
     eval_batch_size: int = 10
     seed: int = 0
     max_tokens_per_epoch: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "num_steps", "epochs", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_epoch < 0:
+            raise InputError(f"max_epoch must be >= 0, got {self.max_epoch}")
+        if not (self.lr > 0 and self.lr_decay > 0 and self.max_grad_norm > 0):
+            raise InputError(f"lr, lr_decay and max_grad_norm must be > 0, got {self.lr}, {self.lr_decay}, "
+                             f"{self.max_grad_norm}")
+        if self.max_tokens_per_epoch is not None and self.max_tokens_per_epoch < self.batch_size:
+            raise InputError(f"max_tokens_per_epoch ({self.max_tokens_per_epoch}) must be >= batch_size "
+                             f"({self.batch_size}) or None")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based ``epoch``: ``lr * lr_decay ** max(epoch + 1 - max_epoch, 0)``."""
