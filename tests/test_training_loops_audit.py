@@ -116,3 +116,43 @@ def test_lm_refuses_edge_configs(bad):
 
     with pytest.raises(InputError):
         TrainConfig(**bad)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------ causal-LM data and word dropout
+def test_step_batches_visit_every_row_once_per_epoch_dropping_the_short_tail():
+    from seqexplain.training.causal_lm_data import StepBatches
+
+    batches = StepBatches(11, 3, seed=4)
+    assert batches.per_epoch == 3
+    for epoch in range(3):
+        rows = torch.cat([batches(epoch * 3 + i) for i in range(3)]).tolist()
+        assert len(rows) == len(set(rows)) == 9 and set(rows) <= set(range(11))
+    one = StepBatches(1, 1, seed=0)  # one example: every step is that example
+    assert [one(s).tolist() for s in range(3)] == [[0], [0], [0]]
+
+
+@pytest.mark.parametrize("bad", [0, -2])
+def test_step_batches_refuse_a_batch_size_below_one(bad):
+    """batch_size 0 was a ZeroDivisionError traceback; a negative one gave empty batches silently."""
+    from seqexplain.training.causal_lm_data import StepBatches
+
+    with pytest.raises(InputError):
+        StepBatches(5, bad, seed=0)
+
+
+def test_uniform_length_count_is_uniform_per_row_of_a_padded_batch():
+    """Rows of different lengths in one batch: each row's kept count is uniform on 0..its own length, padding is never
+    kept (chi-square, seeded)."""
+    from scipy import stats
+
+    from seqexplain.training.word_dropout import uniform_length_keep
+
+    valid = torch.zeros(2, 6, dtype=torch.bool)
+    valid[0, :2] = True
+    valid[1, :] = True
+    keep = uniform_length_keep(valid.repeat(15000, 1), torch.Generator().manual_seed(7)).view(15000, 2, 6)
+    assert not keep[:, 0, 2:].any()
+    for row, n in ((0, 2), (1, 6)):
+        counts = torch.bincount(keep[:, row].sum(1), minlength=n + 1)
+        assert counts.numel() == n + 1
+        assert stats.chisquare(counts.double().numpy()).pvalue > 0.001

@@ -55,6 +55,8 @@ class StepBatches:
     """Step -> row indices, a function of (seed, step) only (module docstring)."""
 
     def __init__(self, n: int, batch_size: int, seed: int) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         if n < batch_size:
             raise InputError(f"{n} training sequences are fewer than batch_size {batch_size}")
         self.n, self.bs, self.seed = n, batch_size, seed
