@@ -156,3 +156,52 @@ def test_uniform_length_count_is_uniform_per_row_of_a_padded_batch():
         counts = torch.bincount(keep[:, row].sum(1), minlength=n + 1)
         assert counts.numel() == n + 1
         assert stats.chisquare(counts.double().numpy()).pvalue > 0.001
+
+
+# --------------------------------------------------------------------------------- translation batches and loss
+def _pairs():
+    from seqexplain.training.translation_batches import EncodedPair
+
+    rng = np.random.default_rng(0)
+    return [EncodedPair([int(t) for t in rng.integers(4, 12, size=int(rng.integers(1, 6)))] + [2],
+                        [int(t) for t in rng.integers(4, 12, size=int(rng.integers(1, 6)))]) for _ in range(23)]
+
+
+def test_translation_batches_hold_every_pair_once_within_the_token_budget():
+    from seqexplain.training.translation_batches import make_batches
+
+    pairs = _pairs()
+    for budget in (1, 20, 40, 10_000):
+        batches = make_batches(pairs, budget, seed=3)
+        flat = sorted(i for b in batches for i in b)
+        assert flat == list(range(len(pairs)))
+        for b in batches:  # padded source + decoder tokens; a single over-long pair goes alone
+            padded = len(b) * (max(len(pairs[i].src) for i in b) + max(len(pairs[i].tgt) + 1 for i in b))
+            assert padded <= budget or len(b) == 1
+
+
+def test_translation_loss_is_the_token_mean_smoothed_ce_of_each_pair_alone():
+    """Reference: each pair run alone (no padding), ``(1 − ε)·nll + ε·mean_v(−log p_v)`` per target token, averaged
+    over all target tokens of the batch."""
+    from seqexplain.models.seq2seq import Seq2SeqTransformer
+    from seqexplain.models.seq2seq_config import Seq2SeqConfig
+    from seqexplain.training.translation_batches import collate
+    from seqexplain.training.translation_eval import batch_loss
+
+    torch.manual_seed(0)
+    model = Seq2SeqTransformer(Seq2SeqConfig(vocab_size=12, d_model=8, n_heads=2, ffn_dim=16, encoder_layers=1,
+                                             decoder_layers=1, max_position_embeddings=16, dropout=0.0)).eval()
+    ids = {"pad": 0, "bos": 1, "eos": 2, "unk": 3}
+    pairs, idx, eps = _pairs(), [0, 3, 5, 8], 0.1
+    b = collate(pairs, idx, ids)
+    with torch.no_grad():
+        loss, n = batch_loss(model, b, b["src_valid"], b["tgt_valid"], eps)
+        per_token = []
+        for i in idx:
+            one = collate(pairs, [i], ids)
+            logp = torch.log_softmax(model(input_ids=one["input_ids"], decoder_input_ids=one["decoder_input_ids"])
+                                     .logits[0].double(), -1)
+            for t, y in enumerate(one["labels"][0].tolist()):
+                per_token.append((1 - eps) * -logp[t, y] - eps * logp[t].mean())
+    assert n == len(per_token) == sum(len(pairs[i].tgt) + 1 for i in idx)
+    assert float(loss) == pytest.approx(float(sum(per_token) / n), rel=1e-5)
