@@ -48,7 +48,8 @@ Dataset = Sequence[tuple[Sequence[int], int]]  # (token ids incl. <bos>/<eos>, l
 @dataclass
 class SnellTrainConfig:
     """``steps`` updates of ``batch_size`` examples with Adam(``lr``); checkpoints at ``checkpoint_steps`` and every
-    ``checkpoint_every`` updates (0: none besides 0 and ``steps``)."""
+    ``checkpoint_every`` updates (0: none besides 0 and ``steps``). ``steps`` or ``batch_size`` below 1, ``lr`` <= 0
+    or a negative ``checkpoint_every`` is an :class:`InputError`."""
 
     steps: int = 1000
     batch_size: int = 32
@@ -57,6 +58,14 @@ class SnellTrainConfig:
     checkpoint_steps: list[int] = field(default_factory=list)
     checkpoint_every: int = 0
     tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise InputError(f"steps and batch_size must be >= 1, got {self.steps} and {self.batch_size}")
+        if not self.lr > 0:
+            raise InputError(f"lr must be > 0 (0 trains nothing), got {self.lr}")
+        if self.checkpoint_every < 0:
+            raise InputError(f"checkpoint_every must be 0 (off) or positive, got {self.checkpoint_every}")
 
 
 def checkpoint_schedule(steps: int, explicit: Sequence[int] = (), every: int = 0) -> list[int]:
@@ -77,6 +86,8 @@ def checkpoint_schedule(steps: int, explicit: Sequence[int] = (), every: int = 0
 
 def batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     """Indices of the examples of update ``step`` (0-based; module docstring)."""
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     per_epoch = n // batch_size
     if per_epoch < 1:
         raise InputError(f"batch_size {batch_size} exceeds the {n} training examples")
@@ -217,6 +228,7 @@ def run_schedule(model: torch.nn.Module, config: SnellTrainConfig, run_dir: Path
     ``torch.manual_seed(config.seed)`` by the caller and already on its device (``batch_loss`` makes its tensors
     there)."""
     schedule = checkpoint_schedule(config.steps, config.checkpoint_steps, config.checkpoint_every)
+    batch_indices(n_train, config.batch_size, config.seed, 0)  # refuses a batch larger than the data, before any file
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "train": asdict(config), "schedule": schedule}
