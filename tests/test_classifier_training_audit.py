@@ -82,11 +82,11 @@ def test_same_seed_same_weights_other_seed_other_weights(tmp_path, bert):
 
 
 @pytest.mark.parametrize("bad", [{"epochs": 0}, {"epochs": -1}, {"batch_size": 0}, {"max_steps": 0},
-                                 {"lr": 0.0}, {"warmup": 1.5}, {"warmup": -0.1}, {"max_grad_norm": 0.0},
+                                 {"lr": -1e-3}, {"warmup": 1.5}, {"warmup": -0.1}, {"max_grad_norm": 0.0},
                                  {"checkpoint_every": 0}, {"max_length": 0}])
 def test_edge_configs_are_refused(bad):
-    """epochs 0 / max_steps 0 / lr 0 were silent no-ops that saved an untrained 'fine-tuned' model; batch_size 0
-    was a ZeroDivisionError traceback."""
+    """epochs 0 / max_steps 0 were silent no-ops that saved an untrained 'fine-tuned' model; batch_size 0 was a
+    ZeroDivisionError traceback. (lr 0 stays allowed: a documented control run, tests/test_training_resume_audit.)"""
     with pytest.raises(InputError):
         _cfg(**bad)
 

@@ -41,8 +41,9 @@ from seqexplain.training.optimizer_state import load_optimizer_state, save_optim
 
 @dataclass(frozen=True)
 class ClassifierTrainConfig:
-    """Everything that defines a fine-tuning run (``checkpoint_every`` aside). A count below 1, ``lr`` or
-    ``max_grad_norm`` <= 0 or ``warmup`` outside [0, 1] is an :class:`InputError`."""
+    """Everything that defines a fine-tuning run (``checkpoint_every`` aside). A count below 1, a negative ``lr``,
+    ``max_grad_norm`` <= 0 or ``warmup`` outside [0, 1] is an :class:`InputError`. ``lr = 0`` is allowed: a control
+    run whose steps leave the weights as they were."""
 
     max_length: int = 256
     epochs: int = 2
@@ -61,8 +62,8 @@ class ClassifierTrainConfig:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise InputError(f"max_steps must be >= 1 or None (the epochs decide), got {self.max_steps}")
-        if not self.lr > 0:
-            raise InputError(f"lr must be > 0 (0 trains nothing), got {self.lr}")
+        if not self.lr >= 0:
+            raise InputError(f"lr must be >= 0, got {self.lr}")
         if not 0.0 <= self.warmup <= 1.0:
             raise InputError(f"warmup is a fraction of the steps in [0, 1], got {self.warmup}")
         if not self.max_grad_norm > 0:
