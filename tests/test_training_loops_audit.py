@@ -205,3 +205,15 @@ def test_translation_loss_is_the_token_mean_smoothed_ce_of_each_pair_alone():
                 per_token.append((1 - eps) * -logp[t, y] - eps * logp[t].mean())
     assert n == len(per_token) == sum(len(pairs[i].tgt) + 1 for i in idx)
     assert float(loss) == pytest.approx(float(sum(per_token) / n), rel=1e-5)
+
+
+@pytest.mark.parametrize("bad", [{"lr": 0.0}, {"label_smoothing": 1.0}, {"label_smoothing": -0.1},
+                                 {"max_grad_norm": 0.0}, {"warmup_steps": -1}, {"max_len": 0},
+                                 {"max_minutes": -1.0}, {"dropout": 1.0}])
+def test_translation_config_refuses_edge_values(bad):
+    """lr 0 trained nothing for every epoch; label smoothing 1 removes the labels from the loss; a negative warm-up
+    made the first steps' rate negative; max_len 0 left out every pair only after the tokenizer was trained."""
+    from seqexplain.training.translation import TranslationTrainConfig
+
+    with pytest.raises(InputError):
+        TranslationTrainConfig(**bad)  # type: ignore[arg-type]

@@ -110,9 +110,17 @@ class TranslationTrainConfig:
         if self.max_len + 1 > self.max_position_embeddings:
             raise InputError(f"max_len + 1 ({self.max_len + 1}) exceeds max_position_embeddings "
                              f"({self.max_position_embeddings})")
-        for name in ("epochs", "batch_tokens", "vocab_size", "checkpoint_every", "log_every"):
+        for name in ("epochs", "batch_tokens", "vocab_size", "checkpoint_every", "log_every", "max_len"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and self.max_grad_norm > 0) or self.warmup_steps < 0:
+            raise InputError(f"lr and max_grad_norm must be > 0 and warmup_steps >= 0, got {self.lr}, "
+                             f"{self.max_grad_norm}, {self.warmup_steps}")
+        for name in ("label_smoothing", "dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise InputError(f"{name} is a probability in [0, 1), got {getattr(self, name)}")
+        if self.max_minutes is not None and not self.max_minutes >= 0:  # 0: stop after the first step
+            raise InputError(f"max_minutes must be >= 0 or None, got {self.max_minutes}")
 
     def model_config(self, vocab_size: int, ids: dict[str, int]) -> Seq2SeqConfig:
         return Seq2SeqConfig(
