@@ -8,13 +8,14 @@ Formats:
   ``<index><TAB>`` column (simalign's ``*.gold``) is skipped. An empty line is a pair without links.
 * **RWTH** (``read_rwth``): ``SENT: <n>`` starts a sentence, followed by lines ``S i j`` (sure) / ``P i j``
   (possible) with ``i`` the source and ``j`` the target word (the order Vafa et al.'s script reads the De-En set in);
-  0-based by default. Blank lines are ignored.
+  0-based by default. Blank lines are ignored; the ``SENT:`` numbers must run consecutively from the first.
 
 Every reader returns :class:`GoldAlignment` objects whose ``possible`` set contains the sure links too
 (``P ⊇ S``). When the sentence lengths are given (``src_lengths`` / ``tgt_lengths``), an index outside
-``0..len−1`` raises :class:`~seqexplain.errors.DataError`, and so does a Pharaoh file whose number of lines differs
-from the number of sentences; so do malformed lines and negative or (1-based) zero indices. Every error names the file
-and the 1-based line number. Files are UTF-8 (a byte order mark allowed), split at line ends only.
+``0..len−1`` raises :class:`~seqexplain.errors.DataError`, and so does a file whose number of sentence pairs (Pharaoh
+lines, RWTH ``SENT:`` blocks) differs from the number of sentences; so do malformed lines and negative or (1-based)
+zero indices. Every error names the file and the 1-based line number. Files are UTF-8 (a byte order mark allowed),
+split at line ends only.
 
 ``read_parallel`` reads ``source ||| target`` lines (awesome-align's ``*.src-tgt``) and ``read_indexed_lines``
 ``<index><TAB>text`` lines (simalign's ``sample_*.txt``); both split on whitespace.
@@ -99,11 +100,16 @@ def read_pharaoh(path: str | os.PathLike[str], *, one_based: bool = False,
             if m.group(2) == "-":
                 gold.sure.add((i, j))
         out.append(gold)
-    for what, lengths in (("source", src_lengths), ("target", tgt_lengths)):
-        if lengths is not None and len(lengths) != len(out):
-            raise DataError(f"{path} has {len(out)} lines but there are {len(lengths)} {what} sentences; a Pharaoh "
-                            "file needs one line (maybe empty) per sentence pair")
+    _check_count(path, len(out), "lines", src_lengths, tgt_lengths)
     return out
+
+
+def _check_count(path: str | os.PathLike[str], n: int, unit: str, src_lengths: Sequence[int] | None,
+                 tgt_lengths: Sequence[int] | None) -> None:
+    for what, lengths in (("source", src_lengths), ("target", tgt_lengths)):
+        if lengths is not None and len(lengths) != n:
+            raise DataError(f"{path} has {n} {unit} but there are {len(lengths)} {what} sentences; a gold file needs "
+                            "one entry (maybe without links) per sentence pair")
 
 
 def read_rwth(path: str | os.PathLike[str], *, one_based: bool = False,
@@ -112,11 +118,18 @@ def read_rwth(path: str | os.PathLike[str], *, one_based: bool = False,
     """Read an RWTH ``SENT:`` / ``S i j`` / ``P i j`` file (module docstring); indices are returned 0-based."""
     out: list[GoldAlignment] = []
     shift = 1 if one_based else 0
+    first = 0
     for n, raw in enumerate(_open_lines(path)):
         lineno, line = n + 1, raw.strip()
         if not line:
             continue
-        if _RWTH_SENT.match(line):
+        sent = _RWTH_SENT.match(line)
+        if sent:
+            number = int(sent.group(1))
+            if out and number != first + len(out):
+                raise DataError(f"{path}, line {lineno}: expected 'SENT: {first + len(out)}' (sentence numbers run "
+                                f"consecutively), got {raw!r}")
+            first = number if not out else first
             out.append(GoldAlignment())
             continue
         m = _RWTH_LINK.match(line)
@@ -129,6 +142,7 @@ def read_rwth(path: str | os.PathLike[str], *, one_based: bool = False,
         out[-1].possible.add((i, j))
         if m.group(1) == "S":
             out[-1].sure.add((i, j))
+    _check_count(path, len(out), "'SENT:' blocks", src_lengths, tgt_lengths)
     return out
 
 
