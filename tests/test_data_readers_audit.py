@@ -27,3 +27,32 @@ def test_rwth_sentence_numbers_must_run_consecutively(tmp_path):
     ok = tmp_path / "one_based.rwth"
     ok.write_text("SENT: 1\nS 1 1\nSENT: 2\nP 1 1\n")
     assert len(read_rwth(ok, one_based=True, src_lengths=[1, 1], tgt_lengths=[1, 1])) == 2
+
+
+def test_ag_news_error_names_the_physical_line_after_a_multi_line_field(tmp_path):
+    """A quoted field may span lines; the error counted CSV records, so it named line 2 for a record on line 3."""
+    from seqexplain.data.ag_news import read_ag_news
+
+    (tmp_path / "ag_news").mkdir()
+    (tmp_path / "ag_news" / "test.csv").write_text('"1","title","first line\nsecond line"\n"5","bad","class"\n',
+                                                   encoding="utf-8")
+    with pytest.raises(DataError, match=r"test.csv: line 3 "):
+        read_ag_news(tmp_path)
+
+
+def test_ag_news_reader_matches_source_md():
+    """SOURCE.md: 7,600 rows, 1,900 per class, class 1..4 = World, Sports, Business, Sci/Tech (0-based here), the
+    first row is class 3 'Fears for T N pension after talks'; the split rule gives 6,080 / 760 / 760."""
+    from collections import Counter
+
+    from seqexplain.data.ag_news import LABELS, read_ag_news, split_ag_news
+    from seqexplain.data.paths import require_data
+
+    try:
+        root = require_data("ag_news").parent
+    except DataError as exc:
+        pytest.skip(f"needs the ag_news data folder: {exc}")
+    items = read_ag_news(root)
+    assert len(items) == 7600 and Counter(x.label for x in items) == {0: 1900, 1: 1900, 2: 1900, 3: 1900}
+    assert LABELS[items[0].label] == "Business" and items[0].text.startswith("Fears for T N pension after talks Unions")
+    assert [len(split_ag_news(items, s)) for s in ("train", "val", "test")] == [6080, 760, 760]

@@ -43,9 +43,12 @@ def read_ag_news(root: Path | str | None = None) -> list[NewsItem]:
         raise DataError(f"{path} is missing (see shared/data/ag_news/SOURCE.md)")
     out = []
     with path.open(encoding="utf-8", newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
+        reader = csv.reader(fh)
+        lineno = 1  # the physical line a record starts on (a quoted field may span lines)
+        for row in reader:
             if len(row) != 3 or not row[0].strip().isdigit() or not 1 <= int(row[0]) <= 4:
                 raise DataError(f"{path}: line {lineno} is not \"class\",\"title\",\"description\" with class 1..4")
+            lineno = reader.line_num + 1
             text = f"{row[1]} {row[2]}".replace("\\", " ")
             out.append(NewsItem(" ".join(text.split()), int(row[0]) - 1))
     return out
