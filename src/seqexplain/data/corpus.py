@@ -17,6 +17,7 @@ from typing import Literal
 import torch
 
 from seqexplain.data.paths import require_data
+from seqexplain.data.text_lines import read_text_lines
 from seqexplain.errors import DataError, InputError
 
 EOS = "<eos>"
@@ -36,14 +37,13 @@ def read_tokens(path: Path | str, add_eos: bool = True) -> list[str]:
     if not p.is_file():
         raise DataError(f"corpus file {p} does not exist")
     tokens: list[str] = []
-    with p.open(encoding="utf-8") as fh:
-        for line in fh:
-            words = line.split()
-            if not words:
-                continue
-            tokens.extend(words)
-            if add_eos:
-                tokens.append(EOS)
+    for line in read_text_lines(p):  # DataError naming the file when it is not UTF-8
+        words = line.split()
+        if not words:
+            continue
+        tokens.extend(words)
+        if add_eos:
+            tokens.append(EOS)
     if not tokens:
         raise DataError(f"corpus file {p} contains no tokens")
     return tokens
