@@ -56,3 +56,44 @@ def test_ag_news_reader_matches_source_md():
     assert len(items) == 7600 and Counter(x.label for x in items) == {0: 1900, 1: 1900, 2: 1900, 3: 1900}
     assert LABELS[items[0].label] == "Business" and items[0].text.startswith("Fears for T N pension after talks Unions")
     assert [len(split_ag_news(items, s)) for s in ("train", "val", "test")] == [6080, 760, 760]
+
+
+def _corpus_root():
+    from seqexplain.data.paths import require_data
+
+    try:
+        return require_data("wikitext2").parent
+    except DataError as exc:
+        pytest.skip(f"needs the wikitext2 data folder: {exc}")
+
+
+def test_wikitext_token_count_of_source_md_with_blank_line_eos():
+    """SOURCE.md (and Merity et al.) count 217,646 validation tokens: an ``<eos>`` after every line, blank ones
+    included. The reader's documented default skips blank lines (216,347 tokens, kept: the recorded perplexities use
+    it); ``blank_line_eos=True`` gives the standard count."""
+    from seqexplain.data.corpus import read_tokens
+
+    root = _corpus_root()
+    assert len(read_tokens(root / "wikitext2" / "valid.txt", blank_line_eos=True)) == 217_646
+    assert len(read_tokens(root / "wikitext2" / "test.txt", blank_line_eos=True)) == 245_569
+    assert len(read_tokens(root / "ptb" / "ptb.valid.txt")) == 73_760  # PTB has no blank lines: same either way
+    assert len(read_tokens(root / "ptb" / "ptb.valid.txt", blank_line_eos=True)) == 73_760
+    assert len(read_tokens(root / "wikitext2" / "valid.txt")) == 216_347
+
+
+def test_corpus_file_that_is_not_utf8_is_a_data_error(tmp_path):
+    from seqexplain.data.corpus import read_tokens
+
+    f = tmp_path / "latin1.txt"
+    f.write_bytes("caf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(DataError, match="latin1.txt"):
+        read_tokens(f)
+
+
+def test_training_on_the_evaluation_split_is_refused():
+    """train_split == eval_split silently evaluated a model on the text it was trained on."""
+    from seqexplain.data.corpus import load_corpus
+    from seqexplain.errors import InputError
+
+    with pytest.raises(InputError, match="same split"):
+        load_corpus("ptb", _corpus_root(), train_split="test", eval_split="test")
