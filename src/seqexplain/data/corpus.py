@@ -85,6 +85,9 @@ def load_corpus(
     for split in (train_split, eval_split):
         if split not in files:
             raise InputError(f"unknown split {split!r} for {name}; choose one of {sorted(files)}")
+    if train_split == eval_split:
+        raise InputError(f"train_split and eval_split are the same split ({train_split!r}): the model would be "
+                         "evaluated on the text it was trained on; choose two different splits")
     base = require_data(folder, root)
     train_path, eval_path = base / files[train_split], base / files[eval_split]
     train = read_tokens(train_path, blank_line_eos=blank_line_eos)
