@@ -97,3 +97,45 @@ def test_training_on_the_evaluation_split_is_refused():
 
     with pytest.raises(InputError, match="same split"):
         load_corpus("ptb", _corpus_root(), train_split="test", eval_split="test")
+
+
+def test_majority_class_matches_source_md_and_posterior_matches_enumeration():
+    """SOURCE.md: 50,000 / 5,000 / 5,000 lines, label = majority bit. The posterior P(label = 1 | visible bits) is
+    checked against enumerating every completion of the hidden bits."""
+    import itertools
+
+    from seqexplain.data.majority_class import label_posterior, load_split
+    from seqexplain.data.paths import require_data
+
+    for n_bits in (3, 5, 7):
+        for m in range(n_bits + 1):
+            for ones in range(m + 1):
+                hidden = n_bits - m
+                wins = sum(ones + sum(c) > n_bits // 2 for c in itertools.product((0, 1), repeat=hidden))
+                assert label_posterior(ones, m, n_bits) == pytest.approx(wins / 2 ** hidden, abs=1e-12)
+    try:
+        root = require_data("majority_class").parent
+    except DataError as exc:
+        pytest.skip(f"needs the majority_class data folder: {exc}")
+    sizes = {s: len(load_split(s, root)) for s in ("train", "valid", "test")}
+    assert sizes == {"train": 50_000, "valid": 5_000, "test": 5_000}
+
+
+def test_annotated_lambada_spans_are_end_exclusive_word_spans():
+    """SOURCE.md: 107 records, spans ``[start, end]`` into ``text``; read end-exclusive, every one of the 750 spans
+    covers whole words (no letter just outside either end, no surrounding space), the way Vafa et al. slice."""
+    from seqexplain.data.annotated_lambada import read_annotated_lambada
+    from seqexplain.data.paths import require_data
+
+    try:
+        folder = require_data("annotated_lambada")
+    except DataError as exc:
+        pytest.skip(f"needs the annotated_lambada data folder: {exc}")
+    items = read_annotated_lambada(folder / "annotated_lambada.json")
+    assert len(items) == 107
+    spans = [(r.context, a, b) for r in items for a, b in r.spans]
+    assert len(spans) == 750
+    for ctx, a, b in spans:
+        piece = ctx[a:b]
+        assert piece == piece.strip() and piece
+        assert not (a > 0 and ctx[a - 1].isalnum()) and not (b < len(ctx) and ctx[b].isalnum())
