@@ -6,6 +6,9 @@ sides together: a joint vocabulary), single-threaded and without sampling (deter
 ``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, ``<unk>`` 3 and NFKC normalisation. The trained pieces and their log-probability
 scores become a ``tokenizers`` Unigram model with SentencePiece's ``▁`` word markers (Metaspace), so segmentation is
 SentencePiece's Viterbi segmentation and character offsets come for free; ``</s>`` is appended to every encoded text.
+One difference: the normaliser (:func:`~seqexplain.data.tokenizers.text_components`) makes every run of white space
+one space, where SentencePiece keeps a tab as a character (``<unk>`` unless trained on); on Multi30K's 2,028
+validation sentences (de + en) the two give the same ids.
 
 :func:`read_parallel_files` reads a source and a target file of one sentence per line and refuses files whose line
 counts differ.
