@@ -16,7 +16,8 @@
   by a plain loop and a one-process run equals one.
 * **Checkpoints**: the dev set is evaluated every ``eval_steps`` optimiser steps (default: at the end of each epoch
   and at the last step; on the main process, its F1 broadcast); the weights with the best **dev sentence F1**
-  (positive class) are kept (``best.safetensors``) and loaded at the end. With ``out_dir`` (main process only):
+  (positive class) are kept (``best.safetensors``; the earlier evaluation on a tie; without a dev set, the latest) and
+  loaded at the end. With ``out_dir`` (main process only):
   TensorBoard scalars under ``tb/``, and at every evaluation a resumable state (``last.safetensors`` of the unwrapped
   model, ``optimizer.safetensors``, then ``train_state.json``): a rerun with the same ``out_dir`` continues from the
   last evaluation with the same order and masking, and refuses a state made with other settings (all but naming,
@@ -291,7 +292,7 @@ def train_soft_attention(model: torch.nn.Module, batcher: Any, train: Sequence[L
                                            "loss": float(loss.detach()), "dev_sentence_f1": f1[0], **terms})
                     if writer is not None:
                         writer.add_scalar("dev/sentence_f1", f1[0], step)
-                    if f1[0] > result.best_dev_f1:
+                    if f1[0] > result.best_dev_f1 or not dev:  # no dev set: nothing to choose by, keep the latest
                         result.best_dev_f1, result.best_step = f1[0], step
                         best_state = _cpu_state(bare)
                         if out is not None and main:

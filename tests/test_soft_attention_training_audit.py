@@ -1,0 +1,40 @@
+"""Audit of the soft-attention loop's checkpoint choice: without a dev set there is nothing to choose by, so the
+weights after the last step are the result (they were silently those of the first evaluation)."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+from safetensors.torch import load_file
+
+from seqexplain.data.token_labels import LabelledSentence
+from seqexplain.training.soft_attention import build_lstm_model, train_soft_attention
+from seqexplain.training.soft_attention_batches import WordBatcher
+from seqexplain.training.soft_attention_objective import SoftAttentionConfig
+
+WORDS = ["the", "a", "film", "plot", "was", "awful", "boring", "fine"]
+
+
+def _data(n: int) -> list[LabelledSentence]:
+    rng = random.Random(0)
+    out = []
+    for k in range(n):
+        words = rng.sample(WORDS[:5], 3) + ([rng.choice(WORDS[5:7])] if k % 2 else [])
+        out.append(LabelledSentence(tuple(words), tuple("C" if w in WORDS[5:7] else "O" for w in words), "C"))
+    return out
+
+
+def test_without_a_dev_set_the_final_weights_are_kept(tmp_path):
+    torch.manual_seed(0)
+    train = _data(16)
+    model, tok = build_lstm_model(train, ("neg", "pos"), seed=0, word_dim=8, char_dim=0, hidden=8, word_hidden=8,
+                                  dropout=0.0, head={"evidence_size": 4, "final_hidden": 4, "dropout": 0.0})
+    cfg = SoftAttentionConfig(learning_rate=0.05, weight_decay=0.0, per_device_train_batch_size=8, warmup_ratio=0.0,
+                              num_train_epochs=3)
+    res = train_soft_attention(model, WordBatcher(tok), train, [], cfg, tmp_path, progress=False)
+    assert res.steps == 6 and [h["step"] for h in res.history] == [2, 4, 6]
+    assert res.best_step == 6
+    last = load_file(str(tmp_path / "last.safetensors"))  # written at the last evaluation (step 6)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value.cpu(), last[name]), name
