@@ -1,17 +1,19 @@
-"""Audit of the soft-attention loop's checkpoint choice: without a dev set there is nothing to choose by, so the
-weights after the last step are the result (they were silently those of the first evaluation)."""
+"""Audit of the soft-attention loop: without a dev set there is nothing to choose by, so the weights after the last
+step are the result (they were silently those of the first evaluation); out-of-range settings are InputErrors."""
 
 from __future__ import annotations
 
 import random
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from seqexplain.data.token_labels import LabelledSentence
+from seqexplain.errors import InputError
 from seqexplain.training.soft_attention import build_lstm_model, train_soft_attention
 from seqexplain.training.soft_attention_batches import WordBatcher
-from seqexplain.training.soft_attention_objective import SoftAttentionConfig
+from seqexplain.training.soft_attention_objective import SoftAttentionConfig, config_from_dict
 
 WORDS = ["the", "a", "film", "plot", "was", "awful", "boring", "fine"]
 
@@ -38,3 +40,18 @@ def test_without_a_dev_set_the_final_weights_are_kept(tmp_path):
     last = load_file(str(tmp_path / "last.safetensors"))  # written at the last evaluation (step 6)
     for name, value in model.state_dict().items():
         assert torch.equal(value.cpu(), last[name]), name
+
+
+@pytest.mark.parametrize("bad", [{"per_device_train_batch_size": 0}, {"per_device_eval_batch_size": 0},
+                                 {"num_train_epochs": 0}, {"gradient_accumulation_steps": 0}, {"max_steps": 0},
+                                 {"eval_steps": 0}, {"warmup_ratio": 1.5}, {"learning_rate": -1e-3},
+                                 {"mask_prob": 1.5}, {"max_grad_norm": 0.0}, {"max_seq_length": 1}, {"zero_n": -1}])
+def test_edge_settings_are_input_errors(bad):
+    """num_train_epochs 0 silently trained one step (max(1, 0)); max_steps 0 silently meant 'use the epochs'
+    (``max_steps or ...``); batch size or accumulation 0 were ZeroDivisionError tracebacks."""
+    with pytest.raises(InputError, match=next(iter(bad))):
+        config_from_dict(bad)
+
+
+def test_zero_learning_rate_and_no_max_steps_stay_valid():
+    assert config_from_dict({"learning_rate": 0.0, "max_steps": None, "eval_steps": None}).learning_rate == 0.0

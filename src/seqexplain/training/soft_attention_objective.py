@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
 
 from seqexplain.errors import InputError
@@ -51,21 +51,21 @@ class SoftAttentionConfig(BaseModel):
     experiment_name: str = "soft_attention"
     dataset: str | None = None
     model_name: str = "all-MiniLM-L6-v2"
-    max_seq_length: int = 128
-    per_device_train_batch_size: int = 16
-    per_device_eval_batch_size: int = 64
-    num_train_epochs: float = 1.0
-    warmup_ratio: float = 0.1
-    learning_rate: float = 2e-5
+    max_seq_length: int = Field(128, ge=2)
+    per_device_train_batch_size: int = Field(16, ge=1)
+    per_device_eval_batch_size: int = Field(64, ge=1)
+    num_train_epochs: float = Field(1.0, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, le=1)
+    learning_rate: float = Field(2e-5, ge=0)  # 0: a frozen body (head_learning_rate moves the head)
     weight_decay: float = 0.1
     seed: int = 3
     adam_epsilon: float = 1e-7
-    gradient_accumulation_steps: int = 1
+    gradient_accumulation_steps: int = Field(1, ge=1)
     save_steps: int = 500
     logging_steps: int = 50
     output_dir: str | None = None
     do_mask_words: bool = False
-    mask_prob: float = 0.0
+    mask_prob: float = Field(0.0, ge=0, le=1)
     hid_to_attn_dropout: float = 0.1
     attention_evidence_size: int = 100
     final_hidden_layer_size: int = 300
@@ -77,7 +77,7 @@ class SoftAttentionConfig(BaseModel):
     soft_attention_beta: float = 0.0
     square_attention: bool = False
     normalise_labels: bool = False
-    zero_n: int = 0
+    zero_n: int = Field(0, ge=0)
     zero_delta: float = 0.0
     freeze_bert_layers_up_to: int = 0
     lowercase: bool = True
@@ -91,10 +91,10 @@ class SoftAttentionConfig(BaseModel):
     warmup_unit: Literal["steps", "examples"] = "steps"
     attend_final_special: bool = False
     freeze_layers: int = 0
-    max_steps: int | None = None
-    eval_steps: int | None = None
-    max_grad_norm: float = 1.0
-    head_learning_rate: float | None = None
+    max_steps: int | None = Field(None, ge=1)
+    eval_steps: int | None = Field(None, ge=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    head_learning_rate: float | None = Field(None, ge=0)
 
 
 def _conf_value(value: str | None) -> Any:
