@@ -217,3 +217,26 @@ def test_translation_config_refuses_edge_values(bad):
 
     with pytest.raises(InputError):
         TranslationTrainConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_causal_lm_loss_and_perplexity_exclude_padding():
+    """Per-token mean over the predicted, non-padding tokens of right-padded rows = each row run alone (hand loop)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from seqexplain.training.causal_lm_data import TokenData
+    from seqexplain.training.causal_lm_loss import evaluate_lm, lm_logits, lm_loss
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=11, n_positions=16, n_embd=8, n_layer=1, n_head=2)).eval()
+    rows = [[1, 4, 5, 6, 2], [1, 7, 2], [1, 3]]
+    data = TokenData.from_lists(rows, pad_token_id=0)
+    nll, count = 0.0, 0
+    with torch.no_grad():
+        for r in rows:
+            logp = torch.log_softmax(model(input_ids=torch.tensor([r])).logits[0].double(), -1)
+            nll -= sum(float(logp[t, r[t + 1]]) for t in range(len(r) - 1))
+            count += len(r) - 1
+        got = lm_loss(lm_logits(model, data.input_ids, data.valid), data.input_ids, data.valid)
+    assert float(got) == pytest.approx(nll / count, rel=1e-5)
+    ev = evaluate_lm(model, data, batch_size=2)
+    assert ev["tokens"] == count and ev["ppl"] == pytest.approx(math.exp(nll / count), rel=1e-5)
