@@ -139,3 +139,24 @@ def test_annotated_lambada_spans_are_end_exclusive_word_spans():
         piece = ctx[a:b]
         assert piece == piece.strip() and piece
         assert not (a > 0 and ctx[a - 1].isalnum()) and not (b < len(ctx) and ctx[b].isalnum())
+
+
+def _latin1(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode("latin-1"))
+    return path
+
+
+def test_non_utf8_files_are_data_errors_naming_the_file(tmp_path):
+    """Each was a UnicodeDecodeError traceback."""
+    from seqexplain.data.ag_news import read_ag_news
+    from seqexplain.data.analogies import read_sections
+    from seqexplain.data.majority_class import read_majority_class
+
+    with pytest.raises(DataError, match="questions-words.txt"):
+        read_sections(_latin1(tmp_path / "questions-words.txt", ": caf\xe9\nA B C D\n"))
+    with pytest.raises(DataError, match="valid.tok"):
+        read_majority_class(_latin1(tmp_path / "valid.tok", "0 " * 17 + "= 0 \xe9\n"))
+    _latin1(tmp_path / "ag_news" / "test.csv", '"1","caf\xe9","x"\n')
+    with pytest.raises(DataError, match="test.csv"):
+        read_ag_news(tmp_path)

@@ -41,6 +41,13 @@ def read_ag_news(root: Path | str | None = None) -> list[NewsItem]:
     path = require_data(FOLDER, root) / "test.csv"
     if not path.is_file():
         raise DataError(f"{path} is missing (see shared/data/ag_news/SOURCE.md)")
+    try:
+        return _read_rows(path)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path} is not UTF-8 text: {exc}") from exc
+
+
+def _read_rows(path: Path) -> list[NewsItem]:
     out = []
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.reader(fh)

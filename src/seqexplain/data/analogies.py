@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from seqexplain.data.paths import require_data
+from seqexplain.data.text_lines import read_text_lines
 from seqexplain.errors import DataError
 
 FOLDER = "questions_words"
@@ -58,23 +59,22 @@ def read_sections(path: Path | str) -> dict[str, list[tuple[str, str, str, str]]
         raise DataError(f"analogy file {p} does not exist")
     sections: dict[str, list[tuple[str, str, str, str]]] = {}
     current: str | None = None
-    with p.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text:
-                continue
-            if text.startswith(":"):
-                current = text[1:].strip()
-                if not current:
-                    raise DataError(f"{p}:{n}: empty section name")
-                sections.setdefault(current, [])
-                continue
-            words = text.split()
-            if current is None:
-                raise DataError(f"{p}:{n}: analogy line before the first ': section' header")
-            if len(words) != 4:
-                raise DataError(f"{p}:{n}: expected 4 words 'A B C D', got {len(words)}: {text!r}")
-            sections[current].append((words[0], words[1], words[2], words[3]))
+    for n, line in enumerate(read_text_lines(p), 1):  # DataError naming the file when it is not UTF-8
+        text = line.strip()
+        if not text:
+            continue
+        if text.startswith(":"):
+            current = text[1:].strip()
+            if not current:
+                raise DataError(f"{p}:{n}: empty section name")
+            sections.setdefault(current, [])
+            continue
+        words = text.split()
+        if current is None:
+            raise DataError(f"{p}:{n}: analogy line before the first ': section' header")
+        if len(words) != 4:
+            raise DataError(f"{p}:{n}: expected 4 words 'A B C D', got {len(words)}: {text!r}")
+        sections[current].append((words[0], words[1], words[2], words[3]))
     if not sections:
         raise DataError(f"{p} contains no ': section' header")
     return sections

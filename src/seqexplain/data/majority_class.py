@@ -22,6 +22,7 @@ import torch
 
 from seqexplain.atomic import atomic_write_text
 from seqexplain.data.paths import require_data
+from seqexplain.data.text_lines import read_text_lines
 from seqexplain.errors import DataError, InputError
 
 FOLDER = "majority_class"
@@ -134,20 +135,19 @@ def read_majority_class(path: Path | str) -> MajorityClassSplit:
         raise DataError(f"majority-class file {p} does not exist")
     bits: list[list[int]] = []
     labels: list[int] = []
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            toks = line.split()
-            if not toks:
-                continue
-            if len(toks) != N_BITS + 2 or toks[N_BITS] != "=" or any(t not in ("0", "1") for t in toks[:N_BITS]) \
-                    or toks[-1] not in ("0", "1"):
-                raise DataError(f"{p}:{lineno}: expected 17 bits, '=', and a 0/1 label; got {line.strip()!r}")
-            row = [int(t) for t in toks[:N_BITS]]
-            label = int(toks[-1])
-            if label != int(sum(row) > N_BITS // 2):
-                raise DataError(f"{p}:{lineno}: label {label} is not the majority bit of {''.join(toks[:N_BITS])}")
-            bits.append(row)
-            labels.append(label)
+    for lineno, line in enumerate(read_text_lines(p), start=1):  # DataError naming the file when not UTF-8
+        toks = line.split()
+        if not toks:
+            continue
+        if len(toks) != N_BITS + 2 or toks[N_BITS] != "=" or any(t not in ("0", "1") for t in toks[:N_BITS]) \
+                or toks[-1] not in ("0", "1"):
+            raise DataError(f"{p}:{lineno}: expected 17 bits, '=', and a 0/1 label; got {line.strip()!r}")
+        row = [int(t) for t in toks[:N_BITS]]
+        label = int(toks[-1])
+        if label != int(sum(row) > N_BITS // 2):
+            raise DataError(f"{p}:{lineno}: label {label} is not the majority bit of {''.join(toks[:N_BITS])}")
+        bits.append(row)
+        labels.append(label)
     if not bits:
         raise DataError(f"majority-class file {p} holds no sequences")
     return MajorityClassSplit(torch.tensor(bits, dtype=torch.long), torch.tensor(labels, dtype=torch.long), p.stem)
