@@ -240,3 +240,23 @@ def test_causal_lm_loss_and_perplexity_exclude_padding():
     assert float(got) == pytest.approx(nll / count, rel=1e-5)
     ev = evaluate_lm(model, data, batch_size=2)
     assert ev["tokens"] == count and ev["ppl"] == pytest.approx(math.exp(nll / count), rel=1e-5)
+
+
+def test_losses_over_no_tokens_are_nan_not_a_perfect_zero():
+    """With nothing to score (every validation pair too long, rows of one token), the loss was 0.0 and the
+    perplexity 1.0, a perfect score; it is NaN."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from seqexplain.models.seq2seq import Seq2SeqTransformer
+    from seqexplain.models.seq2seq_config import Seq2SeqConfig
+    from seqexplain.training.causal_lm_data import TokenData
+    from seqexplain.training.causal_lm_loss import evaluate_lm
+    from seqexplain.training.translation_eval import evaluate_loss
+
+    torch.manual_seed(0)
+    s2s = Seq2SeqTransformer(Seq2SeqConfig(vocab_size=12, d_model=8, n_heads=2, ffn_dim=16, encoder_layers=1,
+                                           decoder_layers=1, max_position_embeddings=16))
+    assert math.isnan(evaluate_loss(s2s, [], {"pad": 0, "bos": 1, "eos": 2, "unk": 3}))
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=11, n_positions=16, n_embd=8, n_layer=1, n_head=2))
+    ev = evaluate_lm(lm, TokenData.from_lists([[4], [5]]))
+    assert ev["tokens"] == 0 and math.isnan(ev["loss"]) and math.isnan(ev["ppl"])

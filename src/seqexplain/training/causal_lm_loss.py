@@ -75,7 +75,8 @@ def evaluate_lm(model: nn.Module, data: TokenData, batch_size: int = 256, progre
     ``word_dropout=None``: full context. ``"uniform_length"`` / ``"inverse_length"``: every row's context is
     dropped with a keep mask of that kind (:func:`sample_keep`, seeded with ``seed``; each token still sees
     itself), so the loss is ``−log p(x_{t+1} | kept part of x_{≤t})`` — how well the model predicts from
-    incomplete contexts, i.e. its compatibility with the subsets that rationale search evaluates."""
+    incomplete contexts, i.e. its compatibility with the subsets that rationale search evaluates. Loss and perplexity
+    are NaN when no token is predicted."""
     dev = model_device(model)
     generator = torch.Generator().manual_seed(seed)
     total, count = 0.0, 0
@@ -89,5 +90,5 @@ def evaluate_lm(model: nn.Module, data: TokenData, batch_size: int = 256, progre
             logits = lm_logits(model, ids, valid, keep)
             total += float(lm_loss(logits, ids, valid, reduction="sum"))
             count += int(valid[:, 1:].sum())
-    loss = total / max(1, count)
+    loss = total / count if count else float("nan")  # nothing predicted: no loss, not a perfect 0
     return {"loss": loss, "ppl": math.exp(loss), "tokens": float(count)}

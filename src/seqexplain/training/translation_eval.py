@@ -29,7 +29,8 @@ def batch_loss(model: Seq2SeqTransformer, batch: dict[str, torch.Tensor], src_ke
 def evaluate_loss(model: Seq2SeqTransformer, pairs: Sequence[EncodedPair], ids: dict[str, int],
                   batch_tokens: int = 8000, word_dropout: str | None = None, seed: int = 0) -> float:
     """Per-token cross-entropy (no label smoothing) of ``pairs``, optionally under word dropout applied to every
-    batch (``mixture = 1``, seeded): the loss from random subsets of the context, a compatibility check."""
+    batch (``mixture = 1``, seeded): the loss from random subsets of the context, a compatibility check. NaN when
+    there is no pair to score."""
     was = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)
@@ -44,7 +45,7 @@ def evaluate_loss(model: Seq2SeqTransformer, pairs: Sequence[EncodedPair], ids: 
             count += n
     finally:
         model.train(was)
-    return total / max(1, count)
+    return total / count if count else float("nan")  # nothing scored: no loss, not a perfect 0
 
 
 def translate(model: Seq2SeqTransformer, tokenizer: Any, sentences: Sequence[str], batch_size: int = 64,
