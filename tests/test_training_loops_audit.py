@@ -260,3 +260,27 @@ def test_losses_over_no_tokens_are_nan_not_a_perfect_zero():
     lm = GPT2LMHeadModel(GPT2Config(vocab_size=11, n_positions=16, n_embd=8, n_layer=1, n_head=2))
     ev = evaluate_lm(lm, TokenData.from_lists([[4], [5]]))
     assert ev["tokens"] == 0 and math.isnan(ev["loss"]) and math.isnan(ev["ppl"])
+
+
+def test_translation_schedules_against_transformers_and_the_formula():
+    """linear: transformers' linear schedule after the warm-up ((step + 1) / W during it, where transformers has
+    step / W); inverse_sqrt: sqrt(W / (step + 1)) after it, fairseq's lr·sqrt(W)/sqrt(updates)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from seqexplain.training.translation import TranslationTrainConfig, _lr_factor
+
+    total, warm = 20, 5
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_linear_schedule_with_warmup(opt, warm, total)
+    hf = []
+    for _ in range(total):
+        hf.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    lin = TranslationTrainConfig(warmup_steps=warm)
+    got = [_lr_factor(lin, s, total) for s in range(total)]
+    assert got[warm:] == pytest.approx(hf[warm:], rel=1e-12)
+    assert got[:warm] == pytest.approx([(s + 1) / warm for s in range(warm)])
+    inv = TranslationTrainConfig(warmup_steps=warm, schedule="inverse_sqrt")
+    assert [_lr_factor(inv, s, total) for s in range(warm, total)] == pytest.approx(
+        [math.sqrt(warm) / math.sqrt(s + 1) for s in range(warm, total)])

@@ -10,11 +10,13 @@ Recipe:
   ``batch_tokens`` padded source + target tokens and are built from length-sorted pairs (with a seeded random
   tie-break), then shuffled, per epoch;
 * loss: cross-entropy with ``label_smoothing``, mean over target tokens; AdamW (β = 0.9, 0.98), gradients clipped
-  to ``max_grad_norm``; learning rate: linear warm-up over ``warmup_steps`` then linear decay to 0 at the planned
-  last step (``schedule="linear"``), or inverse square root (``"inverse_sqrt"``), or (``"linear_time"``, with
-  ``max_minutes``) linear decay in the *larger* of the step fraction and the fraction of the time budget spent, so
-  a run on a busy CPU still ends annealed when the budget runs out (the schedule then depends on the machine's
-  speed, so a resumed run no longer repeats an uninterrupted one exactly);
+  to ``max_grad_norm``; learning rate of 0-based step ``s`` of ``T`` with ``W = max(1, warmup_steps)``:
+  ``lr·(s + 1)/W`` while ``s < W``, then ``lr·(T − s)/(T − W)`` (``schedule="linear"``, transformers' linear
+  schedule after the warm-up: the last step has ``lr/(T − W)``), or inverse square root (``"inverse_sqrt"``:
+  ``lr·sqrt(W/(s + 1))`` after the warm-up), or (``"linear_time"``, with ``max_minutes``) linear decay in the
+  *larger* of the step fraction and the fraction of the time budget spent, so a run on a busy CPU still ends
+  annealed when the budget runs out (the schedule then depends on the machine's speed, so a resumed run no longer
+  repeats an uninterrupted one exactly);
 * **compatibility word dropout** (``word_dropout`` = ``"uniform_length"`` / ``"inverse_length"`` / None):
   independently for the source and for the decoder inputs, with probability ``word_dropout_mixture`` a batch gets
   keep masks drawn by :class:`seqexplain.training.word_dropout.WordDropout`; they are passed to the model as its 2-D
