@@ -35,3 +35,19 @@ def test_batch_larger_than_the_data_is_refused_before_the_run_folder_is_written(
                                vocab)
     assert not (tmp_path / "train.json").exists()
     train_snell_classifier(mcfg, train, SnellTrainConfig(steps=2, batch_size=3, tensorboard=False), tmp_path, vocab)
+
+
+def test_translator_evaluation_and_training_refuse_empty_input(tmp_path):
+    """teacher_forced on no pairs was a ZeroDivisionError; a pair with an empty target a tensor-size RuntimeError."""
+    import torch
+
+    from seqexplain.models.snell_translation import SnellTranslator, SnellTranslatorConfig
+    from seqexplain.training.snell_translation import teacher_forced, train_snell_translator
+
+    cfg = SnellTranslatorConfig(10, 6, 4, 2, 0.0, False, 0, 1, 2)
+    torch.manual_seed(0)
+    with pytest.raises(InputError, match="no pairs"):
+        teacher_forced(SnellTranslator(cfg), [])
+    with pytest.raises(InputError, match="pair 1"):
+        train_snell_translator(cfg, [([4, 5, 2], [6, 2]), ([4, 2], [])], SnellTrainConfig(steps=1, batch_size=2,
+                               tensorboard=False), tmp_path, "hash")

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqexplain.errors import InputError
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.snell_translation import SnellTranslator, SnellTranslatorConfig
 from seqexplain.training.snell import (
@@ -64,10 +65,20 @@ def batch_nll(model: SnellTranslator, batch: dict[str, torch.Tensor]) -> tuple[t
     return nll, logits
 
 
+def _check_pairs(pairs: Pairs) -> None:
+    """:class:`InputError` for no pairs or a pair with an empty source or target (each ends with ``</s>``)."""
+    if not pairs:
+        raise InputError("no pairs to train on or evaluate; give at least one (source ids, target ids) pair")
+    for i, (src, tgt) in enumerate(pairs):
+        if not src or not tgt:
+            raise InputError(f"pair {i} has an empty {'source' if not src else 'target'}; every side ends with </s>")
+
+
 def train_snell_translator(model_config: SnellTranslatorConfig, train: Pairs, config: SnellTrainConfig,
                            run_dir: Path | str, vocab_hash: str, *, stop_at: int | None = None,
                            progress: bool = False, device: str | torch.device = "cpu") -> SnellTranslator:
     """Train (or resume) a translator run in ``run_dir`` on ``device`` (module docstring)."""
+    _check_pairs(train)
     torch.manual_seed(config.seed)
     model = SnellTranslator(model_config).to(resolve_device(device))
     pad, start = model_config.pad_token_id, model_config.decoder_start_token_id
@@ -89,6 +100,7 @@ def load_translator(run_dir: Path | str, step: int, device: str | torch.device =
 
 def teacher_forced(model: SnellTranslator, pairs: Pairs, batch_size: int = 64) -> dict[str, float]:
     """``{"accuracy", "perplexity", "tokens"}`` over the real target tokens, dropout off."""
+    _check_pairs(pairs)
     cfg = model.config
     nll, correct, total = 0.0, 0, 0
     with torch.no_grad(), eval_mode(model):
