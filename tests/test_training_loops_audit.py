@@ -284,3 +284,19 @@ def test_translation_schedules_against_transformers_and_the_formula():
     inv = TranslationTrainConfig(warmup_steps=warm, schedule="inverse_sqrt")
     assert [_lr_factor(inv, s, total) for s in range(warm, total)] == pytest.approx(
         [math.sqrt(warm) / math.sqrt(s + 1) for s in range(warm, total)])
+
+
+def test_attention_rnn_same_seed_same_weights_other_seed_other_weights(tmp_path):
+    from seqexplain.models.attention_rnn import load_attention_rnn
+
+    tr, va = _docs(10, 5), _docs(4, 6)
+
+    def run(seed: int, name: str) -> list[torch.Tensor]:
+        cfg = AttentionRNNConfig(input_dim=D, hidden=[4], decoder="avg", n_event_types=0, dropout=0.3)
+        ar.train(cfg, tr, va, tmp_path / name, ar.TrainConfig(epochs=2, batch_size=3, lr=0.05, seed=seed),
+                 tensorboard=False)
+        return list(load_attention_rnn(tmp_path / name / "last.safetensors").state_dict().values())
+
+    a, b, c = run(1, "a"), run(1, "b"), run(2, "c")
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
