@@ -300,3 +300,23 @@ def test_attention_rnn_same_seed_same_weights_other_seed_other_weights(tmp_path)
     a, b, c = run(1, "a"), run(1, "b"), run(2, "c")
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+@pytest.mark.parametrize("bad", [{"max_train_examples": -5}, {"max_train_examples": 0}, {"valid_bleu_examples": -1},
+                                 {"test_bleu_examples": -3}])
+def test_translation_example_counts_are_not_negative_slices(bad):
+    """A negative count was a Python slice from the end: max_train_examples=-5 trained on all but the last 5 pairs,
+    test_bleu_examples=-3 scored BLEU on all but the last 3 sentences, silently."""
+    from seqexplain.training.translation import TranslationTrainConfig
+
+    with pytest.raises(InputError):
+        TranslationTrainConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_parallel_corpus_subset_refuses_a_negative_count():
+    from seqexplain.data.multi30k import ParallelCorpus
+
+    corpus = ParallelCorpus(["a", "b", "c"], ["x", "y", "z"], "de", "en", "train")
+    assert len(corpus.subset(2)) == 2 and len(corpus.subset(None)) == 3 and len(corpus.subset(0)) == 0
+    with pytest.raises(InputError):
+        corpus.subset(-1)

@@ -40,6 +40,8 @@ class ParallelCorpus:
         """The first ``n`` pairs (all when ``n`` is None)."""
         if n is None:
             return self
+        if n < 0:
+            raise InputError(f"a subset needs a count >= 0, got {n}")
         return ParallelCorpus(self.source[:n], self.target[:n], self.src_lang, self.tgt_lang, self.split)
 
 

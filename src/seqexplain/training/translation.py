@@ -121,6 +121,11 @@ class TranslationTrainConfig:
         for name in ("label_smoothing", "dropout", "attention_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise InputError(f"{name} is a probability in [0, 1), got {getattr(self, name)}")
+        if self.max_train_examples is not None and self.max_train_examples < 1:
+            raise InputError(f"max_train_examples must be >= 1 or None (all), got {self.max_train_examples}")
+        for name in ("valid_bleu_examples", "test_bleu_examples"):  # a negative count would slice from the end
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise InputError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.max_minutes is not None and not self.max_minutes >= 0:  # 0: stop after the first step
             raise InputError(f"max_minutes must be >= 0 or None, got {self.max_minutes}")
 
