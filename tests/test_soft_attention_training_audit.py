@@ -55,3 +55,21 @@ def test_edge_settings_are_input_errors(bad):
 
 def test_zero_learning_rate_and_no_max_steps_stay_valid():
     assert config_from_dict({"learning_rate": 0.0, "max_steps": None, "eval_steps": None}).learning_rate == 0.0
+
+
+@pytest.mark.parametrize("bad", [{"freeze_layers": -1}, {"freeze_bert_layers_up_to": -1}])
+def test_negative_freeze_counts_are_refused(bad):
+    """freeze_bert_layers_up_to=-1 was the slice children[:-1]: every top-level child but the last frozen, silently."""
+    with pytest.raises(InputError, match=next(iter(bad))):
+        config_from_dict(bad)
+
+
+def test_freezing_more_layers_than_the_encoder_has_is_refused():
+    from transformers import BertConfig, BertModel
+
+    from seqexplain.training.soft_attention import freeze
+
+    enc = BertModel(BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                               intermediate_size=16))
+    with pytest.raises(InputError, match="2 layers"):
+        freeze(enc, config_from_dict({"freeze_layers": 3}))

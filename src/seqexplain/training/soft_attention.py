@@ -74,7 +74,11 @@ def freeze(encoder: torch.nn.Module, cfg: SoftAttentionConfig) -> None:
         if isinstance(embeddings, torch.nn.Module):
             for p in embeddings.parameters():
                 p.requires_grad_(False)
-        for layer in list(layer_stack(encoder))[: cfg.freeze_layers]:
+        layers = list(layer_stack(encoder))
+        if cfg.freeze_layers > len(layers):
+            raise InputError(f"freeze_layers={cfg.freeze_layers} but the encoder has {len(layers)} layers; freeze at "
+                             f"most {len(layers)}")
+        for layer in layers[: cfg.freeze_layers]:
             for p in layer.parameters():
                 p.requires_grad_(False)
     for child in list(encoder.children())[: cfg.freeze_bert_layers_up_to]:

@@ -79,7 +79,7 @@ class SoftAttentionConfig(BaseModel):
     normalise_labels: bool = False
     zero_n: int = Field(0, ge=0)
     zero_delta: float = 0.0
-    freeze_bert_layers_up_to: int = 0
+    freeze_bert_layers_up_to: int = Field(0, ge=0)
     lowercase: bool = True
     test_label_dummy: str | None = None
     make_all_labels_equal_max: bool | None = None
@@ -90,7 +90,7 @@ class SoftAttentionConfig(BaseModel):
     sentence_loss: Literal["ce", "ce_over_sigmoid"] = "ce"
     warmup_unit: Literal["steps", "examples"] = "steps"
     attend_final_special: bool = False
-    freeze_layers: int = 0
+    freeze_layers: int = Field(0, ge=0)
     max_steps: int | None = Field(None, ge=1)
     eval_steps: int | None = Field(None, ge=1)
     max_grad_norm: float = Field(1.0, gt=0)
