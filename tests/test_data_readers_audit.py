@@ -160,3 +160,25 @@ def test_non_utf8_files_are_data_errors_naming_the_file(tmp_path):
     _latin1(tmp_path / "ag_news" / "test.csv", '"1","caf\xe9","x"\n')
     with pytest.raises(DataError, match="test.csv"):
         read_ag_news(tmp_path)
+
+
+def test_negative_token_and_example_limits_are_refused(tmp_path):
+    """A negative limit was a slice from the end: max_train_tokens=-1000 trained on all but the last 1,000 tokens,
+    MajorityClassSplit.subset(-1) kept all but the last sequence, silently."""
+    import torch
+
+    from seqexplain.data.corpus import load_corpus
+    from seqexplain.data.majority_class import MajorityClassSplit
+    from seqexplain.errors import InputError
+
+    (tmp_path / "ptb").mkdir()
+    for name in ("ptb.valid.txt", "ptb.test.txt"):
+        (tmp_path / "ptb" / name).write_text("a b c\nd e\n", encoding="utf-8")
+    assert len(load_corpus("ptb", tmp_path, max_train_tokens=2).train) == 2
+    for bad in ({"max_train_tokens": -1}, {"max_eval_tokens": -2}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            load_corpus("ptb", tmp_path, **bad)
+    split = MajorityClassSplit(torch.zeros(3, 17, dtype=torch.long), torch.zeros(3, dtype=torch.long), "x")
+    assert len(split.subset(2)) == 2
+    with pytest.raises(InputError):
+        split.subset(-1)

@@ -85,6 +85,9 @@ def load_corpus(
     for split in (train_split, eval_split):
         if split not in files:
             raise InputError(f"unknown split {split!r} for {name}; choose one of {sorted(files)}")
+    for name, limit in (("max_train_tokens", max_train_tokens), ("max_eval_tokens", max_eval_tokens)):
+        if limit is not None and limit < 1:  # a negative limit would slice from the end
+            raise InputError(f"{name} must be >= 1 or None (all), got {limit}")
     if train_split == eval_split:
         raise InputError(f"train_split and eval_split are the same split ({train_split!r}): the model would be "
                          "evaluated on the text it was trained on; choose two different splits")

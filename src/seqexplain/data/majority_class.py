@@ -125,6 +125,9 @@ class MajorityClassSplit:
         return " ".join(str(int(b)) for b in self.bits[i]) + " ="
 
     def subset(self, n: int) -> MajorityClassSplit:
+        """The first ``n`` sequences (all when ``n`` exceeds the split)."""
+        if n < 0:
+            raise InputError(f"a subset needs a count >= 0, got {n}")
         return MajorityClassSplit(self.bits[:n], self.labels[:n], self.name)
 
 
