@@ -33,3 +33,17 @@ def test_event_vector_refuses_a_grouping_that_disagrees_with_the_types() -> None
         with pytest.raises(InputError, match="event type"):
             event_vector(good, bad, 3)
     np.testing.assert_allclose(event_vector(good, [2, 0], 3), [-1.0, 0.0, 0.5])  # hand-computed
+
+
+def test_scores_are_not_oriented_to_a_label_the_scores_do_not_have() -> None:
+    from seqexplain.analysis.training_dynamics import orient
+
+    beta = np.array([[1.0], [-2.0]])
+    np.testing.assert_allclose(orient(beta, 0, True), [-1.0, 2.0])  # hand: β · (2y − 1)
+    three = np.array([[1.0, 2.0, 4.0]])
+    np.testing.assert_allclose(orient(three, 2, False), [4.0 - 1.5])  # hand: β[y] − mean of the others
+    # a binary label 2 multiplied the scores by 3, a label -1 read the last class: both silently
+    for scores, label, binary in ((beta, 2, True), (beta, -1, True), (three, -1, False), (three, 3, False)):
+        with pytest.raises(InputError, match="label"):
+            orient(scores, label, binary)
+

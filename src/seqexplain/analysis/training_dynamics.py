@@ -41,7 +41,12 @@ Sign = Literal["supports", "original"]
 
 
 def orient(beta: np.ndarray, label: int, binary: bool) -> np.ndarray:
-    """``[n]`` scores oriented to the gold label from ``beta[n, K]`` (module docstring)."""
+    """``[n]`` scores oriented to the gold label from ``beta[n, K]`` (module docstring); :class:`InputError` for a
+    label the scores have no class of (binary: 0 or 1; else ``0..K-1``)."""
+    n_classes = 2 if binary else beta.shape[1]
+    if not 0 <= int(label) < n_classes:
+        raise InputError(f"label {int(label)} is not a class of these scores (0..{n_classes - 1}); the labels must "
+                         "be the model's classes")
     if binary:
         return beta[:, 0] * (2 * int(label) - 1)
     others = np.delete(beta, int(label), axis=1)
