@@ -47,3 +47,16 @@ def test_scores_are_not_oriented_to_a_label_the_scores_do_not_have() -> None:
         with pytest.raises(InputError, match="label"):
             orient(scores, label, binary)
 
+
+def test_logistic_baseline_needs_every_class_in_training() -> None:
+    from seqexplain.analysis.snell_baselines import fit_logistic
+
+    rng = np.random.default_rng(0)
+    # three classes, class 1 missing from training: scikit-learn fits 2 columns (classes 0 and 2), which were read
+    # as a binary model (class 2 oriented with a factor 3) — a silent wrong β
+    train = [([int(t) for t in rng.integers(0, 6, 4)], int(rng.choice([0, 2]))) for _ in range(30)]
+    val = [([1, 2], 1), ([3, 4], 0)]
+    with pytest.raises(InputError, match="class 1"):
+        fit_logistic(train, val, 6, c_grid=(1.0,))
+    with pytest.raises(InputError, match="class"):  # a single class was scikit-learn's ValueError
+        fit_logistic([(ids, 0) for ids, _ in train], val, 6, c_grid=(1.0,))

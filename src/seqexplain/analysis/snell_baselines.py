@@ -115,12 +115,19 @@ def fit_logistic(train: Examples, val: Examples, vocab_size: int, c_grid: Sequen
                  ) -> tuple[np.ndarray, dict[str, float]]:
     """Logistic regression on bag-of-words counts, ``C`` chosen on validation accuracy (first best in grid order).
     Returns the token weights ``[V, K]`` (``K = 1`` binary, else one column per class) and ``{"C", "val_accuracy"}``.
+    Column ``k`` is class ``k``: every class ``0..max label`` needs a training example (:class:`InputError`).
     """
     from sklearn.linear_model import LogisticRegression
 
     if not c_grid:
         raise InputError("the C grid of the logistic regression is empty")
     x_tr, y_tr = _counts(train, vocab_size), np.array([int(e[1]) for e in train])
+    present = set(y_tr.tolist())
+    missing = sorted(set(range(max(present, default=0) + 1)) - present)
+    if len(present) < 2 or missing or min(present) < 0:
+        raise InputError(f"the logistic-regression baseline needs training examples of every class 0..K-1 (K >= 2); "
+                         f"the training labels are {sorted(present)}"
+                         + (f" (no example of class {missing[0]})" if missing else ""))
     x_va, y_va = _counts(val, vocab_size), np.array([int(e[1]) for e in val])
     best: tuple[float, float, np.ndarray] | None = None
     for c in c_grid:
