@@ -60,3 +60,27 @@ def test_logistic_baseline_needs_every_class_in_training() -> None:
         fit_logistic(train, val, 6, c_grid=(1.0,))
     with pytest.raises(InputError, match="class"):  # a single class was scikit-learn's ValueError
         fit_logistic([(ids, 0) for ids, _ in train], val, 6, c_grid=(1.0,))
+
+
+def _stats_with_an_empty_class():
+    from seqexplain.analysis.state_gradient_stats import StateGradientStats
+
+    gen = torch.Generator().manual_seed(0)
+    mean_grad = torch.randn(2, 3, 4, 3, generator=gen, dtype=torch.float64)
+    count = torch.tensor([[5.0, 5, 5], [2, 0, 1]], dtype=torch.float64)
+    mean_grad[1, 1] = 0.0  # what the accumulator holds for a class with no gradient at that delay
+    return StateGradientStats(["all", "rare"], count, mean_grad, mean_grad.transpose(-1, -2) @ mean_grad)
+
+
+def test_subspace_cosine_is_nan_where_a_class_has_no_gradient() -> None:
+    from seqexplain.analysis.spectra import subspace_cosine
+
+    stats = _stats_with_an_empty_class()
+    u = torch.tensor([1.0, 2.0, -1.0], dtype=torch.float64)
+    got = subspace_cosine(stats, u, 2)
+    # oracle: numpy's SVD, ||V_kᵀ u|| / ||u||, where the class has gradients
+    for c, d in ((0, 0), (0, 2), (1, 0), (1, 2)):
+        vh = np.linalg.svd(stats.mean_grad[c, d].numpy())[2]
+        assert float(got[c, d]) == pytest.approx(np.linalg.norm(vh[:2] @ u.numpy()) / np.linalg.norm(u.numpy()))
+    # no gradient: the SVD of a zero matrix has arbitrary singular vectors, which gave a cosine (0.91)
+    assert np.isnan(float(got[1, 1]))

@@ -143,7 +143,9 @@ def relative_memory(stats: StateGradientStats, direction: Tensor, normalizer: Em
 
 def subspace_cosine(stats: StateGradientStats, direction: Tensor, k: int,
                     normalizer: EmbeddingNormalizer | None = None) -> Tensor:
-    """``||V_kᵀ u||`` ``[C, D+1]``: cosine of the normalised direction with the top-``k`` right singular subspace."""
+    """``||V_kᵀ u||`` ``[C, D+1]``: cosine of the normalised direction with the top-``k`` right singular subspace;
+    NaN where the class has no gradient at that delay (``count == 0``: the singular vectors of the zero matrix are
+    arbitrary)."""
     e = stats.mean_grad.shape[-1]
     if not 1 <= k <= e:
         raise InputError(f"k must be in 1..{e}, got {k}")
@@ -151,7 +153,8 @@ def subspace_cosine(stats: StateGradientStats, direction: Tensor, k: int,
     u = norm.direction(direction)
     _, _, vh = torch.linalg.svd(norm.normalize_gradient(stats.mean_grad), full_matrices=False)
     proj = vh[..., :k, :] @ u
-    return torch.linalg.vector_norm(proj, dim=-1)
+    cos = torch.linalg.vector_norm(proj, dim=-1)
+    return torch.where(stats.count > 0, cos, torch.full_like(cos, float("nan")))
 
 
 @dataclass
