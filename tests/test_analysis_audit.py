@@ -84,3 +84,14 @@ def test_subspace_cosine_is_nan_where_a_class_has_no_gradient() -> None:
         assert float(got[c, d]) == pytest.approx(np.linalg.norm(vh[:2] @ u.numpy()) / np.linalg.norm(u.numpy()))
     # no gradient: the SVD of a zero matrix has arbitrary singular vectors, which gave a cosine (0.91)
     assert np.isnan(float(got[1, 1]))
+
+
+def test_direction_of_the_wrong_width_is_an_input_error() -> None:
+    from seqexplain.analysis.spectra import relative_memory, subspace_cosine
+
+    stats = _stats_with_an_empty_class()  # E = 3
+    with pytest.raises(InputError, match="direction"):  # was a torch RuntimeError from the matrix product
+        relative_memory(stats, torch.ones(4))
+    with pytest.raises(InputError, match="direction"):
+        subspace_cosine(stats, torch.ones(2), 1)
+

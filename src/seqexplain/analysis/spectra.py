@@ -94,6 +94,10 @@ class EmbeddingNormalizer:
 
     def direction(self, v: Tensor) -> Tensor:
         """Unit normalised direction ``u = Z v / ||Z v||`` of an embedding-space direction ``v[E]``."""
+        v = torch.as_tensor(v)
+        if tuple(v.shape) != (self.whiten.shape[0],):
+            raise InputError(f"a direction of shape {tuple(v.shape)} for embeddings of width {self.whiten.shape[0]}; "
+                             "give one value per embedding dimension")
         u = self.whiten @ v.to(torch.float64)
         n = torch.linalg.vector_norm(u)
         if float(n) == 0.0:
