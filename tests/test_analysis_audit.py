@@ -95,3 +95,19 @@ def test_direction_of_the_wrong_width_is_an_input_error() -> None:
     with pytest.raises(InputError, match="direction"):
         subspace_cosine(stats, torch.ones(2), 1)
 
+
+def test_bezier_curve_with_fewer_than_two_points_is_an_input_error() -> None:
+    from seqexplain.analysis.low_loss_paths import bezier_curve
+
+    class Bowl:
+        def loss(self, w: torch.Tensor) -> float:
+            return float((w**2).sum())
+
+        def grad(self, w: torch.Tensor) -> torch.Tensor:
+            return 2 * w
+
+    w1, w2 = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])
+    with pytest.raises(InputError, match="at least 2 points"):  # n = 1 was a ZeroDivisionError
+        bezier_curve(Bowl(), w1, w2, steps=1, n=1)
+    path, ctrl = bezier_curve(Bowl(), w1, w2, steps=0, n=3)  # no training: θ is the midpoint
+    torch.testing.assert_close(path.points[1], 0.25 * w1.double() + 0.5 * ctrl + 0.25 * w2.double())

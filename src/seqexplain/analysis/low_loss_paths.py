@@ -214,8 +214,10 @@ def valley_track(obj: Objective, w1: Tensor, w2: Tensor, cfg: ValleyConfig | Non
 
 def bezier_curve(obj: Objective, w1: Tensor, w2: Tensor, steps: int = 200, lr: float = 0.01, n: int = 11,
                  seed: int = 0) -> tuple[Path, Tensor]:
-    """The trained quadratic Bézier curve (module docstring) at ``n`` points, and its control point ``θ``."""
+    """The trained quadratic Bézier curve (module docstring) at ``n ≥ 2`` points, and its control point ``θ``."""
     _check_pair(w1, w2)
+    if n < 2:
+        raise InputError("a Bézier curve needs at least 2 points")
     w1, w2 = w1.double(), w2.double()
     theta = (0.5 * (w1 + w2)).clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
