@@ -111,3 +111,26 @@ def test_bezier_curve_with_fewer_than_two_points_is_an_input_error() -> None:
         bezier_curve(Bowl(), w1, w2, steps=1, n=1)
     path, ctrl = bezier_curve(Bowl(), w1, w2, steps=0, n=3)  # no training: θ is the midpoint
     torch.testing.assert_close(path.points[1], 0.25 * w1.double() + 0.5 * ctrl + 0.25 * w2.double())
+
+
+def _tiny_gpt2(n_positions: int = 16):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=8, n_head=2, vocab_size=50, n_positions=n_positions,
+                                  bos_token_id=0, eos_token_id=0)
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def test_transformer_state_gradients_refuse_bad_arguments_in_one_line() -> None:
+    from seqexplain.analysis.state_gradients import iter_transformer_state_gradients
+
+    model = _tiny_gpt2()
+    ids = torch.randint(0, 50, (23,), generator=torch.Generator().manual_seed(3))
+    # each was a traceback: IndexError of the hidden-states tuple, range()'s ValueError, and the position
+    # embedding's IndexError for segments longer than the model's context
+    for kw, match in ((dict(layer=3), "layer 3"), (dict(layer=-4), "layer -4"),
+                      (dict(positions_per_pass=0), "positions_per_pass"),
+                      (dict(segment_length=17), "segment_length 17")):
+        with pytest.raises(InputError, match=match):
+            next(iter(iter_transformer_state_gradients(model, ids, **{"segment_length": 10, **kw})))
+    assert next(iter(iter_transformer_state_gradients(model, ids, layer=-3, segment_length=16))).grads.shape[-1] == 8

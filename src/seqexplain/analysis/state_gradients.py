@@ -204,9 +204,17 @@ def iter_transformer_state_gradients(
     ``model`` must accept ``inputs_embeds`` and ``output_hidden_states=True`` and have ``get_input_embeddings()``.
     ``layer`` indexes ``hidden_states`` (0 = embedding output, i = after block i, -1 = last). The stream is cut into
     independent segments of ``segment_length`` tokens (the context window); ``positions_per_pass`` positions share
-    one batched backward.
+    one batched backward. A segment longer than the model's context (``n_positions`` / ``max_position_embeddings`` of
+    its config), ``positions_per_pass < 1`` or a ``layer`` outside ``hidden_states`` is an :class:`InputError`.
     """
     check_gradient_args(max_delay, segment_length)
+    if positions_per_pass < 1:
+        raise InputError(f"positions_per_pass must be >= 1, got {positions_per_pass}")
+    config = getattr(model, "config", None)
+    context = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if isinstance(context, int) and segment_length > context:
+        raise InputError(f"segment_length {segment_length} is longer than the model's context of {context} "
+                         f"positions; give segment_length <= {context}")
     emb_layer = model.get_input_embeddings()
     total = int(ids.numel()) if max_positions is None else min(int(ids.numel()), max_positions)
     ids = ids.flatten()[:total]
@@ -221,6 +229,9 @@ def iter_transformer_state_gradients(
             hidden_states = getattr(out, "hidden_states", None)
             if hidden_states is None:
                 raise InputError("the model returned no hidden_states; it must support output_hidden_states=True")
+            if not -len(hidden_states) <= layer < len(hidden_states):
+                raise InputError(f"layer {layer} does not exist; the model has {len(hidden_states)} hidden states "
+                                 f"(0 = embeddings, -1 = last; {-len(hidden_states)}..{len(hidden_states) - 1})")
             hs = hidden_states[layer][0]  # [L, H]
             h_dim, e_dim = hs.shape[-1], x.shape[-1]
             for t0 in range(0, length, positions_per_pass):
