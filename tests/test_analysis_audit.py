@@ -134,3 +134,23 @@ def test_transformer_state_gradients_refuse_bad_arguments_in_one_line() -> None:
         with pytest.raises(InputError, match=match):
             next(iter(iter_transformer_state_gradients(model, ids, **{"segment_length": 10, **kw})))
     assert next(iter(iter_transformer_state_gradients(model, ids, layer=-3, segment_length=16))).grads.shape[-1] == 8
+
+
+def test_accumulator_keeps_float64_gradients_in_float64() -> None:
+    from seqexplain.analysis.state_gradient_chunks import GradientChunk
+    from seqexplain.analysis.state_gradient_stats import StateGradientAccumulator
+
+    rng = np.random.default_rng(0)
+    g = 1.0 + 1e-9 * rng.normal(size=(6, 2, 3, 2))  # differences float32 cannot hold (its epsilon is 1.2e-7)
+    valid = np.ones((6, 2), dtype=bool)
+    valid[0, 1] = False
+    g[0, 1] = 0.0
+    acc = StateGradientAccumulator(1, 3, 2)
+    for rows in (slice(0, 4), slice(4, 6)):  # two chunks: the running-mean update across chunks
+        acc.update(GradientChunk(torch.from_numpy(g[rows]), torch.from_numpy(valid[rows]),
+                                 torch.zeros(g[rows].shape[:2], dtype=torch.long), torch.arange(6)[rows]))
+    for d in range(2):  # oracle: numpy float64 means over the valid gradients
+        sel = valid[:, d]
+        np.testing.assert_allclose(acc.mean_grad[0, d].numpy(), g[sel, d].mean(0), rtol=1e-14)
+        gram = np.einsum("nhe,nhf->nef", g[sel, d], g[sel, d]).mean(0)
+        np.testing.assert_allclose(acc.mean_gram[0, d].numpy(), gram, rtol=1e-14)

@@ -95,18 +95,21 @@ class StateGradientAccumulator:
         self.mean_gram = torch.zeros(c, max_delay + 1, embedding_size, embedding_size, dtype=torch.float64)
 
     def update(self, chunk: GradientChunk) -> None:
-        g = chunk.grads.detach().to("cpu", torch.float32)
+        """Add a chunk's valid gradients. The chunk's sums are taken in float64 for float64 gradients and in float32
+        otherwise (the running means are float64 either way)."""
+        dtype = torch.float64 if chunk.grads.dtype == torch.float64 else torch.float32
+        g = chunk.grads.detach().to("cpu", dtype)
         if g.shape[1:] != self.mean_grad.shape[1:]:
             raise InputError(f"chunk gradients of shape {tuple(g.shape[1:])} do not fit "
                              f"{tuple(self.mean_grad.shape[1:])}")
         valid = chunk.valid.to("cpu")
-        w = valid.unsqueeze(-1).float()  # [N, D+1, 1]
+        w = valid.unsqueeze(-1).to(dtype)  # [N, D+1, 1]
         if self.class_mask is not None:
             src = chunk.source_positions.to("cpu").clamp(min=0)
             if int(src.max()) >= self.class_mask.shape[0]:
                 raise InputError("class_mask is shorter than the analysed token stream")
             cls = self.class_mask[src] & valid.unsqueeze(-1)
-            w = torch.cat([w, cls.float()], dim=-1)  # [N, D+1, C]
+            w = torch.cat([w, cls.to(dtype)], dim=-1)  # [N, D+1, C]
         n_new = w.sum(0).T.double()  # [C, D+1]
         s_grad = torch.einsum("ndc,ndhe->cdhe", w, g).double()
         gram = torch.einsum("ndhe,ndhf->ndef", g, g)
