@@ -154,3 +154,12 @@ def test_accumulator_keeps_float64_gradients_in_float64() -> None:
         np.testing.assert_allclose(acc.mean_grad[0, d].numpy(), g[sel, d].mean(0), rtol=1e-14)
         gram = np.einsum("nhe,nhf->nef", g[sel, d], g[sel, d]).mean(0)
         np.testing.assert_allclose(acc.mean_gram[0, d].numpy(), gram, rtol=1e-14)
+
+
+def test_model_objective_without_documents_is_an_input_error() -> None:
+    from seqexplain.analysis.low_loss_paths import ModelObjective
+    from seqexplain.models.attention_rnn import AttentionRNN, AttentionRNNConfig
+
+    model = AttentionRNN(AttentionRNNConfig(input_dim=4, hidden=[3], decoder="avg"))
+    with pytest.raises(InputError, match="document"):  # the loss divided by len(docs) = 0
+        ModelObjective(model, [])

@@ -268,6 +268,8 @@ class ModelObjective:
     def __init__(self, model: AttentionRNN, docs: Sequence[object], batch_size: int = 256) -> None:
         from seqexplain.training.attention_rnn import batch_loss, batches
 
+        if not docs:
+            raise InputError("a path objective needs at least one labelled document")
         self.model, self.docs, self.batch_size = model.eval(), list(docs), batch_size
         self._batch_loss, self._batches = batch_loss, batches
 
