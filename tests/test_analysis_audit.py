@@ -163,3 +163,22 @@ def test_model_objective_without_documents_is_an_input_error() -> None:
     model = AttentionRNN(AttentionRNNConfig(input_dim=4, hidden=[3], decoder="avg"))
     with pytest.raises(InputError, match="document"):  # the loss divided by len(docs) = 0
         ModelObjective(model, [])
+
+
+def test_rnn_state_gradients_warn_about_the_tail_rows_cannot_hold() -> None:
+    import warnings
+
+    from seqexplain.analysis.state_gradients import iter_rnn_state_gradients
+    from seqexplain.models.rnn import RNNLanguageModel, RNNLMConfig
+
+    torch.manual_seed(0)
+    model = RNNLanguageModel(RNNLMConfig(vocab_size=20, embedding_size=3, hidden_size=4, init_scale=0.5)).eval()
+    ids = torch.randint(0, 20, (23,), generator=torch.Generator().manual_seed(1))
+    # 23 tokens in 3 rows of 7: the last 2 were never analysed, and nothing said so
+    with pytest.warns(RuntimeWarning, match="last 2 of 23 tokens"):
+        chunks = list(iter_rnn_state_gradients(model, ids, max_delay=2, segment_length=5, batch_size=3))
+    assert sorted(int(p) for c in chunks for p in c.positions) == list(range(21))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a stream rows divide, or a run stopped by max_positions, loses nothing
+        list(iter_rnn_state_gradients(model, ids[:21], max_delay=2, segment_length=5, batch_size=3))
+        list(iter_rnn_state_gradients(model, ids, max_delay=2, segment_length=5, batch_size=3, max_positions=9))

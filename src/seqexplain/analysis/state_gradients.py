@@ -37,6 +37,7 @@ autograd (one backward per ``(t, d)``) for tests and benchmarks.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Literal
 
@@ -90,12 +91,18 @@ def iter_rnn_state_gradients(
     The stream is reshaped to ``[batch_size, N]`` rows (:func:`batchify`; position ``(b, t)`` is stream index
     ``b*N + t``); rows are processed in parallel, cut into segments of ``segment_length`` steps, with the state
     carried (as a constant) across segment boundaries. ``max_positions`` stops after about that many positions.
+    The last ``len(ids) mod rows`` tokens fit no row and are not analysed; a run that reaches the end of the rows
+    says so with a ``RuntimeWarning``.
     """
     check_gradient_args(max_delay, segment_length)
     li, si = state_index(model, layer, state)
     data = batchify(ids, min(batch_size, max(1, len(ids) // 2)))
     rows, n = data.shape
     steps = n if max_positions is None else min(n, math.ceil(max_positions / rows))
+    tail = int(torch.as_tensor(ids).numel()) - rows * n
+    if tail and steps == n:
+        warnings.warn(f"the last {tail} of {rows * n + tail} tokens are not analysed: the stream is cut into {rows} "
+                      f"rows of {n} tokens", RuntimeWarning, stacklevel=2)
     emb = model.get_input_embeddings().weight.detach()
     e_dim = emb.shape[1]
     n_layers = li + 1
