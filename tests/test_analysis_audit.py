@@ -182,3 +182,23 @@ def test_rnn_state_gradients_warn_about_the_tail_rows_cannot_hold() -> None:
         warnings.simplefilter("error")  # a stream rows divide, or a run stopped by max_positions, loses nothing
         list(iter_rnn_state_gradients(model, ids[:21], max_delay=2, segment_length=5, batch_size=3))
         list(iter_rnn_state_gradients(model, ids, max_delay=2, segment_length=5, batch_size=3, max_positions=9))
+
+
+def test_a_non_finite_gradient_stays_in_its_own_classes() -> None:
+    from seqexplain.analysis.state_gradient_chunks import GradientChunk
+    from seqexplain.analysis.state_gradient_stats import StateGradientAccumulator
+
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(4, 1, 2, 2)).astype(np.float32)
+    g[0, 0, 1, 1] = np.nan  # position 0 belongs to class "a" only
+    mask = np.array([[True, False], [False, True], [True, True], [False, True]])
+    acc = StateGradientAccumulator(0, 2, 2, ["a", "b"], mask)
+    with pytest.warns(RuntimeWarning, match="1 of 4 .* non-finite"):
+        acc.update(GradientChunk(torch.from_numpy(g), torch.ones(4, 1, dtype=torch.bool),
+                                 torch.arange(4).view(4, 1), torch.arange(4)))
+    assert bool(torch.isnan(acc.mean_grad[0, 0]).any()) and bool(torch.isnan(acc.mean_grad[1, 0]).any())
+    # class "b" never saw position 0, yet 0 × NaN in the weighted sum made its mean NaN
+    sel = mask[:, 1]
+    np.testing.assert_allclose(acc.mean_grad[2, 0].numpy(), g[sel, 0].astype(np.float64).mean(0), rtol=1e-6)
+    gram = np.einsum("nhe,nhf->nef", g[sel, 0], g[sel, 0]).mean(0)
+    np.testing.assert_allclose(acc.mean_gram[2, 0].numpy(), gram, rtol=1e-6)

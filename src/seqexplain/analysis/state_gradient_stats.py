@@ -13,6 +13,7 @@ safetensors + JSON).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +75,8 @@ class StateGradientAccumulator:
 
     ``class_mask[n_tokens, C]`` (bool) marks the classes of each token of the analysed stream; a gradient ``G_d(t)``
     counts for the classes of the input token ``t - d``. Update rule for a chunk with ``n`` new gradients of sum
-    ``S``: ``mean += (S - n·mean) / (count + n)``.
+    ``S``: ``mean += (S - n·mean) / (count + n)``. A non-finite gradient makes the means of its own classes and delay
+    NaN (with a ``RuntimeWarning``), no other.
     """
 
     def __init__(self, max_delay: int, hidden_size: int, embedding_size: int,
@@ -111,9 +113,19 @@ class StateGradientAccumulator:
             cls = self.class_mask[src] & valid.unsqueeze(-1)
             w = torch.cat([w, cls.to(dtype)], dim=-1)  # [N, D+1, C]
         n_new = w.sum(0).T.double()  # [C, D+1]
-        s_grad = torch.einsum("ndc,ndhe->cdhe", w, g).double()
         gram = torch.einsum("ndhe,ndhf->ndef", g, g)
-        s_gram = torch.einsum("ndc,ndef->cdef", w, gram).double()
+        if bool(torch.isfinite(g).all()):
+            s_grad = torch.einsum("ndc,ndhe->cdhe", w, g).double()
+            s_gram = torch.einsum("ndc,ndef->cdef", w, gram).double()
+        else:  # a weight of 0 times NaN is NaN: select the members instead, so only their own classes turn NaN
+            bad = int(((~torch.isfinite(g)).flatten(2).any(-1) & valid).any(-1).sum())
+            if bad:
+                warnings.warn(f"{bad} of {g.shape[0]} positions have non-finite state gradients (did the model "
+                              "diverge?); the means of their classes and delays are NaN", RuntimeWarning,
+                              stacklevel=2)
+            keep = w.permute(2, 0, 1)[..., None, None] > 0  # [C, N, D+1, 1, 1]
+            s_grad = torch.where(keep, g, 0.0).sum(1).double()
+            s_gram = torch.where(keep, gram, 0.0).sum(1).double()
         total = self.count + n_new
         safe = total.clamp(min=1.0)[..., None, None]
         self.mean_grad += (s_grad - n_new[..., None, None] * self.mean_grad) / safe
