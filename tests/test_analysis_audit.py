@@ -202,3 +202,18 @@ def test_a_non_finite_gradient_stays_in_its_own_classes() -> None:
     np.testing.assert_allclose(acc.mean_grad[2, 0].numpy(), g[sel, 0].astype(np.float64).mean(0), rtol=1e-6)
     gram = np.einsum("nhe,nhf->nef", g[sel, 0], g[sel, 0]).mean(0)
     np.testing.assert_allclose(acc.mean_gram[2, 0].numpy(), gram, rtol=1e-6)
+
+
+def test_a_label_spelt_other_is_the_other_type_not_a_second_one() -> None:
+    from seqexplain.analysis.event_types import OTHER, EventVocabulary
+
+    labels = [["x", OTHER, OTHER, "y"], ["x", None]]
+    vocab = EventVocabulary.fit(labels)
+    # the mapping's own "<other>" (the most frequent label) became a type of that name besides the real <other>:
+    # ["<other>", "x", "y", "<other>"], a duplicate name whose first column never received a token
+    assert vocab.names == ["x", "y", OTHER]
+    enc = vocab.encode(labels)
+    assert enc.types == [[0, 2, 2, 1], [0, 2]] and enc.missing == 1 and enc.rare == 0
+    assert EventVocabulary.fit(labels, max_types=1).names == ["x", OTHER]
+    with pytest.raises(InputError, match="event set is empty"):
+        EventVocabulary.fit([[OTHER, None]])

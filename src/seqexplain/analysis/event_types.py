@@ -10,8 +10,9 @@ Sources of the token → type *labels*:
 
 An :class:`EventVocabulary` fitted on the training documents' labels turns labels into type indices: the
 ``max_types`` most frequent labels (ties by name) become types, in that order; every other label is the type
-``<other>``. A token whose label is None (the mapping misses it) is counted and becomes ``<other>`` with
-``missing="other"`` (the default), or raises :class:`~seqexplain.errors.InputError` with ``missing="error"``.
+``<other>`` (so is a label spelt ``<other>``). A token whose label is None (the mapping misses it) is counted and
+becomes ``<other>`` with ``missing="other"`` (the default), or raises :class:`~seqexplain.errors.InputError` with
+``missing="error"``.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class EventVocabulary:
 
     @classmethod
     def fit(cls, labels: Labels, max_types: int | None = None) -> EventVocabulary:
-        counts = Counter(lab for doc in labels for lab in doc if lab is not None)
+        counts = Counter(lab for doc in labels for lab in doc if lab is not None and lab != OTHER)
         ranked = sorted(counts, key=lambda n: (-counts[n], n))
         if max_types is not None:
             if max_types < 1:
