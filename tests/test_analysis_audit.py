@@ -4,13 +4,15 @@ scikit-learn, and autograd on the raw modules."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from seqexplain.analysis.event_types import event_vector
 from seqexplain.attribution import Attribution
-from seqexplain.errors import InputError
+from seqexplain.errors import DataError, InputError
 
 torch.set_num_threads(1)
 
@@ -217,3 +219,33 @@ def test_a_label_spelt_other_is_the_other_type_not_a_second_one() -> None:
     assert EventVocabulary.fit(labels, max_types=1).names == ["x", OTHER]
     with pytest.raises(InputError, match="event set is empty"):
         EventVocabulary.fit([[OTHER, None]])
+
+
+def _write_store(directory, dtype: str = "float32", values=(0.5, -1.0, 2.0, 0.25)):
+    from seqexplain.analysis.state_gradient_chunks import GradientChunk, GradientStoreWriter
+
+    writer = GradientStoreWriter(directory, chunk_positions=1, dtype=dtype)
+    g = torch.tensor(values, dtype=torch.float32).view(1, 1, 2, 2)
+    for i in range(2):
+        writer.write(GradientChunk(g, torch.ones(1, 1, dtype=torch.bool), torch.tensor([[i]]), torch.tensor([i])))
+    writer.close()
+    return g
+
+
+def test_a_damaged_gradient_store_is_a_data_error(tmp_path) -> None:
+    from seqexplain.analysis.state_gradient_chunks import GradientStoreReader
+
+    _write_store(tmp_path / "s")
+    assert GradientStoreReader(tmp_path / "s").positions == 2
+    (tmp_path / "s" / "chunk_00001.npz").unlink()  # was a FileNotFoundError traceback in the middle of the stream
+    with pytest.raises(DataError, match="chunk_00001.npz"):
+        list(GradientStoreReader(tmp_path / "s"))
+    for text in ("{bad", "{}", "[]"):  # JSONDecodeError, KeyError, TypeError
+        (tmp_path / "s" / "manifest.json").write_text(text)
+        with pytest.raises(DataError, match="manifest"):
+            list(GradientStoreReader(tmp_path / "s"))
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps({"files": ["chunk_00000.npz"], "positions": 1}))
+    for damage in (b"", b"PK\x03\x04 not a zip"):  # EOFError, BadZipFile
+        (tmp_path / "s" / "chunk_00000.npz").write_bytes(damage)
+        with pytest.raises(DataError, match="chunk_00000.npz"):
+            list(GradientStoreReader(tmp_path / "s"))

@@ -9,6 +9,7 @@ pickle (``allow_pickle=False``), streams chunk by chunk and compresses the zero 
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,25 +86,39 @@ class GradientStoreWriter:
 
 
 class GradientStoreReader:
-    """Stream the chunks written by :class:`GradientStoreWriter` back as :class:`GradientChunk` (float32)."""
+    """Stream the chunks written by :class:`GradientStoreWriter` back as :class:`GradientChunk` (float32).
+
+    A manifest or chunk file that is missing or unreadable is a :class:`DataError` naming it."""
 
     def __init__(self, directory: Path | str) -> None:
         self.dir = Path(directory)
         manifest = self.dir / "manifest.json"
         if not manifest.is_file():
             raise DataError(f"{self.dir} is not a gradient store (no manifest.json)")
-        self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
+        try:
+            self.manifest = json.loads(manifest.read_text(encoding="utf-8"))
+            self._files = [str(f) for f in self.manifest["files"]]
+            self._positions = int(self.manifest["positions"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{manifest} is not a gradient-store manifest ({type(exc).__name__}: {exc}); write the "
+                            "store again") from exc
 
     @property
     def positions(self) -> int:
-        return int(self.manifest["positions"])
+        return self._positions
 
     def __iter__(self) -> Iterator[GradientChunk]:
-        for name in self.manifest["files"]:
-            with np.load(self.dir / name, allow_pickle=False) as z:
-                yield GradientChunk(
-                    grads=torch.from_numpy(z["grads"].astype(np.float32)),
-                    valid=torch.from_numpy(z["valid"]),
-                    source_positions=torch.from_numpy(z["source_positions"]),
-                    positions=torch.from_numpy(z["positions"]),
-                )
+        for name in self._files:
+            path = self.dir / name
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    chunk = GradientChunk(
+                        grads=torch.from_numpy(z["grads"].astype(np.float32)),
+                        valid=torch.from_numpy(z["valid"]),
+                        source_positions=torch.from_numpy(z["source_positions"]),
+                        positions=torch.from_numpy(z["positions"]),
+                    )
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+                raise DataError(f"gradient-store chunk {path} is missing or unreadable ({exc}); write the store "
+                                "again") from exc
+            yield chunk
