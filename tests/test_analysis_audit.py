@@ -249,3 +249,22 @@ def test_a_damaged_gradient_store_is_a_data_error(tmp_path) -> None:
         (tmp_path / "s" / "chunk_00000.npz").write_bytes(damage)
         with pytest.raises(DataError, match="chunk_00000.npz"):
             list(GradientStoreReader(tmp_path / "s"))
+
+
+def test_damaged_state_gradient_statistics_are_a_data_error(tmp_path) -> None:
+    from seqexplain.analysis.state_gradient_stats import StateGradientStats
+
+    stats = _stats_with_an_empty_class()
+    stats.save(tmp_path / "st")
+    again = StateGradientStats.load(tmp_path / "st")
+    assert again.class_names == ["all", "rare"] and torch.equal(again.mean_grad, stats.mean_grad)
+    info = json.loads((tmp_path / "st" / "stats.json").read_text())
+    # each was a traceback: JSONDecodeError, KeyError, and statistics whose classes do not match their names
+    for text in ("{bad", "{}", json.dumps({**info, "class_names": ["all"]})):
+        (tmp_path / "st" / "stats.json").write_text(text)
+        with pytest.raises(DataError, match="stats.json"):
+            StateGradientStats.load(tmp_path / "st")
+    (tmp_path / "st" / "stats.json").write_text(json.dumps(info))
+    (tmp_path / "st" / "stats.safetensors").write_bytes(b"xx")  # safetensors' SafetensorError
+    with pytest.raises(DataError, match="stats.safetensors"):
+        StateGradientStats.load(tmp_path / "st")

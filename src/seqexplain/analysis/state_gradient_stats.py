@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -62,12 +63,27 @@ class StateGradientStats:
 
     @classmethod
     def load(cls, directory: Path | str) -> StateGradientStats:
+        """Read what :meth:`save` wrote; a missing, unreadable or inconsistent file is a :class:`DataError`."""
         d = Path(directory)
         if not (d / "stats.safetensors").is_file() or not (d / "stats.json").is_file():
             raise DataError(f"{d} holds no state-gradient statistics (stats.safetensors + stats.json)")
-        t = load_file(str(d / "stats.safetensors"))
-        info = json.loads((d / "stats.json").read_text(encoding="utf-8"))
-        return cls(list(info["class_names"]), t["count"], t["mean_grad"], t["mean_gram"], dict(info["meta"]))
+        try:
+            t = load_file(str(d / "stats.safetensors"))
+            count, mean_grad, mean_gram = t["count"], t["mean_grad"], t["mean_gram"]
+        except (SafetensorError, OSError, KeyError) as exc:
+            raise DataError(f"{d / 'stats.safetensors'} is not readable state-gradient statistics ({exc})") from exc
+        try:
+            info = json.loads((d / "stats.json").read_text(encoding="utf-8"))
+            names, meta = [str(n) for n in info["class_names"]], dict(info["meta"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{d / 'stats.json'} is not readable ({type(exc).__name__}: {exc})") from exc
+        c, dp1 = len(names), count.shape[-1] if count.dim() == 2 else -1
+        if (tuple(count.shape) != (c, dp1) or mean_grad.dim() != 4 or tuple(mean_grad.shape[:2]) != (c, dp1)
+                or tuple(mean_gram.shape) != (c, dp1, mean_grad.shape[3], mean_grad.shape[3])):
+            raise DataError(f"{d / 'stats.json'} names {c} classes but stats.safetensors holds statistics of shapes "
+                            f"{tuple(count.shape)}, {tuple(mean_grad.shape)}, {tuple(mean_gram.shape)}; the two files "
+                            "are not of one run")
+        return cls(names, count, mean_grad, mean_gram, meta)
 
 
 class StateGradientAccumulator:
