@@ -5,6 +5,7 @@ scikit-learn, and autograd on the raw modules."""
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -168,8 +169,6 @@ def test_model_objective_without_documents_is_an_input_error() -> None:
 
 
 def test_rnn_state_gradients_warn_about_the_tail_rows_cannot_hold() -> None:
-    import warnings
-
     from seqexplain.analysis.state_gradients import iter_rnn_state_gradients
     from seqexplain.models.rnn import RNNLanguageModel, RNNLMConfig
 
@@ -268,3 +267,20 @@ def test_damaged_state_gradient_statistics_are_a_data_error(tmp_path) -> None:
     (tmp_path / "st" / "stats.safetensors").write_bytes(b"xx")  # safetensors' SafetensorError
     with pytest.raises(DataError, match="stats.safetensors"):
         StateGradientStats.load(tmp_path / "st")
+
+
+def test_float16_store_says_which_gradients_it_could_not_hold(tmp_path) -> None:
+    from seqexplain.analysis.state_gradient_chunks import GradientStoreReader
+
+    # 1e-9 is below float16's smallest subnormal (6e-8) and 1e5 above its largest value (65504): they came back as
+    # 0 and inf with nothing said (numpy's cast warning covers the overflow only, and not in saved results)
+    with pytest.warns(RuntimeWarning, match="2 of 8 .* 0 .*2 of 8 .* infinite"):
+        g = _write_store(tmp_path / "s", "float16", values=(1e-9, 1e5, 1.0, 3e-5))
+    reader = GradientStoreReader(tmp_path / "s")
+    assert reader.manifest["float16_lost"] == {"to_zero": 2, "to_inf": 2, "values": 8}
+    back = torch.cat([c.grads for c in reader])
+    np.testing.assert_allclose(back[:, :, 1, :].numpy(), g.expand(2, 1, 2, 2)[:, :, 1, :].numpy(), rtol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # representable values: nothing to say
+        _write_store(tmp_path / "ok", "float16")
+    assert GradientStoreReader(tmp_path / "ok").manifest["float16_lost"] == {"to_zero": 0, "to_inf": 0, "values": 8}
