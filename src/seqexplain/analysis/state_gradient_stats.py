@@ -121,13 +121,14 @@ class StateGradientAccumulator:
             raise InputError(f"chunk gradients of shape {tuple(g.shape[1:])} do not fit "
                              f"{tuple(self.mean_grad.shape[1:])}")
         valid = chunk.valid.to("cpu")
-        w = valid.unsqueeze(-1).to(dtype)  # [N, D+1, 1]
+        cast = Tensor.double if dtype == torch.float64 else Tensor.float  # not .to(dtype): it leaks Python memory
+        w = cast(valid.unsqueeze(-1))  # [N, D+1, 1]
         if self.class_mask is not None:
             src = chunk.source_positions.to("cpu").clamp(min=0)
             if int(src.max()) >= self.class_mask.shape[0]:
                 raise InputError("class_mask is shorter than the analysed token stream")
             cls = self.class_mask[src] & valid.unsqueeze(-1)
-            w = torch.cat([w, cls.to(dtype)], dim=-1)  # [N, D+1, C]
+            w = torch.cat([w, cast(cls)], dim=-1)  # [N, D+1, C]
         n_new = w.sum(0).T.double()  # [C, D+1]
         gram = torch.einsum("ndhe,ndhf->ndef", g, g)
         if bool(torch.isfinite(g).all()):
