@@ -284,3 +284,13 @@ def test_float16_store_says_which_gradients_it_could_not_hold(tmp_path) -> None:
         warnings.simplefilter("error")  # representable values: nothing to say
         _write_store(tmp_path / "ok", "float16")
     assert GradientStoreReader(tmp_path / "ok").manifest["float16_lost"] == {"to_zero": 0, "to_inf": 0, "values": 8}
+
+
+def test_classifier_quantities_refuse_an_empty_example() -> None:
+    from seqexplain.analysis.training_dynamics import classifier_quantities
+    from seqexplain.models.snell_classifier import SnellClassifier, SnellClassifierConfig
+
+    torch.manual_seed(7)
+    net = SnellClassifier(SnellClassifierConfig(9, 2, 4, 3, 3, False)).double()
+    with pytest.raises(InputError, match="example 1 has no tokens"):  # was the LSTM's 'Cannot pack empty tensors'
+        classifier_quantities(net, [([2, 3], 1), ([], 0)])

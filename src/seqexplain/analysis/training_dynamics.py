@@ -75,9 +75,13 @@ class ExampleQuantities:
 
 def classifier_quantities(model: SnellClassifier, examples: Sequence[tuple[Sequence[int], int]],
                           batch_size: int = 64, sign: Sign = "supports") -> list[ExampleQuantities]:
-    """α, oriented β, Δ and the prediction of every example (module docstring), in batches."""
+    """α, oriented β, Δ and the prediction of every example (module docstring), in batches; an example without
+    tokens is an :class:`InputError`."""
     if sign not in ("supports", "original"):
         raise InputError(f"sign is 'supports' or 'original', not {sign!r}")
+    empty = next((i for i, e in enumerate(examples) if len(e[0]) == 0), None)
+    if empty is not None:
+        raise InputError(f"example {empty} has no tokens; drop empty examples before dumping")
     out: list[ExampleQuantities] = []
     with eval_mode(model):
         for start in range(0, len(examples), batch_size):
