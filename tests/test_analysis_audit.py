@@ -294,3 +294,14 @@ def test_classifier_quantities_refuse_an_empty_example() -> None:
     net = SnellClassifier(SnellClassifierConfig(9, 2, 4, 3, 3, False)).double()
     with pytest.raises(InputError, match="example 1 has no tokens"):  # was the LSTM's 'Cannot pack empty tensors'
         classifier_quantities(net, [([2, 3], 1), ([], 0)])
+
+
+def test_translation_rows_refuse_an_empty_side() -> None:
+    from seqexplain.analysis.translation_dynamics import translation_rows
+    from seqexplain.models.snell_translation import SnellTranslator, SnellTranslatorConfig
+
+    torch.manual_seed(0)
+    net = SnellTranslator(SnellTranslatorConfig(20, 6, 4, 2, 0.0, False, 0, 1, 2)).double().eval()
+    for pairs, side in (([([3, 4], [5]), ([], [3])], "source"), ([([3], [])], "target")):
+        with pytest.raises(InputError, match=f"{side} side"):  # was the LSTM's 'Cannot pack empty tensors'
+            translation_rows(net, pairs)

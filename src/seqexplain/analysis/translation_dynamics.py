@@ -37,9 +37,14 @@ Pairs = Sequence[tuple[Sequence[int], Sequence[int]]]
 
 def translation_rows(model: SnellTranslator, pairs: Pairs, batch_size: int = 32, sign: Sign = "supports"
                      ) -> list[dict[str, np.ndarray]]:
-    """Per pair: ``alpha``, ``beta``, ``delta`` (each ``[T, S]``) and ``predicted [T]`` (module docstring)."""
+    """Per pair: ``alpha``, ``beta``, ``delta`` (each ``[T, S]``) and ``predicted [T]`` (module docstring); a pair
+    with an empty side is an :class:`InputError`."""
     if sign not in ("supports", "original"):
         raise InputError(f"sign is 'supports' or 'original', not {sign!r}")
+    for i, (src, tgt) in enumerate(pairs):
+        if len(src) == 0 or len(tgt) == 0:
+            raise InputError(f"pair {i} has an empty {'source' if len(src) == 0 else 'target'} side; drop empty "
+                             "pairs before dumping")
     cfg = model.config
     out: list[dict[str, np.ndarray]] = []
     with eval_mode(model):
