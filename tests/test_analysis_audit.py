@@ -305,3 +305,20 @@ def test_translation_rows_refuse_an_empty_side() -> None:
     for pairs, side in (([([3, 4], [5]), ([], [3])], "source"), ([([3], [])], "target")):
         with pytest.raises(InputError, match=f"{side} side"):  # was the LSTM's 'Cannot pack empty tensors'
             translation_rows(net, pairs)
+
+
+def test_dumps_of_opposite_delta_signs_are_not_compared(tmp_path) -> None:
+    from seqexplain.analysis.training_dynamics import make_dump, read_dumps, write_dump
+    from seqexplain.models.snell_classifier import SnellClassifier, SnellClassifierConfig
+
+    torch.manual_seed(7)
+    net = SnellClassifier(SnellClassifierConfig(9, 2, 4, 3, 3, False)).double()
+    examples = [([2, 3, 4, 1], 1), ([2, 5, 6, 7, 1], 0)]
+    a = make_dump(net, examples, run="normal_A", step=3, split="val", dataset="toy", vocab_hash="v")
+    b = make_dump(net, examples, run="normal_B", step=3, split="val", dataset="toy", vocab_hash="v", sign="original")
+    np.testing.assert_allclose(b.delta[0], -a.delta[0])  # the same model: Δ of opposite signs
+    write_dump(a, tmp_path)
+    write_dump(b, tmp_path)
+    # read together, the tables compared one run's −∂L/∂m with the other's +∂L/∂m: agreement of flipped signs
+    with pytest.raises(InputError, match="sign"):
+        read_dumps(tmp_path, "val")

@@ -196,8 +196,14 @@ def read_dumps(folder: Path | str, split: str) -> list[Dump]:
 
 
 def check_compatible(dumps: Sequence[Dump]) -> None:
-    """Raise unless every dump has the same data set fingerprint and vocabulary hash."""
+    """Raise unless every dump has the same data set fingerprint and vocabulary hash, and Δ of one sign convention
+    (``extra["sign"]``; dumps that do not record it are not checked)."""
     first = dumps[0]
+    signs = {d.extra["sign"]: d for d in dumps if "sign" in d.extra}
+    if len(signs) > 1:
+        (s1, d1), (s2, d2) = list(signs.items())[:2]
+        raise InputError(f"dumps {d1.run} step {d1.step} (Δ sign {s1!r}) and {d2.run} step {d2.step} (Δ sign {s2!r}) "
+                         "use opposite Δ signs; dump every compared run with one sign")
     for d in dumps[1:]:
         if d.fingerprint != first.fingerprint or d.dataset != first.dataset:
             raise DataError(f"dump {d.run} step {d.step} ({d.dataset}, {d.fingerprint}) is from another data set "
