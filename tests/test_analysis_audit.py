@@ -322,3 +322,21 @@ def test_dumps_of_opposite_delta_signs_are_not_compared(tmp_path) -> None:
     # read together, the tables compared one run's −∂L/∂m with the other's +∂L/∂m: agreement of flipped signs
     with pytest.raises(InputError, match="sign"):
         read_dumps(tmp_path, "val")
+
+
+def test_a_singular_embedding_covariance_is_said() -> None:
+    from seqexplain.analysis.spectra import EmbeddingNormalizer
+
+    # 3 rows span a plane of the 4-d space: the covariance has rank 2 and was regularised with nothing said, which
+    # amplifies directions outside the plane by about 1e4 (the whitening's largest entry)
+    x = torch.tensor([[0.0, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]])
+    with pytest.warns(RuntimeWarning, match="rank 2 of 4"):
+        norm = EmbeddingNormalizer.fit(x)
+    assert float(norm.whiten.abs().max()) > 1e3
+    rank = int(np.linalg.matrix_rank(np.cov(x.numpy().T, bias=True)))  # oracle: numpy
+    assert rank == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+        full = EmbeddingNormalizer.fit(y)
+    np.testing.assert_allclose(full.cov.numpy(), np.cov(y.numpy().T, bias=True), rtol=1e-6)  # population covariance

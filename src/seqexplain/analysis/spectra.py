@@ -26,6 +26,7 @@ These two definitions are this library's precise readings of the paper's "relati
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,8 +53,11 @@ class EmbeddingNormalizer:
         """Fit to the rows of ``embeddings[V, E]``, weighted by ``weights[V]`` (default uniform).
 
         ``cov = Σ_v w_v (x_v - μ)(x_v - μ)ᵀ / Σ_v w_v`` (population covariance); ``eps · mean(diag)`` is added to the
-        diagonal if needed to make it positive definite. Non-finite embeddings or weights, and weighted rows that are
-        all equal (zero covariance), raise :class:`InputError`.
+        diagonal if needed to make it positive definite. A covariance of numerical rank below ``E`` (eigenvalues at
+        most ``eps · mean(diag)``: fewer spread-out rows than dimensions) is warned about (``RuntimeWarning``):
+        directions outside the embeddings' span are then amplified by up to ``1/sqrt(eps · mean(diag))``.
+        Non-finite embeddings or weights, and weighted rows that are all equal (zero covariance), raise
+        :class:`InputError`.
         """
         x = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings.detach())
         x = x.to(torch.float64)
@@ -73,6 +77,12 @@ class EmbeddingNormalizer:
         if float(cov.diagonal().sum()) == 0.0:
             raise InputError("the embedding rows with positive weight are all equal: they have no covariance to "
                              "normalise by; give rows that differ (or more rows positive weight)")
+        floor = eps * float(cov.diagonal().mean())
+        rank = int((torch.linalg.eigvalsh(cov) > floor).sum())
+        if rank < cov.shape[0]:
+            warnings.warn(f"the embedding covariance has numerical rank {rank} of {cov.shape[0]} (fewer spread-out "
+                          "rows than dimensions); directions outside the embeddings' span are amplified by up to "
+                          f"{floor ** -0.5:.3g} in the normalised space", RuntimeWarning, stacklevel=2)
         chol, info = torch.linalg.cholesky_ex(cov)
         if int(info) != 0:
             cov = cov + eps * float(cov.diagonal().mean()) * torch.eye(cov.shape[0], dtype=cov.dtype)
