@@ -340,3 +340,11 @@ def test_a_singular_embedding_covariance_is_said() -> None:
         y = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
         full = EmbeddingNormalizer.fit(y)
     np.testing.assert_allclose(full.cov.numpy(), np.cov(y.numpy().T, bias=True), rtol=1e-6)  # population covariance
+
+
+def test_ari_of_no_sequences_is_an_input_error() -> None:
+    from seqexplain.analysis.clustering import ari
+
+    with pytest.raises(InputError, match="no sequences"):  # scikit-learn's convention gave a perfect 1.0
+        ari([], [])
+    assert ari([0, 0, 1], [1, 1, 0]) == 1.0 and ari([0, 1], [0, 0]) == 0.0  # hand: same partition; one vs two

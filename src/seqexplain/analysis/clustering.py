@@ -80,11 +80,13 @@ def cluster_explanations(vectors: np.ndarray, k_range: Sequence[int] = range(2, 
 
 
 def ari(a: Sequence[int] | np.ndarray, b: Sequence[int] | np.ndarray) -> float:
-    """Adjusted Rand index of two clusterings of the same sequences (scikit-learn)."""
+    """Adjusted Rand index of two clusterings of the same (at least one) sequences (scikit-learn)."""
     from sklearn.metrics import adjusted_rand_score
 
     if len(a) != len(b):
         raise InputError(f"two clusterings of different sequences ({len(a)} and {len(b)} labels)")
+    if len(a) == 0:
+        raise InputError("two clusterings of no sequences have no agreement to measure")
     return float(adjusted_rand_score(np.asarray(a), np.asarray(b)))
 
 
