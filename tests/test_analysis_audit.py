@@ -348,3 +348,21 @@ def test_ari_of_no_sequences_is_an_input_error() -> None:
     with pytest.raises(InputError, match="no sequences"):  # scikit-learn's convention gave a perfect 1.0
         ari([], [])
     assert ari([0, 0, 1], [1, 1, 0]) == 1.0 and ari([0, 1], [0, 0]) == 0.0  # hand: same partition; one vs two
+
+
+def test_baselines_refuse_empty_examples_instead_of_training_on_nan() -> None:
+    from seqexplain.analysis.snell_baselines import train_bag_of_embeddings
+    from seqexplain.analysis.translation_dynamics import train_word_translation
+
+    good = [([1, 2], 0), ([3, 4], 1), ([2, 3], 1)]
+    # an empty example's mean embedding is 0/0: its NaN loss made every weight NaN, no later validation loss was
+    # below NaN, and the untrained initial model came back as the "best epoch 0" with nothing said
+    with pytest.raises(InputError, match="training example 1 has no tokens"):
+        train_bag_of_embeddings([good[0], ([], 1)], good, 6, 2, emb_dim=2, epochs=1)
+    with pytest.raises(InputError, match="validation example 0 has no tokens"):
+        train_bag_of_embeddings(good, [([], 0)], 6, 2, emb_dim=2, epochs=1)
+    pairs = [([3, 4], [5, 6]), ([4], [6])]
+    with pytest.raises(InputError, match="training pair 1 has an empty source"):
+        train_word_translation([pairs[0], ([], [5])], pairs, 8, 0, emb_dim=2, epochs=1)
+    with pytest.raises(InputError, match="validation pair 0 has an empty target"):
+        train_word_translation(pairs, [([3], [])], 8, 0, emb_dim=2, epochs=1)

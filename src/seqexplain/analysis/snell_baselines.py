@@ -70,9 +70,13 @@ def train_bag_of_embeddings(train: Examples, val: Examples, vocab_size: int, n_c
                             epochs: int = 10, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                             device: str | torch.device = "cpu") -> tuple[BagOfEmbeddings, dict[str, float]]:
     """Train :class:`BagOfEmbeddings` on ``device``; keep the epoch with the lowest validation loss. Returns the model
-    and ``{"best_epoch", "val_loss"}``."""
+    and ``{"best_epoch", "val_loss"}``. An example without tokens is an :class:`InputError`."""
     if not train or not val:
         raise InputError("the bag-of-embeddings baseline needs training and validation examples")
+    for what, data in (("training", train), ("validation", val)):
+        empty = next((i for i, e in enumerate(data) if len(e[0]) == 0), None)
+        if empty is not None:  # its mean embedding would be 0/0: NaN weights
+            raise InputError(f"{what} example {empty} has no tokens; drop empty examples first")
     torch.manual_seed(seed)
     dev = resolve_device(device)
     model = BagOfEmbeddings(vocab_size, n_classes, emb_dim).to(dev)
