@@ -366,3 +366,17 @@ def test_baselines_refuse_empty_examples_instead_of_training_on_nan() -> None:
         train_word_translation([pairs[0], ([], [5])], pairs, 8, 0, emb_dim=2, epochs=1)
     with pytest.raises(InputError, match="validation pair 0 has an empty target"):
         train_word_translation(pairs, [([3], [])], 8, 0, emb_dim=2, epochs=1)
+
+
+def test_standardise_leaves_a_column_constant_up_to_rounding_centred_only() -> None:
+    from sklearn.preprocessing import StandardScaler
+
+    from seqexplain.analysis.clustering import standardise
+
+    rng = np.random.default_rng(0)
+    x = np.stack([rng.normal(size=40), 1.0 + 1e-16 * rng.integers(-1, 2, size=40)], axis=1)
+    # the second column is 1.0 up to rounding (e.g. one type's attention summing to 1 in every document); its
+    # standard deviation of ~1e-16 blew the rounding noise up to unit variance, as large as a real event type's
+    got = standardise(x)
+    np.testing.assert_allclose(got, StandardScaler().fit_transform(x), atol=1e-12)  # oracle: scikit-learn
+    assert np.abs(got[:, 1]).max() < 1e-12

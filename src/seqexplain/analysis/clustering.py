@@ -45,10 +45,11 @@ class Clustering:
 
 
 def standardise(vectors: np.ndarray) -> np.ndarray:
-    """Columns centred and divided by their standard deviation (constant columns only centred)."""
-    x = np.asarray(vectors, dtype=np.float64)
-    sd = x.std(0)
-    return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
+    """Columns centred and divided by their (population) standard deviation; constant columns, also those constant up
+    to rounding, only centred (scikit-learn's ``StandardScaler``)."""
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler().fit_transform(np.asarray(vectors, dtype=np.float64))
 
 
 def cluster_explanations(vectors: np.ndarray, k_range: Sequence[int] = range(2, 9), seed: int = 0,
