@@ -380,3 +380,19 @@ def test_standardise_leaves_a_column_constant_up_to_rounding_centred_only() -> N
     got = standardise(x)
     np.testing.assert_allclose(got, StandardScaler().fit_transform(x), atol=1e-12)  # oracle: scikit-learn
     assert np.abs(got[:, 1]).max() < 1e-12
+
+
+def test_explanation_vectors_and_vector_clusters_refuse_mismatched_input() -> None:
+    from seqexplain.analysis.event_types import VectorClusters
+    from seqexplain.analysis.path_explanations import explanation_vectors
+    from seqexplain.models.attention_rnn import AttentionRNN, AttentionRNNConfig
+    from seqexplain.models.attention_rnn_adapter import AttentionRNNAdapter
+
+    torch.manual_seed(0)
+    net = AttentionRNN(AttentionRNNConfig(input_dim=4, hidden=[5], decoder="hier", n_event_types=3)).double().eval()
+    adapter = AttentionRNNAdapter(net, ["n", "p"], ["a", "b", "c"])
+    with pytest.raises(InputError, match="no documents"):  # was numpy's 'need at least one array to stack'
+        explanation_vectors(adapter, [], "attention_last")
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match="width"):  # was numpy's concatenate ValueError
+        VectorClusters(2).fit([rng.normal(size=(3, 4)), rng.normal(size=(3, 5))])

@@ -101,7 +101,11 @@ class VectorClusters:
     def fit(self, vectors: Sequence[np.ndarray]) -> VectorClusters:
         from sklearn.cluster import KMeans
 
-        data = np.concatenate([np.asarray(v, dtype=np.float64) for v in vectors])
+        arrays = [np.asarray(v, dtype=np.float64) for v in vectors]
+        widths = sorted({a.shape[1] if a.ndim == 2 else -1 for a in arrays})
+        if len(widths) != 1 or widths[0] < 1:
+            raise InputError(f"token vectors must be [tokens, width] arrays of one width, got widths {widths}")
+        data = np.concatenate(arrays)
         if self.k < 1 or data.shape[0] < self.k:
             raise InputError(f"KMeans event types need 1 ≤ k ≤ the number of tokens ({data.shape[0]}), got {self.k}")
         km = KMeans(n_clusters=self.k, random_state=self.seed, n_init=4).fit(data)
