@@ -13,9 +13,10 @@ same code runs on a model (:class:`ModelObjective`) and on a small test problem 
   dual step ``λ ← max(0, λ + η_λ (gᵀd/‖d‖ + ε_c))`` with ``η_λ`` decaying by ``dual_decay``, for ``max_outer``
   rounds or until the objective changes by less than ``1e-5`` and the constraint holds. (The original adds
   ``λ gᵀd`` unnormalised, which is not invariant to the scale of ``d``; here the constraint is the normalised one
-  it checks. When ``‖g‖ ≤ ε_c`` the constraint cannot hold and ``ε_c`` is halved to ``‖g‖/2`` for that step.) Then
+  it checks. When ``‖g‖ ≤ ε_c`` the constraint cannot hold and ``ε_c`` is set to ``‖g‖/2`` for that step.) Then
   backtrack ``ŵ + α d/‖d‖``, ``α ← τ α`` from ``alpha``, until ``L ≤ B``; the new point restarts the line
-  (``w₀ ← ŵ``, ``t ← 0``). Within ``constraint_dist`` of ``w₂`` ``ε_c`` is 0. **Fallback**: when ``α`` falls below
+  (``w₀ ← ŵ``, ``t ← 0``). From the first step that starts within ``constraint_dist`` of ``w₂`` on, ``ε_c`` is 0
+  (for the rest of the walk, even if it moves away again). **Fallback**: when ``α`` falls below
   ``min_alpha`` the step ``min_alpha · d/‖d‖`` is taken even if its loss is above ``B`` (as the original does); such
   points are counted (``fallbacks``) and marked ``"fallback"``; no other point above ``B`` is ever accepted. The walk
   stops within ``stop_distance`` of ``w₂`` and ends with ``w₂`` (kind ``"end"``); after ``max_steps`` steps it
