@@ -396,3 +396,16 @@ def test_explanation_vectors_and_vector_clusters_refuse_mismatched_input() -> No
     rng = np.random.default_rng(0)
     with pytest.raises(InputError, match="width"):  # was numpy's concatenate ValueError
         VectorClusters(2).fit([rng.normal(size=(3, 4)), rng.normal(size=(3, 5))])
+
+
+def test_rnn_state_gradients_refuse_ids_outside_the_vocabulary() -> None:
+    from seqexplain.analysis.state_gradients import iter_rnn_state_gradients
+    from seqexplain.models.rnn import RNNLanguageModel, RNNLMConfig
+
+    torch.manual_seed(0)
+    model = RNNLanguageModel(RNNLMConfig(vocab_size=20, embedding_size=3, hidden_size=4, init_scale=0.5)).eval()
+    ids = torch.arange(8)
+    # the embedding matrix was indexed directly: id -1 silently read row 19, id 20 raised an IndexError
+    for bad in (-1, 20):
+        with pytest.raises(InputError, match=f"token id {bad}"):
+            next(iter(iter_rnn_state_gradients(model, torch.cat([ids, torch.tensor([bad])]), batch_size=1)))

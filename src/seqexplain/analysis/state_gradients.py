@@ -92,7 +92,7 @@ def iter_rnn_state_gradients(
     ``b*N + t``); rows are processed in parallel, cut into segments of ``segment_length`` steps, with the state
     carried (as a constant) across segment boundaries. ``max_positions`` stops after about that many positions.
     The last ``len(ids) mod rows`` tokens fit no row and are not analysed; a run that reaches the end of the rows
-    says so with a ``RuntimeWarning``.
+    says so with a ``RuntimeWarning``. An id outside the vocabulary is an :class:`InputError`.
     """
     check_gradient_args(max_delay, segment_length)
     li, si = state_index(model, layer, state)
@@ -104,6 +104,9 @@ def iter_rnn_state_gradients(
         warnings.warn(f"the last {tail} of {rows * n + tail} tokens are not analysed: the stream is cut into {rows} "
                       f"rows of {n} tokens", RuntimeWarning, stacklevel=2)
     emb = model.get_input_embeddings().weight.detach()
+    bad = data[(data < 0) | (data >= emb.shape[0])]
+    if bad.numel():
+        raise InputError(f"token id {int(bad[0])} is outside the model's vocabulary (0..{emb.shape[0] - 1})")
     e_dim = emb.shape[1]
     n_layers = li + 1
     device = emb.device
