@@ -409,3 +409,14 @@ def test_rnn_state_gradients_refuse_ids_outside_the_vocabulary() -> None:
     for bad in (-1, 20):
         with pytest.raises(InputError, match=f"token id {bad}"):
             next(iter(iter_rnn_state_gradients(model, torch.cat([ids, torch.tensor([bad])]), batch_size=1)))
+
+
+def test_logistic_scores_refuse_ids_outside_the_vocabulary() -> None:
+    from seqexplain.analysis.snell_baselines import logistic_scores
+
+    weights = np.arange(4.0).reshape(4, 1)  # V = 4, binary
+    np.testing.assert_allclose(logistic_scores(weights, [([1, 3], 1), ([2], 0)])[0], [1.0, 3.0])  # hand
+    # numpy indexing: id -1 silently read the weight of id 3; id 4 raised an IndexError
+    for bad in (-1, 4):
+        with pytest.raises(InputError, match=f"token id {bad}"):
+            logistic_scores(weights, [([1, bad], 1)])

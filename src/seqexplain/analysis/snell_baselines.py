@@ -144,6 +144,15 @@ def fit_logistic(train: Examples, val: Examples, vocab_size: int, c_grid: Sequen
 
 
 def logistic_scores(weights: np.ndarray, examples: Examples) -> list[np.ndarray]:
-    """Logistic-regression β of each example, ``weights[x_t]`` oriented to its gold label."""
+    """Logistic-regression β of each example, ``weights[x_t]`` oriented to its gold label; an id outside
+    ``0..V-1`` is an :class:`InputError`."""
     binary = weights.shape[1] == 1
-    return [orient(weights[np.asarray(list(ids))], label, binary).astype(np.float32) for ids, label in examples]
+    out = []
+    for ids, label in examples:
+        idx = np.asarray(list(ids), dtype=np.int64)
+        bad = idx[(idx < 0) | (idx >= weights.shape[0])]
+        if bad.size:
+            raise InputError(f"token id {int(bad[0])} is outside the logistic regression's vocabulary "
+                             f"(0..{weights.shape[0] - 1})")
+        out.append(orient(weights[idx], label, binary).astype(np.float32))
+    return out
