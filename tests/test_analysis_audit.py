@@ -420,3 +420,18 @@ def test_logistic_scores_refuse_ids_outside_the_vocabulary() -> None:
     for bad in (-1, 4):
         with pytest.raises(InputError, match=f"token id {bad}"):
             logistic_scores(weights, [([1, bad], 1)])
+
+
+def test_spectrum_k_below_one_is_an_input_error() -> None:
+    from seqexplain.analysis.spectra import rms_singular_values, singular_values, summarize
+
+    stats = _stats_with_an_empty_class()
+    # k = -1 sliced s[..., :-1]: every singular value but the smallest, silently; k = 0 an empty spectrum
+    for k in (-1, 0):
+        with pytest.raises(InputError, match="k must be"):
+            singular_values(stats.mean_grad, k=k)
+        with pytest.raises(InputError, match="k must be"):
+            rms_singular_values(stats.mean_gram, k=k)
+        with pytest.raises(InputError, match="k must be"):
+            summarize(stats, k=k)
+    assert singular_values(stats.mean_grad, k=2).shape[-1] == 2

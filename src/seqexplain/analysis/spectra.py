@@ -122,8 +122,14 @@ def _identity_if_none(norm: EmbeddingNormalizer | None, e: int) -> EmbeddingNorm
     return EmbeddingNormalizer(torch.zeros(e, dtype=torch.float64), eye, eye, eye)
 
 
+def _check_k(k: int | None) -> None:
+    if k is not None and k < 1:
+        raise InputError(f"k must be at least 1 (the number of top singular values), got {k}")
+
+
 def singular_values(mean_grad: Tensor, normalizer: EmbeddingNormalizer | None = None, k: int | None = None) -> Tensor:
-    """Singular values (descending) of ``mean_grad[..., H, E] · D`` → ``[..., min(H, E)]`` (top ``k`` if given)."""
+    """Singular values (descending) of ``mean_grad[..., H, E] · D`` → ``[..., min(H, E)]`` (top ``k ≥ 1`` if given)."""
+    _check_k(k)
     norm = _identity_if_none(normalizer, mean_grad.shape[-1])
     s = torch.linalg.svdvals(norm.normalize_gradient(mean_grad))
     return s[..., :k] if k is not None else s
@@ -131,7 +137,9 @@ def singular_values(mean_grad: Tensor, normalizer: EmbeddingNormalizer | None = 
 
 def rms_singular_values(mean_gram: Tensor, normalizer: EmbeddingNormalizer | None = None,
                         k: int | None = None) -> Tensor:
-    """``sqrt(eig(Dᵀ M D))`` descending for ``mean_gram[..., E, E]`` (RMS singular values of the gradients)."""
+    """``sqrt(eig(Dᵀ M D))`` descending for ``mean_gram[..., E, E]`` (RMS singular values of the gradients; top
+    ``k ≥ 1`` if given)."""
+    _check_k(k)
     norm = _identity_if_none(normalizer, mean_gram.shape[-1])
     ev = torch.linalg.eigvalsh(norm.normalize_gram(mean_gram)).flip(-1).clamp(min=0).sqrt()
     return ev[..., :k] if k is not None else ev
@@ -196,7 +204,9 @@ class SpectrumSummary:
 
 def summarize(stats: StateGradientStats, normalizer: EmbeddingNormalizer | None = None, k: int = 5,
               kind: Literal["mean", "rms"] = "mean") -> SpectrumSummary:
-    """Top-``k`` singular values and their total per class and delay (``kind``: mean-gradient or RMS spectrum)."""
+    """Top-``k`` (``k ≥ 1``) singular values and their total per class and delay (``kind``: mean-gradient or RMS
+    spectrum)."""
+    _check_k(k)
     if kind == "mean":
         s = singular_values(stats.mean_grad, normalizer)
     elif kind == "rms":
