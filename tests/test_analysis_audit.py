@@ -435,3 +435,17 @@ def test_spectrum_k_below_one_is_an_input_error() -> None:
         with pytest.raises(InputError, match="k must be"):
             summarize(stats, k=k)
     assert singular_values(stats.mean_grad, k=2).shape[-1] == 2
+
+
+def test_a_normaliser_of_another_width_is_an_input_error() -> None:
+    from seqexplain.analysis.spectra import EmbeddingNormalizer, relative_memory, singular_values, summarize
+
+    stats = _stats_with_an_empty_class()  # E = 3
+    norm = EmbeddingNormalizer.fit(torch.randn(20, 5, generator=torch.Generator().manual_seed(0)))
+    # each was torch's matrix-product RuntimeError
+    with pytest.raises(InputError, match="width 5 .* width 3"):
+        singular_values(stats.mean_grad, norm)
+    with pytest.raises(InputError, match="width 5 .* width 3"):
+        summarize(stats, norm, kind="rms")
+    with pytest.raises(InputError, match="width 5 .* width 3"):
+        relative_memory(stats, torch.ones(3), norm)

@@ -116,7 +116,11 @@ class EmbeddingNormalizer:
 
 
 def _identity_if_none(norm: EmbeddingNormalizer | None, e: int) -> EmbeddingNormalizer:
+    """``norm`` (checked to be of width ``e``), or the identity normalisation of width ``e``."""
     if norm is not None:
+        if norm.chol.shape[0] != e:
+            raise InputError(f"the embedding normaliser is of width {norm.chol.shape[0]} but the gradients are of "
+                             f"width {e}; fit it on the analysed model's embeddings")
         return norm
     eye = torch.eye(e, dtype=torch.float64)
     return EmbeddingNormalizer(torch.zeros(e, dtype=torch.float64), eye, eye, eye)
