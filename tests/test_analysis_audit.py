@@ -449,3 +449,20 @@ def test_a_normaliser_of_another_width_is_an_input_error() -> None:
         summarize(stats, norm, kind="rms")
     with pytest.raises(InputError, match="width 5 .* width 3"):
         relative_memory(stats, torch.ones(3), norm)
+
+
+def test_cluster_plots_refuse_names_or_vectors_that_do_not_fit(tmp_path) -> None:
+    from seqexplain.analysis.clustering import cluster_explanations, plot_cluster_violins, plot_embedding
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(size=(10, 3)), 5 + rng.normal(size=(10, 3))])
+    res = cluster_explanations(x, [2])
+    # two names for three event types: an IndexError; four: the panels silently labelled with the first three
+    for names in (["a", "b"], ["a", "b", "c", "d"]):
+        with pytest.raises(InputError, match="3 event types"):
+            plot_cluster_violins(x, res, names, tmp_path / "v.png")
+    with pytest.raises(InputError, match="20 sequences"):  # vectors of other sequences: numpy's boolean-index error
+        plot_cluster_violins(x[:5], res, ["a", "b", "c"], tmp_path / "v.png")
+    with pytest.raises(InputError, match="20 sequences"):  # matplotlib's size mismatch
+        plot_embedding(x[:5], res, tmp_path / "e.png")
+    assert plot_cluster_violins(x, res, ["a", "b", "c"], tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"

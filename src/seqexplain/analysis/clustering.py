@@ -119,16 +119,25 @@ def plot_silhouettes(results: Mapping[str, Clustering], path: Path | str) -> Pat
     return save_figure(fig, Path(path))
 
 
+def _check_clustered(x: np.ndarray, res: Clustering) -> None:
+    if x.ndim != 2 or x.shape[0] != len(res.labels):
+        raise InputError(f"the clustering is of {len(res.labels)} sequences but the vectors are of shape {x.shape}; "
+                         "plot the vectors that were clustered")
+
+
 def plot_cluster_violins(vectors: np.ndarray, res: Clustering, event_names: Sequence[str], path: Path | str,
                          top: int = 5) -> Path:
     """Per cluster, violins of the (unstandardised) explanation values of the ``top`` event types of largest mean
-    magnitude; each panel's title gives the cluster's size."""
+    magnitude; each panel's title gives the cluster's size. ``event_names``: one per column of ``vectors``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = np.asarray(vectors, dtype=np.float64)
+    _check_clustered(x, res)
+    if len(event_names) != x.shape[1]:
+        raise InputError(f"{len(event_names)} event names for vectors of {x.shape[1]} event types")
     order = np.argsort(-np.abs(x).mean(0))[:top]
     fig, axes = plt.subplots(1, res.k, figsize=(3.2 * res.k, 3.4), squeeze=False)
     for c in range(res.k):
@@ -150,6 +159,7 @@ def plot_embedding(vectors: np.ndarray, res: Clustering, path: Path | str) -> Pa
     from sklearn.decomposition import PCA
 
     x = np.asarray(vectors, dtype=np.float64)
+    _check_clustered(x, res)
     data = standardise(x) if res.standardised else x
     xy = PCA(n_components=2, random_state=res.seed).fit_transform(data)
     fig, ax = plt.subplots(figsize=(5, 4))
