@@ -154,3 +154,31 @@ def test_straight_line_is_numpy_interpolation_and_seeds_repeat() -> None:
     x = rng.normal(size=(30, 3))
     c1, c2 = cluster_explanations(x, range(2, 5), seed=2), cluster_explanations(x, range(2, 5), seed=2)
     assert c1.silhouettes == c2.silhouettes and np.array_equal(c1.labels, c2.labels)
+
+
+def test_transformer_state_gradients_beyond_the_segment_and_a_short_last_segment() -> None:
+    transformers = pytest.importorskip("transformers")
+    from seqexplain.analysis.state_gradients import iter_transformer_state_gradients
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=8, n_head=2, vocab_size=50, n_positions=16, bos_token_id=0,
+                                  eos_token_id=0)
+    model = transformers.GPT2LMHeadModel(cfg).eval().double()
+    ids = torch.randint(0, 50, (23,), generator=torch.Generator().manual_seed(3))  # segments of 10, 10 and 3
+    chunks = list(iter_transformer_state_gradients(model, ids, layer=2, max_delay=12, segment_length=10,
+                                                   positions_per_pass=4))
+    g, v = torch.cat([c.grads for c in chunks]), torch.cat([c.valid for c in chunks])
+    src = torch.cat([c.source_positions for c in chunks])
+    assert torch.cat([c.positions for c in chunks]).tolist() == list(range(23))
+    for start in (0, 10, 20):
+        x = model.get_input_embeddings()(ids[start : start + 10].unsqueeze(0)).detach()
+        jac = torch.autograd.functional.jacobian(
+            lambda xx: model(inputs_embeds=xx, output_hidden_states=True).hidden_states[2][0], x)  # [L, H, 1, L, E]
+        for t in range(x.shape[1]):
+            for d in range(13):
+                if d <= t:
+                    assert bool(v[start + t, d]) and int(src[start + t, d]) == start + t - d
+                    torch.testing.assert_close(g[start + t, d], jac[t, :, 0, t - d], rtol=1e-10, atol=1e-12)
+                else:
+                    assert not bool(v[start + t, d]) and int(src[start + t, d]) == -1
+                    assert float(g[start + t, d].abs().sum()) == 0.0
