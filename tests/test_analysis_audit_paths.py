@@ -223,3 +223,16 @@ def test_cluster_plots_refuse_names_or_vectors_that_do_not_fit(tmp_path) -> None
     with pytest.raises(InputError, match="20 sequences"):  # matplotlib's size mismatch
         plot_embedding(x[:5], res, tmp_path / "e.png")
     assert plot_cluster_violins(x, res, ["a", "b", "c"], tmp_path / "v.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_chosen_k_with_fewer_clusters_than_k_is_said_and_saved() -> None:
+    from seqexplain.analysis.clustering import cluster_explanations
+
+    x = np.repeat(np.array([[0.0, 0], [10, 0], [0, 10]]), 4, axis=0)  # 3 distinct vectors, 4 copies each
+    # KMeans(4) can only find 3 clusters: the result said k = 4, its silhouette was that of 3 clusters, and only a
+    # size of 0 among the cluster sizes (and scikit-learn's ConvergenceWarning, not saved) told
+    with pytest.warns(RuntimeWarning, match="k = 4 .* 3 distinct clusters"):
+        res = cluster_explanations(x, [4])
+    assert res.summary()["clusters_found"] == 3 and res.summary()["cluster_sizes"] == [4, 4, 4, 0]
+    fine = cluster_explanations(x, [2, 3])
+    assert fine.summary()["clusters_found"] == fine.k == 3

@@ -3,7 +3,8 @@ way?
 
 Each sequence has one explanation vector (length K, one value per event type). :func:`cluster_explanations` runs
 KMeans (scikit-learn, ``random_state=seed``, ``n_init`` restarts) for every k in a range and scores each with the
-silhouette (Euclidean, scikit-learn); the chosen k has the highest silhouette (ties: the smaller k). Vectors are
+silhouette (Euclidean, scikit-learn); the chosen k has the highest silhouette (ties: the smaller k; a chosen k with
+fewer distinct clusters than k, from duplicate vectors, is warned about and counted in the summary). Vectors are
 **standardised** per event type (zero mean, unit variance over the sequences; constant columns are only centred) by
 default, since the methods' scales differ by orders of magnitude; ``standardise=False`` clusters the raw values.
 Agreement between two clusterings of the same sequences (two models, two methods, two points of a path) is the
@@ -16,6 +17,7 @@ coloured by cluster.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,9 +41,13 @@ class Clustering:
     seed: int
 
     def summary(self) -> dict[str, object]:
+        """The chosen k, its silhouette and cluster sizes, ``clusters_found`` (distinct clusters among its labels:
+        fewer than k when the vectors hold fewer distinct points), the silhouettes of every k, standardisation and
+        seed."""
         sizes = np.bincount(self.labels, minlength=self.k).tolist()
         return {"k": self.k, "silhouette": self.silhouettes[self.k], "silhouettes": self.silhouettes,
-                "cluster_sizes": sizes, "standardised": self.standardised, "seed": self.seed}
+                "cluster_sizes": sizes, "clusters_found": int(len(np.unique(self.labels))),
+                "standardised": self.standardised, "seed": self.seed}
 
 
 def standardise(vectors: np.ndarray) -> np.ndarray:
@@ -77,6 +83,10 @@ def cluster_explanations(vectors: np.ndarray, k_range: Sequence[int] = range(2, 
     if not valid:
         raise InputError("every clustering put all vectors in one cluster (identical explanations?)")
     best = max(valid, key=lambda k: (sil[k], -k))
+    found = len(np.unique(labels[best]))
+    if found < best:
+        warnings.warn(f"the chosen k = {best} has only {found} distinct clusters (the vectors hold fewer distinct "
+                      "points); its silhouette is that of the clusters found", RuntimeWarning, stacklevel=2)
     return Clustering(sil, best, labels[best], labels, standardise_columns, seed)
 
 
