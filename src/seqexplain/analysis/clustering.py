@@ -3,7 +3,8 @@ way?
 
 Each sequence has one explanation vector (length K, one value per event type). :func:`cluster_explanations` runs
 KMeans (scikit-learn, ``random_state=seed``, ``n_init`` restarts) for every k in a range and scores each with the
-silhouette (Euclidean, scikit-learn); the chosen k has the highest silhouette (ties: the smaller k). Vectors are
+silhouette (Euclidean, scikit-learn); the chosen k has the highest silhouette (ties: the smaller k; a chosen k with
+fewer distinct clusters than k, from duplicate vectors, is warned about and counted in the summary). Vectors are
 **standardised** per event type (zero mean, unit variance over the sequences; constant columns are only centred) by
 default, since the methods' scales differ by orders of magnitude; ``standardise=False`` clusters the raw values.
 Agreement between two clusterings of the same sequences (two models, two methods, two points of a path) is the
@@ -16,6 +17,7 @@ coloured by cluster.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,16 +41,21 @@ class Clustering:
     seed: int
 
     def summary(self) -> dict[str, object]:
+        """The chosen k, its silhouette and cluster sizes, ``clusters_found`` (distinct clusters among its labels:
+        fewer than k when the vectors hold fewer distinct points), the silhouettes of every k, standardisation and
+        seed."""
         sizes = np.bincount(self.labels, minlength=self.k).tolist()
         return {"k": self.k, "silhouette": self.silhouettes[self.k], "silhouettes": self.silhouettes,
-                "cluster_sizes": sizes, "standardised": self.standardised, "seed": self.seed}
+                "cluster_sizes": sizes, "clusters_found": int(len(np.unique(self.labels))),
+                "standardised": self.standardised, "seed": self.seed}
 
 
 def standardise(vectors: np.ndarray) -> np.ndarray:
-    """Columns centred and divided by their standard deviation (constant columns only centred)."""
-    x = np.asarray(vectors, dtype=np.float64)
-    sd = x.std(0)
-    return (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
+    """Columns centred and divided by their (population) standard deviation; constant columns, also those constant up
+    to rounding, only centred (scikit-learn's ``StandardScaler``)."""
+    from sklearn.preprocessing import StandardScaler
+
+    return StandardScaler().fit_transform(np.asarray(vectors, dtype=np.float64))
 
 
 def cluster_explanations(vectors: np.ndarray, k_range: Sequence[int] = range(2, 9), seed: int = 0,
@@ -76,15 +83,21 @@ def cluster_explanations(vectors: np.ndarray, k_range: Sequence[int] = range(2, 
     if not valid:
         raise InputError("every clustering put all vectors in one cluster (identical explanations?)")
     best = max(valid, key=lambda k: (sil[k], -k))
+    found = len(np.unique(labels[best]))
+    if found < best:
+        warnings.warn(f"the chosen k = {best} has only {found} distinct clusters (the vectors hold fewer distinct "
+                      "points); its silhouette is that of the clusters found", RuntimeWarning, stacklevel=2)
     return Clustering(sil, best, labels[best], labels, standardise_columns, seed)
 
 
 def ari(a: Sequence[int] | np.ndarray, b: Sequence[int] | np.ndarray) -> float:
-    """Adjusted Rand index of two clusterings of the same sequences (scikit-learn)."""
+    """Adjusted Rand index of two clusterings of the same (at least one) sequences (scikit-learn)."""
     from sklearn.metrics import adjusted_rand_score
 
     if len(a) != len(b):
         raise InputError(f"two clusterings of different sequences ({len(a)} and {len(b)} labels)")
+    if len(a) == 0:
+        raise InputError("two clusterings of no sequences have no agreement to measure")
     return float(adjusted_rand_score(np.asarray(a), np.asarray(b)))
 
 
@@ -116,16 +129,25 @@ def plot_silhouettes(results: Mapping[str, Clustering], path: Path | str) -> Pat
     return save_figure(fig, Path(path))
 
 
+def _check_clustered(x: np.ndarray, res: Clustering) -> None:
+    if x.ndim != 2 or x.shape[0] != len(res.labels):
+        raise InputError(f"the clustering is of {len(res.labels)} sequences but the vectors are of shape {x.shape}; "
+                         "plot the vectors that were clustered")
+
+
 def plot_cluster_violins(vectors: np.ndarray, res: Clustering, event_names: Sequence[str], path: Path | str,
                          top: int = 5) -> Path:
     """Per cluster, violins of the (unstandardised) explanation values of the ``top`` event types of largest mean
-    magnitude; each panel's title gives the cluster's size."""
+    magnitude; each panel's title gives the cluster's size. ``event_names``: one per column of ``vectors``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x = np.asarray(vectors, dtype=np.float64)
+    _check_clustered(x, res)
+    if len(event_names) != x.shape[1]:
+        raise InputError(f"{len(event_names)} event names for vectors of {x.shape[1]} event types")
     order = np.argsort(-np.abs(x).mean(0))[:top]
     fig, axes = plt.subplots(1, res.k, figsize=(3.2 * res.k, 3.4), squeeze=False)
     for c in range(res.k):
@@ -147,6 +169,7 @@ def plot_embedding(vectors: np.ndarray, res: Clustering, path: Path | str) -> Pa
     from sklearn.decomposition import PCA
 
     x = np.asarray(vectors, dtype=np.float64)
+    _check_clustered(x, res)
     data = standardise(x) if res.standardised else x
     xy = PCA(n_components=2, random_state=res.seed).fit_transform(data)
     fig, ax = plt.subplots(figsize=(5, 4))

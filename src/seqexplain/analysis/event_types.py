@@ -10,8 +10,9 @@ Sources of the token → type *labels*:
 
 An :class:`EventVocabulary` fitted on the training documents' labels turns labels into type indices: the
 ``max_types`` most frequent labels (ties by name) become types, in that order; every other label is the type
-``<other>``. A token whose label is None (the mapping misses it) is counted and becomes ``<other>`` with
-``missing="other"`` (the default), or raises :class:`~seqexplain.errors.InputError` with ``missing="error"``.
+``<other>`` (so is a label spelt ``<other>``). A token whose label is None (the mapping misses it) is counted and
+becomes ``<other>`` with ``missing="other"`` (the default), or raises :class:`~seqexplain.errors.InputError` with
+``missing="error"``.
 """
 
 from __future__ import annotations
@@ -100,7 +101,11 @@ class VectorClusters:
     def fit(self, vectors: Sequence[np.ndarray]) -> VectorClusters:
         from sklearn.cluster import KMeans
 
-        data = np.concatenate([np.asarray(v, dtype=np.float64) for v in vectors])
+        arrays = [np.asarray(v, dtype=np.float64) for v in vectors]
+        widths = sorted({a.shape[1] if a.ndim == 2 else -1 for a in arrays})
+        if len(widths) != 1 or widths[0] < 1:
+            raise InputError(f"token vectors must be [tokens, width] arrays of one width, got widths {widths}")
+        data = np.concatenate(arrays)
         if self.k < 1 or data.shape[0] < self.k:
             raise InputError(f"KMeans event types need 1 ≤ k ≤ the number of tokens ({data.shape[0]}), got {self.k}")
         km = KMeans(n_clusters=self.k, random_state=self.seed, n_init=4).fit(data)
@@ -141,7 +146,7 @@ class EventVocabulary:
 
     @classmethod
     def fit(cls, labels: Labels, max_types: int | None = None) -> EventVocabulary:
-        counts = Counter(lab for doc in labels for lab in doc if lab is not None)
+        counts = Counter(lab for doc in labels for lab in doc if lab is not None and lab != OTHER)
         ranked = sorted(counts, key=lambda n: (-counts[n], n))
         if max_types is not None:
             if max_types < 1:
@@ -195,13 +200,33 @@ def event_vector(attr: Attribution, types: Sequence[int], n_types: int, how: Agg
                  absent: float = 0.0) -> np.ndarray:
     """``[K]`` one target's explanation per event type: the scores aggregated (``how``: ``sum`` or ``mean``; the
     original code sums and calls it an average) with :meth:`Attribution.aggregate` over the grouping ``"events"``
-    (which the attention-RNN adapter sets), ``absent`` for types not in the document."""
+    (which the attention-RNN adapter sets), ``absent`` for types not in the document.
+
+    The grouping must be the one of ``types``: one group per type present, each group of one type; otherwise (and
+    for a type outside ``0..n_types-1``) :class:`InputError`, since a type's value could not be one aggregate.
+    """
     if len(types) != len(attr.tokens):
         raise InputError(f"{len(types)} event types for an explanation of {len(attr.tokens)} tokens")
+    bad = [int(t) for t in types if not 0 <= int(t) < n_types]
+    if bad:
+        raise InputError(f"event type {bad[0]} is outside 0..{n_types - 1}; encode the documents with the "
+                         f"vocabulary of these {n_types} types")
     if "events" not in attr.groups:
         raise InputError("the explanation has no 'events' grouping; explain documents that carry event types")
+    partition = attr.partition("events")
+    type_of: list[int] = []
+    for members in partition:
+        kinds = sorted({int(types[j]) for j in members})
+        if len(kinds) > 1:
+            raise InputError(f"the 'events' group {members} holds types {' and '.join(map(str, kinds))}; the "
+                             "explanation's grouping does not match these event types")
+        type_of.append(kinds[0])
+    for t, n in Counter(type_of).items():
+        if n > 1:
+            raise InputError(f"event type {t} has {n} groups in the explanation's 'events' grouping; the grouping "
+                             "does not match these event types (one group per type)")
     agg = attr.aggregate(how, by="events")
     vec = np.full(n_types, absent, dtype=np.float64)
-    for g, members in enumerate(attr.partition("events")):
-        vec[int(types[members[0]])] = float(agg.scores[0, g])
+    for g, t in enumerate(type_of):
+        vec[t] = float(agg.scores[0, g])
     return vec

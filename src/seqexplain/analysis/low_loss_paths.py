@@ -13,9 +13,10 @@ same code runs on a model (:class:`ModelObjective`) and on a small test problem 
   dual step ``λ ← max(0, λ + η_λ (gᵀd/‖d‖ + ε_c))`` with ``η_λ`` decaying by ``dual_decay``, for ``max_outer``
   rounds or until the objective changes by less than ``1e-5`` and the constraint holds. (The original adds
   ``λ gᵀd`` unnormalised, which is not invariant to the scale of ``d``; here the constraint is the normalised one
-  it checks. When ``‖g‖ ≤ ε_c`` the constraint cannot hold and ``ε_c`` is halved to ``‖g‖/2`` for that step.) Then
+  it checks. When ``‖g‖ ≤ ε_c`` the constraint cannot hold and ``ε_c`` is set to ``‖g‖/2`` for that step.) Then
   backtrack ``ŵ + α d/‖d‖``, ``α ← τ α`` from ``alpha``, until ``L ≤ B``; the new point restarts the line
-  (``w₀ ← ŵ``, ``t ← 0``). Within ``constraint_dist`` of ``w₂`` ``ε_c`` is 0. **Fallback**: when ``α`` falls below
+  (``w₀ ← ŵ``, ``t ← 0``). From the first step that starts within ``constraint_dist`` of ``w₂`` on, ``ε_c`` is 0
+  (for the rest of the walk, even if it moves away again). **Fallback**: when ``α`` falls below
   ``min_alpha`` the step ``min_alpha · d/‖d‖`` is taken even if its loss is above ``B`` (as the original does); such
   points are counted (``fallbacks``) and marked ``"fallback"``; no other point above ``B`` is ever accepted. The walk
   stops within ``stop_distance`` of ``w₂`` and ends with ``w₂`` (kind ``"end"``); after ``max_steps`` steps it
@@ -214,8 +215,10 @@ def valley_track(obj: Objective, w1: Tensor, w2: Tensor, cfg: ValleyConfig | Non
 
 def bezier_curve(obj: Objective, w1: Tensor, w2: Tensor, steps: int = 200, lr: float = 0.01, n: int = 11,
                  seed: int = 0) -> tuple[Path, Tensor]:
-    """The trained quadratic Bézier curve (module docstring) at ``n`` points, and its control point ``θ``."""
+    """The trained quadratic Bézier curve (module docstring) at ``n ≥ 2`` points, and its control point ``θ``."""
     _check_pair(w1, w2)
+    if n < 2:
+        raise InputError("a Bézier curve needs at least 2 points")
     w1, w2 = w1.double(), w2.double()
     theta = (0.5 * (w1 + w2)).clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
@@ -266,6 +269,8 @@ class ModelObjective:
     def __init__(self, model: AttentionRNN, docs: Sequence[object], batch_size: int = 256) -> None:
         from seqexplain.training.attention_rnn import batch_loss, batches
 
+        if not docs:
+            raise InputError("a path objective needs at least one labelled document")
         self.model, self.docs, self.batch_size = model.eval(), list(docs), batch_size
         self._batch_loss, self._batches = batch_loss, batches
 

@@ -56,6 +56,8 @@ def explanation_vectors(adapter: AttentionRNNAdapter, docs: Sequence[VectorDocum
     """Per-event explanations of ``docs`` (module docstring; K = the adapter's event names) and their warnings,
     each distinct one also issued once (``RuntimeWarning``) with its count."""
     n_types = len(adapter.event_names)
+    if not docs:
+        raise InputError("no documents to explain")
     if n_types == 0:
         raise InputError("the event set is empty: give the adapter event names")
     if any(d.event_types is None for d in docs):

@@ -70,9 +70,13 @@ def train_bag_of_embeddings(train: Examples, val: Examples, vocab_size: int, n_c
                             epochs: int = 10, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
                             device: str | torch.device = "cpu") -> tuple[BagOfEmbeddings, dict[str, float]]:
     """Train :class:`BagOfEmbeddings` on ``device``; keep the epoch with the lowest validation loss. Returns the model
-    and ``{"best_epoch", "val_loss"}``."""
+    and ``{"best_epoch", "val_loss"}``. An example without tokens is an :class:`InputError`."""
     if not train or not val:
         raise InputError("the bag-of-embeddings baseline needs training and validation examples")
+    for what, data in (("training", train), ("validation", val)):
+        empty = next((i for i, e in enumerate(data) if len(e[0]) == 0), None)
+        if empty is not None:  # its mean embedding would be 0/0: NaN weights
+            raise InputError(f"{what} example {empty} has no tokens; drop empty examples first")
     torch.manual_seed(seed)
     dev = resolve_device(device)
     model = BagOfEmbeddings(vocab_size, n_classes, emb_dim).to(dev)
@@ -115,12 +119,19 @@ def fit_logistic(train: Examples, val: Examples, vocab_size: int, c_grid: Sequen
                  ) -> tuple[np.ndarray, dict[str, float]]:
     """Logistic regression on bag-of-words counts, ``C`` chosen on validation accuracy (first best in grid order).
     Returns the token weights ``[V, K]`` (``K = 1`` binary, else one column per class) and ``{"C", "val_accuracy"}``.
+    Column ``k`` is class ``k``: every class ``0..max label`` needs a training example (:class:`InputError`).
     """
     from sklearn.linear_model import LogisticRegression
 
     if not c_grid:
         raise InputError("the C grid of the logistic regression is empty")
     x_tr, y_tr = _counts(train, vocab_size), np.array([int(e[1]) for e in train])
+    present = set(y_tr.tolist())
+    missing = sorted(set(range(max(present, default=0) + 1)) - present)
+    if len(present) < 2 or missing or min(present) < 0:
+        raise InputError(f"the logistic-regression baseline needs training examples of every class 0..K-1 (K >= 2); "
+                         f"the training labels are {sorted(present)}"
+                         + (f" (no example of class {missing[0]})" if missing else ""))
     x_va, y_va = _counts(val, vocab_size), np.array([int(e[1]) for e in val])
     best: tuple[float, float, np.ndarray] | None = None
     for c in c_grid:
@@ -133,6 +144,15 @@ def fit_logistic(train: Examples, val: Examples, vocab_size: int, c_grid: Sequen
 
 
 def logistic_scores(weights: np.ndarray, examples: Examples) -> list[np.ndarray]:
-    """Logistic-regression β of each example, ``weights[x_t]`` oriented to its gold label."""
+    """Logistic-regression β of each example, ``weights[x_t]`` oriented to its gold label; an id outside
+    ``0..V-1`` is an :class:`InputError`."""
     binary = weights.shape[1] == 1
-    return [orient(weights[np.asarray(list(ids))], label, binary).astype(np.float32) for ids, label in examples]
+    out = []
+    for ids, label in examples:
+        idx = np.asarray(list(ids), dtype=np.int64)
+        bad = idx[(idx < 0) | (idx >= weights.shape[0])]
+        if bad.size:
+            raise InputError(f"token id {int(bad[0])} is outside the logistic regression's vocabulary "
+                             f"(0..{weights.shape[0] - 1})")
+        out.append(orient(weights[idx], label, binary).astype(np.float32))
+    return out

@@ -26,6 +26,7 @@ These two definitions are this library's precise readings of the paper's "relati
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -52,8 +53,11 @@ class EmbeddingNormalizer:
         """Fit to the rows of ``embeddings[V, E]``, weighted by ``weights[V]`` (default uniform).
 
         ``cov = Σ_v w_v (x_v - μ)(x_v - μ)ᵀ / Σ_v w_v`` (population covariance); ``eps · mean(diag)`` is added to the
-        diagonal if needed to make it positive definite. Non-finite embeddings or weights, and weighted rows that are
-        all equal (zero covariance), raise :class:`InputError`.
+        diagonal if needed to make it positive definite. A covariance of numerical rank below ``E`` (eigenvalues at
+        most ``eps · mean(diag)``: fewer spread-out rows than dimensions) is warned about (``RuntimeWarning``):
+        directions outside the embeddings' span are then amplified by up to ``1/sqrt(eps · mean(diag))``.
+        Non-finite embeddings or weights, and weighted rows that are all equal (zero covariance), raise
+        :class:`InputError`.
         """
         x = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, Tensor) else embeddings.detach())
         x = x.to(torch.float64)
@@ -73,6 +77,12 @@ class EmbeddingNormalizer:
         if float(cov.diagonal().sum()) == 0.0:
             raise InputError("the embedding rows with positive weight are all equal: they have no covariance to "
                              "normalise by; give rows that differ (or more rows positive weight)")
+        floor = eps * float(cov.diagonal().mean())
+        rank = int((torch.linalg.eigvalsh(cov) > floor).sum())
+        if rank < cov.shape[0]:
+            warnings.warn(f"the embedding covariance has numerical rank {rank} of {cov.shape[0]} (fewer spread-out "
+                          "rows than dimensions); directions outside the embeddings' span are amplified by up to "
+                          f"{floor ** -0.5:.3g} in the normalised space", RuntimeWarning, stacklevel=2)
         chol, info = torch.linalg.cholesky_ex(cov)
         if int(info) != 0:
             cov = cov + eps * float(cov.diagonal().mean()) * torch.eye(cov.shape[0], dtype=cov.dtype)
@@ -94,6 +104,10 @@ class EmbeddingNormalizer:
 
     def direction(self, v: Tensor) -> Tensor:
         """Unit normalised direction ``u = Z v / ||Z v||`` of an embedding-space direction ``v[E]``."""
+        v = torch.as_tensor(v)
+        if tuple(v.shape) != (self.whiten.shape[0],):
+            raise InputError(f"a direction of shape {tuple(v.shape)} for embeddings of width {self.whiten.shape[0]}; "
+                             "give one value per embedding dimension")
         u = self.whiten @ v.to(torch.float64)
         n = torch.linalg.vector_norm(u)
         if float(n) == 0.0:
@@ -102,14 +116,24 @@ class EmbeddingNormalizer:
 
 
 def _identity_if_none(norm: EmbeddingNormalizer | None, e: int) -> EmbeddingNormalizer:
+    """``norm`` (checked to be of width ``e``), or the identity normalisation of width ``e``."""
     if norm is not None:
+        if norm.chol.shape[0] != e:
+            raise InputError(f"the embedding normaliser is of width {norm.chol.shape[0]} but the gradients are of "
+                             f"width {e}; fit it on the analysed model's embeddings")
         return norm
     eye = torch.eye(e, dtype=torch.float64)
     return EmbeddingNormalizer(torch.zeros(e, dtype=torch.float64), eye, eye, eye)
 
 
+def _check_k(k: int | None) -> None:
+    if k is not None and k < 1:
+        raise InputError(f"k must be at least 1 (the number of top singular values), got {k}")
+
+
 def singular_values(mean_grad: Tensor, normalizer: EmbeddingNormalizer | None = None, k: int | None = None) -> Tensor:
-    """Singular values (descending) of ``mean_grad[..., H, E] · D`` → ``[..., min(H, E)]`` (top ``k`` if given)."""
+    """Singular values (descending) of ``mean_grad[..., H, E] · D`` → ``[..., min(H, E)]`` (top ``k ≥ 1`` if given)."""
+    _check_k(k)
     norm = _identity_if_none(normalizer, mean_grad.shape[-1])
     s = torch.linalg.svdvals(norm.normalize_gradient(mean_grad))
     return s[..., :k] if k is not None else s
@@ -117,7 +141,9 @@ def singular_values(mean_grad: Tensor, normalizer: EmbeddingNormalizer | None = 
 
 def rms_singular_values(mean_gram: Tensor, normalizer: EmbeddingNormalizer | None = None,
                         k: int | None = None) -> Tensor:
-    """``sqrt(eig(Dᵀ M D))`` descending for ``mean_gram[..., E, E]`` (RMS singular values of the gradients)."""
+    """``sqrt(eig(Dᵀ M D))`` descending for ``mean_gram[..., E, E]`` (RMS singular values of the gradients; top
+    ``k ≥ 1`` if given)."""
+    _check_k(k)
     norm = _identity_if_none(normalizer, mean_gram.shape[-1])
     ev = torch.linalg.eigvalsh(norm.normalize_gram(mean_gram)).flip(-1).clamp(min=0).sqrt()
     return ev[..., :k] if k is not None else ev
@@ -143,7 +169,9 @@ def relative_memory(stats: StateGradientStats, direction: Tensor, normalizer: Em
 
 def subspace_cosine(stats: StateGradientStats, direction: Tensor, k: int,
                     normalizer: EmbeddingNormalizer | None = None) -> Tensor:
-    """``||V_kᵀ u||`` ``[C, D+1]``: cosine of the normalised direction with the top-``k`` right singular subspace."""
+    """``||V_kᵀ u||`` ``[C, D+1]``: cosine of the normalised direction with the top-``k`` right singular subspace;
+    NaN where the class has no gradient at that delay (``count == 0``: the singular vectors of the zero matrix are
+    arbitrary)."""
     e = stats.mean_grad.shape[-1]
     if not 1 <= k <= e:
         raise InputError(f"k must be in 1..{e}, got {k}")
@@ -151,7 +179,8 @@ def subspace_cosine(stats: StateGradientStats, direction: Tensor, k: int,
     u = norm.direction(direction)
     _, _, vh = torch.linalg.svd(norm.normalize_gradient(stats.mean_grad), full_matrices=False)
     proj = vh[..., :k, :] @ u
-    return torch.linalg.vector_norm(proj, dim=-1)
+    cos = torch.linalg.vector_norm(proj, dim=-1)
+    return torch.where(stats.count > 0, cos, torch.full_like(cos, float("nan")))
 
 
 @dataclass
@@ -179,7 +208,9 @@ class SpectrumSummary:
 
 def summarize(stats: StateGradientStats, normalizer: EmbeddingNormalizer | None = None, k: int = 5,
               kind: Literal["mean", "rms"] = "mean") -> SpectrumSummary:
-    """Top-``k`` singular values and their total per class and delay (``kind``: mean-gradient or RMS spectrum)."""
+    """Top-``k`` (``k ≥ 1``) singular values and their total per class and delay (``kind``: mean-gradient or RMS
+    spectrum)."""
+    _check_k(k)
     if kind == "mean":
         s = singular_values(stats.mean_grad, normalizer)
     elif kind == "rms":

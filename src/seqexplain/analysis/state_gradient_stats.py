@@ -13,6 +13,7 @@ safetensors + JSON).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -61,12 +63,27 @@ class StateGradientStats:
 
     @classmethod
     def load(cls, directory: Path | str) -> StateGradientStats:
+        """Read what :meth:`save` wrote; a missing, unreadable or inconsistent file is a :class:`DataError`."""
         d = Path(directory)
         if not (d / "stats.safetensors").is_file() or not (d / "stats.json").is_file():
             raise DataError(f"{d} holds no state-gradient statistics (stats.safetensors + stats.json)")
-        t = load_file(str(d / "stats.safetensors"))
-        info = json.loads((d / "stats.json").read_text(encoding="utf-8"))
-        return cls(list(info["class_names"]), t["count"], t["mean_grad"], t["mean_gram"], dict(info["meta"]))
+        try:
+            t = load_file(str(d / "stats.safetensors"))
+            count, mean_grad, mean_gram = t["count"], t["mean_grad"], t["mean_gram"]
+        except (SafetensorError, OSError, KeyError) as exc:
+            raise DataError(f"{d / 'stats.safetensors'} is not readable state-gradient statistics ({exc})") from exc
+        try:
+            info = json.loads((d / "stats.json").read_text(encoding="utf-8"))
+            names, meta = [str(n) for n in info["class_names"]], dict(info["meta"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"{d / 'stats.json'} is not readable ({type(exc).__name__}: {exc})") from exc
+        c, dp1 = len(names), count.shape[-1] if count.dim() == 2 else -1
+        if (tuple(count.shape) != (c, dp1) or mean_grad.dim() != 4 or tuple(mean_grad.shape[:2]) != (c, dp1)
+                or tuple(mean_gram.shape) != (c, dp1, mean_grad.shape[3], mean_grad.shape[3])):
+            raise DataError(f"{d / 'stats.json'} names {c} classes but stats.safetensors holds statistics of shapes "
+                            f"{tuple(count.shape)}, {tuple(mean_grad.shape)}, {tuple(mean_gram.shape)}; the two files "
+                            "are not of one run")
+        return cls(names, count, mean_grad, mean_gram, meta)
 
 
 class StateGradientAccumulator:
@@ -74,7 +91,8 @@ class StateGradientAccumulator:
 
     ``class_mask[n_tokens, C]`` (bool) marks the classes of each token of the analysed stream; a gradient ``G_d(t)``
     counts for the classes of the input token ``t - d``. Update rule for a chunk with ``n`` new gradients of sum
-    ``S``: ``mean += (S - n·mean) / (count + n)``.
+    ``S``: ``mean += (S - n·mean) / (count + n)``. A non-finite gradient makes the means of its own classes and delay
+    NaN (with a ``RuntimeWarning``), no other.
     """
 
     def __init__(self, max_delay: int, hidden_size: int, embedding_size: int,
@@ -95,22 +113,36 @@ class StateGradientAccumulator:
         self.mean_gram = torch.zeros(c, max_delay + 1, embedding_size, embedding_size, dtype=torch.float64)
 
     def update(self, chunk: GradientChunk) -> None:
-        g = chunk.grads.detach().to("cpu", torch.float32)
+        """Add a chunk's valid gradients. The chunk's sums are taken in float64 for float64 gradients and in float32
+        otherwise (the running means are float64 either way)."""
+        dtype = torch.float64 if chunk.grads.dtype == torch.float64 else torch.float32
+        g = chunk.grads.detach().to("cpu", dtype)
         if g.shape[1:] != self.mean_grad.shape[1:]:
             raise InputError(f"chunk gradients of shape {tuple(g.shape[1:])} do not fit "
                              f"{tuple(self.mean_grad.shape[1:])}")
         valid = chunk.valid.to("cpu")
-        w = valid.unsqueeze(-1).float()  # [N, D+1, 1]
+        cast = Tensor.double if dtype == torch.float64 else Tensor.float  # not .to(dtype): it leaks Python memory
+        w = cast(valid.unsqueeze(-1))  # [N, D+1, 1]
         if self.class_mask is not None:
             src = chunk.source_positions.to("cpu").clamp(min=0)
             if int(src.max()) >= self.class_mask.shape[0]:
                 raise InputError("class_mask is shorter than the analysed token stream")
             cls = self.class_mask[src] & valid.unsqueeze(-1)
-            w = torch.cat([w, cls.float()], dim=-1)  # [N, D+1, C]
+            w = torch.cat([w, cast(cls)], dim=-1)  # [N, D+1, C]
         n_new = w.sum(0).T.double()  # [C, D+1]
-        s_grad = torch.einsum("ndc,ndhe->cdhe", w, g).double()
         gram = torch.einsum("ndhe,ndhf->ndef", g, g)
-        s_gram = torch.einsum("ndc,ndef->cdef", w, gram).double()
+        if bool(torch.isfinite(g).all()):
+            s_grad = torch.einsum("ndc,ndhe->cdhe", w, g).double()
+            s_gram = torch.einsum("ndc,ndef->cdef", w, gram).double()
+        else:  # a weight of 0 times NaN is NaN: select the members instead, so only their own classes turn NaN
+            bad = int(((~torch.isfinite(g)).flatten(2).any(-1) & valid).any(-1).sum())
+            if bad:
+                warnings.warn(f"{bad} of {g.shape[0]} positions have non-finite state gradients (did the model "
+                              "diverge?); the means of their classes and delays are NaN", RuntimeWarning,
+                              stacklevel=2)
+            keep = w.permute(2, 0, 1)[..., None, None] > 0  # [C, N, D+1, 1, 1]
+            s_grad = torch.where(keep, g, 0.0).sum(1).double()
+            s_gram = torch.where(keep, gram, 0.0).sum(1).double()
         total = self.count + n_new
         safe = total.clamp(min=1.0)[..., None, None]
         self.mean_grad += (s_grad - n_new[..., None, None] * self.mean_grad) / safe

@@ -37,6 +37,7 @@ autograd (one backward per ``(t, d)``) for tests and benchmarks.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Literal
 
@@ -90,13 +91,22 @@ def iter_rnn_state_gradients(
     The stream is reshaped to ``[batch_size, N]`` rows (:func:`batchify`; position ``(b, t)`` is stream index
     ``b*N + t``); rows are processed in parallel, cut into segments of ``segment_length`` steps, with the state
     carried (as a constant) across segment boundaries. ``max_positions`` stops after about that many positions.
+    The last ``len(ids) mod rows`` tokens fit no row and are not analysed; a run that reaches the end of the rows
+    says so with a ``RuntimeWarning``. An id outside the vocabulary is an :class:`InputError`.
     """
     check_gradient_args(max_delay, segment_length)
     li, si = state_index(model, layer, state)
     data = batchify(ids, min(batch_size, max(1, len(ids) // 2)))
     rows, n = data.shape
     steps = n if max_positions is None else min(n, math.ceil(max_positions / rows))
+    tail = int(torch.as_tensor(ids).numel()) - rows * n
+    if tail and steps == n:
+        warnings.warn(f"the last {tail} of {rows * n + tail} tokens are not analysed: the stream is cut into {rows} "
+                      f"rows of {n} tokens", RuntimeWarning, stacklevel=2)
     emb = model.get_input_embeddings().weight.detach()
+    bad = data[(data < 0) | (data >= emb.shape[0])]
+    if bad.numel():
+        raise InputError(f"token id {int(bad[0])} is outside the model's vocabulary (0..{emb.shape[0] - 1})")
     e_dim = emb.shape[1]
     n_layers = li + 1
     device = emb.device
@@ -204,9 +214,17 @@ def iter_transformer_state_gradients(
     ``model`` must accept ``inputs_embeds`` and ``output_hidden_states=True`` and have ``get_input_embeddings()``.
     ``layer`` indexes ``hidden_states`` (0 = embedding output, i = after block i, -1 = last). The stream is cut into
     independent segments of ``segment_length`` tokens (the context window); ``positions_per_pass`` positions share
-    one batched backward.
+    one batched backward. A segment longer than the model's context (``n_positions`` / ``max_position_embeddings`` of
+    its config), ``positions_per_pass < 1`` or a ``layer`` outside ``hidden_states`` is an :class:`InputError`.
     """
     check_gradient_args(max_delay, segment_length)
+    if positions_per_pass < 1:
+        raise InputError(f"positions_per_pass must be >= 1, got {positions_per_pass}")
+    config = getattr(model, "config", None)
+    context = getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+    if isinstance(context, int) and segment_length > context:
+        raise InputError(f"segment_length {segment_length} is longer than the model's context of {context} "
+                         f"positions; give segment_length <= {context}")
     emb_layer = model.get_input_embeddings()
     total = int(ids.numel()) if max_positions is None else min(int(ids.numel()), max_positions)
     ids = ids.flatten()[:total]
@@ -221,6 +239,9 @@ def iter_transformer_state_gradients(
             hidden_states = getattr(out, "hidden_states", None)
             if hidden_states is None:
                 raise InputError("the model returned no hidden_states; it must support output_hidden_states=True")
+            if not -len(hidden_states) <= layer < len(hidden_states):
+                raise InputError(f"layer {layer} does not exist; the model has {len(hidden_states)} hidden states "
+                                 f"(0 = embeddings, -1 = last; {-len(hidden_states)}..{len(hidden_states) - 1})")
             hs = hidden_states[layer][0]  # [L, H]
             h_dim, e_dim = hs.shape[-1], x.shape[-1]
             for t0 in range(0, length, positions_per_pass):

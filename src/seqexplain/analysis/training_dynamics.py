@@ -41,7 +41,12 @@ Sign = Literal["supports", "original"]
 
 
 def orient(beta: np.ndarray, label: int, binary: bool) -> np.ndarray:
-    """``[n]`` scores oriented to the gold label from ``beta[n, K]`` (module docstring)."""
+    """``[n]`` scores oriented to the gold label from ``beta[n, K]`` (module docstring); :class:`InputError` for a
+    label the scores have no class of (binary: 0 or 1; else ``0..K-1``)."""
+    n_classes = 2 if binary else beta.shape[1]
+    if not 0 <= int(label) < n_classes:
+        raise InputError(f"label {int(label)} is not a class of these scores (0..{n_classes - 1}); the labels must "
+                         "be the model's classes")
     if binary:
         return beta[:, 0] * (2 * int(label) - 1)
     others = np.delete(beta, int(label), axis=1)
@@ -70,9 +75,13 @@ class ExampleQuantities:
 
 def classifier_quantities(model: SnellClassifier, examples: Sequence[tuple[Sequence[int], int]],
                           batch_size: int = 64, sign: Sign = "supports") -> list[ExampleQuantities]:
-    """α, oriented β, Δ and the prediction of every example (module docstring), in batches."""
+    """α, oriented β, Δ and the prediction of every example (module docstring), in batches; an example without
+    tokens is an :class:`InputError`."""
     if sign not in ("supports", "original"):
         raise InputError(f"sign is 'supports' or 'original', not {sign!r}")
+    empty = next((i for i, e in enumerate(examples) if len(e[0]) == 0), None)
+    if empty is not None:
+        raise InputError(f"example {empty} has no tokens; drop empty examples before dumping")
     out: list[ExampleQuantities] = []
     with eval_mode(model):
         for start in range(0, len(examples), batch_size):
@@ -187,8 +196,14 @@ def read_dumps(folder: Path | str, split: str) -> list[Dump]:
 
 
 def check_compatible(dumps: Sequence[Dump]) -> None:
-    """Raise unless every dump has the same data set fingerprint and vocabulary hash."""
+    """Raise unless every dump has the same data set fingerprint and vocabulary hash, and Δ of one sign convention
+    (``extra["sign"]``; dumps that do not record it are not checked)."""
     first = dumps[0]
+    signs = {d.extra["sign"]: d for d in dumps if "sign" in d.extra}
+    if len(signs) > 1:
+        (s1, d1), (s2, d2) = list(signs.items())[:2]
+        raise InputError(f"dumps {d1.run} step {d1.step} (Δ sign {s1!r}) and {d2.run} step {d2.step} (Δ sign {s2!r}) "
+                         "use opposite Δ signs; dump every compared run with one sign")
     for d in dumps[1:]:
         if d.fingerprint != first.fingerprint or d.dataset != first.dataset:
             raise DataError(f"dump {d.run} step {d.step} ({d.dataset}, {d.fingerprint}) is from another data set "

@@ -37,9 +37,14 @@ Pairs = Sequence[tuple[Sequence[int], Sequence[int]]]
 
 def translation_rows(model: SnellTranslator, pairs: Pairs, batch_size: int = 32, sign: Sign = "supports"
                      ) -> list[dict[str, np.ndarray]]:
-    """Per pair: ``alpha``, ``beta``, ``delta`` (each ``[T, S]``) and ``predicted [T]`` (module docstring)."""
+    """Per pair: ``alpha``, ``beta``, ``delta`` (each ``[T, S]``) and ``predicted [T]`` (module docstring); a pair
+    with an empty side is an :class:`InputError`."""
     if sign not in ("supports", "original"):
         raise InputError(f"sign is 'supports' or 'original', not {sign!r}")
+    for i, (src, tgt) in enumerate(pairs):
+        if len(src) == 0 or len(tgt) == 0:
+            raise InputError(f"pair {i} has an empty {'source' if len(src) == 0 else 'target'} side; drop empty "
+                             "pairs before dumping")
     cfg = model.config
     out: list[dict[str, np.ndarray]] = []
     with eval_mode(model):
@@ -129,7 +134,15 @@ def _bag_loss(model: WordTranslationBaseline, pairs: Pairs, idx: Sequence[int], 
 def train_word_translation(train: Pairs, val: Pairs, vocab_size: int, pad: int, *, emb_dim: int = 64,
                            epochs: int = 5, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
                            device: str | torch.device = "cpu") -> tuple[WordTranslationBaseline, dict[str, float]]:
-    """Train :class:`WordTranslationBaseline` on ``device``, keeping the epoch of lowest validation loss."""
+    """Train :class:`WordTranslationBaseline` on ``device``, keeping the epoch of lowest validation loss. No
+    examples, or a pair with an empty side (its mean embedding is 0/0), is an :class:`InputError`."""
+    for what, data in (("training", train), ("validation", val)):
+        if not data:
+            raise InputError(f"the word-translation baseline needs {what} pairs")
+        for i, (src, tgt) in enumerate(data):
+            if len(src) == 0 or len(tgt) == 0:
+                raise InputError(f"{what} pair {i} has an empty {'source' if len(src) == 0 else 'target'} side; "
+                                 "drop empty pairs first")
     torch.manual_seed(seed)
     model = WordTranslationBaseline(vocab_size, emb_dim).to(resolve_device(device))
     opt = torch.optim.Adam(model.parameters(), lr=lr)
