@@ -21,7 +21,6 @@ UTF-8, may start with a byte order mark and are split at line ends only. The spe
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,6 @@ from typing import Literal
 
 import numpy as np
 
-from seqexplain.atomic import atomic_write_text
 from seqexplain.data.text_lines import read_text_lines
 from seqexplain.errors import DataError, InputError
 
@@ -88,22 +86,6 @@ def read_tag_lexicon(path: Path | str, known_tags: set[str] | frozenset[str] | N
     if not lex:
         raise DataError(f"tag file {p} contains no words")
     return lex
-
-
-def write_tag_lexicon(path: Path | str, lexicon: Mapping[str, Sequence[str]]) -> None:
-    """Write a word → tags mapping in the format :func:`read_tag_lexicon` reads (atomically)."""
-    atomic_write_text(path, "".join(f"{w} {' '.join(tags)}\n" for w, tags in lexicon.items() if tags))
-
-
-def lexicon_from_tagged(words: Sequence[str], tags: Sequence[str]) -> dict[str, list[str]]:
-    """Word → its tags, most frequent first, from a tagged text (e.g. the output of :func:`tag_tokens_spacy`)."""
-    if len(words) != len(tags):
-        raise InputError(f"{len(words)} words but {len(tags)} tags")
-    counts: dict[str, Counter[str]] = {}
-    for w, t in zip(words, tags, strict=True):
-        if t and w not in SPECIAL_TOKENS:
-            counts.setdefault(w, Counter())[t] += 1
-    return {w: [t for t, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))] for w, c in counts.items()}
 
 
 def read_class_file(path: Path | str, known_tags: set[str] | frozenset[str] | None = None) -> dict[str, list[str]]:
