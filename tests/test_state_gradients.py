@@ -324,6 +324,33 @@ def test_reproduction_quick_on_a_synthetic_corpus(tmp_path: Path) -> None:
     assert GradientStoreReader(tmp_path / "out" / "raw_gradients").positions == res["positions"]
 
 
+def test_reproduce_saves_the_warnings_of_its_analyses(tmp_path: Path) -> None:
+    """The analyses' warnings (here: 12 words in 16 embedding dimensions, a singular covariance) were shown on the
+    console only; a results folder read later did not hold them. ``warnings.json`` does, and a rerun with none
+    leaves an empty list rather than the earlier run's."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from seqexplain.cli import app
+
+    _fake_ptb(tmp_path / "data")
+    lex = tmp_path / "lex.txt"
+    lex.write_text("the DT\ncat NN\nran VBD\n")
+    argv = ["reproduce", "verwimp2018", "--out", str(tmp_path / "out"), "--data-root", str(tmp_path / "data"),
+            "--quick", "--corpus", "ptb", "--tags", "lexicon", "--tag-file", str(lex), "--threads", "1"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "out" / "warnings.json").read_text(encoding="utf-8"))
+    assert any("covariance has numerical rank" in w for w in saved["warnings"]), saved
+    assert saved["command"].startswith("seqexplain reproduce verwimp2018")
+    from seqexplain.runs import reproduction
+
+    with reproduction(tmp_path / "out", "again", threads=None):
+        pass
+    assert json.loads((tmp_path / "out" / "warnings.json").read_text(encoding="utf-8"))["warnings"] == []
+
+
 @pytest.mark.slow
 def test_reproduction_quick_on_wikitext2(tmp_path: Path) -> None:
     from seqexplain.data.paths import data_root

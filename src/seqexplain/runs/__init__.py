@@ -13,6 +13,7 @@ from seqexplain.atomic import UnsafeOutputError, check_output_dir, check_output_
 from seqexplain.errors import InputError
 from seqexplain.runs.lock import RunFolderLock, lock_run_folder
 from seqexplain.runs.provenance import apply_threads, command_line, current_command, recording, run_record, versions
+from seqexplain.runs.warning_log import warning_log
 
 
 def output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:
@@ -49,11 +50,12 @@ def distinct_outputs(*paths: tuple[str, str | os.PathLike[str] | None]) -> None:
 @contextlib.contextmanager
 def reproduction(out_dir: str | os.PathLike[str], command: str, threads: int | None) -> Iterator[Path]:
     """What an entry point does around a run writing into ``out_dir``: check the folder, set the thread count, lock
-    the folder (:func:`lock_run_folder`), name ``command`` in the results (:func:`recording`), and turn a refused
-    write met during the run into :class:`InputError`. Yields the folder."""
+    the folder (:func:`lock_run_folder`), name ``command`` in the results (:func:`recording`), save the warnings
+    seqexplain raised to ``warnings.json`` there (:func:`~seqexplain.runs.warning_log.warning_log`), and turn a
+    refused write met during the run into :class:`InputError`. Yields the folder."""
     out = output_dir(out_dir)
     apply_threads(threads)
-    with lock_run_folder(out, command), recording(command):
+    with lock_run_folder(out, command), recording(command), warning_log(out, command):
         try:
             yield out
         except UnsafeOutputError as exc:

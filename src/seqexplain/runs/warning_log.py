@@ -1,0 +1,57 @@
+"""The warnings seqexplain raised during a run, saved beside its results.
+
+A reproduction's analyses warn through Python's :mod:`warnings` (a gradient store that lost values to float16, a
+singular covariance, a stream whose tail no row reached, ...). The console shows them as they come, but a results
+folder read later would not hold them. :func:`warning_log` records every warning issued from seqexplain's own
+modules while it is active (each distinct message once, in order, still shown as usual) and writes them, on success
+or failure, to ``<folder>/warnings.json``: ``{"command": ..., "warnings": ["Category: message", ...]}``, an empty
+list when there were none (so a rerun into the folder never leaves an earlier run's warnings standing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from seqexplain.atomic import atomic_write_text
+
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def _ours(filename: str) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(_PACKAGE)
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def warning_log(folder: Path, command: str) -> Iterator[list[str]]:
+    """Record seqexplain's warnings while active and write ``folder/warnings.json`` at the end (module docstring).
+    Yields the list of recorded messages."""
+    seen: list[str] = []
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        text = f"{category.__name__}: {message}"
+        if _ours(filename) and text not in seen:
+            seen.append(text)
+        shown(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():  # restores the filters and showwarning on the way out
+        warnings.filterwarnings("default", module="seqexplain")  # each place once, earlier showings forgotten
+        warnings.showwarning = show
+        try:
+            yield seen
+        finally:
+            if folder.is_dir():
+                atomic_write_text(folder / "warnings.json",
+                                  json.dumps({"command": command, "warnings": seen}, indent=1))
+
+
+__all__ = ["warning_log"]
