@@ -8,7 +8,8 @@ import math
 
 import pytest
 import torch
-from transformers import BertConfig, BertForSequenceClassification, get_linear_schedule_with_warmup
+from oracles import transformers_rates
+from transformers import BertConfig, BertForSequenceClassification
 
 from seqexplain.errors import InputError
 from seqexplain.training.classifier import ClassifierTrainConfig, train_classifier
@@ -55,13 +56,7 @@ def test_schedule_matches_transformers_after_warmup(tmp_path, bert):
     total = 3 * math.ceil(len(TEXTS) / 2)
     assert got["steps"] == total == 9
     warm = max(1, round(0.25 * total))
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.lr)
-    sched = get_linear_schedule_with_warmup(opt, warm, total)
-    hf = []
-    for _ in range(total):
-        hf.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    hf = transformers_rates("linear", warm, total, lr=cfg.lr)
     lrs = [h["lr"] for h in got["history"]]
     assert lrs[warm:] == pytest.approx(hf[warm:], rel=1e-12)
     assert lrs[:warm] == pytest.approx([cfg.lr * (s + 1) / warm for s in range(warm)], rel=1e-12)

@@ -191,17 +191,10 @@ def test_config_validation() -> None:
 def test_decay_after_warm_up_equals_transformers_schedules(schedule) -> None:
     """After warm-up, the rate of every step equals transformers' schedule (whose warm-up starts at 0 instead of
     lr/W); the last step's rate is not 0 (it was: the last step trained with lr 0 and changed nothing)."""
-    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+    from oracles import transformers_rates
 
     n, warm = 37, 5
-    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.3)
-    make = get_linear_schedule_with_warmup if schedule == "linear" else get_cosine_schedule_with_warmup
-    sched = make(opt, num_warmup_steps=warm, num_training_steps=n)
-    reference = []
-    for _ in range(n):
-        reference.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
+    reference = transformers_rates(schedule, warm, n, lr=0.3)
     cfg = TrainConfig(steps=n, lr=0.3, warmup_steps=warm, schedule=schedule)
     assert [cfg.lr_at(k) for k in range(warm, n)] == pytest.approx(reference[warm:], rel=1e-12, abs=1e-15)
     assert [cfg.lr_at(k) for k in range(warm)] == pytest.approx([0.3 * (k + 1) / warm for k in range(warm)])

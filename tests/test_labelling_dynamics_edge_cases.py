@@ -5,20 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracles import finite_stand_in
 from sklearn.metrics import average_precision_score
 
 from seqexplain.errors import InputError
 
 INF = np.inf
 
-
-def _finite_stand_in(scores: list[float]) -> np.ndarray:
-    """The same order and ties with finite values: +inf above every finite score, -inf below."""
-    s = np.asarray(scores, dtype=np.float64)
-    finite = s[np.isfinite(s)]
-    top = (finite.max() if finite.size else 0.0) + 10.0
-    low = (finite.min() if finite.size else 0.0) - 10.0
-    return np.where(s == INF, top, np.where(s == -INF, low, s))
 
 
 # --------------------------------------------------------------------------- training-dynamics agreement
@@ -32,7 +25,7 @@ def test_kendall_tau_score_with_infinite_values_matches_scipy(a, b):
 
     from seqexplain.metrics.training_dynamics import kendall_tau_score
 
-    expected = kendalltau(_finite_stand_in(a), _finite_stand_in(b)).statistic
+    expected = kendalltau(finite_stand_in(a), finite_stand_in(b)).statistic
     assert kendall_tau_score(a, b) == pytest.approx(expected)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from oracles import finite_stand_in
 from sklearn.metrics import average_precision_score
 
 from seqexplain.errors import InputError
@@ -12,14 +13,6 @@ from seqexplain.metrics import auprc
 
 INF = np.inf
 
-
-def _finite_stand_in(scores: list[float]) -> np.ndarray:
-    """The same order and ties with finite values: +inf above every finite score, -inf below (NaN dropped)."""
-    s = np.asarray(scores, dtype=np.float64)
-    finite = s[np.isfinite(s)]
-    top = (finite.max() if finite.size else 0.0) + 10.0
-    low = (finite.min() if finite.size else 0.0) - 10.0
-    return np.where(s == INF, top, np.where(s == -INF, low, s))
 
 
 # --------------------------------------------------------------------------- auprc
@@ -32,7 +25,7 @@ def _finite_stand_in(scores: list[float]) -> np.ndarray:
 def test_auprc_infinite_ties_are_one_threshold(scores, gold):
     y = np.zeros(len(scores), dtype=int)
     y[gold] = 1
-    expected = average_precision_score(y, _finite_stand_in(scores))
+    expected = average_precision_score(y, finite_stand_in(scores))
     assert auprc(scores, gold) == pytest.approx(expected)
 
 
