@@ -83,6 +83,12 @@ def test_non_finite_values_left_out_of_the_means_are_counted(finished, monkeypat
     assert "non-finite values left out of the means" not in summarize(store, cfg, 0).info
 
 
+def test_the_run_folder_holds_the_warnings_of_the_run(finished):
+    cfg, result, out = finished
+    saved = json.loads((out / "warnings.json").read_text(encoding="utf-8"))
+    assert isinstance(saved["warnings"], list) and "command" in saved
+
+
 def test_html_is_self_contained_and_markdown_has_the_tables(finished):
     _, result, out = finished
     assert result.reports == [out / "report.html", out / "summary.md"]

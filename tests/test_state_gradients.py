@@ -346,6 +346,10 @@ def test_reproduce_saves_the_warnings_of_its_analyses(tmp_path: Path) -> None:
     assert saved["command"].startswith("seqexplain reproduce verwimp2018")
     from seqexplain.runs import reproduction
 
+    before = (tmp_path / "out" / "warnings.json").read_bytes()
+    with pytest.raises(RuntimeError), reproduction(tmp_path / "out", "refused", threads=None):
+        raise RuntimeError("a run that fails leaves the file beside the results it belongs to")
+    assert (tmp_path / "out" / "warnings.json").read_bytes() == before
     with reproduction(tmp_path / "out", "again", threads=None):
         pass
     assert json.loads((tmp_path / "out" / "warnings.json").read_text(encoding="utf-8"))["warnings"] == []

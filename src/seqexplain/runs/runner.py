@@ -34,6 +34,7 @@ from seqexplain.runs.distributed import Context, context
 from seqexplain.runs.lock import lock_run_folder
 from seqexplain.runs.provenance import apply_threads, run_record
 from seqexplain.runs.store import RunStore
+from seqexplain.runs.warning_log import warning_log
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -105,6 +106,7 @@ def _run(cfg: RunConfig, ctx: Context, progress: bool, command: str | None, shar
                 stack.enter_context(lock_run_folder(folder, command))
                 store = RunStore.open(folder, digest, defining, n_items, cfg.shard_size, record, create=True)
                 store.clean_temporaries()
+                stack.enter_context(warning_log(folder, command))  # written before the lock is let go
             except SeqExplainError as exc:
                 error = str(exc)
             except OSError as exc:  # a read-only or full file system

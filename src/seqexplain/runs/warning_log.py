@@ -3,9 +3,10 @@
 A reproduction's analyses warn through Python's :mod:`warnings` (a gradient store that lost values to float16, a
 singular covariance, a stream whose tail no row reached, ...). The console shows them as they come, but a results
 folder read later would not hold them. :func:`warning_log` records every warning issued from seqexplain's own
-modules while it is active (each distinct message once, in order, still shown as usual) and writes them, on success
-or failure, to ``<folder>/warnings.json``: ``{"command": ..., "warnings": ["Category: message", ...]}``, an empty
-list when there were none (so a rerun into the folder never leaves an earlier run's warnings standing).
+modules while it is active (each distinct message once, in order, still shown as usual) and, when the run
+finishes, writes them to ``<folder>/warnings.json``: ``{"command": ..., "warnings": ["Category: message", ...]}``,
+an empty list when there were none (so a finished rerun never leaves an earlier run's warnings standing; a refused
+or failed one leaves the file as it was, beside the results it belongs to).
 """
 
 from __future__ import annotations
@@ -46,12 +47,9 @@ def warning_log(folder: Path, command: str) -> Iterator[list[str]]:
     with warnings.catch_warnings():  # restores the filters and showwarning on the way out
         warnings.filterwarnings("default", module="seqexplain")  # each place once, earlier showings forgotten
         warnings.showwarning = show
-        try:
-            yield seen
-        finally:
-            if folder.is_dir():
-                atomic_write_text(folder / "warnings.json",
-                                  json.dumps({"command": command, "warnings": seen}, indent=1))
+        yield seen
+    if folder.is_dir():  # only after a run that finished: a refused or failed one leaves the folder's file as it was
+        atomic_write_text(folder / "warnings.json", json.dumps({"command": command, "warnings": seen}, indent=1))
 
 
 __all__ = ["warning_log"]
