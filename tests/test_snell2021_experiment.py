@@ -127,6 +127,7 @@ def test_quick_multi30k(tmp_path):
     assert res["best_run_a"]["bleu"] >= 0 and res["best_run_a"]["perplexity"] > 1
     assert (tmp_path / "tokenizer" / "tokenizer.json").is_file()
     assert res["model"]["step"] == res["best_run_a"]["step"]
+    assert res["run"]["quick"] is True and "--quick" in (tmp_path / "results.md").read_text().splitlines()[0]
     _check_model_folder(tmp_path, res, "Ein Hund läuft.", "A dog runs.")
 
 

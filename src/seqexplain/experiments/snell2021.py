@@ -194,7 +194,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     if experiment == "multi30k":
         from seqexplain.experiments.snell2021_translation import run_translation
 
-        return run_translation(s, out, data_root=data_root, seed=seed, progress=progress)
+        return run_translation(s, out, data_root=data_root, seed=seed, progress=progress, quick=quick)
     train_w, val_w, n_classes = load_data(experiment, data_root)
     vocab = Vocab.build([w for ws, _ in train_w for w in ws], min_count=s.min_count)
     tok = BosEosTokenizer(vocab)
@@ -236,10 +236,15 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     best = best_step(results["table"], experiment)
     save_snell_classifier(load_checkpoint(out / "runs" / names[0], best), vocab, out / "model", label_names(experiment))
     results["model"] = {"folder": "model", "run": names[0], "step": best}
-    results["run"] = run_record(seed, n_classes=n_classes)
+    results["run"] = run_record(seed, quick=quick, n_classes=n_classes)
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float))
-    atomic_write_text(out / "results.md", f"# snell2021 {experiment}\n\n{results['markdown']}\n")
+    atomic_write_text(out / "results.md", f"{results_heading(experiment, quick)}\n\n{results['markdown']}\n")
     return results
+
+
+def results_heading(experiment: str, quick: bool) -> str:
+    """The first line of ``results.md``: a ``--quick`` smoke run says so, so its table is not taken for the full one."""
+    return f"# snell2021 {experiment}" + (" (--quick: smoke-test sizes, not the documented run)" if quick else "")
 
 
 def tables(out: Path, experiment: str, splits: list[str], names: list[str], schedule: list[int],

@@ -58,9 +58,10 @@ def _tokenizer(out: Path, texts: list[str], vocab_size: int) -> tuple[Any, str]:
     return tok, hashlib.sha256("\n".join(w for w, _ in vocab).encode()).hexdigest()[:16]
 
 
-def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: int, progress: bool) -> dict[str, Any]:
+def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: int, progress: bool,
+                    quick: bool = False) -> dict[str, Any]:
     """The pipeline of the module docstring with settings ``s`` (:class:`seqexplain.experiments.snell2021.Settings`)."""
-    from seqexplain.experiments.snell2021 import best_step, run_names, tables
+    from seqexplain.experiments.snell2021 import best_step, results_heading, run_names, tables
 
     train_c = read_multi30k("train", root=data_root).subset(s.n_train)
     val_c, test_c = read_multi30k("val", root=data_root), read_multi30k("test", root=data_root)
@@ -117,7 +118,7 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
                "n_rows": {k: sum(len(p[1]) for p in v) for k, v in evals.items()},
                "baselines": {"word_translation": base_info}, "table": table, "best_run_a": final,
                "markdown": markdown, "model": {"folder": "model", "run": names[0], "step": best},
-               "run": run_record(seed)}
+               "run": run_record(seed, quick=quick)}
     atomic_write_text(out / "results.json", json.dumps(results, indent=1, default=float))
-    atomic_write_text(out / "results.md", f"# snell2021 multi30k\n\n{markdown}\n")
+    atomic_write_text(out / "results.md", f"{results_heading('multi30k', quick)}\n\n{markdown}\n")
     return results

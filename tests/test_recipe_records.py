@@ -1,0 +1,61 @@
+"""What the reproductions' result files record: ``--quick`` is marked in the results (a smoke run's table must not
+be mistaken for the full one), the run record names seed, threads and versions, and the same seed gives the same
+results (timings aside)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from seqexplain.cli import app
+from seqexplain.errors import DataError
+
+TIMING_KEYS = {"seconds", "seconds_this_call", "cpu_seconds", "time", "elapsed"}
+
+
+def _require(folder: str) -> None:
+    from seqexplain.data.paths import require_data
+
+    try:
+        require_data(folder)
+    except DataError as exc:
+        pytest.skip(f"needs ../shared/data/{folder}: {exc}")
+
+
+def _untimed(value):
+    """``value`` without timing entries (they differ between identical runs)."""
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
+
+
+def test_snell2021_quick_is_marked_and_reruns_identically(runner, tmp_path):
+    _require("sst")
+    results = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        args = ["reproduce", "snell2021", "sst2", "--quick", "--steps", "10", "--max-eval", "30", "--out", str(out),
+                "--threads", "1", "--seed", "3", "--no-progress"]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        results.append(json.loads((out / "results.json").read_text()))
+        assert "quick" in (out / "results.md").read_text().splitlines()[0].lower()
+    res = results[0]
+    assert res["run"]["quick"] is True and res["run"]["seed"] == 3 and res["run"]["threads"] == 1
+    assert res["run"]["versions"]["torch"]
+    a, b = (_untimed({k: v for k, v in r.items() if k != "run"}) for r in results)
+    assert a == b
+
+
+def test_snell2021_full_run_is_not_marked_quick(tmp_path):
+    """The marker follows the flag, not the sizes: a non-quick run with small sizes is recorded as not quick."""
+    _require("sst")
+    from seqexplain.experiments.snell2021 import run
+
+    res = run("sst2", tmp_path, quick=False, progress=False, steps=10, max_eval=20, emb_dim=8, hidden=8,
+              checkpoint_every=5, n_runs=2)
+    assert res["run"]["quick"] is False
+    assert "quick" not in (tmp_path / "results.md").read_text().splitlines()[0].lower()
