@@ -96,3 +96,21 @@ def test_cli_bad_inputs_exit_2(tmp_path: Path) -> None:
     (folder / "fce-public.train.original.tsv").write_text("a\tc\nb\n", encoding="utf-8")
     code, text = _cli(["reproduce", "bujel2021", "fce", "--out", str(tmp_path / "e"), *common])
     assert code == 2 and "line 2" in text and "fce-public.train.original.tsv" in text
+
+
+def test_rerun_into_a_folder_of_other_training_data_is_refused(tmp_path: Path) -> None:
+    """The encoder and BiLSTM in ``out`` are resumed (a finished one is not retrained): a rerun that would train on
+    other data (another experiment, polarity or data root) must not evaluate the old models under the new name."""
+    _write_fce(tmp_path / "a")
+    folder = _write_fce(tmp_path / "b")
+    for path in folder.glob("*.tsv"):  # the same words and sizes, each sentence reversed
+        blocks = path.read_text(encoding="utf-8").strip("\n").split("\n\n")
+        path.write_text("\n\n".join("\n".join(b.split("\n")[::-1]) for b in blocks) + "\n\n", encoding="utf-8")
+    out = tmp_path / "out"
+    opts = {**TINY, "methods": ["occlusion"], "progress": False}
+    run("fce", out, data_root=tmp_path / "a", **opts)  # type: ignore[arg-type]
+    run("fce", out, data_root=tmp_path / "a", **{**opts, "max_test": 5})  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="other training"):
+        run("fce", out, data_root=tmp_path / "b", **opts)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="other training"):
+        run("fce", out, data_root=tmp_path / "a", seed=1, **opts)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ configuration under ``accelerate launch``; with several processes only the main 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import random
 import time
@@ -98,6 +99,29 @@ def _sample(sents: list[LabelledSentence], n: int, seed: int) -> list[LabelledSe
     return [sents[i] for i in idx]
 
 
+def _claim_folder(out: Path, experiment: str, cfg: SoftAttentionConfig, size: dict[str, int], on_long: str,
+                  train: list[LabelledSentence], dev: list[LabelledSentence]) -> None:
+    """Record what defines the trained encoder and BiLSTM in ``out/training.json`` (the experiment, the config with
+    its seed, the sizes, the sha256 of the training and dev sentences), or raise :class:`InputError` when ``out``
+    holds another run's: the models there are resumed, and a finished one is not retrained, so another experiment,
+    polarity, data root or seed would be evaluated with the old models under the new name. Evaluation options
+    (methods, --max-test, --reduce, ...) may change between runs: they are recomputed."""
+    digest = hashlib.sha256(json.dumps([[s.words, s.labels, s.positive, s.sentence_label] for s in train] + [None]
+                                       + [[s.words, s.labels, s.positive, s.sentence_label] for s in dev]).encode())
+    wanted = json.loads(json.dumps({
+        "experiment": experiment, "config": cfg.model_dump(), "on_long": on_long, "data_sha256": digest.hexdigest(),
+        **{k: size[k] for k in ("max_train", "max_dev", "steps", "lstm_epochs")}}, default=str))
+    path = out / "training.json"
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != wanted:
+            changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
+            raise InputError(f"{out} holds bujel2021 models of other training ({', '.join(changed)}); use a new --out "
+                             "folder or delete it to retrain")
+        return
+    atomic_write_text(path, json.dumps(wanted, indent=1))
+
+
 @contextlib.contextmanager
 def _timer(log: dict[str, float], name: str) -> Iterator[None]:
     t0 = time.perf_counter()
@@ -130,6 +154,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     dev = _sample(splits["dev"], size["max_dev"], seed + 1)
     test = _sample(splits["test"], size["max_test"], seed + 2)
     labels = LABELS[experiment]
+    _claim_folder(out, experiment, cfg, size, on_long, train, dev)
     times: dict[str, float] = {}
     notes: list[str] = []
 
