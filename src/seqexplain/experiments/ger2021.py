@@ -27,6 +27,7 @@ number of documents that had it — e.g. non-finite scores, which the per-type s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import sys
@@ -191,6 +192,33 @@ def build_documents(experiment: str, out: Path, data_root: Path | None, s: Setti
     return docs, vocab.names, warnings
 
 
+TRAINING_FIELDS = ("n_train", "n_val", "max_words", "words_from", "hidden", "fc_dim", "batch_size", "lr", "optimizer",
+                   "event_types", "wordnet_depth", "max_types")
+
+
+def claim_folder(out: Path, experiment: str, s: Settings, seed: int, docs: dict[str, list[VectorDocument]],
+                 names: list[str]) -> None:
+    """Record what defines the models in ``out/models`` in ``out/training.json`` (experiment, seed, the settings of
+    :data:`TRAINING_FIELDS`, the event types, the sha256 of the training and validation documents), or raise
+    :class:`InputError` when ``out`` holds another run's: the trainer resumes a model whose architecture and
+    optimiser match (a finished one is not retrained), so another experiment, ``--n-train``, ``--words-from``, ...
+    would be explained under the new settings' name. ``epochs`` may grow (training continues), not shrink."""
+    digest = hashlib.sha256(json.dumps({k: [[d.tokens, d.event_types, d.label] for d in docs[k]]
+                                        for k in ("train", "val")}).encode()).hexdigest()
+    wanted = json.loads(json.dumps({"experiment": experiment, "seed": seed, "event_type_names": names,
+                                    "data_sha256": digest, **{k: getattr(s, k) for k in TRAINING_FIELDS}}))
+    path = out / "training.json"
+    if path.is_file():
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        changed = sorted(k for k in set(saved) | set(wanted) if k != "epochs" and saved.get(k) != wanted.get(k))
+        if saved.get("epochs", 0) > s.epochs:
+            changed.append(f"epochs {saved['epochs']} > {s.epochs}")
+        if changed:
+            raise InputError(f"{out} holds ger2021 models of other training ({', '.join(changed)}); use a new --out "
+                             "folder or delete it to retrain")
+    atomic_write_text(path, json.dumps({**wanted, "epochs": s.epochs}, indent=1))
+
+
 def train_pair(decoder: str, docs: dict[str, list[VectorDocument]], n_types: int, out: Path, s: Settings,
                seed: int) -> list[AttentionRNN]:
     cfg = AttentionRNNConfig(input_dim=int(docs["train"][0].vectors.shape[1]), hidden=list(s.hidden),
@@ -312,6 +340,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     if s.ig_baseline not in ("unk", "zero"):
         raise InputError(f"ig_baseline is 'unk' or 'zero', not {s.ig_baseline!r}")
     docs, names, warnings = build_documents(experiment, out, data_root, s, seed)
+    claim_folder(out, experiment, s, seed, docs, names)
     unk = unk_vector() if s.ig_baseline == "unk" else None
     result: dict[str, Any] = {"experiment": experiment, "settings": asdict(s), "event_types": names,
                               "warnings": warnings, "decoders": {}, "paths": {}}
