@@ -104,3 +104,18 @@ def test_rerun_into_a_folder_of_other_training_is_refused(tmp_path):
     for other in ({"n_train": 50}, {"words_from": "end"}, {"epochs": 1}):
         with pytest.raises(InputError, match="other training"):
             run("sst2", out, **{**tiny, "epochs": 2, **other})
+
+
+def test_movies_reads_eraser_movies_under_the_data_root(tmp_path):
+    """``--data-root`` is the folder holding ``eraser_movies/`` (as for every recipe): the movies corpus is found
+    there, and a data root without it is a one-line error naming that folder (exit 2)."""
+    from seqexplain.data.paths import require_data
+
+    _require("eraser_movies")
+    root = require_data("eraser_movies").parent
+    s = Settings(n_train=5, n_val=5, n_eval=5, max_words=20)
+    assert load_corpus("movies", root, s, seed=0) == load_corpus("movies", None, s, seed=0)
+    res = CliRunner().invoke(app, ["reproduce", "ger2021", "movies", "--quick", "--data-root", str(tmp_path / "none"),
+                                   "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert str(tmp_path / "none" / "eraser_movies") in res.output.replace("\n", "")

@@ -142,8 +142,9 @@ def load_corpus(experiment: str, data_root: Path | None, s: Settings, seed: int
         from seqexplain.data.eraser import read_eraser
 
         names = {"train": "train", "val": "val", "eval": "test"}
+        folder = Path(data_root) / "eraser_movies" if data_root is not None else None  # the data root holds it
         splits = {k: [(cut_words(d.tokens, s.max_words, s.words_from), int(d.label == "POS"))
-                      for d in read_eraser(v, root=data_root)] for k, v in names.items()}
+                      for d in read_eraser(v, root=folder)] for k, v in names.items()}
     else:
         raise InputError(f"unknown experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
     sizes = {"train": s.n_train, "val": s.n_val, "eval": s.n_eval}
