@@ -110,3 +110,16 @@ def test_a_missing_module_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> No
     paper = Paper("gone2099", "Gone.", module="seqexplain_no_such_module", experiments=(Experiment("x", "x"),))
     with pytest.raises(UnsupportedError, match="gone2099 reproduction is not available"):
         resolve(paper, paper.experiments[0])
+
+
+@pytest.mark.parametrize("paper", ["snell2021 sst2", "ger2021 sst2", "bujel2021 fce", "verwimp2018"])
+def test_a_seed_outside_the_rngs_range_is_refused_before_any_work(tmp_path: Path, paper: str) -> None:
+    """numpy, scikit-learn and Python's RNGs take seeds in 0..2**32-1 (the recipes add offsets): a negative seed
+    crashed with a traceback (ger2021 only after training its first models); now exit 2 and no folder."""
+    out = tmp_path / "o"
+    for seed in ("-1", str(2**31)):
+        result = CliRunner().invoke(app, ["reproduce", *paper.split(), "--quick", "--out", str(out), "--seed", seed])
+        assert result.exit_code == 2 and "--seed must be" in result.stderr and "Traceback" not in result.output
+        assert not out.exists()
+    with pytest.raises(InputError, match="--seed must be"):
+        run_experiment(*paper.split()[:2] if " " in paper else (paper, None), out, quick=True, seed=-1)

@@ -16,7 +16,7 @@ from rich.text import Text
 from seqexplain.cli_support import rerun_command, stderr_console, stdout_console
 
 THREADS_HELP = "Torch CPU threads, set before any work (the documented runs used 1)."
-SEED_HELP = "Random seed (the documented runs used 0)."
+SEED_HELP = "Random seed, 0 to 2147483647 (the documented runs used 0)."
 
 
 def reproduce_parameters(paper: Any) -> list[inspect.Parameter]:
@@ -52,12 +52,13 @@ def reproduce_command(paper: Any) -> Any:
     """The typer command of one registry paper (:mod:`seqexplain.experiments.registry`)."""
 
     def command(**values: Any) -> None:
-        from seqexplain.experiments.registry import check_options, resolve, run_experiment
+        from seqexplain.experiments.registry import check_options, check_seed, resolve, run_experiment
         from seqexplain.runs import reproduction
 
         experiment = paper.experiment(values.pop("experiment", None))
         out, data_root, quick = values.pop("out"), values.pop("data_root"), values.pop("quick")
         threads, seed, no_progress = values.pop("threads"), values.pop("seed"), values.pop("no_progress")
+        check_seed(seed)
         check_options(paper, experiment, values)  # before anything is written,
         resolve(paper, experiment)  # as is importing the runner: a missing module leaves no locked out folder
         given = {o.flag: values[o.name] for o in paper.options}

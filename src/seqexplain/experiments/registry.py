@@ -37,7 +37,7 @@ from typing import Any
 
 from seqexplain.errors import InputError, UnsupportedError
 
-__all__ = ["PAPERS", "Experiment", "Option", "Paper", "get_paper", "run_experiment"]
+__all__ = ["PAPERS", "SEED_MAX", "Experiment", "Option", "Paper", "check_seed", "get_paper", "run_experiment"]
 
 
 @dataclass(frozen=True)
@@ -322,6 +322,17 @@ def get_paper(name: str) -> Paper:
     return PAPERS[name]
 
 
+SEED_MAX = 2**31 - 1  # numpy, scikit-learn and Python's RNGs take 0..2**32-1; the recipes add small offsets
+
+
+def check_seed(seed: int) -> int:
+    """``seed`` when it is in ``0..SEED_MAX``; :class:`InputError` otherwise (a negative seed crashed deep in a
+    recipe, e.g. after training, with a traceback)."""
+    if not 0 <= seed <= SEED_MAX:
+        raise InputError(f"--seed must be between 0 and {SEED_MAX}, got {seed}")
+    return seed
+
+
 def check_options(paper: Paper, experiment: Experiment, given: Mapping[str, Any]) -> dict[str, Any]:
     """The runner's keywords for the options ``given`` (``None`` and ``False`` mean "not given"); an option that
     ``experiment`` does not take is an :class:`InputError` naming the ones it does."""
@@ -357,6 +368,7 @@ def run_experiment(paper_name: str, experiment_name: str | None, out: Path | str
     (Callers set the thread count and lock ``out`` first: :func:`seqexplain.runs.reproduction`.)"""
     paper = get_paper(paper_name)
     experiment = paper.experiment(experiment_name)
+    check_seed(seed)
     unknown = sorted(set(options) - {o.name for o in paper.options})
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(unknown)} for {paper.name}")
