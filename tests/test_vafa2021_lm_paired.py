@@ -94,3 +94,23 @@ def test_run_paired_errors_say_what_to_do(tmp_path: Path) -> None:
         run_paired(tmp_path, LABELS)
     result = CliRunner().invoke(app, ["reproduce", "vafa2021", "lm_paired", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "lacks 1 of the results" in result.stderr
+
+
+def test_run_paired_refuses_runs_of_other_settings(tmp_path: Path) -> None:
+    """A --quick run (tiny random model) or one with other method settings must not be paired with a full one: the
+    table would read as a fine-tune effect. Settings of the fine-tune itself (train_steps, ...) may differ."""
+    base = {"ig_steps": 8, "max_size": None, "exhaustive_max_size": 3, "exhaustive_fraction": 1 / 3,
+            "train_steps": 400, "token_budget": 4096}
+    for variant, extra in (("shipped", {"quick": False, "seed": 0, "settings": base}),
+                           ("compatible", {"quick": False, "seed": 0, "settings": {**base, "train_steps": 50,
+                                                                                    "token_budget": 64}})):
+        _write_run(tmp_path, "analogies", variant, [_ana(variant, "x", "greedy", [2, 9])], "M", keys=[variant])
+        path = tmp_path / f"analogies_{variant}.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **extra}), encoding="utf-8")
+    assert run_paired(tmp_path, LABELS)["quick"] is False
+    path = tmp_path / "analogies_compatible.json"
+    saved = json.loads(path.read_text())
+    for change in ({"quick": True}, {"seed": 1}, {"settings": {**base, "max_size": 5}}):
+        path.write_text(json.dumps({**saved, **change}), encoding="utf-8")
+        with pytest.raises(InputError, match="other settings"):
+            run_paired(tmp_path, LABELS)

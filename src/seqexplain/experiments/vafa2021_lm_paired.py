@@ -122,23 +122,46 @@ PAIRINGS: dict[str, tuple[str, Callable[..., list[dict[str, Any]]]]] = {
 }
 
 
+FINE_TUNE_ONLY = {"train_steps", "train_batch", "train_length", "train_lr", "lora_r", "lora_alpha", "mixture",
+                  "eval_rows", "token_budget", "exhaustive_budget"}  # no effect on a shipped run, or batching only
+
+
+def check_same_settings(experiment: str, shipped: dict[str, Any], compatible: dict[str, Any]) -> None:
+    """:class:`InputError` unless both summaries have the same ``quick``, ``seed`` and method settings (those in
+    :data:`FINE_TUNE_ONLY` may differ): a pair of other settings would show their difference as the fine-tune's."""
+    def defining(summary: dict[str, Any]) -> dict[str, Any]:
+        settings = {k: v for k, v in (summary.get("settings") or {}).items() if k not in FINE_TUNE_ONLY | {"quick"}}
+        return {"quick": summary.get("quick"), "seed": summary.get("seed"), **settings}
+
+    a, b = defining(shipped), defining(compatible)
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    if changed:
+        raise InputError(f"the shipped and compatible {experiment} runs were made with other settings "
+                         f"({', '.join(f'{k}: {a.get(k)!r} vs {b.get(k)!r}' for k in changed)}); rerun one of them "
+                         "with the other's options")
+
+
 def run_paired(out_dir: Path | str, labels: dict[str, str]) -> dict[str, Any]:
     """Paired tables for every experiment whose shipped and compatible runs are both in ``out_dir``; writes
     ``paired.{json,md}`` and returns the summary (``markdown`` holds the tables)."""
     out = Path(out_dir)
-    summary: dict[str, Any] = {"experiment": "paired", "variant": "both", "tables": {}}
+    summary: dict[str, Any] = {"experiment": "paired", "variant": "both", "quick": False, "tables": {}}
     parts = ["### Paired view: shipped vs compatible model"]
     for experiment, (title, fn) in PAIRINGS.items():
         shipped, compatible = (table_records(out, experiment, v) for v in VARIANTS)
         if shipped is None or compatible is None:
             continue
         (s_sum, s_recs), (c_sum, c_recs) = shipped, compatible
+        check_same_settings(experiment, s_sum, c_sum)
+        summary["quick"] = bool(summary.get("quick")) or bool(s_sum.get("quick"))
         rows = fn(s_recs, c_recs, labels)
         summary["tables"][experiment] = {"rows": rows, "models": [s_sum["model"], c_sum["model"]]}
         parts.append(f"#### {title}\n\n{s_sum['model']} vs {c_sum['model']}.\n\n{markdown_table(rows, floatfmt='.2f')}")
     if not summary["tables"]:
         raise InputError(f"{out} holds no experiment run with both models; run lambada or analogies with and without "
                          "--compatible first")
+    if summary["quick"]:
+        parts[0] += " (--quick runs: a tiny random model, not the documented one)"
     md = "\n\n".join(parts) + "\n"
     summary["markdown"] = md
     summary["run"] = run_record(None)  # computes nothing random: no seed
@@ -147,4 +170,4 @@ def run_paired(out_dir: Path | str, labels: dict[str, str]) -> dict[str, Any]:
     return summary
 
 
-__all__ = ["analogies_paired", "lambada_paired", "run_paired", "table_records"]
+__all__ = ["FINE_TUNE_ONLY", "analogies_paired", "check_same_settings", "lambada_paired", "run_paired", "table_records"]
