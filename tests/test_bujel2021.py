@@ -109,6 +109,7 @@ def test_rerun_into_a_folder_of_other_training_data_is_refused(tmp_path: Path) -
     out = tmp_path / "out"
     opts = {**TINY, "methods": ["occlusion"], "progress": False}
     run("fce", out, data_root=tmp_path / "a", **opts)  # type: ignore[arg-type]
+    assert "--quick" in (out / "table.md").read_text().splitlines()[0]  # a smoke run says so
     run("fce", out, data_root=tmp_path / "a", **{**opts, "max_test": 5})  # type: ignore[arg-type]
     with pytest.raises(InputError, match="other training"):
         run("fce", out, data_root=tmp_path / "b", **opts)  # type: ignore[arg-type]

@@ -100,6 +100,7 @@ def test_rerun_into_a_folder_of_other_training_is_refused(tmp_path):
     tiny = {"quick": True, "n_train": 60, "n_eval": 20, "epochs": 1, "valley_max_steps": 2}
     out = tmp_path / "ger"
     run("sst2", out, **tiny)
+    assert "--quick" in (out / "results.md").read_text().splitlines()[0]  # a smoke run says so
     run("sst2", out, **{**tiny, "epochs": 2, "n_eval": 10})  # training continues; evaluation options may change
     for other in ({"n_train": 50}, {"words_from": "end"}, {"epochs": 1}):
         with pytest.raises(InputError, match="other training"):

@@ -254,7 +254,9 @@ def _pct(v: float | None) -> str:
 def markdown_table(result: dict[str, Any]) -> str:
     """Token-level table (percentages) and sentence-level lines of a result."""
     head = result["model_attention_head"]
-    lines = [f"Token labelling, {result['experiment']} test sample ({result['data']['test']['sentences']} sentences, "
+    quick = "**--quick smoke run, not the documented one.** " if result["run"].get("quick") else ""
+    test = result["data"]["test"]
+    lines = [f"{quick}Token labelling, {result['experiment']} test sample ({test['sentences']} sentences, "
              f"{result['data']['test']['positive_words']} positive of {result['data']['test']['words']} words)", "",
              "| source | P@0.5 | R@0.5 | F1@0.5 | F0.5@0.5 | MAP | Pearson r | dev-tuned P | R | F1 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

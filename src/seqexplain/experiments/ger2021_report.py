@@ -10,7 +10,8 @@ def _f(x: Any, digits: int = 3) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    lines = [f"### ger2021 {result['experiment']}", "", "Event types: " + ", ".join(result["event_types"]), ""]
+    quick = " (--quick smoke run, not the documented one)" if result.get("run", {}).get("quick") else ""
+    lines = [f"### ger2021 {result['experiment']}{quick}", "", "Event types: " + ", ".join(result["event_types"]), ""]
     lines += ["| decoder | model | eval loss | accuracy | macro F1 |", "|---|---|---:|---:|---:|"]
     for dec, comp in result["decoders"].items():
         for r, m in enumerate(comp["models"]):

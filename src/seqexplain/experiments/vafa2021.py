@@ -335,7 +335,8 @@ def majority_markdown(summary: dict[str, Any]) -> str:
         curve_rows.append(row)
     s = summary["settings"]
     lines = [
-        "## Majority class (Vafa et al. 2021)", "",
+        "## Majority class (Vafa et al. 2021)" + (" — --quick smoke run, not the documented one" if summary["quick"]
+                                                  else ""), "",
         f"Transformer LM 4 layers, d_model 64, FFN 256, 2 heads; standard: {s['steps']} steps of {s['batch_size']} "
         f"sequences, AdamW lr {s['lr']} (warm-up, cosine), dropout {s['dropout']}, seed {s['seed']}; compatible: "
         f"{'the standard model fine-tuned' if s['compat_init'] == 'standard' else 'trained from scratch'} "
