@@ -146,7 +146,7 @@ def test_quick_distractors(out):
             assert 0.0 <= m[key] <= 1.0
         assert m["source_mean"] >= 0 and m["target_mean"] >= 0 and m["n_second_half_targets"] > 0
     assert "| Greedy |" in res["table"]
-    assert (out / "distractors" / "table.md").is_file()
+    assert (out / "distractors" / "table.md").read_text().startswith("**--quick smoke run")
     lines = (out / "distractors" / "rationales.jsonl").read_text().splitlines()
     assert len(lines) == 1 and "greedy" in json.loads(lines[0])["rationales"]
 

@@ -39,12 +39,13 @@ def distractor_table(summary: dict[str, dict[str, float]]) -> str:
 
 
 def write_results(folder: Path, result: dict[str, Any], records: list[dict[str, Any]]) -> None:
-    """Write ``result`` (with its run record added) to ``folder/results.json``, its table to ``table.md`` and the
-    per-example ``records`` to ``rationales.jsonl``."""
-    result["run"] = run_record(result.get("seed"))
+    """Write ``result`` (with its run record added) to ``folder/results.json``, its table to ``table.md`` (headed by
+    a smoke-run line when ``result["quick"]``) and the per-example ``records`` to ``rationales.jsonl``."""
+    result["run"] = run_record(result.get("seed"), quick=bool(result.get("quick")))
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "results.json", json.dumps(result, indent=2, ensure_ascii=False, default=float))
-    atomic_write_text(folder / "table.md", result["table"])
+    quick = "**--quick smoke run (toy model), not the documented one.**\n\n" if result.get("quick") else ""
+    atomic_write_text(folder / "table.md", quick + result["table"])
     atomic_write_text(folder / "rationales.jsonl",
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
