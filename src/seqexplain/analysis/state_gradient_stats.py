@@ -131,7 +131,7 @@ class StateGradientAccumulator:
             w = torch.cat([w, cast(cls)], dim=-1)  # [N, D+1, C]
         n_new = w.sum(0).T.double()  # [C, D+1]
         gram = torch.einsum("ndhe,ndhf->ndef", g, g)
-        if bool(torch.isfinite(g).all()):
+        if bool(torch.isfinite(g.sum())):  # a NaN or ±inf anywhere makes the sum non-finite (32 ms → 1 ms a chunk)
             s_grad = torch.einsum("ndc,ndhe->cdhe", w, g).double()
             s_gram = torch.einsum("ndc,ndef->cdef", w, gram).double()
         else:  # a weight of 0 times NaN is NaN: select the members instead, so only their own classes turn NaN
