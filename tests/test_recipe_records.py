@@ -9,7 +9,7 @@ import json
 import pytest
 
 from seqexplain.cli import app
-from seqexplain.errors import DataError
+from seqexplain.errors import DataError, InputError
 
 TIMING_KEYS = {"seconds", "seconds_this_call", "cpu_seconds", "train_seconds", "time", "elapsed"}
 
@@ -131,3 +131,19 @@ def test_bujel2021_and_eraser_movies_rerun_identically_with_the_same_seed(tmp_pa
         got.append({"train": clean(trained), "evaluate": clean(run_evaluate(
             tmp_path / n, quick=True, data_root=root, seed=2, methods=("occlusion",), progress=False))})
     assert json.dumps(got[0], default=str) == json.dumps(got[1], default=str)
+
+
+def test_claim_folder_records_then_refuses_other_settings(tmp_path):
+    """The one record every recipe's folder check uses: written once, equal settings pass, any other value is named
+    (nested ones with dotted keys), and a may-grow value may grow but not shrink."""
+    from seqexplain.runs.claims import claim_folder
+
+    path = tmp_path / "out" / "training.json"
+    claim_folder(path, {"seed": 0, "config": {"lr": 0.1}, "epochs": 2}, "test models", may_grow=["epochs"])
+    claim_folder(path, {"seed": 0, "config": {"lr": 0.1}, "epochs": 2}, "test models", may_grow=["epochs"])
+    with pytest.raises(InputError, match=r"holds test models of other training \(config\.lr, seed\)"):
+        claim_folder(path, {"seed": 1, "config": {"lr": 0.2}, "epochs": 2}, "test models", may_grow=["epochs"])
+    claim_folder(path, {"seed": 0, "config": {"lr": 0.1}, "epochs": 5}, "test models", may_grow=["epochs"])
+    assert json.loads(path.read_text(encoding="utf-8"))["epochs"] == 5
+    with pytest.raises(InputError, match=r"epochs 5 > 3"):
+        claim_folder(path, {"seed": 0, "config": {"lr": 0.1}, "epochs": 3}, "test models", may_grow=["epochs"])

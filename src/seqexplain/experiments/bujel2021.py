@@ -46,6 +46,7 @@ from seqexplain.experiments import bujel2021_scores as src
 from seqexplain.metrics.token_labelling import evaluate_scores, sentence_prf
 from seqexplain.models.soft_attention import SoftAttentionAdapter
 from seqexplain.models.soft_attention_lstm import SoftAttentionLSTMAdapter
+from seqexplain.runs.claims import claim_folder
 from seqexplain.runs.provenance import run_record
 from seqexplain.training.soft_attention import (
     build_encoder_model,
@@ -108,18 +109,9 @@ def _claim_folder(out: Path, experiment: str, cfg: SoftAttentionConfig, size: di
     (methods, --max-test, --reduce, ...) may change between runs: they are recomputed."""
     digest = hashlib.sha256(json.dumps([[s.words, s.labels, s.positive, s.sentence_label] for s in train] + [None]
                                        + [[s.words, s.labels, s.positive, s.sentence_label] for s in dev]).encode())
-    wanted = json.loads(json.dumps({
+    claim_folder(out / "training.json", {
         "experiment": experiment, "config": cfg.model_dump(), "on_long": on_long, "data_sha256": digest.hexdigest(),
-        **{k: size[k] for k in ("max_train", "max_dev", "steps", "lstm_epochs")}}, default=str))
-    path = out / "training.json"
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved != wanted:
-            changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
-            raise InputError(f"{out} holds bujel2021 models of other training ({', '.join(changed)}); use a new --out "
-                             "folder or delete it to retrain")
-        return
-    atomic_write_text(path, json.dumps(wanted, indent=1))
+        **{k: size[k] for k in ("max_train", "max_dev", "steps", "lstm_epochs")}}, "bujel2021 models")
 
 
 @contextlib.contextmanager

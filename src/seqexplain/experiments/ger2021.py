@@ -62,6 +62,7 @@ from seqexplain.errors import InputError
 from seqexplain.experiments.ger2021_report import markdown
 from seqexplain.models.attention_rnn import AttentionRNN, AttentionRNNConfig, load_attention_rnn
 from seqexplain.models.attention_rnn_adapter import AttentionRNNAdapter, VectorDocument
+from seqexplain.runs.claims import claim_folder
 from seqexplain.runs.provenance import run_record
 from seqexplain.training.attention_rnn import TrainConfig, evaluate, train
 
@@ -197,7 +198,7 @@ TRAINING_FIELDS = ("n_train", "n_val", "max_words", "words_from", "hidden", "fc_
                    "event_types", "wordnet_depth", "max_types")
 
 
-def claim_folder(out: Path, experiment: str, s: Settings, seed: int, docs: dict[str, list[VectorDocument]],
+def _claim_folder(out: Path, experiment: str, s: Settings, seed: int, docs: dict[str, list[VectorDocument]],
                  names: list[str]) -> None:
     """Record what defines the models in ``out/models`` in ``out/training.json`` (experiment, seed, the settings of
     :data:`TRAINING_FIELDS`, the event types, the sha256 of the training and validation documents), or raise
@@ -206,18 +207,9 @@ def claim_folder(out: Path, experiment: str, s: Settings, seed: int, docs: dict[
     would be explained under the new settings' name. ``epochs`` may grow (training continues), not shrink."""
     digest = hashlib.sha256(json.dumps({k: [[d.tokens, d.event_types, d.label] for d in docs[k]]
                                         for k in ("train", "val")}).encode()).hexdigest()
-    wanted = json.loads(json.dumps({"experiment": experiment, "seed": seed, "event_type_names": names,
-                                    "data_sha256": digest, **{k: getattr(s, k) for k in TRAINING_FIELDS}}))
-    path = out / "training.json"
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        changed = sorted(k for k in set(saved) | set(wanted) if k != "epochs" and saved.get(k) != wanted.get(k))
-        if saved.get("epochs", 0) > s.epochs:
-            changed.append(f"epochs {saved['epochs']} > {s.epochs}")
-        if changed:
-            raise InputError(f"{out} holds ger2021 models of other training ({', '.join(changed)}); use a new --out "
-                             "folder or delete it to retrain")
-    atomic_write_text(path, json.dumps({**wanted, "epochs": s.epochs}, indent=1))
+    claim_folder(out / "training.json", {
+        "experiment": experiment, "seed": seed, "event_type_names": names, "data_sha256": digest,
+        **{k: getattr(s, k) for k in TRAINING_FIELDS}, "epochs": s.epochs}, "ger2021 models", may_grow=["epochs"])
 
 
 def train_pair(decoder: str, docs: dict[str, list[VectorDocument]], n_types: int, out: Path, s: Settings,
@@ -341,7 +333,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     if s.ig_baseline not in ("unk", "zero"):
         raise InputError(f"ig_baseline is 'unk' or 'zero', not {s.ig_baseline!r}")
     docs, names, warnings = build_documents(experiment, out, data_root, s, seed)
-    claim_folder(out, experiment, s, seed, docs, names)
+    _claim_folder(out, experiment, s, seed, docs, names)
     unk = unk_vector() if s.ig_baseline == "unk" else None
     result: dict[str, Any] = {"experiment": experiment, "settings": asdict(s), "event_types": names,
                               "warnings": warnings, "decoders": {}, "paths": {}}

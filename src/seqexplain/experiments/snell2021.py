@@ -56,6 +56,7 @@ from seqexplain.models.rnn.vocab import Vocab
 from seqexplain.models.snell_classifier import BosEosTokenizer, SnellClassifierConfig
 from seqexplain.models.snell_saving import save_snell_classifier
 from seqexplain.runs import run_record
+from seqexplain.runs.claims import claim_folder
 from seqexplain.training.snell import (
     SnellTrainConfig,
     checkpoint_path,
@@ -168,19 +169,9 @@ def _claim_folder(out: Path, experiment: str, s: Settings, seed: int) -> None:
     """Record the experiment, settings (but the device) and seed in ``out/settings.json``, or, when the folder holds
     another run's, raise :class:`InputError`: its finished runs, dumps and baselines would be reused silently (a run
     whose last checkpoint exists is not retrained) under the new settings' name."""
-    wanted = json.loads(json.dumps({"experiment": experiment, "seed": seed,
-                                    "settings": {k: v for k, v in asdict(s).items() if k != "device"}}))
-    path = out / "settings.json"
-    if path.is_file():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        if saved != wanted:
-            sa, wa = {**saved, **saved.get("settings", {})}, {**wanted, **wanted["settings"]}
-            changed = sorted(k for k in set(sa) | set(wa) if k != "settings" and sa.get(k) != wa.get(k))
-            raise InputError(f"{out} holds a snell2021 run with other settings ({', '.join(changed)}); use a new "
-                             "--out folder or delete it to restart")
-        return
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(wanted, indent=1))
+    claim_folder(out / "settings.json", {"experiment": experiment, "seed": seed,
+                                         "settings": {k: v for k, v in asdict(s).items() if k != "device"}},
+                 "a snell2021 run", of="settings")
 
 
 def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Path | str | None = None,
