@@ -2,7 +2,7 @@
 seqexplain's ``explain_many`` and one ``explain`` call per sentence, captum and inseq loops, the gradient pair
 written directly in torch over the same packs (the speed explain_many could reach without a library around the
 forwards) — a float64 copy of the model as the reference of their agreement, and how the runners are timed
-(in turns, slice by slice, repeated in alternating order).
+(in turns, slice by slice, repeated in alternating order, the garbage collected before each timed call).
 
 A runner takes ``[(text, label), ...]`` (label ``None``: the model's own prediction) and returns, per sentence in
 order, an :class:`Attribution` or a ``[1, L]`` array of scores over the sentence's tokens (special tokens included).
@@ -11,6 +11,7 @@ order, an :class:`Attribution` or a ``[1, L]`` array of scores over the sentence
 from __future__ import annotations
 
 import copy
+import gc
 import random
 import time
 from collections.abc import Callable
@@ -207,12 +208,48 @@ def float64_model(model: torch.nn.Module, tokenizer: Any) -> Any:
 
 
 # ------------------------------------------------------------------------------------------- timing
-def timed(fn: Callable[[Items], Any], items: Items) -> tuple[float, float, Any]:
-    sync()
-    c0, t0 = time.process_time(), time.perf_counter()
-    result = fn(items)
-    sync()
-    return time.perf_counter() - t0, time.process_time() - c0, result
+class FullCollections:
+    """Seconds of the full (generation-2) garbage collections that fall inside timed calls, per runner name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, list[float]] = {}
+        self._name: str | None = None
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2 or self._name is None:
+            return
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.seconds.setdefault(self._name, []).append(time.perf_counter() - self._start)
+
+    def timing(self, name: str | None) -> None:
+        self._name = name
+
+
+def timed(fn: Callable[[Items], Any], items: Items, collect: bool = True, name: str | None = None,
+          log: FullCollections | None = None) -> tuple[float, float, Any]:
+    """Wall and CPU seconds of ``fn(items)``, and its result. With ``collect`` the garbage is collected first,
+    untimed: a full collection's cost grows with everything the process holds (the benchmark keeps every runner's
+    results), so without it one falls, now and then, into whichever runner is running when the collector's
+    threshold is crossed (0.17 s on this benchmark's heap, against 5 s for explain_many over 1,000 sentences);
+    ``log`` records, under ``name``, the full collections that still fall inside the call."""
+    if collect:
+        gc.collect()
+    if log is not None:
+        log.timing(name)
+        gc.callbacks.append(log)
+    try:
+        sync()
+        c0, t0 = time.process_time(), time.perf_counter()
+        result = fn(items)
+        sync()
+        return time.perf_counter() - t0, time.process_time() - c0, result
+    finally:
+        if log is not None:
+            gc.callbacks.remove(log)
+            log.timing(None)
 
 
 def with_pack_tokens(wrapped: Any, pack_tokens: int, fn: Callable[[Items], list[Any]]
@@ -229,29 +266,31 @@ def with_pack_tokens(wrapped: Any, pack_tokens: int, fn: Callable[[Items], list[
     return run
 
 
-def interleaved(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items]
-                ) -> dict[str, tuple[float, float, list[Any]]]:
+def interleaved(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items],
+                collect: bool = True, log: FullCollections | None = None) -> dict[str, tuple[float, float, list[Any]]]:
     """Each runner over every slice, round-robin (slice 1 by every runner, then slice 2, ...), so that a change of
-    machine load affects all runners alike; per runner the summed wall and CPU times and the results in order."""
+    machine load affects all runners alike; per runner the summed wall and CPU times and the results in order
+    (``collect``, ``log``: :func:`timed`'s)."""
     out: dict[str, tuple[float, float, list[Any]]] = {name: (0.0, 0.0, []) for name in runners}
     for part in slices:
         for name, fn in runners.items():
-            wall, cpu, res = timed(fn, part)
+            wall, cpu, res = timed(fn, part, collect, name, log)
             w0, c0, acc = out[name]
             out[name] = (w0 + wall, c0 + cpu, acc + list(res))
     return out
 
 
-def repeated(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items], repeats: int
+def repeated(runners: dict[str, Callable[[Items], list[Any]]], items: Items, slices: list[Items], repeats: int,
+             collect: bool = True, log: FullCollections | None = None
              ) -> tuple[dict[str, tuple[float, float, list[Any]]], list[dict[str, float]]]:
     """:func:`interleaved` ``repeats`` times, the runners' order reversed every other time (a runner that always
     went first would meet the machine in another state); per runner the summed wall and CPU times over all
-    repeats and the first repeat's results, and each repeat's wall times."""
+    repeats and the first repeat's results, and each repeat's wall times (``collect``, ``log``: :func:`timed`'s)."""
     total: dict[str, tuple[float, float, list[Any]]] = {}
     per_repeat: list[dict[str, float]] = []
     for r in range(repeats):
         order = list(runners.items()) if r % 2 == 0 else list(reversed(runners.items()))
-        got = interleaved(dict(order), items, slices)
+        got = interleaved(dict(order), items, slices, collect, log)
         per_repeat.append({name: wall for name, (wall, _, _) in got.items()})
         for name, (wall, cpu, res) in got.items():
             w0, c0, keep = total.get(name, (0.0, 0.0, res))

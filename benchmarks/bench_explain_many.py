@@ -27,9 +27,12 @@ For each method, timed in one run, in this order:
 Encoding (tokenisation) is inside every timed call. Before timing, each runner is warmed up on ``--warmup``
 sentences. The sentences are then cut into ``--rounds`` slices (multiples of ``--pack``), and the runners take
 turns slice by slice, so that a change of load on a shared machine affects them alike; examples/s is the number of
-sentences over the summed wall time of the runner's slices (CPU time is recorded too). seqexplain's occlusion
-*drops* the position from attention (its default), captum's replaces the embedding by zeros: the two are timed,
-not compared. explain_many and one-at-a-time are compared cell by cell:
+sentences over the summed wall time of the runner's slices (CPU time is recorded too). Before each timed call the
+garbage is collected, untimed (``--gc none``: not): the script keeps every runner's results, so the cost of a full
+collection grows as it runs, and one would otherwise fall into whichever runner happens to cross the collector's
+threshold; the full collections that still fall inside timed calls are printed and recorded per runner.
+seqexplain's occlusion *drops* the position from attention (its default), captum's replaces the embedding by
+zeros: the two are timed, not compared. explain_many and one-at-a-time are compared cell by cell:
 "max rel diff" is, over all sentences, ``max |many − single| / max |single|`` on the cells the label can see;
 "log-p scale" divides by ``max(max |single|, |log p(label)|)`` instead, the natural scale for occlusion, whose
 scores are differences of log-probabilities (float32 rounding of ``log p``, about 1e-7 of it, bounds them).
@@ -60,6 +63,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 from _common import common_setup, git_commit, machine_info, markdown_table  # noqa: E402
 from _explain_many_runners import (  # noqa: E402
+    FullCollections,
     Items,
     captum_runner,
     float64_model,
@@ -185,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=1, help="time the main table this many times, the runners' "
                     "order reversed every other time; examples/s over all repeats, each repeat's ratio listed "
                     "(default 1)")
+    ap.add_argument("--gc", choices=["collect", "none"], default="collect",
+                    help="collect the garbage before each timed call, untimed (default), or not")
     ap.add_argument("--warmup", type=int, default=8, help="sentences each runner sees untimed first (default 8)")
     ap.add_argument("--tune", default="", help="PACK:BUDGET[:PACK_TOKENS] settings (BUDGET 'default' for "
                     "seqexplain's own; PACK_TOKENS as --pack-tokens), e.g. 1024:default:512,1024:default:1024: time "
@@ -233,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# GPU: {info.get('gpu')}", flush=True)
 
     rows: list[dict[str, Any]] = []
+    collect = args.gc == "collect"
     inseq_notes: dict[str, str] = {}
     wrapped64 = float64_model(model, tokenizer) if args.float64 > 0 else None
     for m in methods:
@@ -258,12 +265,16 @@ def main(argv: list[str] | None = None) -> int:
         for fn in runners.values():
             if warm:
                 fn(warm)
-        results, per_repeat = repeated(runners, items, slices, max(1, args.repeats))
+        log = FullCollections()
+        results, per_repeat = repeated(runners, items, slices, max(1, args.repeats), collect, log)
         done = len(items) * len(per_repeat)
         for name, (wall, cpu, _) in results.items():
-            print(f"{m} {name}: {done / wall:.2f} examples/s (wall {wall:.2f} s, cpu {cpu:.2f} s)", flush=True)
+            full = log.seconds.get(name, [])
+            print(f"{m} {name}: {done / wall:.2f} examples/s (wall {wall:.2f} s, cpu {cpu:.2f} s; "
+                  f"{len(full)} full garbage collection(s) inside, {sum(full):.2f} s)", flush=True)
         many_wall, many_cpu, many_scores = results["explain_many"]
         row: dict[str, Any] = {"method": m, "options": opts, "eps": {}, "wall_s": {}, "cpu_s": {},
+                               "full_gc_s": {name: log.seconds.get(name, []) for name in results},
                                "ratio_per_repeat": [w["one-at-a-time"] / w["explain_many"] for w in per_repeat]}
         if len(per_repeat) > 1:
             print(f"{m} explain_many ÷ one-at-a-time per repeat: "
@@ -343,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             if warm:
                 for fn in runners.values():
                     fn(warm)
-            timings = interleaved(runners, items, slices)
+            timings = interleaved(runners, items, slices, collect)
             for setting in settings:
                 wall, cpu, _ = timings[":".join(setting)]
                 pt_s = setting[2] if len(setting) == 3 else str(tokens_per_pack)

@@ -70,3 +70,36 @@ def test_probe_groups_of_equal_length_and_workers(benchmark_module):
     threads = torch.get_num_threads()
     probe.in_workers(seen.extend, 3)([(t, None) for t in TEXTS])
     assert sorted(seen) == sorted((t, None) for t in TEXTS) and torch.get_num_threads() == threads
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+@pytest.mark.parametrize("collect", [True, False])
+def test_timed_collects_first_and_logs_full_collections_inside(runners, collect):
+    """Garbage left by earlier runners is collected before the clock starts (or, with ``collect=False``, still
+    there), and a full collection inside the timed call is logged under the runner's name, none outside."""
+    import gc
+    import weakref
+
+    enabled = gc.isenabled()
+    gc.disable()  # no automatic collection may decide the outcome
+    try:
+        ref = weakref.ref(_Cycle())  # unreachable, but alive until a collection breaks its cycle
+        seen: list[bool] = []
+
+        def fn(items):
+            seen.append(ref() is None)
+            gc.collect()
+            return items
+
+        log = runners.FullCollections()
+        wall, cpu, out = runners.timed(fn, [("x", 0)], collect, "many", log)
+        gc.collect()  # outside any timed call: not logged
+    finally:
+        if enabled:
+            gc.enable()
+    assert seen == [collect] and out == [("x", 0)] and wall >= 0 and cpu >= 0
+    assert list(log.seconds) == ["many"] and len(log.seconds["many"]) == 1 and log not in gc.callbacks
