@@ -82,11 +82,11 @@ def fenced_blocks(path: Path) -> list[Block]:
     return blocks
 
 
-def python_chains() -> list[list[Block]]:
-    """The python blocks of every documentation file, grouped: a block marked ``continues`` joins the chain of the
-    block before it."""
+def python_chains(paths: list[Path] | None = None) -> list[list[Block]]:
+    """The python blocks of ``paths`` (default: the documentation), grouped: a block marked ``continues`` joins the
+    chain of the block before it."""
     chains: list[list[Block]] = []
-    for path in doc_files():
+    for path in paths or doc_files():
         previous: list[Block] | None = None
         for block in fenced_blocks(path):
             if block.language not in PYTHON_LANGUAGES:

