@@ -1,10 +1,10 @@
-"""Fast tests of the report layer (console, HTML, markdown, plots) on hand-built attributions."""
+"""Fast tests of the report layer's views (console, HTML, markdown, plots) on hand-built attributions: tokens,
+scores, colours, escaping, self-contained HTML, exact markdown, plot files; and the report package's imports."""
 
 from __future__ import annotations
 
 import ast
 import base64
-import dataclasses
 import hashlib
 import json
 import re
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from report_samples import classifier_attr, console_text
 from rich.console import Console
 
 from seqexplain.attribution import Attribution
@@ -57,18 +58,6 @@ def causal_attr() -> Attribution:
     )
 
 
-def classifier_attr() -> Attribution:
-    return Attribution(
-        tokens=["[CLS]", "great", "movie", "[SEP]"],
-        scores=np.array([[0.0, 0.8, 0.2, 0.0]]),
-        target_tokens=["POSITIVE"],
-        target_positions=[None],
-        method="occlusion",
-        model_id="clf",
-        model_kind="classifier",
-    )
-
-
 # --------------------------------------------------------------------------------------------- helpers
 def test_display_token_markers_and_whitespace() -> None:
     assert display_token("Ġcat") == "␣cat"  # the leading space of a token is shown, never dropped
@@ -102,14 +91,8 @@ def test_display_matrix_kinds_and_scale() -> None:
 
 
 # --------------------------------------------------------------------------------------------- console
-def _console_text(attr: Attribution, width: int = 160, **kwargs: object) -> str:
-    console = Console(record=True, width=width, force_terminal=True, color_system="truecolor")
-    render_console(attr, console=console, **kwargs)  # type: ignore[arg-type]
-    return console.export_text()
-
-
 def test_console_shows_tokens_warning_rationale() -> None:
-    text = _console_text(causal_attr())
+    text = console_text(causal_attr())
     for token in ["<s>", "The", "␣cat", SCRIPT_TOKEN, "⏎", "␣thé", "␣日本", "[bold]x"]:
         assert token in text
     assert "saliency" in text and 'tiny"gpt<2>' in text
@@ -123,7 +106,7 @@ def test_console_shows_tokens_warning_rationale() -> None:
 
 
 def test_console_no_warning_when_finite_and_classifier() -> None:
-    text = _console_text(classifier_attr())
+    text = console_text(classifier_attr())
     assert "WARNING" not in text
     assert "POSITIVE" in text and "great" in text
     header = next(line for line in text.splitlines() if "input tokens" in line)
@@ -142,10 +125,10 @@ def test_console_wraps_and_windows_long_inputs() -> None:
     tokens = [f"tok{k}" for k in range(200)]
     scores = np.linspace(-1, 1, 200)[None, :]
     attr = Attribution(tokens=tokens, scores=scores, target_tokens=["y"], target_positions=[None])
-    text = _console_text(attr, width=80)
+    text = console_text(attr, width=80)
     assert all(len(line) <= 80 for line in text.splitlines())
     assert "tok0" in text and "tok199" in text
-    windowed = _console_text(attr, width=80, max_tokens=10)
+    windowed = console_text(attr, width=80, max_tokens=10)
     assert "tok199" in windowed and "tok189" not in windowed and "190 earlier" in windowed
     with pytest.raises(InputError):
         to_rich(attr, max_tokens=0)
@@ -153,7 +136,7 @@ def test_console_wraps_and_windows_long_inputs() -> None:
 
 def test_console_empty_attribution() -> None:
     attr = Attribution(tokens=[], scores=np.zeros((0, 0)), target_tokens=[], target_positions=[])
-    assert "empty attribution" in _console_text(attr)
+    assert "empty attribution" in console_text(attr)
 
 
 # ------------------------------------------------------------------------------------------------ HTML
@@ -300,81 +283,6 @@ def test_attribution_markdown_flags_nonfinite() -> None:
     assert "**inf**" in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text and "<script>" not in text
     assert "\\[bold\\]x" in text
-
-
-# ------------------------------------------------------------- warnings, rationale status, objective
-WARNING_TEXT = "scores truncated to 512 tokens <b>check</b>"
-
-
-def warned_attr() -> Attribution:
-    """A contrast with a warning and a rationale whose second search hit its bound without reaching."""
-    return Attribution(
-        tokens=["The", "Ġcapital", "Ġis", "ĠParis", "Ġand"],
-        scores=np.array([[0.2, 0.9, NAN, NAN, NAN], [0.1, 0.4, -0.3, NAN, NAN]]),
-        target_tokens=["Ġis", "ĠParis"],
-        target_positions=[2, 3],
-        method="greedy",
-        objective="contrast",
-        foil_tokens=["Ġwas", "ĠLyon"],
-        rationale=Rationale(positions=[[1], []], reached=[True, False], bound_hit=[False, True]),
-        warnings=[WARNING_TEXT],
-    )
-
-
-def test_console_shows_warnings_rationale_status_and_objective() -> None:
-    text = _console_text(warned_attr())
-    assert f"⚠ WARNING: {WARNING_TEXT}" in text
-    assert "⚠ WARNING: rationale not reached for 1 of 2 target(s) (1 '␣Paris'); search bound hit for 1" in text
-    assert "rationale (reached): 1:␣capital" in text
-    assert "rationale (not reached · bound hit): (empty)" in text
-    assert "explains log p(target) − log p(foil)" in text  # two different foils: named per row
-    assert "vs '␣was'" in text and "vs '␣Lyon'" in text
-    one_foil = _console_text(dataclasses.replace(warned_attr(), foil_tokens=["ĠLyon", "ĠLyon"]))
-    assert "explains log p(target) − log p(foil '␣Lyon')" in one_foil
-    plain = _console_text(classifier_attr())
-    assert "explains log p(target)" in plain and "⚠" not in plain and "rationale" not in plain
-
-
-def test_console_shows_the_aggregation() -> None:
-    attr = Attribution(tokens=["a", "b", "c"], scores=np.ones((1, 3)), target_tokens=["y"], target_positions=[None])
-    text = _console_text(attr.aggregate("max", by=[[0, 1]]).aggregate("sum", by=[[0, 1]]))
-    assert "aggregated=sum over explicit groups, of max over explicit groups" in text
-    assert "aggregated" not in _console_text(attr)
-
-
-def test_html_shows_warnings_rationale_status_and_objective() -> None:
-    page = render_html([warned_attr(), classifier_attr()])
-    box = re.search(r'<div class="warn warnings" role="alert">(.*?)</div>', page, re.S)
-    assert box and "scores truncated to 512 tokens &lt;b&gt;check&lt;/b&gt;" in box.group(1)
-    assert "<b>check</b>" not in page
-    assert "rationale not reached for 1 of 2 target(s)" in box.group(1)
-    assert '<span class="rstat">reached</span>' in page
-    assert '<span class="rstat fail">not reached · bound hit</span>' in page
-    assert "explains log p(target) − log p(foil)" in page
-    assert '<span class="foil">vs &#x27;␣Lyon&#x27;</span>' in page
-    assert page.count("⚠ warnings") == 1  # table of contents: only the first attribution has warnings
-    assert 'class="warn warnings"' not in render_html(classifier_attr())
-
-
-def test_saved_json_keeps_the_warning_and_the_not_reached_marker(tmp_path: Path) -> None:
-    data = json.loads(warned_attr().save(tmp_path / "w.json").read_text(encoding="utf-8"))
-    assert data["warnings"] == [WARNING_TEXT]
-    assert data["rationale"]["reached"] == [True, False] and data["rationale"]["bound_hit"] == [False, True]
-    assert data["objective"] == "contrast" and data["foil_tokens"] == ["Ġwas", "ĠLyon"]
-    back = Attribution.load(tmp_path / "w.json")
-    assert f"⚠ WARNING: {WARNING_TEXT}" in _console_text(back)
-    assert "not reached · bound hit" in render_html(back)
-
-
-def test_markdown_and_plot_show_warnings(tmp_path: Path) -> None:
-    text = attribution_markdown(warned_attr())
-    lines = text.splitlines()
-    assert lines[0] == "> **Warning:** scores truncated to 512 tokens &lt;b&gt;check&lt;/b&gt;"
-    assert lines[2].startswith("> **Warning:** rationale not reached for 1 of 2 target(s) (1 '␣Paris')")
-    assert lines[4] == "> explains log p(target) − log p(foil)" and lines[5] == ""
-    assert lines[6].startswith("|   # | token")
-    title = plot_heatmap(warned_attr()).axes[0].get_title()
-    assert f"WARNING: {WARNING_TEXT}" in title and "explains log p(target)" in title
 
 
 # ----------------------------------------------------------------------------------------------- plots
