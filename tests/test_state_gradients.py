@@ -320,7 +320,15 @@ def test_reproduction_quick_on_a_synthetic_corpus(tmp_path: Path) -> None:
     assert res["class_counts_at_d0"]["noun"] > 0
     for name in ("results.md", "results.json", "top_singular_values.png", "sum_singular_values_by_class.png"):
         assert (tmp_path / "out" / name).is_file(), name
-    assert (tmp_path / "docs" / "verwimp2018.md").is_file()
+    page = (tmp_path / "docs" / "verwimp2018.md").read_text()
+    assert page.startswith("# Reproduction: Verwimp") and "## Notes" not in page
+    # a rerun writes the report anew and keeps the page's hand-written notes
+    notes = "\n## Notes\n\n- hand-written\n"
+    (tmp_path / "docs" / "verwimp2018.md").write_text("# stale report\n" + notes)
+    run_reproduction(tmp_path / "out", tmp_path / "data", quick=True, corpus="ptb", tag_source="lexicon",
+                     tag_file=lex, docs_dir=tmp_path / "docs", progress=False)
+    page = (tmp_path / "docs" / "verwimp2018.md").read_text()
+    assert page.startswith("# Reproduction: Verwimp") and page.endswith(notes) and "stale" not in page
     assert GradientStoreReader(tmp_path / "out" / "raw_gradients").positions == res["positions"]
 
 

@@ -309,11 +309,20 @@ def _report_markdown(summary: dict[str, Any], mean_sum: Any, rms_sum: Any, direc
     return "\n".join(lines)
 
 
+#: the hand-written part of the docs page: kept from the existing page when ``--docs`` writes it anew
+NOTES_HEADING = "\n## Notes\n"
+
+
 def _write_docs(docs_dir: Path, md: str, plots: dict[str, Path]) -> None:
+    """``<docs_dir>/verwimp2018.md`` (the run's report, plots in ``verwimp2018/``), followed by the existing page's
+    hand-written part from its ``## Notes`` heading on, which the report does not generate."""
+    page = docs_dir / "verwimp2018.md"
+    if page.is_file() and NOTES_HEADING in (old := page.read_text(encoding="utf-8")):
+        md = md.rstrip("\n") + "\n" + old[old.index(NOTES_HEADING):]
     img_dir = docs_dir / "verwimp2018"
     img_dir.mkdir(parents=True, exist_ok=True)
     for p in plots.values():
         (img_dir / Path(p).name).write_bytes(Path(p).read_bytes())
     for p in plots.values():
         md = md.replace(f"]({Path(p).name})", f"](verwimp2018/{Path(p).name})")
-    atomic_write_text(docs_dir / "verwimp2018.md", md)
+    atomic_write_text(page, md)
