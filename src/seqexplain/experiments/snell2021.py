@@ -1,7 +1,8 @@
 """Reproduction of Snell, Zhong, Klein & Steinhardt (2021), "Approximating How Single Head Attention Learns"
 (arXiv 2103.07601), for attention classifiers: ``seqexplain reproduce snell2021 <sst2|agnews>``.
 
-Pipeline (every step resumable: finished runs, dumps and baselines are reused on a rerun in the same folder):
+Pipeline (every step resumable: finished runs, dumps and baselines are reused on a rerun in the same folder, which
+``settings.json`` claims for one experiment, seed, settings and data: :func:`claim_run`):
 
 1. Data: SST-2 (train / dev from the SST trees, words lower-cased) or AG News (``../shared/data/ag_news``, the
    test split is all there is: split 80/10/10 by file position, :mod:`seqexplain.data.ag_news`). One vocabulary
