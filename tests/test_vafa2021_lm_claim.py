@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from seqexplain.errors import InputError
-from seqexplain.experiments.vafa2021_lm_models import _quick_tokenizer, compatible_finetune
+from seqexplain.experiments.vafa2021_lm_models import (
+    LoadedModel,
+    _quick_tokenizer,
+    compatibility_note,
+    compatible_finetune,
+)
 from seqexplain.experiments.vafa2021_lm_settings import settings
 from seqexplain.runs.claims import DATA_KEY, LATE_KEY, weights_fingerprint
 
@@ -95,6 +100,8 @@ def test_compatible_folder_made_before_the_claim_warns(tokenizer, tmp_path):
         _, summary = compatible_finetune(_llama(tokenizer, 0), tokenizer, folder, root, settings(True, 0),
                                          progress=False, base="tiny")
     assert len(summary["warnings"]) == 1 and "base_model" in summary["warnings"][0]
+    note = compatibility_note(LoadedModel(None, "tiny", {"compatible": summary}))  # type: ignore[arg-type]
+    assert f"Warning: {summary['warnings'][0]}" in note  # the tables' note says it too
     claim = json.loads((folder / "training.json").read_text(encoding="utf-8"))
     assert claim[LATE_KEY] == sorted(["base_model", "settings", DATA_KEY])
     with pytest.raises(InputError, match="weights_sha256"):  # checked from now on

@@ -123,7 +123,7 @@ def _claim(out_dir: Path, base: dict[str, Any], s: Settings, data: Any) -> list[
 
 
 def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, root: Path, s: Settings,
-                        progress: bool = True, base: str = "model") -> tuple[torch.nn.Module, dict[str, Any]]:
+                        progress: bool = True, *, base: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """LoRA + word-dropout fine-tune of ``model`` (named ``base``) on WikiText-2 valid (module docstring);
     resumable in ``out_dir``, which is claimed for this base model, these settings and data first (:func:`_claim`).
     Returns the merged model and a summary (steps, seconds, losses, the held-out compatibility check of
