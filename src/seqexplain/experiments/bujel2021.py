@@ -21,7 +21,6 @@ configuration under ``accelerate launch``; with several processes only the main 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import random
 import time
@@ -46,7 +45,7 @@ from seqexplain.experiments import bujel2021_scores as src
 from seqexplain.metrics.token_labelling import evaluate_scores, sentence_prf
 from seqexplain.models.soft_attention import SoftAttentionAdapter
 from seqexplain.models.soft_attention_lstm import SoftAttentionLSTMAdapter
-from seqexplain.runs.claims import claim_folder
+from seqexplain.runs.claims import DATA_KEY, claim_folder, data_fingerprint
 from seqexplain.runs.provenance import run_record
 from seqexplain.training.soft_attention import (
     build_encoder_model,
@@ -101,16 +100,17 @@ def _sample(sents: list[LabelledSentence], n: int, seed: int) -> list[LabelledSe
 
 
 def _claim_folder(out: Path, experiment: str, cfg: SoftAttentionConfig, size: dict[str, int], on_long: str,
-                  train: list[LabelledSentence], dev: list[LabelledSentence]) -> None:
+                  train: list[LabelledSentence], dev: list[LabelledSentence]) -> list[str]:
     """Record what defines the trained encoder and BiLSTM in ``out/training.json`` (the experiment, the config with
     its seed, the sizes, the sha256 of the training and dev sentences), or raise :class:`InputError` when ``out``
     holds another run's: the models there are resumed, and a finished one is not retrained, so another experiment,
     polarity, data root or seed would be evaluated with the old models under the new name. Evaluation options
-    (methods, --max-test, --reduce, ...) may change between runs: they are recomputed."""
-    digest = hashlib.sha256(json.dumps([[s.words, s.labels, s.positive, s.sentence_label] for s in train] + [None]
-                                       + [[s.words, s.labels, s.positive, s.sentence_label] for s in dev]).encode())
-    claim_folder(out / "training.json", {
-        "experiment": experiment, "config": cfg.model_dump(), "on_long": on_long, "data_sha256": digest.hexdigest(),
+    (methods, --max-test, --reduce, ...) may change between runs: they are recomputed. Returns the claim's warnings
+    (a folder claimed without the data's sha256)."""
+    digest = data_fingerprint([[s.words, s.labels, s.positive, s.sentence_label] for s in train] + [None]
+                              + [[s.words, s.labels, s.positive, s.sentence_label] for s in dev])
+    return claim_folder(out / "training.json", {
+        "experiment": experiment, "config": cfg.model_dump(), "on_long": on_long, DATA_KEY: digest,
         **{k: size[k] for k in ("max_train", "max_dev", "steps", "lstm_epochs")}}, "bujel2021 models")
 
 
@@ -146,7 +146,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     dev = _sample(splits["dev"], size["max_dev"], seed + 1)
     test = _sample(splits["test"], size["max_test"], seed + 2)
     labels = LABELS[experiment]
-    _claim_folder(out, experiment, cfg, size, on_long, train, dev)
+    claimed = _claim_folder(out, experiment, cfg, size, on_long, train, dev)  # warned already
     times: dict[str, float] = {}
     notes: list[str] = []
 
@@ -233,6 +233,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     }
     for w in notes:
         warnings.warn(w, stacklevel=2)
+    result["warnings"] = claimed + notes
     result["markdown"] = markdown_table(result)
     atomic_write_text(out / "results.json", json.dumps(result, indent=1, default=float))
     atomic_write_text(out / "table.md", result["markdown"] + "\n")
@@ -263,4 +264,5 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines += ["", "| classifier | sentence P | R | F1 |", "|---|---:|---:|---:|"]
     for name, m in result["sentence"].items():
         lines.append(f"| {name} | {_pct(m['precision'])} | {_pct(m['recall'])} | {_pct(m['f1'])} |")
+    lines += [f"\n**warning:** {w}" for w in result.get("warnings", [])]
     return "\n".join(lines)

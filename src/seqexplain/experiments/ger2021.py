@@ -27,7 +27,6 @@ number of documents that had it — e.g. non-finite scores, which the per-type s
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import sys
@@ -62,7 +61,7 @@ from seqexplain.errors import InputError
 from seqexplain.experiments.ger2021_report import markdown
 from seqexplain.models.attention_rnn import AttentionRNN, AttentionRNNConfig, load_attention_rnn
 from seqexplain.models.attention_rnn_adapter import AttentionRNNAdapter, VectorDocument
-from seqexplain.runs.claims import claim_folder
+from seqexplain.runs.claims import DATA_KEY, claim_folder, data_fingerprint
 from seqexplain.runs.provenance import run_record
 from seqexplain.training.attention_rnn import TrainConfig, evaluate, train
 
@@ -199,16 +198,16 @@ TRAINING_FIELDS = ("n_train", "n_val", "max_words", "words_from", "hidden", "fc_
 
 
 def _claim_folder(out: Path, experiment: str, s: Settings, seed: int, docs: dict[str, list[VectorDocument]],
-                 names: list[str]) -> None:
+                 names: list[str]) -> list[str]:
     """Record what defines the models in ``out/models`` in ``out/training.json`` (experiment, seed, the settings of
     :data:`TRAINING_FIELDS`, the event types, the sha256 of the training and validation documents), or raise
     :class:`InputError` when ``out`` holds another run's: the trainer resumes a model whose architecture and
     optimiser match (a finished one is not retrained), so another experiment, ``--n-train``, ``--words-from``, ...
-    would be explained under the new settings' name. ``epochs`` may grow (training continues), not shrink."""
-    digest = hashlib.sha256(json.dumps({k: [[d.tokens, d.event_types, d.label] for d in docs[k]]
-                                        for k in ("train", "val")}).encode()).hexdigest()
-    claim_folder(out / "training.json", {
-        "experiment": experiment, "seed": seed, "event_type_names": names, "data_sha256": digest,
+    would be explained under the new settings' name. ``epochs`` may grow (training continues), not shrink. Returns
+    the claim's warnings (a folder claimed without the data's sha256)."""
+    digest = data_fingerprint({k: [[d.tokens, d.event_types, d.label] for d in docs[k]] for k in ("train", "val")})
+    return claim_folder(out / "training.json", {
+        "experiment": experiment, "seed": seed, "event_type_names": names, DATA_KEY: digest,
         **{k: getattr(s, k) for k in TRAINING_FIELDS}, "epochs": s.epochs}, "ger2021 models", may_grow=["epochs"])
 
 
@@ -333,7 +332,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
     if s.ig_baseline not in ("unk", "zero"):
         raise InputError(f"ig_baseline is 'unk' or 'zero', not {s.ig_baseline!r}")
     docs, names, warnings = build_documents(experiment, out, data_root, s, seed)
-    _claim_folder(out, experiment, s, seed, docs, names)
+    warnings += _claim_folder(out, experiment, s, seed, docs, names)
     unk = unk_vector() if s.ig_baseline == "unk" else None
     result: dict[str, Any] = {"experiment": experiment, "settings": asdict(s), "event_types": names,
                               "warnings": warnings, "decoders": {}, "paths": {}}

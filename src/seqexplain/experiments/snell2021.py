@@ -1,7 +1,8 @@
 """Reproduction of Snell, Zhong, Klein & Steinhardt (2021), "Approximating How Single Head Attention Learns"
 (arXiv 2103.07601), for attention classifiers: ``seqexplain reproduce snell2021 <sst2|agnews>``.
 
-Pipeline (every step resumable: finished runs, dumps and baselines are reused on a rerun in the same folder):
+Pipeline (every step resumable: finished runs, dumps and baselines are reused on a rerun in the same folder, which
+``settings.json`` claims for one experiment, seed, settings and data: :func:`claim_run`):
 
 1. Data: SST-2 (train / dev from the SST trees, words lower-cased) or AG News (``../shared/data/ag_news``, the
    test split is all there is: split 80/10/10 by file position, :mod:`seqexplain.data.ag_news`). One vocabulary
@@ -56,7 +57,7 @@ from seqexplain.models.rnn.vocab import Vocab
 from seqexplain.models.snell_classifier import BosEosTokenizer, SnellClassifierConfig
 from seqexplain.models.snell_saving import save_snell_classifier
 from seqexplain.runs import run_record
-from seqexplain.runs.claims import claim_folder
+from seqexplain.runs.claims import DATA_KEY, claim_folder, data_fingerprint
 from seqexplain.training.snell import (
     SnellTrainConfig,
     checkpoint_path,
@@ -165,13 +166,21 @@ def run_names(s: Settings) -> list[str]:
     return [f"normal_{chr(ord('A') + i)}" for i in range(s.n_runs)] + ["uniform"]
 
 
-def _claim_folder(out: Path, experiment: str, s: Settings, seed: int) -> None:
-    """Record the experiment, settings (but the device) and seed in ``out/settings.json``, or, when the folder holds
-    another run's, raise :class:`InputError`: its finished runs, dumps and baselines would be reused silently (a run
-    whose last checkpoint exists is not retrained) under the new settings' name."""
-    claim_folder(out / "settings.json", {"experiment": experiment, "seed": seed,
-                                         "settings": {k: v for k, v in asdict(s).items() if k != "device"}},
-                 "a snell2021 run", of="settings")
+def claim_run(out: Path, experiment: str, s: Settings, seed: int, data: Any) -> list[str]:
+    """Record the experiment, settings (but the device), seed and the sha256 of ``data`` (the training and
+    validation items as loaded: :func:`~seqexplain.runs.claims.data_fingerprint`) in ``out/settings.json``, or, when
+    the folder holds another run's, raise :class:`InputError`: its finished runs, dumps and baselines would be reused
+    silently (a run whose last checkpoint exists is not retrained) under the new settings' or data's name. A folder
+    claimed before the data were recorded takes them now; the returned warning says so (stored with the results)."""
+    return claim_folder(out / "settings.json", {"experiment": experiment, "seed": seed,
+                                                "settings": {k: v for k, v in asdict(s).items() if k != "device"},
+                                                DATA_KEY: data_fingerprint(data)},
+                        "a snell2021 run", of="settings or data")
+
+
+def with_warnings(markdown: str, notes: list[str]) -> str:
+    """``markdown`` with one ``**warning:**`` paragraph per note."""
+    return markdown + "".join(f"\n\n**warning:** {n}" for n in notes)
 
 
 def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Path | str | None = None,
@@ -181,12 +190,12 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
         raise InputError(f"unknown snell2021 experiment {experiment!r}; choose one of {', '.join(sorted(EXPERIMENTS))}")
     s = settings(quick, experiment, **options)
     out = Path(out)
-    _claim_folder(out, experiment, s, seed)
     if experiment == "multi30k":
         from seqexplain.experiments.snell2021_translation import run_translation
 
         return run_translation(s, out, data_root=data_root, seed=seed, progress=progress, quick=quick)
     train_w, val_w, n_classes = load_data(experiment, data_root)
+    notes = claim_run(out, experiment, s, seed, [train_w, val_w])
     vocab = Vocab.build([w for ws, _ in train_w for w in ws], min_count=s.min_count)
     tok = BosEosTokenizer(vocab)
     train: Examples = [(tok.encode_words(ws), y) for ws, y in train_w]
@@ -224,6 +233,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
                                "table": {}}
     refs = {split: {"px": baselines[split]["px"], "extra": {"lr": baselines[split]["lr"]}} for split in evals}
     results["table"], results["markdown"] = tables(out, experiment, list(evals), names, schedule, refs, seed)
+    results["markdown"], results["warnings"] = with_warnings(results["markdown"], notes), notes
     best = best_step(results["table"], experiment)
     save_snell_classifier(load_checkpoint(out / "runs" / names[0], best), vocab, out / "model", label_names(experiment))
     results["model"] = {"folder": "model", "run": names[0], "step": best}

@@ -61,10 +61,11 @@ def _tokenizer(out: Path, texts: list[str], vocab_size: int) -> tuple[Any, str]:
 def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: int, progress: bool,
                     quick: bool = False) -> dict[str, Any]:
     """The pipeline of the module docstring with settings ``s`` (:class:`seqexplain.experiments.snell2021.Settings`)."""
-    from seqexplain.experiments.snell2021 import best_step, results_heading, run_names, tables
+    from seqexplain.experiments.snell2021 import best_step, claim_run, results_heading, run_names, tables, with_warnings
 
     train_c = read_multi30k("train", root=data_root).subset(s.n_train)
     val_c, test_c = read_multi30k("val", root=data_root), read_multi30k("test", root=data_root)
+    notes = claim_run(out, "multi30k", s, seed, [train_c.source, train_c.target, val_c.source, val_c.target])
     tok, vh = _tokenizer(out, train_c.source + train_c.target, s.vocab_size)
 
     def enc(corpus: Any) -> Pairs:
@@ -113,7 +114,9 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
     if n_cut:
         markdown += (f"\n\n**warning:** {n_cut} of {len(test)} beam-search translations reached the length limit "
                      "without </s> and were scored cut off.")
-    results = {"experiment": "multi30k", "settings": asdict(s), "schedule": schedule, "vocab_size": len(tok),
+    markdown = with_warnings(markdown, notes)
+    results = {"experiment": "multi30k", "settings": asdict(s), "warnings": notes, "schedule": schedule,
+               "vocab_size": len(tok),
                "n_train": len(train), "n_eval": {k: len(v) for k, v in evals.items()},
                "n_rows": {k: sum(len(p[1]) for p in v) for k, v in evals.items()},
                "baselines": {"word_translation": base_info}, "table": table, "best_run_a": final,

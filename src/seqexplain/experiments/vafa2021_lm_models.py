@@ -5,7 +5,8 @@
   :class:`~seqexplain.models.hf.HFModel` in a :class:`LoadedModel` (with what made it: the result stores' stamp).
 * :func:`compatible_finetune`: LoRA adapters + ``uniform_length`` word dropout on half the batches
   (:mod:`seqexplain.training.compatible`) on WikiText-2 *valid*; the adapters are merged before rationalizing and
-  the run is cached in ``<out>/compatible-<steps>steps`` (resumable). :func:`held_out_losses` measures the
+  the run is cached in ``<out>/compatible-<steps>steps`` (resumable; its ``training.json`` claims it for the base
+  model, the fine-tune's settings and the data: a run with another is refused). :func:`held_out_losses` measures the
   compatibility on WikiText-2 *test* (full context vs word dropout) before and after; :func:`compatibility_note`
   writes it as a sentence for the tables.
 * :func:`leakage_check`: how many evaluated texts share an 8-word window with the training text.
@@ -27,6 +28,7 @@ from seqexplain.data.paths import require_data
 from seqexplain.errors import DataError
 from seqexplain.experiments.vafa2021_lm_settings import Settings
 from seqexplain.models.hf import HFAdapter, HFModel
+from seqexplain.runs.claims import DATA_KEY, claim_folder, data_fingerprint, weights_fingerprint
 
 
 # =========================================================================== models
@@ -96,11 +98,36 @@ def _merge_lora(model: torch.nn.Module) -> torch.nn.Module:
     return merge() if callable(merge) else model
 
 
+def base_model_identity(model: torch.nn.Module, tokenizer: Any, name: str) -> dict[str, Any]:
+    """What a fine-tune starts from: the model's name, the sha256 of its weights
+    (:func:`~seqexplain.runs.claims.weights_fingerprint`: the same architecture with other weights differs) and of
+    its tokenizer's vocabulary and special tokens (the quick model's tokenizer is trained on the evaluated texts, so
+    two recipes' quick models differ there). Its config is left out: the weights pin what matters, and the config's
+    serialisation changes with the transformers version."""
+    specials = {k: getattr(tokenizer, f"{k}_token_id", None) for k in ("bos", "eos", "pad", "unk")}
+    return {"name": name, "weights_sha256": weights_fingerprint(model),
+            "tokenizer_sha256": data_fingerprint([sorted(tokenizer.get_vocab().items()), specials])}
+
+
+def _claim(out_dir: Path, base: dict[str, Any], s: Settings, data: Any) -> list[str]:
+    """Record in ``out_dir/training.json`` what the fine-tune in ``out_dir`` is made from (the base model's
+    identity, the settings that define the fine-tune and its check, the sha256 of the training and held-out rows),
+    or raise :class:`InputError` naming what differs: the LoRA checkpoints there are resumed (a finished run is not
+    retrained) and the held-out losses in ``compatibility.json`` reused. A folder made before this claim (it holds
+    checkpoints or ``compatibility.json`` but no claim) is claimed now, with the returned warning."""
+    made = (out_dir / "compatibility.json").is_file() or (out_dir / "checkpoints" / "latest.json").is_file()
+    return claim_folder(out_dir / "training.json",
+                        {"base_model": base, "settings": {**s.compatible_settings(), "quick": s.quick,
+                                                          "eval_rows": s.eval_rows}, DATA_KEY: data_fingerprint(data)},
+                        "a compatibility fine-tune", of="base model, settings or data", unclaimed_contents=made)
+
+
 def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, root: Path, s: Settings,
-                        progress: bool = True) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """LoRA + word-dropout fine-tune of ``model`` on WikiText-2 valid (module docstring); resumable in
-    ``out_dir``. Returns the merged model and a summary (steps, seconds, losses, and the held-out compatibility
-    check of :func:`held_out_losses` before and after, cached in ``out_dir/compatibility.json``)."""
+                        progress: bool = True, *, base: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """LoRA + word-dropout fine-tune of ``model`` (named ``base``) on WikiText-2 valid (module docstring);
+    resumable in ``out_dir``, which is claimed for this base model, these settings and data first (:func:`_claim`).
+    Returns the merged model and a summary (steps, seconds, losses, the held-out compatibility check of
+    :func:`held_out_losses` before and after, cached in ``out_dir/compatibility.json``, and the claim's warnings)."""
     from seqexplain.training.causal_lm_data import TokenData
     from seqexplain.training.compatible import apply_lora, train_causal_lm
     from seqexplain.training.compatible_config import TrainConfig
@@ -112,6 +139,8 @@ def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, r
         rows = rows[: s.train_batch * 4]
     if len(rows) < s.train_batch:
         raise DataError("WikiText-2 valid gives too few training rows for the compatibility fine-tune")
+    notes = _claim(out_dir, base_model_identity(model, tokenizer, base), s,
+                   {"train": rows, "held_out": held_out_rows(tokenizer, root, s)})
     train = TokenData.from_lists(rows, pad_token_id=int(tokenizer.pad_token_id or 0))
     check_file = out_dir / "compatibility.json"
     check = json.loads(check_file.read_text(encoding="utf-8")) if check_file.is_file() else {}
@@ -138,8 +167,17 @@ def compatible_finetune(model: torch.nn.Module, tokenizer: Any, out_dir: Path, r
                "word_dropout": "uniform_length", "mixture": s.mixture,
                "loss_first": result.history[0]["train_loss"] if result.history else None,
                "loss_last": result.history[-1]["train_loss"] if result.history else None,
-               "held_out": check}
+               "held_out": check, "warnings": notes}
     return merged, summary
+
+
+def held_out_rows(tokenizer: Any, root: Path, s: Settings) -> list[list[int]]:
+    """The first ``s.eval_rows`` rows of WikiText-2 *test*, packed like the training rows."""
+    text = (require_data("wikitext2", root) / "test.txt").read_text(encoding="utf-8")
+    rows = _training_rows(tokenizer, text, s.train_length)[: s.eval_rows]
+    if not rows:
+        raise DataError("WikiText-2 test gives no held-out rows for the compatibility check")
+    return rows
 
 
 def held_out_losses(model: torch.nn.Module, tokenizer: Any, root: Path, s: Settings) -> dict[str, Any]:
@@ -149,10 +187,7 @@ def held_out_losses(model: torch.nn.Module, tokenizer: Any, root: Path, s: Setti
     from seqexplain.training.causal_lm_data import TokenData
     from seqexplain.training.causal_lm_loss import evaluate_lm
 
-    text = (require_data("wikitext2", root) / "test.txt").read_text(encoding="utf-8")
-    rows = _training_rows(tokenizer, text, s.train_length)[: s.eval_rows]
-    if not rows:
-        raise DataError("WikiText-2 test gives no held-out rows for the compatibility check")
+    rows = held_out_rows(tokenizer, root, s)
     data = TokenData.from_lists(rows, pad_token_id=int(tokenizer.pad_token_id or 0))
     full = evaluate_lm(model, data, batch_size=8)
     dropped = evaluate_lm(model, data, batch_size=8, word_dropout="uniform_length", seed=s.seed)
@@ -167,6 +202,7 @@ def compatibility_note(loaded: LoadedModel) -> str:
         return ""
     text = (f" Compatibility fine-tune: {info['steps']} LoRA steps of {info['batch_size']} × {info['row_tokens']} "
             f"tokens ({info['train_seconds']:.0f} s).")
+    text += "".join(f" Warning: {w}" for w in info.get("warnings", []))
     held = info.get("held_out", {})
     if "shipped" in held and "compatible" in held:
         a, b = held["shipped"], held["compatible"]
@@ -203,7 +239,7 @@ def load_lm(out_dir: Path, quick: bool, root: Path, compatible: bool, s: Setting
     info: dict[str, Any] = {"model": name}
     if compatible:
         folder = out_dir / f"compatible-{s.train_steps}steps"
-        model, train_info = compatible_finetune(model, tokenizer, folder, root, s, progress)
+        model, train_info = compatible_finetune(model, tokenizer, folder, root, s, progress, base=name)
         info["compatible"] = train_info
         name += " + compatible LoRA"
     model.eval()
@@ -212,5 +248,5 @@ def load_lm(out_dir: Path, quick: bool, root: Path, compatible: bool, s: Setting
     return LoadedModel(wrapped, name, info, stamp)
 
 
-__all__ = ["LoadedModel", "compatibility_note", "compatible_finetune", "held_out_losses", "leakage_check", "load_lm",
-           "training_text"]
+__all__ = ["LoadedModel", "base_model_identity", "compatibility_note", "compatible_finetune", "held_out_losses",
+           "held_out_rows", "leakage_check", "load_lm", "training_text"]

