@@ -14,6 +14,10 @@ their gold labels, gradient norm). Probes (``--probe``, each run ``--runs`` time
 * ``workers``: the direct loop as one loop of ``--threads`` intra-op threads against ``--threads`` Python worker
   threads of one intra-op thread each (half the sentences each).
 * ``sdpa``: the direct loop under each scaled-dot-product-attention backend of the CPU (default, math, flash).
+* ``gc``: the garbage collector's share in a long job: explain_many and one-at-a-time each run ``--runs`` times over
+  the sentences in one loop that keeps every result (as a user collecting a corpus's attributions does), the garbage
+  collected before each loop; the full (generation-2) collections inside and their seconds. First, the number of
+  tracked objects explain_many holds at its first forward (a pack's examples, alive while it computes).
 """
 
 from __future__ import annotations
@@ -33,12 +37,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 from _common import git_commit, machine_info  # noqa: E402
-from _explain_many_runners import Items, load_classifier, many_runner, sentences, torch_packed_runner  # noqa: E402
+from _explain_many_runners import (  # noqa: E402
+    Items,
+    load_classifier,
+    many_runner,
+    sentences,
+    single_runner,
+    torch_packed_runner,
+)
 
 import seqexplain  # noqa: E402
 from seqexplain.models.batching import length_groups  # noqa: E402
 
-PROBES = ("phases", "many", "grouping", "workers", "sdpa")
+PROBES = ("phases", "many", "grouping", "workers", "sdpa", "gc")
 
 
 class Clock:
@@ -186,6 +197,36 @@ def main() -> None:
             print(f"# {name}: {len(groups)} forwards, padding {100 * (padded / sum(lengths) - 1):.1f} % of the real "
                   "tokens")
         timings({"explain_many's packs": direct, "equal lengths": grouped(equal_length_groups)}, items, args.runs)
+    elif args.probe == "gc":
+        gc.collect()
+        before, alive = len(gc.get_objects()), []
+        score_many = wrapped.score_many
+
+        def counting(parts: Any) -> Any:  # tracked objects alive at explain_many's first forward
+            if not alive:
+                gc.collect()
+                alive.append(len(gc.get_objects()) - before)
+            return score_many(parts)
+
+        wrapped.score_many = counting  # type: ignore[method-assign]
+        many(items)
+        wrapped.score_many = score_many  # type: ignore[method-assign]
+        print(f"explain_many holds {alive[0]} more garbage-collector-tracked objects at its first forward than before "
+              f"it began ({len(items)} sentences in the pack)", flush=True)
+        clock = Clock()
+        for name, fn in (("explain_many", many), ("one-at-a-time", single_runner(wrapped, "gradient_norm", {}))):
+            kept: list[Any] = []
+            gc.collect()
+            with clock.run(name):
+                t0 = time.perf_counter()
+                for _ in range(args.runs):
+                    kept.extend(fn(items))
+                wall = time.perf_counter() - t0
+            full = clock.gc_full.get(name, [])
+            print(f"{name}: {len(kept)} sentences in {wall:.1f} s; {len(full)} full garbage collection(s) inside, "
+                  f"{sum(full):.2f} s ({100 * sum(full) / wall:.1f} % of the wall time): "
+                  f"{[round(x, 3) for x in full]}", flush=True)
+            del kept
     elif args.probe == "workers":
         timings({f"one loop, {args.threads} threads": direct,
                  f"{args.threads} workers, 1 thread each": in_workers(direct, args.threads)}, items, args.runs)
