@@ -7,7 +7,8 @@ record without a configured field, which ``datasets`` would fill with null) is a
 blank lines, or wraps pandas' message). A CSV / TSV file's text and id fields are read as the strings written
 (``007`` stays ``007``); other fields keep pandas' types (a label column of numerals is class indices). Gold
 rationales are ``[start, end)`` character spans of the text; a span outside the text is a :class:`DataError`
-naming the example.
+naming the example. Also refused, naming the line: bytes that are not UTF-8, a configured target or id field that
+is null (JSONL ``null``), and an id that repeats an earlier example's (the rows of the results are told apart by id).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def _sha256(paths: list[Path]) -> str:
 def _files(cfg: DataConfig) -> list[Path]:
     if cfg.format in _BUILDERS:
         p = Path(str(cfg.path))
+        if p.is_dir():
+            raise DataError(f"data file {p} is a folder, not a file; set data.path to the {cfg.format} file")
         if not p.is_file():
             raise DataError(f"data file {p} not found; check data.path in the configuration")
         return [p]
@@ -75,13 +78,24 @@ def data_fingerprint(cfg: DataConfig) -> str:
     return _sha256(_files(cfg))
 
 
+def _decode(raw: bytes, path: Path, n: int) -> str:
+    """Line ``n`` of ``path`` as text (a byte order mark on the first line is dropped, as ``datasets`` does);
+    :class:`DataError` naming the line when it is not UTF-8."""
+    try:
+        return raw.decode("utf-8-sig" if n == 1 else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}:{n}: not UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); save the file "
+                        "as UTF-8") from None
+
+
 def _check_jsonl(path: Path, fields: list[str]) -> list[int]:
     """The line number of each record; :class:`DataError` at the first line that is not a JSON object or lacks one of
     ``fields`` (``datasets`` would fill a missing key with null, which reads as "no target": the model's prediction
     would be explained for that record alone)."""
     lines = []
-    with open(path, encoding="utf-8-sig") as f:  # a byte order mark is allowed, as datasets reads it
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            line = _decode(raw, path, n)
             if not line.strip():
                 continue
             try:
@@ -101,6 +115,9 @@ def _check_csv(path: Path, delimiter: str) -> list[int]:
     """The line number of each record; :class:`DataError` at the first row whose field count differs from the
     header's."""
     lines = []
+    with open(path, "rb") as raw:
+        for n, line in enumerate(raw, 1):
+            _decode(line, path, n)
     with open(path, encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
         try:
@@ -174,13 +191,28 @@ def _field(record: dict[str, Any], name: str, where: str) -> Any:
     return record[name]
 
 
+def _present(record: dict[str, Any], name: str, where: str) -> Any:
+    """A configured field's value; :class:`DataError` when it is null (a null target would read as "explain the
+    prediction" for that example alone, a null id would become the id ``"None"``)."""
+    value = _field(record, name, where)
+    if value is None:
+        raise DataError(f"{where}: field {name!r} is null; give every example a value (or unset data.*_field)")
+    return value
+
+
 def _from_records(cfg: DataConfig) -> Iterator[Item]:
+    seen: dict[str, str] = {}  # id -> where it first occurs
     for index, (record, where) in enumerate(_records(cfg)):
         text = _field(record, cfg.text_field, where)
         if not isinstance(text, str) or not text.strip():
             raise DataError(f"{where}: field {cfg.text_field!r} must be a non-empty text")
-        target = None if cfg.target_field is None else _field(record, cfg.target_field, where)
-        ident = str(_field(record, cfg.id_field, where)) if cfg.id_field else str(index)
+        target = None if cfg.target_field is None else _present(record, cfg.target_field, where)
+        ident = str(_present(record, cfg.id_field, where)) if cfg.id_field else str(index)
+        if cfg.id_field:
+            if ident in seen:
+                raise DataError(f"{where}: id {ident!r} repeats the id of {seen[ident]}; ids name the rows of the "
+                                "results, so make them unique (or unset data.id_field to number the examples)")
+            seen[ident] = where
         spans = None
         if cfg.rationale_field is not None:
             spans = check_spans(_field(record, cfg.rationale_field, where), text, where)
