@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from seqexplain.errors import InputError, SeqExplainError
 
 DataFormat = Literal["jsonl", "csv", "tsv", "parquet", "sst", "eraser"]
+MAX_SEED = 2**31 - 1  # the seeds of every method and baseline are derived from it and must stay valid for numpy
 AgreementName = Literal["kendall_tau", "spearman", "top_k", "top_k_overlap"]
 
 
@@ -166,7 +167,7 @@ class RunConfig(Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     output: OutputConfig
     shard_size: int = Field(32, ge=1)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     threads: int | None = Field(None, ge=1)
     pack: int = Field(64, ge=1, description="examples explained together by batched methods (≤ shard_size used)")
 
@@ -209,9 +210,17 @@ def parse_config(raw: dict[str, Any], source: str = "config") -> RunConfig:
 def read_config(path: str | os.PathLike[str]) -> RunConfig:
     """Read a ``.toml`` or ``.yaml`` / ``.yml`` run configuration; relative paths become relative to its folder."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"config file {p} is a folder, not a file; give a .toml or .yaml run configuration")
     if not p.is_file():
         raise InputError(f"config file {p} not found; give a .toml or .yaml run configuration")
-    text = p.read_text(encoding="utf-8")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 (byte {exc.object[exc.start]:#04x} at offset {exc.start}); save the "
+                         "configuration as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"cannot read the config file {p}: {exc.strerror or exc}") from None
     suffix = p.suffix.lower()
     try:
         if suffix == ".toml":
@@ -294,6 +303,6 @@ def config_hash(defining: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(defining, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-__all__ = ["AgreementConfig", "DataConfig", "FaithfulnessConfig", "MethodConfig", "MetricsConfig", "ModelConfig",
-           "OutputConfig", "PlausibilityConfig", "RunConfig", "config_hash", "parse_config", "read_config",
-           "model_fingerprint", "resolve_paths", "result_defining"]
+__all__ = ["MAX_SEED", "AgreementConfig", "DataConfig", "FaithfulnessConfig", "MethodConfig", "MetricsConfig",
+           "ModelConfig", "OutputConfig", "PlausibilityConfig", "RunConfig", "config_hash", "parse_config",
+           "read_config", "model_fingerprint", "resolve_paths", "result_defining"]

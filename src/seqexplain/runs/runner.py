@@ -2,11 +2,12 @@
 
 Order of work, so that a refused run writes nothing and a killed run loses nothing:
 
-1. check the output folder (writable?), fingerprint the data and the model, hash the result-defining config
-   (:mod:`seqexplain.runs.config`); in a distributed run every rank compares hashes (:mod:`.distributed`);
+1. check the output folder (writable?) and the model's device and path, fingerprint the data and the model, hash
+   the result-defining config (:mod:`seqexplain.runs.config`); in a distributed run every rank compares hashes
+   (:mod:`.distributed`);
 2. read the whole data once (malformed rows and rationale spans outside their text fail here);
-3. rank 0 locks the folder, refuses one made by another config, writes ``run.json`` and removes a killed run's
-   temporary files;
+3. rank 0 locks the folder, refuses one made by another config (unless it holds no shard: a start that failed
+   loading the model), writes ``run.json`` and removes a killed run's temporary files;
 4. each rank explains the shards it owns that have no finished file, one shard in memory at a time, each written
    atomically; a progress bar counts examples, with an ETA;
 5. after a barrier, rank 0 writes ``manifest.json``, the merged ``results.parquet`` and the reports.
@@ -25,7 +26,7 @@ import torch
 
 from seqexplain.errors import InputError, ModelLoadError, SeqExplainError
 from seqexplain.models.base import SequenceModel
-from seqexplain.models.loading import load_model
+from seqexplain.models.loading import check_device, load_model
 from seqexplain.runs import output_dir
 from seqexplain.runs.compute import encode, shard_rows
 from seqexplain.runs.config import ModelConfig, RunConfig, config_hash, model_fingerprint, result_defining
@@ -73,6 +74,16 @@ def load_run_model(cfg: ModelConfig, seed: int, device: str | None) -> SequenceM
                       autocast=cfg.autocast, allow_new_head=cfg.allow_new_head)
 
 
+def _check_model(cfg: ModelConfig, device: str | None) -> None:
+    """What is wrong with the model's settings that can be told before anything is written: a device this machine
+    lacks, a model path that does not exist."""
+    if device is not None:
+        check_device(device)
+    if cfg.path is not None and not Path(cfg.path).exists():
+        raise ModelLoadError(f"model path {cfg.path} does not exist; give a local model directory or a .gguf file "
+                             "as model.path")
+
+
 def run(cfg: RunConfig, *, progress: bool = True, command: str | None = None,
         shard_hook: Any = None) -> RunResult:
     """Run (or resume) ``cfg``; under a distributed launcher this process does its rank's part
@@ -91,6 +102,7 @@ def _run(cfg: RunConfig, ctx: Context, progress: bool, command: str | None, shar
     start = time.perf_counter()
     apply_threads(cfg.threads)
     folder = output_dir(cfg.output.dir)
+    _check_model(cfg.model, ctx.device(cfg.model.device))
     defining = result_defining(cfg, data_fingerprint(cfg.data), model_fingerprint(cfg.model))
     digest = config_hash(defining)
     ctx.check_same_config(digest)
@@ -125,7 +137,7 @@ def _run(cfg: RunConfig, ctx: Context, progress: bool, command: str | None, shar
         store.write_rank_manifest(ctx.rank, ctx.world, mine)
         ctx.barrier()
         if ctx.rank == 0:
-            result.manifest = store.finish(cfg.output.merge)
+            result.manifest = store.finish(cfg.output.merge, ctx.world)
             if cfg.output.report:
                 from seqexplain.runs.summary import write_reports
 

@@ -93,8 +93,9 @@ class RunStore:
     @classmethod
     def open(cls, folder: Path, config_hash: str, defining: dict[str, Any], n_items: int, shard_size: int,
              record: dict[str, Any], create: bool = True) -> RunStore:
-        """Open ``folder`` for a run of ``config_hash``: refuse one made by another config; write ``run.json`` when
-        the folder is new (``create``; in a distributed run only rank 0 does)."""
+        """Open ``folder`` for a run of ``config_hash``: refuse one made by another config (or data of another
+        length) once it holds a shard; write ``run.json`` when the folder is new or holds only the ``run.json`` of a
+        start that failed before its first shard (``create``; in a distributed run only rank 0 does)."""
         run_file = folder / RUN_FILE
         if run_file.exists():
             try:
@@ -103,25 +104,28 @@ class RunStore:
                 raise InputError(f"{run_file} is unreadable ({exc}); it is not a seqexplain run folder — choose "
                                  "another output.dir") from None
             old = existing.get("config_hash")
-            if old != config_hash:
-                raise InputError(f"the output folder {folder} holds a run of another configuration (hash "
-                                 f"{str(old)[:12]}, this one {config_hash[:12]}); choose another output.dir — "
-                                 "results are never mixed")
-            if existing.get("n_items") != n_items:
+            if old == config_hash and existing.get("n_items") == n_items:
+                return cls(folder, config_hash, n_items, shard_size)
+            if not create or any((folder / "shards").glob("shard-*.parquet")):
+                if old != config_hash:
+                    raise InputError(f"the output folder {folder} holds a run of another configuration (hash "
+                                     f"{str(old)[:12]}, this one {config_hash[:12]}); choose another output.dir — "
+                                     "results are never mixed")
                 raise InputError(f"{run_file} counts {existing.get('n_items')} examples but the data now has "
                                  f"{n_items}; choose another output.dir")
-        elif create:
+            # else a start that failed before its first shard (a model that would not load): nothing to mix
+        elif not create:
+            raise InputError(f"{run_file} is missing; rank 0 creates it — start every rank with the same "
+                             "configuration")
+        else:
             stray = [p.name for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []
             if stray:
                 raise InputError(f"the output folder {folder} is not empty and holds no {RUN_FILE} "
                                  f"({', '.join(stray[:3])}); choose an empty or new output.dir")
-            folder.mkdir(parents=True, exist_ok=True)
-            body = {"format_version": FORMAT_VERSION, "config_hash": config_hash, "n_items": n_items,
-                    "shard_size": shard_size, "config": defining, "run": record}
-            atomic_write_text(run_file, json.dumps(body, indent=2, sort_keys=True) + "\n")
-        else:
-            raise InputError(f"{run_file} is missing; rank 0 creates it — start every rank with the same "
-                             "configuration")
+        folder.mkdir(parents=True, exist_ok=True)
+        body = {"format_version": FORMAT_VERSION, "config_hash": config_hash, "n_items": n_items,
+                "shard_size": shard_size, "config": defining, "run": record}
+        atomic_write_text(run_file, json.dumps(body, indent=2, sort_keys=True) + "\n")
         return cls(folder, config_hash, n_items, shard_size)
 
     # ------------------------------------------------------------------------------------------ shards
@@ -194,9 +198,10 @@ class RunStore:
         atomic_write_text(path, json.dumps(body, indent=1) + "\n")
         return path
 
-    def finish(self, merge: bool) -> dict[str, Any]:
-        """Once every shard is there: ``manifest.json`` (per shard: rows, skipped; the ranks' manifests) and,
-        with ``merge``, ``results.parquet``. Raises :class:`DataError` naming missing shards."""
+    def finish(self, merge: bool, world: int = 1) -> dict[str, Any]:
+        """Once every shard is there: ``manifest.json`` (per shard: rows, skipped; the manifests of this
+        invocation's ``world`` ranks — a rank manifest left by an earlier invocation with more processes is not
+        listed) and, with ``merge``, ``results.parquet``. Raises :class:`DataError` naming missing shards."""
         missing = self.missing()
         if missing:
             raise DataError(f"{len(missing)} shard(s) of {self.folder} are not finished (first: {missing[0]}); rerun "
@@ -213,9 +218,12 @@ class RunStore:
         ranks = []
         for p in sorted(self.folder.glob("manifest-rank-*.json")):
             try:
-                ranks.append(json.loads(p.read_text(encoding="utf-8")))
+                body = json.loads(p.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue
+            if (isinstance(body, dict) and body.get("world_size") == world
+                    and body.get("config_hash") == self.config_hash):
+                ranks.append(body)
         manifest = {"config_hash": self.config_hash, "n_items": self.n_items, "shard_size": self.shard_size,
                     "n_rows": sum(s["n_rows"] for s in shards),
                     "n_skipped": sum(len(s["skipped"]) for s in shards), "shards": shards, "runs": runs,
