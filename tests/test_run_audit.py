@@ -237,3 +237,28 @@ def test_record_store_with_a_damaged_settings_file_is_one_line(tmp_path):
     (tmp_path / "r.jsonl.settings.json").write_text("{not json")
     with pytest.raises(InputError, match="r.jsonl.settings.json"):
         RecordStore(tmp_path / "r.jsonl", settings={"model": "a"})
+
+
+def test_large_weight_files_are_fingerprinted_by_spread_blocks(tmp_path, monkeypatch):
+    """Above the whole-file size the fingerprint reads blocks from start to end: a copy elsewhere is the same model,
+    a change in the first or the last block is another."""
+    import seqexplain.runs.config as config
+
+    monkeypatch.setattr(config, "_WHOLE", 1 << 10)
+    monkeypatch.setattr(config, "_BLOCK", 256)
+    monkeypatch.setattr(config, "_SAMPLES", 4)
+    rng = np.random.default_rng(0)
+    content = bytearray(rng.integers(0, 256, 1 << 16, dtype=np.uint8).tobytes())
+    prints = []
+    for n, where in enumerate([0, None, len(content) - 1]):
+        folder = tmp_path / f"m{n}"
+        folder.mkdir()
+        changed = bytearray(content)
+        if where is not None:
+            changed[where] ^= 1
+        (folder / "model.safetensors").write_bytes(bytes(changed))
+        prints.append(config.model_fingerprint(config.ModelConfig(path=str(folder))))
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "model.safetensors").write_bytes(bytes(content))
+    copy = config.model_fingerprint(config.ModelConfig(path=str(tmp_path / "copy")))
+    assert len(set(prints)) == 3 and copy == prints[1]

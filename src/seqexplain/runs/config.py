@@ -5,8 +5,8 @@ line, ``<file>: <key.path>: <message>``. Relative paths in the file are relative
 user's home.
 
 The *result-defining* part of a configuration (everything except ``output`` and ``threads``, with the data path
-replaced by the data file's sha256 and the model path by :func:`model_fingerprint`) is hashed (:func:`config_hash`);
-a run folder records the hash and refuses a configuration with another.
+replaced by the data file's sha256 and the model path by :func:`model_fingerprint`, which reads the weights) is
+hashed (:func:`config_hash`); a run folder records the hash and refuses a configuration with another.
 """
 
 from __future__ import annotations
@@ -273,9 +273,31 @@ def result_defining(cfg: RunConfig, data_sha256: str | None, model_fingerprint: 
     return d
 
 
+_WHOLE = 64 << 20  # files up to this size are hashed whole
+_SAMPLES, _BLOCK = 256, 64 << 10  # larger files: this many blocks of this size, evenly spread, first and last included
+
+
+def _file_digest(path: Path) -> str:
+    """sha256 of a file's name, size and content: all of it up to 64 MiB, else 256 blocks of 64 KiB spread evenly
+    (16 MiB read; weights saved again after more training differ in every block)."""
+    size = path.stat().st_size
+    h = hashlib.sha256(f"{path.name}:{size};".encode())
+    with open(path, "rb") as f:
+        if size <= _WHOLE:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        else:
+            step = (size - _BLOCK) / (_SAMPLES - 1)
+            for i in range(_SAMPLES):
+                f.seek(round(i * step))
+                h.update(f.read(_BLOCK))
+    return h.hexdigest()
+
+
 def model_fingerprint(cfg: ModelConfig) -> str:
-    """sha256 over the model folder's ``config.json`` and the names and sizes of its files (cheap, independent of
-    where the folder is), or over the package's name and version."""
+    """sha256 over the model folder's files (name, size and content, :func:`_file_digest`; independent of where the
+    folder is, so a copy is the same model and weights saved again in place are another), or over the package's
+    name and version."""
     h = hashlib.sha256()
     if cfg.package is not None:
         from importlib import metadata
@@ -287,14 +309,9 @@ def model_fingerprint(cfg: ModelConfig) -> str:
         h.update(f"package:{cfg.package}=={version}".encode())
         return h.hexdigest()
     path = Path(str(cfg.path))
-    if path.is_file():
-        h.update(f"{path.name}:{path.stat().st_size}".encode())
-        return h.hexdigest()
-    if (path / "config.json").is_file():
-        h.update((path / "config.json").read_bytes())
-    for f in sorted(path.iterdir()) if path.is_dir() else []:
-        if f.is_file():
-            h.update(f"{f.name}:{f.stat().st_size};".encode())
+    files = [path] if path.is_file() else sorted(f for f in path.iterdir() if f.is_file()) if path.is_dir() else []
+    for f in files:
+        h.update(_file_digest(f).encode())
     return h.hexdigest()
 
 
