@@ -312,7 +312,12 @@ def run_corpus(
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"truncate": True})})
     command = rerun_command(["seqexplain", "run", str(config)], {"--out": out, "--threads": threads, "--seed": seed,
                                                             "--truncate": truncate})
-    result = run(cfg, progress=progress, command=command)
+    try:
+        result = run(cfg, progress=progress, command=command)
+    except KeyboardInterrupt:
+        print_warning(f"interrupted; the finished shards in {cfg.output.dir} are kept — rerun the same command to "
+                      "resume")
+        raise typer.Exit(130) from None
     if result.rank != 0:
         return
     err = stderr_console()

@@ -97,7 +97,11 @@ class RecordStore:
         marker = self.path.with_name(self.path.name + ".settings.json")
         wanted = json.loads(json.dumps(settings, sort_keys=True, default=str))
         if marker.is_file():
-            saved = json.loads(marker.read_text(encoding="utf-8"))
+            try:
+                saved = json.loads(marker.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{marker} is unreadable ({exc}); it was changed by another program — delete "
+                                 f"{self.path.parent} to start over, or use another output folder") from None
             if saved != wanted:
                 changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
                 raise InputError(f"{self.path.parent} holds results made with other settings "
