@@ -262,3 +262,19 @@ def test_large_weight_files_are_fingerprinted_by_spread_blocks(tmp_path, monkeyp
     (tmp_path / "copy" / "model.safetensors").write_bytes(bytes(content))
     copy = config.model_fingerprint(config.ModelConfig(path=str(tmp_path / "copy")))
     assert len(set(prints)) == 3 and copy == prints[1]
+
+
+@pytest.mark.parametrize("content", [b"", b"\n \n"])
+def test_an_empty_jsonl_file_holds_no_examples(tmp_path, model, content):
+    """A 0-byte JSONL file was a ``RuntimeError: generator raised StopIteration`` traceback from ``datasets``."""
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(content)
+    _one_error(*_cli(_config(tmp_path, model, data)), "holds no examples")
+    assert not (tmp_path / "out").exists()
+
+
+def test_progress_bar_counts_examples(tmp_path, model):
+    data = corpus(tmp_path / "d.jsonl", 4)
+    result = CliRunner().invoke(app, ["run", str(_config(tmp_path, model, data))], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert "seqexplain run: 100%" in result.output and "4/4" in result.output

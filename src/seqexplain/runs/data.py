@@ -146,6 +146,8 @@ def _records(cfg: DataConfig) -> Iterator[tuple[dict[str, Any], str]]:
         lines = _check_csv(path, "\t" if cfg.format == "tsv" else ",")
     else:
         lines = []
+    if cfg.format != "parquet" and not lines:
+        return  # no record (an empty file: datasets would fail inside its generator)
     import datasets
 
     kwargs: dict[str, Any] = {"delimiter": "\t"} if cfg.format == "tsv" else {}
