@@ -278,3 +278,28 @@ def test_progress_bar_counts_examples(tmp_path, model):
     result = CliRunner().invoke(app, ["run", str(_config(tmp_path, model, data))], env=ENV)
     assert result.exit_code == 0, result.output
     assert "seqexplain run: 100%" in result.output and "4/4" in result.output
+
+
+def _edit_data(tmp_path: Path, model_dir: Path, data: Path) -> dict:
+    data.write_text(data.read_text().replace("delight", "del1ght"))  # the same length, edited in place
+    return {}
+
+
+@pytest.mark.parametrize("change", [
+    lambda t, m, d: {"methods": [{"name": "gradient_norm"}, {"name": "grad_x_input"},
+                                 {"name": "occlusion", "options": {"token_budget": 2048}}]},
+    _edit_data,
+    lambda t, m, d: {"data": {"target_field": None}},
+    lambda t, m, d: {"data": {"labels": ["0", "1"]}},
+    lambda t, m, d: {"data": {"truncate": True}},
+    lambda t, m, d: {"metrics": {"faithfulness": {"random_repeats": 2, "bins": [20.0]}}},
+], ids=["method-option", "data-edited", "target", "labels", "truncate", "bins"])
+def test_an_interrupted_run_resumed_with_a_change_is_refused_and_kept(tmp_path, model, change):
+    data = corpus(tmp_path / "d.jsonl", 6)
+    cfg = _config(tmp_path, model, data)
+    run(read_config(cfg), progress=False)
+    (tmp_path / "out" / "shards" / "shard-000001.parquet").unlink()
+    before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix != ".lock"}
+    changed = _config(tmp_path, model, data, name="changed.yaml", **change(tmp_path, model, data))
+    _one_error(*_cli(changed), "holds a run of another configuration")
+    assert before == {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix != ".lock"}
