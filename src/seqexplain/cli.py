@@ -294,7 +294,8 @@ def run_corpus(
 
     Scale-out: torchrun --nproc-per-node N -m seqexplain.cli run CONFIG shares the shards out.
     """
-    from seqexplain.runs.config import MAX_SEED, read_config
+    from seqexplain.experiments.registry import check_seed
+    from seqexplain.runs.config import read_config
     from seqexplain.runs.runner import run
 
     cfg = read_config(config)
@@ -305,9 +306,7 @@ def run_corpus(
             raise InputError(f"--threads must be at least 1, got {threads}")
         cfg = cfg.model_copy(update={"threads": threads})
     if seed is not None:
-        if not 0 <= seed <= MAX_SEED:
-            raise InputError(f"--seed must be 0 to {MAX_SEED}, got {seed}")
-        cfg = cfg.model_copy(update={"seed": seed})
+        cfg = cfg.model_copy(update={"seed": check_seed(seed)})
     if truncate:
         cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"truncate": True})})
     command = rerun_command(["seqexplain", "run", str(config)], {"--out": out, "--threads": threads, "--seed": seed,
