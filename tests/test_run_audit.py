@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -303,3 +304,20 @@ def test_an_interrupted_run_resumed_with_a_change_is_refused_and_kept(tmp_path, 
     changed = _config(tmp_path, model, data, name="changed.yaml", **change(tmp_path, model, data))
     _one_error(*_cli(changed), "holds a run of another configuration")
     assert before == {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix != ".lock"}
+
+
+@pytest.mark.parametrize("version, says", [(2, "made by an earlier seqexplain (run format 2)"),
+                                           (None, "made by an earlier seqexplain (run format 1)"),
+                                           (3, "holds a run of another configuration")])
+def test_a_folder_of_the_earlier_fingerprint_names_why_it_is_refused(tmp_path, version, says):
+    """Runs made before the fingerprint read the weights have another config hash whatever their model: the refusal
+    says so instead of suggesting the configuration changed."""
+    folder = tmp_path / "out"
+    (folder / "shards").mkdir(parents=True)
+    (folder / "shards" / "shard-00000.parquet").write_bytes(b"")
+    body = {"config_hash": "0" * 64, "n_items": 4}
+    if version is not None:
+        body["format_version"] = version
+    (folder / "run.json").write_text(json.dumps(body))
+    with pytest.raises(InputError, match=re.escape(says)):
+        RunStore.open(folder, "1" * 64, {}, 4, 2, {})

@@ -115,7 +115,7 @@ def test_shard_metadata_and_verification(tmp_path, setup):
     store = RunStore(tmp_path / "out", result.config_hash, 10, 4)
     info = store.shard_info(2)
     made = info.pop("run")
-    assert info == {"config_hash": result.config_hash, "shard": 2, "n_rows": 6, "skipped": [], "format_version": 2}
+    assert info == {"config_hash": result.config_hash, "shard": 2, "n_rows": 6, "skipped": [], "format_version": 3}
     assert made == json.loads((tmp_path / "out" / "run.json").read_text())["run"]  # one invocation made both
     assert RunStore(tmp_path / "out", "other", 10, 4).shard_info(2) is None  # another run's shard is not done
     os.rename(store.shard_path(2), store.shard_path(1))  # shard 2's rows under shard 1's name

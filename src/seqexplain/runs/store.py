@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.errors import DataError, InputError
 
-FORMAT_VERSION = 2  # 2: the rationale_reached column
+FORMAT_VERSION = 3  # 2: the rationale_reached column; 3: the config hash's model fingerprint reads the weights
 RUN_FILE = "run.json"
 MANIFEST = "manifest.json"
 MERGED = "results.parquet"
@@ -107,6 +107,11 @@ class RunStore:
             if old == config_hash and existing.get("n_items") == n_items:
                 return cls(folder, config_hash, n_items, shard_size)
             if not create or any((folder / "shards").glob("shard-*.parquet")):
+                if old != config_hash and int(existing.get("format_version") or 1) < 3:
+                    raise InputError(f"the output folder {folder} holds a run made by an earlier seqexplain (run "
+                                     f"format {existing.get('format_version') or 1}), whose model fingerprint did not "
+                                     "read the weights, so this version cannot tell its model from yours; finish it "
+                                     "with the version that started it, or choose another output.dir")
                 if old != config_hash:
                     raise InputError(f"the output folder {folder} holds a run of another configuration (hash "
                                      f"{str(old)[:12]}, this one {config_hash[:12]}); choose another output.dir — "
