@@ -1,0 +1,137 @@
+"""Tiny random Hugging Face models of many architectures, built from configs (no downloads): one or two layers,
+width 32, the tokenizers of ``conftest.py``. :data:`FAMILIES` maps a family name to its kind, its tokenizer
+("bpe" or "wordpiece") and a builder ``(tokenizer) -> model``; a builder raises ``SkipFamily`` with the reason when
+this version of ``transformers`` cannot build the family."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+class SkipFamily(Exception):
+    """The family cannot be built with the installed ``transformers``."""
+
+
+@dataclass(frozen=True)
+class Family:
+    kind: str  # causal, seq2seq, classifier
+    tokenizer: str  # bpe, wordpiece
+    build: Callable[[Any], torch.nn.Module]
+    slow: bool = False
+
+
+def _make(config_name: str, model_name: str, **config: Any) -> Callable[[Any], torch.nn.Module]:
+    def build(tok: Any) -> torch.nn.Module:
+        import transformers
+
+        config_cls = getattr(transformers, config_name, None)
+        model_cls = getattr(transformers, model_name, None)
+        if config_cls is None or model_cls is None:
+            raise SkipFamily(f"transformers {transformers.__version__} has no {config_name} / {model_name}")
+        ids = {"pad_token_id": tok.pad_token_id, "eos_token_id": tok.sep_token_id if tok.eos_token_id is None
+               else tok.eos_token_id, "bos_token_id": tok.cls_token_id if tok.bos_token_id is None
+               else tok.bos_token_id}
+        torch.manual_seed(0)
+        model = model_cls(config_cls(vocab_size=len(tok), **ids, **config)).eval()
+        with torch.no_grad():  # trained-size weights, so that every position, position id and scale matters
+            for module in model.modules():
+                if isinstance(module, torch.nn.Linear):
+                    module.weight.normal_(0.0, module.in_features ** -0.5)
+            model.get_input_embeddings().weight.normal_(0.0, 1.0)
+        return model
+
+    return build
+
+
+_DEC = dict(num_hidden_layers=2, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+            max_position_embeddings=64)
+_S2S = dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+            encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64)
+_ENC = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            max_position_embeddings=64, num_labels=2)
+
+
+def _seq2seq(config: str, model: str, **extra: Any) -> Callable[[Any], torch.nn.Module]:
+    def build(tok: Any) -> torch.nn.Module:
+        return _make(config, model, decoder_start_token_id=tok.eos_token_id, forced_bos_token_id=None,
+                     **{**_S2S, **extra})(tok)
+
+    return build
+
+
+FAMILIES: dict[str, Family] = {
+    # ------------------------------------------------------------------ causal language models
+    "gpt2": Family("causal", "bpe", _make("GPT2Config", "GPT2LMHeadModel", n_layer=2, n_embd=32, n_head=2,
+                                          n_positions=64)),
+    "gpt_neo": Family("causal", "bpe", _make("GPTNeoConfig", "GPTNeoForCausalLM", num_layers=2, hidden_size=32,
+                                             num_heads=2, max_position_embeddings=64, window_size=4,
+                                             attention_types=[[["global", "local"], 1]])),
+    "gpt_neox": Family("causal", "bpe", _make("GPTNeoXConfig", "GPTNeoXForCausalLM", num_hidden_layers=2,
+                                              hidden_size=32, intermediate_size=64, num_attention_heads=2,
+                                              max_position_embeddings=64)),
+    "gptj": Family("causal", "bpe", _make("GPTJConfig", "GPTJForCausalLM", n_layer=2, n_embd=32, n_head=2,
+                                          rotary_dim=8, n_positions=64)),
+    "opt": Family("causal", "bpe", _make("OPTConfig", "OPTForCausalLM", num_hidden_layers=2, hidden_size=32,
+                                         ffn_dim=64, num_attention_heads=2, word_embed_proj_dim=32,
+                                         max_position_embeddings=64)),
+    "bloom": Family("causal", "bpe", _make("BloomConfig", "BloomForCausalLM", n_layer=2, hidden_size=32, n_head=4)),
+    "llama": Family("causal", "bpe", _make("LlamaConfig", "LlamaForCausalLM", **_DEC)),
+    "mistral": Family("causal", "bpe", _make("MistralConfig", "MistralForCausalLM", sliding_window=4, **_DEC)),
+    "qwen2": Family("causal", "bpe", _make("Qwen2Config", "Qwen2ForCausalLM", **_DEC)),
+    "phi": Family("causal", "bpe", _make("PhiConfig", "PhiForCausalLM", partial_rotary_factor=0.5, **_DEC)),
+    "gemma": Family("causal", "bpe", _make("GemmaConfig", "GemmaForCausalLM", head_dim=8, **_DEC)),
+    "falcon": Family("causal", "bpe", _make("FalconConfig", "FalconForCausalLM", num_hidden_layers=2, hidden_size=32,
+                                            num_attention_heads=4, alibi=False, max_position_embeddings=64)),
+    "falcon_alibi": Family("causal", "bpe", _make("FalconConfig", "FalconForCausalLM", num_hidden_layers=2,
+                                                  hidden_size=32, num_attention_heads=4, alibi=True)),
+    "codegen": Family("causal", "bpe", _make("CodeGenConfig", "CodeGenForCausalLM", n_layer=2, n_embd=32, n_head=2,
+                                             rotary_dim=8, n_positions=64, n_ctx=64)),
+    "mpt": Family("causal", "bpe", _make("MptConfig", "MptForCausalLM", n_layers=2, d_model=32, n_heads=4,
+                                         max_seq_len=64)),
+    "stablelm": Family("causal", "bpe", _make("StableLmConfig", "StableLmForCausalLM", **_DEC)),
+    # ------------------------------------------------------------------ encoder-decoders
+    "bart": Family("seq2seq", "bpe", _seq2seq("BartConfig", "BartForConditionalGeneration")),
+    "mbart": Family("seq2seq", "bpe", _seq2seq("MBartConfig", "MBartForConditionalGeneration")),
+    "t5": Family("seq2seq", "bpe", lambda tok: _make(
+        "T5Config", "T5ForConditionalGeneration", d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1,
+        num_heads=2, decoder_start_token_id=tok.pad_token_id)(tok)),
+    "marian": Family("seq2seq", "bpe", lambda tok: _make(
+        "MarianConfig", "MarianMTModel", decoder_start_token_id=tok.pad_token_id, scale_embedding=True,
+        **_S2S)(tok)),
+    "pegasus": Family("seq2seq", "bpe", lambda tok: _make(
+        "PegasusConfig", "PegasusForConditionalGeneration", decoder_start_token_id=tok.pad_token_id,
+        scale_embedding=True, **_S2S)(tok)),
+    "m2m_100": Family("seq2seq", "bpe", _seq2seq("M2M100Config", "M2M100ForConditionalGeneration",
+                                                 scale_embedding=True)),
+    "led": Family("seq2seq", "bpe", lambda tok: _make(
+        "LEDConfig", "LEDForConditionalGeneration", d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_encoder_position_embeddings=64, max_decoder_position_embeddings=64, attention_window=4,
+        decoder_start_token_id=tok.eos_token_id)(tok), slow=True),
+    # ------------------------------------------------------------------ sequence classifiers
+    "bert": Family("classifier", "wordpiece", _make("BertConfig", "BertForSequenceClassification", **_ENC)),
+    "roberta": Family("classifier", "wordpiece", _make("RobertaConfig", "RobertaForSequenceClassification", **_ENC)),
+    "xlm_roberta": Family("classifier", "wordpiece", _make("XLMRobertaConfig", "XLMRobertaForSequenceClassification",
+                                                           **_ENC)),
+    "distilbert": Family("classifier", "wordpiece", _make(
+        "DistilBertConfig", "DistilBertForSequenceClassification", dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+        max_position_embeddings=64, num_labels=2)),
+    "albert": Family("classifier", "wordpiece", _make("AlbertConfig", "AlbertForSequenceClassification",
+                                                      embedding_size=16, **_ENC)),
+    "electra": Family("classifier", "wordpiece", _make("ElectraConfig", "ElectraForSequenceClassification",
+                                                       embedding_size=16, **_ENC)),
+    "deberta_v2": Family("classifier", "wordpiece", _make("DebertaV2Config", "DebertaV2ForSequenceClassification",
+                                                          **_ENC)),
+    "deberta_v3_style": Family("classifier", "wordpiece", _make(
+        "DebertaV2Config", "DebertaV2ForSequenceClassification", relative_attention=True,
+        position_biased_input=False, position_buckets=8, max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
+        **_ENC)),
+    "gpt2_classifier": Family("classifier", "bpe", _make("GPT2Config", "GPT2ForSequenceClassification", n_layer=2,
+                                                         n_embd=32, n_head=2, n_positions=64, num_labels=2)),
+    "llama_classifier": Family("classifier", "bpe", _make("LlamaConfig", "LlamaForSequenceClassification",
+                                                          num_labels=2, **_DEC)),
+}

@@ -1,0 +1,300 @@
+"""Every model family transformers ships that seqexplain claims to explain, swept on tiny random models
+(``family_models.py``): occlusion, gradient norm and ``explain_many`` against oracles written here on the raw module.
+
+Oracles (docs/methods.md, models/keep.py):
+
+- **occlusion** ``a_ij = f_i(all) − f_i(all but j)``, ``f_i = log p(target_i)``. "All but j" deletes token ``j``: the
+  kept tokens run packed with their ORIGINAL position ids (plus the model's own first position id: ``padding_idx + 1``
+  for the RoBERTa family) when the forward takes ``position_ids``. A causal model without ``position_ids`` (Bloom,
+  MPT) keeps its tokens in place with ``j`` masked (the documented promise); an encoder-decoder masks ``j`` in place
+  on either side (its stacks count positions by index). A target is read at the last kept position before it.
+- **the rule itself**: when the model cannot keep the original positions that way (it ignores the position ids it
+  is given, or counts positions over the attention mask, as Bloom's and Falcon's ALiBi do), the result must carry a
+  visible warning about positions.
+- **gradient_norm** ``‖∂f_i/∂e_j‖₂`` with ``e = E(x)`` the output of the input-embedding layer(s) on the model's
+  own token-id forward (a forward hook swaps each output for a leaf), so any scale a stack applies after it
+  (Marian, Pegasus, M2M100, Gemma) is part of ``f``.
+- **explain_many** of three items equals one ``explain`` per item.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+from conftest import bpe_tokenizer, wordpiece_tokenizer
+from family_models import FAMILIES, SkipFamily
+
+import seqexplain as se
+from seqexplain.errors import SeqExplainError
+
+ITEMS = {"causal": [("The cat sat on the mat.", " The dog"), ("Paris is the capital of", " France and"),
+                    ("When Mary and John went to the store, John", " gave a")],
+         "seq2seq": [("The cat sat on the mat.", "The dog sat"), ("Paris is the capital.", "Berlin is"),
+                     ("The quick brown fox jumps over the lazy dog.", "The cat")],
+         "classifier": [("the cat sat on the mat", 1), ("paris is the capital of france", 0),
+                        ("the quick brown fox jumps over the lazy dog", 1)]}
+_TOKENIZERS: dict[str, object] = {}
+_MODELS: dict[str, tuple[torch.nn.Module, object]] = {}
+
+
+def _family(name: str) -> tuple[torch.nn.Module, object]:
+    if name not in _MODELS:
+        fam = FAMILIES[name]
+        if fam.tokenizer not in _TOKENIZERS:
+            _TOKENIZERS[fam.tokenizer] = bpe_tokenizer() if fam.tokenizer == "bpe" else wordpiece_tokenizer()
+        tok = _TOKENIZERS[fam.tokenizer]
+        try:
+            _MODELS[name] = (FAMILIES[name].build(tok), tok)
+        except SkipFamily as exc:
+            pytest.skip(str(exc))
+    return _MODELS[name]
+
+
+def _params():
+    return [pytest.param(n, marks=[pytest.mark.slow] if f.slow else [], id=n) for n, f in FAMILIES.items()]
+
+
+def _takes_positions(model) -> bool:
+    return "position_ids" in inspect.signature(model.forward).parameters
+
+
+def _first_position(name: str, model) -> int:
+    """The position id the model gives its first token (read off the config): RoBERTa-style stacks start after
+    the padding index."""
+    return model.config.pad_token_id + 1 if name in ("roberta", "xlm_roberta") else 0
+
+
+def _ids(tok, text: str, special: bool) -> list[int]:
+    return tok(text, add_special_tokens=special)["input_ids"]
+
+
+def _logp(logits: torch.Tensor, target: int) -> float:
+    return float(torch.log_softmax(logits.double(), -1)[target])
+
+
+# ------------------------------------------------------------------------------------------ occlusion oracles
+@torch.no_grad()
+def _causal_f(model, ids: list[int], p: int, target: int, drop: int | None, how: str) -> float:
+    """``log p(target)`` predicted for position ``p`` from ``ids[:p]`` with ``drop`` deleted: ``how`` = "ids"
+    (packed, original position ids), "inplace" (masked where it stands) or "closed" (packed, renumbered)."""
+    kept = [k for k in range(p) if k != drop] or [p - 1]  # nothing kept: only the predicting token (rule 4)
+    if drop is None or how == "inplace":
+        x = torch.tensor([ids[:p]])
+        mask = torch.ones_like(x)
+        mask[0, [k for k in range(p) if k not in kept]] = 0
+        return _logp(model(input_ids=x, attention_mask=mask).logits[0, kept[-1]], target)
+    x = torch.tensor([[ids[k] for k in kept]])
+    kwargs = {"position_ids": torch.tensor([kept])} if how == "ids" else {}
+    return _logp(model(input_ids=x, attention_mask=torch.ones_like(x), **kwargs).logits[0, -1], target)
+
+
+def _causal_occlusion(model, tok, text: str, target: str, how: str) -> np.ndarray:
+    prompt, tgt = _ids(tok, text, True), _ids(tok, target, False)
+    ids, n = prompt + tgt, len(prompt) + len(tgt)
+    out = np.full((len(tgt), n), np.nan)
+    for i, t in enumerate(tgt):
+        p = len(prompt) + i
+        full = _causal_f(model, ids, p, t, None, how)
+        for j in range(p):
+            out[i, j] = full - _causal_f(model, ids, p, t, j, how)
+    return out
+
+
+@torch.no_grad()
+def _seq2seq_occlusion(model, tok, text: str, target: str) -> np.ndarray:
+    src, tgt = _ids(tok, text, True), _ids(tok, target, False)
+    start = model.config.decoder_start_token_id
+    s, m = len(src), len(tgt)
+    x, d = torch.tensor([src]), torch.tensor([[start] + tgt[:-1]])
+
+    def f(src_mask: torch.Tensor, dec_mask: torch.Tensor) -> np.ndarray:
+        logits = model(input_ids=x, attention_mask=src_mask[None], decoder_input_ids=d,
+                       decoder_attention_mask=dec_mask[None]).logits[0]
+        out = []
+        for i, t in enumerate(tgt):
+            read = next((k for k in range(i, -1, -1) if dec_mask[k]), i)
+            if not dec_mask[read]:  # nothing kept on the decoder side: read i with i visible (rule 4)
+                vis = dec_mask.clone()
+                vis[i] = 1
+                row = model(input_ids=x, attention_mask=src_mask[None], decoder_input_ids=d,
+                            decoder_attention_mask=vis[None]).logits[0, i]
+            else:
+                row = logits[read]
+            out.append(_logp(row, t))
+        return np.array(out)
+
+    ones_s, ones_d = torch.ones(s, dtype=torch.long), torch.ones(m, dtype=torch.long)
+    full = f(ones_s, ones_d)
+    out = np.full((m, s + 1 + m), np.nan)
+    for j in range(s):
+        mask = ones_s.clone()
+        mask[j] = 0
+        out[:, j] = full - f(mask, ones_d)
+    for k in range(m):
+        mask = ones_d.clone()
+        mask[k] = 0
+        diff = full - f(ones_s, mask)
+        out[k:, s + k] = diff[k:]
+    return out
+
+
+@torch.no_grad()
+def _classifier_occlusion(name: str, model, tok, text: str, label: int) -> np.ndarray:
+    ids = _ids(tok, text, True)
+    first = _first_position(name, model)
+    positions = _takes_positions(model)
+
+    def f(kept: list[int]) -> float:
+        x = torch.tensor([[ids[k] for k in kept]])
+        kwargs = {"position_ids": torch.tensor([kept]) + first} if positions else {}
+        return _logp(model(input_ids=x, attention_mask=torch.ones_like(x), **kwargs).logits[0], label)
+
+    full = _logp(model(input_ids=torch.tensor([ids])).logits[0], label)
+    return np.array([[full - f([k for k in range(len(ids)) if k != j]) for j in range(len(ids))]])
+
+
+def _occlusion_oracle(name: str, model, tok, text: str, target) -> np.ndarray:
+    kind = FAMILIES[name].kind
+    if kind == "causal":
+        return _causal_occlusion(model, tok, text, target, "ids" if _takes_positions(model) else "inplace")
+    if kind == "seq2seq":
+        return _seq2seq_occlusion(model, tok, text, target)
+    return _classifier_occlusion(name, model, tok, text, target)
+
+
+# ------------------------------------------------------------------------------------------ gradient oracle
+def _embedding_leaves(modules: list[torch.nn.Module]):
+    """Forward hooks that replace each call's output of the (unique) ``modules`` with a leaf requiring grad, in
+    call order; returns the list the leaves go to and the hook handles."""
+    leaves: list[torch.Tensor] = []
+
+    def hook(_m, _args, out):
+        leaf = out.detach().clone().requires_grad_(True)
+        leaves.append(leaf)
+        return leaf
+
+    unique = list({id(m): m for m in modules}.values())
+    return leaves, [m.register_forward_hook(hook) for m in unique]
+
+
+def _gradient_oracle(name: str, model, tok, text: str, target) -> np.ndarray:
+    kind = FAMILIES[name].kind
+    for p in model.parameters():
+        p.requires_grad_(False)
+    if kind == "seq2seq":
+        src, tgt = _ids(tok, text, True), _ids(tok, target, False)
+        layers = [model.get_encoder().embed_tokens, model.get_decoder().embed_tokens]
+        leaves, handles = _embedding_leaves(layers)
+        try:
+            logits = model(input_ids=torch.tensor([src]),
+                           decoder_input_ids=torch.tensor([[model.config.decoder_start_token_id] + tgt[:-1]])).logits[0]
+        finally:
+            for h in handles:
+                h.remove()
+        e = leaves  # encoder call first, then decoder
+        reads, targets, n = list(range(len(tgt))), tgt, len(src) + 1 + len(tgt)
+        visible = [len(src) + 1 + i for i in range(len(tgt))]
+    else:
+        if kind == "causal":
+            prompt, tgt = _ids(tok, text, True), _ids(tok, target, False)
+            ids, reads, targets = prompt + tgt, [len(prompt) + i - 1 for i in range(len(tgt))], tgt
+            visible = [r + 1 for r in reads]
+        else:
+            ids = _ids(tok, text, True)
+            reads, targets, visible = [None], [target], [len(ids)]
+        leaves, handles = _embedding_leaves([model.get_input_embeddings()])
+        try:
+            logits = model(input_ids=torch.tensor([ids])).logits[0]
+        finally:
+            for h in handles:
+                h.remove()
+        e, n = leaves, len(ids)
+    out = np.full((len(targets), n), np.nan)
+    for i, (r, t) in enumerate(zip(reads, targets, strict=True)):
+        row = logits if r is None else logits[r]
+        grads = torch.autograd.grad(torch.log_softmax(row, -1)[t], e, retain_graph=True)
+        g = torch.cat(grads, dim=1)[0]
+        out[i, : visible[i]] = g.norm(dim=-1)[: visible[i]].double().numpy()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ the tests
+def _explain(w, text, target, method):
+    return se.explain(w, text, target, method)
+
+
+def _position_warning(attr) -> bool:
+    return any("position" in w for w in attr.warnings)
+
+
+@pytest.mark.parametrize("name", _params())
+def test_occlusion_equals_deleting_tokens(name):
+    model, tok = _family(name)
+    w = se.load_model(model, tok)
+    text, target = ITEMS[FAMILIES[name].kind][0]
+    attr = _explain(w, text, target, "occlusion")
+    expected = _occlusion_oracle(name, model, tok, text, target)
+    assert attr.scores.shape == expected.shape
+    np.testing.assert_array_equal(np.isnan(attr.scores), np.isnan(expected))
+    np.testing.assert_allclose(attr.scores, expected, rtol=1e-4, atol=2e-5, err_msg=name)
+
+
+@torch.no_grad()
+def _positions_ignored(model) -> bool:
+    """Whether gapped position ids give what contiguous ones give (the model ignores the ids it is given)."""
+    x = torch.tensor([[5, 6, 7, 8]])
+    a = model(input_ids=x, attention_mask=torch.ones_like(x), position_ids=torch.tensor([[2, 3, 4, 5]])).logits
+    b = model(input_ids=x, attention_mask=torch.ones_like(x), position_ids=torch.tensor([[2, 3, 7, 9]])).logits
+    return bool(torch.allclose(a, b, atol=1e-6))
+
+
+@pytest.mark.parametrize("name", [n for n, f in FAMILIES.items() if f.kind != "seq2seq"])
+def test_lost_original_positions_are_warned_about(name):
+    """Rule 1 (kept tokens keep their original position ids) cannot be kept by a model that ignores the position
+    ids it is given, nor by one without them that counts positions over the attention mask (masking ``j`` in place
+    then equals deleting it and closing the gap): the result must say so."""
+    model, tok = _family(name)
+    text, target = ITEMS[FAMILIES[name].kind][0]
+    if _takes_positions(model):
+        lost = _positions_ignored(model)
+    else:
+        inplace = _causal_occlusion(model, tok, text, target, "inplace")
+        closed = _causal_occlusion(model, tok, text, target, "closed")
+        lost = bool(np.allclose(inplace, closed, atol=1e-6, equal_nan=True))
+    attr = _explain(se.load_model(model, tok), text, target, "occlusion")
+    assert _position_warning(attr) == lost, (name, lost, attr.warnings)
+
+
+@pytest.mark.parametrize("name", _params())
+def test_gradient_norm_equals_autograd(name):
+    model, tok = _family(name)
+    w = se.load_model(model, tok)
+    text, target = ITEMS[FAMILIES[name].kind][0]
+    try:
+        attr = _explain(w, text, target, "gradient_norm")
+    except SeqExplainError as exc:  # refused: a seqexplain error saying what to do instead
+        assert "use" in str(exc), str(exc)
+        return
+    expected = _gradient_oracle(name, model, tok, text, target)
+    np.testing.assert_array_equal(np.isnan(attr.scores), np.isnan(expected))
+    np.testing.assert_allclose(attr.scores, expected, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "gradient_norm"])
+@pytest.mark.parametrize("name", _params())
+def test_explain_many_equals_explain(name, method):
+    model, tok = _family(name)
+    w = se.load_model(model, tok)
+    items = ITEMS[FAMILIES[name].kind]
+    try:
+        alone = [_explain(w, text, target, method) for text, target in items]
+    except SeqExplainError:
+        pytest.skip(f"{name} refuses {method} (checked in test_gradient_norm_equals_autograd)")
+    many = list(se.explain_many(w, items, method, progress=False))
+    for a, b in zip(alone, many, strict=True):
+        np.testing.assert_array_equal(np.isnan(a.scores), np.isnan(b.scores))
+        scale = max(np.nanmax(np.abs(a.scores)), np.max(np.abs(a.target_logprobs)))  # scores are differences of f
+        np.testing.assert_allclose(b.scores, a.scores, rtol=1e-5, atol=1e-5 * scale, err_msg=name)
