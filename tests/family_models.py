@@ -111,7 +111,7 @@ FAMILIES: dict[str, Family] = {
         "LEDConfig", "LEDForConditionalGeneration", d_model=32, encoder_layers=1, decoder_layers=1,
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
         max_encoder_position_embeddings=64, max_decoder_position_embeddings=64, attention_window=4,
-        decoder_start_token_id=tok.eos_token_id)(tok), slow=True),
+        decoder_start_token_id=tok.eos_token_id)(tok)),
     # ------------------------------------------------------------------ sequence classifiers
     "bert": Family("classifier", "wordpiece", _make("BertConfig", "BertForSequenceClassification", **_ENC)),
     "roberta": Family("classifier", "wordpiece", _make("RobertaConfig", "RobertaForSequenceClassification", **_ENC)),

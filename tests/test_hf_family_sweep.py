@@ -194,7 +194,8 @@ def _gradient_oracle(name: str, model, tok, text: str, target) -> np.ndarray:
         finally:
             for h in handles:
                 h.remove()
-        e = leaves  # encoder call first, then decoder
+        e = leaves  # the encoder's call first, the decoder's last (LED embeds its window padding in between)
+        n_src = len(src)
         reads, targets, n = list(range(len(tgt))), tgt, len(src) + 1 + len(tgt)
         visible = [len(src) + 1 + i for i in range(len(tgt))]
     else:
@@ -211,12 +212,12 @@ def _gradient_oracle(name: str, model, tok, text: str, target) -> np.ndarray:
         finally:
             for h in handles:
                 h.remove()
-        e, n = leaves, len(ids)
+        e, n, n_src = leaves, len(ids), None
     out = np.full((len(targets), n), np.nan)
     for i, (r, t) in enumerate(zip(reads, targets, strict=True)):
         row = logits if r is None else logits[r]
         grads = torch.autograd.grad(torch.log_softmax(row, -1)[t], e, retain_graph=True)
-        g = torch.cat(grads, dim=1)[0]
+        g = torch.cat([grads[0][:, :n_src], grads[-1]] if len(grads) > 1 else grads, dim=1)[0]
         out[i, : visible[i]] = g.norm(dim=-1)[: visible[i]].double().numpy()
     return out
 

@@ -111,7 +111,9 @@ class HFAdapter(SequenceModel):
         most, ``padding_idx + 1`` for the RoBERTa family (RoBERTa, XLM-R, Longformer, CamemBERT), whose position
         ids start after the padding index. Adapters pass ``index + offset`` as position ids, so that the model
         explained is the model itself. Found once by running a few tokens without and with position ids; None
-        when the forward takes no ``position_ids`` or neither start matches (none are then passed)."""
+        when the forward takes no ``position_ids``, neither start matches, or the model ignores the ids it is given
+        (gapped ids give exactly what contiguous ones give: Falcon with ALiBi, DeBERTa-v3's relative attention), so
+        that original position ids cannot be kept by passing them (none are then passed)."""
         if not hasattr(self, "_position_offset"):
             self._position_offset: int | None = None
             if accepts_exact(self.model.forward, "position_ids"):
@@ -135,7 +137,10 @@ class HFAdapter(SequenceModel):
                     pos = torch.arange(len(ids), device=self.device).unsqueeze(0) + offset
                     given = self.model(input_ids=x, attention_mask=mask, position_ids=pos).logits
                     if torch.allclose(own.float(), given.float(), rtol=tol, atol=tol * float(own.abs().max())):
-                        return offset
+                        gapped = pos + torch.tensor([0, 0, 2, 4][: len(ids)], device=self.device)
+                        ignored = torch.equal(given, self.model(input_ids=x, attention_mask=mask,
+                                                                position_ids=gapped).logits)
+                        return None if ignored else offset
             except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
                 return None
         return None

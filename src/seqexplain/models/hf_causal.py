@@ -66,6 +66,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         self._cache_name: str | None = names[0] if names and plain else None
         self._head_ok: bool | None = None
         self._scale: float | None = None
+        self._renumbers: bool | None = None
 
     def ids_only_scale(self) -> float:
         """The factor the base model applies to its token embeddings only when it reads ids
@@ -137,6 +138,11 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         else:
             assert prompt.tgt is not None and prompt.target is not None
             target_text, t_ids, t_tokens, t_off = prompt.target, prompt.tgt.ids, prompt.tgt.tokens, prompt.tgt.offsets
+        if self.position_offset() is None and self.positions_follow_mask():
+            warnings.append(f"{type(self.model).__name__} takes no position ids it honours and counts positions over "
+                            "its attention mask (ALiBi in Bloom and Falcon): where a method drops tokens (occlusion, "
+                            "rationales), the kept tokens after a dropped one are read one position closer, as if "
+                            "the gap were closed, not at their original positions")
         n_p, n_l = len(src.ids), len(src.ids) + len(t_ids)
         positions = [n_p + i for i in range(len(t_ids))]
         vis = torch.arange(n_l).view(1, -1) < torch.tensor(positions).view(-1, 1)
@@ -233,6 +239,36 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         positions = torch.tensor([[len(q)] for q in seqs], device=self.device)
         return self._causal_logits(ids.to(self.device), keep.to(self.device), None, positions, {})[:, 0]
 
+    @torch.no_grad()
+    def positions_follow_mask(self) -> bool:
+        """Whether masking a token in place gives what deleting it and closing the gap gives (checked once on five
+        tokens, the middle one dropped): the model counts positions over its attention mask (Bloom's and Falcon's
+        ALiBi), so a keep-mask run in place cannot keep the kept tokens' original positions (rule 1)."""
+        if self._renumbers is None:
+            pad = self.special_id("pad_token_id")
+            ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:5]
+            x = torch.tensor([ids], device=self.device)
+            mask = torch.ones_like(x)
+            mask[0, 2] = 0
+            kept = x[:, [0, 1, 3, 4]]
+            with eval_mode(self.model):
+                in_place = self.model(**self.drop_missing_masks({"input_ids": x, "attention_mask": mask})).logits
+                closed = self.model(**self.drop_missing_masks({"input_ids": kept,
+                                                               "attention_mask": torch.ones_like(kept)})).logits
+            a, b = in_place[0, -1].float(), closed[0, -1].float()
+            self._renumbers = bool(torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max())))
+        return self._renumbers
+
+    def attention_window(self) -> int | None:
+        """The smallest local-attention window of the model's config (GPT-Neo's ``window_size``, a
+        ``sliding_window`` in use), None for none."""
+        config = getattr(self.model, "config", None)
+        sizes = [getattr(config, "window_size", None)]
+        if getattr(config, "use_sliding_window", True) is not False:
+            sizes.append(getattr(config, "sliding_window", None))
+        found = [int(v) for v in sizes if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+        return min(found) if found else None
+
     # ---------------------------------------------------------------- logits
     def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
         """A causal row runs only its kept tokens (rows that drop positions are packed)."""
@@ -314,7 +350,10 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         self.drop_missing_masks(kwargs)
         if self._head_at_reads(kwargs):
             picked = None
-            if n_b > 1 and reads_kept and set(kwargs) == {"input_ids", "attention_mask", "position_ids"}:
+            window = self.attention_window()
+            # shared prefixes run suffixes after padded cache slots, which a local window would count as positions
+            if n_b > 1 and reads_kept and set(kwargs) == {"input_ids", "attention_mask", "position_ids"} and (
+                    window is None or 2 * end < window):
                 picked = shared_prefix_states(self.model.base_model, kwargs["input_ids"], kwargs["attention_mask"],
                                               kwargs["position_ids"], read)
             if picked is None:
