@@ -22,6 +22,9 @@ class Family:
     tokenizer: str  # bpe, wordpiece
     build: Callable[[Any], torch.nn.Module]
     slow: bool = False
+    #: how "delete token j" is built by hand for a causal model (docs/methods.md): "ids" (packed, original position
+    #: ids), "inplace" (masked where it stands: no position ids), "closed" (packed, no positions: a recurrent stack)
+    deletes: str = "ids"
 
 
 def _make(config_name: str, model_name: str, **config: Any) -> Callable[[Any], torch.nn.Module]:
@@ -78,7 +81,8 @@ FAMILIES: dict[str, Family] = {
     "opt": Family("causal", "bpe", _make("OPTConfig", "OPTForCausalLM", num_hidden_layers=2, hidden_size=32,
                                          ffn_dim=64, num_attention_heads=2, word_embed_proj_dim=32,
                                          max_position_embeddings=64)),
-    "bloom": Family("causal", "bpe", _make("BloomConfig", "BloomForCausalLM", n_layer=2, hidden_size=32, n_head=4)),
+    "bloom": Family("causal", "bpe", _make("BloomConfig", "BloomForCausalLM", n_layer=2, hidden_size=32, n_head=4),
+                    deletes="inplace"),
     "llama": Family("causal", "bpe", _make("LlamaConfig", "LlamaForCausalLM", **_DEC)),
     "mistral": Family("causal", "bpe", _make("MistralConfig", "MistralForCausalLM", sliding_window=4, **_DEC)),
     "qwen2": Family("causal", "bpe", _make("Qwen2Config", "Qwen2ForCausalLM", **_DEC)),
@@ -91,8 +95,23 @@ FAMILIES: dict[str, Family] = {
     "codegen": Family("causal", "bpe", _make("CodeGenConfig", "CodeGenForCausalLM", n_layer=2, n_embd=32, n_head=2,
                                              rotary_dim=8, n_positions=64, n_ctx=64)),
     "mpt": Family("causal", "bpe", _make("MptConfig", "MptForCausalLM", n_layers=2, d_model=32, n_heads=4,
-                                         max_seq_len=64)),
+                                         max_seq_len=64), deletes="inplace"),
     "stablelm": Family("causal", "bpe", _make("StableLmConfig", "StableLmForCausalLM", **_DEC)),
+    "gemma2": Family("causal", "bpe", _make("Gemma2Config", "Gemma2ForCausalLM", head_dim=8, sliding_window=4,
+                                            final_logit_softcapping=5.0, **_DEC)),
+    "qwen3": Family("causal", "bpe", _make("Qwen3Config", "Qwen3ForCausalLM", head_dim=8, **_DEC)),
+    "olmo": Family("causal", "bpe", _make("OlmoConfig", "OlmoForCausalLM", **_DEC)),
+    "phi3": Family("causal", "bpe", _make("Phi3Config", "Phi3ForCausalLM", **_DEC)),
+    "gpt_bigcode": Family("causal", "bpe", _make("GPTBigCodeConfig", "GPTBigCodeForCausalLM", n_layer=2, n_embd=32,
+                                                 n_head=2, n_positions=64)),
+    "starcoder2": Family("causal", "bpe", _make("Starcoder2Config", "Starcoder2ForCausalLM", sliding_window=None,
+                                                **_DEC)),
+    "xglm": Family("causal", "bpe", _make("XGLMConfig", "XGLMForCausalLM", num_layers=2, d_model=32, ffn_dim=64,
+                                          attention_heads=2, max_position_embeddings=64, scale_embedding=True)),
+    "biogpt": Family("causal", "bpe", _make("BioGptConfig", "BioGptForCausalLM", **{
+        k: v for k, v in _DEC.items() if k != "num_key_value_heads"})),
+    "mamba": Family("causal", "bpe", _make("MambaConfig", "MambaForCausalLM", hidden_size=32, num_hidden_layers=2,
+                                           state_size=4), deletes="closed"),
     # ------------------------------------------------------------------ encoder-decoders
     "bart": Family("seq2seq", "bpe", _seq2seq("BartConfig", "BartForConditionalGeneration")),
     "mbart": Family("seq2seq", "bpe", _seq2seq("MBartConfig", "MBartForConditionalGeneration")),
@@ -112,6 +131,21 @@ FAMILIES: dict[str, Family] = {
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
         max_encoder_position_embeddings=64, max_decoder_position_embeddings=64, attention_window=4,
         decoder_start_token_id=tok.eos_token_id)(tok)),
+    "mt5": Family("seq2seq", "bpe", lambda tok: _make(
+        "MT5Config", "MT5ForConditionalGeneration", d_model=32, d_kv=16, d_ff=64, num_layers=1, num_decoder_layers=1,
+        num_heads=2, decoder_start_token_id=tok.pad_token_id)(tok)),
+    "umt5": Family("seq2seq", "bpe", lambda tok: _make(
+        "UMT5Config", "UMT5ForConditionalGeneration", d_model=32, d_kv=16, d_ff=64, num_layers=1,
+        num_decoder_layers=1, num_heads=2, decoder_start_token_id=tok.pad_token_id)(tok)),
+    "longt5": Family("seq2seq", "bpe", lambda tok: _make(
+        "LongT5Config", "LongT5ForConditionalGeneration", d_model=32, d_kv=16, d_ff=64, num_layers=1,
+        num_decoder_layers=1, num_heads=2, local_radius=2, decoder_start_token_id=tok.pad_token_id)(tok)),
+    "blenderbot_small": Family("seq2seq", "bpe", _seq2seq("BlenderbotSmallConfig",
+                                                          "BlenderbotSmallForConditionalGeneration",
+                                                          scale_embedding=True)),
+    "blenderbot": Family("seq2seq", "bpe", _seq2seq("BlenderbotConfig", "BlenderbotForConditionalGeneration",
+                                                    scale_embedding=True)),
+    "plbart": Family("seq2seq", "bpe", _seq2seq("PLBartConfig", "PLBartForConditionalGeneration")),
     # ------------------------------------------------------------------ sequence classifiers
     "bert": Family("classifier", "wordpiece", _make("BertConfig", "BertForSequenceClassification", **_ENC)),
     "roberta": Family("classifier", "wordpiece", _make("RobertaConfig", "RobertaForSequenceClassification", **_ENC)),
@@ -130,6 +164,22 @@ FAMILIES: dict[str, Family] = {
         "DebertaV2Config", "DebertaV2ForSequenceClassification", relative_attention=True,
         position_biased_input=False, position_buckets=8, max_relative_positions=-1, pos_att_type=["p2c", "c2p"],
         **_ENC)),
+    "deberta": Family("classifier", "wordpiece", _make("DebertaConfig", "DebertaForSequenceClassification",
+                                                       relative_attention=True, **_ENC)),
+    "camembert": Family("classifier", "wordpiece", _make("CamembertConfig", "CamembertForSequenceClassification",
+                                                         **_ENC)),
+    "mpnet": Family("classifier", "wordpiece", _make("MPNetConfig", "MPNetForSequenceClassification", **_ENC)),
+    "convbert": Family("classifier", "wordpiece", _make("ConvBertConfig", "ConvBertForSequenceClassification",
+                                                        embedding_size=32, **_ENC)),
+    "longformer": Family("classifier", "wordpiece", _make("LongformerConfig", "LongformerForSequenceClassification",
+                                                          attention_window=4, **_ENC)),
+    "xlnet": Family("classifier", "wordpiece", _make("XLNetConfig", "XLNetForSequenceClassification", d_model=32,
+                                                     n_layer=2, n_head=2, d_inner=64, num_labels=2)),
+    "funnel": Family("classifier", "wordpiece", _make("FunnelConfig", "FunnelForSequenceClassification",
+                                                      block_sizes=[1, 1], d_model=32, n_head=2, d_head=16,
+                                                      d_inner=64, num_labels=2)),
+    "mistral_classifier": Family("classifier", "bpe", _make("MistralConfig", "MistralForSequenceClassification",
+                                                            num_labels=2, **_DEC)),
     "gpt2_classifier": Family("classifier", "bpe", _make("GPT2Config", "GPT2ForSequenceClassification", n_layer=2,
                                                          n_embd=32, n_head=2, n_positions=64, num_labels=2)),
     "llama_classifier": Family("classifier", "bpe", _make("LlamaConfig", "LlamaForSequenceClassification",

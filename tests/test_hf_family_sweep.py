@@ -62,9 +62,11 @@ def _takes_positions(model) -> bool:
 
 
 def _first_position(name: str, model) -> int:
-    """The position id the model gives its first token (read off the config): RoBERTa-style stacks start after
-    the padding index."""
-    return model.config.pad_token_id + 1 if name in ("roberta", "xlm_roberta") else 0
+    """The position id the model gives its first token (read off its embeddings module): RoBERTa-style stacks
+    start after their padding index (MPNet's is 1 whatever the pad id)."""
+    if name in ("roberta", "xlm_roberta", "camembert", "longformer", "mpnet"):
+        return model.base_model.embeddings.padding_idx + 1
+    return 0
 
 
 def _ids(tok, text: str, special: bool) -> list[int]:
@@ -159,7 +161,7 @@ def _classifier_occlusion(name: str, model, tok, text: str, label: int) -> np.nd
 def _occlusion_oracle(name: str, model, tok, text: str, target) -> np.ndarray:
     kind = FAMILIES[name].kind
     if kind == "causal":
-        return _causal_occlusion(model, tok, text, target, "ids" if _takes_positions(model) else "inplace")
+        return _causal_occlusion(model, tok, text, target, FAMILIES[name].deletes)
     if kind == "seq2seq":
         return _seq2seq_occlusion(model, tok, text, target)
     return _classifier_occlusion(name, model, tok, text, target)
@@ -217,6 +219,7 @@ def _gradient_oracle(name: str, model, tok, text: str, target) -> np.ndarray:
     for i, (r, t) in enumerate(zip(reads, targets, strict=True)):
         row = logits if r is None else logits[r]
         grads = torch.autograd.grad(torch.log_softmax(row, -1)[t], e, retain_graph=True)
+        grads = [gr if gr.shape[0] == 1 else gr.transpose(0, 1) for gr in grads]  # XLNet embeds time-major [L, 1]
         g = torch.cat([grads[0][:, :n_src], grads[-1]] if len(grads) > 1 else grads, dim=1)[0]
         out[i, : visible[i]] = g.norm(dim=-1)[: visible[i]].double().numpy()
     return out
@@ -259,8 +262,12 @@ def test_lost_original_positions_are_warned_about(name):
     then equals deleting it and closing the gap): the result must say so."""
     model, tok = _family(name)
     text, target = ITEMS[FAMILIES[name].kind][0]
-    if _takes_positions(model):
+    if FAMILIES[name].deletes == "closed":  # no positions to keep: an RNN's dropped token leaves its input
+        lost = False
+    elif _takes_positions(model):
         lost = _positions_ignored(model)
+    elif FAMILIES[name].kind == "classifier":  # packed without position ids (XLNet, Funnel): renumbered
+        lost = True
     else:
         inplace = _causal_occlusion(model, tok, text, target, "inplace")
         closed = _causal_occlusion(model, tok, text, target, "closed")

@@ -8,8 +8,11 @@ Rows of several examples share a forward right-padded (padding is a dropped posi
 are *packed* when the model takes position ids: their kept tokens are moved left and run with their original
 position ids, which is deleting the dropped tokens (rule 1) for every architecture, including those where masking
 a token in place is not (a sliding attention window counts the tokens read; a state-space layer of a hybrid model
-steps through a masked token); without position ids, dropped tokens are masked in place. Rows
-that share leading tokens run them once (:mod:`seqexplain.models.prefix_cache`), and the output layer runs only at
+steps through a masked token). A model without attention (Mamba) is packed without position ids (an RNN's dropped
+token is removed from its input); any other model without position ids it honours masks dropped tokens in place
+(MPT; Bloom and Falcon with ALiBi count positions over the mask, and their examples warn so). Rows
+that share leading tokens run them once (unless the model has a local attention window that their padded cache
+slots would enter; :mod:`seqexplain.models.prefix_cache`), and the output layer runs only at
 the reading positions when the model's head is a plain projection of its base model's last hidden state (checked
 once against the model's own logits).
 
@@ -138,7 +141,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         else:
             assert prompt.tgt is not None and prompt.target is not None
             target_text, t_ids, t_tokens, t_off = prompt.target, prompt.tgt.ids, prompt.tgt.tokens, prompt.tgt.offsets
-        if self.position_offset() is None and self.positions_follow_mask():
+        if self.position_offset() is None and not self.attention_free() and self.positions_follow_mask():
             warnings.append(f"{type(self.model).__name__} takes no position ids it honours and counts positions over "
                             "its attention mask (ALiBi in Bloom and Falcon): where a method drops tokens (occlusion, "
                             "rationales), the kept tokens after a dropped one are read one position closer, as if "
@@ -259,6 +262,18 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             self._renumbers = bool(torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max())))
         return self._renumbers
 
+    def attention_free(self) -> bool:
+        """Whether a ``transformers`` model (one with a config) has no attention module (a state-space or recurrent
+        stack: Mamba), found by its modules' class names. Dropping a token is then removing it from the input (rule 1
+        for an RNN): rows that drop positions run their kept tokens packed, with or without position ids, since a
+        token masked in place would still step the state. Other modules without position ids keep masking in
+        place."""
+        if not hasattr(self, "_attention_free"):
+            hf_model = getattr(getattr(self.model, "config", None), "model_type", None) is not None
+            self._attention_free = hf_model and not any("attention" in type(m).__name__.lower()
+                                                         for m in self.model.modules())
+        return self._attention_free
+
     def attention_window(self) -> int | None:
         """The smallest local-attention window of the model's config (GPT-Neo's ``window_size``, a
         ``sliding_window`` in use), None for none."""
@@ -320,7 +335,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         reads_kept = bool(keep_c.gather(1, r).all())
         kwargs: dict[str, Any] = {}
         offset = self.position_offset() if self._position_ids else None
-        if offset is not None and reads_kept and n_max > 0 and not bool(keep_c.all()):
+        if (offset is not None or self.attention_free()) and reads_kept and n_max > 0 and not bool(keep_c.all()):
             order = torch.argsort((~keep_c).to(torch.int8), dim=1, stable=True)[:, :n_max]  # kept first, in order
             valid = torch.arange(n_max, device=self.device).unsqueeze(0) < counts.unsqueeze(1)
             if embeds is None:
@@ -331,7 +346,8 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                 index = order.unsqueeze(-1).expand(-1, -1, embeds.shape[-1])
                 kwargs["inputs_embeds"] = embeds[:, :end].gather(1, index) * self.ids_only_scale()
             kwargs["attention_mask"] = valid.long()
-            kwargs["position_ids"] = order + offset
+            if offset is not None:
+                kwargs["position_ids"] = order + offset
             read = torch.cumsum(keep_c.long(), 1).gather(1, r) - 1  # index of r among the kept positions
             for key, value in extra.items():
                 kwargs[key] = value[:, :end].gather(1, order)

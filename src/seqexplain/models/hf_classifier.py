@@ -43,6 +43,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         self.head_position = head_position or self._default_head_position()
         # Longformer's classifier puts global attention on the first token, found through input_ids
         self._global_first = accepts_exact(model.forward, "global_attention_mask") and not self._eos_head
+        self._padding_leaks = self._summary in (None, "first") and self._probe_padding()
 
     def _sequence_summary(self) -> str | None:
         """The ``summary_type`` of a head that pools the hidden states through a ``sequence_summary`` (XLNet:
@@ -61,10 +62,30 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         return "first"
 
     def _reads_padding(self) -> bool:
-        """Whether the head would read right-padding: a summary of the batch's last position or of every position
-        (XLNet), which finds no token through the pad id as decoder-style ``score`` heads do. Rows of different
-        lengths then run one length at a time."""
-        return self._summary not in (None, "first")
+        """Whether right-padding would change a row's logits: a head that summarises the batch's last position or
+        every position (XLNet), which finds no token through the pad id as decoder-style ``score`` heads do, or a
+        stack through which masked padding leaks (ConvBERT's convolutions over the sequence; checked once, when the
+        adapter is made, by running a few tokens without and with padding). Rows of different lengths then run one
+        length at a time."""
+        return self._summary not in (None, "first") or self._padding_leaks
+
+    @torch.no_grad()
+    def _probe_padding(self) -> bool:
+        from seqexplain.models.module_state import eval_mode
+
+        pad = self.pad_id()
+        ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:4]
+        x = torch.tensor([ids], device=self.device)
+        padded = torch.cat([x, torch.full((1, 5), pad, device=self.device)], dim=1)
+        mask = (torch.arange(padded.shape[1], device=self.device) < x.shape[1]).long().unsqueeze(0)
+        with eval_mode(self.model):
+            try:
+                alone = self.model(**self.drop_missing_masks({"input_ids": x, "attention_mask": torch.ones_like(x)}))
+                with_pad = self.model(**self.drop_missing_masks({"input_ids": padded, "attention_mask": mask}))
+            except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
+                return False
+        a, b = alone.logits.float(), with_pad.logits.float()
+        return not torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
 
     def label_names(self) -> list[str]:
         id2label = getattr(getattr(self.model, "config", None), "id2label", None) or {}
