@@ -19,12 +19,14 @@ class SkipFamily(Exception):
 @dataclass(frozen=True)
 class Family:
     kind: str  # causal, seq2seq, classifier
-    tokenizer: str  # bpe, wordpiece
+    tokenizer: str  # bpe, bpe_eos (adds <s> ... </s>), wordpiece
     build: Callable[[Any], torch.nn.Module]
     slow: bool = False
     #: how "delete token j" is built by hand for a causal model (docs/methods.md): "ids" (packed, original position
     #: ids), "inplace" (masked where it stands: no position ids), "closed" (packed, no positions: a recurrent stack)
     deletes: str = "ids"
+    #: methods the library refuses for this family (with a seqexplain error saying what to use instead)
+    refuses: tuple[str, ...] = ()
 
 
 def _make(config_name: str, model_name: str, **config: Any) -> Callable[[Any], torch.nn.Module]:
@@ -110,6 +112,22 @@ FAMILIES: dict[str, Family] = {
                                           attention_heads=2, max_position_embeddings=64, scale_embedding=True)),
     "biogpt": Family("causal", "bpe", _make("BioGptConfig", "BioGptForCausalLM", **{
         k: v for k, v in _DEC.items() if k != "num_key_value_heads"})),
+    "gemma3": Family("causal", "bpe", _make("Gemma3TextConfig", "Gemma3ForCausalLM", head_dim=8, sliding_window=4,
+                                            sliding_window_pattern=2, **_DEC)),
+    "cohere": Family("causal", "bpe", _make("CohereConfig", "CohereForCausalLM", logit_scale=0.5, **_DEC)),
+    "granite": Family("causal", "bpe", _make("GraniteConfig", "GraniteForCausalLM", embedding_multiplier=2.0,
+                                             logits_scaling=3.0, residual_multiplier=0.5, attention_multiplier=0.3,
+                                             **_DEC)),
+    "jamba": Family("causal", "bpe", _make("JambaConfig", "JambaForCausalLM", num_hidden_layers=2, hidden_size=32,
+                                           intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+                                           attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
+                                           expert_layer_offset=1, num_experts=2, mamba_d_state=4, mamba_expand=2,
+                                           mamba_dt_rank=4, use_mamba_kernels=False), deletes="closed"),
+    "falcon_mamba": Family("causal", "bpe", _make("FalconMambaConfig", "FalconMambaForCausalLM", hidden_size=32,
+                                                  num_hidden_layers=2, state_size=4), deletes="closed"),
+    "mamba2": Family("causal", "bpe", _make("Mamba2Config", "Mamba2ForCausalLM", hidden_size=32, num_hidden_layers=2,
+                                            state_size=4, num_heads=4, head_dim=16, n_groups=1, expand=2,
+                                            chunk_size=8), deletes="closed"),
     "mamba": Family("causal", "bpe", _make("MambaConfig", "MambaForCausalLM", hidden_size=32, num_hidden_layers=2,
                                            state_size=4), deletes="closed"),
     # ------------------------------------------------------------------ encoder-decoders
@@ -146,6 +164,17 @@ FAMILIES: dict[str, Family] = {
     "blenderbot": Family("seq2seq", "bpe", _seq2seq("BlenderbotConfig", "BlenderbotForConditionalGeneration",
                                                     scale_embedding=True)),
     "plbart": Family("seq2seq", "bpe", _seq2seq("PLBartConfig", "PLBartForConditionalGeneration")),
+    "fsmt": Family("seq2seq", "bpe", lambda tok: _make(
+        "FSMTConfig", "FSMTForConditionalGeneration", langs=["en", "de"], src_vocab_size=len(tok),
+        tgt_vocab_size=len(tok), decoder_start_token_id=tok.eos_token_id, **_S2S)(tok), refuses=("gradient_norm",)),
+    "prophetnet": Family("seq2seq", "bpe", lambda tok: _make(
+        "ProphetNetConfig", "ProphetNetForConditionalGeneration", hidden_size=32, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, num_encoder_layers=1, num_decoder_layers=1, num_encoder_attention_heads=2,
+        num_decoder_attention_heads=2, max_position_embeddings=64, ngram=2,
+        decoder_start_token_id=tok.eos_token_id)(tok), refuses=("occlusion", "gradient_norm")),
+    "bigbird_pegasus": Family("seq2seq", "bpe", _seq2seq("BigBirdPegasusConfig",
+                                                         "BigBirdPegasusForConditionalGeneration",
+                                                         attention_type="original_full")),
     # ------------------------------------------------------------------ sequence classifiers
     "bert": Family("classifier", "wordpiece", _make("BertConfig", "BertForSequenceClassification", **_ENC)),
     "roberta": Family("classifier", "wordpiece", _make("RobertaConfig", "RobertaForSequenceClassification", **_ENC)),
@@ -180,6 +209,15 @@ FAMILIES: dict[str, Family] = {
                                                       d_inner=64, num_labels=2)),
     "mistral_classifier": Family("classifier", "bpe", _make("MistralConfig", "MistralForSequenceClassification",
                                                             num_labels=2, **_DEC)),
+    "modernbert": Family("classifier", "wordpiece", _make(
+        "ModernBertConfig", "ModernBertForSequenceClassification", hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=64, local_attention=4,
+        global_attn_every_n_layers=2, num_labels=2)),
+    "bigbird": Family("classifier", "wordpiece", _make("BigBirdConfig", "BigBirdForSequenceClassification",
+                                                       attention_type="original_full", **_ENC)),
+    "bart_classifier": Family("classifier", "bpe_eos", lambda tok: _make(
+        "BartConfig", "BartForSequenceClassification", num_labels=2, **_S2S)(tok),
+                              refuses=("occlusion", "gradient_norm")),
     "gpt2_classifier": Family("classifier", "bpe", _make("GPT2Config", "GPT2ForSequenceClassification", n_layer=2,
                                                          n_embd=32, n_head=2, n_positions=64, num_labels=2)),
     "llama_classifier": Family("classifier", "bpe", _make("LlamaConfig", "LlamaForSequenceClassification",

@@ -116,9 +116,15 @@ class HFAdapter(SequenceModel):
         that original position ids cannot be kept by passing them (none are then passed)."""
         if not hasattr(self, "_position_offset"):
             self._position_offset: int | None = None
+            self._ids_ignored = False
             if accepts_exact(self.model.forward, "position_ids"):
                 self._position_offset = self._probe_position_offset()
         return self._position_offset
+
+    def ignores_position_ids(self) -> bool:
+        """Whether the forward takes ``position_ids`` but ignores them (:meth:`position_offset`'s probe)."""
+        self.position_offset()
+        return self._ids_ignored
 
     def _probe_position_offset(self) -> int | None:
         from seqexplain.models.module_state import eval_mode
@@ -149,8 +155,9 @@ class HFAdapter(SequenceModel):
                 _, offset, given = best
                 pos = torch.arange(len(ids), device=self.device).unsqueeze(0) + offset
                 gapped = pos + torch.tensor([0, 0, 2, 4][: len(ids)], device=self.device)
-                ignored = torch.equal(given, self.model(input_ids=x, attention_mask=mask, position_ids=gapped).logits)
-                return None if ignored else offset
+                self._ids_ignored = torch.equal(given, self.model(input_ids=x, attention_mask=mask,
+                                                                  position_ids=gapped).logits)
+                return None if self._ids_ignored else offset
             except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
                 return None
 

@@ -141,7 +141,8 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         else:
             assert prompt.tgt is not None and prompt.target is not None
             target_text, t_ids, t_tokens, t_off = prompt.target, prompt.tgt.ids, prompt.tgt.tokens, prompt.tgt.offsets
-        if self.position_offset() is None and not self.attention_free() and self.positions_follow_mask():
+        no_ids = not self._position_ids or self.ignores_position_ids()
+        if no_ids and not self.attention_free() and self.positions_follow_mask():
             warnings.append(f"{type(self.model).__name__} takes no position ids it honours and counts positions over "
                             "its attention mask (ALiBi in Bloom and Falcon): where a method drops tokens (occlusion, "
                             "rationales), the kept tokens after a dropped one are read one position closer, as if "
@@ -263,15 +264,16 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         return self._renumbers
 
     def attention_free(self) -> bool:
-        """Whether a ``transformers`` model (one with a config) has no attention module (a state-space or recurrent
-        stack: Mamba), found by its modules' class names. Dropping a token is then removing it from the input (rule 1
-        for an RNN): rows that drop positions run their kept tokens packed, with or without position ids, since a
-        token masked in place would still step the state. Other modules without position ids keep masking in
-        place."""
+        """Whether a ``transformers`` model (one with a config) has a recurrent or state-space layer (Mamba, Jamba's
+        Mamba mixers) or no attention module at all, found by its modules' class names. A token masked in place
+        would still step such a layer's state, so rows that drop positions run their kept tokens packed (rule 1 for
+        an RNN: the dropped token leaves the input), with position ids where the model honours them. Other modules
+        without position ids keep masking in place."""
         if not hasattr(self, "_attention_free"):
             hf_model = getattr(getattr(self.model, "config", None), "model_type", None) is not None
-            self._attention_free = hf_model and not any("attention" in type(m).__name__.lower()
-                                                         for m in self.model.modules())
+            names = [type(m).__name__.lower() for m in self.model.modules()]
+            recurrent = any(k in n for n in names for k in ("mamba", "mixer", "ssm", "rglru", "recurrent"))
+            self._attention_free = hf_model and (recurrent or not any("attention" in n for n in names))
         return self._attention_free
 
     def attention_window(self) -> int | None:

@@ -108,6 +108,11 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         """The :class:`Example` of a tokenised input with a placeholder label (warned when the model takes no
         position ids, or none the adapter can give: a dropped token is then deleted with the positions of the tokens
         after it)."""
+        eos = self.special_id("eos_token_id")
+        if self._eos_head and eos not in src.ids:
+            raise InputError(f"{self.model_id} ({type(self.model).__name__}) reads its </s> token (id {eos}), but the "
+                             "tokenizer put none in the input; use the tokenizer the model was trained with, which "
+                             "appends it")
         if self.position_offset() is None:
             warnings = [*warnings, f"{type(self.model).__name__}.forward() takes no position_ids seqexplain can give: "
                         "where a method drops tokens (occlusion, rationales), the kept tokens move left to close the "
