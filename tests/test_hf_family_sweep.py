@@ -308,6 +308,8 @@ def test_lost_original_positions_are_warned_about(name):
         lost = False
     elif fam.kind == "seq2seq":
         lost = _seq2seq_renumbers(model, tok, text, target)
+    elif getattr(model.config, "relative_attention", False):  # DeBERTa: relative positions from the index
+        lost = True
     elif _takes_positions(model):
         lost = _positions_ignored(model)
     elif fam.kind == "classifier":  # packed without position ids (XLNet, Funnel): renumbered

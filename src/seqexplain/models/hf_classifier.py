@@ -9,8 +9,8 @@ Keep-masks: drop j = delete token j. Each row's kept tokens are packed to the le
 ids and right-padded (pad token, attention mask 0), so the head reads the first / last *kept* token: dropping
 ``[CLS]`` or the last token moves the head to the next kept one, as deleting it would. A row with nothing kept keeps
 the head's position (rule 4 of :mod:`seqexplain.models.keep`). Rows of several examples share a forward padded the
-same way (a decoder-style head finds the last token through the pad id: without one, rows of different lengths
-run one at a time).
+same way (a decoder-style head finds the last token through the pad id: without one, or when masked padding
+changes the logits, as ConvBERT's convolutions let it, rows of different lengths run one at a time).
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
 
     def input_example(self, text: str, src: Tokenized, warnings: list[str]) -> Example:
         """The :class:`Example` of a tokenised input with a placeholder label (warned when the model takes no
-        position ids, or none the adapter can give: a dropped token is then deleted with the positions of the tokens
-        after it)."""
+        position ids, or none the adapter can give, or places tokens by index in a relative attention (DeBERTa's
+        ``relative_attention``): a dropped token is then deleted with the positions of the tokens after it)."""
         eos = self.special_id("eos_token_id")
         if self._eos_head and eos not in src.ids:
             raise InputError(f"{self.model_id} ({type(self.model).__name__}) reads its </s> token (id {eos}), but the "
@@ -117,6 +117,11 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
             warnings = [*warnings, f"{type(self.model).__name__}.forward() takes no position_ids seqexplain can give: "
                         "where a method drops tokens (occlusion, rationales), the kept tokens move left to close the "
                         "gaps and are read at other positions than in the full input"]
+        elif getattr(getattr(self.model, "config", None), "relative_attention", False) is True:
+            warnings = [*warnings, f"{type(self.model).__name__}'s relative attention places tokens by their index, "
+                        "not by their position ids: where a method drops tokens (occlusion, rationales), the kept "
+                        "tokens move left to close the gaps and are read at other relative positions than in the "
+                        "full input"]
         return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
                        offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                        target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
