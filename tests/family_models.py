@@ -128,6 +128,27 @@ FAMILIES: dict[str, Family] = {
     "mamba2": Family("causal", "bpe", _make("Mamba2Config", "Mamba2ForCausalLM", hidden_size=32, num_hidden_layers=2,
                                             state_size=4, num_heads=4, head_dim=16, n_groups=1, expand=2,
                                             chunk_size=8), deletes="closed"),
+    "recurrent_gemma": Family("causal", "bpe", _make(
+        "RecurrentGemmaConfig", "RecurrentGemmaForCausalLM", num_hidden_layers=2, hidden_size=32,
+        intermediate_size=64, num_attention_heads=4, num_key_value_heads=2, lru_width=32, attention_window_size=4,
+        block_types=["recurrent", "attention"], head_dim=8)),
+    "falcon_h1": Family("causal", "bpe", _make(
+        "FalconH1Config", "FalconH1ForCausalLM", num_hidden_layers=2, hidden_size=32, intermediate_size=64,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, mamba_d_state=4, mamba_n_heads=4,
+        mamba_d_head=16, mamba_d_ssm=64, mamba_n_groups=1, mamba_chunk_size=8, max_position_embeddings=64,
+        embedding_multiplier=2.0)),
+    "mixtral": Family("causal", "bpe", _make("MixtralConfig", "MixtralForCausalLM", num_local_experts=2,
+                                             num_experts_per_tok=1, **_DEC)),
+    "olmo2": Family("causal", "bpe", _make("Olmo2Config", "Olmo2ForCausalLM", **_DEC)),
+    "ctrl": Family("causal", "bpe", _make("CTRLConfig", "CTRLLMHeadModel", n_layer=2, n_embd=32, n_head=2, dff=64,
+                                          n_positions=64)),
+    "openai_gpt": Family("causal", "bpe", _make("OpenAIGPTConfig", "OpenAIGPTLMHeadModel", n_layer=2, n_embd=32,
+                                                n_head=2, n_positions=64)),
+    "bert_lm": Family("causal", "bpe", _make("BertConfig", "BertLMHeadModel", is_decoder=True, **{
+        k: v for k, v in _ENC.items() if k != "num_labels"})),
+    "rwkv": Family("causal", "bpe", _make("RwkvConfig", "RwkvForCausalLM", hidden_size=32, num_hidden_layers=2,
+                                          attention_hidden_size=32, intermediate_size=64, context_length=64),
+                   deletes="closed", refuses=("occlusion",)),
     "mamba": Family("causal", "bpe", _make("MambaConfig", "MambaForCausalLM", hidden_size=32, num_hidden_layers=2,
                                            state_size=4), deletes="closed"),
     # ------------------------------------------------------------------ encoder-decoders
@@ -218,6 +239,8 @@ FAMILIES: dict[str, Family] = {
     "bart_classifier": Family("classifier", "bpe_eos", lambda tok: _make(
         "BartConfig", "BartForSequenceClassification", num_labels=2, **_S2S)(tok),
                               refuses=("occlusion", "gradient_norm")),
+    "xlm": Family("classifier", "wordpiece", _make("XLMConfig", "XLMForSequenceClassification", emb_dim=32,
+                                                   n_layers=2, n_heads=2, max_position_embeddings=64, num_labels=2)),
     "gpt2_classifier": Family("classifier", "bpe", _make("GPT2Config", "GPT2ForSequenceClassification", n_layer=2,
                                                          n_embd=32, n_head=2, n_positions=64, num_labels=2)),
     "llama_classifier": Family("classifier", "bpe", _make("LlamaConfig", "LlamaForSequenceClassification",

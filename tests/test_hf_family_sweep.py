@@ -187,7 +187,7 @@ def _embedding_leaves(modules: list[torch.nn.Module]):
     def hook(_m, _args, out):
         leaf = out.detach().clone().requires_grad_(True)
         leaves.append(leaf)
-        return leaf
+        return leaf.clone()  # CTRL scales its embeddings in place
 
     unique = list({id(m): m for m in modules}.values())
     return leaves, [m.register_forward_hook(hook) for m in unique]
@@ -221,8 +221,9 @@ def _gradient_oracle(name: str, model, tok, text: str, target) -> np.ndarray:
             ids = _ids(tok, text, True)
             reads, targets, visible = [None], [target], [len(ids)]
         leaves, handles = _embedding_leaves([model.get_input_embeddings()])
-        try:
-            logits = model(input_ids=torch.tensor([ids])).logits[0]
+        no_cache = {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
+        try:  # without a cache: RWKV updates its state in place with one, which autograd cannot go back through
+            logits = model(input_ids=torch.tensor([ids]), **no_cache).logits[0]
         finally:
             for h in handles:
                 h.remove()

@@ -70,6 +70,12 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         self._head_ok: bool | None = None
         self._scale: float | None = None
         self._renumbers: bool | None = None
+        # forwards that score run without a key/value cache (none is reused; RWKV updates its state in place
+        # with the cache on, which breaks the backward of gradient methods)
+        base = getattr(model, "base_model", None)
+        self._no_cache = {"use_cache": False} if accepts_exact(model.forward, "use_cache") else {}
+        self._base_no_cache = ({"use_cache": False} if isinstance(base, torch.nn.Module)
+                               and accepts_exact(base.forward, "use_cache") else {})
 
     def ids_only_scale(self) -> float:
         """The factor the base model applies to its token embeddings only when it reads ids
@@ -229,7 +235,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         kwargs: dict[str, Any] = {"input_ids": x, "attention_mask": torch.ones_like(x)}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
-        return self.model(**self.drop_missing_masks(kwargs)).logits[0, -1]
+        return self.model(**self.drop_missing_masks(kwargs), **self._no_cache).logits[0, -1]
 
     def _next_logits_many(self, seqs: list[list[int]]) -> torch.Tensor:
         """``[B, V]`` next-token logits of several sequences in one right-padded forward: each is read at its last
@@ -375,14 +381,14 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                 picked = shared_prefix_states(self.model.base_model, kwargs["input_ids"], kwargs["attention_mask"],
                                               kwargs["position_ids"], read)
             if picked is None:
-                hidden = self.model.base_model(**kwargs).last_hidden_state
+                hidden = self.model.base_model(**kwargs, **self._base_no_cache).last_hidden_state
                 picked = hidden.gather(1, read.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
             return self.model.get_output_embeddings()(picked)
         needed, index = torch.unique(read, sorted=True, return_inverse=True)
         if self._logits_to_keep:
-            logits = self.model(**kwargs, logits_to_keep=needed).logits
+            logits = self.model(**kwargs, logits_to_keep=needed, **self._no_cache).logits
         else:
-            logits = self.model(**kwargs).logits[:, needed]
+            logits = self.model(**kwargs, **self._no_cache).logits[:, needed]
         return torch.gather(logits, 1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
 
     def _head_at_reads(self, kwargs: dict[str, Any]) -> bool:
@@ -396,8 +402,8 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                 one = {k: v[:1] for k, v in kwargs.items()}
                 with torch.no_grad():
                     try:
-                        full = self.model(**one).logits[0]
-                        mine = head(base(**one).last_hidden_state)[0]
+                        full = self.model(**one, **self._no_cache).logits[0]
+                        mine = head(base(**one, **self._base_no_cache).last_hidden_state)[0]
                         self._head_ok = bool(torch.allclose(full, mine, rtol=1e-4, atol=1e-5))
                     except (TypeError, AttributeError, RuntimeError):
                         self._head_ok = False
@@ -409,7 +415,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         inputs = self.span_inputs(example)
         if "inputs_embeds" in inputs:
             inputs["inputs_embeds"] = inputs["inputs_embeds"] * self.ids_only_scale()
-        out = self.output_attentions(**self.drop_missing_masks(inputs))
+        out = self.output_attentions(**self.drop_missing_masks(inputs), **self._no_cache)
         layers = getattr(out, "attentions", None)
         if not layers:
             self.no_attention()
