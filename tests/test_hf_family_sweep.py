@@ -3,18 +3,23 @@
 
 Oracles (docs/methods.md, models/keep.py):
 
-- **occlusion** ``a_ij = f_i(all) − f_i(all but j)``, ``f_i = log p(target_i)``. "All but j" deletes token ``j``: the
-  kept tokens run packed with their ORIGINAL position ids (plus the model's own first position id: ``padding_idx + 1``
-  for the RoBERTa family) when the forward takes ``position_ids``. A causal model without ``position_ids`` (Bloom,
-  MPT) keeps its tokens in place with ``j`` masked (the documented promise); an encoder-decoder masks ``j`` in place
-  on either side (its stacks count positions by index). A target is read at the last kept position before it.
+- **occlusion** ``a_ij = f_i(all) − f_i(all but j)``, ``f_i = log p(target_i)``. "All but j" deletes token ``j``, as
+  the family's entry says (``Family.deletes``): the kept tokens run packed with their ORIGINAL position ids (plus the
+  model's own first position id, ``padding_idx + 1`` for the RoBERTa family and MPNet) when the forward takes
+  ``position_ids``; a causal model without them (Bloom, MPT) keeps its tokens in place with ``j`` masked (the
+  documented promise); a recurrent or state-space stack (Mamba, Jamba) runs without ``j`` (an RNN's deletion); an
+  encoder-decoder masks ``j`` in place on either side (its stacks count positions by index), with
+  ``use_cache=False`` (FSMT's decoder is causal only then). A target is read at the last kept position before it.
 - **the rule itself**: when the model cannot keep the original positions that way (it ignores the position ids it
-  is given, or counts positions over the attention mask, as Bloom's and Falcon's ALiBi do), the result must carry a
-  visible warning about positions.
+  is given, counts positions over the attention mask as Bloom's and Falcon's ALiBi do, or is a classifier packed
+  without position ids or with a relative attention by index), the result must carry a visible warning about
+  positions.
 - **gradient_norm** ``‖∂f_i/∂e_j‖₂`` with ``e = E(x)`` the output of the input-embedding layer(s) on the model's
   own token-id forward (a forward hook swaps each output for a leaf), so any scale a stack applies after it
-  (Marian, Pegasus, M2M100, Gemma) is part of ``f``.
+  (Marian, Pegasus, M2M100, Gemma, CTRL) is part of ``f``.
 - **explain_many** of three items equals one ``explain`` per item.
+- A family that cannot be explained declares what it refuses (``Family.refuses``): the call must raise a seqexplain
+  error whose message says what to use instead.
 """
 
 from __future__ import annotations

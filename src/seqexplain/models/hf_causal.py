@@ -34,7 +34,13 @@ from seqexplain.models.batching import tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_cached, greedy_many
 from seqexplain.models.hf import HFAdapter, TokenEmbedding, pad_rows, segments_of, split_by_part, truncation_warning
-from seqexplain.models.hf_module import accepts_exact, ids_only_scale
+from seqexplain.models.hf_module import (
+    accepts_exact,
+    attention_window,
+    ids_only_scale,
+    positions_follow_mask,
+    steps_through_masks,
+)
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.prefix_cache import shared_prefix_states
 from seqexplain.models.tokenization import Tokenized, offsets_by_decoding, tokenize
@@ -70,6 +76,9 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         self._head_ok: bool | None = None
         self._scale: float | None = None
         self._renumbers: bool | None = None
+        # a recurrent or state-space layer steps through a token masked in place: rows that drop positions run their
+        # kept tokens packed (rule 1 for an RNN: the dropped token leaves the input), with position ids if honoured
+        self._recurrent = steps_through_masks(model)
         # forwards that score run without a key/value cache (none is reused; RWKV updates its state in place
         # with the cache on, which breaks the backward of gradient methods)
         base = getattr(model, "base_model", None)
@@ -148,7 +157,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             assert prompt.tgt is not None and prompt.target is not None
             target_text, t_ids, t_tokens, t_off = prompt.target, prompt.tgt.ids, prompt.tgt.tokens, prompt.tgt.offsets
         no_ids = not self._position_ids or self.ignores_position_ids()
-        if no_ids and not self.attention_free() and self.positions_follow_mask():
+        if no_ids and not self._recurrent and self.positions_follow_mask():
             warnings.append(f"{type(self.model).__name__} takes no position ids it honours and counts positions over "
                             "its attention mask (ALiBi in Bloom and Falcon): where a method drops tokens (occlusion, "
                             "rationales), the kept tokens after a dropped one are read one position closer, as if "
@@ -249,48 +258,16 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         positions = torch.tensor([[len(q)] for q in seqs], device=self.device)
         return self._causal_logits(ids.to(self.device), keep.to(self.device), None, positions, {})[:, 0]
 
-    @torch.no_grad()
     def positions_follow_mask(self) -> bool:
-        """Whether masking a token in place gives what deleting it and closing the gap gives (checked once on five
-        tokens, the middle one dropped): the model counts positions over its attention mask (Bloom's and Falcon's
-        ALiBi), so a keep-mask run in place cannot keep the kept tokens' original positions (rule 1)."""
+        """:func:`~seqexplain.models.hf_module.positions_follow_mask` of the model (found once): a keep-mask run in
+        place then cannot keep the kept tokens' original positions (rule 1)."""
         if self._renumbers is None:
             pad = self.special_id("pad_token_id")
             ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:5]
-            x = torch.tensor([ids], device=self.device)
-            mask = torch.ones_like(x)
-            mask[0, 2] = 0
-            kept = x[:, [0, 1, 3, 4]]
             with eval_mode(self.model):
-                in_place = self.model(**self.drop_missing_masks({"input_ids": x, "attention_mask": mask})).logits
-                closed = self.model(**self.drop_missing_masks({"input_ids": kept,
-                                                               "attention_mask": torch.ones_like(kept)})).logits
-            a, b = in_place[0, -1].float(), closed[0, -1].float()
-            self._renumbers = bool(torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max())))
+                self._renumbers = positions_follow_mask(
+                    lambda kwargs: self.model(**self.drop_missing_masks(kwargs)).logits, ids, self.device)
         return self._renumbers
-
-    def attention_free(self) -> bool:
-        """Whether a ``transformers`` model (one with a config) has a recurrent or state-space layer (Mamba, Jamba's
-        Mamba mixers) or no attention module at all, found by its modules' class names. A token masked in place
-        would still step such a layer's state, so rows that drop positions run their kept tokens packed (rule 1 for
-        an RNN: the dropped token leaves the input), with position ids where the model honours them. Other modules
-        without position ids keep masking in place."""
-        if not hasattr(self, "_attention_free"):
-            hf_model = getattr(getattr(self.model, "config", None), "model_type", None) is not None
-            names = [type(m).__name__.lower() for m in self.model.modules()]
-            recurrent = any(k in n for n in names for k in ("mamba", "mixer", "ssm", "rglru", "recurrent"))
-            self._attention_free = hf_model and (recurrent or not any("attention" in n for n in names))
-        return self._attention_free
-
-    def attention_window(self) -> int | None:
-        """The smallest local-attention window of the model's config (GPT-Neo's ``window_size``, a
-        ``sliding_window`` in use), None for none."""
-        config = getattr(self.model, "config", None)
-        sizes = [getattr(config, "window_size", None)]
-        if getattr(config, "use_sliding_window", True) is not False:
-            sizes.append(getattr(config, "sliding_window", None))
-        found = [int(v) for v in sizes if isinstance(v, int) and not isinstance(v, bool) and v > 0]
-        return min(found) if found else None
 
     # ---------------------------------------------------------------- logits
     def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
@@ -343,7 +320,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         reads_kept = bool(keep_c.gather(1, r).all())
         kwargs: dict[str, Any] = {}
         offset = self.position_offset() if self._position_ids else None
-        if (offset is not None or self.attention_free()) and reads_kept and n_max > 0 and not bool(keep_c.all()):
+        if (offset is not None or self._recurrent) and reads_kept and n_max > 0 and not bool(keep_c.all()):
             order = torch.argsort((~keep_c).to(torch.int8), dim=1, stable=True)[:, :n_max]  # kept first, in order
             valid = torch.arange(n_max, device=self.device).unsqueeze(0) < counts.unsqueeze(1)
             if embeds is None:
@@ -374,7 +351,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         self.drop_missing_masks(kwargs)
         if self._head_at_reads(kwargs):
             picked = None
-            window = self.attention_window()
+            window = attention_window(getattr(self.model, "config", None))
             # shared prefixes run suffixes after padded cache slots, which a local window would count as positions
             if n_b > 1 and reads_kept and set(kwargs) == {"input_ids", "attention_mask", "position_ids"} and (
                     window is None or 2 * end < window):
