@@ -237,7 +237,7 @@ FAMILIES: dict[str, Family] = {
     "bigbird": Family("classifier", "wordpiece", _make("BigBirdConfig", "BigBirdForSequenceClassification",
                                                        attention_type="original_full", **_ENC)),
     "bart_classifier": Family("classifier", "bpe_eos", lambda tok: _make(
-        "BartConfig", "BartForSequenceClassification", num_labels=2, **_S2S)(tok),
+        "BartConfig", "BartForSequenceClassification", num_labels=2, id2label={0: "no", 1: "yes"}, **_S2S)(tok),
                               refuses=("occlusion", "gradient_norm")),
     "xlm": Family("classifier", "wordpiece", _make("XLMConfig", "XLMForSequenceClassification", emb_dim=32,
                                                    n_layers=2, n_heads=2, max_position_embeddings=64, num_labels=2)),

@@ -363,3 +363,17 @@ def test_classifier_that_reads_eos_refuses_input_without_it():
     model, _ = _family("bart_classifier")
     with pytest.raises(se.errors.InputError, match="use the tokenizer the model was trained with"):
         se.explain(se.load_model(model, bpe_tokenizer()), "the cat sat", 1, "occlusion")
+
+
+def test_classifier_without_eos_exits_2_on_the_command_line(tmp_path, runner):
+    """The same mistake through the CLI: a saved BART classifier whose tokenizer adds no </s>."""
+    from seqexplain.cli import app
+
+    model, _ = _family("bart_classifier")
+    model.save_pretrained(tmp_path)
+    bpe_tokenizer().save_pretrained(tmp_path)
+    result = runner.invoke(app, ["explain", "-m", str(tmp_path), "-t", "the cat sat", "--target", "1",
+                                 "--method", "occlusion"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "use the tokenizer the model was trained with" in result.stderr
