@@ -111,34 +111,55 @@ class HFAdapter(SequenceModel):
         most, ``padding_idx + 1`` for the RoBERTa family (RoBERTa, XLM-R, Longformer, CamemBERT), whose position
         ids start after the padding index. Adapters pass ``index + offset`` as position ids, so that the model
         explained is the model itself. Found once by running a few tokens without and with position ids; None
-        when the forward takes no ``position_ids`` or neither start matches (none are then passed)."""
+        when the forward takes no ``position_ids``, neither start matches, or the model ignores the ids it is given
+        (gapped ids give exactly what contiguous ones give: Falcon with ALiBi, DeBERTa-v3's relative attention), so
+        that original position ids cannot be kept by passing them (none are then passed)."""
         if not hasattr(self, "_position_offset"):
             self._position_offset: int | None = None
+            self._ids_ignored = False
             if accepts_exact(self.model.forward, "position_ids"):
                 self._position_offset = self._probe_position_offset()
         return self._position_offset
 
+    def ignores_position_ids(self) -> bool:
+        """Whether the forward takes ``position_ids`` but ignores them (:meth:`position_offset`'s probe)."""
+        self.position_offset()
+        return self._ids_ignored
+
     def _probe_position_offset(self) -> int | None:
         from seqexplain.models.module_state import eval_mode
 
-        pad = self.special_id("pad_token_id")
-        ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:4]
+        # the RoBERTa family starts after its padding index: the pad id, or one its embeddings hold (MPNet: 1), a
+        # token id that must not be among the probe's tokens (it would be counted as padding)
+        indices = {self.special_id("pad_token_id")} | {
+            m.padding_idx for m in self.model.modules() if isinstance(getattr(m, "padding_idx", None), int)}
+        candidates = [0] + sorted({i + 1 for i in indices if i is not None and i + 1 > 0})
+        ids = [i for i in range(1, 16) if i not in indices and i < self.vocab_size()][:4]
         x = torch.tensor([ids], device=self.device)
         mask = torch.ones_like(x)
-        candidates = [0] + ([pad + 1] if pad is not None and pad + 1 != 0 else [])
         dtype = next((q.dtype for q in self.model.parameters()), torch.float32)
         tol = 1e-4 if dtype in (torch.float32, torch.float64) else 1e-2  # half-precision weights: rounding
         with torch.no_grad(), eval_mode(self.model):
             try:
                 own = self.model(input_ids=x, attention_mask=mask).logits
+                best: tuple[float, int, torch.Tensor] | None = None  # the closest start, not the first one close
                 for offset in candidates:
                     pos = torch.arange(len(ids), device=self.device).unsqueeze(0) + offset
                     given = self.model(input_ids=x, attention_mask=mask, position_ids=pos).logits
-                    if torch.allclose(own.float(), given.float(), rtol=tol, atol=tol * float(own.abs().max())):
-                        return offset
+                    gap = float((own.float() - given.float()).abs().max())
+                    if best is None or gap < best[0]:
+                        best = (gap, offset, given)
+                if best is None or not torch.allclose(own.float(), best[2].float(), rtol=tol,
+                                                      atol=tol * float(own.abs().max())):
+                    return None
+                _, offset, given = best
+                pos = torch.arange(len(ids), device=self.device).unsqueeze(0) + offset
+                gapped = pos + torch.tensor([0, 0, 2, 4][: len(ids)], device=self.device)
+                self._ids_ignored = torch.equal(given, self.model(input_ids=x, attention_mask=mask,
+                                                                  position_ids=gapped).logits)
+                return None if self._ids_ignored else offset
             except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
                 return None
-        return None
 
     def keep_mask_problem(self) -> str | None:
         if not self._missing_masks:

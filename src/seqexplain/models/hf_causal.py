@@ -8,8 +8,11 @@ Rows of several examples share a forward right-padded (padding is a dropped posi
 are *packed* when the model takes position ids: their kept tokens are moved left and run with their original
 position ids, which is deleting the dropped tokens (rule 1) for every architecture, including those where masking
 a token in place is not (a sliding attention window counts the tokens read; a state-space layer of a hybrid model
-steps through a masked token); without position ids, dropped tokens are masked in place. Rows
-that share leading tokens run them once (:mod:`seqexplain.models.prefix_cache`), and the output layer runs only at
+steps through a masked token). A model without attention (Mamba) is packed without position ids (an RNN's dropped
+token is removed from its input); any other model without position ids it honours masks dropped tokens in place
+(MPT; Bloom and Falcon with ALiBi count positions over the mask, and their examples warn so). Rows
+that share leading tokens run them once (unless the model has a local attention window that their padded cache
+slots would enter; :mod:`seqexplain.models.prefix_cache`), and the output layer runs only at
 the reading positions when the model's head is a plain projection of its base model's last hidden state (checked
 once against the model's own logits).
 
@@ -31,7 +34,13 @@ from seqexplain.models.batching import tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_cached, greedy_many
 from seqexplain.models.hf import HFAdapter, TokenEmbedding, pad_rows, segments_of, split_by_part, truncation_warning
-from seqexplain.models.hf_module import accepts_exact, ids_only_scale
+from seqexplain.models.hf_module import (
+    accepts_exact,
+    attention_window,
+    ids_only_scale,
+    positions_follow_mask,
+    steps_through_masks,
+)
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.prefix_cache import shared_prefix_states
 from seqexplain.models.tokenization import Tokenized, offsets_by_decoding, tokenize
@@ -66,6 +75,16 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         self._cache_name: str | None = names[0] if names and plain else None
         self._head_ok: bool | None = None
         self._scale: float | None = None
+        self._renumbers: bool | None = None
+        # a recurrent or state-space layer steps through a token masked in place: rows that drop positions run their
+        # kept tokens packed (rule 1 for an RNN: the dropped token leaves the input), with position ids if honoured
+        self._recurrent = steps_through_masks(model)
+        # forwards that score run without a key/value cache (none is reused; RWKV updates its state in place
+        # with the cache on, which breaks the backward of gradient methods)
+        base = getattr(model, "base_model", None)
+        self._no_cache = {"use_cache": False} if accepts_exact(model.forward, "use_cache") else {}
+        self._base_no_cache = ({"use_cache": False} if isinstance(base, torch.nn.Module)
+                               and accepts_exact(base.forward, "use_cache") else {})
 
     def ids_only_scale(self) -> float:
         """The factor the base model applies to its token embeddings only when it reads ids
@@ -137,6 +156,12 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         else:
             assert prompt.tgt is not None and prompt.target is not None
             target_text, t_ids, t_tokens, t_off = prompt.target, prompt.tgt.ids, prompt.tgt.tokens, prompt.tgt.offsets
+        no_ids = not self._position_ids or self.ignores_position_ids()
+        if no_ids and not self._recurrent and self.positions_follow_mask():
+            warnings.append(f"{type(self.model).__name__} takes no position ids it honours and counts positions over "
+                            "its attention mask (ALiBi in Bloom and Falcon): where a method drops tokens (occlusion, "
+                            "rationales), the kept tokens after a dropped one are read one position closer, as if "
+                            "the gap were closed, not at their original positions")
         n_p, n_l = len(src.ids), len(src.ids) + len(t_ids)
         positions = [n_p + i for i in range(len(t_ids))]
         vis = torch.arange(n_l).view(1, -1) < torch.tensor(positions).view(-1, 1)
@@ -219,7 +244,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         kwargs: dict[str, Any] = {"input_ids": x, "attention_mask": torch.ones_like(x)}
         if self._logits_to_keep:
             kwargs["logits_to_keep"] = 1
-        return self.model(**self.drop_missing_masks(kwargs)).logits[0, -1]
+        return self.model(**self.drop_missing_masks(kwargs), **self._no_cache).logits[0, -1]
 
     def _next_logits_many(self, seqs: list[list[int]]) -> torch.Tensor:
         """``[B, V]`` next-token logits of several sequences in one right-padded forward: each is read at its last
@@ -232,6 +257,17 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             keep[r, : len(q)] = True
         positions = torch.tensor([[len(q)] for q in seqs], device=self.device)
         return self._causal_logits(ids.to(self.device), keep.to(self.device), None, positions, {})[:, 0]
+
+    def positions_follow_mask(self) -> bool:
+        """:func:`~seqexplain.models.hf_module.positions_follow_mask` of the model (found once): a keep-mask run in
+        place then cannot keep the kept tokens' original positions (rule 1)."""
+        if self._renumbers is None:
+            pad = self.special_id("pad_token_id")
+            ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:5]
+            with eval_mode(self.model):
+                self._renumbers = positions_follow_mask(
+                    lambda kwargs: self.model(**self.drop_missing_masks(kwargs)).logits, ids, self.device)
+        return self._renumbers
 
     # ---------------------------------------------------------------- logits
     def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
@@ -284,7 +320,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         reads_kept = bool(keep_c.gather(1, r).all())
         kwargs: dict[str, Any] = {}
         offset = self.position_offset() if self._position_ids else None
-        if offset is not None and reads_kept and n_max > 0 and not bool(keep_c.all()):
+        if (offset is not None or self._recurrent) and reads_kept and n_max > 0 and not bool(keep_c.all()):
             order = torch.argsort((~keep_c).to(torch.int8), dim=1, stable=True)[:, :n_max]  # kept first, in order
             valid = torch.arange(n_max, device=self.device).unsqueeze(0) < counts.unsqueeze(1)
             if embeds is None:
@@ -295,7 +331,8 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                 index = order.unsqueeze(-1).expand(-1, -1, embeds.shape[-1])
                 kwargs["inputs_embeds"] = embeds[:, :end].gather(1, index) * self.ids_only_scale()
             kwargs["attention_mask"] = valid.long()
-            kwargs["position_ids"] = order + offset
+            if offset is not None:
+                kwargs["position_ids"] = order + offset
             read = torch.cumsum(keep_c.long(), 1).gather(1, r) - 1  # index of r among the kept positions
             for key, value in extra.items():
                 kwargs[key] = value[:, :end].gather(1, order)
@@ -314,18 +351,21 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         self.drop_missing_masks(kwargs)
         if self._head_at_reads(kwargs):
             picked = None
-            if n_b > 1 and reads_kept and set(kwargs) == {"input_ids", "attention_mask", "position_ids"}:
+            window = attention_window(getattr(self.model, "config", None))
+            # shared prefixes run suffixes after padded cache slots, which a local window would count as positions
+            if n_b > 1 and reads_kept and set(kwargs) == {"input_ids", "attention_mask", "position_ids"} and (
+                    window is None or 2 * end < window):
                 picked = shared_prefix_states(self.model.base_model, kwargs["input_ids"], kwargs["attention_mask"],
                                               kwargs["position_ids"], read)
             if picked is None:
-                hidden = self.model.base_model(**kwargs).last_hidden_state
+                hidden = self.model.base_model(**kwargs, **self._base_no_cache).last_hidden_state
                 picked = hidden.gather(1, read.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
             return self.model.get_output_embeddings()(picked)
         needed, index = torch.unique(read, sorted=True, return_inverse=True)
         if self._logits_to_keep:
-            logits = self.model(**kwargs, logits_to_keep=needed).logits
+            logits = self.model(**kwargs, logits_to_keep=needed, **self._no_cache).logits
         else:
-            logits = self.model(**kwargs).logits[:, needed]
+            logits = self.model(**kwargs, **self._no_cache).logits[:, needed]
         return torch.gather(logits, 1, index.unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
 
     def _head_at_reads(self, kwargs: dict[str, Any]) -> bool:
@@ -339,8 +379,8 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                 one = {k: v[:1] for k, v in kwargs.items()}
                 with torch.no_grad():
                     try:
-                        full = self.model(**one).logits[0]
-                        mine = head(base(**one).last_hidden_state)[0]
+                        full = self.model(**one, **self._no_cache).logits[0]
+                        mine = head(base(**one, **self._base_no_cache).last_hidden_state)[0]
                         self._head_ok = bool(torch.allclose(full, mine, rtol=1e-4, atol=1e-5))
                     except (TypeError, AttributeError, RuntimeError):
                         self._head_ok = False
@@ -352,7 +392,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         inputs = self.span_inputs(example)
         if "inputs_embeds" in inputs:
             inputs["inputs_embeds"] = inputs["inputs_embeds"] * self.ids_only_scale()
-        out = self.output_attentions(**self.drop_missing_masks(inputs))
+        out = self.output_attentions(**self.drop_missing_masks(inputs), **self._no_cache)
         layers = getattr(out, "attentions", None)
         if not layers:
             self.no_attention()

@@ -9,8 +9,8 @@ Keep-masks: drop j = delete token j. Each row's kept tokens are packed to the le
 ids and right-padded (pad token, attention mask 0), so the head reads the first / last *kept* token: dropping
 ``[CLS]`` or the last token moves the head to the next kept one, as deleting it would. A row with nothing kept keeps
 the head's position (rule 4 of :mod:`seqexplain.models.keep`). Rows of several examples share a forward padded the
-same way (a decoder-style head finds the last token through the pad id: without one, rows of different lengths
-run one at a time).
+same way (a decoder-style head finds the last token through the pad id: without one, or when masked padding
+changes the logits, as ConvBERT's convolutions let it, rows of different lengths run one at a time).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         self.head_position = head_position or self._default_head_position()
         # Longformer's classifier puts global attention on the first token, found through input_ids
         self._global_first = accepts_exact(model.forward, "global_attention_mask") and not self._eos_head
+        self._padding_leaks = self._summary in (None, "first") and self._probe_padding()
 
     def _sequence_summary(self) -> str | None:
         """The ``summary_type`` of a head that pools the hidden states through a ``sequence_summary`` (XLNet:
@@ -61,10 +62,30 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         return "first"
 
     def _reads_padding(self) -> bool:
-        """Whether the head would read right-padding: a summary of the batch's last position or of every position
-        (XLNet), which finds no token through the pad id as decoder-style ``score`` heads do. Rows of different
-        lengths then run one length at a time."""
-        return self._summary not in (None, "first")
+        """Whether right-padding would change a row's logits: a head that summarises the batch's last position or
+        every position (XLNet), which finds no token through the pad id as decoder-style ``score`` heads do, or a
+        stack through which masked padding leaks (ConvBERT's convolutions over the sequence; checked once, when the
+        adapter is made, by running a few tokens without and with padding). Rows of different lengths then run one
+        length at a time."""
+        return self._summary not in (None, "first") or self._padding_leaks
+
+    @torch.no_grad()
+    def _probe_padding(self) -> bool:
+        from seqexplain.models.module_state import eval_mode
+
+        pad = self.pad_id()
+        ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:4]
+        x = torch.tensor([ids], device=self.device)
+        padded = torch.cat([x, torch.full((1, 5), pad, device=self.device)], dim=1)
+        mask = (torch.arange(padded.shape[1], device=self.device) < x.shape[1]).long().unsqueeze(0)
+        with eval_mode(self.model):
+            try:
+                alone = self.model(**self.drop_missing_masks({"input_ids": x, "attention_mask": torch.ones_like(x)}))
+                with_pad = self.model(**self.drop_missing_masks({"input_ids": padded, "attention_mask": mask}))
+            except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
+                return False
+        a, b = alone.logits.float(), with_pad.logits.float()
+        return not torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
 
     def label_names(self) -> list[str]:
         id2label = getattr(getattr(self.model, "config", None), "id2label", None) or {}
@@ -85,12 +106,22 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
 
     def input_example(self, text: str, src: Tokenized, warnings: list[str]) -> Example:
         """The :class:`Example` of a tokenised input with a placeholder label (warned when the model takes no
-        position ids, or none the adapter can give: a dropped token is then deleted with the positions of the tokens
-        after it)."""
+        position ids, or none the adapter can give, or places tokens by index in a relative attention (DeBERTa's
+        ``relative_attention``): a dropped token is then deleted with the positions of the tokens after it)."""
+        eos = self.special_id("eos_token_id")
+        if self._eos_head and eos not in src.ids:
+            raise InputError(f"{self.model_id} ({type(self.model).__name__}) reads its </s> token (id {eos}), but the "
+                             "tokenizer put none in the input; use the tokenizer the model was trained with, which "
+                             "appends it")
         if self.position_offset() is None:
             warnings = [*warnings, f"{type(self.model).__name__}.forward() takes no position_ids seqexplain can give: "
                         "where a method drops tokens (occlusion, rationales), the kept tokens move left to close the "
                         "gaps and are read at other positions than in the full input"]
+        elif getattr(getattr(self.model, "config", None), "relative_attention", False) is True:
+            warnings = [*warnings, f"{type(self.model).__name__}'s relative attention places tokens by their index, "
+                        "not by their position ids: where a method drops tokens (occlusion, rationales), the kept "
+                        "tokens move left to close the gaps and are read at other relative positions than in the "
+                        "full input"]
         return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
                        offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                        target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],

@@ -2,7 +2,8 @@
 (:func:`detect_kind`, :func:`kind_of_class_name`), the keywords its ``forward`` takes (:func:`accepts`,
 :func:`accepts_exact`), its position limit (:func:`config_positions`), its input-embedding layers and the factor a
 stack applies to token embeddings only when it reads ids (:func:`input_embeddings`, :func:`ids_only_scale`), the
-rules of its generation config that greedy decoding applies (:func:`decoding_rules`), and a switch to eager attention
+rules of its generation config that greedy decoding applies (:func:`decoding_rules`), how it places tokens
+(:func:`attention_window`, :func:`steps_through_masks`, :func:`positions_follow_mask`), and a switch to eager attention
 (:func:`eager_attention`, the only implementation that returns weights)."""
 
 from __future__ import annotations
@@ -119,6 +120,41 @@ def input_embeddings(stack: torch.nn.Module, model: torch.nn.Module) -> torch.nn
         raise UnsupportedError(f"{type(model).__name__} has no input-embedding layer for its encoder or decoder; "
                                "gradient methods need one")
     return got
+
+
+def attention_window(config: Any) -> int | None:
+    """The smallest local-attention window of a config (GPT-Neo's ``window_size``, a ``sliding_window`` in use),
+    None for none."""
+    sizes = [getattr(config, "window_size", None)]
+    if getattr(config, "use_sliding_window", True) is not False:
+        sizes.append(getattr(config, "sliding_window", None))
+    found = [int(v) for v in sizes if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+    return min(found) if found else None
+
+
+def steps_through_masks(model: torch.nn.Module) -> bool:
+    """Whether a ``transformers`` model (one with a config) has a recurrent or state-space layer (Mamba, Jamba's
+    Mamba mixers, RecurrentGemma's RG-LRU) or no attention module at all, found by its modules' class names: a
+    token masked in place would still step such a layer's state. Other modules: False."""
+    if getattr(getattr(model, "config", None), "model_type", None) is None:
+        return False
+    names = [type(m).__name__.lower() for m in model.modules()]
+    recurrent = any(k in n for n in names for k in ("mamba", "mixer", "ssm", "rglru", "recurrent"))
+    return recurrent or not any("attention" in n for n in names)
+
+
+@torch.no_grad()
+def positions_follow_mask(logits_of: Any, ids: list[int], device: torch.device) -> bool:
+    """Whether masking a token in place gives what deleting it and closing the gap gives, on five tokens ``ids``
+    with the middle one dropped, read at the last token (``logits_of(kwargs)`` runs the model): the model counts
+    positions over its attention mask (Bloom's and Falcon's ALiBi)."""
+    x = torch.tensor([ids], device=device)
+    mask = torch.ones_like(x)
+    mask[0, 2] = 0
+    kept = x[:, [0, 1, 3, 4]]
+    a = logits_of({"input_ids": x, "attention_mask": mask})[0, -1].float()
+    b = logits_of({"input_ids": kept, "attention_mask": torch.ones_like(kept)})[0, -1].float()
+    return bool(torch.allclose(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max())))
 
 
 SCALE_ATTRIBUTES = ("embed_scale", "embedding_multiplier")

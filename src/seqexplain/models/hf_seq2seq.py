@@ -28,7 +28,7 @@ from seqexplain.models.batching import tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_many
 from seqexplain.models.hf import HFAdapter, head_mean, pad_rows, segments_of, split_by_part
-from seqexplain.models.hf_module import ids_only_scale, input_embeddings
+from seqexplain.models.hf_module import accepts_exact, ids_only_scale, input_embeddings
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import offsets_by_decoding
 
@@ -48,6 +48,7 @@ class HFSeq2SeqLM(HFAdapter):
     def __init__(self, model: torch.nn.Module, tokenizer: Any, model_id: str | None = None) -> None:
         super().__init__(model, tokenizer, model_id)
         self._scales: dict[str, float] = {}
+        self._no_cache = accepts_exact(model.forward, "use_cache")
 
     def ids_only_scale(self, side: str) -> float:
         """The factor the encoder (``side="encoder"``) or decoder stack applies to its token embeddings only when it
@@ -63,6 +64,34 @@ class HFSeq2SeqLM(HFAdapter):
                                                 **kwargs)
         return self._scales[side]
 
+    def run_model(self, **inputs: Any) -> Any:
+        """The model's forward with ``use_cache=False`` where it names the keyword: nothing reuses a cache here, and
+        FSMT builds its decoder's causal mask only without one (with the cache on, every decoder position saw the
+        positions after it)."""
+        if self._no_cache:
+            inputs["use_cache"] = False
+        return self.model(**inputs)
+
+    @torch.no_grad()
+    def check_causal_decoder(self, start: int) -> None:
+        """:class:`UnsupportedError` for a decoder whose logits at a position change with the decoder positions
+        after it (ProphetNet's n-gram streams place every position by the decoder's length): ``log p(target_i)``
+        is then no function of what precedes target ``i``, and padded or cut rows would change it. Checked once, on
+        a decoder of two tokens and the same with two more."""
+        if getattr(self, "_causal_decoder", None) is None:
+            x = torch.arange(1, 5, device=self.device).clamp(max=self.vocab_size() - 1).unsqueeze(0)
+            d = torch.tensor([[start, 5, 6, 7]], device=self.device).clamp(max=self.vocab_size() - 1)
+            with eval_mode(self.model):
+                short = self.run_model(input_ids=x, decoder_input_ids=d[:, :2]).logits[0]
+                long = self.run_model(input_ids=x, decoder_input_ids=d).logits[0, :2]
+            scale = float(short.abs().max())
+            self._causal_decoder = bool(torch.allclose(short.float(), long.float(), rtol=1e-4, atol=1e-4 * scale))
+        if not self._causal_decoder:
+            raise UnsupportedError(
+                f"{self.model_id} ({type(self.model).__name__}): the decoder's logits at a position change with the "
+                "decoder positions after it, so log p(target) is not a function of what precedes the target and "
+                "no method can explain it; use an encoder-decoder with a causal decoder (BART, T5, Marian, …)")
+
     # --------------------------------------------------------------- encode
     def encode(self, text: Any, target: Any = None, *, max_new_tokens: int = 10, truncate: bool = False) -> Example:
         """Tokenise the source ``text`` and the target text (``None``: greedy decoding of up to
@@ -77,6 +106,7 @@ class HFSeq2SeqLM(HFAdapter):
         start = self.special_id("decoder_start_token_id")
         if start is None:
             raise UnsupportedError(f"{self.model_id} has no decoder_start_token_id in its config; set it")
+        self.check_causal_decoder(start)
         limit = self.max_positions()
         sources, todo, limits = [], [], []
         for k, (text, target) in enumerate(requests):
@@ -132,7 +162,7 @@ class HFSeq2SeqLM(HFAdapter):
         def alone(k: int, dec: list[int]) -> torch.Tensor:
             x = torch.tensor([sources[k]], device=self.device)
             d = torch.tensor([dec], device=self.device)
-            return self.model(input_ids=x, attention_mask=torch.ones_like(x), decoder_input_ids=d).logits[0, -1]
+            return self.run_model(input_ids=x, attention_mask=torch.ones_like(x), decoder_input_ids=d).logits[0, -1]
 
         def shared(ks: list[int], decs: list[list[int]]) -> torch.Tensor:
             src = [sources[k] for k in ks]
@@ -143,7 +173,7 @@ class HFSeq2SeqLM(HFAdapter):
             for r, (q, dq) in enumerate(zip(src, decs, strict=True)):
                 x[r, : len(q)], mask[r, : len(q)] = torch.tensor(q), 1
                 d[r, : len(dq)] = torch.tensor(dq)  # right-padded: a causal decoder never reads the padding
-            logits = self.model(input_ids=x.to(self.device), attention_mask=mask.to(self.device),
+            logits = self.run_model(input_ids=x.to(self.device), attention_mask=mask.to(self.device),
                                 decoder_input_ids=d.to(self.device)).logits
             last = torch.tensor([len(dq) - 1 for dq in decs], device=self.device)
             return logits[torch.arange(len(ks), device=self.device), last]
@@ -227,7 +257,7 @@ class HFSeq2SeqLM(HFAdapter):
             kwargs["input_ids"] = pad_rows(src_ids, n_s, self.pad_id())
             kwargs["decoder_input_ids"] = pad_rows(dec_ids, n_d, self.pad_id())
         with empty_sources(self.model, empty, self.model_id):
-            logits = self.model(**self.drop_missing_masks(kwargs)).logits
+            logits = self.run_model(**self.drop_missing_masks(kwargs)).logits
         r = torch.cat(reads)
         return split_by_part(torch.gather(logits, 1, r.unsqueeze(-1).expand(-1, -1, logits.shape[-1])), parts)
 
@@ -240,6 +270,8 @@ class HFSeq2SeqLM(HFAdapter):
         for key, side in (("inputs_embeds", "encoder"), ("decoder_inputs_embeds", "decoder")):
             if key in inputs:
                 inputs[key] = inputs[key] * self.ids_only_scale(side)
+        if self._no_cache:
+            inputs["use_cache"] = False
         out = self.output_attentions(**inputs)
         enc, dec, cross = (getattr(out, n, None) for n in ("encoder_attentions", "decoder_attentions",
                                                              "cross_attentions"))
