@@ -23,6 +23,7 @@ from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.example import Example, Part
 from seqexplain.models.greedy import DecodingRules
 from seqexplain.models.hf_module import accepts, accepts_exact, config_positions, decoding_rules, eager_attention
+from seqexplain.models.kind_check import check_kind
 from seqexplain.models.tokenization import Tokenized, tokenize, tokenize_many
 
 
@@ -105,6 +106,7 @@ class HFAdapter(SequenceModel):
         self.tokenizer = tokenizer
         self.model_id = model_id or getattr(getattr(model, "config", None), "name_or_path", "") or type(model).__name__
         self._missing_masks = [n for n in self.mask_names if not accepts(model.forward, n)]
+        check_kind(self)  # a module of another kind (a masked LM, a token classifier, ...): UnsupportedError
 
     def position_offset(self) -> int | None:
         """The position id the model itself gives an input's first token (for an input without padding): 0 for
