@@ -1,10 +1,11 @@
 """What seqexplain reads off a Hugging Face-convention module, before and while an adapter wraps it: its kind
-(:func:`detect_kind`, :func:`kind_of_class_name`), the keywords its ``forward`` takes (:func:`accepts`,
-:func:`accepts_exact`), its position limit (:func:`config_positions`), its input-embedding layers and the factor a
-stack applies to token embeddings only when it reads ids (:func:`input_embeddings`, :func:`ids_only_scale`), the
-rules of its generation config that greedy decoding applies (:func:`decoding_rules`), how it places tokens
-(:func:`attention_window`, :func:`steps_through_masks`, :func:`positions_follow_mask`), and a switch to eager attention
-(:func:`eager_attention`, the only implementation that returns weights)."""
+(:func:`detect_kind`, :func:`kind_of_class_name`; :func:`unsupported_head` for a kind it does not explain), the
+keywords its ``forward`` takes (:func:`accepts`, :func:`accepts_exact`), its position limit
+(:func:`config_positions`), its input-embedding layers and the factor a stack applies to token embeddings only when it
+reads ids (:func:`input_embeddings`, :func:`ids_only_scale`), the rules of its generation config that greedy decoding
+applies (:func:`decoding_rules`), how it places tokens (:func:`attention_window`, :func:`steps_through_masks`,
+:func:`positions_follow_mask`), and a switch to eager attention (:func:`eager_attention`, the only implementation that
+returns weights)."""
 
 from __future__ import annotations
 
@@ -55,6 +56,35 @@ def kind_of_class_name(name: str) -> ModelKind | None:
         return "classifier"
     if name.endswith(("ForCausalLM", "LMHeadModel")):
         return "causal"
+    return None
+
+
+_UNSUPPORTED_HEADS = (("a masked LM", "MODEL_FOR_MASKED_LM_MAPPING_NAMES", ("ForMaskedLM",)),
+                      ("a token classifier", "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
+                       ("ForTokenClassification",)),
+                      ("a question-answering model", "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
+                       ("ForQuestionAnswering",)),
+                      ("a multiple-choice model", "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES", ("ForMultipleChoice",)),
+                      ("a bare model without a head", "MODEL_MAPPING_NAMES", ()))
+"""(what such a class is, its ``transformers`` Auto mapping, the class-name endings that tell it)"""
+UNSUPPORTED_KINDS = ("seqexplain explains causal LMs, encoder-decoders and sequence classifiers, not masked LMs, token "
+                     "classifiers, question-answering models or bare encoders; load the model with such a head "
+                     "(AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification)")
+
+
+def unsupported_head(name: str) -> str | None:
+    """What a model class named ``name`` is when it is of a kind seqexplain does not explain ("a masked LM",
+    "a token classifier", …; from the ``transformers`` Auto mappings or the name's ending), None otherwise (one of
+    the three kinds, or a class neither tells)."""
+    from transformers.models.auto import modeling_auto as ma
+
+    if kind_of_class_name(name) is not None:
+        return None
+    for what, table, endings in _UNSUPPORTED_HEADS:
+        names = getattr(ma, table, {})
+        if name.endswith(endings) or name in {v for vals in names.values()
+                                             for v in ((vals,) if isinstance(vals, str) else vals)}:
+            return what
     return None
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 import torch
 
-from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.errors import InputError, ModelLoadError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.hf import HFModel
-from seqexplain.models.hf_module import detect_kind, kind_of_class_name
+from seqexplain.models.hf_module import UNSUPPORTED_KINDS, detect_kind, kind_of_class_name, unsupported_head
 
 _KINDS = ("causal", "seq2seq", "classifier")
 TOKENIZER_FILES = frozenset({"tokenizer.json", "vocab.json", "vocab.txt", "merges.txt", "spiece.model",
@@ -26,10 +26,11 @@ TOKENIZER_FILES = frozenset({"tokenizer.json", "vocab.json", "vocab.txt", "merge
 them transformers builds an empty tokenizer that turns every text into no tokens."""
 
 
-def _kind_from_config(config: Any) -> ModelKind:
+def _kind_from_config(config: Any, where: str = "the model") -> ModelKind:
     """The kind of a saved model: from the class names in ``architectures`` first (a BART or T5 classifier is an
     encoder-decoder too, but is explained as the classifier it was saved as), else ``seq2seq`` for an
-    encoder-decoder or a ``...ForConditionalGeneration`` class, else ``causal``."""
+    encoder-decoder or a ``...ForConditionalGeneration`` class, else :class:`UnsupportedError` when every class
+    named is of a kind seqexplain does not explain (a masked LM, token classifier, …), else ``causal``."""
     archs = [str(a) for a in getattr(config, "architectures", None) or []]
     for arch in archs:
         found = kind_of_class_name(arch)
@@ -38,6 +39,10 @@ def _kind_from_config(config: Any) -> ModelKind:
     if getattr(config, "is_encoder_decoder", False) or any(
             a.endswith(("ForConditionalGeneration", "ForSeq2SeqLM", "MTModel")) for a in archs):
         return "seq2seq"
+    unsupported = [(a, unsupported_head(a)) for a in archs]
+    if unsupported and all(what is not None for _, what in unsupported):
+        raise UnsupportedError(f"{where} holds a {unsupported[0][0]} model, {unsupported[0][1]}; {UNSUPPORTED_KINDS} "
+                               "(or give --kind / kind= to load it as one, which may leave a head untrained)")
     return "causal"
 
 
@@ -81,9 +86,13 @@ def load_model(
         model = model_or_path
         found = kind or detect_kind(model)
         if found is None:
+            name = type(model).__name__
+            what = unsupported_head(name)
+            if what is not None:
+                raise UnsupportedError(f"{name} is {what}; {UNSUPPORTED_KINDS}")
             raise InputError(
-                f"cannot tell whether {type(model).__name__} is a causal LM, an encoder-decoder or a classifier; "
-                "pass kind='causal' | 'seq2seq' | 'classifier' (or set a seqexplain_kind attribute)"
+                f"cannot tell whether {name} is a causal LM, an encoder-decoder or a classifier; {UNSUPPORTED_KINDS}, "
+                "or pass kind='causal' | 'seq2seq' | 'classifier' (or set a seqexplain_kind attribute) if it is one"
             )
         if tokenizer is None:
             raise InputError(f"pass the tokenizer of {type(model).__name__}: load_model(model, tokenizer)")
@@ -205,7 +214,7 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # corrupt JSON, unknown model_type, ...
         raise ModelLoadError(f"cannot read the config in {path}: {_first_line(exc)}") from exc
-    found = kind or _kind_from_config(config)
+    found = kind or _kind_from_config(config, str(path))
     try:
         model, info = _auto_class(found).from_pretrained(str(path), output_loading_info=True, **common)
     except Exception as exc:
