@@ -1,0 +1,131 @@
+"""A Hugging Face module of a kind seqexplain does not explain (masked LM, token classifier, question answering,
+multiple choice, bare encoder) is refused with a one-line :class:`UnsupportedError` whatever ``kind`` is forced,
+instead of being explained as a causal LM (silently wrong) or failing inside ``transformers``
+(:mod:`seqexplain.models.kind_check`). Oracles: the same BERT body with a causal mask (``is_decoder=True``) is
+accepted and without it refused; the forwards the checks add are counted with a forward hook on the module."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import wordpiece_tokenizer
+from test_cli import assert_user_error, invoke
+from transformers import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForMultipleChoice,
+    BertForQuestionAnswering,
+    BertForTokenClassification,
+    BertLMHeadModel,
+    BertModel,
+)
+
+import seqexplain as se
+from seqexplain.errors import UnsupportedError
+from seqexplain.models.kind_check import check_causal, check_classifier
+
+SUPPORTED = "seqexplain explains causal LMs, encoder-decoders and sequence classifiers"
+#: per class, the fragment the refusal names under a forced causal / classifier kind
+WHAT = {BertForTokenClassification: ("reads in both directions", "scores per token"),
+        BertForMaskedLM: ("reads in both directions", "scores per token"),
+        BertForQuestionAnswering: ("start and end logits", "start and end logits"),
+        BertForMultipleChoice: ("multiple-choice", "multiple-choice"),
+        BertModel: ("bare encoder", "bare encoder")}
+#: what load_model says each class is when no kind is given
+DETECTED = {BertForTokenClassification: "a token classifier", BertForMaskedLM: "a masked LM",
+            BertForQuestionAnswering: "a question-answering model", BertForMultipleChoice: "a multiple-choice model",
+            BertModel: "a bare model without a head"}
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return wordpiece_tokenizer()
+
+
+def _config(tok, cls: type, **extra) -> BertConfig:
+    # a question-answering head has two outputs (start, end), as every trained one does
+    return BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                      intermediate_size=32, max_position_embeddings=64,
+                      num_labels=2 if cls is BertForQuestionAnswering else 3, **extra)
+
+
+def _model(tok, cls: type, **extra) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return cls(_config(tok, cls, **extra)).eval()
+
+
+@pytest.mark.parametrize("kind", ["causal", "classifier", "seq2seq"])
+@pytest.mark.parametrize("cls", list(WHAT), ids=lambda c: c.__name__)
+def test_forced_kind_is_refused(tok, cls, kind):
+    with pytest.raises(UnsupportedError) as err:
+        se.load_model(_model(tok, cls), tok, kind=kind)
+    msg = str(err.value)
+    expected = "not an encoder-decoder" if kind == "seq2seq" else WHAT[cls][kind == "classifier"]
+    assert cls.__name__ in msg and expected in msg and SUPPORTED in msg, msg
+    assert "AutoModelForCausalLM" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("cls", list(DETECTED), ids=lambda c: c.__name__)
+def test_undetected_kind_says_what_is_unsupported(tok, cls):
+    with pytest.raises(UnsupportedError, match=DETECTED[cls]) as err:
+        se.load_model(_model(tok, cls), tok)
+    assert "not masked LMs, token classifiers, question-answering models or bare encoders" in str(err.value)
+
+
+def test_unknown_module_still_suggests_kind(tok):
+    with pytest.raises(se.errors.InputError, match="pass kind=.*not masked LMs|not masked LMs.*pass kind="):
+        se.load_model(torch.nn.Linear(2, 2), tok)
+
+
+def test_causal_mask_decides(tok):
+    """The same BERT body with an LM head: causal with ``is_decoder=True`` (explained), bidirectional without."""
+    causal = se.load_model(_model(tok, BertLMHeadModel, is_decoder=True), tok, kind="causal")
+    attr = se.explain(causal, "the cat sat", target=" on the", method="gradient_norm")
+    assert attr.scores.shape[0] == len(attr.target_tokens)
+    with pytest.raises(UnsupportedError, match="reads in both directions"):
+        se.load_model(_model(tok, BertLMHeadModel, is_decoder=False), tok, kind="causal")
+
+
+def _count_forwards(model: torch.nn.Module, make) -> int:
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        make()
+    finally:
+        handle.remove()
+    return len(calls)
+
+
+def test_probes_add_few_forwards(gpt2, bert, bart):
+    """Making an adapter runs the module twice for a causal LM (the kind check), three times for a BERT
+    classifier (one kind check, two for the padding probe that was there before) and not at all for an
+    encoder-decoder (checked by structure)."""
+    for (model, tokenizer), kind, most in ((gpt2, "causal", 2), (bert, "classifier", 3), (bart, "seq2seq", 0)):
+        n = _count_forwards(model, lambda m=model, t=tokenizer, k=kind: se.load_model(m, t, kind=k))
+        assert n <= most, (kind, n)
+    n = _count_forwards(gpt2[0], lambda: se.load_model(*gpt2, kind="causal"))
+    assert n == 2  # the check does run (a check that never ran would pass the bound above)
+
+
+def test_failing_probe_forward_skips_the_check():
+    """A forward that fails on the probe's ids (some models need particular ids) neither refuses nor raises."""
+    def fails(kwargs):
+        raise ValueError("this model needs other ids")
+
+    module = torch.nn.Linear(1, 1)
+    assert check_causal(module, fails, [1, 2, 3, 4], 5, torch.device("cpu"), "M") is None
+    assert check_classifier(module, fails, [1, 2, 3, 4], torch.device("cpu"), "M") is None
+
+
+def test_cli_refuses_a_saved_token_classifier(tok, tmp_path, runner):
+    folder = tmp_path / "tagger"
+    _model(tok, BertForTokenClassification).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    result = invoke(runner, "explain", "--model", folder, "--text", "the cat sat", "--method", "gradient_norm")
+    err = assert_user_error(result, "BertForTokenClassification", "a token classifier", SUPPORTED)
+    assert len(err.strip().splitlines()) == 1, err
+    # forced to causal with a new head allowed, the bidirectional module is refused by behaviour
+    result = invoke(runner, "explain", "--model", folder, "--kind", "causal", "--allow-new-head", "--text",
+                    "the cat sat", "--method", "gradient_norm")
+    err = assert_user_error(result, "reads in both directions", SUPPORTED)
+    assert len(err.strip().splitlines()) == 1, err
