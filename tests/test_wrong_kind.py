@@ -26,7 +26,7 @@ from seqexplain.models.kind_check import check_causal, check_classifier
 
 SUPPORTED = "seqexplain explains causal LMs, encoder-decoders and sequence classifiers"
 #: per class, the fragment the refusal names under a forced causal / classifier kind
-WHAT = {BertForTokenClassification: ("reads in both directions", "scores per token"),
+WHAT = {BertForTokenClassification: ("scores per token, fewer than", "scores per token"),
         BertForMaskedLM: ("reads in both directions", "scores per token"),
         BertForQuestionAnswering: ("start and end logits", "start and end logits"),
         BertForMultipleChoice: ("multiple-choice", "multiple-choice"),
@@ -86,6 +86,22 @@ def test_causal_mask_decides(tok):
         se.load_model(_model(tok, BertLMHeadModel, is_decoder=False), tok, kind="causal")
 
 
+def test_causal_token_classifier_and_cross_kinds(bpe, gpt2, bart):
+    """A causal stack with a token-classification head is causal but gives label scores per token; a causal LM
+    forced to a classifier and an encoder-decoder forced to a causal LM are refused too."""
+    from transformers import GPT2Config, GPT2ForTokenClassification
+
+    torch.manual_seed(0)
+    tagger = GPT2ForTokenClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(bpe),
+                                                   n_positions=64, num_labels=3)).eval()
+    with pytest.raises(UnsupportedError, match="gives 3 scores per token, fewer than"):
+        se.load_model(tagger, bpe, kind="causal")
+    with pytest.raises(UnsupportedError, match="scores per token"):
+        se.load_model(*gpt2, kind="classifier")
+    with pytest.raises(UnsupportedError, match="reads in both directions"):
+        se.load_model(*bart, kind="causal")
+
+
 def _count_forwards(model: torch.nn.Module, make) -> int:
     calls = []
     handle = model.register_forward_hook(lambda *_: calls.append(1))
@@ -115,6 +131,27 @@ def test_failing_probe_forward_skips_the_check():
     module = torch.nn.Linear(1, 1)
     assert check_causal(module, fails, [1, 2, 3, 4], 5, torch.device("cpu"), "M") is None
     assert check_classifier(module, fails, [1, 2, 3, 4], torch.device("cpu"), "M") is None
+
+
+def test_saved_folders(tok, bpe, tmp_path):
+    """A saved masked LM is refused from its class, and forced to causal (its weights load into BertLMHeadModel with
+    nothing missing) by behaviour; a saved bare GPT-2 body still loads as the causal LM its tied head makes."""
+    from transformers import GPT2Config, GPT2Model
+
+    mlm = tmp_path / "mlm"
+    _model(tok, BertForMaskedLM).save_pretrained(mlm)
+    tok.save_pretrained(mlm)
+    with pytest.raises(UnsupportedError, match="BertForMaskedLM model, a masked LM"):
+        se.load_model(mlm)
+    with pytest.raises(UnsupportedError, match="reads in both directions"):
+        se.load_model(mlm, kind="causal")
+    body = tmp_path / "gpt2-body"
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(bpe), n_positions=64)).save_pretrained(body)
+    bpe.save_pretrained(body)
+    model = se.load_model(body)
+    assert model.kind == "causal"
+    assert se.explain(model, "the cat", target=" sat", method="gradient_norm").scores.shape[0] >= 1
 
 
 def test_cli_refuses_a_saved_token_classifier(tok, tmp_path, runner):

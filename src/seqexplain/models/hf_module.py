@@ -72,15 +72,16 @@ UNSUPPORTED_KINDS = ("seqexplain explains causal LMs, encoder-decoders and seque
                      "(AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification)")
 
 
-def unsupported_head(name: str) -> str | None:
+def unsupported_head(name: str, bare: bool = True) -> str | None:
     """What a model class named ``name`` is when it is of a kind seqexplain does not explain ("a masked LM",
     "a token classifier", …; from the ``transformers`` Auto mappings or the name's ending), None otherwise (one of
-    the three kinds, or a class neither tells)."""
+    the three kinds, or a class neither tells). ``bare=False`` leaves bare models (``BertModel``, ``GPT2Model``) out:
+    a saved one may load as a causal LM whose head is tied to its input embeddings."""
     from transformers.models.auto import modeling_auto as ma
 
     if kind_of_class_name(name) is not None:
         return None
-    for what, table, endings in _UNSUPPORTED_HEADS:
+    for what, table, endings in _UNSUPPORTED_HEADS[: None if bare else -1]:
         names = getattr(ma, table, {})
         if name.endswith(endings) or name in {v for vals in names.values()
                                              for v in ((vals,) if isinstance(vals, str) else vals)}:

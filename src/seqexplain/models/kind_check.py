@@ -4,8 +4,9 @@ is not: a masked LM, token classifier, question-answering or multiple-choice hea
 ``kind="causal"`` / ``"classifier"`` / ``"seq2seq"`` would otherwise be explained as something it is not (or fail
 with a traceback from inside ``transformers``).
 
-- causal (:func:`check_causal`): the output has ``.logits`` of shape ``[1, L, V]`` and the logits at positions
-  ``0 … L−2`` do not change when the token at ``L−1`` changes (a model that reads in both directions fails);
+- causal (:func:`check_causal`): the output has ``.logits`` of shape ``[1, L, V]``, ``V`` not below the config's
+  ``vocab_size`` (a causal token classifier gives ``[1, L, C]``), and the logits at positions ``0 … L−2`` do not
+  change when the token at ``L−1`` changes (a model that reads in both directions fails);
 - classifier (:func:`check_classifier`): ``.logits`` of shape ``[1, C]``;
 - seq2seq (:func:`check_encoder_decoder`): ``config.is_encoder_decoder`` or a forward that names
   ``decoder_input_ids`` (no forward).
@@ -75,7 +76,8 @@ def _logits(out: Any, name: str) -> torch.Tensor:
 @torch.no_grad()
 def check_causal(model: torch.nn.Module, run: Run, ids: list[int], other: int, device: torch.device,
                  name: str) -> None:
-    """:class:`UnsupportedError` unless ``run`` gives ``.logits`` ``[1, L, V]`` on ``ids`` whose first ``L − 1``
+    """:class:`UnsupportedError` unless ``run`` gives ``.logits`` ``[1, L, V]`` (``V`` ≥ the config's ``vocab_size``)
+    on ``ids`` whose first ``L − 1``
     rows stay the same (to ``1e-4`` of their largest magnitude) when the last token becomes ``other``."""
     with eval_mode(model):
         out = _output(run, ids, device, name)
@@ -85,6 +87,10 @@ def check_causal(model: torch.nn.Module, run: Run, ids: list[int], other: int, d
         if a.dim() != 3 or tuple(a.shape[:2]) != (1, len(ids)):
             raise refuse(name, f"gives logits of shape {list(a.shape)} for {len(ids)} tokens, not [batch, length, "
                          "vocabulary]: it is not a causal LM")
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+        if isinstance(vocab, int) and not isinstance(vocab, bool) and a.shape[-1] < vocab:
+            raise refuse(name, f"gives {a.shape[-1]} scores per token, fewer than its {vocab}-token vocabulary (a "
+                         "token classifier), so it is not a causal LM")
         changed = torch.tensor([[*ids[:-1], other]], device=device)
         try:
             b = _logits(run({"input_ids": changed, "attention_mask": torch.ones_like(changed)}), name)

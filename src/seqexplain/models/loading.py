@@ -30,7 +30,9 @@ def _kind_from_config(config: Any, where: str = "the model") -> ModelKind:
     """The kind of a saved model: from the class names in ``architectures`` first (a BART or T5 classifier is an
     encoder-decoder too, but is explained as the classifier it was saved as), else ``seq2seq`` for an
     encoder-decoder or a ``...ForConditionalGeneration`` class, else :class:`UnsupportedError` when every class
-    named is of a kind seqexplain does not explain (a masked LM, token classifier, …), else ``causal``."""
+    named has a head of a kind seqexplain does not explain (a masked LM, token classifier, …), else ``causal`` (a
+    bare model too: a GPT-2 body loads as a causal LM with its tied head; the adapter's kind check refuses what is
+    not one)."""
     archs = [str(a) for a in getattr(config, "architectures", None) or []]
     for arch in archs:
         found = kind_of_class_name(arch)
@@ -39,7 +41,7 @@ def _kind_from_config(config: Any, where: str = "the model") -> ModelKind:
     if getattr(config, "is_encoder_decoder", False) or any(
             a.endswith(("ForConditionalGeneration", "ForSeq2SeqLM", "MTModel")) for a in archs):
         return "seq2seq"
-    unsupported = [(a, unsupported_head(a)) for a in archs]
+    unsupported = [(a, unsupported_head(a, bare=False)) for a in archs]
     if unsupported and all(what is not None for _, what in unsupported):
         raise UnsupportedError(f"{where} holds a {unsupported[0][0]} model, {unsupported[0][1]}; {UNSUPPORTED_KINDS} "
                                "(or give --kind / kind= to load it as one, which may leave a head untrained)")
