@@ -77,8 +77,8 @@ def _logits(out: Any, name: str) -> torch.Tensor:
 def check_causal(model: torch.nn.Module, run: Run, ids: list[int], other: int, device: torch.device,
                  name: str) -> None:
     """:class:`UnsupportedError` unless ``run`` gives ``.logits`` ``[1, L, V]`` (``V`` ≥ the config's ``vocab_size``)
-    on ``ids`` whose first ``L − 1``
-    rows stay the same (to ``1e-4`` of their largest magnitude) when the last token becomes ``other``."""
+    on ``ids`` whose first ``L − 1`` rows stay the same (to ``1e-4`` of their largest magnitude) when the last token
+    becomes ``other``."""
     with eval_mode(model):
         out = _output(run, ids, device, name)
         if out is None:
@@ -100,7 +100,7 @@ def check_causal(model: torch.nn.Module, run: Run, ids: list[int], other: int, d
     tol = 1e-4 * float(early_a.abs().max())
     if not torch.allclose(early_a, early_b, rtol=1e-4, atol=tol):
         raise refuse(name, "reads in both directions (its logits at a position change when a later token changes: "
-                     "a masked LM, token classifier or encoder), so it is not a causal LM")
+                     "a masked LM, token classifier, encoder or encoder-decoder), so it is not a causal LM")
 
 
 @torch.no_grad()
@@ -136,8 +136,8 @@ def check_kind(adapter: Any) -> None:
     through the adapter's ``drop_missing_masks`` with ``use_cache=False`` where the forward names it, on token ids
     that avoid the special ones (an encoder-decoder classifier's input ends with its ``</s>``)."""
     model = adapter.model
-    kind = type(model).__name__
-    name = kind if adapter.model_id == kind else f"{adapter.model_id} ({kind})"
+    cls = type(model).__name__
+    name = cls if adapter.model_id == cls else f"{adapter.model_id} ({cls})"
     if adapter.kind == "seq2seq":
         check_encoder_decoder(model, name)
         return
