@@ -4,7 +4,8 @@ is not: a masked LM, token classifier, question-answering or multiple-choice hea
 ``kind="causal"`` / ``"classifier"`` / ``"seq2seq"`` would otherwise be explained as something it is not (or fail
 with a traceback from inside ``transformers``).
 
-- causal (:func:`check_causal`): the output has ``.logits`` of shape ``[1, L, V]``, ``V`` not below the config's
+- causal (:func:`check_causal`): not an encoder-decoder by its config (T5's forward fails without decoder inputs,
+  so no probe would tell), the output has ``.logits`` of shape ``[1, L, V]``, ``V`` not below the config's
   ``vocab_size`` (a causal token classifier gives ``[1, L, C]``), and the logits at positions ``0 … L−2`` do not
   change when the token at ``L−1`` changes (a model that reads in both directions fails);
 - classifier (:func:`check_classifier`): ``.logits`` of shape ``[1, C]``;
@@ -151,6 +152,9 @@ def check_kind(adapter: Any) -> None:
     if len(ids) < 5:
         return
     if adapter.kind == "causal":
+        if getattr(getattr(model, "config", None), "is_encoder_decoder", False) is True:
+            raise refuse(name, "is an encoder-decoder (its config says is_encoder_decoder), not a causal LM; load it "
+                         "with kind='seq2seq'")
         check_causal(model, run, ids[:4], ids[4], adapter.device, name)
     elif adapter.kind == "classifier":
         eos = adapter.special_id("eos_token_id")
