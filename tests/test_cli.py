@@ -153,6 +153,22 @@ def test_reproduce_missing_module_exits_2(runner, monkeypatch, tmp_path):
     assert not (tmp_path / "out").exists()  # refused before the out folder is made and locked
 
 
+def test_reproduce_interrupted_says_what_is_kept(runner, monkeypatch, tmp_path):
+    """Ctrl-C during a reproduction: exit 130 with one warning line saying the folder keeps its files and a rerun
+    goes on from them; no traceback, and the folder's lock is released (a rerun starts)."""
+    def run_reproduction(out_dir, data_root, quick, **_):
+        raise KeyboardInterrupt
+
+    fake = types.ModuleType("seqexplain.experiments.verwimp2018")
+    fake.run_reproduction = run_reproduction  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "seqexplain.experiments.verwimp2018", fake)
+    for _ in range(2):
+        result = invoke(runner, "reproduce", "verwimp2018", "--out", tmp_path / "o", "--quick")
+        assert result.exit_code == 130, result.output
+        assert "Traceback" not in result.output and "interrupted" in result.stderr
+        assert "rerunning the same command reuses" in result.stderr
+
+
 def test_reproduce_passes_arguments_and_maps_errors(runner, monkeypatch, tmp_path):
     calls = []
 
