@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import itertools
 
 import numpy as np
 import pytest
@@ -241,7 +242,8 @@ def test_gradient_methods_equal_autograd_and_captum(name, method):
     expected = _grad_x_input_oracle(f) if method == "grad_x_input" else _integrated_gradients_oracle(f, 8)
     np.testing.assert_array_equal(np.isnan(attr.scores), np.isnan(expected))
     scale = np.nanmax(np.abs(expected))
-    np.testing.assert_allclose(attr.scores, expected, rtol=1e-3, atol=max(1e-4 * scale, 1e-6), err_msg=f"{name} {method}")
+    np.testing.assert_allclose(attr.scores, expected, rtol=1e-3, atol=max(1e-4 * scale, 1e-6),
+                               err_msg=f"{name} {method}")
 
 
 # ------------------------------------------------------------------------------------------ greedy oracle
@@ -261,8 +263,9 @@ def _no_cross_attention(model):
             h.remove()
 
 
-@torch.no_grad()
-def _greedy_oracle(name: str, model, tok, text: str, target) -> list[list[int]]:
+def _subset_rows(name: str, model, tok, text: str, target):
+    """``(targets, start sets, visible positions, logits(i, kept))``: target ``i``'s logits with only the sorted
+    positions ``kept`` of the input (the family's deletion rule)."""
     fam = FAMILIES[name]
     if fam.kind == "classifier":
         enc = tok(text, return_special_tokens_mask=True)
@@ -305,6 +308,12 @@ def _greedy_oracle(name: str, model, tok, text: str, target) -> list[list[int]]:
             with ctx:
                 return model(input_ids=x, attention_mask=src_mask, decoder_input_ids=d,
                              decoder_attention_mask=dec_mask, use_cache=False).logits[0, i]
+    return targets, start, visible, logits
+
+
+@torch.no_grad()
+def _greedy_oracle(name: str, model, tok, text: str, target) -> list[list[int]]:
+    targets, start, visible, logits = _subset_rows(name, model, tok, text, target)
     out = []
     for i, t in enumerate(targets):
         chosen = list(start[i])
@@ -317,6 +326,21 @@ def _greedy_oracle(name: str, model, tok, text: str, target) -> list[list[int]]:
                         best, best_f = j, fj
             chosen.append(best)
         out.append(chosen)
+    return out
+
+
+@torch.no_grad()
+def _exhaustive_oracle(name: str, model, tok, text: str, target, max_size: int) -> list[list[int]]:
+    """The first sufficient ``s_0 ∪ c``, ``c`` over ``itertools.combinations`` of the sorted other visible positions,
+    by size up to ``max_size``; ``[]`` when none is."""
+    targets, start, visible, logits = _subset_rows(name, model, tok, text, target)
+    out = []
+    for i, t in enumerate(targets):
+        rest = [j for j in visible[i] if j not in start[i]]
+        found = next((list(start[i]) + list(c) for k in range(0, max_size - len(start[i]) + 1)
+                      for c in itertools.combinations(rest, k)
+                      if int(logits(i, sorted([*start[i], *c])).argmax()) == t), [])
+        out.append(found)
     return out
 
 
@@ -338,6 +362,22 @@ def test_greedy_rationale_equals_brute_force(name):
         return
     attr = se.explain(w, text, target, "greedy")
     assert attr.rationale.positions == _greedy_oracle(name, model, tok, text, target), name
+
+
+EXHAUSTIVE_ITEMS = {"causal": ("Paris is", " the"), "seq2seq": ("Paris is", "Berlin"), "classifier": ("the cat", 0)}
+
+
+@pytest.mark.parametrize("name", _params())
+def test_exhaustive_rationale_on_a_short_input_equals_brute_force(name):
+    model, tok = _family(name)
+    w = se.load_model(model, tok)
+    text, target = EXHAUSTIVE_ITEMS[FAMILIES[name].kind]
+    if name in GREEDY_REFUSES:
+        with pytest.raises(SeqExplainError, match="use "):
+            se.explain(w, text, target, "exhaustive", max_size=4)
+        return
+    attr = se.explain(w, text, target, "exhaustive", max_size=4)
+    assert attr.rationale.positions == _exhaustive_oracle(name, model, tok, text, target, 4), name
 
 
 def test_funnel_rows_shorter_than_its_pooling_takes_are_refused():
