@@ -17,6 +17,8 @@
   ``s_0``: causal LM ``{p_i − 1}``; encoder-decoder ``{decoder position i}``; classifier the special tokens (else
   the head's position). ``x_s`` deletes the other tokens as the family's entry says (``Family.deletes``, see
   ``test_hf_family_sweep.py``); an encoder-decoder row without source zeroes the cross-attention outputs (rule 5).
+  **exhaustive** (``max_size=4``, a short input): the first sufficient ``s_0 ∪ c`` by size, ``c`` in
+  ``itertools.combinations`` order; ``[]`` when none is. IG's ``explain_many`` equals one ``explain`` per item.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def _no_cache(model) -> dict:
 
 
 @contextlib.contextmanager
-def _eager(model):
+def _eager(model):  # transformers returns attention weights with eager attention only
     prev = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
@@ -52,7 +54,7 @@ def _eager(model):
         model.set_attn_implementation(prev)
 
 
-def _head_position(model, n: int) -> int:
+def _head_position(model, n: int) -> int:  # the position a classifier's head reads (docs/methods.md)
     return n - 1 if model.config.model_type in _LAST_TOKEN_HEADS else 0
 
 
@@ -391,3 +393,19 @@ def test_funnel_rows_shorter_than_its_pooling_takes_are_refused():
             se.explain(w, text, 0, method)
         assert "use " in str(info.value), method
     assert np.isfinite(se.explain(w, "the cat", 0, "occlusion").scores).all()  # four tokens: rows of three run
+
+
+@pytest.mark.parametrize("name", _params())
+def test_integrated_gradients_many_equals_one_by_one(name):
+    """IG's batched path (several examples padded into shared forwards) gives each example's own result."""
+    model, tok = _family(name)
+    if "gradient_norm" in FAMILIES[name].refuses:
+        pytest.skip(f"{name} refuses gradient methods (checked above)")
+    w = se.load_model(model, tok)
+    items = ITEMS[FAMILIES[name].kind]
+    alone = [se.explain(w, text, target, "integrated_gradients", steps=8) for text, target in items]
+    many = list(se.explain_many(w, items, "integrated_gradients", progress=False, steps=8))
+    for a, b in zip(alone, many, strict=True):
+        np.testing.assert_array_equal(np.isnan(a.scores), np.isnan(b.scores))
+        scale = np.nanmax(np.abs(a.scores))
+        np.testing.assert_allclose(b.scores, a.scores, rtol=1e-4, atol=max(1e-4 * scale, 1e-6), err_msg=name)
