@@ -23,7 +23,7 @@ import torch
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.hf import HFAdapter, TokenEmbedding, pad_rows, segments_of, split_by_part
-from seqexplain.models.hf_module import accepts_exact
+from seqexplain.models.hf_module import accepts_exact, shortest_input
 from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.tokenization import Tokenized
 
@@ -44,6 +44,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         # Longformer's classifier puts global attention on the first token, found through input_ids
         self._global_first = accepts_exact(model.forward, "global_attention_mask") and not self._eos_head
         self._padding_leaks = self._summary in (None, "first") and self._probe_padding()
+        self._shortest: int | None = None  # the fewest tokens the forward runs (found when first needed)
 
     def _sequence_summary(self) -> str | None:
         """The ``summary_type`` of a head that pools the hidden states through a ``sequence_summary`` (XLNet:
@@ -169,6 +170,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                 rows_pos.append(kept)
                 rows_extra.append({k: v.to(self.device)[kept] for k, v in ex.extra.items()})
                 counts.append(int(kept.numel()))
+        self._check_row_lengths(counts)
         if len(set(counts)) > 1 and (self._reads_padding() or self.head_position == "last" and (
                 with_embeds or self.special_id("pad_token_id") is None)):
             # the head finds the last token through pad ids (or reads padding): rows of other lengths run one at a
@@ -177,6 +179,17 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                                                                               strict=True)]
             return split_by_part(torch.cat(outs).unsqueeze(1), parts)
         return split_by_part(self._run(rows_x, rows_pos, rows_extra, with_embeds).unsqueeze(1), parts)
+
+    def _check_row_lengths(self, counts: list[int]) -> None:
+        """:class:`UnsupportedError` when a row holds fewer tokens than the model's forward runs (Funnel's pooling
+        blocks: :func:`~seqexplain.models.hf_module.shortest_input`), instead of a traceback from inside it."""
+        if self._shortest is None:
+            self._shortest = shortest_input(self.model, self.device)
+        if min(counts) < self._shortest:
+            raise UnsupportedError(
+                f"{self.model_id} ({type(self.model).__name__}) cannot run fewer than {self._shortest} tokens (its "
+                f"pooling blocks shorten the sequence) and a row of this call keeps {min(counts)}; use a longer "
+                "input, and for occlusion or rationales (their rows keep fewer tokens) a gradient or attention method")
 
     def _check_eos_rows(self, parts: Sequence[Part], with_embeds: bool) -> None:
         """An encoder-decoder classifier finds its </s> tokens in ``input_ids``: it takes no input vectors, and a
@@ -199,6 +212,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         """Rows that keep every position: each part's rows as they are, right-padded to the longest part (the
         padding masked), one forward — the same as packing, without a per-row copy."""
         n_l = max(p.example.length for p in parts)
+        self._check_row_lengths([p.example.length for p in parts])
         device = self.device
         xs, extras = [], []
         for part in parts:

@@ -257,3 +257,20 @@ def decoding_rules(model: torch.nn.Module, encoder_decoder: bool) -> tuple[Decod
     return rules, [f"decoded target: the target was decoded greedily, but the model's generation config sets "
                    f"{', '.join(unapplied)}, so model.generate may continue otherwise; give the target you mean "
                    "to explain it"]
+
+
+def shortest_input(model: torch.nn.Module, device: torch.device) -> int:
+    """The fewest tokens a forward of ``model`` runs: 1, except for a stack that pools its sequence (Funnel's blocks
+    shorten it, keeping ``[CLS]`` apart, and fail on a shorter input inside the forward), found by trying 1, 2, …
+    tokens of id 0 once."""
+    if getattr(getattr(model, "config", None), "model_type", "") != "funnel":
+        return 1
+    for n in range(1, 65):
+        x = torch.zeros(1, n, dtype=torch.long, device=device)
+        try:
+            with torch.no_grad():
+                model(input_ids=x, attention_mask=torch.ones_like(x))
+        except (RuntimeError, IndexError):
+            continue
+        return n
+    return 65
