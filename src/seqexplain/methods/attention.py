@@ -36,10 +36,13 @@ def _rollout(mats: list[torch.Tensor]) -> torch.Tensor:
     return out
 
 
-def attention_scores(model: SequenceModel, example: Example, mode: Mode) -> np.ndarray:
-    """``[T, L]`` attention scores of every target (module docstring); NaN outside the adapter's segments."""
+def attention_scores(model: SequenceModel, example: Example, mode: Mode) -> MethodResult:
+    """``[T, L]`` attention scores of every target (module docstring), NaN outside the adapter's segments, with the
+    segments' warnings."""
     scores = np.full((example.n_targets, example.length), np.nan)
+    warnings: list[str] = []
     for seg in model.attention_view(example):
+        warnings += [w for w in seg.warnings if w not in warnings]
         if mode == "last":
             m = seg.maps[-1]
         elif mode == "all":
@@ -55,25 +58,25 @@ def attention_scores(model: SequenceModel, example: Example, mode: Mode) -> np.n
         rows = m[torch.tensor(seg.rows, device=m.device)].detach().cpu().numpy()
         width = min(seg.stop - seg.start, rows.shape[1])
         scores[:, seg.start : seg.start + width] = rows[:, :width]
-    return scores
+    return MethodResult(scores, warnings=warnings)
 
 
 @register("attention_last", "attention", "last layer's head-averaged attention row of the predicting position")
 def attention_last(model: SequenceModel, example: Example) -> MethodResult:
     """``a_i = Ā_N[q_i]``: the last layer's head-averaged attention row of target ``i``'s reading position ``q_i``
     (module docstring). No options."""
-    return MethodResult(attention_scores(model, example, "last"))
+    return attention_scores(model, example, "last")
 
 
 @register("attention_all", "attention", "head-averaged attention row of the predicting position, mean over layers")
 def attention_all(model: SequenceModel, example: Example) -> MethodResult:
     """``a_i = (1/N) Σ_l Ā_l[q_i]``: the head-averaged attention rows of the reading position, averaged over the
     ``N`` layers (module docstring). No options."""
-    return MethodResult(attention_scores(model, example, "all"))
+    return attention_scores(model, example, "all")
 
 
 @register("attention_rollout", "attention", "attention rollout (Abnar & Zuidema 2020): product of ½A + ½I")
 def attention_rollout(model: SequenceModel, example: Example) -> MethodResult:
     """``a_i = R[q_i]``, ``R = Â_N ⋯ Â_1``, ``Â_l = ½ Ā_l + ½ I`` (module docstring; cross-attention composed with
     the source stack's rollout). No options."""
-    return MethodResult(attention_scores(model, example, "rollout"))
+    return attention_scores(model, example, "rollout")

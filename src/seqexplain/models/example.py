@@ -115,7 +115,8 @@ class AttentionSegment:
     explains target ``i``; ``key_rollout``: per layer, the self-attention ``[K, K]`` of the keys' own stack when
     ``maps`` is a cross-attention (attention rollout then composes ``maps[-1] @ rollout(key_rollout)``), None when
     ``maps`` is a self-attention (rollout over ``maps`` itself); ``rollout``: False when rollout is undefined for
-    this map (e.g. a single pooling attention)."""
+    this map (e.g. a single pooling attention); ``warnings``: what makes the maps less than the whole story (a hybrid
+    model's recurrent layers mix tokens no map shows), passed on as the attention methods' result warnings."""
 
     start: int
     stop: int
@@ -123,3 +124,4 @@ class AttentionSegment:
     rows: list[int]
     key_rollout: list[torch.Tensor] | None = None
     rollout: bool = True
+    warnings: list[str] = field(default_factory=list)

@@ -38,6 +38,7 @@ from seqexplain.models.hf_module import (
     accepts_exact,
     attention_window,
     ids_only_scale,
+    mixing_warning,
     positions_follow_mask,
     steps_through_masks,
 )
@@ -397,5 +398,5 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         if not layers:
             self.no_attention()
         rows = [int(p) - 1 for p in example.target_positions]  # type: ignore[arg-type]
-        return [AttentionSegment(0, example.length, self.attention_maps(layers, example.length, example.length),
-                                 rows)]
+        return [AttentionSegment(0, example.length, self.attention_maps(layers, example.length, example.length), rows,
+                                 warnings=[mixing_warning(type(self.model).__name__)] if self._recurrent else [])]

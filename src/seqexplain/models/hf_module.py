@@ -174,6 +174,12 @@ def steps_through_masks(model: torch.nn.Module) -> bool:
     return recurrent or not any("attention" in n for n in names)
 
 
+def mixing_warning(name: str) -> str:
+    """The attention methods' warning for a hybrid model (:func:`steps_through_masks` with attention layers too)."""
+    return (f"{name} mixes tokens in recurrent or state-space layers as well as in attention: the attention maps (and "
+            "their rollout) show only its attention layers' share; a gradient or perturbation method sees all of it")
+
+
 @torch.no_grad()
 def positions_follow_mask(logits_of: Any, ids: list[int], device: torch.device) -> bool:
     """Whether masking a token in place gives what deleting it and closing the gap gives, on five tokens ``ids``
