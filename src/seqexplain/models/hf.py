@@ -22,7 +22,14 @@ from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.example import Example, Part
 from seqexplain.models.greedy import DecodingRules
-from seqexplain.models.hf_module import accepts, accepts_exact, config_positions, decoding_rules, eager_attention
+from seqexplain.models.hf_module import (
+    accepts,
+    accepts_exact,
+    config_positions,
+    decoding_rules,
+    eager_attention,
+    probe_ids,
+)
 from seqexplain.models.kind_check import check_kind
 from seqexplain.models.tokenization import Tokenized, tokenize, tokenize_many
 
@@ -136,7 +143,7 @@ class HFAdapter(SequenceModel):
         indices = {self.special_id("pad_token_id")} | {
             m.padding_idx for m in self.model.modules() if isinstance(getattr(m, "padding_idx", None), int)}
         candidates = [0] + sorted({i + 1 for i in indices if i is not None and i + 1 > 0})
-        ids = [i for i in range(1, 16) if i not in indices and i < self.vocab_size()][:4]
+        ids = probe_ids(self.vocab_size(), indices)
         x = torch.tensor([ids], device=self.device)
         mask = torch.ones_like(x)
         dtype = next((q.dtype for q in self.model.parameters()), torch.float32)

@@ -40,6 +40,7 @@ from seqexplain.models.hf_module import (
     ids_only_scale,
     mixing_warning,
     positions_follow_mask,
+    probe_ids,
     steps_through_masks,
 )
 from seqexplain.models.module_state import eval_mode
@@ -263,8 +264,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         """:func:`~seqexplain.models.hf_module.positions_follow_mask` of the model (found once): a keep-mask run in
         place then cannot keep the kept tokens' original positions (rule 1)."""
         if self._renumbers is None:
-            pad = self.special_id("pad_token_id")
-            ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:5]
+            ids = probe_ids(self.vocab_size(), {self.special_id("pad_token_id")}, 5)
             with eval_mode(self.model):
                 self._renumbers = positions_follow_mask(
                     lambda kwargs: self.model(**self.drop_missing_masks(kwargs)).logits, ids, self.device)

@@ -23,7 +23,7 @@ import torch
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.hf import HFAdapter, TokenEmbedding, pad_rows, segments_of, split_by_part
-from seqexplain.models.hf_module import accepts_exact, shortest_input
+from seqexplain.models.hf_module import accepts_exact, probe_ids, shortest_input
 from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.tokenization import Tokenized
 
@@ -75,7 +75,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         from seqexplain.models.module_state import eval_mode
 
         pad = self.pad_id()
-        ids = [i for i in range(1, 16) if i != pad and i < self.vocab_size()][:4]
+        ids = probe_ids(self.vocab_size(), {pad})
         x = torch.tensor([ids], device=self.device)
         padded = torch.cat([x, torch.full((1, 5), pad, device=self.device)], dim=1)
         mask = (torch.arange(padded.shape[1], device=self.device) < x.shape[1]).long().unsqueeze(0)

@@ -35,22 +35,32 @@ def detect_kind(model: torch.nn.Module) -> ModelKind | None:
     return None
 
 
+def _mapped_classes(table: str) -> set[str]:
+    """The class names of one ``transformers`` Auto mapping (``MODEL_FOR_..._MAPPING_NAMES``; empty when absent)."""
+    from transformers.models.auto import modeling_auto as ma
+
+    names = getattr(ma, table, {})
+    return {v for vals in names.values() for v in ((vals,) if isinstance(vals, str) else vals)}
+
+
+def probe_ids(vocab: int, avoid: set[int | None], n: int = 4) -> list[int]:
+    """``n`` small token ids below ``vocab``, none of ``avoid`` (pad and other special ids): the input of the
+    adapters' behaviour checks."""
+    return [i for i in range(1, 16 + n) if i not in avoid and i < vocab][:n]
+
+
 def kind_of_class_name(name: str) -> ModelKind | None:
     """The kind of a model class named ``name`` (e.g. a config's ``architectures`` entry): from the ``transformers``
     Auto mappings, else from the name's ending (``...ForSequenceClassification``, ``...ForCausalLM``,
     ``...LMHeadModel``); None when neither tells. The class decides before
     ``is_encoder_decoder``: a BART or T5 *classifier* is an encoder-decoder too."""
-    from transformers.models.auto import modeling_auto as ma
-
     tables: list[tuple[ModelKind, str]] = [
         ("seq2seq", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"),
         ("classifier", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"),
         ("causal", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"),
     ]
     for kind, table in tables:
-        names = getattr(ma, table, {})
-        flat = {v for vals in names.values() for v in ((vals,) if isinstance(vals, str) else vals)}
-        if name in flat:
+        if name in _mapped_classes(table):
             return kind
     if name.endswith("ForSequenceClassification"):
         return "classifier"
@@ -77,14 +87,10 @@ def unsupported_head(name: str, bare: bool = True) -> str | None:
     "a token classifier", …; from the ``transformers`` Auto mappings or the name's ending), None otherwise (one of
     the three kinds, or a class neither tells). ``bare=False`` leaves bare models (``BertModel``, ``GPT2Model``) out:
     a saved one may load as a causal LM whose head is tied to its input embeddings."""
-    from transformers.models.auto import modeling_auto as ma
-
     if kind_of_class_name(name) is not None:
         return None
     for what, table, endings in _UNSUPPORTED_HEADS[: None if bare else -1]:
-        names = getattr(ma, table, {})
-        if name.endswith(endings) or name in {v for vals in names.values()
-                                             for v in ((vals,) if isinstance(vals, str) else vals)}:
+        if name.endswith(endings) or name in _mapped_classes(table):
             return what
     return None
 

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from seqexplain.errors import UnsupportedError
-from seqexplain.models.hf_module import accepts_exact
+from seqexplain.models.hf_module import accepts_exact, probe_ids
 from seqexplain.models.module_state import eval_mode
 
 Run = Callable[[dict[str, torch.Tensor]], Any]
@@ -39,11 +39,6 @@ ORDINARY = (TypeError, ValueError, RuntimeError, AttributeError, IndexError, Key
 def refuse(name: str, what: str) -> UnsupportedError:
     """The one-line error for a module ``name`` that ``what`` (what it was found to be)."""
     return UnsupportedError(f"{name} {what}; {SUPPORTED}")
-
-
-def probe_ids(vocab: int, avoid: set[int | None], n: int = 4) -> list[int]:
-    """``n`` small token ids below ``vocab``, none of ``avoid`` (pad and other special ids)."""
-    return [i for i in range(1, 16 + n) if i not in avoid and i < vocab][:n]
 
 
 def _output(run: Run, ids: list[int], device: torch.device, name: str) -> Any:
