@@ -240,18 +240,15 @@ def test_record_store_with_a_damaged_settings_file_is_one_line(tmp_path):
         RecordStore(tmp_path / "r.jsonl", settings={"model": "a"})
 
 
-def test_large_weight_files_are_fingerprinted_by_spread_blocks(tmp_path, monkeypatch):
-    """Above the whole-file size the fingerprint reads blocks from start to end: a copy elsewhere is the same model,
-    a change in the first or the last block is another."""
+def test_weight_files_are_fingerprinted_whole(tmp_path):
+    """Every byte of the weights counts: a change of one byte anywhere (first, middle, last: a small tensor such as a
+    retrained head) is another model; a copy elsewhere is the same model."""
     import seqexplain.runs.config as config
 
-    monkeypatch.setattr(config, "_WHOLE", 1 << 10)
-    monkeypatch.setattr(config, "_BLOCK", 256)
-    monkeypatch.setattr(config, "_SAMPLES", 4)
-    rng = np.random.default_rng(0)
-    content = bytearray(rng.integers(0, 256, 1 << 16, dtype=np.uint8).tobytes())
+    content = bytearray(66 << 20)  # larger than a sampling fingerprint would read whole
+    content[:4096] = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
     prints = []
-    for n, where in enumerate([0, None, len(content) - 1]):
+    for n, where in enumerate([0, None, len(content) // 2 + 200_000, len(content) - 1]):
         folder = tmp_path / f"m{n}"
         folder.mkdir()
         changed = bytearray(content)
@@ -262,7 +259,7 @@ def test_large_weight_files_are_fingerprinted_by_spread_blocks(tmp_path, monkeyp
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "model.safetensors").write_bytes(bytes(content))
     copy = config.model_fingerprint(config.ModelConfig(path=str(tmp_path / "copy")))
-    assert len(set(prints)) == 3 and copy == prints[1]
+    assert len(set(prints)) == 4 and copy == prints[1]
 
 
 @pytest.mark.parametrize("content", [b"", b"\n \n"])
