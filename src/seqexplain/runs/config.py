@@ -274,9 +274,8 @@ def result_defining(cfg: RunConfig, data_sha256: str | None, model_fingerprint: 
 
 
 def _file_digest(path: Path) -> str:
-    """sha256 of a file's name, size and whole content (read in 8 MiB blocks: about 0.5 s for 540 MB of weights on
-    this project's CPU). Sampling parts of a large file would miss a small tensor saved again, such as a retrained
-    classification head, and mix two models' shards silently."""
+    """sha256 of a file's name, size and whole content (read in 8 MiB blocks). Sampling parts of a large file would
+    miss a small tensor saved again, such as a retrained classification head, and mix two models' shards silently."""
     h = hashlib.sha256(f"{path.name}:{path.stat().st_size};".encode())
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(8 << 20), b""):
