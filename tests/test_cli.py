@@ -169,6 +169,25 @@ def test_reproduce_interrupted_says_what_is_kept(runner, monkeypatch, tmp_path):
         assert "rerunning the same command reuses" in result.stderr
 
 
+def test_explain_interrupted_is_one_line(runner, monkeypatch, tmp_path, gpt2_dir):
+    """Ctrl-C inside ``explain`` (here while the method runs): exit 130 with one warning line, no traceback and no
+    half-written output file."""
+    import importlib
+
+    explain_module = importlib.import_module("seqexplain.explain")  # the module, not the function it exports
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(explain_module, "explain", interrupted)
+    result = invoke(runner, "explain", "-m", gpt2_dir, "-t", "The cat", "--target", " sat", "--method",
+                    "gradient_norm", "--json", tmp_path / "a.json")
+    assert result.exit_code == 130, result.output
+    assert "Traceback" not in result.output
+    assert [line for line in result.stderr.splitlines() if line.strip()][-1].startswith("warning: interrupted")
+    assert not (tmp_path / "a.json").exists()
+
+
 def test_reproduce_passes_arguments_and_maps_errors(runner, monkeypatch, tmp_path):
     calls = []
 

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from seqexplain.cli_reproduce import register_reproductions
 from seqexplain.cli_support import (
+    EXIT_INTERRUPTED,
     Aggregate,
     ErrorHandlingGroup,
     Kind,
@@ -316,7 +317,7 @@ def run_corpus(
     except KeyboardInterrupt:
         print_warning(f"interrupted; the finished shards in {cfg.output.dir} are kept — rerun the same command to "
                       "resume")
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if result.rank != 0:
         return
     err = stderr_console()

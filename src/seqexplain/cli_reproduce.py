@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from seqexplain.cli_support import print_warning, rerun_command, stderr_console, stdout_console
+from seqexplain.cli_support import EXIT_INTERRUPTED, print_warning, rerun_command, stderr_console, stdout_console
 
 THREADS_HELP = "Torch CPU threads, set before any work (the documented runs used 1)."
 SEED_HELP = "Random seed, 0 to 2147483647 (the documented runs used 0)."
@@ -74,7 +74,7 @@ def reproduce_command(paper: Any) -> Any:
         except KeyboardInterrupt:
             print_warning(f"interrupted; {out} keeps what was written so far — rerunning the same command reuses what "
                           "the recipe can (finished models, checkpoints, dumps) and redoes the rest")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         table = (result.get("markdown") or result.get("table")) if isinstance(result, dict) else None
         if table:
             stdout_console().print(Text(str(table)))

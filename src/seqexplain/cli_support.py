@@ -27,6 +27,7 @@ from typer.core import TyperGroup
 from seqexplain.errors import InputError, SeqExplainError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def stdout_console() -> Console:
@@ -59,13 +60,19 @@ def fail(message: str) -> NoReturn:
 
 
 class ErrorHandlingGroup(TyperGroup):
-    """Root command group: turns user errors raised anywhere below it into a message and exit status 2."""
+    """Root command group: turns user errors raised anywhere below it into a message and exit status 2, and Ctrl-C
+    into one warning line and exit status 130 (commands with work to keep, ``run`` and ``reproduce``, say what is
+    kept themselves before this)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except SeqExplainError as exc:
             fail(str(exc) or type(exc).__name__)
+        except KeyboardInterrupt:
+            print_warning("interrupted; files are written whole or not at all, so only those reported as written "
+                          "above exist")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 class Kind(str, Enum):
