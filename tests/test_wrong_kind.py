@@ -22,7 +22,7 @@ from transformers import (
 
 import seqexplain as se
 from seqexplain.errors import UnsupportedError
-from seqexplain.models.kind_check import check_causal, check_classifier
+from seqexplain.models.kind_check import ForwardFailed, check_causal, check_classifier
 
 SUPPORTED = "seqexplain explains causal LMs, encoder-decoders and sequence classifiers"
 #: per class, the fragment the refusal names under a forced causal / classifier kind
@@ -70,6 +70,20 @@ def test_undetected_kind_says_what_is_unsupported(tok, cls):
     with pytest.raises(UnsupportedError, match=DETECTED[cls]) as err:
         se.load_model(_model(tok, cls), tok)
     assert "not masked LMs, token classifiers, question-answering models or bare encoders" in str(err.value)
+
+
+@pytest.mark.parametrize("kind", ["causal", "classifier"])
+def test_head_whose_forward_fails_is_refused_by_its_class(tok, kind):
+    """A question-answering head with three outputs fails its own forward (it splits the logits into start and end):
+    the behaviour check cannot run, so its class decides, in one line, instead of transformers' traceback when
+    the method runs."""
+    torch.manual_seed(0)
+    model = BertForQuestionAnswering(_config(tok, BertForMaskedLM)).eval()  # num_labels=3
+    with pytest.raises(ValueError):
+        model(input_ids=torch.tensor([[5, 6, 7]]))
+    with pytest.raises(UnsupportedError, match="a question-answering model \\(by its class\\)") as err:
+        se.load_model(model, tok, kind=kind)
+    assert "\n" not in str(err.value) and SUPPORTED in str(err.value)
 
 
 def test_unknown_module_still_suggests_kind(tok):
@@ -124,14 +138,17 @@ def test_probes_add_few_forwards(gpt2, bert, bart):
     assert n == 2  # the check does run (a check that never ran would pass the bound above)
 
 
-def test_failing_probe_forward_skips_the_check():
-    """A forward that fails on the probe's ids (some models need particular ids) neither refuses nor raises."""
+def test_failing_probe_forward_cannot_tell():
+    """A forward that fails on the probe's ids (some models need particular ids) does not refuse: the checks say
+    they cannot tell (``check_kind`` then skips them unless the class names an unexplained head, above)."""
     def fails(kwargs):
-        raise ValueError("this model needs other ids")
+        raise ValueError("this model needs other ids\nsecond line")
 
     module = torch.nn.Linear(1, 1)
-    assert check_causal(module, fails, [1, 2, 3, 4], 5, torch.device("cpu"), "M") is None
-    assert check_classifier(module, fails, [1, 2, 3, 4], torch.device("cpu"), "M") is None
+    with pytest.raises(ForwardFailed, match="^ValueError: this model needs other ids$"):
+        check_causal(module, fails, [1, 2, 3, 4], 5, torch.device("cpu"), "M")
+    with pytest.raises(ForwardFailed):
+        check_classifier(module, fails, [1, 2, 3, 4], torch.device("cpu"), "M")
 
 
 def test_saved_folders(tok, bpe, tmp_path):

@@ -13,8 +13,10 @@ with a traceback from inside ``transformers``).
   ``decoder_input_ids`` (no forward).
 
 Both forward checks first run ``[1, L]`` token ids; when that forward fails with an ordinary exception, a
-``[1, 1, L]`` forward that succeeds marks a multiple-choice head, and otherwise the check is skipped (some models need
-particular ids; the explanation's own forwards still run them).
+``[1, 1, L]`` forward that succeeds marks a multiple-choice head; otherwise a module whose class ``transformers`` maps
+to an unexplained head (a question-answering model with three labels fails its own forward) is refused by its class,
+and any other module skips the check (some models need particular ids; the explanation's own forwards still run
+them).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import torch
 
 from seqexplain.errors import UnsupportedError
-from seqexplain.models.hf_module import accepts_exact, probe_ids
+from seqexplain.models.hf_module import accepts_exact, probe_ids, unsupported_head
 from seqexplain.models.module_state import eval_mode
 
 Run = Callable[[dict[str, torch.Tensor]], Any]
@@ -41,18 +43,24 @@ def refuse(name: str, what: str) -> UnsupportedError:
     return UnsupportedError(f"{name} {what}; {SUPPORTED}")
 
 
+class ForwardFailed(Exception):
+    """The probe forward failed with an ordinary exception: the check cannot tell (its message is the reason)."""
+
+
 def _output(run: Run, ids: list[int], device: torch.device, name: str) -> Any:
-    """The output of the module on ``ids`` as a batch of one (None: the forward fails, the check is skipped);
-    :class:`UnsupportedError` when only ``[batch, choices, length]`` inputs run (a multiple-choice head)."""
+    """The output of the module on ``ids`` as a batch of one; :class:`ForwardFailed` when that forward fails and a
+    ``[1, 1, L]`` one does too (the check cannot tell), :class:`UnsupportedError` when only ``[batch, choices,
+    length]`` inputs run (a multiple-choice head)."""
     x = torch.tensor([ids], device=device)
     try:
         return run({"input_ids": x, "attention_mask": torch.ones_like(x)})
-    except ORDINARY:
-        pass
+    except ORDINARY as exc:
+        first = exc
     try:
         run({"input_ids": x.unsqueeze(0), "attention_mask": torch.ones_like(x).unsqueeze(0)})
     except ORDINARY:
-        return None
+        reason = (str(first).strip().splitlines() or [""])[0][:160]
+        raise ForwardFailed(f"{type(first).__name__}: {reason}") from first
     raise refuse(name, "takes [batch, choices, length] inputs (a multiple-choice head), not one token sequence")
 
 
@@ -76,10 +84,7 @@ def check_causal(model: torch.nn.Module, run: Run, ids: list[int], other: int, d
     on ``ids`` whose first ``L − 1`` rows stay the same (to ``1e-4`` of their largest magnitude) when the last token
     becomes ``other``."""
     with eval_mode(model):
-        out = _output(run, ids, device, name)
-        if out is None:
-            return
-        a = _logits(out, name)
+        a = _logits(_output(run, ids, device, name), name)
         if a.dim() != 3 or tuple(a.shape[:2]) != (1, len(ids)):
             raise refuse(name, f"gives logits of shape {list(a.shape)} for {len(ids)} tokens, not [batch, length, "
                          "vocabulary]: it is not a causal LM")
@@ -104,10 +109,7 @@ def check_classifier(model: torch.nn.Module, run: Run, ids: list[int], device: t
     """:class:`UnsupportedError` unless ``run`` gives ``.logits`` ``[1, C]`` on ``ids`` (a token classifier gives
     ``[1, L, C]``)."""
     with eval_mode(model):
-        out = _output(run, ids, device, name)
-        if out is None:
-            return
-        logits = _logits(out, name)
+        logits = _logits(_output(run, ids, device, name), name)
     if logits.dim() == 3 and tuple(logits.shape[:2]) == (1, len(ids)):
         raise refuse(name, f"gives scores per token ({list(logits.shape)}: a token classifier or language model), "
                      "not one label score vector per sequence")
@@ -146,13 +148,20 @@ def check_kind(adapter: Any) -> None:
     ids = probe_ids(adapter.vocab_size(), specials, 5)
     if len(ids) < 5:
         return
-    if adapter.kind == "causal":
-        if getattr(getattr(model, "config", None), "is_encoder_decoder", False) is True:
-            raise refuse(name, "is an encoder-decoder (its config says is_encoder_decoder), not a causal LM; load it "
-                         "with kind='seq2seq'")
-        check_causal(model, run, ids[:4], ids[4], adapter.device, name)
-    elif adapter.kind == "classifier":
-        eos = adapter.special_id("eos_token_id")
-        encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False) is True
-        check_classifier(model, run, ids[:4] + ([eos] if encoder_decoder and eos is not None else []),
-                         adapter.device, name)
+    try:
+        if adapter.kind == "causal":
+            if getattr(getattr(model, "config", None), "is_encoder_decoder", False) is True:
+                raise refuse(name, "is an encoder-decoder (its config says is_encoder_decoder), not a causal LM; load "
+                             "it with kind='seq2seq'")
+            check_causal(model, run, ids[:4], ids[4], adapter.device, name)
+        elif adapter.kind == "classifier":
+            eos = adapter.special_id("eos_token_id")
+            encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False) is True
+            check_classifier(model, run, ids[:4] + ([eos] if encoder_decoder and eos is not None else []),
+                             adapter.device, name)
+    except ForwardFailed as failed:
+        what = unsupported_head(cls)
+        if what is not None:  # its class says what it is, and its forward does not run as the kind's: refuse
+            msg = f"is {what} (by its class), and its forward fails on one token sequence ({failed})"
+            raise refuse(name, msg) from failed
+        # otherwise the check is skipped: some models need particular ids, and the explanation's forwards run them
