@@ -79,6 +79,20 @@ def test_a_null_target_is_refused_not_explained_as_the_prediction(tmp_path, mode
     assert not (tmp_path / "out").exists()
 
 
+def test_parquet_rows_are_named_counting_from_one(tmp_path, model):
+    """A Parquet file has no lines: its records are named by row, counting from 1 as the JSONL and CSV lines do
+    (the message said row 1 for the second row)."""
+    import pyarrow as pa
+
+    data = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": ["a film", "a dull film"], "label": [1, None], "id": ["a", "b"]}), data)
+    cfg = _config(tmp_path, model, data, data={"format": "parquet", "path": str(data), "rationale_field": None})
+    expected = "d.parquet row 2 (of rows counted from 1): field 'label' is null"
+    with pytest.raises(DataError, match=re.escape(expected)):
+        run(read_config(cfg), progress=False)
+    _one_error(*_cli(cfg), expected)
+
+
 def test_duplicate_ids_are_refused_naming_both_lines(tmp_path, model):
     """Two examples with one id gave rows that no join on ``id`` can tell apart."""
     data = tmp_path / "d.jsonl"

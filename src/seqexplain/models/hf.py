@@ -28,7 +28,7 @@ from seqexplain.models.hf_module import (
     config_positions,
     decoding_rules,
     eager_attention,
-    probe_ids,
+    probe_position_offset,
 )
 from seqexplain.models.kind_check import check_kind
 from seqexplain.models.tokenization import Tokenized, tokenize, tokenize_many
@@ -127,48 +127,15 @@ class HFAdapter(SequenceModel):
             self._position_offset: int | None = None
             self._ids_ignored = False
             if accepts_exact(self.model.forward, "position_ids"):
-                self._position_offset = self._probe_position_offset()
+                pads = {self.special_id("pad_token_id")}
+                self._position_offset, self._ids_ignored = probe_position_offset(self.model, pads, self.vocab_size(),
+                                                                                 self.device)
         return self._position_offset
 
     def ignores_position_ids(self) -> bool:
         """Whether the forward takes ``position_ids`` but ignores them (:meth:`position_offset`'s probe)."""
         self.position_offset()
         return self._ids_ignored
-
-    def _probe_position_offset(self) -> int | None:
-        from seqexplain.models.module_state import eval_mode
-
-        # the RoBERTa family starts after its padding index: the pad id, or one its embeddings hold (MPNet: 1), a
-        # token id that must not be among the probe's tokens (it would be counted as padding)
-        indices = {self.special_id("pad_token_id")} | {
-            m.padding_idx for m in self.model.modules() if isinstance(getattr(m, "padding_idx", None), int)}
-        candidates = [0] + sorted({i + 1 for i in indices if i is not None and i + 1 > 0})
-        ids = probe_ids(self.vocab_size(), indices)
-        x = torch.tensor([ids], device=self.device)
-        mask = torch.ones_like(x)
-        dtype = next((q.dtype for q in self.model.parameters()), torch.float32)
-        tol = 1e-4 if dtype in (torch.float32, torch.float64) else 1e-2  # half-precision weights: rounding
-        with torch.no_grad(), eval_mode(self.model):
-            try:
-                own = self.model(input_ids=x, attention_mask=mask).logits
-                best: tuple[float, int, torch.Tensor] | None = None  # the closest start, not the first one close
-                for offset in candidates:
-                    pos = torch.arange(len(ids), device=self.device).unsqueeze(0) + offset
-                    given = self.model(input_ids=x, attention_mask=mask, position_ids=pos).logits
-                    gap = float((own.float() - given.float()).abs().max())
-                    if best is None or gap < best[0]:
-                        best = (gap, offset, given)
-                if best is None or not torch.allclose(own.float(), best[2].float(), rtol=tol,
-                                                      atol=tol * float(own.abs().max())):
-                    return None
-                _, offset, given = best
-                pos = torch.arange(len(ids), device=self.device).unsqueeze(0) + offset
-                gapped = pos + torch.tensor([0, 0, 2, 4][: len(ids)], device=self.device)
-                self._ids_ignored = torch.equal(given, self.model(input_ids=x, attention_mask=mask,
-                                                                  position_ids=gapped).logits)
-                return None if self._ids_ignored else offset
-            except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
-                return None
 
     def keep_mask_problem(self) -> str | None:
         if not self._missing_masks:

@@ -45,7 +45,7 @@ from seqexplain.models.hf_module import (
 )
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.prefix_cache import shared_prefix_states
-from seqexplain.models.tokenization import Tokenized, offsets_by_decoding, tokenize
+from seqexplain.models.tokenization import Tokenized, joining_warnings, offsets_by_decoding, tokenize
 
 
 @dataclass
@@ -144,7 +144,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                                 f"model's {limit} positions after the prompt")
         else:
             self.check_length(len(src.ids) + len(tgt.ids), limit, "prompt plus target")
-            warnings += self._joining_warning(text, target, src.ids, tgt.ids)
+            warnings += joining_warnings(self.tokenizer, text, target, src.ids, tgt.ids)
         return _Prompt(text, None if tgt is None else target, src, tgt, n_new, warnings)
 
     def _example(self, prompt: _Prompt, new_ids: list[int] | None) -> Example:
@@ -174,25 +174,6 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             target_ids=torch.tensor(t_ids, dtype=torch.long), target_tokens=list(t_tokens),
             target_positions=list(positions), n_source=n_p, text=prompt.text, target_text=target_text,
             visibility=vis, warnings=warnings)
-
-    def _joining_warning(self, text: str, target: str, prompt_ids: list[int], target_ids: list[int]) -> list[str]:
-        """The rule: prompt and target are tokenised separately and their tokens joined. Warn when the target
-        lacks the leading space a word after a prompt carries in this tokenizer ("Paris" vs " Paris": different
-        tokens, very different probabilities), and when the text written together tokenises differently."""
-        out = []
-        if target[:1].isalnum() and not text[-1:].isspace():
-            spaced = tokenize(self.tokenizer, " " + target, add_special_tokens=False).ids
-            if spaced != target_ids:
-                out.append(f"target {target!r} has no leading space: it is explained as "
-                           f"{self.tokenizer.convert_ids_to_tokens(target_ids[:1])[0]!r}, not as the word after the "
-                           f"prompt ({self.tokenizer.convert_ids_to_tokens(spaced[:1])[0]!r}); did you mean "
-                           f"{' ' + target!r}, with a leading space?")
-        joined = tokenize(self.tokenizer, text + target, add_special_tokens=True).ids
-        if joined != prompt_ids + target_ids:
-            out.append(f"target {target!r} is tokenised on its own ({len(target_ids)} token(s)); written after the "
-                       f"prompt, prompt and target tokenise differently ('...{text[-15:]}{target}'), so the "
-                       "explained tokens are not what the model would read there")
-        return out
 
     @torch.no_grad()
     def _generate_many(self, prompts: list[list[int]], limits: list[int]) -> list[list[int]]:

@@ -1,7 +1,8 @@
 """What seqexplain reads off a Hugging Face-convention module, before and while an adapter wraps it: its kind
 (:func:`detect_kind`, :func:`kind_of_class_name`; :func:`unsupported_head` for a kind it does not explain), the
 keywords its ``forward`` takes (:func:`accepts`, :func:`accepts_exact`), its position limit
-(:func:`config_positions`), its input-embedding layers and the factor a stack applies to token embeddings only when it
+(:func:`config_positions`), the position id it gives the first token (:func:`probe_position_offset`), its
+input-embedding layers and the factor a stack applies to token embeddings only when it
 reads ids (:func:`input_embeddings`, :func:`ids_only_scale`), the rules of its generation config that greedy decoding
 applies (:func:`decoding_rules`), how it places tokens (:func:`attention_window`, :func:`steps_through_masks`,
 :func:`positions_follow_mask`), and a switch to eager attention (:func:`eager_attention`, the only implementation that
@@ -19,6 +20,7 @@ import torch
 from seqexplain.errors import UnsupportedError
 from seqexplain.models.base import ModelKind
 from seqexplain.models.greedy import DecodingRules
+from seqexplain.models.module_state import eval_mode
 
 
 def detect_kind(model: torch.nn.Module) -> ModelKind | None:
@@ -47,6 +49,44 @@ def probe_ids(vocab: int, avoid: set[int | None], n: int = 4) -> list[int]:
     """``n`` small token ids below ``vocab``, none of ``avoid`` (pad and other special ids): the input of the
     adapters' behaviour checks."""
     return [i for i in range(1, 16 + n) if i not in avoid and i < vocab][:n]
+
+
+def probe_position_offset(model: torch.nn.Module, pad_ids: set[int | None], vocab: int, device: torch.device
+                          ) -> tuple[int | None, bool]:
+    """``(offset, ignored)``: the position id ``model`` gives an input's first token, found by running a few tokens
+    without position ids and with ids starting at each candidate (0, and one past each padding index: the pad ids
+    given or one its embeddings hold, MPNet's 1), taking the closest start; None when none matches to ``1e-4``
+    (``1e-2`` for half-precision weights) or the forward fails. ``ignored``: gapped ids give exactly the logits of
+    contiguous ones (Falcon with ALiBi, DeBERTa-v3's relative attention), so the offset is None too."""
+    # a padding index must not be among the probe's tokens (it would be counted as padding)
+    indices = set(pad_ids) | {m.padding_idx for m in model.modules()
+                              if isinstance(getattr(m, "padding_idx", None), int)}
+    candidates = [0] + sorted({i + 1 for i in indices if i is not None and i + 1 > 0})
+    ids = probe_ids(vocab, indices)
+    x = torch.tensor([ids], device=device)
+    mask = torch.ones_like(x)
+    dtype = next((q.dtype for q in model.parameters()), torch.float32)
+    tol = 1e-4 if dtype in (torch.float32, torch.float64) else 1e-2  # half-precision weights: rounding
+    with torch.no_grad(), eval_mode(model):
+        try:
+            own = model(input_ids=x, attention_mask=mask).logits
+            best: tuple[float, int, torch.Tensor] | None = None  # the closest start, not the first one close
+            for offset in candidates:
+                pos = torch.arange(len(ids), device=device).unsqueeze(0) + offset
+                given = model(input_ids=x, attention_mask=mask, position_ids=pos).logits
+                gap = float((own.float() - given.float()).abs().max())
+                if best is None or gap < best[0]:
+                    best = (gap, offset, given)
+            if best is None or not torch.allclose(own.float(), best[2].float(), rtol=tol,
+                                                  atol=tol * float(own.abs().max())):
+                return None, False
+            _, offset, given = best
+            pos = torch.arange(len(ids), device=device).unsqueeze(0) + offset
+            gapped = pos + torch.tensor([0, 0, 2, 4][: len(ids)], device=device)
+            ignored = torch.equal(given, model(input_ids=x, attention_mask=mask, position_ids=gapped).logits)
+            return (None if ignored else offset), ignored
+        except (TypeError, ValueError, RuntimeError, AttributeError, IndexError):
+            return None, False
 
 
 def kind_of_class_name(name: str) -> ModelKind | None:

@@ -161,7 +161,7 @@ def _records(cfg: DataConfig) -> Iterator[tuple[dict[str, Any], str]]:
         stream = datasets.load_dataset(_BUILDERS[cfg.format], data_files=str(path), split="train", streaming=True,
                                        **kwargs)
         for n, record in enumerate(stream):
-            yield record, (f"{path}:{lines[n]}" if n < len(lines) else f"{path} row {n}")
+            yield record, (f"{path}:{lines[n]}" if n < len(lines) else f"{path} row {n + 1} (of rows counted from 1)")
     except (ValueError, OSError) as exc:
         raise DataError(f"{path}: cannot read it as {cfg.format}: {str(exc).splitlines()[0]}") from None
     finally:
