@@ -152,6 +152,48 @@ def test_exhaustive_rationale_on_a_short_input_equals_brute_force(name):
     assert attr.rationale.positions == _exhaustive_oracle(name, model, tok, text, target, 4), name
 
 
+@torch.no_grad()
+def _own_prediction(name: str, model, tok, text: str):
+    """The raw module's own prediction for ``text`` (a causal LM's next token, a translation model's first target
+    token, a classifier's label) as a target the library takes: the label index, or the token's text when it
+    tokenises back to that one token (None otherwise). Keeping every position is then sufficient."""
+    fam = FAMILIES[name]
+    if fam.kind == "classifier":
+        ids = _ids(tok, text, True)
+        return int(model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long)
+                         ).logits[0].argmax())
+    ids = _ids(tok, text, True)
+    x = torch.tensor([ids])
+    if fam.kind == "causal":
+        top = model(input_ids=x, attention_mask=torch.ones_like(x)).logits[0, -1].argmax()
+    else:
+        d = torch.tensor([[model.config.decoder_start_token_id]])
+        top = model(input_ids=x, attention_mask=torch.ones_like(x), decoder_input_ids=d, use_cache=False
+                    ).logits[0, 0].argmax()
+    word = tok.decode([int(top)])
+    return word if _ids(tok, word, False) == [int(top)] else None
+
+
+@pytest.mark.parametrize("name", _params())
+def test_exhaustive_rationale_of_the_own_prediction_is_found(name):
+    """On the model's own prediction the whole input is sufficient, so a search whose bound covers every visible
+    position must find a rationale (a non-empty one), and it must be the brute force's: the fixed items above leave
+    most random models' targets unreachable, which only checks that both searches come back empty."""
+    if name in GREEDY_REFUSES:
+        pytest.skip("refuses rationales (tested above)")
+    model, tok = _family(name)
+    texts = ("the cat", "Paris is", "a dog", "it was", "we saw")
+    text, target = next(((t, p) for t in texts if (p := _own_prediction(name, model, tok, t)) is not None),
+                        (None, None))
+    if target is None:
+        pytest.skip(f"the token predicted after each of {texts} does not tokenise back to itself")
+    bound = max(len(v) for v in _subset_rows(name, model, tok, text, target)[2])
+    attr = se.explain(se.load_model(model, tok), text, target, "exhaustive", max_size=bound)
+    expected = _exhaustive_oracle(name, model, tok, text, target, bound)
+    assert all(expected), (name, expected)  # the whole input is sufficient: the oracle finds a set
+    assert attr.rationale.positions == expected, name
+
+
 def test_funnel_rows_shorter_than_its_pooling_takes_are_refused():
     """Funnel's pooling blocks cannot run fewer than three tokens (here): occlusion of ``[CLS] cat [SEP]`` keeps
     two per row, and a greedy rationale starts from ``[CLS] [SEP]``; each must be a seqexplain error, not a traceback
