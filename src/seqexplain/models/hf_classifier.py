@@ -114,6 +114,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
             raise InputError(f"{self.model_id} ({type(self.model).__name__}) reads its </s> token (id {eos}), but the "
                              "tokenizer put none in the input; use the tokenizer the model was trained with, which "
                              "appends it")
+        src, warnings = self._without_trailing_pads(src, warnings)
         if self.position_offset() is None:
             warnings = [*warnings, f"{type(self.model).__name__}.forward() takes no position_ids seqexplain can give: "
                         "where a method drops tokens (occlusion, rationales), the kept tokens move left to close the "
@@ -127,6 +128,38 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                        offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                        target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
                        n_source=len(src.ids), text=text, warnings=warnings)
+
+    @torch.no_grad()
+    def _without_trailing_pads(self, src: Tokenized, warnings: list[str]) -> tuple[Tokenized, list[str]]:
+        """A decoder-style head finds the token it reads as the last one that is not the config's pad id; given
+        ``inputs_embeds`` (the gradient methods) it reads the last position instead. An input whose tokens end with
+        the pad id (pad = eos, and the text or the tokenizer ends with it) is therefore explained without those
+        trailing tokens, with a warning, when the model gives the same logits without them (a causal stack: they
+        cannot reach the token read); otherwise, or when every token is the pad id, :class:`InputError`."""
+        pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
+        if (self.head_position != "last" or self._summary is not None or self._eos_head or not isinstance(pad, int)
+                or not src.ids or src.ids[-1] != pad):
+            return src, warnings
+        n = len(src.ids)
+        kept = n - next(k for k in range(n + 1) if k == n or src.ids[n - 1 - k] != pad)
+        name, what = type(self.model).__name__, f"pad token {src.tokens[-1]!r} (id {pad})"
+        if kept == 0:
+            raise InputError(f"the input is only the {what}; {name}'s head reads the last token that is not the pad "
+                             "token, and there is none: give a text with other tokens")
+        from seqexplain.models.module_state import eval_mode
+
+        full, short = (torch.tensor([ids], device=self.device) for ids in (src.ids, src.ids[:kept]))
+        with eval_mode(self.model):
+            a, b = (self.model(**self.drop_missing_masks({"input_ids": x, "attention_mask": torch.ones_like(x)})
+                               ).logits.float() for x in (full, short))
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max())):
+            raise InputError(f"the input ends with the {what}, which {name}'s head skips to read the token before it, "
+                             "while those tokens still change its output, so the gradient methods cannot explain "
+                             "what it computes; remove them from the text")
+        src = Tokenized(src.ids[:kept], src.tokens[:kept], src.offsets[:kept])
+        return src, [*warnings, f"the input ends with {n - kept} {what}(s): {name}'s head reads the last token that "
+                     "is not the pad token and its output does not depend on the ones after it, so they are left out "
+                     "of the explanation"]
 
     # ------------------------------------------------------------ questions
     def head_index(self, example: Example) -> int:

@@ -42,6 +42,31 @@ def label_index(names: Sequence[str], label: Any) -> int:
     raise InputError(f"unknown label {label!r}; the labels are: {', '.join(names)}")
 
 
+def ambiguous_label(names: Sequence[str], label: Any, what: str = "target") -> str | None:
+    """The warning for a label that reads both as an index and as the name of another label (labels named "1",
+    "2", "3": the int 1 is index 1, "2"; the string "1" names index 0), saying which reading :func:`label_index`
+    took and how to give the other; None when the label reads one way only."""
+    if isinstance(label, bool) or label is None:
+        return None
+    lowered = {str(n).strip().lower(): i for i, n in enumerate(names)}
+    if isinstance(label, (int, torch.Tensor)):
+        if isinstance(label, torch.Tensor) and label.numel() != 1:
+            return None
+        i = int(label)
+        j = lowered.get(str(i))
+        if j is None or j == i or not 0 <= i < len(names):
+            return None
+        return (f"{what} label {i} is read as the index {i} ({names[i]!r}), but the model also has a label named "
+                f"{str(i)!r} (index {j}): give the name {names[j]!r} as a string to explain that one")
+    key = str(label).strip().lower()
+    j = lowered.get(key)
+    if j is None or not key.isdigit() or not 0 <= int(key) < len(names) or int(key) == j:
+        return None
+    i = int(key)
+    return (f"{what} label {label!r} is read as the label named {names[j]!r} (index {j}), not as the index {i} "
+            f"({names[i]!r}): give the name {names[i]!r} to explain that one")
+
+
 def predicted_labels(model: SequenceModel, examples: Sequence[Example]) -> list[int]:
     """The argmax label of each example: examples sorted by length and packed into forwards of up to
     :meth:`~SequenceModel.default_pack_tokens` tokens (:func:`~seqexplain.models.batching.length_groups`). An
@@ -101,11 +126,20 @@ class ClassifierLabels:
         for k, label in zip(todo, predicted_labels(self, [examples[k] for k in todo]), strict=True):
             labels[k] = label
         out = []
-        for ex, label in zip(examples, labels, strict=True):
+        for ex, label, (_, target) in zip(examples, labels, requests, strict=True):
             assert label is not None
+            warning = ambiguous_label(names, target)
             out.append(ex.replace(target_ids=torch.tensor([label], dtype=torch.long), target_tokens=[names[label]],
-                                  target_text=names[label]))
+                                  target_text=names[label], warnings=[*ex.warnings, *([warning] if warning else [])]))
         return out
+
+    def with_objective(self, example: Example, objective: str = "logprob", foil: Any = None) -> Example:
+        """:meth:`SequenceModel.with_objective`, warning when the foil label reads both as an index and as another
+        label's name (:func:`ambiguous_label`)."""
+        out = super().with_objective(example, objective, foil)  # type: ignore[misc]
+        label = foil[0] if isinstance(foil, (list, tuple)) and len(foil) == 1 else foil
+        warning = ambiguous_label(self.label_names(), label, "foil") if objective == "contrast" else None
+        return out if warning is None else out.replace(warnings=[*out.warnings, warning])
 
     def foil_ids(self, example: Example, foil: Any) -> tuple[torch.Tensor, list[str]]:
         """A foil label (index or name, or a list of one): "why this label rather than that one"."""
