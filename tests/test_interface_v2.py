@@ -310,6 +310,9 @@ def test_groups_are_checked_and_carried(gpt2):
         encode_item(w, "The cat sat on the", " mat", groups={"spans": [[0, 99]]})
     with pytest.raises(InputError, match="empty"):
         encode_item(w, "The cat sat on the", " mat", groups={"spans": [[]]})
+    # numpy integers are positions too (they were refused as "outside the input")
+    assert encode_item(w, "The cat sat on the", " mat", groups={"s": [[np.int64(0)], [np.int32(2)]]}
+                       ).groups["s"] == [[0], [2]]
     attr = se.explain(w, "The cat sat on the", " mat", "gradient_norm", groups={"spans": [[0, 1], [2]]})
     summed = attr.aggregate("sum", by="spans")
     assert summed.scores[0, 0] == pytest.approx(attr.scores[0, 0] + attr.scores[0, 1])
@@ -325,6 +328,18 @@ def test_cuda_request_without_cuda(gpt2, tmp_path):
 
     out = CliRunner().invoke(app, ["explain", "--text", "x", "--model", str(tmp_path), "--device", "cuda"])
     assert out.exit_code == 2 and "CUDA is not available" in out.output and "Traceback" not in out.output
+
+
+@pytest.mark.parametrize("device", ["meta", "mps", "xpu"])
+def test_devices_other_than_cpu_and_cuda_are_refused(gpt2, gpt2_dir, device):
+    """meta passed the check and failed inside the first forward (meta tensors hold no values), mps and xpu with a
+    traceback or an AssertionError."""
+    with pytest.raises(InputError, match=f"runs on cpu and cuda .*not on {device}"):
+        se.load_model(gpt2[0], gpt2[1], device=device)
+    from seqexplain.cli import app
+
+    out = CliRunner().invoke(app, ["explain", "--text", "x", "--model", str(gpt2_dir), "--device", device])
+    assert out.exit_code == 2 and "runs on cpu and cuda" in out.output and "Traceback" not in out.output
 
 
 def test_the_default_token_budget_is_recorded(gpt2):

@@ -99,6 +99,15 @@ def test_target_without_its_leading_space_is_warned_everywhere(gpt2, tmp_path):
     assert any("leading space" in m for m in saved["warnings"])
 
 
+def test_leading_space_warning_shows_the_joined_text(gpt2):
+    """A prompt ending mid-word ("...the m" + "at.") means the target without a space: the warning says what the
+    joined text is and offers the spaced form only as the other reading (it said "did you mean ' at.'")."""
+    attr = se.explain(se.load_model(*gpt2), "The cat sat on the m", "at.", "gradient_norm")
+    found = [m for m in attr.warnings if "leading space" in m]
+    assert len(found) == 1 and "continues the prompt's last word ('...at sat on the mat.')" in found[0], found
+    assert "if it is the next word, give ' at.'" in found[0] and "did you mean" not in found[0]
+
+
 def test_cut_off_and_failed_searches_are_warned(gpt2):
     w = se.load_model(*gpt2)
     greedy = se.explain(w, "The cat sat on the mat and the dog", " sat", "greedy", max_size=1)

@@ -3,6 +3,7 @@ method."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -12,7 +13,7 @@ import torch
 
 from seqexplain.attribution import Attribution
 from seqexplain.attribution_rationale import Rationale
-from seqexplain.errors import InputError, NonFiniteScoresError
+from seqexplain.errors import DataError, InputError, NonFiniteScoresError, SeqExplainError, UnsupportedError
 from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import Example
@@ -78,6 +79,9 @@ def finish_item(wrapped: SequenceModel, example: Example, objective: str = "logp
 def check_groups(groups: Mapping[str, Any], length: int) -> dict[str, list[list[int]]]:
     """Named groups of positions, each group a non-empty list of positions in ``0..length-1``, groups of one
     grouping disjoint; :class:`InputError` naming the problem otherwise."""
+    if not isinstance(groups, Mapping):
+        raise InputError(f"groups must be a mapping of names to groupings (e.g. {{'words': [[0, 1], [2]]}}), not "
+                         f"{type(groups).__name__}")
     out: dict[str, list[list[int]]] = {}
     for name, grouping in groups.items():
         if not isinstance(grouping, (list, tuple)):
@@ -88,13 +92,13 @@ def check_groups(groups: Mapping[str, Any], length: int) -> dict[str, list[list[
             if not isinstance(members, (list, tuple)) or not members:
                 raise InputError(f"group {g} of {name!r} is empty or not a list of positions")
             for j in members:
-                if isinstance(j, bool) or not isinstance(j, int) or not 0 <= j < length:
+                if isinstance(j, (bool, np.bool_)) or not isinstance(j, (int, np.integer)) or not 0 <= j < length:
                     raise InputError(f"group {g} of {name!r} holds position {j!r}, outside the input's positions "
                                      f"0..{length - 1}")
                 if j in seen:
                     raise InputError(f"groups {seen[j]} and {g} of {name!r} overlap at position {j}; a grouping's "
                                      "groups must be disjoint")
-                seen[j] = g
+                seen[int(j)] = g
             clean.append([int(j) for j in members])
         out[str(name)] = clean
     return out
@@ -221,6 +225,9 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
     spec.check_options(options)
     if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
         raise InputError("pack must be a positive number of items")
+    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+        raise InputError(f"explain_many takes an iterable of items (texts, (text, target) pairs or mappings), not "
+                         f"{type(items).__name__}" + ("; wrap one text in a list" if isinstance(items, str) else ""))
     batched = spec.many is not None
     limit = pack if batched else 1  # nothing to share: each item's result goes out as soon as it is computed
     total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]
@@ -236,14 +243,14 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
             form = got
             buffer.append(fields)
             if len(buffer) >= limit:
-                examples = _encode_pack(wrapped, buffer, progress and batched, max_new_tokens=max_new_tokens,
-                                        truncate=truncate)
+                examples = _encode_pack(wrapped, buffer, n + 1 - len(buffer), progress and batched,
+                                        max_new_tokens=max_new_tokens, truncate=truncate)
                 yield from _pack_with_progress(wrapped, examples, method, options, strict, progress and batched)
                 bar.update(len(buffer))
                 buffer = []
         if buffer:
-            examples = _encode_pack(wrapped, buffer, progress and batched, max_new_tokens=max_new_tokens,
-                                    truncate=truncate)
+            examples = _encode_pack(wrapped, buffer, n + 1 - len(buffer), progress and batched,
+                                    max_new_tokens=max_new_tokens, truncate=truncate)
             yield from _pack_with_progress(wrapped, examples, method, options, strict, progress and batched)
             bar.update(len(buffer))
     finally:
@@ -278,16 +285,37 @@ def _item_fields(item: Any, objective: str) -> tuple[str, dict[str, Any]]:
                      f"{type(item).__name__}")
 
 
-def _encode_pack(wrapped: SequenceModel, fields: list[dict[str, Any]], progress: bool, **encode_options: Any
-                 ) -> list[Example]:
+def _encode_pack(wrapped: SequenceModel, fields: list[dict[str, Any]], first: int, progress: bool,
+                 **encode_options: Any) -> list[Example]:
     """A pack of items encoded together (:meth:`SequenceModel.encode_many`: the model's own predictions of the
     items without a target can share forwards), each then given its objective and groups. With ``progress``, a bar
-    follows the predictions (labels, or decoded tokens) while there are any."""
+    follows the predictions (labels, or decoded tokens) while there are any. ``first`` is the index of the pack's
+    first item: a user error names the item it comes from (found by encoding the items alone, only on error)."""
     todo = sum(f["target"] is None for f in fields)
-    with progress_bar(f"predicting the targets of {todo} item(s)", enabled=progress and todo > 0, unit="step"):
-        encoded = wrapped.encode_many([(f["text"], f["target"]) for f in fields], **encode_options)
-    return [finish_item(wrapped, ex, f["objective"], f["foil"], f["groups"])
-            for ex, f in zip(encoded, fields, strict=True)]
+    try:
+        with progress_bar(f"predicting the targets of {todo} item(s)", enabled=progress and todo > 0, unit="step"):
+            encoded = wrapped.encode_many([(f["text"], f["target"]) for f in fields], **encode_options)
+    except SeqExplainError:
+        for k, f in enumerate(fields):
+            with _naming_item(first + k):
+                wrapped.encode_many([(f["text"], f["target"])], **encode_options)
+        raise
+    out = []
+    for k, (ex, f) in enumerate(zip(encoded, fields, strict=True)):
+        with _naming_item(first + k):
+            out.append(finish_item(wrapped, ex, f["objective"], f["foil"], f["groups"]))
+    return out
+
+
+@contextlib.contextmanager
+def _naming_item(n: int) -> Iterator[None]:
+    """A user error raised in the block, as the same error with ``explain_many item N: `` before its message."""
+    try:
+        yield
+    except SeqExplainError as exc:
+        if not isinstance(exc, (InputError, UnsupportedError, DataError)):
+            raise
+        raise type(exc)(f"explain_many item {n}: {exc}") from exc
 
 
 def explain_pack(wrapped: SequenceModel, examples: list[Example], method: str, options: dict[str, Any],

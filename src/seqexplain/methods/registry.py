@@ -95,6 +95,9 @@ def register(name: str, family: str, description: str, many: Callable[..., list[
 
 def get_method(name: str) -> Method:
     _ensure_loaded()
+    if not isinstance(name, str):
+        raise UnknownMethodError(f"a method is given by its name (a string), not a {type(name).__name__}; known "
+                                 f"methods: {', '.join(sorted(_REGISTRY))}")
     if name not in _REGISTRY:
         raise UnknownMethodError(f"unknown method {name!r}; known methods: {', '.join(sorted(_REGISTRY))}")
     return _REGISTRY[name]

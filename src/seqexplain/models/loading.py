@@ -311,11 +311,15 @@ def _load_gguf(path: Path, tokenizer: Any, kind: ModelKind | None,
 
 
 def check_device(device: str | torch.device) -> torch.device:
-    """``device`` as a torch device, or :class:`InputError` when it names one this machine does not have."""
+    """``device`` as a torch device, or :class:`InputError` when it is not a CPU or CUDA device (mps, xpu and meta
+    are untested, and meta tensors hold no values) or names one this machine does not have."""
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise InputError(f"{device!r} is not a device; use cpu, cuda or cuda:N") from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise InputError(f"device {device!r}: seqexplain runs on cpu and cuda (its results are tested against each "
+                         f"other there), not on {dev.type}; use cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} was asked for but CUDA is not available on this machine (torch "
                          f"{torch.__version__}); use device='cpu' or install a CUDA build of torch")

@@ -136,15 +136,16 @@ def joining_warnings(tokenizer: Any, text: str, target: str, prompt_ids: list[in
                      ) -> list[str]:
     """The warnings of a causal LM's rule that prompt and target are tokenised separately and their tokens joined:
     when the target lacks the leading space a word after a prompt carries in this tokenizer ("Paris" vs " Paris":
-    different tokens, very different probabilities), and when the text written together tokenises differently."""
+    different tokens, very different probabilities; the warning shows the joined text, since a prompt ending
+    mid-word, "...the m" + "at.", means it), and when the text written together tokenises differently."""
     out = []
     if target[:1].isalnum() and not text[-1:].isspace():
         spaced = tokenize(tokenizer, " " + target, add_special_tokens=False).ids
         if spaced != target_ids:
-            out.append(f"target {target!r} has no leading space: it is explained as "
-                       f"{tokenizer.convert_ids_to_tokens(target_ids[:1])[0]!r}, not as the word after the "
-                       f"prompt ({tokenizer.convert_ids_to_tokens(spaced[:1])[0]!r}); did you mean "
-                       f"{' ' + target!r}, with a leading space?")
+            out.append(f"target {target!r} has no leading space, so it continues the prompt's last word "
+                       f"('...{text[-15:]}{target}') and is explained as "
+                       f"{tokenizer.convert_ids_to_tokens(target_ids[:1])[0]!r}; if it is the next word, give "
+                       f"{' ' + target!r}, with a leading space")
     joined = tokenize(tokenizer, text + target, add_special_tokens=True).ids
     if joined != prompt_ids + target_ids:
         out.append(f"target {target!r} is tokenised on its own ({len(target_ids)} token(s)); written after the "
