@@ -159,3 +159,21 @@ def _cli(argv: list) -> object:
     from typer.testing import CliRunner
 
     return CliRunner().invoke(app, [str(a) for a in argv])
+
+
+@pytest.mark.parametrize(("name", "text", "target", "remedy"), [
+    ("gpt2", "The cat sat. " * 60, " mat", "pass truncate=True (CLI: --truncate) to cut the prompt's oldest tokens"),
+    ("bert", "a fine film " * 40, "positive", "pass truncate=True (CLI: --truncate) to cut its end"),
+    ("bart", "The cat sat.", "le chat " * 80, "give a shorter one (truncate cuts the source only)"),
+])
+def test_too_long_says_what_truncate_would_cut(request, name, text, target, remedy):
+    """The error before the user opts in said "the oldest context tokens" for every kind; a classifier's input
+    loses its end, and a translation target is never cut."""
+    w = se.load_model(*request.getfixturevalue(name))
+    with pytest.raises(se.errors.InputError) as err:
+        se.explain(w, text, target, "gradient_norm")
+    assert str(err.value).endswith(remedy), str(err.value)
+    if name != "bart":
+        attr = se.explain(w, text, target, "gradient_norm", truncate=True)
+        side = "the oldest" if name == "gpt2" else "the end"
+        assert any(m.startswith("truncated:") and side in m for m in attr.warnings), attr.warnings

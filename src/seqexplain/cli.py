@@ -148,8 +148,9 @@ def explain(
                                                     "(repeatable), e.g. -o steps=20.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate when no --target is given (≥ 1).")
                               ] = 10,
-    truncate: Annotated[bool, typer.Option("--truncate", help="Cut the oldest context tokens when the input "
-                                           "is longer than the model's positions.")] = False,
+    truncate: Annotated[bool, typer.Option("--truncate", help="Cut an input longer than the model's positions: "
+                                           "a prompt loses its oldest tokens, a source or classifier input its "
+                                           "end (the result warns how many).")] = False,
     aggregate: Annotated[Aggregate | None, typer.Option(help="Show (and write to --html) word-level scores "
                                                         "combined this way.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the token-level attribution as JSON.")

@@ -199,11 +199,13 @@ class HFAdapter(SequenceModel):
             raise InputError(f"the {what} tokenizes to special tokens only ({' '.join(tok.tokens)}); give text the "
                              "tokenizer can read")
 
-    def check_length(self, n: int, limit: int | None, what: str) -> None:
+    def check_length(self, n: int, limit: int | None, what: str,
+                     remedy: str = "pass truncate=True (CLI: --truncate) to cut its end") -> None:
+        """:class:`InputError` when ``n`` tokens exceed ``limit``; ``remedy`` says what ``truncate`` would cut (the
+        end of a source or classifier input, the oldest tokens of a prompt), or that it cannot help."""
         if limit is not None and n > limit:
-            raise InputError(
-                f"the {what} is {n} tokens but the model takes at most {limit} positions; shorten it or pass "
-                "truncate=True (CLI: --truncate) to cut the oldest context tokens")
+            raise InputError(f"the {what} is {n} tokens but the model takes at most {limit} positions; shorten it or "
+                             f"{remedy}")
 
     def tokenize_input(self, text: str, what: str, truncate: bool) -> tuple[Tokenized, list[str]]:
         """A source or classifier input with special tokens, checked for content and length; with ``truncate``

@@ -47,6 +47,8 @@ from seqexplain.models.module_state import eval_mode
 from seqexplain.models.prefix_cache import shared_prefix_states
 from seqexplain.models.tokenization import Tokenized, joining_warnings, offsets_by_decoding, tokenize
 
+_CUT_PROMPT = "pass truncate=True (CLI: --truncate) to cut the prompt's oldest tokens"
+
 
 @dataclass
 class _Prompt:
@@ -137,13 +139,13 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                            truncation_side=self.truncation_side)
             warnings += truncation_warning(len(full.ids), len(src.ids), "prompt", "the oldest")
         if tgt is None:
-            self.check_length(len(src.ids) + 1, limit, "prompt plus one generated token")
+            self.check_length(len(src.ids) + 1, limit, "prompt plus one generated token", _CUT_PROMPT)
             n_new = max_new_tokens if limit is None else min(max_new_tokens, limit - len(src.ids))
             if n_new < max_new_tokens:
                 warnings.append(f"max_new_tokens: only {n_new} of the {max_new_tokens} requested tokens fit the "
                                 f"model's {limit} positions after the prompt")
         else:
-            self.check_length(len(src.ids) + len(tgt.ids), limit, "prompt plus target")
+            self.check_length(len(src.ids) + len(tgt.ids), limit, "prompt plus target", _CUT_PROMPT)
             warnings += joining_warnings(self.tokenizer, text, target, src.ids, tgt.ids)
         return _Prompt(text, None if tgt is None else target, src, tgt, n_new, warnings)
 

@@ -119,7 +119,8 @@ class HFSeq2SeqLM(HFAdapter):
                     warnings = [*warnings, f"max_new_tokens: only {limits[-1]} of the {n_new} requested tokens fit the "
                                 f"model's {limit} decoder positions after the start token"]
             else:
-                self.check_length(len(tgt.ids) + 1, limit, "target")
+                self.check_length(len(tgt.ids) + 1, limit, "target", "give a shorter one (truncate cuts the source "
+                                  "only)")
             sources.append((text, target, src, tgt, warnings))
         decoded = dict(zip(todo, self._generate_many([sources[k][2].ids for k in todo], start, limits), strict=True))
         out = []
