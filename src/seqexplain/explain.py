@@ -124,7 +124,7 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
     if logprobs is None:
         with torch.no_grad():
             logprobs = wrapped.predictions(example)[1][0].double().cpu().tolist()
-    meta = dict(result.meta)
+    meta = {**precision_meta(wrapped), **result.meta}
     if "token_budget" in spec.defaults() and options.get("token_budget") is None:
         meta["token_budget_used"] = wrapped.default_token_budget()  # options keep None: "the device's default"
     attr = Attribution(
@@ -161,6 +161,20 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
                 raise
             warnings.warn(str(exc), RuntimeWarning, stacklevel=3)
     return attr
+
+
+def precision_meta(wrapped: SequenceModel) -> dict[str, str]:
+    """Where and in which precision the scores were computed, for the result's ``meta``: ``device`` (``cpu``,
+    ``cuda:0``), ``dtype`` of the weights (``float32``, ``bfloat16``, ...) and ``autocast`` (``bfloat16`` /
+    ``float16``) when every forward ran under :func:`torch.autocast`; a result in reduced precision is then told
+    apart from a float32 one in the saved file and in the reports."""
+    out = {"device": str(wrapped.device)}
+    module = getattr(wrapped, "model", None)
+    if isinstance(module, torch.nn.Module):
+        out["dtype"] = str(next((p.dtype for p in module.parameters()), torch.float32)).removeprefix("torch.")
+    if wrapped.autocast is not None:
+        out["autocast"] = str(wrapped.autocast).removeprefix("torch.")
+    return out
 
 
 def rationale_warnings(attr: Attribution, visible: np.ndarray) -> list[str]:

@@ -341,6 +341,18 @@ def describe_aggregation(attr: Attribution) -> str:
     return ("aggregated=" + ", of ".join(parts)) if parts else ""
 
 
+def describe_precision(attr: Attribution) -> str:
+    """``precision=bfloat16 autocast`` / ``precision=float16 weights`` for a result computed in reduced precision
+    (``meta`` of :func:`~seqexplain.explain.precision_meta`); empty for float32 and float64, or when not recorded."""
+    meta = attr.meta or {}
+    parts = []
+    if meta.get("autocast"):
+        parts.append(f"{meta['autocast']} autocast")
+    if meta.get("dtype") not in (None, "float32", "float64"):
+        parts.append(f"{meta['dtype']} weights")
+    return ("precision=" + ", ".join(parts)) if parts else ""
+
+
 def rationale_status(attr: Attribution, i: int) -> tuple[str, bool]:
     """The state of target ``i``'s rationale search as text (``reached``, ``not reached`` or
     ``not reached · bound hit``) and whether it is a problem (anything but reached); ``("", False)`` when

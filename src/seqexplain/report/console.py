@@ -48,6 +48,7 @@ from seqexplain.report._common import (
     describe_aggregation,
     describe_objective,
     describe_options,
+    describe_precision,
     display_matrix,
     encodable,
     foil_of,
@@ -226,6 +227,9 @@ def to_rich(
     if attr.model_kind:
         header.append(encodable(f" ({attr.model_kind})"))
     header.append(f"  normalize={normalize}")
+    precision = describe_precision(attr)
+    if precision:
+        header.append(f"  {precision}", style="bold yellow")
     options = describe_options(attr)
     if options:
         header.append(encodable(f"  options: {options}"), style="dim")

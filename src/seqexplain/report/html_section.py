@@ -30,6 +30,7 @@ from seqexplain.report._common import (
     cell_rgb,
     describe_aggregation,
     describe_objective,
+    describe_precision,
     encodable,
     foil_of,
     format_score,
@@ -94,6 +95,9 @@ def _header_lines(k: int, attr: Attribution, dm: DisplayMatrix, decode: Decoder 
     aggregation = describe_aggregation(attr)
     if aggregation:
         meta.append(f'<span class="aggregation"><b>aggregation</b> {_e(aggregation)}</span>')
+    precision = describe_precision(attr)
+    if precision:
+        meta.append(f'<span class="precision"><b>precision</b> {_e(precision.removeprefix("precision="))}</span>')
     if attr.options:
         chips = "".join(
             f'<span class="chip">{_e(key)}={_e(json.dumps(val, ensure_ascii=False, default=str))}</span>'
