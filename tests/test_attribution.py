@@ -119,6 +119,8 @@ def test_nonfinite_flags():
 def test_shape_mismatch():
     with pytest.raises(InputError, match="does not match"):
         Attribution(tokens=["a"], scores=np.zeros((1, 2)), target_tokens=["b"], target_positions=[None])
+    with pytest.raises(InputError, match="2 target positions for 1 targets"):  # it blamed the scores' shape
+        Attribution(tokens=["a"], scores=np.zeros((1, 1)), target_tokens=["b"], target_positions=[None, None])
 
 
 def test_top_k():

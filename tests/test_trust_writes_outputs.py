@@ -128,6 +128,20 @@ def test_unwritable_folder_is_refused_up_front(tmp_path, runner, no_model):
         os.chmod(locked, 0o755)
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_folder_no_file_can_be_made_in_is_refused_up_front(tmp_path, runner, no_model):
+    """/proc passes an access() check (as root it passes every one), and the write failed after the whole
+    computation; a file made and removed in the folder tells, and leaves nothing behind."""
+    with pytest.raises(InputError, match="no file can be made in /proc"):
+        output_file("/proc/seqexplain-out.json")
+    assert_one_error_line(invoke(runner, "explain", "-t", "hi", "--json", "/proc/seqexplain-out.json"),
+                          "no file can be made")
+    assert not no_model
+    before = snapshot(tmp_path)
+    output_file(tmp_path / "new.json")
+    assert snapshot(tmp_path) == before
+
+
 @pytest.mark.skipif(IS_ROOT, reason="root may write a read-only file")
 def test_read_only_file_is_refused(tmp_path):
     path = tmp_path / "a.json"

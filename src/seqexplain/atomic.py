@@ -58,6 +58,13 @@ def _check_parent(path: Path, what: str) -> None:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UnsafeOutputError(f"cannot write the {what} {path}: the folder {parent} is not writable; choose another "
                                 "path or change its permissions")
+    try:  # what access() cannot see (a read-only or virtual file system, e.g. /proc): make and remove a file there
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=".seqexplain-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UnsafeOutputError(f"cannot write the {what} {path}: no file can be made in {parent} "
+                                f"({exc.strerror or exc}); choose another path") from exc
 
 
 def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:

@@ -132,11 +132,14 @@ class Attribution:
         if self.scores.ndim != 2:
             raise InputError(f"scores must be a [targets, inputs] matrix, got shape {self.scores.shape}")
         n_t, n_l = self.scores.shape
-        if n_l != len(self.tokens) or n_t != len(self.target_tokens) or n_t != len(self.target_positions):
+        if n_l != len(self.tokens) or n_t != len(self.target_tokens):
             raise InputError(
                 f"scores shape {self.scores.shape} does not match {len(self.target_tokens)} targets × "
                 f"{len(self.tokens)} input tokens"
             )
+        if n_t != len(self.target_positions):
+            raise InputError(f"{len(self.target_positions)} target positions for {n_t} targets; give one per target "
+                             "(None for a target outside the input axis)")
         if not self.offsets:
             self.offsets = [None] * n_l
         if not self.segments:
