@@ -106,9 +106,10 @@ def check_groups(groups: Mapping[str, Any], length: int) -> dict[str, list[list[
 
 def explain_example(wrapped: SequenceModel, example: Example, method: str, *, strict: bool = False,
                     **options: Any) -> Attribution:
-    """:func:`explain` for an already encoded :class:`Example`."""
+    """:func:`explain` for an already encoded :class:`Example` (its precomputed vectors, when set, checked first)."""
     spec = get_method(method)
     spec.check_options(options)
+    wrapped.check_vectors(example)
     return to_attribution(wrapped, example, method, spec.fn(wrapped, example, **options), options, strict)
 
 

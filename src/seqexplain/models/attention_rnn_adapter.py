@@ -15,7 +15,9 @@ classifier of :mod:`seqexplain.models.native_heads` does.
 
 Attention (:meth:`AttentionRNNAdapter.attention_view`): one ``[1, L]`` map, the position weights of the decoder's
 context: ``α`` for ``"avg"``; ``a_s = β_{k(s)} α_{s,k(s)}`` for ``"hier"``, whose sum over each type's positions is
-``β_k`` (so ``attention_last`` aggregated with ``sum`` by ``"events"`` is ``β``); rollout is undefined.
+``β_k`` (so ``attention_last`` aggregated with ``sum`` by ``"events"`` holds the ``β_k`` of the types present; the
+aggregated axis keeps reading order, so its columns follow each type's first token, not the type index: map them
+back through ``example.groups["events"]``); rollout is undefined.
 
 **Baselines** (integrated gradients): methods take ``baseline="zero"`` for precomputed vectors. :meth:`with_origin`
 gives a view of the same model whose input axis is the offset ``x − u`` from a vector ``u`` (e.g. the ``<unk>``
@@ -81,9 +83,19 @@ class AttentionRNNAdapter(ClassifierLabels, SequenceModel):
     def input_width(self) -> int:
         return self.model.config.input_dim
 
-    def _check_width(self, vectors: Tensor, what: str) -> Tensor:
+    def _check_width(self, vectors: Any, what: str) -> Tensor:
+        """``vectors`` (a tensor, or an array or nested list of numbers) as a float tensor ``[n, D]``;
+        :class:`InputError` for another shape or content."""
         width = self.input_width()
-        if vectors.dim() != 2 or int(vectors.shape[1]) != width:
+        try:
+            vectors = torch.as_tensor(vectors)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InputError(f"{what} is not an array of numbers ({exc}); give a float tensor [tokens, {width}]"
+                             ) from exc
+        if not vectors.is_floating_point():
+            vectors = vectors.float() if vectors.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                           torch.uint8) else vectors
+        if not vectors.is_floating_point() or vectors.dim() != 2 or int(vectors.shape[1]) != width:
             raise InputError(f"{what} has shape {tuple(vectors.shape)} but the model takes vectors of width {width}; "
                              f"give one {width}-d vector per token")
         return vectors
@@ -114,6 +126,9 @@ class AttentionRNNAdapter(ClassifierLabels, SequenceModel):
         groups: dict[str, list[list[int]]] = {}
         if doc.event_types is not None:
             types = [int(t) for t in doc.event_types]
+            if any(isinstance(t, bool) or float(t) != int(t) for t in doc.event_types):
+                raise InputError("event types must be whole numbers (indices into the adapter's event names), not "
+                                 f"{[t for t in doc.event_types if isinstance(t, bool) or float(t) != int(t)][:3]}")
             n_k = len(self.event_names)
             if len(types) != len(doc.tokens):
                 raise InputError(f"{len(types)} event types for {len(doc.tokens)} tokens; give one type per token")

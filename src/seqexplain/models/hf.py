@@ -87,10 +87,11 @@ class TokenEmbedding:
 
     device: torch.device
     input_layer: Any  # HFAdapter.input_layer
+    vectors_of: Any  # SequenceModel.vectors_of
 
     def embed(self, example: Example) -> torch.Tensor:
         if example.input_vectors is not None:
-            return example.input_vectors.to(self.device).unsqueeze(0)
+            return self.vectors_of(example)
         assert example.input_ids is not None
         return self.input_layer()(example.input_ids.to(self.device).unsqueeze(0))
 

@@ -187,7 +187,7 @@ class HFSeq2SeqLM(HFAdapter):
     # ---------------------------------------------------------------- embed
     def embed(self, example: Example) -> torch.Tensor:
         if example.input_vectors is not None:
-            return example.input_vectors.to(self.device).unsqueeze(0)
+            return self.vectors_of(example)
         assert example.input_ids is not None
         ids = example.input_ids.to(self.device).unsqueeze(0)
         enc = input_embeddings(self.model.get_encoder(), self.model)

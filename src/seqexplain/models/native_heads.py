@@ -97,6 +97,11 @@ class NativeWordAdapter(SequenceModel):
     def label_names(self) -> list[str]:
         return list(self.labels)
 
+    def input_width(self) -> int | None:
+        """The width of the embedding layer's vectors (``embedding_dim``), which precomputed vectors must have."""
+        width = getattr(getattr(self.model, "embedding", None), "embedding_dim", None)
+        return int(width) if isinstance(width, int) else None
+
     def target_name(self, example: Example, token_id: int) -> str:
         return self.labels[token_id] if 0 <= token_id < len(self.labels) else str(token_id)
 
@@ -120,7 +125,7 @@ class NativeWordAdapter(SequenceModel):
     def embed(self, example: Example) -> Tensor:
         """``[1, L, D]``: ``example.input_vectors`` when given (precomputed inputs), else the embedding layer."""
         if example.input_vectors is not None:
-            return example.input_vectors.to(self.device).unsqueeze(0)
+            return self.vectors_of(example)
         assert example.input_ids is not None
         return self.model.embedding(example.input_ids.to(self.device).unsqueeze(0))
 
