@@ -28,6 +28,18 @@ def test_csv_text_and_id_are_read_as_written(tmp_path, fmt, sep):
     assert [it.target for it in items] == [int(r["label"]) for r in expected]
 
 
+def test_tsv_quotes_are_text(tmp_path):
+    """A TSV row is a line and a quote character is text (SST and GLUE files are written so): CSV quoting merged
+    three lines into one example (tabs, labels and newlines in its text) and dropped the quotes, silently. Oracle:
+    each line split at its tab."""
+    lines = ['"Great" movie , really\tPOS', '"Bad movie\tNEG', "okay film\tPOS", 'another " one\tNEG', "last one\tPOS"]
+    path = tmp_path / "d.tsv"
+    path.write_text("text\tlabel\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    items = list(iter_items(DataConfig(format="tsv", path=str(path), target_field="label")))
+    assert [(it.text, it.target, it.where) for it in items] == [
+        (*line.split("\t"), f"{path}:{n}") for n, line in enumerate(lines, 2)]
+
+
 def test_jsonl_with_a_byte_order_mark_is_read(tmp_path):
     """A UTF-8 byte order mark (as some Windows editors write) is read by ``datasets``; the line check before it
     refused the file as "malformed JSON" at line 1."""

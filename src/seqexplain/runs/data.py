@@ -119,7 +119,8 @@ def _check_csv(path: Path, delimiter: str) -> list[int]:
         for n, line in enumerate(raw, 1):
             _decode(line, path, n)
     with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
+        # TSV has no quoting: a row is a line and a quote character is text (as SST and GLUE files are written)
+        reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
         try:
             header = next(reader)
         except StopIteration:
@@ -150,7 +151,7 @@ def _records(cfg: DataConfig) -> Iterator[tuple[dict[str, Any], str]]:
         return  # no record (an empty file: datasets would fail inside its generator)
     import datasets
 
-    kwargs: dict[str, Any] = {"delimiter": "\t"} if cfg.format == "tsv" else {}
+    kwargs: dict[str, Any] = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if cfg.format == "tsv" else {}
     if cfg.format in ("csv", "tsv"):
         kwargs["keep_default_na"] = False  # an empty field stays "", not NaN
         # the text and the id as written: pandas would read the id 007 as 7 and a column of numerals as numbers
