@@ -204,6 +204,36 @@ def test_summarize_against_hand_computed_values():
     assert "0.700 [" in summary_markdown({**s, "n_documents": 2})
 
 
+def test_documents_without_gold_are_left_out_of_every_plausibility_column():
+    """A review whose evidence truncation cut off has no gold: macro token F1 counted it as 0 while IOU macro and
+    AUPRC left it out, "docs" counted it, and a method run only on such reviews read 0.000 (the worst score) for an
+    undefined value. Hand-computed: only review "a" is scored."""
+    from seqexplain.experiments.eraser_movies.tables import summarize, summary_markdown
+
+    def rec(docid, method, gold, rationale):
+        return {"docid": docid, "method": method, "scores": [3.0, 2.0, 1.0, 0.0], "gold": gold,
+                "rationale": rationale, "n_pieces": 4, "comprehensiveness": [0.1] * 5, "sufficiency": [0.1] * 5,
+                "aopc_comprehensiveness": 0.1, "aopc_sufficiency": 0.1, "auprc": 1.0 if gold else None,
+                "pred_spans": [[j, j + 1] for j in rationale], "gold_spans": [[j, j + 1] for j in gold],
+                "reached": True}
+
+    records = [rec("a", "m", [0, 1], [0, 2]), rec("b", "m", [], [1, 2]), rec("c", "m", [], [3]),
+               rec("b", "g", [], [0]), rec("a", "random", [0, 1], []), rec("b", "random", [], [])]
+    s = summarize(records, ["m", "g", "random"])
+    m = s["plausibility"]["m"]
+    assert m["n"] == 1 and m["without_gold"] == 2
+    assert m["token_micro"] == pytest.approx([0.5, 0.5, 0.5]) and m["token_macro_f1"] == pytest.approx(0.5)
+    assert m["length"] == pytest.approx(2.0)
+    assert s["plausibility"]["random"]["auprc"] == pytest.approx(0.5)  # review a's gold rate 2/4 only
+    g = s["plausibility"]["g"]
+    assert g["n"] == 0 and all(np.isnan(v) for v in [g["auprc"], *g["token_micro"], g["token_macro_f1"]])
+    table = summary_markdown({**s, "n_documents": 3})
+    plausibility = table[table.index("### Plausibility"):table.index("### Agreement")]
+    g_row = next(line for line in plausibility.splitlines() if line.startswith("| g "))
+    assert "0.000" not in g_row and "—" in g_row
+    assert "left out (ERASER's rule; `docs` counts the rest): m 2, g 1, random 1" in table
+
+
 def test_module_run_checks_options_like_the_cli(tmp_path):
     from seqexplain.errors import InputError
     from seqexplain.experiments import eraser_movies

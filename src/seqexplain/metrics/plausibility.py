@@ -11,8 +11,8 @@ Token-set metrics, for a predicted set ``R`` and a gold set ``G`` of input posit
 tokens of every instance, ``P = Σ_n |R_n ∩ G_n| / Σ_n |R_n|``, ``R = Σ_n |R_n ∩ G_n| / Σ_n |G_n|``, ``F1 = 2PR/(P+R)``;
 ``"macro"`` averages the per-instance ``P_n``, ``R_n`` and ``F1_n`` (each 0 where undefined) over the instances with
 a predicted or a gold position (``empty="skip"``, ERASER's rule: an instance with neither is in none of its keyed
-sets); ``empty="zero"`` counts such instances too, with ``P_n = R_n = F1_n = 0`` (the earlier rule, kept for
-recorded results).
+sets); ``empty="zero"`` counts such instances too, with ``P_n = R_n = F1_n = 0`` (this library's rule before
+2026-12-05, for comparing with results computed so).
 
 ``iou_f1`` (DeYoung et al., 2020, ERASER "IOU F1"): rationales are sets of spans; a predicted span is a true
 positive when its best token IOU with a gold span of the same instance is ``≥ threshold`` (0.5); ``TP_n`` counts

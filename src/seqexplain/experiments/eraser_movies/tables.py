@@ -6,10 +6,12 @@
 * each method's AOPC against the random baseline on the same documents: the mean paired difference with a 95 %
   percentile-bootstrap interval over documents (:func:`~seqexplain.metrics.bootstrap.paired_difference_ci`, 2,000
   resamples, seed 0), so that "better than random" is read with its uncertainty;
-* plausibility: mean AUPRC over documents with a gold piece; token P/R/F1 and IOU-F1 (threshold 0.5) of the hard
-  rationales over documents, micro and macro (:func:`~seqexplain.metrics.plausibility.token_prf_corpus`,
-  :func:`~seqexplain.metrics.plausibility.iou_f1`); for a random ranking the expected AUPRC and top-``|G|`` token
-  P = R = F1 are the gold rate ``|G| / n`` of each document, averaged (reported as ``random``);
+* plausibility, over the documents with a gold piece inside the window only (ERASER's rule: a review whose evidence
+  truncation cut off has nothing to be plausible to, and is neither 0 nor 1; the table's ``docs`` counts them, a note
+  says how many were left out, and a method with none reads ``—``): mean AUPRC; token P/R/F1 and IOU-F1
+  (threshold 0.5) of the hard rationales, micro and macro (:func:`~seqexplain.metrics.plausibility.token_prf_corpus`,
+  :func:`~seqexplain.metrics.plausibility.iou_f1`); the mean rationale length; for a random ranking the expected
+  AUPRC and top-``|G|`` token P = R = F1 are the gold rate ``|G| / n`` of each document, averaged (``random``);
 * notes under the tables: how many human-evidence tokens truncation cut off, the recipe's warnings (e.g. documents
   skipped because their first token alone is longer than the model's length), and on how many documents greedy
   ran and met its stopping rule;
@@ -65,23 +67,28 @@ def summarize(records: list[dict[str, Any]], methods: Sequence[str]) -> dict[str
             "comprehensiveness": [_mean([r["comprehensiveness"][b] for r in recs]) for b in range(len(DEFAULT_BINS))],
             "sufficiency": [_mean([r["sufficiency"][b] for r in recs]) for b in range(len(DEFAULT_BINS))],
         }
-        if method == RANDOM:
-            rate = _mean([len(r["gold"]) / r["n_pieces"] for r in recs if r["n_pieces"]])
-            plaus[method] = {"n": len(recs), "auprc": rate, "token_micro": [rate, rate, rate], "expected": True}
+        scored = [r for r in recs if r["gold"]]  # documents with gold inside the window (module docstring)
+        base = {"n": len(scored), "without_gold": len(recs) - len(scored),
+                "reached": _mean([float(r["reached"]) for r in recs if r.get("reached") is not None])}
+        if not scored:
+            plaus[method] = {**base, "auprc": float("nan"), "token_micro": [float("nan")] * 3,
+                             "token_macro_f1": float("nan"), "iou_micro": [float("nan")] * 3,
+                             "iou_macro_f1": float("nan"), "length": float("nan"), "expected": method == RANDOM}
             continue
-        preds, golds = [r["rationale"] for r in recs], [r["gold"] for r in recs]
-        pred_spans = [[tuple(s) for s in r["pred_spans"]] for r in recs]
-        gold_spans = [[tuple(s) for s in r["gold_spans"]] for r in recs]
+        if method == RANDOM:
+            rate = _mean([len(r["gold"]) / r["n_pieces"] for r in scored])
+            plaus[method] = {**base, "auprc": rate, "token_micro": [rate, rate, rate], "expected": True}
+            continue
+        preds, golds = [r["rationale"] for r in scored], [r["gold"] for r in scored]
+        pred_spans = [[tuple(s) for s in r["pred_spans"]] for r in scored]
+        gold_spans = [[tuple(s) for s in r["gold_spans"]] for r in scored]
         plaus[method] = {
-            "n": len(recs), "auprc": _mean([r["auprc"] for r in recs]),
+            **base, "auprc": _mean([r["auprc"] for r in scored]),
             "token_micro": list(vars(token_prf_corpus(preds, golds, "micro")).values()),
-            # empty="zero": a document whose evidence was cut by truncation counts as 0, as when the results in
-            # docs/evaluations/eraser_movies.md were recorded (ERASER's own rule, "skip", leaves it out)
-            "token_macro_f1": token_prf_corpus(preds, golds, "macro", empty="zero").f1,
+            "token_macro_f1": token_prf_corpus(preds, golds, "macro").f1,
             "iou_micro": list(vars(iou_f1(pred_spans, gold_spans, 0.5, "micro")).values()),
             "iou_macro_f1": iou_f1(pred_spans, gold_spans, 0.5, "macro").f1,
-            "length": _mean([len(r["rationale"]) for r in recs]),
-            "reached": _mean([float(r["reached"]) for r in recs if r.get("reached") is not None]),
+            "length": _mean([len(r["rationale"]) for r in scored]),
         }
     _against_random(faith, by_method)
     soft = [m for m in methods if m not in NO_AGREEMENT and by_method.get(m)]
@@ -168,9 +175,14 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     if missing:
         notes.append(f"- faithfulness: {sum(missing.values())} undefined AOPC value(s) (NaN) left out of the means: "
                      + ", ".join(f"{m} {n} of {faith[m]['n']} documents" for m, n in missing.items()))
+    left_out = {m: p["without_gold"] for m, p in plaus.items() if p.get("without_gold")}
+    if left_out:
+        notes.append("- plausibility: documents whose human evidence truncation cut off entirely are left out "
+                     "(ERASER's rule; `docs` counts the rest): " + ", ".join(f"{m} {n}" for m, n in left_out.items()))
     greedy = plaus.get("greedy")
     if greedy is not None:
-        notes.append(f"- greedy: run on {greedy['n']} of {summary['n_documents']} documents; fraction that met its "
+        notes.append(f"- greedy: run on {greedy['n'] + greedy['without_gold']} of {summary['n_documents']} documents; "
+                     "fraction that met its "
                      f"stopping rule: {_f(greedy['reached'], 2)} (the rest used the whole context or hit max_size)")
     if notes:
         parts.extend(["### Notes", "", *notes, ""])
