@@ -93,6 +93,14 @@ def test_parquet_rows_are_named_counting_from_one(tmp_path, model):
     _one_error(*_cli(cfg), expected)
 
 
+def test_a_faithfulness_replacement_outside_the_vocabulary_is_one_line(tmp_path, model):
+    """``metrics.faithfulness.replace_with`` past the vocabulary was an IndexError traceback from the embedding
+    layer (exit 1); the same id as a method option already was one line."""
+    data = corpus(tmp_path / "d.jsonl", 2)
+    cfg = _config(tmp_path, model, data, metrics={"faithfulness": {"removal": "replace", "replace_with": 99_999_999}})
+    _one_error(*_cli(cfg), "replace_with=99999999 is outside the vocabulary")
+
+
 def test_duplicate_ids_are_refused_naming_both_lines(tmp_path, model):
     """Two examples with one id gave rows that no join on ``id`` can tell apart."""
     data = tmp_path / "d.jsonl"

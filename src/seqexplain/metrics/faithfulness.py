@@ -177,12 +177,17 @@ def ferret_rationale(scores: np.ndarray, candidates: Sequence[int], k_percent: f
 
 
 def replacement_id(model: SequenceModel, replace_with: ReplaceWith) -> int:
-    """The token id that ``removal="replace"`` puts in place of removed positions: an int as given, or the
-    tokenizer's ``pad`` / ``unk`` / ``mask`` token id."""
+    """The token id that ``removal="replace"`` puts in place of removed positions: an int as given (inside the
+    model's vocabulary), or the tokenizer's ``pad`` / ``unk`` / ``mask`` token id."""
     if isinstance(replace_with, (int, np.integer)) and not isinstance(replace_with, bool):
         if replace_with < 0:
             raise InputError(f"replace_with={replace_with} is not a token id; give a non-negative id or "
                              "'pad' / 'unk' / 'mask'")
+        vocab = getattr(model, "vocab_size", None)
+        size = vocab() if callable(vocab) else None
+        if size is not None and replace_with >= size:
+            raise InputError(f"replace_with={replace_with} is outside the vocabulary (0..{size - 1}); give a token id "
+                             "of this model or 'pad' / 'unk' / 'mask'")
         return int(replace_with)
     if replace_with not in ("pad", "unk", "mask"):
         raise InputError(f"replace_with={replace_with!r}: give a token id or 'pad' / 'unk' / 'mask'")
