@@ -332,6 +332,29 @@ def test_reproduction_quick_on_a_synthetic_corpus(tmp_path: Path) -> None:
     assert GradientStoreReader(tmp_path / "out" / "raw_gradients").positions == res["positions"]
 
 
+@pytest.mark.parametrize("bad", ["docs", "tag_file", "tag_source"])
+def test_reproduction_refuses_bad_paths_before_training(tmp_path: Path, monkeypatch, bad: str) -> None:
+    """A --docs folder that cannot be made (a file, /proc) was a traceback after training and the whole analysis,
+    and a missing --tag-file or unknown tag source was refused only after training."""
+    import seqexplain.experiments.verwimp2018 as verwimp
+    from seqexplain.errors import SeqExplainError
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the check")
+
+    monkeypatch.setattr(verwimp, "train_lm", no_training)
+    _fake_ptb(tmp_path / "data")
+    (tmp_path / "a_file").write_text("x")
+    given = {"docs": {"docs_dir": tmp_path / "a_file"}, "tag_file": {"tag_source": "lexicon",
+                                                                       "tag_file": tmp_path / "missing.txt"},
+             "tag_source": {"tag_source": "wordnet"}}[bad]
+    with pytest.raises(SeqExplainError, match={"docs": "is a file, not a folder", "tag_file": "does not exist",
+                                               "tag_source": "unknown tag_source"}[bad]):
+        verwimp.run_reproduction(tmp_path / "out", tmp_path / "data", quick=True, corpus="ptb", progress=False,
+                                 **given)
+    assert not (tmp_path / "out").exists()
+
+
 def test_reproduce_saves_the_warnings_of_its_analyses(tmp_path: Path) -> None:
     """The analyses' warnings (here: 12 words in 16 embedding dimensions, a singular covariance) were shown on the
     console only; a results folder read later did not hold them. ``warnings.json`` does, and a rerun with none

@@ -44,7 +44,7 @@ from seqexplain.data.corpus import load_corpus
 from seqexplain.errors import InputError
 from seqexplain.models.rnn.lm import RNNLanguageModel, RNNLMConfig
 from seqexplain.models.rnn.vocab import Vocab, write_word2vec
-from seqexplain.runs import command_line, current_command, run_record
+from seqexplain.runs import command_line, current_command, output_dir, run_record
 from seqexplain.training.lm import TrainConfig, perplexity, train_lm
 
 TagSource = Literal["auto", "spacy", "lexicon", "none"]
@@ -97,6 +97,21 @@ def run_reproduction(
     else spaCy when installed, else none). Returns the numbers of the report as a dict.
     """
     t_start, cpu_start = time.perf_counter(), time.process_time()
+    if docs_dir is not None:  # checked before any work: a folder that cannot be written failed after the analysis
+        output_dir(docs_dir, "--docs folder")
+    # the word classes' files are read before training too (a missing tag file was refused only after it)
+    classes = WordClasses(read_class_file(class_file) if class_file is not None else dict(DEFAULT_CLASSES))
+    source = tag_source
+    if source == "auto":
+        source = "lexicon" if tag_file is not None else ("spacy" if spacy_available() else "none")
+    if source not in ("spacy", "lexicon", "none"):
+        raise InputError(f"unknown tag_source {tag_source!r}; choose auto, spacy, lexicon or none")
+    lexicon: dict[str, list[str]] | None = None
+    if source == "lexicon":
+        if tag_file is None:
+            raise InputError("tag_source='lexicon' needs tag_file (one word per line followed by its tags)")
+        known = PTB_TAGS | {t for tags in classes.classes.values() for t in tags}  # a class file's own tag set
+        lexicon = read_tag_lexicon(tag_file, known)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cfg = _settings(quick)
@@ -128,23 +143,15 @@ def run_reproduction(
     test_ppl = perplexity(model, ppl_ids, batch_size=10, num_steps=35)
 
     # 2. word classes of the evaluation tokens ----------------------------------------------------------------------
-    classes = WordClasses(read_class_file(class_file) if class_file is not None else dict(DEFAULT_CLASSES))
-    source = tag_source
-    if source == "auto":
-        source = "lexicon" if tag_file is not None else ("spacy" if spacy_available() else "none")
     tags: list[str | None] | None = None
     if source == "spacy":
         tags = tag_tokens_spacy(corp.eval)
         class_mask: np.ndarray | None = classes.mask_from_tags(tags, corp.eval)
     elif source == "lexicon":
-        if tag_file is None:
-            raise InputError("tag_source='lexicon' needs tag_file (one word per line followed by its tags)")
-        known = PTB_TAGS | {t for tags in classes.classes.values() for t in tags}  # a class file's own tag set
-        class_mask = classes.mask_from_lexicon(corp.eval, read_tag_lexicon(tag_file, known))
-    elif source == "none":
-        class_mask = None
+        assert lexicon is not None
+        class_mask = classes.mask_from_lexicon(corp.eval, lexicon)
     else:
-        raise InputError(f"unknown tag_source {tag_source!r}; choose auto, spacy, lexicon or none")
+        class_mask = None
     class_names = classes.names if class_mask is not None else []
 
     # 3. state gradients, online ------------------------------------------------------------------------------------
