@@ -7,6 +7,10 @@ every layer may raise these.
 
 from __future__ import annotations
 
+#: the end of the message for a training folder that another configuration made (the CLI has ``--out``; the Python
+#: functions also take ``resume=False``, which starts over)
+OTHER_FOLDER = "choose another output folder (--out), or start over with resume=False from Python"
+
 
 class SeqExplainError(Exception):
     """Base class of the errors a user can cause (bad input, missing files, unsupported requests)."""

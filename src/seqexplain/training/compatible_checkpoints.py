@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from seqexplain.atomic import atomic_path, atomic_write_text
-from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.errors import OTHER_FOLDER, InputError, ModelLoadError
 from seqexplain.training.causal_lm_loss import model_device
 from seqexplain.training.compatible_config import TrainConfig, TrainResult
 
@@ -104,8 +104,8 @@ def check_resumable(ckpt: Path, config: TrainConfig) -> None:
     changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in changed)
-        raise ModelLoadError(f"the checkpoint in {ckpt.parent} was trained with other settings ({detail}); use "
-                             "another output folder or resume=False")
+        raise ModelLoadError(f"the checkpoint in {ckpt.parent} was trained with other settings ({detail}); "
+                             f"{OTHER_FOLDER}")
 
 
 def load_checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -115,12 +115,12 @@ def load_checkpoint(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     saved = load_file(str(ckpt / "trainable.safetensors"))
     if set(saved) != set(params):
         raise ModelLoadError(f"checkpoint {ckpt} holds other trainable parameters than the model "
-                             f"({len(saved)} vs {len(params)}); use another out_dir or resume=False")
+                             f"({len(saved)} vs {len(params)}); {OTHER_FOLDER}")
     with torch.no_grad():
         for name, p in params.items():
             if saved[name].shape != p.shape:
                 raise ModelLoadError(f"checkpoint {ckpt}: {name} has shape {tuple(saved[name].shape)}, the model "
-                                     f"{tuple(p.shape)}; use another out_dir or resume=False")
+                                     f"{tuple(p.shape)}; {OTHER_FOLDER}")
             p.copy_(saved[name].to(p.device))
     optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True, map_location=model_device(model)))
     rng = load_file(str(ckpt / "rng.safetensors"))

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from seqexplain.atomic import atomic_write_text
 from seqexplain.data.corpus import batchify
-from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.errors import OTHER_FOLDER, InputError, ModelLoadError
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.rnn.lm import RNNLanguageModel, State, load_rnn_lm
 from seqexplain.models.rnn.vocab import Vocab
@@ -142,8 +142,8 @@ def _check_resumable(ckpt: Path, saved: dict[str, Any], cfg: TrainConfig) -> Non
                      if k not in _NOT_DEFINING and saved.get(k) != wanted.get(k))
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in changed)
-        raise ModelLoadError(f"checkpoint {ckpt} was trained with other settings ({detail}); use another out_dir "
-                             "or resume=False")
+        raise ModelLoadError(f"checkpoint {ckpt} was trained with other settings ({detail}); "
+                             f"{OTHER_FOLDER}")
 
 
 def train_lm(
@@ -169,7 +169,7 @@ def train_lm(
         saved, _ = load_rnn_lm(ckpt)
         if saved.config.to_dict() != model.config.to_dict():
             raise ModelLoadError(f"checkpoint {ckpt} was trained with a different model configuration; "
-                                 "use another out_dir or resume=False")
+                                 f"{OTHER_FOLDER}")
         st = json.loads((ckpt / "train_state.json").read_text(encoding="utf-8"))
         _check_resumable(ckpt, st.get("train_config", {}), cfg)
         model.load_state_dict(saved.state_dict())

@@ -43,7 +43,7 @@ from sklearn.metrics import f1_score
 
 from seqexplain.atomic import atomic_path, atomic_write_text
 from seqexplain.data.token_labels import LabelledSentence
-from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.errors import OTHER_FOLDER, InputError, ModelLoadError
 from seqexplain.progress import add_total, advance, progress_bar
 from seqexplain.training.soft_attention_objective import SoftAttentionConfig, soft_attention_loss
 
@@ -194,13 +194,13 @@ def _check_resumable(out: Path, saved: dict[str, Any] | None, cfg: SoftAttention
     """Raise :class:`ModelLoadError` when the state in ``out`` was trained with other defining settings."""
     if saved is None:
         raise ModelLoadError(f"the training state in {out} does not record its settings (an older version wrote "
-                             "it); use another out_dir or resume=False")
+                             f"it); {OTHER_FOLDER}")
     wanted = _defining(cfg, n_train)
     changed = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if changed:
         detail = ", ".join(f"{k}: {saved.get(k)!r} → {wanted.get(k)!r}" for k in changed)
-        raise ModelLoadError(f"the training state in {out} was made with other settings ({detail}); use another "
-                             "out_dir or resume=False")
+        raise ModelLoadError(f"the training state in {out} was made with other settings ({detail}); "
+                             f"{OTHER_FOLDER}")
 
 
 def _optimizer(model: torch.nn.Module, cfg: SoftAttentionConfig) -> torch.optim.AdamW:

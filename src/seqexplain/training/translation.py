@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 from seqexplain.atomic import atomic_write_text
 from seqexplain.data.multi30k import ParallelCorpus, read_multi30k
 from seqexplain.data.tokenizers import load_tokenizer, save_tokenizer, train_bpe_tokenizer
-from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.errors import OTHER_FOLDER, InputError, ModelLoadError
 from seqexplain.models.seq2seq import Seq2SeqTransformer, load_seq2seq
 from seqexplain.models.seq2seq_config import Seq2SeqConfig
 from seqexplain.training.optimizer_state import load_optimizer_state, save_optimizer_state
@@ -225,8 +225,8 @@ def train_translation(config: TranslationTrainConfig, out_dir: Path | str, data_
     if resuming:
         state = json.loads((ckpt / "train_state.json").read_text(encoding="utf-8"))
         if _defining(state.get("train_config", {})) != _defining(json.loads(json.dumps(asdict(cfg)))):
-            raise ModelLoadError(f"the checkpoint in {ckpt} was trained with another configuration; use another "
-                                 "output folder or resume=False")
+            raise ModelLoadError(f"the checkpoint in {ckpt} was trained with another configuration; "
+                                 f"{OTHER_FOLDER}")
         model, tokenizer = load_translation_model(ckpt)
     else:
         torch.manual_seed(cfg.seed)
