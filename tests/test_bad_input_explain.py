@@ -15,7 +15,7 @@ from bad_input_cases import PROMPT, Case, check_bad_input, explain_argv, nothing
 
 import seqexplain
 from seqexplain.cli_support import parse_options as cli_parse_options
-from seqexplain.errors import InputError, NonFiniteScoresError, UnknownMethodError
+from seqexplain.errors import InputError, NonFiniteScoresError, UnknownMethodError, UnreadableTextError
 
 METHODS = tuple(m.name for m in seqexplain.available_methods())
 LONG_TEXT = "The cat sat on the mat. " * 60  # far more than the fixture's 128 positions
@@ -116,8 +116,8 @@ def _vectors(ctx: Any, width: int) -> Any:
 
 
 CASES = [
-    _lm_case("empty text", "", " cat", "occlusion", InputError, ("empty",)),
-    _lm_case("blank text", "   \n", " cat", "occlusion", InputError, ("empty",)),
+    _lm_case("empty text", "", " cat", "occlusion", UnreadableTextError, ("empty",)),
+    _lm_case("blank text", "   \n", " cat", "occlusion", UnreadableTextError, ("empty",)),
     _lm_case("text longer than the positions", LONG_TEXT, " dog", "occlusion", InputError, ("128", "--truncate")),
     _lm_case("unknown method", "The cat", " sat", "shapley_magic", UnknownMethodError, ("shapley_magic", *METHODS)),
     Case("unknown option", nothing,
@@ -151,7 +151,7 @@ CASES = [
     Case("text of nothing but special tokens", nothing,
          lambda c, _: seqexplain.explain(c.classifier, "\u200b", None, "occlusion"),
          lambda c, _: explain_argv(c.bert_dir, "\u200b", "--method", "occlusion"),
-         InputError, ("special tokens only",)),
+         UnreadableTextError, ("special tokens only",)),
     Case("max_new_tokens leaving no room for a cut prompt", nothing,
          lambda c, _: seqexplain.explain(c.causal, PROMPT, None, "occlusion", max_new_tokens=500, truncate=True),
          lambda c, _: explain_argv(c.gpt2_dir, PROMPT, "--method", "occlusion", "--max-new-tokens", "500",
@@ -211,7 +211,7 @@ CASES = [
     Case("explain_many item with an empty text names the item", nothing,
          lambda c, _: list(seqexplain.explain_many(c.causal, ["The cat", "The dog", "  "], "occlusion",
                                                    progress=False)), None,
-         InputError, ("explain_many item 2: the text is empty",)),
+         UnreadableTextError, ("explain_many item 2: the text is empty",)),
     Case("explain_many item with a bad group names the item", nothing,
          lambda c, _: list(seqexplain.explain_many(c.causal, [{"text": PROMPT, "target": " mat"},
                                                               {"text": PROMPT, "target": " mat",

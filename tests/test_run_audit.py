@@ -101,6 +101,26 @@ def test_a_faithfulness_replacement_outside_the_vocabulary_is_one_line(tmp_path,
     _one_error(*_cli(cfg), "replace_with=99999999 is outside the vocabulary")
 
 
+def test_an_unreadable_text_is_skipped_with_its_reason(tmp_path, model):
+    """A text with nothing the tokenizer reads (zero-width spaces: [CLS] [SEP] only) stopped the whole run at its
+    shard, and fixing the text then made the folder another configuration; it is skipped and listed with its
+    reason, as a too-long example is, and the others are explained."""
+    data = tmp_path / "d.jsonl"
+    texts = ["a fine film", "\u200b\u200b", "a dull film", "\u200b"]  # (a blank text is refused when read)
+    data.write_text("".join(json.dumps({"text": t, "label": i % 2, "id": f"e{i}"}) + "\n"
+                            for i, t in enumerate(texts)), encoding="utf-8")
+    cfg = _config(tmp_path, model, data, data={"rationale_field": None}, output={"report": True})
+    code, output = _cli(cfg)
+    assert code == 0 and "2 example(s) were skipped" in " ".join(output.split()), output
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    skipped = {s["id"]: s["reason"] for sh in manifest["shards"] for s in sh["skipped"]}
+    assert skipped.keys() == {"e1", "e3"} and all(r.startswith("unreadable: the text") for r in skipped.values())
+    assert "special tokens only" in skipped["e1"]
+    assert manifest["n_rows"] == 3 * 2  # three methods, two readable examples
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "- skipped (unreadable text): 2\n" in summary and "- skipped (too long): 0\n" in summary
+
+
 def test_duplicate_ids_are_refused_naming_both_lines(tmp_path, model):
     """Two examples with one id gave rows that no join on ``id`` can tell apart."""
     data = tmp_path / "d.jsonl"

@@ -327,8 +327,9 @@ def run_corpus(
                    f"({result.seconds:.1f} s)", style="green"), soft_wrap=True)
     skipped = (result.manifest or {}).get("n_skipped", result.skipped)
     if skipped:
-        print_warning(f"{skipped} example(s) were skipped as too long (listed in manifest.json); to cut them instead, "
-                      "rerun with --truncate and another --out (this folder keeps its configuration)")
+        print_warning(f"{skipped} example(s) were skipped, too long or with nothing the tokenizer reads (each listed "
+                      "with its reason in manifest.json); to cut too-long ones instead, rerun with --truncate and "
+                      "another --out (this folder keeps its configuration)")
     for path in [result.folder / "results.parquet", *result.reports]:
         if path.exists():
             err.print(Text(f"wrote {path}", style="green"), soft_wrap=True)

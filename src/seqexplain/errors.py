@@ -20,6 +20,10 @@ class InputError(SeqExplainError, ValueError):
     """The text, target or options given to a call are unusable (empty, too long, unknown label, ...)."""
 
 
+class UnreadableTextError(InputError):
+    """A text holds nothing the tokenizer reads: empty, or only special or invisible characters."""
+
+
 class ModelLoadError(SeqExplainError):
     """A model directory is missing, incomplete or corrupt, or its kind cannot be detected."""
 

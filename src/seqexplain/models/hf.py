@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from seqexplain.errors import InputError, UnsupportedError
+from seqexplain.errors import InputError, UnreadableTextError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.example import Example, Part
 from seqexplain.models.greedy import DecodingRules
@@ -173,7 +173,7 @@ class HFAdapter(SequenceModel):
             raise InputError(f"the {what} must be a string, not {type(text).__name__}")
         check_unicode(text, what)
         if not text.strip():
-            raise InputError(f"the {what} is empty; give the prompt, source sentence or input to explain")
+            raise UnreadableTextError(f"the {what} is empty; give the prompt, source sentence or input to explain")
         return text
 
     def check_max_new_tokens(self, max_new_tokens: Any) -> int:
@@ -195,10 +195,10 @@ class HFAdapter(SequenceModel):
         """A text must give at least one token that is not special (else it would be explained from the
         special tokens alone)."""
         if not tok.ids:
-            raise InputError(f"the {what} tokenizes to no tokens")
+            raise UnreadableTextError(f"the {what} tokenizes to no tokens")
         if all(o is None for o in tok.offsets):
-            raise InputError(f"the {what} tokenizes to special tokens only ({' '.join(tok.tokens)}); give text the "
-                             "tokenizer can read")
+            raise UnreadableTextError(f"the {what} tokenizes to special tokens only ({' '.join(tok.tokens)}); give "
+                                      "text the tokenizer can read")
 
     def check_length(self, n: int, limit: int | None, what: str,
                      remedy: str = "pass truncate=True (CLI: --truncate) to cut its end") -> None:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqexplain.errors import InputError
+from seqexplain.errors import InputError, UnreadableTextError
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.labels import ClassifierLabels, label_index
@@ -111,11 +111,13 @@ class NativeWordAdapter(SequenceModel):
 
     def base_example(self, text: Any) -> Example:
         """The tokens of ``text`` with a placeholder target (the subclass sets the targets)."""
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("the input must be a non-empty text")
+        if not isinstance(text, str):
+            raise InputError(f"the input must be a text, not {type(text).__name__}")
+        if not text.strip():
+            raise UnreadableTextError("the text is empty; give the input to explain")
         src = tokenize(self.tokenizer, text, add_special_tokens=True)
         if not src.ids:
-            raise InputError("the text tokenizes to no tokens")
+            raise UnreadableTextError("the text tokenizes to no tokens")
         return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long),
                        tokens=list(src.tokens), offsets=list(src.offsets),
                        segments=["special" if o is None else "source" for o in src.offsets],

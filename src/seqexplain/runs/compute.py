@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from seqexplain.attribution import Attribution
-from seqexplain.errors import InputError
+from seqexplain.errors import InputError, UnreadableTextError
 from seqexplain.explain import encode_item, explain_pack
 from seqexplain.metrics import agreement_matrix, faithfulness, plausibility, random_baseline
 from seqexplain.models.base import SequenceModel
@@ -84,10 +84,13 @@ def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, 
 
 
 def encode(wrapped: SequenceModel, item: Item, cfg: RunConfig) -> tuple[Encoded | None, str | None]:
-    """The encoded example, or ``None`` and the reason it is skipped (too long without ``truncate``)."""
+    """The encoded example, or ``None`` and the reason it is skipped (too long without ``truncate``; a text with
+    nothing the tokenizer reads, ``unreadable: …``)."""
     target = _target(item, cfg.data.labels)
     try:
         example = encode_item(wrapped, item.text, target, truncate=True)
+    except UnreadableTextError as exc:  # nothing to explain in it: skipped with the reason, as a too-long example
+        return None, f"unreadable: {exc}"
     except InputError as exc:
         raise InputError(f"{item.where}: {exc}") from None
     limit = cfg.data.max_length

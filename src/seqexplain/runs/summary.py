@@ -8,8 +8,8 @@ Per method (means over the rows where a value is defined):
 * plausibility: mean ``auprc``; token precision / recall / F1 as ERASER's micro (pooled tokens) and macro (mean of
   the examples') averages (:func:`seqexplain.metrics.token_prf_corpus`); IOU F1 micro and macro over the discretised
   rationales' spans (:func:`seqexplain.metrics.iou_f1`, threshold from the config);
-* info: examples, rows, and how many examples were skipped as too long or truncated (rows with a ``truncated:``
-  warning);
+* info: examples, rows, and how many examples were skipped (too long; a text with nothing the tokenizer reads) or
+  truncated (rows with a ``truncated:`` warning);
 * rationale searches (rationale methods, from ``rationale`` / ``rationale_reached``): per method the number of
   searches (examples × targets), how many reached the target (the model predicts it from the rationale alone) and
   the mean rationale length;
@@ -108,11 +108,15 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
             for metric, others in json.loads(row["agreement"]).items():
                 for other, value in others.items():
                     agree.setdefault(metric, {}).setdefault((m, other), _Mean()).add(value)
+    reasons = [str(k.get("reason", "")) for s in range(store.n_shards)
+               for k in (store.shard_info(s) or {}).get("skipped", [])]
     summary = RunSummary(title=f"seqexplain run {store.config_hash[:12]}", methods=methods, info={
         "examples": store.n_items, "rows": n_rows, "methods": ", ".join(methods), "config hash": store.config_hash,
-        "skipped (too long)": sum(len((store.shard_info(s) or {}).get("skipped", [])) for s in range(store.n_shards)),
+        "skipped (too long)": sum(not r.startswith("unreadable") for r in reasons),
+        "skipped (unreadable text)": sum(r.startswith("unreadable") for r in reasons),
         "truncated (tokens cut)": n_truncated,
-        "data": f"{cfg.data.format} {Path(cfg.data.path).name if cfg.data.path else ''} {cfg.data.split}".strip(),
+        "data": " ".join(x for x in (cfg.data.format, Path(cfg.data.path).name if cfg.data.path else "",
+                                     cfg.data.split if cfg.data.format in ("sst", "eraser") else "") if x),
         "seed": cfg.seed, "shards": store.n_shards})
     left_out = [f"{m} {k}: {mean.left_out} of {mean.left_out + mean.n}" for m in methods
                 for k, mean in means[m].items() if k not in ("c", "s") and mean.left_out]
