@@ -121,6 +121,19 @@ def test_an_unreadable_text_is_skipped_with_its_reason(tmp_path, model):
     assert "- skipped (unreadable text): 2\n" in summary and "- skipped (too long): 0\n" in summary
 
 
+def test_a_distributed_run_says_its_counts_are_this_rank_s(tmp_path, model, monkeypatch):
+    """Under torchrun, rank 0 printed "5 written now" for a run whose two ranks wrote all 10 shards."""
+    data = corpus(tmp_path / "d.jsonl", 2)
+    cfg = _config(tmp_path, model, data)
+
+    def two_ranks(cfg, **_):
+        return runner.RunResult(tmp_path / "out", "f" * 64, 40, 10, rank=0, world=2, written=[0, 2, 4, 6, 8])
+
+    monkeypatch.setattr(runner, "run", two_ranks)
+    code, output = _cli(cfg)
+    assert code == 0 and "5 written now by this process (rank 0 of 2" in " ".join(output.split()), output
+
+
 def test_duplicate_ids_are_refused_naming_both_lines(tmp_path, model):
     """Two examples with one id gave rows that no join on ``id`` can tell apart."""
     data = tmp_path / "d.jsonl"

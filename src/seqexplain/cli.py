@@ -322,8 +322,9 @@ def run_corpus(
     if result.rank != 0:
         return
     err = stderr_console()
+    by = f" by this process (rank 0 of {result.world}; the others wrote their own)" if result.world > 1 else ""
     err.print(Text(f"run {result.config_hash[:12]}: {result.n_items} examples in {result.n_shards} shard(s); "
-                   f"{len(result.written)} written now, {len(result.found)} found finished "
+                   f"{len(result.written)} written now{by}, {len(result.found)} found finished "
                    f"({result.seconds:.1f} s)", style="green"), soft_wrap=True)
     skipped = (result.manifest or {}).get("n_skipped", result.skipped)
     if skipped:
