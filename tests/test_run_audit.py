@@ -134,6 +134,27 @@ def test_a_distributed_run_says_its_counts_are_this_rank_s(tmp_path, model, monk
     assert code == 0 and "5 written now by this process (rank 0 of 2" in " ".join(output.split()), output
 
 
+def test_data_labels_must_cover_the_data(tmp_path, model):
+    """A target that is not one of data.labels fell back to a lookup among the model's label names, silently (so
+    a mapping in another order or case explained other labels); an empty list was accepted."""
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "a film", "label": "pos", "id": "a"}\n{"text": "a dull film", "label": "NEG", "id": "b"}\n')
+    cfg = _config(tmp_path, model, data, data={"rationale_field": None, "labels": ["neg", "pos"]})
+    _one_error(*_cli(cfg), "d.jsonl:2: target 'NEG' is not one of data.labels ['neg', 'pos']")
+    cfg = _config(tmp_path, model, data, "c2.yaml", data={"rationale_field": None, "labels": []})
+    _one_error(*_cli(cfg), "data.labels")
+
+
+def test_a_file_that_is_not_parquet_is_one_line(tmp_path, model):
+    """datasets logged "Failed to read schema ..." on its own line before the error."""
+    data = tmp_path / "d.parquet"
+    data.write_bytes(b"hello")
+    cfg = _config(tmp_path, model, data, data={"format": "parquet", "path": str(data), "rationale_field": None})
+    code, output = _cli(cfg)
+    _one_error(code, output, "d.parquet: cannot read it as parquet")
+    assert "Failed to read schema" not in output
+
+
 def test_duplicate_ids_are_refused_naming_both_lines(tmp_path, model):
     """Two examples with one id gave rows that no join on ``id`` can tell apart."""
     data = tmp_path / "d.jsonl"

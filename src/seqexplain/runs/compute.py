@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from seqexplain.attribution import Attribution
-from seqexplain.errors import InputError, UnreadableTextError
+from seqexplain.errors import DataError, InputError, UnreadableTextError
 from seqexplain.explain import encode_item, explain_pack
 from seqexplain.metrics import agreement_matrix, faithfulness, plausibility, random_baseline
 from seqexplain.models.base import SequenceModel
@@ -53,9 +53,15 @@ def seed_everything(seed: int) -> None:
 
 
 def _target(item: Item, labels: list[str] | None) -> Any:
-    if labels is not None and item.target is not None and str(item.target) in labels:
-        return labels.index(str(item.target))
-    return item.target
+    """The item's target, mapped through ``data.labels`` (its position there) when given: a value that is not one of
+    the labels is a :class:`DataError` naming the line (it fell back to a lookup among the model's label names,
+    which a mapping in another order or case makes a different label, silently)."""
+    if labels is None or item.target is None:
+        return item.target
+    if str(item.target) not in labels:
+        raise DataError(f"{item.where}: target {item.target!r} is not one of data.labels {labels}; list every label "
+                        "value the data holds, in the model's label order")
+    return labels.index(str(item.target))
 
 
 def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, target: Any) -> tuple[Example, int]:

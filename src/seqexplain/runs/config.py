@@ -43,7 +43,8 @@ class DataConfig(Section):
     target_field: str | None = None
     id_field: str | None = None
     rationale_field: str | None = Field(None, description="gold rationale: a list of [start, end) character spans")
-    labels: list[str] | None = Field(None, description="the data's label values in the model's label order")
+    labels: list[str] | None = Field(None, min_length=1,
+                                     description="the data's label values in the model's label order")
     limit: int | None = Field(None, ge=1)
     max_length: int | None = Field(None, ge=2, description="tokens; default: the model's maximum")
     truncate: bool = False

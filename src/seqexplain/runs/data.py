@@ -138,6 +138,18 @@ def _check_csv(path: Path, delimiter: str) -> list[int]:
     return lines
 
 
+def _check_parquet(path: Path) -> None:
+    """:class:`DataError` for a file whose Parquet footer cannot be read (before ``datasets``, which logs its own
+    error line first)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_metadata(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DataError(f"{path}: cannot read it as parquet: {str(exc).splitlines()[0]}") from None
+
+
 def _records(cfg: DataConfig) -> Iterator[tuple[dict[str, Any], str]]:
     path = Path(str(cfg.path))
     if cfg.format == "jsonl":
@@ -147,6 +159,7 @@ def _records(cfg: DataConfig) -> Iterator[tuple[dict[str, Any], str]]:
         lines = _check_csv(path, "\t" if cfg.format == "tsv" else ",")
     else:
         lines = []
+        _check_parquet(path)
     if cfg.format != "parquet" and not lines:
         return  # no record (an empty file: datasets would fail inside its generator)
     import datasets
