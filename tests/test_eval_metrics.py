@@ -178,6 +178,9 @@ def test_random_baseline_is_seeded_and_defined(cat_model):
     np.testing.assert_allclose(a.sufficiency, np.mean([r.sufficiency for r in by_hand], axis=0))
     with pytest.raises(InputError):
         random_baseline(model, ex, repeats=0)
+    for seed in (-1, 1.5, "0", True):  # numpy's ValueError / TypeError before
+        with pytest.raises(InputError, match="seed must be a non-negative integer"):
+            random_baseline(model, ex, seed=seed)
     # a numpy integer (e.g. from a config array) is a count like any other; it was refused as "not a number"
     np.testing.assert_array_equal(random_baseline(model, ex, bins=[10, 50], seed=7, repeats=np.int64(3)).sufficiency,
                                   a.sufficiency)

@@ -138,7 +138,8 @@ def test_data_labels_must_cover_the_data(tmp_path, model):
     """A target that is not one of data.labels fell back to a lookup among the model's label names, silently (so
     a mapping in another order or case explained other labels); an empty list was accepted."""
     data = tmp_path / "d.jsonl"
-    data.write_text('{"text": "a film", "label": "pos", "id": "a"}\n{"text": "a dull film", "label": "NEG", "id": "b"}\n')
+    data.write_text('{"text": "a film", "label": "pos", "id": "a"}\n'
+                    '{"text": "a dull film", "label": "NEG", "id": "b"}\n')
     cfg = _config(tmp_path, model, data, data={"rationale_field": None, "labels": ["neg", "pos"]})
     _one_error(*_cli(cfg), "d.jsonl:2: target 'NEG' is not one of data.labels ['neg', 'pos']")
     cfg = _config(tmp_path, model, data, "c2.yaml", data={"rationale_field": None, "labels": []})

@@ -232,3 +232,13 @@ def test_parallel_files_with_unequal_lines(tmp_path):
         read_parallel_files(tmp_path / "a.de", tmp_path / "a.en")
     (tmp_path / "a.en").write_text("one\ntwo\n", encoding="utf-8")
     assert read_parallel_files(tmp_path / "a.de", tmp_path / "a.en") == (["eins", "zwei"], ["one", "two"])
+
+
+@pytest.mark.parametrize("name", ["pad_token_id", "decoder_start_token_id", "eos_token_id"])
+def test_special_ids_outside_the_vocabulary_are_refused(name):
+    """An id past the vocabulary was accepted and every method then raised a bare IndexError."""
+    from seqexplain.errors import InputError
+    from seqexplain.models.snell_translation import SnellTranslatorConfig
+
+    with pytest.raises(InputError, match=f"{name}=44 is outside the vocabulary"):
+        SnellTranslatorConfig(vocab_size=39, **{name: 44})

@@ -333,7 +333,9 @@ def random_baseline(model: SequenceModel, example: Example, bins: Sequence[float
     ``full_logprob`` gives it, as in :func:`faithfulness`) and reused by the others."""
     if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
         raise InputError(f"repeats must be a positive number of random rankings, got {repeats!r}")
-    rng = np.random.default_rng(seed)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    rng = np.random.default_rng(int(seed))
     runs = []
     for _ in range(int(repeats)):
         scores = np.stack([1.0 + rng.permutation(example.length) for _ in range(example.n_targets)])

@@ -182,14 +182,30 @@ class HFAdapter(SequenceModel):
         return max_new_tokens
 
     def check_generation(self, text: Any, target: Any, max_new_tokens: Any, model: str
-                         ) -> tuple[str, int, Tokenized | None]:
-        """The checked text, ``max_new_tokens`` and tokenised target (None: to be generated) of a language or
-        translation model (``model`` names it in the error for a label index)."""
+                         ) -> tuple[str, int, Tokenized | None, list[str]]:
+        """The checked text, ``max_new_tokens``, tokenised target (None: to be generated) of a language or
+        translation model (``model`` names it in the error for a label index), and the target's warnings (pieces
+        the vocabulary lacks: :meth:`unknown_pieces`)."""
         text = self.check_text(text)
         max_new_tokens = self.check_max_new_tokens(max_new_tokens)
         if isinstance(target, int) and not isinstance(target, bool):
             raise InputError(f"a target for a {model} model is text, not a label index")
-        return text, max_new_tokens, None if target is None else self.tokenize_target(target)
+        if target is None:
+            return text, max_new_tokens, None, []
+        tgt = self.tokenize_target(target)
+        n_unknown = self.unknown_pieces(target, tgt)
+        unk = getattr(self.tokenizer, "unk_token", None)
+        return text, max_new_tokens, tgt, [] if not n_unknown else [
+            f"target {target!r}: {n_unknown} of its {len(tgt.ids)} token(s) are not in the vocabulary and are "
+            f"explained as {unk!r}, the token the model reads and predicts there, not the text given"]
+
+    def unknown_pieces(self, text: str, tok: Tokenized) -> int:
+        """How many of ``tok``'s ids are the tokenizer's unknown token where ``text`` does not spell that token
+        itself (a word or character the vocabulary lacks, read as ``<unk>``)."""
+        unk_id, unk = getattr(self.tokenizer, "unk_token_id", None), getattr(self.tokenizer, "unk_token", None)
+        if not isinstance(unk_id, int) or (isinstance(unk, str) and unk and unk in text):
+            return 0
+        return tok.ids.count(unk_id)
 
     def check_content(self, tok: Tokenized, what: str = "text") -> None:
         """A text must give at least one token that is not special (else it would be explained from the
@@ -245,6 +261,9 @@ class HFAdapter(SequenceModel):
             tok = tokenize(self.tokenizer, foil, add_special_tokens=False)
             if not tok.ids:
                 raise InputError(f"the foil {foil!r} tokenizes to no tokens; give a token to contrast the target with")
+            if self.unknown_pieces(foil, tok):
+                raise InputError(f"the foil {foil!r} is not in the vocabulary (it tokenizes to "
+                                 f"{' '.join(tok.tokens)}); give a foil the model can predict")
             return torch.tensor(tok.ids, dtype=torch.long), list(tok.tokens)
         if isinstance(foil, (list, tuple)) and foil:
             ids: list[int] = []

@@ -121,7 +121,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
 
     def _prompt(self, text: Any, target: Any, max_new_tokens: int, truncate: bool) -> _Prompt:
         """The checked, tokenised (and with ``truncate`` cut) prompt and target, before any decoding."""
-        text, max_new_tokens, tgt = self.check_generation(text, target, max_new_tokens, "language")
+        text, max_new_tokens, tgt, target_warnings = self.check_generation(text, target, max_new_tokens, "language")
         limit = self.max_positions()
         n_new = len(tgt.ids) if tgt is not None else max_new_tokens
         room = None if limit is None else limit - n_new
@@ -146,7 +146,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                                 f"model's {limit} positions after the prompt")
         else:
             self.check_length(len(src.ids) + len(tgt.ids), limit, "prompt plus target", _CUT_PROMPT)
-            warnings += joining_warnings(self.tokenizer, text, target, src.ids, tgt.ids)
+            warnings += [*target_warnings, *joining_warnings(self.tokenizer, text, target, src.ids, tgt.ids)]
         return _Prompt(text, None if tgt is None else target, src, tgt, n_new, warnings)
 
     def _example(self, prompt: _Prompt, new_ids: list[int] | None) -> Example:

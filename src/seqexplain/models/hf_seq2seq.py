@@ -110,8 +110,9 @@ class HFSeq2SeqLM(HFAdapter):
         limit = self.max_positions()
         sources, todo, limits = [], [], []
         for k, (text, target) in enumerate(requests):
-            text, n_new, tgt = self.check_generation(text, target, max_new_tokens, "translation")
+            text, n_new, tgt, target_warnings = self.check_generation(text, target, max_new_tokens, "translation")
             src, warnings = self.tokenize_input(text, "source", truncate)
+            warnings = [*warnings, *target_warnings]
             if tgt is None:
                 todo.append(k)
                 limits.append(n_new if limit is None else min(n_new, limit - 1))

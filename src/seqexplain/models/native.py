@@ -39,6 +39,15 @@ def check_drop_probabilities(config: Any, *names: str) -> None:
             raise InputError(f"{name} is a drop probability in [0, 1), got {value}")
 
 
+def check_token_ids(config: Any, *names: str) -> None:
+    """Raise :class:`InputError` unless each named field is a token id inside ``config.vocab_size`` (an id past it
+    was an IndexError in the first forward)."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < config.vocab_size:
+            raise InputError(f"{name}={value!r} is outside the vocabulary (size {config.vocab_size})")
+
+
 class OutputMixin:
     """For dataclass outputs: attribute access, ``out["name"]``, and ``out[i]`` over the fields that are set, in
     the order of ``_order`` (as Hugging Face ``ModelOutput`` tuples, which ``transformers.Trainer`` indexes)."""

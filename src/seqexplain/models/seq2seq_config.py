@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from seqexplain.errors import InputError
-from seqexplain.models.native import ConfigMixin, check_drop_probabilities
+from seqexplain.models.native import ConfigMixin, check_drop_probabilities, check_token_ids
 
 MODEL_TYPE = "seqexplain-seq2seq"
 
@@ -56,6 +56,4 @@ class Seq2SeqConfig(ConfigMixin):
         if self.activation not in ("relu", "gelu"):
             raise InputError(f"activation must be 'relu' or 'gelu', got {self.activation!r}")
         check_drop_probabilities(self, "dropout", "attention_dropout")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
-            if not 0 <= int(getattr(self, name)) < self.vocab_size:
-                raise InputError(f"{name}={getattr(self, name)} is outside the vocabulary (size {self.vocab_size})")
+        check_token_ids(self, "pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id")

@@ -31,7 +31,7 @@ from seqexplain.errors import InputError
 from seqexplain.models.example import AttentionSegment, Example
 from seqexplain.models.hf_seq2seq import HFSeq2SeqLM
 from seqexplain.models.module_state import eval_mode
-from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities
+from seqexplain.models.native import ConfigMixin, OutputMixin, check_drop_probabilities, check_token_ids
 from seqexplain.models.native_heads import compact, length_mask
 
 
@@ -54,6 +54,7 @@ class SnellTranslatorConfig(ConfigMixin):
         if min(self.vocab_size, self.emb_dim, self.hidden, self.layers) < 1:
             raise InputError("vocab_size, emb_dim, hidden and layers must be positive")
         check_drop_probabilities(self, "dropout")
+        check_token_ids(self, "pad_token_id", "decoder_start_token_id", "eos_token_id")
 
 
 @dataclass
