@@ -288,3 +288,34 @@ def test_cli_exits_2_on_a_corrupt_native_folder(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["explain", "--model", str(tmp_path / "rnn"), "--text", "a b", "--target", " c",
                                       "--method", "occlusion"])
     assert result.exit_code == 2 and "words but the model" in result.output and "Traceback" not in result.output
+
+
+def test_a_native_folder_refuses_a_forced_other_kind_and_opens_with_its_tokenizer(tmp_path: Path) -> None:
+    """kind= / --kind was ignored for RNN-LM, transformer-LM and seq2seq folders (an RNN LM "explained" as seq2seq
+    ran as a causal LM, silently); a transformer LM saved with its tokenizer.json could not be opened without
+    tokenizer=, which the CLI has no way to give. Oracle: the module's own logits."""
+    from seqexplain.data.tokenizers import save_tokenizer, train_bpe_tokenizer
+    from seqexplain.errors import InputError
+
+    vocab = Vocab.build("the cat sat on the mat".split())
+    torch.manual_seed(0)
+    RNNLanguageModel(RNNLMConfig(vocab_size=len(vocab), embedding_size=8, hidden_size=12)).save(tmp_path / "rnn",
+                                                                                                vocab=vocab)
+    for kind in ("seq2seq", "classifier"):
+        with pytest.raises(InputError, match=f"holds a causal model .*not a {kind}"):
+            se.load_model(tmp_path / "rnn", kind=kind)
+    assert se.load_model(tmp_path / "rnn", kind="causal").kind == "causal"
+    tok = train_bpe_tokenizer(["the cat sat on the mat", "a dog runs"] * 3, vocab_size=60, min_frequency=1)
+    model = TransformerLM(TransformerLMConfig(vocab_size=len(tok), d_model=8, n_layers=1, n_heads=2, ffn_dim=8,
+                                              max_position_embeddings=16)).eval()
+    model.save(tmp_path / "tf")
+    with pytest.raises(ModelLoadError, match="save its tokenizer into the folder"):
+        se.load_model(tmp_path / "tf")
+    save_tokenizer(tok, tmp_path / "tf")
+    wrapped = se.load_model(tmp_path / "tf")
+    attr = se.explain(wrapped, "the cat sat", " on", "occlusion")
+    prompt, target = tok("the cat sat").input_ids, tok(" on", add_special_tokens=False).input_ids
+    assert attr.target_tokens == tok.convert_ids_to_tokens(target)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([prompt])).logits[0, -1], -1)[target[0]]
+    assert attr.target_logprobs[0] == pytest.approx(float(logp), abs=1e-5)

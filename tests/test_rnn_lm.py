@@ -238,3 +238,14 @@ def test_short_training_on_ptb_if_present() -> None:
     train_lm(model, vocab.encode(c.train), None, TrainConfig(epochs=1), progress=False)
     after = perplexity(model, ev)
     assert after < before and math.isfinite(after)
+
+
+def test_a_four_d_attention_mask_says_an_rnn_takes_none() -> None:
+    """Word-dropout training passes 4-D attention masks; an RNN LM said only "has shape (4, 1, 6, 6), expected
+    (4, 6)", not that it cannot take one."""
+    from seqexplain.errors import UnsupportedError
+
+    model = _model()
+    ids = torch.randint(0, 40, (2, 5))
+    with pytest.raises(UnsupportedError, match="takes a \\[batch, length\\] mask, not a 4-D attention mask"):
+        model(input_ids=ids, attention_mask=torch.ones(2, 1, 5, 5))

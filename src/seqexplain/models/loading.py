@@ -103,10 +103,7 @@ def load_model(
             raise InputError("the model path is empty; give a model directory, a .gguf file or smollm2")
         model, tokenizer, found = _load_from_path(Path(model_or_path), tokenizer, kind, dtype, allow_new_head)
         model_id = model_id or str(model_or_path)
-        if isinstance(model, SequenceModel):  # a native folder that names its own adapter
-            if kind is not None and kind != model.kind:
-                raise InputError(f"{model_or_path} holds a {model.kind} model (its config.json says so), not a "
-                                 f"{kind}; leave kind out or give {model.kind!r}")
+        if isinstance(model, SequenceModel):  # a native folder that names its own adapter (its kind checked)
             return _placed(model, device, dtype, cast)
     else:
         raise InputError(f"load_model takes a module, a wrapper or a path, not {type(model_or_path).__name__}")
@@ -209,6 +206,9 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model directory")
     native = _load_native(path, tokenizer)
     if native is not None:
+        if kind is not None and kind != native[2]:  # a native folder knows its kind: a forced other one is a mistake
+            raise InputError(f"{path} holds a {native[2]} model (its config.json says so), not a {kind}; leave kind "
+                             f"out or give {native[2]!r}")
         if dtype is not None and not isinstance(native[0], SequenceModel):  # adapters get it in _placed
             native[0].to(dtype)
         return native
@@ -281,8 +281,14 @@ def _load_native(path: Path, tokenizer: Any) -> tuple[Any, Any, ModelKind] | Non
         if model_type == "seqexplain-transformer-lm":
             from seqexplain.models.transformer import load_transformer_lm
 
+            if tokenizer is None and (path / "tokenizer.json").is_file():
+                from seqexplain.data.tokenizers import load_tokenizer
+
+                tokenizer = load_tokenizer(path)  # saved beside it (save_tokenizer)
             if tokenizer is None:
-                raise ModelLoadError(f"{path} holds a seqexplain transformer LM without a tokenizer; pass tokenizer=")
+                raise ModelLoadError(f"{path} holds a seqexplain transformer LM without a tokenizer: save its "
+                                     "tokenizer into the folder (seqexplain.data.tokenizers.save_tokenizer), or pass "
+                                     "tokenizer= from Python")
             return load_transformer_lm(path), tokenizer, "causal"
     except ModelLoadError:
         raise

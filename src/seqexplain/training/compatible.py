@@ -1,7 +1,8 @@
 """Training and compatibility fine-tuning of causal language models with word dropout.
 
-:func:`train_causal_lm` trains any module with the Hugging Face causal-LM calling convention (a Hugging Face
-model, a ``peft`` LoRA model, or :class:`seqexplain.models.transformer.TransformerLM`) with the standard
+:func:`train_causal_lm` trains any attention module with the Hugging Face causal-LM calling convention (a Hugging
+Face model, a ``peft`` LoRA model, or :class:`seqexplain.models.transformer.TransformerLM`; not an RNN LM, which
+takes no 4-D attention mask: :func:`seqexplain.training.lm.train_lm` trains those) with the standard
 next-token loss (mean cross-entropy over the predicted, non-padding tokens). With a
 :class:`~seqexplain.training.word_dropout.WordDropout`, a batch drawn for dropout is run with the 4-D attention mask
 of its keep masks (:func:`seqexplain.training.word_dropout.causal_attention_mask`); the loss is unchanged.

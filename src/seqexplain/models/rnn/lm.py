@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqexplain.atomic import atomic_path, atomic_write_text
-from seqexplain.errors import InputError, ModelLoadError
+from seqexplain.errors import InputError, ModelLoadError, UnsupportedError
 from seqexplain.models.native import ConfigMixin, build_from_config, load_safetensors_weights, read_config_json
 from seqexplain.models.rnn.vocab import Vocab
 
@@ -235,6 +235,11 @@ class RNNLanguageModel(nn.Module):
             state = self.initial_state(bsz, x.device)
         keep: Tensor | None = None
         if attention_mask is not None:
+            if attention_mask.dim() == 4:
+                raise UnsupportedError(f"an RNN LM reads its tokens in order and takes a [batch, length] mask, not a "
+                                       f"4-D attention mask {tuple(attention_mask.shape)} (word-dropout training and "
+                                       "evaluation of seqexplain.training.compatible need an attention model); train "
+                                       "it with seqexplain.training.lm.train_lm")
             if tuple(attention_mask.shape) != (bsz, length):
                 raise InputError(f"attention_mask has shape {tuple(attention_mask.shape)}, expected {(bsz, length)}")
             keep = attention_mask.to(torch.bool)
