@@ -195,3 +195,15 @@ def test_an_aggregated_result_shares_nothing_mutable_with_its_source():
     b.rationale.meta["forwards"] = 99  # type: ignore[union-attr]
     b.rationale.log[0][0]["added_tokens"].append("z")  # type: ignore[union-attr]
     assert json.dumps(a.to_dict(), sort_keys=True) == before
+
+
+@pytest.mark.parametrize("how", ["sum", "mean", "max", "absmax"])
+def test_a_word_holding_a_flagged_nan_is_nan(how):
+    """A visible NaN cell (flagged in meta) was dropped like a not-visible one, so the word showed the partial
+    value 1.0 with the flag; a not-visible NaN is still ignored. Hand-computed."""
+    a = Attribution(tokens=["a", "b", " c", "d"], scores=np.array([[1.0, np.nan, 2.0, np.nan]]), target_tokens=["x"],
+                    target_positions=[None], offsets=[(0, 1), (1, 2), (2, 4), (4, 5)], segments=["source"] * 4,
+                    text="ab cd", meta={"nonfinite_cells": [[0, 1]]})
+    words = a.aggregate(how)
+    assert np.isnan(words.scores[0, 0]) and words.nonfinite_cells() == [(0, 0)]
+    assert words.scores[0, 1] == 2.0  # "cd": d is not visible (its NaN not flagged), so c alone

@@ -87,6 +87,11 @@ def test_forcing_the_wrong_kind_is_an_error_unless_allowed(gpt2_dir):
     assert w.kind == "classifier"
     out = _cli(["explain", "-m", gpt2_dir, "-t", "a fine film", "--kind", "classifier", "--method", "occlusion"])
     assert out.exit_code == 2 and "--allow-new-head" in out.output and "Traceback" not in out.output
+    # allowed, every result says its head is untrained (a result looked like a trained classifier's)
+    for attr in (se.explain(w, "a fine film", None, "occlusion"),
+                 *se.explain_many(w, ["a fine film", "a dull one"], "gradient_norm", progress=False)):
+        assert any("initialised at random (score.weight; allow_new_head)" in m for m in attr.warnings), attr.warnings
+    assert not se.explain(se.load_model(gpt2_dir), "The cat", " sat", "occlusion").warnings
 
 
 def test_target_without_its_leading_space_is_warned_everywhere(gpt2, tmp_path):

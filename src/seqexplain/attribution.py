@@ -283,7 +283,8 @@ class Attribution:
         """Scores combined over the groups of :meth:`partition` (``by``): one input position per group.
 
         ``how``: ``sum``, ``mean``, ``max`` or ``absmax`` (the value of largest magnitude, sign kept). NaN
-        members are ignored; a group with no visible member is NaN. Every position-valued field is remapped to
+        members that are not visible are ignored; a group with no visible member is NaN, and so is a group with a
+        visible member whose score is NaN (a flagged non-finite cell). Every position-valued field is remapped to
         the group holding the position: ``target_positions``, the rationale's ``positions`` and each log
         record's ``added`` (duplicates dropped, first occurrence kept; ``added_tokens`` rebuilt), the cells of
         :meth:`nonfinite_cells` (an aggregated cell with a non-finite member stays flagged), and the other
@@ -323,6 +324,9 @@ class Attribution:
                 groups[name] = mapped
         meta = {k: copy.deepcopy(v) for k, v in self.meta.items() if k not in ("nonfinite_cells", "dropped_groups")}
         bad = sorted({(i, new_of[j]) for i, j in self.nonfinite_cells()})
+        for i, j in self.nonfinite_cells():  # a NaN score at a visible cell is not "not visible": the group is NaN
+            if np.isnan(self.scores[i, j]):
+                out[i, new_of[j]] = np.nan
         if bad:
             meta["nonfinite_cells"] = [[i, g] for i, g in bad]
         dropped = {**self.meta.get("dropped_groups", {}), **dropped}

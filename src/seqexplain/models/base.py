@@ -57,7 +57,10 @@ class SequenceModel(ABC):
     error against float32); distributions and scores are computed in float32 from the autocast logits.
 
     ``truncation_side``: which end of an input text a cut to fewer tokens removes: ``"right"`` (the end, the
-    default) or ``"left"`` (the oldest tokens: a language model's prompt, whose targets continue it)."""
+    default) or ``"left"`` (the oldest tokens: a language model's prompt, whose targets continue it).
+
+    ``model_warnings``: what is true of every explanation of this model (e.g. a head initialised at random by
+    ``load_model(..., allow_new_head=True)``); each result carries them."""
 
     kind: str
     truncation_side: Literal["left", "right"] = "right"
@@ -65,6 +68,7 @@ class SequenceModel(ABC):
     tokenizer: Any
     model_id: str
     autocast: torch.dtype | None = None
+    model_warnings: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ abstract
     @abstractmethod

@@ -113,6 +113,12 @@ def load_model(
     model.eval()
     wrapped = HFModel(model, tokenizer, found, model_id=model_id)
     wrapped.autocast = cast
+    new = getattr(model, "seqexplain_new_weights", None)
+    if new:
+        wrapped.model_warnings = (
+            f"{len(new)} weight(s) of this {found} model were not in {model_id} and were initialised at random "
+            f"({', '.join(new[:3])}{', ...' if len(new) > 3 else ''}; allow_new_head): the explanation is of an "
+            "untrained head",)
     return wrapped
 
 
@@ -223,6 +229,8 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         raise ModelLoadError(f"cannot load the {found} model weights in {path} (missing or corrupt?): "
                              f"{_first_line(exc)}") from exc
     missing = sorted(info.get("missing_keys") or [])
+    if missing:  # read by load_model: every explanation of this model says so
+        model.seqexplain_new_weights = missing
     if missing and not allow_new_head:
         archs = ", ".join(getattr(config, "architectures", None) or []) or getattr(config, "model_type", "?")
         raise ModelLoadError(
