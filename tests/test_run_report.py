@@ -149,3 +149,18 @@ def test_run_whose_examples_are_all_skipped_reports_without_crashing(tmp_path):
     md = (tmp_path / "out" / "summary.md").read_text()
     assert "- skipped (too long): 3\n" in md and "- rows: 0\n" in md
     assert (tmp_path / "out" / "report.html").stat().st_size > 0
+
+
+def test_an_example_heatmap_flags_a_non_finite_cell():
+    """A +inf score was drawn grey, as a not-visible or special token, with no flag or tooltip."""
+    import numpy as np
+
+    from seqexplain.attribution import Attribution
+    from seqexplain.report.run_report import ExampleView, _example_html
+
+    a = Attribution(tokens=["a", " b", " c"], scores=np.array([[np.inf, 0.2, np.nan]]), target_tokens=["x"],
+                    target_positions=[None], offsets=[(0, 1), (1, 3), (3, 5)], segments=["source"] * 3,
+                    text="a b c", method="m")
+    html = _example_html(ExampleView(index=0, id="e0", attributions={"m": a}, gold=None))
+    assert '<span class="tok bad" title="inf (non-finite)">a!</span>' in html
+    assert '<span class="tok" style="color:#999">␣c</span>' in html  # a not-visible cell stays grey

@@ -206,8 +206,15 @@ def test_cli_show_prints_warnings_without_colour(runner, tmp_path: Path) -> None
 
 
 # ------------------------------------------------------------------------------------ the display helper
-TRICKY = ["", " ", "  a  ", "\n", "a\nb", "\t x", "é", "🍕", "👩\u200d💻", "x\u200by", "\\u0041", "\\", "a\\",
-          "␣", "∅", "⏎a", "\u00a0", "\u2003x\u2003", "\x00\x1f\x7f", "שלום عربي 東京", "\U0010ffff", "\ud800"]
+TRICKY = ["", " ", "  a  ", "\n", "a\nb", "\t x", "é", "🍕", "👩\u200d💻", "\u200d", "a\u200d", "x\u200by", "\\u0041",
+          "\\", "a\\", "␣", "∅", "⏎a", "\u00a0", "\u2003x\u2003", "\x00\x1f\x7f", "שלום عربي 東京", "\U0010ffff",
+          "\ud800"]
+
+
+def test_a_zero_width_joiner_shows_unless_inside_an_emoji_sequence() -> None:
+    """A token of a lone U+200D (byte-level tokenizers split emoji sequences) printed as nothing: ``=+2.29``."""
+    assert visible_text("\u200d") == "\\u200d" and visible_text("a\u200d") == "a\\u200d"
+    assert visible_text("👩\u200d💻") == "👩\u200d💻"
 
 
 def _check_visible(text: str) -> None:

@@ -105,8 +105,8 @@ def _write(what: str, path: Path, writer: Any) -> None:
 
 
 def _nonfinite_message(n_bad: int, strict_hint: bool) -> str:
-    msg = (f"{n_bad} attribution score(s) are NaN or infinite (shown magenta); the model likely overflowed or a "
-           "target has probability 0")
+    msg = (f"{n_bad} attribution score(s) are NaN or infinite (flagged: magenta in colour, '!' after the number); "
+           "the model likely overflowed or a target has probability 0")
     return msg + ("; pass --strict to make this an error" if strict_hint else "")
 
 

@@ -52,7 +52,7 @@ VISIBLE_WHITESPACE = {" ": "\u2423", "\n": "\u23ce", "\t": "\u21e5", "\r": "\u24
 EMPTY_TOKEN = "\u2205"
 _SYMBOLS = {v: k for k, v in VISIBLE_WHITESPACE.items()}
 _ESCAPED_LITERALS = {*_SYMBOLS, EMPTY_TOKEN}  # literal symbol characters are escaped so the form is reversible
-_KEEP_FORMAT = {"\u200d"}  # zero-width joiner: part of emoji sequences, leave it alone
+_KEEP_FORMAT = {"\u200d"}  # zero-width joiner: left alone inside an emoji sequence, escaped at a token's edge
 _HIDDEN_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn")
 
 #: the sentence every view prints to explain the token notation.
@@ -87,7 +87,8 @@ def visible_text(text: str) -> str:
     Leading and trailing whitespace is made visible (``␣`` space, ``⏎`` newline, ``⇥`` tab, ``␍`` carriage
     return, ``⍽`` no-break space, ``\\uXXXX`` for other whitespace), so ``" Paris"`` shows as ``␣Paris``; inside
     a token, spaces stay spaces but line breaks and tabs are always visible. Control, format and unassigned
-    characters become ``\\uXXXX`` (``\\UXXXXXXXX`` above U+FFFF); the empty text is ``∅``. Literal ``␣⏎⇥␍⍽∅``
+    characters become ``\\uXXXX`` (``\\UXXXXXXXX`` above U+FFFF), the zero-width joiner too unless it stands between
+    two characters of the token (an emoji sequence); the empty text is ``∅``. Literal ``␣⏎⇥␍⍽∅``
     characters, and a backslash followed by ``u``/``U``, are escaped too, so :func:`plain_text` reverses the
     form exactly. The result never contains a line break and is *not* escaped for any markup language.
     """
@@ -100,7 +101,7 @@ def visible_text(text: str) -> str:
         edge = k < lead or k >= trail
         if ch in VISIBLE_WHITESPACE and (edge or ch != " "):
             out.append(VISIBLE_WHITESPACE[ch])
-        elif _needs_escape(ch, edge, text[k + 1:k + 2]):
+        elif _needs_escape(ch, edge, text[k + 1:k + 2]) or (ch in _KEEP_FORMAT and not 0 < k < len(text) - 1):
             out.append(_escape(ch))
         else:
             out.append(ch)

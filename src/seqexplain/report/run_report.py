@@ -63,6 +63,7 @@ table{border-collapse:collapse;margin:.5em 0 1.5em}
 th,td{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th:first-child,td:first-child{text-align:left}
 .tok{display:inline-block;padding:1px 3px;margin:1px;border-radius:3px;font-family:monospace}
+.tok.bad{color:#cf222e;font-weight:700;outline:2px dashed #cf222e}
 .gold{outline:2px solid #e69f00;outline-offset:-1px}
 .method{font-weight:600;margin-top:.4em}
 .ex{border-top:1px solid #ddd;padding-top:.6em;margin-top:1em}
@@ -139,7 +140,8 @@ def curves_png(bins: list[float], curves: dict[str, dict[str, list[float]]]) -> 
 
 def _heat_row(attr: Attribution, gold: set[int], target: int = 0) -> str:
     """One method's row: special tokens are shown grey and left out of the colour scale (their scores, often the
-    largest, would wash out the words' colours); the score is each token's tooltip."""
+    largest, would wash out the words' colours), a non-finite score red with ``!``; the score is each token's
+    tooltip."""
     special = [j for j, seg in enumerate(attr.segments) if seg == "special"]
     if special and len(special) < len(attr.tokens):
         scores = attr.scores.copy()
@@ -151,6 +153,10 @@ def _heat_row(attr: Attribution, gold: set[int], target: int = 0) -> str:
     for j, label in enumerate(labels):
         v = dm.intensity[target, j]
         cls = "tok gold" if j in gold else "tok"
+        if dm.bad[target, j]:  # a non-finite score: flagged, never grey like a not-visible or special token
+            cells.append(f'<span class="{cls} bad" title="{attr.scores[target, j]:.4g} (non-finite)">{_e(label)}!'
+                         "</span>")
+            continue
         if np.isnan(v):
             cells.append(f'<span class="{cls}" style="color:#999">{_e(label)}</span>')
             continue
