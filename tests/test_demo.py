@@ -103,3 +103,28 @@ def test_demo_end_to_end(smollm2_model, tmp_path):
         assert method in html
     text = console.export_text()
     assert "Mary" in text and "demo.html" in text and "top words" in text
+
+
+def test_the_demo_saves_its_results_warnings_in_warnings_json(gpt2, tmp_path, monkeypatch):
+    """warnings.json said "no warnings" beside results that carried one (integrated gradients' completeness)."""
+    import json
+
+    from rich.console import Console
+
+    import seqexplain.demo as demo
+    from seqexplain.runs import reproduction
+
+    real = demo.explain_example
+
+    def with_a_warning(*args, **kwargs):
+        attr = real(*args, **kwargs)
+        attr.warnings.append(f"{attr.method} says so")
+        return attr
+
+    monkeypatch.setattr(demo, "explain_example", with_a_warning)
+    with reproduction(tmp_path, "seqexplain demo", threads=None):
+        run_demo(tmp_path, methods=("occlusion", "gradient_norm"), console=Console(quiet=True),
+                 model=seqexplain.load_model(*gpt2))
+    saved = json.loads((tmp_path / "warnings.json").read_text(encoding="utf-8"))["warnings"]
+    assert saved == ["ResultWarning: occlusion.json: occlusion says so",
+                     "ResultWarning: gradient_norm.json: gradient_norm says so"]

@@ -59,6 +59,7 @@ def run_demo(
         ModelLoadError: SmolLM2's package is missing (the message says what to install).
     """
     from seqexplain.runs import output_dir, output_file
+    from seqexplain.runs.warning_log import log_result_warnings
 
     console = console or Console(highlight=False)
     out = output_dir(out_dir, "demo output folder")  # a file, FIFO, ... fails here, before loading anything
@@ -104,6 +105,8 @@ def run_demo(
     console.print()
     console.print(summary)
 
+    for attr in attrs:
+        log_result_warnings(f"{attr.method}.json", attr.warnings)
     html = save_html(attrs, out / "demo.html", title=f"seqexplain demo: why {display_token(predicted)!r}?")
     written = [html] + [attr.save(out / f"{attr.method}.json") for attr in attrs]
     console.print(Text(f"\nmodel load {timings['load model']:.1f} s, total {time.perf_counter() - started:.1f} s",

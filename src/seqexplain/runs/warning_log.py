@@ -21,6 +21,7 @@ from typing import Any
 from seqexplain.atomic import atomic_write_text
 
 _PACKAGE = Path(__file__).resolve().parents[1]
+_ACTIVE: list[list[str]] = []  # the logs of the warning_log blocks now open, innermost last
 
 
 def _ours(filename: str) -> bool:
@@ -47,9 +48,24 @@ def warning_log(folder: Path, command: str) -> Iterator[list[str]]:
     with warnings.catch_warnings():  # restores the filters and showwarning on the way out
         warnings.filterwarnings("default", module="seqexplain")  # each place once, earlier showings forgotten
         warnings.showwarning = show
-        yield seen
+        _ACTIVE.append(seen)
+        try:
+            yield seen
+        finally:
+            _ACTIVE.remove(seen)
     if folder.is_dir():  # only after a run that finished: a refused or failed one leaves the folder's file as it was
         atomic_write_text(folder / "warnings.json", json.dumps({"command": command, "warnings": seen}, indent=1))
 
 
-__all__ = ["warning_log"]
+def log_result_warnings(source: str, messages: list[str]) -> None:
+    """Add a result's own warnings (``Attribution.warnings``, which the views already show) to the open
+    :func:`warning_log`, as ``"ResultWarning: <source>: <message>"``, so that ``warnings.json`` does not read as
+    "no warnings" beside results that carry some; nothing when no log is open."""
+    if _ACTIVE:
+        for message in messages:
+            text = f"ResultWarning: {source}: {message}"
+            if text not in _ACTIVE[-1]:
+                _ACTIVE[-1].append(text)
+
+
+__all__ = ["log_result_warnings", "warning_log"]
