@@ -188,6 +188,21 @@ def test_explain_interrupted_is_one_line(runner, monkeypatch, tmp_path, gpt2_dir
     assert not (tmp_path / "a.json").exists()
 
 
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["explain", "-t", "x", "--aggregate", "median"], "Invalid value for '--aggregate': 'median' is not one of"),
+    (["explain", "-t", "x", "--top-k", "-1"], "Invalid value for '--top-k'"),
+    (["explain", "-t", "x", "--bogus"], "No such option: --bogus"),
+    (["explain"], "Missing option '--text'"),
+])
+def test_usage_errors_of_the_option_parser_are_one_line(runner, argv, fragment):
+    """typer's own checks printed a boxed multi-line panel, not the one error line every other error gets."""
+    result = invoke(runner, *argv)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], result.output
+    assert lines[0].endswith("see `seqexplain explain --help`") and "╭" not in result.output
+
+
 def test_reproduce_passes_arguments_and_maps_errors(runner, monkeypatch, tmp_path):
     calls = []
 

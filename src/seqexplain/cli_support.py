@@ -5,7 +5,8 @@ parsing and the choice enums.
 * :func:`print_error` / :func:`print_warning`: one red ``error:`` / yellow ``warning:`` line on stderr;
   :func:`fail` prints an error and exits with :data:`EXIT_USER_ERROR` (2).
 * :class:`ErrorHandlingGroup`: the root command group; every :class:`~seqexplain.errors.SeqExplainError` raised
-  below it becomes one error line and exit status 2, without a traceback.
+  below it, and every usage error of the option parser, becomes one error line and exit status 2, without a
+  traceback or a boxed panel.
 * :func:`parse_value` / :func:`parse_options`: ``--option key=value`` values.
 * :class:`Kind`, :class:`ObjectiveName`, :class:`Aggregate`, :class:`Normalize`: the choices of ``explain`` and
   ``show``.
@@ -14,6 +15,7 @@ parsing and the choice enums.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from enum import Enum
 from typing import Any, NoReturn
@@ -63,6 +65,26 @@ class ErrorHandlingGroup(TyperGroup):
     """Root command group: turns user errors raised anywhere below it into a message and exit status 2, and Ctrl-C
     into one warning line and exit status 130 (commands with work to keep, ``run`` and ``reproduce``, say what is
     kept themselves before this)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """click's main, with its own usage errors (a bad choice, a value out of range, an unknown option) as one
+        ``error:`` line naming the command's ``--help`` and exit status 2, instead of a boxed panel."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            print_warning("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        except typer.TyperException as exc:  # the parser's usage errors (typer's own click), and click's others
+            status = int(getattr(exc, "exit_code", 1))
+            ctx = getattr(exc, "ctx", None)
+            where = f"; see `{ctx.command_path} --help`" if status == EXIT_USER_ERROR and ctx is not None else ""
+            message = " ".join((exc.format_message() if hasattr(exc, "format_message") else str(exc)).split())
+            if message:  # (none when the help was printed instead: a group called without a command)
+                print_error(message.replace("Value error, ", "").rstrip(".") + where)
+            sys.exit(status)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
