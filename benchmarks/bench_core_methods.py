@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peers", default="inseq,captum", help="comma-separated subset of inseq,captum (or none)")
     ap.add_argument("--device", default="cpu", help="cpu, or cuda when available")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the random GPT-2's weights (default 0; recorded)")
     ap.add_argument("--token-budget", type=int, default=None, help="seqexplain token_budget (default: its own)")
     ap.add_argument("--budget-sweep", default="", help="comma-separated token budgets: time seqexplain alone with each")
     ap.add_argument("--json", dest="json_path", default=None, help="write all measurements to this JSON file")
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = bpe_tokenizer()
     n_pos = max(512, args.prompt_len + args.targets + 1)
-    model = random_gpt2(tokenizer, n_positions=n_pos).to(args.device)
+    model = random_gpt2(tokenizer, n_positions=n_pos, seed=args.seed).to(args.device)
     prompt, target = prompt_and_target(tokenizer, args.prompt_len, args.targets)
     wrapped = seqexplain.load_model(model, tokenizer)
     example = wrapped.encode(prompt, target)
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     info = machine_info(args.device)
     print(f"# model: GPT-2 n_layer=4 n_embd=256 n_head=4 vocab={len(tokenizer)}; prompt {args.prompt_len} tokens, "
           f"{args.targets} targets; device {args.device}; torch {info['torch']}, {info['threads']} thread(s); "
-          f"repeats {args.repeats} (median), warm-up {args.warmup}", flush=True)
+          f"repeats {args.repeats} (median), warm-up {args.warmup}; seed {args.seed}", flush=True)
 
     inseq_models: dict[str, Any] = {}
     if "inseq" in peers:

@@ -47,14 +47,17 @@ from seqexplain.models.rnn.lm import RNNLanguageModel, RNNLMConfig  # noqa: E402
 D, E, H, V = 50, 64, 256, 10_000
 
 
+SEED = 0  # --seed: the model's weights; the ids are drawn from SEED + 1
+
+
 def _model(device: str) -> RNNLanguageModel:
-    torch.manual_seed(0)  # initialised on the CPU, then moved: the same weights on every device
+    torch.manual_seed(SEED)  # initialised on the CPU, then moved: the same weights on every device
     return RNNLanguageModel(RNNLMConfig(vocab_size=V, embedding_size=E, hidden_size=H)).to(device).eval()
 
 
 def _ids(n: int, device: str) -> torch.Tensor:
     # drawn with a seeded CPU generator, then moved: the same ids on every device
-    return torch.randint(0, V, (n,), generator=torch.Generator().manual_seed(1)).to(device)
+    return torch.randint(0, V, (n,), generator=torch.Generator().manual_seed(SEED + 1)).to(device)
 
 
 def bench_vectorised(model: RNNLanguageModel, rows: int, steps: int, device: str) -> dict[str, float]:
@@ -122,10 +125,16 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where the model and both "
                     "gradient computations run")
     ap.add_argument("--json", default=None, help="write the measurements (with the device and machine) here")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1; recorded)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the model's weights (ids: seed + 1; default 0)")
     ap.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     check_device(ap, args.device)
-    torch.set_num_threads(1)
+    if args.threads < 1 or args.seed < 0:
+        ap.error("--threads must be at least 1 and --seed non-negative")
+    global SEED
+    SEED = args.seed
+    torch.set_num_threads(args.threads)
     if args.memory_child is not None:
         print(json.dumps(memory_run(args.memory_child, args.rows, args.device)))
         return
@@ -134,7 +143,8 @@ def main() -> None:
     loop = bench_loop(model, args.loop_positions, args.device)
     per = {k: {"cpu": r["cpu_s"] / r["positions"], "wall": r["wall_s"] / r["positions"]}
            for k, r in (("vectorised", vec), ("loop", loop))}
-    print(f"model: LSTM E={E} H={H} V={V}, cell state, delays 0..{D}, 1 thread, device {args.device}")
+    print(f"model: LSTM E={E} H={H} V={V}, cell state, delays 0..{D}, {args.threads} thread(s), seed {args.seed}, "
+          f"device {args.device}")
     print(f"vectorised online: {vec['positions']} positions, {vec['cpu_s']:.2f} CPU s, {vec['wall_s']:.2f} wall s "
           f"-> {per['vectorised']['cpu'] * 1e3:.1f} CPU ms / position")
     print(f"per-(t, d) loop:   {loop['positions']} positions, {loop['cpu_s']:.2f} CPU s, {loop['wall_s']:.2f} wall s "
@@ -144,7 +154,8 @@ def main() -> None:
     memory = []
     for n in args.sizes:
         out = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--rows", str(args.rows),
-                              "--device", args.device], check=True, capture_output=True, text=True).stdout
+                              "--device", args.device, "--threads", str(args.threads), "--seed", str(args.seed)],
+                             check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         raw_gb = n * (D + 1) * H * E * 4 / 1e9
         if "peak_rss_mib" in r:

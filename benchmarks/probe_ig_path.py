@@ -33,12 +33,32 @@ RUNS = "50:gausslegendre:zero,100:gausslegendre:zero,400:gausslegendre:zero,1000
        "50:gausslegendre:unk,200:gausslegendre:unk"
 
 
+def _parse_runs(ap: argparse.ArgumentParser, text: str) -> list[tuple[int, str, str]]:
+    """``--runs`` as ``(steps, rule, baseline)`` settings, each checked by the method's own option check
+    (``ap.error``: one line, exit 2)."""
+    from seqexplain.methods.registry import get_method
+
+    out = []
+    for spec in text.split(","):
+        parts = spec.split(":")
+        if len(parts) != 3 or not parts[0].strip().isdigit():
+            ap.error(f"--runs: {spec!r} is not STEPS:RULE:BASELINE (e.g. 20:gausslegendre:zero)")
+        steps, rule, baseline = int(parts[0]), parts[1], parts[2]
+        try:
+            get_method("integrated_gradients").check_options({"steps": steps, "rule": rule, "baseline": baseline})
+        except seqexplain.SeqExplainError as exc:
+            ap.error(f"--runs {spec!r}: {exc}")
+        out.append((steps, rule, baseline))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     ap.add_argument("--seed", type=int, default=0, help="torch seed (nothing here is random; recorded)")
     ap.add_argument("--runs", default=RUNS, help=f"comma-separated STEPS:RULE:BASELINE (default {RUNS})")
     args = ap.parse_args(argv)
+    runs = _parse_runs(ap, args.runs)  # before any work: a bad setting was a traceback after the model loaded
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     print(f"# commit {git_commit()}; seed {args.seed}; {machine_info('cpu')}")
@@ -68,9 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| steps | rule | baseline | seconds | completeness error | warned | captum delta | max abs diff |")
     print("|---|---|---|---|---|---|---|---|")
     ig = IntegratedGradients(f)
-    for spec in args.runs.split(","):
-        steps_s, rule, baseline = spec.split(":")
-        steps = int(steps_s)
+    for steps, rule, baseline in runs:
         t0 = time.perf_counter()
         attr = seqexplain.explain_example(model, ex, "integrated_gradients", steps=steps, rule=rule,
                                           baseline=baseline)
