@@ -17,6 +17,7 @@ becomes ``<other>`` with ``missing="other"`` (the default), or raises :class:`~s
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -200,7 +201,8 @@ def event_vector(attr: Attribution, types: Sequence[int], n_types: int, how: Agg
                  absent: float = 0.0) -> np.ndarray:
     """``[K]`` one target's explanation per event type: the scores aggregated (``how``: ``sum`` or ``mean``; the
     original code sums and calls it an average) with :meth:`Attribution.aggregate` over the grouping ``"events"``
-    (which the attention-RNN adapter sets), ``absent`` for types not in the document.
+    (which the attention-RNN adapter sets), ``absent`` for types not in the document. A NaN score at a visible
+    cell (the explanation warns of it) is left out of its type's value, as a hidden cell is.
 
     The grouping must be the one of ``types``: one group per type present, each group of one type; otherwise (and
     for a type outside ``0..n_types-1``) :class:`InputError`, since a type's value could not be one aggregate.
@@ -225,7 +227,10 @@ def event_vector(attr: Attribution, types: Sequence[int], n_types: int, how: Agg
         if n > 1:
             raise InputError(f"event type {t} has {n} groups in the explanation's 'events' grouping; the grouping "
                              "does not match these event types (one group per type)")
-    agg = attr.aggregate(how, by="events")
+    # a NaN score at a visible cell (flagged; the explanation warns) is left out of its type's value, as a hidden
+    # cell is, rather than making the type NaN as Attribution.aggregate does for display: the vectors are clustered
+    unflagged = {k: v for k, v in attr.meta.items() if k != "nonfinite_cells"}
+    agg = dataclasses.replace(attr, meta=unflagged).aggregate(how, by="events")
     vec = np.full(n_types, absent, dtype=np.float64)
     for g, t in enumerate(type_of):
         vec[t] = float(agg.scores[0, g])
