@@ -58,10 +58,19 @@ def test_trailing_pad_tokens_are_left_out_with_a_warning(bpe, pad, method):
     np.testing.assert_allclose(many.scores, attr.scores, rtol=1e-5, atol=1e-6)
 
 
-def test_an_input_of_pad_tokens_only_is_refused(bpe):
-    w = se.load_model(_gpt2(bpe, bpe.eos_token_id), bpe)
-    with pytest.raises(InputError, match="only the pad token"):
-        se.explain(w, bpe.eos_token, 0, "gradient_norm")
+@pytest.mark.parametrize("n", [1, 3])
+def test_an_input_of_pad_tokens_only_is_read_at_its_first_token(bpe, n):
+    """The head reads position 0 of a row of pad ids: one token is explained as it is (it was refused), more keep
+    their first token, with the warning."""
+    model = _gpt2(bpe, bpe.eos_token_id)
+    w = se.load_model(model, bpe)
+    ids = bpe(bpe.eos_token * n)["input_ids"]
+    assert ids == [bpe.eos_token_id] * n
+    attr = se.explain(w, bpe.eos_token * n, 0, "gradient_norm")
+    logp, norms = _oracle(model, ids, 0)
+    assert attr.target_logprobs[0] == pytest.approx(logp, abs=1e-5) and attr.scores.shape[1] == 1
+    np.testing.assert_allclose(attr.scores[0], norms[:1], rtol=1e-4, atol=1e-6)
+    assert any(f"ends with {n - 1} pad token(s)" in m for m in attr.warnings) == (n > 1), attr.warnings
 
 
 class _Bidirectional(torch.nn.Module):

@@ -44,6 +44,17 @@ def test_a_digit_label_says_which_reading_it_took(target, index, fragment):
     assert (found == []) if fragment is None else (len(found) == 1 and fragment in found[0]), attr.warnings
 
 
+def test_a_numpy_integer_is_an_index_like_an_int():
+    """np.int64(1) was read as the name "1" while 1 and tensor(1) were index 1."""
+    import numpy as np
+
+    from seqexplain.models.labels import label_index
+
+    names = ["1", "2", "3"]
+    assert label_index(names, np.int64(1)) == label_index(names, 1) == label_index(names, torch.tensor(1)) == 1
+    assert "read as the index 1" in ambiguous_label(names, np.int64(1))
+
+
 def test_labels_named_by_their_own_index_do_not_warn():
     assert ambiguous_label(["0", "1"], 1) is None and ambiguous_label(["0", "1"], "1") is None
     assert ambiguous_label(["negative", "positive"], "1") is None and ambiguous_label(["a", "b"], True) is None

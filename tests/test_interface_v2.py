@@ -345,3 +345,18 @@ def test_devices_other_than_cpu_and_cuda_are_refused(gpt2, gpt2_dir, device):
 def test_the_default_token_budget_is_recorded(gpt2):
     attr = se.explain(se.load_model(*gpt2), "The cat sat on the", " mat", "occlusion")
     assert attr.options["token_budget"] is None and attr.meta["token_budget_used"] == 4096  # a CPU model
+
+
+@pytest.mark.parametrize("name", ["gpt2", "bert", "bart"])
+@pytest.mark.parametrize("method", ["attention_last", "gradient_norm", "occlusion"])
+def test_float64_vectors_explain_what_float32_vectors_do(request, name, method):
+    """Vectors from numpy (float64) are cast to the weights' dtype: the attention methods' own forward missed the
+    cast and raised torch's "mixed dtype" error."""
+    w = se.load_model(*request.getfixturevalue(name))
+    text, target = {"gpt2": ("The cat sat on the", " mat"), "bert": ("a fine film", 2),
+                    "bart": ("The cat sat.", "Le chat")}[name]
+    ex = w.encode(text, target)
+    vectors = w.embed(ex)[0].detach()
+    as32 = se.explain_example(w, ex.replace(input_ids=None, input_vectors=vectors), method)
+    as64 = se.explain_example(w, ex.replace(input_ids=None, input_vectors=vectors.double()), method)
+    np.testing.assert_allclose(as64.scores, as32.scores, rtol=1e-6, atol=1e-7)

@@ -98,7 +98,8 @@ def test_attention_rnn_takes_numpy_vectors():
         adapter.encode(VectorDocument(["a"], [["x", "y", "z", "w"]], [0]), 0)
 
 
-def test_attention_rnn_refuses_event_types_that_are_not_whole_numbers():
-    """[0.5, 1.7] was read as types 0 and 1."""
+@pytest.mark.parametrize("types", [[0.5, 1.7], [0, float("nan")], [0, "x"]])
+def test_attention_rnn_refuses_event_types_that_are_not_whole_numbers(types):
+    """[0.5, 1.7] was read as types 0 and 1; a NaN type was a ValueError from int()."""
     with pytest.raises(InputError, match="whole numbers"):
-        _ger().encode(VectorDocument(["a", "b"], torch.zeros(2, 4), [0.5, 1.7]), 0)
+        _ger().encode(VectorDocument(["a", "b"], torch.zeros(2, 4), types), 0)

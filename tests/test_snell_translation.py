@@ -242,3 +242,18 @@ def test_special_ids_outside_the_vocabulary_are_refused(name):
 
     with pytest.raises(InputError, match=f"{name}=44 is outside the vocabulary"):
         SnellTranslatorConfig(vocab_size=39, **{name: 44})
+
+
+def test_special_ids_may_be_numpy_or_tensor_integers_but_not_fractions():
+    """numpy and 0-d tensor ids (Seq2SeqConfig took them before) were refused as "outside the vocabulary"."""
+    import numpy as np
+    import torch
+
+    from seqexplain.errors import InputError
+    from seqexplain.models.seq2seq_config import Seq2SeqConfig
+    from seqexplain.models.snell_translation import SnellTranslatorConfig
+
+    SnellTranslatorConfig(vocab_size=39, pad_token_id=np.int64(0), eos_token_id=torch.tensor(2))
+    Seq2SeqConfig(vocab_size=100, pad_token_id=np.int64(0))
+    with pytest.raises(InputError, match="pad_token_id=0.5 is not a token id"):
+        SnellTranslatorConfig(vocab_size=39, pad_token_id=0.5)

@@ -92,6 +92,10 @@ def test_forcing_the_wrong_kind_is_an_error_unless_allowed(gpt2_dir):
                  *se.explain_many(w, ["a fine film", "a dull one"], "gradient_norm", progress=False)):
         assert any("initialised at random (score.weight; allow_new_head)" in m for m in attr.warnings), attr.warnings
     assert not se.explain(se.load_model(gpt2_dir), "The cat", " sat", "occlusion").warnings
+    # the warning names the folder, and belongs to that wrapper: the module wrapped again (e.g. after training its
+    # head) does not carry it
+    assert f"were not in {gpt2_dir}" in w.model_warnings[0]
+    assert se.load_model(w.model, w.tokenizer, kind="classifier").model_warnings == ()
 
 
 def test_target_without_its_leading_space_is_warned_everywhere(gpt2, tmp_path):
@@ -111,6 +115,8 @@ def test_leading_space_warning_shows_the_joined_text(gpt2):
     found = [m for m in attr.warnings if "leading space" in m]
     assert len(found) == 1 and "continues the prompt's last word ('...at sat on the mat.')" in found[0], found
     assert "if it is the next word, give ' at.'" in found[0] and "did you mean" not in found[0]
+    multi = se.explain(se.load_model(*gpt2), "Question: capital?\nAnswer:", "Paris", "gradient_norm")
+    assert all("\n" not in m for m in multi.warnings), multi.warnings  # the prompt's newline shown as \n
 
 
 def test_cut_off_and_failed_searches_are_warned(gpt2):

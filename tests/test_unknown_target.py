@@ -34,6 +34,8 @@ def test_an_unknown_target_word_is_explained_as_unk_with_a_warning(lm):
     assert not [w for w in se.explain(wrapped, PROMPT, " mat", "occlusion").warnings if "vocabulary" in w]
     spelled = se.explain(wrapped, PROMPT, " <unk>", "occlusion")  # the unknown token asked for by name
     assert not [w for w in spelled.warnings if "vocabulary" in w]
+    both = se.explain(wrapped, PROMPT, " <unk> zebra", "occlusion")  # spelling it once hid the other one
+    assert any("1 of its 2 token(s) are not in the vocabulary" in w for w in both.warnings), both.warnings
 
 
 def test_an_unknown_text_foil_is_refused_like_a_list_foil(lm):

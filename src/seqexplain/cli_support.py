@@ -84,7 +84,8 @@ class ErrorHandlingGroup(TyperGroup):
             if message:  # (none when the help was printed instead: a group called without a command)
                 print_error(message.replace("Value error, ", "").rstrip(".") + where)
             sys.exit(status)
-        sys.exit(code if isinstance(code, int) else 0)
+        # an Exit's status (click returns it in this mode); a command's own return value is not a status
+        sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

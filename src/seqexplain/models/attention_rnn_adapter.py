@@ -28,6 +28,7 @@ vector, as the paper): the zero baseline of that view is ``u`` at every position
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,6 +58,15 @@ class VectorDocument:
     @property
     def text(self) -> str:
         return " ".join(self.tokens)
+
+
+def _whole(value: Any) -> bool:
+    """Whether ``value`` is a finite number equal to an integer (an event type index)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(x) and x.is_integer()
 
 
 class AttentionRNNAdapter(ClassifierLabels, SequenceModel):
@@ -125,10 +135,11 @@ class AttentionRNNAdapter(ClassifierLabels, SequenceModel):
         extra: dict[str, Tensor] = {}
         groups: dict[str, list[list[int]]] = {}
         if doc.event_types is not None:
-            types = [int(t) for t in doc.event_types]
-            if any(isinstance(t, bool) or float(t) != int(t) for t in doc.event_types):
+            bad = [t for t in doc.event_types if isinstance(t, bool) or not _whole(t)]
+            if bad:
                 raise InputError("event types must be whole numbers (indices into the adapter's event names), not "
-                                 f"{[t for t in doc.event_types if isinstance(t, bool) or float(t) != int(t)][:3]}")
+                                 f"{bad[:3]}")
+            types = [int(t) for t in doc.event_types]
             n_k = len(self.event_names)
             if len(types) != len(doc.tokens):
                 raise InputError(f"{len(types)} event types for {len(doc.tokens)} tokens; give one type per token")

@@ -200,12 +200,13 @@ class HFAdapter(SequenceModel):
             f"explained as {unk!r}, the token the model reads and predicts there, not the text given"]
 
     def unknown_pieces(self, text: str, tok: Tokenized) -> int:
-        """How many of ``tok``'s ids are the tokenizer's unknown token where ``text`` does not spell that token
-        itself (a word or character the vocabulary lacks, read as ``<unk>``)."""
+        """How many of ``tok``'s ids are the tokenizer's unknown token beyond the times ``text`` spells that token
+        itself (words or characters the vocabulary lacks, read as ``<unk>``)."""
         unk_id, unk = getattr(self.tokenizer, "unk_token_id", None), getattr(self.tokenizer, "unk_token", None)
-        if not isinstance(unk_id, int) or (isinstance(unk, str) and unk and unk in text):
+        if not isinstance(unk_id, int):
             return 0
-        return tok.ids.count(unk_id)
+        spelled = text.count(unk) if isinstance(unk, str) and unk else 0
+        return max(0, tok.ids.count(unk_id) - spelled)
 
     def check_content(self, tok: Tokenized, what: str = "text") -> None:
         """A text must give at least one token that is not special (else it would be explained from the
@@ -332,7 +333,7 @@ class HFAdapter(SequenceModel):
         else:
             assert example.input_vectors is not None
             self.verify_vectors(example)
-            key, x = "inputs_embeds", example.input_vectors[start:stop]
+            key, x = "inputs_embeds", self.vectors_of(example)[0, start:stop]  # checked, in the weights' dtype
         return {f"{prefix}{key}": x.to(self.device).unsqueeze(0),
                 f"{prefix}attention_mask": torch.ones(1, stop - start, dtype=torch.long, device=self.device)}
 

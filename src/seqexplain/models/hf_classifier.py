@@ -135,17 +135,19 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         ``inputs_embeds`` (the gradient methods) it reads the last position instead. An input whose tokens end with
         the pad id (pad = eos, and the text or the tokenizer ends with it) is therefore explained without those
         trailing tokens, with a warning, when the model gives the same logits without them (a causal stack: they
-        cannot reach the token read); otherwise, or when every token is the pad id, :class:`InputError`."""
+        cannot reach the token read); otherwise :class:`InputError`. An input of pad ids only is read at position 0:
+        it keeps its first token (one token alone is left as it is)."""
         pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
         if (self.head_position != "last" or self._summary is not None or self._eos_head or not isinstance(pad, int)
                 or not src.ids or src.ids[-1] != pad):
             return src, warnings
         n = len(src.ids)
         kept = n - next(k for k in range(n + 1) if k == n or src.ids[n - 1 - k] != pad)
-        name, what = type(self.model).__name__, f"pad token {src.tokens[-1]!r} (id {pad})"
-        if kept == 0:
-            raise InputError(f"the input is only the {what}; {name}'s head reads the last token that is not the pad "
-                             "token, and there is none: give a text with other tokens")
+        name, what = type(self.model).__name__, f"{src.tokens[-1]!r} (id {pad})"
+        if kept == 0:  # only pad ids: the head reads position 0, which a 1-token input is read at anyway
+            if n == 1:
+                return src, warnings
+            kept = 1
         from seqexplain.models.module_state import eval_mode
 
         full, short = (torch.tensor([ids], device=self.device) for ids in (src.ids, src.ids[:kept]))
@@ -153,13 +155,13 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
             a, b = (self.model(**self.drop_missing_masks({"input_ids": x, "attention_mask": torch.ones_like(x)})
                                ).logits.float() for x in (full, short))
         if not torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max())):
-            raise InputError(f"the input ends with the {what}, which {name}'s head skips to read the token before it, "
-                             "while those tokens still change its output, so the gradient methods cannot explain "
-                             "what it computes; remove them from the text")
+            raise InputError(f"the input ends with the pad token {what}, which {name}'s head skips to read the token "
+                             "before it, while those tokens still change its output, so the gradient methods cannot "
+                             "explain what it computes; remove them from the text")
         src = Tokenized(src.ids[:kept], src.tokens[:kept], src.offsets[:kept])
-        return src, [*warnings, f"the input ends with {n - kept} {what}(s): {name}'s head reads the last token that "
-                     "is not the pad token and its output does not depend on the ones after it, so they are left out "
-                     "of the explanation"]
+        return src, [*warnings, f"the input ends with {n - kept} pad token(s) {what}: {name}'s head reads the last "
+                     "token that is not the pad token and its output does not depend on the ones after it, so they "
+                     "are left out of the explanation"]
 
     # ------------------------------------------------------------ questions
     def head_index(self, example: Example) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from seqexplain.errors import InputError
@@ -27,7 +28,7 @@ from seqexplain.progress import add_total, advance
 def label_index(names: Sequence[str], label: Any) -> int:
     """The index of ``label`` among ``names``: an index (int, 0-d tensor or digit string) or a name
     (case-insensitive); :class:`InputError` naming the labels otherwise."""
-    if isinstance(label, (int, torch.Tensor)) and not isinstance(label, bool):
+    if isinstance(label, (int, np.integer, torch.Tensor)) and not isinstance(label, bool):
         i = int(label)
         if not 0 <= i < len(names):
             raise InputError(f"label index {i} is out of range; the labels are 0..{len(names) - 1}: "
@@ -49,7 +50,7 @@ def ambiguous_label(names: Sequence[str], label: Any, what: str = "target") -> s
     if isinstance(label, bool) or label is None:
         return None
     lowered = {str(n).strip().lower(): i for i, n in enumerate(names)}
-    if isinstance(label, (int, torch.Tensor)):
+    if isinstance(label, (int, np.integer, torch.Tensor)):
         if isinstance(label, torch.Tensor) and label.numel() != 1:
             return None
         i = int(label)

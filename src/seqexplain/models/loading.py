@@ -113,10 +113,11 @@ def load_model(
     model.eval()
     wrapped = HFModel(model, tokenizer, found, model_id=model_id)
     wrapped.autocast = cast
-    new = getattr(model, "seqexplain_new_weights", None)
+    new = model.__dict__.pop("seqexplain_new_weights", None)  # set by this call's loading, on this wrapper only
     if new:
         wrapped.model_warnings = (
-            f"{len(new)} weight(s) of this {found} model were not in {model_id} and were initialised at random "
+            f"{len(new)} weight(s) of this {found} model were not in {wrapped.model_id} and were initialised at "
+            "random "
             f"({', '.join(new[:3])}{', ...' if len(new) > 3 else ''}; allow_new_head): the explanation is of an "
             "untrained head",)
     return wrapped

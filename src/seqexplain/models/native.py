@@ -5,6 +5,7 @@ dataclass configs, Hugging-Face-like output records, and reading their folders (
 from __future__ import annotations
 
 import json
+import operator
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -44,7 +45,13 @@ def check_token_ids(config: Any, *names: str) -> None:
     was an IndexError in the first forward)."""
     for name in names:
         value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < config.vocab_size:
+        try:
+            index = operator.index(value)  # int, numpy integers, integer 0-d tensors
+        except TypeError:
+            index = None
+        if isinstance(value, bool) or index is None:
+            raise InputError(f"{name}={value!r} is not a token id (an integer)")
+        if not 0 <= index < config.vocab_size:
             raise InputError(f"{name}={value!r} is outside the vocabulary (size {config.vocab_size})")
 
 

@@ -143,12 +143,12 @@ def joining_warnings(tokenizer: Any, text: str, target: str, prompt_ids: list[in
         spaced = tokenize(tokenizer, " " + target, add_special_tokens=False).ids
         if spaced != target_ids:
             out.append(f"target {target!r} has no leading space, so it continues the prompt's last word "
-                       f"('...{text[-15:]}{target}') and is explained as "
+                       f"({'...' + text[-15:] + target!r}) and is explained as "
                        f"{tokenizer.convert_ids_to_tokens(target_ids[:1])[0]!r}; if it is the next word, give "
                        f"{' ' + target!r}, with a leading space")
     joined = tokenize(tokenizer, text + target, add_special_tokens=True).ids
     if joined != prompt_ids + target_ids:
         out.append(f"target {target!r} is tokenised on its own ({len(target_ids)} token(s)); written after the "
-                   f"prompt, prompt and target tokenise differently ('...{text[-15:]}{target}'), so the "
+                   f"prompt, prompt and target tokenise differently ({'...' + text[-15:] + target!r}), so the "
                    "explained tokens are not what the model would read there")
     return out
