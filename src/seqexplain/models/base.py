@@ -45,6 +45,7 @@ from seqexplain.models import keep as keep_rule
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.module_state import first_parameter
 from seqexplain.models.objective import objective_values
+from seqexplain.models.vectors import cast_vectors, check_vectors
 
 ModelKind = Literal["causal", "seq2seq", "classifier"]
 
@@ -187,29 +188,15 @@ class SequenceModel(ABC):
                 "need a model whose forward takes an attention mask")
 
     def check_vectors(self, example: Example) -> None:
-        """:class:`InputError` unless ``example.input_vectors`` (when set) is a floating-point ``[L, D]`` tensor, one
-        row per token (``L = len(example.tokens)``), ``D`` the model's :meth:`input_width` (when it has one)."""
-        x = example.input_vectors
-        if x is None:
-            return
-        width, n = self.input_width(), len(example.tokens)
-        shape = f"[{n}, {width}]" if width is not None else f"[{n}, width]"
-        if (not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.dim() != 2
-                or int(x.shape[0]) != n or (width is not None and int(x.shape[1]) != width)):
-            got = (f"shape {tuple(x.shape)}, {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__)
-            raise InputError(f"precomputed input vectors are {got} but the model takes a float tensor {shape}; "
-                             "give one vector " + (f"of width {width} " if width is not None else "")
-                             + "per position")
+        """:class:`InputError` unless ``example.input_vectors`` (when set) fit the model: a float ``[L, D]`` tensor,
+        ``D`` the :meth:`input_width` (:func:`seqexplain.models.vectors.check_vectors`)."""
+        check_vectors(example, self.input_width())
 
     def vectors_of(self, example: Example) -> torch.Tensor:
-        """``example.input_vectors`` checked (:meth:`check_vectors`) as ``[1, L, D]`` on the model's device, in the
-        floating dtype of its weights (float64 vectors from numpy on a float32 model are cast)."""
+        """``example.input_vectors`` checked, as ``[1, L, D]`` on the model's device in its weights' dtype."""
         self.check_vectors(example)
         assert example.input_vectors is not None
-        module = getattr(self, "model", None)
-        dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None) if isinstance(
-            module, torch.nn.Module) else None
-        return example.input_vectors.to(device=self.device, dtype=dtype or example.input_vectors.dtype).unsqueeze(0)
+        return cast_vectors(example.input_vectors, getattr(self, "model", None), self.device)
 
     def normalise_part(self, part: Part) -> Part:
         """``keep`` as a bool ``[b, L]`` tensor on the model's device (all-True if None), checked against the
