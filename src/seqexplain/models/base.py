@@ -190,7 +190,8 @@ class SequenceModel(ABC):
     def check_vectors(self, example: Example) -> None:
         """:class:`InputError` unless ``example.input_vectors`` (when set) fit the model: a float ``[L, D]`` tensor,
         ``D`` the :meth:`input_width` (:func:`seqexplain.models.vectors.check_vectors`)."""
-        check_vectors(example, self.input_width())
+        if example.input_vectors is not None:  # (input_width may itself fail on a module without embeddings)
+            check_vectors(example, self.input_width())
 
     def vectors_of(self, example: Example) -> torch.Tensor:
         """``example.input_vectors`` checked, as ``[1, L, D]`` on the model's device in its weights' dtype."""
