@@ -28,6 +28,20 @@ SENTENCES = [
 ]
 
 
+#: the CLI's environment in the run tests: no colour, wide lines (one error line stays one line)
+CLI_ENV = {"NO_COLOR": "1", "COLUMNS": "400"}
+
+
+def run_cli(*args: Any) -> tuple[int, str]:
+    """``seqexplain run ARGS --no-progress`` through typer's runner: ``(exit code, output)``."""
+    from typer.testing import CliRunner
+
+    from seqexplain.cli import app
+
+    result = CliRunner().invoke(app, ["run", *[str(a) for a in args], "--no-progress"], env=CLI_ENV)
+    return result.exit_code, result.output
+
+
 def tiny_classifier(folder: Path) -> Path:
     """Save a 2-layer BERT classifier (hidden size 16, labels negative / positive, seeded) and its tokenizer."""
     import torch

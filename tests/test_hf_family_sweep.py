@@ -263,15 +263,23 @@ def _refused(name: str, w, text, target, method: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("name", _params())
-def test_occlusion_equals_deleting_tokens(name):
+def _against_oracle(name: str, method: str, oracle) -> tuple[se.Attribution, np.ndarray] | None:
+    """``method``'s attribution of the family's first item and ``oracle(name, model, tok, text, target)``; None
+    when the family refuses the method (checked by :func:`_refused`)."""
     model, tok = _family(name)
     w = se.load_model(model, tok)
     text, target = ITEMS[FAMILIES[name].kind][0]
-    if _refused(name, w, text, target, "occlusion"):
+    if _refused(name, w, text, target, method):
+        return None
+    return _explain(w, text, target, method), oracle(name, model, tok, text, target)
+
+
+@pytest.mark.parametrize("name", _params())
+def test_occlusion_equals_deleting_tokens(name):
+    got = _against_oracle(name, "occlusion", _occlusion_oracle)
+    if got is None:
         return
-    attr = _explain(w, text, target, "occlusion")
-    expected = _occlusion_oracle(name, model, tok, text, target)
+    attr, expected = got
     assert attr.scores.shape == expected.shape
     np.testing.assert_array_equal(np.isnan(attr.scores), np.isnan(expected))
     np.testing.assert_allclose(attr.scores, expected, rtol=1e-4, atol=2e-5, err_msg=name)
@@ -330,13 +338,10 @@ def test_lost_original_positions_are_warned_about(name):
 
 @pytest.mark.parametrize("name", _params())
 def test_gradient_norm_equals_autograd(name):
-    model, tok = _family(name)
-    w = se.load_model(model, tok)
-    text, target = ITEMS[FAMILIES[name].kind][0]
-    if _refused(name, w, text, target, "gradient_norm"):
+    got = _against_oracle(name, "gradient_norm", _gradient_oracle)
+    if got is None:
         return
-    attr = _explain(w, text, target, "gradient_norm")
-    expected = _gradient_oracle(name, model, tok, text, target)
+    attr, expected = got
     np.testing.assert_array_equal(np.isnan(attr.scores), np.isnan(expected))
     np.testing.assert_allclose(attr.scores, expected, rtol=1e-4, atol=1e-6, err_msg=name)
 

@@ -123,33 +123,26 @@ GREEDY_ITEMS = {"causal": ("Paris is the capital of", " France and"), "seq2seq":
                 "classifier": ("paris is the capital of france", 0)}
 
 
-@pytest.mark.parametrize("name", _params())
-def test_greedy_rationale_equals_brute_force(name):
-    model, tok = _family(name)
-    w = se.load_model(model, tok)
-    text, target = GREEDY_ITEMS[FAMILIES[name].kind]
-    if name in GREEDY_REFUSES:
-        with pytest.raises(SeqExplainError, match="use "):
-            se.explain(w, text, target, "greedy")
-        return
-    attr = se.explain(w, text, target, "greedy")
-    assert attr.rationale.positions == _greedy_oracle(name, model, tok, text, target), name
-
-
 EXHAUSTIVE_ITEMS = {"causal": ("Paris is", " the"), "seq2seq": ("Paris is", "Berlin"), "classifier": ("the cat", 0)}
 
 
+@pytest.mark.parametrize("method", ["greedy", "exhaustive"])
 @pytest.mark.parametrize("name", _params())
-def test_exhaustive_rationale_on_a_short_input_equals_brute_force(name):
+def test_rationale_equals_brute_force(name, method):
+    """Greedy on a longer item, exhaustive (``max_size=4``) on a short one; families that cannot delete tokens
+    refuse both, saying what to use."""
     model, tok = _family(name)
     w = se.load_model(model, tok)
-    text, target = EXHAUSTIVE_ITEMS[FAMILIES[name].kind]
+    text, target = (GREEDY_ITEMS if method == "greedy" else EXHAUSTIVE_ITEMS)[FAMILIES[name].kind]
+    options = {"max_size": 4} if method == "exhaustive" else {}
     if name in GREEDY_REFUSES:
         with pytest.raises(SeqExplainError, match="use "):
-            se.explain(w, text, target, "exhaustive", max_size=4)
+            se.explain(w, text, target, method, **options)
         return
-    attr = se.explain(w, text, target, "exhaustive", max_size=4)
-    assert attr.rationale.positions == _exhaustive_oracle(name, model, tok, text, target, 4), name
+    attr = se.explain(w, text, target, method, **options)
+    expected = (_greedy_oracle(name, model, tok, text, target) if method == "greedy"
+                else _exhaustive_oracle(name, model, tok, text, target, 4))
+    assert attr.rationale.positions == expected, name
 
 
 @torch.no_grad()

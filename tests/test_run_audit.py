@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from run_helpers import canonical, config_dict, corpus, shard_tables, tiny_classifier, write_config
+from run_helpers import CLI_ENV, canonical, config_dict, corpus, run_cli, shard_tables, tiny_classifier, write_config
 from typer.testing import CliRunner
 
 import seqexplain.runs.runner as runner
@@ -28,17 +28,10 @@ from seqexplain.runs.runner import run
 from seqexplain.runs.store import RunStore
 from seqexplain.runs.summary import summarize
 
-ENV = {"NO_COLOR": "1", "COLUMNS": "400"}
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return tiny_classifier(tmp_path_factory.mktemp("audit") / "model")
-
-
-def _cli(*args) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["run", *[str(a) for a in args], "--no-progress"], env=ENV)
-    return result.exit_code, result.output
 
 
 def _one_error(code: int, output: str, expected: str) -> None:
@@ -65,7 +58,7 @@ def test_data_that_is_not_utf8_names_the_file_and_line(tmp_path, model, fmt):
     line = 2 if fmt == "jsonl" else 3  # the CSV's header is line 1
     with pytest.raises(DataError, match=rf"d.{fmt}:{line}: not UTF-8 \(byte 0xe9"):
         run(read_config(cfg), progress=False)
-    _one_error(*_cli(cfg), f"d.{fmt}:{line}: not UTF-8")
+    _one_error(*run_cli(cfg), f"d.{fmt}:{line}: not UTF-8")
 
 
 def test_a_null_target_is_refused_not_explained_as_the_prediction(tmp_path, model):
@@ -75,7 +68,7 @@ def test_a_null_target_is_refused_not_explained_as_the_prediction(tmp_path, mode
     cfg = _config(tmp_path, model, data, data={"rationale_field": None})
     with pytest.raises(DataError, match=r"d.jsonl:3: field 'label' is null"):
         run(read_config(cfg), progress=False)
-    _one_error(*_cli(cfg), "d.jsonl:3: field 'label' is null")
+    _one_error(*run_cli(cfg), "d.jsonl:3: field 'label' is null")
     assert not (tmp_path / "out").exists()
 
 
@@ -90,7 +83,7 @@ def test_parquet_rows_are_named_counting_from_one(tmp_path, model):
     expected = "d.parquet row 2 (of rows counted from 1): field 'label' is null"
     with pytest.raises(DataError, match=re.escape(expected)):
         run(read_config(cfg), progress=False)
-    _one_error(*_cli(cfg), expected)
+    _one_error(*run_cli(cfg), expected)
 
 
 def test_a_faithfulness_replacement_outside_the_vocabulary_is_one_line(tmp_path, model):
@@ -98,7 +91,7 @@ def test_a_faithfulness_replacement_outside_the_vocabulary_is_one_line(tmp_path,
     layer (exit 1); the same id as a method option already was one line."""
     data = corpus(tmp_path / "d.jsonl", 2)
     cfg = _config(tmp_path, model, data, metrics={"faithfulness": {"removal": "replace", "replace_with": 99_999_999}})
-    _one_error(*_cli(cfg), "replace_with=99999999 is outside the vocabulary")
+    _one_error(*run_cli(cfg), "replace_with=99999999 is outside the vocabulary")
 
 
 def test_an_unreadable_text_is_skipped_with_its_reason(tmp_path, model):
@@ -110,7 +103,7 @@ def test_an_unreadable_text_is_skipped_with_its_reason(tmp_path, model):
     data.write_text("".join(json.dumps({"text": t, "label": i % 2, "id": f"e{i}"}) + "\n"
                             for i, t in enumerate(texts)), encoding="utf-8")
     cfg = _config(tmp_path, model, data, data={"rationale_field": None}, output={"report": True})
-    code, output = _cli(cfg)
+    code, output = run_cli(cfg)
     assert code == 0 and "2 example(s) were skipped" in " ".join(output.split()), output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     skipped = {s["id"]: s["reason"] for sh in manifest["shards"] for s in sh["skipped"]}
@@ -130,7 +123,7 @@ def test_a_distributed_run_says_its_counts_are_this_rank_s(tmp_path, model, monk
         return runner.RunResult(tmp_path / "out", "f" * 64, 40, 10, rank=0, world=2, written=[0, 2, 4, 6, 8])
 
     monkeypatch.setattr(runner, "run", two_ranks)
-    code, output = _cli(cfg)
+    code, output = run_cli(cfg)
     assert code == 0 and "5 written now by this process (rank 0 of 2" in " ".join(output.split()), output
 
 
@@ -141,9 +134,9 @@ def test_data_labels_must_cover_the_data(tmp_path, model):
     data.write_text('{"text": "a film", "label": "pos", "id": "a"}\n'
                     '{"text": "a dull film", "label": "NEG", "id": "b"}\n')
     cfg = _config(tmp_path, model, data, data={"rationale_field": None, "labels": ["neg", "pos"]})
-    _one_error(*_cli(cfg), "d.jsonl:2: target 'NEG' is not one of data.labels ['neg', 'pos']")
+    _one_error(*run_cli(cfg), "d.jsonl:2: target 'NEG' is not one of data.labels ['neg', 'pos']")
     cfg = _config(tmp_path, model, data, "c2.yaml", data={"rationale_field": None, "labels": []})
-    _one_error(*_cli(cfg), "data.labels")
+    _one_error(*run_cli(cfg), "data.labels")
 
 
 def test_a_file_that_is_not_parquet_is_one_line(tmp_path, model):
@@ -151,7 +144,7 @@ def test_a_file_that_is_not_parquet_is_one_line(tmp_path, model):
     data = tmp_path / "d.parquet"
     data.write_bytes(b"hello")
     cfg = _config(tmp_path, model, data, data={"format": "parquet", "path": str(data), "rationale_field": None})
-    code, output = _cli(cfg)
+    code, output = run_cli(cfg)
     _one_error(code, output, "d.parquet: cannot read it as parquet")
     assert "Failed to read schema" not in output
 
@@ -164,12 +157,12 @@ def test_duplicate_ids_are_refused_naming_both_lines(tmp_path, model):
     cfg = _config(tmp_path, model, data, data={"rationale_field": None})
     with pytest.raises(DataError, match=r"d.jsonl:3: id 'x' repeats the id of .*d.jsonl:1"):
         run(read_config(cfg), progress=False)
-    _one_error(*_cli(cfg), "repeats the id")
+    _one_error(*run_cli(cfg), "repeats the id")
 
 
 def test_a_folder_as_data_path_says_so(tmp_path, model):
     cfg = _config(tmp_path, model, tmp_path)
-    _one_error(*_cli(cfg), "is a folder, not a file")
+    _one_error(*run_cli(cfg), "is a folder, not a file")
 
 
 # ---------------------------------------------------------------------------------- the configuration
@@ -179,15 +172,15 @@ def test_config_that_is_not_utf8_or_a_folder_is_one_line(tmp_path):
     bad.write_bytes(b"seed: 1  # caf\xe9\n")
     with pytest.raises(InputError, match="not UTF-8"):
         read_config(bad)
-    _one_error(*_cli(bad), "c.yaml")
-    _one_error(*_cli(tmp_path), "is a folder")
+    _one_error(*run_cli(bad), "c.yaml")
+    _one_error(*run_cli(tmp_path), "is a folder")
 
 
 def test_seed_outside_0_to_2_31_is_refused(tmp_path, model):
     """A negative seed (config or ``--seed``) ran until numpy raised ``ValueError`` — a traceback."""
     data = corpus(tmp_path / "d.jsonl", 2)
-    _one_error(*_cli(_config(tmp_path, model, data, seed=-5)), "seed")
-    code, output = _cli(_config(tmp_path, model, data, name="ok.yaml"), "--seed", "-1")
+    _one_error(*run_cli(_config(tmp_path, model, data, seed=-5)), "seed")
+    code, output = run_cli(_config(tmp_path, model, data, name="ok.yaml"), "--seed", "-1")
     _one_error(code, output, "--seed")
     assert not (tmp_path / "out").exists()
 
@@ -196,12 +189,12 @@ def test_a_bad_device_writes_nothing_and_a_failed_start_does_not_block_the_fixed
     """``device = "gpu"`` failed after ``run.json`` was written, so the corrected configuration was then refused as
     "another configuration" for a folder holding no result."""
     data = corpus(tmp_path / "d.jsonl", 4)
-    _one_error(*_cli(_config(tmp_path, model, data, model={"path": str(model), "device": "gpu"})), "not a device")
+    _one_error(*run_cli(_config(tmp_path, model, data, model={"path": str(model), "device": "gpu"})), "not a device")
     assert not (tmp_path / "out" / "run.json").exists()
     # a start that failed later (here: the model folder was missing) left run.json and no shard
-    _one_error(*_cli(_config(tmp_path, model, data, name="m.yaml", model={"path": str(tmp_path / "nomodel")})),
+    _one_error(*run_cli(_config(tmp_path, model, data, name="m.yaml", model={"path": str(tmp_path / "nomodel")})),
                "does not exist")
-    code, output = _cli(_config(tmp_path, model, data, name="ok.yaml"))
+    code, output = run_cli(_config(tmp_path, model, data, name="ok.yaml"))
     assert code == 0, output
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["n_rows"] == 12
 
@@ -240,12 +233,12 @@ def test_ctrl_c_is_a_clean_resumable_stop(tmp_path, model, monkeypatch):
         return real(cfg, store, wrapped, s, items, record)
 
     monkeypatch.setattr(runner, "_do_shard", interrupted)
-    code, output = _cli(cfg)
+    code, output = run_cli(cfg)
     assert code == 130 and "Traceback" not in output, output
     lines = [line for line in output.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0] and "rerun" in lines[0], output
     monkeypatch.setattr(runner, "_do_shard", real)
-    code, output = _cli(cfg)
+    code, output = run_cli(cfg)
     assert code == 0 and "1 written now, 1 found finished" in output, output
     whole = _config(tmp_path, model, data, name="whole.yaml", output={"dir": str(tmp_path / "whole"), "report": False})
     run(read_config(whole), progress=False)
@@ -344,13 +337,13 @@ def test_an_empty_jsonl_file_holds_no_examples(tmp_path, model, content):
     """A 0-byte JSONL file was a ``RuntimeError: generator raised StopIteration`` traceback from ``datasets``."""
     data = tmp_path / "d.jsonl"
     data.write_bytes(content)
-    _one_error(*_cli(_config(tmp_path, model, data)), "holds no examples")
+    _one_error(*run_cli(_config(tmp_path, model, data)), "holds no examples")
     assert not (tmp_path / "out").exists()
 
 
 def test_progress_bar_counts_examples(tmp_path, model):
     data = corpus(tmp_path / "d.jsonl", 4)
-    result = CliRunner().invoke(app, ["run", str(_config(tmp_path, model, data))], env=ENV)
+    result = CliRunner().invoke(app, ["run", str(_config(tmp_path, model, data))], env=CLI_ENV)
     assert result.exit_code == 0, result.output
     assert "seqexplain run: 100%" in result.output and "4/4" in result.output
 
@@ -376,7 +369,7 @@ def test_an_interrupted_run_resumed_with_a_change_is_refused_and_kept(tmp_path, 
     (tmp_path / "out" / "shards" / "shard-000001.parquet").unlink()
     before = {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix != ".lock"}
     changed = _config(tmp_path, model, data, name="changed.yaml", **change(tmp_path, model, data))
-    _one_error(*_cli(changed), "holds a run of another configuration")
+    _one_error(*run_cli(changed), "holds a run of another configuration")
     assert before == {p: p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file() and p.suffix != ".lock"}
 
 

@@ -12,26 +12,18 @@ import sys
 from pathlib import Path
 
 import pytest
-from run_helpers import canonical, config_dict, corpus, shard_tables, tiny_classifier, write_config
-from typer.testing import CliRunner
+from run_helpers import canonical, config_dict, corpus, run_cli, shard_tables, tiny_classifier, write_config
 
-from seqexplain.cli import app
 from seqexplain.errors import DataError
 from seqexplain.runs.config import read_config
 from seqexplain.runs.runner import run
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"NO_COLOR": "1", "COLUMNS": "400"}
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return tiny_classifier(tmp_path_factory.mktemp("badrun") / "model")
-
-
-def _cli(*args) -> tuple[int, str]:
-    result = CliRunner().invoke(app, ["run", *[str(a) for a in args], "--no-progress"], env=ENV)
-    return result.exit_code, result.output
 
 
 def _one_error_line(output: str, expected: str) -> None:
@@ -57,7 +49,7 @@ def test_rationale_span_outside_the_text(tmp_path, model):
         "id_field": None}))
     with pytest.raises(DataError, match=r"d.jsonl:3: rationale span \[2, 40\] is outside the text"):
         run(read_config(cfg), progress=False)
-    code, out = _cli(cfg)
+    code, out = run_cli(cfg)
     assert code == 2
     _one_error_line(out, "d.jsonl:3: rationale span [2, 40] is outside the text (0..4 characters)")
     assert not (tmp_path / "out").exists()
@@ -74,7 +66,7 @@ def test_eraser_evidence_outside_the_document(tmp_path, model):
     cfg = write_config(tmp_path / "e.yaml", config_dict(model, tree, tmp_path / "out", data={
         "format": "eraser", "path": str(tree), "target_field": "label", "labels": ["NEG", "POS"], "id_field": None,
         "rationale_field": None}))
-    code, out = _cli(cfg)
+    code, out = run_cli(cfg)
     assert code == 2
     _one_error_line(out, "test.jsonl line 1: evidence span [2, 9) is outside document 'd1.txt' (3 tokens)")
     assert not (tmp_path / "out").exists()
@@ -88,7 +80,7 @@ def test_eraser_evidence_outside_the_document(tmp_path, model):
 ])
 def test_config_with_unknown_names(tmp_path, model, change, expected):
     cfg = write_config(tmp_path / "c.yaml", config_dict(model, tmp_path / "d.jsonl", tmp_path / "out", **change))
-    code, out = _cli(cfg)
+    code, out = run_cli(cfg)
     assert code == 2
     _one_error_line(out, f"c.yaml: {expected}")
 
@@ -97,11 +89,11 @@ def test_output_folder_of_another_config(tmp_path, model):
     data = corpus(tmp_path / "d.jsonl", 4)
     run(read_config(write_config(tmp_path / "a.yaml", config_dict(model, data, tmp_path / "out"))), progress=False)
     before = _snapshot(tmp_path / "out")
-    code, out = _cli(write_config(tmp_path / "b.yaml", config_dict(model, data, tmp_path / "out", seed=11)))
+    code, out = run_cli(write_config(tmp_path / "b.yaml", config_dict(model, data, tmp_path / "out", seed=11)))
     assert code == 2
     _one_error_line(out, "holds a run of another configuration")
     assert _snapshot(tmp_path / "out") == before
-    code, out = _cli(tmp_path / "a.yaml", "--seed", "12")  # --seed makes it another run too
+    code, out = run_cli(tmp_path / "a.yaml", "--seed", "12")  # --seed makes it another run too
     assert code == 2 and _snapshot(tmp_path / "out") == before
 
 
@@ -128,7 +120,7 @@ def test_unwritable_output_folder(tmp_path, model):
         pytest.skip("cannot make a read-only folder here (root without chattr)")
     try:
         cfg = write_config(tmp_path / "c.yaml", config_dict(model, corpus(tmp_path / "d.jsonl", 4), out))
-        code, output = _cli(cfg)
+        code, output = run_cli(cfg)
         assert code == 2
         _one_error_line(output, "ro")
         assert "writ" in output
@@ -177,7 +169,7 @@ def test_malformed_rows_name_file_and_line(tmp_path, model):
             "format": fmt, "path": str(data), "target_field": "label", "rationale_field": None, "id_field": None}))
         with pytest.raises(DataError, match=expected):
             run(read_config(cfg), progress=False)
-        code, out = _cli(cfg)
+        code, out = run_cli(cfg)
         assert code == 2
         _one_error_line(out, expected)
     assert not (tmp_path / "out").exists()
@@ -200,11 +192,11 @@ def test_too_long_examples_skipped_with_a_count_or_truncated(tmp_path, model):
     assert 0 < len(too_long) < 8
     cfg = write_config(tmp_path / "c.yaml", config_dict(model, data, tmp_path / "skip", data={"max_length": limit},
                                                               output={"report": True}))
-    code, out = _cli(cfg)
+    code, out = run_cli(cfg)
     assert code == 0, out
     assert f"warning: {len(too_long)} example(s) were skipped, too long or with nothing the tokenizer reads" in out
     assert "rerun with --truncate and another --out" in out
-    code, out = _cli(cfg, "--truncate")  # the same folder: --truncate changes the result-defining configuration
+    code, out = run_cli(cfg, "--truncate")  # the same folder: --truncate changes the result-defining configuration
     assert code == 2 and "holds a run of another configuration" in out
     manifest = json.loads((tmp_path / "skip" / "manifest.json").read_text())
     assert manifest["n_skipped"] == len(too_long)
@@ -212,7 +204,7 @@ def test_too_long_examples_skipped_with_a_count_or_truncated(tmp_path, model):
     assert manifest["n_rows"] == 3 * (8 - len(too_long))
     assert f"- skipped (too long): {len(too_long)}\n" in (tmp_path / "skip" / "summary.md").read_text()
 
-    code, out = _cli(cfg, "--truncate", "--out", tmp_path / "cut")
+    code, out = run_cli(cfg, "--truncate", "--out", tmp_path / "cut")
     assert code == 0, out
     rows = {r["index"]: r for t in shard_tables(tmp_path / "cut") for r in t.to_pylist()}
     assert sorted(rows) == list(range(8))
@@ -236,7 +228,7 @@ def test_jsonl_record_without_a_configured_field(tmp_path, model, field):
     cfg = write_config(tmp_path / "c.yaml", config_dict(model, data, tmp_path / "out"))
     with pytest.raises(DataError, match=rf"d.jsonl:2: no field '{field}'"):
         run(read_config(cfg), progress=False)
-    code, out = _cli(cfg)
+    code, out = run_cli(cfg)
     assert code == 2
     _one_error_line(out, f"d.jsonl:2: no field '{field}'")
     assert not (tmp_path / "out").exists()
