@@ -18,6 +18,7 @@ from seqexplain.methods.registry import MethodResult, get_method
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import Example
 from seqexplain.models.loading import load_model
+from seqexplain.models.module_state import first_parameter
 from seqexplain.progress import progress_bar
 
 
@@ -172,7 +173,8 @@ def precision_meta(wrapped: SequenceModel) -> dict[str, str]:
     out = {"device": str(wrapped.device)}
     module = getattr(wrapped, "model", None)
     if isinstance(module, torch.nn.Module):
-        out["dtype"] = str(next((p.dtype for p in module.parameters()), torch.float32)).removeprefix("torch.")
+        param = first_parameter(module)
+        out["dtype"] = str(torch.float32 if param is None else param.dtype).removeprefix("torch.")
     if wrapped.autocast is not None:
         out["autocast"] = str(wrapped.autocast).removeprefix("torch.")
     return out

@@ -20,7 +20,7 @@ import torch
 from seqexplain.errors import UnsupportedError
 from seqexplain.models.base import ModelKind
 from seqexplain.models.greedy import DecodingRules
-from seqexplain.models.module_state import eval_mode
+from seqexplain.models.module_state import eval_mode, first_parameter
 
 
 def detect_kind(model: torch.nn.Module) -> ModelKind | None:
@@ -65,7 +65,8 @@ def probe_position_offset(model: torch.nn.Module, pad_ids: set[int | None], voca
     ids = probe_ids(vocab, indices)
     x = torch.tensor([ids], device=device)
     mask = torch.ones_like(x)
-    dtype = next((q.dtype for q in model.parameters()), torch.float32)
+    param = first_parameter(model)
+    dtype = torch.float32 if param is None else param.dtype
     tol = 1e-4 if dtype in (torch.float32, torch.float64) else 1e-2  # half-precision weights: rounding
     with torch.no_grad(), eval_mode(model):
         try:

@@ -8,6 +8,7 @@ import torch
 
 from seqexplain.errors import InputError
 from seqexplain.models.example import Example
+from seqexplain.models.module_state import first_parameter
 
 
 def check_vectors(example: Example, width: int | None) -> None:
@@ -28,6 +29,6 @@ def check_vectors(example: Example, width: int | None) -> None:
 def cast_vectors(vectors: torch.Tensor, module: object, device: torch.device) -> torch.Tensor:
     """``vectors`` on ``device`` in the floating dtype of ``module``'s weights (float64 vectors from numpy on a
     float32 model are cast), as a batch of one ``[1, L, D]``."""
-    dtype = next((p.dtype for p in module.parameters() if p.is_floating_point()), None) if isinstance(
-        module, torch.nn.Module) else None
-    return vectors.to(device=device, dtype=dtype or vectors.dtype).unsqueeze(0)
+    param = first_parameter(module) if isinstance(module, torch.nn.Module) else None
+    dtype = param.dtype if param is not None and param.is_floating_point() else vectors.dtype
+    return vectors.to(device=device, dtype=dtype).unsqueeze(0)
