@@ -103,3 +103,20 @@ def test_trailing_pads_that_change_the_output_are_refused(bpe):
     se.explain(w, "The cat sat", 0, "gradient_norm")  # no pad token: explained
     with pytest.raises(InputError, match="still change its output"):
         se.explain(w, "The cat sat" + bpe.eos_token, 0, "gradient_norm")
+
+
+def test_the_pad_check_runs_its_two_forwards_once_per_model(bpe):
+    """The check is of the model (its later tokens cannot reach earlier ones), not of the input: a corpus of inputs
+    ending with eos pays its two forwards once."""
+    model = _gpt2(bpe, bpe.eos_token_id)
+    w = se.load_model(model, bpe)
+    w.encode("a clean one", 0)  # the adapter's own probes (position ids) run here
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        for text in ("The cat sat", "a dog ran", "The mat"):
+            w.encode(text + bpe.eos_token, 0)
+            calls.append("|")
+    finally:
+        handle.remove()
+    assert calls == [1, 1, "|", "|", "|"]

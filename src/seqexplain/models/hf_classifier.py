@@ -25,6 +25,7 @@ from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.hf import HFAdapter, TokenEmbedding, pad_rows, segments_of, split_by_part
 from seqexplain.models.hf_module import accepts_exact, probe_ids, shortest_input
 from seqexplain.models.labels import ClassifierLabels
+from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import Tokenized
 
 
@@ -45,6 +46,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         self._global_first = accepts_exact(model.forward, "global_attention_mask") and not self._eos_head
         self._padding_leaks = self._summary in (None, "first") and self._probe_padding()
         self._shortest: int | None = None  # the fewest tokens the forward runs (found when first needed)
+        self._pads_inert = False  # trailing pad ids shown not to change the logits (_without_trailing_pads)
 
     def _sequence_summary(self) -> str | None:
         """The ``summary_type`` of a head that pools the hidden states through a ``sequence_summary`` (XLNet:
@@ -72,8 +74,6 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
 
     @torch.no_grad()
     def _probe_padding(self) -> bool:
-        from seqexplain.models.module_state import eval_mode
-
         pad = self.pad_id()
         ids = probe_ids(self.vocab_size(), {pad})
         x = torch.tensor([ids], device=self.device)
@@ -135,7 +135,8 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         ``inputs_embeds`` (the gradient methods) it reads the last position instead. An input whose tokens end with
         the pad id (pad = eos, and the text or the tokenizer ends with it) is therefore explained without those
         trailing tokens, with a warning, when the model gives the same logits without them (a causal stack: they
-        cannot reach the token read); otherwise :class:`InputError`. An input of pad ids only is read at position 0:
+        cannot reach the token read; checked by two forwards for the first such input, then known); otherwise
+        :class:`InputError`. An input of pad ids only is read at position 0:
         it keeps its first token (one token alone is left as it is)."""
         pad = getattr(getattr(self.model, "config", None), "pad_token_id", None)
         if (self.head_position != "last" or self._summary is not None or self._eos_head or not isinstance(pad, int)
@@ -148,13 +149,13 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
             if n == 1:
                 return src, warnings
             kept = 1
-        from seqexplain.models.module_state import eval_mode
-
-        full, short = (torch.tensor([ids], device=self.device) for ids in (src.ids, src.ids[:kept]))
-        with eval_mode(self.model):
-            a, b = (self.model(**self.drop_missing_masks({"input_ids": x, "attention_mask": torch.ones_like(x)})
-                               ).logits.float() for x in (full, short))
-        if not torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max())):
+        if not self._pads_inert:  # shown once per adapter: a stack whose later tokens cannot reach earlier ones
+            full, short = (torch.tensor([ids], device=self.device) for ids in (src.ids, src.ids[:kept]))
+            with eval_mode(self.model):
+                a, b = (self.model(**self.drop_missing_masks({"input_ids": x, "attention_mask": torch.ones_like(x)})
+                                   ).logits.float() for x in (full, short))
+            self._pads_inert = torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+        if not self._pads_inert:
             raise InputError(f"the input ends with the pad token {what}, which {name}'s head skips to read the token "
                              "before it, while those tokens still change its output, so the gradient methods cannot "
                              "explain what it computes; remove them from the text")

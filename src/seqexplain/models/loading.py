@@ -82,6 +82,7 @@ def load_model(
     cast = _autocast_dtype(autocast)
     if kind is not None and kind not in _KINDS:
         raise InputError(f"unknown model kind {kind!r}; use one of {', '.join(_KINDS)}")
+    new: list[str] = []
     if isinstance(model_or_path, SequenceModel):
         return model_or_path
     if isinstance(model_or_path, torch.nn.Module):
@@ -101,7 +102,7 @@ def load_model(
     elif isinstance(model_or_path, (str, os.PathLike)):
         if not str(model_or_path).strip():
             raise InputError("the model path is empty; give a model directory, a .gguf file or smollm2")
-        model, tokenizer, found = _load_from_path(Path(model_or_path), tokenizer, kind, dtype, allow_new_head)
+        model, tokenizer, found, new = _load_from_path(Path(model_or_path), tokenizer, kind, dtype, allow_new_head)
         model_id = model_id or str(model_or_path)
         if isinstance(model, SequenceModel):  # a native folder that names its own adapter (its kind checked)
             return _placed(model, device, dtype, cast)
@@ -113,8 +114,7 @@ def load_model(
     model.eval()
     wrapped = HFModel(model, tokenizer, found, model_id=model_id)
     wrapped.autocast = cast
-    new = model.__dict__.pop("seqexplain_new_weights", None)  # set by this call's loading, on this wrapper only
-    if new:
+    if new:  # weights allow_new_head let the loading initialise at random: every explanation says so
         wrapped.model_warnings = (
             f"{len(new)} weight(s) of this {found} model were not in {wrapped.model_id} and were initialised at "
             "random "
@@ -191,7 +191,7 @@ def quiet_transformers() -> Iterator[None]:
 
 
 def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: torch.dtype | None,
-                    allow_new_head: bool = False) -> tuple[torch.nn.Module, Any, ModelKind]:
+                    allow_new_head: bool = False) -> tuple[torch.nn.Module, Any, ModelKind, list[str]]:
     if not path.exists():
         raise ModelLoadError(f"model path {path} does not exist; give a local model directory or a .gguf file")
     with quiet_transformers():
@@ -199,7 +199,9 @@ def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: t
 
 
 def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: torch.dtype | None,
-                   allow_new_head: bool) -> tuple[torch.nn.Module, Any, ModelKind]:
+                   allow_new_head: bool) -> tuple[torch.nn.Module, Any, ModelKind, list[str]]:
+    """The module, tokenizer and kind in ``path``, and the weights the module has but the folder lacks (initialised
+    at random, only with ``allow_new_head``)."""
     import transformers
 
     common: dict[str, Any] = {"local_files_only": True}
@@ -208,7 +210,7 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
     if path.is_file():
         if path.suffix != ".gguf":
             raise ModelLoadError(f"{path} is a file; give a model directory (config.json + weights) or a .gguf file")
-        return _load_gguf(path, tokenizer, kind, common)
+        return (*_load_gguf(path, tokenizer, kind, common), [])
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model directory")
     native = _load_native(path, tokenizer)
@@ -218,7 +220,7 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
                              f"out or give {native[2]!r}")
         if dtype is not None and not isinstance(native[0], SequenceModel):  # adapters get it in _placed
             native[0].to(dtype)
-        return native
+        return (*native, [])
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
     except Exception as exc:  # corrupt JSON, unknown model_type, ...
@@ -230,8 +232,6 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         raise ModelLoadError(f"cannot load the {found} model weights in {path} (missing or corrupt?): "
                              f"{_first_line(exc)}") from exc
     missing = sorted(info.get("missing_keys") or [])
-    if missing:  # read by load_model: every explanation of this model says so
-        model.seqexplain_new_weights = missing
     if missing and not allow_new_head:
         archs = ", ".join(getattr(config, "architectures", None) or []) or getattr(config, "model_type", "?")
         raise ModelLoadError(
@@ -249,7 +249,7 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         except Exception as exc:
             raise ModelLoadError(f"{path} has no usable tokenizer files (tokenizer.json / vocabulary: "
                                  f"{_first_line(exc)}); add them or pass tokenizer=... explicitly") from exc
-    return model, tokenizer, found
+    return model, tokenizer, found, missing
 
 
 def _load_native(path: Path, tokenizer: Any) -> tuple[Any, Any, ModelKind] | None:
