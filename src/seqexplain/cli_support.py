@@ -84,7 +84,7 @@ class ErrorHandlingGroup(TyperGroup):
             if message:  # (none when the help was printed instead: a group called without a command)
                 print_error(message.replace("Value error, ", "").rstrip(".") + where)
             sys.exit(status)
-        # an Exit's status (click returns it in this mode); a command's own return value is not a status
+        # the status of an Exit (click returns it in this mode; seqexplain's commands themselves return None)
         sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
