@@ -203,6 +203,23 @@ def test_usage_errors_of_the_option_parser_are_one_line(runner, argv, fragment):
     assert lines[0].endswith("see `seqexplain explain --help`") and "╭" not in result.output
 
 
+@pytest.mark.parametrize("argv", [
+    ["demo", "--out", ""],
+    ["explain", "-t", "x", "--json", ""],
+    ["explain", "-t", "x", "--html", " "],
+    ["show", ""],
+    ["run", ""],
+    ["reproduce", "vafa2021", "--out", ""],
+    ["reproduce", "verwimp2018", "--quick", "--docs", ""],
+])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(runner, argv):
+    """Path("") is the current folder: ``--out ""`` wrote the demo into it, and ``--json ""`` named a folder."""
+    result = invoke(runner, *argv)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "is empty; give a path (. for the current folder)" in lines[0], result.output
+
+
 def test_reproduce_passes_arguments_and_maps_errors(runner, monkeypatch, tmp_path):
     calls = []
 

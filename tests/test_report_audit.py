@@ -126,3 +126,16 @@ def test_colour_scale_neither_inverts_nor_saturates_on_edge_cases() -> None:
         assert not dm.signed  # -inf is flagged, not a negative score
         assert float(np.nanmax(dm.intensity)) == 1.0  # the finite cells use the whole scale
     assert cell_rgb(float(display_matrix(with_inf, "none").intensity[0, 1])) == POSITIVE_RGB
+
+
+def test_top_k_table_names_a_flagged_cell_it_cannot_rank() -> None:
+    """A flagged NaN (a visible cell whose score was not finite) has no rank; the top-k table says so in a caption
+    instead of leaving a visible position out unseen. A NaN that is only "not visible" is not named."""
+    a = Attribution(tokens=["a", "b", "c", "d"], scores=np.array([[0.5, np.nan, 0.25, np.nan]]), target_tokens=["e"],
+                    target_positions=[None], meta={"nonfinite_cells": [[0, 1]]})
+    text = _console_text(a, numbers=True, top_k=5)
+    assert "top 2 inputs" in text
+    assert "not ranked (non-finite score): #1 b" in text and "#3" not in text
+    clean = Attribution(tokens=["a", "b"], scores=np.array([[0.5, np.nan]]), target_tokens=["e"],
+                        target_positions=[None])
+    assert "not ranked" not in _console_text(clean, numbers=True, top_k=5)

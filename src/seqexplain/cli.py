@@ -27,6 +27,8 @@ from seqexplain.cli_support import (
     Normalize,
     ObjectiveName,
     parse_options,
+    path_argument,
+    path_option,
     print_warning,
     rerun_command,
     stderr_console,
@@ -153,9 +155,9 @@ def explain(
                                            "end (the result warns how many).")] = False,
     aggregate: Annotated[Aggregate | None, typer.Option(help="Show (and write to --html) word-level scores "
                                                         "combined this way.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the token-level attribution as JSON.")
+    json_out: Annotated[Path | None, path_option("--json", help="Write the token-level attribution as JSON.")
                         ] = None,
-    html_out: Annotated[Path | None, typer.Option("--html", help="Write a self-contained HTML page.")] = None,
+    html_out: Annotated[Path | None, path_option("--html", help="Write a self-contained HTML page.")] = None,
     kind: Annotated[Kind | None, typer.Option(help="Model kind; detected from the model by default.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with status 2 on NaN/infinite scores.")] = False,
     normalize: Annotated[Normalize, typer.Option(help="Display normalisation.")] = Normalize.row_max_abs,
@@ -224,8 +226,8 @@ def list_methods() -> None:
 
 @app.command()
 def show(
-    file: Annotated[Path, typer.Argument(help="An attribution saved with --json (or Attribution.save).")],
-    html_out: Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML page.")
+    file: Annotated[Path, path_argument("FILE", help="An attribution saved with --json (or Attribution.save).")],
+    html_out: Annotated[Path | None, path_option("--html", help="Also write a self-contained HTML page.")
                         ] = None,
     aggregate: Annotated[Aggregate | None, typer.Option(help="Show word-level scores combined this way.")] = None,
     normalize: Annotated[Normalize, typer.Option(help="Display normalisation.")] = Normalize.row_max_abs,
@@ -250,7 +252,7 @@ def show(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for demo.html and the JSON files.")] = Path("out/demo"),
+    out: Annotated[Path, path_option("--out", help="Folder for demo.html and the JSON files.")] = Path("out/demo"),
     method: Annotated[list[str] | None, typer.Option("--method", help="Method to run (repeatable); default: "
                                                      "integrated_gradients, occlusion, attention_rollout.")
                       ] = None,
@@ -270,9 +272,9 @@ register_reproductions(reproduce_app)
 
 @app.command("run")
 def run_corpus(
-    config: Annotated[Path, typer.Argument(help="The run configuration (.toml or .yaml; see examples/run_sst.toml).",
-                                           show_default=False)],
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder (overrides output.dir).")] = None,
+    config: Annotated[Path, path_argument("CONFIG", help="The run configuration (.toml or .yaml; see "
+                                          "examples/run_sst.toml).", show_default=False)],
+    out: Annotated[Path | None, path_option("--out", help="Output folder (overrides output.dir).")] = None,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch CPU threads (overrides threads; not part "
                                                 "of the results' identity).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed (overrides seed; another seed is another run, "

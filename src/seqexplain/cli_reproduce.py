@@ -13,7 +13,14 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from seqexplain.cli_support import EXIT_INTERRUPTED, print_warning, rerun_command, stderr_console, stdout_console
+from seqexplain.cli_support import (
+    EXIT_INTERRUPTED,
+    path_option,
+    print_warning,
+    rerun_command,
+    stderr_console,
+    stdout_console,
+)
 
 THREADS_HELP = "Torch CPU threads, set before any work (the documented runs used 1)."
 SEED_HELP = "Random seed, 0 to 2147483647 (the documented runs used 0)."
@@ -27,8 +34,8 @@ def reproduce_parameters(paper: Any) -> list[inspect.Parameter]:
     params = [] if paper.single else [inspect.Parameter(
         "experiment", kw, annotation=Annotated[str, typer.Argument(help=f"One of: {names}.", show_default=False)])]
     common: list[tuple[str, Any, Any]] = [
-        ("out", Annotated[Path, typer.Option("--out", help="Output folder.")], Path(f"out/{paper.name}")),
-        ("data_root", Annotated[Path | None, typer.Option(
+        ("out", Annotated[Path, path_option("--out", help="Output folder.")], Path(f"out/{paper.name}")),
+        ("data_root", Annotated[Path | None, path_option(
             "--data-root", help="Data root (default: $SEQEXPLAIN_DATA or ../shared/data).")], None),
         ("quick", Annotated[bool, typer.Option("--quick", help="A small, fast configuration (smoke test).")], False),
         ("threads", Annotated[int, typer.Option("--threads", help=THREADS_HELP)], 1),
@@ -41,8 +48,9 @@ def reproduce_parameters(paper: Any) -> list[inspect.Parameter]:
         extra = f" One of: {', '.join(option.choices)}." if option.choices else ""
         help_text = f"{option.help}{extra}" + ("" if paper.single else f" (Used by: {users}.)")
         kind = bool if option.type is bool else str if option.type is list else option.type
+        make = path_option if kind is Path else typer.Option
         annotation = (Annotated[bool, typer.Option(option.flag, help=help_text)] if kind is bool else
-                      Annotated[kind | None, typer.Option(option.flag, help=help_text, show_default=False)])
+                      Annotated[kind | None, make(option.flag, help=help_text, show_default=False)])
         default = False if kind is bool else None
         params.append(inspect.Parameter(option.name, kw, annotation=annotation, default=default))
     return params

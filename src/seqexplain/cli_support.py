@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from enum import Enum
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -59,6 +60,23 @@ def fail(message: str) -> NoReturn:
     """Print ``message`` as an error and exit with status 2."""
     print_error(message)
     raise typer.Exit(EXIT_USER_ERROR)
+
+
+def path_value(value: str | Path) -> Path:
+    """A path given on the command line. An empty one is refused: it would silently mean the current folder."""
+    if not str(value).strip():
+        raise typer.BadParameter("is empty; give a path (. for the current folder)")
+    return Path(value)
+
+
+def path_option(*names: str, **options: Any) -> Any:
+    """``typer.Option`` for a path: an empty value is refused (:func:`path_value`)."""
+    return typer.Option(*names, parser=path_value, metavar="PATH", **options)
+
+
+def path_argument(metavar: str, **options: Any) -> Any:
+    """``typer.Argument`` for a path: an empty value is refused (:func:`path_value`)."""
+    return typer.Argument(parser=path_value, metavar=metavar, **options)
 
 
 class ErrorHandlingGroup(TyperGroup):

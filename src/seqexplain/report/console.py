@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from rich.console import Console, Group, RenderableType
 from rich.style import Style
 from rich.table import Table
@@ -164,7 +165,8 @@ def _number_cells(attr: Attribution, dm: DisplayMatrix, labels: list[str], i: in
 def top_k_table(attr: Attribution, i: int, k: int, dm: DisplayMatrix | None = None,
                 decode: Decoder | None = None, labels: list[str] | None = None) -> Table:
     """The ``k`` highest-ranked input positions of target ``i`` (:meth:`Attribution.top_k`; fewer when fewer
-    are visible): rank, position, token, raw score and shown (normalised) value."""
+    are visible): rank, position, token, raw score and shown (normalised) value. Positions whose score is a
+    flagged NaN (:meth:`Attribution.nonfinite_cells`) have no rank; a red caption names them."""
     dm = dm or display_matrix(attr)
     labels = labels if labels is not None else input_labels(attr, decode)
     ranked = attr.top_k(i, k)
@@ -182,6 +184,11 @@ def top_k_table(attr: Attribution, i: int, k: int, dm: DisplayMatrix | None = No
         shown = float(dm.shown[i, j])
         table.add_row(str(rank), str(j), Text(labels[j]), format_score(raw),
                       "non-finite" if dm.bad[i, j] else f"{shown:+.3f}")
+    unranked = [int(j) for j in np.flatnonzero(dm.bad[i] & np.isnan(attr.scores[i]))]
+    if unranked:  # a flagged NaN has no rank: say so rather than leave a visible position out unseen
+        table.caption = Text(f"not ranked (non-finite score): {', '.join(f'#{j} {labels[j]}' for j in unranked)}",
+                             style="bold red")
+        table.caption_justify = "left"
     return table
 
 
