@@ -48,7 +48,7 @@ from seqexplain.attribution_groups import (
     combine_columns,
     complete_grouping,
     group_token,
-    map_grouping_exactly,
+    map_groupings,
     word_groups,
 )
 from seqexplain.attribution_io import (
@@ -308,20 +308,10 @@ class Attribution:
         out = np.full((n_t, len(partition)), np.nan)
         for g, members in enumerate(partition):
             out[:, g] = combine_columns(self.scores[:, members], how)
-        tokens, offsets, segments, texts = [], [], [], self._texts()
-        for members in partition:
-            tok, off, seg = group_token(members, self.tokens, self.offsets, self.segments, texts)
-            tokens.append(tok)
-            offsets.append(off)
-            segments.append(seg)
-        groups: dict[str, list[list[int]]] = {}
-        dropped: dict[str, str] = {}
-        for name, grouping in self.groups.items():
-            mapped = map_grouping_exactly(grouping, partition, new_of)
-            if mapped is None:
-                dropped[name] = "a group of the aggregation straddles its groups, so it cannot be mapped exactly"
-            else:
-                groups[name] = mapped
+        texts = self._texts()
+        cols = [group_token(members, self.tokens, self.offsets, self.segments, texts) for members in partition]
+        tokens, offsets, segments = [c[0] for c in cols], [c[1] for c in cols], [c[2] for c in cols]
+        groups, dropped = map_groupings(self.groups, partition, new_of)
         meta = {k: copy.deepcopy(v) for k, v in self.meta.items() if k not in ("nonfinite_cells", "dropped_groups")}
         bad = sorted({(i, new_of[j]) for i, j in self.nonfinite_cells()})
         for i, j in self.nonfinite_cells():  # a NaN score at a visible cell is not "not visible": the group is NaN

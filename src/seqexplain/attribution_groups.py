@@ -4,7 +4,8 @@ A *grouping* is a list of groups, each a non-empty list of distinct input positi
 (:func:`check_grouping`). This module holds:
 
 * :func:`check_grouping`: validate a grouping; :func:`complete_grouping`: add a singleton for every uncovered
-  position; :func:`map_grouping_exactly`: carry a grouping onto an aggregated axis when that is exact;
+  position; :func:`map_grouping_exactly` (:func:`map_groupings` for named ones): carry a grouping onto an
+  aggregated axis when that is exact;
 * :func:`word_index` / :func:`word_groups`: whitespace-delimited words from character offsets (any tokenizer);
 * :func:`combine_columns`: combine the scores of one group (sum, mean, max, absmax; NaN ignored);
 * :func:`group_token`: the token text, offsets and segment of one aggregated group.
@@ -74,6 +75,21 @@ def map_grouping_exactly(groups: list[list[int]], partition: list[list[int]], ne
         if len({owner.get(j, -1) for j in block}) > 1:
             return None
     return [sorted({new_of[j] for j in g}) for g in groups]
+
+
+def map_groupings(groupings: dict[str, list[list[int]]], partition: list[list[int]], new_of: dict[int, int]
+                  ) -> tuple[dict[str, list[list[int]]], dict[str, str]]:
+    """Each named grouping mapped onto the aggregated axis (:func:`map_grouping_exactly`), and the names of those
+    that cannot be mapped exactly with the reason."""
+    mapped: dict[str, list[list[int]]] = {}
+    dropped: dict[str, str] = {}
+    for name, grouping in groupings.items():
+        got = map_grouping_exactly(grouping, partition, new_of)
+        if got is None:
+            dropped[name] = "a group of the aggregation straddles its groups, so it cannot be mapped exactly"
+        else:
+            mapped[name] = got
+    return mapped, dropped
 
 
 def combine_columns(block: np.ndarray, how: str) -> np.ndarray:

@@ -42,6 +42,7 @@ import torch
 from seqexplain.attribution import OBJECTIVES
 from seqexplain.errors import InputError, UnsupportedError
 from seqexplain.models import keep as keep_rule
+from seqexplain.models.behaviour import verify_keep_mask, verify_vectors
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.module_state import first_parameter
 from seqexplain.models.objective import objective_values
@@ -70,6 +71,9 @@ class SequenceModel(ABC):
     model_id: str
     autocast: torch.dtype | None = None
     model_warnings: tuple[str, ...] = ()
+    #: the behavioural probes' state (:mod:`seqexplain.models.behaviour`): None/False until one has passed
+    _keep_verified: bool | None = None
+    _vectors_verified: bool = False
 
     # ------------------------------------------------------------------ abstract
     @abstractmethod
@@ -221,9 +225,9 @@ class SequenceModel(ABC):
             raise InputError(f"embeds batch {part.embeds.shape[0]} does not match keep batch {keep.shape[0]}")
         if not bool(keep.all()):
             self.require_keep_mask()
-            self.verify_keep_mask(ex)
+            verify_keep_mask(self, ex)
         if part.embeds is not None or ex.input_ids is None:
-            self.verify_vectors(ex)
+            verify_vectors(self, ex)
         rows_target = None if part.rows_target is None else part.rows_target.to(self.device).long().view(-1)
         return Part(ex, keep, part.embeds, rows_target)
 
@@ -276,80 +280,11 @@ class SequenceModel(ABC):
         return [z.reshape(p.n_rows, p.example.n_targets, -1) if p.rows_target is None and q.rows_target is not None
                 else z for p, q, z in zip(parts, prepared, out, strict=True)]
 
-    def verify_keep_mask(self, example: Example) -> None:
-        """Check once per adapter, by behaviour rather than by signature, that dropping positions changes what the
-        model sees: with one of target 0's context positions dropped that is not a start position (the last one,
-        nearest the reading position, then the first), its logits must differ from the full input's for at least
-        one of the two. A module that takes an attention mask but ignores it (or swallows it in ``**kwargs``) fails,
-        with :class:`UnsupportedError`, instead of giving all-zero occlusion and whole-context rationales; a model
-        that reads only a window of recent positions passes (the last position is inside any window). Skipped
-        when target 0 sees nothing beyond its start positions."""
-        if getattr(self, "_keep_verified", None) is not None:
-            return
-        visible = set(example.visible_positions(0)) if example.n_targets else set()
-        try:
-            start = set(self.start_positions(example, 0))
-        except UnsupportedError:
-            return
-        if not visible - start:
-            return
-        self._keep_verified = False  # in progress: the probe's own forwards must not probe again
-        try:
-            target = torch.zeros(1, dtype=torch.long, device=self.device)
-            changed = False
-            with torch.no_grad():
-                full = self.logits(example, rows_target=target)[0, 0]
-                for dropped in sorted({max(visible - start), min(visible - start)}, reverse=True):
-                    probe = torch.ones(1, example.length, dtype=torch.bool, device=self.device)
-                    probe[0, dropped] = False
-                    if not torch.equal(self.logits(example, probe, rows_target=target)[0, 0], full):
-                        changed = True
-                        break
-        except BaseException:
-            self._keep_verified = None
-            raise
-        if not changed:
-            self._keep_verified = None
-            raise UnsupportedError(
-                f"{self.model_id} ({type(self.model).__name__}) ignores its attention mask: with a context "
-                "position dropped, its prediction did not change at all. Occlusion, rationales and faithfulness "
-                "drop positions through the mask, so they would give all-zero scores and whole-context rationales; "
-                "use gradient or attention methods, or a model whose forward honours attention_mask")
-        self._keep_verified = True
-
     def ids_probe(self, example: Example) -> Example | None:
-        """``example`` over token ids, for :meth:`verify_vectors`: itself when it has ids; for one over
-        precomputed vectors, an adapter with an ids path returns the same positions over some valid token ids
-        (None, the default: nothing to compare the vectors with)."""
+        """``example`` over token ids, for :func:`seqexplain.models.behaviour.verify_vectors`: itself when it has
+        ids; for one over precomputed vectors, an adapter with an ids path returns the same positions over some
+        valid token ids (None, the default: nothing to compare the vectors with)."""
         return example if example.input_ids is not None else None
-
-    def verify_vectors(self, example: Example) -> None:
-        """Check once per adapter, by behaviour, that feeding :meth:`embed`'s vectors gives the logits the token
-        ids give (the contract gradient methods, IG and precomputed vectors rest on). A model that transforms its
-        token embeddings only when it reads ids, in a way its adapter does not know, fails with
-        :class:`UnsupportedError` instead of having another function explained."""
-        if getattr(self, "_vectors_verified", False):
-            return
-        probe = self.ids_probe(example)
-        if probe is None:
-            return
-        self._vectors_verified = True  # the probe's own forwards must not probe again
-        try:
-            with torch.no_grad():
-                by_ids = self.logits(probe).float()
-                by_vectors = self.logits(probe, embeds=self.embed(probe).detach()).float()
-        except BaseException:
-            self._vectors_verified = False
-            raise
-        scale = float(by_ids.abs().max()) if by_ids.numel() else 0.0
-        if not torch.allclose(by_vectors, by_ids, rtol=1e-3, atol=1e-3 * scale + 1e-5):
-            self._vectors_verified = False
-            raise UnsupportedError(
-                f"{self.model_id} ({type(self.model).__name__}) gives other predictions when fed its own input "
-                f"embeddings than when it reads the token ids (max logit difference "
-                f"{float((by_vectors - by_ids).abs().max()):.3g}): it transforms token embeddings only on the ids "
-                "path, so gradient methods, integrated gradients and precomputed vectors would explain another "
-                "function; use occlusion or a rationale method")
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.autocast is None:

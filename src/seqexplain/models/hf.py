@@ -20,6 +20,7 @@ import torch
 
 from seqexplain.errors import InputError, UnreadableTextError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
+from seqexplain.models.behaviour import verify_vectors
 from seqexplain.models.example import Example, Part
 from seqexplain.models.greedy import DecodingRules
 from seqexplain.models.hf_module import (
@@ -332,7 +333,7 @@ class HFAdapter(SequenceModel):
             key, x = "input_ids", example.input_ids[start:stop]
         else:
             assert example.input_vectors is not None
-            self.verify_vectors(example)
+            verify_vectors(self, example)
             key, x = "inputs_embeds", self.vectors_of(example)[0, start:stop]  # checked, in the weights' dtype
         return {f"{prefix}{key}": x.to(self.device).unsqueeze(0),
                 f"{prefix}attention_mask": torch.ones(1, stop - start, dtype=torch.long, device=self.device)}
