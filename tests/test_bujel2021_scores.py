@@ -82,3 +82,11 @@ def test_method_scores_reduce_tokens_to_words(adapter: SoftAttentionAdapter) -> 
         owner = src.word_scores_owner(examples[0], SENTS[0])
         want = [np.nanmax([attr.scores[0, j] for j, w in enumerate(owner) if w == i]) for i in range(4)]
         assert words[0] == pytest.approx(want, abs=1e-6) and len(words[1]) == 1
+
+
+def test_method_scores_name_the_method_once_in_each_warning(adapter: SoftAttentionAdapter) -> None:
+    """Integrated gradients' own warnings begin with its name; the run's notes printed it twice."""
+    examples = src.encode_all(adapter, SENTS)
+    _, warns = src.method_scores(adapter, examples, SENTS, "integrated_gradients", reduce="max", steps=1)
+    assert warns and all(w.startswith("integrated_gradients: ") for w in warns), warns
+    assert not any(w.startswith("integrated_gradients: integrated_gradients") for w in warns), warns

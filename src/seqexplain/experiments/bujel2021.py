@@ -210,7 +210,7 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
         for k, v in splits_used:
             with _timer(times, method):
                 got[k], warns = src.method_scores(adapter, encoded[k], v, method, reduce, **opts)
-            notes.extend(f"{method}: {w}" for w in warns)
+            notes.extend(warns)
         scores[method] = got
 
     rng = np.random.default_rng(seed)  # a chance baseline: its tuned F1 is about that of labelling every word

@@ -123,11 +123,13 @@ def _probabilities(adapter: Any, example: Example, keep: torch.Tensor, batch_row
 
 def method_scores(adapter: Any, examples: Sequence[Example], sents: Sequence[LabelledSentence], method: str,
                   reduce: str = "max", **options: Any) -> tuple[list[np.ndarray], list[str]]:
-    """Word scores of a registered method explaining each example's target, and the results' warnings."""
+    """Word scores of a registered method explaining each example's target, and the results' distinct warnings,
+    each beginning with the method's name once (``"<method>: …"``; truncation warnings left out)."""
     items = [{"text": ex.text, "target": int(ex.target_ids[0])} for ex in examples]
     out, warnings = [], []
     for attr, ex, sent in zip(explain_many(adapter, items, method, progress=False, **options), examples, sents,
                               strict=True):
         out.append(_words(ex, sent, np.asarray(attr.scores[0], dtype=float), reduce))
-        warnings.extend(w for w in attr.warnings if not w.startswith("truncated"))
+        warnings.extend(w if w.startswith(f"{method}: ") else f"{method}: {w}" for w in attr.warnings
+                        if not w.startswith("truncated"))
     return out, sorted(set(warnings))

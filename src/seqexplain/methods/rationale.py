@@ -240,7 +240,7 @@ def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max
     with torch.no_grad(), eval_mode(model.model):
         _evaluate_starts(model, example, tracks, token_budget, counter, t0)
         for t in tracks:
-            if t.done:
+            if t.reached:  # a start set that is the whole context without reaching goes on: nothing suffices
                 continue
             base = list(t.rationale)
             cands = [j for j in t.visible if j not in set(base)]

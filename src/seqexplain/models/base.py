@@ -144,6 +144,10 @@ class SequenceModel(ABC):
         list of one token or id per target)."""
         raise UnsupportedError(f"{self.model_id}: this adapter does not take foils")
 
+    def foil_warnings(self, example: Example, foil: Any, names: list[str]) -> list[str]:
+        """What a result should say about how ``foil`` was read as the tokens ``names`` (none by default)."""
+        return []
+
     def input_width(self) -> int | None:
         """Width ``D`` of the input vectors the model takes (None: not checked)."""
         return None
@@ -336,7 +340,7 @@ class SequenceModel(ABC):
         if same and len(same) == example.n_targets:
             raise InputError(f"the foil is the target itself ({', '.join(repr(names[i]) for i in same)}): "
                              "log p(target) − log p(foil) is 0 whatever the input; give another foil")
-        warnings = [*example.warnings, *(
+        warnings = [*example.warnings, *self.foil_warnings(example, foil, names), *(
             f"target {i} ({example.target_tokens[i]!r}) and its foil are the same token: its contrast is 0 whatever "
             "the input, so all its scores are 0" for i in same)]
         return example.replace(objective="contrast", foil_ids=ids.long(), foil_tokens=names, warnings=warnings)

@@ -1,5 +1,6 @@
 """Decisions taken for many inputs in shared forwards, equal to one input at a time: how inputs are grouped into
-forwards, and when a decision (an argmax) is too close for a shared forward's rounding and is taken again alone.
+forwards, how their rows are padded into one batch and split back (:func:`pad_rows`, :func:`split_by_part`), and
+when a decision (an argmax) is too close for a shared forward's rounding and is taken again alone.
 
 Rows of a larger batch round differently in the last float32 bits (GEMMs of other shapes sum in another order,
 about 1e-6 relative), so an argmax whose two best logits lie within :data:`TIE_MARGIN` of each other (relative to
@@ -12,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+
+from seqexplain.models.example import Part
 
 TIE_MARGIN = 1e-4
 AUTOCAST_TIE_MARGIN = 5e-2
@@ -50,3 +53,29 @@ def length_groups(lengths: Sequence[int], limit: int) -> list[list[int]]:
     each, :func:`consecutive_groups`): the inputs of one shared forward each, with little padding."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [[order[i] for i in group] for group in consecutive_groups([lengths[k] for k in order], limit)]
+
+
+def pad_rows(rows: Sequence[torch.Tensor], length: int, value: float | int | bool) -> torch.Tensor:
+    """Stack ``[b_k, L_k, ...]`` tensors into ``[Σb_k, length, ...]``, right-padded with ``value`` (a single tensor
+    of the right length is returned as it is: no copy, no extra autograd node)."""
+    if len(rows) == 1 and int(rows[0].shape[1]) == length:
+        return rows[0]
+    out = []
+    for t in rows:
+        extra = length - int(t.shape[1])
+        if extra > 0:
+            pad = torch.full((t.shape[0], extra, *t.shape[2:]), value, dtype=t.dtype, device=t.device)
+            t = torch.cat([t, pad], dim=1)
+        out.append(t)
+    return torch.cat(out, dim=0)
+
+
+def split_by_part(z: torch.Tensor, parts: Sequence[Part]) -> list[torch.Tensor]:
+    """Rows of a shared forward's output ``[B, T_max, ...]`` back to their parts: ``[b, T, ...]`` each (``T = 1``
+    for a part with ``rows_target``)."""
+    sizes = [part.n_rows for part in parts]
+    out = []
+    for part, rows in zip(parts, z[: sum(sizes)].split(sizes), strict=True):  # one autograd node for all parts
+        t = 1 if part.rows_target is not None else part.example.n_targets
+        out.append(rows if t == rows.shape[1] else rows[:, :t])
+    return out

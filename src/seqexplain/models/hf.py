@@ -21,7 +21,7 @@ import torch
 from seqexplain.errors import InputError, UnreadableTextError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.behaviour import verify_vectors
-from seqexplain.models.example import Example, Part
+from seqexplain.models.example import Example
 from seqexplain.models.greedy import DecodingRules
 from seqexplain.models.hf_module import (
     accepts,
@@ -29,10 +29,11 @@ from seqexplain.models.hf_module import (
     config_positions,
     decoding_rules,
     eager_attention,
+    forced_eos_warnings,
     probe_position_offset,
 )
 from seqexplain.models.kind_check import check_kind
-from seqexplain.models.tokenization import Tokenized, tokenize, tokenize_many
+from seqexplain.models.tokenization import Tokenized, foil_space_warnings, tokenize, tokenize_many
 
 
 def HFModel(model: torch.nn.Module, tokenizer: Any, kind: ModelKind, model_id: str | None = None,
@@ -49,32 +50,6 @@ def HFModel(model: torch.nn.Module, tokenizer: Any, kind: ModelKind, model_id: s
     if kind == "classifier":
         return HFClassifier(model, tokenizer, model_id, head_position=head_position)
     raise InputError(f"unknown model kind {kind!r}; use causal, seq2seq or classifier")
-
-
-def pad_rows(rows: Sequence[torch.Tensor], length: int, value: float | int | bool) -> torch.Tensor:
-    """Stack ``[b_k, L_k, ...]`` tensors into ``[Σb_k, length, ...]``, right-padded with ``value`` (a single tensor
-    of the right length is returned as it is: no copy, no extra autograd node)."""
-    if len(rows) == 1 and int(rows[0].shape[1]) == length:
-        return rows[0]
-    out = []
-    for t in rows:
-        extra = length - int(t.shape[1])
-        if extra > 0:
-            pad = torch.full((t.shape[0], extra, *t.shape[2:]), value, dtype=t.dtype, device=t.device)
-            t = torch.cat([t, pad], dim=1)
-        out.append(t)
-    return torch.cat(out, dim=0)
-
-
-def split_by_part(z: torch.Tensor, parts: Sequence[Part]) -> list[torch.Tensor]:
-    """Rows of a shared forward's output ``[B, T_max, ...]`` back to their parts: ``[b, T, ...]`` each (``T = 1``
-    for a part with ``rows_target``)."""
-    sizes = [part.n_rows for part in parts]
-    out = []
-    for part, rows in zip(parts, z[: sum(sizes)].split(sizes), strict=True):  # one autograd node for all parts
-        t = 1 if part.rows_target is not None else part.example.n_targets
-        out.append(rows if t == rows.shape[1] else rows[:, :t])
-    return out
 
 
 def segments_of(offsets: list[tuple[int, int] | None], name: str) -> list[str]:
@@ -285,6 +260,10 @@ class HFAdapter(SequenceModel):
             return torch.tensor(ids, dtype=torch.long), [self.target_name(example, i) for i in ids]
         raise InputError("the foil must be a text or a list with one token per target")
 
+    def foil_warnings(self, example: Example, foil: Any, names: list[str]) -> list[str]:
+        """:func:`~seqexplain.models.tokenization.foil_space_warnings` against the first target."""
+        return foil_space_warnings(self.tokenizer, foil, example.target_tokens[:1], names)
+
     def input_layer(self) -> torch.nn.Module:
         """The input-embedding layer (gradient methods differentiate its output)."""
         getter = getattr(self.model, "get_input_embeddings", None)
@@ -345,6 +324,11 @@ class HFAdapter(SequenceModel):
         if not hasattr(self, "_decoding"):
             self._decoding = decoding_rules(self.model, self.kind == "seq2seq")
         return self._decoding
+
+    def decoded_warnings(self, new_ids: list[int], limit: int) -> list[str]:
+        """The warnings of a target decoded greedily in up to ``limit`` tokens: :meth:`decoding`'s and
+        :func:`~seqexplain.models.hf_module.forced_eos_warnings`'."""
+        return [*self.decoding()[1], *forced_eos_warnings(self.model, self.tokenizer, new_ids, limit)]
 
     def output_attentions(self, **inputs: Any) -> Any:
         """One forward with ``output_attentions=True`` in eval mode with eager attention."""

@@ -30,10 +30,10 @@ import torch
 
 from seqexplain.errors import InputError
 from seqexplain.models import keep as keep_rule
-from seqexplain.models.batching import tie_margin
+from seqexplain.models.batching import pad_rows, split_by_part, tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_cached, greedy_many
-from seqexplain.models.hf import HFAdapter, TokenEmbedding, pad_rows, segments_of, split_by_part, truncation_warning
+from seqexplain.models.hf import HFAdapter, TokenEmbedding, segments_of, truncation_warning
 from seqexplain.models.hf_module import (
     accepts_exact,
     attention_window,
@@ -45,7 +45,13 @@ from seqexplain.models.hf_module import (
 )
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.prefix_cache import shared_prefix_states
-from seqexplain.models.tokenization import Tokenized, joining_warnings, offsets_by_decoding, tokenize
+from seqexplain.models.tokenization import (
+    Tokenized,
+    joining_warnings,
+    offsets_by_decoding,
+    tokenize,
+    without_trailing_specials,
+)
 
 _CUT_PROMPT = "pass truncate=True (CLI: --truncate) to cut the prompt's oldest tokens"
 
@@ -131,12 +137,16 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             raise InputError(f"max_new_tokens={max_new_tokens} leaves no room for the prompt in the model's {limit} "
                              "positions; lower max_new_tokens")
         warnings: list[str] = []
-        full = tokenize(self.tokenizer, text, add_special_tokens=True)
+        full, appended = without_trailing_specials(tokenize(self.tokenizer, text, add_special_tokens=True))
         self.check_content(full)
+        if appended:
+            warnings.append(f"the tokenizer puts {' '.join(appended)} after a text; the continuation follows the "
+                            "prompt's last token, so the prompt is read without it")
         src = full
         if truncate and room is not None and len(full.ids) > room:
-            src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=room,
-                           truncation_side=self.truncation_side)
+            src = without_trailing_specials(tokenize(self.tokenizer, text, add_special_tokens=True,
+                                                     max_length=room + len(appended),
+                                                     truncation_side=self.truncation_side))[0]
             warnings += truncation_warning(len(full.ids), len(src.ids), "prompt", "the oldest")
         if tgt is None:
             self.check_length(len(src.ids) + 1, limit, "prompt plus one generated token", _CUT_PROMPT)
@@ -146,7 +156,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
                                 f"model's {limit} positions after the prompt")
         else:
             self.check_length(len(src.ids) + len(tgt.ids), limit, "prompt plus target", _CUT_PROMPT)
-            warnings += [*target_warnings, *joining_warnings(self.tokenizer, text, target, src.ids, tgt.ids)]
+            warnings += [*target_warnings, *joining_warnings(self.tokenizer, text, target, full.ids, tgt.ids)]
         return _Prompt(text, None if tgt is None else target, src, tgt, n_new, warnings)
 
     def _example(self, prompt: _Prompt, new_ids: list[int] | None) -> Example:
@@ -156,7 +166,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         if new_ids is not None:
             target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
             t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
-            warnings += self.decoding()[1]
+            warnings += self.decoded_warnings(new_ids, prompt.n_new)
         else:
             assert prompt.tgt is not None and prompt.target is not None
             target_text, t_ids, t_tokens, t_off = prompt.target, prompt.tgt.ids, prompt.tgt.tokens, prompt.tgt.offsets

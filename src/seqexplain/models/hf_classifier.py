@@ -21,8 +21,9 @@ from typing import Any
 import torch
 
 from seqexplain.errors import InputError, UnsupportedError
+from seqexplain.models.batching import pad_rows, split_by_part
 from seqexplain.models.example import AttentionSegment, Example, Part
-from seqexplain.models.hf import HFAdapter, TokenEmbedding, pad_rows, segments_of, split_by_part
+from seqexplain.models.hf import HFAdapter, TokenEmbedding, segments_of
 from seqexplain.models.hf_module import accepts_exact, probe_ids, shortest_input
 from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.module_state import eval_mode

@@ -312,6 +312,21 @@ def decoding_rules(model: torch.nn.Module, encoder_decoder: bool) -> tuple[Decod
                    "to explain it"]
 
 
+def forced_eos_warnings(model: torch.nn.Module, tokenizer: Any, new_ids: list[int], limit: int) -> list[str]:
+    """When a greedily decoded target takes all ``limit`` new tokens and the generation config sets
+    ``forced_eos_token_id``, ``model.generate(max_new_tokens=limit)`` puts end-of-sequence in place of the last
+    token explained: the warning says so (greedy decoding explains the model's own choice there)."""
+    forced = getattr(getattr(model, "generation_config", None), "forced_eos_token_id", None)
+    if forced is None or not new_ids or len(new_ids) < limit:
+        return []
+    first = forced[0] if isinstance(forced, (list, tuple)) and forced else forced
+    name = tokenizer.convert_ids_to_tokens([int(first)])[0] if isinstance(first, int) else repr(first)
+    last = tokenizer.convert_ids_to_tokens(new_ids[-1:])[0]
+    return [f"decoded target: the model's generation config sets forced_eos_token_id={forced!r}, so "
+            f"model.generate(max_new_tokens={limit}) ends with {name} where the token explained last ({last!r}) is "
+            "the model's own choice; give the target you mean to explain it"]
+
+
 def shortest_input(model: torch.nn.Module, device: torch.device) -> int:
     """The fewest tokens a forward of ``model`` runs: 1, except for a stack that pools its sequence (Funnel's blocks
     shorten it, keeping ``[CLS]`` apart, and fail on a shorter input inside the forward), found by trying 1, 2, …

@@ -24,10 +24,10 @@ import torch
 
 from seqexplain.errors import UnsupportedError
 from seqexplain.models import keep as keep_rule
-from seqexplain.models.batching import tie_margin
+from seqexplain.models.batching import pad_rows, split_by_part, tie_margin
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.greedy import greedy_many
-from seqexplain.models.hf import HFAdapter, head_mean, pad_rows, segments_of, split_by_part
+from seqexplain.models.hf import HFAdapter, head_mean, segments_of
 from seqexplain.models.hf_module import accepts_exact, ids_only_scale, input_embeddings
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import offsets_by_decoding
@@ -124,13 +124,14 @@ class HFSeq2SeqLM(HFAdapter):
                                   "only)")
             sources.append((text, target, src, tgt, warnings))
         decoded = dict(zip(todo, self._generate_many([sources[k][2].ids for k in todo], start, limits), strict=True))
+        limit_of = dict(zip(todo, limits, strict=True))
         out = []
         for k, (text, target, src, tgt, warnings) in enumerate(sources):
             if k in decoded:
                 new_ids = decoded[k]
                 target_text, t_off = offsets_by_decoding(self.tokenizer, new_ids)
                 t_ids, t_tokens = new_ids, self.tokenizer.convert_ids_to_tokens(new_ids)
-                warnings = [*warnings, *self.decoding()[1]]
+                warnings = [*warnings, *self.decoded_warnings(new_ids, limit_of[k])]
             else:
                 target_text, t_ids, t_tokens, t_off = target, tgt.ids, tgt.tokens, tgt.offsets
             out.append(self._example(text, src.ids, src.tokens, src.offsets, start, target_text, t_ids, t_tokens,

@@ -48,6 +48,7 @@ def tokenize(tokenizer: Any, text: str, add_special_tokens: bool, max_length: in
             add_special_tokens=add_special_tokens,
             return_offsets_mapping=True,
             return_special_tokens_mask=True,
+            verbose=False,  # no "sequence length is longer than" notice: lengths are checked with clear errors
             **kwargs,
         )
     finally:
@@ -61,7 +62,7 @@ def tokenize_many(tokenizer: Any, texts: Sequence[str], add_special_tokens: bool
     if len(texts) < 2 or hasattr(tokenizer, "tokenize_with_offsets") or not getattr(tokenizer, "is_fast", False):
         return [tokenize(tokenizer, text, add_special_tokens) for text in texts]
     enc = tokenizer(list(texts), add_special_tokens=add_special_tokens, return_offsets_mapping=True,
-                    return_special_tokens_mask=True)
+                    return_special_tokens_mask=True, verbose=False)
     special = enc.get("special_tokens_mask") or [None] * len(texts)
     return [_from_encoding(tokenizer, ids, offs, sp)
             for ids, offs, sp in zip(enc["input_ids"], enc["offset_mapping"], special, strict=True)]
@@ -124,7 +125,7 @@ def token_decoder(tokenizer: Any) -> Callable[[str], str] | None:
         return None
 
     def decode(token: str) -> str:
-        text = str(to_string([token])) if to_string is not None else _decode(tokenizer, [int(to_id(token))])
+        text = str(to_string([token])) if to_string is not None else _decode(tokenizer, [int(to_id([token])[0])])
         if token.startswith("\u2581") and not text.startswith(" "):
             text = " " + text
         return text
@@ -132,12 +133,26 @@ def token_decoder(tokenizer: Any) -> Callable[[str], str] | None:
     return decode
 
 
+def without_trailing_specials(tok: Tokenized) -> tuple[Tokenized, list[str]]:
+    """``tok`` without the special tokens its tokenizer put after the text's last token (an end-of-sequence
+    ``</s>`` that a template appends), and the tokens taken off. A causal LM's continuation follows the prompt's
+    last token; read after ``</s>`` it would be explained as the start of another text. Unchanged when no token
+    holds text."""
+    last = max((k for k, off in enumerate(tok.offsets) if off is not None), default=None)
+    if last is None or last == len(tok.ids) - 1:
+        return tok, []
+    cut = slice(0, last + 1)
+    return Tokenized(tok.ids[cut], tok.tokens[cut], tok.offsets[cut]), tok.tokens[last + 1 :]
+
+
 def joining_warnings(tokenizer: Any, text: str, target: str, prompt_ids: list[int], target_ids: list[int]
                      ) -> list[str]:
     """The warnings of a causal LM's rule that prompt and target are tokenised separately and their tokens joined:
     when the target lacks the leading space a word after a prompt carries in this tokenizer ("Paris" vs " Paris":
     different tokens, very different probabilities; the warning shows the joined text, since a prompt ending
-    mid-word, "...the m" + "at.", means it), and when the text written together tokenises differently."""
+    mid-word, "...the m" + "at.", means it), and when the text written together tokenises differently from the
+    whole prompt's ``prompt_ids`` (before any truncation) followed by ``target_ids`` (special tokens a template puts
+    after the text left out of both: :func:`without_trailing_specials`)."""
     out = []
     if target[:1].isalnum() and not text[-1:].isspace():
         spaced = tokenize(tokenizer, " " + target, add_special_tokens=False).ids
@@ -146,9 +161,24 @@ def joining_warnings(tokenizer: Any, text: str, target: str, prompt_ids: list[in
                        f"({'...' + text[-15:] + target!r}) and is explained as "
                        f"{tokenizer.convert_ids_to_tokens(target_ids[:1])[0]!r}; if it is the next word, give "
                        f"{' ' + target!r}, with a leading space")
-    joined = tokenize(tokenizer, text + target, add_special_tokens=True).ids
+    joined = without_trailing_specials(tokenize(tokenizer, text + target, add_special_tokens=True))[0].ids
     if joined != prompt_ids + target_ids:
         out.append(f"target {target!r} is tokenised on its own ({len(target_ids)} token(s)); written after the "
                    f"prompt, prompt and target tokenise differently ({'...' + text[-15:] + target!r}), so the "
                    "explained tokens are not what the model would read there")
     return out
+
+
+def foil_space_warnings(tokenizer: Any, foil: Any, target_tokens: list[str], names: list[str]) -> list[str]:
+    """A foil text without the leading space of the word-initial target it is contrasted with ("an" against
+    " is") is read as a word's continuation (``names``: its tokens), a token the user rarely means: the warning
+    says so, as for a target. None for a foil given as tokens or ids, or when spacing changes nothing."""
+    decode = token_decoder(tokenizer)
+    if (not isinstance(foil, str) or not foil[:1].isalnum() or not target_tokens or not names or decode is None
+            or not decode(target_tokens[0]).startswith(" ") or decode(names[0]).startswith(" ")):
+        return []
+    if tokenize(tokenizer, " " + foil, add_special_tokens=False).tokens == names:
+        return []
+    return [f"foil {foil!r} has no leading space, while the target {decode(target_tokens[0])!r} starts a word: it "
+            f"is read as {names[0]!r}, which continues a word; to contrast with the word, give {' ' + foil!r}, "
+            "with a leading space"]

@@ -3,7 +3,7 @@
 A reproduction's analyses warn through Python's :mod:`warnings` (a gradient store that lost values to float16, a
 singular covariance, a stream whose tail no row reached, ...). The console shows them as they come, but a results
 folder read later would not hold them. :func:`warning_log` records every warning issued from seqexplain's own
-modules while it is active (each distinct message once, in order, still shown as usual) and, when the run
+modules while it is active (each distinct message once, in order, and shown on the console once) and, when the run
 finishes, writes them to ``<folder>/warnings.json``: ``{"command": ..., "warnings": ["Category: message", ...]}``,
 an empty list when there were none (so a finished rerun never leaves an earlier run's warnings standing; a refused
 or failed one leaves the file as it was, beside the results it belongs to).
@@ -41,7 +41,9 @@ def warning_log(folder: Path, command: str) -> Iterator[list[str]]:
     def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:
         text = f"{category.__name__}: {message}"
-        if _ours(filename) and text not in seen:
+        if _ours(filename):
+            if text in seen:  # shown already (a data file read twice, a filter reset by catch_warnings): once
+                return
             seen.append(text)
         shown(message, category, filename, lineno, file, line)
 
