@@ -244,3 +244,11 @@ def test_bad_inputs(adapter, docs):
         with pytest.raises(InputError, match="event type of every token"):
             adapter.encode(VectorDocument(doc.tokens, doc.vectors))
 
+
+
+@pytest.mark.parametrize(("method", "options"), [("occlusion", {"replace_with": "unk"}),
+                                                 ("integrated_gradients", {"baseline": "pad", "steps": 2})])
+def test_a_token_in_place_of_vectors_is_refused_for_what_it_is(adapter, docs, method, options):
+    """The model has no tokenizer: the error said "the tokenizer has no unk token" instead of naming the vectors."""
+    with pytest.raises(InputError, match="holds precomputed vectors, not tokens"):
+        seqexplain.explain(adapter, docs[0], method=method, **options)

@@ -52,12 +52,18 @@ def token_id_for(model: SequenceModel, spec: str | int) -> int:
     raise InputError(f"{spec!r} is not a single token of this tokenizer; give pad, unk, mask, a token or an id")
 
 
-def embeddings_of_token(model: SequenceModel, example: Example, token: int) -> torch.Tensor:
-    """``[1, L, D]`` embeddings of an input axis made of ``token`` at every position."""
+def require_token_ids(example: Example) -> None:
+    """:class:`InputError` for an example over precomputed vectors, where a token is asked to stand in for inputs
+    (checked before the token is looked up: a model over vectors often has no tokenizer to look it up in)."""
     if example.input_ids is None:
         raise InputError("this example holds precomputed vectors, not tokens, so no token can stand in for them; use "
                          "baseline='zero' (integrated_gradients: zero vectors) or replace_with=None (occlusion: drop "
                          "the position)")
+
+
+def embeddings_of_token(model: SequenceModel, example: Example, token: int) -> torch.Tensor:
+    """``[1, L, D]`` embeddings of an input axis made of ``token`` at every position."""
+    require_token_ids(example)
     filled = example.replace(input_ids=torch.full_like(example.input_ids, token))
     return model.embed(filled).detach()
 

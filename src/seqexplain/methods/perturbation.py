@@ -16,7 +16,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from seqexplain.methods.common import budget, embeddings_of_token, logprobs_if_objective, pack_limit, token_id_for
+from seqexplain.methods.common import (
+    budget,
+    embeddings_of_token,
+    logprobs_if_objective,
+    pack_limit,
+    require_token_ids,
+    token_id_for,
+)
 from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import Example, Part
@@ -46,6 +53,8 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
     if replace_with is None:
         require_keep_support(model)
     else:
+        for ex in examples:
+            require_token_ids(ex)
         token = token_id_for(model, replace_with)
     work = []  # (example index, position) in order
     for k, ex in enumerate(examples):

@@ -217,7 +217,7 @@ class AttentionRNNAdapter(ClassifierLabels, SequenceModel):
         """The decoder's attention on the whole input: ``"alpha" [L]`` (position weights of the context) and, for
         ``"hier"``, ``"beta" [K]`` over all event types (zero for types not present)."""
         part = self.normalise_part(Part(example))
-        with torch.no_grad(), eval_mode(self.model):
+        with torch.no_grad(), eval_mode(self.model), self._autocast():
             _, att, _ = self._forward([part])
         return {k: v[0].detach() for k, v in att.items() if k in ("alpha", "beta")}
 

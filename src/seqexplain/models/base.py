@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import torch
@@ -55,8 +55,9 @@ class SequenceModel(ABC):
     """Base of every adapter (see the module docstring for what it provides).
 
     ``autocast``: None (float32, the default) or ``torch.bfloat16`` / ``torch.float16``: every forward then runs
-    under ``torch.autocast`` on the model's device (faster on GPUs, less exact: docs/methods.md gives the measured
-    error against float32); distributions and scores are computed in float32 from the autocast logits.
+    (scores, and the attention views' forwards alike) under ``torch.autocast`` on the model's device (faster on
+    GPUs, less exact: docs/methods.md gives the measured error against float32); distributions and scores are
+    computed in float32 from the autocast logits.
 
     ``truncation_side``: which end of an input text a cut to fewer tokens removes: ``"right"`` (the end, the
     default) or ``"left"`` (the oldest tokens: a language model's prompt, whose targets continue it).
@@ -290,12 +291,27 @@ class SequenceModel(ABC):
         valid token ids (None, the default: nothing to compare the vectors with)."""
         return example if example.input_ids is not None else None
 
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+    @contextlib.contextmanager
+    def _autocast(self) -> Iterator[None]:
+        """The block under ``torch.autocast`` when :attr:`autocast` is set. A torch error raised inside it (an
+        operation without a kernel for that precision on this device: LSTMs under float16 on the CPU) becomes an
+        :class:`UnsupportedError` naming the way out; running out of memory stays what it is."""
         if self.autocast is None:
-            return contextlib.nullcontext()
+            yield
+            return
         if self.autocast not in (torch.bfloat16, torch.float16):
             raise InputError(f"autocast takes torch.bfloat16 or torch.float16, not {self.autocast}")
-        return torch.autocast(self.device.type, dtype=self.autocast)
+        try:
+            with torch.autocast(self.device.type, dtype=self.autocast):
+                yield
+        except torch.OutOfMemoryError:
+            raise
+        except RuntimeError as exc:
+            name = str(self.autocast).removeprefix("torch.")
+            raise UnsupportedError(
+                f"{self.model_id} ({type(self.model).__name__}) cannot run under {name} autocast on "
+                f"{self.device.type} (torch: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                "load it without autocast, or with autocast='bf16'") from exc
 
     def distributions(self, example: Example, keep: torch.Tensor | None = None, embeds: torch.Tensor | None = None,
                       rows_target: torch.Tensor | None = None) -> torch.Tensor:

@@ -338,7 +338,7 @@ class HFAdapter(SequenceModel):
             raise UnsupportedError(
                 f"{self.model_id} ({type(self.model).__name__}) cannot return attention weights; "
                 "use a gradient or perturbation method instead")
-        with torch.no_grad(), eval_mode(self.model), eager_attention(self.model):
+        with torch.no_grad(), eval_mode(self.model), eager_attention(self.model), self._autocast():
             return self.model(**inputs, output_attentions=True)
 
     def attention_maps(self, layers: Sequence[torch.Tensor], n_q: int, n_k: int) -> list[torch.Tensor]:

@@ -71,7 +71,8 @@ def load_model(
 ) -> SequenceModel:
     """Wrap a model for explanation.
 
-    ``model_or_path`` is a wrapper (returned as is), an ``nn.Module`` with the Hugging Face calling convention
+    ``model_or_path`` is a wrapper (returned itself: ``device``, ``dtype`` and ``autocast``, when given, are applied
+    to it in place), an ``nn.Module`` with the Hugging Face calling convention
     (then ``tokenizer`` is required), a local model directory, or a ``.gguf`` file. ``kind`` is "causal",
     "seq2seq" or "classifier"; by default it is detected from the Auto-class mappings or the config. ``device``:
     cpu, cuda, cuda:N (an error when absent). ``autocast``: None (float32), ``"bf16"`` / ``"fp16"`` (or the torch
@@ -84,7 +85,10 @@ def load_model(
         raise InputError(f"unknown model kind {kind!r}; use one of {', '.join(_KINDS)}")
     new: list[str] = []
     if isinstance(model_or_path, SequenceModel):
-        return model_or_path
+        if kind is not None and kind != model_or_path.kind:
+            raise InputError(f"this wrapper explains a {model_or_path.kind} model, not a {kind}; drop kind= or wrap "
+                             "the module again")
+        return _placed(model_or_path, device, dtype, model_or_path.autocast if autocast is None else cast)
     if isinstance(model_or_path, torch.nn.Module):
         model = model_or_path
         found = kind or detect_kind(model)

@@ -217,6 +217,6 @@ class PoolingClassifierAdapter(ClassifierLabels, NativeWordAdapter):
     def attention_view(self, example: Example) -> list[AttentionSegment]:
         """The pooling weights ``α`` over the whole input as one float64 ``[1, L]`` map (row 0), rollout undefined;
         computed in eval mode (no dropout sample), the module's modes restored afterwards."""
-        with torch.no_grad(), eval_mode(self.model):
+        with torch.no_grad(), eval_mode(self.model), self._autocast():
             _, alpha = self.model.forward_embeds(self.embed(example))
         return [AttentionSegment(0, example.length, [alpha.detach().double()], [0], rollout=False)]

@@ -252,7 +252,7 @@ class SnellTranslationAdapter(HFSeq2SeqLM):
         :meth:`HFSeq2SeqLM.attention_view` does) in eval mode."""
         s, m = example.n_source, example.n_targets
         inputs = {**self.span_inputs(example, 0, s), **self.span_inputs(example, s, s + m, prefix="decoder_")}
-        with torch.no_grad(), eval_mode(self.model):
+        with torch.no_grad(), eval_mode(self.model), self._autocast():
             out = self.model(**inputs, output_attentions=True)
         rows = list(range(m))
         return [AttentionSegment(0, s, [out.cross_attentions[0][0, 0].double()], rows, rollout=False),
