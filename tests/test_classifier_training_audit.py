@@ -101,3 +101,13 @@ def test_labels_outside_the_models_classes_are_refused(tmp_path, bert, labels):
     tok = bert[1]
     with pytest.raises(InputError, match="label"):
         train_classifier(_model(tok), tok, (TEXTS, labels), (TEXTS[:1], [0]), _cfg(), tmp_path, progress=False)
+
+
+@pytest.mark.parametrize(("lr", "steps"), [(float("inf"), 1), (1e30, 3)])
+def test_training_that_diverges_is_an_error_not_a_model(tmp_path, bert, lr, steps):
+    """An infinite learning rate left every weight NaN and the run reported "validation accuracy 1.000" (every
+    prediction class 0, which all validation labels were); the loss or, after a single step, the weights say so."""
+    tok = bert[1]
+    with pytest.raises(InputError, match="training diverged by step .*lower --lr"):
+        train_classifier(_model(tok), tok, (TEXTS, LABELS), (TEXTS[:2], LABELS[:2]),
+                         _cfg(lr=lr, batch_size=100, epochs=steps, max_grad_norm=1e30), tmp_path, progress=False)

@@ -220,6 +220,34 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(runner, argv):
     assert len(lines) == 1 and "is empty; give a path (. for the current folder)" in lines[0], result.output
 
 
+def test_an_output_file_named_like_a_folder_is_refused_and_home_is_expanded(runner, monkeypatch, tmp_path):
+    """``--json newdir/`` wrote a file named ``newdir``, and ``--json=~/a.json`` (which no shell expands) a folder
+    named ``~``."""
+    result = invoke(runner, "explain", "-t", "x", "--json", str(tmp_path / "newdir") + "/")
+    assert result.exit_code == 2 and "names a folder; give a file name" in result.output, result.output
+    from seqexplain.cli_support import path_value
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert path_value("~/a.json") == tmp_path / "a.json"
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [
+    (["reproduce", "vafa2021", "majority_class", "--quick", "--threads", "100000"],
+     "--threads must be between 1 and 512"),  # the process crashed starting the threads
+    (["run", "CONFIG", "--threads", "100000"], "--threads must be between 1 and 512"),
+    (["reproduce", "eraser_movies", "train", "--quick", "--lr", "inf"], "--lr must be a finite number"),
+])
+def test_out_of_range_numbers_are_refused_before_any_work(runner, tmp_path, argv, fragment):
+    config = tmp_path / "c.toml"
+    config.write_text('[data]\nformat = "jsonl"\npath = "d.jsonl"\n[model]\npath = "m"\n[[methods]]\n'
+                      'name = "occlusion"\n[output]\ndir = "out"\n', encoding="utf-8")
+    argv = [str(config) if a == "CONFIG" else a for a in argv]
+    result = invoke(runner, *argv, "--out", str(tmp_path / "o"))
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and fragment in lines[0], result.output
+
+
 def test_reproduce_passes_arguments_and_maps_errors(runner, monkeypatch, tmp_path):
     calls = []
 

@@ -55,3 +55,21 @@ def test_an_operation_without_a_kernel_under_autocast_is_unsupported_not_a_trace
         se.explain(wrapped, "the cat sat on the", " mat", "gradient_norm")
     assert se.explain(se.load_model(net, WordTokenizer(vocab), autocast="bf16"), "the cat sat on the", " mat",
                       "gradient_norm").meta["autocast"] == "bfloat16"
+
+
+def test_a_model_whose_logits_overflow_is_explained_with_its_cells_flagged(gpt2, tmp_path):
+    """Token embeddings scaled to 1e38 make the logits NaN: the kind check at loading and the vectors check of the
+    gradient methods compared them with a NaN tolerance and ended in a torch traceback."""
+    import copy
+
+    model, tok = gpt2
+    broken = copy.deepcopy(model)
+    ids = tok("a z b", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        broken.transformer.wte.weight[3:10] *= 1e38  # tokens the loading's kind check probes with
+        broken.transformer.wte.weight[ids[1]] *= 1e38
+    broken.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    wrapped = se.load_model(tmp_path / "m")
+    attr = se.explain(wrapped, "a z b", " c", "gradient_norm")
+    assert attr.nonfinite_cells() and any("NaN or infinite" in w for w in attr.warnings), attr.warnings

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+import pytest
 import torch
 from conftest import bpe_tokenizer
 from tokenizers import processors
@@ -92,3 +94,16 @@ def test_exhaustive_whose_start_set_is_the_whole_context_reports_that_nothing_su
     g = se.explain(se.load_model(model, tok), text, target, "greedy")
     assert g.rationale.positions[0] == [0] and not g.rationale.reached[0]
     assert any("target 0" in w and "not even the whole context (1 visible position)" in w for w in g.warnings)
+
+
+@pytest.mark.parametrize("objective", ["contrast", "prob"])
+def test_an_attention_method_says_it_does_not_explain_the_objective(gpt2, objective):
+    """The result was labelled as explaining log p(target) − log p(foil), with the default's scores and no word."""
+    model, tok = gpt2
+    extra = {"foil": " dog"} if objective == "contrast" else {}
+    a = se.explain(se.load_model(model, tok), "The cat sat on the", " mat", "attention_last", objective=objective,
+                   **extra)
+    plain = se.explain(se.load_model(model, tok), "The cat sat on the", " mat", "attention_last")
+    np.testing.assert_array_equal(a.scores, plain.scores)
+    assert any("attention weights do not depend on the objective" in w for w in a.warnings), a.warnings
+    assert not any("objective" in w for w in plain.warnings)

@@ -99,19 +99,20 @@ def test_an_unreadable_text_is_skipped_with_its_reason(tmp_path, model):
     shard, and fixing the text then made the folder another configuration; it is skipped and listed with its
     reason, as a too-long example is, and the others are explained."""
     data = tmp_path / "d.jsonl"
-    texts = ["a fine film", "\u200b\u200b", "a dull film", "\u200b"]  # (a blank text is refused when read)
+    texts = ["a fine film", "\u200b\u200b", "a dull film", "\u200b", "   ", ""]  # blank texts stopped the run too
     data.write_text("".join(json.dumps({"text": t, "label": i % 2, "id": f"e{i}"}) + "\n"
                             for i, t in enumerate(texts)), encoding="utf-8")
     cfg = _config(tmp_path, model, data, data={"rationale_field": None}, output={"report": True})
     code, output = run_cli(cfg)
-    assert code == 0 and "2 example(s) were skipped" in " ".join(output.split()), output
+    assert code == 0 and "4 example(s) were skipped" in " ".join(output.split()), output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     skipped = {s["id"]: s["reason"] for sh in manifest["shards"] for s in sh["skipped"]}
-    assert skipped.keys() == {"e1", "e3"} and all(r.startswith("unreadable: the text") for r in skipped.values())
-    assert "special tokens only" in skipped["e1"]
+    assert skipped.keys() == {"e1", "e3", "e4", "e5"}
+    assert all(r.startswith("unreadable: the text") for r in skipped.values())
+    assert "special tokens only" in skipped["e1"] and "the text is empty" in skipped["e4"]
     assert manifest["n_rows"] == 3 * 2  # three methods, two readable examples
     summary = (tmp_path / "out" / "summary.md").read_text()
-    assert "- skipped (unreadable text): 2\n" in summary and "- skipped (too long): 0\n" in summary
+    assert "- skipped (unreadable text): 4\n" in summary and "- skipped (too long): 0\n" in summary
 
 
 def test_a_distributed_run_says_its_counts_are_this_rank_s(tmp_path, model, monkeypatch):

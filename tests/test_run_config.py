@@ -64,6 +64,14 @@ def test_toml_and_yaml_give_the_same_config(tmp_path):
     ({"methods": []}, "methods: List should have at least 1 item"),
     ({"model": {"path": "m", "package": "p"}}, "model: give exactly one of path"),
     ({"data": {"format": "csv"}}, "data: format 'csv' needs path"),
+    # values of another type were converted: limit = true ran one example, seed = "5" was 5, merge = "no" False
+    ({"data__limit": True}, "data.limit: Input should be a valid integer"),
+    ({"shard_size": True}, "shard_size: Input should be a valid integer"),
+    ({"seed": "5"}, "seed: Input should be a valid integer"),
+    ({"output__merge": "no"}, "output.merge: Input should be a valid boolean"),
+    ({"metrics": {"plausibility": {"threshold": float("nan")}}}, "metrics.plausibility.threshold: Input should be "
+                                                                  "a finite number"),
+    ({"threads": 100_000}, "threads: Input should be less than or equal to 512"),
 ])
 def test_bad_config_names_the_key(changes, expected):
     cfg = _with(**changes)

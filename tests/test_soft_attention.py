@@ -170,6 +170,20 @@ def test_original_conf_file_is_accepted(tmp_path: Path) -> None:
     assert cfg.sentence_loss == "ce" and cfg.warmup_unit == "steps"
 
 
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("bad.json", b'{"learning_rate": 2e-5,', "not valid JSON"),
+    ("bad.yaml", b"learning_rate: [2e-5\n", "not valid YAML"),
+    ("bad.conf", b"[config]\nlearning_rate = 2\xe9-5\n", "not UTF-8 text"),
+])
+def test_an_unreadable_config_file_is_an_input_error(tmp_path: Path, name: str, content: bytes, message: str) -> None:
+    """Broken JSON or YAML, or a file in another encoding, ended in a traceback (only .conf errors were caught)."""
+    f = tmp_path / name
+    f.write_bytes(content)
+    with pytest.raises(InputError, match=message) as err:
+        load_config(f)
+    assert "\n" not in str(err.value)
+
+
 def test_config_unknown_key_and_wrong_type(tmp_path: Path) -> None:
     f = tmp_path / "bad.conf"
     f.write_text("[config]\nlearning_rate = 2e-5\nsoft_attention_gama = 0.1\n", encoding="utf-8")

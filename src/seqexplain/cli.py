@@ -155,9 +155,9 @@ def explain(
                                            "end (the result warns how many).")] = False,
     aggregate: Annotated[Aggregate | None, typer.Option(help="Show (and write to --html) word-level scores "
                                                         "combined this way.")] = None,
-    json_out: Annotated[Path | None, path_option("--json", help="Write the token-level attribution as JSON.")
-                        ] = None,
-    html_out: Annotated[Path | None, path_option("--html", help="Write a self-contained HTML page.")] = None,
+    json_out: Annotated[Path | None, path_option("--json", file=True, help="Write the token-level attribution as "
+                                                 "JSON (.safetensors: the scores as a tensor).")] = None,
+    html_out: Annotated[Path | None, path_option("--html", file=True, help="Write a self-contained HTML page.")] = None,
     kind: Annotated[Kind | None, typer.Option(help="Model kind; detected from the model by default.")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Exit with status 2 on NaN/infinite scores.")] = False,
     normalize: Annotated[Normalize, typer.Option(help="Display normalisation.")] = Normalize.row_max_abs,
@@ -203,7 +203,7 @@ def explain(
     render_console(shown, console=stdout_console(), normalize=normalize.value, numbers=numbers, top_k=top_k,
                    decode=decode)
     if json_out is not None:
-        _write("JSON", json_out, attr.save)
+        _write("safetensors" if json_out.suffix == ".safetensors" else "JSON", json_out, attr.save)
     if html_out is not None:
         _write("HTML", html_out, lambda p: save_html(shown, p, normalize=normalize.value, decode=decode))
 
@@ -227,7 +227,7 @@ def list_methods() -> None:
 @app.command()
 def show(
     file: Annotated[Path, path_argument("FILE", help="An attribution saved with --json (or Attribution.save).")],
-    html_out: Annotated[Path | None, path_option("--html", help="Also write a self-contained HTML page.")
+    html_out: Annotated[Path | None, path_option("--html", file=True, help="Also write a self-contained HTML page.")
                         ] = None,
     aggregate: Annotated[Aggregate | None, typer.Option(help="Show word-level scores combined this way.")] = None,
     normalize: Annotated[Normalize, typer.Option(help="Display normalisation.")] = Normalize.row_max_abs,
@@ -300,15 +300,14 @@ def run_corpus(
     """
     from seqexplain.experiments.registry import check_seed
     from seqexplain.runs.config import read_config
+    from seqexplain.runs.provenance import check_threads
     from seqexplain.runs.runner import run
 
     cfg = read_config(config)
     if out is not None:
         cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": str(out)})})
     if threads is not None:
-        if threads < 1:
-            raise InputError(f"--threads must be at least 1, got {threads}")
-        cfg = cfg.model_copy(update={"threads": threads})
+        cfg = cfg.model_copy(update={"threads": check_threads(threads)})
     if seed is not None:
         cfg = cfg.model_copy(update={"seed": check_seed(seed)})
     if truncate:

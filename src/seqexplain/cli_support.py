@@ -15,6 +15,7 @@ parsing and the choice enums.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from enum import Enum
@@ -63,15 +64,24 @@ def fail(message: str) -> NoReturn:
 
 
 def path_value(value: str | Path) -> Path:
-    """A path given on the command line. An empty one is refused: it would silently mean the current folder."""
+    """A path given on the command line, ``~`` expanded (a shell leaves ``--json=~/a.json`` as it is). An empty one
+    is refused: it would silently mean the current folder."""
     if not str(value).strip():
         raise typer.BadParameter("is empty; give a path (. for the current folder)")
-    return Path(value)
+    return Path(value).expanduser()
 
 
-def path_option(*names: str, **options: Any) -> Any:
-    """``typer.Option`` for a path: an empty value is refused (:func:`path_value`)."""
-    return typer.Option(*names, parser=path_value, metavar="PATH", **options)
+def file_value(value: str | Path) -> Path:
+    """:func:`path_value` of a file to write: a path ending with a separator names a folder, and is refused."""
+    if str(value).endswith(("/", os.sep)):
+        raise typer.BadParameter(f"{value} names a folder; give a file name (e.g. {str(value)}result.json)")
+    return path_value(value)
+
+
+def path_option(*names: str, file: bool = False, **options: Any) -> Any:
+    """``typer.Option`` for a path: an empty value is refused (:func:`path_value`; with ``file``, one naming a
+    folder too: :func:`file_value`)."""
+    return typer.Option(*names, parser=file_value if file else path_value, metavar="PATH", **options)
 
 
 def path_argument(metavar: str, **options: Any) -> Any:

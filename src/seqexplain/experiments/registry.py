@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +59,8 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
     def check(self, value: Any) -> Any:
-        """The value the runner gets; :class:`InputError` for a value outside ``choices`` or below ``minimum``."""
+        """The value the runner gets; :class:`InputError` for a value outside ``choices``, below ``minimum``, or a
+        float that is not finite."""
         if self.type is list and isinstance(value, str):
             value = tuple(v.strip() for v in value.split(",") if v.strip())
             if not value:
@@ -66,6 +68,8 @@ class Option:
         for item in value if isinstance(value, tuple) else (value,):
             if self.choices and item not in self.choices:
                 raise InputError(f"{self.flag}: {item!r} is not one of {', '.join(self.choices)}")
+        if self.type is float and not math.isfinite(value):
+            raise InputError(f"{self.flag} must be a finite number, got {value}")
         if self.minimum is not None and value < self.minimum:
             raise InputError(f"{self.flag} must be at least {self.minimum:g}, got {value}")
         return self.convert(value) if self.convert is not None else value

@@ -76,6 +76,9 @@ def verify_vectors(model: SequenceModel, example: Example) -> None:
     except BaseException:
         model._vectors_verified = False
         raise
+    if not (bool(torch.isfinite(by_ids).all()) and bool(torch.isfinite(by_vectors).all())):
+        model._vectors_verified = False  # non-finite logits compare with nothing; the explanation flags them
+        return
     scale = float(by_ids.abs().max()) if by_ids.numel() else 0.0
     if not torch.allclose(by_vectors, by_ids, rtol=1e-3, atol=1e-3 * scale + 1e-5):
         model._vectors_verified = False

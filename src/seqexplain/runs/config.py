@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from seqexplain.errors import InputError, SeqExplainError
+from seqexplain.runs.provenance import MAX_THREADS
 
 DataFormat = Literal["jsonl", "csv", "tsv", "parquet", "sst", "eraser"]
 MAX_SEED = 2**31 - 1  # the seeds of every method and baseline are derived from it and must stay valid for numpy
@@ -27,7 +28,9 @@ AgreementName = Literal["kendall_tau", "spearman", "top_k", "top_k_overlap"]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: a config file's value has the key's type (``limit = true`` was read as 1, ``seed = "5"`` as 5,
+    # ``merge = "no"`` as False); numbers are finite (``threshold = nan`` passed here and failed after loading)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
 class DataConfig(Section):
@@ -169,7 +172,7 @@ class RunConfig(Section):
     output: OutputConfig
     shard_size: int = Field(32, ge=1)
     seed: int = Field(0, ge=0, le=MAX_SEED)
-    threads: int | None = Field(None, ge=1)
+    threads: int | None = Field(None, ge=1, le=MAX_THREADS)
     pack: int = Field(64, ge=1, description="examples explained together by batched methods (≤ shard_size used)")
 
     @model_validator(mode="after")

@@ -220,8 +220,8 @@ def _from_records(cfg: DataConfig) -> Iterator[Item]:
     seen: dict[str, str] = {}  # id -> where it first occurs
     for index, (record, where) in enumerate(_records(cfg)):
         text = _field(record, cfg.text_field, where)
-        if not isinstance(text, str) or not text.strip():
-            raise DataError(f"{where}: field {cfg.text_field!r} must be a non-empty text")
+        if not isinstance(text, str):  # a blank text is read, and skipped as unreadable with its reason
+            raise DataError(f"{where}: field {cfg.text_field!r} must be a text, not {type(text).__name__}")
         target = None if cfg.target_field is None else _present(record, cfg.target_field, where)
         ident = str(_present(record, cfg.id_field, where)) if cfg.id_field else str(index)
         if cfg.id_field:

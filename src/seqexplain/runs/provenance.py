@@ -49,14 +49,23 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+#: the most CPU threads a command takes (more crashed the process while it started them)
+MAX_THREADS = 512
+
+
+def check_threads(threads: int) -> int:
+    """``threads`` when it is a usable CPU thread count (1..:data:`MAX_THREADS`), else :class:`InputError`."""
+    if not 1 <= threads <= MAX_THREADS:
+        raise InputError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
+    return threads
+
+
 def apply_threads(threads: int | None) -> int:
     """Set torch's CPU thread count (``None``: leave it) before any work; return the count in effect."""
     import torch
 
     if threads is not None:
-        if threads < 1:
-            raise InputError(f"--threads must be at least 1, got {threads}")
-        torch.set_num_threads(threads)
+        torch.set_num_threads(check_threads(threads))
     return int(torch.get_num_threads())
 
 
@@ -82,4 +91,5 @@ def run_record(seed: int | None, command: str | None = None, **extra: Any) -> di
             "versions": versions(), **extra}
 
 
-__all__ = ["apply_threads", "command_line", "current_command", "recording", "run_record", "versions"]
+__all__ = ["MAX_THREADS", "apply_threads", "check_threads", "command_line", "current_command", "recording",
+           "run_record", "versions"]

@@ -168,6 +168,17 @@ def _check_labels(model: torch.nn.Module, labels: Sequence[int], split: str) -> 
                          "); map the labels to class ids first")
 
 
+def _check_finite(model: torch.nn.Module, loss: float | None, step: int) -> None:
+    """:class:`InputError` once training has diverged: a loss or (with ``loss`` None, after the last step) a weight
+    that is not a number. A model trained on would evaluate as anything, e.g. every prediction one class."""
+    bad = loss is not None and not math.isfinite(loss)
+    if loss is None:
+        bad = any(not bool(torch.isfinite(p).all()) for p in model.parameters())
+    if bad:
+        raise InputError(f"training diverged by step {step}: {'the loss' if loss is not None else 'the weights'} "
+                         "became infinite or NaN; lower --lr (or max_grad_norm) and train again in a new --out folder")
+
+
 def train_classifier(model: torch.nn.Module, tokenizer: Any, train: tuple[Sequence[str], Sequence[int]],
                      valid: tuple[Sequence[str], Sequence[int]], cfg: ClassifierTrainConfig, out_dir: Path | str,
                      resume: bool = True, progress: bool = True) -> dict[str, Any]:
@@ -204,6 +215,7 @@ def train_classifier(model: torch.nn.Module, tokenizer: Any, train: tuple[Sequen
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup)
         loss = model(**_batch([rows[i] for i in idx], pad_id), labels=torch.tensor([labels[i] for i in idx])).loss
+        _check_finite(model, float(loss), step)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         opt.step()
@@ -217,6 +229,7 @@ def train_classifier(model: torch.nn.Module, tokenizer: Any, train: tuple[Sequen
             _save_checkpoint(ckpt, model, opt, {"step": step, "seconds": now, "history": history,
                                                 "config": cfg.defining()})
     bar.close()
+    _check_finite(model, None, step)
     seconds += time.perf_counter() - started
     predicted = predict_labels(model, valid_rows, pad_id)
     correct = sum(int(p == y) for p, y in zip(predicted, valid[1], strict=True))

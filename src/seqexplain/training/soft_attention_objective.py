@@ -130,13 +130,22 @@ def load_config(path: Path | str) -> SoftAttentionConfig:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text; save the configuration as UTF-8") from None
     if path.suffix in (".json",):
-        values = json.loads(text)
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: not valid JSON ({exc}); fix the file") from None
     elif path.suffix in (".yaml", ".yml"):
         import yaml
 
-        values = yaml.safe_load(text) or {}
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())}); fix the file") from None
     else:
         parser = configparser.ConfigParser(allow_no_value=True)
         try:
