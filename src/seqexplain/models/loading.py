@@ -233,6 +233,10 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
     try:
         model, info = _auto_class(found).from_pretrained(str(path), output_loading_info=True, **common)
     except Exception as exc:
+        if kind is not None and "Unrecognized configuration class" in str(exc):  # a forced kind the model is not
+            archs = ", ".join(getattr(config, "architectures", None) or []) or getattr(config, "model_type", "?")
+            raise InputError(f"{path} holds a {archs} model, which transformers cannot load as a {kind} model; drop "
+                             "--kind / kind= to use the detected kind") from exc
         raise ModelLoadError(f"cannot load the {found} model weights in {path} (missing or corrupt?): "
                              f"{_first_line(exc)}") from exc
     missing = sorted(info.get("missing_keys") or [])
