@@ -68,6 +68,13 @@ def embeddings_of_token(model: SequenceModel, example: Example, token: int) -> t
     return model.embed(filled).detach()
 
 
+def embeddings_of_named_token(model: SequenceModel, example: Example, spec: str | int) -> torch.Tensor:
+    """:func:`embeddings_of_token` of the token ``spec`` names (:func:`token_id_for`), the example checked to hold
+    token ids first (:func:`require_token_ids`)."""
+    require_token_ids(example)
+    return embeddings_of_token(model, example, token_id_for(model, spec))
+
+
 def logprobs_if_objective(example: Example, values: torch.Tensor) -> list[float] | None:
     """``values`` as the targets' log-probabilities when the objective is ``log p`` (saves ``explain`` a forward),
     else None."""

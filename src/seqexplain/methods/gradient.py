@@ -33,14 +33,7 @@ import numpy as np
 import torch
 
 from seqexplain.errors import InputError
-from seqexplain.methods.common import (
-    budget,
-    embeddings_of_token,
-    logprobs_if_objective,
-    pack_limit,
-    require_token_ids,
-    token_id_for,
-)
+from seqexplain.methods.common import budget, embeddings_of_named_token, logprobs_if_objective, pack_limit
 from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.batching import consecutive_groups
@@ -217,8 +210,7 @@ def baseline_embeddings(model: SequenceModel, example: Example, baseline: str | 
     """``[1, L, D]`` IG baseline: ``"zero"`` embeddings, or a token (``pad``/``unk``/``mask``/id) everywhere."""
     if baseline == "zero":
         return torch.zeros_like(model.embed(example).detach())
-    require_token_ids(example)
-    return embeddings_of_token(model, example, token_id_for(model, baseline))
+    return embeddings_of_named_token(model, example, baseline)
 
 
 def integrated_gradients_many(model: SequenceModel, examples: list[Example], *, steps: int = 50,
