@@ -18,7 +18,12 @@ def test_load_model_applies_what_it_is_asked_to_a_wrapper(gpt2):
     model, tok = gpt2
     wrapped = se.load_model(model, tok)
     assert se.load_model(wrapped, autocast="bf16") is wrapped and wrapped.autocast == torch.bfloat16
-    assert se.load_model(wrapped).autocast == torch.bfloat16  # nothing asked: left as it is
+    model.train()
+    try:
+        assert se.load_model(wrapped).autocast == torch.bfloat16  # nothing asked: left as it is, modes too
+        assert model.training
+    finally:
+        model.eval()
     if not torch.cuda.is_available():
         with pytest.raises(InputError, match="CUDA is not available"):
             se.load_model(wrapped, device="cuda")

@@ -88,7 +88,12 @@ def load_model(
         if kind is not None and kind != model_or_path.kind:
             raise InputError(f"this wrapper explains a {model_or_path.kind} model, not a {kind}; drop kind= or wrap "
                              "the module again")
-        return _placed(model_or_path, device, dtype, model_or_path.autocast if autocast is None else cast)
+        if device is not None or dtype is not None:  # what was asked, and nothing else (its modes are the user's)
+            model_or_path.model.to(**({"device": check_device(device)} if device is not None else {}),
+                                   **({"dtype": dtype} if dtype is not None else {}))
+        if autocast is not None:
+            model_or_path.autocast = cast
+        return model_or_path
     if isinstance(model_or_path, torch.nn.Module):
         model = model_or_path
         found = kind or detect_kind(model)
@@ -152,6 +157,11 @@ def _placed(adapter: SequenceModel, device: str | torch.device | None, dtype: to
     module.eval()
     adapter.autocast = cast
     return adapter
+
+
+def _architectures(config: Any) -> str:
+    """The model classes a saved config names (its ``model_type`` when it names none), for messages."""
+    return ", ".join(getattr(config, "architectures", None) or []) or str(getattr(config, "model_type", "?"))
 
 
 def _autocast_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
@@ -234,17 +244,15 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         model, info = _auto_class(found).from_pretrained(str(path), output_loading_info=True, **common)
     except Exception as exc:
         if kind is not None and "Unrecognized configuration class" in str(exc):  # a forced kind the model is not
-            archs = ", ".join(getattr(config, "architectures", None) or []) or getattr(config, "model_type", "?")
-            raise InputError(f"{path} holds a {archs} model, which transformers cannot load as a {kind} model; drop "
-                             "--kind / kind= to use the detected kind") from exc
+            raise InputError(f"{path} holds a {_architectures(config)} model, which transformers cannot load as a "
+                             f"{kind} model; drop --kind / kind= to use the detected kind") from exc
         raise ModelLoadError(f"cannot load the {found} model weights in {path} (missing or corrupt?): "
                              f"{_first_line(exc)}") from exc
     missing = sorted(info.get("missing_keys") or [])
     if missing and not allow_new_head:
-        archs = ", ".join(getattr(config, "architectures", None) or []) or getattr(config, "model_type", "?")
         raise ModelLoadError(
-            f"{path} holds a {archs} model, but loading it as a {found} model leaves {len(missing)} weight(s) "
-            f"without values ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), which would be "
+            f"{path} holds a {_architectures(config)} model, but loading it as a {found} model leaves {len(missing)} "
+            f"weight(s) without values ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), which would be "
             "initialised at random and explained; drop --kind / kind= to use the detected kind, or pass "
             "allow_new_head=True (CLI --allow-new-head) to explain an untrained head on purpose")
     if tokenizer is None:
