@@ -220,6 +220,15 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(runner, argv):
     assert len(lines) == 1 and "is empty; give a path (. for the current folder)" in lines[0], result.output
 
 
+def test_a_safetensors_output_is_named_so(runner, gpt2_dir, tmp_path):
+    """``--json a.safetensors`` writes safetensors (Attribution.save goes by the suffix); it printed "wrote JSON"."""
+    result = invoke(runner, "explain", "-m", gpt2_dir, "-t", "The cat", "--target", " sat", "--method",
+                    "gradient_norm", "--json", tmp_path / "a.safetensors")
+    assert result.exit_code == 0, result.output
+    assert "wrote safetensors" in result.output and "wrote JSON" not in result.output
+    assert (tmp_path / "a.safetensors").read_bytes()[8:9] == b"{"  # a safetensors header, not a JSON document
+
+
 def test_an_output_file_named_like_a_folder_is_refused_and_home_is_expanded(runner, monkeypatch, tmp_path):
     """``--json newdir/`` wrote a file named ``newdir``, and ``--json=~/a.json`` (which no shell expands) a folder
     named ``~``."""
