@@ -49,6 +49,8 @@ def test_parse_value_types():
         "steps": 8, "rule": "riemann", "baseline_x": "pad"}
     with pytest.raises(seqexplain.errors.InputError):
         parse_options(["steps"])
+    with pytest.raises(seqexplain.errors.InputError, match="--option steps is given twice"):  # the last one won
+        parse_options(["steps=8", "rule=riemann", "steps=16"])
 
 
 # ----------------------------------------------------------------------------------------------- commands

@@ -182,13 +182,16 @@ def parse_value(raw: str) -> Any:
 
 
 def parse_options(items: list[str] | None) -> dict[str, Any]:
-    """``["steps=20", "rule=riemann"]`` → ``{"steps": 20, "rule": "riemann"}``."""
+    """``["steps=20", "rule=riemann"]`` → ``{"steps": 20, "rule": "riemann"}``; a key given twice is an
+    :class:`InputError` (the last value won silently)."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
             raise InputError(f"--option takes key=value (e.g. --option steps=20), got {item!r}")
+        if key in out:
+            raise InputError(f"--option {key} is given twice ({out[key]!r} and {parse_value(value)!r}); give it once")
         out[key] = parse_value(value)
     return out
 
