@@ -88,12 +88,9 @@ def load_model(
         if kind is not None and kind != model_or_path.kind:
             raise InputError(f"this wrapper explains a {model_or_path.kind} model, not a {kind}; drop kind= or wrap "
                              "the module again")
-        if device is not None or dtype is not None:  # what was asked, and nothing else (its modes are the user's)
-            model_or_path.model.to(**({"device": check_device(device)} if device is not None else {}),
-                                   **({"dtype": dtype} if dtype is not None else {}))
-        if autocast is not None:
-            model_or_path.autocast = cast
-        return model_or_path
+        # what was asked, and nothing else (the module's train/eval mode is the user's)
+        return _placed(model_or_path, device, dtype, model_or_path.autocast if autocast is None else cast,
+                       eval_mode=False)
     if isinstance(model_or_path, torch.nn.Module):
         model = model_or_path
         found = kind or detect_kind(model)
@@ -147,14 +144,16 @@ def check_native_tokenizer(model: torch.nn.Module, tokenizer: Any) -> None:
 
 
 def _placed(adapter: SequenceModel, device: str | torch.device | None, dtype: torch.dtype | None,
-            cast: torch.dtype | None) -> SequenceModel:
-    """``adapter`` with its module on ``device`` in ``dtype`` (None: as loaded), eval mode, ``autocast`` set."""
+            cast: torch.dtype | None, eval_mode: bool = True) -> SequenceModel:
+    """``adapter`` with its module on ``device`` in ``dtype`` (None: as it is), in eval mode (unless ``eval_mode``
+    is False), ``autocast`` set."""
     module: Any = adapter.model
     if device is not None:
         module.to(check_device(device))
     if dtype is not None:
         module.to(dtype)
-    module.eval()
+    if eval_mode:
+        module.eval()
     adapter.autocast = cast
     return adapter
 
