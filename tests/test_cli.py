@@ -107,6 +107,22 @@ def test_explain_classifier_label(runner, bert_dir):
     assert "positive" in result.stdout
 
 
+@pytest.mark.parametrize("model, target, kind, reason", [
+    ("bert", None, "classifier", "a classifier model generates nothing"),
+    ("gpt2", " mat", None, "--target gives the tokens explained"),
+])
+def test_an_unused_max_new_tokens_warns(runner, bert_dir, gpt2_dir, model, target, kind, reason):
+    """--max-new-tokens was silently ignored for a classifier and beside --target."""
+    argv = ["explain", "-m", bert_dir if model == "bert" else gpt2_dir, "-t", "a fine film", "--method",
+            "occlusion", "--max-new-tokens", "3", *(["--target", target] if target else []),
+            *(["--kind", kind] if kind else [])]
+    result = invoke(runner, *argv)
+    assert result.exit_code == 0, result.output
+    assert f"--max-new-tokens 3 is not used: {reason}" in result.stderr
+    quiet = invoke(runner, *argv[:7], *argv[9:])
+    assert quiet.exit_code == 0 and "max-new-tokens" not in quiet.stderr
+
+
 # ------------------------------------------------------ user errors of the command line (shared ones: test_bad_input_*)
 def test_truncate_option_cuts_a_long_text(runner, gpt2_dir):
     """The fix the too-long error suggests (tests/test_bad_input_explain.py) works."""

@@ -148,8 +148,9 @@ def explain(
                       ] = "integrated_gradients",
     option: Annotated[list[str] | None, typer.Option("--option", "-o", help="Method option key=value "
                                                     "(repeatable), e.g. -o steps=20.")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate when no --target is given (≥ 1).")
-                              ] = 10,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Tokens to generate when no --target is given (≥ 1; "
+                                                       "default 10). A language or translation model only.")
+                              ] = None,
     truncate: Annotated[bool, typer.Option("--truncate", help="Cut an input longer than the model's positions: "
                                            "a prompt loses its oldest tokens, a source or classifier input its "
                                            "end (the result warns how many).")] = False,
@@ -181,16 +182,20 @@ def explain(
 
     options = parse_options(option)
     get_method(method).check_options(options)  # fail fast, before loading a model
-    if max_new_tokens < 1:
+    if max_new_tokens is not None and max_new_tokens < 1:
         raise InputError(f"--max-new-tokens: max_new_tokens must be a positive number of tokens, got {max_new_tokens}")
     _check_outputs(("--json", json_out), ("--html", html_out))
     err = stderr_console()
     with err.status(f"loading model {model}") as status:
         wrapped = load_cli_model(model, kind.value if kind else None, status=status.update, device=device,
                                  **({"allow_new_head": True} if allow_new_head else {}))
+    if max_new_tokens is not None and (target is not None or wrapped.kind not in ("causal", "seq2seq")):
+        print_warning(f"--max-new-tokens {max_new_tokens} is not used: " + (
+            "--target gives the tokens explained" if wrapped.kind in ("causal", "seq2seq")
+            else f"a {wrapped.kind} model generates nothing"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        attr = run_explain(wrapped, text, target, method, max_new_tokens=max_new_tokens, truncate=truncate,
+        attr = run_explain(wrapped, text, target, method, max_new_tokens=max_new_tokens or 10, truncate=truncate,
                            strict=strict, objective=objective.value, foil=foil, progress=True, **options)
     for w in caught:
         if issubclass(w.category, RuntimeWarning) and "non-finite" not in str(w.message):
