@@ -142,14 +142,15 @@ def test_a_folder_no_file_can_be_made_in_is_refused_up_front(tmp_path, runner, n
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.skipif(IS_ROOT, reason="root may write a read-only file")
-def test_read_only_file_is_refused(tmp_path):
+def test_read_only_file_is_refused(tmp_path, runner, no_model):
+    """A file without a write bit is refused for root too (access() says yes to root)."""
     path = tmp_path / "a.json"
     path.write_text("old")
     os.chmod(path, 0o444)
     with pytest.raises(UnsafeOutputError, match="read-only"):
         atomic_write_text(path, "new")
-    assert path.read_text() == "old"
+    assert_one_error_line(invoke(runner, "explain", "-t", "hi", "--json", path), "read-only")
+    assert path.read_text() == "old" and not no_model
 
 
 # --------------------------------------------------------------------------------- CLI: checked up front

@@ -87,7 +87,7 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output file") -
     if not stat.S_ISREG(st.st_mode):
         raise UnsafeOutputError(f"will not write the {what} {target}: it is {_kind(st.st_mode)}, not a regular file; "
                                 "give a file path")
-    if not os.access(target, os.W_OK):
+    if not os.access(target, os.W_OK) or not st.st_mode & 0o222:  # no write bit: read-only even for root
         raise UnsafeOutputError(f"will not write the {what} {target}: the file is read-only; remove it, make it "
                                 "writable, or choose another path")
     _check_parent(target, what)
