@@ -5,6 +5,7 @@ stderr with exit status 2 and no traceback. The bad inputs shared with the Pytho
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import types
@@ -305,6 +306,34 @@ def test_real_process_prints_no_traceback(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.stderr.strip().startswith("error:") and "does not exist" in proc.stderr
+
+
+CTRL_C_AT_IMPORT = """
+import importlib.abc, os, signal, sys
+class CtrlC(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler raises KeyboardInterrupt inside this import
+sys.meta_path.insert(0, CtrlC())
+sys.argv[0] = {argv0!r}
+from seqexplain.cli import app
+sys.exit(app(["methods"]))
+"""
+
+
+@pytest.mark.parametrize("module", ["torch", "seqexplain.cli_reproduce"])
+@pytest.mark.parametrize("argv0", ["seqexplain", "python-program"])
+def test_ctrl_c_while_starting_is_one_line_in_the_command_only(tmp_path, module, argv0):
+    """Ctrl-C while torch (package) or the command line's own modules import: the console script prints one line
+    and exits 130, no traceback; a program importing seqexplain gets its KeyboardInterrupt."""
+    script = tmp_path / "start.py"
+    script.write_text(CTRL_C_AT_IMPORT.format(module=module, argv0=str(tmp_path / argv0)))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env={**os.environ, **ENV},
+                          timeout=300, stdin=subprocess.DEVNULL)
+    if argv0 == "seqexplain":
+        assert (proc.returncode, proc.stderr, proc.stdout) == (130, "warning: interrupted\n", "")
+    else:
+        assert proc.returncode == -signal.SIGINT and proc.stderr.rstrip().endswith("KeyboardInterrupt"), proc.stderr
 
 
 def test_scores_from_cli_match_api(runner, gpt2_dir, gpt2, tmp_path):

@@ -10,31 +10,34 @@ the ``reproduce`` subcommands are generated from the experiment registry by :mod
 
 from __future__ import annotations
 
-import warnings
-from pathlib import Path
-from typing import Annotated, Any
+from seqexplain.startup import interruptible_start
 
-import typer
-from rich.table import Table
-from rich.text import Text
+with interruptible_start():
+    import warnings
+    from pathlib import Path
+    from typing import Annotated, Any
 
-from seqexplain.cli_reproduce import register_reproductions
-from seqexplain.cli_support import (
-    EXIT_INTERRUPTED,
-    Aggregate,
-    ErrorHandlingGroup,
-    Kind,
-    Normalize,
-    ObjectiveName,
-    parse_options,
-    path_argument,
-    path_option,
-    print_warning,
-    rerun_command,
-    stderr_console,
-    stdout_console,
-)
-from seqexplain.errors import InputError
+    import typer
+    from rich.table import Table
+    from rich.text import Text
+
+    from seqexplain.cli_reproduce import register_reproductions
+    from seqexplain.cli_support import (
+        EXIT_INTERRUPTED,
+        Aggregate,
+        ErrorHandlingGroup,
+        Kind,
+        Normalize,
+        ObjectiveName,
+        parse_options,
+        path_argument,
+        path_option,
+        print_warning,
+        rerun_command,
+        stderr_console,
+        stdout_console,
+    )
+    from seqexplain.errors import InputError
 
 DEFAULT_MODEL = "smollm2"
 

@@ -29,9 +29,9 @@ from rich.text import Text
 from typer.core import TyperGroup
 
 from seqexplain.errors import InputError, SeqExplainError
+from seqexplain.startup import EXIT_INTERRUPTED
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def stdout_console() -> Console:
