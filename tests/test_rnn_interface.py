@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import seqexplain as se
-from seqexplain.errors import UnsupportedError
+from seqexplain.errors import ModelLoadError, UnsupportedError
 from seqexplain.models.rnn import RNNLanguageModel, RNNLMConfig, Vocab, WordTokenizer
 
 TEXT = "the cat sat on the mat and the dog sat on the log"
@@ -71,6 +71,16 @@ def test_saved_rnn_loads_from_its_directory(rnn, tmp_path):
     again = se.load_model(tmp_path / "lm")
     ex = again.encode("the cat sat on the", " mat")
     torch.testing.assert_close(again.score(ex), rnn.score(rnn.encode("the cat sat on the", " mat")))
+
+
+def test_saved_rnn_without_vocabulary_is_refused_with_both_fixes(rnn, tmp_path):
+    """The message names the command line's fix (save the vocabulary), not only the Python one."""
+    rnn.model.save(tmp_path / "lm")
+    with pytest.raises(ModelLoadError, match=r"holds no vocabulary \(vocab.json\); save the model with its "
+                       r"vocabulary, or from Python pass tokenizer=WordTokenizer"):
+        se.load_model(tmp_path / "lm")
+    again = se.load_model(tmp_path / "lm", rnn.tokenizer)
+    assert again.kind == "causal"
 
 
 def test_explain_many_decodes_prompts_together(monkeypatch):

@@ -344,10 +344,12 @@ class SequenceModel(ABC):
             raise InputError(f"unknown objective {objective!r}; use one of {', '.join(OBJECTIVES)}")
         if objective != "contrast":
             if foil is not None:
-                raise InputError("a foil is only used with objective='contrast'; drop it or set the objective")
+                raise InputError("a foil is only used with the contrast objective (objective='contrast', on the "
+                                 "command line --objective contrast); drop the foil or set the objective")
             return example.replace(objective=objective, foil_ids=None, foil_tokens=None)
         if foil is None:
-            raise InputError("objective='contrast' needs a foil: the token(s) the target is contrasted with")
+            raise InputError("the contrast objective needs a foil (foil=..., on the command line --foil): the token(s) "
+                             "the target is contrasted with")
         ids, names = self.foil_ids(example, foil)
         if int(ids.shape[0]) != example.n_targets:
             raise InputError(f"the foil has {int(ids.shape[0])} tokens but there are {example.n_targets} targets; "

@@ -135,7 +135,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             raise InputError(f"the target alone needs {n_new} of the model's {limit} positions; shorten it")
         if room is not None and room < 1 and truncate:
             raise InputError(f"max_new_tokens={max_new_tokens} leaves no room for the prompt in the model's {limit} "
-                             "positions; lower max_new_tokens")
+                             "positions; lower max_new_tokens (CLI: --max-new-tokens)")
         warnings: list[str] = []
         full, appended = without_trailing_specials(tokenize(self.tokenizer, text, add_special_tokens=True))
         self.check_content(full)

@@ -300,7 +300,8 @@ def _load_native(path: Path, tokenizer: Any) -> tuple[Any, Any, ModelKind] | Non
 
             rnn, vocab = load_rnn_lm(path)
             if tokenizer is None and vocab is None:
-                raise ModelLoadError(f"{path} holds no vocabulary; pass tokenizer=WordTokenizer(vocab)")
+                raise ModelLoadError(f"{path} holds no vocabulary (vocab.json); save the model with its vocabulary, "
+                                     "or from Python pass tokenizer=WordTokenizer(vocab)")
             return rnn, tokenizer or WordTokenizer(vocab), "causal"  # type: ignore[arg-type]
         if model_type == "seqexplain-transformer-lm":
             from seqexplain.models.transformer import load_transformer_lm
