@@ -107,3 +107,21 @@ def test_an_attention_method_says_it_does_not_explain_the_objective(gpt2, object
     np.testing.assert_array_equal(a.scores, plain.scores)
     assert any("attention weights do not depend on the objective" in w for w in a.warnings), a.warnings
     assert not any("objective" in w for w in plain.warnings)
+
+
+@pytest.mark.parametrize("objective", ["contrast", "prob"])
+def test_exhaustive_says_it_does_not_explain_the_objective(gpt2, objective):
+    """exhaustive stops at the first subset whose argmax is the target: the objective never enters, and the result
+    said nothing (greedy, which picks by the objective, does not warn)."""
+    model, tok = gpt2
+    wrapped = se.load_model(model, tok)
+    extra = {"foil": " dog"} if objective == "contrast" else {}
+    a = se.explain(wrapped, "The cat sat on the", " mat", "exhaustive", objective=objective, max_size=2, **extra)
+    plain = se.explain(wrapped, "The cat sat on the", " mat", "exhaustive", max_size=2)
+    np.testing.assert_array_equal(a.scores, plain.scores)
+    assert a.rationale.positions == plain.rationale.positions
+    assert any("exhaustive: the search stops at the first subset for which the model predicts the target" in w
+               for w in a.warnings), a.warnings
+    assert not any("objective" in w for w in plain.warnings)
+    greedy = se.explain(wrapped, "The cat sat on the", " mat", "greedy", objective=objective, max_size=2, **extra)
+    assert not any("the same for objective" in w for w in greedy.warnings), greedy.warnings

@@ -151,10 +151,10 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
         meta=meta,
     )
     attr.warnings.extend(result.warnings)
-    if spec.family == "attention" and example.objective != "logprob":
-        attr.warnings.append(f"{method}: attention weights do not depend on the objective: these scores are the "
-                             f"same for objective={example.objective!r} as for the default; use a gradient, "
-                             "perturbation or rationale method to explain it")
+    if spec.ignores_objective and example.objective != "logprob":
+        attr.warnings.append(f"{method}: {spec.ignores_objective}: this result is the same for "
+                             f"objective={example.objective!r} as for the default; use a gradient, perturbation, "
+                             "greedy or baseline_rationale method to explain it")
     attr.warnings.extend(rationale_warnings(attr, visible))
     if bad.any():
         attr.meta["nonfinite_cells"] = [[int(i), int(j)] for i, j in zip(*np.nonzero(bad), strict=True)]

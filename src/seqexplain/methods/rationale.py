@@ -220,7 +220,9 @@ def greedy(model: SequenceModel, example: Example, *, token_budget: int | None =
 # --------------------------------------------------------------------------- exhaustive
 @register("exhaustive", "rationale",
           "smallest sufficient subset by exhaustive search over subsets of increasing size (first in lexicographic "
-          "order), up to max_size")
+          "order), up to max_size",
+          ignores_objective="the search stops at the first subset for which the model predicts the target, whatever "
+          "the objective")
 def exhaustive(model: SequenceModel, example: Example, *, max_size: int = 6, max_subsets: int = 1_000_000,
                token_budget: int | None = None) -> MethodResult:
     """Exhaustive search (module docstring).

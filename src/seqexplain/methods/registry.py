@@ -43,6 +43,8 @@ class Method:
     many: Callable[..., list[MethodResult]] | None = None
     ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     check: Callable[[dict[str, Any]], None] | None = None
+    #: why the method's result does not depend on the example's objective (None: it does); the result warns so
+    ignores_objective: str | None = None
 
     @cached_property
     def _option_specs(self) -> dict[str, OptionSpec]:
@@ -77,17 +79,19 @@ _REGISTRY: dict[str, Method] = {}
 
 def register(name: str, family: str, description: str, many: Callable[..., list[MethodResult]] | None = None,
              ranges: dict[str, tuple[float | None, float | None]] | None = None,
-             check: Callable[[dict[str, Any]], None] | None = None,
+             check: Callable[[dict[str, Any]], None] | None = None, ignores_objective: str | None = None,
              ) -> Callable[[Callable[..., MethodResult]], Callable[..., MethodResult]]:
     """Decorator adding a method under ``name`` (``family``: attention / gradient / perturbation / rationale).
     ``many(model, examples, **options) -> list[MethodResult]``, where given, explains several examples in shared
     forwards (``explain_many``) with the same results as one call per example. ``ranges`` adds or overrides option
     ranges (:data:`seqexplain.methods.options.RANGES`); types come from the function's annotations. ``check(options)``,
     where given, checks what one option's type and range cannot (combinations, names of other methods): it gets
-    every option (defaults filled in) and raises a :mod:`seqexplain.errors` error; it runs before any model work."""
+    every option (defaults filled in) and raises a :mod:`seqexplain.errors` error; it runs before any model work.
+    ``ignores_objective``, where given, says why the result is the same for every objective (attention weights, a
+    search that stops on the argmax alone): a result explaining another objective than ``logprob`` warns with it."""
 
     def deco(fn: Callable[..., MethodResult]) -> Callable[..., MethodResult]:
-        _REGISTRY[name] = Method(name, fn, family, description, many, dict(ranges or {}), check)
+        _REGISTRY[name] = Method(name, fn, family, description, many, dict(ranges or {}), check, ignores_objective)
         return fn
 
     return deco
