@@ -40,6 +40,7 @@ from seqexplain.errors import InputError
 from seqexplain.models.attention_rnn import AttentionRNN
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
+from seqexplain.models.keep import head_visible_when_empty
 from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.native_heads import compact, pad_steps
@@ -188,9 +189,7 @@ class AttentionRNNAdapter(ClassifierLabels, SequenceModel):
         for part in parts:
             keep = part.keep
             assert keep is not None
-            first = torch.zeros_like(keep)
-            first[:, 0] = True
-            keep = torch.where(~keep.any(1, keepdim=True), first, keep)  # nothing kept: position 0
+            keep = head_visible_when_empty(keep, 0)  # rule 4: nothing kept reads position 0
             x, n, order = compact(self._row_inputs(part), keep)
             types = part.example.extra.get("event_types")
             if types is not None:

@@ -25,6 +25,7 @@ from seqexplain.models.batching import pad_rows, split_by_part
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.hf import HFAdapter, TokenEmbedding, segments_of
 from seqexplain.models.hf_module import accepts_exact, probe_ids, shortest_input
+from seqexplain.models.keep import head_visible_when_empty
 from seqexplain.models.labels import ClassifierLabels
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import Tokenized
@@ -199,10 +200,9 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
             else:
                 assert ex.input_ids is not None
                 x = ex.input_ids.to(self.device).view(1, -1).expand(b, -1)
+            keep = head_visible_when_empty(keep, self.head_index(ex))  # rule 4: nothing kept -> the head's position
             for r in range(b):
                 kept = torch.nonzero(keep[r]).flatten()
-                if kept.numel() == 0:  # rule 4: nothing kept -> the head's position
-                    kept = torch.tensor([self.head_index(ex)], device=self.device)
                 rows_x.append(x[r, kept])
                 rows_pos.append(kept)
                 rows_extra.append({k: v.to(self.device)[kept] for k, v in ex.extra.items()})

@@ -15,7 +15,11 @@ A keep-mask ``keep[B, L]`` (bool) marks the visible positions of each row of a f
    target is read from ``p_i − 1`` **with ``p_i − 1`` visible**: "nothing kept" equals "only the predicting token
    kept". Adapters make that position visible for that target only: a row in which it would become visible to
    another target is evaluated one target at a time (:func:`fallback_targets` tells which rows).
-   A classifier (no target position) with nothing kept reads from its head position, made visible the same way.
+   A classifier (no target position) with nothing kept reads from its head position, made visible the same way
+   (:func:`head_visible_when_empty`; a model that pools every position, with no head position, uses position 0).
+   A token labeller reads target ``i`` at its own position ``p_i = i``, which it always sees (rule 2), so rules 3–4
+   do not apply there: a row with nothing kept reads target ``i`` from token ``i`` alone
+   (:mod:`seqexplain.models.native_tagger`).
 5. **Nothing visible on the source side** (encoder-decoders). When no source position is kept, cross-attention
    has no key: its weighted sum of values is zero (the output projection still applies), i.e. the decoder gets no
    source information, rather than an average over masked positions.
@@ -68,6 +72,16 @@ def additive(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     """A boolean mask as an additive float mask (0 where allowed, the dtype's minimum elsewhere)."""
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed,
                                                                                      torch.finfo(dtype).min)
+
+
+def head_visible_when_empty(keep: Tensor, head: int) -> Tensor:
+    """Boolean ``keep[B, L]`` with position ``head`` alone visible in each row that keeps nothing (rule 4 for a
+    model read at one head position: a classifier)."""
+    check_keep(keep)
+    keep = keep.to(torch.bool)
+    head_only = torch.zeros_like(keep)
+    head_only[:, head] = True
+    return torch.where(keep.any(1, keepdim=True), keep, head_only)
 
 
 def reading_positions(keep: Tensor, positions: Tensor, floor: Tensor | int = 0) -> Tensor:

@@ -33,6 +33,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from seqexplain.errors import InputError, UnreadableTextError
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
+from seqexplain.models.keep import head_visible_when_empty
 from seqexplain.models.labels import ClassifierLabels, label_index
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.tokenization import tokenize
@@ -199,10 +200,7 @@ class PoolingClassifierAdapter(ClassifierLabels, NativeWordAdapter):
         for part in parts:
             keep = part.keep
             assert keep is not None
-            nothing = ~keep.any(1, keepdim=True)
-            first = torch.zeros_like(keep)
-            first[:, 0] = True
-            x, n, _ = compact(self.row_inputs(part), torch.where(nothing, first, keep))  # rule 4: position 0
+            x, n, _ = compact(self.row_inputs(part), head_visible_when_empty(keep, 0))  # rule 4: position 0
             xs.append(x)
             lens.append(n)
         n_max = max(int(n.max()) for n in lens)
