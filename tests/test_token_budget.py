@@ -152,6 +152,19 @@ def test_rows_follow_the_budget_not_a_fixed_number(long_gpt2, forwards):
     assert rows == {2: 2, 3: 3, 7: 7}
 
 
+def test_occlusion_prices_its_rows_as_the_adapter_does(long_gpt2, forwards):
+    """A causal row that drops one position costs L − 1 tokens (the adapter's row_cost; the key/value cache runs
+    less): a budget of exactly k × (L − 1) holds k perturbed rows, not k − 1 as at L tokens a row."""
+    ex = long_gpt2.encode(" ".join(["the cat sat on the mat"] * 40), " the dog")
+    assert long_gpt2.row_cost(ex, ex.n_targets - 1, ex.length - 1) == ex.length - 1
+    rows = {}
+    for k in (2, 3, 7):
+        seen = forwards(long_gpt2.model)
+        se.explain_example(long_gpt2, ex, "occlusion", token_budget=k * (ex.length - 1))
+        rows[k] = max(f.rows for f in seen)
+    assert rows == {2: 2, 3: 3, 7: 7}
+
+
 def test_a_4000_token_input_runs_one_row_at_a_time_under_the_default_budget(long_gpt2, forwards, backwards):
     ex = long_gpt2.encode(" ".join(["the cat sat on the mat"] * 400), " the dog", truncate=True)
     assert 3900 < ex.length <= 4096

@@ -4,8 +4,9 @@
 ``log p(target_i)``). By default position ``j`` is *dropped* (removed from attention / the RNN input, other positions
 keep their ids: the model interface's keep-mask); with ``replace_with`` its embedding is replaced by a token's
 instead. Every target is scored in the same forward of each perturbed input; perturbed inputs are batched under
-``token_budget`` tokens per forward, and rows of several examples of one length (``explain_many`` sorts them) share
-a forward up to the device's pack size (:func:`seqexplain.methods.common.pack_limit`).
+``token_budget`` tokens per forward as the adapter prices them (:func:`seqexplain.models.rows.plan_forwards`), and
+rows of several examples of one length (``explain_many`` sorts them) share a forward up to the device's pack size
+(:func:`seqexplain.methods.common.pack_limit`).
 
 Options: ``replace_with`` (None to drop; ``"pad"``, ``"unk"``, ``"mask"``, a single token or a token id),
 ``token_budget`` (int ≥ 1 or None: the adapter's default for its device).
@@ -28,7 +29,7 @@ from seqexplain.methods.registry import MethodResult, register
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import Example, Part
 from seqexplain.models.module_state import eval_mode
-from seqexplain.models.rows import require_keep_support
+from seqexplain.models.rows import plan_forwards, require_keep_support
 from seqexplain.progress import add_total, advance
 
 
@@ -74,18 +75,19 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
             embeds = [e.detach() for e in model.embed_many(examples)]
             repl = [embeddings_of_token(model, ex, token)[0] for ex in examples]
         limit = pack_limit(model, token_budget)
-        start = 0
-        while start < len(work):
-            stop, longest = start, 0
-            while stop < len(work):
-                n = max(longest, examples[work[stop][0]].length)
-                cost = (stop - start + 1) * n
-                joins = stop > start and work[stop][0] != work[stop - 1][0]  # another example's rows
-                # another example joins only when it needs no padding (same length: its scores stay bit-equal to
-                # one call per example) and the pack stays within the device's pack size
-                if stop > start and (cost > token_budget or (joins and (cost > limit or n != longest))):
-                    break
-                longest, stop = n, stop + 1
+
+        def may_join(start: int, i: int, cost: int) -> bool:
+            # another example's rows join only when they need no padding (same length: their scores stay bit-equal
+            # to one call per example) and the pack stays within the device's pack size
+            k, before = examples[work[i][0]], examples[work[i - 1][0]]
+            return k is before or (k.length == before.length and cost <= limit)
+
+        # a row holds every target of one perturbed input: the adapter prices it like a keep-row of the last target
+        # with every position but one kept (dropped) or all of them (replaced)
+        dropped = 1 if replace_with is None else 0
+        sizes = [(model.row_cost(examples[k], examples[k].n_targets - 1, examples[k].length - dropped),)
+                 for k, _ in work]
+        for start, stop in plan_forwards(sizes, lambda m: m[0], token_budget, may_join):
             chunk = work[start:stop]
             parts, owners = [], []
             for k in dict.fromkeys(k for k, _ in chunk):
@@ -95,7 +97,6 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
             for (k, pos), out in zip(owners, model.score_many(parts), strict=True):
                 scores[k][:, pos] = (bases[k].unsqueeze(0) - out).T.double().cpu().numpy()
             advance(len(chunk))
-            start = stop
     return [MethodResult(s, target_logprobs=logprobs_if_objective(ex, b))
             for s, ex, b in zip(scores, examples, bases, strict=True)]
 

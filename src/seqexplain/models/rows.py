@@ -1,5 +1,9 @@
-"""Evaluating many keep-rows of one example under a token budget: a service of the models layer used by
-rationales, occlusion-style perturbations and faithfulness metrics alike.
+"""Evaluating many keep-rows under a token budget: a service of the models layer used by rationales, occlusion and
+faithfulness metrics alike.
+
+:func:`plan_forwards` cuts rows, in order, into forwards of at most ``token_budget`` tokens as the adapter prices
+them (:meth:`~seqexplain.models.base.SequenceModel.row_cost`); occlusion plans its perturbed inputs (every target
+of one input in each row, rows of several examples) with it, and :func:`evaluate_rows` its keep-rows.
 
 A *keep-row* is ``(target index, kept positions)``: what the model predicts for that target when only those
 positions are visible (the rule of :mod:`seqexplain.models.keep`). :func:`evaluate_rows` takes rows of any targets
@@ -11,7 +15,7 @@ returns per row the model's argmax, ``log p(target)``, ``log p(argmax)`` and the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -51,28 +55,41 @@ def require_keep_support(model: SequenceModel) -> None:
     model.require_keep_mask()
 
 
+def plan_forwards(sizes: Sequence[tuple[int, ...]], price: Callable[[tuple[int, ...]], int], token_budget: int,
+                  may_join: Callable[[int, int, int], bool] | None = None) -> list[tuple[int, int]]:
+    """Cut rows ``0 … n−1``, in order, into forwards ``[start, stop)``. Rows are padded alike, so a forward of rows
+    ``start … i`` costs ``(i − start + 1) × price(m)``, ``m`` the element-wise maximum of their ``sizes`` (e.g.
+    largest target index and most kept positions, priced by the adapter's ``row_cost``). A forward takes the next
+    row while its cost stays ≤ ``token_budget`` and ``may_join(start, i, cost)`` (where given) allows row ``i``; it
+    always holds at least one row."""
+    if token_budget < 1:
+        raise InputError("token_budget must be a positive number of tokens")
+    out, start, n = [], 0, len(sizes)
+    while start < n:
+        top, stop = sizes[start], start + 1
+        while stop < n:
+            grown = tuple(map(max, top, sizes[stop]))
+            cost = (stop - start + 1) * price(grown)
+            if cost > token_budget or (may_join is not None and not may_join(start, stop, cost)):
+                break
+            top, stop = grown, stop + 1
+        out.append((start, stop))
+        start = stop
+    return out
+
+
 def evaluate_rows(model: SequenceModel, example: Example, rows: Sequence[tuple[int, Sequence[int]]],
                   token_budget: int, counter: Counter | None = None) -> Evaluation:
     """Evaluate keep-rows ``(target, kept positions)`` (module docstring)."""
-    if token_budget < 1:
-        raise InputError("token_budget must be a positive number of tokens")
     n = len(rows)
     argmax = np.zeros(n, dtype=np.int64)
     tlogp = np.zeros(n, dtype=np.float64)
     mlogp = np.zeros(n, dtype=np.float64)
     obj = np.zeros(n, dtype=np.float64)
+    sizes = [(t, len(kept)) for t, kept in rows]
+    forwards = plan_forwards(sizes, lambda m: model.row_cost(example, *m), token_budget)
     add_total(n)
-    start = 0
-    while start < n:
-        stop = start + 1
-        max_t, max_kept = rows[start][0], len(rows[start][1])
-        while stop < n:
-            t, kept = rows[stop]
-            t2, k2 = max(max_t, t), max(max_kept, len(kept))
-            if (stop - start + 1) * model.row_cost(example, t2, k2) > token_budget:
-                break
-            max_t, max_kept = t2, k2
-            stop += 1
+    for start, stop in forwards:
         batch = rows[start:stop]
         sub = model.rows_example(example, max(t for t, _ in batch))
         keep = torch.zeros(len(batch), sub.length, dtype=torch.bool)
@@ -93,7 +110,6 @@ def evaluate_rows(model: SequenceModel, example: Example, rows: Sequence[tuple[i
         if counter is not None:
             counter.forwards += 1
             counter.rows += len(batch)
-            counter.tokens += len(batch) * model.row_cost(example, max_t, max_kept)
+            counter.tokens += len(batch) * model.row_cost(example, *map(max, zip(*sizes[start:stop], strict=True)))
         advance(len(batch))
-        start = stop
     return Evaluation(argmax, tlogp, mlogp, obj)
