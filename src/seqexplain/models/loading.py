@@ -18,6 +18,15 @@ from seqexplain.errors import InputError, ModelLoadError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.hf import HFModel
 from seqexplain.models.hf_module import UNSUPPORTED_KINDS, detect_kind, kind_of_class_name, unsupported_head
+from seqexplain.models.peft_models import (
+    adapter_kind,
+    adapter_tokenizer,
+    apply_adapter,
+    base_folder,
+    is_adapter_folder,
+    uncovered,
+    unwrap_peft,
+)
 
 _KINDS = ("causal", "seq2seq", "classifier")
 TOKENIZER_FILES = frozenset({"tokenizer.json", "vocab.json", "vocab.txt", "merges.txt", "spiece.model",
@@ -92,7 +101,7 @@ def load_model(
         return _placed(model_or_path, device, dtype, model_or_path.autocast if autocast is None else cast,
                        eval_mode=False)
     if isinstance(model_or_path, torch.nn.Module):
-        model = model_or_path
+        model = unwrap_peft(model_or_path)  # a LoRA-style PeftModel: the fine-tuned transformers model it runs
         found = kind or detect_kind(model)
         if found is None:
             name = type(model).__name__
@@ -224,8 +233,11 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         if path.suffix != ".gguf":
             raise ModelLoadError(f"{path} is a file; give a model directory (config.json + weights) or a .gguf file")
         return (*_load_gguf(path, tokenizer, kind, common), [])
+    if is_adapter_folder(path):
+        return _load_adapter_folder(path, tokenizer, kind, dtype, allow_new_head)
     if not (path / "config.json").is_file():
-        raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model directory")
+        raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model directory (nor a PEFT "
+                             "adapter folder: adapter_config.json)")
     native = _load_native(path, tokenizer)
     if native is not None:
         if kind is not None and kind != native[2]:  # a native folder knows its kind: a forced other one is a mistake
@@ -264,6 +276,26 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         except Exception as exc:
             raise ModelLoadError(f"{path} has no usable tokenizer files (tokenizer.json / vocabulary: "
                                  f"{_first_line(exc)}); add them or pass tokenizer=... explicitly") from exc
+    return model, tokenizer, found, missing
+
+
+def _load_adapter_folder(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: torch.dtype | None,
+                         allow_new_head: bool) -> tuple[torch.nn.Module, Any, ModelKind, list[str]]:
+    """A PEFT adapter folder on its local base model (:mod:`seqexplain.models.peft_models`). The kind is the
+    adapter's task type when it names one; weights the base lacks must come with the adapter (a classifier head in
+    ``modules_to_save``) unless ``allow_new_head``."""
+    base = base_folder(path)
+    found = kind or adapter_kind(path)
+    tokenizer = tokenizer if tokenizer is not None else adapter_tokenizer(path, TOKENIZER_FILES)
+    model, tokenizer, found, missing = _load_existing(base, tokenizer, found, dtype, allow_new_head=True)
+    model = unwrap_peft(apply_adapter(model, path))
+    missing = uncovered(model, missing)
+    if missing and not allow_new_head:
+        raise ModelLoadError(
+            f"the adapter in {path} on its base model {base} leaves {len(missing)} weight(s) of a {found} model "
+            f"without values ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): neither has them, so "
+            "they would be initialised at random and explained; pass allow_new_head=True (CLI --allow-new-head) to "
+            "explain an untrained head on purpose")
     return model, tokenizer, found, missing
 
 
