@@ -23,7 +23,7 @@ TEXT, TARGET = "The cat sat on the", " mat"
 def _lora(model, task, targets, **extra):
     torch.manual_seed(1)  # init_lora_weights=False: B is random too, so the adapter changes the outputs
     cfg = peft.LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False, task_type=task,
-                          **extra)
+                          fan_in_fan_out=targets == ["c_attn", "c_fc"], **extra)  # GPT-2's Conv1D layers
     return peft.get_peft_model(copy.deepcopy(model), cfg).eval()
 
 
@@ -160,3 +160,18 @@ def test_a_head_neither_base_nor_adapter_holds_is_refused(classifier_adapter, tm
         se.load_model(tmp_path / "no-head", kind="classifier")
     wrapped = se.load_model(tmp_path / "no-head", kind="classifier", allow_new_head=True)
     assert "initialised at random" in wrapped.model_warnings[0]
+
+
+def test_a_pipeline_and_a_compiled_module_are_explained_as_the_model_they_hold(lora_gpt2):
+    """A transformers pipeline gives its model and tokenizer; torch.compile's wrapper its module (no compiling:
+    the same parameters); they nest with PEFT."""
+    from transformers import pipeline
+
+    pm, merged, tok = lora_gpt2
+    want = se.explain(se.load_model(merged, tok), TEXT, TARGET, "grad_x_input")
+    for held, given in ((pipeline("text-generation", model=pm, tokenizer=tok), None), (torch.compile(pm), tok),
+                        (pipeline("text-generation", model=torch.compile(pm), tokenizer=tok), None)):
+        wrapped = se.load_model(held, given)
+        assert wrapped.kind == "causal" and wrapped.tokenizer is tok
+        got = se.explain(wrapped, TEXT, TARGET, "grad_x_input")
+        np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-5)

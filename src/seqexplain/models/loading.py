@@ -16,6 +16,7 @@ import torch
 
 from seqexplain.errors import InputError, ModelLoadError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
+from seqexplain.models.held import held_module
 from seqexplain.models.hf import HFModel
 from seqexplain.models.hf_module import UNSUPPORTED_KINDS, detect_kind, kind_of_class_name, unsupported_head
 from seqexplain.models.peft_models import (
@@ -93,6 +94,7 @@ def load_model(
     if kind is not None and kind not in _KINDS:
         raise InputError(f"unknown model kind {kind!r}; use one of {', '.join(_KINDS)}")
     new: list[str] = []
+    model_or_path, tokenizer = held_module(model_or_path, tokenizer)  # a pipeline, a compiled or a PEFT model
     if isinstance(model_or_path, SequenceModel):
         if kind is not None and kind != model_or_path.kind:
             raise InputError(f"this wrapper explains a {model_or_path.kind} model, not a {kind}; drop kind= or wrap "
@@ -101,7 +103,7 @@ def load_model(
         return _placed(model_or_path, device, dtype, model_or_path.autocast if autocast is None else cast,
                        eval_mode=False)
     if isinstance(model_or_path, torch.nn.Module):
-        model = unwrap_peft(model_or_path)  # a LoRA-style PeftModel: the fine-tuned transformers model it runs
+        model = model_or_path
         found = kind or detect_kind(model)
         if found is None:
             name = type(model).__name__
