@@ -1,8 +1,9 @@
-"""A Hugging Face module of a kind seqexplain does not explain (masked LM, token classifier, question answering,
-multiple choice, bare encoder) is refused with a one-line :class:`UnsupportedError` whatever ``kind`` is forced,
-instead of being explained as a causal LM (silently wrong) or failing inside ``transformers``
-(:mod:`seqexplain.models.kind_check`). Oracles: the same BERT body with a causal mask (``is_decoder=True``) is
-accepted and without it refused; the forwards the checks add are counted with a forward hook on the module."""
+"""A Hugging Face module of a kind seqexplain does not explain (masked LM, question answering, multiple choice, bare
+encoder), or forced to a kind it is not (a token classifier as a causal LM or a sequence classifier), is refused
+with a one-line :class:`UnsupportedError` instead of being explained as a causal LM (silently wrong) or failing
+inside ``transformers`` (:mod:`seqexplain.models.kind_check`). Oracles: the same BERT body with a causal mask
+(``is_decoder=True``) is accepted and without it refused; the forwards the checks add are counted with a forward
+hook on the module."""
 
 from __future__ import annotations
 
@@ -24,15 +25,15 @@ import seqexplain as se
 from seqexplain.errors import UnsupportedError
 from seqexplain.models.kind_check import ForwardFailed, check_causal, check_classifier
 
-SUPPORTED = "seqexplain explains causal LMs, encoder-decoders and sequence classifiers"
-#: per class, the fragment the refusal names under a forced causal / classifier kind
-WHAT = {BertForTokenClassification: ("scores per token, fewer than", "scores per token"),
-        BertForMaskedLM: ("reads in both directions", "scores per token"),
-        BertForQuestionAnswering: ("start and end logits", "start and end logits"),
-        BertForMultipleChoice: ("multiple-choice", "multiple-choice"),
-        BertModel: ("bare encoder", "bare encoder")}
+SUPPORTED = "seqexplain explains causal LMs, encoder-decoders, sequence classifiers and token classifiers"
+#: per class, the fragment the refusal names under a forced causal / classifier / labeller kind (None: accepted)
+WHAT = {BertForTokenClassification: ("scores per token, fewer than", "scores per token", None),
+        BertForMaskedLM: ("reads in both directions", "scores per token", "scores per token but its config names 3"),
+        BertForQuestionAnswering: ("start and end logits", "start and end logits", "start and end logits"),
+        BertForMultipleChoice: ("multiple-choice", "multiple-choice", "multiple-choice"),
+        BertModel: ("bare encoder", "bare encoder", "bare encoder")}
 #: what load_model says each class is when no kind is given
-DETECTED = {BertForTokenClassification: "a token classifier", BertForMaskedLM: "a masked LM",
+DETECTED = {BertForMaskedLM: "a masked LM",
             BertForQuestionAnswering: "a question-answering model", BertForMultipleChoice: "a multiple-choice model",
             BertModel: "a bare model without a head"}
 
@@ -54,13 +55,17 @@ def _model(tok, cls: type, **extra) -> torch.nn.Module:
     return cls(_config(tok, cls, **extra)).eval()
 
 
-@pytest.mark.parametrize("kind", ["causal", "classifier", "seq2seq"])
+@pytest.mark.parametrize("kind", ["causal", "classifier", "labeller", "seq2seq"])
 @pytest.mark.parametrize("cls", list(WHAT), ids=lambda c: c.__name__)
 def test_forced_kind_is_refused(tok, cls, kind):
+    expected = "not an encoder-decoder" if kind == "seq2seq" else WHAT[cls][("causal", "classifier",
+                                                                             "labeller").index(kind)]
+    if expected is None:
+        assert se.load_model(_model(tok, cls), tok, kind=kind).kind == kind
+        return
     with pytest.raises(UnsupportedError) as err:
         se.load_model(_model(tok, cls), tok, kind=kind)
     msg = str(err.value)
-    expected = "not an encoder-decoder" if kind == "seq2seq" else WHAT[cls][kind == "classifier"]
     assert cls.__name__ in msg and expected in msg and SUPPORTED in msg, msg
     assert "AutoModelForCausalLM" in msg and "\n" not in msg
 
@@ -69,7 +74,7 @@ def test_forced_kind_is_refused(tok, cls, kind):
 def test_undetected_kind_says_what_is_unsupported(tok, cls):
     with pytest.raises(UnsupportedError, match=DETECTED[cls]) as err:
         se.load_model(_model(tok, cls), tok)
-    assert "not masked LMs, token classifiers, question-answering models or bare encoders" in str(err.value)
+    assert "not masked LMs, question-answering models or bare encoders" in str(err.value)
 
 
 @pytest.mark.parametrize("kind", ["causal", "classifier"])
@@ -172,12 +177,13 @@ def test_saved_folders(tok, bpe, tmp_path):
     assert se.explain(model, "the cat", target=" sat", method="gradient_norm").scores.shape[0] >= 1
 
 
-def test_cli_refuses_a_saved_token_classifier(tok, tmp_path, runner):
+def test_cli_refuses_a_saved_token_classifier_forced_to_another_kind(tok, tmp_path, runner):
     folder = tmp_path / "tagger"
     _model(tok, BertForTokenClassification).save_pretrained(folder)
     tok.save_pretrained(folder)
-    result = invoke(runner, "explain", "--model", folder, "--text", "the cat sat", "--method", "gradient_norm")
-    err = assert_user_error(result, "BertForTokenClassification", "a token classifier", SUPPORTED)
+    result = invoke(runner, "explain", "--model", folder, "--kind", "classifier", "--text", "the cat sat", "--method",
+                    "gradient_norm")
+    err = assert_user_error(result, "holds a BertForTokenClassification model", "without values", "drop --kind")
     assert len(err.strip().splitlines()) == 1, err
     # forced to causal with a new head allowed, the bidirectional module is refused by behaviour
     result = invoke(runner, "explain", "--model", folder, "--kind", "causal", "--allow-new-head", "--text",

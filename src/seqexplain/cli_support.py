@@ -130,6 +130,7 @@ class Kind(str, Enum):
     causal = "causal"
     seq2seq = "seq2seq"
     classifier = "classifier"
+    labeller = "labeller"
 
 
 class ObjectiveName(str, Enum):

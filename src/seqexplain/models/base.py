@@ -48,7 +48,7 @@ from seqexplain.models.module_state import first_parameter
 from seqexplain.models.objective import objective_values
 from seqexplain.models.vectors import cast_vectors, check_vectors
 
-ModelKind = Literal["causal", "seq2seq", "classifier"]
+ModelKind = Literal["causal", "seq2seq", "classifier", "labeller"]
 
 
 class SequenceModel(ABC):

@@ -41,6 +41,7 @@ def HFModel(model: torch.nn.Module, tokenizer: Any, kind: ModelKind, model_id: s
     """The adapter for a Hugging Face-convention module of ``kind``."""
     from seqexplain.models.hf_causal import HFCausalLM
     from seqexplain.models.hf_classifier import HFClassifier
+    from seqexplain.models.hf_labeller import HFTokenLabeller
     from seqexplain.models.hf_seq2seq import HFSeq2SeqLM
 
     if kind == "causal":
@@ -49,7 +50,9 @@ def HFModel(model: torch.nn.Module, tokenizer: Any, kind: ModelKind, model_id: s
         return HFSeq2SeqLM(model, tokenizer, model_id)
     if kind == "classifier":
         return HFClassifier(model, tokenizer, model_id, head_position=head_position)
-    raise InputError(f"unknown model kind {kind!r}; use causal, seq2seq or classifier")
+    if kind == "labeller":
+        return HFTokenLabeller(model, tokenizer, model_id)
+    raise InputError(f"unknown model kind {kind!r}; use causal, seq2seq, classifier or labeller")
 
 
 def segments_of(offsets: list[tuple[int, int] | None], name: str) -> list[str]:

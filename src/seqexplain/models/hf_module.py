@@ -98,6 +98,7 @@ def kind_of_class_name(name: str) -> ModelKind | None:
     tables: list[tuple[ModelKind, str]] = [
         ("seq2seq", "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"),
         ("classifier", "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"),
+        ("labeller", "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES"),
         ("causal", "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES"),
     ]
     for kind, table in tables:
@@ -105,22 +106,23 @@ def kind_of_class_name(name: str) -> ModelKind | None:
             return kind
     if name.endswith("ForSequenceClassification"):
         return "classifier"
+    if name.endswith("ForTokenClassification"):
+        return "labeller"
     if name.endswith(("ForCausalLM", "LMHeadModel")):
         return "causal"
     return None
 
 
 _UNSUPPORTED_HEADS = (("a masked LM", "MODEL_FOR_MASKED_LM_MAPPING_NAMES", ("ForMaskedLM",)),
-                      ("a token classifier", "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES",
-                       ("ForTokenClassification",)),
                       ("a question-answering model", "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
                        ("ForQuestionAnswering",)),
                       ("a multiple-choice model", "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES", ("ForMultipleChoice",)),
                       ("a bare model without a head", "MODEL_MAPPING_NAMES", ()))
 """(what such a class is, its ``transformers`` Auto mapping, the class-name endings that tell it)"""
-UNSUPPORTED_KINDS = ("seqexplain explains causal LMs, encoder-decoders and sequence classifiers, not masked LMs, token "
-                     "classifiers, question-answering models or bare encoders; load the model with such a head "
-                     "(AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification)")
+UNSUPPORTED_KINDS = ("seqexplain explains causal LMs, encoder-decoders, sequence classifiers and token classifiers, "
+                     "not masked LMs, question-answering models or bare encoders; load the model with such a head "
+                     "(AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, "
+                     "AutoModelForTokenClassification)")
 
 
 def unsupported_head(name: str, bare: bool = True) -> str | None:

@@ -33,8 +33,9 @@ from seqexplain.models.module_state import eval_mode
 Run = Callable[[dict[str, torch.Tensor]], Any]
 """Runs the module on keyword inputs (the adapter's masks and cache settings applied) and returns its output."""
 
-SUPPORTED = ("seqexplain explains causal LMs, encoder-decoders and sequence classifiers; load the model with such a "
-             "head (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification)")
+SUPPORTED = ("seqexplain explains causal LMs, encoder-decoders, sequence classifiers and token classifiers; load the "
+             "model with such a head (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, "
+             "AutoModelForTokenClassification)")
 ORDINARY = (TypeError, ValueError, RuntimeError, AttributeError, IndexError, KeyError, NotImplementedError)
 
 
@@ -120,6 +121,27 @@ def check_classifier(model: torch.nn.Module, run: Run, ids: list[int], device: t
                      "classifier")
 
 
+@torch.no_grad()
+def check_labeller(model: torch.nn.Module, run: Run, ids: list[int], other: int, n_labels: int, device: torch.device,
+                   name: str) -> bool:
+    """:class:`UnsupportedError` unless ``run`` gives ``.logits`` ``[1, L, n_labels]`` on ``ids`` (a label score
+    vector per token). Returns whether the first token's scores change when the last token becomes ``other`` (a
+    bidirectional encoder; False: a left-to-right token classifier, GPT-2's or Llama's)."""
+    with eval_mode(model):
+        a = _logits(_output(run, ids, device, name), name)
+        if a.dim() != 3 or tuple(a.shape[:2]) != (1, len(ids)):
+            raise refuse(name, f"gives logits of shape {list(a.shape)} for {len(ids)} tokens, not [batch, length, "
+                         "labels]: it is not a token classifier")
+        if n_labels and a.shape[-1] != n_labels:
+            raise refuse(name, f"gives {a.shape[-1]} scores per token but its config names {n_labels} labels: it is "
+                         "not a token classifier (a language model?)")
+        changed = torch.tensor([[*ids[:-1], other]], device=device)
+        b = _logits(run({"input_ids": changed, "attention_mask": torch.ones_like(changed)}), name)
+    first_a, first_b = a[0, 0].float(), b[0, 0].float()
+    tol = 1e-5 * max(float(first_a.abs().max()), 1e-30)
+    return not torch.allclose(first_a, first_b, rtol=1e-5, atol=tol)
+
+
 def check_encoder_decoder(model: torch.nn.Module, name: str) -> None:
     """:class:`UnsupportedError` unless the module is an encoder-decoder: ``config.is_encoder_decoder``, or a
     forward that names ``decoder_input_ids`` (seqexplain's own translation models)."""
@@ -132,7 +154,8 @@ def check_encoder_decoder(model: torch.nn.Module, name: str) -> None:
 
 
 def check_kind(adapter: Any) -> None:
-    """The check of ``adapter.kind`` (``"causal"``, ``"classifier"``, ``"seq2seq"``) on ``adapter.model``, run
+    """The check of ``adapter.kind`` (``"causal"``, ``"classifier"``, ``"labeller"``, ``"seq2seq"``) on
+    ``adapter.model`` (for a labeller it also sets ``adapter.bidirectional``), run
     through the adapter's ``drop_missing_masks`` with ``use_cache=False`` where the forward names it, on token ids
     that avoid the special ones (an encoder-decoder classifier's input ends with its ``</s>``)."""
     model = adapter.model
@@ -156,6 +179,9 @@ def check_kind(adapter: Any) -> None:
                 raise refuse(name, "is an encoder-decoder (its config says is_encoder_decoder), not a causal LM; load "
                              "it with kind='seq2seq'")
             check_causal(model, run, ids[:4], ids[4], adapter.device, name)
+        elif adapter.kind == "labeller":
+            adapter.bidirectional = check_labeller(model, run, ids[:4], ids[4], len(adapter.label_names()),
+                                                   adapter.device, name)
         elif adapter.kind == "classifier":
             eos = adapter.special_id("eos_token_id")
             encoder_decoder = getattr(getattr(model, "config", None), "is_encoder_decoder", False) is True

@@ -29,7 +29,7 @@ from seqexplain.models.peft_models import (
     unwrap_peft,
 )
 
-_KINDS = ("causal", "seq2seq", "classifier")
+_KINDS = ("causal", "seq2seq", "classifier", "labeller")
 TOKENIZER_FILES = frozenset({"tokenizer.json", "vocab.json", "vocab.txt", "merges.txt", "spiece.model",
                              "sentencepiece.bpe.model", "tokenizer.model", "source.spm", "target.spm"})
 """A model directory needs one of these (or a ``*.model`` / ``*.tiktoken`` file) to have a tokenizer: without
@@ -40,7 +40,7 @@ def _kind_from_config(config: Any, where: str = "the model") -> ModelKind:
     """The kind of a saved model: from the class names in ``architectures`` first (a BART or T5 classifier is an
     encoder-decoder too, but is explained as the classifier it was saved as), else ``seq2seq`` for an
     encoder-decoder or a ``...ForConditionalGeneration`` class, else :class:`UnsupportedError` when every class
-    named has a head of a kind seqexplain does not explain (a masked LM, token classifier, …), else ``causal`` (a
+    named has a head of a kind seqexplain does not explain (a masked LM, question answering, …), else ``causal`` (a
     bare model too: a GPT-2 body loads as a causal LM with its tied head; the adapter's kind check refuses what is
     not one)."""
     archs = [str(a) for a in getattr(config, "architectures", None) or []]
@@ -65,6 +65,7 @@ def _auto_class(kind: ModelKind) -> Any:
         "causal": transformers.AutoModelForCausalLM,
         "seq2seq": transformers.AutoModelForSeq2SeqLM,
         "classifier": transformers.AutoModelForSequenceClassification,
+        "labeller": transformers.AutoModelForTokenClassification,
     }[kind]
 
 

@@ -1,0 +1,184 @@
+"""Adapter for Hugging Face token classifiers (``…ForTokenClassification``: named entities, parts of speech, …):
+a label at every token.
+
+Input axis: the input tokens. **Targets: every token of the text** (the special tokens the tokenizer adds,
+``[CLS]``/``[SEP]``, are inputs, not targets): target ``i`` at position ``p_i`` is its token's label, given (one per
+target: a list of label indices or names, or a text of whitespace-separated names) or the model's argmax. An
+encoder reads in both directions: every target sees every position (``visibility`` all True); a left-to-right token
+classifier (GPT-2's, Llama's; found by the kind check, which changes the last token) sees the positions up to its
+own. A rationale of target ``i``
+starts with the special tokens and ``p_i``. Attention: the rows of the targets' own positions.
+
+Keep-masks: drop j = delete token j, the kept tokens packed to the left with their original position ids and
+right-padded, as for :class:`~seqexplain.models.hf_classifier.HFClassifier`. **Target i is always read at its own
+token** (rule 2 of :mod:`seqexplain.models.keep`, its labeller case): in a row that drops ``p_i``, target ``i`` is
+read from the row's kept tokens plus ``p_i`` (a sequence of its own), so occluding a target's own token leaves that
+target unchanged (score 0) and a row with nothing kept reads target ``i`` from its token (and nothing else).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from seqexplain.errors import InputError
+from seqexplain.models.base import SequenceModel
+from seqexplain.models.example import AttentionSegment, Example, Part
+from seqexplain.models.hf_classifier import HFClassifier
+from seqexplain.models.labels import label_index
+from seqexplain.models.module_state import eval_mode
+
+
+class HFTokenLabeller(HFClassifier):
+    """A label per token (module docstring)."""
+
+    kind = "labeller"
+    bidirectional = True  # set by the kind check: False for a left-to-right token classifier (GPT-2's, Llama's)
+
+    def __init__(self, model: torch.nn.Module, tokenizer: Any, model_id: str | None = None) -> None:
+        super().__init__(model, tokenizer, model_id, head_position="first")
+        self._eos_head = False  # T5's token classifier runs its encoder only: no </s> to find
+
+    # --------------------------------------------------------------- encode
+    def encode(self, text: Any, target: Any = None, **options: Any) -> Example:
+        """Encode ``text``; ``target`` gives one label per token of the text (``None``: the predicted labels)."""
+        return self.encode_many([(text, target)], **options)[0]
+
+    def encode_many(self, requests: Sequence[tuple[Any, Any]], **options: Any) -> list[Example]:
+        """:meth:`encode` of each ``(text, target)``; predicted labels come from one forward per text."""
+        out = []
+        for ex, (_, target) in zip(self.encode_inputs([text for text, _ in requests], **options), requests,
+                                   strict=True):
+            positions = [j for j, seg in enumerate(ex.segments) if seg != "special"]
+            if not positions:
+                raise InputError("the text has no tokens of its own to label (only special tokens)")
+            if target is None:
+                labels = self._predicted(ex, positions)
+            else:
+                labels = self._labels_per_token(target, len(positions), "target")
+            names = [self.label_names()[k] for k in labels]
+            out.append(ex.replace(
+                kind="labeller", target_ids=torch.tensor(labels, dtype=torch.long), target_tokens=names,
+                target_positions=positions, target_text=" ".join(names),
+                visibility=self._visibility(positions, ex.length)))
+        return out
+
+    def _visibility(self, positions: list[int], n_l: int) -> torch.Tensor:
+        """``[T, L]``: every position, or (left-to-right model) the positions up to the target's own."""
+        if self.bidirectional:
+            return torch.ones(len(positions), n_l, dtype=torch.bool)
+        return torch.arange(n_l).view(1, -1) <= torch.tensor(positions).view(-1, 1)
+
+    @torch.no_grad()
+    def _predicted(self, example: Example, positions: list[int]) -> list[int]:
+        assert example.input_ids is not None
+        ids = example.input_ids.to(self.device)
+        pos = torch.arange(example.length, device=self.device)
+        extra = {k: v.to(self.device) for k, v in example.extra.items()}
+        with eval_mode(self.model), self._autocast():
+            logits = self._run([ids], [pos], [extra], False)[0]
+        return [int(logits[p].argmax()) for p in positions]
+
+    def _labels_per_token(self, given: Any, n: int, what: str) -> list[int]:
+        items = given.split() if isinstance(given, str) else list(given) if isinstance(given, (list, tuple)) else None
+        if items is None:
+            raise InputError(f"a token labeller's {what} is one label per token: a list of label indices or names, "
+                             f"or a text of whitespace-separated names, not {type(given).__name__}")
+        if len(items) != n:
+            raise InputError(f"the {what} gives {len(items)} label(s) but the text has {n} token(s) to label; give "
+                             "one label per token")
+        return [label_index(self.label_names(), k) for k in items]
+
+    def with_objective(self, example: Example, objective: str = "logprob", foil: Any = None) -> Example:
+        return SequenceModel.with_objective(self, example, objective, foil)
+
+    def foil_ids(self, example: Example, foil: Any) -> tuple[torch.Tensor, list[str]]:
+        """One foil label per token (a list, or a text of whitespace-separated names)."""
+        labels = self._labels_per_token(foil, example.n_targets, "foil")
+        return torch.tensor(labels, dtype=torch.long), [self.label_names()[k] for k in labels]
+
+    # ------------------------------------------------------------ questions
+    def start_positions(self, example: Example, target: int) -> list[int]:
+        """The special tokens and the target's own token."""
+        p = int(example.target_positions[target])  # type: ignore[arg-type]
+        return sorted({j for j, seg in enumerate(example.segments) if seg == "special"} | {p})
+
+    def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
+        """A row runs its kept tokens plus, at most, its target's own token, padded to the longest."""
+        return max_kept + 1
+
+    def apply_keep_rule(self, part: Part) -> Part:
+        """No rule-4 rewrite: the labeller's reading rule (module docstring) is applied in :meth:`logits_many`."""
+        return part
+
+    def can_pad(self) -> bool:
+        return not self._reads_padding()
+
+    # ---------------------------------------------------------------- logits
+    def logits_many(self, parts: Sequence[Part]) -> list[torch.Tensor]:
+        """``[b, T, C]`` (``[b, 1, C]`` with ``rows_target``) per part: for row ``r`` and target ``t`` at ``p``, the
+        sequence is the row's kept tokens when it keeps ``p`` (shared by the row's targets), else those plus ``p``;
+        the target is read at ``p``'s index among them."""
+        with_embeds = any(p.embeds is not None or p.example.input_ids is None for p in parts)
+        rows_x: list[torch.Tensor] = []
+        rows_pos: list[torch.Tensor] = []
+        rows_extra: list[dict[str, torch.Tensor]] = []
+        reads = []  # per part, per row, per target: (sequence, index of the target's token in it)
+        for part in parts:
+            ex = part.example
+            assert part.keep is not None
+            keep = part.keep.cpu()
+            b = keep.shape[0]
+            if with_embeds:
+                x = part.embeds if part.embeds is not None else self.embed(ex).expand(b, -1, -1)
+            else:
+                assert ex.input_ids is not None
+                x = ex.input_ids.to(self.device).view(1, -1).expand(b, -1)
+            extra = {k: v.to(self.device) for k, v in ex.extra.items()}
+            pos = [int(p) for p in ex.target_positions]  # type: ignore[arg-type]
+
+            def add(r: int, seq: torch.Tensor, x: torch.Tensor = x, extra: dict[str, torch.Tensor] = extra) -> int:
+                kept = torch.nonzero(seq).flatten().to(self.device)
+                rows_x.append(x[r, kept])
+                rows_pos.append(kept)
+                rows_extra.append({k: v[kept] for k, v in extra.items()})
+                return len(rows_pos) - 1
+
+            cells = []
+            for r in range(b):
+                wanted = range(len(pos)) if part.rows_target is None else [int(part.rows_target[r])]
+                shared = -1
+                row_cells = []
+                for t in wanted:
+                    p = pos[t]
+                    if bool(keep[r, p]):
+                        shared = add(r, keep[r]) if shared < 0 else shared
+                        s = shared
+                    else:
+                        seq = keep[r].clone()
+                        seq[p] = True
+                        s = add(r, seq)
+                    row_cells.append((s, int((rows_pos[s] < p).sum())))
+                cells.append(row_cells)
+            reads.append(cells)
+        self._check_row_lengths([int(p.numel()) for p in rows_pos])
+        if len({int(p.numel()) for p in rows_pos}) > 1 and self._reads_padding():  # padding would leak: one by one
+            per_seq = [self._run([x], [p], [e], with_embeds)[0]
+                       for x, p, e in zip(rows_x, rows_pos, rows_extra, strict=True)]
+            return [torch.stack([torch.stack([per_seq[s][k] for s, k in row]) for row in cells]) for cells in reads]
+        logits = self._run(rows_x, rows_pos, rows_extra, with_embeds)  # [N, n, C]
+        out = []
+        for cells in reads:
+            s_idx = torch.tensor([[s for s, _ in row] for row in cells], device=logits.device)
+            k_idx = torch.tensor([[k for _, k in row] for row in cells], device=logits.device)
+            out.append(logits[s_idx, k_idx])
+        return out
+
+    # ------------------------------------------------------------ attention
+    def attention_view(self, example: Example) -> list[AttentionSegment]:
+        """Target ``i`` is explained by the attention row of its own token."""
+        (segment,) = super().attention_view(example)
+        return [AttentionSegment(segment.start, segment.stop, segment.maps,
+                                 [int(p) for p in example.target_positions])]  # type: ignore[arg-type]

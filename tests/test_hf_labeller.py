@@ -1,0 +1,187 @@
+"""Hugging Face token classifiers (``…ForTokenClassification``) explained as labellers: a target at every token of
+the text. Oracles on the raw module, none through seqexplain's ``score``: captum on the raw forward (gradients),
+the raw forward on the input with token ``j`` deleted and the original position ids (occlusion), the raw
+``output_attentions`` (attention), plain loops (explain_many, rationale sufficiency)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import bpe_tokenizer, wordpiece_tokenizer
+from test_cli import assert_user_error, invoke
+from transformers import BertConfig, BertForTokenClassification, GPT2Config, GPT2ForTokenClassification
+
+import seqexplain as se
+from seqexplain.errors import InputError
+
+LABELS = {0: "O", 1: "B-PER", 2: "I-PER"}
+TEXT = "john smith sat on the mat"
+
+
+@pytest.fixture(scope="module")
+def tagger():
+    tok = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=3, id2label=LABELS,
+                     label2id={v: k for k, v in LABELS.items()}, attn_implementation="eager")
+    model = BertForTokenClassification(cfg).eval()  # eager: the raw forward returns its attention weights
+    with torch.no_grad():  # a larger head than the initialiser's, so scores are far from zero
+        model.classifier.weight.mul_(20)
+    return model, tok
+
+
+@pytest.fixture(scope="module")
+def wrapped(tagger):
+    return se.load_model(*tagger)
+
+
+@pytest.fixture(scope="module")
+def example(wrapped):
+    return wrapped.encode(TEXT)
+
+
+def _raw_logp(model, ids: list[int], positions: list[int]) -> torch.Tensor:
+    """``log_softmax`` of the raw forward over ``ids`` at ``positions`` (position ids), ``[len(ids), C]``."""
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                    position_ids=torch.tensor([positions]))
+    return torch.log_softmax(out.logits[0].double(), -1)
+
+
+def test_targets_are_the_texts_tokens_with_the_models_labels(tagger, wrapped, example):
+    model, tok = tagger
+    ids = example.input_ids.tolist()
+    specials = [j for j, seg in enumerate(example.segments) if seg == "special"]
+    assert example.kind == "labeller" and wrapped.kind == "labeller" and wrapped.bidirectional
+    assert specials == [0, len(ids) - 1] and example.target_positions == list(range(1, len(ids) - 1))
+    want = _raw_logp(model, ids, list(range(len(ids)))).argmax(-1)[1:-1].tolist()
+    assert example.target_ids.tolist() == want
+    assert example.target_tokens == [LABELS[k] for k in want]
+    assert bool(example.visibility.all())
+
+
+def test_occlusion_equals_deleting_the_token(tagger, wrapped, example):
+    """``a_ij = log p(y_i | x) − log p(y_i | x without j)`` read at token i, deleted tokens keeping their position
+    ids; deleting target i's own token leaves it unchanged (it is read at that token)."""
+    model, _ = tagger
+    attr = se.explain_example(wrapped, example, "occlusion")
+    ids = example.input_ids.tolist()
+    n_l = len(ids)
+    full = _raw_logp(model, ids, list(range(n_l)))
+    for i, (p, y) in enumerate(zip(example.target_positions, example.target_ids.tolist(), strict=True)):
+        for j in range(n_l):
+            kept = [k for k in range(n_l) if k != j or k == p]
+            logp = _raw_logp(model, [ids[k] for k in kept], kept)[kept.index(p), y]
+            assert attr.scores[i, j] == pytest.approx(float(full[p, y] - logp), abs=2e-5), (i, j)
+    assert not np.allclose(attr.scores, 0, atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["gradient_norm", "grad_x_input", "integrated_gradients"])
+def test_gradient_methods_equal_captum_on_the_raw_forward(tagger, wrapped, example, method):
+    from captum.attr import InputXGradient, IntegratedGradients, Saliency
+
+    model, _ = tagger
+    attr = se.explain_example(wrapped, example, method, **({"steps": 16, "baseline": "zero"}
+                                                           if method == "integrated_gradients" else {}))
+    emb = model.get_input_embeddings()(example.input_ids.view(1, -1)).detach()
+    for i, (p, y) in enumerate(zip(example.target_positions, example.target_ids.tolist(), strict=True)):
+        def f(e: torch.Tensor, p: int = p) -> torch.Tensor:
+            mask = torch.ones(e.shape[:2], dtype=torch.long)
+            return torch.log_softmax(model(inputs_embeds=e, attention_mask=mask).logits[:, p], -1)
+
+        if method == "gradient_norm":
+            want = Saliency(f).attribute(emb, target=y, abs=False).norm(dim=-1)[0]
+        elif method == "grad_x_input":
+            want = InputXGradient(f).attribute(emb, target=y).sum(-1)[0]
+        else:
+            want = IntegratedGradients(f).attribute(emb, baselines=torch.zeros_like(emb), target=y, n_steps=16,
+                                                    method="gausslegendre").sum(-1)[0]
+        np.testing.assert_allclose(attr.scores[i], want.detach().double().numpy(), rtol=1e-4,
+                                   atol=1e-5 * float(want.abs().max()))
+
+
+def test_contrast_with_a_foil_label_per_token(tagger, wrapped, example):
+    model, _ = tagger
+    foil = ["B-PER" if t != "B-PER" else "O" for t in example.target_tokens]
+    attr = se.explain(wrapped, TEXT, None, "occlusion", objective="contrast", foil=foil)
+    ids = example.input_ids.tolist()
+    n_l = len(ids)
+    full = _raw_logp(model, ids, list(range(n_l)))
+    i, p, j = 0, example.target_positions[0], 3
+    y, f = example.target_ids[0].item(), {v: k for k, v in LABELS.items()}[foil[0]]
+    kept = [k for k in range(n_l) if k != j]
+    part = _raw_logp(model, [ids[k] for k in kept], kept)[kept.index(p)]
+    assert attr.scores[i, j] == pytest.approx(float((full[p, y] - full[p, f]) - (part[y] - part[f])), abs=2e-5)
+    with pytest.raises(InputError, match="the foil gives 2 label"):
+        se.explain(wrapped, TEXT, None, "occlusion", objective="contrast", foil="O O")
+
+
+def test_attention_rows_are_the_targets_own(tagger, wrapped, example):
+    model, _ = tagger
+    attr = se.explain_example(wrapped, example, "attention_last")
+    with torch.no_grad():
+        out = model(input_ids=example.input_ids.view(1, -1), output_attentions=True)
+    last = out.attentions[-1][0].mean(0).double().numpy()  # [L, L], heads averaged
+    np.testing.assert_allclose(attr.scores, last[example.target_positions], rtol=1e-5, atol=1e-7)
+
+
+def test_greedy_rationale_is_sufficient_by_the_raw_forward(tagger, wrapped, example):
+    """Each rationale (starting with the special tokens and the target's token) makes the raw model predict the
+    target's label at its token."""
+    model, _ = tagger
+    attr = se.explain_example(wrapped, example, "greedy")
+    ids = example.input_ids.tolist()
+    for i, (p, y) in enumerate(zip(example.target_positions, example.target_ids.tolist(), strict=True)):
+        kept = sorted(attr.rationale.positions[i])
+        assert {0, len(ids) - 1, p} <= set(kept)
+        assert attr.rationale.reached[i]
+        assert int(_raw_logp(model, [ids[k] for k in kept], kept)[kept.index(p)].argmax()) == y
+
+
+def test_given_labels_explain_many_and_one_at_a_time(wrapped):
+    items = [(TEXT, None), ("the cat", "O B-PER"), ("mary sat", [1, 2])]
+    many = list(se.explain_many(wrapped, items, "grad_x_input", progress=False))
+    for (text, target), m in zip(items, many, strict=True):
+        one = se.explain(wrapped, text, target, "grad_x_input")
+        np.testing.assert_allclose(m.scores, one.scores, rtol=1e-5, atol=1e-7)
+    assert many[1].target_tokens == ["O", "B-PER"] and many[2].target_tokens == ["B-PER", "I-PER"]
+    with pytest.raises(InputError, match="gives 1 label.*has 2 token"):
+        se.explain(wrapped, "the cat", "O", "occlusion")
+
+
+def test_a_left_to_right_token_classifier_sees_only_up_to_its_token():
+    """GPT-2's token classifier: targets see the positions up to their own (found by the kind check), so the
+    later cells are not scored, and the earlier ones equal deleting the token."""
+    tok = bpe_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2ForTokenClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tok),
+                                                  n_positions=64, num_labels=3, pad_token_id=tok.pad_token_id)).eval()
+    wrapped = se.load_model(model, tok)
+    assert wrapped.kind == "labeller" and not wrapped.bidirectional
+    ex = wrapped.encode("The cat sat on")
+    attr = se.explain_example(wrapped, ex, "occlusion")
+    ids = ex.input_ids.tolist()
+    full = _raw_logp(model, ids, list(range(len(ids))))
+    for i, (p, y) in enumerate(zip(ex.target_positions, ex.target_ids.tolist(), strict=True)):
+        assert np.isnan(attr.scores[i, p + 1:]).all()
+        for j in range(p):
+            kept = [k for k in range(len(ids)) if k != j]
+            logp = _raw_logp(model, [ids[k] for k in kept], kept)[kept.index(p), y]
+            assert attr.scores[i, j] == pytest.approx(float(full[p, y] - logp), abs=2e-5)
+
+
+def test_the_command_line_explains_a_saved_token_classifier(tagger, tmp_path, runner):
+    model, tok = tagger
+    folder = tmp_path / "ner"
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    out = tmp_path / "ner.json"
+    ok = invoke(runner, "explain", "--model", folder, "--text", "john smith sat", "--method", "occlusion",
+                "--target", "B-PER I-PER O", "--json", out)
+    assert ok.exit_code == 0, ok.output
+    saved = se.Attribution.load(out)
+    assert saved.model_kind == "labeller" and saved.target_tokens == ["B-PER", "I-PER", "O"]
+    assert_user_error(invoke(runner, "explain", "--model", folder, "--text", "john smith sat", "--method",
+                             "occlusion", "--target", "B-PER"), "gives 1 label(s) but the text has 3 token(s)")
