@@ -185,3 +185,31 @@ def test_the_command_line_explains_a_saved_token_classifier(tagger, tmp_path, ru
     assert saved.model_kind == "labeller" and saved.target_tokens == ["B-PER", "I-PER", "O"]
     assert_user_error(invoke(runner, "explain", "--model", folder, "--text", "john smith sat", "--method",
                              "occlusion", "--target", "B-PER"), "gives 1 label(s) but the text has 3 token(s)")
+
+
+def test_a_corpus_run_explains_every_token_with_the_datas_labels(tagger, tmp_path):
+    """``seqexplain run`` on a saved token classifier (``kind = "labeller"``) with one label per token in the data:
+    every example's rows equal one ``explain`` call with the same labels."""
+    import json
+
+    import pyarrow.parquet as pq
+    from run_helpers import run_cli
+
+    model, tok = tagger
+    model.save_pretrained(tmp_path / "ner")
+    tok.save_pretrained(tmp_path / "ner")
+    rows = [("john smith sat", ["B-PER", "I-PER", "O"]), ("mary ran", ["B-PER", "O"])]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"text": t, "tags": g}) + "\n" for t, g in rows))
+    (tmp_path / "run.toml").write_text(
+        'seed = 0\n[data]\nformat = "jsonl"\npath = "data.jsonl"\ntarget_field = "tags"\n'
+        '[model]\npath = "ner"\nkind = "labeller"\n[[methods]]\nname = "occlusion"\n[output]\ndir = "out"\n')
+    code, out = run_cli(tmp_path / "run.toml")
+    assert code == 0, out
+    table = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()
+    wrapped = se.load_model(*tagger)
+    assert len(table) == len(rows)
+    for record, (text, tags) in zip(table, rows, strict=True):
+        want = se.explain(wrapped, text, tags, "occlusion")
+        assert record["method"] == "occlusion" and record["text"] == text and record["target_tokens"] == tags
+        assert record["target_positions"] == want.target_positions
+        np.testing.assert_allclose(np.array(record["scores"], dtype=float), want.scores, rtol=1e-5, atol=1e-6)

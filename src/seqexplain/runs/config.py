@@ -66,7 +66,7 @@ class ModelConfig(Section):
 
     path: str | None = None
     package: str | None = None
-    kind: Literal["causal", "seq2seq", "classifier"] | None = None
+    kind: Literal["causal", "seq2seq", "classifier", "labeller"] | None = None
     device: str | None = None
     dtype: Literal["float32", "float16", "bfloat16"] | None = None
     autocast: Literal["bf16", "fp16"] | None = None
