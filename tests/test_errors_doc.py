@@ -49,7 +49,6 @@ _FORMATTED = {
     "best.safetensors is missing": r"\{weights\} is missing; train a model into",
     "attention_mask parameter": r"has no \{' / '.join\(self._missing_masks\)\} parameter",
     "is a masked LM": r'"a masked LM"',
-    "is a token classifier": r'"a token classifier"',
 }
 #: pydantic's own wording, quoted for run and training configurations
 _PYDANTIC = {": seed: Input should be", ": Extra inputs are not permitted", ": Input should be"}
