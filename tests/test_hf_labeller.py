@@ -172,6 +172,23 @@ def test_a_left_to_right_token_classifier_sees_only_up_to_its_token():
             assert attr.scores[i, j] == pytest.approx(float(full[p, y] - logp), abs=2e-5)
 
 
+@pytest.mark.parametrize("method", ["greedy", "exhaustive", "baseline_rationale"])
+def test_a_left_to_right_labellers_rationales_hold_only_what_it_sees(method):
+    """GPT-2's token classifier with a tokenizer that appends [SEP]: the trailing special token is after every
+    target, so no rationale may hold it (the start set once did)."""
+    tok = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    model = GPT2ForTokenClassification(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tok),
+                                                  n_positions=64, num_labels=3)).eval()
+    wrapped = se.load_model(model, tok)
+    attr = se.explain(wrapped, "john smith sat", None, method, **({"max_size": 3} if method == "exhaustive" else {}))
+    last = len(attr.tokens) - 1
+    assert attr.segments[last] == "special" and not wrapped.bidirectional
+    for i, p in enumerate(attr.target_positions):
+        assert all(j <= p for j in attr.rationale.positions[i]), (i, attr.rationale.positions[i])
+        assert 0 in attr.rationale.positions[i] and p in attr.rationale.positions[i]
+
+
 def test_the_command_line_explains_a_saved_token_classifier(tagger, tmp_path, runner):
     model, tok = tagger
     folder = tmp_path / "ner"
@@ -213,3 +230,17 @@ def test_a_corpus_run_explains_every_token_with_the_datas_labels(tagger, tmp_pat
         assert record["method"] == "occlusion" and record["text"] == text and record["target_tokens"] == tags
         assert record["target_positions"] == want.target_positions
         np.testing.assert_allclose(np.array(record["scores"], dtype=float), want.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_a_folder_saved_as_another_kind_is_not_read_with_a_head_that_fits(bert, tmp_path, runner):
+    """A sequence classifier's head [C, H] loads into a token classifier without a missing weight: forced to a
+    labeller it would apply the sentence head to every token, with no warning. Refused, as other forced kinds."""
+    model, tok = bert
+    model.save_pretrained(tmp_path / "clf")
+    tok.save_pretrained(tmp_path / "clf")
+    with pytest.raises(InputError, match="holds a BertForSequenceClassification model \\(a classifier\\), whose "
+                                         "weights load into a labeller model without a gap"):
+        se.load_model(tmp_path / "clf", kind="labeller")
+    assert_user_error(invoke(runner, "explain", "-m", tmp_path / "clf", "--kind", "labeller", "-t", "a fine film",
+                             "--method", "occlusion"), "drop --kind")
+    assert se.load_model(tmp_path / "clf").kind == "classifier"

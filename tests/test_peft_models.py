@@ -138,8 +138,21 @@ def test_adapter_folder_errors_say_what_to_do(classifier_adapter, tmp_path):
     *_, adapter_dir = classifier_adapter
     with pytest.raises(ModelLoadError, match="base model 'org/not-here', which is not a local model folder"):
         se.load_model(_adapter_copy(adapter_dir, tmp_path / "a", base_model_name_or_path="org/not-here"))
-    with pytest.raises(UnsupportedError, match="fine-tunes a TOKEN_CLS model"):
-        se.load_model(_adapter_copy(adapter_dir, tmp_path / "b", task_type="TOKEN_CLS"))
+    with pytest.raises(UnsupportedError, match="fine-tunes a QUESTION_ANS model.*token classifiers \\(TOKEN_CLS\\)"):
+        se.load_model(_adapter_copy(adapter_dir, tmp_path / "b", task_type="QUESTION_ANS"))
+    no_type = _adapter_copy(adapter_dir, tmp_path / "d")
+    config = json.loads((no_type / "adapter_config.json").read_text())
+    del config["peft_type"]
+    (no_type / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="lacks the key 'peft_type'; it is not a complete PEFT adapter config"):
+        se.load_model(no_type)
+    pickled = _adapter_copy(adapter_dir, tmp_path / "e")
+    (pickled / "adapter_model.safetensors").rename(pickled / "adapter_model.bin")
+    with pytest.raises(ModelLoadError, match="no adapter_model.safetensors but a pickled adapter_model.bin"):
+        se.load_model(pickled)
+    (pickled / "adapter_model.bin").unlink()
+    with pytest.raises(ModelLoadError, match="no adapter_model.safetensors; copy the adapter's weights there"):
+        se.load_model(pickled)
     with pytest.raises(ModelLoadError, match="names no base model"):
         se.load_model(_adapter_copy(adapter_dir, tmp_path / "c", base_model_name_or_path=None))
 
@@ -175,3 +188,61 @@ def test_a_pipeline_and_a_compiled_module_are_explained_as_the_model_they_hold(l
         assert wrapped.kind == "causal" and wrapped.tokenizer is tok
         got = se.explain(wrapped, TEXT, TARGET, "grad_x_input")
         np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-5)
+
+
+def _gpt2(tok, n_layer: int, n_embd: int = 32):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=2, vocab_size=len(tok),
+                                      n_positions=64)).eval()
+
+
+@pytest.mark.parametrize("other, message", [
+    (dict(n_layer=2), r"2 weight\(s\) of the PEFT adapter .* match no module of its base model \(base_model\.model"
+                      r"\.transformer\.h\.1\.attn"),
+    (dict(n_layer=1, n_embd=16), r"cannot apply the PEFT adapter .*another one\?\): Error\(s\) in loading "
+                                 r"state_dict .*size mismatch"),
+])
+def test_an_adapter_trained_on_another_base_is_refused(gpt2, tmp_path, other, message):
+    """A LoRA adapter of a 2-layer GPT-2 on a 1-layer base: PEFT applies layer 0's weights and drops layer 1's without a
+    word; on a base of another width it fails with the size mismatch on its second line."""
+    _, tok = gpt2
+    base = _gpt2(tok, 1)
+    base.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    trained = peft.get_peft_model(_gpt2(tok, **other), peft.LoraConfig(r=2, target_modules=["c_attn"],
+                                                                      fan_in_fan_out=True, task_type="CAUSAL_LM"))
+    trained.save_pretrained(tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "base")
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match=message):
+        se.load_model(tmp_path / "adapter")
+
+
+def test_a_token_classifier_adapter_folder_loads_as_a_labeller(tmp_path):
+    from conftest import wordpiece_tokenizer
+    from transformers import BertConfig, BertForTokenClassification, BertModel
+
+    tok = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=3)
+    tagger = BertForTokenClassification(cfg).eval()
+    body = BertModel(cfg, add_pooling_layer=False)
+    body.load_state_dict(tagger.bert.state_dict())
+    body.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    pm = _lora(tagger, "TOKEN_CLS", ["query", "value"])
+    pm.save_pretrained(tmp_path / "adapter")
+    config = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "base")
+    (tmp_path / "adapter" / "adapter_config.json").write_text(json.dumps(config))
+    wrapped = se.load_model(tmp_path / "adapter")
+    assert wrapped.kind == "labeller" and not wrapped.model_warnings
+    got = se.explain(wrapped, "john smith sat", None, "occlusion")
+    want = se.explain(se.load_model(copy.deepcopy(pm).merge_and_unload().eval(), tok), "john smith sat", None,
+                      "occlusion")
+    assert got.target_tokens == want.target_tokens
+    np.testing.assert_allclose(got.scores, want.scores, rtol=1e-5, atol=1e-6)

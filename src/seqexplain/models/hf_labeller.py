@@ -101,9 +101,12 @@ class HFTokenLabeller(HFClassifier):
 
     # ------------------------------------------------------------ questions
     def start_positions(self, example: Example, target: int) -> list[int]:
-        """The special tokens and the target's own token."""
+        """The special tokens the target sees (a left-to-right model does not see a trailing ``[SEP]``) and the
+        target's own token."""
         p = int(example.target_positions[target])  # type: ignore[arg-type]
-        return sorted({j for j, seg in enumerate(example.segments) if seg == "special"} | {p})
+        seen = example.visibility[target] if example.visibility is not None else None
+        return sorted({j for j, seg in enumerate(example.segments)
+                       if seg == "special" and (seen is None or bool(seen[j]))} | {p})
 
     def row_cost(self, example: Example, max_target: int, max_kept: int) -> int:
         """A row runs its kept tokens plus, at most, its target's own token, padded to the longest."""

@@ -19,15 +19,7 @@ from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.held import held_module
 from seqexplain.models.hf import HFModel
 from seqexplain.models.hf_module import UNSUPPORTED_KINDS, detect_kind, kind_of_class_name, unsupported_head
-from seqexplain.models.peft_models import (
-    adapter_kind,
-    adapter_tokenizer,
-    apply_adapter,
-    base_folder,
-    is_adapter_folder,
-    uncovered,
-    unwrap_peft,
-)
+from seqexplain.models.peft_models import is_adapter_folder, load_adapter_folder
 
 _KINDS = ("causal", "seq2seq", "classifier", "labeller")
 TOKENIZER_FILES = frozenset({"tokenizer.json", "vocab.json", "vocab.txt", "merges.txt", "spiece.model",
@@ -224,9 +216,12 @@ def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: t
 
 
 def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: torch.dtype | None,
-                   allow_new_head: bool) -> tuple[torch.nn.Module, Any, ModelKind, list[str]]:
+                   allow_new_head: bool, check_saved_kind: bool = True
+                   ) -> tuple[torch.nn.Module, Any, ModelKind, list[str]]:
     """The module, tokenizer and kind in ``path``, and the weights the module has but the folder lacks (initialised
-    at random, only with ``allow_new_head``)."""
+    at random, only with ``allow_new_head``). A forced ``kind`` other than the one the folder was saved as, whose
+    weights nevertheless all load (one head read as another's), is refused unless ``check_saved_kind`` is False (a
+    PEFT adapter brings its own head)."""
     import transformers
 
     common: dict[str, Any] = {"local_files_only": True}
@@ -237,7 +232,10 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
             raise ModelLoadError(f"{path} is a file; give a model directory (config.json + weights) or a .gguf file")
         return (*_load_gguf(path, tokenizer, kind, common), [])
     if is_adapter_folder(path):
-        return _load_adapter_folder(path, tokenizer, kind, dtype, allow_new_head)
+        def load_base(base: Path, tok: Any, k: ModelKind | None) -> tuple[torch.nn.Module, Any, ModelKind, list[str]]:
+            return _load_existing(base, tok, k, dtype, True, check_saved_kind=False)  # the adapter brings the head
+
+        return load_adapter_folder(path, tokenizer, kind, allow_new_head, TOKENIZER_FILES, load_base)
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model directory (nor a PEFT "
                              "adapter folder: adapter_config.json)")
@@ -269,6 +267,12 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
             f"weight(s) without values ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), which would be "
             "initialised at random and explained; drop --kind / kind= to use the detected kind, or pass "
             "allow_new_head=True (CLI --allow-new-head) to explain an untrained head on purpose")
+    saved_as = {kind_of_class_name(str(a)) for a in getattr(config, "architectures", None) or []} - {None}
+    if kind is not None and check_saved_kind and saved_as and kind not in saved_as and not missing:
+        raise InputError(  # e.g. a sequence classifier's head [C, H] fits a token classifier's: another model
+            f"{path} holds a {_architectures(config)} model (a {' / '.join(sorted(map(str, saved_as)))}), whose "
+            f"weights load into a {kind} model without a gap: its head would be read as another head and explained "
+            "as a model that was never trained; drop --kind / kind= to use the detected kind")
     if tokenizer is None:
         files = [p.name for p in path.iterdir()]
         if not any(n in TOKENIZER_FILES or n.endswith((".model", ".tiktoken")) for n in files):
@@ -279,26 +283,6 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
         except Exception as exc:
             raise ModelLoadError(f"{path} has no usable tokenizer files (tokenizer.json / vocabulary: "
                                  f"{_first_line(exc)}); add them or pass tokenizer=... explicitly") from exc
-    return model, tokenizer, found, missing
-
-
-def _load_adapter_folder(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: torch.dtype | None,
-                         allow_new_head: bool) -> tuple[torch.nn.Module, Any, ModelKind, list[str]]:
-    """A PEFT adapter folder on its local base model (:mod:`seqexplain.models.peft_models`). The kind is the
-    adapter's task type when it names one; weights the base lacks must come with the adapter (a classifier head in
-    ``modules_to_save``) unless ``allow_new_head``."""
-    base = base_folder(path)
-    found = kind or adapter_kind(path)
-    tokenizer = tokenizer if tokenizer is not None else adapter_tokenizer(path, TOKENIZER_FILES)
-    model, tokenizer, found, missing = _load_existing(base, tokenizer, found, dtype, allow_new_head=True)
-    model = unwrap_peft(apply_adapter(model, path))
-    missing = uncovered(model, missing)
-    if missing and not allow_new_head:
-        raise ModelLoadError(
-            f"the adapter in {path} on its base model {base} leaves {len(missing)} weight(s) of a {found} model "
-            f"without values ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): neither has them, so "
-            "they would be initialised at random and explained; pass allow_new_head=True (CLI --allow-new-head) to "
-            "explain an untrained head on purpose")
     return model, tokenizer, found, missing
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ def unwrap_peft(module: torch.nn.Module) -> torch.nn.Module:
 
 
 #: PEFT task types and the kind of model they fine-tune
-TASK_KINDS = {"CAUSAL_LM": "causal", "SEQ_2_SEQ_LM": "seq2seq", "SEQ_CLS": "classifier"}
+TASK_KINDS = {"CAUSAL_LM": "causal", "SEQ_2_SEQ_LM": "seq2seq", "SEQ_CLS": "classifier", "TOKEN_CLS": "labeller"}
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def _adapter_config(path: Path) -> dict[str, Any]:
@@ -81,7 +83,8 @@ def adapter_kind(path: Path) -> Any:
     if task is None or task in TASK_KINDS:
         return TASK_KINDS.get(task) if task else None
     raise UnsupportedError(f"the adapter in {path} fine-tunes a {task} model; seqexplain explains causal LMs "
-                           "(CAUSAL_LM), encoder-decoders (SEQ_2_SEQ_LM) and sequence classifiers (SEQ_CLS)")
+                           "(CAUSAL_LM), encoder-decoders (SEQ_2_SEQ_LM), sequence classifiers (SEQ_CLS) and token "
+                           "classifiers (TOKEN_CLS)")
 
 
 def uncovered(model: torch.nn.Module, missing: list[str]) -> list[str]:
@@ -119,19 +122,64 @@ def base_folder(path: Path) -> Path:
 
 
 def apply_adapter(base: torch.nn.Module, path: Path) -> torch.nn.Module:
-    """``base`` with the adapter saved in ``path`` applied (a ``PeftModel``, in eval mode)."""
+    """``base`` with the adapter saved in ``path`` applied (a ``PeftModel``, in eval mode). The weights are read
+    only from ``adapter_model.safetensors`` (a pickled ``adapter_model.bin`` is refused), and every one of them must
+    find its module in ``base``: an adapter trained on another base would otherwise be applied in part."""
     try:
         from peft import PeftModel
+        from peft.utils import get_peft_model_state_dict
     except ImportError as exc:
         raise ModelLoadError(f"{path} holds a PEFT adapter; install peft to load it (pip install peft, or "
                              "seqexplain[train])") from exc
+    if not (path / ADAPTER_WEIGHTS).is_file():
+        pickled = (path / "adapter_model.bin").is_file()
+        raise ModelLoadError(f"{path} has no {ADAPTER_WEIGHTS}" + (
+            " but a pickled adapter_model.bin, which seqexplain does not load (a pickle can run code); save the "
+            "adapter again with safe_serialization=True" if pickled else "; copy the adapter's weights there"))
     try:
         with warnings.catch_warnings():  # peft asks transformers a deprecated question (not the user's concern)
             warnings.filterwarnings("ignore", category=FutureWarning, message=".*gradient_checkpointing.*")
-            return PeftModel.from_pretrained(base, str(path), is_trainable=False).eval()
-    except Exception as exc:  # missing or corrupt adapter weights, modules the base model lacks, ...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelLoadError(f"cannot apply the PEFT adapter in {path} to its base model: {first}") from exc
+            model = PeftModel.from_pretrained(base, str(path), is_trainable=False).eval()
+    except KeyError as exc:
+        raise ModelLoadError(f"{path / ADAPTER_CONFIG} lacks the key {exc}; it is not a complete PEFT adapter "
+                             "config") from exc
+    except Exception as exc:  # corrupt weights, weights of another shape (another base model), ...
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        raise ModelLoadError(f"cannot apply the PEFT adapter in {path} to its base model (was it trained on "
+                             f"another one?): {text[:400]}") from exc
+    from safetensors import safe_open
+
+    with safe_open(str(path / ADAPTER_WEIGHTS), framework="pt") as saved:
+        names = set(saved.keys())
+    unused = sorted(names - set(get_peft_model_state_dict(model)))
+    if unused:
+        raise ModelLoadError(
+            f"{len(unused)} weight(s) of the PEFT adapter in {path} match no module of its base model "
+            f"({', '.join(unused[:3])}{', ...' if len(unused) > 3 else ''}): it was trained on another base model; "
+            "set base_model_name_or_path to that one")
+    return model
+
+
+def load_adapter_folder(path: Path, tokenizer: Any, kind: Any, allow_new_head: bool, tokenizer_files: frozenset[str],
+                        load_base: Callable[[Path, Any, Any], tuple[torch.nn.Module, Any, Any, list[str]]]
+                        ) -> tuple[torch.nn.Module, Any, Any, list[str]]:
+    """A PEFT adapter folder on its local base model: ``(module, tokenizer, kind, weights initialised at
+    random)``. The kind is the adapter's task type when it names one; ``load_base(folder, tokenizer, kind)`` loads
+    the base (allowing missing weights); weights the base lacks must come with the adapter (a head in
+    ``modules_to_save``) unless ``allow_new_head``."""
+    base = base_folder(path)
+    found = kind or adapter_kind(path)
+    tokenizer = tokenizer if tokenizer is not None else adapter_tokenizer(path, tokenizer_files)
+    model, tokenizer, found, missing = load_base(base, tokenizer, found)
+    model = unwrap_peft(apply_adapter(model, path))
+    missing = uncovered(model, missing)
+    if missing and not allow_new_head:
+        raise ModelLoadError(
+            f"the adapter in {path} on its base model {base} leaves {len(missing)} weight(s) of a {found} model "
+            f"without values ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): neither has them, so "
+            "they would be initialised at random and explained; pass allow_new_head=True (CLI --allow-new-head) to "
+            "explain an untrained head on purpose")
+    return model, tokenizer, found, missing
 
 
 def adapter_tokenizer(path: Path, tokenizer_files: frozenset[str]) -> Any:
