@@ -315,17 +315,26 @@ class CtrlC(importlib.abc.MetaPathFinder):
         if name == {module!r}:
             os.kill(os.getpid(), signal.SIGINT)  # the handler raises KeyboardInterrupt inside this import
 sys.meta_path.insert(0, CtrlC())
+if {module!r} == "get_command":  # typer builds the click command from the app on every call
+    import typer.main
+    real = typer.main.get_command
+    def get_command(app):
+        os.kill(os.getpid(), signal.SIGINT)
+        return real(app)
+    typer.main.get_command = get_command
 sys.argv[0] = {argv0!r}
 from seqexplain.cli import app
 sys.exit(app(["methods"]))
 """
 
 
-@pytest.mark.parametrize("module", ["torch", "seqexplain.cli_reproduce"])
+@pytest.mark.parametrize("module", ["torch", "seqexplain.cli_reproduce", "seqexplain.experiments.registry",
+                                    "get_command"])
 @pytest.mark.parametrize("argv0", ["seqexplain", "python-program"])
 def test_ctrl_c_while_starting_is_one_line_in_the_command_only(tmp_path, module, argv0):
-    """Ctrl-C while torch (package) or the command line's own modules import: the console script prints one line
-    and exits 130, no traceback; a program importing seqexplain gets its KeyboardInterrupt."""
+    """Ctrl-C while torch (package) or the command line's own modules import, while the reproductions register, or
+    while typer builds the command (before the command's own handler): the console script prints one line and exits
+    130, no traceback; a program importing seqexplain gets its KeyboardInterrupt."""
     script = tmp_path / "start.py"
     script.write_text(CTRL_C_AT_IMPORT.format(module=module, argv0=str(tmp_path / argv0)))
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env={**os.environ, **ENV},

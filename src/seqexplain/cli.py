@@ -42,10 +42,19 @@ with interruptible_start():
 DEFAULT_MODEL = "smollm2"
 
 
-app = typer.Typer(
+class _App(typer.Typer):
+    """The root app: typer builds the click command (reading every command's signature) on each call, before the
+    command's own Ctrl-C handler exists; a Ctrl-C there is one line and exit 130 too."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with interruptible_start():
+            return super().__call__(*args, **kwargs)
+
+
+app = _App(
     name="seqexplain",
     cls=ErrorHandlingGroup,
-    help="Explain the predictions of sequence models (causal LMs, encoder-decoders, classifiers).",
+    help="Explain the predictions of sequence models (causal LMs, encoder-decoders, classifiers, token labellers).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
@@ -275,7 +284,8 @@ def demo(
         run_demo(out, methods=methods, console=stdout_console())
 
 
-register_reproductions(reproduce_app)
+with interruptible_start():  # it reads the experiment registry
+    register_reproductions(reproduce_app)
 
 
 @app.command("run")
