@@ -196,11 +196,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
             assert keep is not None
             ex = part.example
             b = keep.shape[0]
-            if with_embeds:
-                x = part.embeds if part.embeds is not None else self.embed(ex).expand(b, -1, -1)
-            else:
-                assert ex.input_ids is not None
-                x = ex.input_ids.to(self.device).view(1, -1).expand(b, -1)
+            x = self.part_inputs(part, with_embeds)
             keep = head_visible_when_empty(keep, self.head_index(ex))  # rule 4: nothing kept -> the head's position
             for r in range(b):
                 kept = torch.nonzero(keep[r]).flatten()
@@ -217,6 +213,15 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                                                                               strict=True)]
             return split_by_part(torch.cat(outs).unsqueeze(1), parts)
         return split_by_part(self._run(rows_x, rows_pos, rows_extra, with_embeds).unsqueeze(1), parts)
+
+    def part_inputs(self, part: Part, with_embeds: bool) -> torch.Tensor:
+        """A part's rows as the forward takes them: ``[b, L, D]`` vectors (the part's own, or the input layer's
+        output) when ``with_embeds``, else ``[b, L]`` token ids."""
+        b = part.n_rows
+        if with_embeds:
+            return part.embeds if part.embeds is not None else self.embed(part.example).expand(b, -1, -1)
+        assert part.example.input_ids is not None
+        return part.example.input_ids.to(self.device).view(1, -1).expand(b, -1)
 
     def _check_row_lengths(self, counts: list[int]) -> None:
         """:class:`UnsupportedError` when a row holds fewer tokens than the model's forward runs (Funnel's pooling
@@ -255,11 +260,7 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
         xs, extras = [], []
         for part in parts:
             ex, b = part.example, part.n_rows
-            if with_embeds:
-                xs.append(part.embeds if part.embeds is not None else self.embed(ex).expand(b, -1, -1))
-            else:
-                assert ex.input_ids is not None
-                xs.append(ex.input_ids.to(device).view(1, -1).expand(b, -1))
+            xs.append(self.part_inputs(part, with_embeds))
             extras.append({k: v.to(device).view(1, -1).expand(b, -1) for k, v in ex.extra.items()})
         lengths = torch.tensor([p.example.length for p in parts for _ in range(p.n_rows)], device=device)
         positions = torch.arange(n_l, device=device).view(1, -1)

@@ -134,11 +134,7 @@ class HFTokenLabeller(HFClassifier):
             assert part.keep is not None
             keep = part.keep.cpu()
             b = keep.shape[0]
-            if with_embeds:
-                x = part.embeds if part.embeds is not None else self.embed(ex).expand(b, -1, -1)
-            else:
-                assert ex.input_ids is not None
-                x = ex.input_ids.to(self.device).view(1, -1).expand(b, -1)
+            x = self.part_inputs(part, with_embeds)
             extra = {k: v.to(self.device) for k, v in ex.extra.items()}
             pos = [int(p) for p in ex.target_positions]  # type: ignore[arg-type]
 
