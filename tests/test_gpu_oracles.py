@@ -2,7 +2,7 @@
 
 The CPU results are the reference: ``tests/test_methods_oracle.py`` checks them against captum, brute-force loops
 and direct attention computations, so agreement here carries those oracles over to the GPU. Models are the tiny
-GPT-2, Llama, BERT, BART and T5 fixtures of ``conftest.py`` and the two native adapters of
+GPT-2, Llama, BERT, BART, T5 and BERT token-classifier fixtures of ``conftest.py`` and the two native adapters of
 ``test_native_adapters.py`` (an attention-pooling LSTM classifier and a BiLSTM token labeller, float64); each test
 moves a *copy* to the device (the fixtures are shared) and explains through ``seqexplain.explain``.
 
@@ -31,13 +31,14 @@ pytestmark = [
     pytest.mark.skipif(DEVICE.startswith("cuda") and not torch.cuda.is_available(), reason="CUDA is not available"),
 ]
 
-FIXTURES = ["gpt2", "llama", "bert", "bart", "t5", "clf", "tagger"]
+FIXTURES = ["gpt2", "llama", "bert", "bart", "t5", "bert_ner", "clf", "tagger"]
 INPUTS = {
     "gpt2": ("The cat sat on the mat.", " The dog sat"),
     "llama": ("The cat sat on the mat.", " The dog sat"),
     "bert": ("The quick brown fox jumps over the lazy dog.", "positive"),
     "bart": ("The quick brown fox jumps.", "The dog sat on"),
     "t5": ("The quick brown fox jumps.", "The dog sat on"),
+    "bert_ner": ("john smith sat on the mat", None),
     "clf": ("the film was not good but very fun", "pos"),
     "tagger": ("the film was not good but very fun", None),
 }

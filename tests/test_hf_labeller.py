@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import bpe_tokenizer, wordpiece_tokenizer
 from test_cli import assert_user_error, invoke
-from transformers import BertConfig, BertForTokenClassification, GPT2Config, GPT2ForTokenClassification
+from transformers import GPT2Config, GPT2ForTokenClassification
 
 import seqexplain as se
 from seqexplain.errors import InputError
@@ -20,16 +20,8 @@ TEXT = "john smith sat on the mat"
 
 
 @pytest.fixture(scope="module")
-def tagger():
-    tok = wordpiece_tokenizer()
-    torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64, num_labels=3, id2label=LABELS,
-                     label2id={v: k for k, v in LABELS.items()}, attn_implementation="eager")
-    model = BertForTokenClassification(cfg).eval()  # eager: the raw forward returns its attention weights
-    with torch.no_grad():  # a larger head than the initialiser's, so scores are far from zero
-        model.classifier.weight.mul_(20)
-    return model, tok
+def tagger(bert_ner):
+    return bert_ner
 
 
 @pytest.fixture(scope="module")
