@@ -6,8 +6,8 @@ Input axis: the input tokens. **Targets: every token of the text** (the special 
 target: a list of label indices or names, or a text of whitespace-separated names) or the model's argmax. An
 encoder reads in both directions: every target sees every position (``visibility`` all True); a left-to-right token
 classifier (GPT-2's, Llama's; found by the kind check, which changes the last token) sees the positions up to its
-own. A rationale of target ``i``
-starts with the special tokens and ``p_i``. Attention: the rows of the targets' own positions.
+own. A rationale of target ``i`` starts with the special tokens it sees and ``p_i``. Attention: the rows of the
+targets' own positions.
 
 Keep-masks: drop j = delete token j, the kept tokens packed to the left with their original position ids and
 right-padded, as for :class:`~seqexplain.models.hf_classifier.HFClassifier`. **Target i is always read at its own
@@ -92,6 +92,8 @@ class HFTokenLabeller(HFClassifier):
         return [label_index(self.label_names(), k) for k in items]
 
     def with_objective(self, example: Example, objective: str = "logprob", foil: Any = None) -> Example:
+        """:meth:`SequenceModel.with_objective` with a foil label per token (:meth:`foil_ids`), not the sequence
+        classifier's single foil label."""
         return SequenceModel.with_objective(self, example, objective, foil)
 
     def foil_ids(self, example: Example, foil: Any) -> tuple[torch.Tensor, list[str]]:
