@@ -70,6 +70,27 @@ def test_occlusion_equals_deleting_the_token(tagger, wrapped, example):
     assert not np.allclose(attr.scores, 0, atol=1e-3)
 
 
+@pytest.mark.parametrize("objective", ["prob", "logit"])
+def test_occlusion_explains_the_asked_objective(tagger, wrapped, example, objective):
+    """``f`` = ``p(y_i)`` or the logit ``z_{y_i}`` at token i, deleting token j by hand as above."""
+    model, _ = tagger
+    attr = se.explain_example(wrapped, wrapped.with_objective(example, objective), "occlusion")
+    ids = example.input_ids.tolist()
+    n_l = len(ids)
+
+    def f(kept: list[int], p: int, y: int) -> float:
+        with torch.no_grad():
+            z = model(input_ids=torch.tensor([[ids[k] for k in kept]]), position_ids=torch.tensor([kept]),
+                      attention_mask=torch.ones(1, len(kept), dtype=torch.long)).logits[0, kept.index(p)].double()
+        return float(torch.softmax(z, -1)[y] if objective == "prob" else z[y])
+
+    for i, (p, y) in enumerate(zip(example.target_positions, example.target_ids.tolist(), strict=True)):
+        full = f(list(range(n_l)), p, y)
+        for j in range(n_l):
+            want = full - f([k for k in range(n_l) if k != j or k == p], p, y)
+            assert attr.scores[i, j] == pytest.approx(want, abs=1e-5 * max(1.0, abs(full))), (i, j)
+
+
 @pytest.mark.parametrize("method", ["gradient_norm", "grad_x_input", "integrated_gradients"])
 def test_gradient_methods_equal_captum_on_the_raw_forward(tagger, wrapped, example, method):
     from captum.attr import InputXGradient, IntegratedGradients, Saliency
