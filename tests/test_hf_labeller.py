@@ -164,6 +164,26 @@ def test_given_labels_explain_many_and_one_at_a_time(wrapped):
         se.explain(wrapped, "the cat", "O", "occlusion")
 
 
+def test_labels_given_per_word_put_the_targets_at_each_words_first_token(tagger, wrapped):
+    """'johnsmithson' is three WordPiece tokens: four labels for four words explain the four words' first tokens
+    (as token-classification training labels them), equal to the raw forward read there; the foil follows them."""
+    model, tok = tagger
+    text = "johnsmithson sat on mat"
+    ex = wrapped.encode(text, "B-PER O O O")
+    assert wrapped.encode(text).n_targets == 6
+    assert ex.tokens[1:4] == ["johns", "##mith", "##son"] and ex.target_positions == [1, 4, 5, 6]
+    assert ex.target_tokens == ["B-PER", "O", "O", "O"]
+    attr = se.explain_example(wrapped, ex, "occlusion")
+    ids = ex.input_ids.tolist()
+    full = _raw_logp(model, ids, list(range(len(ids))))
+    np.testing.assert_allclose(attr.target_logprobs, [float(full[p, y]) for p, y in
+                                                      zip([1, 4, 5, 6], [1, 0, 0, 0], strict=True)], atol=1e-5)
+    contrast = se.explain(wrapped, text, "B-PER O O O", "grad_x_input", objective="contrast", foil="O B-PER B-PER O")
+    assert contrast.foil_tokens == ["O", "B-PER", "B-PER", "O"]
+    with pytest.raises(InputError, match="gives 5 label\\(s\\) but the text has 6 token\\(s\\) in 4 word\\(s\\)"):
+        wrapped.encode(text, "O O O O O")
+
+
 def test_a_left_to_right_token_classifier_sees_only_up_to_its_token():
     """GPT-2's token classifier: targets see the positions up to their own (found by the kind check), so the
     later cells are not scored, and the earlier ones equal deleting the token."""

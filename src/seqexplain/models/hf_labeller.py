@@ -3,7 +3,9 @@ a label at every token.
 
 Input axis: the input tokens. **Targets: every token of the text** (the special tokens the tokenizer adds,
 ``[CLS]``/``[SEP]``, are inputs, not targets): target ``i`` at position ``p_i`` is its token's label, given (one per
-target: a list of label indices or names, or a text of whitespace-separated names) or the model's argmax. An
+token: a list of label indices or names, or a text of whitespace-separated names) or the model's argmax. Labels
+given **one per word** instead (a CoNLL-style line, whose words the tokenizer splits into more tokens) put the
+targets at each whitespace-delimited word's first token, as token-classification training labels them. An
 encoder reads in both directions: every target sees every position (``visibility`` all True); a left-to-right token
 classifier (GPT-2's, Llama's; found by the kind check, which changes the last token) sees the positions up to its
 own. A rationale of target ``i`` starts with the special tokens it sees and ``p_i``. Attention: the rows of the
@@ -23,6 +25,7 @@ from typing import Any
 
 import torch
 
+from seqexplain.attribution_groups import word_groups
 from seqexplain.errors import InputError
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
@@ -57,6 +60,7 @@ class HFTokenLabeller(HFClassifier):
             if target is None:
                 labels = self._predicted(ex, positions)
             else:
+                positions = self._target_positions(ex, positions, target)
                 labels = self._labels_per_token(target, len(positions), "target")
             names = [self.label_names()[k] for k in labels]
             out.append(ex.replace(
@@ -64,6 +68,21 @@ class HFTokenLabeller(HFClassifier):
                 target_positions=positions, target_text=" ".join(names),
                 visibility=self._visibility(positions, ex.length)))
         return out
+
+    def _target_positions(self, example: Example, tokens: list[int], target: Any) -> list[int]:
+        """``tokens`` (the text's tokens), or each word's first token when ``target`` gives one label per word and
+        the words are fewer than the tokens."""
+        n = len(target.split()) if isinstance(target, str) else len(target) if isinstance(target, (list, tuple)) else -1
+        if n == len(tokens):
+            return tokens
+        groups = word_groups(example.offsets, example.segments, {"source": example.text or ""})
+        firsts = [g[0] for g in groups if example.segments[g[0]] != "special"]
+        if n == len(firsts):
+            return firsts
+        if n >= 0:
+            raise InputError(f"the target gives {n} label(s) but the text has {len(tokens)} token(s) in "
+                             f"{len(firsts)} word(s) to label; give one label per token or one per word")
+        return tokens
 
     def _visibility(self, positions: list[int], n_l: int) -> torch.Tensor:
         """``[T, L]``: every position, or (left-to-right model) the positions up to the target's own."""
