@@ -78,6 +78,15 @@ def _logits(out: Any, name: str) -> torch.Tensor:
     raise refuse(name, f"{what}, not .logits ({', '.join(map(str, keys))})")
 
 
+def _with_last_changed(run: Run, ids: list[int], other: int, device: torch.device, name: str) -> torch.Tensor | None:
+    """The logits of ``ids`` with the last token replaced by ``other`` (None: the forward failed on them)."""
+    changed = torch.tensor([[*ids[:-1], other]], device=device)
+    try:
+        return _logits(run({"input_ids": changed, "attention_mask": torch.ones_like(changed)}), name)
+    except ORDINARY:
+        return None
+
+
 @torch.no_grad()
 def check_causal(model: torch.nn.Module, run: Run, ids: list[int], other: int, device: torch.device,
                  name: str) -> None:
@@ -93,10 +102,8 @@ def check_causal(model: torch.nn.Module, run: Run, ids: list[int], other: int, d
         if isinstance(vocab, int) and not isinstance(vocab, bool) and a.shape[-1] < vocab:
             raise refuse(name, f"gives {a.shape[-1]} scores per token, fewer than its {vocab}-token vocabulary (a "
                          "token classifier), so it is not a causal LM")
-        changed = torch.tensor([[*ids[:-1], other]], device=device)
-        try:
-            b = _logits(run({"input_ids": changed, "attention_mask": torch.ones_like(changed)}), name)
-        except ORDINARY:
+        b = _with_last_changed(run, ids, other, device, name)
+        if b is None:
             return
     early_a, early_b = a[0, :-1].float(), b[0, :-1].float()
     if not (bool(torch.isfinite(early_a).all()) and bool(torch.isfinite(early_b).all())):
@@ -135,10 +142,8 @@ def check_labeller(model: torch.nn.Module, run: Run, ids: list[int], other: int,
         if n_labels and a.shape[-1] != n_labels:
             raise refuse(name, f"gives {a.shape[-1]} scores per token but its config names {n_labels} labels: it is "
                          "not a token classifier (a language model?)")
-        changed = torch.tensor([[*ids[:-1], other]], device=device)
-        try:
-            b = _logits(run({"input_ids": changed, "attention_mask": torch.ones_like(changed)}), name)
-        except ORDINARY:
+        b = _with_last_changed(run, ids, other, device, name)
+        if b is None:
             return True  # cannot tell: every position counts as visible (a left-to-right model then scores 0 there)
     first_a, first_b = a[0, 0].float(), b[0, 0].float()
     tol = 1e-5 * max(float(first_a.abs().max()), 1e-30)
