@@ -154,6 +154,8 @@ class HFTokenLabeller(HFClassifier):
             ex = part.example
             assert part.keep is not None
             keep = part.keep.cpu()
+            keep_np = keep.numpy()
+            before = keep_np.cumsum(1) - keep_np  # kept positions before each position: p's index in its sequence
             b = keep.shape[0]
             x = self.part_inputs(part, with_embeds)
             extra = {k: v.to(self.device) for k, v in ex.extra.items()}
@@ -173,14 +175,14 @@ class HFTokenLabeller(HFClassifier):
                 row_cells = []
                 for t in wanted:
                     p = pos[t]
-                    if bool(keep[r, p]):
+                    if keep_np[r, p]:
                         shared = add(r, keep[r]) if shared < 0 else shared
                         s = shared
                     else:
                         seq = keep[r].clone()
                         seq[p] = True
                         s = add(r, seq)
-                    row_cells.append((s, int((rows_pos[s] < p).sum())))
+                    row_cells.append((s, int(before[r, p])))
                 cells.append(row_cells)
             reads.append(cells)
         self._check_row_lengths([int(p.numel()) for p in rows_pos])
