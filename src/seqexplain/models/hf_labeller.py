@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from seqexplain.attribution_groups import word_groups
@@ -30,6 +31,7 @@ from seqexplain.errors import InputError
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.hf_classifier import HFClassifier
+from seqexplain.models.keep import labeller_sequences
 from seqexplain.models.labels import label_index
 from seqexplain.models.module_state import eval_mode
 
@@ -153,37 +155,18 @@ class HFTokenLabeller(HFClassifier):
         for part in parts:
             ex = part.example
             assert part.keep is not None
-            keep = part.keep.cpu()
-            keep_np = keep.numpy()
-            before = keep_np.cumsum(1) - keep_np  # kept positions before each position: p's index in its sequence
-            b = keep.shape[0]
             x = self.part_inputs(part, with_embeds)
             extra = {k: v.to(self.device) for k, v in ex.extra.items()}
-            pos = [int(p) for p in ex.target_positions]  # type: ignore[arg-type]
-
-            def add(r: int, seq: torch.Tensor, x: torch.Tensor = x, extra: dict[str, torch.Tensor] = extra) -> int:
-                kept = torch.nonzero(seq).flatten().to(self.device)
+            targets = None if part.rows_target is None else part.rows_target.tolist()
+            sequences, rows = labeller_sequences(part.keep.cpu().numpy(), ex.target_positions,  # type: ignore[arg-type]
+                                                 targets)
+            first = len(rows_pos)
+            for r, mask in sequences:
+                kept = torch.as_tensor(np.flatnonzero(mask), device=self.device)
                 rows_x.append(x[r, kept])
                 rows_pos.append(kept)
                 rows_extra.append({k: v[kept] for k, v in extra.items()})
-                return len(rows_pos) - 1
-
-            cells = []
-            for r in range(b):
-                wanted = range(len(pos)) if part.rows_target is None else [int(part.rows_target[r])]
-                shared = -1
-                row_cells = []
-                for t in wanted:
-                    p = pos[t]
-                    if keep_np[r, p]:
-                        shared = add(r, keep[r]) if shared < 0 else shared
-                        s = shared
-                    else:
-                        seq = keep[r].clone()
-                        seq[p] = True
-                        s = add(r, seq)
-                    row_cells.append((s, int(before[r, p])))
-                cells.append(row_cells)
+            cells = [[(first + s, k) for s, k in row] for row in rows]
             reads.append(cells)
         self._check_row_lengths([int(p.numel()) for p in rows_pos])
         if len({int(p.numel()) for p in rows_pos}) > 1 and self._reads_padding():  # padding would leak: one by one

@@ -17,9 +17,10 @@ A keep-mask ``keep[B, L]`` (bool) marks the visible positions of each row of a f
    another target is evaluated one target at a time (:func:`fallback_targets` tells which rows).
    A classifier (no target position) with nothing kept reads from its head position, made visible the same way
    (:func:`head_visible_when_empty`; a model that pools every position, with no head position, uses position 0).
-   A token labeller reads target ``i`` at its own position ``p_i = i``, which it always sees (rule 2), so rules 3–4
+   A token labeller reads target ``i`` at its own position ``p_i``, which it always sees (rule 2), so rules 3–4
    do not apply there: a row with nothing kept reads target ``i`` from token ``i`` alone
-   (:mod:`seqexplain.models.native_tagger`).
+   (:func:`labeller_sequences`, used by :mod:`seqexplain.models.native_tagger` and
+   :mod:`seqexplain.models.hf_labeller`).
 5. **Nothing visible on the source side** (encoder-decoders). When no source position is kept, cross-attention
    has no key: its weighted sum of values is zero (the output projection still applies), i.e. the decoder gets no
    source information, rather than an average over masked positions.
@@ -34,6 +35,9 @@ relative attention by index (DeBERTa, XLNet, Funnel).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -82,6 +86,37 @@ def head_visible_when_empty(keep: Tensor, head: int) -> Tensor:
     head_only = torch.zeros_like(keep)
     head_only[:, head] = True
     return torch.where(keep.any(1, keepdim=True), keep, head_only)
+
+
+def labeller_sequences(keep: np.ndarray, positions: Sequence[int], rows_target: Sequence[int] | None = None
+                       ) -> tuple[list[tuple[int, np.ndarray]], list[list[tuple[int, int]]]]:
+    """Rule 2 for a token labeller (targets read at their own positions): for row ``r`` of ``keep[B, L]`` and each
+    target ``t`` at ``p = positions[t]`` (only ``rows_target[r]`` where given), the positions it is read from are the
+    row's kept ones when the row keeps ``p`` (one sequence shared by those targets of the row), else those plus ``p``
+    (a sequence of its own). Returns the sequences as ``(row, mask [L])`` and, per row and target, ``(sequence index,
+    index of p among the sequence's positions)``."""
+    before = keep.cumsum(1) - keep  # kept positions before each position: p's index in either sequence
+    sequences: list[tuple[int, np.ndarray]] = []
+    cells: list[list[tuple[int, int]]] = []
+    for r in range(keep.shape[0]):
+        wanted = range(len(positions)) if rows_target is None else [int(rows_target[r])]
+        shared = -1
+        row_cells = []
+        for t in wanted:
+            p = int(positions[t])
+            if keep[r, p]:
+                if shared < 0:
+                    shared = len(sequences)
+                    sequences.append((r, keep[r]))
+                s = shared
+            else:
+                own = keep[r].copy()
+                own[p] = True
+                s = len(sequences)
+                sequences.append((r, own))
+            row_cells.append((s, int(before[r, p])))
+        cells.append(row_cells)
+    return sequences, cells
 
 
 def reading_positions(keep: Tensor, positions: Tensor, floor: Tensor | int = 0) -> Tensor:

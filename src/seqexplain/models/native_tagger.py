@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from seqexplain.errors import InputError
 from seqexplain.models.example import Example, Part
+from seqexplain.models.keep import labeller_sequences
 from seqexplain.models.module_state import eval_mode
 from seqexplain.models.native_heads import NativeWordAdapter, compact, pad_steps, run_lstm
 
@@ -116,31 +117,12 @@ class TokenLabellerAdapter(NativeWordAdapter):
             keep = part.keep
             assert keep is not None
             ex = part.example
-            pos = [int(p) for p in ex.target_positions]  # type: ignore[arg-type]
-            keep_np = keep.cpu().numpy()
-            own_rows: list[int] = []
-            seq_keep: list[np.ndarray] = []
-            cells: list[list[tuple[int, int]]] = []
-            for r in range(keep_np.shape[0]):
-                wanted = range(len(pos)) if part.rows_target is None else [int(part.rows_target[r])]
-                shared = -1
-                row_cells = []
-                for t in wanted:
-                    p = pos[t]
-                    if keep_np[r, p]:
-                        if shared < 0:
-                            shared = len(seq_keep)
-                            seq_keep.append(keep_np[r])
-                            own_rows.append(r)
-                        s = shared
-                    else:
-                        s = len(seq_keep)
-                        k = keep_np[r].copy()
-                        k[p] = True
-                        seq_keep.append(k)
-                        own_rows.append(r)
-                    row_cells.append((offset + s, int(seq_keep[s][:p].sum())))
-                cells.append(row_cells)
+            targets = None if part.rows_target is None else part.rows_target.tolist()
+            sequences, rows = labeller_sequences(keep.cpu().numpy(), ex.target_positions,  # type: ignore[arg-type]
+                                                 targets)
+            own_rows = [r for r, _ in sequences]
+            cells = [[(offset + s, k) for s, k in row] for row in rows]
+            seq_keep = [m for _, m in sequences]
             seq = torch.as_tensor(np.stack(seq_keep), device=self.device)
             x, n, _ = compact(self.row_inputs(part)[torch.tensor(own_rows, device=self.device)], seq)
             xs.append(x)
