@@ -215,12 +215,13 @@ def train_classifier(model: torch.nn.Module, tokenizer: Any, train: tuple[Sequen
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, total, cfg.warmup)
         loss = model(**_batch([rows[i] for i in idx], pad_id), labels=torch.tensor([labels[i] for i in idx])).loss
-        _check_finite(model, float(loss), step)
+        value = loss.item()  # one device sync a step, for the check and the history
+        _check_finite(model, value, step)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        history.append({"step": step, "loss": loss.item(), "lr": opt.param_groups[0]["lr"]})
+        history.append({"step": step, "loss": value, "lr": opt.param_groups[0]["lr"]})
         step += 1
         bar.update(1)
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
