@@ -184,6 +184,25 @@ def test_labels_given_per_word_put_the_targets_at_each_words_first_token(tagger,
         wrapped.encode(text, "O O O O O")
 
 
+def test_predicted_labels_of_many_texts_share_a_forward(tagger, wrapped):
+    """``encode_many`` without targets predicts every text's labels in one padded forward (it ran one per text),
+    each equal to a forward of that text alone."""
+    model, _ = tagger
+    texts = ["john smith sat", "the cat sat on the mat", "mary", "a dog ran to the park"]
+    wrapped.encode("warm up", "O O")  # the adapter's one-off position-id probe runs on its first input
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        many = wrapped.encode_many([(t, None) for t in texts])
+    finally:
+        handle.remove()
+    assert len(calls) == 1
+    for text, ex in zip(texts, many, strict=True):
+        ids = ex.input_ids.tolist()
+        want = _raw_logp(model, ids, list(range(len(ids)))).argmax(-1)[ex.target_positions].tolist()
+        assert ex.target_ids.tolist() == want == wrapped.encode(text).target_ids.tolist()
+
+
 def test_a_left_to_right_token_classifier_sees_only_up_to_its_token():
     """GPT-2's token classifier: targets see the positions up to their own (found by the kind check), so the
     later cells are not scored, and the earlier ones equal deleting the token."""

@@ -31,7 +31,7 @@ def held_module(obj: Any, tokenizer: Any = None) -> tuple[Any, Any]:
             obj = obj.model
         elif type(obj).__name__ == "OptimizedModule" and isinstance(getattr(obj, "_orig_mod", None), torch.nn.Module):
             obj = obj._orig_mod
-        elif isinstance(obj, torch.nn.Module) and unwrap_peft(obj) is not obj:
-            obj = unwrap_peft(obj)
+        elif isinstance(obj, torch.nn.Module) and (inner := unwrap_peft(obj)) is not obj:
+            obj = inner
         else:
             return obj, tokenizer

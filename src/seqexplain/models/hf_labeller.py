@@ -32,8 +32,7 @@ from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.hf_classifier import HFClassifier
 from seqexplain.models.keep import labeller_sequences
-from seqexplain.models.labels import label_index
-from seqexplain.models.module_state import eval_mode
+from seqexplain.models.labels import label_index, predicted_labels
 
 
 class HFTokenLabeller(HFClassifier):
@@ -52,24 +51,28 @@ class HFTokenLabeller(HFClassifier):
         return self.encode_many([(text, target)], **options)[0]
 
     def encode_many(self, requests: Sequence[tuple[Any, Any]], **options: Any) -> list[Example]:
-        """:meth:`encode` of each ``(text, target)``; predicted labels come from one forward per text."""
+        """:meth:`encode` of each ``(text, target)``; the labels of those without a target predicted in shared
+        forwards (:func:`~seqexplain.models.labels.predicted_labels`), each equal to one :meth:`encode`'s."""
         out = []
         for ex, (_, target) in zip(self.encode_inputs([text for text, _ in requests], **options), requests,
                                    strict=True):
-            positions = [j for j, seg in enumerate(ex.segments) if seg != "special"]
-            if not positions:
+            tokens = [j for j, seg in enumerate(ex.segments) if seg != "special"]
+            if not tokens:
                 raise InputError("the text has no tokens of its own to label (only special tokens)")
-            if target is None:
-                labels = self._predicted(ex, positions)
-            else:
-                positions = self._target_positions(ex, positions, target)
-                labels = self._labels_per_token(target, len(positions), "target")
-            names = [self.label_names()[k] for k in labels]
-            out.append(ex.replace(
-                kind="labeller", target_ids=torch.tensor(labels, dtype=torch.long), target_tokens=names,
-                target_positions=positions, target_text=" ".join(names),
-                visibility=self._visibility(positions, ex.length)))
+            positions = tokens if target is None else self._target_positions(ex, tokens, target)
+            labels = [0] * len(positions) if target is None else self._labels_per_token(target, len(positions),
+                                                                                        "target")
+            out.append(self._with_labels(ex.replace(kind="labeller", target_positions=positions,
+                                                    visibility=self._visibility(positions, ex.length)), labels))
+        todo = [k for k, (_, target) in enumerate(requests) if target is None]
+        for k, labels in zip(todo, predicted_labels(self, [out[k] for k in todo]), strict=True):
+            out[k] = self._with_labels(out[k], labels)
         return out
+
+    def _with_labels(self, example: Example, labels: list[int]) -> Example:
+        names = [self.label_names()[k] for k in labels]
+        return example.replace(target_ids=torch.tensor(labels, dtype=torch.long), target_tokens=names,
+                               target_text=" ".join(names))
 
     def _target_positions(self, example: Example, tokens: list[int], target: Any) -> list[int]:
         """``tokens`` (the text's tokens), or each word's first token when ``target`` gives one label per word and
@@ -91,16 +94,6 @@ class HFTokenLabeller(HFClassifier):
         if self.bidirectional:
             return torch.ones(len(positions), n_l, dtype=torch.bool)
         return torch.arange(n_l).view(1, -1) <= torch.tensor(positions).view(-1, 1)
-
-    @torch.no_grad()
-    def _predicted(self, example: Example, positions: list[int]) -> list[int]:
-        assert example.input_ids is not None
-        ids = example.input_ids.to(self.device)
-        pos = torch.arange(example.length, device=self.device)
-        extra = {k: v.to(self.device) for k, v in example.extra.items()}
-        with eval_mode(self.model), self._autocast():
-            logits = self._run([ids], [pos], [extra], False)[0]
-        return [int(logits[p].argmax()) for p in positions]
 
     def _labels_per_token(self, given: Any, n: int, what: str) -> list[int]:
         items = given.split() if isinstance(given, str) else list(given) if isinstance(given, (list, tuple)) else None

@@ -68,23 +68,24 @@ def ambiguous_label(names: Sequence[str], label: Any, what: str = "target") -> s
             f"({names[i]!r}): give the name {names[i]!r} to explain that one")
 
 
-def predicted_labels(model: SequenceModel, examples: Sequence[Example]) -> list[int]:
-    """The argmax label of each example: examples sorted by length and packed into forwards of up to
+def predicted_labels(model: SequenceModel, examples: Sequence[Example]) -> list[list[int]]:
+    """The argmax label of every target of each example (placeholder target ids; one target for a classifier, one
+    per token for a labeller): examples sorted by length and packed into forwards of up to
     :meth:`~SequenceModel.default_pack_tokens` tokens (:func:`~seqexplain.models.batching.length_groups`). An
-    example whose two best logits are too close for a shared forward to decide
+    example with a target whose two best logits are too close for a shared forward to decide
     (:func:`~seqexplain.models.batching.near_tie`) is predicted again alone, so every label is the one a forward of
     that example alone gives."""
-    labels = [0] * len(examples)
+    labels: list[list[int]] = [[] for _ in examples]
     margin = tie_margin(model.autocast)
     groups = length_groups([ex.length for ex in examples], model.default_pack_tokens())
     add_total(len(examples))
     with torch.no_grad(), eval_mode(model.model):
         for group in groups:
-            rows = [z[0, 0] for z in model.logits_parts([Part(examples[k]) for k in group])]
-            for k, row in zip(group, rows, strict=True):
-                if len(group) > 1 and near_tie(row, margin):
-                    row = model.logits(examples[k])[0, 0]
-                labels[k] = int(row.float().argmax())
+            outs = [z[0] for z in model.logits_parts([Part(examples[k]) for k in group])]  # [T, C] each
+            for k, out in zip(group, outs, strict=True):
+                if len(group) > 1 and any(near_tie(row, margin) for row in out):
+                    out = model.logits(examples[k])[0]
+                labels[k] = out.float().argmax(-1).tolist()
             advance(len(group))
     return labels
 
@@ -124,7 +125,7 @@ class ClassifierLabels:
         labels: list[int | None] = [None if target is None else label_index(names, target) for _, target in requests]
         todo = [k for k, label in enumerate(labels) if label is None]
         assert isinstance(self, SequenceModel)
-        for k, label in zip(todo, predicted_labels(self, [examples[k] for k in todo]), strict=True):
+        for k, (label,) in zip(todo, predicted_labels(self, [examples[k] for k in todo]), strict=True):
             labels[k] = label
         out = []
         for ex, label, (_, target) in zip(examples, labels, requests, strict=True):
