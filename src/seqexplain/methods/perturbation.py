@@ -85,8 +85,8 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
         # a row holds every target of one perturbed input: the adapter prices it like a keep-row of the last target
         # with every position but one kept (dropped) or all of them (replaced)
         dropped = 1 if replace_with is None else 0
-        sizes = [(model.row_cost(examples[k], examples[k].n_targets - 1, examples[k].length - dropped),)
-                 for k, _ in work]
+        prices = [model.row_cost(ex, ex.n_targets - 1, ex.length - dropped) for ex in examples]
+        sizes = [(prices[k],) for k, _ in work]
         for start, stop in plan_forwards(sizes, lambda m: m[0], token_budget, may_join):
             chunk = work[start:stop]
             parts, owners = [], []
