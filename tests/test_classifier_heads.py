@@ -94,7 +94,7 @@ def test_bart_classifier_rows_labels_and_refusals(bart_classifier):
     exs = w.encode_many([(t, None) for t in TEXTS])
     for ex in exs:
         assert ex.target_ids.item() == int(_alone(model, ex.input_ids).argmax())
-        assert any("takes no position_ids" in m for m in ex.warnings)
+        assert any("takes no position_ids" in m for m in ex.keep_warnings)
     ex = exs[0]
     keep = torch.ones(3, ex.length, dtype=torch.bool)
     keep[0, [2, 3]] = False

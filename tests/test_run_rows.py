@@ -141,3 +141,32 @@ def test_full_logprob_given_skips_those_rows_and_is_checked(setup):
     np.testing.assert_allclose(shifted.comprehensiveness, plain.comprehensiveness + 1.0)  # it is used, not ignored
     with pytest.raises(InputError, match="full_logprob has shape"):
         faithfulness(wrapped, ex, scores, [10.0, 50.0], full_logprob=np.zeros(3))
+
+
+def test_faithfulness_that_drops_tokens_carries_the_models_position_warning(tmp_path, bpe):
+    """XLNet takes no position ids: deleting a token moves the kept ones left. A gradient method drops nothing, so
+    its own result has no such warning; faithfulness with ``removal="drop"`` does drop tokens, so the row says so
+    (prefixed ``faithfulness:``); with ``removal="replace"`` nothing is dropped and the row has no such warning."""
+    import torch
+    from transformers import XLNetConfig, XLNetForSequenceClassification
+
+    torch.manual_seed(0)
+    cfg = XLNetConfig(vocab_size=len(bpe), d_model=16, n_layer=1, n_head=2, d_inner=32, num_labels=2,
+                      pad_token_id=bpe.pad_token_id)
+    model_dir = tmp_path / "xlnet"
+    XLNetForSequenceClassification(cfg).eval().save_pretrained(model_dir)
+    bpe.save_pretrained(model_dir)
+    data = corpus(tmp_path / "data.jsonl", 2, rationales=False)
+    position = "XLNetForSequenceClassification.forward() takes no position_ids"
+    for removal, expected in (("drop", True), ("replace", False)):
+        out = tmp_path / removal
+        cfg_run = read_config(write_config(tmp_path / f"{removal}.yaml", config_dict(
+            model_dir, data, out, methods=[{"name": "gradient_norm"}], data={"rationale_field": None},
+            metrics={"faithfulness": {"removal": removal, "random_baseline": False},
+                     "plausibility": {"enabled": False}})))
+        run(cfg_run, progress=False)
+        rows = pq.read_table(out / "results.parquet").to_pylist()
+        assert len(rows) == 2
+        for row in rows:
+            assert not any(w.startswith(position) for w in row["warnings"]), row["warnings"]
+            assert any(w.startswith(f"faithfulness: {position}") for w in row["warnings"]) == expected, row["warnings"]

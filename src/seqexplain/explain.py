@@ -147,7 +147,8 @@ def to_attribution(wrapped: SequenceModel, example: Example, method: str, result
         objective=example.objective,
         foil_tokens=None if example.foil_tokens is None else list(example.foil_tokens),
         groups={k: [list(g) for g in v] for k, v in example.groups.items()},
-        warnings=[*wrapped.model_warnings, *example.warnings],
+        warnings=[*wrapped.model_warnings, *example.warnings,
+                  *(example.keep_warnings if spec.drops(options) else [])],
         meta=meta,
     )
     attr.warnings.extend(result.warnings)

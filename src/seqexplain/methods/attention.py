@@ -65,7 +65,7 @@ NO_OBJECTIVE = "attention weights do not depend on the objective"
 
 
 @register("attention_last", "attention", "last layer's head-averaged attention row of the predicting position",
-          ignores_objective=NO_OBJECTIVE)
+          ignores_objective=NO_OBJECTIVE, drops_tokens=False)
 def attention_last(model: SequenceModel, example: Example) -> MethodResult:
     """``a_i = Ā_N[q_i]``: the last layer's head-averaged attention row of target ``i``'s reading position ``q_i``
     (module docstring). No options."""
@@ -73,7 +73,7 @@ def attention_last(model: SequenceModel, example: Example) -> MethodResult:
 
 
 @register("attention_all", "attention", "head-averaged attention row of the predicting position, mean over layers",
-          ignores_objective=NO_OBJECTIVE)
+          ignores_objective=NO_OBJECTIVE, drops_tokens=False)
 def attention_all(model: SequenceModel, example: Example) -> MethodResult:
     """``a_i = (1/N) Σ_l Ā_l[q_i]``: the head-averaged attention rows of the reading position, averaged over the
     ``N`` layers (module docstring). No options."""
@@ -81,7 +81,7 @@ def attention_all(model: SequenceModel, example: Example) -> MethodResult:
 
 
 @register("attention_rollout", "attention", "attention rollout (Abnar & Zuidema 2020): product of ½A + ½I",
-          ignores_objective=NO_OBJECTIVE)
+          ignores_objective=NO_OBJECTIVE, drops_tokens=False)
 def attention_rollout(model: SequenceModel, example: Example) -> MethodResult:
     """``a_i = R[q_i]``, ``R = Â_N ⋯ Â_1``, ``Â_l = ½ Ā_l + ½ I`` (module docstring; cross-attention composed with
     the source stack's rollout). No options."""

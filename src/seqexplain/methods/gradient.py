@@ -187,7 +187,7 @@ def grad_x_input_many(model: SequenceModel, examples: list[Example], *, token_bu
 
 
 @register("gradient_norm", "gradient", "L2 norm of the gradient of the objective w.r.t. each input embedding",
-          many=gradient_norm_many)
+          many=gradient_norm_many, drops_tokens=False)
 def gradient_norm(model: SequenceModel, example: Example, *, token_budget: int | None = None) -> MethodResult:
     """``a_ij = ‖∂f_i/∂e_j‖₂``.
 
@@ -197,7 +197,7 @@ def gradient_norm(model: SequenceModel, example: Example, *, token_budget: int |
 
 
 @register("grad_x_input", "gradient", "gradient × input embedding, summed over the embedding dimension (signed)",
-          many=grad_x_input_many)
+          many=grad_x_input_many, drops_tokens=False)
 def grad_x_input(model: SequenceModel, example: Example, *, token_budget: int | None = None) -> MethodResult:
     """``a_ij = Σ_d e_jd ∂f_i/∂e_jd``.
 
@@ -297,7 +297,8 @@ def completeness_warnings(delta: np.ndarray, gap: np.ndarray, steps: int, rule: 
 
 @register("integrated_gradients", "gradient",
           "integrated gradients from a baseline to the input embeddings (Gauss-Legendre, 50 steps by default)",
-          many=integrated_gradients_many, check=lambda o: check_quadrature(o["steps"], o["rule"]))
+          many=integrated_gradients_many, check=lambda o: check_quadrature(o["steps"], o["rule"]),
+          drops_tokens=False)
 def integrated_gradients(model: SequenceModel, example: Example, *, steps: int = 50, rule: Rule = "gausslegendre",
                          baseline: str | int = "zero", token_budget: int | None = None) -> MethodResult:
     """Integrated gradients (module docstring).

@@ -103,7 +103,7 @@ def occlusion_many(model: SequenceModel, examples: list[Example], *, replace_wit
 
 @register("occlusion", "perturbation",
           "leave-one-out: f(target | all) − f(target | all but position j), j dropped or replaced",
-          many=occlusion_many)
+          many=occlusion_many, drops_tokens=lambda o: o["replace_with"] is None)
 def occlusion(model: SequenceModel, example: Example, *, replace_with: str | int | None = None,
               token_budget: int | None = None) -> MethodResult:
     """Occlusion (module docstring).

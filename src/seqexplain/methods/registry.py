@@ -45,6 +45,15 @@ class Method:
     check: Callable[[dict[str, Any]], None] | None = None
     #: why the method's result does not depend on the example's objective (None: it does); the result warns so
     ignores_objective: str | None = None
+    #: whether the method drops input positions (keep-masks) under the given options (all of them filled in); a
+    #: result that did carries the example's ``keep_warnings`` (what deleting a token means for this model)
+    drops_tokens: bool | Callable[[dict[str, Any]], bool] = True
+
+    def drops(self, options: dict[str, Any]) -> bool:
+        """Whether the method drops input positions through the model's keep-mask under ``options``."""
+        if callable(self.drops_tokens):
+            return bool(self.drops_tokens({**self.defaults(), **options}))
+        return self.drops_tokens
 
     @cached_property
     def _option_specs(self) -> dict[str, OptionSpec]:
@@ -80,6 +89,7 @@ _REGISTRY: dict[str, Method] = {}
 def register(name: str, family: str, description: str, many: Callable[..., list[MethodResult]] | None = None,
              ranges: dict[str, tuple[float | None, float | None]] | None = None,
              check: Callable[[dict[str, Any]], None] | None = None, ignores_objective: str | None = None,
+             drops_tokens: bool | Callable[[dict[str, Any]], bool] = True,
              ) -> Callable[[Callable[..., MethodResult]], Callable[..., MethodResult]]:
     """Decorator adding a method under ``name`` (``family``: attention / gradient / perturbation / rationale).
     ``many(model, examples, **options) -> list[MethodResult]``, where given, explains several examples in shared
@@ -88,10 +98,13 @@ def register(name: str, family: str, description: str, many: Callable[..., list[
     where given, checks what one option's type and range cannot (combinations, names of other methods): it gets
     every option (defaults filled in) and raises a :mod:`seqexplain.errors` error; it runs before any model work.
     ``ignores_objective``, where given, says why the result is the same for every objective (attention weights, a
-    search that stops on the argmax alone): a result explaining another objective than ``logprob`` warns with it."""
+    search that stops on the argmax alone): a result explaining another objective than ``logprob`` warns with it.
+    ``drops_tokens`` (a bool, or a function of the options) says whether the method drops input positions through
+    the keep-mask; only then does its result carry the example's ``keep_warnings`` (True, the default, when unsure)."""
 
     def deco(fn: Callable[..., MethodResult]) -> Callable[..., MethodResult]:
-        _REGISTRY[name] = Method(name, fn, family, description, many, dict(ranges or {}), check, ignores_objective)
+        _REGISTRY[name] = Method(name, fn, family, description, many, dict(ranges or {}), check, ignores_objective,
+                                 drops_tokens)
         return fn
 
     return deco

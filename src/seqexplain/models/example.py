@@ -29,7 +29,10 @@ class Example:
     ``visibility[i, j]`` is True when position ``j`` can influence target ``i`` (set by the adapter; when an example
     is built by hand without it, a target sees the positions before its own, and a target without a position
     sees all);
-    ``groups`` names groupings of positions (each a list of groups, each a list of positions)."""
+    ``groups`` names groupings of positions (each a list of groups, each a list of positions); ``warnings`` hold for
+    every result on the example, ``keep_warnings`` only for results of methods that drop positions through the
+    keep-mask (occlusion, rationales, faithfulness with ``removal="drop"``): what deleting a token means for this
+    model when it cannot keep the kept tokens' original positions."""
 
     kind: str
     input_ids: torch.Tensor | None
@@ -50,6 +53,7 @@ class Example:
     foil_ids: torch.Tensor | None = None  # [T] long, for objective "contrast"
     foil_tokens: list[str] | None = None
     warnings: list[str] = field(default_factory=list)
+    keep_warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.input_ids is None and self.input_vectors is None:

@@ -170,12 +170,13 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         else:
             assert prompt.tgt is not None and prompt.target is not None
             target_text, t_ids, t_tokens, t_off = prompt.target, prompt.tgt.ids, prompt.tgt.tokens, prompt.tgt.offsets
+        keep_warnings = []
         no_ids = not self._position_ids or self.ignores_position_ids()
         if no_ids and not self._recurrent and self.positions_follow_mask():
-            warnings.append(f"{type(self.model).__name__} takes no position ids it honours and counts positions over "
-                            "its attention mask (ALiBi in Bloom and Falcon): where a method drops tokens (occlusion, "
-                            "rationales), the kept tokens after a dropped one are read one position closer, as if "
-                            "the gap were closed, not at their original positions")
+            keep_warnings.append(f"{type(self.model).__name__} takes no position ids it honours and counts positions "
+                                 "over its attention mask (ALiBi in Bloom and Falcon): where a method drops tokens "
+                                 "(occlusion, rationales), the kept tokens after a dropped one are read one position "
+                                 "closer, as if the gap were closed, not at their original positions")
         n_p, n_l = len(src.ids), len(src.ids) + len(t_ids)
         positions = [n_p + i for i in range(len(t_ids))]
         vis = torch.arange(n_l).view(1, -1) < torch.tensor(positions).view(-1, 1)
@@ -185,7 +186,7 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
             segments=segments_of(src.offsets, "source") + segments_of(t_off, "target"),
             target_ids=torch.tensor(t_ids, dtype=torch.long), target_tokens=list(t_tokens),
             target_positions=list(positions), n_source=n_p, text=prompt.text, target_text=target_text,
-            visibility=vis, warnings=warnings)
+            visibility=vis, warnings=warnings, keep_warnings=keep_warnings)
 
     @torch.no_grad()
     def _generate_many(self, prompts: list[list[int]], limits: list[int]) -> list[list[int]]:

@@ -118,19 +118,20 @@ class HFClassifier(ClassifierLabels, TokenEmbedding, HFAdapter):
                              "tokenizer put none in the input; use the tokenizer the model was trained with, which "
                              "appends it")
         src, warnings = self._without_trailing_pads(src, warnings)
+        keep_warnings = []
         if self.position_offset() is None:
-            warnings = [*warnings, f"{type(self.model).__name__}.forward() takes no position_ids seqexplain can give: "
-                        "where a method drops tokens (occlusion, rationales), the kept tokens move left to close the "
-                        "gaps and are read at other positions than in the full input"]
+            keep_warnings = [f"{type(self.model).__name__}.forward() takes no position_ids seqexplain can give: "
+                             "where a method drops tokens (occlusion, rationales), the kept tokens move left to close "
+                             "the gaps and are read at other positions than in the full input"]
         elif getattr(getattr(self.model, "config", None), "relative_attention", False) is True:
-            warnings = [*warnings, f"{type(self.model).__name__}'s relative attention places tokens by their index, "
-                        "not by their position ids: where a method drops tokens (occlusion, rationales), the kept "
-                        "tokens move left to close the gaps and are read at other relative positions than in the "
-                        "full input"]
+            keep_warnings = [f"{type(self.model).__name__}'s relative attention places tokens by their index, "
+                             "not by their position ids: where a method drops tokens (occlusion, rationales), the "
+                             "kept tokens move left to close the gaps and are read at other relative positions than "
+                             "in the full input"]
         return Example(kind="classifier", input_ids=torch.tensor(src.ids, dtype=torch.long), tokens=list(src.tokens),
                        offsets=list(src.offsets), segments=segments_of(src.offsets, "source"),
                        target_ids=torch.zeros(1, dtype=torch.long), target_tokens=[""], target_positions=[None],
-                       n_source=len(src.ids), text=text, warnings=warnings)
+                       n_source=len(src.ids), text=text, warnings=warnings, keep_warnings=keep_warnings)
 
     @torch.no_grad()
     def _without_trailing_pads(self, src: Tokenized, warnings: list[str]) -> tuple[Tokenized, list[str]]:

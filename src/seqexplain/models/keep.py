@@ -28,9 +28,10 @@ A keep-mask ``keep[B, L]`` (bool) marks the visible positions of each row of a f
 Every adapter honours the rule, Hugging Face ones included: tests compare each with deleting tokens by hand on
 GPT-2, Llama, BART, T5 and BERT (``tests/test_keep_rule.py``) and on tiny models of 70 transformers model types in
 77 configurations (``tests/test_hf_family_sweep.py``; the table in docs/methods.md says what each gets). Models that
-cannot keep rule 1's original positions say so in a warning on every result: a causal model that counts positions
-over its attention mask (Bloom's and Falcon's ALiBi), and a classifier without position ids it honours or with a
-relative attention by index (DeBERTa, XLNet, Funnel).
+cannot keep rule 1's original positions say so in a warning on every result of a method that drops tokens (the
+example's ``keep_warnings``): a causal model that counts positions over its attention mask (Bloom's and Falcon's
+ALiBi), and a classifier without position ids it honours or with a relative attention by index (DeBERTa, XLNet,
+Funnel).
 """
 
 from __future__ import annotations

@@ -179,6 +179,8 @@ def shard_rows(wrapped: SequenceModel, cfg: RunConfig, encoded: list[Encoded], f
             attr = attrs[mcfg.key]
             t1 = time.perf_counter()
             row = _row(item, mcfg.key, mcfg.name, attr, enc.gold, agree[mcfg.key])
+            if fcfg.enabled and fcfg.removal == "drop":  # the metrics drop tokens even where the method did not
+                row["warnings"] += [f"faithfulness: {w}" for w in ex.keep_warnings if w not in attr.warnings]
             if fcfg.enabled:
                 f = faithfulness(wrapped, ex, attr.scores, fcfg.bins, fcfg.token_budget, variant=fcfg.variant,
                                  removal=fcfg.removal, replace_with=fcfg.replace_with, full_logprob=full)
