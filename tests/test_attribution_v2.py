@@ -340,6 +340,9 @@ MALFORMED = {
                                 r"offsets \[19, 40\] of token 8 lie beyond its source text of 23 characters"),
     "reversed offsets": (_broken(lambda d: d["offsets"].__setitem__(1, [3, 0])), "lie beyond"),
     "bad offsets": (_broken(lambda d: d["offsets"].__setitem__(1, "0-3")), r"must be \[start, end\]"),
+    # word aggregation reads a token's text by its segment's name: another name aggregated nothing, silently
+    "unknown segment": (_broken(lambda d: d["segments"].__setitem__(2, "Source")),
+                        r"unknown segment\(s\) 'Source'; a token's segment is one of source, target, special"),
     "rationale out of range": (_broken(lambda d: d["rationale"]["positions"][1].append(30)),
                                "position 30, outside 0..8"),
     "rationale log out of range": (_broken(lambda d: d["rationale"]["log"][1][0]["added"].append(-1)),

@@ -18,7 +18,7 @@ from bad_input_cases import PROMPT, Case, check_bad_input, explain_argv
 
 import seqexplain
 import seqexplain.report
-from seqexplain.errors import DataError, InputError, UnsafeOutputError
+from seqexplain.errors import DataError, InputError, ModelLoadError, UnsafeOutputError
 
 
 def _file(content: str | None) -> Callable[[Any], Path]:
@@ -66,6 +66,12 @@ def _demo(path: Path) -> object:
     from seqexplain.demo import run_demo
 
     return run_demo(path)
+
+
+def _read_config(path: Path) -> object:
+    from seqexplain.runs.config import read_config
+
+    return read_config(path)
 
 
 def _reproduce(path: Path) -> object:
@@ -153,6 +159,10 @@ CASES = [
          lambda c, path: _reproduce(path),
          lambda c, path: ["reproduce", "verwimp2018", "--quick", "--out", path],
          InputError, ("out.json", "is a file, not a folder")),
+    Case("model path that is a FIFO", _special_output("fifo"), lambda c, path: seqexplain.load_model(path),
+         lambda c, path: explain_argv(path, "The cat"), ModelLoadError, ("out.json", "is a FIFO")),
+    Case("run configuration that is a FIFO", _special_output("fifo"), lambda c, path: _read_config(path),
+         lambda c, path: ["run", path], InputError, ("out.json", "is a FIFO", "not a regular file")),
     _unreadable("saved attribution that is a JSON list", _file("[1, 2, 3]"), ("x.json",)),
     _unreadable("saved attribution with offsets beyond the text", _saved(_set("offsets", [[0, 999]] * 20)),
                 ("saved.json",)),

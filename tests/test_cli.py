@@ -239,13 +239,17 @@ def test_an_empty_path_is_refused_not_read_as_the_current_folder(runner, argv):
     assert len(lines) == 1 and "is empty; give a path (. for the current folder)" in lines[0], result.output
 
 
-def test_a_safetensors_output_is_named_so(runner, gpt2_dir, tmp_path):
-    """``--json a.safetensors`` writes safetensors (Attribution.save goes by the suffix); it printed "wrote JSON"."""
+@pytest.mark.parametrize("name", ["a.safetensors", "a.SafeTensors"])
+def test_a_safetensors_output_is_named_so(runner, gpt2_dir, tmp_path, name):
+    """``--json a.safetensors`` writes safetensors (Attribution.save goes by the suffix); it printed "wrote JSON".
+    The suffix in another case (``.SafeTensors``) wrote a JSON document under a safetensors name."""
     result = invoke(runner, "explain", "-m", gpt2_dir, "-t", "The cat", "--target", " sat", "--method",
-                    "gradient_norm", "--json", tmp_path / "a.safetensors")
+                    "gradient_norm", "--json", tmp_path / name)
     assert result.exit_code == 0, result.output
     assert "wrote safetensors" in result.output and "wrote JSON" not in result.output
-    assert (tmp_path / "a.safetensors").read_bytes()[8:9] == b"{"  # a safetensors header, not a JSON document
+    assert (tmp_path / name).read_bytes()[8:9] == b"{"  # a safetensors header, not a JSON document
+    shown = invoke(runner, "show", tmp_path / name)
+    assert shown.exit_code == 0 and "gradient_norm" in shown.output, shown.output
 
 
 def test_an_output_file_named_like_a_folder_is_refused_and_home_is_expanded(runner, monkeypatch, tmp_path):

@@ -79,3 +79,18 @@ def test_the_cli_shows_and_saves_the_warning(runner, tmp_path):
     assert "is read as the label named '1' (index 0)" in " ".join(result.output.split())
     saved = json.loads((tmp_path / "a.json").read_text())
     assert any("is read as the label named '1'" in w for w in saved["warnings"]), saved["warnings"]
+
+
+@pytest.mark.parametrize("label", ["01", "+1", " 1.0", "¹", "١"])
+def test_a_string_is_an_index_only_when_written_as_one(label):
+    """"01" was read as the index 1 with no warning (nor the two-readings one "1" gets), and a non-ASCII digit
+    ("¹", for which ``str.isdigit`` is true and ``int`` fails) raised a ValueError: neither names a label or is
+    an index written plainly, so both are unknown labels, naming the labels."""
+    from seqexplain.errors import InputError
+    from seqexplain.models.labels import label_index, label_readings
+
+    names = ["1", "2", "3"]
+    with pytest.raises(InputError, match=r"unknown label .*; the labels are: 1, 2, 3"):
+        label_index(names, label)
+    assert label_readings(names, label) is None and ambiguous_label(names, label) is None
+    assert label_index(["a", "b"], " 1 ") == 1 and label_index(["x", "01"], "01") == 1  # a name wins

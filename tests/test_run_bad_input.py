@@ -232,3 +232,40 @@ def test_jsonl_record_without_a_configured_field(tmp_path, model, field):
     assert code == 2
     _one_error_line(out, f"d.jsonl:2: no field '{field}'")
     assert not (tmp_path / "out").exists()
+
+
+def test_label_values_that_read_two_ways_are_refused_until_data_labels_says(tmp_path):
+    """A model whose labels are the numerals "1", "2", "3" and a TSV label column of numerals: the value 1 is the
+    index 1 ("2") or the label named "1" (index 0). The run used the index on every row, with a warning per row
+    that told the user to write the name as a string, which a TSV cannot. It is refused naming the line and
+    ``data.labels``; with ``data.labels`` each value names the label it lists."""
+    import pyarrow.parquet as pq
+    import torch
+    from conftest import wordpiece_tokenizer
+    from transformers import BertConfig, BertForSequenceClassification
+
+    tok = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    names = {0: "1", 1: "2", 2: "3"}
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, num_labels=3, id2label=names,
+                     label2id={v: k for k, v in names.items()})
+    model_dir = tmp_path / "digits"
+    BertForSequenceClassification(cfg).eval().save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    data = tmp_path / "d.tsv"
+    data.write_text("text\tlabel\na fine film\t2\na dull film\t1\n", encoding="utf-8")
+    section = {"format": "tsv", "path": str(data), "target_field": "label", "rationale_field": None, "id_field": None}
+    overrides = {"methods": [{"name": "gradient_norm"}], "metrics": {"faithfulness": {"enabled": False},
+                                                                     "plausibility": {"enabled": False}}}
+    bad = write_config(tmp_path / "bad.yaml", config_dict(model_dir, data, tmp_path / "out", data=section,
+                                                          **overrides))
+    code, out = run_cli(bad)
+    assert code == 2
+    _one_error_line(out, "d.tsv:2: target 2 reads both as the label index 2 ('3') and as the label named '2'; "
+                         "set data.labels")
+    good = write_config(tmp_path / "good.yaml", config_dict(
+        model_dir, data, tmp_path / "out", data={**section, "labels": ["1", "2", "3"]}, **overrides))
+    run(read_config(good), progress=False)
+    rows = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()
+    assert [r["target_tokens"] for r in rows] == [["2"], ["1"]]

@@ -49,3 +49,28 @@ def test_jsonl_with_a_byte_order_mark_is_read(tmp_path):
     items = list(iter_items(DataConfig(format="jsonl", path=str(path), target_field="label")))
     assert [(it.text, it.target, it.where) for it in items] == [
         (r["text"], r["label"], f"{path}:{n}") for n, r in enumerate(records, 1)]
+
+
+def test_jsonl_values_keep_the_type_they_are_written_with(tmp_path):
+    """``datasets`` cast a label field that mixes ``"1"`` and ``1`` to one type (both became the index 1), so a
+    label name was explained as an index, silently. Oracle: :func:`json.loads` of each line."""
+    records = [{"text": "a fine film", "label": "1", "id": 7}, {"text": "dull", "label": 1, "id": "x"},
+               {"text": "ok", "label": "positive", "id": 7.5}]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    items = list(iter_items(DataConfig(format="jsonl", path=str(path), target_field="label", id_field="id")))
+    assert [(it.target, type(it.target)) for it in items] == [(r["label"], type(r["label"])) for r in records]
+    assert [it.id for it in items] == [str(r["id"]) for r in records]
+
+
+def test_a_data_file_that_is_a_fifo_is_named_so(tmp_path):
+    """It was "not found" (``Path.is_file`` is False for a FIFO), which sent the user looking for a typo."""
+    import os
+
+    from seqexplain.errors import DataError
+    from seqexplain.runs.data import data_fingerprint
+
+    path = tmp_path / "d.jsonl"
+    os.mkfifo(path)
+    with pytest.raises(DataError, match=r"d.jsonl is a FIFO \(named pipe\), not a regular file; set data.path"):
+        data_fingerprint(DataConfig(format="jsonl", path=str(path)))

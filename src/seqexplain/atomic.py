@@ -34,6 +34,16 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
+def special_file(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it exists but is neither a regular file nor a folder ("a FIFO (named pipe)", "a
+    device", "a socket"), for an error that says so rather than "not found"; None otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return None if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else _kind(mode)
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a folder"

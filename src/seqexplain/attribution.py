@@ -71,6 +71,7 @@ Objective = Literal["logprob", "prob", "logit", "contrast"]
 
 AGGREGATIONS: tuple[str, ...] = ("sum", "mean", "max", "absmax")
 OBJECTIVES: tuple[str, ...] = ("logprob", "prob", "logit", "contrast")
+SEGMENTS: tuple[str, ...] = ("source", "target", "special")
 
 
 @dataclass
@@ -147,6 +148,11 @@ class Attribution:
         if len(self.offsets) != n_l or len(self.segments) != n_l:
             raise InputError(f"{len(self.offsets)} offsets and {len(self.segments)} segments for {n_l} input "
                              "tokens; give one of each per token")
+        unknown = sorted({str(seg) for seg in self.segments if seg not in SEGMENTS})
+        if unknown:  # words are found in a segment's text by name: another name would aggregate nothing, silently
+            raise InputError(f"unknown segment(s) {', '.join(map(repr, unknown))}; a token's segment is one of "
+                             f"{', '.join(SEGMENTS)}")
+        self.segments = list(self.segments)
         self.offsets = checked_offsets(self.offsets, self.segments, self._texts())
         for p in self.target_positions:
             if p is not None and not (is_int(p) and 0 <= p < n_l):

@@ -77,7 +77,7 @@ def read_document(path: Path, what: str) -> tuple[Any, np.ndarray | None]:
         raise DataError(f"{what} file {path} does not exist")
     if not path.is_file():
         raise DataError(f"{what} file {path} is not a regular file (a FIFO or device?); give a saved file")
-    if path.suffix != ".safetensors":
+    if not is_safetensors(path):
         try:
             return _untag_floats(json.loads(path.read_text(encoding="utf-8"))), None
         except (ValueError, OSError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors; deep nesting
@@ -252,6 +252,11 @@ def _json_bytes(doc: dict[str, Any]) -> bytes:
         return json.dumps(doc, ensure_ascii=True, allow_nan=False).encode("ascii")
 
 
+def is_safetensors(path: Path) -> bool:
+    """Whether ``path`` names a safetensors file (its suffix in any case: ``.safetensors``, ``.SAFETENSORS``)."""
+    return path.suffix.lower() == ".safetensors"
+
+
 def save_scored(result: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``result`` (anything with ``scores`` and ``to_dict(include_scores)``) atomically to ``path``:
     ``.safetensors`` holds the scores as a float64 tensor and the rest as JSON metadata; any other suffix one JSON
@@ -259,7 +264,7 @@ def save_scored(result: Any, path: str | os.PathLike[str]) -> Path:
     written is an :class:`InputError` naming it."""
     path = Path(path)
     try:
-        if path.suffix == ".safetensors":
+        if is_safetensors(path):
             from safetensors.numpy import save as st_save
 
             meta = {"seqexplain": json.dumps(_tag_floats(result.to_dict(include_scores=False)), allow_nan=False)}

@@ -187,6 +187,7 @@ def explain(
     top_k: Annotated[int | None, TOP_K_OPTION] = None,
 ) -> None:
     """Explain a model's prediction of TARGET from TEXT with one method; print a heatmap, write files."""
+    from seqexplain.attribution_io import is_safetensors
     from seqexplain.explain import explain as run_explain
     from seqexplain.methods.registry import get_method
     from seqexplain.models.tokenization import token_decoder
@@ -220,7 +221,7 @@ def explain(
     render_console(shown, console=stdout_console(), normalize=normalize.value, numbers=numbers, top_k=top_k,
                    decode=decode)
     if json_out is not None:
-        _write("safetensors" if json_out.suffix == ".safetensors" else "JSON", json_out, attr.save)
+        _write("safetensors" if is_safetensors(json_out) else "JSON", json_out, attr.save)
     if html_out is not None:
         _write("HTML", html_out, lambda p: save_html(shown, p, normalize=normalize.value, decode=decode))
 

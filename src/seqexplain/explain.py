@@ -251,9 +251,10 @@ def explain_many(model: Any, items: Iterable[Any], method: str = "integrated_gra
     spec.check_options(options)
     if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
         raise InputError("pack must be a positive number of items")
-    if isinstance(items, (str, bytes)) or not isinstance(items, Iterable):
+    if isinstance(items, (str, bytes, Mapping)) or not isinstance(items, Iterable):
+        one = "text" if isinstance(items, str) else "mapping" if isinstance(items, Mapping) else None
         raise InputError(f"explain_many takes an iterable of items (texts, (text, target) pairs or mappings), not "
-                         f"{type(items).__name__}" + ("; wrap one text in a list" if isinstance(items, str) else ""))
+                         f"{type(items).__name__}" + (f"; wrap one {one} in a list" if one else ""))
     batched = spec.many is not None
     limit = pack if batched else 1  # nothing to share: each item's result goes out as soon as it is computed
     total = len(items) if hasattr(items, "__len__") else None  # type: ignore[arg-type]

@@ -26,8 +26,9 @@ from seqexplain.progress import add_total, advance
 
 
 def label_index(names: Sequence[str], label: Any) -> int:
-    """The index of ``label`` among ``names``: an index (int, 0-d tensor or digit string) or a name
-    (case-insensitive); :class:`InputError` naming the labels otherwise."""
+    """The index of ``label`` among ``names``: an index (int, 0-d tensor or a string of ASCII digits written as
+    Python writes the number: "1", not "01" or "¹") or a name (case-insensitive); :class:`InputError` naming the
+    labels otherwise."""
     if isinstance(label, (int, np.integer, torch.Tensor)) and not isinstance(label, bool):
         i = int(label)
         if not 0 <= i < len(names):
@@ -38,32 +39,47 @@ def label_index(names: Sequence[str], label: Any) -> int:
     key = str(label).strip().lower()
     if key in lowered:
         return lowered[key]
-    if key.isdigit():
-        return label_index(names, int(key))
+    if (i := _written_index(key)) is not None:
+        return label_index(names, i)
     raise InputError(f"unknown label {label!r}; the labels are: {', '.join(names)}")
 
 
-def ambiguous_label(names: Sequence[str], label: Any, what: str = "target") -> str | None:
-    """The warning for a label that reads both as an index and as the name of another label (labels named "1",
-    "2", "3": the int 1 is index 1, "2"; the string "1" names index 0), saying which reading :func:`label_index`
-    took and how to give the other; None when the label reads one way only."""
+def _written_index(key: str) -> int | None:
+    """``key`` as a label index when it is one written plainly (ASCII digits, no leading zero), else None."""
+    return int(key) if key.isascii() and key.isdigit() and key == str(int(key)) else None
+
+
+def label_readings(names: Sequence[str], label: Any) -> tuple[int, int] | None:
+    """``(as_index, as_name)`` for a label that reads both as an index and as the name of another label (labels
+    named "1", "2", "3": 1 and "1" read as index 1, "2", and as the name of index 0); None when it reads one way
+    only. :func:`label_index` takes an int as an index and a string as a name."""
     if isinstance(label, bool) or label is None:
+        return None
+    if isinstance(label, torch.Tensor) and label.numel() != 1:
         return None
     lowered = {str(n).strip().lower(): i for i, n in enumerate(names)}
     if isinstance(label, (int, np.integer, torch.Tensor)):
-        if isinstance(label, torch.Tensor) and label.numel() != 1:
-            return None
-        i = int(label)
+        i: int | None = int(label)
         j = lowered.get(str(i))
-        if j is None or j == i or not 0 <= i < len(names):
-            return None
+    else:
+        key = str(label).strip().lower()
+        i, j = _written_index(key), lowered.get(key)
+    if i is None or j is None or i == j or not 0 <= i < len(names):
+        return None
+    return i, j
+
+
+def ambiguous_label(names: Sequence[str], label: Any, what: str = "target") -> str | None:
+    """The warning for a label that reads both as an index and as the name of another label
+    (:func:`label_readings`), saying which reading :func:`label_index` took and how to give the other; None when
+    the label reads one way only."""
+    readings = label_readings(names, label)
+    if readings is None:
+        return None
+    i, j = readings
+    if isinstance(label, (int, np.integer, torch.Tensor)):
         return (f"{what} label {i} is read as the index {i} ({names[i]!r}), but the model also has a label named "
                 f"{str(i)!r} (index {j}): give the name {names[j]!r} as a string to explain that one")
-    key = str(label).strip().lower()
-    j = lowered.get(key)
-    if j is None or not key.isdigit() or not 0 <= int(key) < len(names) or int(key) == j:
-        return None
-    i = int(key)
     return (f"{what} label {label!r} is read as the label named {names[j]!r} (index {j}), not as the index {i} "
             f"({names[i]!r}): give the name {names[i]!r} to explain that one")
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from seqexplain.atomic import special_file
 from seqexplain.errors import InputError, ModelLoadError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.held import held_module
@@ -211,6 +212,8 @@ def _load_from_path(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: t
                     allow_new_head: bool = False) -> tuple[torch.nn.Module, Any, ModelKind, list[str]]:
     if not path.exists():
         raise ModelLoadError(f"model path {path} does not exist; give a local model directory or a .gguf file")
+    if (what := special_file(path)) is not None:
+        raise ModelLoadError(f"model path {path} is {what}; give a local model directory or a .gguf file")
     with quiet_transformers():
         return _load_existing(path, tokenizer, kind, dtype, allow_new_head)
 

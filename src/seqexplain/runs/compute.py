@@ -33,6 +33,7 @@ from seqexplain.explain import encode_item, explain_pack
 from seqexplain.metrics import agreement_matrix, faithfulness, plausibility, random_baseline
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import Example
+from seqexplain.models.labels import label_readings
 from seqexplain.runs.config import RunConfig
 from seqexplain.runs.data import Item
 
@@ -52,11 +53,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _target(item: Item, labels: list[str] | None) -> Any:
+def _target(item: Item, labels: list[str] | None, names: list[str]) -> Any:
     """The item's target, mapped through ``data.labels`` (its position there) when given: a value that is not one of
     the labels is a :class:`DataError` naming the line (it fell back to a lookup among the model's label names,
-    which a mapping in another order or case makes a different label, silently)."""
-    if labels is None or item.target is None:
+    which a mapping in another order or case makes a different label, silently). Without ``data.labels``, a value
+    that reads both as an index and as the name of another of the model's labels ``names`` (a CSV column of
+    numerals, a model with labels "1", "2", "3") is a :class:`DataError` too: which one the data means only
+    ``data.labels`` can say, and a warning on every row would be easy to miss."""
+    if item.target is None:
+        return None
+    if labels is None:
+        values = item.target if isinstance(item.target, (list, tuple)) else [item.target]
+        for value in values:
+            readings = label_readings(names, value)
+            if readings is not None:
+                i, j = readings
+                raise DataError(f"{item.where}: target {value!r} reads both as the label index {i} ({names[i]!r}) "
+                                f"and as the label named {names[j]!r}; set data.labels to the data's label values in "
+                                f"the model's label order (the model's labels: {', '.join(names)}) so that each "
+                                "value names one label")
         return item.target
     if str(item.target) not in labels:
         raise DataError(f"{item.where}: target {item.target!r} is not one of data.labels {labels}; list every label "
@@ -92,7 +107,7 @@ def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, 
 def encode(wrapped: SequenceModel, item: Item, cfg: RunConfig) -> tuple[Encoded | None, str | None]:
     """The encoded example, or ``None`` and the reason it is skipped (too long without ``truncate``; a text with
     nothing the tokenizer reads, ``unreadable: …``)."""
-    target = _target(item, cfg.data.labels)
+    target = _target(item, cfg.data.labels, wrapped.label_names())
     try:
         example = encode_item(wrapped, item.text, target, truncate=True)
     except UnreadableTextError as exc:  # nothing to explain in it: skipped with the reason, as a too-long example

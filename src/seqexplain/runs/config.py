@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from seqexplain.atomic import special_file
 from seqexplain.errors import InputError, SeqExplainError
 from seqexplain.runs.provenance import MAX_THREADS
 
@@ -216,6 +217,8 @@ def read_config(path: str | os.PathLike[str]) -> RunConfig:
     p = Path(path)
     if p.is_dir():
         raise InputError(f"config file {p} is a folder, not a file; give a .toml or .yaml run configuration")
+    if (what := special_file(p)) is not None:
+        raise InputError(f"config file {p} is {what}, not a regular file; give a .toml or .yaml run configuration")
     if not p.is_file():
         raise InputError(f"config file {p} not found; give a .toml or .yaml run configuration")
     try:

@@ -1,11 +1,14 @@
-"""The examples of a run, in a fixed order: local files through Hugging Face ``datasets`` (streamed, so only the
-current example is held), SST and ERASER through seqexplain's readers.
+"""The examples of a run, in a fixed order: CSV, TSV and Parquet files through Hugging Face ``datasets``
+(streamed, so only the current example is held), JSONL line by line with :mod:`json` (each value keeps the type
+it is written with: ``datasets`` would cast a field that mixes ``"1"`` and ``1`` to one type), SST and ERASER
+through seqexplain's readers.
 
-JSONL, CSV and TSV files are checked line by line before ``datasets`` reads them, so a malformed row (or a JSONL
-record without a configured field, which ``datasets`` would fill with null) is a
+CSV and TSV files are checked line by line before ``datasets`` reads them, so a malformed row is a
 :class:`~seqexplain.errors.DataError` naming the file and its line (``datasets`` reports a row number that skips
-blank lines, or wraps pandas' message). A CSV / TSV file's text and id fields are read as the strings written
-(``007`` stays ``007``); other fields keep pandas' types (a label column of numerals is class indices). Gold
+blank lines, or wraps pandas' message), as is a JSONL line that is not an object or lacks a configured field. A
+CSV / TSV file's text and id fields are read as the strings written (``007`` stays ``007``); other fields keep
+pandas' types (a label column of numerals is class indices; where the model's labels are themselves numerals,
+set ``data.labels``). Gold
 rationales are ``[start, end)`` character spans of the text; a span outside the text is a :class:`DataError`
 naming the example. Also refused, naming the line: bytes that are not UTF-8, a configured target or id field that
 is null (JSONL ``null``), and an id that repeats an earlier example's (the rows of the results are told apart by id).
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqexplain.atomic import special_file
 from seqexplain.errors import DataError, InputError
 from seqexplain.runs.config import DataConfig
 
@@ -54,6 +58,8 @@ def _files(cfg: DataConfig) -> list[Path]:
         p = Path(str(cfg.path))
         if p.is_dir():
             raise DataError(f"data file {p} is a folder, not a file; set data.path to the {cfg.format} file")
+        if (what := special_file(p)) is not None:
+            raise DataError(f"data file {p} is {what}, not a regular file; set data.path to the {cfg.format} file")
         if not p.is_file():
             raise DataError(f"data file {p} not found; check data.path in the configuration")
         return [p]
@@ -88,11 +94,11 @@ def _decode(raw: bytes, path: Path, n: int) -> str:
                         "as UTF-8") from None
 
 
-def _check_jsonl(path: Path, fields: list[str]) -> list[int]:
-    """The line number of each record; :class:`DataError` at the first line that is not a JSON object or lacks one of
-    ``fields`` (``datasets`` would fill a missing key with null, which reads as "no target": the model's prediction
-    would be explained for that record alone)."""
-    lines = []
+def _jsonl(path: Path, fields: list[str]) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each record and its line, as JSON wrote it (``datasets`` would cast a field that mixes ``"1"`` and ``1`` to
+    one type, turning label names into indices); :class:`DataError` at the first line that is not a JSON object or
+    lacks one of ``fields`` (a missing target would read as "no target": the model's prediction would be explained
+    for that record alone)."""
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             line = _decode(raw, path, n)
@@ -107,8 +113,7 @@ def _check_jsonl(path: Path, fields: list[str]) -> list[int]:
                 raise DataError(f"{path}:{n}: a JSONL line must be an object, not {type(record).__name__}")
             for name in fields:
                 _field(record, name, f"{path}:{n}")
-            lines.append(n)
-    return lines
+            yield record, f"{path}:{n}"
 
 
 def _check_csv(path: Path, delimiter: str) -> list[int]:
@@ -154,8 +159,9 @@ def _records(cfg: DataConfig) -> Iterator[tuple[dict[str, Any], str]]:
     path = Path(str(cfg.path))
     if cfg.format == "jsonl":
         fields = [cfg.text_field, cfg.target_field, cfg.id_field, cfg.rationale_field]
-        lines = _check_jsonl(path, [f for f in fields if f is not None])
-    elif cfg.format in ("csv", "tsv"):
+        yield from _jsonl(path, [f for f in fields if f is not None])
+        return
+    if cfg.format in ("csv", "tsv"):
         lines = _check_csv(path, "\t" if cfg.format == "tsv" else ",")
     else:
         lines = []
