@@ -32,6 +32,8 @@ NEAR_LIMIT = "The cat sat on the mat. " * 10  # 120 tokens: 8 of 10 new tokens f
     ("greedy search capped by max_size", ["-t", "The cat sat on the mat and the dog", "--target", " sat",
                                           "--method", "greedy", "-o", "max_size=2"],
      "stopped at its bound (max_size=2)"),
+    ("special token typed in the prompt", ["-t", "The cat </s> sat on the", "--target", " mat",
+                                           "--method", "gradient_norm"], "spells the special token(s)"),
     ("integrated gradients that miss completeness", ["-t", "The cat sat on the mat.", "--target", " The dog",
                                                      "--method", "integrated_gradients", "-o", "steps=1"],
      "completeness check fails"),
@@ -85,3 +87,18 @@ def test_non_finite_scores_warning_survives_aggregate(runner, custom_model, tmp_
     assert "NaN or infinite" in " ".join(result.output.split()) and "NaN or infinite" in page
     n = re.search(r"(\d+) score\(s\) are NaN or infinite", page)
     assert n and f"{n.group(1)} non-finite score(s)" in page  # every flagged cell is still flagged after aggregating
+
+
+def test_typed_special_tokens_are_named_once_and_unk_is_not(bert):
+    """A special token the user types is read as the model's own token and explained as a token of the text:
+    the result says so, naming each such token once; the unknown token typed (``[UNK]``, as corpora write
+    unknown words) means what it says and is not warned about; text without them gets no such warning."""
+    import seqexplain as se
+
+    wrapped = se.load_model(*bert)
+    named = [w for w in se.explain(wrapped, "good [SEP] bad [SEP] [UNK]", None, "gradient_norm").warnings
+             if "spells the special token" in w]
+    assert named == ["the input spells the special token(s) [SEP]: the tokenizer reads them as the model's own "
+                     "special tokens, not as characters, and they are explained as tokens of the input"]
+    for text in ("good and bad", "good [UNK] bad"):
+        assert not any("spells the special" in w for w in se.explain(wrapped, text, None, "gradient_norm").warnings)

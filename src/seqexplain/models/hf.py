@@ -33,7 +33,13 @@ from seqexplain.models.hf_module import (
     probe_position_offset,
 )
 from seqexplain.models.kind_check import check_kind
-from seqexplain.models.tokenization import Tokenized, foil_space_warnings, tokenize, tokenize_many
+from seqexplain.models.tokenization import (
+    Tokenized,
+    foil_space_warnings,
+    tokenize,
+    tokenize_many,
+    typed_special_warnings,
+)
 
 
 def HFModel(model: torch.nn.Module, tokenizer: Any, kind: ModelKind, model_id: str | None = None,
@@ -216,10 +222,10 @@ class HFAdapter(SequenceModel):
         out = []
         for text, full in zip(texts, tokenize_many(self.tokenizer, texts, add_special_tokens=True), strict=True):
             self.check_content(full)
-            src, warnings = full, []
+            src, warnings = full, typed_special_warnings(self.tokenizer, full, what)
             if truncate and limit is not None and len(full.ids) > limit:
                 src = tokenize(self.tokenizer, text, add_special_tokens=True, max_length=limit)
-                warnings = truncation_warning(len(full.ids), len(src.ids), what, "the end")
+                warnings += truncation_warning(len(full.ids), len(src.ids), what, "the end")
             self.check_length(len(src.ids), limit, what)
             out.append((src, warnings))
         return out

@@ -50,6 +50,7 @@ from seqexplain.models.tokenization import (
     joining_warnings,
     offsets_by_decoding,
     tokenize,
+    typed_special_warnings,
     without_trailing_specials,
 )
 
@@ -136,9 +137,9 @@ class HFCausalLM(TokenEmbedding, HFAdapter):
         if room is not None and room < 1 and truncate:
             raise InputError(f"max_new_tokens={max_new_tokens} leaves no room for the prompt in the model's {limit} "
                              "positions; lower max_new_tokens (CLI: --max-new-tokens)")
-        warnings: list[str] = []
         full, appended = without_trailing_specials(tokenize(self.tokenizer, text, add_special_tokens=True))
         self.check_content(full)
+        warnings = typed_special_warnings(self.tokenizer, full, "prompt")
         if appended:
             warnings.append(f"the tokenizer puts {' '.join(appended)} after a text; the continuation follows the "
                             "prompt's last token, so the prompt is read without it")

@@ -78,6 +78,19 @@ def _from_encoding(tokenizer: Any, ids: Sequence[int], offset_mapping: Sequence[
     return Tokenized(ids, tokenizer.convert_ids_to_tokens(ids), offsets)
 
 
+def typed_special_warnings(tokenizer: Any, tok: Tokenized, what: str = "text") -> list[str]:
+    """A warning when the text spells special tokens (``[SEP]``, ``<|endoftext|>``): the tokenizer reads them as
+    the model's own special tokens, not as their characters, and they are explained as tokens of the text (they
+    have character offsets), unlike the special tokens the tokenizer adds. The unknown token is left out: typed
+    (``<unk>`` in WikiText), it means what the token means."""
+    special = set(getattr(tokenizer, "all_special_ids", None) or []) - {getattr(tokenizer, "unk_token_id", None)}
+    typed = [t for i, t, o in zip(tok.ids, tok.tokens, tok.offsets, strict=True) if o is not None and i in special]
+    if not typed:
+        return []
+    return [f"the {what} spells the special token(s) {', '.join(dict.fromkeys(typed))}: the tokenizer reads them as "
+            f"the model's own special tokens, not as characters, and they are explained as tokens of the {what}"]
+
+
 def offsets_by_decoding(tokenizer: Any, ids: list[int]) -> tuple[str, list[tuple[int, int] | None]]:
     """The decoded text of ``ids`` and each token's span in it, from decoding growing prefixes.
 
