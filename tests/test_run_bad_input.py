@@ -194,7 +194,7 @@ def test_too_long_examples_skipped_with_a_count_or_truncated(tmp_path, model):
                                                               output={"report": True}))
     code, out = run_cli(cfg)
     assert code == 0, out
-    assert f"warning: {len(too_long)} example(s) were skipped, too long or with nothing the tokenizer reads" in out
+    assert f"warning: {len(too_long)} example(s) were skipped: {len(too_long)} too long (each listed" in out
     assert "rerun with --truncate and another --out" in out
     code, out = run_cli(cfg, "--truncate")  # the same folder: --truncate changes the result-defining configuration
     assert code == 2 and "holds a run of another configuration" in out

@@ -190,3 +190,24 @@ def test_cli_refuses_a_saved_token_classifier_forced_to_another_kind(tok, tmp_pa
                     "the cat sat", "--method", "gradient_norm")
     err = assert_user_error(result, "reads in both directions", SUPPORTED)
     assert len(err.strip().splitlines()) == 1, err
+
+
+def test_saved_bare_encoder_folder_is_refused_as_one(tok, tmp_path, runner):
+    """A saved ``BertModel`` folder loads as a causal LM by default (a saved GPT-2 body does, with its tied head);
+    a BERT body leaves its LM head without values, and the refusal told the user to "drop --kind", which they had
+    not given. It says the folder holds a bare model, and what seqexplain explains."""
+    from test_cli import invoke
+
+    from seqexplain.errors import ModelLoadError
+
+    _model(tok, BertModel).save_pretrained(tmp_path / "bare")
+    tok.save_pretrained(tmp_path / "bare")
+    with pytest.raises(ModelLoadError) as err:
+        se.load_model(str(tmp_path / "bare"))
+    msg = str(err.value)
+    assert "holds a BertModel model, a bare model without a head" in msg and SUPPORTED in msg, msg
+    assert "--kind" not in msg and "\n" not in msg
+    result = invoke(runner, "explain", "-m", tmp_path / "bare", "-t", "a fine film")
+    assert result.exit_code == 2 and "a bare model without a head" in result.output, result.output
+    with pytest.raises(ModelLoadError, match="drop --kind / kind= to use the detected kind"):
+        se.load_model(str(tmp_path / "bare"), kind="causal")  # forced: the advice names the forcing

@@ -34,6 +34,7 @@ with interruptible_start():
         path_option,
         print_warning,
         rerun_command,
+        skipped_message,
         stderr_console,
         stdout_console,
     )
@@ -348,9 +349,7 @@ def run_corpus(
                    f"({result.seconds:.1f} s)", style="green"), soft_wrap=True)
     skipped = (result.manifest or {}).get("n_skipped", result.skipped)
     if skipped:
-        print_warning(f"{skipped} example(s) were skipped, too long or with nothing the tokenizer reads (each listed "
-                      "with its reason in manifest.json); to cut too-long ones instead, rerun with --truncate and "
-                      "another --out (this folder keeps its configuration)")
+        print_warning(skipped_message(skipped, (result.manifest or {}).get("shards")))
     for path in [result.folder / "results.parquet", *result.reports]:
         if path.exists():
             err.print(Text(f"wrote {path}", style="green"), soft_wrap=True)

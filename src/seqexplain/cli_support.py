@@ -204,6 +204,24 @@ def rerun_command(prefix: list[str], options: dict[str, Any], repeated: Sequence
     return command_line(prefix, (), options) + "".join(f" {command_line([k, v])}" for k, v in repeated)
 
 
+def skipped_message(n_skipped: int, shards: list[dict[str, Any]] | None) -> str:
+    """The warning for a run's skipped examples, counted by reason from the manifest's ``shards`` (each with its
+    ``skipped`` list of ``{index, id, reason}``); the ``--truncate`` advice only when some were too long."""
+    reasons = [k.get("reason", "") for shard in shards or [] for k in shard.get("skipped", [])]
+    if len(reasons) != n_skipped:  # no manifest to count from
+        return (f"{n_skipped} example(s) were skipped, too long or with nothing the tokenizer reads (each listed with "
+                "its reason in manifest.json); to cut too-long ones instead, rerun with --truncate and another --out "
+                "(this folder keeps its configuration)")
+    unreadable = sum(1 for r in reasons if r.startswith("unreadable"))
+    too_long = n_skipped - unreadable
+    parts = [f"{too_long} too long"] * bool(too_long) + [f"{unreadable} with nothing the tokenizer reads"] * bool(
+        unreadable)
+    advice = ("; to cut too-long ones instead, rerun with --truncate and another --out (this folder keeps its "
+              "configuration)") if too_long else ""
+    return (f"{n_skipped} example(s) were skipped: {', '.join(parts)} (each listed with its reason in "
+            f"manifest.json){advice}")
+
+
 __all__ = ["EXIT_USER_ERROR", "Aggregate", "ErrorHandlingGroup", "Kind", "Normalize", "ObjectiveName", "fail",
-           "parse_options", "parse_value", "print_error", "print_warning", "rerun_command", "stderr_console",
-           "stdout_console"]
+           "parse_options", "parse_value", "print_error", "print_warning", "rerun_command", "skipped_message",
+           "stderr_console", "stdout_console"]

@@ -113,7 +113,8 @@ def attribution_agreement(a: Attribution, b: Attribution, metric: AgreementMetri
                           k_percent: float = 20.0, k: int = 5) -> tuple[list[float], float]:
     """Per-target agreement of two attributions and its mean over targets (NaN targets ignored)."""
     if a.scores.shape != b.scores.shape:
-        raise InputError(f"attributions differ in shape: {a.scores.shape} vs {b.scores.shape}")
+        raise InputError(f"attributions differ in shape: {a.scores.shape} vs {b.scores.shape}; compare attributions "
+                         "of the same example and the same targets")
     _check_same_input(a, b, "attribution_agreement")
     fn = _metric(metric, k_percent, k)
     vals = [float(fn(a.scores[i], b.scores[i])) for i in range(a.scores.shape[0])]

@@ -113,11 +113,12 @@ def kind_of_class_name(name: str) -> ModelKind | None:
     return None
 
 
+BARE_MODEL = "a bare model without a head"
 _UNSUPPORTED_HEADS = (("a masked LM", "MODEL_FOR_MASKED_LM_MAPPING_NAMES", ("ForMaskedLM",)),
                       ("a question-answering model", "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES",
                        ("ForQuestionAnswering",)),
                       ("a multiple-choice model", "MODEL_FOR_MULTIPLE_CHOICE_MAPPING_NAMES", ("ForMultipleChoice",)),
-                      ("a bare model without a head", "MODEL_MAPPING_NAMES", ()))
+                      (BARE_MODEL, "MODEL_MAPPING_NAMES", ()))
 """(what such a class is, its ``transformers`` Auto mapping, the class-name endings that tell it)"""
 UNSUPPORTED_KINDS = ("seqexplain explains causal LMs, encoder-decoders, sequence classifiers and token classifiers, "
                      "not masked LMs, question-answering models or bare encoders; load the model with such a head "

@@ -19,7 +19,13 @@ from seqexplain.errors import InputError, ModelLoadError, UnsupportedError
 from seqexplain.models.base import ModelKind, SequenceModel
 from seqexplain.models.held import held_module
 from seqexplain.models.hf import HFModel
-from seqexplain.models.hf_module import UNSUPPORTED_KINDS, detect_kind, kind_of_class_name, unsupported_head
+from seqexplain.models.hf_module import (
+    BARE_MODEL,
+    UNSUPPORTED_KINDS,
+    detect_kind,
+    kind_of_class_name,
+    unsupported_head,
+)
 from seqexplain.models.peft_models import is_adapter_folder, load_adapter_folder
 
 _KINDS = ("causal", "seq2seq", "classifier", "labeller")
@@ -265,11 +271,18 @@ def _load_existing(path: Path, tokenizer: Any, kind: ModelKind | None, dtype: to
                              f"{_first_line(exc)}") from exc
     missing = sorted(info.get("missing_keys") or [])
     if missing and not allow_new_head:
+        gap = (f"loading it as a {found} model leaves {len(missing)} weight(s) without values ("
+               f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''})")
+        archs = [str(a) for a in getattr(config, "architectures", None) or []]
+        if kind is None and archs and all(unsupported_head(a) == BARE_MODEL for a in archs):
+            raise ModelLoadError(f"{path} holds a {_architectures(config)} model, {BARE_MODEL}: loading it as a "
+                                 f"{found} model leaves {len(missing)} weight(s) without values; {UNSUPPORTED_KINDS}")
+        advice = ("drop --kind / kind= to use the detected kind" if kind is not None
+                  else "give --kind / kind= if the model is of another kind")
         raise ModelLoadError(
-            f"{path} holds a {_architectures(config)} model, but loading it as a {found} model leaves {len(missing)} "
-            f"weight(s) without values ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}), which would be "
-            "initialised at random and explained; drop --kind / kind= to use the detected kind, or pass "
-            "allow_new_head=True (CLI --allow-new-head) to explain an untrained head on purpose")
+            f"{path} holds a {_architectures(config)} model, but {gap}, which would be initialised at random and "
+            f"explained; {advice}, or pass allow_new_head=True (CLI --allow-new-head) to explain an untrained head "
+            "on purpose")
     saved_as = {kind_of_class_name(str(a)) for a in getattr(config, "architectures", None) or []} - {None}
     if kind is not None and check_saved_kind and saved_as and kind not in saved_as and not missing:
         raise InputError(  # e.g. a sequence classifier's head [C, H] fits a token classifier's: another model
