@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 import seqexplain as se
 from seqexplain.attribution import Attribution
 from seqexplain.cli_support import parse_options
-from seqexplain.errors import DataError, InputError, SeqExplainError
+from seqexplain.errors import DataError, InputError, SeqExplainError, UnknownMethodError
 
-SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized: the same examples on every run, so that CI's verdict does not depend on a draw
+SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
 values = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
                    st.text(max_size=12), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
                    st.lists(st.integers(), max_size=3))
@@ -42,7 +44,7 @@ def test_option_checker_accepts_or_raises_input_error(method, options):
     spec = se.get_method(method)
     try:
         spec.check_options(options)
-    except InputError:
+    except (InputError, UnknownMethodError):  # the latter: order_by naming no registered method
         return
     declared = spec.options()
     for key, value in options.items():  # what passed fits its declaration
