@@ -284,6 +284,32 @@ def test_a_corpus_run_explains_every_token_with_the_datas_labels(tagger, tmp_pat
         np.testing.assert_allclose(np.array(record["scores"], dtype=float), want.scores, rtol=1e-5, atol=1e-6)
 
 
+def test_a_corpus_run_maps_each_tokens_label_through_data_labels(tagger, tmp_path):
+    """``data.labels`` lists the data's label values in the model's label order; a labeller's target is a label per
+    token, so each is mapped (the list as a whole was looked up and refused as "not one of data.labels")."""
+    import json
+
+    import pyarrow.parquet as pq
+    from run_helpers import run_cli
+
+    model, tok = tagger
+    model.save_pretrained(tmp_path / "ner")
+    tok.save_pretrained(tmp_path / "ner")
+    names = se.load_model(*tagger).label_names()
+    spelled = [f"tag{i}" for i in range(len(names))]  # the data's own spelling of each label
+    rows = [("john smith sat", [1, 2, 0]), ("mary ran", [1, 0])]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps({"text": t, "tags": [spelled[i] for i in g]}) + "\n"
+                                                 for t, g in rows))
+    (tmp_path / "run.toml").write_text(
+        'seed = 0\n[data]\nformat = "jsonl"\npath = "data.jsonl"\ntarget_field = "tags"\n'
+        f'labels = {json.dumps(spelled)}\n'
+        '[model]\npath = "ner"\nkind = "labeller"\n[[methods]]\nname = "gradient_norm"\n[output]\ndir = "out"\n')
+    code, out = run_cli(tmp_path / "run.toml")
+    assert code == 0, out
+    table = pq.read_table(tmp_path / "out" / "results.parquet").to_pylist()
+    assert [r["target_tokens"] for r in table] == [[names[i] for i in g] for _, g in rows]
+
+
 def test_a_folder_saved_as_another_kind_is_not_read_with_a_head_that_fits(bert, tmp_path, runner):
     """A sequence classifier's head [C, H] loads into a token classifier without a missing weight: forced to a
     labeller it would apply the sentence head to every token, with no warning. Refused, as other forced kinds."""

@@ -73,10 +73,15 @@ def _target(item: Item, labels: list[str] | None, names: list[str]) -> Any:
                                 f"the model's label order (the model's labels: {', '.join(names)}) so that each "
                                 "value names one label")
         return item.target
-    if str(item.target) not in labels:
-        raise DataError(f"{item.where}: target {item.target!r} is not one of data.labels {labels}; list every label "
-                        "value the data holds, in the model's label order")
-    return labels.index(str(item.target))
+
+    def mapped(value: Any) -> int:
+        if str(value) not in labels:
+            raise DataError(f"{item.where}: target {value!r} is not one of data.labels {labels}; list every label "
+                            "value the data holds, in the model's label order")
+        return labels.index(str(value))
+
+    # a token labeller's target is a label per token (or word): each is mapped
+    return [mapped(v) for v in item.target] if isinstance(item.target, (list, tuple)) else mapped(item.target)
 
 
 def _cut(wrapped: SequenceModel, item: Item, example: Example, max_length: int, target: Any) -> tuple[Example, int]:
