@@ -60,3 +60,36 @@ def test_resume_repeats_the_uninterrupted_run(tmp_path, tokenizer, monkeypatch):
     other = ClassifierTrainConfig(max_length=16, epochs=2, batch_size=4, lr=5e-4, checkpoint_every=2, seed=3)
     with pytest.raises(ModelLoadError, match="other settings"):
         train_classifier(_model(tokenizer, 0), tokenizer, data, valid, other, tmp_path / "b", progress=False)
+
+
+def test_a_finished_run_saves_the_same_model_again_atomically_and_readable(tmp_path, tokenizer, monkeypatch):
+    """Rerun after it finished, the trainer loads the last checkpoint and saves the model again: its config.json
+    lost ``problem_type`` (set by the first training forward, which a finished run does not make), the weights were
+    written 0600 while every other output is 0644, and the save went straight into ``model/`` (an interrupted one
+    left a partial model). The second save equals the first byte for byte, files get the default mode, and a save
+    that fails leaves the earlier model whole."""
+    import json
+    import os
+
+    from seqexplain.atomic import default_file_mode
+
+    cfg = ClassifierTrainConfig(max_length=16, epochs=1, batch_size=4, lr=1e-3, checkpoint_every=2, seed=3)
+    data, valid = (TEXTS, LABELS), (TEXTS[:2], LABELS[:2])
+    folder = tmp_path / "run" / "model"
+    train_classifier(_model(tokenizer, 0), tokenizer, data, valid, cfg, tmp_path / "run", progress=False)
+    first = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert all(os.stat(p).st_mode & 0o777 == default_file_mode() for p in folder.iterdir())
+    train_classifier(_model(tokenizer, 1), tokenizer, data, valid, cfg, tmp_path / "run", progress=False)
+    again = {p.name: p.read_bytes() for p in folder.iterdir()}
+    summaries = [json.loads(files.pop("training.json")) for files in (first, again)]
+    assert again == first  # config.json and the weights too
+    timeless = [{k: v for k, v in s.items() if k != "seconds"} for s in summaries]
+    assert timeless[0] == timeless[1]  # the summary but its time, which adds this call's
+    first["training.json"] = (folder / "training.json").read_bytes()
+
+    def broken_save(self, *args, **kwargs):
+        raise Stop
+    monkeypatch.setattr(BertForSequenceClassification, "save_pretrained", broken_save)
+    with pytest.raises(Stop):
+        train_classifier(_model(tokenizer, 1), tokenizer, data, valid, cfg, tmp_path / "run", progress=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == first

@@ -369,3 +369,50 @@ def test_reproduce_vafa2021_unknown_experiment_exits_2():
     assert result.exit_code == 2
     assert "unknown experiment" in result.output and "majority_class" in result.output
     assert "Traceback" not in result.output
+
+
+def test_seqexplains_own_python_warnings_are_one_warning_line(capsys):
+    """A reproduction's analyses warn through Python's ``warnings``; the console showed them in Python's format (the
+    source file and line, then the code line). The CLI shows seqexplain's as one ``warning:`` line; another
+    library's keep Python's format."""
+    import warnings
+
+    import seqexplain.analysis.path_explanations as ours
+    from seqexplain.cli_support import cli_warnings
+
+    passed_on = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = lambda message, category, filename, lineno, *_: passed_on.append((filename, message))
+        with cli_warnings():
+            warnings.warn_explicit("integrated_gradients: 1 of 40 documents: misses", RuntimeWarning, ours.__file__, 7)
+            warnings.warn_explicit("a library's own", UserWarning, "/elsewhere/lib.py", 3)
+    err = capsys.readouterr().err
+    assert "warning: integrated_gradients: 1 of 40 documents: misses" in err
+    assert "path_explanations.py" not in err and "RuntimeWarning" not in err
+    assert [(f, str(m)) for f, m in passed_on] == [("/elsewhere/lib.py", "a library's own")]  # shown as before
+
+
+def test_no_progress_turns_the_hugging_face_bars_off_for_the_reproduction_only():
+    """``reproduce … --no-progress`` still showed transformers' "Loading weights" and "Writing model shards" bars."""
+    from transformers.utils import logging as hf_logging
+
+    from seqexplain.cli_reproduce import _library_bars
+
+    assert hf_logging.is_progress_bar_enabled()
+    with _library_bars(False):
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()
+    with _library_bars(True):
+        assert hf_logging.is_progress_bar_enabled()
+
+
+def test_a_state_gradient_delay_past_the_segments_is_refused_before_training(runner, tmp_path):
+    """``reproduce verwimp2018 --quick --max-delay 100000`` trained, then filled 16 GB with zero Jacobians for
+    delays that cannot exist (gradients stop at the 30-token segments of the quick setting). One line, exit 2,
+    before any training: nothing in the output folder but its lock."""
+    result = invoke(runner, "reproduce", "verwimp2018", "--quick", "--no-progress", "--out", tmp_path / "o",
+                    "--max-delay", "30")
+    assert_user_error(result, "--max-delay 30 reaches past the segments of 30 tokens")
+    assert "give --max-delay <= 29" in " ".join(result.output.split())
+    assert not (tmp_path / "o" / "training").exists() and not (tmp_path / "o" / "model").exists()

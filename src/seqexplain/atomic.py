@@ -28,7 +28,8 @@ from seqexplain.errors import UnsafeOutputError
 __all__ = ["UnsafeOutputError"]
 
 
-def _default_mode() -> int:
+def default_file_mode() -> int:
+    """The mode a new file gets under the process umask (0o644 under the usual 022)."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
@@ -139,7 +140,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         try:
             mode = stat.S_IMODE(os.lstat(target).st_mode)
         except FileNotFoundError:
-            mode = _default_mode()
+            mode = default_file_mode()
         check_output_file(target)  # unchanged since the start? (a link or FIFO made meanwhile is not replaced)
         os.chmod(tmp, mode)
         os.replace(tmp, target)

@@ -29,6 +29,7 @@ with interruptible_start():
         Kind,
         Normalize,
         ObjectiveName,
+        cli_warnings,
         parse_options,
         path_argument,
         path_option,
@@ -48,7 +49,7 @@ class _App(typer.Typer):
     command's own Ctrl-C handler exists; a Ctrl-C there is one line and exit 130 too."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with interruptible_start():
+        with interruptible_start(), cli_warnings():
             return super().__call__(*args, **kwargs)
 
 

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,6 +58,24 @@ def reproduce_parameters(paper: Any) -> list[inspect.Parameter]:
     return params
 
 
+@contextlib.contextmanager
+def _library_bars(shown: bool) -> Iterator[None]:
+    """Hugging Face's own progress bars (loading and saving weights) off for the block unless ``shown``
+    (``--no-progress`` silences every bar, not only seqexplain's)."""
+    if shown:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def reproduce_command(paper: Any) -> Any:
     """The typer command of one registry paper (:mod:`seqexplain.experiments.registry`)."""
 
@@ -75,7 +95,7 @@ def reproduce_command(paper: Any) -> Any:
                                               "--threads": threads, "--seed": seed, "--no-progress": no_progress,
                                               **given})
         try:
-            with reproduction(out, command_text, threads):
+            with reproduction(out, command_text, threads), _library_bars(not no_progress):
                 result = run_experiment(paper.name, None if paper.single else experiment.name, out, quick=quick,
                                         data_root=data_root, seed=seed, progress=not no_progress, threads=threads,
                                         command=command_text, **values)

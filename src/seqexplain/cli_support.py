@@ -15,9 +15,11 @@ parsing and the choice enums.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any, NoReturn
@@ -55,6 +57,29 @@ def print_warning(message: str) -> None:
     line = Text("warning: ", style="bold yellow")
     line.append(message, style="yellow")
     stderr_console().print(line, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def cli_warnings() -> Iterator[None]:
+    """While active, a Python warning issued by seqexplain's own modules (a reproduction's analyses, a data reader)
+    is shown as the CLI's one ``warning:`` line, its message only (Python's format adds the source file, line and
+    code, which a user cannot act on); other libraries' warnings are shown as Python shows them."""
+    from seqexplain.runs.warning_log import from_seqexplain
+
+    shown = warnings.showwarning
+
+    def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if from_seqexplain(filename):
+            print_warning(str(message))
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def fail(message: str) -> NoReturn:
@@ -222,6 +247,6 @@ def skipped_message(n_skipped: int, shards: list[dict[str, Any]] | None) -> str:
             f"manifest.json){advice}")
 
 
-__all__ = ["EXIT_USER_ERROR", "Aggregate", "ErrorHandlingGroup", "Kind", "Normalize", "ObjectiveName", "fail",
-           "parse_options", "parse_value", "print_error", "print_warning", "rerun_command", "skipped_message",
+__all__ = ["EXIT_USER_ERROR", "Aggregate", "ErrorHandlingGroup", "Kind", "Normalize", "ObjectiveName", "cli_warnings",
+           "fail", "parse_options", "parse_value", "print_error", "print_warning", "rerun_command", "skipped_message",
            "stderr_console", "stdout_console"]

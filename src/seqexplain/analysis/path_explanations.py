@@ -15,6 +15,7 @@ endpoint's. :func:`plot_paths` draws the losses of several paths over ``t`` and 
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -51,6 +52,30 @@ class EventVectors:
         return [f"{head}{n} of {len(self.vectors)} documents: {msg}" for msg, n in self.warnings.items()]
 
 
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def tally_warnings(per_doc: Sequence[Sequence[str]]) -> dict[str, int]:
+    """Each distinct warning of the documents' explanations → the number of documents that carry it. Warnings that
+    differ only in their figures (an integrated-gradients completeness miss names each document's δ) count as one,
+    shown with the first document's figures and a note that the others' differ."""
+    first: dict[str, str] = {}
+    varied: set[str] = set()
+    counts = Counter[str]()
+    for messages in per_doc:
+        shapes = set()
+        for msg in messages:
+            shape = _NUMBER.sub("#", msg)
+            if shape not in first:
+                first[shape] = msg
+            elif first[shape] != msg:
+                varied.add(shape)
+            shapes.add(shape)
+        counts.update(shapes)
+    return {first[k] + (" (the figures are the first such document's; the others' differ)" if k in varied else ""): n
+            for k, n in counts.items()}
+
+
 def explanation_vectors(adapter: AttentionRNNAdapter, docs: Sequence[VectorDocument], method: str,
                         how: Aggregation = "sum", target: Target = "gold", **options: Any) -> EventVectors:
     """Per-event explanations of ``docs`` (module docstring; K = the adapter's event names) and their warnings,
@@ -65,11 +90,11 @@ def explanation_vectors(adapter: AttentionRNNAdapter, docs: Sequence[VectorDocum
     if target == "gold" and any(d.label is None for d in docs):
         raise InputError("target='gold' needs a label on every document; use target='predicted'")
     items = [{"text": d, "target": d.label if target == "gold" else None} for d in docs]
-    rows, seen = [], Counter[str]()
+    rows, per_doc = [], []
     for a, d in zip(explain_many(adapter, items, method, progress=False, **options), docs, strict=True):
         rows.append(event_vector(a, list(d.event_types or []), n_types, how))
-        seen.update(set(a.warnings))
-    got = EventVectors(np.stack(rows), dict(seen))
+        per_doc.append(a.warnings)
+    got = EventVectors(np.stack(rows), tally_warnings(per_doc))
     for line in got.warning_lines(method):
         warnings.warn(line, RuntimeWarning, stacklevel=2)
     return got

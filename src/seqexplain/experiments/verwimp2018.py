@@ -112,13 +112,17 @@ def run_reproduction(
             raise InputError("tag_source='lexicon' needs tag_file (one word per line followed by its tags)")
         known = PTB_TAGS | {t for tags in classes.classes.values() for t in tags}  # a class file's own tag set
         lexicon = read_tag_lexicon(tag_file, known)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = _settings(quick)
     if epochs is not None:
         cfg["epochs"] = epochs
     if max_delay is not None:
+        if max_delay >= cfg["segment_length"]:  # no such delay exists, and each step would hold max_delay + 1 Jacobians
+            raise InputError(f"--max-delay {max_delay} reaches past the segments of {cfg['segment_length']} tokens the "
+                             "state gradients are computed over (they stop at segment boundaries); give --max-delay "
+                             f"<= {cfg['segment_length'] - 1}")
         cfg["max_delay"] = max_delay
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     if positions is not None:
         cfg["positions"] = positions
     torch.manual_seed(seed)

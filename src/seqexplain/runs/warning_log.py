@@ -24,7 +24,8 @@ _PACKAGE = Path(__file__).resolve().parents[1]
 _ACTIVE: list[list[str]] = []  # the logs of the warning_log blocks now open, innermost last
 
 
-def _ours(filename: str) -> bool:
+def from_seqexplain(filename: str) -> bool:
+    """Whether a warning issued in ``filename`` comes from seqexplain's own modules."""
     try:
         return Path(filename).resolve().is_relative_to(_PACKAGE)
     except (OSError, ValueError):
@@ -41,7 +42,7 @@ def warning_log(folder: Path, command: str) -> Iterator[list[str]]:
     def show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:
         text = f"{category.__name__}: {message}"
-        if _ours(filename):
+        if from_seqexplain(filename):
             if text in seen:  # shown already (a data file read twice, a filter reset by catch_warnings): once
                 return
             seen.append(text)
@@ -70,4 +71,4 @@ def log_result_warnings(source: str, messages: list[str]) -> None:
                 _ACTIVE[-1].append(text)
 
 
-__all__ = ["log_result_warnings", "warning_log"]
+__all__ = ["from_seqexplain", "log_result_warnings", "warning_log"]

@@ -34,7 +34,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from seqexplain.atomic import atomic_write_text
+from seqexplain.atomic import atomic_write_text, default_file_mode
 from seqexplain.errors import InputError, ModelLoadError
 from seqexplain.training.optimizer_state import load_optimizer_state, save_optimizer_state
 
@@ -190,6 +190,11 @@ def train_classifier(model: torch.nn.Module, tokenizer: Any, train: tuple[Sequen
     if len(valid[0]) != len(valid[1]):
         raise InputError(f"the validation set needs as many labels as texts ({len(valid[0])} texts, "
                          f"{len(valid[1])} labels)")
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "problem_type", None) is None and getattr(config, "num_labels", 0) > 1:
+        # what the first forward with integer labels sets: set before it, a model saved again from a finished
+        # checkpoint (no forward) has the same config.json as the one saved after training
+        config.problem_type = "single_label_classification"
     _check_labels(model, labels, "training")
     _check_labels(model, valid[1], "validation")
     out = Path(out_dir)
@@ -239,8 +244,23 @@ def train_classifier(model: torch.nn.Module, tokenizer: Any, train: tuple[Sequen
                "valid_accuracy": correct / len(valid_rows) if valid_rows else float("nan"),
                "final_loss": history[-1]["loss"] if history else float("nan"), "history": history}
     model.eval()
-    model_dir = out / "model"
-    model.save_pretrained(str(model_dir), safe_serialization=True)
-    tokenizer.save_pretrained(str(model_dir))
-    atomic_write_text(model_dir / "training.json", json.dumps(summary, indent=2))
+    _save_model(model, tokenizer, out / "model", summary)
     return summary
+
+
+def _save_model(model: torch.nn.Module, tokenizer: Any, model_dir: Path, summary: dict[str, Any]) -> None:
+    """``save_pretrained`` into ``<model_dir>.new``, then swapped in: an interrupted save leaves the earlier model (or
+    none, and the checkpoint to save it from again), never a partial one. The files get the user's default
+    permissions (transformers writes its weights 0600)."""
+    fresh = model_dir.with_name(model_dir.name + ".new")
+    if fresh.is_dir():
+        shutil.rmtree(fresh)
+    model.save_pretrained(str(fresh), safe_serialization=True)
+    tokenizer.save_pretrained(str(fresh))
+    atomic_write_text(fresh / "training.json", json.dumps(summary, indent=2))
+    for path in fresh.iterdir():
+        if path.is_file():
+            path.chmod(default_file_mode())
+    if model_dir.is_dir():
+        shutil.rmtree(model_dir)
+    fresh.rename(model_dir)
