@@ -170,3 +170,44 @@ def test_faithfulness_that_drops_tokens_carries_the_models_position_warning(tmp_
         for row in rows:
             assert not any(w.startswith(position) for w in row["warnings"]), row["warnings"]
             assert any(w.startswith(f"faithfulness: {position}") for w in row["warnings"]) == expected, row["warnings"]
+
+
+def test_an_example_without_finite_scores_is_left_out_of_plausibility(tmp_path):
+    """A word whose embedding is NaN makes every score of its examples NaN: with no ranking there is no predicted
+    rationale, yet it was scored as an empty one and pulled the token and IOU F1 means towards 0 (AUPRC left it
+    out). It is left out of every plausibility mean, with a warning on its row and a count in the summary; the
+    means equal those over the other examples (oracle: the metric functions on their rows)."""
+    import torch
+    from conftest import wordpiece_tokenizer
+    from transformers import BertForSequenceClassification
+
+    from seqexplain.metrics import token_prf_corpus
+
+    model_dir = tiny_classifier(tmp_path / "model")
+    model = BertForSequenceClassification.from_pretrained(model_dir)
+    tok = wordpiece_tokenizer()
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[tok.convert_tokens_to_ids("film")] = float("nan")
+    model.save_pretrained(model_dir)
+    data = tmp_path / "data.jsonl"
+    texts = ["the film is a delight", "too long and too loud", "it drags in the middle"]
+    data.write_text("".join(json.dumps({"text": t, "label": 1, "id": f"e{i}", "rationale": [[0, 3]]}) + "\n"
+                            for i, t in enumerate(texts)), encoding="utf-8")
+    cfg = read_config(write_config(tmp_path / "c.yaml", config_dict(
+        model_dir, data, tmp_path / "out", methods=[{"name": "gradient_norm"}],
+        metrics={"faithfulness": {"enabled": False}}, output={"dir": str(tmp_path / "out"), "report": True})))
+    result = run(cfg, progress=False)
+    rows = sorted(pq.read_table(tmp_path / "out" / "results.parquet").to_pylist(), key=lambda r: r["index"])
+    assert rows[0]["predicted_rationale"] is None and rows[0]["auprc"] is None
+    assert "plausibility: not scored, the first target has no finite score" in rows[0]["warnings"]
+    kept = rows[1:]
+    assert all(r["predicted_rationale"] is not None for r in kept)
+    macro = token_prf_corpus([r["predicted_rationale"] for r in kept], [r["gold_positions"] for r in kept], "macro")
+    summary = (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "examples with gold left out of plausibility (see their warnings): gradient_norm: 1" in summary
+    from seqexplain.runs.store import RunStore
+    from seqexplain.runs.summary import summarize
+
+    got = summarize(RunStore(tmp_path / "out", result.config_hash, 3, cfg.shard_size), cfg)
+    assert got.plausibility["gradient_norm"]["examples"] == 2
+    assert got.plausibility["gradient_norm"]["token_f1_macro"] == pytest.approx(macro.f1)

@@ -216,11 +216,14 @@ def shard_rows(wrapped: SequenceModel, cfg: RunConfig, encoded: list[Encoded], f
             if pcfg.enabled and enc.gold == []:
                 row["warnings"] = [*row["warnings"], "plausibility: not scored, the gold rationale covers no token of "
                                    "the (possibly truncated) input"]
-            if pcfg.enabled and enc.gold:
+            scores = np.asarray(attr.scores, dtype=np.float64).copy()
+            scores[:, [j for j, seg in enumerate(ex.segments) if seg == "special"]] = np.nan  # never rationale
+            if pcfg.enabled and enc.gold and not np.isfinite(scores[0]).any():
+                # no ranking to take a rationale from: scored as an empty rationale it pulled the F1 means to 0
+                row["warnings"] = [*row["warnings"], "plausibility: not scored, the first target has no finite score"]
+            elif pcfg.enabled and enc.gold:
                 mask = np.zeros(ex.length, dtype=bool)
                 mask[enc.gold] = True
-                scores = np.asarray(attr.scores, dtype=np.float64).copy()
-                scores[:, [j for j, seg in enumerate(ex.segments) if seg == "special"]] = np.nan  # never rationale
                 p = plausibility(scores[0], mask, k=pcfg.k, threshold=pcfg.threshold,
                                  iou_threshold=pcfg.iou_threshold)
                 row.update(auprc=p.auprc, token_precision=p.token.precision, token_recall=p.token.recall,

@@ -87,6 +87,7 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
     rationales: dict[str, tuple[list[list[int]], list[list[int]]]] = {m: ([], []) for m in methods}
     agree: dict[str, dict[tuple[str, str], _Mean]] = {}
     searches: dict[str, dict[str, int]] = {}
+    unscored: dict[str, int] = {}
     n_rows = n_truncated = 0
     for table in store.tables(_COLUMNS):
         for row in table.to_pylist():
@@ -103,6 +104,8 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
             if row["gold_positions"] is not None and row["predicted_rationale"] is not None:
                 rationales[m][0].append(row["predicted_rationale"])
                 rationales[m][1].append(row["gold_positions"])
+            elif row["gold_positions"] is not None and cfg.metrics.plausibility.enabled:
+                unscored[m] = unscored.get(m, 0) + 1  # no gold token left, or no finite score: its warning says
             if row["rationale"] is not None:
                 _count_searches(searches.setdefault(m, {"searches": 0, "reached": 0, "positions": 0}), row)
             for metric, others in json.loads(row["agreement"]).items():
@@ -124,6 +127,9 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
                  for metric, pairs in agree.items() for (a, b), mean in pairs.items() if mean.left_out]
     if left_out:  # a mean over fewer rows than the table suggests says so
         summary.info["non-finite values left out of the means"] = "; ".join(left_out)
+    if unscored:
+        summary.info["examples with gold left out of plausibility (see their warnings)"] = "; ".join(
+            f"{m}: {n}" for m, n in unscored.items())
     if cfg.metrics.faithfulness.enabled:
         summary.faithfulness = {m: {k: means[m][k].value() for k in _MEANS} for m in methods}
         summary.bins = _bins(cfg)
