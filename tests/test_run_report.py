@@ -163,4 +163,36 @@ def test_an_example_heatmap_flags_a_non_finite_cell():
                     text="a b c", method="m")
     html = _example_html(ExampleView(index=0, id="e0", attributions={"m": a}, gold=None))
     assert '<span class="tok bad" title="inf (non-finite)">a!</span>' in html
-    assert '<span class="tok" style="color:#999">␣c</span>' in html  # a not-visible cell stays grey
+    assert '<span class="tok" style="color:#6e6e6e">␣c</span>' in html  # a not-visible cell stays grey
+
+
+@pytest.mark.parametrize("intensity", [i / 20 for i in range(-20, 21)])
+def test_token_text_contrast_meets_wcag_aa_on_every_colour(intensity):
+    """White text on mid-blue (intensity ≈ +0.69) had a contrast of 3.15:1. Oracle: the WCAG 2 contrast formula,
+    written out here; AA asks 4.5:1 for body text."""
+    from seqexplain.report._common import cell_rgb, text_rgb
+
+    def luminance(rgb):
+        chan = [c / 255 for c in rgb]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in chan]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+    bg = cell_rgb(intensity)
+    a, b = sorted((luminance(bg), luminance(text_rgb(bg))))
+    assert (b + 0.05) / (a + 0.05) >= 4.5
+
+
+def test_an_example_with_several_targets_names_the_one_drawn():
+    """A causal LM's run report headed an example "target Ġm" (the byte-level token) and drew its first target of 7
+    without saying so."""
+    from seqexplain.attribution import Attribution
+    from seqexplain.report.run_report import ExampleView, _example_html
+
+    text, target = "The cat", " sat on"
+    attr = Attribution(tokens=["The", "Ġcat", "Ġsat", "Ġon"], scores=np.array([[0.1, 0.2, np.nan, np.nan],
+                                                                              [0.3, 0.1, 0.5, np.nan]]),
+                       target_tokens=["Ġsat", "Ġon"], target_positions=[2, 3],
+                       offsets=[(0, 3), (3, 7), (0, 4), (4, 7)], segments=["source", "source", "target", "target"],
+                       text=text, target_text=target)
+    html = _example_html(ExampleView(0, "a", {"gradient_norm": attr}, None))
+    assert "target 1 of 2 (␣sat; the others' scores are in results.parquet)" in html and "Ġ" not in html

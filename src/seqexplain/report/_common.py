@@ -271,11 +271,17 @@ def cell_rgb(intensity: float) -> tuple[int, int, int]:
     )
 
 
+def _luminance(rgb: tuple[int, int, int]) -> float:
+    """WCAG 2 relative luminance of an sRGB colour."""
+    lin = [c / 255 / 12.92 if c / 255 <= 0.04045 else ((c / 255 + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
 def text_rgb(background: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Black or white, whichever reads better on ``background``."""
-    r, g, b = background
-    luminance = (0.299 * r + 0.587 * g + 0.114 * b) / 255.0
-    return (0, 0, 0) if luminance > 0.55 else (255, 255, 255)
+    """Black or white, whichever has the higher WCAG contrast ratio on ``background`` (at least 4.58:1 for any
+    background; white on mid-blue gave 3.15:1 where black gives 6.6:1)."""
+    lum = _luminance(background)
+    return (0, 0, 0) if (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05) else (255, 255, 255)
 
 
 def hex_rgb(rgb: tuple[int, int, int]) -> str:

@@ -59,7 +59,7 @@ section.attr > header { background: var(--panel); border-bottom: 1px solid var(-
   font-size: 14px; line-height: 1.5; }
 .tok { display: inline-block; max-width: 100%; white-space: pre-wrap; overflow-wrap: anywhere;
   vertical-align: top; line-height: 1.5; padding: 1px 2px; margin: 2px 1px; border-radius: 3px; cursor: default; }
-.tok.nv { color: #8c959f; background: repeating-linear-gradient(135deg, #f6f8fa 0 4px, #eaeef2 4px 8px); }
+.tok.nv { color: #59636e; background: repeating-linear-gradient(135deg, #f6f8fa 0 4px, #eaeef2 4px 8px); }
 .tok.bad { color: var(--bad); font-weight: 700; background: #fff; outline: 2px dashed var(--bad); }
 .tok.tgt { outline: 2px solid var(--tgt); outline-offset: 1px; font-weight: 700; }
 .tok.rat { text-decoration: underline dotted 2px; text-underline-offset: 4px; }

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from seqexplain.attribution import Attribution
-from seqexplain.report._common import cell_rgb, display_matrix, hex_rgb, input_labels, text_rgb
+from seqexplain.report._common import cell_rgb, display_matrix, hex_rgb, input_labels, target_label, text_rgb
 from seqexplain.report.markdown import markdown_table
 
 
@@ -158,7 +158,7 @@ def _heat_row(attr: Attribution, gold: set[int], target: int = 0) -> str:
                          "</span>")
             continue
         if np.isnan(v):
-            cells.append(f'<span class="{cls}" style="color:#999">{_e(label)}</span>')
+            cells.append(f'<span class="{cls}" style="color:#6e6e6e">{_e(label)}</span>')  # 5.1:1 on white
             continue
         bg = cell_rgb(float(v))
         score = attr.scores[target, j]
@@ -170,7 +170,10 @@ def _heat_row(attr: Attribution, gold: set[int], target: int = 0) -> str:
 def _example_html(ex: ExampleView) -> str:
     gold = set(ex.gold or [])
     first = next(iter(ex.attributions.values()))
-    parts = [f'<div class="ex"><h3>example {ex.index} ({_e(ex.id)}): target {_e(first.target_tokens[0])}</h3>']
+    n = len(first.target_tokens)
+    which = f"target 1 of {n} ({_e(target_label(first, 0))}; the others' scores are in results.parquet)" if n > 1 \
+        else f"target {_e(target_label(first, 0))}"
+    parts = [f'<div class="ex"><h3>example {ex.index} ({_e(ex.id)}): {which}</h3>']
     if ex.gold is not None:
         parts.append('<p>boxed tokens: the human rationale</p>')
     for name, attr in ex.attributions.items():
