@@ -196,3 +196,17 @@ def test_an_example_with_several_targets_names_the_one_drawn():
                        text=text, target_text=target)
     html = _example_html(ExampleView(0, "a", {"gradient_norm": attr}, None))
     assert "target 1 of 2 (␣sat; the others' scores are in results.parquet)" in html and "Ġ" not in html
+
+
+def test_a_run_in_reduced_precision_says_so_in_both_reports(tmp_path):
+    """A run with ``model.dtype = "bfloat16"`` wrote reports that never said so (only run.json held it), while a
+    single result's views name their precision."""
+    model = tiny_classifier(tmp_path / "model")
+    data = corpus(tmp_path / "d.jsonl", 2)
+    cfg = read_config(write_config(tmp_path / "c.yaml", config_dict(
+        model, data, tmp_path / "out", model={"path": str(model), "dtype": "bfloat16", "autocast": "bf16"},
+        methods=[{"name": "gradient_norm"}], metrics={"faithfulness": {"enabled": False}},
+        output={"dir": str(tmp_path / "out"), "report": True})))
+    run(cfg, progress=False)
+    for name in ("summary.md", "report.html"):
+        assert "bf16 autocast, bfloat16 weights" in (tmp_path / "out" / name).read_text(encoding="utf-8"), name

@@ -121,6 +121,10 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
         "data": " ".join(x for x in (cfg.data.format, Path(cfg.data.path).name if cfg.data.path else "",
                                      cfg.data.split if cfg.data.format in ("sst", "eraser") else "") if x),
         "seed": cfg.seed, "shards": store.n_shards})
+    reduced = [f"{a} autocast" for a in [cfg.model.autocast] if a] + [
+        f"{d} weights" for d in [cfg.model.dtype] if d not in (None, "float32")]
+    if reduced:  # as the single-result views say it: every score of the run was computed so
+        summary.info["precision"] = ", ".join(reduced)
     left_out = [f"{m} {k}: {mean.left_out} of {mean.left_out + mean.n}" for m in methods
                 for k, mean in means[m].items() if k not in ("c", "s") and mean.left_out]
     left_out += [f"{metric} {a} vs {b}: {mean.left_out} of {mean.left_out + mean.n}"
