@@ -153,7 +153,13 @@ def test_numbers_when_colour_is_off(multilingual: Attribution) -> None:
     coloured = _coloured(multilingual)
     assert not SCORE.search(coloured) and "top 5" not in coloured
     assert SCORE.search(_coloured(multilingual, numbers=True))  # --numbers on a colour terminal
-    assert not SCORE.search(_plain(multilingual, numbers=False))  # --no-numbers wins
+    hidden = _plain(multilingual, numbers=False)
+    assert not SCORE.search(hidden)  # --no-numbers wins, and says what it hides
+    assert "the scores are not shown; drop --no-numbers to print them" in " ".join(hidden.split())
+    assert "not shown" not in _coloured(multilingual, numbers=False)
+    sixteen = Console(record=True, width=200, force_terminal=True, color_system="standard")
+    render_console(multilingual, console=sixteen)
+    assert SCORE.search(sixteen.export_text())  # 16 colours fold the shades into greys: numbers by default
     assert "top 2 inputs" in _plain(multilingual, top_k=2) and "top" not in _plain(multilingual, top_k=0)[-400:]
     no_color = Console(record=True, width=200, force_terminal=True, no_color=True)
     render_console(multilingual, console=no_color)

@@ -72,9 +72,11 @@ DEFAULT_TOP_K = 5
 
 
 def colour_is_off(console: Console) -> bool:
-    """Whether ``console`` prints no colour (not a terminal, ``NO_COLOR`` set, or ``no_color=True``): then
-    :func:`render_console` shows the scores as numbers by default."""
-    return bool(console.no_color) or console.color_system is None
+    """Whether ``console`` cannot show the scores as colours: it prints no colour (not a terminal, ``NO_COLOR``
+    set, or ``no_color=True``) or only 16 (``standard`` / ``windows``, where the heatmap's shades fold into a few
+    greys and mid-range scores lose their sign); then :func:`render_console` shows the scores as numbers by
+    default."""
+    return bool(console.no_color) or console.color_system in (None, "standard", "windows")
 
 
 def short_score(value: float) -> str:
@@ -320,5 +322,8 @@ def render_console(
     console = console or Console()
     if numbers is None:
         numbers = colour_is_off(console)
+    elif not numbers and colour_is_off(console):
+        console.print(Text("note: this console shows too few colours and numbers are off (--no-numbers): the scores "
+                           "are not shown; drop --no-numbers to print them", style="yellow"), soft_wrap=True)
     console.print(to_rich(attr, normalize=normalize, max_tokens=max_tokens, numbers=numbers, top_k=top_k,
                           decode=decode))
