@@ -318,3 +318,15 @@ def test_report_imports_only_attribution_and_errors() -> None:
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not alias.name.startswith("seqexplain") or alias.name in allowed, (path, alias.name)
+
+
+def test_html_scores_are_reachable_by_keyboard_and_the_legend_states_the_scale() -> None:
+    """A token's score was only in its tooltip and the status bar followed the mouse alone; and the legend said
+    −1 … +1 while raw scores (0.109 drawn as full blue) are scaled by the largest |value| shown. Every token is a
+    Tab stop, the script updates the status bar on focus too, and the legend says how colours are scaled."""
+    page = render_html([causal_attr(), classifier_attr()])
+    tokens = [attrs for tag, attrs in _parse(page).tags if tag == "span" and "tok" in (attrs.get("class") or "").split()
+              and attrs.get("data-j") is not None]
+    assert tokens and all(attrs.get("tabindex") == "0" for attrs in tokens)
+    assert 'addEventListener("focusin", show)' in page
+    assert "colour = value ÷ the largest |value| shown" in page and "+1 (positive)" not in page

@@ -138,7 +138,7 @@ def render_html(
         parts.append(section_html(k, a, dm, decode))
     parts += [
         "</main>",
-        '<div id="status">hover a token to see its score</div>',
+        '<div id="status">hover a token (or reach it with Tab) to see its score</div>',
         f'<script type="application/json" id="seqexplain-data">{json_for_html(data)}</script>',
         f"<script>{script}</script>",
         "</body>",

@@ -3,7 +3,7 @@
 * :data:`PAGE_CSS` — the inline stylesheet (system fonts only, no ``url()``);
 * :data:`PAGE_SCRIPT` — the inline script: it reads the ``seqexplain-data`` JSON block and the DOM only and never
   builds HTML from data (``textContent`` only); it adds the normalisation selector (also set by ``?norm=<name>``
-  or ``#norm=<name>``), column highlighting on hover and the status bar;
+  or ``#norm=<name>``), column highlighting on hover or keyboard focus and the status bar;
 * :func:`script_hash` — the ``'sha256-…'`` source expression that the page's Content-Security-Policy uses to allow
   exactly that script and no other.
 """
@@ -142,7 +142,8 @@ PAGE_SCRIPT = """
     sel.addEventListener("change", function () { recolour(+sel.getAttribute("data-k"), sel.value); });
   });
   var status = document.getElementById("status");
-  document.addEventListener("mouseover", function (ev) {
+  // pointer and keyboard alike: a token reached with Tab shows its score in the status bar as on hover
+  var show = function (ev) {
     var el = ev.target.closest ? ev.target.closest(".tok") : null;
     document.querySelectorAll(".tok.hl").forEach(function (h) { h.classList.remove("hl"); });
     if (!el) { return; }
@@ -151,7 +152,9 @@ PAGE_SCRIPT = """
       h.classList.add("hl");
     });
     status.textContent = (el.getAttribute("title") || "").replace(/\\n/g, "  \\u00b7  ");
-  });
+  };
+  document.addEventListener("mouseover", show);
+  document.addEventListener("focusin", show);
 })();
 """
 

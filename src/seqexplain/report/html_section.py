@@ -61,15 +61,18 @@ _e = escape_html
 
 
 def legend_html(signed: bool) -> str:
-    """The colour legend: the scale (−1…+1 for signed scores, 0…+1 otherwise) and the token markers' meaning."""
+    """The colour legend: the scale (most negative … most positive for signed scores, 0 … most positive
+    otherwise; a colour is the shown value divided by the largest |value| shown, in whatever normalisation is
+    chosen, raw scores included) and the token markers' meaning."""
     neg, pos = hex_rgb(NEGATIVE_RGB), hex_rgb(POSITIVE_RGB)
     if signed:
-        grad, lo = f"linear-gradient(90deg, {neg}, #ffffff, {pos})", "−1 (negative)"
+        grad, lo = f"linear-gradient(90deg, {neg}, #ffffff, {pos})", "−largest (negative)"
     else:
         grad, lo = f"linear-gradient(90deg, #ffffff, {pos})", "0"
     return (
         '<div class="legend">'
-        f'<span>{_e(lo)} <span class="scale" style="background: {grad}"></span> +1 (positive)</span>'
+        f'<span>{_e(lo)} <span class="scale" style="background: {grad}"></span> +largest (positive): colour = '
+        "value ÷ the largest |value| shown</span>"
         '<span><span class="tok nv">tok</span> not visible</span>'
         '<span><span class="tok bad">tok</span> non-finite</span>'
         '<span><span class="tok tgt">tok</span> target position</span>'
@@ -179,7 +182,7 @@ def _row_lines(i: int, attr: Attribution, dm: DisplayMatrix, toks: list[str], de
             classes.append("rat")
             tip += f"\nrationale step {rationale.index(j) + 1}" if rationale is not None else ""
         spans.append(
-            f'<span class="{" ".join(classes)}" data-j="{j}" title="{_e(f"input {j}: {tip}")}"{style}>'
+            f'<span class="{" ".join(classes)}" data-j="{j}" tabindex="0" title="{_e(f"input {j}: {tip}")}"{style}>'
             f"{_e(toks[j])}</span>"
         )
     rat_html = ""
