@@ -99,6 +99,7 @@ def test_html_is_self_contained_and_markdown_has_the_tables(finished):
     assert all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
     assert page.count('<div class="ex">') == 3 and page.count('class="tok gold"') == 3 * 3
     assert "random_aopc_comprehensiveness" in page
+    assert "score, each method's row scaled by its largest |score|" in page  # the colours have a legend
     md = (out / "summary.md").read_text()
     assert "## Faithfulness" in md and "## Plausibility" in md and "## Agreement: kendall_tau" in md
     assert md.count("| grad_x_input") >= 4

@@ -239,6 +239,11 @@ def render_run_html(summary: RunSummary) -> str:
                    for metric, m in summary.agreement.items())
     if summary.examples:
         out.append("<h2>Examples</h2>")
+        out.append(f'<p class="legend">colours: <span class="tok" style="background-color:{hex_rgb(cell_rgb(1.0))};'
+                   f'color:{hex_rgb(text_rgb(cell_rgb(1.0)))}">positive</span> / <span class="tok" '
+                   f'style="background-color:{hex_rgb(cell_rgb(-1.0))};color:{hex_rgb(text_rgb(cell_rgb(-1.0)))}">'
+                   "negative</span> score, each method's row scaled by its largest |score| (special tokens grey and "
+                   "left out of the scale; a red ! marks a non-finite score); hover a token for its score</p>")
         out.extend(_example_html(ex) for ex in summary.examples)
     out.append("</body></html>")
     return "\n".join(out)
