@@ -270,3 +270,15 @@ def test_display_helper_property(bpe) -> None:
         _check_tokens(bpe, text)
 
     check()
+
+
+def test_top_k_table_keeps_rank_position_and_token_on_a_narrow_terminal(multilingual: Attribution) -> None:
+    """At 40 columns the rank, position and token columns shrank to nothing while the long raw scores kept their
+    width: a score without the token it belongs to. The numbers fold instead."""
+    narrow = Console(record=True, width=40, no_color=True, force_terminal=False)
+    render_console(multilingual, console=narrow, top_k=3)
+    table = narrow.export_text().split("top 3 inputs for target 0")[1]
+    labels = input_labels(multilingual)
+    for rank, j in enumerate(multilingual.top_k(0, 3), start=1):
+        line = next(row for row in table.splitlines() if re.match(rf"│\s+{rank} │\s+{j} │", row))
+        assert labels[j][:6] in line, (labels[j], line)

@@ -176,11 +176,12 @@ def top_k_table(attr: Attribution, i: int, k: int, dm: DisplayMatrix | None = No
     title.append(repr(target_label(attr, i, decode)))
     table = Table(title=title, title_justify="left", show_header=True, header_style="bold", expand=False,
                   pad_edge=False)
-    table.add_column("rank", justify="right", no_wrap=True)
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("token", overflow="fold")
-    table.add_column("score", justify="right", no_wrap=True)
-    table.add_column(f"shown ({dm.normalize})", justify="right", no_wrap=True)
+    # on a narrow terminal the numbers fold, never the rank, position or token (they shrank to nothing at 40 columns)
+    table.add_column("rank", justify="right", no_wrap=True, min_width=4)
+    table.add_column("#", justify="right", no_wrap=True, min_width=3)
+    table.add_column("token", overflow="fold", min_width=8)
+    table.add_column("score", justify="right", overflow="fold")
+    table.add_column(f"shown ({dm.normalize})", justify="right", overflow="fold")
     for rank, j in enumerate(ranked, start=1):
         raw = float(attr.scores[i, j])
         shown = float(dm.shown[i, j])
