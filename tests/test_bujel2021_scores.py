@@ -90,3 +90,6 @@ def test_method_scores_name_the_method_once_in_each_warning(adapter: SoftAttenti
     _, warns = src.method_scores(adapter, examples, SENTS, "integrated_gradients", reduce="max", steps=1)
     assert warns and all(w.startswith("integrated_gradients: ") for w in warns), warns
     assert not any(w.startswith("integrated_gradients: integrated_gradients") for w in warns), warns
+    # one line per kind of warning with its count, not one per sentence with its own δ (74 lines on bioscope)
+    completeness = [w for w in warns if "completeness check fails" in w]
+    assert len(completeness) == 1 and f" of {len(SENTS)} sentences: " in completeness[0], warns

@@ -213,3 +213,16 @@ def test_checkpoints_from_before_the_schedule_option_resume_with_the_old_schedul
     res = train_causal_lm(_model(), data, _cfg(lr_zero_at_last_step=True), tmp_path, progress=False,
                           tensorboard=False, export=False)
     assert res.step == 12 and res.history[-1]["lr"] == 0.0
+
+
+def test_lora_on_a_hugging_face_model_prints_no_deprecation_of_transformers(llama) -> None:
+    """peft asks transformers ``is_gradient_checkpointing``, deprecated in transformers 5: the compatible
+    fine-tune printed transformers' FutureWarning (source path and code line) on the console."""
+    pytest.importorskip("peft")
+    import copy
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_lora(copy.deepcopy(llama[0]), r=4, alpha=8, seed=0)
+    assert not [w for w in caught if issubclass(w.category, FutureWarning)], [str(w.message) for w in caught]

@@ -126,7 +126,7 @@ def test_warnings_that_differ_only_in_figures_are_counted_as_one():
     """An integrated-gradients completeness miss names each document's δ, so 40 documents gave 40 "1 of 40
     documents" lines; warnings that differ only in their figures count as one, with the first one's figures and a
     note. Hand-computed: documents 0 and 2 miss with other δ, document 1 has another warning, document 3 none."""
-    from seqexplain.analysis.path_explanations import tally_warnings
+    from seqexplain.runs.warning_log import tally_warnings
 
     ig = "integrated_gradients: target 0 (δ=0.209, f(x)−f(b)=1.73) misses by more than 5 %"
     per_doc = [[ig], ["2 score(s) are NaN"], [ig.replace("0.209", "-0.273").replace("1.73", "1.68")], []]

@@ -150,9 +150,11 @@ def test_tables_save_and_warn_about_undefined_kendall_tau(tmp_path):
                             [0, 1, 1 - step // 5]), tmp_path / "dumps")
     refs = {"val": {"px": [up, up, up], "extra": {}}}
     with pytest.warns(RuntimeWarning, match="toy / val / kendall_tau / accuracy: the agreement metric is undefined"):
-        table, markdown = tables(tmp_path, "toy", ["val"], list(alphas), [0, 5], refs, seed=0)
+        table, markdown, notes = tables(tmp_path, "toy", ["val"], list(alphas), [0, 5], refs, seed=0)
     tau, top = table["toy / val / kendall_tau / accuracy"], table["toy / val / top_k / accuracy"]
     assert tau["n_examples"] == 3 and tau["undefined"] == {"agreement": 1, "unif": 1, "px": 0, "grad": 0}
     assert set(top["undefined"].values()) == {0}
-    assert "agreement: up to 1 of 3" in markdown and "top_k / accuracy: the agreement" not in markdown
+    said = " ".join(notes)
+    assert "agreement: up to 1 of 3" in said and "top_k / accuracy: the agreement" not in said
+    assert not any(n.startswith("warning:") for n in notes)  # the views add the prefix once (it was doubled)
     json.dumps(table)  # the fields go into results.json as they are

@@ -79,6 +79,8 @@ def test_run_paired_reads_the_tables_records_and_cli(tmp_path: Path) -> None:
     assert row["Length shipped"] == 3.0 and row["Length compatible"] == 2.0 and row["No D compatible"] == 1.0
     assert "lambada" not in out["tables"]
     assert "M vs M + LoRA" in (tmp_path / "paired.md").read_text(encoding="utf-8")
+    # "seed": null beside a command with --seed 0 read as a lost seed: the record says why there is none
+    assert out["run"]["seed"] is None and "its --seed is not used" in out["run"]["seed_note"]
     result = CliRunner().invoke(app, ["reproduce", "vafa2021", "lm_paired", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "Analogies, examples rationalized under both models" in result.stdout

@@ -15,9 +15,7 @@ endpoint's. :func:`plot_paths` draws the losses of several paths over ``t`` and 
 
 from __future__ import annotations
 
-import re
 import warnings
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path as FilePath
@@ -33,6 +31,7 @@ from seqexplain.errors import InputError
 from seqexplain.explain import explain_many
 from seqexplain.models.attention_rnn import AttentionRNN
 from seqexplain.models.attention_rnn_adapter import AttentionRNNAdapter, VectorDocument
+from seqexplain.runs.warning_log import tally_warnings
 from seqexplain.training.attention_rnn import evaluate
 
 Target = Literal["gold", "predicted"]
@@ -50,30 +49,6 @@ class EventVectors:
         """One line per distinct warning: ``"<where>: <count> of <N> documents: <message>"``."""
         head = f"{where}: " if where else ""
         return [f"{head}{n} of {len(self.vectors)} documents: {msg}" for msg, n in self.warnings.items()]
-
-
-_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
-
-
-def tally_warnings(per_doc: Sequence[Sequence[str]]) -> dict[str, int]:
-    """Each distinct warning of the documents' explanations → the number of documents that carry it. Warnings that
-    differ only in their figures (an integrated-gradients completeness miss names each document's δ) count as one,
-    shown with the first document's figures and a note that the others' differ."""
-    first: dict[str, str] = {}
-    varied: set[str] = set()
-    counts = Counter[str]()
-    for messages in per_doc:
-        shapes = set()
-        for msg in messages:
-            shape = _NUMBER.sub("#", msg)
-            if shape not in first:
-                first[shape] = msg
-            elif first[shape] != msg:
-                varied.add(shape)
-            shapes.add(shape)
-        counts.update(shapes)
-    return {first[k] + (" (the figures are the first such document's; the others' differ)" if k in varied else ""): n
-            for k, n in counts.items()}
 
 
 def explanation_vectors(adapter: AttentionRNNAdapter, docs: Sequence[VectorDocument], method: str,

@@ -28,6 +28,7 @@ from seqexplain.explain import explain_many
 from seqexplain.metrics.token_labelling import word_scores
 from seqexplain.models.example import Example
 from seqexplain.models.module_state import eval_mode
+from seqexplain.runs.warning_log import tally_warnings
 from seqexplain.training.soft_attention_batches import word_spans_of
 
 
@@ -123,13 +124,15 @@ def _probabilities(adapter: Any, example: Example, keep: torch.Tensor, batch_row
 
 def method_scores(adapter: Any, examples: Sequence[Example], sents: Sequence[LabelledSentence], method: str,
                   reduce: str = "max", **options: Any) -> tuple[list[np.ndarray], list[str]]:
-    """Word scores of a registered method explaining each example's target, and the results' distinct warnings,
-    each beginning with the method's name once (``"<method>: …"``; truncation warnings left out)."""
+    """Word scores of a registered method explaining each example's target, and the results' distinct warnings
+    with the number of sentences that had each (``"<method>: <n> of <N> sentences: …"``; warnings that differ only
+    in their figures, such as each sentence's integrated-gradients completeness gap, count as one:
+    :func:`~seqexplain.runs.warning_log.tally_warnings`; truncation warnings left out)."""
     items = [{"text": ex.text, "target": int(ex.target_ids[0])} for ex in examples]
-    out, warnings = [], []
+    out, per_sentence = [], []
     for attr, ex, sent in zip(explain_many(adapter, items, method, progress=False, **options), examples, sents,
                               strict=True):
         out.append(_words(ex, sent, np.asarray(attr.scores[0], dtype=float), reduce))
-        warnings.extend(w if w.startswith(f"{method}: ") else f"{method}: {w}" for w in attr.warnings
-                        if not w.startswith("truncated"))
-    return out, sorted(set(warnings))
+        per_sentence.append([w.removeprefix(f"{method}: ") for w in attr.warnings if not w.startswith("truncated")])
+    tally = tally_warnings(per_sentence)
+    return out, sorted(f"{method}: {n} of {len(examples)} sentences: {w}" for w, n in tally.items())

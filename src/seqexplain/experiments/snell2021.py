@@ -232,7 +232,9 @@ def run(experiment: str, out: Path | str, *, quick: bool = False, data_root: Pat
                                "n_eval": {k: len(v) for k, v in evals.items()}, "baselines": baselines["info"],
                                "table": {}}
     refs = {split: {"px": baselines[split]["px"], "extra": {"lr": baselines[split]["lr"]}} for split in evals}
-    results["table"], results["markdown"] = tables(out, experiment, list(evals), names, schedule, refs, seed)
+    results["table"], results["markdown"], table_notes = tables(out, experiment, list(evals), names, schedule, refs,
+                                                                seed)
+    notes += table_notes
     results["markdown"], results["warnings"] = with_warnings(results["markdown"], notes), notes
     best = best_step(results["table"], experiment)
     save_snell_classifier(load_checkpoint(out / "runs" / names[0], best), vocab, out / "model", label_names(experiment))
@@ -249,9 +251,11 @@ def results_heading(experiment: str, quick: bool) -> str:
 
 
 def tables(out: Path, experiment: str, splits: list[str], names: list[str], schedule: list[int],
-           refs: dict[str, dict[str, Any]], seed: int, measure: str = "accuracy") -> tuple[dict[str, Any], str]:
+           refs: dict[str, dict[str, Any]], seed: int, measure: str = "accuracy"
+           ) -> tuple[dict[str, Any], str, list[str]]:
     """The A/ξ rows of every split and metric from the dumps in ``out/dumps`` (``refs[split]``: ``"px"`` the β^px
-    vectors, ``"extra"`` more reference β's), the plots, and the Markdown tables."""
+    vectors, ``"extra"`` more reference β's), the plots, the Markdown tables, and the warnings about them (for the
+    results' ``warnings`` and the tables' warning paragraphs)."""
     rows: dict[str, DynamicsRow] = {}
     for split in splits:
         curves = _curves(read_dumps(out / "dumps", split), names)
@@ -263,19 +267,15 @@ def tables(out: Path, experiment: str, splits: list[str], names: list[str], sche
             if metric == "top_k":
                 own = {n: curves[n].perf for n in (names[0], "uniform")}
                 _plots(out / "plots", f"{experiment}_{split}", rows[key], names, schedule, measure, own)
-    markdown = _markdown(rows)
-    for key, row in rows.items():  # dynamics_table has warned on the console; the saved tables say it too
-        msg = undefined_warning(row, key)
-        if msg:
-            markdown += f"\n\n{msg}"
+    # dynamics_table has warned on the console; the saved results say it too (the caller adds these notes)
+    notes = [msg for key, row in rows.items() if (msg := undefined_warning(row, key))]
     late = sorted({k.split(" / ")[1] for k, r in rows.items() if r.best_step == schedule[-1]})
     if late:
-        msg = (f"warning: run {names[0]}'s best {measure} on {', '.join(late)} is at its last checkpoint "
-               f"({schedule[-1]} updates): it was still improving, so the gold attention and the ξ's may change with "
-               "longer training (--steps)")
-        warnings.warn(msg, stacklevel=2)
-        markdown += f"\n\n{msg}"
-    return {k: r.as_dict() for k, r in rows.items()}, markdown
+        notes.append(f"run {names[0]}'s best {measure} on {', '.join(late)} is at its last checkpoint "
+                     f"({schedule[-1]} updates): it was still improving, so the gold attention and the ξ's may change "
+                     "with longer training (--steps)")
+        warnings.warn(notes[-1], stacklevel=2)
+    return {k: r.as_dict() for k, r in rows.items()}, _markdown(rows), notes
 
 
 def _curves(dumps: list[Dump], names: list[str]) -> dict[str, RunCurves]:

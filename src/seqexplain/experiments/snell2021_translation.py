@@ -99,7 +99,9 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
     base, base_info = train_word_translation(train, evals["val"], len(tok), tok.pad_token_id, emb_dim=s.emb_dim,
                                              epochs=s.boe_epochs, seed=seed, device=s.device)
     refs = {split: {"px": px_rows(base, data), "extra": {}} for split, data in evals.items()}
-    table, markdown = tables(out, "multi30k", list(evals), names, schedule, refs, seed, measure="token_accuracy")
+    table, markdown, table_notes = tables(out, "multi30k", list(evals), names, schedule, refs, seed,
+                                          measure="token_accuracy")
+    notes += table_notes
     best = best_step(table, "multi30k", "token_accuracy")
     model = load_translator(out / "runs" / names[0], best, s.device)
     save_snell_translator(model, tok, out / "model")
@@ -112,8 +114,8 @@ def run_translation(s: Any, out: Path, *, data_root: Path | str | None, seed: in
                  f"sentences: token accuracy {final['accuracy']:.3f}, perplexity {final['perplexity']:.2f}, "
                  f"beam-{s.beam} BLEU {score:.2f} ({sig}).")
     if n_cut:
-        markdown += (f"\n\n**warning:** {n_cut} of {len(test)} beam-search translations reached the length limit "
-                     "without </s> and were scored cut off.")
+        notes.append(f"{n_cut} of {len(test)} beam-search translations reached the length limit without </s> and "
+                     "were scored cut off")
     markdown = with_warnings(markdown, notes)
     results = {"experiment": "multi30k", "settings": asdict(s), "warnings": notes, "schedule": schedule,
                "vocab_size": len(tok),

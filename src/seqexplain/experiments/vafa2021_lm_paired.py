@@ -164,7 +164,8 @@ def run_paired(out_dir: Path | str, labels: dict[str, str]) -> dict[str, Any]:
         parts[0] += " (--quick runs: a tiny random model, not the documented one)"
     md = "\n\n".join(parts) + "\n"
     summary["markdown"] = md
-    summary["run"] = run_record(None)  # computes nothing random: no seed
+    summary["run"] = run_record(None, seed_note="lm_paired reads stored results and draws nothing at random: "
+                                           "its --seed is not used (the runs it pairs record their own seeds)")
     atomic_write_text(out / "paired.json", json.dumps(summary, indent=1, sort_keys=True, default=str))
     atomic_write_text(out / "paired.md", md)
     return summary

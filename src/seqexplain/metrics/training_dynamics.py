@@ -156,7 +156,7 @@ def undefined_warning(row: DynamicsRow, label: str = "") -> str | None:
     if not bad:
         return None
     where = ", ".join(f"{q}: up to {n} of {row.n_examples}" for q, n in bad.items())
-    return (f"warning: {label + ': ' if label else ''}the agreement metric is undefined (NaN, e.g. Kendall τ of a "
+    return (f"{label + ': ' if label else ''}the agreement metric is undefined (NaN, e.g. Kendall τ of a "
             f"constant vector) for some examples, left out of the means ({where} examples)")
 
 

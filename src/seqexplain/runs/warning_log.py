@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import warnings
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,30 @@ def warning_log(folder: Path, command: str) -> Iterator[list[str]]:
         atomic_write_text(folder / "warnings.json", json.dumps({"command": command, "warnings": seen}, indent=1))
 
 
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def tally_warnings(per_doc: Sequence[Sequence[str]]) -> dict[str, int]:
+    """Each distinct warning of the documents' explanations → the number of documents that carry it. Warnings that
+    differ only in their figures (an integrated-gradients completeness miss names each document's δ) count as one,
+    shown with the first document's figures and a note that the others' differ."""
+    first: dict[str, str] = {}
+    varied: set[str] = set()
+    counts = Counter[str]()
+    for messages in per_doc:
+        shapes = set()
+        for msg in messages:
+            shape = _NUMBER.sub("#", msg)
+            if shape not in first:
+                first[shape] = msg
+            elif first[shape] != msg:
+                varied.add(shape)
+            shapes.add(shape)
+        counts.update(shapes)
+    return {first[k] + (" (the figures are the first such document's; the others' differ)" if k in varied else ""): n
+            for k, n in counts.items()}
+
+
 def log_result_warnings(source: str, messages: list[str]) -> None:
     """Add a result's own warnings (``Attribution.warnings``, which the views already show) to the open
     :func:`warning_log`, as ``"ResultWarning: <source>: <message>"``, so that ``warnings.json`` does not read as
@@ -71,4 +97,4 @@ def log_result_warnings(source: str, messages: list[str]) -> None:
                 _ACTIVE[-1].append(text)
 
 
-__all__ = ["from_seqexplain", "log_result_warnings", "warning_log"]
+__all__ = ["from_seqexplain", "log_result_warnings", "tally_warnings", "warning_log"]

@@ -37,6 +37,7 @@ The pieces: :class:`~seqexplain.training.causal_lm_data.TokenData` and the batch
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -75,7 +76,9 @@ def apply_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0
     if target_modules is None and isinstance(model, TransformerLM):
         target_modules = ["qkv", "out"]
     cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, bias="none")
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # peft asks transformers a deprecated question (is_gradient_checkpointing): not the user's concern
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*gradient_checkpointing.*")
         torch.manual_seed(seed)
         return get_peft_model(model, cfg)
 

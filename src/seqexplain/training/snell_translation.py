@@ -127,7 +127,7 @@ def beam_bleu(model: SnellTranslator, tokenizer: Any, sources: Sequence[Sequence
             hyps.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
             n_cut += not ended
     if n_cut:
-        warnings.warn(f"warning: {n_cut} of {len(hyps)} beam-search translations reached max_len={max_len} "
+        warnings.warn(f"{n_cut} of {len(hyps)} beam-search translations reached max_len={max_len} "
                       "without </s> and are scored cut off", UserWarning, stacklevel=2)
     score, sig = bleu(hyps, references)
     return score, sig, hyps, n_cut
