@@ -201,7 +201,8 @@ def test_an_example_with_several_targets_names_the_one_drawn():
 
 def test_a_run_in_reduced_precision_says_so_in_both_reports(tmp_path):
     """A run with ``model.dtype = "bfloat16"`` wrote reports that never said so (only run.json held it), while a
-    single result's views name their precision."""
+    single result's views name their precision. The reports say what the shards were computed in (recorded by
+    the invocation that wrote each), not what the configuration asked."""
     model = tiny_classifier(tmp_path / "model")
     data = corpus(tmp_path / "d.jsonl", 2)
     cfg = read_config(write_config(tmp_path / "c.yaml", config_dict(
@@ -209,5 +210,6 @@ def test_a_run_in_reduced_precision_says_so_in_both_reports(tmp_path):
         methods=[{"name": "gradient_norm"}], metrics={"faithfulness": {"enabled": False}},
         output={"dir": str(tmp_path / "out"), "report": True})))
     run(cfg, progress=False)
-    for name in ("summary.md", "report.html"):
-        assert "bf16 autocast, bfloat16 weights" in (tmp_path / "out" / name).read_text(encoding="utf-8"), name
+    for name, said in (("summary.md", "- precision: bfloat16 autocast, bfloat16 weights"),
+                       ("report.html", "<td>precision</td><td>bfloat16 autocast, bfloat16 weights</td>")):
+        assert said in (tmp_path / "out" / name).read_text(encoding="utf-8"), name

@@ -116,6 +116,7 @@ def test_shard_metadata_and_verification(tmp_path, setup):
     info = store.shard_info(2)
     made = info.pop("run")
     assert info == {"config_hash": result.config_hash, "shard": 2, "n_rows": 6, "skipped": [], "format_version": 3}
+    assert made.pop("precision") == {"device": "cpu", "dtype": "float32"}  # what the shard was computed in
     assert made == json.loads((tmp_path / "out" / "run.json").read_text())["run"]  # one invocation made both
     assert RunStore(tmp_path / "out", "other", 10, 4).shard_info(2) is None  # another run's shard is not done
     os.rename(store.shard_path(2), store.shard_path(1))  # shard 2's rows under shard 1's name

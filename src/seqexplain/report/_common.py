@@ -351,13 +351,19 @@ def describe_aggregation(attr: Attribution) -> str:
 def describe_precision(attr: Attribution) -> str:
     """``precision=bfloat16 autocast`` / ``precision=float16 weights`` for a result computed in reduced precision
     (``meta`` of :func:`~seqexplain.explain.precision_meta`); empty for float32 and float64, or when not recorded."""
-    meta = attr.meta or {}
+    text = reduced_precision(attr.meta or {})
+    return f"precision={text}" if text else ""
+
+
+def reduced_precision(meta: dict[str, str]) -> str:
+    """``bfloat16 autocast, float16 weights`` from :func:`~seqexplain.explain.precision_meta`'s fields; empty for
+    float32 and float64, or when not recorded."""
     parts = []
     if meta.get("autocast"):
         parts.append(f"{meta['autocast']} autocast")
     if meta.get("dtype") not in (None, "float32", "float64"):
         parts.append(f"{meta['dtype']} weights")
-    return ("precision=" + ", ".join(parts)) if parts else ""
+    return ", ".join(parts)
 
 
 def rationale_status(attr: Attribution, i: int) -> tuple[str, bool]:

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from seqexplain.errors import InputError, ModelLoadError, SeqExplainError
+from seqexplain.explain import precision_meta
 from seqexplain.models.base import SequenceModel
 from seqexplain.models.loading import check_device, load_model
 from seqexplain.runs import output_dir
@@ -133,6 +134,7 @@ def _run(cfg: RunConfig, ctx: Context, progress: bool, command: str | None, shar
         result.found = [s for s in mine if s not in todo]
         if todo:
             wrapped = load_run_model(cfg.model, cfg.seed, ctx.device(cfg.model.device))
+            record = {**record, "precision": precision_meta(wrapped)}  # what the shards were computed in
             _work(cfg, store, wrapped, todo, mine, result, progress, ctx, shard_hook, record)
         store.write_rank_manifest(ctx.rank, ctx.world, mine)
         ctx.barrier()

@@ -29,6 +29,7 @@ import numpy as np
 from seqexplain.atomic import atomic_write_text
 from seqexplain.attribution import Attribution
 from seqexplain.metrics import DEFAULT_BINS, FERRET_THRESHOLDS, iou_f1, spans_from_positions, token_prf_corpus
+from seqexplain.report._common import reduced_precision
 from seqexplain.report.run_report import ExampleView, RunSummary, render_run_html, render_run_markdown
 from seqexplain.runs.config import RunConfig
 from seqexplain.runs.store import RunStore
@@ -121,10 +122,13 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
         "data": " ".join(x for x in (cfg.data.format, Path(cfg.data.path).name if cfg.data.path else "",
                                      cfg.data.split if cfg.data.format in ("sst", "eraser") else "") if x),
         "seed": cfg.seed, "shards": store.n_shards})
-    reduced = [f"{a} autocast" for a in [cfg.model.autocast] if a] + [
-        f"{d} weights" for d in [cfg.model.dtype] if d not in (None, "float32")]
-    if reduced:  # as the single-result views say it: every score of the run was computed so
-        summary.info["precision"] = ", ".join(reduced)
+    # as the single-result views say it, from what the shards' invocations ran (a saved bfloat16 model loads as one
+    # without model.dtype; a resumed run may have run on another device)
+    reduced = sorted({text for s in range(store.n_shards)
+                      if (text := reduced_precision(((store.shard_info(s) or {}).get("run") or {}).get("precision")
+                                                    or {}))})
+    if reduced:
+        summary.info["precision"] = "; ".join(reduced)
     left_out = [f"{m} {k}: {mean.left_out} of {mean.left_out + mean.n}" for m in methods
                 for k, mean in means[m].items() if k not in ("c", "s") and mean.left_out]
     left_out += [f"{metric} {a} vs {b}: {mean.left_out} of {mean.left_out + mean.n}"
