@@ -237,8 +237,9 @@ def skipped_message(n_skipped: int, shards: list[dict[str, Any]] | None) -> str:
         return (f"{n_skipped} example(s) were skipped, too long or with nothing the tokenizer reads (each listed with "
                 "its reason in manifest.json); to cut too-long ones instead, rerun with --truncate and another --out "
                 "(this folder keeps its configuration)")
-    unreadable = sum(1 for r in reasons if r.startswith("unreadable"))
-    too_long = n_skipped - unreadable
+    from seqexplain.runs.compute import count_skips
+
+    too_long, unreadable = count_skips(reasons)
     parts = [f"{too_long} too long"] * bool(too_long) + [f"{unreadable} with nothing the tokenizer reads"] * bool(
         unreadable)
     advice = ("; to cut too-long ones instead, rerun with --truncate and another --out (this folder keeps its "

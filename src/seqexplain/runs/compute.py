@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +52,17 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+#: how the reason of an example skipped because the tokenizer reads nothing in it begins (the others: too long)
+UNREADABLE = "unreadable: "
+
+
+def count_skips(reasons: Iterable[str]) -> tuple[int, int]:
+    """``(too long, unreadable)``: how many skipped examples each reason of :func:`encode` accounts for."""
+    reasons = list(reasons)
+    unreadable = sum(r.startswith(UNREADABLE) for r in reasons)
+    return len(reasons) - unreadable, unreadable
 
 
 def _target(item: Item, labels: list[str] | None, names: list[str]) -> Any:
@@ -116,7 +128,7 @@ def encode(wrapped: SequenceModel, item: Item, cfg: RunConfig) -> tuple[Encoded 
     try:
         example = encode_item(wrapped, item.text, target, truncate=True)
     except UnreadableTextError as exc:  # nothing to explain in it: skipped with the reason, as a too-long example
-        return None, f"unreadable: {exc}"
+        return None, f"{UNREADABLE}{exc}"
     except InputError as exc:
         raise InputError(f"{item.where}: {exc}") from None
     limit = cfg.data.max_length

@@ -31,6 +31,7 @@ from seqexplain.attribution import Attribution
 from seqexplain.metrics import DEFAULT_BINS, FERRET_THRESHOLDS, iou_f1, spans_from_positions, token_prf_corpus
 from seqexplain.report._common import reduced_precision
 from seqexplain.report.run_report import ExampleView, RunSummary, render_run_html, render_run_markdown
+from seqexplain.runs.compute import count_skips
 from seqexplain.runs.config import RunConfig
 from seqexplain.runs.store import RunStore
 
@@ -112,21 +113,20 @@ def summarize(store: RunStore, cfg: RunConfig, n_examples: int = 5) -> RunSummar
             for metric, others in json.loads(row["agreement"]).items():
                 for other, value in others.items():
                     agree.setdefault(metric, {}).setdefault((m, other), _Mean()).add(value)
-    reasons = [str(k.get("reason", "")) for s in range(store.n_shards)
-               for k in (store.shard_info(s) or {}).get("skipped", [])]
+    infos = [store.shard_info(s) or {} for s in range(store.n_shards)]  # each shard's metadata, read once
+    reasons = [str(k.get("reason", "")) for info in infos for k in info.get("skipped", [])]
+    too_long, unreadable = count_skips(reasons)
     summary = RunSummary(title=f"seqexplain run {store.config_hash[:12]}", methods=methods, info={
         "examples": store.n_items, "rows": n_rows, "methods": ", ".join(methods), "config hash": store.config_hash,
-        "skipped (too long)": sum(not r.startswith("unreadable") for r in reasons),
-        "skipped (unreadable text)": sum(r.startswith("unreadable") for r in reasons),
+        "skipped (too long)": too_long, "skipped (unreadable text)": unreadable,
         "truncated (tokens cut)": n_truncated,
         "data": " ".join(x for x in (cfg.data.format, Path(cfg.data.path).name if cfg.data.path else "",
                                      cfg.data.split if cfg.data.format in ("sst", "eraser") else "") if x),
         "seed": cfg.seed, "shards": store.n_shards})
     # as the single-result views say it, from what the shards' invocations ran (a saved bfloat16 model loads as one
     # without model.dtype; a resumed run may have run on another device)
-    reduced = sorted({text for s in range(store.n_shards)
-                      if (text := reduced_precision(((store.shard_info(s) or {}).get("run") or {}).get("precision")
-                                                    or {}))})
+    reduced = sorted({text for info in infos
+                      if (text := reduced_precision((info.get("run") or {}).get("precision") or {}))})
     if reduced:
         summary.info["precision"] = "; ".join(reduced)
     left_out = [f"{m} {k}: {mean.left_out} of {mean.left_out + mean.n}" for m in methods
