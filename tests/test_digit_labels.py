@@ -94,3 +94,34 @@ def test_a_string_is_an_index_only_when_written_as_one(label):
         label_index(names, label)
     assert label_readings(names, label) is None and ambiguous_label(names, label) is None
     assert label_index(["a", "b"], " 1 ") == 1 and label_index(["x", "01"], "01") == 1  # a name wins
+
+
+def test_a_token_labellers_digit_labels_say_which_reading_they_took():
+    """A token classifier labelled "1", "2", "3": per-token labels given as ints are indices and as strings names,
+    as for a sequence classifier, but nothing said so (a corpus run refuses such data; the API explained one
+    reading silently). Each distinct two-way label is named once, for targets and foils. Oracle: the raw module's
+    log-softmax at the index expected, per token."""
+    from transformers import BertForTokenClassification
+
+    tok = wordpiece_tokenizer()
+    torch.manual_seed(0)
+    names = ["1", "2", "3"]
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=64, num_labels=3,
+                     id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    model = BertForTokenClassification(cfg).eval()
+    wrapped = se.load_model(model, tok, kind="labeller")
+    text = "a fine film"
+    n = len(wrapped.encode(text).target_positions)
+    attr = se.explain(wrapped, text, [1] * n, "gradient_norm")
+    with torch.no_grad():
+        raw = torch.log_softmax(model(**tok(text, return_tensors="pt")).logits[0], -1)
+    assert attr.target_logprobs == pytest.approx([float(raw[p, 1]) for p in attr.target_positions], abs=1e-5)
+    found = [w for w in attr.warnings if "is read as" in w]
+    assert found == ["target label 1 is read as the index 1 ('2'), but the model also has a label named '1' "
+                     "(index 0): give the name '1' as a string to explain that one"]
+    assert not any("is read as" in w for w in se.explain(wrapped, text, ["3"] * n, "gradient_norm").warnings)
+    contrast = se.explain(wrapped, text, ["3"] * n, "gradient_norm", objective="contrast", foil=["1"] * n)
+    assert [w for w in contrast.warnings if "is read as" in w] == [
+        "foil label '1' is read as the label named '1' (index 0), not as the index 1 ('2'): give the name '2' to "
+        "explain that one"]

@@ -32,7 +32,7 @@ from seqexplain.models.base import SequenceModel
 from seqexplain.models.example import AttentionSegment, Example, Part
 from seqexplain.models.hf_classifier import HFClassifier
 from seqexplain.models.keep import labeller_sequences
-from seqexplain.models.labels import label_index, predicted_labels
+from seqexplain.models.labels import ambiguous_label, label_index, predicted_labels
 
 
 class HFTokenLabeller(HFClassifier):
@@ -62,7 +62,8 @@ class HFTokenLabeller(HFClassifier):
             positions = tokens if target is None else self._target_positions(ex, tokens, target)
             labels = [0] * len(positions) if target is None else self._labels_per_token(target, len(positions),
                                                                                         "target")
-            out.append(self._with_labels(ex.replace(kind="labeller", target_positions=positions,
+            warned = ex.warnings + ([] if target is None else self._ambiguous(target, "target"))
+            out.append(self._with_labels(ex.replace(kind="labeller", target_positions=positions, warnings=warned,
                                                     visibility=self._visibility(positions, ex.length)), labels))
         todo = [k for k, (_, target) in enumerate(requests) if target is None]
         for k, labels in zip(todo, predicted_labels(self, [out[k] for k in todo]), strict=True):
@@ -104,6 +105,16 @@ class HFTokenLabeller(HFClassifier):
             raise InputError(f"the {what} gives {len(items)} label(s) but the text has {n} token(s) to label; give "
                              "one label per token")
         return [label_index(self.label_names(), k) for k in items]
+
+    def _ambiguous(self, given: Any, what: str) -> list[str]:
+        """The two-readings warning (:func:`~seqexplain.models.labels.ambiguous_label`) of each distinct label in
+        ``given`` that reads both as an index and as another label's name."""
+        items = given.split() if isinstance(given, str) else list(given)
+        names = self.label_names()
+        return list(dict.fromkeys(w for k in items if (w := ambiguous_label(names, k, what)) is not None))
+
+    def foil_warnings(self, example: Example, foil: Any, names: list[str]) -> list[str]:
+        return self._ambiguous(foil, "foil")
 
     def with_objective(self, example: Example, objective: str = "logprob", foil: Any = None) -> Example:
         """:meth:`SequenceModel.with_objective` with a foil label per token (:meth:`foil_ids`), not the sequence
